@@ -1,0 +1,63 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Release builds keep Swift's safety checks on; the data path avoids them by
+// working through pointers whose bounds were validated once per burst.
+let hotPathFlags: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "Ferry",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ferry", targets: ["ferry"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
+    ],
+    targets: [
+        // Macros, constants and struct layouts Swift cannot import. No logic.
+        .target(name: "CFerry"),
+        // The one syscall layer: owned descriptors, typed errors, unix sockets with fds.
+        .target(name: "Platform", dependencies: ["CFerry"], swiftSettings: hotPathFlags),
+        // Guest memory, split virtqueues, the virtio-net header. Trusts nothing a guest wrote.
+        .target(name: "Virtio", dependencies: ["CFerry", "Platform"], swiftSettings: hotPathFlags),
+        // The shared packet pool, packet batches, MAC addresses, counters.
+        .target(name: "Packets", dependencies: ["CFerry", "Platform"], swiftSettings: hotPathFlags),
+        // vhost-user protocol: codec, connections, the device state machine.
+        .target(name: "VhostUser", dependencies: [
+            "CFerry", "Platform", "Virtio", "Packets",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: hotPathFlags),
+        // One file per kind of port; each pulls and pushes batches.
+        .target(name: "Ports", dependencies: [
+            "CFerry", "Platform", "Virtio", "Packets", "VhostUser",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: hotPathFlags),
+        // Worker threads that poll ports in batches, and the control-plane thread.
+        .target(name: "Engine", dependencies: [
+            "CFerry", "Platform", "Packets", "Ports", "VhostUser",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: hotPathFlags),
+        .executableTarget(name: "ferry", dependencies: [
+            "Platform", "Packets", "Ports", "Engine", "VhostUser",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // A mock driver on memfd guest memory and a mock front-end over a socketpair.
+        .target(name: "TestSupport", dependencies: ["CFerry", "Platform", "Virtio", "VhostUser", "Packets"],
+                path: "Tests/TestSupport"),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "TestSupport"]),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "TestSupport"]),
+        .testTarget(name: "PacketsTests", dependencies: ["Packets"]),
+        .testTarget(name: "PortsTests", dependencies: ["Ports", "TestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: [
+            "Engine", "Ports", "TestSupport",
+            .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+        ]),
+    ]
+)

@@ -1,0 +1,81 @@
+// CFerry: what Swift cannot import by itself. Macros become inline functions,
+// kernel struct layouts are pinned with _Static_assert. No logic lives here.
+#ifndef CFERRY_H
+#define CFERRY_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/mman.h>
+#include <sys/eventfd.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <sys/ioctl.h>
+#include <linux/virtio_ring.h>
+#include <sched.h>
+#include <pthread.h>
+#include <unistd.h>
+
+// ---- Memory ordering on memory shared with another process (a guest's rings).
+// Swift's Atomic<T> cannot be placed on foreign memory, so the C11 builtins are
+// exposed one per width and order. Each is a single instruction on x86-64.
+static inline uint16_t ferry_load_acquire_u16(const void *p) {
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void ferry_store_release_u16(void *p, uint16_t v) {
+    __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE);
+}
+static inline uint16_t ferry_load_relaxed_u16(const void *p) {
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED);
+}
+static inline void ferry_store_relaxed_u16(void *p, uint16_t v) {
+    __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED);
+}
+static inline uint64_t ferry_load_relaxed_u64(const void *p) {
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+static inline void ferry_store_relaxed_u64(void *p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
+static inline uint32_t ferry_load_acquire_u32(const void *p) {
+    return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void ferry_store_release_u32(void *p, uint32_t v) {
+    __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE);
+}
+// A full fence: needed between publishing used.idx and reading the driver's
+// event index (virtio 1.2 §2.7.10: the store must be visible before the load).
+static inline void ferry_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void ferry_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+static inline void ferry_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+static inline void ferry_cpu_relax(void) { __builtin_ia32_pause(); }
+
+// ---- SCM_RIGHTS: the CMSG_* macros as functions.
+static inline size_t ferry_cmsg_space(size_t len) { return CMSG_SPACE(len); }
+static inline size_t ferry_cmsg_len(size_t len) { return CMSG_LEN(len); }
+static inline struct cmsghdr *ferry_cmsg_firsthdr(struct msghdr *m) { return CMSG_FIRSTHDR(m); }
+static inline struct cmsghdr *ferry_cmsg_nxthdr(struct msghdr *m, struct cmsghdr *c) { return CMSG_NXTHDR(m, c); }
+static inline unsigned char *ferry_cmsg_data(struct cmsghdr *c) { return CMSG_DATA(c); }
+
+// ---- Calls glibc declares only under _GNU_SOURCE. Defining _GNU_SOURCE in
+// this header would make its struct definitions disagree with Swift's Glibc
+// module, so these forwarders live in shim.c, compiled with it.
+int ferry_memfd_create(const char *name, unsigned int flags);
+int ferry_set_affinity(int cpu);
+int ferry_set_thread_name(const char *name);
+int ferry_accept_cloexec(int listener);
+#define FERRY_MFD_CLOEXEC 1u
+
+// ---- Split virtqueue layout (virtio 1.2 §2.7). Swift reads these through
+// raw pointers at the offsets below; the asserts keep both sides in step.
+_Static_assert(sizeof(struct vring_desc) == 16, "virtq_desc is 16 bytes");
+_Static_assert(offsetof(struct vring_desc, len) == 8, "virtq_desc.len at 8");
+_Static_assert(offsetof(struct vring_desc, flags) == 12, "virtq_desc.flags at 12");
+_Static_assert(offsetof(struct vring_desc, next) == 14, "virtq_desc.next at 14");
+_Static_assert(sizeof(struct vring_used_elem) == 8, "virtq_used_elem is 8 bytes");
+_Static_assert(offsetof(struct vring_avail, ring) == 4, "avail.ring at 4");
+_Static_assert(offsetof(struct vring_used, ring) == 4, "used.ring at 4");
+
+#endif

@@ -1,0 +1,22 @@
+// Forwarders for calls glibc declares only under _GNU_SOURCE (see CFerry.h).
+#define _GNU_SOURCE 1
+#include <sched.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include "CFerry.h"
+
+int ferry_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
+
+int ferry_set_affinity(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof(set), &set);
+}
+
+int ferry_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
+
+int ferry_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
+
+_Static_assert(FERRY_MFD_CLOEXEC == MFD_CLOEXEC, "MFD_CLOEXEC");

@@ -1,0 +1,171 @@
+import CFerry
+import Glibc
+
+/// Stream unix sockets that carry file descriptors (SCM_RIGHTS), as vhost-user and the control socket need.
+public enum UnixSocket {
+    /// The most descriptors one message may carry (vhost-user sends at most 8 regions, or 32 mem slots).
+    public static let maxDescriptors = 32
+
+    private static func address(_ path: String) throws(SystemError) -> sockaddr_un {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw SystemError("socket path too long: \(path)", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return addr
+    }
+
+    private static func makeSocket() throws(SystemError) -> FileDescriptor {
+        FileDescriptor(owning: try syscall("socket(AF_UNIX)") {
+            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        })
+    }
+
+    /// Listens on `path`, replacing a stale socket file left by an earlier run.
+    public static func listen(path: String, backlog: Int32 = 8) throws(SystemError) -> FileDescriptor {
+        let fd = try makeSocket()
+        var addr = try address(path)
+        unlink(path)
+        let raw = fd.rawValue
+        _ = try syscall("bind(\(path))") {
+            withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+        }
+        _ = try syscall("listen(\(path))") { Glibc.listen(raw, backlog) }
+        return fd
+    }
+
+    /// Connects to `path`; the caller retries on ENOENT/ECONNREFUSED.
+    public static func connect(path: String) throws(SystemError) -> FileDescriptor {
+        let fd = try makeSocket()
+        var addr = try address(path)
+        let raw = fd.rawValue
+        _ = try syscall("connect(\(path))") {
+            withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+        }
+        return fd
+    }
+
+    /// Accepts one connection, or nil when none is pending on a non-blocking listener.
+    public static func accept(_ listener: Int32) throws(SystemError) -> FileDescriptor? {
+        switch try nonBlockingSyscall("accept") { ferry_accept_cloexec(listener) } {
+        case .done(let fd): return FileDescriptor(owning: fd)
+        case .wouldBlock: return nil
+        }
+    }
+
+    /// A connected pair, for tests and in-process peers; both ends are owned by the caller.
+    public static func pair() throws(SystemError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try syscall("socketpair") {
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (fds[0], fds[1])
+    }
+
+    /// Sends all of `bytes`, with `fds` attached to the first byte.
+    public static func send(_ fd: Int32, bytes: [UInt8], fds: [Int32] = []) throws(SystemError) {
+        precondition(fds.count <= maxDescriptors)
+        var sent = 0
+        repeat {
+            let attach = sent == 0 ? fds : []
+            let (n, err) = sendOnce(fd, bytes: bytes, from: sent, fds: attach)
+            if n < 0 {
+                if err == EINTR { continue }
+                throw SystemError("sendmsg", errno: err)
+            }
+            sent += n
+        } while sent < bytes.count
+    }
+
+    private static func sendOnce(_ fd: Int32, bytes: [UInt8], from offset: Int, fds: [Int32]) -> (Int, Int32) {
+        let controlSize = fds.isEmpty ? 0 : ferry_cmsg_space(fds.count * 4)
+        var control = [UInt8](repeating: 0, count: max(controlSize, 1))
+        return bytes.withUnsafeBytes { raw in
+            control.withUnsafeMutableBytes { ctl in
+                var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress.map { $0 + offset }),
+                                iov_len: raw.count - offset)
+                return withUnsafeMutablePointer(to: &iov) { iovp in
+                    var msg = msghdr()
+                    msg.msg_iov = iovp
+                    msg.msg_iovlen = 1
+                    if controlSize > 0 {
+                        msg.msg_control = ctl.baseAddress
+                        msg.msg_controllen = controlSize
+                        let cmsg = ferry_cmsg_firsthdr(&msg)!
+                        cmsg.pointee.cmsg_level = SOL_SOCKET
+                        cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                        cmsg.pointee.cmsg_len = ferry_cmsg_len(fds.count * 4)
+                        let data = UnsafeMutableRawPointer(ferry_cmsg_data(cmsg)!)
+                        for (i, f) in fds.enumerated() { data.storeBytes(of: f, toByteOffset: i * 4, as: Int32.self) }
+                    }
+                    let n = sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
+                    return (n, n < 0 ? errno : 0)
+                }
+            }
+        }
+    }
+
+    /// One received chunk: its length (0 at end of stream), the descriptors
+    /// that rode on it, and whether the kernel dropped some (MSG_CTRUNC).
+    public struct Received {
+        public let count: Int
+        public let fds: ReceivedDescriptors
+        public let truncated: Bool
+    }
+
+    /// Receives up to `buffer.count` bytes and any descriptors riding on them;
+    /// nil when `nonBlocking` and nothing is pending.
+    public static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, nonBlocking: Bool = false)
+        throws(SystemError) -> Received?
+    {
+        let controlSize = ferry_cmsg_space(maxDescriptors * 4)
+        var control = [UInt8](repeating: 0, count: controlSize)
+        let flags = Int32(MSG_CMSG_CLOEXEC) | (nonBlocking ? Int32(MSG_DONTWAIT) : 0)
+        while true {
+            var fds: [Int32] = []
+            var msgFlags: Int32 = 0
+            let (n, err) = control.withUnsafeMutableBytes { ctl in
+                var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
+                return withUnsafeMutablePointer(to: &iov) { iovp in
+                    var msg = msghdr()
+                    msg.msg_iov = iovp
+                    msg.msg_iovlen = 1
+                    msg.msg_control = ctl.baseAddress
+                    msg.msg_controllen = controlSize
+                    let n = recvmsg(fd, &msg, flags)
+                    if n < 0 { return (n, errno) }
+                    var cmsg = ferry_cmsg_firsthdr(&msg)
+                    while let c = cmsg {
+                        if c.pointee.cmsg_level == SOL_SOCKET, c.pointee.cmsg_type == Int32(SCM_RIGHTS) {
+                            let count = (Int(c.pointee.cmsg_len) - ferry_cmsg_len(0)) / 4
+                            let data = UnsafeRawPointer(ferry_cmsg_data(c)!)
+                            for i in 0..<count { fds.append(data.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)) }
+                        }
+                        cmsg = ferry_cmsg_nxthdr(&msg, c)
+                    }
+                    msgFlags = msg.msg_flags
+                    return (n, Int32(0))
+                }
+            }
+            if n < 0 {
+                if err == EINTR { continue }
+                if err == EAGAIN { return nil }
+                throw SystemError("recvmsg", errno: err)
+            }
+            return Received(count: n, fds: ReceivedDescriptors(fds), truncated: msgFlags & Int32(MSG_CTRUNC) != 0)
+        }
+    }
+}
