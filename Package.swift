@@ -24,7 +24,7 @@ let package = Package(
         // The one syscall layer: owned descriptors, typed errors, unix sockets with fds.
         .target(name: "Platform", dependencies: ["CFerry"], swiftSettings: hotPathFlags),
         // Guest memory, split virtqueues, the virtio-net header. Trusts nothing a guest wrote.
-        .target(name: "Virtio", dependencies: ["CFerry", "Platform"], swiftSettings: hotPathFlags),
+        .target(name: "Virtio", dependencies: ["CFerry", "Platform", "Packets"], swiftSettings: hotPathFlags),
         // The shared packet pool, packet batches, MAC addresses, counters.
         .target(name: "Packets", dependencies: ["CFerry", "Platform"], swiftSettings: hotPathFlags),
         // vhost-user protocol: codec, connections, the device state machine.

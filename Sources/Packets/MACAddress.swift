@@ -1,0 +1,33 @@
+/// A 48-bit Ethernet address.
+public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
+    public var bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+
+    public init(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8, _ b4: UInt8, _ b5: UInt8) {
+        bytes = (b0, b1, b2, b3, b4, b5)
+    }
+
+    /// Parses `aa:bb:cc:dd:ee:ff` (or with dashes).
+    public init?(_ text: String) {
+        let parts = text.split(whereSeparator: { $0 == ":" || $0 == "-" })
+        guard parts.count == 6 else { return nil }
+        var b: [UInt8] = []
+        for p in parts {
+            guard p.count == 2, let v = UInt8(p, radix: 16) else { return nil }
+            b.append(v)
+        }
+        bytes = (b[0], b[1], b[2], b[3], b[4], b[5])
+    }
+
+    public static let broadcast = MACAddress(0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+
+    public var array: [UInt8] { [bytes.0, bytes.1, bytes.2, bytes.3, bytes.4, bytes.5] }
+
+    public var isMulticast: Bool { bytes.0 & 1 == 1 }
+
+    public static func == (a: Self, b: Self) -> Bool { a.array == b.array }
+    public func hash(into h: inout Hasher) { h.combine(array) }
+
+    public var description: String {
+        array.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: ":")
+    }
+}

@@ -1,0 +1,216 @@
+import Glibc
+import Platform
+
+/// One region of a guest's RAM as the front-end describes it (vhost-user.rst,
+/// "Memory region description").
+public struct GuestMemoryRegionInfo: Equatable, Sendable {
+    public var guestPhysicalAddress: UInt64
+    public var size: UInt64
+    public var frontEndAddress: UInt64
+    public var mmapOffset: UInt64
+
+    public init(guestPhysicalAddress: UInt64, size: UInt64, frontEndAddress: UInt64, mmapOffset: UInt64) {
+        self.guestPhysicalAddress = guestPhysicalAddress
+        self.size = size
+        self.frontEndAddress = frontEndAddress
+        self.mmapOffset = mmapOffset
+    }
+}
+
+public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
+    case empty
+    case tooManyRegions(Int, max: Int)
+    case zeroSize(region: Int)
+    case wraps(region: Int)
+    case overlaps(region: Int, other: Int)
+    case mapFailed(region: Int, SystemError)
+    case noSuchRegion(guestPhysicalAddress: UInt64)
+
+    public var description: String {
+        switch self {
+        case .empty: "memory table has no regions"
+        case .tooManyRegions(let n, let max): "memory table has \(n) regions, at most \(max) are supported"
+        case .zeroSize(let r): "memory region \(r) has size 0"
+        case .wraps(let r): "memory region \(r) wraps past the end of the address space"
+        case .overlaps(let r, let o): "memory region \(r) overlaps region \(o)"
+        case .mapFailed(let r, let e): "memory region \(r) cannot be mapped: \(e)"
+        case .noSuchRegion(let gpa): "no memory region starts at guest address 0x\(String(gpa, radix: 16))"
+        }
+    }
+}
+
+/// A guest's memory, mapped once when the table arrives and validated then:
+/// regions are non-empty, do not wrap, and overlap neither in guest-physical nor
+/// in front-end address space. Translation never returns a pointer for a range
+/// that is not wholly inside one mapped region.
+public final class GuestMemory: @unchecked Sendable {
+    /// One mapped region, laid out for the translation loop.
+    @usableFromInline
+    struct Region {
+        @usableFromInline var guestStart: UInt64
+        @usableFromInline var guestEnd: UInt64   // exclusive; guestStart + size cannot wrap (validated)
+        @usableFromInline var frontEndStart: UInt64
+        @usableFromInline var frontEndEnd: UInt64
+        @usableFromInline var host: UnsafeMutableRawPointer
+    }
+
+    public static let maxRegions = 32
+
+    public let regions: [GuestMemoryRegionInfo]
+    private let mappings: [MemoryMapping]
+    @usableFromInline let table: UnsafeMutablePointer<Region>
+    @usableFromInline let count: Int
+
+    /// Maps each region from its descriptor. `fds` are borrowed: the mapping
+    /// keeps the memory alive after the caller closes them.
+    public convenience init(regions: [GuestMemoryRegionInfo], fds: [Int32]) throws(GuestMemoryError) {
+        precondition(regions.count == fds.count, "one descriptor per region")
+        try Self.validate(regions)
+        var maps: [MemoryMapping] = []
+        for (i, r) in regions.enumerated() {
+            do {
+                maps.append(try Self.map(r, fd: fds[i]))
+            } catch {
+                throw .mapFailed(region: i, error)
+            }
+        }
+        self.init(validated: regions, mappings: maps)
+    }
+
+    private init(validated: [GuestMemoryRegionInfo], mappings: [MemoryMapping]) {
+        self.regions = validated
+        self.mappings = mappings
+        self.count = validated.count
+        self.table = .allocate(capacity: max(validated.count, 1))
+        for (i, r) in validated.enumerated() {
+            // SAFETY: map() mapped mmapOffset + size bytes, so base + offset is inside the mapping.
+            let host = mappings[i].base + Int(r.mmapOffset)
+            table[i] = Region(guestStart: r.guestPhysicalAddress, guestEnd: r.guestPhysicalAddress + r.size,
+                              frontEndStart: r.frontEndAddress, frontEndEnd: r.frontEndAddress + r.size, host: host)
+        }
+    }
+
+    deinit { table.deallocate() }
+
+    /// A table with one more region (ADD_MEM_REG); existing mappings are shared, not remapped.
+    public func adding(_ region: GuestMemoryRegionInfo, fd: Int32) throws(GuestMemoryError) -> GuestMemory {
+        let all = regions + [region]
+        try Self.validate(all)
+        let map: MemoryMapping
+        do { map = try Self.map(region, fd: fd) } catch { throw .mapFailed(region: regions.count, error) }
+        return GuestMemory(validated: all, mappings: mappings + [map])
+    }
+
+    /// A table without the region that starts at `guestPhysicalAddress` (REM_MEM_REG); nil when it was the last.
+    public func removing(guestPhysicalAddress: UInt64, size: UInt64) throws(GuestMemoryError) -> GuestMemory? {
+        guard let i = regions.firstIndex(where: { $0.guestPhysicalAddress == guestPhysicalAddress && $0.size == size }) else {
+            throw .noSuchRegion(guestPhysicalAddress: guestPhysicalAddress)
+        }
+        if regions.count == 1 { return nil }
+        var r = regions, m = mappings
+        r.remove(at: i)
+        m.remove(at: i)
+        return GuestMemory(validated: r, mappings: m)
+    }
+
+    static func validate(_ regions: [GuestMemoryRegionInfo]) throws(GuestMemoryError) {
+        guard !regions.isEmpty else { throw .empty }
+        guard regions.count <= maxRegions else { throw .tooManyRegions(regions.count, max: maxRegions) }
+        for (i, r) in regions.enumerated() {
+            guard r.size > 0 else { throw .zeroSize(region: i) }
+            let (_, o1) = r.guestPhysicalAddress.addingReportingOverflow(r.size)
+            let (_, o2) = r.frontEndAddress.addingReportingOverflow(r.size)
+            let (mapEnd, o3) = r.mmapOffset.addingReportingOverflow(r.size)
+            guard !o1, !o2, !o3, mapEnd <= UInt64(Int.max) else { throw .wraps(region: i) }
+        }
+        for i in regions.indices {
+            for j in regions.indices where j < i {
+                let a = regions[i], b = regions[j]
+                let gpaOverlap = a.guestPhysicalAddress < b.guestPhysicalAddress + b.size
+                    && b.guestPhysicalAddress < a.guestPhysicalAddress + a.size
+                let vaOverlap = a.frontEndAddress < b.frontEndAddress + b.size
+                    && b.frontEndAddress < a.frontEndAddress + a.size
+                if gpaOverlap || vaOverlap { throw .overlaps(region: i, other: j) }
+            }
+        }
+    }
+
+    private static func map(_ r: GuestMemoryRegionInfo, fd: Int32) throws(SystemError) -> MemoryMapping {
+        // Hugepage-backed descriptors can only be mapped in whole pages of their
+        // own size; st_blksize reports that size for hugetlbfs and memfd alike.
+        var st = stat()
+        _ = try syscall("fstat") { fstat(fd, &st) }
+        let block = max(UInt64(st.st_blksize), 4096)
+        let wanted = r.mmapOffset + r.size
+        let length = (wanted + block - 1) / block * block
+        return try MemoryMapping(fd: fd, length: Int(length))
+    }
+
+    /// The host pointer for `length` bytes at guest-physical `address`, or nil
+    /// unless the whole range lies inside one region.
+    @inlinable
+    public func translate(_ address: GuestAddress, length: UInt32) -> UnsafeMutableRawPointer? {
+        let start = address.rawValue
+        let (end, overflow) = start.addingReportingOverflow(UInt64(length))
+        if overflow { return nil }
+        var i = 0
+        while i < count {
+            let r = table[i]
+            if start >= r.guestStart && end <= r.guestEnd {
+                // SAFETY: start - guestStart < region size, checked just above.
+                return r.host + Int(start &- r.guestStart)
+            }
+            i &+= 1
+        }
+        return nil
+    }
+
+    /// The host pointer for the first piece of `length` bytes at `address` that
+    /// one region holds, and that piece's length; callers loop over the pieces
+    /// of a buffer that crosses from one region into the next. Nil when
+    /// `address` is in no region or the range wraps.
+    @inlinable
+    public func translatePiece(_ address: GuestAddress, length: UInt32) -> (UnsafeMutableRawPointer, UInt32)? {
+        let start = address.rawValue
+        let (_, overflow) = start.addingReportingOverflow(UInt64(length))
+        if overflow { return nil }
+        var i = 0
+        while i < count {
+            let r = table[i]
+            if start >= r.guestStart && start < r.guestEnd {
+                let room = r.guestEnd &- start
+                let piece = room < UInt64(length) ? UInt32(truncatingIfNeeded: room) : length
+                // SAFETY: start - guestStart < region size, checked just above.
+                return (r.host + Int(start &- r.guestStart), piece)
+            }
+            i &+= 1
+        }
+        return nil
+    }
+
+    /// The host pointer for a range given in the front-end's address space (ring addresses).
+    @inlinable
+    public func translate(_ address: FrontEndAddress, length: UInt64) -> UnsafeMutableRawPointer? {
+        let start = address.rawValue
+        let (end, overflow) = start.addingReportingOverflow(length)
+        if overflow { return nil }
+        var i = 0
+        while i < count {
+            let r = table[i]
+            if start >= r.frontEndStart && end <= r.frontEndEnd {
+                // SAFETY: start - frontEndStart < region size, checked just above.
+                return r.host + Int(start &- r.frontEndStart)
+            }
+            i &+= 1
+        }
+        return nil
+    }
+
+    /// The guest-physical address that a front-end address maps to, for tests and diagnostics.
+    public func guestAddress(of address: FrontEndAddress) -> GuestAddress? {
+        for i in 0..<count where address.rawValue >= table[i].frontEndStart && address.rawValue < table[i].frontEndEnd {
+            return GuestAddress(table[i].guestStart + (address.rawValue - table[i].frontEndStart))
+        }
+        return nil
+    }
+}

@@ -1,0 +1,152 @@
+import CFerry
+import Glibc
+import Packets
+
+/// What became of one frame offered to a device-writable (RX) queue.
+@usableFromInline
+enum PushedFrame {
+    case delivered
+    case dropped(DropReason)
+    case broken
+}
+
+extension SplitVirtqueue {
+    /// Copies every frame of `batch` into the guest's RX buffers (one copy,
+    /// straight from wherever the frame lives) and publishes them with one
+    /// used-index store. With mergeable buffers a frame spans as many chains
+    /// as it needs and its header says how many (num_buffers); without, it
+    /// must fit one chain. Frames that find no room are dropped and counted.
+    @inlinable
+    public func push(from batch: PacketBatch, counters: QueueCounters) {
+        let total = batch.count
+        guard total > 0 else { return }
+        guard isRunning, let available = availableCount() else {
+            counters.dropped(error == nil ? .notReady : .deviceBroken, total)
+            return
+        }
+        guard let mem = memory else { return }
+        var availLeft = available
+        let usedBefore = pendingUsed
+        var sent = 0
+        var bytes: UInt64 = 0
+        var frame = 0
+        while frame < total {
+            if availLeft == 0 {
+                counters.dropped(.noRxBuffer, total &- frame)
+                break
+            }
+            let chainsBefore = pendingUsed
+            switch writeFrame(frame, of: batch, memory: mem, availLeft: availLeft) {
+            case .delivered:
+                sent &+= 1
+                bytes &+= UInt64(batch.length[frame])
+                availLeft &-= Int(pendingUsed &- chainsBefore)
+            case .dropped(let reason):
+                counters.dropped(reason)
+            case .broken:
+                counters.dropped(.deviceBroken, total &- frame)
+                frame = total
+                continue
+            }
+            frame &+= 1
+        }
+        if sent > 0 { counters.sent(packets: sent, bytes: bytes) }
+        let n = pendingUsed &- usedBefore
+        pendingUsed = usedBefore
+        if isRunning { publishUsed(n) }
+    }
+
+    /// Writes one frame into as many chains as it needs; on a shortfall takes
+    /// nothing (the guest's buffers stay available for the next frame).
+    @inlinable
+    func writeFrame(_ frame: Int, of batch: PacketBatch, memory mem: GuestMemory, availLeft: Int) -> PushedFrame {
+        let hdrLen = headerLength
+        let header = batch.header(frame)
+        var headerDone = 0
+        var seg = Int(batch.firstSegment[frame])
+        let segEnd = seg &+ Int(batch.segments[frame])
+        var srcPtr = seg < segEnd ? batch.segmentBase[seg] : header
+        var srcLeft = seg < segEnd ? Int(batch.segmentLength[seg]) : 0
+        var remaining = hdrLen &+ Int(batch.length[frame])
+        // Where num_buffers (header bytes 10 and 11) landed in guest memory.
+        var numBuffersLow: UnsafeMutableRawPointer? = nil
+        var numBuffersHigh: UnsafeMutableRawPointer? = nil
+        var chains = 0
+        let startAvail = lastAvail
+        let startPending = pendingUsed
+        while remaining > 0 {
+            if chains == availLeft {
+                lastAvail = startAvail
+                pendingUsed = startPending
+                return .dropped(.noRxBuffer)
+            }
+            if chains > 0 && !mergeableBuffers {
+                lastAvail = startAvail
+                pendingUsed = startPending
+                return .dropped(.rxBufferTooSmall)
+            }
+            guard let h = head(at: lastAvail) else { return .broken }
+            var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
+            var written = 0
+            chainLoop: while remaining > 0, let step = walker.next(memory: mem) {
+                let d: Descriptor
+                switch step {
+                case .failure(let e): fail(e); return .broken
+                case .success(let value): d = value
+                }
+                if !d.writable { fail(.readableInDeviceChain); return .broken }
+                var address = d.address
+                var left = d.length
+                while left > 0 && remaining > 0 {
+                    guard let (p, piece) = mem.translatePiece(GuestAddress(address), length: left) else {
+                        fail(.descriptorAddressInvalid(address: d.address, length: d.length)); return .broken
+                    }
+                    var dst = p
+                    var room = Int(piece)
+                    // The header first, then the frame's segments, in as many pieces as the buffers need.
+                    while room > 0 && remaining > 0 {
+                        if headerDone < hdrLen {
+                            let take = min(room, hdrLen &- headerDone)
+                            memcpy(dst, header + headerDone, take)
+                            if headerDone <= 10 && 10 < headerDone &+ take { numBuffersLow = dst + (10 &- headerDone) }
+                            if headerDone <= 11 && 11 < headerDone &+ take { numBuffersHigh = dst + (11 &- headerDone) }
+                            headerDone &+= take
+                            dst += take
+                            room &-= take
+                            remaining &-= take
+                            written &+= take
+                            continue
+                        }
+                        if srcLeft == 0 {
+                            seg &+= 1
+                            srcPtr = batch.segmentBase[seg]
+                            srcLeft = Int(batch.segmentLength[seg])
+                        }
+                        let take = min(room, srcLeft)
+                        memcpy(dst, srcPtr, take)
+                        srcPtr += take
+                        srcLeft &-= take
+                        dst += take
+                        room &-= take
+                        remaining &-= take
+                        written &+= take
+                    }
+                    address &+= UInt64(piece)
+                    left &-= piece
+                }
+                if remaining == 0 { break chainLoop }
+            }
+            writeUsed(slot: usedIndex &+ pendingUsed, id: h, length: UInt32(truncatingIfNeeded: written))
+            pendingUsed &+= 1
+            lastAvail &+= 1
+            chains &+= 1
+        }
+        if hdrLen >= 12 {
+            // §5.1.6.4: num_buffers is the number of chains used, 1 without MRG_RXBUF.
+            let n = UInt16(truncatingIfNeeded: chains)
+            numBuffersLow?.storeBytes(of: UInt8(truncatingIfNeeded: n), as: UInt8.self)
+            numBuffersHigh?.storeBytes(of: UInt8(truncatingIfNeeded: n >> 8), as: UInt8.self)
+        }
+        return .delivered
+    }
+}

@@ -1,0 +1,212 @@
+import CFerry
+import Packets
+
+/// Byte layout of a split virtqueue (virtio 1.2 §2.7).
+@usableFromInline
+enum SplitRingLayout {
+    @usableFromInline static let descriptorSize = 16
+    @usableFromInline static let descFlagNext: UInt16 = 1       // VIRTQ_DESC_F_NEXT
+    @usableFromInline static let descFlagWrite: UInt16 = 2      // VIRTQ_DESC_F_WRITE
+    @usableFromInline static let descFlagIndirect: UInt16 = 4   // VIRTQ_DESC_F_INDIRECT
+    @usableFromInline static let availNoInterrupt: UInt16 = 1   // VIRTQ_AVAIL_F_NO_INTERRUPT
+    @usableFromInline static let usedNoNotify: UInt16 = 1       // VIRTQ_USED_F_NO_NOTIFY
+    /// §2.7: Queue Size is a power of 2 no larger than 32768.
+    public static let maxSize: UInt32 = 32768
+
+    static func descriptorTableBytes(_ size: Int) -> UInt64 { UInt64(16 * size) }
+    static func availBytes(_ size: Int) -> UInt64 { UInt64(6 + 2 * size) }
+    static func usedBytes(_ size: Int) -> UInt64 { UInt64(6 + 8 * size) }
+}
+
+/// One split virtqueue of a device, walked from the device side.
+///
+/// The control plane configures it (size, ring addresses, base index) and
+/// `start`s it once memory is mapped; the worker then calls `pull`/`release`
+/// (device-readable queues) or `push` (device-writable queues). Every value the
+/// guest wrote is loaded once and checked before use; the first bad value
+/// stops the queue with a `VirtqueueError` and the device is marked broken.
+public final class SplitVirtqueue {
+    public let index: Int
+
+    // Configuration, written by the control plane while the data path is quiesced.
+    public var size: UInt16 = 0
+    public var descAddress = FrontEndAddress(0)
+    public var availAddress = FrontEndAddress(0)
+    public var usedAddress = FrontEndAddress(0)
+    public var eventIndex = false
+    public var headerLength = 12
+    public var mergeableBuffers = false
+    public var enabled = false
+    public var kickFD: Int32 = -1
+    public var callFD: Int32 = -1
+    public var errorFD: Int32 = -1
+    /// Set by SET_VRING_BASE: where the driver wants the device to start.
+    public var baseIndex: UInt16 = 0
+
+    // Data-path state, owned by the worker while `isRunning`.
+    @usableFromInline var mask: UInt16 = 0
+    @usableFromInline var desc: UnsafeMutableRawPointer? = nil
+    @usableFromInline var avail: UnsafeMutableRawPointer? = nil
+    @usableFromInline var used: UnsafeMutableRawPointer? = nil
+    @usableFromInline unowned(unsafe) var memory: GuestMemory? = nil
+    @usableFromInline var memoryOwner: GuestMemory? = nil
+    /// Next avail ring slot to consume (free-running, wraps at 2^16 like the driver's index).
+    public var lastAvail: UInt16 = 0
+    /// Used index as last published to the driver.
+    public var usedIndex: UInt16 = 0
+    /// Used entries written but not yet published (between pull and release).
+    @usableFromInline var pendingUsed: UInt16 = 0
+    /// Used index at the last notification decision (EVENT_IDX's "old").
+    @usableFromInline var signalledUsed: UInt16 = 0
+    /// The worker reads this before touching the rings.
+    public internal(set) var isRunning = false
+    /// The first guest error seen; the queue stays stopped until reconfigured.
+    public internal(set) var error: VirtqueueError? = nil
+    /// Largest frame accepted from a guest (64 KiB of GSO payload plus headers).
+    public var maxFrameLength: UInt32 = 65_550
+
+    public init(index: Int) { self.index = index }
+
+    /// Checks the configuration against guest memory and starts the queue.
+    /// Resumes from the used index in the ring when it disagrees with the base
+    /// (a back-end restart: the driver's view of what was consumed is the used index).
+    public func start(memory: GuestMemory) throws(VirtqueueError) {
+        let n = UInt32(size)
+        guard n > 0, n <= SplitRingLayout.maxSize, n & (n - 1) == 0 else { throw .sizeInvalid(n) }
+        guard let d = memory.translate(descAddress, length: SplitRingLayout.descriptorTableBytes(Int(n))) else {
+            throw .ringNotMapped(what: "descriptor table", address: descAddress.rawValue)
+        }
+        guard let a = memory.translate(availAddress, length: SplitRingLayout.availBytes(Int(n))) else {
+            throw .ringNotMapped(what: "avail ring", address: availAddress.rawValue)
+        }
+        guard let u = memory.translate(usedAddress, length: SplitRingLayout.usedBytes(Int(n))) else {
+            throw .ringNotMapped(what: "used ring", address: usedAddress.rawValue)
+        }
+        desc = d
+        avail = a
+        used = u
+        mask = UInt16(n - 1)
+        memoryOwner = memory
+        self.memory = memory
+        lastAvail = baseIndex
+        usedIndex = baseIndex
+        let ringUsed = ferry_load_acquire_u16(u + 2)
+        if ringUsed != baseIndex {
+            lastAvail = ringUsed
+            usedIndex = ringUsed
+        }
+        signalledUsed = usedIndex
+        pendingUsed = 0
+        error = nil
+        // We poll: ask the driver not to kick. With EVENT_IDX the driver ignores
+        // this flag and kicks only when it passes avail_event, which we leave behind.
+        ferry_store_relaxed_u16(u, SplitRingLayout.usedNoNotify)
+        isRunning = true
+    }
+
+    /// Stops the queue and returns the index to hand back in GET_VRING_BASE.
+    @discardableResult
+    public func stop() -> UInt16 {
+        let next = isRunning ? lastAvail : baseIndex
+        isRunning = false
+        desc = nil
+        avail = nil
+        used = nil
+        memory = nil
+        memoryOwner = nil
+        baseIndex = next
+        return next
+    }
+
+    /// Forgets everything: a reset device or a departed front-end.
+    public func reset() {
+        stop()
+        size = 0
+        descAddress = FrontEndAddress(0)
+        availAddress = FrontEndAddress(0)
+        usedAddress = FrontEndAddress(0)
+        baseIndex = 0
+        enabled = false
+        kickFD = -1
+        callFD = -1
+        errorFD = -1
+        error = nil
+    }
+
+    @usableFromInline
+    func fail(_ e: VirtqueueError) {
+        error = e
+        isRunning = false
+    }
+
+    /// The driver's avail index, checked against the ring size.
+    @inlinable
+    func availableCount() -> Int? {
+        // Acquire: the ring entries and descriptors the driver wrote before
+        // publishing this index must be visible to the loads that follow.
+        let availIndex = ferry_load_acquire_u16(avail.unsafelyUnwrapped + 2)
+        let n = availIndex &- lastAvail
+        if n > mask &+ 1 {
+            fail(.availIndexJump(availIndex: availIndex, lastSeen: lastAvail, size: mask &+ 1))
+            return nil
+        }
+        return Int(n)
+    }
+
+    @inlinable
+    func head(at slot: UInt16) -> UInt16? {
+        let h = ferry_load_relaxed_u16(avail.unsafelyUnwrapped + 4 + 2 &* Int(slot & mask))
+        if h > mask {
+            fail(.headOutOfRange(h, size: mask &+ 1))
+            return nil
+        }
+        return h
+    }
+
+    @inlinable
+    func writeUsed(slot: UInt16, id: UInt16, length: UInt32) {
+        let e = used.unsafelyUnwrapped + 4 + 8 &* Int(slot & mask)
+        e.storeBytes(of: UInt32(id), as: UInt32.self)
+        e.storeBytes(of: length, toByteOffset: 4, as: UInt32.self)
+    }
+
+    /// Publishes used entries and tells the driver if it asked to be told.
+    @inlinable
+    func publishUsed(_ count: UInt16) {
+        guard count > 0 else { return }
+        let newIndex = usedIndex &+ count
+        // Release: the used entries (and, for RX, the frame bytes) must be
+        // visible before the driver can see the new index.
+        ferry_store_release_u16(used.unsafelyUnwrapped + 2, newIndex)
+        usedIndex = newIndex
+        notifyIfNeeded()
+    }
+
+    @inlinable
+    func notifyIfNeeded() {
+        guard callFD >= 0 else { return }
+        let a = avail.unsafelyUnwrapped
+        let shouldSignal: Bool
+        if eventIndex {
+            // §2.7.10: the used index store must be visible before reading
+            // used_event, or both sides could miss each other's update.
+            ferry_fence_seq_cst()
+            let usedEvent = ferry_load_relaxed_u16(a + 4 + 2 &* (Int(mask) &+ 1))
+            let old = signalledUsed
+            shouldSignal = (usedIndex &- usedEvent &- 1) < (usedIndex &- old)
+        } else {
+            ferry_fence_seq_cst()
+            shouldSignal = ferry_load_relaxed_u16(a) & SplitRingLayout.availNoInterrupt == 0
+        }
+        signalledUsed = usedIndex
+        if shouldSignal { signalCall() }
+    }
+
+    @usableFromInline
+    func signalCall() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(callFD, $0.baseAddress, 8) }
+    }
+}
+
+import Glibc

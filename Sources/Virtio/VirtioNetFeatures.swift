@@ -1,0 +1,48 @@
+/// Device feature bits a virtio-net back-end negotiates (virtio 1.2 §5.1.3, §6).
+public struct VirtioNetFeatures: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let csum = Self(rawValue: 1 << 0)             // VIRTIO_NET_F_CSUM
+    public static let guestCsum = Self(rawValue: 1 << 1)        // VIRTIO_NET_F_GUEST_CSUM
+    public static let mtu = Self(rawValue: 1 << 3)              // VIRTIO_NET_F_MTU
+    public static let mac = Self(rawValue: 1 << 5)              // VIRTIO_NET_F_MAC
+    public static let guestTSO4 = Self(rawValue: 1 << 7)        // VIRTIO_NET_F_GUEST_TSO4
+    public static let guestTSO6 = Self(rawValue: 1 << 8)        // VIRTIO_NET_F_GUEST_TSO6
+    public static let hostTSO4 = Self(rawValue: 1 << 11)        // VIRTIO_NET_F_HOST_TSO4
+    public static let hostTSO6 = Self(rawValue: 1 << 12)        // VIRTIO_NET_F_HOST_TSO6
+    public static let mergeableRxBuffers = Self(rawValue: 1 << 15) // VIRTIO_NET_F_MRG_RXBUF
+    public static let status = Self(rawValue: 1 << 16)          // VIRTIO_NET_F_STATUS
+    public static let guestAnnounce = Self(rawValue: 1 << 21)   // VIRTIO_NET_F_GUEST_ANNOUNCE
+    public static let multiqueue = Self(rawValue: 1 << 22)      // VIRTIO_NET_F_MQ
+    public static let logAll = Self(rawValue: 1 << 26)          // VHOST_F_LOG_ALL (vhost-user.rst)
+    public static let indirectDescriptors = Self(rawValue: 1 << 28) // VIRTIO_F_RING_INDIRECT_DESC (§6)
+    public static let eventIndex = Self(rawValue: 1 << 29)      // VIRTIO_F_RING_EVENT_IDX (§6)
+    public static let protocolFeatures = Self(rawValue: 1 << 30) // VHOST_USER_F_PROTOCOL_FEATURES
+    public static let version1 = Self(rawValue: 1 << 32)        // VIRTIO_F_VERSION_1 (§6)
+
+    /// What Ferry offers: split rings with indirect tables and event index,
+    /// mergeable RX buffers for jumbo frames, checksum offload passed through
+    /// (the header travels unchanged; Ferry never recomputes a checksum).
+    public static let offered: Self = [
+        .csum, .guestCsum, .mtu, .mergeableRxBuffers, .multiqueue,
+        .indirectDescriptors, .eventIndex, .protocolFeatures, .version1,
+    ]
+
+    /// The virtio-net header length these features imply (§5.1.6): 12 bytes with
+    /// VERSION_1 or MRG_RXBUF (num_buffers present), 10 for legacy drivers without either.
+    @inlinable
+    public var netHeaderLength: Int {
+        contains(.version1) || contains(.mergeableRxBuffers) ? 12 : 10
+    }
+}
+
+/// Device status bits (virtio 1.2 §2.1), reported through GET_STATUS.
+public enum VirtioDeviceStatus {
+    public static let acknowledge: UInt8 = 1
+    public static let driver: UInt8 = 2
+    public static let driverOK: UInt8 = 4
+    public static let featuresOK: UInt8 = 8
+    public static let needsReset: UInt8 = 64
+    public static let failed: UInt8 = 128
+}

@@ -1,0 +1,37 @@
+/// What a guest did wrong on a ring. Any of these marks the device broken:
+/// a well-behaved driver never produces one (virtio 1.2 §2.7).
+public enum VirtqueueError: Error, Equatable, Sendable, CustomStringConvertible {
+    case sizeInvalid(UInt32)
+    case ringNotMapped(what: String, address: UInt64)
+    case availIndexJump(availIndex: UInt16, lastSeen: UInt16, size: UInt16)
+    case headOutOfRange(UInt16, size: UInt16)
+    case nextOutOfRange(UInt16, size: UInt16)
+    case chainTooLong(hops: Int)
+    case descriptorAddressInvalid(address: UInt64, length: UInt32)
+    case zeroLengthDescriptor
+    case indirectWithNext
+    case nestedIndirect
+    case indirectLengthInvalid(UInt32)
+    case writableInDriverChain
+    case readableInDeviceChain
+    case frameTooLong(UInt64)
+
+    public var description: String {
+        switch self {
+        case .sizeInvalid(let n): "ring size \(n) is not a power of two in 1...32768"
+        case .ringNotMapped(let what, let a): "\(what) at front-end address 0x\(String(a, radix: 16)) is not in shared memory"
+        case .availIndexJump(let a, let l, let s): "avail index jumped from \(l) to \(a), more than the ring size \(s)"
+        case .headOutOfRange(let h, let s): "chain head \(h) is outside the ring of \(s)"
+        case .nextOutOfRange(let n, let s): "descriptor next \(n) is outside its table of \(s)"
+        case .chainTooLong(let h): "descriptor chain runs past \(h) hops (a loop)"
+        case .descriptorAddressInvalid(let a, let l): "descriptor buffer 0x\(String(a, radix: 16))+\(l) is outside guest memory"
+        case .zeroLengthDescriptor: "descriptor with length 0"
+        case .indirectWithNext: "indirect descriptor also has NEXT set"
+        case .nestedIndirect: "indirect table inside an indirect table"
+        case .indirectLengthInvalid(let l): "indirect table length \(l) is not a non-zero multiple of 16"
+        case .writableInDriverChain: "device-writable descriptor in a TX chain"
+        case .readableInDeviceChain: "device-readable descriptor in an RX chain"
+        case .frameTooLong(let n): "frame of \(n) bytes is longer than any frame Ferry accepts"
+        }
+    }
+}

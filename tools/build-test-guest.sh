@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Builds the small Linux guest that Ferry's integration tests boot under QEMU:
+# Debian's cloud kernel plus a busybox initramfs whose /init configures eth0
+# (virtio-net) from the kernel command line, optionally pings a peer, prints
+# machine-readable result lines on the serial console and powers off.
+#
+#   tools/build-test-guest.sh [--force]
+#
+# Output: ${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}/{vmlinuz,initrd.gz}
+# Rebuilds only when an output is missing, when this script is newer than the
+# output (the /init lives in here), or when the newest installed cloud kernel
+# is not the one the initramfs modules were taken from. --force always rebuilds.
+#
+# Needs (tools/install-deps.sh installs them): linux-image-cloud-amd64,
+# busybox-static, cpio, kmod, gzip. Run as root (the kernel image in /boot is
+# readable by root only, and /dev/console is a device node).
+#
+# Kernel command line understood by the guest's /init:
+#   ferry.ip=ADDR/LEN    address for eth0 (none if absent)
+#   ferry.mtu=N          MTU of eth0 (default 1500)
+#   ferry.ping=ADDR      ping ADDR, retrying up to ~60 s until replies come
+#   ferry.count=N        pings per attempt (default 5)
+#   ferry.size=N         ping payload size, ping -s (default 56)
+#   ferry.done=poweroff  power off at the end; otherwise stay up (ping target)
+# Console lines for tests to match (strip CRs and ANSI escapes first):
+#   FERRY-GUEST-READY ip=ADDR mtu=N
+#   FERRY-PING-RESULT target=ADDR size=N transmitted=T received=R
+set -euo pipefail
+
+say() { printf 'build-test-guest: %s\n' "$*" >&2; }
+die() { printf 'build-test-guest: ERROR: %s\n' "$*" >&2; exit 1; }
+
+force=0
+case "${1:-}" in
+    "") ;;
+    --force) force=1 ;;
+    -h|--help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        exit 0 ;;
+    *) die "unknown option: $1 (usage: $0 [--force])" ;;
+esac
+
+out_dir="${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}"
+self="$(readlink -f "${BASH_SOURCE[0]}")"
+
+# Load order matters: insmod (unlike modprobe) does not resolve dependencies,
+# so each module comes after the ones whose symbols it uses.
+modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+         failover net_failover virtio_net)
+
+# Newest cloud kernel by version order (not mtime: a reinstall of an older one
+# would otherwise win).
+kernel=$(find /boot -maxdepth 1 -name 'vmlinuz-*-cloud-amd64' -printf '%f\n' | sort -V | tail -n 1)
+[[ -n "$kernel" ]] || die "no /boot/vmlinuz-*-cloud-amd64: install linux-image-cloud-amd64 (tools/install-deps.sh)"
+kver="${kernel#vmlinuz-}"
+
+busybox=/bin/busybox
+[[ -x "$busybox" ]] || die "$busybox missing: install busybox-static"
+# The initramfs has no libc: a dynamically linked busybox (package `busybox`)
+# would make the kernel panic with "No working init found".
+if command -v file >/dev/null 2>&1 && ! file -L "$busybox" | grep -q 'statically linked'; then
+    die "$busybox is not statically linked: install busybox-static"
+fi
+
+mkdir -p "$out_dir"
+# Two tests may boot guests at the same moment and both call this script:
+# serialise them so neither sees a half-written initrd.
+exec 9>"$out_dir/.lock"
+flock 9
+
+up_to_date() {
+    [[ -s "$out_dir/vmlinuz" && -s "$out_dir/initrd.gz" && -f "$out_dir/kernel-version" ]] || return 1
+    [[ "$self" -nt "$out_dir/initrd.gz" || "$self" -nt "$out_dir/vmlinuz" ]] && return 1
+    [[ "$(cat "$out_dir/kernel-version")" == "$kver" ]] || return 1
+    return 0
+}
+if [[ $force -eq 0 ]] && up_to_date; then
+    say "up to date: $out_dir (kernel $kver)"
+    exit 0
+fi
+
+say "building guest in $out_dir (kernel $kver)"
+work=$(mktemp -d "${TMPDIR:-/tmp}/ferry-guest.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,etc,lib/modules}
+
+# --- busybox and its applet links ---------------------------------------------
+cp "$busybox" "$root/bin/busybox"
+# --list-full names bin/busybox itself: linking that entry would replace the
+# binary with a symlink to itself.
+"$busybox" --list-full | while read -r applet; do
+    [[ "$applet" == bin/busybox ]] && continue
+    mkdir -p "$root/$(dirname "$applet")"
+    ln -sf /bin/busybox "$root/$applet"
+done
+[[ -f "$root/bin/busybox" && ! -L "$root/bin/busybox" ]] || die "bin/busybox got overwritten"
+
+# The kernel opens /dev/console for init's stdin/out/err before /init can
+# mount devtmpfs; without the node init starts with no output at all.
+mknod -m 600 "$root/dev/console" c 5 1
+mknod -m 666 "$root/dev/null" c 1 3
+
+# --- virtio modules ------------------------------------------------------------
+: > "$root/etc/ferry-modules"
+for m in "${modules[@]}"; do
+    f=$(modinfo -k "$kver" -F filename "$m" 2>/dev/null) || die "modinfo cannot find module $m for $kver (is linux-image-$kver complete? try depmod $kver)"
+    case "$f" in
+        "(builtin)")
+            say "module $m is built into $kver: nothing to load"
+            continue ;;
+        # busybox insmod may not understand compressed modules: unpack here.
+        *.ko)     cp "$f" "$root/lib/modules/$m.ko" ;;
+        *.ko.xz)  command -v xz   >/dev/null || die "$f is xz-compressed: install xz-utils"
+                  xz -dc "$f"   > "$root/lib/modules/$m.ko" ;;
+        *.ko.zst) command -v zstd >/dev/null || die "$f is zstd-compressed: install zstd"
+                  zstd -qdc "$f" > "$root/lib/modules/$m.ko" ;;
+        *.ko.gz)  gzip -dc "$f" > "$root/lib/modules/$m.ko" ;;
+        *)        die "unexpected module file for $m: $f" ;;
+    esac
+    echo "$m" >> "$root/etc/ferry-modules"
+done
+
+# --- /init ---------------------------------------------------------------------
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+# PID 1 of the Ferry test guest. Generated by tools/build-test-guest.sh: edit
+# it there. Reads ferry.* parameters from /proc/cmdline (see that script).
+# PID 1 must never exit (the kernel would panic), so every path ends in
+# finish(): power off or sleep forever.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp
+
+log() { echo "ferry-guest: $*"; }
+
+finish() {
+    if [ "$DONE" = poweroff ]; then
+        log "powering off"
+        # -f: no init to ask, go straight to the reboot syscall.
+        poweroff -f
+    fi
+    while :; do sleep 3600; done
+}
+
+is_number() { case "$1" in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+
+IP=
+MTU=1500
+PING=
+COUNT=5
+SIZE=56
+DONE=
+# The kernel keeps dotted parameters in /proc/cmdline (it does not hand them to
+# init as arguments or environment). set -f: no globbing of the words.
+set -f
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        ferry.ip=*)    IP=${arg#*=} ;;
+        ferry.mtu=*)   MTU=${arg#*=} ;;
+        ferry.ping=*)  PING=${arg#*=} ;;
+        ferry.count=*) COUNT=${arg#*=} ;;
+        ferry.size=*)  SIZE=${arg#*=} ;;
+        ferry.done=*)  DONE=${arg#*=} ;;
+    esac
+done
+set +f
+is_number "$MTU"   || { log "bad ferry.mtu=$MTU, using 1500"; MTU=1500; }
+is_number "$COUNT" || { log "bad ferry.count=$COUNT, using 5"; COUNT=5; }
+is_number "$SIZE"  || { log "bad ferry.size=$SIZE, using 56"; SIZE=56; }
+
+while read -r m; do
+    insmod "/lib/modules/$m.ko" || log "insmod $m failed"
+done < /etc/ferry-modules
+
+# The PCI probe may finish after insmod returns: give eth0 up to 10 s.
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do
+    usleep 100000
+    i=$((i + 1))
+done
+if [ ! -e /sys/class/net/eth0 ]; then
+    echo "FERRY-GUEST-ERROR no eth0 (virtio-net device missing or driver failed)"
+    finish
+fi
+
+ip link set lo up
+ip link set eth0 mtu "$MTU" || log "cannot set MTU $MTU on eth0 (device max_mtu too small? host_mtu?)"
+if [ -n "$IP" ]; then
+    ip addr add "$IP" dev eth0 || log "cannot add address $IP"
+fi
+ip link set eth0 up
+# Report the MTU the device really has, not the one that was asked for. The
+# leading newline: firmware/boot output may leave the console mid-line.
+echo
+echo "FERRY-GUEST-READY ip=${IP:-none} mtu=$(cat /sys/class/net/eth0/mtu)"
+
+if [ -n "$PING" ]; then
+    # The peer may still be booting (or the switch not yet forwarding): retry the
+    # whole ping until one attempt gets replies, for ~60 s of guest uptime.
+    deadline=$(( $(cut -d. -f1 /proc/uptime) + 60 ))
+    attempt=0
+    while :; do
+        attempt=$((attempt + 1))
+        log "ping attempt $attempt: $PING count=$COUNT size=$SIZE"
+        # -W 2: after the last request wait 2 s (not 10) for stragglers.
+        ping -c "$COUNT" -s "$SIZE" -W 2 "$PING" > /tmp/ping.out 2>&1
+        cat /tmp/ping.out
+        # busybox: "5 packets transmitted, 5 packets received, 0% packet loss".
+        # No summary at all (ping died on "sendto: Host is unreachable") = 0/0.
+        tx=$(sed -n 's/^\([0-9][0-9]*\) packets transmitted.*/\1/p' /tmp/ping.out)
+        rx=$(sed -n 's/.* \([0-9][0-9]*\) packets received.*/\1/p' /tmp/ping.out)
+        tx=${tx:-0}
+        rx=${rx:-0}
+        [ "$rx" -gt 0 ] && break
+        [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] && break
+        sleep 1
+    done
+    # busybox ip has no -s: show the link, then its counters from sysfs
+    # (drops and errors tell a lossy switch from a missing peer).
+    ip link show eth0
+    stats=
+    for c in rx_packets rx_bytes rx_dropped rx_errors tx_packets tx_bytes tx_dropped tx_errors; do
+        stats="$stats $c=$(cat /sys/class/net/eth0/statistics/$c)"
+    done
+    echo "eth0 counters:$stats"
+    echo "FERRY-PING-RESULT target=$PING size=$SIZE transmitted=$tx received=$rx"
+fi
+
+finish
+INIT
+chmod 755 "$root/init"
+
+# --- pack ------------------------------------------------------------------------
+# newc is the only cpio format the kernel unpacks; owner 0:0 so files in the
+# guest belong to root whoever built them. Write to temporary names and rename,
+# so an interrupted build never leaves a truncated initrd behind.
+(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --owner 0:0 --quiet) \
+    | gzip -9 > "$out_dir/initrd.gz.tmp"
+cp "/boot/$kernel" "$out_dir/vmlinuz.tmp"
+chmod 644 "$out_dir/initrd.gz.tmp" "$out_dir/vmlinuz.tmp"
+mv -f "$out_dir/vmlinuz.tmp" "$out_dir/vmlinuz"
+mv -f "$out_dir/initrd.gz.tmp" "$out_dir/initrd.gz"
+echo "$kver" > "$out_dir/kernel-version"
+
+say "built $out_dir/vmlinuz ($kver) and $out_dir/initrd.gz ($(du -k "$out_dir/initrd.gz" | cut -f1) KiB, modules: $(tr '\n' ' ' < "$root/etc/ferry-modules"))"

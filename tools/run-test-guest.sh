@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Boots one Ferry test guest (tools/build-test-guest.sh) under QEMU, with one
+# virtio-net NIC attached to a vhost-user socket, or to a plain QEMU socket
+# netdev (to test the guest image with no vhost-user back-end at all).
+#
+#   tools/run-test-guest.sh --name NAME --mac MAC
+#       (--vhost-socket PATH [--vhost-server]
+#        | --netdev-socket-listen PORT | --netdev-socket-connect PORT)
+#       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
+#       [--mtu N] [--mem MIB] [--log FILE] [--timeout SECONDS]
+#
+#   --vhost-socket PATH   vhost-user unix socket; QEMU connects to it (the
+#                         back-end listens) unless --vhost-server, where QEMU
+#                         listens and the back-end connects (reconnects too)
+#   --netdev-socket-*     QEMU's own -netdev socket on 127.0.0.1:PORT instead
+#                         (start the listener first: connect fails at once
+#                         if nobody listens)
+#   --append              ferry.* guest parameters (see build-test-guest.sh)
+#   --mtu N               advertise MTU N to the guest (host_mtu=N) and, unless
+#                         --append sets ferry.mtu, also pass ferry.mtu=N
+#   --mem MIB             guest memory, default 256
+#   --log FILE            serial console to FILE (truncated), else to stdout
+#   --timeout SECONDS     kill QEMU after SECONDS (exit status 124)
+#
+# QEMU runs in the foreground (exec): the caller's pid is QEMU's (or that of
+# `timeout`, which passes SIGTERM/SIGINT on to QEMU), so a test stops the guest
+# by signalling that pid. Use SIGTERM, not SIGKILL, when --timeout is used:
+# SIGKILL on `timeout` would leave QEMU running.
+#
+# Environment: FERRY_GUEST_DIR (kernel+initrd, default /var/tmp/ferry-guest),
+# FERRY_GUEST_ACCEL=kvm to try KVM (default TCG, see below), FERRY_QEMU
+# (default qemu-system-x86_64).
+set -euo pipefail
+
+die() { printf 'run-test-guest: ERROR: %s\n' "$*" >&2; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+name="" mac="" vhost_socket="" vhost_server=0 sock_listen="" sock_connect=""
+append="" mtu="" mem=256 log="" timeout_s=""
+need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --name)                  need_arg "$1" $#; name="$2"; shift 2 ;;
+        --mac)                   need_arg "$1" $#; mac="$2"; shift 2 ;;
+        --vhost-socket)          need_arg "$1" $#; vhost_socket="$2"; shift 2 ;;
+        --vhost-server)          vhost_server=1; shift ;;
+        --netdev-socket-listen)  need_arg "$1" $#; sock_listen="$2"; shift 2 ;;
+        --netdev-socket-connect) need_arg "$1" $#; sock_connect="$2"; shift 2 ;;
+        --append)                need_arg "$1" $#; append="$2"; shift 2 ;;
+        --mtu)                   need_arg "$1" $#; mtu="$2"; shift 2 ;;
+        --mem)                   need_arg "$1" $#; mem="$2"; shift 2 ;;
+        --log)                   need_arg "$1" $#; log="$2"; shift 2 ;;
+        --timeout)               need_arg "$1" $#; timeout_s="$2"; shift 2 ;;
+        -h|--help)               usage; exit 0 ;;
+        *)                       die "unknown option: $1 (see --help)" ;;
+    esac
+done
+
+[[ -n "$name" ]] || die "--name is required"
+# QEMU's -name and socket ids are comma-separated option strings: keep names simple.
+[[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || die "--name may only use letters, digits, . _ -"
+[[ "$mac" =~ ^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$ ]] || die "--mac wants aa:bb:cc:dd:ee:ff, got '$mac'"
+# Bit 0 of the first octet set = multicast address: the guest driver would
+# refuse it and a switch would flood it.
+(( (16#${mac:0:2} & 1) == 0 )) || die "--mac $mac is a multicast address"
+modes=0
+[[ -n "$vhost_socket" ]] && modes=$((modes + 1))
+[[ -n "$sock_listen" ]] && modes=$((modes + 1))
+[[ -n "$sock_connect" ]] && modes=$((modes + 1))
+[[ $modes -eq 1 ]] || die "give exactly one of --vhost-socket, --netdev-socket-listen, --netdev-socket-connect"
+[[ $vhost_server -eq 0 || -n "$vhost_socket" ]] || die "--vhost-server only goes with --vhost-socket"
+for v in "$sock_listen" "$sock_connect"; do
+    [[ -z "$v" || ( "$v" =~ ^[0-9]+$ && "$v" -ge 1 && "$v" -le 65535 ) ]] || die "bad port '$v'"
+done
+[[ -z "$mtu" || ( "$mtu" =~ ^[0-9]+$ && "$mtu" -ge 68 && "$mtu" -le 65535 ) ]] || die "--mtu wants 68..65535, got '$mtu'"
+[[ "$mem" =~ ^[0-9]+$ && "$mem" -ge 64 ]] || die "--mem wants MiB >= 64, got '$mem'"
+[[ -z "$timeout_s" || "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout wants whole seconds, got '$timeout_s'"
+# QEMU splits option strings on commas: a comma in a path would inject options.
+[[ "$vhost_socket" != *,* ]] || die "--vhost-socket path must not contain a comma"
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+guest_dir="${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}"
+# Cheap when up to date, and locked against a parallel build: always call it so
+# a test never boots a stale or half-built image. Its messages go to stderr so
+# they never mix with the serial console on stdout.
+FERRY_GUEST_DIR="$guest_dir" "$here/build-test-guest.sh" >&2
+
+qemu="${FERRY_QEMU:-qemu-system-x86_64}"
+command -v "$qemu" >/dev/null || die "$qemu not found: run tools/install-deps.sh"
+
+# /dev/kvm on this kind of machine is kvm_pvm: stock kernels do not boot under
+# it (QEMU aborts on MSR 0x10a or hangs). TCG boots this guest in a few seconds.
+case "${FERRY_GUEST_ACCEL:-tcg}" in
+    tcg) accel=(-accel tcg) ;;
+    kvm) accel=(-accel kvm -cpu host) ;;
+    *)   die "FERRY_GUEST_ACCEL must be tcg or kvm" ;;
+esac
+
+# Without --append ferry.mtu the guest would set its MTU back to 1500 even
+# though the device advertises host_mtu.
+if [[ -n "$mtu" && " $append " != *" ferry.mtu="* ]]; then
+    append="ferry.mtu=$mtu $append"
+fi
+# panic=-1 + -no-reboot: a guest panic ends QEMU at once instead of hanging a
+# test until its timeout. loglevel=4 keeps routine kernel chatter from
+# interleaving with the result lines on the console. edd=off skips a BIOS
+# disk probe this diskless guest does not need.
+cmdline="console=ttyS0 panic=-1 loglevel=4 edd=off $append"
+
+if [[ -n "$vhost_socket" ]]; then
+    chardev="socket,id=c0,path=$vhost_socket"
+    # wait=off: QEMU starts the guest without waiting for the back-end to connect.
+    [[ $vhost_server -eq 1 ]] && chardev+=",server=on,wait=off"
+    net=(-chardev "$chardev" -netdev vhost-user,id=n0,chardev=c0)
+elif [[ -n "$sock_listen" ]]; then
+    net=(-netdev "socket,id=n0,listen=127.0.0.1:$sock_listen")
+else
+    net=(-netdev "socket,id=n0,connect=127.0.0.1:$sock_connect")
+fi
+# vectors=0 (legacy INTx, no MSI-X): QEMU 7.2 segfaults under TCG when a
+# vhost-user virtio-net device uses MSI-X. Same device line for the socket
+# netdev, so both paths exercise the same guest driver setup.
+# mrg_rxbuf=on: jumbo frames span several RX buffers. romfile= (empty): no
+# iPXE option ROM, the kernel is loaded directly and iPXE only costs boot time.
+device="virtio-net-pci,netdev=n0,mac=$mac,vectors=0,mrg_rxbuf=on,romfile="
+[[ -n "$mtu" ]] && device+=",host_mtu=$mtu"
+
+if [[ -n "$log" ]]; then
+    serial=(-serial "file:$log")
+else
+    serial=(-serial stdio)
+fi
+
+cmd=(
+    "$qemu" -name "$name"
+    "${accel[@]}" -smp 1 -m "${mem}M"
+    # The back-end maps guest memory through the fds QEMU sends: it must be a
+    # shared memfd. Private memory only warns and then moves no packets.
+    -object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
+    # -nodefaults: no default NIC, VGA, floppy or CD; -monitor none keeps the
+    # monitor off stdio (a test has no terminal, and stdout is the console).
+    -nographic -nodefaults -no-user-config -monitor none -no-reboot
+    "${serial[@]}"
+    -kernel "$guest_dir/vmlinuz" -initrd "$guest_dir/initrd.gz" -append "$cmdline"
+    "${net[@]}" -device "$device"
+)
+
+if [[ -n "$timeout_s" ]]; then
+    # -k 5: SIGKILL if QEMU ignores the SIGTERM for 5 s.
+    exec timeout -k 5 "$timeout_s" "${cmd[@]}"
+fi
+exec "${cmd[@]}"
