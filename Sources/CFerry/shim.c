@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include "CFerry.h"
 
 int ferry_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
@@ -20,3 +21,4 @@ int ferry_set_thread_name(const char *name) { return pthread_setname_np(pthread_
 int ferry_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }
 
 _Static_assert(FERRY_MFD_CLOEXEC == MFD_CLOEXEC, "MFD_CLOEXEC");
+int ferry_gettid(void) { return gettid(); }

@@ -15,8 +15,6 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case runt
     /// A TX frame was longer than the largest frame Ferry forwards.
     case tooLong
-    /// The frame's destination is a sink: swallowed on purpose.
-    case sink
     /// A frame was dropped because the destination port is gone.
     case noDestination
 
@@ -30,7 +28,6 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .tooManySegments: "too_many_segments"
         case .runt: "runt"
         case .tooLong: "too_long"
-        case .sink: "sink"
         case .noDestination: "no_destination"
         }
     }

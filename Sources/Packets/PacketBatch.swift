@@ -17,6 +17,9 @@ public final class PacketBatch {
 
     /// Frames in the batch.
     public var count: Int = 0
+    /// How many frames a source may put in this burst (at most `capacity`);
+    /// lowered when the destination has room for fewer.
+    public var limit: Int
     /// Segments used by the frames so far.
     public var segmentCount: Int = 0
 
@@ -38,6 +41,7 @@ public final class PacketBatch {
         precondition(capacity > 0 && capacity <= 4096)
         self.capacity = capacity
         self.segmentCapacity = capacity * segmentsPerFrame
+        self.limit = capacity
         length = .allocate(capacity: capacity)
         firstSegment = .allocate(capacity: capacity)
         segments = .allocate(capacity: capacity)
@@ -62,10 +66,15 @@ public final class PacketBatch {
     public func reset() {
         count = 0
         segmentCount = 0
+        limit = capacity
     }
 
     @inlinable
-    public var isFull: Bool { count == capacity }
+    public var isFull: Bool { count >= limit }
+
+    /// Frames a source may still add in this burst.
+    @inlinable
+    public var room: Int { limit > count ? limit &- count : 0 }
 
     @inlinable
     public var freeSegments: Int { segmentCapacity &- segmentCount }

@@ -23,7 +23,7 @@ extension SplitVirtqueue {
     @inlinable
     public func pull(into batch: PacketBatch, counters: QueueCounters) -> Int {
         guard isRunning, let available = availableCount(), available > 0 else { return 0 }
-        let room = batch.capacity &- batch.count
+        let room = batch.room
         let n = available < room ? available : room
         var consumed = 0
         var bytes: UInt64 = 0

@@ -67,6 +67,9 @@ public final class SplitVirtqueue {
 
     public init(index: Int) { self.index = index }
 
+    /// virtio 1.2 §2.7: Queue Size is a power of 2 no larger than 32768.
+    public static let maxSize = SplitRingLayout.maxSize
+
     /// Checks the configuration against guest memory and starts the queue.
     /// Resumes from the used index in the ring when it disagrees with the base
     /// (a back-end restart: the driver's view of what was consumed is the used index).
@@ -137,6 +140,15 @@ public final class SplitVirtqueue {
     func fail(_ e: VirtqueueError) {
         error = e
         isRunning = false
+    }
+
+    /// Chains the driver has made available and we have not consumed; 0 when
+    /// the queue is stopped. A bad index is left for the next pull or push to report.
+    @inlinable
+    public var postedBuffers: Int {
+        guard isRunning else { return 0 }
+        let n = ferry_load_acquire_u16(avail.unsafelyUnwrapped + 2) &- lastAvail
+        return n > mask &+ 1 ? 0 : Int(n)
     }
 
     /// The driver's avail index, checked against the ring size.

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <sys/uio.h>
 #include <sys/ioctl.h>
 #include <linux/virtio_ring.h>
@@ -66,6 +67,7 @@ int ferry_memfd_create(const char *name, unsigned int flags);
 int ferry_set_affinity(int cpu);
 int ferry_set_thread_name(const char *name);
 int ferry_accept_cloexec(int listener);
+int ferry_gettid(void);
 #define FERRY_MFD_CLOEXEC 1u
 
 // ---- Split virtqueue layout (virtio 1.2 §2.7). Swift reads these through

@@ -1,0 +1,46 @@
+import Glibc
+
+/// Something the control thread serves: it names the descriptors to wait on,
+/// when it next wants attention without input, and does its work non-blocking.
+public protocol ControlLoopClient: AnyObject {
+    var pollDescriptors: [Int32] { get }
+    func timeout(now: Double) -> Double?
+    func service(now: Double)
+}
+
+/// The control thread's loop: poll every client's descriptors, then let every
+/// client do what is due. Clients never block, so one slow peer stalls no one.
+public final class ControlLoop {
+    private var clients: [ControlLoopClient] = []
+    private var stopping = false
+    public static let maxWait = 0.25
+
+    public init() {}
+
+    public func add(_ client: ControlLoopClient) { clients.append(client) }
+    public func remove(_ client: ControlLoopClient) { clients.removeAll { $0 === client } }
+    public func stop() { stopping = true }
+
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    public func run() {
+        while !stopping { runOnce() }
+    }
+
+    public func runOnce() {
+        let now = Self.now()
+        var wait = Self.maxWait
+        var fds: [pollfd] = []
+        for c in clients {
+            if let t = c.timeout(now: now) { wait = min(wait, t) }
+            for fd in c.pollDescriptors { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+        }
+        _ = poll(&fds, nfds_t(fds.count), Int32(wait * 1000))
+        let after = Self.now()
+        for c in clients { c.service(now: after) }
+    }
+}

@@ -1,0 +1,76 @@
+import Packets
+import VhostUser
+import Virtio
+
+/// Every kind of port, as one closed set: the worker dispatches on the case,
+/// with no existential or dynamic call per burst.
+public enum Port {
+    case vhost(VhostPort)
+    case gen(GenPort)
+    case sink(SinkPort)
+
+    public var queueCount: Int {
+        switch self {
+        case .vhost(let p): p.queueCount
+        case .gen(let p): p.queueCount
+        case .sink(let p): p.queueCount
+        }
+    }
+
+    /// Takes up to a batch of frames from `queue`; returns how many buffers were consumed.
+    @inlinable
+    public func pull(queue: Int, into batch: PacketBatch) -> Int {
+        switch self {
+        case .vhost(let p): p.pull(queue: queue, into: batch)
+        case .gen(let p): p.pull(queue: queue, into: batch)
+        case .sink(let p): p.pull(queue: queue, into: batch)
+        }
+    }
+
+    /// Hands every frame of `batch` to the port; what it cannot take it counts as dropped.
+    @inlinable
+    public func push(queue: Int, from batch: PacketBatch) {
+        switch self {
+        case .vhost(let p): p.push(queue: queue, from: batch)
+        case .gen(let p): p.push(queue: queue, from: batch)
+        case .sink(let p): p.push(queue: queue, from: batch)
+        }
+    }
+
+    /// Returns the buffers of the last pull to their owner, once the frames were copied on.
+    @inlinable
+    public func release(queue: Int) {
+        switch self {
+        case .vhost(let p): p.release(queue: queue)
+        case .gen(let p): p.release(queue: queue)
+        case .sink(let p): p.release(queue: queue)
+        }
+    }
+
+    /// About how many frames `queue` can take now (a vhost ring's posted RX
+    /// buffers; a frame that spans several buffers takes more than one).
+    @inlinable
+    public func room(queue: Int) -> Int {
+        switch self {
+        case .vhost(let p): p.device.queues[2 &* queue].postedBuffers
+        case .gen, .sink: Int.max
+        }
+    }
+
+    /// Counters per queue, for stats.
+    public var counters: [QueueCounters] {
+        switch self {
+        case .vhost(let p): p.counters
+        case .gen(let p): [p.counters]
+        case .sink(let p): [p.counters]
+        }
+    }
+
+    public var kind: String {
+        switch self {
+        case .vhost: "vhost"
+        case .gen: "gen"
+        case .sink: "sink"
+        }
+    }
+}

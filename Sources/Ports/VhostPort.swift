@@ -1,0 +1,46 @@
+import Logging
+import Packets
+import VhostUser
+import Virtio
+
+/// A vhost-user virtio-net device as a port: a thin adapter that pulls from
+/// the guest's TX rings and pushes into its RX rings, one counter block per
+/// queue pair. A ring check that fails marks the device broken, not the switch.
+public final class VhostPort {
+    public let device: VhostDevice
+    public let endpoint: VhostUserEndpoint
+    public let counters: [QueueCounters]
+
+    public init(endpoint: VhostUserEndpoint) {
+        self.endpoint = endpoint
+        self.device = endpoint.device
+        self.counters = (0..<endpoint.device.queuePairs).map { _ in QueueCounters() }
+    }
+
+    public var queueCount: Int { device.queuePairs }
+
+    @inlinable
+    public func pull(queue q: Int, into batch: PacketBatch) -> Int {
+        let txq = device.queues[2 &* q &+ 1]
+        guard txq.isRunning else { return 0 }
+        let n = txq.pull(into: batch, counters: counters[q])
+        if let e = txq.error { device.markBroken("queue \(txq.index): \(e)", fromDataPath: true) }
+        return n
+    }
+
+    @inlinable
+    public func release(queue q: Int) {
+        device.queues[2 &* q &+ 1].release()
+    }
+
+    @inlinable
+    public func push(queue q: Int, from batch: PacketBatch) {
+        let rxq = device.queues[2 &* q]
+        guard rxq.isRunning else {
+            counters[q].dropped(device.isBroken ? .deviceBroken : .notReady, batch.count)
+            return
+        }
+        rxq.push(from: batch, counters: counters[q])
+        if let e = rxq.error { device.markBroken("queue \(rxq.index): \(e)", fromDataPath: true) }
+    }
+}

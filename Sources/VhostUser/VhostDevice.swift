@@ -1,0 +1,412 @@
+import Glibc
+import Synchronization
+import Logging
+import Packets
+import Platform
+import Virtio
+
+/// The back-end side of one vhost-user virtio-net device: the state that the
+/// front-end's messages build up (features, memory table, rings), checked for
+/// meaning message by message. The codec has already checked syntax.
+///
+/// Runs on the control thread. Whatever the data path reads is changed only
+/// inside `gate.whilePaused`, so a worker never sees a half-made change.
+public final class VhostDevice: @unchecked Sendable {
+    public let name: String
+    public let queuePairs: Int
+    /// Virtio-net numbering: 2k is receiveq k+1 (Ferry writes), 2k+1 is transmitq k+1 (Ferry reads).
+    public let queues: [SplitVirtqueue]
+    public var gate: DataPathGate
+    let logger: Logger
+
+    public private(set) var features = VirtioNetFeatures()
+    public private(set) var protocolFeatures = VhostUserProtocolFeatures()
+    public private(set) var memory: GuestMemory?
+    public private(set) var mtu: Int = 1500
+    private var status: UInt8 = 0
+    /// Descriptors the device owns (kick, call, err per queue); closed on replacement and reset.
+    private var kickFDs: [Int32]
+    private var callFDs: [Int32]
+    private var errFDs: [Int32]
+    private var addressesSet: [Bool]
+    /// Why the device stopped forwarding, if it did. Written by the control
+    /// thread or by the worker (which owns the data path while it runs), read by both.
+    private let broken = Mutex<String?>(nil)
+    public var brokenReason: String? { broken.withLock { $0 } }
+
+    public static let offeredProtocolFeatures: VhostUserProtocolFeatures = [.mq, .replyAck, .mtu, .configureMemSlots, .status]
+    public static let maxMemorySlots = 32
+
+    public init(name: String, queuePairs: Int = 1, gate: DataPathGate = UngatedDataPath(), logger: Logger) {
+        precondition(queuePairs >= 1 && queuePairs <= 128)
+        self.name = name
+        self.queuePairs = queuePairs
+        self.queues = (0..<(2 * queuePairs)).map { SplitVirtqueue(index: $0) }
+        self.gate = gate
+        self.logger = logger
+        kickFDs = Array(repeating: -1, count: 2 * queuePairs)
+        callFDs = Array(repeating: -1, count: 2 * queuePairs)
+        errFDs = Array(repeating: -1, count: 2 * queuePairs)
+        addressesSet = Array(repeating: false, count: 2 * queuePairs)
+    }
+
+    deinit {
+        for fd in kickFDs + callFDs + errFDs where fd >= 0 { close(fd) }
+    }
+
+    /// True when at least one queue pair moves frames.
+    public var isRunning: Bool { queues.contains { $0.isRunning } }
+    public var isBroken: Bool { brokenReason != nil }
+
+    public var offeredFeatures: UInt64 { VirtioNetFeatures.offered.rawValue }
+
+    // MARK: - Messages
+
+    /// What the connection must do after a message.
+    public enum Outcome: Equatable {
+        case reply([UInt8])
+        case none
+        /// The front-end broke the protocol badly enough that the connection must go.
+        case close(String)
+    }
+
+    /// Applies one message and returns the reply owed, if any.
+    public func handle(_ message: VhostUserMessage) -> Outcome {
+        logger.debug("vhost-user \(name): \(message.request.specName) \(message.payload)")
+        let result = apply(message)
+        switch result {
+        case .success(let payload?):
+            return .reply(MessageEncoder.reply(to: message.request, payload: payload))
+        case .success(nil):
+            return ackIfAsked(message, ok: true)
+        case .failure(let error):
+            logger.error("vhost-user \(name): \(message.request.specName) refused: \(error)")
+            if message.needsReply && protocolFeatures.contains(.replyAck) {
+                return ackIfAsked(message, ok: false)
+            }
+            if VhostDevice.repliesWithPayload(message.request) {
+                return .close("\(message.request.specName) refused: \(error)")
+            }
+            // No way to tell the front-end: the message is dropped and logged, as
+            // a front-end without REPLY_ACK expects no answer either way.
+            return .none
+        }
+    }
+
+    /// Called for a message the codec refused but whose framing survived.
+    public func refused(_ error: VhostUserProtocolError) -> Outcome {
+        logger.error("vhost-user \(name): \(error)")
+        if error.isFatal { return .close(error.description) }
+        if error.needsReply && protocolFeatures.contains(.replyAck) {
+            return .reply(MessageEncoder.ack(to: error.requestNumber, status: 1))
+        }
+        if let r = error.request, VhostDevice.repliesWithPayload(r) {
+            // The front-end is waiting for an answer we cannot give.
+            return .close(error.description)
+        }
+        return .close(error.description)
+    }
+
+    private func ackIfAsked(_ message: VhostUserMessage, ok: Bool) -> Outcome {
+        guard message.needsReply, protocolFeatures.contains(.replyAck),
+              !VhostDevice.repliesWithPayload(message.request) else { return .none }
+        return .reply(MessageEncoder.ack(to: message.request.rawValue, status: ok ? 0 : 1))
+    }
+
+    static func repliesWithPayload(_ r: VhostUserRequest) -> Bool {
+        switch r {
+        case .getFeatures, .getProtocolFeatures, .getVringBase, .getQueueNum, .getMaxMemSlots, .getStatus: true
+        default: false
+        }
+    }
+
+    /// Errors that refuse a message without breaking the device.
+    public struct Refusal: Error, CustomStringConvertible {
+        public let description: String
+        init(_ d: String) { description = d }
+    }
+
+    private func queue(_ index: UInt32) throws(Refusal) -> SplitVirtqueue {
+        guard Int(index) < queues.count else {
+            throw Refusal("queue \(index) does not exist (\(queues.count) queues)")
+        }
+        return queues[Int(index)]
+    }
+
+    private func apply(_ m: VhostUserMessage) -> Result<VhostUserMessage.Payload?, Refusal> {
+        do throws(Refusal) {
+            return .success(try applyOrThrow(m))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func applyOrThrow(_ m: VhostUserMessage) throws(Refusal) -> VhostUserMessage.Payload? {
+        switch (m.request, m.payload) {
+        case (.getFeatures, _):
+            return .u64(offeredFeatures)
+        case (.setFeatures, .u64(let value)):
+            let unknown = value & ~offeredFeatures
+            guard unknown == 0 else { throw Refusal("features 0x\(String(unknown, radix: 16)) were not offered") }
+            let f = VirtioNetFeatures(rawValue: value)
+            gate.whilePaused {
+                features = f
+                for q in queues {
+                    q.headerLength = f.netHeaderLength
+                    q.mergeableBuffers = f.contains(.mergeableRxBuffers)
+                    q.eventIndex = f.contains(.eventIndex)
+                }
+            }
+            logger.info("vhost-user \(name): features 0x\(String(value, radix: 16)) (header \(f.netHeaderLength) B, mergeable \(f.contains(.mergeableRxBuffers)), event-idx \(f.contains(.eventIndex)))")
+            return nil
+        case (.getProtocolFeatures, _):
+            return .u64(Self.offeredProtocolFeatures.rawValue)
+        case (.setProtocolFeatures, .u64(let value)):
+            let wanted = VhostUserProtocolFeatures(rawValue: value)
+            guard Self.offeredProtocolFeatures.isSuperset(of: wanted) else {
+                throw Refusal("protocol features 0x\(String(value, radix: 16)) include some not offered")
+            }
+            protocolFeatures = wanted
+            return nil
+        case (.setOwner, _):
+            return nil
+        case (.resetOwner, _):
+            reset(reason: "RESET_OWNER")
+            return nil
+        case (.getQueueNum, _):
+            return .u64(UInt64(queuePairs))
+        case (.getMaxMemSlots, _):
+            return .u64(UInt64(Self.maxMemorySlots))
+        case (.setMemTable, .memoryTable(let regions)):
+            try setMemoryTable(regions, message: m)
+            return nil
+        case (.addMemReg, .memoryRegion(let region)):
+            try addRegion(region, message: m)
+            return nil
+        case (.remMemReg, .memoryRegion(let region)):
+            try removeRegion(region)
+            return nil
+        case (.setVringNum, .vringState(let index, let num)):
+            let q = try queue(index)
+            guard num > 0, num <= SplitVirtqueue.maxSize, num & (num - 1) == 0 else {
+                markBroken(VirtqueueError.sizeInvalid(num).description + " (queue \(index))", fromDataPath: false)
+                throw Refusal("ring size \(num) for queue \(index) is not a power of two in 1...32768")
+            }
+            gate.whilePaused {
+                q.stop()
+                q.size = UInt16(num)
+            }
+            return nil
+        case (.setVringAddr, .vringAddress(let a)):
+            let q = try queue(a.index)
+            gate.whilePaused {
+                q.stop()
+                q.descAddress = FrontEndAddress(a.descUserAddr)
+                q.availAddress = FrontEndAddress(a.availUserAddr)
+                q.usedAddress = FrontEndAddress(a.usedUserAddr)
+                addressesSet[Int(a.index)] = true
+            }
+            try startIfReady(Int(a.index))
+            return nil
+        case (.setVringBase, .vringState(let index, let num)):
+            let q = try queue(index)
+            guard num <= UInt32(UInt16.max) else { throw Refusal("ring base \(num) does not fit a 16-bit index") }
+            gate.whilePaused {
+                q.stop()
+                q.baseIndex = UInt16(num)
+            }
+            return nil
+        case (.getVringBase, .vringState(let index, _)):
+            let q = try queue(index)
+            var base: UInt16 = 0
+            gate.whilePaused {
+                base = q.stop()
+                // GET_VRING_BASE stops the ring; a later start needs a new kick descriptor.
+                if kickFDs[Int(index)] >= 0 { close(kickFDs[Int(index)]); kickFDs[Int(index)] = -1 }
+                q.kickFD = -1
+            }
+            logger.debug("vhost-user \(name): queue \(index) stopped at \(base)")
+            return .vringState(index: index, num: UInt32(base))
+        case (.setVringKick, .vringFile(let index, let hasFD)):
+            let q = try queue(index)
+            let fd = hasFD ? m.descriptors.take(0)?.release() ?? -1 : -1
+            gate.whilePaused {
+                if kickFDs[Int(index)] >= 0 { close(kickFDs[Int(index)]) }
+                kickFDs[Int(index)] = fd
+                q.kickFD = fd
+                // Without PROTOCOL_FEATURES a ring is enabled by its kick (vhost-user.rst, "Ring states").
+                if !features.contains(.protocolFeatures) { q.enabled = true }
+            }
+            try startIfReady(Int(index))
+            return nil
+        case (.setVringCall, .vringFile(let index, let hasFD)):
+            let q = try queue(index)
+            let fd = hasFD ? m.descriptors.take(0)?.release() ?? -1 : -1
+            gate.whilePaused {
+                if callFDs[Int(index)] >= 0 { close(callFDs[Int(index)]) }
+                callFDs[Int(index)] = fd
+                q.callFD = fd
+            }
+            return nil
+        case (.setVringErr, .vringFile(let index, let hasFD)):
+            _ = try queue(index)
+            let fd = hasFD ? m.descriptors.take(0)?.release() ?? -1 : -1
+            if errFDs[Int(index)] >= 0 { close(errFDs[Int(index)]) }
+            errFDs[Int(index)] = fd
+            return nil
+        case (.setVringEnable, .vringState(let index, let num)):
+            let q = try queue(index)
+            guard num <= 1 else { throw Refusal("SET_VRING_ENABLE state \(num) is neither 0 nor 1") }
+            gate.whilePaused {
+                q.enabled = num == 1
+                if num == 0 { q.stop() }
+            }
+            if num == 1 { try startIfReady(Int(index)) }
+            return nil
+        case (.netSetMTU, .u64(let value)):
+            guard value >= 68, value <= 65535 else { throw Refusal("MTU \(value) outside 68...65535") }
+            mtu = Int(value)
+            logger.info("vhost-user \(name): MTU \(value)")
+            return nil
+        case (.setStatus, .u64(let value)):
+            guard value <= 0xff else { throw Refusal("status 0x\(String(value, radix: 16)) wider than 8 bits") }
+            let was = status
+            status = UInt8(value)
+            if value == 0 {
+                // The driver reset the device: stop, and forward again once it is set up anew.
+                gate.whilePaused { for q in queues { q.baseIndex = q.stop() } }
+                if isBroken {
+                    logger.info("vhost-user \(name): reset by the driver, leaving the broken state")
+                    broken.withLock { $0 = nil }
+                }
+            } else if status & VirtioDeviceStatus.driverOK != 0 && was & VirtioDeviceStatus.driverOK == 0 {
+                for i in queues.indices { try startIfReady(i) }
+            }
+            return nil
+        case (.getStatus, _):
+            return .u64(UInt64(status | (isBroken ? VirtioDeviceStatus.needsReset : 0)))
+        case (.sendRARP, _):
+            return nil
+        default:
+            throw Refusal("payload does not fit the request")
+        }
+    }
+
+    // MARK: - Memory
+
+    private func setMemoryTable(_ regions: [MemoryRegionInfo], message m: VhostUserMessage) throws(Refusal) {
+        let infos = regions.map(Self.info)
+        let fds = m.descriptors.takeAll()
+        defer { for fd in fds { close(fd) } }
+        let newMemory: GuestMemory
+        do { newMemory = try GuestMemory(regions: infos, fds: fds) } catch {
+            throw Refusal("memory table rejected: \(error)")
+        }
+        replaceMemory(newMemory)
+        logger.info("vhost-user \(name): memory table of \(regions.count) region(s), \(regions.reduce(0) { $0 + $1.size } >> 20) MiB")
+    }
+
+    private func addRegion(_ region: MemoryRegionInfo, message m: VhostUserMessage) throws(Refusal) {
+        guard let fd = m.descriptors.take(0) else { throw Refusal("ADD_MEM_REG without a descriptor") }
+        let newMemory: GuestMemory
+        do {
+            if let memory {
+                newMemory = try memory.adding(Self.info(region), fd: fd.rawValue)
+            } else {
+                newMemory = try GuestMemory(regions: [Self.info(region)], fds: [fd.rawValue])
+            }
+        } catch {
+            throw Refusal("region rejected: \(error)")
+        }
+        replaceMemory(newMemory)
+    }
+
+    private func removeRegion(_ region: MemoryRegionInfo) throws(Refusal) {
+        guard let memory else { throw Refusal("REM_MEM_REG with no memory table") }
+        let newMemory: GuestMemory?
+        do { newMemory = try memory.removing(guestPhysicalAddress: region.guestPhysAddr, size: region.size) } catch {
+            throw Refusal("\(error)")
+        }
+        if let newMemory { replaceMemory(newMemory) } else {
+            gate.whilePaused {
+                for q in queues { q.stop() }
+                self.memory = nil
+            }
+        }
+    }
+
+    /// Swaps the table while the rings are stopped; running rings restart on the
+    /// new table. The old mappings go once nothing refers to them.
+    private func replaceMemory(_ newMemory: GuestMemory) {
+        var restart: [Int] = []
+        gate.whilePaused {
+            for q in queues where q.isRunning {
+                restart.append(q.index)
+                q.baseIndex = q.stop()
+            }
+            memory = newMemory
+        }
+        for i in restart { try? startIfReady(i) }
+    }
+
+    static func info(_ r: MemoryRegionInfo) -> GuestMemoryRegionInfo {
+        GuestMemoryRegionInfo(guestPhysicalAddress: r.guestPhysAddr, size: r.size, frontEndAddress: r.userAddr, mmapOffset: r.mmapOffset)
+    }
+
+    // MARK: - Rings
+
+    private func startIfReady(_ index: Int) throws(Refusal) {
+        let q = queues[index]
+        guard !isBroken, !q.isRunning, q.enabled, q.kickFD >= 0, addressesSet[index], q.size > 0,
+              let memory else { return }
+        // virtio 1.2 §3.1.1: no buffer is used before DRIVER_OK. Only a front-end
+        // that negotiated STATUS tells us when that is; for others, enabled means go.
+        if protocolFeatures.contains(.status) && status & VirtioDeviceStatus.driverOK == 0 { return }
+        var failure: VirtqueueError?
+        gate.whilePaused {
+            do throws(VirtqueueError) { try q.start(memory: memory) } catch { failure = error }
+        }
+        if let failure {
+            var hint = ""
+            if case .ringNotMapped = failure {
+                hint = " — is the guest's memory shared with Ferry? (QEMU: memory-backend-memfd with share=on)"
+            }
+            markBroken("queue \(index): \(failure)\(hint)", fromDataPath: false)
+            throw Refusal("queue \(index) cannot start: \(failure)")
+        }
+        logger.info("vhost-user \(name): queue \(index) running (size \(q.size), from \(q.lastAvail))")
+    }
+
+    /// Stops the device after a guest error: one log line, NEEDS_RESET in the
+    /// status, every queue stopped; other ports go on. The worker calls it when a
+    /// ring check fails (it owns the rings then); the control thread goes through the gate.
+    public func markBroken(_ reason: String, fromDataPath: Bool) {
+        let first = broken.withLock { current -> Bool in
+            if current != nil { return false }
+            current = reason
+            return true
+        }
+        guard first else { return }
+        let stopAll = { for q in self.queues where q.isRunning { q.baseIndex = q.stop() } }
+        if fromDataPath { stopAll() } else { gate.whilePaused(stopAll) }
+        logger.error("vhost-user \(name): device broken, forwarding stopped: \(reason)")
+    }
+
+    /// Forgets the front-end: rings, memory and descriptors (a reset or a departure).
+    public func reset(reason: String) {
+        gate.whilePaused {
+            for q in queues { q.reset() }
+            memory = nil
+            for fd in kickFDs + callFDs + errFDs where fd >= 0 { close(fd) }
+            kickFDs = kickFDs.map { _ in -1 }
+            callFDs = callFDs.map { _ in -1 }
+            errFDs = errFDs.map { _ in -1 }
+            addressesSet = addressesSet.map { _ in false }
+            features = []
+            protocolFeatures = []
+            status = 0
+        }
+        broken.withLock { $0 = nil }
+        logger.info("vhost-user \(name): reset (\(reason))")
+    }
+}

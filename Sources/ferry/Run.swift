@@ -1,0 +1,85 @@
+import ArgumentParser
+import CFerry
+import Engine
+import Glibc
+import Logging
+import Ports
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the switch.",
+        discussion: """
+            With no --port, runs the embedded default: two vhost-user server sockets,
+            \(Defaults.runDirectory)/vm0.sock and vm1.sock, cross-connected.
+            Example: ferry run --port vhost:/tmp/vm0.sock --port gen:dst=02:00:00:00:00:02,size=64
+            """)
+
+    @Option(name: .customLong("port"), help: "A port: vhost:PATH[,client][,queues=N][,name=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink")
+    var ports: [String] = []
+
+    @Option(help: "Control socket path.")
+    var control: String = Defaults.controlSocket
+
+    @Option(help: "Pin the worker thread to this CPU.")
+    var cpu: Int?
+
+    @Option(help: "Frames per burst (32-256).")
+    var batch: Int = 256
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard (32...256).contains(batch) else { throw ValidationError("--batch must be 32...256") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "ferry")
+        let embedded = ports.isEmpty
+        if embedded { mkdir(Defaults.runDirectory, 0o755) }
+        let specs = try (embedded ? Defaults.embeddedPorts : ports).map { text in
+            do throws(PortSpec.ParseError) { return try PortSpec(parsing: text) } catch { throw ValidationError(error.description) }
+        }
+        // Signals arrive through a descriptor the control loop polls, so no
+        // handler ever runs on a worker thread.
+        let signals = try SignalWatcher(signals: [SIGINT, SIGTERM])
+        let sw: Switch
+        do { sw = try Switch(specs: specs, cpu: cpu, batchSize: batch, logger: logger) } catch {
+            throw ValidationError("\(error)")
+        }
+        let controlServer = try ControlServer(path: control, switch: sw, logger: logger)
+        sw.control.add(controlServer)
+        sw.control.add(signals)
+        signals.onSignal = { sig in
+            logger.info("signal \(sig): stopping")
+            sw.control.stop()
+        }
+        sw.start()
+        for p in sw.ports { logger.info("port \(p.name): \(p.spec.text)") }
+        if embedded { printQEMUHint(sw) }
+        logger.notice("ferry: ready (\(sw.ports.count) ports, control \(control))")
+        sw.control.run()
+        sw.stop()
+        controlServer.close()
+        logger.info("stopped")
+    }
+
+    private func printQEMUHint(_ sw: Switch) {
+        for p in sw.ports {
+            guard case .vhost(let path, _, _) = p.spec.kind else { continue }
+            print("""
+                attach a guest to \(p.name):
+                  qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \\
+                    -chardev socket,id=\(p.name),path=\(path) -netdev vhost-user,id=\(p.name),chardev=\(p.name) \\
+                    -device virtio-net-pci,netdev=\(p.name)
+                """)
+        }
+    }
+}
