@@ -1,4 +1,5 @@
 import Glibc
+import VhostUser
 
 /// Something the control thread serves: it names the descriptors to wait on,
 /// when it next wants attention without input, and does its work non-blocking.
@@ -21,11 +22,7 @@ public final class ControlLoop {
     public func remove(_ client: ControlLoopClient) { clients.removeAll { $0 === client } }
     public func stop() { stopping = true }
 
-    public static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    public static func now() -> Double { ControlClock.now() }
 
     public func run() {
         while !stopping { runOnce() }

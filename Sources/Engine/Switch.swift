@@ -31,20 +31,21 @@ public final class NamedPort {
 public enum SwitchError: Error, CustomStringConvertible {
     case port(String, String)
     case duplicateName(String)
-    case needsTwoPorts(Int)
+    case needsPairs(Int)
 
     public var description: String {
         switch self {
         case .port(let spec, let why): "port '\(spec)': \(why)"
         case .duplicateName(let n): "two ports are named '\(n)'"
-        case .needsTwoPorts(let n): "cross-connect needs exactly two ports, got \(n)"
+        case .needsPairs(let n): "ports are cross-connected in pairs: give an even number, got \(n)"
         }
     }
 }
 
 /// Ports, the worker that moves frames between them, and the control loop
-/// that serves their sockets. For now two ports are cross-connected: every
-/// frame from one goes to the other (MAC learning comes with the switch).
+/// that serves their sockets. For now ports are cross-connected in pairs, in
+/// the order given (1st with 2nd, 3rd with 4th, ...): every frame from one goes
+/// to the other (MAC learning comes with the switch).
 public final class Switch {
     public let ports: [NamedPort]
     public let worker: Worker
@@ -53,7 +54,7 @@ public final class Switch {
 
     public init(specs: [PortSpec], cpu: Int?, batchSize: Int, logger: Logger) throws {
         self.logger = logger
-        guard specs.count == 2 else { throw SwitchError.needsTwoPorts(specs.count) }
+        guard specs.count >= 2, specs.count % 2 == 0 else { throw SwitchError.needsPairs(specs.count) }
         let worker = Worker(id: 0, cpu: cpu, batchSize: batchSize)
         self.worker = worker
         var made: [NamedPort] = []
@@ -79,7 +80,7 @@ public final class Switch {
             made.append(NamedPort(name: name, spec: spec, port: port))
         }
         ports = made
-        worker.setPaths(Self.crossConnect(made[0].port, made[1].port))
+        worker.setPaths(stride(from: 0, to: made.count, by: 2).flatMap { Self.crossConnect(made[$0].port, made[$0 + 1].port) })
     }
 
     static func crossConnect(_ a: Port, _ b: Port) -> [ForwardingPath] {

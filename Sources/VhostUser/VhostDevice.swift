@@ -29,6 +29,10 @@ public final class VhostDevice: @unchecked Sendable {
     private var callFDs: [Int32]
     private var errFDs: [Int32]
     private var addressesSet: [Bool]
+    /// Per queue, until the ring is seen to move: when it started and its avail index then.
+    private var watch: [(since: Double, avail: UInt16, kicked: Bool)?]
+    /// How long a kicked ring may stay still before its memory is called unshared.
+    public static let unsharedMemoryGrace = 2.0
     /// Why the device stopped forwarding, if it did. Written by the control
     /// thread or by the worker (which owns the data path while it runs), read by both.
     private let broken = Mutex<String?>(nil)
@@ -48,6 +52,7 @@ public final class VhostDevice: @unchecked Sendable {
         callFDs = Array(repeating: -1, count: 2 * queuePairs)
         errFDs = Array(repeating: -1, count: 2 * queuePairs)
         addressesSet = Array(repeating: false, count: 2 * queuePairs)
+        watch = Array(repeating: nil, count: 2 * queuePairs)
     }
 
     deinit {
@@ -375,6 +380,7 @@ public final class VhostDevice: @unchecked Sendable {
             throw Refusal("queue \(index) cannot start: \(failure)")
         }
         logger.info("vhost-user \(name): queue \(index) running (size \(q.size), from \(q.lastAvail))")
+        watch[index] = (ControlClock.now(), q.availIndexInRing ?? 0, false)
     }
 
     /// Stops the device after a guest error: one log line, NEEDS_RESET in the
@@ -392,6 +398,30 @@ public final class VhostDevice: @unchecked Sendable {
         logger.error("vhost-user \(name): device broken, forwarding stopped: \(reason)")
     }
 
+    /// Detects a front-end whose guest memory is not really shared (QEMU
+    /// without share=on maps it privately): the driver kicks, but the ring we
+    /// see never changes. A ring that moves once is trusted from then on.
+    public func checkHealth(now: Double) {
+        guard !isBroken else { return }
+        for (i, q) in queues.enumerated() {
+            guard let w = watch[i] else { continue }
+            guard let availNow = q.availIndexInRing else { watch[i] = nil; continue }
+            if availNow != w.avail || availNow != q.startIndex {
+                watch[i] = nil
+                continue
+            }
+            var kicked = w.kicked
+            if kickFDs[i] >= 0 && EventFD.drain(kickFDs[i]) > 0 { kicked = true }
+            watch[i] = (w.since, w.avail, kicked)
+            if kicked && now - w.since > Self.unsharedMemoryGrace {
+                markBroken("queue \(i) is kicked but its ring never changes: the guest's memory is not shared with "
+                           + "Ferry (QEMU needs share=on on its memory backend, e.g. memory-backend-memfd,share=on)",
+                           fromDataPath: false)
+                return
+            }
+        }
+    }
+
     /// Forgets the front-end: rings, memory and descriptors (a reset or a departure).
     public func reset(reason: String) {
         gate.whilePaused {
@@ -402,6 +432,7 @@ public final class VhostDevice: @unchecked Sendable {
             callFDs = callFDs.map { _ in -1 }
             errFDs = errFDs.map { _ in -1 }
             addressesSet = addressesSet.map { _ in false }
+            watch = watch.map { _ in nil }
             features = []
             protocolFeatures = []
             status = 0

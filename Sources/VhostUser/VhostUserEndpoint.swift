@@ -79,6 +79,7 @@ public final class VhostUserEndpoint: @unchecked Sendable {
         if connection >= 0 {
             rejectExtraConnections()
             readMessages()
+            device.checkHealth(now: now)
         }
     }
 

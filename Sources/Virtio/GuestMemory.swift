@@ -142,8 +142,16 @@ public final class GuestMemory: @unchecked Sendable {
         _ = try syscall("fstat") { fstat(fd, &st) }
         let block = max(UInt64(st.st_blksize), 4096)
         let wanted = r.mmapOffset + r.size
-        let length = (wanted + block - 1) / block * block
-        return try MemoryMapping(fd: fd, length: Int(length))
+        // A file shorter than the region maps without complaint, and the first
+        // access past its end raises SIGBUS: a front-end could kill us with it.
+        if st.st_mode & S_IFMT == S_IFREG && UInt64(max(st.st_size, 0)) < wanted {
+            throw SystemError("mmap", errno: EINVAL)
+        }
+        // validate() keeps `wanted` within Int.max; rounding up to a block may not.
+        guard let length = Int(exactly: (wanted + block - 1) / block * block) else {
+            throw SystemError("mmap", errno: ENOMEM)
+        }
+        return try MemoryMapping(fd: fd, length: length)
     }
 
     /// The host pointer for `length` bytes at guest-physical `address`, or nil

@@ -38,8 +38,9 @@ extension SplitVirtqueue {
             switch result {
             case .broken:
                 return consumed
-            case .noRoom where batch.count > startCount:
-                // Leave it for the next burst, which starts with an empty batch.
+            case .noRoom where batch.count > 0:
+                // Leave it for the next burst, which starts with an empty batch
+                // (frames from an earlier pull into this batch count too).
                 return consumed
             case .noRoom:
                 // Alone in an empty batch and still too big: drop it, or it would block the queue forever.

@@ -75,15 +75,17 @@ extension SplitVirtqueue {
         let startAvail = lastAvail
         let startPending = pendingUsed
         while remaining > 0 {
-            if chains == availLeft {
-                lastAvail = startAvail
-                pendingUsed = startPending
-                return .dropped(.noRxBuffer)
-            }
+            // Checked first: without mergeable buffers a frame that outgrew its
+            // chain is too big, however many chains are left behind it.
             if chains > 0 && !mergeableBuffers {
                 lastAvail = startAvail
                 pendingUsed = startPending
                 return .dropped(.rxBufferTooSmall)
+            }
+            if chains == availLeft {
+                lastAvail = startAvail
+                pendingUsed = startPending
+                return .dropped(.noRxBuffer)
             }
             guard let h = head(at: lastAvail) else { return .broken }
             var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)

@@ -58,6 +58,8 @@ public final class SplitVirtqueue {
     @usableFromInline var pendingUsed: UInt16 = 0
     /// Used index at the last notification decision (EVENT_IDX's "old").
     @usableFromInline var signalledUsed: UInt16 = 0
+    /// Where the queue started consuming, after any resync.
+    public private(set) var startIndex: UInt16 = 0
     /// The worker reads this before touching the rings.
     public internal(set) var isRunning = false
     /// The first guest error seen; the queue stays stopped until reconfigured.
@@ -99,6 +101,7 @@ public final class SplitVirtqueue {
             usedIndex = ringUsed
         }
         signalledUsed = usedIndex
+        startIndex = lastAvail
         pendingUsed = 0
         error = nil
         // We poll: ask the driver not to kick. With EVENT_IDX the driver ignores
@@ -140,6 +143,13 @@ public final class SplitVirtqueue {
     func fail(_ e: VirtqueueError) {
         error = e
         isRunning = false
+    }
+
+    /// The driver's avail index as the ring holds it now, for health checks
+    /// from the control thread; nil while stopped.
+    public var availIndexInRing: UInt16? {
+        guard isRunning, let a = avail else { return nil }
+        return ferry_load_acquire_u16(a + 2)
     }
 
     /// Chains the driver has made available and we have not consumed; 0 when

@@ -9,7 +9,8 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the switch.",
         discussion: """
-            With no --port, runs the embedded default: two vhost-user server sockets,
+            Ports are cross-connected in pairs, in the order given. With no --port,
+            runs the embedded default: two vhost-user server sockets,
             \(Defaults.runDirectory)/vm0.sock and vm1.sock, cross-connected.
             Example: ferry run --port vhost:/tmp/vm0.sock --port gen:dst=02:00:00:00:00:02,size=64
             """)

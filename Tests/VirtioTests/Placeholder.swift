@@ -1,2 +1,0 @@
-import XCTest
-final class VirtioTestsPlaceholder: XCTestCase { func testBuilds() {} }
