@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "PacketsTests", dependencies: ["Packets"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
-            "Engine", "Ports", "TestSupport",
+            "Engine", "Ports", "Virtio", "Platform", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
         ]),
     ]

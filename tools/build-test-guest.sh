@@ -157,6 +157,7 @@ DONE=
 # The kernel keeps dotted parameters in /proc/cmdline (it does not hand them to
 # init as arguments or environment). set -f: no globbing of the words.
 set -f
+# shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         ferry.ip=*)    IP=${arg#*=} ;;

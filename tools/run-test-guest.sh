@@ -11,7 +11,8 @@
 #
 #   --vhost-socket PATH   vhost-user unix socket; QEMU connects to it (the
 #                         back-end listens) unless --vhost-server, where QEMU
-#                         listens and the back-end connects (reconnects too)
+#                         listens and the back-end connects; either way the
+#                         guest starts only once the back-end is connected
 #   --netdev-socket-*     QEMU's own -netdev socket on 127.0.0.1:PORT instead
 #                         (start the listener first: connect fails at once
 #                         if nobody listens)
@@ -77,6 +78,7 @@ done
 [[ -z "$timeout_s" || "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout wants whole seconds, got '$timeout_s'"
 # QEMU splits option strings on commas: a comma in a path would inject options.
 [[ "$vhost_socket" != *,* ]] || die "--vhost-socket path must not contain a comma"
+[[ "$log" != *,* ]] || die "--log path must not contain a comma"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 guest_dir="${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}"
@@ -109,9 +111,11 @@ cmdline="console=ttyS0 panic=-1 loglevel=4 edd=off $append"
 
 if [[ -n "$vhost_socket" ]]; then
     chardev="socket,id=c0,path=$vhost_socket"
-    # wait=off: QEMU starts the guest without waiting for the back-end to connect.
+    # wait=off lets QEMU past the chardev, but QEMU 7.2's vhost-user netdev
+    # itself still blocks ("QEMU waiting for connection on: ...") until the
+    # back-end connects: the guest boots only once the back-end is there.
     [[ $vhost_server -eq 1 ]] && chardev+=",server=on,wait=off"
-    net=(-chardev "$chardev" -netdev vhost-user,id=n0,chardev=c0)
+    net=(-chardev "$chardev" -netdev "vhost-user,id=n0,chardev=c0")
 elif [[ -n "$sock_listen" ]]; then
     net=(-netdev "socket,id=n0,listen=127.0.0.1:$sock_listen")
 else
@@ -136,7 +140,7 @@ cmd=(
     "${accel[@]}" -smp 1 -m "${mem}M"
     # The back-end maps guest memory through the fds QEMU sends: it must be a
     # shared memfd. Private memory only warns and then moves no packets.
-    -object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
+    -object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa "node,memdev=mem"
     # -nodefaults: no default NIC, VGA, floppy or CD; -monitor none keeps the
     # monitor off stdio (a test has no terminal, and stdout is the console).
     -nographic -nodefaults -no-user-config -monitor none -no-reboot

@@ -2,6 +2,9 @@ import Foundation
 import MallocInterposerSwift
 import Packets
 import Ports
+import TestSupport
+import Platform
+import Virtio
 import XCTest
 
 @testable import Engine
@@ -19,15 +22,50 @@ final class AllocationTests: XCTestCase {
             let sink = Port.sink(SinkPort())
             let path = ForwardingPath(source: gen, sourceQueue: 0, destination: sink, destinationQueue: 0)
             let batch = PacketBatch(capacity: 256)
-            return { for _ in 0..<1000 { _ = Worker.forward(path, batch) } }
+            return (prepare: {}, burst: { for _ in 0..<1000 { _ = Worker.forward(path, batch) } })
+        }
+    }
+
+    /// Guest to guest: pull a burst from one guest's TX ring, copy it into
+    /// another guest's RX ring, release the TX buffers, publish, notify.
+    func testGuestToGuestBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testGuestToGuestBurstsAllocateNothing") {
+            let ram = try GuestRAM.oneRegion(size: 8 << 20)
+            let memory = try ram.makeGuestMemory()
+            let txRing = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + 0x200000)
+            let rxRing = MockSplitRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: ram.base + 0x200000 ..< ram.base + 0x800000)
+            let tx = SplitVirtqueue(index: 1)
+            let rx = SplitVirtqueue(index: 0)
+            txRing.configure(tx, eventIndex: true)
+            rxRing.configure(rx, eventIndex: true, mergeableBuffers: true)
+            let call = try EventFD.create()
+            rx.callFD = call.rawValue
+            tx.callFD = call.rawValue
+            try tx.start(memory: memory)
+            try rx.start(memory: memory)
+            let counters = QueueCounters()
+            let batch = PacketBatch(capacity: 64)
+            let frame = ethernetFrame(length: 64)
+            return (prepare: {
+                for _ in 0..<64 {
+                    txRing.offerTX(frame: frame)
+                    rxRing.offerRX(bufferSizes: [2048])
+                }
+            }, burst: {
+                batch.reset()
+                _ = tx.pull(into: batch, counters: counters)
+                rx.push(from: batch, counters: counters)
+                tx.release()
+                precondition(batch.count == 64 && rx.isRunning && tx.isRunning, "the burst did not forward")
+            })
         }
     }
 
     /// In the parent: re-runs `test` with the interposer preloaded and asserts on
-    /// the child's verdict. In the child: warms `makeBody()`'s closure up, then
-    /// counts the mallocs of one more run of it.
-    func runUnderInterposer(test: String, file: StaticString = #filePath, line: UInt = #line,
-                            _ makeBody: () throws -> () -> Void) throws {
+    /// the child's verdict. In the child: warms the burst up, then counts the
+    /// mallocs of `rounds` more bursts (each `prepare` runs uncounted before its burst).
+    func runUnderInterposer(test: String, rounds: Int = 20, file: StaticString = #filePath, line: UInt = #line,
+                            _ make: () throws -> (prepare: () -> Void, burst: () -> Void)) throws {
         if ProcessInfo.processInfo.environment[Self.probeVariable] == nil {
             let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             let lib = exe.deletingLastPathComponent().appendingPathComponent("libMallocInterposerSwift.so")
@@ -51,8 +89,10 @@ final class AllocationTests: XCTestCase {
             XCTAssertTrue(text.contains("ALLOCATION-PROBE ok"), "no verdict from the probe:\n\(text)", file: file, line: line)
             return
         }
-        let body = try makeBody()
-        body()  // warm-up: lazy metadata and first-touch work happen here, not in the measured run
+        let (prepare, burst) = try make()
+        // Warm-up: lazy metadata and first-touch work happen here, not in the measured bursts.
+        prepare()
+        burst()
         // The probe must be able to fail: a deliberate allocation has to be seen.
         MallocInterposerSwift.initialize()
         MallocInterposerSwift.hook()
@@ -63,9 +103,12 @@ final class AllocationTests: XCTestCase {
         XCTAssertGreaterThan(seen, 0, "the interposer is not counting", file: file, line: line)
 
         MallocInterposerSwift.initialize()
-        MallocInterposerSwift.hook()
-        body()
-        MallocInterposerSwift.unhook()
+        for _ in 0..<rounds {
+            prepare()
+            MallocInterposerSwift.hook()
+            burst()
+            MallocInterposerSwift.unhook()
+        }
         let stats = MallocInterposerSwift.getStatistics()
         XCTAssertEqual(stats.mallocCount, 0, "mallocs in the data path: \(stats)", file: file, line: line)
         if seen > 0 && stats.mallocCount == 0 { print("ALLOCATION-PROBE ok") }
