@@ -1,6 +1,24 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests (swift test), then the integration tests against
-# real peers (dpdk-testpmd, QEMU guests). Installs what is missing first.
+# Runs every test Ferry has, from a clean clone on a fresh Debian machine:
+#
+#   tools/test.sh
+#
+# 1. installs what is missing (tools/install-deps.sh) and builds the test guest;
+# 2. unit tests (swift test): codec, rings, hostile guests, allocation probe;
+# 3. integration tests (pytest, Tests/Integration) against real peers:
+#    dpdk-testpmd's virtio-user front-end and QEMU guests, run as root.
+# A test that cannot run (no root, no QEMU, no testpmd) fails with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift test 2>&1 | tee /tmp/ferry-unit.log
+
+tools/install-deps.sh
+tools/build-test-guest.sh
+
+echo "== build (release, for the integration tests)"
+swift build -c release --product ferry
+export FERRY_BIN="$PWD/.build/release/ferry"
+
+echo "== unit tests"
+swift test --parallel 2>&1 | tee /tmp/ferry-unit-tests.log
+echo "== integration tests"
+python3 -m pytest -v -p no:cacheprovider Tests/Integration

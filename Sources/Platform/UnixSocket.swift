@@ -60,7 +60,8 @@ public enum UnixSocket {
 
     /// Accepts one connection, or nil when none is pending on a non-blocking listener.
     public static func accept(_ listener: Int32) throws(SystemError) -> FileDescriptor? {
-        switch try nonBlockingSyscall("accept") { ferry_accept_cloexec(listener) } {
+        let result = try nonBlockingSyscall("accept") { ferry_accept_cloexec(listener) }
+        switch result {
         case .done(let fd): return FileDescriptor(owning: fd)
         case .wouldBlock: return nil
         }

@@ -4,9 +4,14 @@ import Platform
 ///
 /// Feed each received chunk with its descriptors, then call `next()` until it returns nil.
 /// Drained that way, the decoder holds less than one message (12 + 4096 bytes) between reads.
-/// Descriptors belong to the message containing the first byte of the chunk they came with: the
-/// kernel hands SCM_RIGHTS data over with the first byte of the sendmsg that carried it, and never
-/// joins that byte to data received before it in the same recvmsg.
+///
+/// Descriptors belong to the message holding the *last* byte of the chunk they came with. The
+/// kernel attaches SCM_RIGHTS data to the first byte of the sendmsg that carried it, but a stream
+/// recvmsg may first return earlier descriptor-less data (a front-end's SET_VRING_NUM, BASE and
+/// ADDR ahead of the KICK that carries the fd), and it stops right after the descriptor-carrying
+/// data (or earlier, when the buffer fills). So that message is the last one to start in the
+/// chunk, or the one in progress if none starts there (Linux unix_stream_read_generic; checked
+/// with socketpair experiments).
 public struct MessageDecoder: ~Copyable, Sendable {
     /// Which side of the connection decodes: it decides whether requests or replies are expected.
     public enum Role: Sendable {
@@ -16,7 +21,7 @@ public struct MessageDecoder: ~Copyable, Sendable {
         case frontEnd
     }
 
-    /// Descriptors (or a truncation) that arrived with the chunk starting at stream offset `offset`.
+    /// Descriptors (or a truncation) that arrived with the chunk whose last byte is at stream offset `offset`.
     private struct Attachment: Sendable {
         var offset: Int
         var descriptors: ReceivedDescriptors
@@ -32,7 +37,8 @@ public struct MessageDecoder: ~Copyable, Sendable {
     // Stream offset of buffer[0]; attachments are kept in stream offsets so they survive compaction.
     private var bufferStart = 0
     private var attachments: [Attachment] = []
-    private var failure: VhostUserProtocolError?
+    /// The fatal error that stopped this decoder, if any; after it, input is dropped.
+    public private(set) var failure: VhostUserProtocolError?
 
     /// A decoder for `role` (a back-end by default).
     public init(role: Role = .backEnd) {
@@ -41,9 +47,6 @@ public struct MessageDecoder: ~Copyable, Sendable {
 
     /// Bytes received but not yet returned as messages.
     public var bufferedByteCount: Int { buffer.count - readIndex }
-
-    /// The fatal error that stopped this decoder, if any; after it, input is dropped.
-    public var fatalError: VhostUserProtocolError? { failure }
 
     /// Adds a received chunk. Takes ownership of every descriptor in `descriptors`;
     /// `descriptorsTruncated` reports MSG_CTRUNC for this chunk.
@@ -62,9 +65,11 @@ public struct MessageDecoder: ~Copyable, Sendable {
             readIndex = 0
         }
         if !fds.isEmpty || descriptorsTruncated {
-            let offset = bufferStart + buffer.count
-            // Chunks with no bytes add to the same offset; merging keeps one attachment per
-            // offset, so what we hold stays bounded by the buffered bytes.
+            // The stream offset of the chunk's last byte (of the next byte for an empty chunk,
+            // which a stream socket never delivers with descriptors, but a caller might).
+            let offset = bufferStart + buffer.count + max(bytes.count - 1, 0)
+            // Empty chunks add to the same offset; merging keeps one attachment per offset, so
+            // what we hold stays bounded by the buffered bytes.
             if let last = attachments.last, last.offset == offset {
                 attachments[attachments.count - 1] = Attachment(
                     offset: offset, descriptors: ReceivedDescriptors(last.descriptors.takeAll() + fds),
@@ -143,7 +148,7 @@ public struct MessageDecoder: ~Copyable, Sendable {
         return error
     }
 
-    /// The descriptors of every chunk that began before stream offset `end`, merged.
+    /// The descriptors of every chunk whose last byte lies before stream offset `end`, merged.
     private mutating func takeAttachments(before end: Int) -> (ReceivedDescriptors, Bool) {
         var count = 0
         while count < attachments.count, attachments[count].offset < end { count += 1 }

@@ -224,10 +224,25 @@ class _Process:
         return self.proc.pid if self.proc else None
 
     def exited(self) -> bool:
-        return self.proc is None or self.proc.poll() is not None
+        """Has the process exited? (Does not reap it, so its group can still be signalled.)"""
+        if self.proc is None or self.proc.returncode is not None:
+            return True
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            self.proc.poll()
+            return True
+        return info is not None and bool(info.si_pid)
+
+    def running(self) -> bool:
+        return not self.exited()
 
     def returncode(self):
-        return None if self.proc is None else self.proc.poll()
+        if self.proc is None:
+            return None
+        if self.exited():
+            return self.proc.poll()  # reaps: only used for messages about a dead process
+        return None
 
     def log_text(self) -> str:
         if not self.log_path:
@@ -244,26 +259,47 @@ class _Process:
         return f"--- last lines of {self.log_path} ---\n{tail}"
 
     def _signal_group(self, sig):
-        if self.proc is None:
+        # Only while the leader is not reaped: its pid (= the group id) cannot be reused until
+        # then, so the signal cannot reach anyone else's processes.
+        if self.proc is None or self.proc.returncode is not None:
             return
         try:
             os.killpg(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
 
+    def _wait_unreaped(self, timeout: float) -> bool:
+        """Wait for the leader to exit without reaping it; True if it did."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.returncode is not None:
+                return True
+            try:
+                info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                self.proc.poll()
+                return True
+            if info is not None and info.si_pid:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
     def _terminate(self, first_sig=signal.SIGINT, timeout: float = 15.0) -> Optional[int]:
         """Signal the group, wait, escalate to SIGKILL. Returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
+        if self.proc.returncode is None:
             self._signal_group(first_sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            if not self._wait_unreaped(timeout):
                 self._signal_group(signal.SIGKILL)
+                self._wait_unreaped(10)
+            # Anything else left in the group goes too, then the leader is reaped.
+            self._signal_group(signal.SIGKILL)
+            try:
                 self.proc.wait(10)
-        # Whatever else is still in the group (it should be empty) goes too.
-        self._signal_group(signal.SIGKILL)
+            except subprocess.TimeoutExpired:
+                pass
         with _live_lock:
             _live.discard(self)
         return self.proc.returncode
@@ -604,7 +640,7 @@ class Testpmd(_Process):
         Returns the final accumulated forward stats (see totals())."""
         if self._stopped:
             return self.totals()
-        if self.proc is not None and self.proc.poll() is None and self.interactive:
+        if self.proc is not None and not self.exited() and self.interactive:
             try:
                 self.send("stop")
                 self.send("quit")
@@ -644,13 +680,28 @@ class Testpmd(_Process):
         self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
 
-    def tx_first(self, bursts: int):
+    def tx_first(self, bursts: int, wait: bool = True, timeout: float = 60.0):
         """Interactive only: send exactly `bursts` x --burst frames, then run the configured
         forward mode (use rxonly so nothing else is sent). Frames the ring refused show up in
-        TX-dropped; TX-packets is what entered the ring."""
+        TX-dropped; TX-packets is what entered the ring. wait: until the bursts are sent."""
         with self._cv:
             self._prompt = False
         self.send(f"start tx_first {bursts}")
+        if wait:
+            self.wait_prompt(timeout)
+
+    def wait_prompt(self, timeout: float = 30.0):
+        """Interactive only: until testpmd shows its prompt again (the last command is done)."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while not self._prompt:
+                if self.exited() and not (self._reader and self._reader.is_alive()):
+                    raise TestpmdError(f"testpmd exited\n{self.log_tail()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TestpmdError(f"no testpmd prompt within {timeout:.0f}s\n"
+                                       f"{self.log_tail()}")
+                self._cv.wait(min(left, 0.2))
 
     # -- output parsing
 

@@ -141,6 +141,28 @@ def test_virtio_txonly_into_sink(lab, mode, size):
     check_queue_sums(vm)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_virtio_exact_count_into_sink(lab, mode):
+    """testpmd sends an exact number of frames (interactive `start tx_first N`)."""
+    require_environment()
+    bursts, burst = 3000, 32
+    ferry, tp = start_pair(lab, mode, "sink:name=sink", "rxonly", interactive=True, txpkts=64,
+                           burst=burst)
+    tp.tx_first(bursts)
+    vm, sink = settle(ferry, "vm", "sink")
+    t = tp.stop()
+    assert "TX-packets" in t, f"testpmd printed no final totals\n{tp.log_tail()}"
+    vm, sink = ports(ferry, "vm", "sink")
+    ctx = f"testpmd totals {t}\nferry vm={vm}\nferry sink={sink}\n{lab.logs(15)}"
+    assert t["TX-packets"] + t.get("TX-dropped", 0) == bursts * burst, \
+        f"testpmd did not attempt exactly {bursts * burst} frames\n{ctx}"
+    assert t["TX-packets"] > 0, f"testpmd could not send anything\n{ctx}"
+    assert t["TX-packets"] == vm["rx_packets"] + h.drop_total(vm), \
+        f"testpmd TX-packets {t['TX-packets']} != vm rx_packets {vm['rx_packets']} + drops " \
+        f"{vm.get('drops')}\n{ctx}"
+    assert sink["tx_packets"] == vm["rx_packets"] - h.drop_total(sink), ctx
+
+
 # --------------------------------------------------------------------------- b. gen -> rxonly
 
 
@@ -208,7 +230,7 @@ def test_reconnect_ferry_server_testpmd_restarts_txonly(lab):
         sent += t["TX-packets"]
         vm, = settle(ferry, "vm")
         floor = vm["rx_packets"]
-        assert ferry.proc.poll() is None, f"Ferry exited after testpmd left\n{lab.logs()}"
+        assert ferry.running(), f"Ferry exited after testpmd left\n{lab.logs()}"
 
     vm, sink = ports(ferry, "vm", "sink")
     ctx = f"ferry vm={vm}\nsink={sink}\n{lab.logs(15)}"
@@ -237,7 +259,7 @@ def test_reconnect_ferry_server_testpmd_restarts_rxonly(lab):
             f"testpmd session {round_ + 1} received nothing: {t}\n{lab.logs()}"
         time.sleep(0.5)
         floor = h.port_stats(ferry.stats(), "vm")["tx_packets"]
-        assert ferry.proc.poll() is None, f"Ferry exited after testpmd left\n{lab.logs()}"
+        assert ferry.running(), f"Ferry exited after testpmd left\n{lab.logs()}"
 
 
 def test_reconnect_ferry_client_ferry_restarts(lab):
@@ -255,17 +277,17 @@ def test_reconnect_ferry_client_ferry_restarts(lab):
 
     # 1. Ferry goes away and comes back; testpmd keeps running.
     ferry.stop()
-    assert tp.proc.poll() is None, f"testpmd exited when Ferry stopped\n{lab.logs()}"
+    assert tp.running(), f"testpmd exited when Ferry stopped\n{lab.logs()}"
     time.sleep(1)
     ferry = lab.ferry(spec, cpu=0)
     wait_counter_above(ferry, "vm", "rx_packets", 1000, 30, lab)
-    assert tp.proc.poll() is None, f"testpmd died\n{lab.logs()}"
+    assert tp.running(), f"testpmd died\n{lab.logs()}"
 
     # 2. testpmd goes away and comes back; Ferry keeps running and reconnects.
     tp.stop()
     vm, = settle(ferry, "vm")
     floor = vm["rx_packets"]
-    assert ferry.proc.poll() is None, f"Ferry exited when testpmd went away\n{lab.logs()}"
+    assert ferry.running(), f"Ferry exited when testpmd went away\n{lab.logs()}"
     tp = lab.virtio_user(sock, "txonly", server=True, cpu=1, txpkts=64).start(wait=False)
     h.wait_for_socket(sock, proc=tp)
     try:

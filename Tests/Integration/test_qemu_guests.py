@@ -1,0 +1,286 @@
+"""Two QEMU guests on two Ferry vhost-user ports, cross-connected: guest A pings guest B.
+
+Run as root from the repository root, after `swift build -c release`:
+
+    python3 -m pytest -v Tests/Integration/test_qemu_guests.py
+
+What runs (per case, about 12 s under TCG on 2 cores):
+
+* Ferry with two server-mode vhost-user ports, `a` and `b`, cross-connected;
+* guest B (tools/run-test-guest.sh; 198.18.0.2/24) boots first and stays up as the ping target;
+* once B reports FERRY-GUEST-READY, guest A (198.18.0.1/24) boots and pings B `ferry.count`
+  times with payload `ferry.size`, and reports FERRY-PING-RESULT on its serial console.
+
+Checked: all pings answered; both guests got the MTU asked for; Ferry counted the traffic on
+both ports (what one port took the other was handed), frames big enough to prove the ping was
+not fragmented, no drops of any reason, no "device broken" line.
+
+Both guests boot with `ipv6.disable=1`: otherwise B's IPv6 link-up chatter (MLD, router and
+neighbour solicitations) would reach port `a` before A's driver is up, and be counted as
+`not_ready` drops that have nothing to do with the ping.
+
+Environment: FERRY_BIN (Ferry binary), FERRY_QEMU (QEMU binary, used by run-test-guest.sh),
+FERRY_GUEST_DIR (guest kernel + initrd). The tests fail (they do not skip) when root, QEMU, the
+guest build prerequisites or the Ferry binary are missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+REPO = h.REPO
+RUN_GUEST = REPO / "tools" / "run-test-guest.sh"
+BUILD_GUEST = REPO / "tools" / "build-test-guest.sh"
+
+IP_A, IP_B = "198.18.0.1", "198.18.0.2"
+MAC_A, MAC_B = "52:54:00:18:00:01", "52:54:00:18:00:02"
+PING_COUNT = 5
+BOOT_TIMEOUT = 40.0      # B: QEMU start to FERRY-GUEST-READY (normally ~4 s)
+PING_TIMEOUT = 60.0      # A: QEMU start to FERRY-PING-RESULT (normally ~8 s)
+QEMU_TIMEOUT = 150       # run-test-guest.sh --timeout: QEMU is killed after this in any case
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[()][A-Za-z0-9]|[@-~])")
+_READY = re.compile(r"FERRY-GUEST-READY ip=(\S+) mtu=(\d+)")
+_RESULT = re.compile(r"FERRY-PING-RESULT target=(\S+) size=(\d+) transmitted=(\d+) received=(\d+)")
+_COUNTERS = re.compile(r"eth0 counters:.*\brx_packets=(\d+).*\btx_packets=(\d+)")
+
+
+def clean_console(text: str) -> str:
+    """Serial console text without CRs and terminal escapes (incl. ESC c, cursor moves)."""
+    return _ANSI.sub("", text).replace("\r", "")
+
+
+def _die_with_parent():
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def require_environment():
+    problems = h.environment_problems(need_ferry=True, need_testpmd=False)
+    qemu = os.environ.get("FERRY_QEMU", "qemu-system-x86_64")
+    if not shutil.which(qemu):
+        problems.append(f"{qemu} not found: install qemu-system-x86 (tools/install-deps.sh) "
+                        "or set FERRY_QEMU")
+    for script in (RUN_GUEST, BUILD_GUEST):
+        if not os.access(script, os.X_OK):
+            problems.append(f"{script} missing or not executable")
+    if problems:
+        pytest.fail("cannot run the QEMU guest tests:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def guest_image():
+    """Builds (or checks) the test guest once, so its build time never eats a boot timeout."""
+    require_environment()
+    res = subprocess.run([str(BUILD_GUEST)], capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        pytest.fail(f"tools/build-test-guest.sh failed ({res.returncode}):\n{res.stderr[-3000:]}",
+                    pytrace=False)
+
+
+# --------------------------------------------------------------------------- one guest
+
+
+class Guest:
+    """One tools/run-test-guest.sh (QEMU) in its own process group, console in a log file."""
+
+    def __init__(self, name: str, mac: str, socket_path: str, append: str, log: str,
+                 mtu: Optional[int] = None):
+        self.name = name
+        self.log = log
+        self.err = log + ".stderr"
+        self.cmd = [str(RUN_GUEST), "--name", name, "--mac", mac, "--vhost-socket", socket_path,
+                    "--append", append, "--log", log, "--timeout", str(QEMU_TIMEOUT)]
+        if mtu:
+            self.cmd += ["--mtu", str(mtu)]
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "Guest":
+        with open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         start_new_session=True, preexec_fn=_die_with_parent)
+        return self
+
+    def console(self) -> str:
+        try:
+            with open(self.log, "r", errors="replace") as f:
+                return clean_console(f.read())
+        except FileNotFoundError:
+            return ""
+
+    def stderr(self) -> str:
+        try:
+            with open(self.err, "r", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def describe(self, lines: int = 30) -> str:
+        tail = "\n".join(self.console().splitlines()[-lines:])
+        rc = self.proc.poll() if self.proc else None
+        return (f"--- guest {self.name} (exit {rc}) console tail ---\n{tail}\n"
+                f"--- guest {self.name} stderr ---\n{self.stderr()[-1500:]}")
+
+    def wait_for(self, pattern: re.Pattern, timeout: float) -> re.Match:
+        """The first match of pattern on the console; fails the test on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = pattern.search(self.console())
+            if m:
+                return m
+            if self.proc is not None and self.proc.poll() is not None:
+                m = pattern.search(self.console())
+                if m:
+                    return m
+                pytest.fail(f"guest {self.name} exited ({self.proc.returncode}) without printing "
+                            f"{pattern.pattern!r}\n{self.describe()}", pytrace=False)
+            if time.monotonic() >= deadline:
+                pytest.fail(f"guest {self.name}: no {pattern.pattern!r} within {timeout:.0f}s\n"
+                            f"{self.describe()}", pytrace=False)
+            time.sleep(0.1)
+
+    def stop(self):
+        """SIGTERM to the group (run-test-guest's `timeout` passes it to QEMU), then SIGKILL."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left in the group
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@pytest.fixture
+def lab(request, tmp_path):
+    lab = h.Lab("qg", keep_logs=str(tmp_path / "logs"))
+    guests: list[Guest] = []
+    lab.guests = guests
+    try:
+        yield lab
+    finally:
+        for g in guests:
+            g.stop()
+        if lab.keep_logs:
+            os.makedirs(lab.keep_logs, exist_ok=True)
+            for g in guests:
+                for f in (g.log, g.err):
+                    if os.path.exists(f):
+                        shutil.copy(f, lab.keep_logs)
+        lab.close()  # stops Ferry (removing its sockets) and removes the work directory
+
+
+# --------------------------------------------------------------------------- the test
+
+
+def broken_lines(ferry: h.Ferry) -> list[str]:
+    return [l for l in ferry.log_text().splitlines() if "device broken" in l]
+
+
+@pytest.mark.parametrize("mtu,size", [(1500, 1472), (9000, 8000)], ids=["mtu1500", "mtu9000"])
+def test_guest_pings_guest_through_ferry(guest_image, lab, mtu, size):
+    sock_a, sock_b = lab.path("a.sock"), lab.path("b.sock")
+    ferry = lab.ferry([f"vhost:{sock_a},name=a", f"vhost:{sock_b},name=b"])
+    h.wait_for_socket(sock_a, proc=ferry)
+    h.wait_for_socket(sock_b, proc=ferry)
+
+    common = f"ferry.mtu={mtu} ipv6.disable=1"
+    guest_mtu = mtu if mtu != 1500 else None  # 1500: no host_mtu, the guest's default
+    b = Guest("ferry-b", MAC_B, sock_b, f"ferry.ip={IP_B}/24 {common}",
+              lab.path("guest-b.log"), mtu=guest_mtu)
+    lab.guests.append(b)
+    b.start()
+    ready_b = b.wait_for(_READY, BOOT_TIMEOUT)
+
+    a = Guest("ferry-a", MAC_A, sock_a,
+              f"ferry.ip={IP_A}/24 ferry.ping={IP_B} ferry.count={PING_COUNT} "
+              f"ferry.size={size} {common}", lab.path("guest-a.log"), mtu=guest_mtu)
+    lab.guests.append(a)
+    a.start()
+    ready_a = a.wait_for(_READY, BOOT_TIMEOUT)
+    result = a.wait_for(_RESULT, PING_TIMEOUT)
+
+    def ctx() -> str:
+        try:
+            stats = ferry.stats()
+        except Exception as exc:
+            stats = f"<stats unavailable: {exc}>"
+        return f"Ferry stats: {stats}\n{ferry.log_tail(30)}\n{a.describe()}\n{b.describe(15)}"
+
+    assert int(ready_b.group(2)) == mtu, f"guest B has MTU {ready_b.group(2)}, wanted {mtu}\n{ctx()}"
+    assert int(ready_a.group(2)) == mtu, f"guest A has MTU {ready_a.group(2)}, wanted {mtu}\n{ctx()}"
+
+    target, rsize, sent, received = result.group(1), int(result.group(2)), \
+        int(result.group(3)), int(result.group(4))
+    assert (target, rsize) == (IP_B, size), f"unexpected result line {result.group(0)!r}\n{ctx()}"
+    assert (sent, received) == (PING_COUNT, PING_COUNT), \
+        f"guest A: {received} of {sent} pings answered, wanted {PING_COUNT} of {PING_COUNT}\n{ctx()}"
+    assert not ferry.exited(), f"Ferry exited during the test\n{ctx()}"
+
+    # Counters: wait until nothing is in flight (a frame is counted rx on one port a moment
+    # before it is counted tx on the other).
+    h.wait_stable(lambda: tuple(h.counters(ferry.port(n)) for n in ("a", "b")), quiet=0.5,
+                  timeout=10, desc="Ferry counters of a and b to settle")
+    pa, pb = ferry.port("a"), ferry.port("b")
+    summary = f"a={pa}\nb={pb}"
+    for p in (pa, pb):
+        assert p["state"] == "running", f"port {p['name']} is {p['state']!r}\n{summary}\n{ctx()}"
+        assert not p.get("drops"), f"port {p['name']} dropped frames: {p['drops']}\n{ctx()}"
+    assert pa["rx_packets"] >= PING_COUNT and pb["rx_packets"] >= PING_COUNT, \
+        f"Ferry saw fewer than {PING_COUNT} frames on a port\n{ctx()}"
+    assert pa["rx_packets"] == pb["tx_packets"] and pa["rx_bytes"] == pb["tx_bytes"], \
+        f"what Ferry took from a is not what it handed to b\n{ctx()}"
+    assert pb["rx_packets"] == pa["tx_packets"] and pb["rx_bytes"] == pa["tx_bytes"], \
+        f"what Ferry took from b is not what it handed to a\n{ctx()}"
+    # Each echo is one Ethernet frame of 14 + 20 + 8 + size bytes: not fragmented, so the MTU
+    # really carried it (a smaller MTU would still answer the pings, in fragments).
+    frame = 14 + 28 + size
+    for p in (pa, pb):
+        assert p["rx_bytes"] >= PING_COUNT * frame, \
+            f"port {p['name']}: {p['rx_bytes']} bytes < {PING_COUNT} x {frame}-byte frames\n{ctx()}"
+        assert p["rx_packets"] < 2 * PING_COUNT, \
+            f"port {p['name']}: {p['rx_packets']} frames for {PING_COUNT} pings: fragmented?\n{ctx()}"
+    # The guest's own counters (printed just before the result) are a lower bound for Ferry's.
+    gc = _COUNTERS.search(a.console())
+    assert gc, f"guest A printed no eth0 counters\n{ctx()}"
+    guest_rx, guest_tx = int(gc.group(1)), int(gc.group(2))
+    assert pa["rx_packets"] >= guest_tx, \
+        f"guest A sent {guest_tx} frames, Ferry took only {pa['rx_packets']} from port a\n{ctx()}"
+    assert pa["tx_packets"] >= guest_rx, \
+        f"guest A received {guest_rx} frames, Ferry handed port a only {pa['tx_packets']}\n{ctx()}"
+    assert not broken_lines(ferry), f"Ferry marked a device broken:\n{broken_lines(ferry)}\n{ctx()}"
+
+    for g in (a, b):
+        g.stop()
+    rc = ferry.stop()
+    assert rc == 0, f"Ferry exited with {rc} on SIGINT\n{ferry.log_tail()}"

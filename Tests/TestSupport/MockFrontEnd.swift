@@ -1,0 +1,92 @@
+import Glibc
+import Logging
+import Platform
+import VhostUser
+import Virtio
+
+/// A vhost-user front-end that talks to a `VhostDevice` directly, as the
+/// control thread would after decoding: it lays out one queue pair in test
+/// guest RAM and walks the device through the usual set-up sequence.
+public final class MockFrontEnd {
+    public let device: VhostDevice
+    public let ram: GuestRAM
+    public let rx: MockSplitRing
+    public let tx: MockSplitRing
+    /// Raw eventfds (closed in deinit): ~Copyable descriptors cannot live in an array.
+    public let calls: [Int32]
+    public let kicks: [Int32]
+
+    public init(device: VhostDevice, ramSize: Int = 8 << 20) throws {
+        self.device = device
+        ram = try GuestRAM.oneRegion(size: ramSize)
+        rx = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + UInt64(ramSize / 2))
+        tx = MockSplitRing(ram: ram, size: 256, at: ram.base + 0x8000,
+                           buffers: ram.base + UInt64(ramSize / 2) ..< ram.base + UInt64(ramSize))
+        calls = try [EventFD.create().release(), EventFD.create().release()]
+        kicks = try [EventFD.create().release(), EventFD.create().release()]
+    }
+
+    deinit { for fd in calls + kicks { close(fd) } }
+
+    /// Sends one message; `fds` are duplicated so the device owns its copies.
+    @discardableResult
+    public func send(_ request: VhostUserRequest, _ payload: VhostUserMessage.Payload = .none, fds: [Int32] = [],
+                     needReply: Bool = false) -> VhostDevice.Outcome {
+        let flags = VhostUserHeader.version | (needReply ? VhostUserHeader.needReplyFlag : 0)
+        let message = VhostUserMessage(request: request, flags: flags, payload: payload,
+                                       descriptors: ReceivedDescriptors(fds.map { dup($0) }))
+        return device.handle(message)
+    }
+
+    public var features: UInt64 {
+        (VirtioNetFeatures.version1.rawValue | VirtioNetFeatures.mergeableRxBuffers.rawValue
+            | VirtioNetFeatures.protocolFeatures.rawValue)
+    }
+
+    /// The set-up QEMU and DPDK perform, up to DRIVER_OK.
+    public func setUp(protocolFeatures: VhostUserProtocolFeatures = [.replyAck, .status], eventIndex: Bool = false) {
+        send(.setOwner)
+        send(.setFeatures, .u64(features | (eventIndex ? VirtioNetFeatures.eventIndex.rawValue : 0)))
+        send(.setProtocolFeatures, .u64(protocolFeatures.rawValue))
+        let region = ram.regions[0]
+        send(.setMemTable, .memoryTable([MemoryRegionInfo(guestPhysAddr: region.guestPhysicalAddress, size: region.size,
+                                                          userAddr: region.frontEndAddress, mmapOffset: 0)]),
+             fds: [ram.shared.fd.rawValue])
+        for (index, ring) in [(UInt32(0), rx), (UInt32(1), tx)] {
+            send(.setVringNum, .vringState(index: index, num: UInt32(ring.size)))
+            send(.setVringBase, .vringState(index: index, num: 0))
+            send(.setVringAddr, .vringAddress(VringAddress(
+                index: index, flags: 0, descUserAddr: ram.frontEndAddress(ring.descGPA).rawValue,
+                usedUserAddr: ram.frontEndAddress(ring.usedGPA).rawValue,
+                availUserAddr: ram.frontEndAddress(ring.availGPA).rawValue, logGuestAddr: 0)))
+            send(.setVringCall, .vringFile(index: index, hasFD: true), fds: [calls[Int(index)]])
+            send(.setVringKick, .vringFile(index: index, hasFD: true), fds: [kicks[Int(index)]])
+            send(.setVringEnable, .vringState(index: index, num: 1))
+        }
+        send(.setStatus, .u64(15))
+    }
+}
+
+/// A logger that keeps what was logged, so tests can assert on the one line a fault produces.
+public final class CapturedLog: @unchecked Sendable {
+    public private(set) var lines: [String] = []
+    public init() {}
+    public var logger: Logger {
+        Logger(label: "test") { _ in CapturingHandler(log: self) }
+    }
+    func append(_ s: String) { lines.append(s) }
+
+    struct CapturingHandler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+                 file: String, function: String, line: UInt) {
+            log.append("\(level) \(message)")
+        }
+    }
+}

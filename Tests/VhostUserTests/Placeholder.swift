@@ -1,2 +1,0 @@
-import XCTest
-final class VhostUserTestsPlaceholder: XCTestCase { func testBuilds() {} }
