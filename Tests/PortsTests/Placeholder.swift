@@ -1,2 +1,0 @@
-import XCTest
-final class PortsTestsPlaceholder: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,77 @@
+import Packets
+import Ports
+import XCTest
+
+final class PortSpecTests: XCTestCase {
+    func testVhostSpecs() throws {
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/tmp/a.sock").kind, .vhost(path: "/tmp/a.sock", client: false, queuePairs: 1))
+        let spec = try PortSpec(parsing: "vhost:/tmp/a.sock,client,queues=4,name=vm0")
+        XCTAssertEqual(spec.kind, .vhost(path: "/tmp/a.sock", client: true, queuePairs: 4))
+        XCTAssertEqual(spec.name, "vm0")
+    }
+
+    func testGenAndSinkSpecs() throws {
+        let gen = try PortSpec(parsing: "gen:dst=02:00:00:00:00:09,size=1518,count=10,delay=5")
+        guard case .gen(let dst, _, let size, let count, let delay) = gen.kind else { return XCTFail() }
+        XCTAssertEqual(dst, MACAddress("02:00:00:00:00:09"))
+        XCTAssertEqual(size, 1518)
+        XCTAssertEqual(count, 10)
+        XCTAssertEqual(delay, 5)
+        XCTAssertEqual(try PortSpec(parsing: "sink").kind, .sink)
+        XCTAssertEqual(try PortSpec(parsing: "sink:name=drop").name, "drop")
+    }
+
+    func testBadSpecsSayWhatIsWrong() {
+        let cases: [(String, String)] = [
+            ("tap:x", "unknown port type 'tap'"),
+            ("vhost:", "vhost needs a socket path"),
+            ("vhost:/a,queues=0", "queues must be 1...128"),
+            ("vhost:/a,bogus", "unknown option 'bogus'"),
+            ("vhost:/a,client,server", "both client and server"),
+            ("gen:size=20", "size must be 60...9000"),
+            ("gen:dst=zz", "dst 'zz' is not a MAC address"),
+            ("gen:count=x", "count must be a whole number"),
+            ("gen:size=64,size=65", "option 'size' given twice"),
+            ("sink:name=a b", "must be 1-32 letters"),
+        ]
+        for (text, message) in cases {
+            XCTAssertThrowsError(try PortSpec(parsing: text), text) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(text): \(error)")
+            }
+        }
+    }
+}
+
+final class GenAndSinkTests: XCTestCase {
+    func testGenEmitsItsCountOfValidFramesThenStops() throws {
+        let gen = GenPort(destination: .broadcast, source: MACAddress(2, 0, 0, 0, 0, 1), frameSize: 64, count: 300)
+        let batch = PacketBatch(capacity: 256)
+        XCTAssertEqual(gen.pull(queue: 0, into: batch), 256)
+        let frame = [UInt8](UnsafeRawBufferPointer(start: batch.segmentBase[0], count: Int(batch.length[0])))
+        XCTAssertEqual(frame.count, 64)
+        XCTAssertEqual(Array(frame[0..<6]), MACAddress.broadcast.array)
+        XCTAssertEqual(Array(frame[12..<14]), [0x08, 0x00])
+        // The IPv4 header checksums to zero when it is right (RFC 1071).
+        var sum: UInt32 = 0
+        for i in stride(from: 14, to: 34, by: 2) { sum += UInt32(frame[i]) << 8 | UInt32(frame[i + 1]) }
+        while sum > 0xffff { sum = (sum & 0xffff) + (sum >> 16) }
+        XCTAssertEqual(sum, 0xffff)
+        batch.reset()
+        XCTAssertEqual(gen.pull(queue: 0, into: batch), 44)
+        batch.reset()
+        XCTAssertEqual(gen.pull(queue: 0, into: batch), 0)
+        XCTAssertTrue(gen.isFinished)
+        XCTAssertEqual(gen.counters.snapshot.rxPackets, 300)
+    }
+
+    func testSinkCountsWhatItSwallows() {
+        let gen = GenPort(destination: .broadcast, source: .broadcast, frameSize: 100, count: nil)
+        let sink = SinkPort()
+        let batch = PacketBatch(capacity: 32)
+        _ = gen.pull(queue: 0, into: batch)
+        sink.push(queue: 0, from: batch)
+        XCTAssertEqual(sink.counters.snapshot.txPackets, 32)
+        XCTAssertEqual(sink.counters.snapshot.txBytes, 3200)
+        XCTAssertEqual(sink.pull(queue: 0, into: batch), 0)
+    }
+}
