@@ -79,13 +79,13 @@ public final class SplitVirtqueue {
         let n = UInt32(size)
         guard n > 0, n <= SplitRingLayout.maxSize, n & (n - 1) == 0 else { throw .sizeInvalid(n) }
         guard let d = memory.translate(descAddress, length: SplitRingLayout.descriptorTableBytes(Int(n))) else {
-            throw .ringNotMapped(what: "descriptor table", address: descAddress.rawValue)
+            throw .ringNotMapped(.descriptorTable, address: descAddress.rawValue)
         }
         guard let a = memory.translate(availAddress, length: SplitRingLayout.availBytes(Int(n))) else {
-            throw .ringNotMapped(what: "avail ring", address: availAddress.rawValue)
+            throw .ringNotMapped(.availRing, address: availAddress.rawValue)
         }
         guard let u = memory.translate(usedAddress, length: SplitRingLayout.usedBytes(Int(n))) else {
-            throw .ringNotMapped(what: "used ring", address: usedAddress.rawValue)
+            throw .ringNotMapped(.usedRing, address: usedAddress.rawValue)
         }
         desc = d
         avail = a

@@ -1,8 +1,16 @@
-/// What a guest did wrong on a ring. Any of these marks the device broken:
+/// The three parts of a split ring (virtio 1.2 §2.7).
+public enum RingPart: String, Sendable {
+    case descriptorTable = "descriptor table"
+    case availRing = "avail ring"
+    case usedRing = "used ring"
+}
+
+/// What a guest did wrong on a ring. Kept free of reference-counted payloads:
+/// the ring walker passes these around on the hot path. Any of these marks the device broken:
 /// a well-behaved driver never produces one (virtio 1.2 §2.7).
 public enum VirtqueueError: Error, Equatable, Sendable, CustomStringConvertible {
     case sizeInvalid(UInt32)
-    case ringNotMapped(what: String, address: UInt64)
+    case ringNotMapped(RingPart, address: UInt64)
     case availIndexJump(availIndex: UInt16, lastSeen: UInt16, size: UInt16)
     case headOutOfRange(UInt16, size: UInt16)
     case nextOutOfRange(UInt16, size: UInt16)
@@ -19,7 +27,7 @@ public enum VirtqueueError: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .sizeInvalid(let n): "ring size \(n) is not a power of two in 1...32768"
-        case .ringNotMapped(let what, let a): "\(what) at front-end address 0x\(String(a, radix: 16)) is not in shared memory"
+        case .ringNotMapped(let what, let a): "\(what.rawValue) at front-end address 0x\(String(a, radix: 16)) is not in shared memory"
         case .availIndexJump(let a, let l, let s): "avail index jumped from \(l) to \(a), more than the ring size \(s)"
         case .headOutOfRange(let h, let s): "chain head \(h) is outside the ring of \(s)"
         case .nextOutOfRange(let n, let s): "descriptor next \(n) is outside its table of \(s)"

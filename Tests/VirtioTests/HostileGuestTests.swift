@@ -337,31 +337,31 @@ final class HostileGuestTests: XCTestCase {
     }
 
     func testRingAddressesNotMappedAtStart() throws {
-        try assertStartFails(.ringNotMapped(what: "descriptor table", address: 0x1000)) { q, _ in
+        try assertStartFails(.ringNotMapped(.descriptorTable, address: 0x1000)) { q, _ in
             q.descAddress = FrontEndAddress(0x1000)
         }
-        try assertStartFails(.ringNotMapped(what: "avail ring", address: 0x1000)) { q, _ in
+        try assertStartFails(.ringNotMapped(.availRing, address: 0x1000)) { q, _ in
             q.availAddress = FrontEndAddress(0x1000)
         }
-        try assertStartFails(.ringNotMapped(what: "used ring", address: 0x1000)) { q, _ in
+        try assertStartFails(.ringNotMapped(.usedRing, address: 0x1000)) { q, _ in
             q.usedAddress = FrontEndAddress(0x1000)
         }
         // A guest-physical address where a front-end address belongs.
-        try assertStartFails(.ringNotMapped(what: "descriptor table", address: 0x4000_0000)) { q, r in
+        try assertStartFails(.ringNotMapped(.descriptorTable, address: 0x4000_0000)) { q, r in
             q.descAddress = FrontEndAddress(r.descGPA)
         }
         // Starting inside memory but running past its end.
         let feEnd: UInt64 = 0x7f00_0000_0000 + (4 << 20)
-        try assertStartFails(.ringNotMapped(what: "descriptor table", address: feEnd - 16 * 255)) { q, _ in
+        try assertStartFails(.ringNotMapped(.descriptorTable, address: feEnd - 16 * 255)) { q, _ in
             q.descAddress = FrontEndAddress(feEnd - 16 * 255)
         }
-        try assertStartFails(.ringNotMapped(what: "avail ring", address: feEnd - 6 - 2 * 255)) { q, _ in
+        try assertStartFails(.ringNotMapped(.availRing, address: feEnd - 6 - 2 * 255)) { q, _ in
             q.availAddress = FrontEndAddress(feEnd - 6 - 2 * 255)
         }
-        try assertStartFails(.ringNotMapped(what: "used ring", address: feEnd - 6 - 8 * 255)) { q, _ in
+        try assertStartFails(.ringNotMapped(.usedRing, address: feEnd - 6 - 8 * 255)) { q, _ in
             q.usedAddress = FrontEndAddress(feEnd - 6 - 8 * 255)
         }
-        try assertStartFails(.ringNotMapped(what: "used ring", address: UInt64.max - 8)) { q, _ in
+        try assertStartFails(.ringNotMapped(.usedRing, address: UInt64.max - 8)) { q, _ in
             q.usedAddress = FrontEndAddress(UInt64.max - 8)
         }
     }
