@@ -400,10 +400,13 @@ public final class VhostDevice: @unchecked Sendable {
 
     /// Detects a front-end whose guest memory is not really shared (QEMU
     /// without share=on maps it privately): the driver kicks, but the ring we
-    /// see never changes. A ring that moves once is trusted from then on.
+    /// see never changes. Only RX rings are watched: a driver posts receive
+    /// buffers as it starts, while an idle TX ring may be kicked (DPDK kicks
+    /// every queue at start) and rightly stay empty. A ring that moves once
+    /// is trusted from then on.
     public func checkHealth(now: Double) {
         guard !isBroken else { return }
-        for (i, q) in queues.enumerated() {
+        for (i, q) in queues.enumerated() where i % 2 == 0 {
             guard let w = watch[i] else { continue }
             guard let availNow = q.availIndexInRing else { watch[i] = nil; continue }
             if availNow != w.avail || availNow != q.startIndex {
