@@ -34,7 +34,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
@@ -51,6 +51,8 @@ PING_COUNT = 5
 BOOT_TIMEOUT = 40.0      # B: QEMU start to FERRY-GUEST-READY (normally ~4 s)
 PING_TIMEOUT = 60.0      # A: QEMU start to FERRY-PING-RESULT (normally ~8 s)
 QEMU_TIMEOUT = 150       # run-test-guest.sh --timeout: QEMU is killed after this in any case
+# No IPv6 in the guests: see the module docstring. Guest B then sends nothing until A asks.
+GUEST_EXTRA = "ipv6.disable=1"
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[()][A-Za-z0-9]|[@-~])")
 _READY = re.compile(r"FERRY-GUEST-READY ip=(\S+) mtu=(\d+)")
@@ -140,13 +142,22 @@ class Guest:
         return (f"--- guest {self.name} (exit {rc}) console tail ---\n{tail}\n"
                 f"--- guest {self.name} stderr ---\n{self.stderr()[-1500:]}")
 
-    def wait_for(self, pattern: re.Pattern, timeout: float) -> re.Match:
-        """The first match of pattern on the console; fails the test on timeout or exit."""
+    def wait_for(self, pattern: re.Pattern, timeout: float,
+                 watch: Optional[Callable[[], Optional[str]]] = None) -> re.Match:
+        """The first match of pattern on the console; fails the test on timeout or exit, or as
+        soon as watch() returns a problem (a string)."""
         deadline = time.monotonic() + timeout
+        next_watch = 0.0
         while True:
             m = pattern.search(self.console())
             if m:
                 return m
+            if watch is not None and time.monotonic() >= next_watch:
+                problem = watch()
+                if problem:
+                    pytest.fail(f"while waiting for {pattern.pattern!r} from guest {self.name}: "
+                                f"{problem}\n{self.describe()}", pytrace=False)
+                next_watch = time.monotonic() + 1.0
             if self.proc is not None and self.proc.poll() is not None:
                 m = pattern.search(self.console())
                 if m:
@@ -214,21 +225,40 @@ def test_guest_pings_guest_through_ferry(guest_image, lab, mtu, size):
     h.wait_for_socket(sock_a, proc=ferry)
     h.wait_for_socket(sock_b, proc=ferry)
 
-    common = f"ferry.mtu={mtu} ipv6.disable=1"
+    def ferry_problem() -> Optional[str]:
+        """A Ferry that died or a port marked broken ends the wait at once, with the reason."""
+        if ferry.exited():
+            hint = ""
+            if "signal 15: stopping" in ferry.log_text() or "signal 2: stopping" in ferry.log_text():
+                hint = (" - it logged a stop signal, which this test had not sent: another "
+                        "process on this machine signalled it")
+            return f"Ferry exited ({ferry.returncode()}){hint}\n{ferry.log_tail()}"
+        try:
+            stats = ferry.stats()
+        except Exception as exc:
+            return f"ferry ctl stats failed: {exc}"
+        broken = [f"port {p['name']}: {p['state']}" for p in stats.get("ports", [])
+                  if str(p.get("state", "")).startswith("broken")]
+        if broken:
+            return ("Ferry marked a port broken:\n  " + "\n  ".join(broken)
+                    + f"\nFerry stats: {stats}\n{ferry.log_tail(30)}")
+        return None
+
+    common = f"ferry.mtu={mtu} {GUEST_EXTRA}"
     guest_mtu = mtu if mtu != 1500 else None  # 1500: no host_mtu, the guest's default
     b = Guest("ferry-b", MAC_B, sock_b, f"ferry.ip={IP_B}/24 {common}",
               lab.path("guest-b.log"), mtu=guest_mtu)
     lab.guests.append(b)
     b.start()
-    ready_b = b.wait_for(_READY, BOOT_TIMEOUT)
+    ready_b = b.wait_for(_READY, BOOT_TIMEOUT, ferry_problem)
 
     a = Guest("ferry-a", MAC_A, sock_a,
               f"ferry.ip={IP_A}/24 ferry.ping={IP_B} ferry.count={PING_COUNT} "
               f"ferry.size={size} {common}", lab.path("guest-a.log"), mtu=guest_mtu)
     lab.guests.append(a)
     a.start()
-    ready_a = a.wait_for(_READY, BOOT_TIMEOUT)
-    result = a.wait_for(_RESULT, PING_TIMEOUT)
+    ready_a = a.wait_for(_READY, BOOT_TIMEOUT, ferry_problem)
+    result = a.wait_for(_RESULT, PING_TIMEOUT, ferry_problem)
 
     def ctx() -> str:
         try:
@@ -262,14 +292,13 @@ def test_guest_pings_guest_through_ferry(guest_image, lab, mtu, size):
         f"what Ferry took from a is not what it handed to b\n{ctx()}"
     assert pb["rx_packets"] == pa["tx_packets"] and pb["rx_bytes"] == pa["tx_bytes"], \
         f"what Ferry took from b is not what it handed to a\n{ctx()}"
-    # Each echo is one Ethernet frame of 14 + 20 + 8 + size bytes: not fragmented, so the MTU
-    # really carried it (a smaller MTU would still answer the pings, in fragments).
+    # Each echo is one Ethernet frame of 14 + 20 + 8 + size bytes. The guests' MTU (checked
+    # above, from sysfs) is at least that, so they did not fragment: the bytes show the frames
+    # of full size crossed Ferry both ways.
     frame = 14 + 28 + size
     for p in (pa, pb):
         assert p["rx_bytes"] >= PING_COUNT * frame, \
             f"port {p['name']}: {p['rx_bytes']} bytes < {PING_COUNT} x {frame}-byte frames\n{ctx()}"
-        assert p["rx_packets"] < 2 * PING_COUNT, \
-            f"port {p['name']}: {p['rx_packets']} frames for {PING_COUNT} pings: fragmented?\n{ctx()}"
     # The guest's own counters (printed just before the result) are a lower bound for Ferry's.
     gc = _COUNTERS.search(a.console())
     assert gc, f"guest A printed no eth0 counters\n{ctx()}"

@@ -155,6 +155,7 @@ class VhostUserFrontend:
         self.avail_idx = {RX_QUEUE: 0, TX_QUEUE: 0}
         self.rx_seen_used = 0
         self.sent = 0
+        self.last_bad_address = 0
 
     # ----------------------------------------------------------------- addresses
 
@@ -551,6 +552,26 @@ class VhostUserFrontend:
         self._write_desc(TX_QUEUE, slot, addr, length)
         self._publish(TX_QUEUE, [slot])
         return addr
+
+    def send_descriptor_straddling_memory_end(self, length: int = 64) -> int:
+        """A TX descriptor that starts inside the region and ends past it (the last `length/2`
+        bytes are outside guest memory). Returns the guest physical address used."""
+        slot = self.avail_idx[TX_QUEUE] % self.size
+        addr = self.guest_addr(self.mem_size) - length // 2
+        self._write_desc(TX_QUEUE, slot, addr, length)
+        self._publish(TX_QUEUE, [slot])
+        return addr
+
+    def set_vring_addr_outside_memory(self, q: int = TX_QUEUE) -> int:
+        """SET_VRING_ADDR (need_reply set) moving queue q's descriptor table to a front-end
+        address no memory region covers, on a running device. Returns the REPLY_ACK status.
+        Returns the bad address in self.last_bad_address."""
+        bad = self.user_base + self.mem_size + 0x100000
+        self.last_bad_address = bad
+        payload = struct.pack("<IIQQQQ", q, 0, bad, self.user_addr(self.used_offset(q)),
+                              self.user_addr(self.avail_offset(q)), 0)
+        self.send_message(SET_VRING_ADDR, payload, need_reply=True)
+        return self._read_ack(SET_VRING_ADDR)
 
     def send_looping_chain(self, length: int = 72) -> int:
         """A TX chain whose descriptor has NEXT set and points to itself (a valid buffer, so

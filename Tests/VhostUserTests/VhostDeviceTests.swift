@@ -146,4 +146,30 @@ final class VhostDeviceTests: XCTestCase {
         fe.tx.offerTX(frame: ethernetFrame(length: 60))
         XCTAssertEqual(device.queues[1].pull(into: PacketBatch(capacity: 8), counters: QueueCounters()), 1)
     }
+
+    func testAKickedRXRingThatNeverMovesIsCalledUnsharedMemory() throws {
+        let log = CapturedLog()
+        let device = makeDevice(log)
+        let fe = try MockFrontEnd(device: device)
+        fe.setUp()
+        EventFD.signal(fe.kicks[1])  // an idle TX ring kicked at start is fine
+        device.checkHealth(now: ControlClock.now() + 10)
+        XCTAssertFalse(device.isBroken)
+        EventFD.signal(fe.kicks[0])
+        device.checkHealth(now: ControlClock.now() + 1)
+        XCTAssertFalse(device.isBroken, "within the grace period")
+        device.checkHealth(now: ControlClock.now() + 10)
+        XCTAssertTrue(device.isBroken)
+        XCTAssertTrue(device.brokenReason?.contains("share=on") ?? false)
+    }
+
+    func testAnRXRingWithBuffersIsTrusted() throws {
+        let device = makeDevice()
+        let fe = try MockFrontEnd(device: device)
+        fe.setUp()
+        fe.rx.offerRX(bufferSizes: [2048])
+        EventFD.signal(fe.kicks[0])
+        device.checkHealth(now: ControlClock.now() + 10)
+        XCTAssertFalse(device.isBroken)
+    }
 }
