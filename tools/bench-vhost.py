@@ -141,6 +141,38 @@ def _backend_counter(impl: str, backend, workload: str):
         return None
 
 
+def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
+    """One measurement, repeated (up to --retry-noisy times) while other processes disturb
+    it; keeps the least disturbed attempt."""
+    best = None
+    for attempt in range(args.retry_noisy + 1):
+        lab = h.Lab("bench", keep_logs=args.keep_logs)
+        tag = f"round {rnd + 1} {workload} {size:>5} B {impl:5}"
+        try:
+            if args.wait_idle > 0:
+                wait_idle(args.wait_idle)
+            m = measure(impl, workload, size, args.warmup, args.duration, lab)
+            extra = ""
+            if "backend_mpps" in m:
+                extra += f" back-end's count {m['backend_mpps']:.2f};"
+            extra += f" other load {m['other_cpus']:.2f} CPU"
+            if m["other_cpus"] > NOISY:
+                extra += " (NOISY)"
+            print(f"{tag}: {m['mpps']:.2f} Mpps  per-second "
+                  f"{[round(s / 1e6, 2) for s in m['samples']]}{extra}", flush=True)
+        except Exception as exc:
+            m = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"{tag}: FAILED {m['error']}\n{lab.logs(20)}", file=sys.stderr, flush=True)
+            return m
+        finally:
+            lab.close()
+        if best is None or m["other_cpus"] < best["other_cpus"]:
+            best = m
+        if m["other_cpus"] <= NOISY:
+            break
+    return best
+
+
 def fmt(v, width=9):
     return f"{v:>{width}.2f}" if isinstance(v, (int, float)) else f"{v or '-':>{width}}"
 
@@ -156,6 +188,8 @@ def main() -> int:
     ap.add_argument("--workloads", default="W1,W2")
     ap.add_argument("--wait-idle", type=float, default=20.0, metavar="S",
                     help="before each measurement wait up to S s for an idle machine")
+    ap.add_argument("--retry-noisy", type=int, default=2, metavar="N",
+                    help="repeat a measurement up to N times while other processes disturb it")
     ap.add_argument("--json", metavar="PATH", help="also write all samples as JSON")
     ap.add_argument("--keep-logs", metavar="DIR", help="copy every process log to DIR")
     args = ap.parse_args()
@@ -195,28 +229,8 @@ def main() -> int:
             for workload in workloads:
                 for size in sizes:
                     for impl in order:
-                        lab = h.Lab("bench", keep_logs=args.keep_logs)
-                        try:
-                            if args.wait_idle > 0:
-                                wait_idle(args.wait_idle)
-                            m = measure(impl, workload, size, args.warmup, args.duration, lab)
-                            extra = ""
-                            if "backend_mpps" in m:
-                                extra += f" back-end's count {m['backend_mpps']:.2f}"
-                            extra += f"; other load {m['other_cpus']:.2f} CPU"
-                            if m["other_cpus"] > NOISY:
-                                extra += " (NOISY)"
-                            print(f"round {rnd + 1} {workload} {size:>5} B {impl:5}: "
-                                  f"{m['mpps']:.2f} Mpps  per-second "
-                                  f"{[round(s / 1e6, 2) for s in m['samples']]}{extra}",
-                                  flush=True)
-                        except Exception as exc:
-                            failed = True
-                            m = {"error": f"{type(exc).__name__}: {exc}"}
-                            print(f"round {rnd + 1} {workload} {size:>5} B {impl:5}: FAILED "
-                                  f"{m['error']}\n{lab.logs(20)}", file=sys.stderr, flush=True)
-                        finally:
-                            lab.close()
+                        m = run_one(args, rnd, workload, size, impl)
+                        failed |= "error" in m
                         results.setdefault((workload, size, impl), []).append(m)
     except KeyboardInterrupt:
         print("# interrupted", file=sys.stderr)

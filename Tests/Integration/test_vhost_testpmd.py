@@ -50,8 +50,10 @@ def require_environment():
 
 
 def start_pair(lab: h.Lab, mode: str, other_port: str, fe_mode: str, **fe_kw):
-    """Ferry with vhost port p0 (named 'vm') and `other_port` (named 'x'), plus a virtio-user
-    testpmd on the same socket, in the socket roles `mode` asks for. Returns (ferry, testpmd)."""
+    """Ferry with a vhost port named 'vm' and `other_port` (which names itself), plus a
+    virtio-user testpmd on the same socket, in the socket roles `mode` asks for:
+    ferry-server = Ferry listens, testpmd connects; ferry-client = testpmd listens (server=1)
+    and Ferry connects. Returns (ferry, testpmd) with testpmd forwarding."""
     sock = lab.path("vhost.sock")
     if mode == "ferry-server":
         ferry = lab.ferry([f"vhost:{sock},name=vm", other_port], cpu=0)
@@ -79,9 +81,12 @@ def settle(ferry: h.Ferry, *names: str, quiet: float = 1.0, timeout: float = 30.
 
 def wait_counter_above(ferry: h.Ferry, name: str, key: str, floor: int, timeout: float,
                        lab: h.Lab) -> int:
+    """Wait until port `name`'s counter `key` exceeds `floor`; return its value."""
+    def above():
+        value = h.port_stats(ferry.stats(), name)[key]
+        return value if value > floor else None
     try:
-        return h.wait_until(lambda: (lambda v: v if v > floor else 0)(
-            h.port_stats(ferry.stats(), name)[key]), timeout, f"{name}.{key} > {floor}")
+        return h.wait_until(above, timeout, f"{name}.{key} > {floor}")
     except TimeoutError as exc:
         pytest.fail(f"{exc}\nlast stats: {safe_stats(ferry)}\n{lab.logs()}")
 

@@ -96,7 +96,8 @@ DESC_F_WRITE = 2
 AVAIL_F_NO_INTERRUPT = 1
 DESC = struct.Struct("<QIHH")  # addr, len, flags, next
 
-NET_HDR_LEN = 12  # VERSION_1: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers
+# VERSION_1 header: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers
+NET_HDR_LEN = 12
 
 RX_QUEUE = 0
 TX_QUEUE = 1
@@ -147,6 +148,7 @@ class VhostUserFrontend:
         self.sock: Optional[socket.socket] = None
         self.mem_fd = -1
         self.mem: Optional[mmap.mmap] = None
+        self._u16: Optional[memoryview] = None
         self.kick_fds: dict[int, int] = {}
         self.call_fds: dict[int, int] = {}
         self.features = 0
@@ -218,6 +220,9 @@ class VhostUserFrontend:
                 pass
         self.kick_fds.clear()
         self.call_fds.clear()
+        if self._u16 is not None:
+            self._u16.release()
+            self._u16 = None
         if self.mem is not None:
             try:
                 self.mem.close()
@@ -385,6 +390,8 @@ class VhostUserFrontend:
         os.ftruncate(self.mem_fd, self.mem_size)
         self.mem = mmap.mmap(self.mem_fd, self.mem_size, flags=mmap.MAP_SHARED,
                              prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        # Native-order u16 view (little-endian on x86, as virtio 1.x wants) for single stores.
+        self._u16 = memoryview(self.mem).cast("H")
 
     def _init_ring(self, q: int):
         """Zeroed descriptor table, avail and used rings; avail flags ask for no interrupts."""
@@ -460,8 +467,11 @@ class VhostUserFrontend:
             self.kick(q)
 
     def _set_avail_idx(self, q: int, idx: int):
-        # x86 keeps stores in order: the ring entries written above are visible first.
-        struct.pack_into("<H", self.mem, self.avail_offset(q) + 2, idx & 0xFFFF)
+        # One 16-bit store, through a memoryview: struct.pack_into first zero-fills its target
+        # and then writes the value, so a back-end polling the index could catch a transient 0
+        # (and rightly call it a jump). x86 keeps stores in order: the ring entries written
+        # before are visible before the new index.
+        self._u16[(self.avail_offset(q) + 2) // 2] = idx & 0xFFFF
         self.avail_idx[q] = idx & 0xFFFF
 
     def kick(self, q: int):
@@ -499,7 +509,8 @@ class VhostUserFrontend:
         """One frame, one descriptor: 12-byte zero virtio-net header + frame. Descriptor i is
         used for avail index i (mod ring size); waits for the back-end to free it if needed."""
         if len(frame) + NET_HDR_LEN > BUFFER_SIZE:
-            raise ValueError(f"frame of {len(frame)} bytes does not fit a {BUFFER_SIZE}-byte buffer")
+            raise ValueError(f"frame of {len(frame)} bytes does not fit a "
+                             f"{BUFFER_SIZE}-byte buffer")
         deadline = time.monotonic() + wait_room
         while self.in_flight(TX_QUEUE) >= self.size:
             if time.monotonic() >= deadline:
