@@ -17,6 +17,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
+        // Microbenchmarks (`swift package benchmark`). Only the malloc-counting trait: on
+        // Linux with Swift 6.3 the default traits also want ordo-one/swift-runtime-interposer,
+        // which the package mirror here does not carry.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
         // Macros, constants and struct layouts Swift cannot import. No logic.
@@ -60,5 +64,17 @@ let package = Package(
             "Engine", "Ports", "Virtio", "Platform", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
         ]),
+
+        // Data-path microbenchmarks: address translation, ring pull/release and push.
+        .executableTarget(
+            name: "FerryBenchmarks",
+            dependencies: [
+                "CFerry", "Platform", "Virtio", "Packets",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/FerryBenchmarks",
+            swiftSettings: hotPathFlags,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -7,7 +7,7 @@
 #       (--vhost-socket PATH [--vhost-server]
 #        | --netdev-socket-listen PORT | --netdev-socket-connect PORT)
 #       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
-#       [--mtu N] [--mem MIB] [--log FILE] [--timeout SECONDS]
+#       [--mtu N] [--mem MIB] [--unshared-memory] [--log FILE] [--timeout SECONDS]
 #
 #   --vhost-socket PATH   vhost-user unix socket; QEMU connects to it (the
 #                         back-end listens) unless --vhost-server, where QEMU
@@ -20,6 +20,9 @@
 #   --mtu N               advertise MTU N to the guest (host_mtu=N) and, unless
 #                         --append sets ferry.mtu, also pass ferry.mtu=N
 #   --mem MIB             guest memory, default 256
+#   --unshared-memory     the misconfiguration Ferry must detect: guest RAM
+#                         with share=off (QEMU maps it privately, so the
+#                         back-end never sees the rings move)
 #   --log FILE            serial console to FILE (truncated), else to stdout
 #   --timeout SECONDS     kill QEMU after SECONDS (exit status 124)
 #
@@ -37,7 +40,7 @@ die() { printf 'run-test-guest: ERROR: %s\n' "$*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 name="" mac="" vhost_socket="" vhost_server=0 sock_listen="" sock_connect=""
-append="" mtu="" mem=256 log="" timeout_s=""
+append="" mtu="" mem=256 log="" timeout_s="" share=on
 need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -50,6 +53,7 @@ while [[ $# -gt 0 ]]; do
         --append)                need_arg "$1" $#; append="$2"; shift 2 ;;
         --mtu)                   need_arg "$1" $#; mtu="$2"; shift 2 ;;
         --mem)                   need_arg "$1" $#; mem="$2"; shift 2 ;;
+        --unshared-memory)       share=off; shift ;;
         --log)                   need_arg "$1" $#; log="$2"; shift 2 ;;
         --timeout)               need_arg "$1" $#; timeout_s="$2"; shift 2 ;;
         -h|--help)               usage; exit 0 ;;
@@ -140,7 +144,7 @@ cmd=(
     "${accel[@]}" -smp 1 -m "${mem}M"
     # The back-end maps guest memory through the fds QEMU sends: it must be a
     # shared memfd. Private memory only warns and then moves no packets.
-    -object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa "node,memdev=mem"
+    -object "memory-backend-memfd,id=mem,size=${mem}M,share=${share}" -numa "node,memdev=mem"
     # -nodefaults: no default NIC, VGA, floppy or CD; -monitor none keeps the
     # monitor off stdio (a test has no terminal, and stdout is the console).
     -nographic -nodefaults -no-user-config -monitor none -no-reboot

@@ -30,7 +30,7 @@ public final class VhostDevice: @unchecked Sendable {
     private var errFDs: [Int32]
     private var addressesSet: [Bool]
     /// Per queue, until the ring is seen to move: when it started and its avail index then.
-    private var watch: [(since: Double, avail: UInt16, kicked: Bool)?]
+    private var watch: [(avail: UInt16, kickedAt: Double?)?]
     /// How long a kicked ring may stay still before its memory is called unshared.
     public static let unsharedMemoryGrace = 2.0
     /// Why the device stopped forwarding, if it did. Written by the control
@@ -380,7 +380,9 @@ public final class VhostDevice: @unchecked Sendable {
             throw Refusal("queue \(index) cannot start: \(failure)")
         }
         logger.info("vhost-user \(name): queue \(index) running (size \(q.size), from \(q.lastAvail))")
-        watch[index] = (ControlClock.now(), q.availIndexInRing ?? 0, false)
+        // QEMU creates kick eventfds already signalled: only kicks from now on count.
+        if q.kickFD >= 0 { _ = EventFD.drain(q.kickFD) }
+        watch[index] = (q.availIndexInRing ?? 0, nil)
     }
 
     /// Stops the device after a guest error: one log line, NEEDS_RESET in the
@@ -402,8 +404,10 @@ public final class VhostDevice: @unchecked Sendable {
     /// without share=on maps it privately): the driver kicks, but the ring we
     /// see never changes. Only RX rings are watched: a driver posts receive
     /// buffers as it starts, while an idle TX ring may be kicked (DPDK kicks
-    /// every queue at start) and rightly stay empty. A ring that moves once
-    /// is trusted from then on.
+    /// every queue at start) and rightly stay empty. The grace period runs
+    /// from the first kick after the ring started, so a guest that opens its
+    /// interface long after the driver loaded is not misjudged. A ring that
+    /// moves once is trusted from then on.
     public func checkHealth(now: Double) {
         guard !isBroken else { return }
         for (i, q) in queues.enumerated() where i % 2 == 0 {
@@ -413,10 +417,10 @@ public final class VhostDevice: @unchecked Sendable {
                 watch[i] = nil
                 continue
             }
-            var kicked = w.kicked
-            if kickFDs[i] >= 0 && EventFD.drain(kickFDs[i]) > 0 { kicked = true }
-            watch[i] = (w.since, w.avail, kicked)
-            if kicked && now - w.since > Self.unsharedMemoryGrace {
+            var kickedAt = w.kickedAt
+            if kickedAt == nil && kickFDs[i] >= 0 && EventFD.drain(kickFDs[i]) > 0 { kickedAt = now }
+            watch[i] = (w.avail, kickedAt)
+            if let kickedAt, now - kickedAt > Self.unsharedMemoryGrace {
                 markBroken("queue \(i) is kicked but its ring never changes: the guest's memory is not shared with "
                            + "Ferry (QEMU needs share=on on its memory backend, e.g. memory-backend-memfd,share=on)",
                            fromDataPath: false)

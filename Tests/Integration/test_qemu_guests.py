@@ -105,7 +105,7 @@ class Guest:
     """One tools/run-test-guest.sh (QEMU) in its own process group, console in a log file."""
 
     def __init__(self, name: str, mac: str, socket_path: str, append: str, log: str,
-                 mtu: Optional[int] = None):
+                 mtu: Optional[int] = None, unshared_memory: bool = False):
         self.name = name
         self.log = log
         self.err = log + ".stderr"
@@ -113,6 +113,8 @@ class Guest:
                     "--append", append, "--log", log, "--timeout", str(QEMU_TIMEOUT)]
         if mtu:
             self.cmd += ["--mtu", str(mtu)]
+        if unshared_memory:
+            self.cmd += ["--unshared-memory"]
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "Guest":
@@ -317,3 +319,28 @@ def test_guest_pings_guest_through_ferry(guest_image, lab, mtu, size):
         g.stop()
     rc = ferry.stop()
     assert rc == 0, f"Ferry exited with {rc} on SIGINT\n{ferry.log_tail()}"
+
+
+def test_guest_without_shared_memory_is_named(guest_image, lab):
+    """QEMU with share=off maps guest RAM privately: the guest boots and its driver kicks, but
+    Ferry's view of the rings never changes. Ferry must say so, not forward nothing in silence."""
+    sock = lab.path("u.sock")
+    ferry = lab.ferry([f"vhost:{sock},name=u", "sink"])
+    h.wait_for_socket(sock, proc=ferry)
+    g = Guest("ferry-u", MAC_A, sock, f"ferry.ip={IP_A}/24 {GUEST_EXTRA}", lab.path("guest-u.log"),
+              unshared_memory=True)
+    lab.guests.append(g)
+    g.start()
+    g.wait_for(_READY, BOOT_TIMEOUT)
+    deadline = time.monotonic() + 20
+    state = ""
+    while time.monotonic() < deadline:
+        state = str(ferry.port("u")["state"])
+        if state.startswith("broken"):
+            break
+        time.sleep(0.5)
+    assert state.startswith("broken") and "share=on" in state, \
+        f"port u is {state!r}; wanted broken with a share=on hint\n{ferry.log_tail(30)}"
+    assert len(broken_lines(ferry)) == 1, f"one log line per broken device:\n{broken_lines(ferry)}"
+    g.stop()
+    assert ferry.stop() == 0, f"Ferry exited badly\n{ferry.log_tail()}"
