@@ -302,3 +302,36 @@ def test_reconnect_ferry_client_ferry_restarts(lab):
     wait_counter_above(ferry, "vm", "rx_packets", floor + 1000, 30, lab)
     t = tp.stop()
     assert t.get("TX-packets", 0) > 0, f"second testpmd sent nothing: {t}\n{lab.logs()}"
+
+
+# --------------------------------------------------------------------------- multiqueue
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_multiqueue_txonly_into_sink(lab, mode):
+    """queues=2 on both sides: testpmd sends on both TX queues; Ferry polls both and counts
+    each queue pair on its own, and the per-queue counts add up to what testpmd sent."""
+    require_environment()
+    sock = lab.path("vhost.sock")
+    if mode == "ferry-server":
+        ferry = lab.ferry([f"vhost:{sock},queues=2,name=vm", "sink:name=sink"], cpu=0)
+        h.wait_for_socket(sock, proc=ferry)
+        tp = lab.virtio_user(sock, "txonly", cpu=1, queues=2, txpkts=64).start()
+    else:
+        tp = lab.virtio_user(sock, "txonly", server=True, cpu=1, queues=2, txpkts=64).start(wait=False)
+        h.wait_for_socket(sock, proc=tp)
+        ferry = lab.ferry([f"vhost:{sock},client,queues=2,name=vm", "sink:name=sink"], cpu=0)
+        tp.wait_started(timeout=30)
+    wait_counter_above(ferry, "vm", "rx_packets", 0, 15, lab)
+    time.sleep(SECONDS)
+    t = tp.stop()
+    assert "TX-packets" in t, f"testpmd printed no final totals\n{tp.log_tail()}"
+    vm, sink = settle(ferry, "vm", "sink")
+    ctx = f"testpmd totals {t}\nferry vm={vm}\nferry sink={sink}\n{lab.logs(15)}"
+    queues = vm["queues"]
+    assert len(queues) == 2, f"vm reports {len(queues)} queue pairs, wanted 2\n{ctx}"
+    for q in queues:
+        assert q["rx_packets"] > 0, f"queue pair {q['queue']} carried nothing\n{ctx}"
+    assert t["TX-packets"] == vm["rx_packets"] + h.drop_total(vm), ctx
+    assert sink["tx_packets"] == vm["rx_packets"], ctx
+    check_queue_sums(vm)
