@@ -101,7 +101,15 @@ extension SplitVirtqueue {
                 }
                 var ptr = p
                 var body = piece
-                if headerLeft > 0 {
+                if headerLeft == 12 && body >= 12 {
+                    // The usual case, a whole 12-byte header in one piece: two moves, no call.
+                    header.storeBytes(of: ptr.loadUnaligned(as: UInt64.self), as: UInt64.self)
+                    header.storeBytes(of: ptr.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8,
+                                      as: UInt32.self)
+                    headerLeft = 0
+                    ptr += 12
+                    body &-= 12
+                } else if headerLeft > 0 {
                     let take = Int(body) < headerLeft ? Int(body) : headerLeft
                     memcpy(header + (headerLength &- headerLeft), ptr, take)
                     headerLeft &-= take

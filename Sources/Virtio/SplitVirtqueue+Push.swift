@@ -106,6 +106,19 @@ extension SplitVirtqueue {
                     var dst = p
                     var room = Int(piece)
                     // The header first, then the frame's segments, in as many pieces as the buffers need.
+                    if headerDone == 0 && hdrLen == 12 && room >= 12 {
+                        // The usual case, the whole header into the first buffer: two moves, no call.
+                        dst.storeBytes(of: header.loadUnaligned(as: UInt64.self), as: UInt64.self)
+                        dst.storeBytes(of: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8,
+                                       as: UInt32.self)
+                        numBuffersLow = dst + 10
+                        numBuffersHigh = dst + 11
+                        headerDone = 12
+                        dst += 12
+                        room &-= 12
+                        remaining &-= 12
+                        written &+= 12
+                    }
                     while room > 0 && remaining > 0 {
                         if headerDone < hdrLen {
                             let take = min(room, hdrLen &- headerDone)
