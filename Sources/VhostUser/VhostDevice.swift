@@ -86,15 +86,8 @@ public final class VhostDevice: @unchecked Sendable {
             return ackIfAsked(message, ok: true)
         case .failure(let error):
             logger.error("vhost-user \(name): \(message.request.specName) refused: \(error)")
-            if message.needsReply && protocolFeatures.contains(.replyAck) {
-                return ackIfAsked(message, ok: false)
-            }
-            if VhostDevice.repliesWithPayload(message.request) {
-                return .close("\(message.request.specName) refused: \(error)")
-            }
-            // No way to tell the front-end: the message is dropped and logged, as
-            // a front-end without REPLY_ACK expects no answer either way.
-            return .none
+            return refusal(requestNumber: message.request.rawValue, needsReply: message.needsReply,
+                           why: "\(message.request.specName) refused: \(error)")
         }
     }
 
@@ -102,14 +95,20 @@ public final class VhostDevice: @unchecked Sendable {
     public func refused(_ error: VhostUserProtocolError) -> Outcome {
         logger.error("vhost-user \(name): \(error)")
         if error.isFatal { return .close(error.description) }
-        if error.needsReply && protocolFeatures.contains(.replyAck) {
-            return .reply(MessageEncoder.ack(to: error.requestNumber, status: 1))
+        return refusal(requestNumber: error.requestNumber, needsReply: error.needsReply, why: error.description)
+    }
+
+    /// A refused message gets a failing REPLY_ACK where the front-end asked for
+    /// one and may (vhost-user.rst, REPLY_ACK: not for requests that answer with
+    /// a payload). Otherwise the front-end cannot be told, and a front-end that
+    /// goes on as if the message took effect would drive a device in a state it
+    /// does not know: the connection is closed and the device reset.
+    private func refusal(requestNumber: UInt32, needsReply: Bool, why: String) -> Outcome {
+        let answersWithPayload = VhostUserRequest(rawValue: requestNumber).map(Self.repliesWithPayload) ?? false
+        if needsReply && protocolFeatures.contains(.replyAck) && !answersWithPayload {
+            return .reply(MessageEncoder.ack(to: requestNumber, status: 1))
         }
-        if let r = error.request, VhostDevice.repliesWithPayload(r) {
-            // The front-end is waiting for an answer we cannot give.
-            return .close(error.description)
-        }
-        return .close(error.description)
+        return .close(why)
     }
 
     private func ackIfAsked(_ message: VhostUserMessage, ok: Bool) -> Outcome {

@@ -177,4 +177,18 @@ final class VhostDeviceTests: XCTestCase {
         device.checkHealth(now: ControlClock.now() + 10)
         XCTAssertFalse(device.isBroken)
     }
+
+    func testARefusalTheFrontEndCannotBeToldOfClosesTheConnection() throws {
+        let device = makeDevice()
+        let fe = try MockFrontEnd(device: device)
+        fe.setUp(protocolFeatures: [.status])  // no REPLY_ACK
+        if case .close = fe.send(.setVringNum, .vringState(index: 7, num: 256)) {} else {
+            XCTFail("without REPLY_ACK a refused message must close the connection")
+        }
+        let acked = try MockFrontEnd(device: makeDevice())
+        acked.setUp()
+        if case .close = acked.send(.getVringBase, .vringState(index: 9, num: 0), needReply: true) {} else {
+            XCTFail("a GET is never answered with a REPLY_ACK in place of its payload")
+        }
+    }
 }
