@@ -19,6 +19,6 @@ swift build -c release --product ferry
 export FERRY_BIN="$PWD/.build/release/ferry"
 
 echo "== unit tests"
-swift test --parallel 2>&1 | tee /tmp/ferry-unit-tests.log
+swift test 2>&1 | tee /tmp/ferry-unit-tests.log
 echo "== integration tests"
 python3 -m pytest -v -p no:cacheprovider Tests/Integration
