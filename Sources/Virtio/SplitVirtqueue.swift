@@ -152,6 +152,33 @@ public final class SplitVirtqueue {
         return ferry_load_acquire_u16(a + 2)
     }
 
+    /// Asks the driver to kick again, before a worker sleeps on the kick
+    /// eventfd: with EVENT_IDX by publishing avail_event = the next slot we
+    /// will read, without it by clearing VIRTQ_USED_F_NO_NOTIFY (virtio 1.2
+    /// §2.7.10). Returns true when chains arrived meanwhile: the caller must
+    /// poll again instead of sleeping, or that work would wait for a kick the
+    /// driver never sends.
+    public func enableNotifications() -> Bool {
+        guard isRunning, let u = used, let a = avail else { return false }
+        if eventIndex {
+            ferry_store_relaxed_u16(u + 4 + 8 &* (Int(mask) &+ 1), lastAvail)
+        } else {
+            ferry_store_relaxed_u16(u, 0)
+        }
+        // The request must be visible before we look at the avail index again;
+        // the driver orders its index store before reading ours the same way.
+        ferry_fence_seq_cst()
+        return ferry_load_acquire_u16(a + 2) != lastAvail
+    }
+
+    /// Tells the driver not to kick while we poll. With EVENT_IDX nothing is
+    /// written: avail_event stays behind, and the driver kicks only when its
+    /// index passes it.
+    public func disableNotifications() {
+        guard isRunning, let u = used, !eventIndex else { return }
+        ferry_store_relaxed_u16(u, SplitRingLayout.usedNoNotify)
+    }
+
     /// Chains the driver has made available and we have not consumed; 0 when
     /// the queue is stopped. A bad index is left for the next pull or push to report.
     @inlinable

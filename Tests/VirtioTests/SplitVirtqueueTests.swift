@@ -550,4 +550,30 @@ final class SplitVirtqueueTests: XCTestCase {
         queue.release()
         XCTAssertEqual(ring.usedIndex, 5)
     }
+
+    // MARK: Asking for kicks again (before a worker sleeps)
+
+    func testEnablingNotificationsWithoutEventIndexClearsNoNotify() throws {
+        let (ring, queue) = try started()
+        XCTAssertFalse(queue.enableNotifications(), "nothing pending: safe to sleep")
+        XCTAssertEqual(ring.usedFlags, 0)
+        queue.disableNotifications()
+        XCTAssertEqual(ring.usedFlags, 1)
+    }
+
+    func testEnablingNotificationsWithEventIndexPublishesTheNextSlot() throws {
+        let (ring, queue) = try started(eventIndex: true)
+        ring.offerTX(frame: ethernetFrame(length: 60))
+        XCTAssertTrue(queue.enableNotifications(), "a chain is pending: poll again, do not sleep")
+        let batch = PacketBatch(capacity: 8)
+        XCTAssertEqual(queue.pull(into: batch, counters: QueueCounters()), 1)
+        queue.release()
+        XCTAssertFalse(queue.enableNotifications())
+        // The driver's side: avail_event sits right after used.ring[size].
+        let availEvent = ring.ram.read(ring.usedGPA + 4 + 8 * UInt64(ring.size), count: 2)
+        let event = UInt16(availEvent[0]) | UInt16(availEvent[1]) << 8
+        XCTAssertEqual(event, 1)
+        // Adding one more chain (index 1 -> 2) now needs a kick, by the driver's own rule.
+        XCTAssertTrue(needEvent(event, new: 2, old: 1))
+    }
 }
