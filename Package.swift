@@ -59,6 +59,7 @@ let package = Package(
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "TestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "TestSupport"]),
         .testTarget(name: "PacketsTests", dependencies: ["Packets"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "TestSupport",

@@ -15,6 +15,8 @@
 #include <sys/uio.h>
 #include <sys/ioctl.h>
 #include <linux/virtio_ring.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <sched.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -69,6 +71,29 @@ int ferry_set_thread_name(const char *name);
 int ferry_accept_cloexec(int listener);
 int ferry_gettid(void);
 #define FERRY_MFD_CLOEXEC 1u
+
+// ---- TUN/TAP (kernel Documentation/networking/tuntap.rst). The IFF_* and
+// TUN_F_* values are plain macros Swift imports itself; the ioctl numbers are
+// _IOW() expressions it cannot, so they are exported here as constants.
+static const unsigned long FERRY_TUNSETIFF = TUNSETIFF;
+static const unsigned long FERRY_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
+static const unsigned long FERRY_TUNSETOFFLOAD = TUNSETOFFLOAD;
+// ioctl is variadic, which Swift cannot call. Two forwarders, one per argument
+// convention: TUNSETIFF, TUNSETVNETHDRSZ and the SIOC*IF* requests take a
+// pointer; TUNSETOFFLOAD takes its flags as the argument itself, an unsigned
+// long whose upper bits must be zero (tun.c rejects unknown bits).
+static inline int ferry_ioctl_pointer(int fd, unsigned long request, void *argument) {
+    return ioctl(fd, request, argument);
+}
+static inline int ferry_ioctl_value(int fd, unsigned long request, unsigned long argument) {
+    return ioctl(fd, request, argument);
+}
+// Swift reaches ifreq's name, flags and mtu through the imported unions; the
+// kernel reads the same bytes (name first, the 16-byte union after it).
+_Static_assert(IFNAMSIZ == 16, "IFNAMSIZ");
+_Static_assert(sizeof(struct ifreq) == 40, "ifreq is 40 bytes");
+_Static_assert(offsetof(struct ifreq, ifr_flags) == 16, "ifreq.ifr_flags at 16");
+_Static_assert(offsetof(struct ifreq, ifr_mtu) == 16, "ifreq.ifr_mtu at 16");
 
 // ---- Split virtqueue layout (virtio 1.2 §2.7). Swift reads these through
 // raw pointers at the offsets below; the asserts keep both sides in step.

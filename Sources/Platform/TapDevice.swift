@@ -1,0 +1,249 @@
+import CFerry
+import Glibc
+
+/// Offloads a TAP accepts from its reader (TUNSETOFFLOAD): with one set, frames
+/// Ferry writes may carry partial checksums or be GSO super-frames described by
+/// their virtio-net header. Values from <linux/if_tun.h>.
+public struct TapOffloads: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// TUN_F_CSUM: frames may leave the L4 checksum to the kernel (NEEDS_CSUM).
+    public static let checksum = TapOffloads(rawValue: UInt32(TUN_F_CSUM))
+    /// TUN_F_TSO4: TCP over IPv4 segmentation; the kernel requires `checksum` with it.
+    public static let tso4 = TapOffloads(rawValue: UInt32(TUN_F_TSO4))
+    /// TUN_F_TSO6: TCP over IPv6 segmentation; requires `checksum`.
+    public static let tso6 = TapOffloads(rawValue: UInt32(TUN_F_TSO6))
+    /// TUN_F_TSO_ECN: TSO frames may carry ECN (CWR) bits.
+    public static let tsoECN = TapOffloads(rawValue: UInt32(TUN_F_TSO_ECN))
+    /// TUN_F_UFO: UDP fragmentation offload (refused by kernels since 4.14 unless for compatibility).
+    public static let ufo = TapOffloads(rawValue: UInt32(TUN_F_UFO))
+}
+
+/// A TAP interface opened for Ferry: one non-blocking descriptor per queue,
+/// each frame preceded by a 12-byte virtio-net header (the mergeable-buffers
+/// layout, so it matches what vhost-user guests use).
+///
+/// On reads the kernel writes the 10-byte `virtio_net_hdr` (flags, gso_type,
+/// hdr_len, gso_size, csum_start, csum_offset; native byte order, little-endian
+/// on every host Ferry runs on). Whether it also writes `num_buffers` depends on
+/// the kernel (older ones skip those two bytes, newer ones zero them), so a
+/// reader that forwards the header sets `num_buffers` itself.
+///
+/// Closing a TAP Ferry created removes it: it is never made persistent, so the
+/// kernel deletes it when its last descriptor closes. A pre-existing persistent
+/// TAP is only detached from and stays in place.
+public final class TapDevice: @unchecked Sendable {
+    /// Size of the virtio-net header on every frame (TUNSETVNETHDRSZ).
+    public static let headerSize = 12
+    /// IFNAMSIZ counts the terminating NUL, so a name holds at most 15 bytes.
+    public static let maxNameLength = Int(IFNAMSIZ) - 1
+    /// MAX_TAP_QUEUES in drivers/net/tun.c.
+    public static let maxQueues = 256
+
+    /// The interface name as the kernel reports it after TUNSETIFF.
+    public let name: String
+    /// The interface index when it was opened.
+    public let index: UInt32
+    /// Whether Ferry created the interface (it did not exist before TUNSETIFF).
+    public let created: Bool
+    public let offloads: TapOffloads
+    /// One descriptor per queue, for poll/epoll; owned by the device.
+    public private(set) var queueDescriptors: [Int32]
+
+    public var queueCount: Int { queueDescriptors.count }
+
+    /// Opens (creating if needed) TAP `name` with `queues` queues
+    /// (IFF_MULTI_QUEUE when more than one), sets its virtio-net header size and
+    /// `offloads`, brings it up and, if given, sets its MTU.
+    public convenience init(name: String, queues: Int = 1, offloads: TapOffloads = [], mtu: Int? = nil)
+        throws(SystemError)
+    {
+        try self.init(name: name, queues: queues, offloads: offloads, mtu: mtu, clonePath: "/dev/net/tun")
+    }
+
+    /// As the public initializer, opening `clonePath` instead of /dev/net/tun (tests).
+    init(name: String, queues: Int, offloads: TapOffloads, mtu: Int?, clonePath: String) throws(SystemError) {
+        let nameBytes = Array(name.utf8)
+        guard !nameBytes.isEmpty else {
+            throw SystemError("TAP name is empty", errno: EINVAL)
+        }
+        guard nameBytes.count <= Self.maxNameLength else {
+            throw SystemError("TAP name too long: \(name) has \(nameBytes.count) bytes, at most \(Self.maxNameLength) (IFNAMSIZ)",
+                              errno: ENAMETOOLONG)
+        }
+        guard !nameBytes.contains(0) else {
+            throw SystemError("TAP name contains a NUL byte: \(name)", errno: EINVAL)
+        }
+        guard queues >= 1, queues <= Self.maxQueues else {
+            throw SystemError("TAP \(name): \(queues) queues, must be 1...\(Self.maxQueues)", errno: EINVAL)
+        }
+
+        let existed = if_nametoindex(name) != 0
+        var flags = Int32(IFF_TAP) | Int32(IFF_NO_PI) | Int32(IFF_VNET_HDR)
+        if queues > 1 { flags |= Int32(IFF_MULTI_QUEUE) }
+
+        var opened: [Int32] = []
+        opened.reserveCapacity(queues)
+        var kernelName = name
+        do throws(SystemError) {
+            for _ in 0..<queues {
+                // Later queues attach by the name the kernel chose (a "tap%d" template
+                // would otherwise create a second interface).
+                let fd = try Self.openQueue(clonePath, name: kernelName, flags: flags, existed: existed || !opened.isEmpty,
+                                            offloads: offloads)
+                opened.append(fd.fd)
+                kernelName = fd.name
+            }
+            let control = try Self.controlSocket()
+            try Self.bringUp(kernelName, socket: control.rawValue)
+            if let mtu { try Self.setMTU(kernelName, mtu, socket: control.rawValue) }
+        } catch {
+            // A TAP we created goes away with its last descriptor.
+            for fd in opened { _ = Glibc.close(fd) }
+            throw error
+        }
+        self.name = kernelName
+        self.index = if_nametoindex(kernelName)
+        self.created = !existed
+        self.offloads = offloads
+        self.queueDescriptors = opened
+    }
+
+    deinit { close() }
+
+    /// Closes every queue's descriptor. Idempotent; the owner calls it once the
+    /// data path no longer touches the device.
+    public func close() {
+        for fd in queueDescriptors { _ = Glibc.close(fd) }
+        queueDescriptors = []
+    }
+
+    // MARK: Data path
+
+    /// Reads one frame (header first) from `queue` into the caller's iovecs.
+    /// `.done(0)` cannot happen on a TAP; a frame larger than the buffers is truncated.
+    @inlinable
+    public func readv(queue: Int, _ iovecs: UnsafePointer<iovec>, count: Int) throws(SystemError) -> IOResult<Int> {
+        let fd = queueDescriptors[queue]
+        return try nonBlockingSyscall("readv(tap)") { Glibc.readv(fd, iovecs, Int32(count)) }
+    }
+
+    /// Writes one frame (header first) to `queue` from the caller's iovecs.
+    /// EIO means the link is down; EINVAL a header the kernel refused.
+    @inlinable
+    public func writev(queue: Int, _ iovecs: UnsafePointer<iovec>, count: Int) throws(SystemError) -> IOResult<Int> {
+        let fd = queueDescriptors[queue]
+        return try nonBlockingSyscall("writev(tap)") { Glibc.writev(fd, iovecs, Int32(count)) }
+    }
+
+    // MARK: Link state
+
+    /// Whether the interface is administratively up (IFF_UP).
+    public func isUp() throws(SystemError) -> Bool {
+        let control = try Self.controlSocket()
+        var request = try Self.request(name)
+        _ = try syscall("SIOCGIFFLAGS(\(name))") { ferry_ioctl_pointer(control.rawValue, UInt(SIOCGIFFLAGS), &request) }
+        return Int32(request.ifr_ifru.ifru_flags) & Int32(IFF_UP) != 0
+    }
+
+    /// The interface's MTU (SIOCGIFMTU).
+    public func mtu() throws(SystemError) -> Int {
+        let control = try Self.controlSocket()
+        var request = try Self.request(name)
+        _ = try syscall("SIOCGIFMTU(\(name))") { ferry_ioctl_pointer(control.rawValue, UInt(SIOCGIFMTU), &request) }
+        return Int(request.ifr_ifru.ifru_mtu)
+    }
+
+    /// Sets the interface's MTU (SIOCSIFMTU); the TAP driver accepts 68...65521.
+    public func setMTU(_ mtu: Int) throws(SystemError) {
+        let control = try Self.controlSocket()
+        try Self.setMTU(name, mtu, socket: control.rawValue)
+    }
+
+    // MARK: Setup steps
+
+    private static func openQueue(_ clonePath: String, name: String, flags: Int32, existed: Bool, offloads: TapOffloads)
+        throws(SystemError) -> (fd: Int32, name: String)
+    {
+        let raw: Int32
+        do throws(SystemError) {
+            raw = try syscall("open(\(clonePath))") { open(clonePath, O_RDWR | O_NONBLOCK | O_CLOEXEC) }
+        } catch {
+            switch error.errno {
+            case ENOENT, ENODEV, ENXIO:
+                throw SystemError("open(\(clonePath)): no TUN/TAP support (load the tun module, "
+                                  + "or give a container the device)", errno: error.errno)
+            default: throw error
+            }
+        }
+        let fd = FileDescriptor(owning: raw)
+        var request = try Self.request(name)
+        request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
+        do throws(SystemError) {
+            _ = try syscall("TUNSETIFF(\(name))") { ferry_ioctl_pointer(raw, FERRY_TUNSETIFF, &request) }
+        } catch {
+            switch error.errno {
+            case EPERM:
+                throw SystemError("TUNSETIFF(\(name)): creating or attaching a TAP needs CAP_NET_ADMIN", errno: EPERM)
+            case EBUSY:
+                throw SystemError("TUNSETIFF(\(name)): the TAP is already attached to another process", errno: EBUSY)
+            case EINVAL where existed:
+                throw SystemError("TUNSETIFF(\(name)): an interface of that name exists but is not a TAP, "
+                                  + "or its multi-queue setting differs", errno: EINVAL)
+            default: throw error
+            }
+        }
+        var headerSize = Int32(Self.headerSize)
+        _ = try syscall("TUNSETVNETHDRSZ(\(name))") { ferry_ioctl_pointer(raw, FERRY_TUNSETVNETHDRSZ, &headerSize) }
+        do throws(SystemError) {
+            _ = try syscall("TUNSETOFFLOAD(\(name))") { ferry_ioctl_value(raw, FERRY_TUNSETOFFLOAD, UInt(offloads.rawValue)) }
+        } catch where error.errno == EINVAL {
+            // tun.c's set_offload refuses bits it does not know, and TSO without CSUM.
+            throw SystemError("TUNSETOFFLOAD(\(name), 0x\(String(offloads.rawValue, radix: 16))): offloads refused "
+                              + "(TSO needs checksum; unknown bits on this kernel)", errno: EINVAL)
+        }
+        let kernelName = withUnsafeBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return (fd.release(), kernelName)
+    }
+
+    /// A datagram socket for the SIOC*IF* requests, which any socket family accepts.
+    private static func controlSocket() throws(SystemError) -> FileDescriptor {
+        FileDescriptor(owning: try syscall("socket(AF_INET, SOCK_DGRAM)") {
+            socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        })
+    }
+
+    private static func request(_ name: String) throws(SystemError) -> ifreq {
+        var request = ifreq()
+        let bytes = Array(name.utf8)
+        guard bytes.count <= maxNameLength else {
+            throw SystemError("interface name too long: \(name)", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return request
+    }
+
+    private static func bringUp(_ name: String, socket: Int32) throws(SystemError) {
+        var request = try Self.request(name)
+        _ = try syscall("SIOCGIFFLAGS(\(name))") { ferry_ioctl_pointer(socket, UInt(SIOCGIFFLAGS), &request) }
+        let current = request.ifr_ifru.ifru_flags
+        if Int32(current) & Int32(IFF_UP) != 0 { return }
+        request.ifr_ifru.ifru_flags = current | Int16(truncatingIfNeeded: Int32(IFF_UP))
+        _ = try syscall("SIOCSIFFLAGS(\(name), IFF_UP)") { ferry_ioctl_pointer(socket, UInt(SIOCSIFFLAGS), &request) }
+    }
+
+    private static func setMTU(_ name: String, _ mtu: Int, socket: Int32) throws(SystemError) {
+        guard let value = Int32(exactly: mtu), value > 0 else {
+            throw SystemError("SIOCSIFMTU(\(name)): MTU \(mtu) out of range", errno: EINVAL)
+        }
+        var request = try Self.request(name)
+        request.ifr_ifru.ifru_mtu = value
+        _ = try syscall("SIOCSIFMTU(\(name), \(mtu))") { ferry_ioctl_pointer(socket, UInt(SIOCSIFMTU), &request) }
+    }
+}
