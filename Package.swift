@@ -36,6 +36,8 @@ let package = Package(
             "CFerry", "Platform", "Virtio", "Packets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
+        // The forwarding database (MAC learning, aging) and the flood/unicast decision.
+        .target(name: "Switching", dependencies: ["CFerry", "Packets"], swiftSettings: hotPathFlags),
         // One file per kind of port; each pulls and pushes batches.
         .target(name: "Ports", dependencies: [
             "CFerry", "Platform", "Virtio", "Packets", "VhostUser",
@@ -59,6 +61,7 @@ let package = Package(
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "TestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "TestSupport"]),
         .testTarget(name: "PacketsTests", dependencies: ["Packets"]),
+        .testTarget(name: "SwitchingTests", dependencies: ["Switching"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
@@ -70,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "FerryBenchmarks",
             dependencies: [
-                "CFerry", "Platform", "Virtio", "Packets",
+                "CFerry", "Platform", "Virtio", "Packets", "Switching",
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/FerryBenchmarks",

@@ -21,6 +21,7 @@ import Benchmark
 import CFerry
 import Packets
 import Platform
+import Switching
 import Virtio
 
 let burst = 256
@@ -56,6 +57,21 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("overhead: empty measured region", configuration: perBurst) { benchmark in
         benchmark.startMeasurement()
         benchmark.stopMeasurement()
+    }
+
+    // MARK: Forwarding database: lookups and learns at 1k and 64k entries
+
+    for entries in [1_000, 64_000] {
+        Benchmark("fdb lookup hit, \(entries) entries", configuration: perLookup) { benchmark, f in
+            fdbLookups(benchmark, f)
+        } setup: {
+            FDBFixture(entries: entries)
+        }
+        Benchmark("fdb learn (refresh), \(entries) entries", configuration: perLookup) { benchmark, f in
+            fdbLearns(benchmark, f)
+        } setup: {
+            FDBFixture(entries: entries)
+        }
     }
 
     // MARK: Address translation
@@ -484,4 +500,50 @@ final class BurstFixture {
         precondition(rxQueue.isRunning && rxQueue.usedIndex == rx.availIndex,
                      "push left used \(rxQueue.usedIndex) of avail \(rx.availIndex), error \(String(describing: rxQueue.error))")
     }
+}
+
+
+// MARK: - Forwarding database
+
+/// A table holding `entries` learned MACs on VLAN 1, and their keys in a
+/// shuffled order so lookups do not walk the table sequentially.
+final class FDBFixture: @unchecked Sendable {
+    static let mask = (1 << 16) - 1
+    let table: ForwardingDatabase
+    let keys: [FDBKey]
+
+    init(entries: Int) {
+        table = ForwardingDatabase(capacity: 65_536)
+        var keys: [FDBKey] = []
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for i in 0..<entries {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let mac = (state >> 16) & 0x00FE_FFFF_FFFF_FFFF  // unicast: group bit clear
+            let key = FDBKey(vlan: 1, mac: mac)
+            _ = table.learn(key, port: UInt16(i % 8), now: 1)
+            keys.append(key)
+        }
+        // Repeat the keys to a power of two so the loop can mask its index.
+        self.keys = (0...Self.mask).map { keys[$0 % keys.count] }
+    }
+}
+
+func fdbLookups(_ benchmark: Benchmark, _ f: FDBFixture) {
+    let table = f.table, keys = f.keys
+    var acc: UInt = 0
+    benchmark.startMeasurement()
+    for i in benchmark.scaledIterations {
+        acc &+= UInt(table.lookup(keys[i & FDBFixture.mask]) ?? 0)
+    }
+    benchmark.stopMeasurement()
+    blackHole(acc)
+}
+
+func fdbLearns(_ benchmark: Benchmark, _ f: FDBFixture) {
+    let table = f.table, keys = f.keys
+    benchmark.startMeasurement()
+    for i in benchmark.scaledIterations {
+        _ = table.learn(keys[i & FDBFixture.mask], port: UInt16(i % 8), now: 2)
+    }
+    benchmark.stopMeasurement()
 }

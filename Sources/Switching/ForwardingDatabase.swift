@@ -1,0 +1,486 @@
+import CFerry
+
+// The forwarding database: (VLAN, MAC) → port, learned from source addresses.
+//
+// Layout. One table of `slotCount` slots (a power of two, at least twice the
+// capacity, so the load factor never exceeds 1/2 and every probe ends at an
+// empty slot), allocated once at init. A slot is 16 bytes:
+//
+//     +0  seq   UInt32   seqlock version: odd while the writer changes the slot
+//     +4  port  UInt16
+//     +6  flags UInt16   0 = empty, occupied, occupied|static
+//     +8  key   UInt64   FDBKey.rawValue (vlan << 48 | mac)
+//
+// plus a parallel array `seen` (UInt64 per slot, the last time a frame from
+// the key arrived), read only by the writer and by snapshots. Linear probing
+// from a Fibonacci hash of the key; no allocation, lock or ARC traffic per
+// learn or lookup.
+//
+// Concurrency. Exactly one thread writes (the worker that learns: `learn`,
+// `addStatic`, `remove`, `flush`, `age`); any number of threads read
+// (`lookup`, `entries`, `counters`), and never block the writer.
+//
+// * Per-slot seqlock. The writer stores seq+1 (odd) with release, issues a
+//   release fence (so the odd version is visible before any data store), stores
+//   port/flags/key/seen relaxed, then stores seq+2 (even) with release. A reader
+//   loads seq acquiring, retries while it is odd, loads the data relaxed, issues
+//   an acquire fence and reloads seq; a changed version means the read may be
+//   torn and is retried. So a reader only ever returns a (key, port) pair that
+//   the writer stored together. Refreshing `seen` alone is a single relaxed store
+//   outside the seqlock: readers of key/port don't look at it.
+//
+// * Deletion is backward-shift (Knuth 6.4 Algorithm R), not tombstones. The
+//   table is never rebuilt (that would need a second table and a hand-over), so
+//   tombstones would pile up under churn until every miss walks the whole table.
+//   Backward shift keeps every probe chain as short as if the deleted key had
+//   never been inserted. Its cost is that a live entry may move one or more slots
+//   back while a reader is probing, and a reader could then step past it. A
+//   global `shiftEpoch` (odd while a deletion shifts) guards against that: a
+//   reader loads it before probing and, only on a miss, again after an acquire
+//   fence; if a shift ran meanwhile it probes again (a few times, then reports
+//   the miss, which only costs one flooded frame). A hit needs no check: the
+//   slot's seqlock already vouches for the pair. During a shift an entry is copied
+//   to its new slot before its old slot is overwritten, so it is always in one.
+//
+// * Versions wrap after 2^31 writes to one slot; a reader would have to stall
+//   across exactly that many writes to be fooled.
+//
+// Time comes from the caller (`now`, in seconds of a monotonic clock, read
+// once per burst by the worker), so tests drive it by hand.
+
+/// What `learn` did with a source address.
+public enum LearnResult: Equatable, Sendable {
+    /// A new entry.
+    case learned
+    /// The entry was there on the same port; its age was reset.
+    case refreshed
+    /// The address moved here from another port.
+    case moved(from: UInt16)
+    /// A static entry holds the key; learning never overrides it.
+    case heldByStatic
+    /// No room: the table holds `capacity` entries. The address stays unknown (and floods).
+    case overflow
+    /// A group (multicast or broadcast) source address, which is never learned: only
+    /// individual addresses identify a station. Such a frame is malformed.
+    case groupAddress
+}
+
+/// One entry as a snapshot sees it.
+public struct FDBEntry: Equatable, Sendable {
+    public var key: FDBKey
+    public var port: UInt16
+    public var isStatic: Bool
+    /// Seconds since a frame from the address was last seen (0 for static entries).
+    public var age: UInt64
+
+    public init(key: FDBKey, port: UInt16, isStatic: Bool, age: UInt64) {
+        self.key = key
+        self.port = port
+        self.isStatic = isStatic
+        self.age = age
+    }
+}
+
+/// The database's counters at one moment.
+public struct FDBCounters: Equatable, Sendable {
+    public var entries: UInt64 = 0
+    public var learned: UInt64 = 0
+    public var moves: UInt64 = 0
+    public var overflows: UInt64 = 0
+    public var aged: UInt64 = 0
+
+    public init(entries: UInt64 = 0, learned: UInt64 = 0, moves: UInt64 = 0, overflows: UInt64 = 0,
+                aged: UInt64 = 0) {
+        self.entries = entries
+        self.learned = learned
+        self.moves = moves
+        self.overflows = overflows
+        self.aged = aged
+    }
+}
+
+public final class ForwardingDatabase: @unchecked Sendable {
+    public static let defaultCapacity = 65_536
+    /// The ageing time IEEE 802.1Q recommends for dynamic filtering entries.
+    public static let defaultAgingTime: UInt64 = 300
+
+    @usableFromInline static let slotStride = 16
+    @usableFromInline static let portOffset = 4
+    @usableFromInline static let flagsOffset = 6
+    @usableFromInline static let keyOffset = 8
+    @usableFromInline static let occupied: UInt16 = 1
+    @usableFromInline static let staticFlag: UInt16 = 2
+    /// Probes a reader repeats after a concurrent shift, and spins it waits on one odd slot,
+    /// before it gives up and reports a miss (one flooded frame) rather than stall a
+    /// worker behind a writer that was preempted mid-write.
+    @usableFromInline static let readerRetries = 16
+    @usableFromInline static let slotSpins = 1024
+
+    // Counter indexes; the writer alone stores them (relaxed), anyone reads.
+    @usableFromInline static let cEntries = 0
+    @usableFromInline static let cLearned = 1
+    @usableFromInline static let cMoves = 2
+    @usableFromInline static let cOverflows = 3
+    @usableFromInline static let cAged = 4
+    @usableFromInline static let counterCount = 5
+
+    /// Most entries the table holds; a learn beyond it is dropped and counted.
+    public let capacity: Int
+    /// Seconds after which an entry nobody refreshed is removed by `age(now:)`.
+    public let agingTime: UInt64
+    /// Slots in the table (a power of two ≥ 2 × capacity).
+    public let slotCount: Int
+
+    @usableFromInline let mask: Int
+    @usableFromInline let hashShift: UInt64
+    @usableFromInline let slots: UnsafeMutableRawPointer
+    @usableFromInline let seen: UnsafeMutablePointer<UInt64>
+    @usableFromInline let stats: UnsafeMutablePointer<UInt64>
+    /// Odd while a deletion shifts entries; see the comment at the top of the file.
+    @usableFromInline let shiftEpoch: UnsafeMutablePointer<UInt32>
+    /// Writer-only: where the next `age(now:)` call resumes.
+    @usableFromInline var ageCursor = 0
+    /// Writer-only mirror of the entry count.
+    @usableFromInline var count = 0
+
+    public init(capacity: Int = ForwardingDatabase.defaultCapacity,
+                agingTime: UInt64 = ForwardingDatabase.defaultAgingTime) {
+        precondition(capacity > 0 && capacity <= 1 << 24, "capacity out of range")
+        self.capacity = capacity
+        self.agingTime = agingTime
+        var size = 2
+        while size < capacity * 2 { size <<= 1 }
+        slotCount = size
+        mask = size - 1
+        hashShift = UInt64(64 - size.trailingZeroBitCount)
+        slots = .allocate(byteCount: size * Self.slotStride, alignment: 64)
+        slots.initializeMemory(as: UInt8.self, repeating: 0, count: size * Self.slotStride)
+        seen = .allocate(capacity: size)
+        seen.initialize(repeating: 0, count: size)
+        stats = .allocate(capacity: Self.counterCount)
+        stats.initialize(repeating: 0, count: Self.counterCount)
+        shiftEpoch = .allocate(capacity: 1)
+        shiftEpoch.initialize(to: 0)
+    }
+
+    deinit {
+        slots.deallocate()
+        seen.deallocate()
+        stats.deallocate()
+        shiftEpoch.deallocate()
+    }
+
+    // MARK: - Slots
+
+    @inlinable
+    func home(_ key: UInt64) -> Int {
+        // Fibonacci hashing: the high bits of key × 2^64/φ spread VLAN and MAC bits alike.
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> hashShift)
+    }
+
+    @inlinable
+    func slot(_ i: Int) -> UnsafeMutableRawPointer {
+        // SAFETY: every caller masks i with `mask`, so the slot lies inside the table.
+        slots + i &* Self.slotStride
+    }
+
+    @inlinable
+    func bump(_ counter: Int, _ n: UInt64 = 1) {
+        ferry_store_relaxed_u64(stats + counter, ferry_load_relaxed_u64(stats + counter) &+ n)
+    }
+
+    @inlinable
+    func drop(_ counter: Int) {
+        ferry_store_relaxed_u64(stats + counter, ferry_load_relaxed_u64(stats + counter) &- 1)
+    }
+
+    /// Writer only: replaces a slot's contents under its seqlock.
+    @inlinable
+    func write(_ i: Int, key: UInt64, port: UInt16, flags: UInt16, seen time: UInt64) {
+        let p = slot(i)
+        let version = ferry_load_acquire_u32(p)
+        ferry_store_release_u32(p, version &+ 1)
+        // Orders the odd version before the data stores below: a reader that sees
+        // any of them (then fences acquiring) sees the version change.
+        ferry_fence_release()
+        ferry_store_relaxed_u16(p + Self.portOffset, port)
+        ferry_store_relaxed_u16(p + Self.flagsOffset, flags)
+        ferry_store_relaxed_u64(p + Self.keyOffset, key)
+        ferry_store_relaxed_u64(seen + i, time)
+        // Release: the data stores above are visible before the even version.
+        ferry_store_release_u32(p, version &+ 2)
+    }
+
+    /// Reader: a consistent (flags, port, key) of slot i, or nil when the writer
+    /// kept the slot odd through every spin (it was preempted mid-write).
+    @inlinable
+    func read(_ i: Int) -> (flags: UInt16, port: UInt16, key: UInt64)? {
+        let p = slot(i)
+        for _ in 0 ..< Self.slotSpins {
+            let before = ferry_load_acquire_u32(p)
+            if before & 1 != 0 {
+                ferry_cpu_relax()
+                continue
+            }
+            let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
+            let port = ferry_load_relaxed_u16(p + Self.portOffset)
+            let key = ferry_load_relaxed_u64(p + Self.keyOffset)
+            // Keeps the data loads above before the version reload below.
+            ferry_fence_acquire()
+            if ferry_load_acquire_u32(p) == before { return (flags, port, key) }
+        }
+        return nil
+    }
+
+    // MARK: - Lookup (any thread)
+
+    /// The port that the key's MAC was last seen on in its VLAN, or nil: unknown
+    /// (flood). Also nil, rarely, when the writer kept changing what this lookup
+    /// probed (see `Probe.contended`); flooding is then the safe answer.
+    @inlinable
+    public func lookup(_ key: FDBKey) -> UInt16? {
+        if case .found(let port) = probe(key.rawValue) { return port }
+        return nil
+    }
+
+    @usableFromInline
+    enum Probe: Equatable {
+        case found(UInt16)
+        /// Definitely not in the table at some instant during the call.
+        case absent
+        /// The writer was mid-write on a slot, or shifting entries, for longer than
+        /// the reader waits (`slotSpins`, `readerRetries`): no answer.
+        case contended
+    }
+
+    @inlinable
+    func probe(_ k: UInt64) -> Probe {
+        var epoch = ferry_load_acquire_u32(shiftEpoch)
+        for _ in 0 ..< Self.readerRetries {
+            var i = home(k)
+            probe: for _ in 0 ... mask {
+                guard let s = read(i) else { return .contended }
+                if s.flags == 0 { break probe }
+                if s.key == k { return .found(s.port) }
+                i = (i &+ 1) & mask
+            }
+            // A miss is only trusted if no deletion shifted entries during the probe.
+            ferry_fence_acquire()
+            let after = ferry_load_acquire_u32(shiftEpoch)
+            if after == epoch && epoch & 1 == 0 { return .absent }
+            epoch = after
+            ferry_cpu_relax()
+        }
+        return .contended
+    }
+
+    @inlinable
+    public func lookup(vlan: UInt16, mac: UInt64) -> UInt16? { lookup(FDBKey(vlan: vlan, mac: mac)) }
+
+    // MARK: - Learning (the writer)
+
+    /// Records that a frame from `key` arrived on `port` at `now`.
+    @inlinable
+    @discardableResult
+    public func learn(_ key: FDBKey, port: UInt16, now: UInt64) -> LearnResult {
+        let k = key.rawValue
+        // The I/G bit, least significant bit of the first byte (IEEE 802-2014 §8.2).
+        if k & (1 << 40) != 0 { return .groupAddress }
+        var i = home(k)
+        // Ends: the table is at most half full, so there is always an empty slot.
+        while true {
+            let p = slot(i)
+            let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
+            if flags == 0 {
+                guard count < capacity else {
+                    bump(Self.cOverflows)
+                    return .overflow
+                }
+                write(i, key: k, port: port, flags: Self.occupied, seen: now)
+                count &+= 1
+                bump(Self.cEntries)
+                bump(Self.cLearned)
+                return .learned
+            }
+            if ferry_load_relaxed_u64(p + Self.keyOffset) == k {
+                if flags & Self.staticFlag != 0 { return .heldByStatic }
+                let old = ferry_load_relaxed_u16(p + Self.portOffset)
+                if old == port {
+                    ferry_store_relaxed_u64(seen + i, now)
+                    return .refreshed
+                }
+                write(i, key: k, port: port, flags: Self.occupied, seen: now)
+                bump(Self.cMoves)
+                return .moved(from: old)
+            }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    @inlinable
+    @discardableResult
+    public func learn(vlan: UInt16, mac: UInt64, port: UInt16, now: UInt64) -> LearnResult {
+        learn(FDBKey(vlan: vlan, mac: mac), port: port, now: now)
+    }
+
+    /// Writer only: the slot holding `k`, or nil.
+    @usableFromInline
+    func find(_ k: UInt64) -> Int? {
+        var i = home(k)
+        while true {
+            let p = slot(i)
+            if ferry_load_relaxed_u16(p + Self.flagsOffset) == 0 { return nil }
+            if ferry_load_relaxed_u64(p + Self.keyOffset) == k { return i }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    /// Pins `key` to `port`: never aged, never moved by learning. Replaces a
+    /// learned entry for the key. False (and counted as an overflow) when the
+    /// table is full.
+    @discardableResult
+    public func addStatic(_ key: FDBKey, port: UInt16) -> Bool {
+        let k = key.rawValue
+        if let i = find(k) {
+            write(i, key: k, port: port, flags: Self.occupied | Self.staticFlag, seen: 0)
+            return true
+        }
+        guard count < capacity else {
+            bump(Self.cOverflows)
+            return false
+        }
+        var i = home(k)
+        while ferry_load_relaxed_u16(slot(i) + Self.flagsOffset) != 0 { i = (i &+ 1) & mask }
+        write(i, key: k, port: port, flags: Self.occupied | Self.staticFlag, seen: 0)
+        count &+= 1
+        bump(Self.cEntries)
+        return true
+    }
+
+    /// Removes `key`, static or learned. False when it was not there.
+    @discardableResult
+    public func remove(_ key: FDBKey) -> Bool {
+        guard let i = find(key.rawValue) else { return false }
+        delete(at: i)
+        return true
+    }
+
+    /// Removes every learned entry on `port` (a port went away); static ones too
+    /// when `includingStatic`. Walks the whole table: control-plane use only.
+    @discardableResult
+    public func flush(port: UInt16, includingStatic: Bool = false) -> Int {
+        var removed = 0
+        var i = 0
+        while i < slotCount {
+            let p = slot(i)
+            let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
+            if flags != 0, ferry_load_relaxed_u16(p + Self.portOffset) == port,
+               includingStatic || flags & Self.staticFlag == 0 {
+                delete(at: i)
+                removed += 1
+                continue  // a later entry may have shifted into slot i
+            }
+            i += 1
+        }
+        return removed
+    }
+
+    /// Removes up to `budget` slots' worth of expired learned entries, resuming
+    /// where the previous call stopped, so the worker can call it between bursts
+    /// with bounded cost. A whole sweep takes `slotCount / budget` calls. Returns
+    /// how many entries it removed.
+    @discardableResult
+    public func age(now: UInt64, budget: Int = 256) -> Int {
+        var removed = 0
+        var examined = 0
+        var i = ageCursor
+        while examined < budget {
+            examined += 1
+            let p = slot(i)
+            let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
+            if flags == Self.occupied {
+                let last = seen[i]
+                if now >= last && now - last >= agingTime {
+                    delete(at: i)
+                    bump(Self.cAged)
+                    removed += 1
+                    continue  // re-examine slot i: a later entry may have shifted into it
+                }
+            }
+            i = (i &+ 1) & mask
+        }
+        ageCursor = i
+        return removed
+    }
+
+    /// Backward-shift deletion (Knuth 6.4 Algorithm R): walk the cluster after the
+    /// hole and pull back every entry whose home does not lie cyclically in
+    /// (hole, its slot], so no probe chain crosses an empty slot.
+    @usableFromInline
+    func delete(at start: Int) {
+        let epoch = ferry_load_acquire_u32(shiftEpoch)
+        // Release: the odd epoch is ordered before the first slot write's version
+        // store, so a reader that observes any moved slot sees the epoch change.
+        ferry_store_release_u32(shiftEpoch, epoch &+ 1)
+        var hole = start
+        var j = start
+        while true {
+            j = (j &+ 1) & mask
+            let p = slot(j)
+            let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
+            if flags == 0 { break }
+            let key = ferry_load_relaxed_u64(p + Self.keyOffset)
+            let h = home(key)
+            let stays = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
+            if stays { continue }
+            // Copy first, then the old slot becomes the new hole: the entry is always findable.
+            write(hole, key: key, port: ferry_load_relaxed_u16(p + Self.portOffset), flags: flags, seen: seen[j])
+            hole = j
+        }
+        write(hole, key: 0, port: 0, flags: 0, seen: 0)
+        count &-= 1
+        drop(Self.cEntries)
+        ferry_store_release_u32(shiftEpoch, epoch &+ 2)
+    }
+
+    // MARK: - Control plane (any thread)
+
+    public var counters: FDBCounters {
+        FDBCounters(entries: ferry_load_relaxed_u64(stats + Self.cEntries),
+                    learned: ferry_load_relaxed_u64(stats + Self.cLearned),
+                    moves: ferry_load_relaxed_u64(stats + Self.cMoves),
+                    overflows: ferry_load_relaxed_u64(stats + Self.cOverflows),
+                    aged: ferry_load_relaxed_u64(stats + Self.cAged))
+    }
+
+    /// Every entry, for `ferry ctl show fdb`. Allocates; never call it on the data
+    /// path. While the writer runs the list is not one instant: an entry changed
+    /// meanwhile may appear in its old or new state (never torn), and one that a
+    /// deletion shifted past the walk may be missed until the next call.
+    public func entries(now: UInt64) -> [FDBEntry] {
+        var byKey: [UInt64: FDBEntry] = [:]
+        for i in 0 ..< slotCount {
+            let p = slot(i)
+            for _ in 0 ..< Self.slotSpins {
+                let before = ferry_load_acquire_u32(p)
+                if before & 1 != 0 {
+                    ferry_cpu_relax()
+                    continue
+                }
+                let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
+                let port = ferry_load_relaxed_u16(p + Self.portOffset)
+                let key = ferry_load_relaxed_u64(p + Self.keyOffset)
+                let last = ferry_load_relaxed_u64(seen + i)
+                ferry_fence_acquire()
+                guard ferry_load_acquire_u32(p) == before else { continue }
+                if flags != 0 {
+                    let isStatic = flags & Self.staticFlag != 0
+                    byKey[key] = FDBEntry(key: FDBKey(rawValue: key), port: port, isStatic: isStatic,
+                                          age: isStatic || now < last ? 0 : now - last)
+                }
+                break
+            }
+        }
+        return byKey.values.sorted { $0.key.rawValue < $1.key.rawValue }
+    }
+}

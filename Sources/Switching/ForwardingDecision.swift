@@ -1,0 +1,91 @@
+import CFerry
+
+/// Where one frame goes.
+public enum ForwardingDecision: Equatable, Sendable {
+    /// To the one port its destination was learned on.
+    case unicast(UInt16)
+    /// To these ports: broadcast, multicast, or a destination not (or no longer) known.
+    /// May be empty when the ingress port is the VLAN's only member.
+    case flood(PortSet)
+    /// The destination sits behind the ingress port; sending it back would be a
+    /// hairpin (an 802.1Q bridge never transmits a frame on its reception port).
+    case drop
+}
+
+/// Decides, per frame, between unicast, flood and drop from the forwarding
+/// database and each VLAN's member ports.
+///
+/// `decide` is called by workers; membership is written by the control plane
+/// (inside `Worker.whilePaused` in practice, though each VLAN's set is one
+/// relaxed 64-bit store, so a concurrent reader sees the old or the new set).
+/// Ingress VLAN filtering (is the ingress port a member at all?) is the caller's
+/// job, before learning.
+public final class Forwarder: @unchecked Sendable {
+    public static let vlanCount = 4096
+
+    public let database: ForwardingDatabase
+    @usableFromInline let members: UnsafeMutablePointer<UInt64>
+    @usableFromInline let stats: UnsafeMutablePointer<UInt64>
+    @usableFromInline static let cUnicast = 0
+    @usableFromInline static let cFlooded = 1
+    @usableFromInline static let cHairpin = 2
+
+    public init(database: ForwardingDatabase) {
+        self.database = database
+        members = .allocate(capacity: Self.vlanCount)
+        members.initialize(repeating: 0, count: Self.vlanCount)
+        stats = .allocate(capacity: 3)
+        stats.initialize(repeating: 0, count: 3)
+    }
+
+    deinit {
+        members.deallocate()
+        stats.deallocate()
+    }
+
+    public func setMembers(_ ports: PortSet, vlan: UInt16) {
+        precondition(vlan < 4096, "VLAN id is 12 bits")
+        ferry_store_relaxed_u64(members + Int(vlan), ports.bits)
+    }
+
+    @inlinable
+    public func members(vlan: UInt16) -> PortSet {
+        // SAFETY: vlan is below 4096, checked by FDBKey or by the caller's tag parser.
+        PortSet(bits: ferry_load_relaxed_u64(members + Int(vlan & 0x0FFF)))
+    }
+
+    @inlinable
+    func bump(_ counter: Int) {
+        ferry_store_relaxed_u64(stats + counter, ferry_load_relaxed_u64(stats + counter) &+ 1)
+    }
+
+    /// The decision for a frame that arrived on `ingress` in `vlan` for `destination`
+    /// (the 48-bit big-endian MAC, as in `FDBKey`). Only the worker that owns the
+    /// counters calls it.
+    @inlinable
+    public func decide(ingress: UInt16, vlan: UInt16, destination: UInt64) -> ForwardingDecision {
+        let flood = members(vlan: vlan).removing(ingress)
+        // The I/G bit, the least significant bit of the first byte (IEEE 802-2014 §8.2),
+        // marks group addresses; broadcast is one of them.
+        if destination & (1 << 40) == 0, let port = database.lookup(FDBKey(vlan: vlan, mac: destination)) {
+            if port == ingress {
+                bump(Self.cHairpin)
+                return .drop
+            }
+            // An entry for a port that has since left the VLAN is as good as unknown.
+            if members(vlan: vlan).contains(port) {
+                bump(Self.cUnicast)
+                return .unicast(port)
+            }
+        }
+        bump(Self.cFlooded)
+        return .flood(flood)
+    }
+
+    /// Frames sent to one known port.
+    public var unicastFrames: UInt64 { ferry_load_relaxed_u64(stats + Self.cUnicast) }
+    /// Frames flooded (broadcast, multicast, unknown unicast).
+    public var floodedFrames: UInt64 { ferry_load_relaxed_u64(stats + Self.cFlooded) }
+    /// Frames dropped because their destination is behind the port they came in on.
+    public var hairpinDrops: UInt64 { ferry_load_relaxed_u64(stats + Self.cHairpin) }
+}
