@@ -83,7 +83,7 @@ public final class Switch {
         worker.setPaths(stride(from: 0, to: made.count, by: 2).flatMap { Self.crossConnect(made[$0].port, made[$0 + 1].port) })
     }
 
-    static func crossConnect(_ a: Port, _ b: Port) -> [ForwardingPath] {
+    public static func crossConnect(_ a: Port, _ b: Port) -> [ForwardingPath] {
         var paths: [ForwardingPath] = []
         for q in 0..<a.queueCount {
             paths.append(ForwardingPath(source: a, sourceQueue: q, destination: b, destinationQueue: q % b.queueCount))

@@ -3,7 +3,9 @@ import Glibc
 import Packets
 import Ports
 import Synchronization
+import Platform
 import VhostUser
+import Virtio
 
 /// One direction of traffic a worker moves: frames pulled from a port queue
 /// are pushed to a queue of another port.
@@ -33,9 +35,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     public let id: Int
     public let cpu: Int?
     public let batchSize: Int
-    private var paths: [ForwardingPath] = []
+    var paths: [ForwardingPath] = []
 
-    private let pauseRequested = Atomic<Bool>(false)
+    let pauseRequested = Atomic<Bool>(false)
     private let parked = Atomic<Bool>(false)
     private let stopRequested = Atomic<Bool>(false)
     private let running = Atomic<Bool>(false)
@@ -46,13 +48,31 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Loops that moved frames, and loops that found none: the busy/idle ratio.
     public let busyLoops = Atomic<UInt64>(0)
     public let idleLoops = Atomic<UInt64>(0)
+    /// Times the worker went to sleep waiting for a kick.
+    public let sleeps = Atomic<UInt64>(0)
+    /// Wakes a sleeping worker for the control plane (a pause, a stop).
+    let wakeFD: Int32
+    /// Scratch space for going to sleep, kept so that sleeping allocates nothing.
+    var sleepQueues: [SplitVirtqueue] = []
+    var sleepDescriptors: [pollfd] = []
 
-    public init(id: Int, cpu: Int?, batchSize: Int) {
+    /// How long a sleeping worker waits before looking around anyway.
+    let sleepTimeoutMilliseconds: Int32
+
+    public init(id: Int, cpu: Int?, batchSize: Int, sleepTimeoutMilliseconds: Int32 = 100) {
         precondition((1...1024).contains(batchSize))
+        self.sleepTimeoutMilliseconds = sleepTimeoutMilliseconds
         self.id = id
         self.cpu = cpu
         self.batchSize = batchSize
+        // A worker that cannot be woken could not be paused: no eventfd, no Ferry.
+        self.wakeFD = (try? EventFD.create().release()) ?? -1
+        precondition(wakeFD >= 0, "eventfd for the worker failed")
+        sleepQueues.reserveCapacity(64)
+        sleepDescriptors.reserveCapacity(65)
     }
+
+    deinit { close(wakeFD) }
 
     /// Replaces the paths; safe while running (applied between bursts).
     public func setPaths(_ newPaths: [ForwardingPath]) {
@@ -67,6 +87,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         }
         gateLock.withLock { _ in
             pauseRequested.store(true, ordering: .sequentiallyConsistent)
+            EventFD.signal(wakeFD)
             while !parked.load(ordering: .acquiring) && running.load(ordering: .acquiring) { sched_yield() }
             change()
             pauseRequested.store(false, ordering: .releasing)
@@ -89,6 +110,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
 
     public func stop() {
         stopRequested.store(true, ordering: .releasing)
+        EventFD.signal(wakeFD)
         if let t = thread { pthread_join(t, nil) }
         thread = nil
     }
@@ -98,13 +120,21 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         _ = ferry_set_thread_name("ferry-w\(id)")
         if let cpu { _ = ferry_set_affinity(Int32(cpu)) }
         let batch = PacketBatch(capacity: batchSize)
+        var idleStreak = 0
         while !stopRequested.load(ordering: .relaxed) {
             if pauseRequested.load(ordering: .relaxed) { park() }
             if forwardOnce(batch) > 0 {
                 busyLoops.add(1, ordering: .relaxed)
+                idleStreak = 0
             } else {
                 idleLoops.add(1, ordering: .relaxed)
-                ferry_cpu_relax()
+                idleStreak &+= 1
+                if idleStreak >= Self.idleLoopsBeforeSleep {
+                    idleStreak = 0
+                    sleepUntilKicked()
+                } else {
+                    ferry_cpu_relax()
+                }
             }
         }
         running.store(false, ordering: .releasing)

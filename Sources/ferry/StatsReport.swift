@@ -22,7 +22,8 @@ enum StatsReport {
         }
         let busy = sw.worker.busyLoops.load(ordering: .relaxed)
         let idle = sw.worker.idleLoops.load(ordering: .relaxed)
-        return ["ports": ports, "workers": [["id": 0, "busy_loops": busy, "idle_loops": idle]]]
+        let sleeps = sw.worker.sleeps.load(ordering: .relaxed)
+        return ["ports": ports, "workers": [["id": 0, "busy_loops": busy, "idle_loops": idle, "sleeps": sleeps]]]
     }
 
     static func counters(_ s: CounterSnapshot) -> [String: Any] {

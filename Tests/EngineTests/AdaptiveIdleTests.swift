@@ -1,0 +1,58 @@
+import Glibc
+import Packets
+import Platform
+import Ports
+import TestSupport
+import VhostUser
+import Virtio
+import XCTest
+
+@testable import Engine
+
+/// The worker sleeps when nothing flows and a guest's kick wakes it, with no frame lost.
+final class AdaptiveIdleTests: XCTestCase {
+    func testAKickWakesASleepingWorkerAndTheFrameIsForwarded() throws {
+        let path = "/tmp/ferry-idle-\(getpid()).sock"
+        defer { unlink(path) }
+        let log = CapturedLog()
+        // A sleep timeout far beyond the waits below: only a kick can explain a wake-up.
+        let worker = Worker(id: 0, cpu: nil, batchSize: 32, sleepTimeoutMilliseconds: 60_000)
+        let device = VhostDevice(name: "idle", gate: worker, logger: log.logger)
+        let endpoint = try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger)
+        let vhost = VhostPort(endpoint: endpoint)
+        let sink = SinkPort()
+        worker.setPaths(Switch.crossConnect(.vhost(vhost), .sink(sink)))
+        let fe = try MockFrontEnd(device: device)
+        fe.setUp(eventIndex: true)
+        worker.start()
+        defer { worker.stop() }
+
+        XCTAssertTrue(waitUntil { worker.sleeps.load(ordering: .relaxed) > 0 }, "the idle worker never slept")
+        let sleptBefore = worker.sleeps.load(ordering: .relaxed)
+        for _ in 0..<3 { fe.tx.offerTX(frame: ethernetFrame(length: 60)) }
+        EventFD.signal(fe.kicks[1])
+        XCTAssertTrue(waitUntil { sink.counters.snapshot.txPackets == 3 }, "the kick did not wake the worker")
+        XCTAssertTrue(waitUntil { worker.sleeps.load(ordering: .relaxed) > sleptBefore }, "it did not sleep again")
+        XCTAssertEqual(vhost.counters[0].snapshot.rxPackets, 3)
+        XCTAssertEqual(vhost.counters[0].snapshot.totalDrops, 0)
+    }
+
+    func testAPauseWakesASleepingWorker() throws {
+        let worker = Worker(id: 0, cpu: nil, batchSize: 32, sleepTimeoutMilliseconds: 60_000)
+        worker.start()
+        defer { worker.stop() }
+        XCTAssertTrue(waitUntil { worker.sleeps.load(ordering: .relaxed) > 0 })
+        var changed = false
+        worker.whilePaused { changed = true }  // would hang for a minute if the wake-up were lost
+        XCTAssertTrue(changed)
+    }
+
+    /// Polls `condition` for up to 5 s; a functional bound, not a measurement.
+    private func waitUntil(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<500 {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+}
