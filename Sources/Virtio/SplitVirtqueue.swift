@@ -1,5 +1,7 @@
 import CFerry
+import Glibc
 import Packets
+import Platform
 
 /// Byte layout of a split virtqueue (virtio 1.2 §2.7).
 @usableFromInline
@@ -252,10 +254,5 @@ public final class SplitVirtqueue {
     }
 
     @usableFromInline
-    func signalCall() {
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(callFD, $0.baseAddress, 8) }
-    }
+    func signalCall() { EventFD.signal(callFD) }
 }
-
-import Glibc
