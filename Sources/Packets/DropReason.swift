@@ -13,10 +13,6 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case tooManySegments
     /// A TX frame was shorter than the virtio-net header plus an Ethernet header.
     case runt
-    /// A TX frame was longer than the largest frame Ferry forwards.
-    case tooLong
-    /// A frame was dropped because the destination port is gone.
-    case noDestination
 
     /// The name used in stats output and metrics labels.
     public var name: String {
@@ -27,8 +23,6 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .notReady: "not_ready"
         case .tooManySegments: "too_many_segments"
         case .runt: "runt"
-        case .tooLong: "too_long"
-        case .noDestination: "no_destination"
         }
     }
 }

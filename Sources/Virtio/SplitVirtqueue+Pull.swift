@@ -141,5 +141,3 @@ extension SplitVirtqueue {
         return .frame
     }
 }
-
-extension PulledChain: Equatable {}
