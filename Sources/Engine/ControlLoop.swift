@@ -1,5 +1,5 @@
 import Glibc
-import VhostUser
+import Platform
 
 /// Something the control thread serves: it names the descriptors to wait on,
 /// when it next wants attention without input, and does its work non-blocking.
@@ -22,14 +22,13 @@ public final class ControlLoop {
     public func remove(_ client: ControlLoopClient) { clients.removeAll { $0 === client } }
     public func stop() { stopping = true }
 
-    public static func now() -> Double { ControlClock.now() }
 
     public func run() {
         while !stopping { runOnce() }
     }
 
     public func runOnce() {
-        let now = Self.now()
+        let now = MonotonicClock.now()
         var wait = Self.maxWait
         var fds: [pollfd] = []
         for c in clients {
@@ -37,7 +36,7 @@ public final class ControlLoop {
             for fd in c.pollDescriptors { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         }
         _ = poll(&fds, nfds_t(fds.count), Int32(wait * 1000))
-        let after = Self.now()
+        let after = MonotonicClock.now()
         for c in clients { c.service(now: after) }
     }
 }

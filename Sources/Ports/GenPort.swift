@@ -1,5 +1,5 @@
-import Glibc
 import Packets
+import Platform
 
 /// A traffic generator: every frame it emits points at one prebuilt template
 /// (an IPv4/UDP frame between two benchmarking addresses), so generating costs
@@ -59,9 +59,7 @@ public final class GenPort {
 
     @usableFromInline
     func delayElapsed() -> Bool {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
-        let now = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        let now = MonotonicClock.now(coarse: true)
         if startAt == 0 { startAt = now + Double(delayMilliseconds) / 1000 }
         started = now >= startAt
         return started

@@ -11,14 +11,3 @@ public final class UngatedDataPath: DataPathGate {
     public init() {}
     public func whilePaused(_ change: () -> Void) { change() }
 }
-
-import Glibc
-
-/// Monotonic seconds for the control plane's timers.
-public enum ControlClock {
-    public static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-}

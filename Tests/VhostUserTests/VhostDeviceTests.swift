@@ -154,9 +154,9 @@ final class VhostDeviceTests: XCTestCase {
         EventFD.signal(fe.kicks[0])  // QEMU hands over kick descriptors already signalled
         fe.setUp()
         EventFD.signal(fe.kicks[1])  // an idle TX ring kicked at start is fine
-        device.checkHealth(now: ControlClock.now() + 10)
+        device.checkHealth(now: MonotonicClock.now() + 10)
         XCTAssertFalse(device.isBroken)
-        let t = ControlClock.now()
+        let t = MonotonicClock.now()
         device.checkHealth(now: t + 100)
         XCTAssertFalse(device.isBroken, "a ring never kicked since it started is not judged")
         EventFD.signal(fe.kicks[0])
@@ -174,7 +174,7 @@ final class VhostDeviceTests: XCTestCase {
         fe.setUp()
         fe.rx.offerRX(bufferSizes: [2048])
         EventFD.signal(fe.kicks[0])
-        device.checkHealth(now: ControlClock.now() + 10)
+        device.checkHealth(now: MonotonicClock.now() + 10)
         XCTAssertFalse(device.isBroken)
     }
 

@@ -1,0 +1,12 @@
+import Glibc
+
+/// Seconds on the monotonic clock, for timers (backoff, grace periods, delays).
+public enum MonotonicClock {
+    /// `coarse` reads the tick-resolution clock, a few nanoseconds cheaper: for
+    /// a caller on the data path that needs only milliseconds.
+    public static func now(coarse: Bool = false) -> Double {
+        var ts = timespec()
+        clock_gettime(coarse ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
