@@ -13,6 +13,20 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case tooManySegments
     /// A TX frame was shorter than the virtio-net header plus an Ethernet header.
     case runt
+    /// The frame's VLAN is not allowed on the port it came in on (a tagged frame on an
+    /// access port, an untagged one on a trunk, a tag outside the trunk's list).
+    case vlanFiltered
+    /// The frame's VLAN has no other port to flood it to.
+    case noDestination
+    /// The destination was learned behind the port the frame came in on; a bridge never
+    /// sends a frame back out of its reception port.
+    case hairpin
+    /// The source address is a group (multicast or broadcast) address; no station has one.
+    case invalidSource
+    /// The kernel would not take the frame now (a TAP's queue was full: EAGAIN).
+    case txFull
+    /// The kernel refused the frame with an error other than EAGAIN (logged once per port).
+    case ioError
 
     /// The name used in stats output and metrics labels.
     public var name: String {
@@ -23,6 +37,12 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .notReady: "not_ready"
         case .tooManySegments: "too_many_segments"
         case .runt: "runt"
+        case .vlanFiltered: "vlan_filtered"
+        case .noDestination: "no_destination"
+        case .hairpin: "hairpin"
+        case .invalidSource: "invalid_source"
+        case .txFull: "tx_full"
+        case .ioError: "io_error"
         }
     }
 }

@@ -1,7 +1,8 @@
 import Packets
 
-/// A port as the command line names it: `vhost:PATH[,client][,queues=N][,name=NAME]`,
-/// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS][,name=NAME]`, `sink[:name=NAME]`.
+/// A port as the command line names it: `vhost:PATH[,client][,queues=N]`,
+/// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`, `sink`; every kind also
+/// takes `name=NAME` and one of `vlan=N` (access) or `trunk=N,M,A-B` (802.1Q trunk).
 public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Kind: Equatable, Sendable {
         case vhost(path: String, client: Bool, queuePairs: Int)
@@ -11,6 +12,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
 
     public var name: String?
     public var kind: Kind
+    public var vlan: VLANMode
     public let text: String
 
     public var description: String { text }
@@ -28,18 +30,31 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         var options: [String: String] = [:]
         var flags: Set<String> = []
         var positional: [String] = []
+        var trunk: [String] = []
+        var lastKey = ""
         for item in items {
             if item.isEmpty { throw ParseError(text, "empty option") }
+            // `trunk=10,20,30-40`: the list goes on for as long as items are VLAN ids or ranges.
+            if lastKey == "trunk", item.first?.isNumber == true, !item.contains("=") {
+                trunk.append(item)
+                continue
+            }
             if let eq = item.firstIndex(of: "=") {
                 let key = String(item[..<eq])
                 guard options[key] == nil else { throw ParseError(text, "option '\(key)' given twice") }
                 options[key] = String(item[item.index(after: eq)...])
+                lastKey = key
+                if key == "trunk" { trunk.append(options[key]!) }
             } else if positional.isEmpty && options.isEmpty && flags.isEmpty && type == "vhost" {
                 positional.append(item)
+                lastKey = ""
             } else {
                 flags.insert(item)
+                lastKey = ""
             }
         }
+        vlan = try Self.vlanMode(access: options.removeValue(forKey: "vlan"),
+                                 trunk: options.removeValue(forKey: "trunk").map { _ in trunk }, text)
         name = options.removeValue(forKey: "name")
         if let n = name, n.isEmpty || n.count > 32 || !n.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
             throw ParseError(text, "name '\(n)' must be 1-32 letters, digits, '-' or '_'")
@@ -83,6 +98,38 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         }
         if let unknown = (Array(options.keys) + Array(flags)).sorted().first {
             throw ParseError(text, "unknown option '\(unknown)'")
+        }
+    }
+
+    private static func vlanMode(access: String?, trunk: [String]?, _ text: String) throws(ParseError) -> VLANMode {
+        let range = VLANMode.validIDs
+        func id(_ s: Substring) throws(ParseError) -> UInt16 {
+            guard let v = UInt16(s), range.contains(v) else {
+                throw ParseError(text, "VLAN id '\(s)' must be \(range.lowerBound)...\(range.upperBound)")
+            }
+            return v
+        }
+        switch (access, trunk) {
+        case (nil, nil):
+            return .access(VLANMode.defaultVLAN)
+        case (let a?, nil):
+            return .access(try id(Substring(a)))
+        case (nil, let items?):
+            var ids = Set<UInt16>()
+            for item in items {
+                if let dash = item.firstIndex(of: "-") {
+                    let low = try id(item[..<dash])
+                    let high = try id(item[item.index(after: dash)...])
+                    guard low <= high else { throw ParseError(text, "VLAN range '\(item)' runs backwards") }
+                    ids.formUnion(low...high)
+                } else {
+                    ids.insert(try id(Substring(item)))
+                }
+            }
+            guard !ids.isEmpty else { throw ParseError(text, "trunk needs at least one VLAN id") }
+            return .trunk(ids.sorted())
+        case (_?, _?):
+            throw ParseError(text, "a port is either access (vlan=) or trunk (trunk=), not both")
         }
     }
 

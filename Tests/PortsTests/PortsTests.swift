@@ -21,6 +21,31 @@ final class PortSpecTests: XCTestCase {
         XCTAssertEqual(try PortSpec(parsing: "sink:name=drop").name, "drop")
     }
 
+    func testVLANModes() throws {
+        XCTAssertEqual(try PortSpec(parsing: "sink").vlan, .access(1))
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock,vlan=10,name=a").vlan, .access(10))
+        let trunk = try PortSpec(parsing: "vhost:/a.sock,trunk=30,10,20-22,name=t")
+        XCTAssertEqual(trunk.vlan, .trunk([10, 20, 21, 22, 30]))
+        XCTAssertEqual(trunk.name, "t")
+        XCTAssertEqual(try PortSpec(parsing: "gen:trunk=5,size=60").vlan, .trunk([5]))
+    }
+
+    func testBadVLANsSayWhatIsWrong() {
+        let cases: [(String, String)] = [
+            ("sink:vlan=0", "VLAN id '0' must be 1...4094"),
+            ("sink:vlan=4095", "VLAN id '4095' must be 1...4094"),
+            ("sink:trunk=10,x", "unknown option 'x'"),
+            ("sink:trunk=20-10", "VLAN range '20-10' runs backwards"),
+            ("sink:vlan=3,trunk=4", "either access (vlan=) or trunk (trunk=)"),
+            ("sink:trunk=", "VLAN id '' must be"),
+        ]
+        for (text, message) in cases {
+            XCTAssertThrowsError(try PortSpec(parsing: text), text) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(text): \(error)")
+            }
+        }
+    }
+
     func testBadSpecsSayWhatIsWrong() {
         let cases: [(String, String)] = [
             ("tap:x", "unknown port type 'tap'"),
