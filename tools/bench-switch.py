@@ -17,7 +17,8 @@ Ferry, DPDK (and the raw TAP tools) alternate within each round.
         counted as the TAP's rx_packets (frames the kernel took in) in /sys/class/net/T.
   W4rx  TAP -> guest. Same back-ends; raw: tap-raw read(). tools/afpacket-send.c (AF_PACKET,
         sendmmsg, qdisc bypass) feeds the TAP from the kernel side on CPU 1; the front-end is
-        testpmd virtio-user rxonly on CPU 1 too; counted at the front-end (raw: at the reader).
+        testpmd virtio-user rxonly on CPU 1 too; counted at the front-end (raw: at the reader,
+        with a spinner on CPU 1 in the front-end's place so the sender gets the same CPU share).
 
 The TAP stays in the root network namespace: it is created there by the back-end (Ferry,
 net_tap or tap-raw), and net_tap drives its interface by name with ioctls in its own
@@ -203,13 +204,9 @@ def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     learn = fe.wait_for("LEARN", 30)
     load = OtherLoad([be.pid, fe.pid]).start()
     time.sleep(args.warmup)
-    if impl == "ferry":
-        read_be = lambda: ferry_counter(be, "b", "tx_packets")  # noqa: E731
-    else:
-        read_be = lambda: be.nic_value("TX-packets", port=1)  # noqa: E731
-    c0, t0 = read_be(), time.monotonic()
+    c0, t0 = ferry_counter(be, "b", "tx_packets") if impl == "ferry" else None, time.monotonic()
     total = fe.wait_for("TOTAL", args.duration + 30)
-    c1, t1 = read_be(), time.monotonic()
+    c1, t1 = ferry_counter(be, "b", "tx_packets") if impl == "ferry" else None, time.monotonic()
     other = load.stop()
     samples = [s["rx"] for s in fe.samples if s["t"] > args.warmup + 0.5]
     if not samples:
@@ -218,6 +215,12 @@ def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
            "learn_sent": learn.get("sent"), "frontend_total": total}
     if c0 is not None and c1 is not None and c1 > c0:
         out["backend_mpps"] = (c1 - c0) / (t1 - t0) / 1e6
+    elif impl == "dpdk":
+        # testpmd's own per-second Tx-pps on port 1 (B): its NIC totals are only printed
+        # once a second, too coarse to difference over a few seconds
+        be_tx = be.pps_samples("tx", since=t0, until=t1, port=1)
+        if be_tx:
+            out["backend_mpps"] = h.median(be_tx) / 1e6
     if not total.get("rx"):
         raise h.HarnessError(f"no frame reached guest B (TOTAL {total})\n{fe.log_tail()}")
     return out
@@ -287,6 +290,14 @@ def measure_w4rx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
         h.wait_for_socket(sock, proc=be)
         fe = lab.virtio_user(sock, "rxonly", cpu=FRONTEND_CPU).start()
         pids.append(fe.pid)
+    if impl == "raw":
+        # The sender shares CPU 1 with the polling front-end when a back-end is measured;
+        # a spinner in the front-end's place gives it the same share here.
+        spinner = Tool(["taskset", "-c", str(FRONTEND_CPU), "sh", "-c", "while :; do :; done"],
+                       lab._log("spinner"), "spinner")
+        lab.procs.append(spinner)
+        spinner.start(wait_ready=False)
+        pids.append(spinner.pid)
     sender = Tool(["taskset", "-c", str(FRONTEND_CPU), tools["afpacket-send"], tap, long,
                    str(size)], lab._log("afpacket-send"), "afpacket-send")
     lab.procs.append(sender)
@@ -341,7 +352,9 @@ def run_one(args, rnd: int, workload: str, size: int, impl: str, tools: dict,
         print(f"{tag}: NOT RUN: {unsupported[(impl, workload)]}", file=sys.stderr, flush=True)
         return {"error": unsupported[(impl, workload)]}
     best = None
-    for _attempt in range(args.retry_noisy + 1):
+    for attempt in range(args.retry_noisy + 1):
+        if attempt:
+            tag = tag.replace(" B ", " B (retry) ", 1) if "(retry)" not in tag else tag
         lab = h.Lab("bsw", keep_logs=args.keep_logs)
         lab.taps = []
         try:
@@ -358,8 +371,9 @@ def run_one(args, rnd: int, workload: str, size: int, impl: str, tools: dict,
             if "tap_rx_dropped" in m:
                 extra += f" TAP rx_dropped {m['tap_rx_dropped']};"
             if "tap_tx_mpps" in m:
-                extra += (f" TAP handed {m['tap_tx_mpps']:.3f}, dropped "
-                          f"{m['tap_tx_dropped_mpps']:.3f} (queue full);")
+                extra += (f" sender {fmt(m['sender_mpps'], 5).strip()}, TAP queued "
+                          f"{m['tap_tx_mpps']:.3f}, dropped {m['tap_tx_dropped_mpps']:.3f} "
+                          "(reader behind);")
             extra += f" other load {m['other_cpus']:.2f} CPU"
             if m["other_cpus"] > NOISY:
                 extra += " (NOISY)"
