@@ -78,8 +78,9 @@ int ferry_gettid(void);
 static const unsigned long FERRY_TUNSETIFF = TUNSETIFF;
 static const unsigned long FERRY_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
 static const unsigned long FERRY_TUNSETOFFLOAD = TUNSETOFFLOAD;
+static const unsigned long FERRY_TUNSETSNDBUF = TUNSETSNDBUF;
 // ioctl is variadic, which Swift cannot call. Two forwarders, one per argument
-// convention: TUNSETIFF, TUNSETVNETHDRSZ and the SIOC*IF* requests take a
+// convention: TUNSETIFF, TUNSETVNETHDRSZ, TUNSETSNDBUF and the SIOC*IF* requests take a
 // pointer; TUNSETOFFLOAD takes its flags as the argument itself, an unsigned
 // long whose upper bits must be zero (tun.c rejects unknown bits).
 static inline int ferry_ioctl_pointer(int fd, unsigned long request, void *argument) {
