@@ -96,6 +96,11 @@ _Static_assert(sizeof(struct ifreq) == 40, "ifreq is 40 bytes");
 _Static_assert(offsetof(struct ifreq, ifr_flags) == 16, "ifreq.ifr_flags at 16");
 _Static_assert(offsetof(struct ifreq, ifr_mtu) == 16, "ifreq.ifr_mtu at 16");
 
+// ---- AF_PACKET (packet(7)): struct sockaddr_ll and the PACKET_* socket
+// options, which Swift's Glibc module leaves out. The TAP tests bind packet
+// sockets to the interfaces they create.
+#include <netpacket/packet.h>
+
 // ---- Split virtqueue layout (virtio 1.2 §2.7). Swift reads these through
 // raw pointers at the offsets below; the asserts keep both sides in step.
 _Static_assert(sizeof(struct vring_desc) == 16, "virtq_desc is 16 bytes");
