@@ -176,6 +176,13 @@ public final class Switch {
 
     public func port(named name: String) -> NamedPort? { ports.first { $0.name == name } }
 
+    /// Every worker's forwarding decisions, summed.
+    public var decisions: (unicast: UInt64, flooded: UInt64, hairpin: UInt64) {
+        workers.reduce((0, 0, 0)) {
+            ($0.0 + $1.decisions.unicastFrames, $0.1 + $1.decisions.floodedFrames, $0.2 + $1.decisions.hairpinDrops)
+        }
+    }
+
     public func start() {
         for w in workers { w.start() }
     }

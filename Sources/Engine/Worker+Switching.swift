@@ -148,7 +148,7 @@ extension Worker {
             learningPending = true
         }
         vlans[f] = vlan
-        switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination) {
+        switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination, counters: decisions) {
         case .unicast(let port):
             return 1 << UInt64(port)
         case .flood(let set):

@@ -26,6 +26,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline var ports: [WorkerPort] = []
     /// Source addresses this worker saw and the database does not know (yet).
     public let learning = LearningQueue()
+    /// This worker's unicast/flood/hairpin decisions.
+    public let decisions = DecisionCounters()
     @usableFromInline var learningPending = false
     /// Per-frame scratch of one burst: the ports each frame goes to, its VLAN.
     @usableFromInline let destinations: UnsafeMutablePointer<UInt64>

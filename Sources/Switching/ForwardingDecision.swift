@@ -19,29 +19,22 @@ public enum ForwardingDecision: Equatable, Sendable {
 /// (inside `Worker.whilePaused` in practice, though each VLAN's set is one
 /// relaxed 64-bit store, so a concurrent reader sees the old or the new set).
 /// Ingress VLAN filtering (is the ingress port a member at all?) is the caller's
-/// job, before learning.
+/// job, before learning. Each worker counts its decisions in its own
+/// `DecisionCounters`: shared counters would bounce a cache line between
+/// workers on every frame, and lose increments.
 public final class Forwarder: @unchecked Sendable {
     public static let vlanCount = 4096
 
     public let database: ForwardingDatabase
     @usableFromInline let members: UnsafeMutablePointer<UInt64>
-    @usableFromInline let stats: UnsafeMutablePointer<UInt64>
-    @usableFromInline static let cUnicast = 0
-    @usableFromInline static let cFlooded = 1
-    @usableFromInline static let cHairpin = 2
 
     public init(database: ForwardingDatabase) {
         self.database = database
         members = .allocate(capacity: Self.vlanCount)
         members.initialize(repeating: 0, count: Self.vlanCount)
-        stats = .allocate(capacity: 3)
-        stats.initialize(repeating: 0, count: 3)
     }
 
-    deinit {
-        members.deallocate()
-        stats.deallocate()
-    }
+    deinit { members.deallocate() }
 
     public func setMembers(_ ports: PortSet, vlan: UInt16) {
         precondition(vlan < 4096, "VLAN id is 12 bits")
@@ -54,38 +47,57 @@ public final class Forwarder: @unchecked Sendable {
         PortSet(bits: ferry_load_relaxed_u64(members + Int(vlan & 0x0FFF)))
     }
 
-    @inlinable
-    func bump(_ counter: Int) {
-        ferry_store_relaxed_u64(stats + counter, ferry_load_relaxed_u64(stats + counter) &+ 1)
-    }
-
     /// The decision for a frame that arrived on `ingress` in `vlan` for `destination`
-    /// (the 48-bit big-endian MAC, as in `FDBKey`). Only the worker that owns the
-    /// counters calls it.
+    /// (the 48-bit big-endian MAC, as in `FDBKey`), counted in `counters` (the
+    /// caller's own).
     @inlinable
-    public func decide(ingress: UInt16, vlan: UInt16, destination: UInt64) -> ForwardingDecision {
+    public func decide(ingress: UInt16, vlan: UInt16, destination: UInt64, counters: DecisionCounters)
+        -> ForwardingDecision
+    {
         let flood = members(vlan: vlan).removing(ingress)
         // The I/G bit, the least significant bit of the first byte (IEEE 802-2014 §8.2),
         // marks group addresses; broadcast is one of them.
         if destination & (1 << 40) == 0, let port = database.lookup(FDBKey(vlan: vlan, mac: destination)) {
             if port == ingress {
-                bump(Self.cHairpin)
+                counters.bump(DecisionCounters.hairpin)
                 return .drop
             }
             // An entry for a port that has since left the VLAN is as good as unknown.
             if members(vlan: vlan).contains(port) {
-                bump(Self.cUnicast)
+                counters.bump(DecisionCounters.unicast)
                 return .unicast(port)
             }
         }
-        bump(Self.cFlooded)
+        counters.bump(DecisionCounters.flooded)
         return .flood(flood)
+    }
+}
+
+/// How many frames one worker sent to one port, flooded, or held back as
+/// hairpins. The worker is the only writer (relaxed stores); anyone reads.
+public final class DecisionCounters: @unchecked Sendable {
+    @usableFromInline static let unicast = 0
+    @usableFromInline static let flooded = 1
+    @usableFromInline static let hairpin = 2
+    @usableFromInline let slots: UnsafeMutablePointer<UInt64>
+
+    public init() {
+        // A cache line of its own, so two workers' counters never share one.
+        slots = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64).bindMemory(to: UInt64.self, capacity: 8)
+        slots.initialize(repeating: 0, count: 8)
+    }
+
+    deinit { slots.deallocate() }
+
+    @inlinable
+    func bump(_ slot: Int) {
+        ferry_store_relaxed_u64(slots + slot, ferry_load_relaxed_u64(slots + slot) &+ 1)
     }
 
     /// Frames sent to one known port.
-    public var unicastFrames: UInt64 { ferry_load_relaxed_u64(stats + Self.cUnicast) }
+    public var unicastFrames: UInt64 { ferry_load_relaxed_u64(slots + Self.unicast) }
     /// Frames flooded (broadcast, multicast, unknown unicast).
-    public var floodedFrames: UInt64 { ferry_load_relaxed_u64(stats + Self.cFlooded) }
+    public var floodedFrames: UInt64 { ferry_load_relaxed_u64(slots + Self.flooded) }
     /// Frames dropped because their destination is behind the port they came in on.
-    public var hairpinDrops: UInt64 { ferry_load_relaxed_u64(stats + Self.cHairpin) }
+    public var hairpinDrops: UInt64 { ferry_load_relaxed_u64(slots + Self.hairpin) }
 }

@@ -32,8 +32,8 @@ enum StatsReport {
 
     /// The forwarding decision's and the database's counters.
     static func switchCounters(_ sw: Switch) -> [String: Any] {
-        let f = sw.forwarder
-        return ["unicast": f.unicastFrames, "flooded": f.floodedFrames, "hairpin": f.hairpinDrops,
+        let f = sw.decisions
+        return ["unicast": f.unicast, "flooded": f.flooded, "hairpin": f.hairpin,
                 "fdb": fdbCounters(sw)]
     }
 

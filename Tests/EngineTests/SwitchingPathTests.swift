@@ -33,8 +33,8 @@ final class SwitchingPathTests: XCTestCase {
         sw.pass()
         XCTAssertEqual(g[0].received().map(\.frame), [frame(from: b, to: a)], "to a learned address: only its port")
         XCTAssertEqual(g[2].received().count, 0)
-        XCTAssertEqual(sw.bridge.forwarder.unicastFrames, 1)
-        XCTAssertEqual(sw.bridge.forwarder.floodedFrames, 1)
+        XCTAssertEqual(sw.worker.decisions.unicastFrames, 1)
+        XCTAssertEqual(sw.worker.decisions.floodedFrames, 1)
 
         // c is unknown: flooded to the two other ports.
         g[0].send(frame(from: a, to: c))

@@ -114,11 +114,11 @@ final class ForwardingDatabaseTests: XCTestCase {
 
         let forwarder = Forwarder(database: fdb)
         forwarder.setMembers(PortSet([1, 2, 3]), vlan: 1)
-        XCTAssertEqual(forwarder.decide(ingress: 1, vlan: 1, destination: mac(99)), .flood(PortSet([2, 3])))
+        XCTAssertEqual(forwarder.decide(ingress: 1, vlan: 1, destination: mac(99), counters: DecisionCounters()), .flood(PortSet([2, 3])))
 
         fdb.age(now: 10, budget: fdb.slotCount)  // keys 1-3 expire, key 0 (seen at 5) stays
         XCTAssertEqual(fdb.learn(key(99), port: 2, now: 11), .learned)
-        XCTAssertEqual(forwarder.decide(ingress: 1, vlan: 1, destination: mac(99)), .unicast(2))
+        XCTAssertEqual(forwarder.decide(ingress: 1, vlan: 1, destination: mac(99), counters: DecisionCounters()), .unicast(2))
     }
 
     func testFlushRemovesAPortsLearnedEntries() {
@@ -258,37 +258,38 @@ final class ForwarderTests: XCTestCase {
     func testFloodingRulesAndNoHairpin() {
         let fdb = ForwardingDatabase(capacity: 16)
         let f = Forwarder(database: fdb)
+        let c = DecisionCounters()
         f.setMembers(PortSet([0, 1, 2, 3]), vlan: 10)
         f.setMembers(PortSet([1, 4]), vlan: 20)
         let broadcast = MACAddress.broadcast.bits48
         let multicast = MACAddress(0x01, 0x00, 0x5e, 0x00, 0x00, 0x01).bits48
 
-        XCTAssertEqual(f.decide(ingress: 1, vlan: 10, destination: broadcast), .flood(PortSet([0, 2, 3])))
-        XCTAssertEqual(f.decide(ingress: 1, vlan: 20, destination: broadcast), .flood(PortSet([4])))
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: multicast), .flood(PortSet([1, 2, 3])))
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5)), .flood(PortSet([1, 2, 3])))
+        XCTAssertEqual(f.decide(ingress: 1, vlan: 10, destination: broadcast, counters: c), .flood(PortSet([0, 2, 3])))
+        XCTAssertEqual(f.decide(ingress: 1, vlan: 20, destination: broadcast, counters: c), .flood(PortSet([4])))
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: multicast, counters: c), .flood(PortSet([1, 2, 3])))
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5), counters: c), .flood(PortSet([1, 2, 3])))
 
         // A group source address is never learned, and even a static entry for a
         // group address does not turn it into unicast (no multicast filtering yet).
         XCTAssertEqual(fdb.learn(FDBKey(vlan: 10, mac: multicast), port: 2, now: 0), .groupAddress)
         XCTAssertEqual(fdb.learn(FDBKey(vlan: 10, mac: broadcast), port: 2, now: 0), .groupAddress)
         fdb.addStatic(FDBKey(vlan: 10, mac: multicast), port: 2)
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: multicast), .flood(PortSet([1, 2, 3])))
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: multicast, counters: c), .flood(PortSet([1, 2, 3])))
 
         fdb.learn(key(5, vlan: 10), port: 2, now: 0)
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5)), .unicast(2))
-        XCTAssertEqual(f.decide(ingress: 2, vlan: 10, destination: mac(5)), .drop)
-        XCTAssertEqual(f.hairpinDrops, 1)
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5), counters: c), .unicast(2))
+        XCTAssertEqual(f.decide(ingress: 2, vlan: 10, destination: mac(5), counters: c), .drop)
+        XCTAssertEqual(c.hairpinDrops, 1)
         // Learned in VLAN 10 only.
-        XCTAssertEqual(f.decide(ingress: 1, vlan: 20, destination: mac(5)), .flood(PortSet([4])))
+        XCTAssertEqual(f.decide(ingress: 1, vlan: 20, destination: mac(5), counters: c), .flood(PortSet([4])))
         // The port left the VLAN: the stale entry is ignored.
         f.setMembers(PortSet([0, 1, 3]), vlan: 10)
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5)), .flood(PortSet([1, 3])))
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5), counters: c), .flood(PortSet([1, 3])))
         // The only member of its VLAN floods to nobody.
         f.setMembers(PortSet([7]), vlan: 30)
-        XCTAssertEqual(f.decide(ingress: 7, vlan: 30, destination: broadcast), .flood(.empty))
-        XCTAssertEqual(f.unicastFrames, 1)
-        XCTAssertEqual(f.floodedFrames, 8)
+        XCTAssertEqual(f.decide(ingress: 7, vlan: 30, destination: broadcast, counters: c), .flood(.empty))
+        XCTAssertEqual(c.unicastFrames, 1)
+        XCTAssertEqual(c.floodedFrames, 8)
     }
 
     func testPortSetIteratesInOrder() {
