@@ -53,11 +53,15 @@ public struct WorkerSource {
     public let port: Port
     public let queue: Int
     public let isGenerator: Bool
+    /// Looking costs a syscall (a TAP's read): after empty looks the worker
+    /// skips this queue for a growing number of loops (see `Worker.forwardOnce`).
+    public let costsASyscall: Bool
 
     public init(index: UInt16, port: Port, queue: Int) {
         self.index = index
         self.port = port
         self.queue = queue
         if case .gen = port { isGenerator = true } else { isGenerator = false }
+        if case .tap = port { costsASyscall = true } else { costsASyscall = false }
     }
 }

@@ -50,6 +50,8 @@ extension Worker {
                 poll($0.baseAddress, nfds_t($0.count), sleepTimeoutMilliseconds)
             }
             for d in sleepDescriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }
+            // Whatever woke us, look everywhere at once rather than after a skip.
+            resetSkips()
         }
         for q in sleepQueues { q.disableNotifications() }
     }

@@ -25,7 +25,12 @@ extension Worker {
         let count = sources.count
         while i < count {
             let source = sources[i]
+            let slot = i
             i &+= 1
+            if source.costsASyscall && skipLoops[slot] > 0 {
+                skipLoops[slot] &-= 1
+                continue
+            }
             batch.reset()
             if source.isGenerator {
                 let room = generatorRoom(source)
@@ -33,7 +38,16 @@ extension Worker {
                 if room < batch.limit { batch.limit = room }
             }
             let consumed = source.port.pull(queue: source.queue, into: batch)
-            if consumed == 0 { continue }
+            if consumed == 0 {
+                if source.costsASyscall {
+                    // Empty: skip 1, 2, 4 ... up to maxSkip loops before the next read.
+                    let next = min(max(1, skipLength[slot] &<< 1), Self.maxSkip)
+                    skipLength[slot] = next
+                    skipLoops[slot] = next
+                }
+                continue
+            }
+            if source.costsASyscall { skipLength[slot] = 0 }
             if batch.count > 0 {
                 if now == 0 { now = MonotonicClock.seconds() }
                 switchBurst(batch, from: source, now: now)

@@ -34,6 +34,13 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline let vlans: UnsafeMutablePointer<UInt16>
     /// The frames of a burst bound for one port, by reference, tags edited.
     @usableFromInline let view: PacketBatch
+    /// Per source: loops still to skip, and the current skip length, for the
+    /// sources where looking costs a syscall.
+    @usableFromInline let skipLoops: UnsafeMutablePointer<UInt16>
+    @usableFromInline let skipLength: UnsafeMutablePointer<UInt16>
+    /// Most loops an empty TAP queue is skipped: at most a few tens of
+    /// microseconds of added latency for its first frame after a quiet spell.
+    @usableFromInline static let maxSkip: UInt16 = 64
     /// An Ethernet header split across segments, gathered.
     @usableFromInline let gathered: UnsafeMutableRawPointer
 
@@ -69,6 +76,10 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         vlans = .allocate(capacity: batchSize)
         vlans.initialize(repeating: 0, count: batchSize)
         view = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame + PacketBatch.segmentsAddedByTagEdit)
+        skipLoops = .allocate(capacity: Self.maxSources)
+        skipLoops.initialize(repeating: 0, count: Self.maxSources)
+        skipLength = .allocate(capacity: Self.maxSources)
+        skipLength.initialize(repeating: 0, count: Self.maxSources)
         gathered = .allocate(byteCount: 32, alignment: 8)
         gathered.initializeMemory(as: UInt8.self, repeating: 0, count: 32)
         self.sleepTimeoutMilliseconds = sleepTimeoutMilliseconds
@@ -86,19 +97,25 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         close(wakeFD)
         destinations.deallocate()
         vlans.deallocate()
+        skipLoops.deallocate()
+        skipLength.deallocate()
         gathered.deallocate()
     }
 
     /// Segments a burst's frames may use on average (PacketBatch's default).
     static let segmentsPerFrame = 4
+    /// Receive queues one worker may poll (64 ports of up to 128 queues, spread over workers).
+    public static let maxSources = 8192
 
     /// Replaces what the worker polls and where it transmits; safe while running
     /// (applied between bursts). `ports[i]` is switch port i.
     public func configure(ports newPorts: [WorkerPort], sources newSources: [WorkerSource]) {
         precondition(newPorts.count <= PortSet.maxPorts)
+        precondition(newSources.count <= Self.maxSources)
         whilePaused {
             ports = newPorts
             sources = newSources
+            resetSkips()
         }
     }
 
@@ -161,6 +178,12 @@ public final class Worker: DataPathGate, @unchecked Sendable {
             }
         }
         running.store(false, ordering: .releasing)
+    }
+
+    /// Looks at every source on the next loop (after a wake-up, a new configuration).
+    func resetSkips() {
+        skipLoops.update(repeating: 0, count: Self.maxSources)
+        skipLength.update(repeating: 0, count: Self.maxSources)
     }
 
     private func park() {

@@ -68,7 +68,8 @@ public final class Forwarder: @unchecked Sendable {
                 return .unicast(port)
             }
         }
-        counters.bump(DecisionCounters.flooded)
+        // A flood with nowhere to go is the caller's drop (no_destination), not a flood.
+        if !flood.isEmpty { counters.bump(DecisionCounters.flooded) }
         return .flood(flood)
     }
 }
