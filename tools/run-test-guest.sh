@@ -171,7 +171,13 @@ cmd=(
 )
 
 if [[ -n "$timeout_s" ]]; then
-    # -k 5: SIGKILL if QEMU ignores the SIGTERM for 5 s.
-    exec timeout -k 5 "$timeout_s" "${cmd[@]}"
+    # -k 5: SIGKILL if QEMU ignores the SIGTERM for 5 s. setpriv: QEMU is
+    # timeout's child, so a caller that SIGKILLs timeout (or dies and takes it
+    # along with PR_SET_PDEATHSIG) would otherwise leave QEMU running.
+    pdeath=()
+    if command -v setpriv >/dev/null && setpriv --help 2>&1 | grep -q -- --pdeathsig; then
+        pdeath=(setpriv --pdeathsig KILL)
+    fi
+    exec timeout -k 5 "$timeout_s" "${pdeath[@]}" "${cmd[@]}"
 fi
 exec "${cmd[@]}"
