@@ -27,6 +27,7 @@ goes with Ferry (closing its descriptor deletes it, in whatever namespace it is)
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -48,6 +49,8 @@ MAC_A, MAC_B = "52:54:00:18:00:01", "52:54:00:18:00:02"   # run-test-guest.sh --
 IDLE_SECONDS = 10.0
 IDLE_CPU_LIMIT = 0.01    # of one core
 
+_taps = itertools.count()
+
 
 # --------------------------------------------------------------------------- topology
 
@@ -62,7 +65,8 @@ class Topology:
         self.lab = h.Lab(f"sw{tag}", keep_logs=keep_logs)
         self.guests: list[q.Guest] = []
         self.ns: Optional[q.Netns] = None
-        self.tap = f"fit{os.getpid() % 100000}{tag[:1]}"  # at most 15 bytes (IFNAMSIZ)
+        # Unique per topology and run; at most 15 bytes (IFNAMSIZ) also as TAP.20.
+        self.tap = f"fit{os.getpid() % 100000}{next(_taps)}"
         sock_a, sock_b = self.lab.path("a.sock"), self.lab.path("b.sock")
         ports = [f"vhost:{sock_a},name=a{a_opts}", f"vhost:{sock_b},name=b{b_opts}"]
         if t_opts is not None:
