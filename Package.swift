@@ -37,7 +37,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // The forwarding database (MAC learning, aging) and the flood/unicast decision.
-        .target(name: "Switching", dependencies: ["CFerry", "Packets"], swiftSettings: hotPathFlags),
+        .target(name: "Switching", dependencies: ["CFerry", "Platform", "Packets"], swiftSettings: hotPathFlags),
         // One file per kind of port; each pulls and pushes batches.
         .target(name: "Ports", dependencies: [
             "CFerry", "Platform", "Virtio", "Packets", "VhostUser",
@@ -45,11 +45,11 @@ let package = Package(
         ], swiftSettings: hotPathFlags),
         // Worker threads that poll ports in batches, and the control-plane thread.
         .target(name: "Engine", dependencies: [
-            "CFerry", "Platform", "Packets", "Ports", "VhostUser",
+            "CFerry", "Platform", "Packets", "Ports", "VhostUser", "Switching",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         .executableTarget(name: "ferry", dependencies: [
-            "Platform", "Packets", "Ports", "Engine", "VhostUser",
+            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
-            "Engine", "Ports", "Virtio", "Platform", "TestSupport",
+            "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
         ]),
 

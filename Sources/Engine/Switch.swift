@@ -2,19 +2,24 @@ import Logging
 import Packets
 import Platform
 import Ports
+import Switching
 import VhostUser
 
-/// A named port and the spec it came from.
+/// A named port, its number in the switch and the spec it came from.
 public final class NamedPort {
     public let name: String
+    public let index: UInt16
     public let spec: PortSpec
     public let port: Port
 
-    init(name: String, spec: PortSpec, port: Port) {
+    init(name: String, index: UInt16, spec: PortSpec, port: Port) {
         self.name = name
+        self.index = index
         self.spec = spec
         self.port = port
     }
+
+    public var vlan: VLANMode { spec.vlan }
 
     public var state: String {
         switch port {
@@ -28,35 +33,75 @@ public final class NamedPort {
     }
 }
 
-public enum SwitchError: Error, CustomStringConvertible {
+public enum SwitchError: Error, CustomStringConvertible, Equatable {
     case port(String, String)
     case duplicateName(String)
-    case needsPairs(Int)
+    case tooManyPorts(Int)
+    case noPorts
+    case unknownPort(String)
 
     public var description: String {
         switch self {
         case .port(let spec, let why): "port '\(spec)': \(why)"
         case .duplicateName(let n): "two ports are named '\(n)'"
-        case .needsPairs(let n): "ports are cross-connected in pairs: give an even number, got \(n)"
+        case .tooManyPorts(let n): "\(n) ports: a switch has at most \(PortSet.maxPorts)"
+        case .noPorts: "a switch needs at least one port"
+        case .unknownPort(let n): "no port is named '\(n)'"
         }
     }
 }
 
-/// Ports, the worker that moves frames between them, and the control loop
-/// that serves their sockets. For now ports are cross-connected in pairs, in
-/// the order given (1st with 2nd, 3rd with 4th, ...): every frame from one goes
-/// to the other (MAC learning comes with the switch).
+/// How the switch runs: workers, CPUs, burst size, the forwarding database.
+public struct SwitchOptions: Sendable {
+    public var workers = 1
+    /// CPUs to pin workers to, in order (worker i on cpus[i % count]); nil: not pinned.
+    public var cpus: [Int]?
+    public var batchSize = 256
+    public var fdbCapacity = ForwardingDatabase.defaultCapacity
+    public var agingTime = ForwardingDatabase.defaultAgingTime
+
+    public init() {}
+}
+
+/// A MAC-learning switch: ports, the workers that move frames between them,
+/// the forwarding database they share, and the control loop that serves the
+/// ports' sockets and writes the database.
+///
+/// Every receive queue of every port is polled by exactly one worker (spread
+/// round-robin). Each worker transmits to port queue `worker % queues`, so
+/// transmit queues are private to a worker unless a port has fewer queues than
+/// there are workers; only those queues take a per-burst lock.
 public final class Switch {
     public let ports: [NamedPort]
-    public let worker: Worker
+    public let workers: [Worker]
+    public let bridge: Bridge
+    public let gate: WorkerGroup
+    public let learning: LearningService
     public let control = ControlLoop()
+    public let options: SwitchOptions
     let logger: Logger
+    private let transmitLocks: UnsafeMutablePointer<UInt32>
+    private let transmitLockCount: Int
 
-    public init(specs: [PortSpec], cpu: Int?, batchSize: Int, logger: Logger) throws {
+    public var database: ForwardingDatabase { bridge.database }
+    public var forwarder: Forwarder { bridge.forwarder }
+
+    public init(specs: [PortSpec], options: SwitchOptions = SwitchOptions(), logger: Logger) throws {
         self.logger = logger
-        guard specs.count >= 2, specs.count % 2 == 0 else { throw SwitchError.needsPairs(specs.count) }
-        let worker = Worker(id: 0, cpu: cpu, batchSize: batchSize)
-        self.worker = worker
+        self.options = options
+        guard !specs.isEmpty else { throw SwitchError.noPorts }
+        guard specs.count <= PortSet.maxPorts else { throw SwitchError.tooManyPorts(specs.count) }
+        precondition(options.workers >= 1)
+        let bridge = Bridge(database: ForwardingDatabase(capacity: options.fdbCapacity, agingTime: options.agingTime))
+        self.bridge = bridge
+        let workers = (0..<options.workers).map { i in
+            Worker(id: i, cpu: options.cpus.map { $0[i % $0.count] }, batchSize: options.batchSize, bridge: bridge)
+        }
+        self.workers = workers
+        let gate = WorkerGroup(workers)
+        self.gate = gate
+        learning = LearningService(bridge: bridge, queues: workers.map(\.learning))
+
         var made: [NamedPort] = []
         for (i, spec) in specs.enumerated() {
             let name = spec.name ?? "p\(i)"
@@ -64,7 +109,7 @@ public final class Switch {
             let port: Port
             switch spec.kind {
             case .vhost(let path, let client, let pairs):
-                let device = VhostDevice(name: name, queuePairs: pairs, gate: worker, logger: logger)
+                let device = VhostDevice(name: name, queuePairs: pairs, gate: gate, logger: logger)
                 do {
                     let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device, logger: logger)
                     port = .vhost(VhostPort(endpoint: endpoint))
@@ -77,29 +122,49 @@ public final class Switch {
             case .sink:
                 port = .sink(SinkPort())
             }
-            made.append(NamedPort(name: name, spec: spec, port: port))
+            made.append(NamedPort(name: name, index: UInt16(i), spec: spec, port: port))
         }
         ports = made
-        worker.setPaths(stride(from: 0, to: made.count, by: 2).flatMap { Self.crossConnect(made[$0].port, made[$0 + 1].port) })
+        control.add(learning)
+
+        transmitLockCount = made.reduce(0) { $0 + $1.port.queueCount }
+        transmitLocks = .allocate(capacity: transmitLockCount)
+        transmitLocks.initialize(repeating: 0, count: transmitLockCount)
+
+        bridge.setMembership(made.map(\.vlan))
+        var sources: [[WorkerSource]] = Array(repeating: [], count: workers.count)
+        var k = 0
+        for p in made {
+            for q in 0..<p.port.queueCount {
+                sources[k % workers.count].append(WorkerSource(index: p.index, port: p.port, queue: q))
+                k += 1
+            }
+        }
+        for w in workers {
+            var lockBase = 0
+            var table: [WorkerPort] = []
+            for p in made {
+                let queues = p.port.queueCount
+                let q = w.id % queues
+                let shared = workers.count > queues
+                table.append(WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q,
+                                        transmitLock: shared ? transmitLocks + lockBase + q : nil))
+                lockBase += queues
+            }
+            w.configure(ports: table, sources: sources[w.id])
+        }
     }
 
-    public static func crossConnect(_ a: Port, _ b: Port) -> [ForwardingPath] {
-        var paths: [ForwardingPath] = []
-        for q in 0..<a.queueCount {
-            paths.append(ForwardingPath(source: a, sourceQueue: q, destination: b, destinationQueue: q % b.queueCount))
-        }
-        for q in 0..<b.queueCount {
-            paths.append(ForwardingPath(source: b, sourceQueue: q, destination: a, destinationQueue: q % a.queueCount))
-        }
-        return paths
-    }
+    deinit { transmitLocks.deallocate() }
+
+    public func port(named name: String) -> NamedPort? { ports.first { $0.name == name } }
 
     public func start() {
-        worker.start()
+        for w in workers { w.start() }
     }
 
     public func stop() {
-        worker.stop()
+        for w in workers { w.stop() }
         for p in ports {
             if case .vhost(let v) = p.port { v.endpoint.disconnect("Ferry is stopping") }
         }

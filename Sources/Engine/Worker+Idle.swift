@@ -18,10 +18,10 @@ extension Worker {
 
     func sleepUntilKicked() {
         sleepQueues.removeAll(keepingCapacity: true)
-        for path in paths {
-            switch path.source {
+        for source in sources {
+            switch source.port {
             case .vhost(let port):
-                let q = port.device.queues[2 &* path.sourceQueue &+ 1]
+                let q = port.device.queues[2 &* source.queue &+ 1]
                 guard q.isRunning else { continue }
                 // A ring we cannot be woken for must be polled.
                 guard q.kickFD >= 0 else { return }

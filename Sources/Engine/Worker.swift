@@ -4,38 +4,36 @@ import Packets
 import Ports
 import Synchronization
 import Platform
+import Switching
 import VhostUser
 import Virtio
 
-/// One direction of traffic a worker moves: frames pulled from a port queue
-/// are pushed to a queue of another port.
-public struct ForwardingPath {
-    public let source: Port
-    public let sourceQueue: Int
-    public let destination: Port
-    public let destinationQueue: Int
-    /// A generator emits only what the destination has room for, so `count=N`
-    /// means N frames offered to a port that can take them, not N frames into the void.
-    public let waitsForDestination: Bool
-
-    public init(source: Port, sourceQueue: Int, destination: Port, destinationQueue: Int) {
-        self.source = source
-        self.sourceQueue = sourceQueue
-        self.destination = destination
-        self.destinationQueue = destinationQueue
-        if case .gen = source { waitsForDestination = true } else { waitsForDestination = false }
-    }
-}
-
-/// A data-path thread: polls its paths in bursts and never blocks, allocates
-/// or locks while doing so. The control plane changes what the worker reads
-/// only while the worker is parked (`whilePaused`), so the burst loop needs
-/// no lock: one relaxed load per loop tells it to park.
+/// A data-path thread: polls its receive queues in bursts, switches each burst
+/// (Worker+Switching.swift) and never blocks, allocates or locks while doing
+/// so. The control plane changes what the worker reads only while the worker
+/// is parked (`whilePaused`), so the burst loop needs no lock: one relaxed load
+/// per loop tells it to park.
 public final class Worker: DataPathGate, @unchecked Sendable {
     public let id: Int
     public let cpu: Int?
     public let batchSize: Int
-    var paths: [ForwardingPath] = []
+    public let bridge: Bridge
+    @usableFromInline let database: ForwardingDatabase
+    @usableFromInline let forwarder: Forwarder
+    /// The receive queues this worker polls.
+    @usableFromInline var sources: [WorkerSource] = []
+    /// Every switch port by number, as this worker transmits to it.
+    @usableFromInline var ports: [WorkerPort] = []
+    /// Source addresses this worker saw and the database does not know (yet).
+    public let learning = LearningQueue()
+    @usableFromInline var learningPending = false
+    /// Per-frame scratch of one burst: the ports each frame goes to, its VLAN.
+    @usableFromInline let destinations: UnsafeMutablePointer<UInt64>
+    @usableFromInline let vlans: UnsafeMutablePointer<UInt16>
+    /// The frames of a burst bound for one port, by reference, tags edited.
+    @usableFromInline let view: PacketBatch
+    /// An Ethernet header split across segments, gathered.
+    @usableFromInline let gathered: UnsafeMutableRawPointer
 
     let pauseRequested = Atomic<Bool>(false)
     private let parked = Atomic<Bool>(false)
@@ -59,8 +57,18 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// How long a sleeping worker waits before looking around anyway.
     let sleepTimeoutMilliseconds: Int32
 
-    public init(id: Int, cpu: Int?, batchSize: Int, sleepTimeoutMilliseconds: Int32 = 100) {
+    public init(id: Int, cpu: Int?, batchSize: Int, bridge: Bridge, sleepTimeoutMilliseconds: Int32 = 100) {
         precondition((1...1024).contains(batchSize))
+        self.bridge = bridge
+        self.database = bridge.database
+        self.forwarder = bridge.forwarder
+        destinations = .allocate(capacity: batchSize)
+        destinations.initialize(repeating: 0, count: batchSize)
+        vlans = .allocate(capacity: batchSize)
+        vlans.initialize(repeating: 0, count: batchSize)
+        view = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame + PacketBatch.segmentsAddedByTagEdit)
+        gathered = .allocate(byteCount: 32, alignment: 8)
+        gathered.initializeMemory(as: UInt8.self, repeating: 0, count: 32)
         self.sleepTimeoutMilliseconds = sleepTimeoutMilliseconds
         self.id = id
         self.cpu = cpu
@@ -72,11 +80,24 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         sleepDescriptors.reserveCapacity(65)
     }
 
-    deinit { close(wakeFD) }
+    deinit {
+        close(wakeFD)
+        destinations.deallocate()
+        vlans.deallocate()
+        gathered.deallocate()
+    }
 
-    /// Replaces the paths; safe while running (applied between bursts).
-    public func setPaths(_ newPaths: [ForwardingPath]) {
-        whilePaused { paths = newPaths }
+    /// Segments a burst's frames may use on average (PacketBatch's default).
+    static let segmentsPerFrame = 4
+
+    /// Replaces what the worker polls and where it transmits; safe while running
+    /// (applied between bursts). `ports[i]` is switch port i.
+    public func configure(ports newPorts: [WorkerPort], sources newSources: [WorkerSource]) {
+        precondition(newPorts.count <= PortSet.maxPorts)
+        whilePaused {
+            ports = newPorts
+            sources = newSources
+        }
     }
 
     public func whilePaused(_ change: () -> Void) {
@@ -119,7 +140,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         threadID.store(ferry_gettid(), ordering: .relaxed)
         _ = ferry_set_thread_name("ferry-w\(id)")
         if let cpu { _ = ferry_set_affinity(Int32(cpu)) }
-        let batch = PacketBatch(capacity: batchSize)
+        let batch = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame)
         var idleStreak = 0
         while !stopRequested.load(ordering: .relaxed) {
             if pauseRequested.load(ordering: .relaxed) { park() }
@@ -145,33 +166,5 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         parked.store(true, ordering: .releasing)
         while pauseRequested.load(ordering: .acquiring) { ferry_cpu_relax() }
         parked.store(false, ordering: .releasing)
-    }
-
-    /// One pass over every path: pull a burst, push it on, give the buffers back.
-    @inline(__always)
-    func forwardOnce(_ batch: PacketBatch) -> Int {
-        var moved = 0
-        var i = 0
-        let count = paths.count
-        while i < count {
-            moved &+= Self.forward(paths[i], batch)
-            i &+= 1
-        }
-        return moved
-    }
-
-    @inlinable
-    static func forward(_ path: ForwardingPath, _ batch: PacketBatch) -> Int {
-        batch.reset()
-        if path.waitsForDestination {
-            let room = path.destination.room(queue: path.destinationQueue)
-            if room == 0 { return 0 }
-            if room < batch.limit { batch.limit = room }
-        }
-        let n = path.source.pull(queue: path.sourceQueue, into: batch)
-        if n == 0 { return 0 }
-        if batch.count > 0 { path.destination.push(queue: path.destinationQueue, from: batch) }
-        path.source.release(queue: path.sourceQueue)
-        return n
     }
 }

@@ -10,3 +10,13 @@ public enum MonotonicClock {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
+
+extension MonotonicClock {
+    /// Whole seconds on the coarse monotonic clock: the forwarding database's time.
+    @inlinable
+    public static func seconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        return UInt64(ts.tv_sec)
+    }
+}

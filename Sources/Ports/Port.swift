@@ -57,6 +57,16 @@ public enum Port {
         }
     }
 
+    /// The counters of one queue, for the data path (no array built).
+    @inlinable
+    public func counters(queue: Int) -> QueueCounters {
+        switch self {
+        case .vhost(let p): p.counters[queue]
+        case .gen(let p): p.counters
+        case .sink(let p): p.counters
+        }
+    }
+
     /// Counters per queue, for stats.
     public var counters: [QueueCounters] {
         switch self {

@@ -239,13 +239,32 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// probed (see `Probe.contended`); flooding is then the safe answer.
     @inlinable
     public func lookup(_ key: FDBKey) -> UInt16? {
-        if case .found(let port) = probe(key.rawValue) { return port }
+        if case .found(let port, _, _) = probe(key.rawValue) { return port }
         return nil
+    }
+
+    /// Reader side of learning. True when `key` is already known on `port`
+    /// (its age is reset here, by a relaxed store of `now`) or is pinned by a
+    /// static entry; false when the writer must learn it: unknown, or seen on
+    /// another port (a move). Workers call it for every frame's source and
+    /// queue only the false answers for the writer, so a steady flow never
+    /// writes the table, and a worker never waits for the writer.
+    ///
+    /// The age store may race with a deletion shifting the slot; the worst
+    /// outcome is one entry aging a little early or late.
+    @inlinable
+    public func refresh(_ key: FDBKey, port: UInt16, now: UInt64) -> Bool {
+        guard case .found(let known, let i, let isStatic) = probe(key.rawValue) else { return false }
+        if isStatic { return true }
+        guard known == port else { return false }
+        // Skipping the store when the second has not changed keeps the line clean.
+        if ferry_load_relaxed_u64(seen + i) != now { ferry_store_relaxed_u64(seen + i, now) }
+        return true
     }
 
     @usableFromInline
     enum Probe: Equatable {
-        case found(UInt16)
+        case found(port: UInt16, slot: Int, isStatic: Bool)
         /// Definitely not in the table at some instant during the call.
         case absent
         /// The writer was mid-write on a slot, or shifting entries, for longer than
@@ -261,7 +280,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
             probe: for _ in 0 ... mask {
                 guard let s = read(i) else { return .contended }
                 if s.flags == 0 { break probe }
-                if s.key == k { return .found(s.port) }
+                if s.key == k { return .found(port: s.port, slot: i, isStatic: s.flags & Self.staticFlag != 0) }
                 i = (i &+ 1) & mask
             }
             // A miss is only trusted if no deletion shifted entries during the probe.

@@ -9,9 +9,10 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the switch.",
         discussion: """
-            Ports are cross-connected in pairs, in the order given. With no --port,
+            A MAC-learning switch over the ports given: frames to a learned address
+            go to its port, others are flooded within their VLAN. With no --port,
             runs the embedded default: two vhost-user server sockets,
-            \(Defaults.runDirectory)/vm0.sock and vm1.sock, cross-connected.
+            \(Defaults.runDirectory)/vm0.sock and vm1.sock.
             Example: ferry run --port vhost:/tmp/vm0.sock --port gen:dst=02:00:00:00:00:02,size=64
             """)
 
@@ -21,8 +22,20 @@ struct Run: ParsableCommand {
     @Option(help: "Control socket path.")
     var control: String = Defaults.controlSocket
 
-    @Option(help: "Pin the worker thread to this CPU.")
+    @Option(help: "Pin the worker thread to this CPU (one worker; see --cpus).")
     var cpu: Int?
+
+    @Option(help: "Worker threads; receive queues are spread over them.")
+    var workers: Int = 1
+
+    @Option(help: "CPUs to pin workers to, e.g. 0,1 or 2-5 (worker i on the i-th).")
+    var cpus: String?
+
+    @Option(help: "Most entries the forwarding database holds.")
+    var fdbCapacity: Int = 65_536
+
+    @Option(help: "Seconds before an address no frame came from is forgotten.")
+    var agingTime: Int = 300
 
     @Option(help: "Frames per burst (32-256).")
     var batch: Int = 256
@@ -32,6 +45,11 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard (32...256).contains(batch) else { throw ValidationError("--batch must be 32...256") }
+        guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1...64") }
+        guard (1...(1 << 24)).contains(fdbCapacity) else { throw ValidationError("--fdb-capacity must be 1...16777216") }
+        guard (1...1_000_000).contains(agingTime) else { throw ValidationError("--aging-time must be 1...1000000 s") }
+        if cpu != nil && cpus != nil { throw ValidationError("give --cpu or --cpus, not both") }
+        if let cpus { _ = try Self.cpuList(cpus) }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -52,7 +70,13 @@ struct Run: ParsableCommand {
         // handler ever runs on a worker thread.
         let signals = try SignalWatcher(signals: [SIGINT, SIGTERM])
         let sw: Switch
-        do { sw = try Switch(specs: specs, cpu: cpu, batchSize: batch, logger: logger) } catch {
+        var options = SwitchOptions()
+        options.workers = workers
+        options.cpus = try cpus.map(Self.cpuList) ?? cpu.map { [$0] }
+        options.batchSize = batch
+        options.fdbCapacity = fdbCapacity
+        options.agingTime = UInt64(agingTime)
+        do { sw = try Switch(specs: specs, options: options, logger: logger) } catch {
             throw ValidationError("\(error)")
         }
         let controlServer = try ControlServer(path: control, switch: sw, logger: logger)
@@ -70,6 +94,20 @@ struct Run: ParsableCommand {
         sw.stop()
         controlServer.close()
         logger.info("stopped")
+    }
+
+    /// "0,2-3" → [0, 2, 3].
+    static func cpuList(_ text: String) throws -> [Int] {
+        var cpus: [Int] = []
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let bounds = item.split(separator: "-", omittingEmptySubsequences: false)
+            guard (1...2).contains(bounds.count), let low = Int(bounds[0]), let high = Int(bounds.last!), low >= 0,
+                  low <= high, high < 4096 else {
+                throw ValidationError("--cpus: '\(item)' is not a CPU number or range (e.g. 0,2-3)")
+            }
+            cpus += Array(low...high)
+        }
+        return cpus
     }
 
     private func printQEMUHint(_ sw: Switch) {

@@ -1,4 +1,5 @@
 import Engine
+import Foundation
 import Packets
 
 /// Counters of every port and queue as the control socket reports them.
@@ -20,10 +21,22 @@ enum StatsReport {
             }
             ports.append(entry)
         }
-        let busy = sw.worker.busyLoops.load(ordering: .relaxed)
-        let idle = sw.worker.idleLoops.load(ordering: .relaxed)
-        let sleeps = sw.worker.sleeps.load(ordering: .relaxed)
-        return ["ports": ports, "workers": [["id": 0, "busy_loops": busy, "idle_loops": idle, "sleeps": sleeps]]]
+        let workers = sw.workers.map { w -> [String: Any] in
+            ["id": w.id, "cpu": w.cpu.map { $0 as Any } ?? NSNull(),
+             "busy_loops": w.busyLoops.load(ordering: .relaxed), "idle_loops": w.idleLoops.load(ordering: .relaxed),
+             "sleeps": w.sleeps.load(ordering: .relaxed),
+             "learning_overflows": w.learning.overflows.load(ordering: .relaxed)]
+        }
+        return ["ports": ports, "workers": workers, "switch": switchCounters(sw)]
+    }
+
+    /// The forwarding decision's and the database's counters.
+    static func switchCounters(_ sw: Switch) -> [String: Any] {
+        let f = sw.forwarder
+        let d = sw.database.counters
+        return ["unicast": f.unicastFrames, "flooded": f.floodedFrames, "hairpin": f.hairpinDrops,
+                "fdb": ["entries": d.entries, "learned": d.learned, "moves": d.moves, "overflows": d.overflows,
+                        "aged": d.aged, "capacity": sw.database.capacity, "aging_time": sw.database.agingTime]]
     }
 
     static func counters(_ s: CounterSnapshot) -> [String: Any] {

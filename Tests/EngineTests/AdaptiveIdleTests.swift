@@ -2,6 +2,7 @@ import Glibc
 import Packets
 import Platform
 import Ports
+import Switching
 import TestSupport
 import VhostUser
 import Virtio
@@ -16,12 +17,17 @@ final class AdaptiveIdleTests: XCTestCase {
         defer { unlink(path) }
         let log = CapturedLog()
         // A sleep timeout far beyond the waits below: only a kick can explain a wake-up.
-        let worker = Worker(id: 0, cpu: nil, batchSize: 32, sleepTimeoutMilliseconds: 60_000)
+        let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
+        let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, sleepTimeoutMilliseconds: 60_000)
         let device = VhostDevice(name: "idle", gate: worker, logger: log.logger)
         let endpoint = try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger)
         let vhost = VhostPort(endpoint: endpoint)
         let sink = SinkPort()
-        worker.setPaths(Switch.crossConnect(.vhost(vhost), .sink(sink)))
+        bridge.setMembership([.access(1), .access(1)])
+        worker.configure(ports: [WorkerPort(port: .vhost(vhost), vlan: .access(1), transmitQueue: 0),
+                                 WorkerPort(port: .sink(sink), vlan: .access(1), transmitQueue: 0)],
+                         sources: [WorkerSource(index: 0, port: .vhost(vhost), queue: 0),
+                                   WorkerSource(index: 1, port: .sink(sink), queue: 0)])
         let fe = try MockFrontEnd(device: device)
         fe.setUp(eventIndex: true)
         worker.start()
@@ -38,7 +44,8 @@ final class AdaptiveIdleTests: XCTestCase {
     }
 
     func testAPauseWakesASleepingWorker() throws {
-        let worker = Worker(id: 0, cpu: nil, batchSize: 32, sleepTimeoutMilliseconds: 60_000)
+        let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
+        let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, sleepTimeoutMilliseconds: 60_000)
         worker.start()
         defer { worker.stop() }
         XCTAssertTrue(waitUntil { worker.sleeps.load(ordering: .relaxed) > 0 })

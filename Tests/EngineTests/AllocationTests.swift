@@ -20,9 +20,32 @@ final class AllocationTests: XCTestCase {
             let gen = Port.gen(GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
                                        frameSize: 64, count: nil))
             let sink = Port.sink(SinkPort())
-            let path = ForwardingPath(source: gen, sourceQueue: 0, destination: sink, destinationQueue: 0)
-            let batch = PacketBatch(capacity: 256)
-            return (prepare: {}, burst: { for _ in 0..<1000 { _ = Worker.forward(path, batch) } })
+            let sw = try SwitchHarness([(gen, .access(1)), (sink, .access(1))], batchSize: 256)
+            return (prepare: {}, burst: { for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) } })
+        }
+    }
+
+    /// Through the switch with VLANs: a generator on an access port floods to
+    /// an access port and a trunk, so every burst is split per port and tagged
+    /// by reference; learning refreshes the generator's address every burst.
+    func testSwitchedTaggedBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testSwitchedTaggedBurstsAllocateNothing") {
+            let gen = Port.gen(GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
+                                       frameSize: 64, count: nil))
+            let access = SinkPort()
+            let trunk = SinkPort()
+            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
+                                       batchSize: 256)
+            _ = sw.pass()
+            var bursts = 0
+            return (prepare: {
+                // Checked outside the counted region: a snapshot allocates.
+                precondition(bursts == 0 || (trunk.counters.snapshot.txPackets > 0 && access.counters.snapshot.txPackets > 0),
+                             "the burst did not reach both ports")
+            }, burst: {
+                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
+                bursts += 1
+            })
         }
     }
 

@@ -70,10 +70,11 @@ class Rig:
         self.testpmd: Optional[h.Testpmd] = None
 
     def start(self):
-        self.ferry = self.lab.ferry([f"vhost:{self.hostile_sock},name={HOSTILE}",
-                                     f"sink:name={HSINK}",
-                                     f"vhost:{self.good_sock},name={GOOD}",
-                                     f"sink:name={GSINK}"], cpu=0)
+        # Two VLANs keep the pairs apart, so each pair's counters reconcile on their own.
+        self.ferry = self.lab.ferry([f"vhost:{self.hostile_sock},name={HOSTILE},vlan=10",
+                                     f"sink:name={HSINK},vlan=10",
+                                     f"vhost:{self.good_sock},name={GOOD},vlan=20",
+                                     f"sink:name={GSINK},vlan=20"], cpu=0)
         h.wait_for_socket(self.hostile_sock, proc=self.ferry)
         h.wait_for_socket(self.good_sock, proc=self.ferry)
         self.testpmd = self.lab.virtio_user(self.good_sock, "txonly", cpu=1,

@@ -48,6 +48,13 @@ static inline uint32_t ferry_load_acquire_u32(const void *p) {
 static inline void ferry_store_release_u32(void *p, uint32_t v) {
     __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE);
 }
+// A test-and-set for the rare transmit queue that two workers share.
+static inline uint32_t ferry_exchange_acquire_u32(void *p, uint32_t v) {
+    return __atomic_exchange_n((uint32_t *)p, v, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t ferry_load_relaxed_u32(const void *p) {
+    return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+}
 // A full fence: needed between publishing used.idx and reading the driver's
 // event index (virtio 1.2 §2.7.10: the store must be visible before the load).
 static inline void ferry_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

@@ -1,0 +1,63 @@
+import Packets
+import Platform
+import Ports
+import Switching
+
+/// What all workers share: the forwarding decision (the database and each
+/// VLAN's member ports), the prebuilt 802.1Q tags, and the doorbell that wakes
+/// the database's writer. Workers only read it; the control thread writes it.
+public final class Bridge: @unchecked Sendable {
+    public let forwarder: Forwarder
+    public let tags = VLANTagTable()
+    public let doorbell: LearningDoorbell
+
+    public var database: ForwardingDatabase { forwarder.database }
+
+    public init(database: ForwardingDatabase) {
+        forwarder = Forwarder(database: database)
+        doorbell = LearningDoorbell()
+    }
+
+    /// Sets every VLAN's member ports from the ports' modes; `modes[i]` is port i's.
+    public func setMembership(_ modes: [VLANMode]) {
+        var members: [UInt16: PortSet] = [:]
+        for (i, mode) in modes.enumerated() {
+            for vlan in mode.vlans { members[vlan, default: .empty].insert(UInt16(i)) }
+        }
+        for vlan in 0..<UInt16(Forwarder.vlanCount) { forwarder.setMembers(members[vlan] ?? .empty, vlan: vlan) }
+    }
+}
+
+/// A switch port as one worker sees it: where the worker transmits to it, and
+/// how it tags. `transmitLock` is set only when several workers share the
+/// port's transmit queue (fewer queues than workers), as in OVS-DPDK.
+public struct WorkerPort {
+    public let port: Port
+    public let isTrunk: Bool
+    public let accessVLAN: UInt16
+    public let transmitQueue: Int
+    public let transmitLock: UnsafeMutablePointer<UInt32>?
+
+    public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil) {
+        self.port = port
+        self.isTrunk = vlan.isTrunk
+        if case .access(let v) = vlan { accessVLAN = v } else { accessVLAN = 0 }
+        self.transmitQueue = transmitQueue
+        self.transmitLock = transmitLock
+    }
+}
+
+/// A receive queue a worker polls: port `index` (its number in the switch), queue `queue`.
+public struct WorkerSource {
+    public let index: UInt16
+    public let port: Port
+    public let queue: Int
+    public let isGenerator: Bool
+
+    public init(index: UInt16, port: Port, queue: Int) {
+        self.index = index
+        self.port = port
+        self.queue = queue
+        if case .gen = port { isGenerator = true } else { isGenerator = false }
+    }
+}

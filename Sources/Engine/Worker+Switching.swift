@@ -1,0 +1,208 @@
+import CFerry
+import Packets
+import Platform
+import Ports
+import Switching
+
+// The data path of one burst: port → batch → switch → port.
+//
+// A burst pulled from one receive queue is classified frame by frame (VLAN,
+// source learning, forwarding decision) into a bitmask of destination ports.
+// When every frame goes to the same single port with the same tagging (a
+// steady flow between two stations), the burst is handed to that port as it
+// is. Otherwise, for each destination port, the frames bound to it are
+// gathered by reference into `view` (segments and header, never the bytes),
+// with an 802.1Q tag pushed or popped by choosing segments, and handed over.
+// Either way each frame's bytes are copied once, by the destination port, and
+// the source's buffers are released only after every destination is done.
+extension Worker {
+    /// One pass over every receive queue this worker polls.
+    @inline(__always)
+    func forwardOnce(_ batch: PacketBatch) -> Int {
+        var moved = 0
+        var now: UInt64 = 0
+        var i = 0
+        let count = sources.count
+        while i < count {
+            let source = sources[i]
+            i &+= 1
+            batch.reset()
+            if source.isGenerator {
+                let room = generatorRoom(source)
+                if room == 0 { continue }
+                if room < batch.limit { batch.limit = room }
+            }
+            let consumed = source.port.pull(queue: source.queue, into: batch)
+            if consumed == 0 { continue }
+            if batch.count > 0 {
+                if now == 0 { now = MonotonicClock.seconds() }
+                switchBurst(batch, from: source, now: now)
+            }
+            source.port.release(queue: source.queue)
+            moved &+= consumed
+        }
+        if learningPending {
+            learningPending = false
+            bridge.doorbell.ring()
+        }
+        return moved
+    }
+
+    /// Sends every frame of `batch` where the switch says, then the caller releases it.
+    @inlinable
+    func switchBurst(_ batch: PacketBatch, from source: WorkerSource, now: UInt64) {
+        let ingress = source.index
+        let me = ports[Int(ingress)]
+        let counters = source.port.counters(queue: source.queue)
+        let count = batch.count
+        var union: UInt64 = 0
+        var first: UInt64 = 0
+        var uniform = true
+        var f = 0
+        while f < count {
+            let mask = classify(batch, f, ingress: ingress, port: me, counters: counters, now: now)
+            destinations[f] = mask
+            union |= mask
+            if f == 0 { first = mask } else if mask != first { uniform = false }
+            f &+= 1
+        }
+        if union == 0 { return }
+        if uniform && first & (first &- 1) == 0 {
+            let p = first.trailingZeroBitCount
+            if ports[p].isTrunk == me.isTrunk {
+                transmit(batch, to: p)
+                return
+            }
+        }
+        var rest = union
+        while rest != 0 {
+            let p = rest.trailingZeroBitCount
+            rest &= rest &- 1
+            let bit: UInt64 = 1 << UInt64(p)
+            let destinationIsTrunk = ports[p].isTrunk
+            view.reset()
+            f = 0
+            while f < count {
+                if destinations[f] & bit != 0 {
+                    if view.room == 0 || view.freeSegments < Int(batch.segments[f]) &+ PacketBatch.segmentsAddedByTagEdit {
+                        transmit(view, to: p)
+                        view.reset()
+                    }
+                    let edit: TagEdit = destinationIsTrunk == me.isTrunk ? .keep
+                        : (destinationIsTrunk ? .insert(bridge.tags.tag(vlans[f])) : .remove)
+                    view.appendReference(to: f, of: batch, edit: edit)
+                }
+                f &+= 1
+            }
+            if view.count > 0 { transmit(view, to: p) }
+        }
+    }
+
+    /// The ports frame `f` goes to as a bitmask; 0 when it is dropped (and counted).
+    @inlinable
+    func classify(_ batch: PacketBatch, _ f: Int, ingress: UInt16, port me: WorkerPort, counters: QueueCounters,
+                  now: UInt64) -> UInt64 {
+        let length = Int(batch.length[f])
+        if length < 14 {
+            counters.dropped(.runt)
+            return 0
+        }
+        let s = Int(batch.firstSegment[f])
+        var p = UnsafeRawPointer(batch.segmentBase[s])
+        if Int(batch.segmentLength[s]) < min(length, 18) { p = gatherHeader(batch, f) }
+        let destination = UInt64(UInt32(bigEndian: p.loadUnaligned(as: UInt32.self))) << 16
+            | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+        let sourceMAC = UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))) << 32
+            | UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        let etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        let vlan: UInt16
+        if etherType == 0x8100 {
+            guard me.isTrunk else {
+                counters.dropped(.vlanFiltered)
+                return 0
+            }
+            guard length >= 18 else {
+                counters.dropped(.runt)
+                return 0
+            }
+            vlan = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 14, as: UInt16.self)) & 0x0FFF
+            // Ingress filtering (802.1Q §8.6.2): the port must be a member of the frame's VLAN.
+            guard forwarder.members(vlan: vlan).contains(ingress) else {
+                counters.dropped(.vlanFiltered)
+                return 0
+            }
+        } else {
+            guard !me.isTrunk else {
+                counters.dropped(.vlanFiltered)
+                return 0
+            }
+            vlan = me.accessVLAN
+        }
+        // The I/G bit: no station sends from a group address.
+        if sourceMAC & (1 << 40) != 0 {
+            counters.dropped(.invalidSource)
+            return 0
+        }
+        let key = FDBKey(vlan: vlan, mac: sourceMAC)
+        if !database.refresh(key, port: ingress, now: now), learning.offer(key, port: ingress) {
+            learningPending = true
+        }
+        vlans[f] = vlan
+        switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination) {
+        case .unicast(let port):
+            return 1 << UInt64(port)
+        case .flood(let set):
+            if set.isEmpty { counters.dropped(.noDestination) }
+            return set.bits
+        case .drop:
+            counters.dropped(.hairpin)
+            return 0
+        }
+    }
+
+    /// The first 18 bytes of a frame whose first segment is shorter (a guest may
+    /// split its buffers anywhere), copied together.
+    @usableFromInline
+    func gatherHeader(_ batch: PacketBatch, _ f: Int) -> UnsafeRawPointer {
+        var s = Int(batch.firstSegment[f])
+        let end = s + Int(batch.segments[f])
+        var filled = 0
+        while filled < 18 && s < end {
+            let take = min(18 - filled, Int(batch.segmentLength[s]))
+            (gathered + filled).copyMemory(from: batch.segmentBase[s], byteCount: take)
+            filled += take
+            s += 1
+        }
+        return UnsafeRawPointer(gathered)
+    }
+
+    /// Hands `batch` to port `p` on this worker's transmit queue for it.
+    @inlinable
+    func transmit(_ batch: PacketBatch, to p: Int) {
+        let destination = ports[p]
+        if let lock = destination.transmitLock {
+            while ferry_exchange_acquire_u32(lock, 1) != 0 {
+                while ferry_load_relaxed_u32(lock) != 0 { ferry_cpu_relax() }
+            }
+            destination.port.push(queue: destination.transmitQueue, from: batch)
+            ferry_store_release_u32(lock, 0)
+        } else {
+            destination.port.push(queue: destination.transmitQueue, from: batch)
+        }
+    }
+
+    /// How many frames a generator may emit now: what the fullest port of its
+    /// VLAN can take, so `count=N` means N frames delivered, not N frames dropped.
+    @inlinable
+    func generatorRoom(_ source: WorkerSource) -> Int {
+        let me = ports[Int(source.index)]
+        let others = forwarder.members(vlan: me.accessVLAN).removing(source.index)
+        if others.isEmpty { return Int.max }
+        var room = Int.max
+        for p in others {
+            let destination = ports[Int(p)]
+            room = min(room, destination.port.room(queue: destination.transmitQueue))
+        }
+        return room
+    }
+}

@@ -1,0 +1,133 @@
+/// How a frame's 802.1Q tag changes on its way to one port.
+public enum TagEdit {
+    /// The frame leaves as it came.
+    case keep
+    /// A tag (4 bytes at `tag`) goes in after the MAC addresses: untagged in, trunk out.
+    case insert(UnsafeRawPointer)
+    /// The tag after the MAC addresses is left out: trunk in, access out.
+    case remove
+}
+
+extension PacketBatch {
+    /// Where an 802.1Q tag sits: after the destination and source addresses.
+    public static let tagOffset = 12
+    public static let tagSize = 4
+
+    /// Segments `appendReference` may add to a frame (a split around the tag, and the tag).
+    public static let segmentsAddedByTagEdit = 2
+
+    /// Appends frame `frame` of `source` as a reference: the same bytes, no copy,
+    /// with its tag pushed or popped by choosing which byte ranges the new
+    /// segments cover. The virtio-net header comes along; offsets in it that
+    /// count from the start of the frame move with the tag.
+    ///
+    /// The caller checked `room > 0`, `freeSegments >= segments + segmentsAddedByTagEdit`
+    /// and, for `.remove`, that the frame is tagged (at least 18 bytes).
+    @inlinable
+    public func appendReference(to frame: Int, of source: PacketBatch, edit: TagEdit) {
+        let i = count
+        let first = segmentCount
+        var out = first
+        let start = Int(source.firstSegment[frame])
+        let end = start &+ Int(source.segments[frame])
+        var length = Int(source.length[frame])
+        var delta = 0
+        switch edit {
+        case .keep:
+            var s = start
+            while s < end {
+                segmentBase[out] = source.segmentBase[s]
+                segmentLength[out] = source.segmentLength[s]
+                out &+= 1
+                s &+= 1
+            }
+        case .insert(let tag):
+            var offset = 0
+            var inserted = false
+            var s = start
+            while s < end {
+                let base = source.segmentBase[s]
+                let len = Int(source.segmentLength[s])
+                if !inserted && offset &+ len >= Self.tagOffset {
+                    let cut = Self.tagOffset &- offset
+                    if cut > 0 {
+                        segmentBase[out] = base
+                        segmentLength[out] = UInt32(truncatingIfNeeded: cut)
+                        out &+= 1
+                    }
+                    segmentBase[out] = UnsafeMutableRawPointer(mutating: tag)
+                    segmentLength[out] = UInt32(Self.tagSize)
+                    out &+= 1
+                    if len > cut {
+                        segmentBase[out] = base + cut
+                        segmentLength[out] = UInt32(truncatingIfNeeded: len &- cut)
+                        out &+= 1
+                    }
+                    inserted = true
+                } else if len > 0 {
+                    segmentBase[out] = base
+                    segmentLength[out] = UInt32(truncatingIfNeeded: len)
+                    out &+= 1
+                }
+                offset &+= len
+                s &+= 1
+            }
+            length &+= Self.tagSize
+            delta = Self.tagSize
+        case .remove:
+            // Keep [0, 12) and [16, end) of the frame, across whatever segments hold them.
+            let cutStart = Self.tagOffset
+            let cutEnd = Self.tagOffset &+ Self.tagSize
+            var offset = 0
+            var s = start
+            while s < end {
+                let base = source.segmentBase[s]
+                let len = Int(source.segmentLength[s])
+                let segEnd = offset &+ len
+                if offset < cutStart {
+                    let keep = min(len, cutStart &- offset)
+                    segmentBase[out] = base
+                    segmentLength[out] = UInt32(truncatingIfNeeded: keep)
+                    out &+= 1
+                }
+                if segEnd > cutEnd {
+                    let from = max(0, cutEnd &- offset)
+                    segmentBase[out] = base + from
+                    segmentLength[out] = UInt32(truncatingIfNeeded: len &- from)
+                    out &+= 1
+                }
+                offset = segEnd
+                s &+= 1
+            }
+            length &-= Self.tagSize
+            delta = -Self.tagSize
+        }
+        let h = header(i)
+        h.copyMemory(from: source.header(frame), byteCount: Self.headerSize)
+        if delta != 0 { Self.shiftHeaderOffsets(h, by: delta) }
+        firstSegment[i] = UInt32(truncatingIfNeeded: first)
+        segments[i] = UInt16(truncatingIfNeeded: out &- first)
+        self.length[i] = UInt32(truncatingIfNeeded: length)
+        token[i] = source.token[frame]
+        segmentCount = out
+        count = i &+ 1
+    }
+
+    /// The virtio-net header counts csum_start (with NEEDS_CSUM) and hdr_len (with
+    /// GSO) from the start of the frame (virtio 1.2 §5.1.6.2); a tag moves both.
+    @inlinable
+    static func shiftHeaderOffsets(_ h: UnsafeMutableRawPointer, by delta: Int) {
+        let flags = h.load(as: UInt8.self)
+        let gsoType = h.load(fromByteOffset: 1, as: UInt8.self)
+        // VIRTIO_NET_HDR_F_NEEDS_CSUM
+        if flags & 1 != 0 {
+            let v = UInt16(littleEndian: h.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+            h.storeBytes(of: UInt16(truncatingIfNeeded: Int(v) &+ delta).littleEndian, toByteOffset: 6, as: UInt16.self)
+        }
+        // Anything but VIRTIO_NET_HDR_GSO_NONE.
+        if gsoType != 0 {
+            let v = UInt16(littleEndian: h.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+            h.storeBytes(of: UInt16(truncatingIfNeeded: Int(v) &+ delta).littleEndian, toByteOffset: 2, as: UInt16.self)
+        }
+    }
+}

@@ -1,0 +1,25 @@
+/// Every possible 802.1Q tag, prebuilt: TPID 0x8100 then the TCI (priority 0,
+/// the VLAN id), network byte order. Pushing a tag onto a frame is one more
+/// segment pointing here, so tagging copies nothing. Written once, read by
+/// every worker.
+public final class VLANTagTable: @unchecked Sendable {
+    @usableFromInline let bytes: UnsafeMutableRawPointer
+
+    public init() {
+        bytes = .allocate(byteCount: 4096 * PacketBatch.tagSize, alignment: 64)
+        for vlan in 0..<4096 {
+            let p = bytes + vlan * PacketBatch.tagSize
+            p.storeBytes(of: 0x81, as: UInt8.self)
+            p.storeBytes(of: 0x00, toByteOffset: 1, as: UInt8.self)
+            p.storeBytes(of: UInt8(vlan >> 8), toByteOffset: 2, as: UInt8.self)
+            p.storeBytes(of: UInt8(vlan & 0xFF), toByteOffset: 3, as: UInt8.self)
+        }
+    }
+
+    deinit { bytes.deallocate() }
+
+    @inlinable
+    public func tag(_ vlan: UInt16) -> UnsafeRawPointer {
+        UnsafeRawPointer(bytes + Int(vlan & 0x0FFF) &* PacketBatch.tagSize)
+    }
+}

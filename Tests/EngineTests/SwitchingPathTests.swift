@@ -1,0 +1,175 @@
+import Packets
+import Ports
+import Switching
+import TestSupport
+import XCTest
+
+@testable import Engine
+
+/// The switch's data path over real rings (mock guests): learning, flooding,
+/// unicast, no hairpin, VLAN filtering, and tags pushed and popped by reference.
+final class SwitchingPathTests: XCTestCase {
+    let a = "52:54:00:00:00:0a", b = "52:54:00:00:00:0b", c = "52:54:00:00:00:0c"
+    let broadcast = "ff:ff:ff:ff:ff:ff"
+    var log = CapturedLog()
+
+    private func guests(_ n: Int) throws -> [TestGuest] {
+        try (0..<n).map { try TestGuest("g\($0)", log: log) }
+    }
+
+    func testUnknownFloodsThenLearnedGoesUnicastAndNeverBack() throws {
+        let g = try guests(3)
+        let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })
+        for x in g { x.postBuffers(16) }
+
+        g[0].send(frame(from: a, to: broadcast))
+        sw.pass()
+        XCTAssertEqual(g[1].received().count, 1, "broadcast reaches every other port")
+        XCTAssertEqual(g[2].received().count, 1)
+        XCTAssertEqual(g[0].received().count, 0, "never back out of the ingress port")
+        XCTAssertEqual(sw.bridge.database.lookup(FDBKey(vlan: 1, mac: MACAddress(a)!)), 0, "a learned on port 0")
+
+        g[1].send(frame(from: b, to: a))
+        sw.pass()
+        XCTAssertEqual(g[0].received().map(\.frame), [frame(from: b, to: a)], "to a learned address: only its port")
+        XCTAssertEqual(g[2].received().count, 0)
+        XCTAssertEqual(sw.bridge.forwarder.unicastFrames, 1)
+        XCTAssertEqual(sw.bridge.forwarder.floodedFrames, 1)
+
+        // c is unknown: flooded to the two other ports.
+        g[0].send(frame(from: a, to: c))
+        sw.pass()
+        XCTAssertEqual(g[1].received().count, 1)
+        XCTAssertEqual(g[2].received().count, 1)
+
+        // A frame to an address learned behind its own ingress port goes nowhere, counted.
+        g[0].send(frame(from: c, to: a))
+        sw.pass()
+        XCTAssertEqual(g.map { $0.received().count }, [0, 0, 0])
+        XCTAssertEqual(g[0].counters.drops[.hairpin], 1)
+        // ...and c was learned on port 0 from that frame, a station move from nowhere.
+        XCTAssertEqual(sw.bridge.database.lookup(FDBKey(vlan: 1, mac: MACAddress(c)!)), 0)
+
+        // c moves to port 2.
+        g[2].send(frame(from: c, to: b))
+        sw.pass()
+        XCTAssertEqual(g[1].received().count, 1)
+        XCTAssertEqual(sw.bridge.database.lookup(FDBKey(vlan: 1, mac: MACAddress(c)!)), 2)
+        XCTAssertEqual(sw.bridge.database.counters.moves, 1)
+    }
+
+    func testASteadyFlowGoesAsOneBurstAndLearnsOnce() throws {
+        let g = try guests(2)
+        let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })
+        g[1].postBuffers(64)
+        for i in 0..<32 { g[0].send(frame(from: a, to: b, seed: UInt8(i))) }
+        sw.pass()
+        XCTAssertEqual(g[1].received().map(\.frame), (0..<32).map { frame(from: a, to: b, seed: UInt8($0)) })
+        XCTAssertEqual(sw.bridge.database.counters.learned, 1)
+        XCTAssertEqual(sw.worker.learning.overflows.load(ordering: .relaxed), 0)
+    }
+
+    func testGroupSourceAddressesAreDroppedAndCounted() throws {
+        let g = try guests(2)
+        let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })
+        g[1].postBuffers(4)
+        g[0].send(frame(from: "01:00:5e:00:00:01", to: b))
+        sw.pass()
+        XCTAssertEqual(g[1].received().count, 0)
+        XCTAssertEqual(g[0].counters.drops[.invalidSource], 1)
+        XCTAssertEqual(sw.bridge.database.counters.entries, 0)
+    }
+
+    func testALoneVLANMemberCountsNoDestination() throws {
+        let g = try guests(2)
+        let sw = try SwitchHarness([(.vhost(g[0].port), .access(10)), (.vhost(g[1].port), .access(20))])
+        g[1].postBuffers(4)
+        g[0].send(frame(from: a, to: broadcast))
+        sw.pass()
+        XCTAssertEqual(g[1].received().count, 0, "VLAN 10 never leaks into VLAN 20")
+        XCTAssertEqual(g[0].counters.drops[.noDestination], 1)
+    }
+
+    func testAccessToTrunkPushesTheTagAndTrunkToAccessPopsIt() throws {
+        let g = try guests(3)
+        let sw = try SwitchHarness([(.vhost(g[0].port), .access(10)), (.vhost(g[1].port), .access(20)),
+                                    (.vhost(g[2].port), .trunk([10, 20]))])
+        for x in g { x.postBuffers(16) }
+
+        let untagged = frame(from: a, to: broadcast, length: 80)
+        g[0].send(untagged)
+        sw.pass()
+        XCTAssertEqual(g[1].received().count, 0, "VLAN 10 stays out of VLAN 20")
+        let onTrunk = g[2].received()
+        XCTAssertEqual(onTrunk.map(\.frame), [frame(from: a, to: broadcast, vlan: 10, length: 84)])
+
+        g[2].send(frame(from: c, to: broadcast, vlan: 20, length: 84))
+        sw.pass()
+        XCTAssertEqual(g[0].received().count, 0)
+        XCTAssertEqual(g[1].received().map(\.frame), [frame(from: c, to: broadcast, length: 80)], "popped on the access port")
+
+        // Unicast back through the trunk to a (learned on port 0, VLAN 10).
+        g[2].send(frame(from: c, to: a, vlan: 10, length: 70))
+        sw.pass()
+        XCTAssertEqual(g[0].received().map(\.frame), [frame(from: c, to: a, length: 66)])
+        XCTAssertEqual(sw.bridge.database.lookup(FDBKey(vlan: 10, mac: MACAddress(c)!)), 2)
+        XCTAssertEqual(sw.bridge.database.lookup(FDBKey(vlan: 20, mac: MACAddress(c)!)), 2)
+    }
+
+    func testVLANIngressFiltering() throws {
+        let g = try guests(2)
+        let sw = try SwitchHarness([(.vhost(g[0].port), .access(10)), (.vhost(g[1].port), .trunk([10]))])
+        for x in g { x.postBuffers(8) }
+        g[0].send(frame(from: a, to: broadcast, vlan: 10))  // tagged on an access port
+        g[1].send(frame(from: b, to: broadcast))            // untagged on a trunk
+        g[1].send(frame(from: b, to: broadcast, vlan: 30))  // a VLAN the trunk does not carry
+        sw.pass()
+        XCTAssertEqual(g[0].received().count + g[1].received().count, 0)
+        XCTAssertEqual(g[0].counters.drops[.vlanFiltered], 1)
+        XCTAssertEqual(g[1].counters.drops[.vlanFiltered], 2)
+        XCTAssertEqual(sw.bridge.database.counters.entries, 0, "filtered frames teach nothing")
+    }
+
+    func testTagEditsMoveChecksumOffsetsAndWorkOnSplitHeaders() throws {
+        let g = try guests(2)
+        let sw = try SwitchHarness([(.vhost(g[0].port), .access(7)), (.vhost(g[1].port), .trunk([7]))])
+        for x in g { x.postBuffers(8) }
+        // NEEDS_CSUM, csum_start 34, csum_offset 6; TSO-style hdr_len 54.
+        var header = [UInt8](repeating: 0, count: 12)
+        header[0] = 1
+        header[1] = 1
+        header[2] = 54
+        header[6] = 34
+        header[8] = 6
+        // Header and frame split so that the Ethernet header spans three buffers.
+        let f = frame(from: a, to: broadcast, length: 100)
+        g[0].send(f, header: header, split: [12 + 5, 4, 100 - 9])
+        sw.pass()
+        let out = g[1].received()
+        XCTAssertEqual(out.map(\.frame), [frame(from: a, to: broadcast, vlan: 7, length: 104)])
+        XCTAssertEqual(out.first?.header[6], 38, "csum_start moves with the tag")
+        XCTAssertEqual(out.first?.header[2], 58, "hdr_len moves with the tag")
+        XCTAssertEqual(out.first?.header[8], 6, "csum_offset counts from csum_start: unchanged")
+
+        g[1].send(frame(from: b, to: a, vlan: 7, length: 104), header: out[0].header, split: [12 + 13, 12 + 104 - 25])
+        sw.pass()
+        let back = g[0].received()
+        XCTAssertEqual(back.map(\.frame), [frame(from: b, to: a, length: 100)])
+        XCTAssertEqual(back.first?.header[6], 34)
+        XCTAssertEqual(back.first?.header[2], 54)
+    }
+
+    func testStaticEntriesHoldAgainstLearning() throws {
+        let g = try guests(3)
+        let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })
+        for x in g { x.postBuffers(8) }
+        XCTAssertTrue(sw.bridge.database.addStatic(FDBKey(vlan: 1, mac: MACAddress(b)!), port: 1))
+        g[2].send(frame(from: b, to: a))  // b shows up elsewhere: the static entry wins
+        sw.pass()
+        XCTAssertEqual(sw.bridge.database.lookup(FDBKey(vlan: 1, mac: MACAddress(b)!)), 1)
+        g[0].send(frame(from: a, to: b))
+        sw.pass()
+        XCTAssertEqual(g[1].received().count, 2, "b→a flooded (a unknown), then a→b by the static entry")
+        XCTAssertEqual(g[2].received().count, 0, "a→b went to port 1 only")
+    }
+}
