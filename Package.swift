@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "PacketsTests", dependencies: ["Packets"]),
         .testTarget(name: "SwitchingTests", dependencies: ["Switching"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
-        .testTarget(name: "PortsTests", dependencies: ["Ports", "TestSupport"]),
+        .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),

@@ -28,59 +28,18 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "Integration"))
-import harness as h  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (NOISY, cpu_busy_fraction, fmt, h, wait_idle,  # noqa: E402
+                      busy_jiffies as _busy_jiffies, proc_jiffies as _proc_jiffies)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
 GEN_DST = "02:00:00:00:00:02"
 GEN_SRC = "02:00:00:00:00:01"
-NOISY = 0.10  # other processes' CPU use during a measurement that marks it noisy
 WORKLOADS = {
     "W1": "virtio txonly -> back-end",
     "W2": "back-end gen -> virtio rxonly",
 }
-
-
-def cpu_busy_fraction(interval: float = 1.0) -> float:
-    def snap():
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-        return sum(vals), idle
-    t0, i0 = snap()
-    time.sleep(interval)
-    t1, i1 = snap()
-    total = t1 - t0
-    return 0.0 if total <= 0 else 1.0 - (i1 - i0) / total
-
-
-def _busy_jiffies() -> int:
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return v[0] + v[1] + v[2] + sum(v[5:8])  # user nice system irq softirq steal
-
-
-def _proc_jiffies(pids) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                data = f.read()
-            fields = data[data.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])  # utime stime, all threads
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
-def wait_idle(limit: float, max_busy: float = 0.10) -> float:
-    """Wait up to `limit` seconds for the machine to be idle; return the last busy fraction."""
-    deadline = time.monotonic() + limit
-    busy = cpu_busy_fraction(0.5)
-    while busy > max_busy and time.monotonic() < deadline:
-        busy = cpu_busy_fraction(1.0)
-    return busy
 
 
 def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
@@ -171,10 +130,6 @@ def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
         if m["other_cpus"] <= NOISY:
             break
     return best
-
-
-def fmt(v, width=9):
-    return f"{v:>{width}.2f}" if isinstance(v, (int, float)) else f"{v or '-':>{width}}"
 
 
 def main() -> int:

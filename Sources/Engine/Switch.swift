@@ -166,7 +166,7 @@ public final class Switch {
     public func stop() {
         for w in workers { w.stop() }
         for p in ports {
-            if case .vhost(let v) = p.port { v.endpoint.disconnect("Ferry is stopping") }
+            if case .vhost(let v) = p.port { v.endpoint.shutDown("Ferry is stopping") }
         }
     }
 }

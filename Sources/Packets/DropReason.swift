@@ -3,15 +3,17 @@
 public enum DropReason: Int, CaseIterable, Sendable {
     /// The guest had posted no RX buffer for the frame.
     case noRxBuffer
-    /// Without mergeable RX buffers, the guest's buffer was smaller than the frame.
+    /// Without mergeable RX buffers, the guest's buffer was smaller than the frame;
+    /// or a TAP sent a frame longer than the port's receive buffers.
     case rxBufferTooSmall
     /// The device was marked broken (a hostile or buggy guest); it forwards nothing until reset.
     case deviceBroken
     /// The port's front-end is not connected or its rings are not running yet.
     case notReady
-    /// A TX chain had more segments than a batch holds.
+    /// A TX chain had more segments than a batch holds, or a frame more than a TAP write takes.
     case tooManySegments
-    /// A TX frame was shorter than the virtio-net header plus an Ethernet header.
+    /// A frame was shorter than an Ethernet header (a guest's TX chain: than the
+    /// virtio-net header plus an Ethernet header).
     case runt
     /// The frame's VLAN is not allowed on the port it came in on (a tagged frame on an
     /// access port, an untagged one on a trunk, a tag outside the trunk's list).

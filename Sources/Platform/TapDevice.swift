@@ -47,7 +47,8 @@ public final class TapDevice: @unchecked Sendable {
     public let index: UInt32
     /// Whether Ferry created the interface (it did not exist before TUNSETIFF).
     public let created: Bool
-    public let offloads: TapOffloads
+    /// What the kernel may hand Ferry: the offloads last set, at open or by `setOffloads`.
+    public private(set) var offloads: TapOffloads
     /// One descriptor per queue, for poll/epoll; owned by the device.
     public private(set) var queueDescriptors: [Int32]
 
@@ -122,7 +123,9 @@ public final class TapDevice: @unchecked Sendable {
     // MARK: Data path
 
     /// Reads one frame (header first) from `queue` into the caller's iovecs.
-    /// `.done(0)` cannot happen on a TAP; a frame larger than the buffers is truncated.
+    /// `.done(0)` cannot happen on a TAP. A frame larger than the buffers is
+    /// cut to fit, its rest discarded, and the count is what was copied
+    /// (tun_chr_read_iter clamps it): a cut frame reads like one that filled the buffers exactly.
     @inlinable
     public func readv(queue: Int, _ iovecs: UnsafePointer<iovec>, count: Int) throws(SystemError) -> IOResult<Int> {
         let fd = queueDescriptors[queue]
@@ -135,6 +138,36 @@ public final class TapDevice: @unchecked Sendable {
     public func writev(queue: Int, _ iovecs: UnsafePointer<iovec>, count: Int) throws(SystemError) -> IOResult<Int> {
         let fd = queueDescriptors[queue]
         return try nonBlockingSyscall("writev(tap)") { Glibc.writev(fd, iovecs, Int32(count)) }
+    }
+
+    // MARK: Offloads and buffering
+
+    /// Changes the offloads at run time (TUNSETOFFLOAD). They belong to the
+    /// interface, not to a queue, so one call on any queue's descriptor covers all.
+    /// Frames queued for Ferry before the call keep the form they were queued in:
+    /// one queued with a partial checksum still reads with NEEDS_CSUM after the
+    /// checksum offload is turned off.
+    public func setOffloads(_ offloads: TapOffloads) throws(SystemError) {
+        guard let fd = queueDescriptors.first else {
+            throw SystemError("TUNSETOFFLOAD(\(name)): the TAP is closed", errno: EBADF)
+        }
+        try Self.setOffloads(fd, name: name, offloads)
+        self.offloads = offloads
+    }
+
+    /// Bounds the bytes of frames Ferry wrote that the kernel still holds
+    /// (TUNSETSNDBUF, for every queue). The default, INT_MAX, never stops a
+    /// writer: what a stalled path behind the TAP holds piles up in the kernel
+    /// (up to its qdiscs' limits) and a write never returns EAGAIN. With a
+    /// bound, writes past it return EAGAIN until the kernel frees some.
+    public func setSendBuffer(bytes: Int) throws(SystemError) {
+        guard let fd = queueDescriptors.first else {
+            throw SystemError("TUNSETSNDBUF(\(name)): the TAP is closed", errno: EBADF)
+        }
+        guard var value = Int32(exactly: bytes), value > 0 else {
+            throw SystemError("TUNSETSNDBUF(\(name), \(bytes)): must be 1...\(Int32.max)", errno: EINVAL)
+        }
+        _ = try syscall("TUNSETSNDBUF(\(name), \(bytes))") { ferry_ioctl_pointer(fd, FERRY_TUNSETSNDBUF, &value) }
     }
 
     // MARK: Link state
@@ -196,17 +229,21 @@ public final class TapDevice: @unchecked Sendable {
         }
         var headerSize = Int32(Self.headerSize)
         _ = try syscall("TUNSETVNETHDRSZ(\(name))") { ferry_ioctl_pointer(raw, FERRY_TUNSETVNETHDRSZ, &headerSize) }
+        try Self.setOffloads(raw, name: name, offloads)
+        let kernelName = withUnsafeBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return (fd.release(), kernelName)
+    }
+
+    private static func setOffloads(_ fd: Int32, name: String, _ offloads: TapOffloads) throws(SystemError) {
         do throws(SystemError) {
-            _ = try syscall("TUNSETOFFLOAD(\(name))") { ferry_ioctl_value(raw, FERRY_TUNSETOFFLOAD, UInt(offloads.rawValue)) }
+            _ = try syscall("TUNSETOFFLOAD(\(name))") { ferry_ioctl_value(fd, FERRY_TUNSETOFFLOAD, UInt(offloads.rawValue)) }
         } catch where error.errno == EINVAL {
             // tun.c's set_offload refuses bits it does not know, and TSO without CSUM.
             throw SystemError("TUNSETOFFLOAD(\(name), 0x\(String(offloads.rawValue, radix: 16))): offloads refused "
                               + "(TSO needs checksum; unknown bits on this kernel)", errno: EINVAL)
         }
-        let kernelName = withUnsafeBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-        }
-        return (fd.release(), kernelName)
     }
 
     /// A datagram socket for the SIOC*IF* requests, which any socket family accepts.

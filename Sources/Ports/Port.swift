@@ -8,12 +8,14 @@ public enum Port {
     case vhost(VhostPort)
     case gen(GenPort)
     case sink(SinkPort)
+    case tap(TapPort)
 
     public var queueCount: Int {
         switch self {
         case .vhost(let p): p.queueCount
         case .gen(let p): p.queueCount
         case .sink(let p): p.queueCount
+        case .tap(let p): p.queueCount
         }
     }
 
@@ -24,6 +26,7 @@ public enum Port {
         case .vhost(let p): p.pull(queue: queue, into: batch)
         case .gen(let p): p.pull(queue: queue, into: batch)
         case .sink(let p): p.pull(queue: queue, into: batch)
+        case .tap(let p): p.pull(queue: queue, into: batch)
         }
     }
 
@@ -34,6 +37,7 @@ public enum Port {
         case .vhost(let p): p.push(queue: queue, from: batch)
         case .gen(let p): p.push(queue: queue, from: batch)
         case .sink(let p): p.push(queue: queue, from: batch)
+        case .tap(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -44,16 +48,18 @@ public enum Port {
         case .vhost(let p): p.release(queue: queue)
         case .gen(let p): p.release(queue: queue)
         case .sink(let p): p.release(queue: queue)
+        case .tap(let p): p.release(queue: queue)
         }
     }
 
     /// About how many frames `queue` can take now (a vhost ring's posted RX
-    /// buffers; a frame that spans several buffers takes more than one).
+    /// buffers; a frame that spans several buffers takes more than one). A TAP
+    /// cannot tell: its send buffer is counted in bytes of kernel memory.
     @inlinable
     public func room(queue: Int) -> Int {
         switch self {
         case .vhost(let p): p.device.queues[2 &* queue].postedBuffers
-        case .gen, .sink: Int.max
+        case .gen, .sink, .tap: Int.max
         }
     }
 
@@ -73,6 +79,7 @@ public enum Port {
         case .vhost(let p): p.counters
         case .gen(let p): [p.counters]
         case .sink(let p): [p.counters]
+        case .tap(let p): p.counters
         }
     }
 
@@ -81,6 +88,7 @@ public enum Port {
         case .vhost: "vhost"
         case .gen: "gen"
         case .sink: "sink"
+        case .tap: "tap"
         }
     }
 }

@@ -1,11 +1,15 @@
 import Packets
+import Platform
 
 /// A port as the command line names it: `vhost:PATH[,client][,queues=N]`,
-/// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`, `sink`; every kind also
-/// takes `name=NAME` and one of `vlan=N` (access) or `trunk=N,M,A-B` (802.1Q trunk).
+/// `tap:NAME[,queues=N][,mtu=N]`, `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
+/// `sink`; every kind also takes `name=NAME` and one of `vlan=N` (access) or
+/// `trunk=N,M,A-B` (802.1Q trunk).
 public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Kind: Equatable, Sendable {
         case vhost(path: String, client: Bool, queuePairs: Int)
+        /// A TAP interface, created if it does not exist; `mtu` nil leaves the MTU as it is.
+        case tap(name: String, queues: Int, mtu: Int?)
         case gen(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?, delayMilliseconds: Int)
         case sink
     }
@@ -45,7 +49,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 options[key] = String(item[item.index(after: eq)...])
                 lastKey = key
                 if key == "trunk" { trunk.append(options[key]!) }
-            } else if positional.isEmpty && options.isEmpty && flags.isEmpty && type == "vhost" {
+            } else if positional.isEmpty && options.isEmpty && flags.isEmpty && (type == "vhost" || type == "tap") {
                 positional.append(item)
                 lastKey = ""
             } else {
@@ -70,6 +74,29 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 pairs = v
             }
             kind = .vhost(path: path, client: client, queuePairs: pairs)
+        case "tap":
+            guard let interface = positional.first, !interface.isEmpty else {
+                throw ParseError(text, "tap needs an interface name")
+            }
+            guard Self.isInterfaceName(interface) else {
+                throw ParseError(text, "interface name '\(interface)' must be 1-\(TapDevice.maxNameLength) letters, "
+                                 + "digits, '-', '_' or '.' (and not '.' or '..')")
+            }
+            var queues = 1
+            if let q = options.removeValue(forKey: "queues") {
+                guard let v = Int(q), (1...TapDevice.maxQueues).contains(v) else {
+                    throw ParseError(text, "queues must be 1...\(TapDevice.maxQueues)")
+                }
+                queues = v
+            }
+            var mtu: Int?
+            if let m = options.removeValue(forKey: "mtu") {
+                guard let v = Int(m), TapPort.mtus.contains(v) else {
+                    throw ParseError(text, "mtu must be \(TapPort.mtus.lowerBound)...\(TapPort.mtus.upperBound)")
+                }
+                mtu = v
+            }
+            kind = .tap(name: interface, queues: queues, mtu: mtu)
         case "gen":
             let dst = try Self.mac(options.removeValue(forKey: "dst") ?? "02:00:00:00:00:02", "dst", text)
             let src = try Self.mac(options.removeValue(forKey: "src") ?? "02:00:00:00:00:01", "src", text)
@@ -94,7 +121,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case "sink":
             kind = .sink
         default:
-            throw ParseError(text, "unknown port type '\(type)' (vhost, gen, sink)")
+            throw ParseError(text, "unknown port type '\(type)' (vhost, tap, gen, sink)")
         }
         if let unknown = (Array(options.keys) + Array(flags)).sorted().first {
             throw ParseError(text, "unknown option '\(unknown)'")
@@ -131,6 +158,15 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case (_?, _?):
             throw ParseError(text, "a port is either access (vlan=) or trunk (trunk=), not both")
         }
+    }
+
+    /// What the kernel takes as an interface name (dev_valid_name: at most
+    /// IFNAMSIZ - 1 bytes, no '/', ':' or white space, not '.' or '..'), narrowed
+    /// to characters that need no quoting in a shell or a log line. No '%':
+    /// a "tap%d" template would leave the name to the kernel.
+    private static func isInterfaceName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= TapDevice.maxNameLength, name != ".", name != ".." else { return false }
+        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
     }
 
     private static func mac(_ s: String, _ key: String, _ text: String) throws(ParseError) -> MACAddress {

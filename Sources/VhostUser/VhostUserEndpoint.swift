@@ -53,6 +53,17 @@ public final class VhostUserEndpoint: @unchecked Sendable {
 
     public var isConnected: Bool { connection >= 0 }
 
+    /// Stops serving: drops the front-end, closes the listener and removes the
+    /// socket file of a server. The data path must no longer use the device.
+    public func shutDown(_ why: String) {
+        disconnect(why)
+        if listener >= 0 {
+            Glibc.close(listener)
+            listener = -1
+            unlink(path)
+        }
+    }
+
     /// Descriptors the control loop should wait on for this endpoint.
     public var pollDescriptors: [Int32] {
         var fds: [Int32] = []

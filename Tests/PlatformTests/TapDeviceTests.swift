@@ -110,6 +110,37 @@ final class TapDeviceTests: XCTestCase {
         XCTAssertEqual(if_nametoindex(name), 0)
     }
 
+    func testOffloadsAndTheSendBufferChangeAtRunTime() throws {
+        let name = tapName("r")
+        removeLeftover(name)
+        defer { removeLeftover(name) }
+        let tap = try TapDevice(name: name, queues: 2)
+        XCTAssertEqual(tap.offloads, [])
+        try tap.setOffloads([.checksum, .tso4, .tso6])
+        XCTAssertEqual(tap.offloads, [.checksum, .tso4, .tso6])
+        XCTAssertThrowsError(try tap.setOffloads([.tso6])) { error in
+            guard let error = error as? SystemError else { return XCTFail("\(error)") }
+            XCTAssertEqual(error.errno, EINVAL)
+            XCTAssertTrue(error.description.contains("TSO needs checksum"), error.description)
+        }
+        XCTAssertEqual(tap.offloads, [.checksum, .tso4, .tso6], "a refused change leaves the offloads as they were")
+        try tap.setOffloads([])
+        XCTAssertEqual(tap.offloads, [])
+
+        try tap.setSendBuffer(bytes: 65_536)
+        XCTAssertThrowsError(try tap.setSendBuffer(bytes: 0)) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, EINVAL)
+        }
+
+        tap.close()
+        XCTAssertThrowsError(try tap.setOffloads([.checksum])) { error in
+            XCTAssertTrue("\(error)".contains("closed"), "\(error)")
+        }
+        XCTAssertThrowsError(try tap.setSendBuffer(bytes: 4096)) { error in
+            XCTAssertTrue("\(error)".contains("closed"), "\(error)")
+        }
+    }
+
     func testTooLongANameIsRefusedBeforeAnythingIsCreated() {
         let name = "ferrytst-toolong" // 16 bytes; IFNAMSIZ leaves room for 15.
         XCTAssertThrowsError(try TapDevice(name: name)) { error in

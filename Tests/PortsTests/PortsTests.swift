@@ -10,6 +10,50 @@ final class PortSpecTests: XCTestCase {
         XCTAssertEqual(spec.name, "vm0")
     }
 
+    func testTapSpecs() throws {
+        XCTAssertEqual(try PortSpec(parsing: "tap:ferry0").kind, .tap(name: "ferry0", queues: 1, mtu: nil))
+        let spec = try PortSpec(parsing: "tap:up-link_0.10,queues=4,mtu=9000,name=uplink,vlan=10")
+        XCTAssertEqual(spec.kind, .tap(name: "up-link_0.10", queues: 4, mtu: 9000))
+        XCTAssertEqual(spec.name, "uplink")
+        XCTAssertEqual(spec.vlan, .access(10))
+        let trunk = try PortSpec(parsing: "tap:t0,trunk=10,20-21,queues=2")
+        XCTAssertEqual(trunk.kind, .tap(name: "t0", queues: 2, mtu: nil))
+        XCTAssertEqual(trunk.vlan, .trunk([10, 20, 21]))
+        // The limits themselves: 15 bytes (IFNAMSIZ), 256 queues (MAX_TAP_QUEUES), MTU 68 and 9000.
+        XCTAssertEqual(try PortSpec(parsing: "tap:abcdefghijklmno,queues=256,mtu=68").kind,
+                       .tap(name: "abcdefghijklmno", queues: 256, mtu: 68))
+        XCTAssertEqual(try PortSpec(parsing: "tap:0").kind, .tap(name: "0", queues: 1, mtu: nil))
+    }
+
+    func testBadTapSpecsSayWhatIsWrong() {
+        let cases: [(String, String)] = [
+            ("tap", "tap needs an interface name"),
+            ("tap:", "tap needs an interface name"),
+            ("tap:queues=2", "tap needs an interface name"),
+            ("tap:abcdefghijklmnop", "interface name 'abcdefghijklmnop' must be 1-15 letters"),
+            ("tap:a b", "interface name 'a b' must be"),
+            ("tap:a/b", "interface name 'a/b' must be"),
+            ("tap:a:b", "interface name 'a:b' must be"),
+            ("tap:tap%d", "interface name 'tap%d' must be"),
+            ("tap:é0", "interface name 'é0' must be"),
+            ("tap:..", "not '.' or '..'"),
+            ("tap:t0,queues=0", "queues must be 1...256"),
+            ("tap:t0,queues=257", "queues must be 1...256"),
+            ("tap:t0,queues=two", "queues must be 1...256"),
+            ("tap:t0,mtu=67", "mtu must be 68...9000"),
+            ("tap:t0,mtu=9001", "mtu must be 68...9000"),
+            ("tap:t0,mtu=1500,mtu=9000", "option 'mtu' given twice"),
+            ("tap:t0,client", "unknown option 'client'"),
+            ("tap:t0,size=64", "unknown option 'size'"),
+            ("tap:t0,vlan=4095", "VLAN id '4095' must be 1...4094"),
+        ]
+        for (text, message) in cases {
+            XCTAssertThrowsError(try PortSpec(parsing: text), text) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(text): \(error)")
+            }
+        }
+    }
+
     func testGenAndSinkSpecs() throws {
         let gen = try PortSpec(parsing: "gen:dst=02:00:00:00:00:09,size=1518,count=10,delay=5")
         guard case .gen(let dst, _, let size, let count, let delay) = gen.kind else { return XCTFail() }
@@ -48,7 +92,7 @@ final class PortSpecTests: XCTestCase {
 
     func testBadSpecsSayWhatIsWrong() {
         let cases: [(String, String)] = [
-            ("tap:x", "unknown port type 'tap'"),
+            ("bogus:x", "unknown port type 'bogus' (vhost, tap, gen, sink)"),
             ("vhost:", "vhost needs a socket path"),
             ("vhost:/a,queues=0", "queues must be 1...128"),
             ("vhost:/a,bogus", "unknown option 'bogus'"),

@@ -85,8 +85,9 @@ int ferry_gettid(void);
 static const unsigned long FERRY_TUNSETIFF = TUNSETIFF;
 static const unsigned long FERRY_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
 static const unsigned long FERRY_TUNSETOFFLOAD = TUNSETOFFLOAD;
+static const unsigned long FERRY_TUNSETSNDBUF = TUNSETSNDBUF;
 // ioctl is variadic, which Swift cannot call. Two forwarders, one per argument
-// convention: TUNSETIFF, TUNSETVNETHDRSZ and the SIOC*IF* requests take a
+// convention: TUNSETIFF, TUNSETVNETHDRSZ, TUNSETSNDBUF and the SIOC*IF* requests take a
 // pointer; TUNSETOFFLOAD takes its flags as the argument itself, an unsigned
 // long whose upper bits must be zero (tun.c rejects unknown bits).
 static inline int ferry_ioctl_pointer(int fd, unsigned long request, void *argument) {
@@ -101,6 +102,11 @@ _Static_assert(IFNAMSIZ == 16, "IFNAMSIZ");
 _Static_assert(sizeof(struct ifreq) == 40, "ifreq is 40 bytes");
 _Static_assert(offsetof(struct ifreq, ifr_flags) == 16, "ifreq.ifr_flags at 16");
 _Static_assert(offsetof(struct ifreq, ifr_mtu) == 16, "ifreq.ifr_mtu at 16");
+
+// ---- AF_PACKET (packet(7)): struct sockaddr_ll and the PACKET_* socket
+// options, which Swift's Glibc module leaves out. The TAP tests bind packet
+// sockets to the interfaces they create.
+#include <netpacket/packet.h>
 
 // ---- Split virtqueue layout (virtio 1.2 §2.7). Swift reads these through
 // raw pointers at the offsets below; the asserts keep both sides in step.

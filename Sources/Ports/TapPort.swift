@@ -1,0 +1,195 @@
+import Glibc
+import Packets
+import Platform
+import Synchronization
+
+/// A TAP interface as a port: frames the kernel sends on the interface are
+/// pulled, frames pushed reach the kernel as if the interface had received
+/// them. Each frame travels with its 12-byte virtio-net header, which tun reads
+/// and writes itself, so checksum and GSO metadata pass between the kernel and
+/// the guests unchanged.
+///
+/// tun moves one frame per read or write, so a burst costs one `readv` or
+/// `writev` per frame. Pulled frames land in the port's own receive buffers,
+/// one per batch slot and queue, valid until the next pull on that queue.
+/// As with every port, one thread at a time pulls a queue and one pushes it.
+public final class TapPort {
+    /// Room for the largest frame Ferry forwards (9000-byte MTU, the Ethernet
+    /// header, one 802.1Q tag: 9018 bytes), rounded up. tun cuts a longer frame
+    /// to the buffer and reports only what it copied, so a read that fills the
+    /// buffer is taken for a longer frame.
+    public static let bufferSize = 9216
+    /// Segments a pushed frame may have; `writev` takes one more, for the header.
+    public static let maxSegments = 64
+    /// The MTUs the receive buffers are sized for.
+    public static let mtus = 68...9000
+    /// A frame shorter than its Ethernet header is not a frame. The kernel's
+    /// packet layer already refuses to send one on a TAP; the check keeps a
+    /// short read, whatever its cause, from reaching a destination.
+    @usableFromInline static let ethernetHeaderSize = 14
+
+    public let device: TapDevice
+    public let queueCount: Int
+    /// Receive buffers per queue: at most this many frames per pull.
+    public let batchCapacity: Int
+    public let counters: [QueueCounters]
+
+    /// `batchCapacity` buffers of `bufferSize` bytes per queue, queue after queue.
+    @usableFromInline let receiveBuffers: UnsafeMutableRawPointer
+    /// Per queue, the two iovecs of a read: the batch's header slot, a receive buffer.
+    @usableFromInline let readVectors: UnsafeMutablePointer<iovec>
+    /// Per queue, the iovecs of a write: the header, then the frame's segments.
+    @usableFromInline let writeVectors: UnsafeMutablePointer<iovec>
+    @usableFromInline let lastErrorCode = Atomic<Int32>(0)
+
+    /// Opens (creating if needed) TAP `name` with `queues` queues and no
+    /// offloads; `setOffloads` turns them on once the guests' features are known.
+    public init(name: String, queues: Int, mtu: Int?, batchCapacity: Int = 256) throws(SystemError) {
+        precondition(batchCapacity > 0 && batchCapacity <= 4096, "batch capacity \(batchCapacity)")
+        if let mtu, !Self.mtus.contains(mtu) {
+            throw SystemError("TAP \(name): MTU \(mtu) outside \(Self.mtus.lowerBound)...\(Self.mtus.upperBound) "
+                              + "(receive buffers hold \(Self.bufferSize) bytes)", errno: EINVAL)
+        }
+        device = try TapDevice(name: name, queues: queues, offloads: [], mtu: mtu)
+        queueCount = device.queueCount
+        self.batchCapacity = batchCapacity
+        counters = (0..<queueCount).map { _ in QueueCounters() }
+        // Pages are touched only when a frame first lands in them, so a queue
+        // that carries little costs little memory.
+        receiveBuffers = .allocate(byteCount: queueCount * batchCapacity * Self.bufferSize, alignment: 4096)
+        readVectors = .allocate(capacity: 2 * queueCount)
+        readVectors.initialize(repeating: iovec(), count: 2 * queueCount)
+        writeVectors = .allocate(capacity: (1 + Self.maxSegments) * queueCount)
+        writeVectors.initialize(repeating: iovec(), count: (1 + Self.maxSegments) * queueCount)
+    }
+
+    deinit {
+        receiveBuffers.deallocate()
+        readVectors.deallocate()
+        writeVectors.deallocate()
+    }
+
+    /// The errno of the last read or write that failed for a reason other than
+    /// EAGAIN (0 if none did), for the control plane to log.
+    public var lastError: Int32 { lastErrorCode.load(ordering: .relaxed) }
+
+    /// The descriptor of `queue`, readable (POLLIN) when the kernel has a frame for it.
+    public func descriptor(queue: Int) -> Int32 { device.queueDescriptors[queue] }
+
+    /// Reads frames until the batch, the receive buffers or the queue runs out;
+    /// returns how many reads took a frame off the queue, dropped ones included.
+    @inlinable
+    public func pull(queue q: Int, into batch: PacketBatch) -> Int {
+        var budget = batch.room
+        if budget > batch.freeSegments { budget = batch.freeSegments }
+        if budget > batchCapacity { budget = batchCapacity }
+        // Indexing `counters` checks `q` before anything is written through the pointers.
+        let counters = self.counters[q]
+        let iov = readVectors + 2 &* q
+        let buffers = receiveBuffers + q &* batchCapacity &* Self.bufferSize
+        var reads = 0
+        var frames = 0
+        var bytes: UInt64 = 0
+        reading: while reads < budget {
+            let header = batch.header(batch.count)
+            // A dropped frame leaves its slot to the next read.
+            let buffer = buffers + frames &* Self.bufferSize
+            iov[0] = iovec(iov_base: header, iov_len: PacketBatch.headerSize)
+            iov[1] = iovec(iov_base: buffer, iov_len: Self.bufferSize)
+            let total: Int
+            do throws(SystemError) {
+                guard case .done(let n) = try device.readv(queue: q, iov, count: 2) else { break reading }
+                total = n
+            } catch {
+                counters.dropped(.ioError)
+                lastErrorCode.store(error.errno, ordering: .relaxed)
+                break reading
+            }
+            reads &+= 1
+            let length = total &- PacketBatch.headerSize
+            if length < Self.ethernetHeaderSize {
+                counters.dropped(.runt)
+                continue
+            }
+            if length >= Self.bufferSize {
+                counters.dropped(.rxBufferTooSmall)
+                continue
+            }
+            // num_buffers is the destination's to fill in. Older kernels write
+            // only the 10-byte virtio_net_hdr, which would leave the previous
+            // frame's value in the slot.
+            header.storeBytes(of: 0, toByteOffset: 10, as: UInt16.self)
+            batch.append(base: buffer, length: UInt32(truncatingIfNeeded: length),
+                         token: UInt32(truncatingIfNeeded: frames))
+            frames &+= 1
+            bytes &+= UInt64(length)
+        }
+        if frames > 0 { counters.received(packets: frames, bytes: bytes) }
+        return reads
+    }
+
+    /// Nothing to give back: the receive buffers are the port's, and the next
+    /// pull on the queue reuses them.
+    @inlinable public func release(queue _: Int) {}
+
+    /// Writes every frame of `batch`, header first, one `writev` each. EAGAIN
+    /// (the TAP's send buffer is full) drops the rest of the burst; any other
+    /// error drops only the frame it was returned for.
+    @inlinable
+    public func push(queue q: Int, from batch: PacketBatch) {
+        // Indexing `counters` checks `q` before anything is written through the pointer.
+        let counters = self.counters[q]
+        let iov = writeVectors + q &* (1 &+ Self.maxSegments)
+        let count = batch.count
+        var sent = 0
+        var bytes: UInt64 = 0
+        var frame = 0
+        writing: while frame < count {
+            let segments = Int(batch.segments[frame])
+            if segments > Self.maxSegments {
+                counters.dropped(.tooManySegments)
+                frame &+= 1
+                continue
+            }
+            iov[0] = iovec(iov_base: batch.header(frame), iov_len: PacketBatch.headerSize)
+            let first = Int(batch.firstSegment[frame])
+            var s = 0
+            while s < segments {
+                iov[1 &+ s] = iovec(iov_base: batch.segmentBase[first &+ s],
+                                    iov_len: Int(batch.segmentLength[first &+ s]))
+                s &+= 1
+            }
+            do throws(SystemError) {
+                switch try device.writev(queue: q, iov, count: 1 &+ segments) {
+                case .done:
+                    sent &+= 1
+                    bytes &+= UInt64(batch.length[frame])
+                case .wouldBlock:
+                    // Frames leave the send buffer only as the kernel frees them,
+                    // not within this burst: the rest would meet the same answer.
+                    counters.dropped(.txFull, count &- frame)
+                    break writing
+                }
+            } catch {
+                counters.dropped(.ioError)
+                lastErrorCode.store(error.errno, ordering: .relaxed)
+            }
+            frame &+= 1
+        }
+        if sent > 0 { counters.sent(packets: sent, bytes: bytes) }
+    }
+
+    /// Sets what the kernel may hand this port (TUNSETOFFLOAD), from the control
+    /// thread, to match what the guests negotiated: `.checksum` only when every
+    /// guest takes partial checksums (NEEDS_CSUM). Segmentation offloads are
+    /// refused: the kernel would then send GSO frames of up to 64 KiB, which a
+    /// receive buffer cannot hold.
+    public func setOffloads(_ offloads: TapOffloads) throws(SystemError) {
+        guard offloads.isSubset(of: .checksum) else {
+            throw SystemError("TUNSETOFFLOAD(\(device.name), 0x\(String(offloads.rawValue, radix: 16))): a TAP port "
+                              + "takes checksum offload only; segmentation would bring frames larger than its "
+                              + "\(Self.bufferSize)-byte receive buffers", errno: EINVAL)
+        }
+        try device.setOffloads(offloads)
+    }
+}
