@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds Ferry (release) and runs it on its
-# embedded default: two vhost-user server sockets, /run/ferry/vm0.sock and
-# /run/ferry/vm1.sock, cross-connected. It prints the QEMU options that attach
-# a guest to each. Extra arguments go to `ferry run` (e.g. --port ...).
+# embedded default: a learning switch between the vhost-user server socket
+# /run/ferry/vm0.sock and the host's TAP ferry0. It prints the QEMU options
+# that attach a guest. Ctrl-C stops it and removes the socket and the TAP.
+# Extra arguments go to `ferry run` (e.g. --port ...).
 #
 #   tools/run.sh [ferry run options]
 set -euo pipefail

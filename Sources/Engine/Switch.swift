@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import Packets
 import Platform
@@ -27,6 +28,9 @@ public final class NamedPort {
             if let why = v.device.brokenReason { return "broken: \(why)" }
             if v.device.isRunning { return "running" }
             return v.endpoint.isConnected ? "negotiating" : (v.endpoint.mode == .server ? "listening" : "connecting")
+        case .tap(let t):
+            let error = t.lastError
+            return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
         case .gen(let g): return g.isFinished ? "finished" : "running"
         case .sink: return "running"
         }
@@ -117,6 +121,12 @@ public final class Switch {
                 } catch {
                     throw SwitchError.port(spec.text, "\(error)")
                 }
+            case .tap(let interface, let queues, let mtu):
+                do {
+                    port = .tap(try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: options.batchSize))
+                } catch {
+                    throw SwitchError.port(spec.text, "\(error)")
+                }
             case .gen(let dst, let src, let size, let count, let delay):
                 port = .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
             case .sink:
@@ -126,6 +136,13 @@ public final class Switch {
         }
         ports = made
         control.add(learning)
+        var taps: [(name: String, port: TapPort)] = []
+        var guests: [VhostDevice] = []
+        for p in made {
+            if case .tap(let t) = p.port { taps.append((p.name, t)) }
+            if case .vhost(let v) = p.port { guests.append(v.device) }
+        }
+        if !taps.isEmpty { control.add(TapOffloadPolicy(taps: taps, guests: guests, logger: logger)) }
 
         transmitLockCount = made.reduce(0) { $0 + $1.port.queueCount }
         transmitLocks = .allocate(capacity: transmitLockCount)
@@ -166,7 +183,12 @@ public final class Switch {
     public func stop() {
         for w in workers { w.stop() }
         for p in ports {
-            if case .vhost(let v) = p.port { v.endpoint.shutDown("Ferry is stopping") }
+            switch p.port {
+            case .vhost(let v): v.endpoint.shutDown("Ferry is stopping")
+            // A TAP Ferry created disappears with its last descriptor; one that existed stays.
+            case .tap(let t): t.device.close()
+            case .gen, .sink: break
+            }
         }
     }
 }

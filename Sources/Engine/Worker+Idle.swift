@@ -12,12 +12,14 @@ import Virtio
 /// that arrived in between cancels the sleep. A driver that adds a chain after
 /// that check sees the request, because it orders its own index store before
 /// reading ours, and kicks; the eventfd is then readable and `poll` returns.
+/// A TAP's descriptor needs no such dance: it is readable while a frame waits.
 extension Worker {
     /// About a few hundred microseconds of empty loops before sleeping.
     static let idleLoopsBeforeSleep = 4096
 
     func sleepUntilKicked() {
         sleepQueues.removeAll(keepingCapacity: true)
+        sleepDescriptors.removeAll(keepingCapacity: true)
         for source in sources {
             switch source.port {
             case .vhost(let port):
@@ -26,6 +28,9 @@ extension Worker {
                 // A ring we cannot be woken for must be polled.
                 guard q.kickFD >= 0 else { return }
                 sleepQueues.append(q)
+            case .tap(let tap):
+                // Readable while the kernel holds a frame: nothing to re-arm, no race.
+                sleepDescriptors.append(pollfd(fd: tap.descriptor(queue: source.queue), events: Int16(POLLIN), revents: 0))
             case .gen(let gen):
                 // A generator always has the next frame.
                 if !gen.isFinished { return }
@@ -36,14 +41,15 @@ extension Worker {
         var pending = false
         for q in sleepQueues where q.enableNotifications() { pending = true }
         if !pending && !pauseRequested.load(ordering: .sequentiallyConsistent) {
-            sleepDescriptors.removeAll(keepingCapacity: true)
+            // Frame descriptors first (never read here: a read would take a frame), then eventfds.
+            let frameDescriptors = sleepDescriptors.count
             for q in sleepQueues { sleepDescriptors.append(pollfd(fd: q.kickFD, events: Int16(POLLIN), revents: 0)) }
             sleepDescriptors.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
             sleeps.add(1, ordering: .relaxed)
             _ = sleepDescriptors.withUnsafeMutableBufferPointer {
                 poll($0.baseAddress, nfds_t($0.count), sleepTimeoutMilliseconds)
             }
-            for d in sleepDescriptors where d.revents != 0 { _ = EventFD.drain(d.fd) }
+            for d in sleepDescriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }
         }
         for q in sleepQueues { q.disableNotifications() }
     }

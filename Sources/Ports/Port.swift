@@ -68,6 +68,7 @@ public enum Port {
     public func counters(queue: Int) -> QueueCounters {
         switch self {
         case .vhost(let p): p.counters[queue]
+        case .tap(let p): p.counters[queue]
         case .gen(let p): p.counters
         case .sink(let p): p.counters
         }

@@ -16,7 +16,7 @@ import CFerry
 // from a Fibonacci hash of the key; no allocation, lock or ARC traffic per
 // learn or lookup.
 //
-// Concurrency. Exactly one thread writes (the worker that learns: `learn`,
+// Concurrency. Exactly one thread writes (the control thread, which learns what workers queue: `learn`,
 // `addStatic`, `remove`, `flush`, `age`); any number of threads read
 // (`lookup`, `entries`, `counters`), and never block the writer.
 //
@@ -405,7 +405,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     }
 
     /// Removes up to `budget` slots' worth of expired learned entries, resuming
-    /// where the previous call stopped, so the worker can call it between bursts
+    /// where the previous call stopped, so a caller can spread a sweep over time
     /// with bounded cost. A whole sweep takes `slotCount / budget` calls. Returns
     /// how many entries it removed.
     @discardableResult

@@ -158,6 +158,8 @@ public final class VhostDevice: @unchecked Sendable {
                 for q in queues {
                     q.headerLength = f.netHeaderLength
                     q.mergeableBuffers = f.contains(.mergeableRxBuffers)
+                    // VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
+                    q.acceptedHeaderFlags = f.contains(.guestCsum) ? 0x03 : 0
                     q.eventIndex = f.contains(.eventIndex)
                 }
             }

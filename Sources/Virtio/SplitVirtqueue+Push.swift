@@ -108,7 +108,9 @@ extension SplitVirtqueue {
                     // The header first, then the frame's segments, in as many pieces as the buffers need.
                     if headerDone == 0 && hdrLen == 12 && room >= 12 {
                         // The usual case, the whole header into the first buffer: two moves, no call.
-                        dst.storeBytes(of: header.loadUnaligned(as: UInt64.self), as: UInt64.self)
+                        // The flags byte (lowest on little-endian) keeps only what the driver accepts.
+                        let flagsMask = 0xFFFF_FFFF_FFFF_FF00 as UInt64 | UInt64(acceptedHeaderFlags)
+                        dst.storeBytes(of: header.loadUnaligned(as: UInt64.self) & flagsMask, as: UInt64.self)
                         dst.storeBytes(of: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8,
                                        as: UInt32.self)
                         numBuffersLow = dst + 10
@@ -123,6 +125,7 @@ extension SplitVirtqueue {
                         if headerDone < hdrLen {
                             let take = min(room, hdrLen &- headerDone)
                             memcpy(dst, header + headerDone, take)
+                            if headerDone == 0 { dst.storeBytes(of: header.load(as: UInt8.self) & acceptedHeaderFlags, as: UInt8.self) }
                             if headerDone <= 10 && 10 < headerDone &+ take { numBuffersLow = dst + (10 &- headerDone) }
                             if headerDone <= 11 && 11 < headerDone &+ take { numBuffersHigh = dst + (11 &- headerDone) }
                             headerDone &+= take

@@ -38,6 +38,9 @@ public final class SplitVirtqueue {
     public var eventIndex = false
     public var headerLength = 12
     public var mergeableBuffers = false
+    /// Virtio-net header flags this driver may be given (virtio 1.2 §5.1.6.4.1:
+    /// NEEDS_CSUM and DATA_VALID only with GUEST_CSUM); other flags are cleared on push.
+    public var acceptedHeaderFlags: UInt8 = 0
     public var enabled = false
     public var kickFD: Int32 = -1
     public var callFD: Int32 = -1

@@ -4,9 +4,12 @@ import Glibc
 import Logging
 import Platform
 
-/// The control socket: one JSON object per line each way. Requests are
-/// `{"cmd":"stats"}`; a malformed or oversized request gets an error reply and
-/// the connection stays usable. Several clients may be connected at once.
+/// The control socket: one JSON object per line each way. The commands
+/// (`stats`, `show`, `fdb-add`, `fdb-del`) are in ControlServer+Commands.swift
+/// and docs/CONTROL.md; a malformed, oversized or refused request gets an
+/// `{"error":...}` reply and the connection stays usable. Several clients may
+/// be connected at once. Served on the control thread, like the forwarding
+/// database's writer.
 final class ControlServer: ControlLoopClient {
     let path: String
     let sw: Switch
@@ -76,11 +79,7 @@ final class ControlServer: ControlLoopClient {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(line)), let req = obj as? [String: Any] else {
             return ["error": "request is not a JSON object"]
         }
-        guard let cmd = req["cmd"] as? String else { return ["error": "request has no \"cmd\" string"] }
-        switch cmd {
-        case "stats": return StatsReport.json(sw)
-        default: return ["error": "unknown command '\(cmd)'"]
-        }
+        return answer(req)
     }
 
     private func reply(_ fd: Int32, _ object: [String: Any]) {

@@ -6,51 +6,97 @@ import Platform
 struct Ctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Talk to a running Ferry over its control socket.",
-        subcommands: [Stats.self])
+        discussion: """
+            Tables for people, --json for programs (the control socket's reply as it
+            came). An error from Ferry is printed on stderr and the exit status is 1.
+            Example: ferry ctl show fdb --vlan 10
+            """,
+        subcommands: [Show.self, FDB.self, Stats.self])
 
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show per-port and per-queue counters.",
+            abstract: "Show per-port and per-queue counters (the same as `ferry ctl show stats`).",
             discussion: "Example: ferry ctl stats --json")
 
-        @Option(help: "Control socket path.")
-        var control: String = Defaults.controlSocket
+        @OptionGroup var connection: ControlOptions
 
         @Flag(help: "Print JSON instead of a table.")
         var json = false
 
         func run() throws {
-            let reply = try ControlClient.request(control, ["cmd": "stats"])
-            if json {
-                print(String(decoding: reply, as: UTF8.self))
-                return
-            }
-            guard let obj = try JSONSerialization.jsonObject(with: reply) as? [String: Any],
-                  let ports = obj["ports"] as? [[String: Any]] else {
-                throw ValidationError("unexpected reply: \(String(decoding: reply, as: UTF8.self))")
-            }
-            let header = ["port", "kind", "state", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops"]
-            var rows = [header]
+            try Self.show(control: connection.control, json: json)
+        }
+
+        static func show(control: String, json: Bool) throws {
+            let reply = try ControlClient.call(control, ["cmd": "stats"])
+            if json { return reply.printRaw() }
+            guard let ports = reply.object["ports"] as? [[String: Any]] else { throw reply.unexpected() }
+            var table = TextTable([.init("port"), .init("kind"), .init("state"), .init("rx_packets", .right),
+                                   .init("rx_bytes", .right), .init("tx_packets", .right), .init("tx_bytes", .right),
+                                   .init("drops")])
             for p in ports {
                 let drops = (p["drops"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
                     .map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-                rows.append([p["name"], p["kind"], p["state"], p["rx_packets"], p["rx_bytes"], p["tx_packets"],
-                             p["tx_bytes"]].map { "\($0 ?? "")" } + [drops.isEmpty ? "-" : drops])
+                table.append([p["name"], p["kind"], p["state"], p["rx_packets"], p["rx_bytes"], p["tx_packets"],
+                              p["tx_bytes"]].map(Cell.text) + [drops])
             }
-            let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
-            for r in rows {
-                print(r.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-                    .joined(separator: "  "))
-            }
+            table.print()
         }
     }
 }
 
+/// Where to reach Ferry; every `ctl` command takes it.
+struct ControlOptions: ParsableArguments {
+    @Option(help: "Control socket path ($FERRY_CONTROL sets the default).")
+    var control: String = Defaults.controlSocket
+}
+
+/// What `ctl` reports and exits 1 for: Ferry unreachable, or its error reply.
+/// ArgumentParser prints the description on stderr.
+struct CtlError: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ description: String) { self.description = description }
+}
+
+/// A cell's text from a JSON value ("" for none, which the table prints as "-").
+enum Cell {
+    static func text(_ value: Any?) -> String {
+        switch value {
+        case nil, is NSNull: ""
+        case let s as String: s
+        case let n as NSNumber: n.stringValue
+        case let v?: "\(v)"
+        }
+    }
+}
+
+/// One reply: the line as Ferry sent it, and parsed.
+struct ControlReply {
+    let raw: Data
+    let object: [String: Any]
+
+    func printRaw() { print(String(decoding: raw, as: UTF8.self)) }
+
+    func unexpected() -> CtlError { CtlError("unexpected reply: \(String(decoding: raw, as: UTF8.self))") }
+}
+
 enum ControlClient {
+    /// Sends one request and returns the reply; an `{"error":...}` reply is thrown.
+    static func call(_ path: String, _ request: [String: Any]) throws -> ControlReply {
+        let raw = try self.request(path, request)
+        guard let object = (try? JSONSerialization.jsonObject(with: raw)) as? [String: Any] else {
+            if raw.isEmpty { throw CtlError("Ferry at \(path) closed the connection without a reply") }
+            throw CtlError("reply is not a JSON object: \(String(decoding: raw, as: UTF8.self))")
+        }
+        if let error = object["error"] { throw CtlError(Cell.text(error)) }
+        return ControlReply(raw: raw, object: object)
+    }
+
     static func request(_ path: String, _ object: [String: Any]) throws -> Data {
         let raw: Int32
         do { raw = try UnixSocket.connect(path: path).release() } catch {
-            throw ValidationError("cannot reach Ferry at \(path): \(error)")
+            throw CtlError("cannot reach Ferry at \(path): \(error)")
         }
         let fd = FileDescriptor(owning: raw)
         var data = try JSONSerialization.data(withJSONObject: object)

@@ -11,12 +11,15 @@ struct Run: ParsableCommand {
         discussion: """
             A MAC-learning switch over the ports given: frames to a learned address
             go to its port, others are flooded within their VLAN. With no --port,
-            runs the embedded default: two vhost-user server sockets,
-            \(Defaults.runDirectory)/vm0.sock and vm1.sock.
+            runs the embedded default: a vhost-user server socket,
+            \(Defaults.runDirectory)/vm0.sock, and the TAP \(Defaults.embeddedTap) on the host.
+            SIGINT or SIGTERM stops it: sockets are removed, a TAP Ferry created is deleted.
             Example: ferry run --port vhost:/tmp/vm0.sock --port gen:dst=02:00:00:00:00:02,size=64
             """)
 
-    @Option(name: .customLong("port"), help: "A port: vhost:PATH[,client][,queues=N][,name=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink")
+    @Option(name: .customLong("port"), help: ArgumentHelp(
+        "A port: vhost:PATH[,client][,queues=N] | tap:IFNAME[,queues=N][,mtu=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B].",
+        valueName: "spec"))
     var ports: [String] = []
 
     @Option(help: "Control socket path.")
@@ -112,13 +115,22 @@ struct Run: ParsableCommand {
 
     private func printQEMUHint(_ sw: Switch) {
         for p in sw.ports {
-            guard case .vhost(let path, _, _) = p.spec.kind else { continue }
-            print("""
-                attach a guest to \(p.name):
-                  qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \\
-                    -chardev socket,id=\(p.name),path=\(path) -netdev vhost-user,id=\(p.name),chardev=\(p.name) \\
-                    -device virtio-net-pci,netdev=\(p.name)
-                """)
+            switch p.spec.kind {
+            case .vhost(let path, _, _):
+                print("""
+                    attach a guest to \(p.name):
+                      qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \\
+                        -chardev socket,id=\(p.name),path=\(path) -netdev vhost-user,id=\(p.name),chardev=\(p.name) \\
+                        -device virtio-net-pci,netdev=\(p.name)
+                    """)
+            case .tap(let interface, _, _):
+                print("""
+                    the host is on the switch through TAP \(interface): give it an address in the guests' subnet, e.g.
+                      ip addr add 198.18.0.1/24 dev \(interface)
+                    """)
+            case .gen, .sink:
+                break
+            }
         }
     }
 }

@@ -33,10 +33,15 @@ enum StatsReport {
     /// The forwarding decision's and the database's counters.
     static func switchCounters(_ sw: Switch) -> [String: Any] {
         let f = sw.forwarder
-        let d = sw.database.counters
         return ["unicast": f.unicastFrames, "flooded": f.floodedFrames, "hairpin": f.hairpinDrops,
-                "fdb": ["entries": d.entries, "learned": d.learned, "moves": d.moves, "overflows": d.overflows,
-                        "aged": d.aged, "capacity": sw.database.capacity, "aging_time": sw.database.agingTime]]
+                "fdb": fdbCounters(sw)]
+    }
+
+    /// The database's counters and limits; `show fdb` reports them too.
+    static func fdbCounters(_ sw: Switch) -> [String: Any] {
+        let d = sw.database.counters
+        return ["entries": d.entries, "learned": d.learned, "moves": d.moves, "overflows": d.overflows,
+                "aged": d.aged, "capacity": sw.database.capacity, "aging_time": sw.database.agingTime]
     }
 
     static func counters(_ s: CounterSnapshot) -> [String: Any] {

@@ -154,7 +154,7 @@ public final class MockSplitRing {
 
     /// Points `queue` at these rings, as SET_VRING_NUM / SET_VRING_ADDR would.
     public func configure(_ queue: SplitVirtqueue, eventIndex: Bool = false, headerLength: Int = 12,
-                          mergeableBuffers: Bool = false) {
+                          mergeableBuffers: Bool = false, guestChecksum: Bool = true) {
         queue.size = size
         queue.descAddress = ram.frontEndAddress(descGPA)
         queue.availAddress = ram.frontEndAddress(availGPA)
@@ -162,6 +162,7 @@ public final class MockSplitRing {
         queue.eventIndex = eventIndex
         queue.headerLength = headerLength
         queue.mergeableBuffers = mergeableBuffers
+        queue.acceptedHeaderFlags = guestChecksum ? 0x03 : 0
     }
 
     // MARK: Allocation

@@ -40,7 +40,8 @@ public final class MockFrontEnd {
 
     public var features: UInt64 {
         (VirtioNetFeatures.version1.rawValue | VirtioNetFeatures.mergeableRxBuffers.rawValue
-            | VirtioNetFeatures.protocolFeatures.rawValue)
+            | VirtioNetFeatures.protocolFeatures.rawValue | VirtioNetFeatures.csum.rawValue
+            | VirtioNetFeatures.guestCsum.rawValue)
     }
 
     /// The set-up QEMU and DPDK perform, up to DRIVER_OK.

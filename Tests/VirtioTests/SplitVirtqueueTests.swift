@@ -13,11 +13,14 @@ final class SplitVirtqueueTests: XCTestCase {
     let offloadHeader: [UInt8] = [0x01, 0x01, 54, 0, 0xA8, 0x05, 34, 0, 16, 0, 0xEF, 0xBE]
 
     private func started(_ ram: GuestRAM? = nil, size: UInt16 = 256, eventIndex: Bool = false, headerLength: Int = 12,
-                         mergeable: Bool = false, buffers: Range<UInt64>? = nil) throws -> (MockSplitRing, SplitVirtqueue) {
+                         mergeable: Bool = false, buffers: Range<UInt64>? = nil, guestChecksum: Bool = true)
+        throws -> (MockSplitRing, SplitVirtqueue)
+    {
         let ram = try ram ?? GuestRAM.oneRegion()
         let ring = MockSplitRing(ram: ram, size: size, buffers: buffers)
         let queue = SplitVirtqueue(index: 0)
-        ring.configure(queue, eventIndex: eventIndex, headerLength: headerLength, mergeableBuffers: mergeable)
+        ring.configure(queue, eventIndex: eventIndex, headerLength: headerLength, mergeableBuffers: mergeable,
+                       guestChecksum: guestChecksum)
         try queue.start(memory: ram.makeGuestMemory())
         return (ring, queue)
     }
@@ -234,6 +237,24 @@ final class SplitVirtqueueTests: XCTestCase {
             let got = try XCTUnwrap(ring.receive().first)
             XCTAssertEqual(Array(got.header[..<10]), Array(offloadHeader[..<10]), "flags, gso and csum fields unchanged")
             XCTAssertEqual(Array(got.header[10...]), [1, 0], "num_buffers is the device's")
+        }
+    }
+
+    /// A driver without GUEST_CSUM must never see NEEDS_CSUM or DATA_VALID (virtio 1.2 §5.1.6.4.1),
+    /// whether the header lands in one buffer or is split across several.
+    func testPushClearsChecksumFlagsForADriverWithoutGuestChecksum() throws {
+        for split in [[2048], [5, 7, 2048]] {
+            let (ring, queue) = try started(guestChecksum: false)
+            ring.offerRX(bufferSizes: split)
+            let batch = PacketBatch(capacity: 32)
+            let store = FrameStore()
+            var header = offloadHeader
+            header[0] |= 0x02  // DATA_VALID too
+            store.append(ethernetFrame(length: 200), header: header, to: batch)
+            queue.push(from: batch, counters: QueueCounters())
+            let got = try XCTUnwrap(ring.receive().first)
+            XCTAssertEqual(got.header[0], 0, "flags cleared (split \(split))")
+            XCTAssertEqual(Array(got.header[1..<10]), Array(header[1..<10]), "the rest of the header unchanged")
         }
     }
 

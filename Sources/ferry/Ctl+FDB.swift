@@ -1,0 +1,60 @@
+import ArgumentParser
+
+extension Ctl {
+    struct FDB: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fdb",
+            abstract: "Add or remove static forwarding-database entries.",
+            discussion: "Example: ferry ctl fdb add 52:54:00:12:34:56 --port vm0",
+            subcommands: [Add.self, Del.self])
+    }
+}
+
+extension Ctl.FDB {
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pin a unicast MAC address to a port (a static entry).",
+            discussion: """
+                Frames to MAC in the VLAN go to that port only; learning never moves the
+                entry and it never ages. Replaces any entry, learned or static, for the same
+                MAC and VLAN. The VLAN must be one the port carries; it defaults to the
+                port's access VLAN, and a trunk port needs --vlan.
+                Example: ferry ctl fdb add 52:54:00:12:34:56 --port trunk0 --vlan 10
+                """)
+
+        @OptionGroup var connection: ControlOptions
+
+        @Argument(help: "The MAC address, e.g. 52:54:00:12:34:56.")
+        var mac: String
+
+        @Option(help: "The port's name (see `ferry ctl show ports`).")
+        var port: String
+
+        @Option(help: "The VLAN (1-4094; default: the port's access VLAN).")
+        var vlan: Int?
+
+        func run() throws {
+            var request: [String: Any] = ["cmd": "fdb-add", "mac": mac, "port": port]
+            if let vlan { request["vlan"] = vlan }
+            _ = try ControlClient.call(connection.control, request)
+        }
+    }
+
+    struct Del: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove the entry, static or learned, for a MAC address in a VLAN.",
+            discussion: "Example: ferry ctl fdb del 52:54:00:12:34:56 --vlan 10")
+
+        @OptionGroup var connection: ControlOptions
+
+        @Argument(help: "The MAC address, e.g. 52:54:00:12:34:56.")
+        var mac: String
+
+        @Option(help: "The VLAN (1-4094).")
+        var vlan: Int = 1
+
+        func run() throws {
+            _ = try ControlClient.call(connection.control, ["cmd": "fdb-del", "mac": mac, "vlan": vlan])
+        }
+    }
+}
