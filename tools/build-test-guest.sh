@@ -7,9 +7,10 @@
 #   tools/build-test-guest.sh [--force]
 #
 # Output: ${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}/{vmlinuz,initrd.gz}
-# Rebuilds only when an output is missing, when this script is newer than the
-# output (the /init lives in here), or when the newest installed cloud kernel
-# is not the one the initramfs modules were taken from. --force always rebuilds.
+# Rebuilds only when an output is missing, when this script differs from the
+# one that built the output (the /init lives in here), or when the newest
+# installed cloud kernel is not the one the initramfs modules were taken from.
+# --force always rebuilds.
 #
 # Needs (tools/install-deps.sh installs them): linux-image-cloud-amd64,
 # busybox-static, cpio, kmod, gzip. Run as root (the kernel image in /boot is
@@ -18,13 +19,26 @@
 # Kernel command line understood by the guest's /init:
 #   ferry.ip=ADDR/LEN    address for eth0 (none if absent)
 #   ferry.mtu=N          MTU of eth0 (default 1500)
-#   ferry.ping=ADDR      ping ADDR, retrying up to ~60 s until replies come
+#   ferry.ping=ADDR[+ADDR...]  ping each ADDR in turn, retrying each up to
+#                        ~60 s of uptime until replies come
 #   ferry.count=N        pings per attempt (default 5)
 #   ferry.size=N         ping payload size, ping -s (default 56)
+#   ferry.commands=ttyS1 after the pings, read commands from /dev/ttyS1 (a
+#                        test drives the guest: run-test-guest.sh --command-socket)
 #   ferry.done=poweroff  power off at the end; otherwise stay up (ping target)
+# Commands on the command tty, one per line; ID is the caller's tag, echoed in
+# the result so a test can wait for the answer to one command:
+#   ping ID ADDR COUNT SIZE WAIT   one ping run: ping -c COUNT -s SIZE -i 0.2
+#                                  -W WAIT ADDR (no retries)
+#   flush ID                       forget the neighbour (ARP) table of eth0
+#   counters ID                    print eth0's counters
 # Console lines for tests to match (strip CRs and ANSI escapes first):
 #   FERRY-GUEST-READY ip=ADDR mtu=N
-#   FERRY-PING-RESULT target=ADDR size=N transmitted=T received=R
+#   FERRY-PING-RESULT target=ADDR size=N transmitted=T received=R [id=ID]
+#                        (one per ferry.ping target, in order; id= for commands)
+#   eth0 counters: rx_packets=N ... tx_errors=N [id=ID]
+#   FERRY-GUEST-COMMANDS tty=ttyS1     (reading commands from now on)
+#   FERRY-COMMAND-DONE id=ID status=N  (after every command, also unknown ones)
 set -euo pipefail
 
 say() { printf 'build-test-guest: %s\n' "$*" >&2; }
@@ -68,9 +82,13 @@ mkdir -p "$out_dir"
 exec 9>"$out_dir/.lock"
 flock 9
 
+script_sha=$(sha256sum "$self" | cut -d' ' -f1)
 up_to_date() {
     [[ -s "$out_dir/vmlinuz" && -s "$out_dir/initrd.gz" && -f "$out_dir/kernel-version" ]] || return 1
-    [[ "$self" -nt "$out_dir/initrd.gz" || "$self" -nt "$out_dir/vmlinuz" ]] && return 1
+    # The script's hash, not its mtime: worktrees with different versions of
+    # this script share the output directory, and an older script must not
+    # keep the /init of a newer one (nor the other way round).
+    [[ "$(cat "$out_dir/script-sha256" 2>/dev/null)" == "$script_sha" ]] || return 1
     [[ "$(cat "$out_dir/kernel-version")" == "$kver" ]] || return 1
     return 0
 }
@@ -154,6 +172,7 @@ PING=
 COUNT=5
 SIZE=56
 DONE=
+COMMANDS=
 # The kernel keeps dotted parameters in /proc/cmdline (it does not hand them to
 # init as arguments or environment). set -f: no globbing of the words.
 set -f
@@ -166,6 +185,7 @@ for arg in $(cat /proc/cmdline); do
         ferry.count=*) COUNT=${arg#*=} ;;
         ferry.size=*)  SIZE=${arg#*=} ;;
         ferry.done=*)  DONE=${arg#*=} ;;
+        ferry.commands=*) COMMANDS=${arg#*=} ;;
     esac
 done
 set +f
@@ -199,36 +219,89 @@ ip link set eth0 up
 echo
 echo "FERRY-GUEST-READY ip=${IP:-none} mtu=$(cat /sys/class/net/eth0/mtu)"
 
-if [ -n "$PING" ]; then
-    # The peer may still be booting (or the switch not yet forwarding): retry the
-    # whole ping until one attempt gets replies, for ~60 s of guest uptime.
-    deadline=$(( $(cut -d. -f1 /proc/uptime) + 60 ))
-    attempt=0
-    while :; do
-        attempt=$((attempt + 1))
-        log "ping attempt $attempt: $PING count=$COUNT size=$SIZE"
-        # -W 2: after the last request wait 2 s (not 10) for stragglers.
-        ping -c "$COUNT" -s "$SIZE" -W 2 "$PING" > /tmp/ping.out 2>&1
-        cat /tmp/ping.out
-        # busybox: "5 packets transmitted, 5 packets received, 0% packet loss".
-        # No summary at all (ping died on "sendto: Host is unreachable") = 0/0.
-        tx=$(sed -n 's/^\([0-9][0-9]*\) packets transmitted.*/\1/p' /tmp/ping.out)
-        rx=$(sed -n 's/.* \([0-9][0-9]*\) packets received.*/\1/p' /tmp/ping.out)
-        tx=${tx:-0}
-        rx=${rx:-0}
-        [ "$rx" -gt 0 ] && break
-        [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] && break
-        sleep 1
-    done
-    # busybox ip has no -s: show the link, then its counters from sysfs
-    # (drops and errors tell a lossy switch from a missing peer).
-    ip link show eth0
+# One ping run of COUNT pings at TARGET; sets tx and rx (0/0 when ping printed
+# no summary, e.g. it died on "sendto: Host is unreachable").
+ping_once() {
+    # -W: after the last request wait that long (not 10 s) for stragglers.
+    ping -c "$2" -s "$3" -W "$4" $5 "$1" > /tmp/ping.out 2>&1
+    cat /tmp/ping.out
+    # busybox: "5 packets transmitted, 5 packets received, 0% packet loss".
+    tx=$(sed -n 's/^\([0-9][0-9]*\) packets transmitted.*/\1/p' /tmp/ping.out)
+    rx=$(sed -n 's/.* \([0-9][0-9]*\) packets received.*/\1/p' /tmp/ping.out)
+    tx=${tx:-0}
+    rx=${rx:-0}
+}
+
+# busybox ip has no -s: the counters come from sysfs (drops and errors tell a
+# lossy switch from a missing peer). $1: suffix for the line (" id=ID").
+print_counters() {
     stats=
     for c in rx_packets rx_bytes rx_dropped rx_errors tx_packets tx_bytes tx_dropped tx_errors; do
         stats="$stats $c=$(cat /sys/class/net/eth0/statistics/$c)"
     done
-    echo "eth0 counters:$stats"
-    echo "FERRY-PING-RESULT target=$PING size=$SIZE transmitted=$tx received=$rx"
+    echo "eth0 counters:$stats$1"
+}
+
+if [ -n "$PING" ]; then
+    # The peer may still be booting (or the switch not yet forwarding): retry
+    # each target's ping until one attempt gets replies, for ~60 s of uptime.
+    deadline=$(( $(cut -d. -f1 /proc/uptime) + 60 ))
+    results=
+    for target in $(echo "$PING" | tr '+' ' '); do
+        attempt=0
+        while :; do
+            attempt=$((attempt + 1))
+            log "ping attempt $attempt: $target count=$COUNT size=$SIZE"
+            ping_once "$target" "$COUNT" "$SIZE" 2
+            [ "$rx" -gt 0 ] && break
+            [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] && break
+            sleep 1
+        done
+        results="$results
+FERRY-PING-RESULT target=$target size=$SIZE transmitted=$tx received=$rx"
+    done
+    ip link show eth0
+    print_counters ""
+    echo "$results" | sed '/^$/d'
+fi
+
+# A test drives the guest from here on: each line one command (see the top of
+# build-test-guest.sh). Only these commands run; nothing from the line is
+# evaluated by the shell.
+if [ -n "$COMMANDS" ]; then
+    case "$COMMANDS" in
+        ttyS[0-9]|hvc[0-9]) ;;
+        *) log "bad ferry.commands=$COMMANDS"; finish ;;
+    esac
+    tty=/dev/$COMMANDS
+    if [ ! -c "$tty" ]; then
+        echo "FERRY-GUEST-ERROR no $tty for commands"
+        finish
+    fi
+    # raw: bytes as sent, no echo back to the test, no CR/LF translation.
+    stty -F "$tty" raw -echo || log "stty on $tty failed"
+    exec 3< "$tty"
+    echo "FERRY-GUEST-COMMANDS tty=$COMMANDS"
+    while read -r cmd id a1 a2 a3 a4 rest <&3; do
+        status=0
+        case "$cmd" in
+            ping)
+                case "$a1" in ''|*[!0-9.]*) a1= ;; esac
+                if [ -n "$a1" ] && is_number "$a2" && is_number "$a3" && is_number "$a4"; then
+                    ping_once "$a1" "$a2" "$a3" "$a4" "-i 0.2"
+                    echo "FERRY-PING-RESULT target=$a1 size=$a3 transmitted=$tx received=$rx id=$id"
+                else
+                    log "bad ping command: $a1 $a2 $a3 $a4"
+                    status=2
+                fi ;;
+            flush)    ip neigh flush dev eth0; status=$? ;;
+            counters) print_counters " id=$id" ;;
+            "")       continue ;;
+            *)        log "unknown command: $cmd"; status=2 ;;
+        esac
+        echo "FERRY-COMMAND-DONE id=$id status=$status"
+    done
+    log "command tty $tty closed"
 fi
 
 finish
@@ -246,5 +319,6 @@ chmod 644 "$out_dir/initrd.gz.tmp" "$out_dir/vmlinuz.tmp"
 mv -f "$out_dir/vmlinuz.tmp" "$out_dir/vmlinuz"
 mv -f "$out_dir/initrd.gz.tmp" "$out_dir/initrd.gz"
 echo "$kver" > "$out_dir/kernel-version"
+echo "$script_sha" > "$out_dir/script-sha256"
 
 say "built $out_dir/vmlinuz ($kver) and $out_dir/initrd.gz ($(du -k "$out_dir/initrd.gz" | cut -f1) KiB, modules: $(tr '\n' ' ' < "$root/etc/ferry-modules"))"

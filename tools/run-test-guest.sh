@@ -8,6 +8,7 @@
 #        | --netdev-socket-listen PORT | --netdev-socket-connect PORT)
 #       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
 #       [--mtu N] [--mem MIB] [--unshared-memory] [--log FILE] [--timeout SECONDS]
+#       [--command-socket PATH]
 #
 #   --vhost-socket PATH   vhost-user unix socket; QEMU connects to it (the
 #                         back-end listens) unless --vhost-server, where QEMU
@@ -25,6 +26,11 @@
 #                         back-end never sees the rings move)
 #   --log FILE            serial console to FILE (truncated), else to stdout
 #   --timeout SECONDS     kill QEMU after SECONDS (exit status 124)
+#   --command-socket PATH a second serial port (the guest's ttyS1) on a unix
+#                         socket QEMU listens on; the guest reads commands from
+#                         it (ferry.commands=ttyS1 is added to the command line,
+#                         see build-test-guest.sh) once it prints
+#                         FERRY-GUEST-COMMANDS; answers go to the console
 #
 # QEMU runs in the foreground (exec): the caller's pid is QEMU's (or that of
 # `timeout`, which passes SIGTERM/SIGINT on to QEMU), so a test stops the guest
@@ -40,7 +46,7 @@ die() { printf 'run-test-guest: ERROR: %s\n' "$*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 name="" mac="" vhost_socket="" vhost_server=0 sock_listen="" sock_connect=""
-append="" mtu="" mem=256 log="" timeout_s="" share=on
+append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket=""
 need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -56,6 +62,7 @@ while [[ $# -gt 0 ]]; do
         --unshared-memory)       share=off; shift ;;
         --log)                   need_arg "$1" $#; log="$2"; shift 2 ;;
         --timeout)               need_arg "$1" $#; timeout_s="$2"; shift 2 ;;
+        --command-socket)        need_arg "$1" $#; command_socket="$2"; shift 2 ;;
         -h|--help)               usage; exit 0 ;;
         *)                       die "unknown option: $1 (see --help)" ;;
     esac
@@ -83,6 +90,7 @@ done
 # QEMU splits option strings on commas: a comma in a path would inject options.
 [[ "$vhost_socket" != *,* ]] || die "--vhost-socket path must not contain a comma"
 [[ "$log" != *,* ]] || die "--log path must not contain a comma"
+[[ "$command_socket" != *,* ]] || die "--command-socket path must not contain a comma"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 guest_dir="${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}"
@@ -111,6 +119,9 @@ fi
 # test until its timeout. loglevel=4 keeps routine kernel chatter from
 # interleaving with the result lines on the console. edd=off skips a BIOS
 # disk probe this diskless guest does not need.
+if [[ -n "$command_socket" && " $append " != *" ferry.commands="* ]]; then
+    append="$append ferry.commands=ttyS1"
+fi
 cmdline="console=ttyS0 panic=-1 loglevel=4 edd=off $append"
 
 if [[ -n "$vhost_socket" ]]; then
@@ -138,6 +149,12 @@ if [[ -n "$log" ]]; then
 else
     serial=(-serial stdio)
 fi
+# The second -serial is the guest's ttyS1. server=on,wait=off: QEMU does not
+# wait for the test to connect, and bytes sent before the guest reads stay in
+# the socket (the UART only takes what its FIFO has room for).
+if [[ -n "$command_socket" ]]; then
+    serial+=(-serial "unix:$command_socket,server=on,wait=off")
+fi
 
 cmd=(
     "$qemu" -name "$name"
@@ -154,7 +171,13 @@ cmd=(
 )
 
 if [[ -n "$timeout_s" ]]; then
-    # -k 5: SIGKILL if QEMU ignores the SIGTERM for 5 s.
-    exec timeout -k 5 "$timeout_s" "${cmd[@]}"
+    # -k 5: SIGKILL if QEMU ignores the SIGTERM for 5 s. setpriv: QEMU is
+    # timeout's child, so a caller that SIGKILLs timeout (or dies and takes it
+    # along with PR_SET_PDEATHSIG) would otherwise leave QEMU running.
+    pdeath=()
+    if command -v setpriv >/dev/null && setpriv --help 2>&1 | grep -q -- --pdeathsig; then
+        pdeath=(setpriv --pdeathsig KILL)
+    fi
+    exec timeout -k 5 "$timeout_s" "${pdeath[@]}" "${cmd[@]}"
 fi
 exec "${cmd[@]}"
