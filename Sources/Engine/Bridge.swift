@@ -53,6 +53,10 @@ public struct WorkerSource {
     public let port: Port
     public let queue: Int
     public let isGenerator: Bool
+    /// Set by `Worker.configure` when every frame of this TAP queue can only go
+    /// to this one (vhost) port: the worker then reads frames straight into
+    /// that guest's receive buffers (Worker+Direct.swift).
+    public internal(set) var directPeer: Int? = nil
 
     public init(index: UInt16, port: Port, queue: Int) {
         self.index = index

@@ -27,6 +27,14 @@ extension Worker {
             let source = sources[i]
             i &+= 1
             batch.reset()
+            if let peer = source.directPeer {
+                let (reads, done) = receiveDirect(source, peer: peer, now: &now)
+                moved &+= reads
+                if done { continue }
+                // The rest of the burst the usual way: the guest posted no buffer, or one too small.
+                if reads >= batch.limit { continue }
+                batch.limit = batch.limit &- reads
+            }
             if source.isGenerator {
                 let room = generatorRoom(source)
                 if room == 0 { continue }
@@ -110,6 +118,16 @@ extension Worker {
         let s = Int(batch.firstSegment[f])
         var p = UnsafeRawPointer(batch.segmentBase[s])
         if Int(batch.segmentLength[s]) < min(length, 18) { p = gatherHeader(batch, f) }
+        return classify(header: p, length: length, ingress: ingress, port: me, counters: counters, now: now,
+                        vlan: &vlans[f])
+    }
+
+    /// The ports a frame of `length` bytes (at least 14) whose first bytes are
+    /// at `p` goes to; its VLAN in `vlan`. `p` holds 18 bytes, or the whole
+    /// frame if shorter: only a trunk reads past the Ethernet header.
+    @inlinable
+    func classify(header p: UnsafeRawPointer, length: Int, ingress: UInt16, port me: WorkerPort,
+                  counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16) -> UInt64 {
         let destination = UInt64(UInt32(bigEndian: p.loadUnaligned(as: UInt32.self))) << 16
             | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
         let sourceMAC = UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))) << 32
@@ -147,7 +165,7 @@ extension Worker {
         if !database.refresh(key, port: ingress, now: now), learning.offer(key, port: ingress) {
             learningPending = true
         }
-        vlans[f] = vlan
+        frameVLAN = vlan
         switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination) {
         case .unicast(let port):
             return 1 << UInt64(port)
