@@ -13,6 +13,8 @@ import Synchronization
 /// `writev` per frame. Pulled frames land in the port's own receive buffers,
 /// one per batch slot and queue, valid until the next pull on that queue.
 /// As with every port, one thread at a time pulls a queue and one pushes it.
+/// A worker whose TAP frames can only go to one guest reads them straight
+/// into that guest's buffers instead (`readFrame`, TapPort+Direct.swift).
 public final class TapPort {
     /// Room for the largest frame Ferry forwards (9000-byte MTU, the Ethernet
     /// header, one 802.1Q tag: 9018 bytes), rounded up. tun cuts a longer frame
