@@ -56,6 +56,10 @@ public struct WorkerSource {
     /// Looking costs a syscall (a TAP's read): after empty looks the worker
     /// skips this queue for a growing number of loops (see `Worker.forwardOnce`).
     public let costsASyscall: Bool
+    /// Set by `Worker.configure` when every frame of this TAP queue can only go
+    /// to this one (vhost) port: the worker then reads frames straight into
+    /// that guest's receive buffers (Worker+Direct.swift).
+    public internal(set) var directPeer: Int? = nil
 
     public init(index: UInt16, port: Port, queue: Int) {
         self.index = index

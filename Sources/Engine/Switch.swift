@@ -142,7 +142,10 @@ public final class Switch {
             if case .tap(let t) = p.port { taps.append((p.name, t)) }
             if case .vhost(let v) = p.port { guests.append(v.device) }
         }
-        if !taps.isEmpty { control.add(TapOffloadPolicy(taps: taps, guests: guests, logger: logger)) }
+        if !taps.isEmpty {
+            control.add(TapOffloadPolicy(taps: taps, guests: guests, logger: logger))
+            control.add(TapMTUWatch(taps: taps.map(\.port)))
+        }
 
         transmitLockCount = made.reduce(0) { $0 + $1.port.queueCount }
         transmitLocks = .allocate(capacity: transmitLockCount)

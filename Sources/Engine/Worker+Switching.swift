@@ -32,22 +32,27 @@ extension Worker {
                 continue
             }
             batch.reset()
+            var directReads = 0
+            if let peer = source.directPeer {
+                let (reads, done) = receiveDirect(source, peer: peer, now: &now)
+                moved &+= reads
+                directReads = reads
+                if done {
+                    looked(at: slot, found: reads > 0)
+                    continue
+                }
+                // The rest of the burst the usual way: the guest posted no buffer, or one too small.
+                if reads >= batch.limit { continue }
+                batch.limit = batch.limit &- reads
+            }
             if source.isGenerator {
                 let room = generatorRoom(source)
                 if room == 0 { continue }
                 if room < batch.limit { batch.limit = room }
             }
             let consumed = source.port.pull(queue: source.queue, into: batch)
-            if consumed == 0 {
-                if source.costsASyscall {
-                    // Empty: skip 1, 2, 4 ... up to maxSkip loops before the next read.
-                    let next = min(max(1, skipLength[slot] &<< 1), Self.maxSkip)
-                    skipLength[slot] = next
-                    skipLoops[slot] = next
-                }
-                continue
-            }
-            if source.costsASyscall { skipLength[slot] = 0 }
+            if source.costsASyscall { looked(at: slot, found: consumed &+ directReads > 0) }
+            if consumed == 0 { continue }
             if batch.count > 0 {
                 if now == 0 { now = MonotonicClock.seconds() }
                 switchBurst(batch, from: source, now: now)
@@ -60,6 +65,19 @@ extension Worker {
             bridge.doorbell.ring()
         }
         return moved
+    }
+
+    /// After a look at a source whose look costs a syscall: an empty one skips
+    /// it for 1, 2, 4 ... up to `maxSkip` loops; a frame makes it read every loop.
+    @inline(__always)
+    func looked(at slot: Int, found: Bool) {
+        if found {
+            skipLength[slot] = 0
+            return
+        }
+        let next = min(max(1, skipLength[slot] &<< 1), Self.maxSkip)
+        skipLength[slot] = next
+        skipLoops[slot] = next
     }
 
     /// Sends every frame of `batch` where the switch says, then the caller releases it.
@@ -124,6 +142,16 @@ extension Worker {
         let s = Int(batch.firstSegment[f])
         var p = UnsafeRawPointer(batch.segmentBase[s])
         if Int(batch.segmentLength[s]) < min(length, 18) { p = gatherHeader(batch, f) }
+        return classify(header: p, length: length, ingress: ingress, port: me, counters: counters, now: now,
+                        vlan: &vlans[f])
+    }
+
+    /// The ports a frame of `length` bytes (at least 14) whose first bytes are
+    /// at `p` goes to; its VLAN in `vlan`. `p` holds 18 bytes, or the whole
+    /// frame if shorter: only a trunk reads past the Ethernet header.
+    @inlinable
+    func classify(header p: UnsafeRawPointer, length: Int, ingress: UInt16, port me: WorkerPort,
+                  counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16) -> UInt64 {
         let destination = UInt64(UInt32(bigEndian: p.loadUnaligned(as: UInt32.self))) << 16
             | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
         let sourceMAC = UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))) << 32
@@ -161,7 +189,7 @@ extension Worker {
         if !database.refresh(key, port: ingress, now: now), learning.offer(key, port: ingress) {
             learningPending = true
         }
-        vlans[f] = vlan
+        frameVLAN = vlan
         switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination, counters: decisions) {
         case .unicast(let port):
             return 1 << UInt64(port)

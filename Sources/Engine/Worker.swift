@@ -43,6 +43,11 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline static let maxSkip: UInt16 = 64
     /// An Ethernet header split across segments, gathered.
     @usableFromInline let gathered: UnsafeMutableRawPointer
+    /// The direct TAP → guest path (Worker+Direct.swift): the private copy of
+    /// a frame's first bytes, a guest chain's buffers, the read's iovecs.
+    @usableFromInline let directPrefix: UnsafeMutableRawPointer
+    @usableFromInline let chainPieces: UnsafeMutablePointer<iovec>
+    @usableFromInline let directVectors: UnsafeMutablePointer<iovec>
 
     let pauseRequested = Atomic<Bool>(false)
     private let parked = Atomic<Bool>(false)
@@ -82,6 +87,12 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         skipLength.initialize(repeating: 0, count: Self.maxSources)
         gathered = .allocate(byteCount: 32, alignment: 8)
         gathered.initializeMemory(as: UInt8.self, repeating: 0, count: 32)
+        directPrefix = .allocate(byteCount: 32, alignment: 8)
+        directPrefix.initializeMemory(as: UInt8.self, repeating: 0, count: 32)
+        chainPieces = .allocate(capacity: Self.directPieces)
+        chainPieces.initialize(repeating: iovec(), count: Self.directPieces)
+        directVectors = .allocate(capacity: Self.directPieces &+ 1)
+        directVectors.initialize(repeating: iovec(), count: Self.directPieces &+ 1)
         self.sleepTimeoutMilliseconds = sleepTimeoutMilliseconds
         self.id = id
         self.cpu = cpu
@@ -100,6 +111,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         skipLoops.deallocate()
         skipLength.deallocate()
         gathered.deallocate()
+        directPrefix.deallocate()
+        chainPieces.deallocate()
+        directVectors.deallocate()
     }
 
     /// Segments a burst's frames may use on average (PacketBatch's default).
@@ -112,9 +126,11 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     public func configure(ports newPorts: [WorkerPort], sources newSources: [WorkerSource]) {
         precondition(newPorts.count <= PortSet.maxPorts)
         precondition(newSources.count <= Self.maxSources)
+        var chosen = newSources
+        for i in chosen.indices { chosen[i].directPeer = directPeer(of: chosen[i], ports: newPorts) }
         whilePaused {
             ports = newPorts
-            sources = newSources
+            sources = chosen
             resetSkips()
         }
     }

@@ -13,6 +13,8 @@ import Synchronization
 /// `writev` per frame. Pulled frames land in the port's own receive buffers,
 /// one per batch slot and queue, valid until the next pull on that queue.
 /// As with every port, one thread at a time pulls a queue and one pushes it.
+/// A worker whose TAP frames can only go to one guest reads them straight
+/// into that guest's buffers instead (`readFrame`, TapPort+Direct.swift).
 public final class TapPort {
     /// Room for the largest frame Ferry forwards (9000-byte MTU, the Ethernet
     /// header, one 802.1Q tag: 9018 bytes), rounded up. tun cuts a longer frame
@@ -41,6 +43,12 @@ public final class TapPort {
     /// Per queue, the iovecs of a write: the header, then the frame's segments.
     @usableFromInline let writeVectors: UnsafeMutablePointer<iovec>
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
+    /// The longest frame the kernel may hand this port now: the MTU plus the
+    /// Ethernet header (TapPort+Direct.swift). Written by the control thread.
+    @usableFromInline let maxFrameLengthValue: Atomic<Int>
+    /// Frames that landed in the port's own receive buffers (`pull`), as
+    /// opposed to straight in a guest's (TapPort+Direct.swift).
+    public let bufferedFrames = Atomic<UInt64>(0)
 
     /// Opens (creating if needed) TAP `name` with `queues` queues and no
     /// offloads; `setOffloads` turns them on once the guests' features are known.
@@ -51,6 +59,9 @@ public final class TapPort {
                               + "(receive buffers hold \(Self.bufferSize) bytes)", errno: EINVAL)
         }
         device = try TapDevice(name: name, queues: queues, offloads: [], mtu: mtu)
+        // Unreadable (hardly: the interface was just opened): assume the largest
+        // frame the receive buffers take, which only makes the direct path rarer.
+        maxFrameLengthValue = Atomic((try? device.mtu()).map { $0 &+ Self.ethernetHeaderSize } ?? Self.bufferSize)
         queueCount = device.queueCount
         self.batchCapacity = batchCapacity
         counters = (0..<queueCount).map { _ in QueueCounters() }
@@ -124,7 +135,10 @@ public final class TapPort {
             frames &+= 1
             bytes &+= UInt64(length)
         }
-        if frames > 0 { counters.received(packets: frames, bytes: bytes) }
+        if frames > 0 {
+            counters.received(packets: frames, bytes: bytes)
+            bufferedFrames.add(UInt64(frames), ordering: .relaxed)
+        }
         return reads
     }
 

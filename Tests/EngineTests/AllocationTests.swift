@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import MallocInterposerSwift
 import Packets
 import Ports
@@ -80,6 +81,48 @@ final class AllocationTests: XCTestCase {
                 rx.push(from: batch, counters: counters)
                 tx.release()
                 precondition(batch.count == 64 && rx.isRunning && tx.isRunning, "the burst did not forward")
+            })
+        }
+    }
+
+    /// TAP → guest with the kernel's copy only (Worker+Direct.swift): each
+    /// burst reads frames with `readv` straight into the guest's RX chains,
+    /// learns from the private header copy, publishes once. Needs root for the
+    /// TAP (the child creates it; it goes when the child exits).
+    func testDirectTapToGuestBurstsAllocateNothing() throws {
+        try NetworkSandbox.requireTapSupport()
+        try runUnderInterposer(test: "testDirectTapToGuestBurstsAllocateNothing") {
+            let name = NetworkSandbox.interfaceName("ferryal", "d")
+            NetworkSandbox.removeInterface(name)
+            let tap = try TapPort(name: name, queues: 1, mtu: 1500, batchCapacity: 64)
+            try NetworkSandbox.disableIPv6(name)
+            // What the kernel sent while the link came up (IPv6 chatter) goes, uncounted.
+            var scratch = [UInt8](repeating: 0, count: 65_536)
+            while case .done = try scratch.withUnsafeMutableBytes({ raw in
+                var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+                return try tap.device.readv(queue: 0, &iov, count: 1)
+            }) {}
+            let guest = try TestGuest("alloc-direct", log: CapturedLog())
+            let socket = try PacketSocket(interface: tap.device.index, ignoreOutgoing: true)
+            let sw = try SwitchHarness([(.tap(tap), .access(1)), (.vhost(guest.port), .access(1))], batchSize: 64)
+            precondition(sw.worker.sources[0].directPeer == 1, "the direct path does not apply")
+            let frame = ethernetFrame(length: 128)
+            var delivered = 0
+            var bursts = 0
+            return (prepare: {
+                // Uncounted: the guest takes what it got, posts buffers, and the kernel gets frames to send.
+                delivered += guest.received().count
+                precondition(bursts == 0 || delivered >= bursts * 16, "the bursts did not deliver: \(delivered)")
+                sw.learning.learn()
+                guest.postBuffers(32 - guest.port.device.queues[0].postedBuffers)
+                for _ in 0..<16 { try! socket.send(frame) }
+                var pfd = pollfd(fd: tap.descriptor(queue: 0), events: Int16(POLLIN), revents: 0)
+                _ = poll(&pfd, 1, 1000)
+                usleep(2000)
+            }, burst: {
+                for _ in 0..<4 { _ = sw.worker.forwardOnce(sw.batch) }
+                bursts += 1
+                precondition(tap.bufferedFrames.load(ordering: .relaxed) == 0, "a frame went the usual way")
             })
         }
     }

@@ -17,14 +17,14 @@ final class TestGuest {
     let port: VhostPort
     let frontEnd: MockFrontEnd
 
-    init(_ name: String, log: CapturedLog) throws {
+    init(_ name: String, log: CapturedLog, withoutFeatures: UInt64 = 0) throws {
         path = "/tmp/ferry-engine-\(getpid())-\(name).sock"
         unlink(path)
         device = VhostDevice(name: name, gate: UngatedDataPath(), logger: log.logger)
         endpoint = try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger)
         port = VhostPort(endpoint: endpoint)
         frontEnd = try MockFrontEnd(device: device)
-        frontEnd.setUp()
+        frontEnd.setUp(withoutFeatures: withoutFeatures)
     }
 
     deinit { unlink(path) }

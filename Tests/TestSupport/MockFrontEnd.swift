@@ -44,10 +44,12 @@ public final class MockFrontEnd {
             | VirtioNetFeatures.guestCsum.rawValue)
     }
 
-    /// The set-up QEMU and DPDK perform, up to DRIVER_OK.
-    public func setUp(protocolFeatures: VhostUserProtocolFeatures = [.replyAck, .status], eventIndex: Bool = false) {
+    /// The set-up QEMU and DPDK perform, up to DRIVER_OK; `withoutFeatures`
+    /// are left out of the usual set (a guest without GUEST_CSUM, say).
+    public func setUp(protocolFeatures: VhostUserProtocolFeatures = [.replyAck, .status], eventIndex: Bool = false,
+                      withoutFeatures: UInt64 = 0) {
         send(.setOwner)
-        send(.setFeatures, .u64(features | (eventIndex ? VirtioNetFeatures.eventIndex.rawValue : 0)))
+        send(.setFeatures, .u64((features | (eventIndex ? VirtioNetFeatures.eventIndex.rawValue : 0)) & ~withoutFeatures))
         send(.setProtocolFeatures, .u64(protocolFeatures.rawValue))
         let region = ram.regions[0]
         send(.setMemTable, .memoryTable([MemoryRegionInfo(guestPhysAddr: region.guestPhysicalAddress, size: region.size,

@@ -1,0 +1,137 @@
+import CFerry
+import Glibc
+import Packets
+import Platform
+import Ports
+import Switching
+import VhostUser
+import Virtio
+
+// TAP → guest with the kernel's copy only.
+//
+// When every frame of a TAP queue can only go to one guest (an access TAP
+// whose VLAN has exactly one other member, an access vhost port this worker
+// transmits to without a lock), the worker reads each frame with one `readv`
+// straight into that guest's next receive chain instead of into the TAP's
+// buffers and copying it again on push.
+//
+// The guest owns its receive buffers and may rewrite them while we look, so
+// nothing is decided from bytes in them: the read's first iovec is a private
+// scratch that takes the virtio-net header and the Ethernet header, the chain
+// takes the rest. The frame is classified from the scratch (learning, VLAN,
+// the forwarding decision) exactly as on the usual path; if it goes to the
+// guest, the scratch is written into the chain's first bytes and the chain
+// committed, otherwise the chain stays available for the next frame. Where
+// the direct path cannot serve (no chain posted, a chain too small for the
+// longest frame, a stopped queue), the rest of the burst goes the usual way,
+// whose push counts `no_rx_buffer`, `rx_buffer_too_small` or `device_broken`.
+extension Worker {
+    /// Buffers of one guest chain the direct path takes; a chain in more
+    /// pieces (before it holds the longest frame) is served the usual way.
+    @usableFromInline static let directPieces = 64
+    /// The bytes kept private: the virtio-net header, then the Ethernet header.
+    @usableFromInline static let directPrefixLength = PacketBatch.headerSize &+ 14
+
+    /// The port every frame of `source` goes to, if the direct path applies;
+    /// decided when the worker is configured (ports and VLANs change only then).
+    func directPeer(of source: WorkerSource, ports: [WorkerPort]) -> Int? {
+        guard case .tap = source.port, Int(source.index) < ports.count else { return nil }
+        let me = ports[Int(source.index)]
+        guard !me.isTrunk else { return nil }
+        let members = forwarder.members(vlan: me.accessVLAN)
+        guard members.count == 2, members.contains(source.index) else { return nil }
+        let peer = members.removing(source.index).bits.trailingZeroBitCount
+        guard peer < ports.count else { return nil }
+        let target = ports[peer]
+        guard case .vhost = target.port, !target.isTrunk, target.transmitLock == nil else { return nil }
+        return peer
+    }
+
+    /// Reads frames from `source` into port `peer`'s guest until the queue runs
+    /// dry or the burst budget is spent (done), or the guest's next chain cannot
+    /// take a frame this way (not done: the caller goes on the usual way).
+    /// Returns the frames taken off the TAP, dropped ones included.
+    @inlinable
+    func receiveDirect(_ source: WorkerSource, peer: Int, now: inout UInt64) -> (reads: Int, done: Bool) {
+        guard case .tap(let tap) = source.port else { return (0, false) }
+        let destination = ports[peer]
+        guard case .vhost(let vhost) = destination.port else { return (0, false) }
+        let rxq = vhost.device.queues[2 &* destination.transmitQueue]
+        // A stopped queue is counted by push; a legacy 10-byte header is left to it too.
+        guard rxq.isRunning, rxq.headerLength == PacketBatch.headerSize else { return (0, false) }
+        let ingress = source.index
+        let me = ports[Int(ingress)]
+        let peerBit: UInt64 = 1 << UInt64(peer)
+        let counters = tap.counters[source.queue]
+        let prefix = directPrefix
+        let prefixLength = Self.directPrefixLength
+        // One byte more than the longest frame needs: a read that fills the
+        // chain was cut by tun, never a whole frame.
+        let want = PacketBatch.headerSize &+ tap.maxFrameLength &+ 1
+        var reads = 0
+        var frames = 0
+        var frameBytes: UInt64 = 0
+        var sent = 0
+        var sentBytes: UInt64 = 0
+        var done = true
+        reading: while reads < batchSize {
+            let head: UInt16
+            let pieces: Int
+            let capacity: Int
+            switch rxq.nextChain(into: chainPieces, capacity: Self.directPieces, want: want) {
+            case .chain(let h, let n, let bytes):
+                head = h
+                pieces = n
+                capacity = bytes
+            case .none, .unsuitable, .broken:
+                done = false
+                break reading
+            }
+            directVectors[0] = iovec(iov_base: prefix, iov_len: prefixLength)
+            var vectors = 1
+            var skip = prefixLength
+            var k = 0
+            while k < pieces {
+                let piece = chainPieces[k]
+                if skip >= piece.iov_len {
+                    skip &-= piece.iov_len
+                } else {
+                    // SAFETY: skip < iov_len, so the pointer stays inside the translated piece.
+                    directVectors[vectors] = iovec(iov_base: piece.iov_base.unsafelyUnwrapped + skip,
+                                                   iov_len: piece.iov_len &- skip)
+                    skip = 0
+                    vectors &+= 1
+                }
+                k &+= 1
+            }
+            guard let total = tap.readFrame(queue: source.queue, directVectors, count: vectors) else { break reading }
+            reads &+= 1
+            if total >= capacity {
+                counters.dropped(.rxBufferTooSmall)
+                continue
+            }
+            let length = total &- PacketBatch.headerSize
+            if length < 14 {
+                counters.dropped(.runt)
+                continue
+            }
+            frames &+= 1
+            frameBytes &+= UInt64(length)
+            if now == 0 { now = MonotonicClock.seconds() }
+            var vlan: UInt16 = 0
+            let mask = classify(header: prefix + PacketBatch.headerSize, length: length, ingress: ingress, port: me,
+                                counters: counters, now: now, vlan: &vlan)
+            // Dropped (and counted) by classify: the chain stays for the next frame.
+            if mask & peerBit == 0 { continue }
+            rxq.commitChain(head: head, pieces: chainPieces, count: pieces, length: total, prefix: prefix,
+                            prefixLength: prefixLength)
+            sent &+= 1
+            sentBytes &+= UInt64(length)
+        }
+        rxq.publishCommitted()
+        if let e = rxq.error { vhost.device.markBroken("queue \(rxq.index): \(e)", fromDataPath: true) }
+        if frames > 0 { counters.received(packets: frames, bytes: frameBytes) }
+        if sent > 0 { vhost.counters[destination.transmitQueue].sent(packets: sent, bytes: sentBytes) }
+        return (reads, done)
+    }
+}

@@ -1,0 +1,96 @@
+import CFerry
+import Glibc
+
+/// The next chain of a device-writable (RX) queue, offered for someone else
+/// (the kernel's `readv`) to write into.
+public enum ReceiveChain {
+    /// Head `head`; its buffers are the first `pieces` iovecs handed in, `bytes` in all.
+    case chain(head: UInt16, pieces: Int, bytes: Int)
+    /// The driver has no buffer posted.
+    case none
+    /// The chain holds less than was asked for, or in more pieces than the
+    /// caller has room for. It stays available; the caller copies the usual way.
+    case unsuitable
+    /// The chain broke a rule: the queue is stopped with `error` set.
+    case broken
+}
+
+// Receiving straight into the guest's buffers (TAP → guest with the kernel's
+// copy only): `nextChain` walks the next available chain with every check
+// `writeFrame` makes and lists its buffers as iovecs, consuming nothing. The
+// caller fills them, then `commitChain` writes the used entry, or it does
+// nothing and the chain stays available for the next frame. `publishCommitted`
+// publishes a burst's entries with one store and one notification decision.
+extension SplitVirtqueue {
+    /// Lists the buffers of the next available chain in `pieces` (at most
+    /// `capacity`), stopping once they hold `want` bytes. Nothing is consumed.
+    @inlinable
+    public func nextChain(into pieces: UnsafeMutablePointer<iovec>, capacity: Int, want: Int) -> ReceiveChain {
+        // A stopped queue is the caller's to notice (not ready, or broken before).
+        guard isRunning else { return .unsuitable }
+        guard let available = availableCount() else { return .broken }
+        guard available > 0, let mem = memory else { return .none }
+        guard let h = head(at: lastAvail) else { return .broken }
+        var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
+        var count = 0
+        var bytes = 0
+        while bytes < want, let step = walker.next(memory: mem) {
+            let d: Descriptor
+            switch step {
+            case .failure(let e): fail(e); return .broken
+            case .success(let value): d = value
+            }
+            if !d.writable { fail(.readableInDeviceChain); return .broken }
+            var address = d.address
+            var left = d.length
+            while left > 0 && bytes < want {
+                guard let (p, piece) = mem.translatePiece(GuestAddress(address), length: left) else {
+                    fail(.descriptorAddressInvalid(address: d.address, length: d.length)); return .broken
+                }
+                if count == capacity { return .unsuitable }
+                pieces[count] = iovec(iov_base: p, iov_len: Int(piece))
+                count &+= 1
+                // No overflow: a chain has at most 32768 descriptors of at most 4 GiB each.
+                bytes &+= Int(piece)
+                address &+= UInt64(piece)
+                left &-= piece
+            }
+        }
+        return bytes < want ? .unsuitable : .chain(head: h, pieces: count, bytes: bytes)
+    }
+
+    /// Consumes the chain `nextChain` returned, `length` bytes of it written
+    /// (virtio-net header included), after writing the first `prefixLength`
+    /// bytes of the frame from `prefix` into it: the header and whatever else
+    /// the caller kept out of the guest's reach while deciding. The header's
+    /// flags keep only what the driver accepts; num_buffers is 1 (§5.1.6.4:
+    /// one chain, valid with or without MRG_RXBUF).
+    @inlinable
+    public func commitChain(head: UInt16, pieces: UnsafePointer<iovec>, count: Int, length: Int,
+                            prefix: UnsafeMutableRawPointer, prefixLength: Int) {
+        if headerLength >= 12 && prefixLength >= 12 {
+            prefix.storeBytes(of: prefix.load(as: UInt8.self) & acceptedHeaderFlags, as: UInt8.self)
+            prefix.storeBytes(of: UInt16(1).littleEndian, toByteOffset: 10, as: UInt16.self)
+        }
+        var done = 0
+        var i = 0
+        while done < prefixLength && i < count {
+            let take = min(prefixLength &- done, pieces[i].iov_len)
+            // SAFETY: pieces[i] was translated inside guest memory by `nextChain` in this burst.
+            memcpy(pieces[i].iov_base, prefix + done, take)
+            done &+= take
+            i &+= 1
+        }
+        writeUsed(slot: usedIndex &+ pendingUsed, id: head, length: UInt32(truncatingIfNeeded: length))
+        pendingUsed &+= 1
+        lastAvail &+= 1
+    }
+
+    /// Publishes every chain committed since the last call.
+    @inlinable
+    public func publishCommitted() {
+        let n = pendingUsed
+        pendingUsed = 0
+        if isRunning { publishUsed(n) }
+    }
+}
