@@ -28,7 +28,7 @@ namespace. IPv6 is switched off on it so the kernel adds no frames of its own.
     sudo tools/bench-switch.py --only W3 --rounds 5
     sudo tools/bench-switch.py --only W4 --impls dpdk,raw --sizes 64
 
-FERRY_BIN overrides the Ferry binary; FERRY_TESTPMD_MEM=nohuge|huge|auto testpmd's memory.
+FERRY_BIN overrides the Ferry binary, FERRY_ARGS adds `ferry run` options; FERRY_TESTPMD_MEM=nohuge|huge|auto testpmd's memory.
 """
 
 from __future__ import annotations
@@ -164,7 +164,8 @@ def start_backend(impl: str, lab: h.Lab, ports: dict, tap: str | None = None,
         if tap:
             specs.append(f"tap:{tap},name=t")
         try:
-            return lab.ferry(specs, cpu=BACKEND_CPU, taskset=str(BACKEND_CPU))
+            return lab.ferry(specs, cpu=BACKEND_CPU, taskset=str(BACKEND_CPU),
+                             extra_args=os.environ.get("FERRY_ARGS", "").split())
         except h.FerryError as exc:
             if "unknown port type 'tap'" in str(exc):
                 raise Unsupported("this Ferry has no tap: port (`ferry run --port tap:NAME` "
@@ -288,7 +289,11 @@ def measure_w4rx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     fe = None
     if impl != "raw":
         h.wait_for_socket(sock, proc=be)
-        fe = lab.virtio_user(sock, "rxonly", cpu=FRONTEND_CPU).start()
+        # The guest's receive ring: while it shares CPU 1 with the sender it is descheduled for
+        # milliseconds at a time, and a 256-entry ring fills in half of one.
+        ring = args.rx_ring
+        fe = lab.virtio_user(sock, "rxonly", cpu=FRONTEND_CPU, queue_size=ring,
+                             extra_app=[f"--rxd={ring}"] if ring else []).start()
         pids.append(fe.pid)
     if impl == "raw":
         # The sender shares CPU 1 with the polling front-end when a back-end is measured;
@@ -441,6 +446,9 @@ def main() -> int:
                     help="before each measurement wait up to S s for an idle machine")
     ap.add_argument("--retry-noisy", type=int, default=2, metavar="N",
                     help="repeat a measurement up to N times while other processes disturb it")
+    ap.add_argument("--rx-ring", type=int, default=4096, metavar="N",
+                    help="W4rx: the guest's receive ring size (virtio-user queue_size and --rxd); "
+                         "0 keeps testpmd's default (256)")
     ap.add_argument("--json", metavar="PATH", help="also write all samples as JSON")
     ap.add_argument("--keep-logs", metavar="DIR", help="copy every process log to DIR")
     args = ap.parse_args()

@@ -58,7 +58,9 @@ extension Worker {
         guard case .vhost(let vhost) = destination.port else { return (0, false) }
         let rxq = vhost.device.queues[2 &* destination.transmitQueue]
         // A stopped queue is counted by push; a legacy 10-byte header is left to it too.
-        guard rxq.isRunning, rxq.headerLength == PacketBatch.headerSize else { return (0, false) }
+        guard rxq.isRunning, rxq.headerLength == PacketBatch.headerSize, let memory = rxq.memoryTable else {
+            return (0, false)
+        }
         let ingress = source.index
         let me = ports[Int(ingress)]
         let peerBit: UInt64 = 1 << UInt64(peer)
@@ -78,7 +80,7 @@ extension Worker {
             let head: UInt16
             let pieces: Int
             let capacity: Int
-            switch rxq.nextChain(into: chainPieces, capacity: Self.directPieces, want: want) {
+            switch rxq.nextChain(into: chainPieces, capacity: Self.directPieces, want: want, memory: memory) {
             case .chain(let h, let n, let bytes):
                 head = h
                 pieces = n

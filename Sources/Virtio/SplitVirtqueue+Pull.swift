@@ -22,7 +22,7 @@ extension SplitVirtqueue {
     /// counted into `counters`.
     @inlinable
     public func pull(into batch: PacketBatch, counters: QueueCounters) -> Int {
-        guard isRunning, let available = availableCount(), available > 0 else { return 0 }
+        guard isRunning, let available = availableCount(), available > 0, let mem = memory else { return 0 }
         let room = batch.room
         let n = available < room ? available : room
         var consumed = 0
@@ -34,7 +34,7 @@ extension SplitVirtqueue {
         }
         while consumed < n {
             guard let h = head(at: lastAvail) else { break }
-            let result = readChain(head: h, into: batch)
+            let result = readChain(head: h, into: batch, memory: mem)
             switch result {
             case .broken:
                 return consumed
@@ -68,10 +68,11 @@ extension SplitVirtqueue {
     }
 
     /// Walks one device-readable chain: the first `headerLength` bytes go to the
-    /// frame's header slot, the rest become segments.
+    /// frame's header slot, the rest become segments. `mem` comes from the
+    /// caller, loaded once per burst: loading the property per chain cost a
+    /// retain and a release per frame.
     @inlinable
-    func readChain(head: UInt16, into batch: PacketBatch) -> PulledChain {
-        guard let mem = memory else { return .broken }
+    func readChain(head: UInt16, into batch: PacketBatch, memory mem: GuestMemory) -> PulledChain {
         var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: head)
         let frame = batch.count
         let header = batch.header(frame)

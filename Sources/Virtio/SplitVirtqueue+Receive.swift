@@ -26,10 +26,25 @@ extension SplitVirtqueue {
     /// `capacity`), stopping once they hold `want` bytes. Nothing is consumed.
     @inlinable
     public func nextChain(into pieces: UnsafeMutablePointer<iovec>, capacity: Int, want: Int) -> ReceiveChain {
+        guard let mem = memory else { return isRunning ? .none : .unsuitable }
+        return nextChain(into: pieces, capacity: capacity, want: want, memory: mem)
+    }
+
+    /// The memory table the queue translates through, for a caller that asks for
+    /// many chains in a burst: loading it once and passing it to
+    /// `nextChain(...memory:)` saves a retain and a release per frame.
+    public var memoryTable: GuestMemory? { memory }
+
+    /// As `nextChain(into:capacity:want:)`, translating through `mem` (this
+    /// queue's `memoryTable`, loaded by the caller once per burst).
+    @inlinable
+    public func nextChain(into pieces: UnsafeMutablePointer<iovec>, capacity: Int, want: Int, memory mem: GuestMemory)
+        -> ReceiveChain
+    {
         // A stopped queue is the caller's to notice (not ready, or broken before).
         guard isRunning else { return .unsuitable }
         guard let available = availableCount() else { return .broken }
-        guard available > 0, let mem = memory else { return .none }
+        guard available > 0 else { return .none }
         guard let h = head(at: lastAvail) else { return .broken }
         var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
         var count = 0
