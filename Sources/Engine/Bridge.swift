@@ -69,3 +69,28 @@ public struct WorkerSource {
         if case .tap = port { costsASyscall = true } else { costsASyscall = false }
     }
 }
+
+/// One remembered forwarding decision: the frame's addresses and VLAN, and
+/// where it went. Valid only within one burst from one receive queue, so the
+/// database and the VLANs cannot have changed under it in any way that
+/// matters (the worker reads a live table; a burst is microseconds).
+public struct RecentDecision {
+    @usableFromInline var destination: UInt64 = 0
+    @usableFromInline var source: UInt64 = 0
+    @usableFromInline var vlan: UInt16 = 0
+    @usableFromInline var mask: UInt64 = 0
+    @usableFromInline var unicast = false
+    @usableFromInline var valid = false
+
+    @inlinable public init() {}
+
+    @inlinable
+    init(destination: UInt64, source: UInt64, vlan: UInt16, mask: UInt64, unicast: Bool) {
+        self.destination = destination
+        self.source = source
+        self.vlan = vlan
+        self.mask = mask
+        self.unicast = unicast
+        valid = true
+    }
+}

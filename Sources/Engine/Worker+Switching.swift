@@ -32,6 +32,7 @@ extension Worker {
                 continue
             }
             batch.reset()
+            recent.valid = false
             var directReads = 0
             if let peer = source.directPeer {
                 let (reads, done) = receiveDirect(source, peer: peer, now: &now)
@@ -185,21 +186,36 @@ extension Worker {
             counters.dropped(.invalidSource)
             return 0
         }
+        frameVLAN = vlan
+        // The next frame of the flow just decided: its source was refreshed or
+        // queued a moment ago, and its destination looked up.
+        if recent.valid && recent.destination == destination && recent.source == sourceMAC && recent.vlan == vlan {
+            decisions.countRepeated(unicast: recent.unicast)
+            return recent.mask
+        }
         let key = FDBKey(vlan: vlan, mac: sourceMAC)
         if !database.refresh(key, port: ingress, now: now), learning.offer(key, port: ingress) {
             learningPending = true
         }
-        frameVLAN = vlan
+        let mask: UInt64
+        let unicast: Bool
         switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination, counters: decisions) {
         case .unicast(let port):
-            return 1 << UInt64(port)
+            mask = 1 << UInt64(port)
+            unicast = true
         case .flood(let set):
-            if set.isEmpty { counters.dropped(.noDestination) }
-            return set.bits
+            if set.isEmpty {
+                counters.dropped(.noDestination)
+                return 0
+            }
+            mask = set.bits
+            unicast = false
         case .drop:
             counters.dropped(.hairpin)
             return 0
         }
+        recent = RecentDecision(destination: destination, source: sourceMAC, vlan: vlan, mask: mask, unicast: unicast)
+        return mask
     }
 
     /// The first 18 bytes of a frame whose first segment is shorter (a guest may

@@ -28,6 +28,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     public let learning = LearningQueue()
     /// This worker's unicast/flood/hairpin decisions.
     public let decisions = DecisionCounters()
+    /// The last decision of the current burst, reused for the next frame of the
+    /// same flow (same addresses and VLAN): most bursts are one or two flows.
+    @usableFromInline var recent = RecentDecision()
     @usableFromInline var learningPending = false
     /// Per-frame scratch of one burst: the ports each frame goes to, its VLAN.
     @usableFromInline let destinations: UnsafeMutablePointer<UInt64>

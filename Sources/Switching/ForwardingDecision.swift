@@ -95,6 +95,13 @@ public final class DecisionCounters: @unchecked Sendable {
         ferry_store_relaxed_u64(slots + slot, ferry_load_relaxed_u64(slots + slot) &+ 1)
     }
 
+    /// Counts a decision the caller remembered instead of making it again
+    /// (the next frame of the same flow in a burst).
+    @inlinable
+    public func countRepeated(unicast: Bool) {
+        bump(unicast ? Self.unicast : Self.flooded)
+    }
+
     /// Frames sent to one known port.
     public var unicastFrames: UInt64 { ferry_load_relaxed_u64(slots + Self.unicast) }
     /// Frames flooded (broadcast, multicast, unknown unicast).

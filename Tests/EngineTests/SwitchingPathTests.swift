@@ -69,6 +69,25 @@ final class SwitchingPathTests: XCTestCase {
         XCTAssertEqual(sw.worker.learning.overflows.load(ordering: .relaxed), 0)
     }
 
+    /// Repeats of one flow in a burst reuse its decision; every frame is still counted,
+    /// and a different flow in between gets its own decision.
+    func testInterleavedFlowsInOneBurstEachGoTheirWay() throws {
+        let g = try guests(3)
+        let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })
+        for x in g { x.postBuffers(32) }
+        g[1].send(frame(from: b, to: broadcast))
+        g[2].send(frame(from: c, to: broadcast))
+        sw.pass()
+        _ = g.map { $0.received() }
+        let before = sw.worker.decisions.unicastFrames
+        // a→b, a→b, a→c, a→b, a→c: b and c are known, so all unicast, each to its own port.
+        for dst in [b, b, c, b, c] { g[0].send(frame(from: a, to: dst)) }
+        sw.pass()
+        XCTAssertEqual(g[1].received().map(\.frame), [frame(from: a, to: b), frame(from: a, to: b), frame(from: a, to: b)])
+        XCTAssertEqual(g[2].received().map(\.frame), [frame(from: a, to: c), frame(from: a, to: c)])
+        XCTAssertEqual(sw.worker.decisions.unicastFrames - before, 5, "every frame counted, repeated or not")
+    }
+
     func testGroupSourceAddressesAreDroppedAndCounted() throws {
         let g = try guests(2)
         let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })
