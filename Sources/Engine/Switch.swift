@@ -154,7 +154,9 @@ public final class Switch {
         bridge.setMembership(made.map(\.vlan))
         var sources: [[WorkerSource]] = Array(repeating: [], count: workers.count)
         var k = 0
-        for p in made {
+        // A sink never has a frame to pull: no worker polls it, and it does not
+        // count when receive queues are dealt out to workers.
+        for p in made where !p.port.neverReceives {
             for q in 0..<p.port.queueCount {
                 sources[k % workers.count].append(WorkerSource(index: p.index, port: p.port, queue: q))
                 k += 1

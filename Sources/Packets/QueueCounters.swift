@@ -15,8 +15,11 @@ public final class QueueCounters: @unchecked Sendable {
     @usableFromInline let slots: UnsafeMutablePointer<UInt64>
 
     public init() {
-        slots = .allocate(capacity: Self.slotCount)
-        slots.initialize(repeating: 0, count: Self.slotCount)
+        // Whole cache lines of their own: two workers' counters never share a line.
+        let bytes = (Self.slotCount * 8 + 63) & ~63
+        slots = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            .bindMemory(to: UInt64.self, capacity: bytes / 8)
+        slots.initialize(repeating: 0, count: bytes / 8)
     }
 
     deinit { slots.deallocate() }

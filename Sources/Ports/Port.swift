@@ -84,6 +84,12 @@ public enum Port {
         }
     }
 
+    /// A port nothing ever arrives from (a sink): not worth polling.
+    public var neverReceives: Bool {
+        if case .sink = self { return true }
+        return false
+    }
+
     public var kind: String {
         switch self {
         case .vhost: "vhost"
