@@ -91,7 +91,12 @@ struct Run: ParsableCommand {
         }
         sw.start()
         for p in sw.ports { logger.info("port \(p.name): \(p.spec.text)") }
-        if embedded { printQEMUHint(sw) }
+        if embedded {
+            printQEMUHint(sw)
+            // Piped into a log or a journal, stdout is block-buffered: the hint would only show at
+            // exit. fflush(nil) flushes every output stream.
+            fflush(nil)
+        }
         logger.notice("ferry: ready (\(sw.ports.count) ports, control \(control))")
         sw.control.run()
         sw.stop()
