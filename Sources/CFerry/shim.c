@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "CFerry.h"
 
@@ -22,3 +23,13 @@ int ferry_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SO
 
 _Static_assert(FERRY_MFD_CLOEXEC == MFD_CLOEXEC, "MFD_CLOEXEC");
 int ferry_gettid(void) { return gettid(); }
+
+int ferry_io_uring_setup(unsigned int entries, struct io_uring_params *params) {
+    return (int)syscall(__NR_io_uring_setup, entries, params);
+}
+int ferry_io_uring_enter(int fd, unsigned int to_submit, unsigned int min_complete, unsigned int flags) {
+    return (int)syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, 0);
+}
+int ferry_io_uring_register(int fd, unsigned int opcode, void *arg, unsigned int nr_args) {
+    return (int)syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
+}

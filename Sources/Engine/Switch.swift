@@ -123,7 +123,9 @@ public final class Switch {
                 }
             case .tap(let interface, let queues, let mtu):
                 do {
-                    port = .tap(try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: options.batchSize))
+                    let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: options.batchSize)
+                    logger.info("TAP \(interface): \(tap.queueCount) queue(s), frames written with \(tap.writePath.rawValue)")
+                    port = .tap(tap)
                 } catch {
                     throw SwitchError.port(spec.text, "\(error)")
                 }

@@ -144,6 +144,78 @@ final class TapPortTests: XCTestCase {
         XCTAssertEqual(snapshot.txBytes, snapshot.txPackets * 1000)
     }
 
+    // MARK: Write paths
+
+    /// The io_uring path over several rings' worth of frames (batchCapacity 16,
+    /// 100 frames: seven submissions), with a refused header, a frame of too
+    /// many segments and, once the link is down, EIO for each frame.
+    func testTheIOUringPathDeliversEveryFrameByteExactAndCountsErrorsLikeWritev() throws {
+        let port = try makePort("u", batchCapacity: 16)
+        XCTAssertEqual(port.writePath, .ioUring, "io_uring is enabled on the test machines")
+        let socket = try PacketSocket(interface: port.device.index, ignoreOutgoing: true)
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 128, segmentsPerFrame: 66)
+        var expected: [[UInt8]] = []
+        for i in 0..<100 {
+            let frame = udpFrame(sourcePort: UInt16(2000 + i), size: 60 + (i * 37) % 1400)
+            if i == 40 {
+                arena.append(frame, cuts: Array(1...TapPort.maxSegments), to: batch)
+            } else {
+                arena.append(frame, cuts: [1 + i % 50], to: batch)
+            }
+            if i == 70 { batch.header(batch.count - 1).storeBytes(of: 0x55, toByteOffset: 1, as: UInt8.self) }
+            if i != 40 && i != 70 { expected.append(frame) }
+        }
+        let before = try statistic(port, "rx_packets")
+
+        port.push(queue: 0, from: batch)
+
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(snapshot.txPackets, 98)
+        XCTAssertEqual(snapshot.txBytes, UInt64(expected.reduce(0) { $0 + $1.count }))
+        XCTAssertEqual(snapshot.drops, [.tooManySegments: 1, .ioError: 1])
+        XCTAssertEqual(port.lastError, EINVAL)
+        for (i, frame) in expected.enumerated() {
+            let received = try XCTUnwrap(try socket.receive(timeout: 2), "frame \(i) never reached the kernel")
+            XCTAssertEqual(received, frame, "frame \(i)")
+        }
+        XCTAssertNil(try socket.receive(timeout: 0.05), "no frame beyond the batch")
+        XCTAssertEqual(try statistic(port, "rx_packets") - before, 98)
+
+        try NetworkSandbox.ip("link", "set", port.device.name, "down")
+        batch.reset()
+        for _ in 0..<20 { arena.append(expected[0], cuts: [], to: batch) }
+        port.push(queue: 0, from: batch)
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 98)
+        XCTAssertEqual(port.counters[0].snapshot.drops, [.tooManySegments: 1, .ioError: 21])
+        XCTAssertEqual(port.lastError, EIO)
+        XCTAssertEqual(port.writePath, .ioUring, "a frame's error is not the ring's")
+    }
+
+    func testTheWritevPathWhenAskedForDeliversByteExact() throws {
+        let name = NetworkSandbox.interfaceName("ferrytp", "w")
+        NetworkSandbox.removeInterface(name)
+        addTeardownBlock { NetworkSandbox.removeInterface(name) }
+        let port = try TapPort(name: name, queues: 1, mtu: nil, batchCapacity: 8, writePath: .writev)
+        addTeardownBlock { port.device.close() }
+        try NetworkSandbox.disableIPv6(name)
+        XCTAssertEqual(port.writePath, .writev)
+        let socket = try PacketSocket(interface: port.device.index, ignoreOutgoing: true)
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 16)
+        let frames = (0..<12).map { i in udpFrame(sourcePort: 3000 + UInt16(i), size: 64 + i * 50) }
+        for (i, frame) in frames.enumerated() { arena.append(frame, cuts: [1 + i * 3], to: batch) }
+
+        port.push(queue: 0, from: batch)
+
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 12)
+        XCTAssertEqual(port.counters[0].snapshot.drops, [:])
+        for (i, frame) in frames.enumerated() {
+            XCTAssertEqual(try socket.receive(timeout: 2), frame, "frame \(i)")
+        }
+        XCTAssertNil(try socket.receive(timeout: 0.05))
+    }
+
     // MARK: Pull
 
     func testFramesTheKernelSendsComeOutOfPullByteExact() throws {

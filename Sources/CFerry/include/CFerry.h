@@ -118,4 +118,37 @@ _Static_assert(sizeof(struct vring_used_elem) == 8, "virtq_used_elem is 8 bytes"
 _Static_assert(offsetof(struct vring_avail, ring) == 4, "avail.ring at 4");
 _Static_assert(offsetof(struct vring_used, ring) == 4, "used.ring at 4");
 
+// ---- io_uring (io_uring_setup(2), io_uring_enter(2), io_uring_register(2);
+// linux/io_uring.h). There is no glibc wrapper and syscall(2) is variadic, so
+// the three calls are forwarded as functions. Swift fills SQEs and reads CQEs
+// through raw pointers at the offsets pinned below; the flag macros are
+// shifts Swift cannot import, so they are exported as constants.
+#include <linux/io_uring.h>
+int ferry_io_uring_setup(unsigned int entries, struct io_uring_params *params);
+int ferry_io_uring_enter(int fd, unsigned int to_submit, unsigned int min_complete, unsigned int flags);
+int ferry_io_uring_register(int fd, unsigned int opcode, void *arg, unsigned int nr_args);
+static const uint32_t FERRY_IORING_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
+static const uint32_t FERRY_IORING_SETUP_COOP_TASKRUN = IORING_SETUP_COOP_TASKRUN;
+static const uint32_t FERRY_IORING_FEAT_SINGLE_MMAP = IORING_FEAT_SINGLE_MMAP;
+static const uint32_t FERRY_IORING_ENTER_GETEVENTS = IORING_ENTER_GETEVENTS;
+static const uint32_t FERRY_IORING_REGISTER_FILES = IORING_REGISTER_FILES;
+static const uint8_t FERRY_IORING_OP_WRITEV = IORING_OP_WRITEV;
+// RWF_NOWAIT in sqe.rw_flags: without it io_uring answers a full tun send
+// buffer by polling for POLLOUT and waiting, O_NONBLOCK or not.
+static const uint32_t FERRY_RWF_NOWAIT = RWF_NOWAIT;
+static const uint64_t FERRY_IORING_OFF_SQ_RING = IORING_OFF_SQ_RING;
+static const uint64_t FERRY_IORING_OFF_SQES = IORING_OFF_SQES;
+_Static_assert(sizeof(struct io_uring_sqe) == 64, "io_uring_sqe is 64 bytes");
+_Static_assert(offsetof(struct io_uring_sqe, opcode) == 0, "sqe.opcode at 0 (u8)");
+_Static_assert(offsetof(struct io_uring_sqe, flags) == 1, "sqe.flags at 1 (u8)");
+_Static_assert(offsetof(struct io_uring_sqe, fd) == 4, "sqe.fd at 4 (s32)");
+_Static_assert(offsetof(struct io_uring_sqe, off) == 8, "sqe.off at 8 (u64)");
+_Static_assert(offsetof(struct io_uring_sqe, addr) == 16, "sqe.addr at 16 (u64)");
+_Static_assert(offsetof(struct io_uring_sqe, len) == 24, "sqe.len at 24 (u32)");
+_Static_assert(offsetof(struct io_uring_sqe, rw_flags) == 28, "sqe.rw_flags at 28 (u32)");
+_Static_assert(offsetof(struct io_uring_sqe, user_data) == 32, "sqe.user_data at 32 (u64)");
+_Static_assert(sizeof(struct io_uring_cqe) == 16, "io_uring_cqe is 16 bytes (no CQE32)");
+_Static_assert(offsetof(struct io_uring_cqe, user_data) == 0, "cqe.user_data at 0 (u64)");
+_Static_assert(offsetof(struct io_uring_cqe, res) == 8, "cqe.res at 8 (s32)");
+
 #endif
