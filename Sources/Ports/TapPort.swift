@@ -209,14 +209,7 @@ public final class TapPort {
                 frame &+= 1
                 continue
             }
-            iov[0] = iovec(iov_base: batch.header(frame), iov_len: PacketBatch.headerSize)
-            let first = Int(batch.firstSegment[frame])
-            var s = 0
-            while s < segments {
-                iov[1 &+ s] = iovec(iov_base: batch.segmentBase[first &+ s],
-                                    iov_len: Int(batch.segmentLength[first &+ s]))
-                s &+= 1
-            }
+            Self.describe(frame, of: batch, segments: segments, into: iov)
             do throws(SystemError) {
                 switch try device.writev(queue: q, iov, count: 1 &+ segments) {
                 case .done:
@@ -269,14 +262,7 @@ public final class TapPort {
                 // SAFETY: prepared < chunk <= batchCapacity, so the frame's
                 // iovecs lie inside this queue's share of `burstVectors`.
                 let iov = vectors + prepared &* stride
-                iov[0] = iovec(iov_base: batch.header(frame), iov_len: PacketBatch.headerSize)
-                let first = Int(batch.firstSegment[frame])
-                var s = 0
-                while s < segments {
-                    iov[1 &+ s] = iovec(iov_base: batch.segmentBase[first &+ s],
-                                        iov_len: Int(batch.segmentLength[first &+ s]))
-                    s &+= 1
-                }
+                Self.describe(frame, of: batch, segments: segments, into: iov)
                 ring.prepareWritev(fd: fd, iov, count: 1 &+ segments, userData: UInt64(frame))
                 prepared &+= 1
                 frame &+= 1
@@ -311,6 +297,19 @@ public final class TapPort {
         if failed > 0 {
             counters.dropped(.ioError, failed)
             lastErrorCode.store(lastError, ordering: .relaxed)
+        }
+    }
+
+    /// The iovecs of one frame's write: its virtio-net header, then its segments
+    /// (`segments` of them, at most `maxSegments`, checked by the caller).
+    @inlinable
+    static func describe(_ frame: Int, of batch: PacketBatch, segments: Int, into iov: UnsafeMutablePointer<iovec>) {
+        iov[0] = iovec(iov_base: batch.header(frame), iov_len: PacketBatch.headerSize)
+        let first = Int(batch.firstSegment[frame])
+        var s = 0
+        while s < segments {
+            iov[1 &+ s] = iovec(iov_base: batch.segmentBase[first &+ s], iov_len: Int(batch.segmentLength[first &+ s]))
+            s &+= 1
         }
     }
 
