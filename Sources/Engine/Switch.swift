@@ -140,9 +140,16 @@ public final class Switch {
         control.add(learning)
         var taps: [(name: String, port: TapPort)] = []
         var guests: [VhostDevice] = []
+        var guestPorts: [(index: UInt16, name: String, device: VhostDevice)] = []
         for p in made {
             if case .tap(let t) = p.port { taps.append((p.name, t)) }
-            if case .vhost(let v) = p.port { guests.append(v.device) }
+            if case .vhost(let v) = p.port {
+                guests.append(v.device)
+                guestPorts.append((p.index, p.name, v.device))
+            }
+        }
+        if !guestPorts.isEmpty {
+            control.add(GuestDepartureFlush(guests: guestPorts, database: bridge.database, logger: logger))
         }
         if !taps.isEmpty {
             control.add(TapOffloadPolicy(taps: taps, guests: guests, logger: logger))

@@ -192,3 +192,33 @@ final class SwitchingPathTests: XCTestCase {
         XCTAssertEqual(g[2].received().count, 0, "a→b went to port 1 only")
     }
 }
+
+/// A guest that stops takes its learned addresses with it; static entries stay.
+final class GuestDepartureFlushTests: XCTestCase {
+    func testAStoppedGuestsLearnedAddressesAreForgotten() throws {
+        let log = CapturedLog()
+        let g = try (0..<2).map { try TestGuest("dep\($0)", log: log) }
+        let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })
+        let flush = GuestDepartureFlush(guests: [(0, "dep0", g[0].device), (1, "dep1", g[1].device)],
+                                        database: sw.bridge.database, logger: log.logger)
+        let learned = FDBKey(vlan: 1, mac: MACAddress("52:54:00:00:00:0a")!)
+        let pinned = FDBKey(vlan: 1, mac: MACAddress("52:54:00:00:00:0c")!)
+        let other = FDBKey(vlan: 1, mac: MACAddress("52:54:00:00:00:0b")!)
+        g[1].postBuffers(4)
+        g[0].postBuffers(4)
+        g[0].send(frame(from: "52:54:00:00:00:0a", to: "ff:ff:ff:ff:ff:ff"))
+        g[1].send(frame(from: "52:54:00:00:00:0b", to: "ff:ff:ff:ff:ff:ff"))
+        sw.pass()
+        XCTAssertTrue(sw.bridge.database.addStatic(pinned, port: 0))
+        flush.service(now: 0)
+        XCTAssertEqual(sw.bridge.database.lookup(learned), 0, "nothing is flushed while the guest runs")
+
+        g[0].device.reset(reason: "test: front-end gone")
+        flush.service(now: 1)
+        XCTAssertNil(sw.bridge.database.lookup(learned), "the stopped guest's address is forgotten")
+        XCTAssertEqual(sw.bridge.database.lookup(pinned), 0, "a static entry stays")
+        XCTAssertEqual(sw.bridge.database.lookup(other), 1, "the other guest's address stays")
+        XCTAssertTrue(log.lines.contains { $0.contains("port dep0: guest stopped, 1 learned addresses forgotten") },
+                      "\(log.lines)")
+    }
+}
