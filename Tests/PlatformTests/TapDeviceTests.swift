@@ -1,36 +1,25 @@
 import Foundation
 import Glibc
 @testable import Platform
+import TestSupport
 import XCTest
 
 /// Real TAP interfaces: these tests need root and /dev/net/tun, and fail with
 /// the reason when either is missing. Every interface and namespace a test
 /// creates is removed again, also when the test fails.
 final class TapDeviceTests: XCTestCase {
-    private struct Unavailable: Error, CustomStringConvertible {
-        let description: String
-    }
-
     private let pid = Int(getpid())
     /// A name unique to this run and test, within IFNAMSIZ: "ferrytst" + 3 digits + suffix.
     private func tapName(_ suffix: String) -> String { "ferrytst\(pid % 1000)\(suffix)" }
 
     override func setUpWithError() throws {
-        guard geteuid() == 0 else {
-            throw Unavailable(description: "TAP tests need root (CAP_NET_ADMIN); run them as root")
-        }
-        guard access("/dev/net/tun", R_OK | W_OK) == 0 else {
-            throw Unavailable(description: "TAP tests need /dev/net/tun (modprobe tun): \(String(cString: strerror(errno)))")
-        }
-        guard FileManager.default.isExecutableFile(atPath: Self.ipPath) else {
-            throw Unavailable(description: "TAP tests need iproute2 at \(Self.ipPath)")
-        }
+        try NetworkSandbox.requireTapSupport()
     }
 
     func testCreatedTapIsUpTakesAnMTUAndDisappearsOnClose() throws {
         let name = tapName("a")
-        removeLeftover(name)
-        defer { removeLeftover(name) }
+        NetworkSandbox.removeInterface(name)
+        defer { NetworkSandbox.removeInterface(name) }
         XCTAssertEqual(if_nametoindex(name), 0)
 
         let tap = try TapDevice(name: name, offloads: [.checksum], mtu: 1400)
@@ -45,7 +34,7 @@ final class TapDeviceTests: XCTestCase {
 
         try tap.setMTU(9000)
         XCTAssertEqual(try tap.mtu(), 9000)
-        XCTAssertEqual(try sysfs(name, "mtu"), "9000")
+        XCTAssertEqual(try NetworkSandbox.sysfs(name, "mtu"), "9000")
 
         let fd = tap.queueDescriptors[0]
         XCTAssertNotEqual(fcntl(fd, F_GETFL) & O_NONBLOCK, 0, "O_NONBLOCK")
@@ -60,8 +49,8 @@ final class TapDeviceTests: XCTestCase {
 
     func testDroppingTheLastReferenceRemovesACreatedTap() throws {
         let name = tapName("b")
-        removeLeftover(name)
-        defer { removeLeftover(name) }
+        NetworkSandbox.removeInterface(name)
+        defer { NetworkSandbox.removeInterface(name) }
         do {
             let tap = try TapDevice(name: name)
             XCTAssertNotEqual(if_nametoindex(tap.name), 0)
@@ -71,8 +60,8 @@ final class TapDeviceTests: XCTestCase {
 
     func testMultiQueueGivesOneDescriptorPerQueue() throws {
         let name = tapName("m")
-        removeLeftover(name)
-        defer { removeLeftover(name) }
+        NetworkSandbox.removeInterface(name)
+        defer { NetworkSandbox.removeInterface(name) }
         let tap = try TapDevice(name: name, queues: 2, offloads: [.checksum, .tso4, .tso6])
         XCTAssertEqual(tap.queueCount, 2)
         let fds = tap.queueDescriptors
@@ -112,8 +101,8 @@ final class TapDeviceTests: XCTestCase {
 
     func testOffloadsAndTheSendBufferChangeAtRunTime() throws {
         let name = tapName("r")
-        removeLeftover(name)
-        defer { removeLeftover(name) }
+        NetworkSandbox.removeInterface(name)
+        defer { NetworkSandbox.removeInterface(name) }
         let tap = try TapDevice(name: name, queues: 2)
         XCTAssertEqual(tap.offloads, [])
         try tap.setOffloads([.checksum, .tso4, .tso6])
@@ -169,8 +158,8 @@ final class TapDeviceTests: XCTestCase {
 
     func testRefusedOffloadsFailTheOpenAndRemoveTheTap() {
         let name = tapName("o")
-        removeLeftover(name)
-        defer { removeLeftover(name) }
+        NetworkSandbox.removeInterface(name)
+        defer { NetworkSandbox.removeInterface(name) }
         // TSO without checksum offload is refused by the driver, after TUNSETIFF created the TAP.
         XCTAssertThrowsError(try TapDevice(name: name, queues: 2, offloads: [.tso4])) { error in
             guard let error = error as? SystemError else { return XCTFail("\(error)") }
@@ -182,8 +171,8 @@ final class TapDeviceTests: XCTestCase {
 
     func testAMTUTheDriverRefusesFailsTheOpenAndRemovesTheTap() {
         let name = tapName("u")
-        removeLeftover(name)
-        defer { removeLeftover(name) }
+        NetworkSandbox.removeInterface(name)
+        defer { NetworkSandbox.removeInterface(name) }
         XCTAssertThrowsError(try TapDevice(name: name, mtu: 70_000)) { error in
             guard let error = error as? SystemError else { return XCTFail("\(error)") }
             XCTAssertEqual(error.errno, EINVAL)
@@ -204,9 +193,9 @@ final class TapDeviceTests: XCTestCase {
 
     func testAPreexistingPersistentTapIsAttachedAndLeftInPlace() throws {
         let name = tapName("p")
-        removeLeftover(name)
-        defer { removeLeftover(name) }
-        try ip("tuntap", "add", "mode", "tap", "name", name)
+        NetworkSandbox.removeInterface(name)
+        defer { NetworkSandbox.removeInterface(name) }
+        try NetworkSandbox.ip("tuntap", "add", "mode", "tap", "name", name)
         let index = if_nametoindex(name)
         XCTAssertNotEqual(index, 0)
 
@@ -234,23 +223,23 @@ final class TapDeviceTests: XCTestCase {
     func testKernelAnswersAnEchoRequestWrittenToTheTap() throws {
         let name = tapName("t")
         let namespace = "ferry-tt-\(pid)"
-        removeLeftover(name)
-        _ = try? ip("netns", "del", namespace)
-        try ip("netns", "add", namespace)
-        defer { _ = try? ip("netns", "del", namespace) }
+        NetworkSandbox.removeInterface(name)
+        _ = try? NetworkSandbox.ip("netns", "del", namespace)
+        try NetworkSandbox.ip("netns", "add", namespace)
+        defer { _ = try? NetworkSandbox.ip("netns", "del", namespace) }
 
         let tap = try TapDevice(name: name, offloads: [.checksum, .tso4, .tso6])
         defer { tap.close() }
-        let tapMAC = try parseMAC(try sysfs(name, "address"))
+        let tapMAC = try parseMAC(try NetworkSandbox.sysfs(name, "address"))
         let peerMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x99]
         let tapIP: [UInt8] = [198, 18, 99, 1]
         let peerIP: [UInt8] = [198, 18, 99, 2]
 
         // Moving a device takes it down; the descriptors stay attached.
-        try ip("link", "set", name, "netns", namespace)
-        try ip("-n", namespace, "addr", "add", "198.18.99.1/30", "dev", name)
-        try ip("-n", namespace, "link", "set", name, "up")
-        try ip("-n", namespace, "neigh", "add", "198.18.99.2", "lladdr", "02:00:00:00:00:99", "dev", name)
+        try NetworkSandbox.ip("link", "set", name, "netns", namespace)
+        try NetworkSandbox.ip("-n", namespace, "addr", "add", "198.18.99.1/30", "dev", name)
+        try NetworkSandbox.ip("-n", namespace, "link", "set", name, "up")
+        try NetworkSandbox.ip("-n", namespace, "neigh", "add", "198.18.99.2", "lladdr", "02:00:00:00:00:99", "dev", name)
 
         let identifier: UInt16 = UInt16(truncatingIfNeeded: pid)
         let payload = (0..<32).map { UInt8($0) }
@@ -317,43 +306,10 @@ final class TapDeviceTests: XCTestCase {
 
     // MARK: Helpers
 
-    private static let ipPath = "/usr/sbin/ip"
-
-    /// Runs `ip` with `arguments`, throwing its stderr when it fails.
-    @discardableResult
-    private func ip(_ arguments: String...) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.ipPath)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw Unavailable(description: "ip \(arguments.joined(separator: " ")): "
-                              + (String(data: errors, encoding: .utf8) ?? "status \(process.terminationStatus)"))
-        }
-        return String(data: output, encoding: .utf8) ?? ""
-    }
-
-    /// Deletes `name` if an earlier, interrupted run left it behind.
-    private func removeLeftover(_ name: String) {
-        if if_nametoindex(name) != 0 { _ = try? ip("link", "del", name) }
-    }
-
-    private func sysfs(_ name: String, _ attribute: String) throws -> String {
-        try String(contentsOfFile: "/sys/class/net/\(name)/\(attribute)", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
     private func sysfsHex(_ name: String, _ attribute: String) throws -> Int {
-        let text = try sysfs(name, attribute)
+        let text = try NetworkSandbox.sysfs(name, attribute)
         guard let value = Int(text.hasPrefix("0x") ? String(text.dropFirst(2)) : text, radix: 16) else {
-            throw Unavailable(description: "\(attribute) of \(name) is not hex: \(text)")
+            throw NetworkSandbox.Unavailable("\(attribute) of \(name) is not hex: \(text)")
         }
         return value
     }
@@ -362,23 +318,12 @@ final class TapDeviceTests: XCTestCase {
 
     private func parseMAC(_ text: String) throws -> [UInt8] {
         let bytes = text.split(separator: ":").compactMap { UInt8($0, radix: 16) }
-        guard bytes.count == 6 else { throw Unavailable(description: "not a MAC address: \(text)") }
+        guard bytes.count == 6 else { throw NetworkSandbox.Unavailable("not a MAC address: \(text)") }
         return bytes
     }
 
     /// The Internet checksum (RFC 1071) of `bytes`; 0 over a block that carries a correct one.
-    private func checksum(_ bytes: ArraySlice<UInt8>) -> UInt16 {
-        var sum: UInt32 = 0
-        var i = bytes.startIndex
-        while i < bytes.endIndex {
-            let high = UInt32(bytes[i]) << 8
-            let low = i + 1 < bytes.endIndex ? UInt32(bytes[i + 1]) : 0
-            sum += high | low
-            i += 2
-        }
-        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
-        return ~UInt16(sum)
-    }
+    private func checksum(_ bytes: ArraySlice<UInt8>) -> UInt16 { ~onesComplementSum(bytes) }
 
     /// Ethernet + IPv4 + ICMP echo request (RFC 792), sequence 1.
     private func echoRequest(from srcMAC: [UInt8], _ srcIP: [UInt8], to dstMAC: [UInt8], _ dstIP: [UInt8],

@@ -470,7 +470,7 @@ final class TapPortTests: XCTestCase {
         let ipLength = max(28, size - 14)
         var ip: [UInt8] = [0x45, 0, UInt8(ipLength >> 8), UInt8(ipLength & 0xff), 0, 0, 0x40, 0, 64, 17, 0, 0,
                            198, 18, 0, 1, 198, 18, 0, 2]
-        let ipSum = ~sum16(ip[...])
+        let ipSum = ~onesComplementSum(ip[...])
         ip[10] = UInt8(ipSum >> 8)
         ip[11] = UInt8(ipSum & 0xff)
         let udpLength = ipLength - 20
@@ -478,7 +478,7 @@ final class TapPortTests: XCTestCase {
                             UInt8(udpLength >> 8), UInt8(udpLength & 0xff), 0, 0]
         udp += (0..<(udpLength - 8)).map { UInt8(truncatingIfNeeded: $0) }
         if partialChecksum {
-            let pseudo = sum16(pseudoHeader(udpLength: udpLength)[...])
+            let pseudo = onesComplementSum(pseudoHeader(udpLength: udpLength)[...])
             udp[6] = UInt8(pseudo >> 8)
             udp[7] = UInt8(pseudo & 0xff)
         }
@@ -493,21 +493,7 @@ final class TapPortTests: XCTestCase {
     /// The UDP checksum check of `frame` (RFC 768): 0 when the checksum is right.
     private func udpChecksum(of frame: [UInt8]) -> UInt16 {
         let udp = frame[34...]
-        return ~sum16(pseudoHeader(udpLength: udp.count)[...] + udp)
-    }
-
-    /// The ones'-complement sum of 16-bit words (RFC 1071), folded, not complemented.
-    private func sum16(_ bytes: ArraySlice<UInt8>) -> UInt16 {
-        var sum: UInt32 = 0
-        var i = bytes.startIndex
-        while i < bytes.endIndex {
-            let high = UInt32(bytes[i]) << 8
-            let low = i + 1 < bytes.endIndex ? UInt32(bytes[i + 1]) : 0
-            sum += high | low
-            i += 2
-        }
-        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
-        return UInt16(sum)
+        return ~onesComplementSum(pseudoHeader(udpLength: udp.count)[...] + udp)
     }
 }
 
