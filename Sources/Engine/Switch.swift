@@ -31,6 +31,10 @@ public final class NamedPort {
         case .tap(let t):
             let error = t.lastError
             return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
+        case .xdp(let x):
+            let mode = x.copyMode.rawValue
+            let error = x.lastError
+            return error == 0 ? "running (\(mode))" : "running (\(mode), last error: \(String(cString: strerror(error))))"
         case .gen(let g): return g.isFinished ? "finished" : "running"
         case .sink: return "running"
         }
@@ -208,7 +212,7 @@ public final class Switch {
             case .vhost(let v): v.endpoint.shutDown("Ferry is stopping")
             // A TAP Ferry created disappears with its last descriptor; one that existed stays.
             case .tap(let t): t.device.close()
-            case .gen, .sink: break
+            case .xdp, .gen, .sink: break
             }
         }
     }

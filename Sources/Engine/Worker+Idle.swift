@@ -31,6 +31,9 @@ extension Worker {
             case .tap(let tap):
                 // Readable while the kernel holds a frame: nothing to re-arm, no race.
                 sleepDescriptors.append(pollfd(fd: tap.descriptor(queue: source.queue), events: Int16(POLLIN), revents: 0))
+            case .xdp(let xdp):
+                // Readable while the socket's RX ring holds a frame.
+                sleepDescriptors.append(pollfd(fd: xdp.descriptor(queue: source.queue), events: Int16(POLLIN), revents: 0))
             case .gen(let gen):
                 // A generator always has the next frame.
                 if !gen.isFinished { return }

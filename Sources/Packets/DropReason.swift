@@ -29,6 +29,11 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case txFull
     /// The kernel refused the frame with an error other than EAGAIN (logged once per port).
     case ioError
+    /// The frame is longer than the port can send (a NIC's MTU, a transmit slot).
+    case tooLong
+    /// The frame asked for its checksum to be finished (NEEDS_CSUM) at offsets
+    /// outside the frame; a port without checksum offload cannot send it.
+    case badChecksumRequest
 
     /// The name used in stats output and metrics labels.
     public var name: String {
@@ -45,6 +50,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .invalidSource: "invalid_source"
         case .txFull: "tx_full"
         case .ioError: "io_error"
+        case .tooLong: "too_long"
+        case .badChecksumRequest: "bad_checksum_request"
         }
     }
 }

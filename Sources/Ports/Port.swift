@@ -9,6 +9,7 @@ public enum Port {
     case gen(GenPort)
     case sink(SinkPort)
     case tap(TapPort)
+    case xdp(XdpPort)
 
     public var queueCount: Int {
         switch self {
@@ -16,6 +17,7 @@ public enum Port {
         case .gen(let p): p.queueCount
         case .sink(let p): p.queueCount
         case .tap(let p): p.queueCount
+        case .xdp(let p): p.queueCount
         }
     }
 
@@ -27,6 +29,7 @@ public enum Port {
         case .gen(let p): p.pull(queue: queue, into: batch)
         case .sink(let p): p.pull(queue: queue, into: batch)
         case .tap(let p): p.pull(queue: queue, into: batch)
+        case .xdp(let p): p.pull(queue: queue, into: batch)
         }
     }
 
@@ -38,6 +41,7 @@ public enum Port {
         case .gen(let p): p.push(queue: queue, from: batch)
         case .sink(let p): p.push(queue: queue, from: batch)
         case .tap(let p): p.push(queue: queue, from: batch)
+        case .xdp(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -49,6 +53,7 @@ public enum Port {
         case .gen(let p): p.release(queue: queue)
         case .sink(let p): p.release(queue: queue)
         case .tap(let p): p.release(queue: queue)
+        case .xdp(let p): p.release(queue: queue)
         }
     }
 
@@ -59,7 +64,7 @@ public enum Port {
     public func room(queue: Int) -> Int {
         switch self {
         case .vhost(let p): p.device.queues[2 &* queue].postedBuffers
-        case .gen, .sink, .tap: Int.max
+        case .gen, .sink, .tap, .xdp: Int.max
         }
     }
 
@@ -69,6 +74,7 @@ public enum Port {
         switch self {
         case .vhost(let p): p.counters[queue]
         case .tap(let p): p.counters[queue]
+        case .xdp(let p): p.counters[queue]
         case .gen(let p): p.counters
         case .sink(let p): p.counters
         }
@@ -81,6 +87,7 @@ public enum Port {
         case .gen(let p): [p.counters]
         case .sink(let p): [p.counters]
         case .tap(let p): p.counters
+        case .xdp(let p): p.counters
         }
     }
 
@@ -96,6 +103,7 @@ public enum Port {
         case .gen: "gen"
         case .sink: "sink"
         case .tap: "tap"
+        case .xdp: "xdp"
         }
     }
 }

@@ -151,4 +151,19 @@ _Static_assert(sizeof(struct io_uring_cqe) == 16, "io_uring_cqe is 16 bytes (no 
 _Static_assert(offsetof(struct io_uring_cqe, user_data) == 0, "cqe.user_data at 0 (u64)");
 _Static_assert(offsetof(struct io_uring_cqe, res) == 8, "cqe.res at 8 (s32)");
 
+// ---- AF_XDP (kernel Documentation/networking/af_xdp.rst; linux/if_xdp.h).
+// Swift imports the structs and the plain flag macros; the mmap page offsets
+// are 64-bit literals it can, but they are exported beside the layouts that
+// the ring views read through raw pointers, so the two stay in one place.
+#include <linux/if_xdp.h>
+static const uint64_t FERRY_XDP_PGOFF_RX_RING = XDP_PGOFF_RX_RING;
+static const uint64_t FERRY_XDP_PGOFF_TX_RING = XDP_PGOFF_TX_RING;
+static const uint64_t FERRY_XDP_UMEM_PGOFF_FILL_RING = XDP_UMEM_PGOFF_FILL_RING;
+static const uint64_t FERRY_XDP_UMEM_PGOFF_COMPLETION_RING = XDP_UMEM_PGOFF_COMPLETION_RING;
+_Static_assert(sizeof(struct xdp_desc) == 16, "xdp_desc is 16 bytes");
+_Static_assert(offsetof(struct xdp_desc, len) == 8, "xdp_desc.len at 8 (u32)");
+_Static_assert(sizeof(struct sockaddr_xdp) == 16, "sockaddr_xdp is 16 bytes");
+_Static_assert(sizeof(struct xdp_umem_reg) == 32, "xdp_umem_reg v2 (with flags) is 32 bytes");
+_Static_assert(sizeof(struct xdp_mmap_offsets) == 128, "xdp_mmap_offsets with flags is 128 bytes");
+
 #endif

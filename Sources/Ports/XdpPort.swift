@@ -1,0 +1,355 @@
+import CFerry
+import Glibc
+import Packets
+import Platform
+import Synchronization
+
+/// A NIC reached through AF_XDP: one socket per NIC queue, all on one UMEM.
+///
+/// The UMEM is the port's packet pool, a memfd cut into `frameSize` frames.
+/// Each queue owns a share of it: `receiveFrames` frames that circulate
+/// between the fill ring, the RX ring and Ferry, and `ringSize` frames for
+/// transmitting, which circulate between a free list, the TX ring and the
+/// completion ring. No frame is ever shared between queues, so a queue is
+/// served without a lock by the one worker that pulls it (and the one that
+/// pushes it).
+///
+/// A frame from the NIC is handed to its destination by reference into the
+/// UMEM (the destination's copy is the only one Ferry makes), and goes back to
+/// the fill ring on `release`. A frame to the NIC is copied once, from
+/// wherever it lives into a free UMEM frame, its partial checksum finished on
+/// the way (the wire has no checksum offload), and its descriptor put on the
+/// TX ring.
+///
+/// Which frames reach these sockets is the steering program's business (the
+/// XDP target): the port only binds the sockets; the switch enters them into
+/// the program's socket map.
+public final class XdpPort {
+    /// What the user asked for zero-copy (`zerocopy=`).
+    public enum ZeroCopyRequest: String, Sendable {
+        case auto, on, off
+    }
+
+    /// UMEM frame size: a page holds two. Copy mode puts a received frame 256
+    /// bytes (XDP_PACKET_HEADROOM) into its chunk, so the longest frame the
+    /// NIC can hand over is 1792 bytes: Ethernet MTU 1500 with room to spare.
+    public static let frameSize: UInt32 = 2048
+    /// RX, TX and completion ring entries per queue.
+    public static let ringSize: UInt32 = 2048
+    /// Frames each queue keeps for receiving: all of them fit in the fill ring.
+    public static let receiveFrames: UInt32 = 4096
+    /// The queue ids one port may bind (the steering program's socket map size).
+    public static let maxQueues = 64
+    @usableFromInline static let ethernetHeaderSize = 14
+
+    public let interface: String
+    public let interfaceIndex: UInt32
+    public let queueCount: Int
+    public let copyMode: XDPSocket.CopyMode
+    /// Why zero-copy was not used when `zerocopy=auto` asked for it (nil when it was, or was not asked for).
+    public let zeroCopyFallback: String?
+    public let counters: [QueueCounters]
+    /// The longest frame this port sends: the interface's MTU plus an Ethernet
+    /// header and one 802.1Q tag, at most a UMEM frame.
+    public let maxFrameLength: Int
+
+    let umem: SharedMemory
+    @usableFromInline let sockets: [XDPSocket]
+    @usableFromInline let umemBase: UnsafeMutableRawPointer
+    @usableFromInline let queues: UnsafeMutablePointer<XdpQueue>
+    @usableFromInline let batchCapacity: Int
+    @usableFromInline let lastErrorCode = Atomic<Int32>(0)
+
+    /// Binds `queues` sockets (nil: one per receive queue the interface has)
+    /// to `interface`. `forceCopy` when the steering program runs in generic
+    /// mode, where zero-copy cannot work.
+    public init(interface: String, queues: Int?, zeroCopy: ZeroCopyRequest, forceCopy: Bool,
+                batchCapacity: Int = 256) throws(SystemError) {
+        precondition(batchCapacity > 0 && batchCapacity <= Int(Self.ringSize))
+        let index = try NetworkInterface.index(of: interface)
+        let count = queues ?? min(NetworkInterface.receiveQueueCount(of: interface), Self.maxQueues)
+        guard (1...Self.maxQueues).contains(count) else {
+            throw SystemError("\(interface): \(count) queues (a port binds 1...\(Self.maxQueues))", errno: EINVAL)
+        }
+        if zeroCopy == .on && forceCopy {
+            throw SystemError("\(interface): zerocopy=on needs the steering program in native mode", errno: EINVAL)
+        }
+        let perQueue = Int(Self.receiveFrames + Self.ringSize) * Int(Self.frameSize)
+        umem = try SharedMemory(length: perQueue * count, name: "ferry-umem-\(interface)")
+        umemBase = umem.base
+
+        var sockets: [XDPSocket] = []
+        var mode: XDPSocket.CopyMode = (zeroCopy == .off || forceCopy) ? .copy : .zeroCopy
+        var fallback: String?
+        for q in 0..<count {
+            let shared: XDPSocket.UMEM = sockets.first.map { .share($0) }
+                ?? .register(area: umem.base, length: umem.length, frameSize: Self.frameSize)
+            do {
+                sockets.append(try XDPSocket(interfaceIndex: index, queue: UInt32(q), umem: shared, copyMode: mode,
+                                             ringSize: Self.ringSize, fillRingSize: Self.receiveFrames))
+            } catch where q == 0 && mode == .zeroCopy && zeroCopy == .auto {
+                // The driver cannot map the UMEM for DMA (veth never can): the
+                // kernel copies instead. Every queue of a port shares one mode.
+                fallback = "\(error)"
+                mode = .copy
+                sockets.append(try XDPSocket(interfaceIndex: index, queue: UInt32(q), umem: shared, copyMode: mode,
+                                             ringSize: Self.ringSize, fillRingSize: Self.receiveFrames))
+            }
+        }
+        self.sockets = sockets
+        self.interface = interface
+        interfaceIndex = index
+        queueCount = count
+        copyMode = mode
+        zeroCopyFallback = fallback
+        self.batchCapacity = batchCapacity
+        counters = (0..<count).map { _ in QueueCounters() }
+        let mtu = (try? NetworkInterface.mtu(of: interface)) ?? 1500
+        maxFrameLength = min(mtu &+ Self.ethernetHeaderSize &+ 4, Int(Self.frameSize))
+
+        self.queues = .allocate(capacity: count)
+        for q in 0..<count {
+            let s = sockets[q]
+            let base = UInt64(q) * UInt64(perQueue)
+            var state = XdpQueue(socket: s, batchCapacity: batchCapacity)
+            // Every receive frame starts in the fill ring: the kernel may land a
+            // frame in any of them from now on.
+            for i in 0..<Self.receiveFrames {
+                state.fill.address(at: state.fill.writePosition &+ i).pointee = base + UInt64(i) * UInt64(Self.frameSize)
+            }
+            state.fill.produce(Self.receiveFrames)
+            let transmitBase = base + UInt64(Self.receiveFrames) * UInt64(Self.frameSize)
+            for i in 0..<Int(Self.ringSize) {
+                state.transmitFree[i] = transmitBase + UInt64(i) * UInt64(Self.frameSize)
+            }
+            state.transmitFreeCount = Int(Self.ringSize)
+            (self.queues + q).initialize(to: state)
+        }
+    }
+
+    deinit {
+        for q in 0..<queueCount { queues[q].deallocate() }
+        queues.deinitialize(count: queueCount)
+        queues.deallocate()
+    }
+
+    /// The socket descriptor of `queue`: readable when its RX ring holds frames;
+    /// the steering program's socket map takes it.
+    public func descriptor(queue: Int) -> Int32 { sockets[queue].descriptor.rawValue }
+
+    /// The errno of the last failed kick (the interface went down or away), 0 if none.
+    public var lastError: Int32 { lastErrorCode.load(ordering: .relaxed) }
+
+    /// The kernel's own drop counters for `queue` (XDP_STATISTICS).
+    public func kernelStatistics(queue: Int) -> xdp_statistics? { try? sockets[queue].statistics() }
+
+    // MARK: receive
+
+    /// Takes what the queue's RX ring holds, up to the batch's room; the frames
+    /// stay in the UMEM until `release`. Returns the frames taken, runts included.
+    @inlinable
+    public func pull(queue q: Int, into batch: PacketBatch) -> Int {
+        let counters = self.counters[q]
+        let state = queues + q
+        let rx = state.pointee.rx
+        var n = Int(rx.readable())
+        if n == 0 {
+            if state.pointee.fill.needsWakeup { try? sockets[q].kickReceive() }
+            return 0
+        }
+        var room = batch.room
+        if room > batch.freeSegments { room = batch.freeSegments }
+        if room > batchCapacity { room = batchCapacity }
+        if n > room { n = room }
+        let position = rx.readPosition
+        let taken = state.pointee.taken
+        var frames = 0
+        var bytes: UInt64 = 0
+        var i = 0
+        while i < n {
+            let descriptor = rx.descriptor(at: position &+ UInt32(truncatingIfNeeded: i))
+            let address = descriptor.load(as: UInt64.self)
+            let length = descriptor.load(fromByteOffset: 8, as: UInt32.self)
+            taken[i] = address
+            let token = UInt32(truncatingIfNeeded: i)
+            i &+= 1
+            if length < UInt32(Self.ethernetHeaderSize) {
+                counters.dropped(.runt)
+                continue
+            }
+            let slot = batch.count
+            batch.append(base: umemBase + Int(truncatingIfNeeded: address), length: length, token: token)
+            // The wire carries no virtio-net header: no offload flags, no GSO.
+            let header = batch.header(slot)
+            header.storeBytes(of: 0, as: UInt64.self)
+            header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+            frames &+= 1
+            bytes &+= UInt64(length)
+        }
+        rx.consume(UInt32(truncatingIfNeeded: n))
+        state.pointee.takenCount = n
+        if frames > 0 { counters.received(packets: frames, bytes: bytes) }
+        return n
+    }
+
+    /// Gives the last pull's frames back to the kernel through the fill ring.
+    @inlinable
+    public func release(queue q: Int) {
+        let state = queues + q
+        let count = state.pointee.takenCount
+        if count == 0 { return }
+        let fill = state.pointee.fill
+        let taken = state.pointee.taken
+        let mask = ~UInt64(Self.frameSize &- 1)
+        let position = fill.writePosition
+        // The fill ring holds every receive frame of the queue, so there is
+        // always room for the ones that come back.
+        var i = 0
+        while i < count {
+            fill.address(at: position &+ UInt32(truncatingIfNeeded: i)).pointee = taken[i] & mask
+            i &+= 1
+        }
+        fill.produce(UInt32(truncatingIfNeeded: count))
+        state.pointee.takenCount = 0
+    }
+
+    // MARK: transmit
+
+    /// Copies every frame of `batch` into a free UMEM frame and onto the TX
+    /// ring, then asks the kernel to send. Frames longer than the port's MTU
+    /// allows are dropped `.tooLong`; with no free frame or TX slot left the
+    /// rest of the burst is dropped `.txFull`.
+    @inlinable
+    public func push(queue q: Int, from batch: PacketBatch) {
+        let counters = self.counters[q]
+        let state = queues + q
+        reclaimCompletions(state)
+        let tx = state.pointee.tx
+        var room = Int(tx.writable())
+        if room > state.pointee.transmitFreeCount { room = state.pointee.transmitFreeCount }
+        let free = state.pointee.transmitFree
+        var freeCount = state.pointee.transmitFreeCount
+        let position = tx.writePosition
+        let count = batch.count
+        var queued = 0
+        var bytes: UInt64 = 0
+        var frame = 0
+        while frame < count {
+            let length = Int(batch.length[frame])
+            if length > maxFrameLength {
+                counters.dropped(.tooLong)
+                frame &+= 1
+                continue
+            }
+            if queued == room {
+                counters.dropped(.txFull, count &- frame)
+                break
+            }
+            freeCount &-= 1
+            let address = free[freeCount]
+            let destination = umemBase + Int(truncatingIfNeeded: address)
+            let first = Int(batch.firstSegment[frame])
+            let segments = Int(batch.segments[frame])
+            var offset = 0
+            var s = 0
+            while s < segments {
+                let piece = Int(batch.segmentLength[first &+ s])
+                (destination + offset).copyMemory(from: batch.segmentBase[first &+ s], byteCount: piece)
+                offset &+= piece
+                s &+= 1
+            }
+            if !ChecksumCompletion.complete(frame: destination, length: length, header: batch.header(frame)) {
+                counters.dropped(.badChecksumRequest)
+                freeCount &+= 1
+                frame &+= 1
+                continue
+            }
+            let descriptor = tx.descriptor(at: position &+ UInt32(truncatingIfNeeded: queued))
+            descriptor.storeBytes(of: address, as: UInt64.self)
+            descriptor.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 8, as: UInt32.self)
+            descriptor.storeBytes(of: 0, toByteOffset: 12, as: UInt32.self)
+            queued &+= 1
+            bytes &+= UInt64(length)
+            frame &+= 1
+        }
+        state.pointee.transmitFreeCount = freeCount
+        if queued > 0 {
+            tx.produce(UInt32(truncatingIfNeeded: queued))
+            counters.sent(packets: queued, bytes: bytes)
+        }
+        kickTransmit(queue: q, state)
+    }
+
+    /// Frames the kernel has sent go back on the free list.
+    @inlinable
+    func reclaimCompletions(_ state: UnsafeMutablePointer<XdpQueue>) {
+        let completion = state.pointee.completion
+        let n = completion.readable()
+        if n == 0 { return }
+        let free = state.pointee.transmitFree
+        var freeCount = state.pointee.transmitFreeCount
+        let position = completion.readPosition
+        var i: UInt32 = 0
+        while i < n {
+            free[freeCount] = completion.address(at: position &+ i).pointee
+            freeCount &+= 1
+            i &+= 1
+        }
+        completion.consume(n)
+        state.pointee.transmitFreeCount = freeCount
+    }
+
+    /// In copy mode the kernel transmits only inside `sendto`, a few dozen
+    /// frames per call; a zero-copy driver needs the call only when it asks
+    /// (need_wakeup). Repeats while the ring drains, and stops at the first
+    /// call that moves nothing: the frames left go with the next burst's kick.
+    @inlinable
+    func kickTransmit(queue q: Int, _ state: UnsafeMutablePointer<XdpQueue>) {
+        let tx = state.pointee.tx
+        var pending = tx.pending()
+        if pending == 0 { return }
+        if copyMode == .zeroCopy && !tx.needsWakeup { return }
+        let socket = sockets[q]
+        while pending > 0 {
+            do throws(SystemError) {
+                _ = try socket.kickTransmit()
+            } catch {
+                lastErrorCode.store(error.errno, ordering: .relaxed)
+                return
+            }
+            let left = tx.pending()
+            if left >= pending { return }
+            pending = left
+        }
+    }
+}
+
+/// One queue's rings and frame bookkeeping, kept in a plain struct so the data
+/// path reaches it through one pointer, with no reference counting.
+@usableFromInline
+struct XdpQueue {
+    @usableFromInline let rx: XDPRing
+    @usableFromInline let tx: XDPRing
+    @usableFromInline let fill: XDPRing
+    @usableFromInline let completion: XDPRing
+    /// UMEM addresses of the frames the last pull took, to return on `release`.
+    @usableFromInline let taken: UnsafeMutablePointer<UInt64>
+    @usableFromInline var takenCount = 0
+    /// UMEM addresses of transmit frames the kernel is done with.
+    @usableFromInline let transmitFree: UnsafeMutablePointer<UInt64>
+    @usableFromInline var transmitFreeCount = 0
+
+    init(socket: XDPSocket, batchCapacity: Int) {
+        rx = socket.rx
+        tx = socket.tx
+        fill = socket.fill
+        completion = socket.completion
+        taken = .allocate(capacity: batchCapacity)
+        transmitFree = .allocate(capacity: Int(XdpPort.ringSize))
+    }
+
+    func deallocate() {
+        taken.deallocate()
+        transmitFree.deallocate()
+    }
+}
