@@ -35,6 +35,7 @@ public final class NamedPort {
             let mode = x.copyMode.rawValue
             let error = x.lastError
             return error == 0 ? "running (\(mode))" : "running (\(mode), last error: \(String(cString: strerror(error))))"
+        case .failed(let f): return "failed: \(f.reason)"
         case .gen(let g): return g.isFinished ? "finished" : "running"
         case .sink: return "running"
         }
@@ -212,7 +213,7 @@ public final class Switch {
             case .vhost(let v): v.endpoint.shutDown("Ferry is stopping")
             // A TAP Ferry created disappears with its last descriptor; one that existed stays.
             case .tap(let t): t.device.close()
-            case .xdp, .gen, .sink: break
+            case .xdp, .failed, .gen, .sink: break
             }
         }
     }

@@ -37,7 +37,7 @@ extension Worker {
             case .gen(let gen):
                 // A generator always has the next frame.
                 if !gen.isFinished { return }
-            case .sink:
+            case .sink, .failed:
                 continue
             }
         }

@@ -10,6 +10,7 @@ public enum Port {
     case sink(SinkPort)
     case tap(TapPort)
     case xdp(XdpPort)
+    case failed(FailedPort)
 
     public var queueCount: Int {
         switch self {
@@ -18,6 +19,7 @@ public enum Port {
         case .sink(let p): p.queueCount
         case .tap(let p): p.queueCount
         case .xdp(let p): p.queueCount
+        case .failed(let p): p.queueCount
         }
     }
 
@@ -30,6 +32,7 @@ public enum Port {
         case .sink(let p): p.pull(queue: queue, into: batch)
         case .tap(let p): p.pull(queue: queue, into: batch)
         case .xdp(let p): p.pull(queue: queue, into: batch)
+        case .failed(let p): p.pull(queue: queue, into: batch)
         }
     }
 
@@ -42,6 +45,7 @@ public enum Port {
         case .sink(let p): p.push(queue: queue, from: batch)
         case .tap(let p): p.push(queue: queue, from: batch)
         case .xdp(let p): p.push(queue: queue, from: batch)
+        case .failed(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -54,6 +58,7 @@ public enum Port {
         case .sink(let p): p.release(queue: queue)
         case .tap(let p): p.release(queue: queue)
         case .xdp(let p): p.release(queue: queue)
+        case .failed(let p): p.release(queue: queue)
         }
     }
 
@@ -64,7 +69,7 @@ public enum Port {
     public func room(queue: Int) -> Int {
         switch self {
         case .vhost(let p): p.device.queues[2 &* queue].postedBuffers
-        case .gen, .sink, .tap, .xdp: Int.max
+        case .gen, .sink, .tap, .xdp, .failed: Int.max
         }
     }
 
@@ -75,6 +80,7 @@ public enum Port {
         case .vhost(let p): p.counters[queue]
         case .tap(let p): p.counters[queue]
         case .xdp(let p): p.counters[queue]
+        case .failed(let p): p.counters
         case .gen(let p): p.counters
         case .sink(let p): p.counters
         }
@@ -88,13 +94,16 @@ public enum Port {
         case .sink(let p): [p.counters]
         case .tap(let p): p.counters
         case .xdp(let p): p.counters
+        case .failed(let p): [p.counters]
         }
     }
 
-    /// A port nothing ever arrives from (a sink): not worth polling.
+    /// A port nothing ever arrives from (a sink, a port that failed to open): not worth polling.
     public var neverReceives: Bool {
-        if case .sink = self { return true }
-        return false
+        switch self {
+        case .sink, .failed: true
+        default: false
+        }
     }
 
     public var kind: String {
@@ -104,6 +113,7 @@ public enum Port {
         case .sink: "sink"
         case .tap: "tap"
         case .xdp: "xdp"
+        case .failed: "failed"
         }
     }
 }
