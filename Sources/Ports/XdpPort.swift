@@ -77,6 +77,7 @@ public final class XdpPort {
         let perQueue = Int(Self.receiveFrames + Self.ringSize) * Int(Self.frameSize)
         umem = try SharedMemory(length: perQueue * count, name: "ferry-umem-\(interface)")
         umemBase = umem.base
+        LockedMemoryLimit.raiseToHardLimit()
 
         var sockets: [XDPSocket] = []
         var mode: XDPSocket.CopyMode = (zeroCopy == .off || forceCopy) ? .copy : .zeroCopy
@@ -87,6 +88,12 @@ public final class XdpPort {
             do {
                 sockets.append(try XDPSocket(interfaceIndex: index, queue: UInt32(q), umem: shared, copyMode: mode,
                                              ringSize: Self.ringSize, fillRingSize: Self.receiveFrames))
+            } catch where error.call.hasPrefix("setsockopt(XDP_UMEM_REG)") && error.errno == ENOBUFS {
+                // The kernel pins the UMEM and charges it to RLIMIT_MEMLOCK.
+                throw SystemError("\(interface): registering the \(umem.length / 1024) KiB UMEM needs that much locked "
+                                  + "memory; RLIMIT_MEMLOCK is \(LockedMemoryLimit.describe(LockedMemoryLimit.current)). "
+                                  + "Raise it (ulimit -l, LimitMEMLOCK= in a systemd unit) or give Ferry CAP_IPC_LOCK",
+                                  errno: ENOBUFS)
             } catch where q == 0 && mode == .zeroCopy && zeroCopy == .auto {
                 // The driver cannot map the UMEM for DMA (veth never can): the
                 // kernel copies instead. Every queue of a port shares one mode.
