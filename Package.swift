@@ -48,6 +48,12 @@ let package = Package(
             "CFerry", "Platform", "Packets", "Ports", "VhostUser", "Switching",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
+        // libbpf and the kernel's XDP flags (pkg-config libbpf). No logic.
+        .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
+        // Turns a compiled BPF object into a Swift source; run only by BPFObjectPlugin.
+        .executableTarget(name: "BPFEmbedder"),
+        // Compiles bpf/*.bpf.c with the toolchain's clang and embeds the objects.
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["BPFEmbedder"]),
         .executableTarget(name: "ferry", dependencies: [
             "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
