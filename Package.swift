@@ -54,6 +54,12 @@ let package = Package(
         .executableTarget(name: "BPFEmbedder"),
         // Compiles bpf/*.bpf.c with the toolchain's clang and embeds the objects.
         .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["BPFEmbedder"]),
+        // The XDP steering program on an uplink: load, attach, recognise a stale
+        // or foreign program, and the maps the AF_XDP port and control plane fill.
+        .target(name: "XDP", dependencies: [
+            "CBPF", "Platform", "Packets",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: hotPathFlags, plugins: ["BPFObjectPlugin"]),
         .executableTarget(name: "ferry", dependencies: [
             "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -70,6 +76,7 @@ let package = Package(
         .testTarget(name: "SwitchingTests", dependencies: ["Switching"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "TestSupport"]),
+        .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
