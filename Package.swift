@@ -48,6 +48,18 @@ let package = Package(
             "CFerry", "Platform", "Packets", "Ports", "VhostUser", "Switching",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
+        // libbpf and the kernel's XDP flags (pkg-config libbpf). No logic.
+        .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
+        // Turns a compiled BPF object into a Swift source; run only by BPFObjectPlugin.
+        .executableTarget(name: "BPFEmbedder"),
+        // Compiles bpf/*.bpf.c with the toolchain's clang and embeds the objects.
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["BPFEmbedder"]),
+        // The XDP steering program on an uplink: load, attach, recognise a stale
+        // or foreign program, and the maps the AF_XDP port and control plane fill.
+        .target(name: "XDP", dependencies: [
+            "CBPF", "Platform", "Packets",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: hotPathFlags, plugins: ["BPFObjectPlugin"]),
         .executableTarget(name: "ferry", dependencies: [
             "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -64,6 +76,7 @@ let package = Package(
         .testTarget(name: "SwitchingTests", dependencies: ["Switching"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "TestSupport"]),
+        .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
