@@ -40,12 +40,12 @@ let package = Package(
         .target(name: "Switching", dependencies: ["CFerry", "Platform", "Packets"], swiftSettings: hotPathFlags),
         // One file per kind of port; each pulls and pushes batches.
         .target(name: "Ports", dependencies: [
-            "CFerry", "Platform", "Virtio", "Packets", "VhostUser",
+            "CFerry", "Platform", "Virtio", "Packets", "VhostUser", "XDP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // Worker threads that poll ports in batches, and the control-plane thread.
         .target(name: "Engine", dependencies: [
-            "CFerry", "Platform", "Packets", "Ports", "VhostUser", "Switching",
+            "CFerry", "Platform", "Packets", "Ports", "VhostUser", "Switching", "XDP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // libbpf and the kernel's XDP flags (pkg-config libbpf). No logic.
@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "PacketsTests", dependencies: ["Packets"]),
         .testTarget(name: "SwitchingTests", dependencies: ["Switching"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
-        .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "TestSupport"]),
+        .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "XDP", "TestSupport"]),
         .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",

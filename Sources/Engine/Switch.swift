@@ -32,7 +32,7 @@ public final class NamedPort {
             let error = t.lastError
             return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
         case .xdp(let x):
-            let mode = x.copyMode.rawValue
+            let mode = "xdp \(x.steering.attachedMode), \(x.copyMode.rawValue)"
             let error = x.lastError
             return error == 0 ? "running (\(mode))" : "running (\(mode), last error: \(String(cString: strerror(error))))"
         case .failed(let f): return "failed: \(f.reason)"
@@ -134,6 +134,22 @@ public final class Switch {
                 } catch {
                     throw SwitchError.port(spec.text, "\(error)")
                 }
+            case .xdp(let interface, let queues, let mode, let zeroCopy):
+                do throws(XdpPortError) {
+                    let xdp = try XdpPort(interface: interface, queues: queues, attach: mode, zeroCopy: zeroCopy,
+                                          guestCapacity: options.fdbCapacity, batchCapacity: options.batchSize,
+                                          logger: logger)
+                    logger.info("""
+                        xdp \(interface): \(xdp.queueCount) queue(s), program \(xdp.steering.attachedMode) mode \
+                        (id \(xdp.steering.programID)), sockets in \(xdp.copyMode.rawValue) mode
+                        """)
+                    port = .xdp(xdp)
+                } catch {
+                    // The rest of the switch runs without it, as a bridge keeps running
+                    // when one of its ports fails to open.
+                    logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
+                    port = .failed(FailedPort(reason: "\(error)"))
+                }
             case .gen(let dst, let src, let size, let count, let delay):
                 port = .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
             case .sink:
@@ -143,6 +159,12 @@ public final class Switch {
         }
         ports = made
         control.add(learning)
+        let uplinks = made.compactMap { p -> UplinkSteering.Uplink? in
+            guard case .xdp(let x) = p.port else { return nil }
+            return UplinkSteering.Uplink(index: p.index, name: p.name, vlan: p.vlan, program: x.steering)
+        }
+        // Right after learning: an address learned in this pass is steered in this pass.
+        if !uplinks.isEmpty { control.add(UplinkSteering(uplinks: uplinks, database: bridge.database, logger: logger)) }
         var taps: [(name: String, port: TapPort)] = []
         var guests: [VhostDevice] = []
         var guestPorts: [(index: UInt16, name: String, device: VhostDevice)] = []
@@ -213,7 +235,10 @@ public final class Switch {
             case .vhost(let v): v.endpoint.shutDown("Ferry is stopping")
             // A TAP Ferry created disappears with its last descriptor; one that existed stays.
             case .tap(let t): t.device.close()
-            case .xdp, .failed, .gen, .sink: break
+            // Detached while its sockets are still open: the hook is never left
+            // pointing at sockets that are gone.
+            case .xdp(let x): x.close()
+            case .failed, .gen, .sink: break
             }
         }
     }

@@ -1,8 +1,9 @@
 import Packets
 import Platform
+import XDP
 
 /// A port as the command line names it: `vhost:PATH[,client][,queues=N]`,
-/// `tap:NAME[,queues=N][,mtu=N]`, `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
+/// `tap:NAME[,queues=N][,mtu=N]`, `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`, `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
 /// `sink`; every kind also takes `name=NAME` and one of `vlan=N` (access) or
 /// `trunk=N,M,A-B` (802.1Q trunk).
 public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
@@ -10,6 +11,8 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case vhost(path: String, client: Bool, queuePairs: Int)
         /// A TAP interface, created if it does not exist; `mtu` nil leaves the MTU as it is.
         case tap(name: String, queues: Int, mtu: Int?)
+        /// An existing NIC through AF_XDP; `queues` nil binds every receive queue it has.
+        case xdp(interface: String, queues: Int?, mode: XDPAttachRequest, zeroCopy: XdpPort.ZeroCopyRequest)
         case gen(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?, delayMilliseconds: Int)
         case sink
     }
@@ -49,7 +52,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 options[key] = String(item[item.index(after: eq)...])
                 lastKey = key
                 if key == "trunk" { trunk.append(options[key]!) }
-            } else if positional.isEmpty && options.isEmpty && flags.isEmpty && (type == "vhost" || type == "tap") {
+            } else if positional.isEmpty && options.isEmpty && flags.isEmpty && (type == "vhost" || type == "tap" || type == "xdp") {
                 positional.append(item)
                 lastKey = ""
             } else {
@@ -97,6 +100,38 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 mtu = v
             }
             kind = .tap(name: interface, queues: queues, mtu: mtu)
+        case "xdp":
+            guard let interface = positional.first, !interface.isEmpty else {
+                throw ParseError(text, "xdp needs an interface name")
+            }
+            guard Self.isInterfaceName(interface) else {
+                throw ParseError(text, "interface name '\(interface)' must be 1-\(TapDevice.maxNameLength) letters, "
+                                 + "digits, '-', '_' or '.' (and not '.' or '..')")
+            }
+            var queues: Int?
+            if let q = options.removeValue(forKey: "queues") {
+                guard let v = Int(q), (1...XdpPort.maxQueues).contains(v) else {
+                    throw ParseError(text, "queues must be 1...\(XdpPort.maxQueues)")
+                }
+                queues = v
+            }
+            var mode = XDPAttachRequest.auto
+            if let m = options.removeValue(forKey: "mode") {
+                switch m {
+                case "auto": mode = .auto
+                case "native": mode = .native
+                case "generic": mode = .generic
+                default: throw ParseError(text, "mode must be auto, native or generic")
+                }
+            }
+            var zeroCopy = XdpPort.ZeroCopyRequest.auto
+            if let z = options.removeValue(forKey: "zerocopy") {
+                guard let v = XdpPort.ZeroCopyRequest(rawValue: z) else {
+                    throw ParseError(text, "zerocopy must be auto, on or off")
+                }
+                zeroCopy = v
+            }
+            kind = .xdp(interface: interface, queues: queues, mode: mode, zeroCopy: zeroCopy)
         case "gen":
             let dst = try Self.mac(options.removeValue(forKey: "dst") ?? "02:00:00:00:00:02", "dst", text)
             let src = try Self.mac(options.removeValue(forKey: "src") ?? "02:00:00:00:00:01", "src", text)
@@ -121,7 +156,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case "sink":
             kind = .sink
         default:
-            throw ParseError(text, "unknown port type '\(type)' (vhost, tap, gen, sink)")
+            throw ParseError(text, "unknown port type '\(type)' (vhost, tap, xdp, gen, sink)")
         }
         if let unknown = (Array(options.keys) + Array(flags)).sorted().first {
             throw ParseError(text, "unknown option '\(unknown)'")

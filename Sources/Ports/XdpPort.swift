@@ -1,8 +1,10 @@
 import CFerry
 import Glibc
+import Logging
 import Packets
 import Platform
 import Synchronization
+import XDP
 
 /// A NIC reached through AF_XDP: one socket per NIC queue, all on one UMEM.
 ///
@@ -22,8 +24,10 @@ import Synchronization
 /// TX ring.
 ///
 /// Which frames reach these sockets is the steering program's business (the
-/// XDP target): the port only binds the sockets; the switch enters them into
-/// the program's socket map.
+/// XDP target): the port attaches it before binding the sockets and enters
+/// each socket into the program's socket map once bound, so a queue's frames
+/// pass to the kernel until Ferry can take them. The program's guest map is
+/// filled by the control plane (Engine's UplinkSteering).
 public final class XdpPort {
     /// What the user asked for zero-copy (`zerocopy=`).
     public enum ZeroCopyRequest: String, Sendable {
@@ -45,6 +49,8 @@ public final class XdpPort {
     public let interface: String
     public let interfaceIndex: UInt32
     public let queueCount: Int
+    /// The steering program on the interface; detached when the port closes.
+    public let steering: SteeringProgram
     public let copyMode: XDPSocket.CopyMode
     /// Why zero-copy was not used when `zerocopy=auto` asked for it (nil when it was, or was not asked for).
     public let zeroCopyFallback: String?
@@ -60,20 +66,49 @@ public final class XdpPort {
     @usableFromInline let batchCapacity: Int
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
 
-    /// Binds `queues` sockets (nil: one per receive queue the interface has)
-    /// to `interface`. `forceCopy` when the steering program runs in generic
-    /// mode, where zero-copy cannot work.
-    public init(interface: String, queues: Int?, zeroCopy: ZeroCopyRequest, forceCopy: Bool,
-                batchCapacity: Int = 256) throws(SystemError) {
+    /// Attaches the steering program to `interface` (`attach`: native, or
+    /// generic when native fails or is asked for) and binds `queues` sockets
+    /// (nil: one per receive queue the interface has) in zero-copy or copy mode
+    /// as `zeroCopy` asks; `guestCapacity` sizes the program's address map.
+    public convenience init(interface: String, queues: Int?, attach: XDPAttachRequest, zeroCopy: ZeroCopyRequest,
+                guestCapacity: Int, batchCapacity: Int = 256, logger: Logger) throws(XdpPortError) {
         precondition(batchCapacity > 0 && batchCapacity <= Int(Self.ringSize))
-        let index = try NetworkInterface.index(of: interface)
+        let index: UInt32
+        do { index = try NetworkInterface.index(of: interface) } catch { throw .system(error) }
         let count = queues ?? min(NetworkInterface.receiveQueueCount(of: interface), Self.maxQueues)
         guard (1...Self.maxQueues).contains(count) else {
-            throw SystemError("\(interface): \(count) queues (a port binds 1...\(Self.maxQueues))", errno: EINVAL)
+            throw .invalid("\(interface): \(count) queues (a port binds 1...\(Self.maxQueues))")
         }
+        if zeroCopy == .on && attach == .generic {
+            throw .invalid("\(interface): zerocopy=on needs the steering program in native mode, not mode=generic")
+        }
+        let program: SteeringProgram
+        do {
+            program = try SteeringProgram.attach(interface: interface, mode: attach, guestCapacity: guestCapacity, logger: logger)
+        } catch {
+            throw .steering(error)
+        }
+        let forceCopy = program.attachedMode == .generic
         if zeroCopy == .on && forceCopy {
-            throw SystemError("\(interface): zerocopy=on needs the steering program in native mode", errno: EINVAL)
+            throw .invalid("\(interface): zerocopy=on needs native XDP, and the driver took the program only in generic mode")
         }
+        do {
+            try self.init(interface: interface, index: index, queues: count, zeroCopy: zeroCopy, forceCopy: forceCopy,
+                          program: program, batchCapacity: batchCapacity)
+        } catch {
+            throw .system(error)
+        }
+        for q in 0..<count {
+            do { try program.setSocket(queue: UInt32(q), fd: descriptor(queue: q)) } catch { throw .steering(error) }
+        }
+        if let why = zeroCopyFallback {
+            logger.info("xdp \(interface): zero-copy not available (\(why)); the kernel copies frames (copy mode)")
+        }
+    }
+
+    private init(interface: String, index: UInt32, queues count: Int, zeroCopy: ZeroCopyRequest, forceCopy: Bool,
+                 program: SteeringProgram, batchCapacity: Int) throws(SystemError) {
+        steering = program
         let perQueue = Int(Self.receiveFrames + Self.ringSize) * Int(Self.frameSize)
         umem = try SharedMemory(length: perQueue * count, name: "ferry-umem-\(interface)")
         umemBase = umem.base
@@ -133,6 +168,9 @@ public final class XdpPort {
             (self.queues + q).initialize(to: state)
         }
     }
+
+    /// Detaches the steering program; the sockets close with the port.
+    public func close() { steering.detach() }
 
     deinit {
         for q in 0..<queueCount { queues[q].deallocate() }
@@ -327,6 +365,21 @@ public final class XdpPort {
             let left = tx.pending()
             if left >= pending { return }
             pending = left
+        }
+    }
+}
+
+/// Why an xdp port could not be opened.
+public enum XdpPortError: Error, CustomStringConvertible {
+    case invalid(String)
+    case system(SystemError)
+    case steering(XDPError)
+
+    public var description: String {
+        switch self {
+        case .invalid(let why): why
+        case .system(let e): "\(e)"
+        case .steering(let e): "\(e)"
         }
     }
 }

@@ -133,7 +133,7 @@ struct Run: ParsableCommand {
                     the host is on the switch through TAP \(interface): give it an address in the guests' subnet, e.g.
                       ip addr add 198.18.0.1/24 dev \(interface)
                     """)
-            case .gen, .sink:
+            case .xdp, .gen, .sink:
                 break
             }
         }

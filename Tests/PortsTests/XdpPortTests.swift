@@ -3,13 +3,14 @@ import Glibc
 import Packets
 import Platform
 import Ports
+import Logging
 import TestSupport
 import XCTest
+import XDP
 
-/// AF_XDP ports on real veth pairs (copy mode: veth has no zero-copy). A
-/// packet socket on the peer stands for the wire. Receiving needs the
-/// steering program, so these tests cover what the socket does alone:
-/// transmit, frame recycling, checksums, limits. They need root.
+/// AF_XDP ports on real veth pairs (native XDP, copy mode: veth has no
+/// zero-copy), with the real steering program. A packet socket on the peer
+/// stands for the wire. They need root.
 final class XdpPortTests: XCTestCase {
     private var names: [String] = []
 
@@ -36,10 +37,21 @@ final class XdpPortTests: XCTestCase {
         return (port, wire)
     }
 
+    private func makePort(_ name: String, queues: Int? = nil, zeroCopy: XdpPort.ZeroCopyRequest = .auto,
+                          attach: XDPAttachRequest = .auto) throws -> XdpPort {
+        do {
+            return try XdpPort(interface: name, queues: queues, attach: attach, zeroCopy: zeroCopy, guestCapacity: 64,
+                               batchCapacity: 64, logger: Logger(label: "test"))
+        } catch {
+            throw NetworkSandbox.Unavailable("xdp port on \(name): \(error)")
+        }
+    }
+
     func testPushedFramesReachTheWireByteExactAndFramesAreRecycled() throws {
         let (portName, wire) = try makeVeth("t")
-        let port = try XdpPort(interface: portName, queues: nil, zeroCopy: .auto, forceCopy: false)
+        let port = try makePort(portName)
         XCTAssertEqual(port.queueCount, 1)
+        XCTAssertEqual(port.steering.attachedMode, .native)
         XCTAssertEqual(port.copyMode, .copy, "veth cannot do zero-copy")
         XCTAssertNotNil(port.zeroCopyFallback, "auto says why it fell back")
         let socket = try PacketSocket(interface: if_nametoindex(wire))
@@ -69,7 +81,7 @@ final class XdpPortTests: XCTestCase {
 
     func testPartialChecksumsAreFinishedAndTooLongOrBadFramesAreCounted() throws {
         let (portName, wire) = try makeVeth("c")
-        let port = try XdpPort(interface: portName, queues: 1, zeroCopy: .off, forceCopy: false)
+        let port = try makePort(portName, queues: 1, zeroCopy: .off)
         XCTAssertNil(port.zeroCopyFallback, "zerocopy=off asks for nothing to fall back from")
         XCTAssertEqual(port.maxFrameLength, 1518, "MTU 1500 + Ethernet header + one 802.1Q tag")
         let socket = try PacketSocket(interface: if_nametoindex(wire))
@@ -105,15 +117,71 @@ final class XdpPortTests: XCTestCase {
     }
 
     func testUnknownInterfaceIsAClearError() {
-        XCTAssertThrowsError(try XdpPort(interface: "fxnosuch0", queues: nil, zeroCopy: .auto, forceCopy: false)) {
+        XCTAssertThrowsError(try XdpPort(interface: "fxnosuch0", queues: nil, attach: .auto, zeroCopy: .auto,
+                                         guestCapacity: 8, logger: Logger(label: "test"))) {
             XCTAssertTrue("\($0)".contains("no interface named 'fxnosuch0'"), "\($0)")
         }
     }
 
     func testZeroCopyOnIsRefusedWhereTheDriverCannotDoIt() throws {
         let (portName, _) = try makeVeth("z")
-        XCTAssertThrowsError(try XdpPort(interface: portName, queues: 1, zeroCopy: .on, forceCopy: false)) {
+        XCTAssertThrowsError(try XdpPort(interface: portName, queues: 1, attach: .auto, zeroCopy: .on,
+                                         guestCapacity: 8, logger: Logger(label: "test"))) {
             XCTAssertTrue("\($0)".contains("bind(AF_XDP"), "\($0)")
         }
+        XCTAssertFalse(try NetworkSandbox.ip("link", "show", portName).contains("prog/xdp"),
+                       "a port that failed to open leaves no program behind")
+    }
+
+    func testSteeredFramesArePulledByteExactOthersGoToTheKernelAndFramesAreRecycled() throws {
+        let (portName, wire) = try makeVeth("r")
+        let port = try makePort(portName)
+        let guest: [UInt8] = [2, 0, 0, 0, 0, 0x42]
+        try port.steering.addGuest(MACAddress(2, 0, 0, 0, 0, 0x42), vlan: 0)
+        let socket = try PacketSocket(interface: if_nametoindex(wire))
+        let batch = PacketBatch(capacity: 64)
+        var pulled = 0
+        // More frames than the queue has receive frames: release must recycle them.
+        let rounds = Int(XdpPort.receiveFrames) / 32 + 8
+        for r in 0..<rounds {
+            var frames: [[UInt8]] = []
+            for i in 0..<32 {
+                let frame = TestFrames.udp(sourcePort: UInt16(truncatingIfNeeded: r * 32 + i), size: i % 2 == 0 ? 64 : 1514,
+                                           destination: guest)
+                try socket.send(frame)
+                frames.append(frame)
+            }
+            try socket.send(TestFrames.udp(sourcePort: 1, size: 100))  // to 02:00:00:00:00:02: not a guest
+            var got: [[UInt8]] = []
+            let deadline = Date().addingTimeInterval(2)
+            while got.count < 32 && Date() < deadline {
+                batch.reset()
+                let n = port.pull(queue: 0, into: batch)
+                for f in 0..<batch.count {
+                    got.append(TestFrames.bytes(of: batch, frame: f))
+                    XCTAssertEqual(batch.header(f).load(as: UInt64.self), 0, "frames from the wire carry no offload flags")
+                }
+                if n > 0 { port.release(queue: 0) } else { usleep(1000) }
+            }
+            XCTAssertEqual(got, frames, "round \(r)")
+            pulled += got.count
+            if got != frames { break }
+        }
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(snapshot.rxPackets, UInt64(pulled))
+        XCTAssertEqual(snapshot.drops, [:])
+        let stats = port.steering.statistics()
+        XCTAssertEqual(stats.steered, UInt64(rounds * 32))
+        XCTAssertGreaterThanOrEqual(stats.passed, UInt64(rounds), "frames for other stations pass to the kernel")
+    }
+
+    func testClosingDetachesTheProgram() throws {
+        let (portName, _) = try makeVeth("d")
+        let port = try makePort(portName, attach: .generic)
+        XCTAssertEqual(port.steering.attachedMode, .generic)
+        XCTAssertEqual(port.copyMode, .copy, "generic XDP forces copy mode")
+        XCTAssertTrue(try NetworkSandbox.ip("link", "show", portName).contains("xdpgeneric"))
+        port.close()
+        XCTAssertFalse(try NetworkSandbox.ip("link", "show", portName).contains("xdp"))
     }
 }
