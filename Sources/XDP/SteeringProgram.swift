@@ -165,7 +165,16 @@ public final class SteeringProgram: @unchecked Sendable {
             guard program.name == programName, program.hook != .offloaded, let owner = program.ownerPID else {
                 throw .foreignProgram(interface: interface, name: program.name, id: program.id)
             }
-            if isAlive(owner: owner, of: program.id) { throw .busy(interface: interface, ownerPID: owner) }
+            if isAlive(owner: owner, of: program.id) {
+                // A Ferry killed a moment ago may still be tearing down (closing
+                // its sockets, unmapping its UMEM): give it a moment to go.
+                var waited = 0
+                while waited < 20 && isAlive(owner: owner, of: program.id) {
+                    usleep(100_000)
+                    waited += 1
+                }
+                if isAlive(owner: owner, of: program.id) { throw .busy(interface: interface, ownerPID: owner) }
+            }
             stale = program
         }
         return stale
@@ -175,7 +184,11 @@ public final class SteeringProgram: @unchecked Sendable {
     private static func isAlive(owner: Int32, of programID: UInt32) -> Bool {
         guard owner > 0 else { return false }
         if owner == getpid() { return attachedByThisProcess.withLock { $0.contains(programID) } }
-        return access("/proc/\(owner)", F_OK) == 0
+        // A killed process stays in /proc as a zombie until its parent reaps it.
+        guard let stat = try? String(contentsOfProcFile: "/proc/\(owner)/stat"),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first
+        return state != "Z" && state != "X" && state != "x"
     }
 
     // MARK: Attaching
@@ -251,5 +264,18 @@ public final class SteeringProgram: @unchecked Sendable {
             let why = kernelMessage.map { ": \($0)" } ?? ""
             throw .attachFailed(interface: interface, mode: mode, reason: libbpfErrorText(result) + why + hint)
         }
+    }
+}
+
+private extension String {
+    /// A small /proc file, read whole (its size is not known in advance).
+    init?(contentsOfProcFile path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 1024)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        self = String(decoding: bytes[..<n], as: UTF8.self)
     }
 }
