@@ -31,6 +31,9 @@ public final class NamedPort {
         case .tap(let t):
             let error = t.lastError
             return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
+        case .packet(let p):
+            let error = p.lastError
+            return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
         case .gen(let g): return g.isFinished ? "finished" : "running"
         case .sink: return "running"
         }
@@ -129,6 +132,14 @@ public final class Switch {
                 } catch {
                     throw SwitchError.port(spec.text, "\(error)")
                 }
+            case .packet(let interface, let queues):
+                do {
+                    let packet = try PacketPort(interface: interface, queues: queues)
+                    logger.info("\(packet.summary)")
+                    port = .packet(packet)
+                } catch {
+                    throw SwitchError.port(spec.text, "\(error)")
+                }
             case .gen(let dst, let src, let size, let count, let delay):
                 port = .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
             case .sink:
@@ -141,8 +152,10 @@ public final class Switch {
         var taps: [(name: String, port: TapPort)] = []
         var guests: [VhostDevice] = []
         var guestPorts: [(index: UInt16, name: String, device: VhostDevice)] = []
+        var uplinks: [(name: String, port: PacketPort)] = []
         for p in made {
             if case .tap(let t) = p.port { taps.append((p.name, t)) }
+            if case .packet(let u) = p.port { uplinks.append((p.name, u)) }
             if case .vhost(let v) = p.port {
                 guests.append(v.device)
                 guestPorts.append((p.index, p.name, v.device))
@@ -155,6 +168,7 @@ public final class Switch {
             control.add(TapOffloadPolicy(taps: taps, guests: guests, logger: logger))
             control.add(TapMTUWatch(taps: taps.map(\.port)))
         }
+        if !uplinks.isEmpty { control.add(PacketPortWatch(ports: uplinks, logger: logger)) }
 
         transmitLockCount = made.reduce(0) { $0 + $1.port.queueCount }
         transmitLocks = .allocate(capacity: transmitLockCount)
@@ -208,7 +222,8 @@ public final class Switch {
             case .vhost(let v): v.endpoint.shutDown("Ferry is stopping")
             // A TAP Ferry created disappears with its last descriptor; one that existed stays.
             case .tap(let t): t.device.close()
-            case .gen, .sink: break
+            // A packet port's sockets close, and its promiscuous mode goes, when the switch lets go of it.
+            case .packet, .gen, .sink: break
             }
         }
     }

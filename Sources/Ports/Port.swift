@@ -9,6 +9,7 @@ public enum Port {
     case gen(GenPort)
     case sink(SinkPort)
     case tap(TapPort)
+    case packet(PacketPort)
 
     public var queueCount: Int {
         switch self {
@@ -16,6 +17,7 @@ public enum Port {
         case .gen(let p): p.queueCount
         case .sink(let p): p.queueCount
         case .tap(let p): p.queueCount
+        case .packet(let p): p.queueCount
         }
     }
 
@@ -27,6 +29,7 @@ public enum Port {
         case .gen(let p): p.pull(queue: queue, into: batch)
         case .sink(let p): p.pull(queue: queue, into: batch)
         case .tap(let p): p.pull(queue: queue, into: batch)
+        case .packet(let p): p.pull(queue: queue, into: batch)
         }
     }
 
@@ -38,6 +41,7 @@ public enum Port {
         case .gen(let p): p.push(queue: queue, from: batch)
         case .sink(let p): p.push(queue: queue, from: batch)
         case .tap(let p): p.push(queue: queue, from: batch)
+        case .packet(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -49,17 +53,19 @@ public enum Port {
         case .gen(let p): p.release(queue: queue)
         case .sink(let p): p.release(queue: queue)
         case .tap(let p): p.release(queue: queue)
+        case .packet(let p): p.release(queue: queue)
         }
     }
 
     /// About how many frames `queue` can take now (a vhost ring's posted RX
     /// buffers; a frame that spans several buffers takes more than one). A TAP
-    /// cannot tell: its send buffer is counted in bytes of kernel memory.
+    /// cannot tell: its send buffer is counted in bytes of kernel memory; a
+    /// packet port could, but only by walking its transmit ring.
     @inlinable
     public func room(queue: Int) -> Int {
         switch self {
         case .vhost(let p): p.device.queues[2 &* queue].postedBuffers
-        case .gen, .sink, .tap: Int.max
+        case .gen, .sink, .tap, .packet: Int.max
         }
     }
 
@@ -69,6 +75,7 @@ public enum Port {
         switch self {
         case .vhost(let p): p.counters[queue]
         case .tap(let p): p.counters[queue]
+        case .packet(let p): p.counters[queue]
         case .gen(let p): p.counters
         case .sink(let p): p.counters
         }
@@ -81,6 +88,7 @@ public enum Port {
         case .gen(let p): [p.counters]
         case .sink(let p): [p.counters]
         case .tap(let p): p.counters
+        case .packet(let p): p.counters
         }
     }
 
@@ -96,6 +104,7 @@ public enum Port {
         case .gen: "gen"
         case .sink: "sink"
         case .tap: "tap"
+        case .packet: "packet"
         }
     }
 }
