@@ -72,7 +72,7 @@ let package = Package(
                 path: "Tests/TestSupport"),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "TestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "TestSupport"]),
-        .testTarget(name: "PacketsTests", dependencies: ["Packets"]),
+        .testTarget(name: "PacketsTests", dependencies: ["Packets", "TestSupport"]),
         .testTarget(name: "SwitchingTests", dependencies: ["Switching"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "XDP", "TestSupport"]),

@@ -12,7 +12,9 @@ import Virtio
 /// that arrived in between cancels the sleep. A driver that adds a chain after
 /// that check sees the request, because it orders its own index store before
 /// reading ours, and kicks; the eventfd is then readable and `poll` returns.
-/// A TAP's descriptor needs no such dance: it is readable while a frame waits.
+/// A TAP's descriptor needs no such dance: it is readable while a frame waits;
+/// nor does a packet port's: it is readable while the kernel has handed over a
+/// block of its receive ring that we have not walked to the end.
 extension Worker {
     /// About a few hundred microseconds of empty loops before sleeping.
     static let idleLoopsBeforeSleep = 4096
@@ -20,6 +22,13 @@ extension Worker {
     func sleepUntilKicked() {
         sleepQueues.removeAll(keepingCapacity: true)
         sleepDescriptors.removeAll(keepingCapacity: true)
+        sleepPacketQueues.removeAll(keepingCapacity: true)
+        // Packet ports first, so their descriptors lead the poll set in `sleepPacketQueues` order.
+        for source in sources {
+            guard case .packet(let port) = source.port else { continue }
+            sleepPacketQueues.append((port, source.queue))
+            sleepDescriptors.append(pollfd(fd: port.descriptor(queue: source.queue), events: Int16(POLLIN), revents: 0))
+        }
         for source in sources {
             switch source.port {
             case .vhost(let port):
@@ -37,7 +46,7 @@ extension Worker {
             case .gen(let gen):
                 // A generator always has the next frame.
                 if !gen.isFinished { return }
-            case .sink, .failed:
+            case .sink, .failed, .packet:
                 continue
             }
         }
@@ -53,6 +62,15 @@ extension Worker {
                 poll($0.baseAddress, nfds_t($0.count), sleepTimeoutMilliseconds)
             }
             for d in sleepDescriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }
+            // An interface that went down or away leaves an error on its sockets,
+            // and poll reports it until it is taken: take it, or every sleep ends at once.
+            var p = 0
+            while p < sleepPacketQueues.count {
+                if sleepDescriptors[p].revents & Int16(POLLERR) != 0 {
+                    sleepPacketQueues[p].port.takeSocketError(queue: sleepPacketQueues[p].queue)
+                }
+                p += 1
+            }
             // Whatever woke us, look everywhere at once rather than after a skip.
             resetSkips()
         }

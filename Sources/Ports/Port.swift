@@ -11,6 +11,7 @@ public enum Port {
     case tap(TapPort)
     case xdp(XdpPort)
     case failed(FailedPort)
+    case packet(PacketPort)
 
     public var queueCount: Int {
         switch self {
@@ -20,6 +21,7 @@ public enum Port {
         case .tap(let p): p.queueCount
         case .xdp(let p): p.queueCount
         case .failed(let p): p.queueCount
+        case .packet(let p): p.queueCount
         }
     }
 
@@ -33,6 +35,7 @@ public enum Port {
         case .tap(let p): p.pull(queue: queue, into: batch)
         case .xdp(let p): p.pull(queue: queue, into: batch)
         case .failed(let p): p.pull(queue: queue, into: batch)
+        case .packet(let p): p.pull(queue: queue, into: batch)
         }
     }
 
@@ -46,6 +49,7 @@ public enum Port {
         case .tap(let p): p.push(queue: queue, from: batch)
         case .xdp(let p): p.push(queue: queue, from: batch)
         case .failed(let p): p.push(queue: queue, from: batch)
+        case .packet(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -59,17 +63,19 @@ public enum Port {
         case .tap(let p): p.release(queue: queue)
         case .xdp(let p): p.release(queue: queue)
         case .failed(let p): p.release(queue: queue)
+        case .packet(let p): p.release(queue: queue)
         }
     }
 
     /// About how many frames `queue` can take now (a vhost ring's posted RX
     /// buffers; a frame that spans several buffers takes more than one). A TAP
-    /// cannot tell: its send buffer is counted in bytes of kernel memory.
+    /// cannot tell: its send buffer is counted in bytes of kernel memory; a
+    /// packet port could, but only by walking its transmit ring.
     @inlinable
     public func room(queue: Int) -> Int {
         switch self {
         case .vhost(let p): p.device.queues[2 &* queue].postedBuffers
-        case .gen, .sink, .tap, .xdp, .failed: Int.max
+        case .gen, .sink, .tap, .xdp, .failed, .packet: Int.max
         }
     }
 
@@ -81,6 +87,7 @@ public enum Port {
         case .tap(let p): p.counters[queue]
         case .xdp(let p): p.counters[queue]
         case .failed(let p): p.counters
+        case .packet(let p): p.counters[queue]
         case .gen(let p): p.counters
         case .sink(let p): p.counters
         }
@@ -95,6 +102,7 @@ public enum Port {
         case .tap(let p): p.counters
         case .xdp(let p): p.counters
         case .failed(let p): [p.counters]
+        case .packet(let p): p.counters
         }
     }
 
@@ -114,6 +122,7 @@ public enum Port {
         case .tap: "tap"
         case .xdp: "xdp"
         case .failed: "failed"
+        case .packet: "packet"
         }
     }
 }

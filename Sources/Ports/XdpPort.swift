@@ -304,7 +304,7 @@ public final class XdpPort {
                 s &+= 1
             }
             if !ChecksumCompletion.complete(frame: destination, length: length, header: batch.header(frame)) {
-                counters.dropped(.badChecksumRequest)
+                counters.dropped(.badChecksumOffset)
                 freeCount &+= 1
                 frame &+= 1
                 continue

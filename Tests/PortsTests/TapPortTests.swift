@@ -24,7 +24,7 @@ final class TapPortTests: XCTestCase {
         let arena = FrameArena()
         let batch = PacketBatch(capacity: 16)
         // Two segments per frame, cut at a different place each time.
-        let frames = (0..<8).map { i in TestFrames.udp(sourcePort: 1000 + UInt16(i), size: [60, 64, 100, 128, 256, 512, 1024, 1514][i]) }
+        let frames = (0..<8).map { i in udpFrame(sourcePort: 1000 + UInt16(i), size: [60, 64, 100, 128, 256, 512, 1024, 1514][i]) }
         for (i, frame) in frames.enumerated() { arena.append(frame, cuts: [1 + i * 7], to: batch) }
         let before = try statistic(port, "rx_packets")
 
@@ -47,9 +47,9 @@ final class TapPortTests: XCTestCase {
         let socket = try PacketSocket(interface: port.device.index, ignoreOutgoing: true)
         let arena = FrameArena()
         let batch = PacketBatch(capacity: 4, segmentsPerFrame: 64)
-        let small = TestFrames.udp(sourcePort: 1, size: 200)
-        let widest = TestFrames.udp(sourcePort: 2, size: 300)
-        let tooWide = TestFrames.udp(sourcePort: 3, size: 300)
+        let small = udpFrame(sourcePort: 1, size: 200)
+        let widest = udpFrame(sourcePort: 2, size: 300)
+        let tooWide = udpFrame(sourcePort: 3, size: 300)
         arena.append(small, cuts: [], to: batch)
         arena.append(widest, cuts: Array(1..<TapPort.maxSegments), to: batch)
         arena.append(tooWide, cuts: Array(1...TapPort.maxSegments), to: batch)
@@ -75,7 +75,7 @@ final class TapPortTests: XCTestCase {
         let socket = try PacketSocket(interface: port.device.index, ignoreOutgoing: true)
         let arena = FrameArena()
         let batch = PacketBatch(capacity: 4)
-        let good = TestFrames.udp(sourcePort: 7, size: 90)
+        let good = udpFrame(sourcePort: 7, size: 90)
         arena.append(good, cuts: [], to: batch)
         arena.append(good, cuts: [], to: batch)
         batch.header(1).storeBytes(of: 0x55, toByteOffset: 1, as: UInt8.self)
@@ -128,7 +128,7 @@ final class TapPortTests: XCTestCase {
         // To the static entry, and not IPv4: with br_netfilter loaded, the
         // bridge would hand IPv4 frames to iptables rather than straight to v0.
         // 0x88B5 is the IEEE 802 local experimental EtherType.
-        var frame = TestFrames.udp(sourcePort: 9, size: 1000)
+        var frame = udpFrame(sourcePort: 9, size: 1000)
         frame.replaceSubrange(0..<6, with: [2, 0, 0, 0, 0, 0x77])
         frame.replaceSubrange(12..<14, with: [0x88, 0xB5])
         for _ in 0..<64 { arena.append(frame, cuts: [], to: batch) }
@@ -157,7 +157,7 @@ final class TapPortTests: XCTestCase {
         let batch = PacketBatch(capacity: 128, segmentsPerFrame: 66)
         var expected: [[UInt8]] = []
         for i in 0..<100 {
-            let frame = TestFrames.udp(sourcePort: UInt16(2000 + i), size: 60 + (i * 37) % 1400)
+            let frame = udpFrame(sourcePort: UInt16(2000 + i), size: 60 + (i * 37) % 1400)
             if i == 40 {
                 arena.append(frame, cuts: Array(1...TapPort.maxSegments), to: batch)
             } else {
@@ -203,7 +203,7 @@ final class TapPortTests: XCTestCase {
         let socket = try PacketSocket(interface: port.device.index, ignoreOutgoing: true)
         let arena = FrameArena()
         let batch = PacketBatch(capacity: 16)
-        let frames = (0..<12).map { i in TestFrames.udp(sourcePort: 3000 + UInt16(i), size: 64 + i * 50) }
+        let frames = (0..<12).map { i in udpFrame(sourcePort: 3000 + UInt16(i), size: 64 + i * 50) }
         for (i, frame) in frames.enumerated() { arena.append(frame, cuts: [1 + i * 3], to: batch) }
 
         port.push(queue: 0, from: batch)
@@ -222,7 +222,7 @@ final class TapPortTests: XCTestCase {
         let port = try makePort("r", mtu: 9000)
         let socket = try PacketSocket(interface: port.device.index)
         // From the shortest Ethernet frame to the longest a 9000-byte MTU allows.
-        let frames = [14, 60, 1514, 9014].enumerated().map { i, size in TestFrames.udp(sourcePort: 2000 + UInt16(i), size: size) }
+        let frames = [14, 60, 1514, 9014].enumerated().map { i, size in udpFrame(sourcePort: 2000 + UInt16(i), size: size) }
         for frame in frames { try socket.send(frame) }
 
         let batch = PacketBatch(capacity: 16)
@@ -233,7 +233,7 @@ final class TapPortTests: XCTestCase {
         for (i, frame) in frames.enumerated() {
             XCTAssertEqual(Int(batch.segments[i]), 1)
             XCTAssertEqual(Int(batch.length[i]), frame.count)
-            XCTAssertEqual(TestFrames.bytes(of: batch, frame: i), frame, "frame \(i)")
+            XCTAssertEqual(bytes(of: batch, frame: i), frame, "frame \(i)")
             // No offloads: at most DATA_VALID in flags, no GSO, no partial checksum,
             // num_buffers zero (recent kernels write it, older ones leave it to pull).
             let header = [UInt8](UnsafeRawBufferPointer(start: batch.header(i), count: 12))
@@ -250,7 +250,7 @@ final class TapPortTests: XCTestCase {
     func testAPullTakesNoMoreThanTheBatchRoomOrTheReceiveBuffers() throws {
         let port = try makePort("b", batchCapacity: 3)
         let socket = try PacketSocket(interface: port.device.index)
-        let frames = (0..<7).map { TestFrames.udp(sourcePort: 3000 + UInt16($0), size: 100) }
+        let frames = (0..<7).map { udpFrame(sourcePort: 3000 + UInt16($0), size: 100) }
         for frame in frames { try socket.send(frame) }
         try waitReadable(port, queue: 0)
 
@@ -258,13 +258,13 @@ final class TapPortTests: XCTestCase {
         var got: [[UInt8]] = []
         batch.limit = 2
         XCTAssertEqual(port.pull(queue: 0, into: batch), 2, "the batch's limit")
-        got += (0..<batch.count).map { TestFrames.bytes(of: batch, frame: $0) }
+        got += (0..<batch.count).map { bytes(of: batch, frame: $0) }
         batch.reset()
         XCTAssertEqual(port.pull(queue: 0, into: batch), 3, "the port's receive buffers")
-        got += (0..<batch.count).map { TestFrames.bytes(of: batch, frame: $0) }
+        got += (0..<batch.count).map { bytes(of: batch, frame: $0) }
         batch.reset()
         XCTAssertEqual(port.pull(queue: 0, into: batch), 2)
-        got += (0..<batch.count).map { TestFrames.bytes(of: batch, frame: $0) }
+        got += (0..<batch.count).map { bytes(of: batch, frame: $0) }
         batch.reset()
         XCTAssertEqual(port.pull(queue: 0, into: batch), 0, "the queue is empty")
         XCTAssertEqual(got, frames)
@@ -277,17 +277,17 @@ final class TapPortTests: XCTestCase {
         let port = try makePort("l")
         try port.device.setMTU(9500)
         let socket = try PacketSocket(interface: port.device.index)
-        let largest = TestFrames.udp(sourcePort: 1, size: TapPort.bufferSize - 1)
-        let exact = TestFrames.udp(sourcePort: 2, size: TapPort.bufferSize)
-        let longer = TestFrames.udp(sourcePort: 3, size: TapPort.bufferSize + 84)
-        let small = TestFrames.udp(sourcePort: 4, size: 64)
+        let largest = udpFrame(sourcePort: 1, size: TapPort.bufferSize - 1)
+        let exact = udpFrame(sourcePort: 2, size: TapPort.bufferSize)
+        let longer = udpFrame(sourcePort: 3, size: TapPort.bufferSize + 84)
+        let small = udpFrame(sourcePort: 4, size: 64)
         for frame in [largest, exact, longer, small] { try socket.send(frame) }
 
         let batch = PacketBatch(capacity: 8)
         XCTAssertEqual(try pullAll(port, queue: 0, into: batch, expecting: 4), 4)
         XCTAssertEqual(batch.count, 2)
-        XCTAssertEqual(TestFrames.bytes(of: batch, frame: 0), largest)
-        XCTAssertEqual(TestFrames.bytes(of: batch, frame: 1), small, "the frame after the cut ones is whole")
+        XCTAssertEqual(bytes(of: batch, frame: 0), largest)
+        XCTAssertEqual(bytes(of: batch, frame: 1), small, "the frame after the cut ones is whole")
         let snapshot = port.counters[0].snapshot
         XCTAssertEqual(snapshot.drops, [.rxBufferTooSmall: 2])
         XCTAssertEqual(snapshot.rxPackets, 2)
@@ -307,7 +307,7 @@ final class TapPortTests: XCTestCase {
             XCTAssertEqual(pfd.revents, 0)
         }
         let socket = try PacketSocket(interface: port.device.index, ignoreOutgoing: true)
-        let frames = (0..<64).map { TestFrames.udp(sourcePort: 5000 + UInt16($0), size: 80) }
+        let frames = (0..<64).map { udpFrame(sourcePort: 5000 + UInt16($0), size: 80) }
         for frame in frames { try socket.send(frame) }
 
         var perQueue: [[[UInt8]]] = [[], []]
@@ -320,7 +320,7 @@ final class TapPortTests: XCTestCase {
             for q in 0..<2 {
                 batch.reset()
                 _ = port.pull(queue: q, into: batch)
-                perQueue[q] += (0..<batch.count).map { TestFrames.bytes(of: batch, frame: $0) }
+                perQueue[q] += (0..<batch.count).map { bytes(of: batch, frame: $0) }
             }
         }
         XCTAssertEqual(Set(perQueue[0] + perQueue[1]), Set(frames))
@@ -347,7 +347,7 @@ final class TapPortTests: XCTestCase {
     func testChecksumOffloadDecidesWhetherTheKernelFinishesChecksums() throws {
         let port = try makePort("c")
         let socket = try PacketSocket(interface: port.device.index, vnetHeader: true)
-        let frame = TestFrames.udp(sourcePort: 4242, size: 120, partialChecksum: true)
+        let frame = udpFrame(sourcePort: 4242, size: 120, partialChecksum: true)
         // virtio_net_hdr: NEEDS_CSUM, no GSO, csum_start 34 (after Ethernet and
         // IPv4), csum_offset 6 (the UDP checksum field); little-endian.
         let partial: [UInt8] = [1, 0, 0, 0, 0, 0, 34, 0, 6, 0]
@@ -359,7 +359,7 @@ final class TapPortTests: XCTestCase {
         XCTAssertEqual(try pullAll(port, queue: 0, into: batch, expecting: 1), 1)
         XCTAssertEqual(Array(UnsafeRawBufferPointer(start: batch.header(0), count: 12)),
                        [1, 0, 0, 0, 0, 0, 34, 0, 6, 0, 0, 0], "NEEDS_CSUM, start 34, offset 6")
-        XCTAssertEqual(TestFrames.bytes(of: batch, frame: 0), frame, "the checksum field as sent: the partial sum")
+        XCTAssertEqual(bytes(of: batch, frame: 0), frame, "the checksum field as sent: the partial sum")
 
         // A frame queued before the offload goes off keeps its partial checksum.
         try socket.send(partial + frame)
@@ -374,11 +374,11 @@ final class TapPortTests: XCTestCase {
         batch.reset()
         XCTAssertEqual(try pullAll(port, queue: 0, into: batch, expecting: 1), 1)
         XCTAssertEqual(batch.header(0).load(as: UInt8.self) & 1, 0, "no NEEDS_CSUM without the offload")
-        let finished = TestFrames.bytes(of: batch, frame: 0)
+        let finished = bytes(of: batch, frame: 0)
         XCTAssertEqual(Array(finished[..<40]), Array(frame[..<40]))
         XCTAssertEqual(Array(finished[42...]), Array(frame[42...]))
         XCTAssertNotEqual(Array(finished[40..<42]), Array(frame[40..<42]))
-        XCTAssertEqual(TestFrames.udpChecksum(of: finished), 0, "the kernel filled in a correct UDP checksum")
+        XCTAssertEqual(udpChecksum(of: finished), 0, "the kernel filled in a correct UDP checksum")
     }
 
     func testSegmentationOffloadsAreRefused() throws {
