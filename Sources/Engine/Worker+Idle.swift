@@ -25,9 +25,16 @@ extension Worker {
         sleepPacketQueues.removeAll(keepingCapacity: true)
         // Packet ports first, so their descriptors lead the poll set in `sleepPacketQueues` order.
         for source in sources {
-            guard case .packet(let port) = source.port else { continue }
-            sleepPacketQueues.append((port, source.queue))
-            sleepDescriptors.append(pollfd(fd: port.descriptor(queue: source.queue), events: Int16(POLLIN), revents: 0))
+            let port: PacketPort
+            let queue: Int
+            switch source.port {
+            case .packet(let p): (port, queue) = (p, source.queue)
+            // An xdp port's copy socket is pulled with its queue 0.
+            case .xdp(let x) where source.queue == 0: (port, queue) = (x.copies, 0)
+            default: continue
+            }
+            sleepPacketQueues.append((port, queue))
+            sleepDescriptors.append(pollfd(fd: port.descriptor(queue: queue), events: Int16(POLLIN), revents: 0))
         }
         for source in sources {
             switch source.port {

@@ -32,7 +32,8 @@ public final class PacketPort {
     public let sockets: [PacketRingSocket]
     public let counters: [QueueCounters]
     public let receiveRing: PacketRingSocket.ReceiveRing
-    public let transmitRing: PacketRingSocket.TransmitRing
+    /// Nil for a receive-only port (an xdp port's copy socket).
+    public let transmitRing: PacketRingSocket.TransmitRing?
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
     /// The longest untagged frame the interface sends now: its MTU plus the
     /// Ethernet header. Written by the control thread (`refreshMTU`).
@@ -40,17 +41,22 @@ public final class PacketPort {
 
     /// Attaches to existing interface `interface` with `queues` sockets.
     /// Transmit slots are sized for the interface's MTU now; a later raise
-    /// leaves longer frames counted as `too_long`.
+    /// leaves longer frames counted as `too_long`. Only frames `filter` keeps
+    /// arrive: by default everything but the host's own (unicast to the
+    /// interface's address), which is the host's business, not the guests'.
+    /// `receiveOnly` opens no transmit ring (frames pushed count as `tx_full`).
     public init(interface: String, queues: Int = 1, receiveRing: PacketRingSocket.ReceiveRing = .standard,
-                transmitRing: PacketRingSocket.TransmitRing? = nil) throws(SystemError) {
+                transmitRing: PacketRingSocket.TransmitRing? = nil, filter: PacketFilter? = .groupOrOtherHost,
+                receiveOnly: Bool = false) throws(SystemError) {
         guard (1...Self.maxQueues).contains(queues) else {
             throw SystemError("packet \(interface): \(queues) queues, must be 1...\(Self.maxQueues)", errno: EINVAL)
         }
         var options = PacketRingSocket.Options(receiveRing: receiveRing, promiscuous: true, ignoreOutgoing: true,
-                                               qdiscBypass: true, fanout: queues > 1 ? .newGroup : .none)
+                                               qdiscBypass: true, fanout: queues > 1 ? .newGroup : .none,
+                                               filter: filter)
         var opened: [PacketRingSocket] = []
         let mtu = try PacketRingSocket.mtu(of: interface)
-        options.transmitRing = transmitRing ?? .standard(mtu: mtu)
+        options.transmitRing = receiveOnly ? nil : (transmitRing ?? .standard(mtu: mtu))
         for q in 0..<queues {
             let socket = try PacketRingSocket(interface: interface, options: options)
             if q == 0, let group = socket.fanoutGroup { options.fanout = .join(group) }
@@ -61,14 +67,14 @@ public final class PacketPort {
         queueCount = queues
         counters = (0..<queues).map { _ in QueueCounters() }
         self.receiveRing = receiveRing
-        self.transmitRing = options.transmitRing!
+        self.transmitRing = options.transmitRing
         maxFrameLengthValue = Atomic(mtu &+ Self.ethernetHeaderSize)
     }
 
     /// One line for the log at creation.
     public var summary: String {
         let rx = "TPACKET_V3 rx ring \(receiveRing.blockCount) blocks × \(receiveRing.blockSize >> 10) KiB"
-        let tx = "tx ring \(transmitRing.slotCount) slots × \(transmitRing.slotSize) bytes"
+        let tx = transmitRing.map { "tx ring \($0.slotCount) slots × \($0.slotSize) bytes" } ?? "no tx ring"
         let fanout = sockets[0].fanoutGroup.map { ", fanout group \($0) (hash)" } ?? ""
         return "packet \(interface): \(queueCount) queue(s), \(rx), \(tx), promiscuous, qdisc bypass\(fanout)"
     }

@@ -100,7 +100,8 @@ public enum Port {
         case .gen(let p): [p.counters]
         case .sink(let p): [p.counters]
         case .tap(let p): p.counters
-        case .xdp(let p): p.counters
+        // The copy socket's counters as one more queue: frames that came the kernel's way.
+        case .xdp(let p): p.counters + p.copies.counters
         case .failed(let p): [p.counters]
         case .packet(let p): p.counters
         }

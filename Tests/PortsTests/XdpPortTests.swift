@@ -134,10 +134,12 @@ final class XdpPortTests: XCTestCase {
                 try socket.send(frame)
                 frames.append(frame)
             }
-            try socket.send(udpFrame(sourcePort: 1, size: 100))  // to 02:00:00:00:00:02: not a guest
+            // To 02:00:00:00:00:02, not a guest: the kernel gets it, and Ferry its copy.
+            let other = udpFrame(sourcePort: 1, size: 100)
+            try socket.send(other)
             var got: [[UInt8]] = []
             let deadline = Date().addingTimeInterval(2)
-            while got.count < 32 && Date() < deadline {
+            while got.count < 33 && Date() < deadline {
                 batch.reset()
                 let n = port.pull(queue: 0, into: batch)
                 for f in 0..<batch.count {
@@ -146,13 +148,16 @@ final class XdpPortTests: XCTestCase {
                 }
                 if n > 0 { port.release(queue: 0) } else { usleep(1000) }
             }
-            XCTAssertEqual(got, frames, "round \(r)")
-            pulled += got.count
-            if got != frames { break }
+            let steered = got.filter { Array($0.prefix(6)) == guest }
+            XCTAssertTrue(steered == frames, "round \(r): the guest's frames, in order, once each")
+            XCTAssertEqual(got.filter { Array($0.prefix(6)) != guest }, [other], "round \(r): the copy of the other frame")
+            pulled += steered.count
+            if steered != frames { break }
         }
         let snapshot = port.counters[0].snapshot
         XCTAssertEqual(snapshot.rxPackets, UInt64(pulled))
         XCTAssertEqual(snapshot.drops, [:])
+        XCTAssertEqual(port.copies.counters[0].snapshot.rxPackets, UInt64(rounds), "one copy per round")
         let stats = port.steering.statistics()
         XCTAssertEqual(stats.steered, UInt64(rounds * 32))
         XCTAssertGreaterThanOrEqual(stats.passed, UInt64(rounds), "frames for other stations pass to the kernel")
