@@ -43,9 +43,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, OtherLoad, Tool, add_run_options, begin_run,  # noqa: E402
-                      build_tool, counter_rates, dpdk_vhost_port, fmt, h, least_noisy,
-                      noisy_note, parse_run_options, ratio, report, run_rounds, summarize)
+from benchlib import (NOISY, OtherLoad, Tool, Unsupported, add_run_options,  # noqa: E402
+                      begin_run, build_tool, counter_rates, dpdk_vhost_port, fmt, h, least_noisy,
+                      noisy_note, parse_run_options, ratio, run_rounds, summarize)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -63,10 +63,6 @@ BARS = {"W4tx": 1.0, "W4rx": 2.0}
 RAW_GOAL = 0.9
 
 _tap_counter = itertools.count()
-
-
-class Unsupported(Exception):
-    """The back-end cannot run this workload at all (e.g. a Ferry without a tap: port)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -231,7 +227,7 @@ def measure_w3io(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
 
 def measure_w4tx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     sock, tap = lab.path("g.sock"), tap_name()
-    lab.taps.append(tap)
+    lab.after_close.append(lambda: remove_tap(tap))
     raw_cmd = [tools["tap-raw"], "write", tap, str(args.warmup + args.duration + 30), str(size)]
     be = start_backend(impl, lab, {"g": sock}, tap=tap, raw_cmd=raw_cmd)
     prepare_tap(tap, be)
@@ -261,7 +257,7 @@ def measure_w4tx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
 
 def measure_w4rx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     sock, tap = lab.path("g.sock"), tap_name()
-    lab.taps.append(tap)
+    lab.after_close.append(lambda: remove_tap(tap))
     long = str(args.warmup + args.duration + 30)
     raw_cmd = [tools["tap-raw"], "read", tap, long]
     be = start_backend(impl, lab, {"g": sock}, tap=tap, raw_cmd=raw_cmd)
@@ -353,30 +349,14 @@ def run_one(args, rnd: int, workload: str, size: int, impl: str, tools: dict,
     if (impl, workload) in unsupported:
         print(f"{tag}: NOT RUN: {unsupported[(impl, workload)]}", file=sys.stderr, flush=True)
         return {"error": unsupported[(impl, workload)]}
-
-    def attempt(tag: str) -> dict:
-        lab = h.Lab("bsw", keep_logs=args.keep_logs)
-        lab.taps = []
-        try:
-            m = MEASURE[workload](impl, size, args, lab, tools)
-            report(tag, m, notes(m))
-            return m
-        except Unsupported as exc:
-            unsupported[(impl, workload)] = str(exc)
-            for w in WORKLOADS:
-                if w.startswith("W4"):
-                    unsupported[(impl, w)] = str(exc)
-            print(f"{tag}: NOT RUN: {exc}", file=sys.stderr, flush=True)
-            return {"error": str(exc)}
-        except Exception as exc:
-            m = {"error": f"{type(exc).__name__}: {exc}"}
-            print(f"{tag}: FAILED {m['error']}\n{lab.logs(20)}", file=sys.stderr, flush=True)
-            return m
-        finally:
-            lab.close()
-            for tap in lab.taps:
-                remove_tap(tap)
-    return least_noisy(args, tag, attempt)
+    m = least_noisy(args, tag, lambda lab: MEASURE[workload](impl, size, args, lab, tools),
+                    notes, lab_tag="bsw")
+    if m.get("unsupported"):
+        # a Ferry without tap: ports can run none of the TAP workloads
+        for w in WORKLOADS:
+            if w.startswith("W4"):
+                unsupported[(impl, w)] = m["error"]
+    return m
 
 
 def expand_workloads(text: str) -> list[str]:

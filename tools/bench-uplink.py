@@ -45,10 +45,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, OtherLoad, Tool, VethLink, add_run_options,  # noqa: E402
-                      begin_run, build_tool, cleanup_stale_netns, counter_rates,
-                      dpdk_vhost_port, fmt, h, in_netns, least_noisy, netns_cmd, noisy_note,
-                      parse_run_options, ratio, report, run_rounds, summarize)
+from benchlib import (NOISY, OtherLoad, Tool, Unsupported, VethLink,  # noqa: E402
+                      add_run_options, begin_run, build_tool, cleanup_stale_netns,
+                      counter_rates, dpdk_vhost_port, fmt, h, in_netns, least_noisy, netns_cmd,
+                      noisy_note, parse_run_options, ratio, run_rounds, summarize)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -85,10 +85,6 @@ UNKNOWN_KIND = re.compile(r"unknown port (?:type|kind) '(\w+)'")
 # ---- The DPDK anchor: testpmd io between net_vhost0 and one of these (DPDK 22.11 devargs).
 DPDK_UPLINK_VDEV = {"W5": "net_af_xdp0,iface={ifname},start_queue=0,queue_count=1",
                     "W6": "net_af_packet0,iface={ifname}"}
-
-
-class Unsupported(Exception):
-    """The back-end cannot run this workload at all (a Ferry without the uplink's port kind)."""
 
 
 # --------------------------------------------------------------------------- back-ends
@@ -245,33 +241,22 @@ def notes(m: dict) -> list[str]:
 
 def run_one(args, rnd: int, workload: str, direction: str, size: int, impl: str,
             tools: dict, unsupported: dict) -> dict:
-    """One measurement, each attempt on a fresh veth pair (nothing a previous back-end left on
-    the interface, an XDP program or a socket, can carry over)."""
     tag = f"round {rnd + 1} {workload}{direction} {size:>5} B {impl:5}"
     if (impl, workload) in unsupported:
         print(f"{tag}: NOT RUN: {unsupported[(impl, workload)]}", file=sys.stderr, flush=True)
         return {"error": unsupported[(impl, workload)]}
 
-    def attempt(tag: str) -> dict:
-        lab = h.Lab("bul", keep_logs=args.keep_logs)
+    def measure(lab: h.Lab) -> dict:
+        # A fresh veth pair for every attempt: nothing a previous back-end left on the
+        # interface (an XDP program, a socket) can carry over.
         link = VethLink(HV_IF, LAN_IF, HV_MAC, LAN_MAC, mtu=args.mtu, log_dir=lab.dir.path)
-        try:
-            link.up()
-            m = MEASURE[direction](impl, workload, size, args, lab, link, tools)
-            report(tag, m, notes(m))
-            return m
-        except Unsupported as exc:
-            unsupported[(impl, workload)] = str(exc)
-            print(f"{tag}: NOT RUN: {exc}", file=sys.stderr, flush=True)
-            return {"error": str(exc)}
-        except Exception as exc:
-            m = {"error": f"{type(exc).__name__}: {exc}"}
-            print(f"{tag}: FAILED {m['error']}\n{lab.logs(20)}", file=sys.stderr, flush=True)
-            return m
-        finally:
-            lab.close()
-            link.close()
-    return least_noisy(args, tag, attempt)
+        lab.after_close.append(link.close)
+        link.up()
+        return MEASURE[direction](impl, workload, size, args, lab, link, tools)
+    m = least_noisy(args, tag, measure, notes, lab_tag="bul")
+    if m.get("unsupported"):
+        unsupported[(impl, workload)] = m["error"]
+    return m
 
 
 def split_list(text: str, allowed, what: str, ap) -> list[str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (NOISY, add_run_options, begin_run, fmt, h,  # noqa: E402
-                      least_noisy, noisy_note, parse_run_options, ratio, report, run_rounds,
+                      least_noisy, noisy_note, parse_run_options, ratio, run_rounds,
                       summarize, busy_jiffies as _busy_jiffies, proc_jiffies as _proc_jiffies)
 
 BACKEND_CPU = 0
@@ -101,20 +101,10 @@ def _backend_counter(impl: str, backend, workload: str):
 
 
 def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
-    def attempt(tag: str) -> dict:
-        lab = h.Lab("bench", keep_logs=args.keep_logs)
-        try:
-            m = measure(impl, workload, size, args.warmup, args.duration, lab)
-            report(tag, m, [f"back-end's count {m['backend_mpps']:.2f}"]
-                   if "backend_mpps" in m else [])
-            return m
-        except Exception as exc:
-            m = {"error": f"{type(exc).__name__}: {exc}"}
-            print(f"{tag}: FAILED {m['error']}\n{lab.logs(20)}", file=sys.stderr, flush=True)
-            return m
-        finally:
-            lab.close()
-    return least_noisy(args, f"round {rnd + 1} {workload} {size:>5} B {impl:5}", attempt)
+    return least_noisy(
+        args, f"round {rnd + 1} {workload} {size:>5} B {impl:5}",
+        lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab),
+        lambda m: [f"back-end's count {m['backend_mpps']:.2f}"] if "backend_mpps" in m else [])
 
 
 def main() -> int:

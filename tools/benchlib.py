@@ -413,17 +413,40 @@ def begin_run(header: str):
               "numbers will be noisy", flush=True)
 
 
-def least_noisy(args, tag: str, attempt: Callable[[str], dict]) -> dict:
-    """attempt(tag) -> a measurement ({"mpps", "other_cpus", ...} or {"error"}), repeated up to
-    --retry-noisy times while other processes disturb it (after waiting up to --wait-idle for
-    a quiet machine each time); the least disturbed attempt, or the first error."""
+class Unsupported(Exception):
+    """The back-end cannot run this workload at all (e.g. a Ferry without the port kind the
+    workload needs): reported as NOT RUN, not as a failure of the measurement."""
+
+
+def least_noisy(args, tag: str, measure: Callable[[h.Lab], dict],
+                notes: Callable[[dict], list], lab_tag: str = "bench") -> dict:
+    """measure(lab) -> {"mpps", "samples", "other_cpus", ...}, each attempt with a Lab of its
+    own, repeated up to --retry-noisy times while other processes disturb it (after waiting up
+    to --wait-idle for a quiet machine each time); the least disturbed attempt. A failure
+    returns {"error"} at once, with the logs' tails printed; Unsupported adds "unsupported".
+    measure may put callables in lab.after_close: they run once the Lab's processes are gone
+    (an interface they used can then be deleted)."""
     best = None
     for i in range(args.retry_noisy + 1):
         if args.wait_idle > 0:
             wait_idle(args.wait_idle)
-        m = attempt(tag.replace(" B ", " B (retry) ", 1) if i else tag)
-        if "error" in m:
-            return m
+        attempt_tag = tag.replace(" B ", " B (retry) ", 1) if i else tag
+        lab = h.Lab(lab_tag, keep_logs=args.keep_logs)
+        lab.after_close = []
+        try:
+            m = measure(lab)
+            report(attempt_tag, m, notes(m))
+        except Unsupported as exc:
+            print(f"{attempt_tag}: NOT RUN: {exc}", file=sys.stderr, flush=True)
+            return {"error": str(exc), "unsupported": True}
+        except Exception as exc:
+            print(f"{attempt_tag}: FAILED {type(exc).__name__}: {exc}\n{lab.logs(20)}",
+                  file=sys.stderr, flush=True)
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            lab.close()
+            for cleanup in lab.after_close:
+                cleanup()
         if best is None or m["other_cpus"] < best["other_cpus"]:
             best = m
         if m["other_cpus"] <= NOISY:
