@@ -140,7 +140,7 @@ def measure_tx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
     be = start_backend(impl, workload, lab, link, sock)
     h.wait_for_socket(sock, proc=be)
     fe = lab.virtio_user(sock, "txonly", cpu=FRONTEND_CPU, txpkts=size, mac=GUEST_MAC,
-                         extra_app=[f"--eth-peer=0,{LAN_MAC}"]).start()
+                         extra_app=[f"--eth-peer=0,{args.tx_dst}"]).start()
     load = OtherLoad([be.pid, fe.pid]).start()
     time.sleep(args.warmup)
     keys = ("rx_packets", "rx_dropped")
@@ -294,6 +294,10 @@ def main() -> int:
     ap.add_argument("--rx-ring", type=int, default=4096, metavar="N",
                     help="rx: the guest's receive ring (virtio-user queue_size and --rxd); "
                          "0 keeps testpmd's default (256)")
+    ap.add_argument("--tx-dst", default=LAN_MAC, metavar="MAC",
+                    help=f"tx: the guest's destination (default {LAN_MAC}, ub-lan's own: the "
+                         "LAN's IP layer takes each frame in; another host's MAC is dropped "
+                         "before it)")
     args = parse_run_options(ap)
     sizes = args.size_list
     if any(s < 60 for s in sizes):
