@@ -55,7 +55,7 @@ public final class PacketPort {
                                                qdiscBypass: true, fanout: queues > 1 ? .newGroup : .none,
                                                filter: filter)
         var opened: [PacketRingSocket] = []
-        let mtu = try PacketRingSocket.mtu(of: interface)
+        let mtu = try NetworkInterface.mtu(of: interface)
         options.transmitRing = receiveOnly ? nil : (transmitRing ?? .standard(mtu: mtu))
         for q in 0..<queues {
             let socket = try PacketRingSocket(interface: interface, options: options)
