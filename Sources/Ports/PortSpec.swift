@@ -24,138 +24,192 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public var name: String?
     public var kind: Kind
     public var vlan: VLANMode
+    /// Who may connect to a vhost server socket (`owner=`, `group=`, `mode=`); empty for other kinds.
+    public var socketAccess = SocketAccess()
     public let text: String
 
     public var description: String { text }
 
-    public struct ParseError: Error, Equatable, CustomStringConvertible {
-        public let description: String
-        init(_ spec: String, _ why: String) { description = "port '\(spec)': \(why)" }
+    /// The type word of the spec: vhost, tap, packet, xdp, gen or sink.
+    public var kindName: String {
+        switch kind {
+        case .vhost: "vhost"
+        case .tap: "tap"
+        case .packet: "packet"
+        case .xdp: "xdp"
+        case .gen: "gen"
+        case .sink: "sink"
+        }
     }
 
-    public init(parsing text: String) throws(ParseError) {
-        self.text = text
-        let (type, rest) = text.firstIndex(of: ":").map { (String(text[..<$0]), String(text[text.index(after: $0)...])) }
-            ?? (text, "")
-        let items = rest.isEmpty ? [] : rest.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        var options: [String: String] = [:]
-        var flags: Set<String> = []
-        var positional: [String] = []
-        var trunk: [String] = []
-        var lastKey = ""
-        for item in items {
-            if item.isEmpty { throw ParseError(text, "empty option") }
-            // `trunk=10,20,30-40`: the list goes on for as long as items are VLAN ids or ranges.
-            if lastKey == "trunk", item.first?.isNumber == true, !item.contains("=") {
-                trunk.append(item)
-                continue
-            }
-            if let eq = item.firstIndex(of: "=") {
-                let key = String(item[..<eq])
-                guard options[key] == nil else { throw ParseError(text, "option '\(key)' given twice") }
-                options[key] = String(item[item.index(after: eq)...])
-                lastKey = key
-                if key == "trunk" { trunk.append(options[key]!) }
-            } else if positional.isEmpty && options.isEmpty && flags.isEmpty
-                        && ["vhost", "tap", "packet", "xdp"].contains(type) {
-                positional.append(item)
-                lastKey = ""
-            } else {
-                flags.insert(item)
-                lastKey = ""
-            }
+    /// Same port, however it was written: the text differs between `--port` and a config
+    /// file, and between two spellings of one trunk.
+    public func describesSamePort(as other: PortSpec) -> Bool {
+        name == other.name && kind == other.kind && vlan == other.vlan && socketAccess == other.socketAccess
+    }
+
+    public struct ParseError: Error, Equatable, CustomStringConvertible {
+        /// The option at fault (`queues`, `path`, `type`...), so a config file can point at
+        /// its line; nil when the spec as a whole is wrong.
+        public let key: String?
+        /// What is wrong, without the spec: "queues must be 1...128".
+        public let problem: String
+        public let description: String
+        init(_ spec: String, _ why: String, key: String? = nil) {
+            self.key = key
+            problem = why
+            description = "port '\(spec)': \(why)"
         }
-        vlan = try Self.vlanMode(access: options.removeValue(forKey: "vlan"),
-                                 trunk: options.removeValue(forKey: "trunk").map { _ in trunk }, text)
-        name = options.removeValue(forKey: "name")
+    }
+
+    /// Every kind of port, in the order help texts list them.
+    public static let types = ["vhost", "tap", "packet", "xdp", "gen", "sink"]
+    /// The options every kind takes.
+    public static let commonKeys = ["name", "vlan", "trunk"]
+    /// The options of each kind besides the common ones; the first of vhost, tap,
+    /// packet and xdp is what the text form gives first, without a key.
+    public static let kindKeys: [String: [String]] = [
+        "vhost": ["path", "client", "queues", "owner", "group", "mode"],
+        "tap": ["interface", "queues", "mtu"],
+        "packet": ["interface", "queues"],
+        "xdp": ["interface", "queues", "mode", "zerocopy"],
+        "gen": ["dst", "src", "size", "count", "delay"],
+        "sink": [],
+    ]
+    /// Options whose value is true or false; the text form writes them as a bare word.
+    public static let booleanKeys: Set<String> = ["client"]
+
+    /// Every option a kind takes, its own first: nil for an unknown kind.
+    public static func keys(of type: String) -> [String]? {
+        kindKeys[type].map { $0 + commonKeys }
+    }
+
+    /// A port from its type and its options by key, e.g. `"vhost"`, `["path": "/run/vm0.sock",
+    /// "queues": "2"]`: what the text form and the config file both come down to, so that
+    /// the two accept exactly the same options. Boolean options are `"true"` or `"false"`,
+    /// a trunk is `"10,20-30"`. `text` is how the port is shown (logs, `ferry ctl show`).
+    public init(type: String, options given: [String: String], text: String) throws(ParseError) {
+        self.text = text
+        var options = given
+        func take(_ key: String) -> String? { options.removeValue(forKey: key) }
+        func fail(_ key: String?, _ why: String) -> ParseError { ParseError(text, why, key: key) }
+        vlan = try Self.vlanMode(access: take("vlan"), trunk: take("trunk"), text)
+        name = take("name")
         if let n = name, n.isEmpty || n.count > 32 || !n.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
-            throw ParseError(text, "name '\(n)' must be 1-32 letters, digits, '-' or '_'")
+            throw fail("name", "name '\(n)' must be 1-32 letters, digits, '-' or '_'")
         }
         switch type {
         case "vhost":
-            guard let path = positional.first, !path.isEmpty else { throw ParseError(text, "vhost needs a socket path") }
-            let client = flags.remove("client") != nil
-            if flags.remove("server") != nil, client { throw ParseError(text, "both client and server") }
+            guard let path = take("path"), !path.isEmpty else { throw fail("path", "vhost needs a socket path") }
+            var client = false
+            if let c = take("client") {
+                guard let v = Bool(c) else { throw fail("client", "client must be true or false") }
+                client = v
+            }
             var pairs = 1
-            if let q = options.removeValue(forKey: "queues") {
-                guard let v = Int(q), (1...128).contains(v) else { throw ParseError(text, "queues must be 1...128") }
+            if let q = take("queues") {
+                guard let v = Int(q), (1...128).contains(v) else { throw fail("queues", "queues must be 1...128") }
                 pairs = v
+            }
+            do throws(SocketAccess.Invalid) {
+                socketAccess = try SocketAccess(owner: take("owner"), group: take("group"), mode: take("mode"))
+            } catch {
+                throw fail(error.key, error.problem)
             }
             kind = .vhost(path: path, client: client, queuePairs: pairs)
         case "tap":
-            let interface = try Self.interface(positional, type, text)
-            let queues = try Self.queues(options.removeValue(forKey: "queues"), TapDevice.maxQueues, text)
+            let interface = try Self.interface(take("interface"), type, text)
+            let queues = try Self.queues(take("queues"), TapDevice.maxQueues, text)
             var mtu: Int?
-            if let m = options.removeValue(forKey: "mtu") {
+            if let m = take("mtu") {
                 guard let v = Int(m), TapPort.mtus.contains(v) else {
-                    throw ParseError(text, "mtu must be \(TapPort.mtus.lowerBound)...\(TapPort.mtus.upperBound)")
+                    throw fail("mtu", "mtu must be \(TapPort.mtus.lowerBound)...\(TapPort.mtus.upperBound)")
                 }
                 mtu = v
             }
             kind = .tap(name: interface, queues: queues, mtu: mtu)
         case "packet":
-            let interface = try Self.interface(positional, type, text)
-            let queues = try Self.queues(options.removeValue(forKey: "queues"), PacketPort.maxQueues, text)
+            let interface = try Self.interface(take("interface"), type, text)
+            let queues = try Self.queues(take("queues"), PacketPort.maxQueues, text)
             kind = .packet(interface: interface, queues: queues)
         case "xdp":
-            let interface = try Self.interface(positional, type, text)
+            let interface = try Self.interface(take("interface"), type, text)
             // Unlike the other kinds, no queues= binds every queue the NIC has.
-            let queues = try options.removeValue(forKey: "queues").map { q throws(ParseError) in
+            let queues = try take("queues").map { q throws(ParseError) in
                 try Self.queues(q, XdpPort.maxQueues, text)
             }
             var mode = XDPAttachRequest.auto
-            if let m = options.removeValue(forKey: "mode") {
+            if let m = take("mode") {
                 switch m {
                 case "auto": mode = .auto
                 case "native": mode = .native
                 case "generic": mode = .generic
-                default: throw ParseError(text, "mode must be auto, native or generic")
+                default: throw fail("mode", "mode must be auto, native or generic")
                 }
             }
             var zeroCopy = XdpPort.ZeroCopyRequest.auto
-            if let z = options.removeValue(forKey: "zerocopy") {
+            if let z = take("zerocopy") {
                 guard let v = XdpPort.ZeroCopyRequest(rawValue: z) else {
-                    throw ParseError(text, "zerocopy must be auto, on or off")
+                    throw fail("zerocopy", "zerocopy must be auto, on or off")
                 }
                 zeroCopy = v
             }
             kind = .xdp(interface: interface, queues: queues, mode: mode, zeroCopy: zeroCopy)
         case "gen":
-            let dst = try Self.mac(options.removeValue(forKey: "dst") ?? "02:00:00:00:00:02", "dst", text)
-            let src = try Self.mac(options.removeValue(forKey: "src") ?? "02:00:00:00:00:01", "src", text)
+            let dst = try Self.mac(take("dst") ?? "02:00:00:00:00:02", "dst", text)
+            let src = try Self.mac(take("src") ?? "02:00:00:00:00:01", "src", text)
             var size = 64
-            if let s = options.removeValue(forKey: "size") {
+            if let s = take("size") {
                 guard let v = Int(s), GenPort.sizes.contains(v) else {
-                    throw ParseError(text, "size must be \(GenPort.sizes.lowerBound)...\(GenPort.sizes.upperBound)")
+                    throw fail("size", "size must be \(GenPort.sizes.lowerBound)...\(GenPort.sizes.upperBound)")
                 }
                 size = v
             }
             var count: UInt64?
-            if let c = options.removeValue(forKey: "count") {
-                guard let v = UInt64(c) else { throw ParseError(text, "count must be a whole number") }
+            if let c = take("count") {
+                guard let v = UInt64(c) else { throw fail("count", "count must be a whole number") }
                 count = v == 0 ? nil : v
             }
             var delay = 0
-            if let d = options.removeValue(forKey: "delay") {
-                guard let v = Int(d), (0...60_000).contains(v) else { throw ParseError(text, "delay must be 0...60000 ms") }
+            if let d = take("delay") {
+                guard let v = Int(d), (0...60_000).contains(v) else { throw fail("delay", "delay must be 0...60000 ms") }
                 delay = v
             }
             kind = .gen(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay)
         case "sink":
             kind = .sink
         default:
-            throw ParseError(text, "unknown port type '\(type)' (vhost, tap, packet, xdp, gen, sink)")
+            throw fail("type", "unknown port type '\(type)' (\(Self.types.joined(separator: ", ")))")
         }
-        if let unknown = (Array(options.keys) + Array(flags)).sorted().first {
-            throw ParseError(text, "unknown option '\(unknown)'")
+        if let unknown = options.keys.sorted().first {
+            throw fail(unknown, "unknown option '\(unknown)'")
         }
     }
 
-    private static func vlanMode(access: String?, trunk: [String]?, _ text: String) throws(ParseError) -> VLANMode {
+    /// The text form of a port given by key: `vhost:PATH,client,queues=2,name=vm0`, options in
+    /// the order `kindKeys` lists them. Shown for ports that came from a config file.
+    public static func text(type: String, options: [String: String]) -> String {
+        let own = kindKeys[type] ?? []
+        var items: [String] = []
+        for key in own + ["vlan", "trunk", "name"] {
+            guard let value = options[key] else { continue }
+            if key == own.first && type != "gen" {
+                items.append(value)
+            } else if booleanKeys.contains(key) {
+                if value == "true" { items.append(key) }
+            } else {
+                items.append("\(key)=\(value)")
+            }
+        }
+        return items.isEmpty ? type : "\(type):" + items.joined(separator: ",")
+    }
+
+
+    private static func vlanMode(access: String?, trunk: String?, _ text: String) throws(ParseError) -> VLANMode {
         let range = VLANMode.validIDs
-        func id(_ s: Substring) throws(ParseError) -> UInt16 {
+        func id(_ s: Substring, _ key: String) throws(ParseError) -> UInt16 {
             guard let v = UInt16(s), range.contains(v) else {
-                throw ParseError(text, "VLAN id '\(s)' must be \(range.lowerBound)...\(range.upperBound)")
+                throw ParseError(text, "VLAN id '\(s)' must be \(range.lowerBound)...\(range.upperBound)", key: key)
             }
             return v
         }
@@ -163,34 +217,34 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case (nil, nil):
             return .access(VLANMode.defaultVLAN)
         case (let a?, nil):
-            return .access(try id(Substring(a)))
-        case (nil, let items?):
+            return .access(try id(Substring(a), "vlan"))
+        case (nil, let list?):
             var ids = Set<UInt16>()
-            for item in items {
+            for item in list.split(separator: ",", omittingEmptySubsequences: false) {
                 if let dash = item.firstIndex(of: "-") {
-                    let low = try id(item[..<dash])
-                    let high = try id(item[item.index(after: dash)...])
-                    guard low <= high else { throw ParseError(text, "VLAN range '\(item)' runs backwards") }
+                    let low = try id(item[..<dash], "trunk")
+                    let high = try id(item[item.index(after: dash)...], "trunk")
+                    guard low <= high else { throw ParseError(text, "VLAN range '\(item)' runs backwards", key: "trunk") }
                     ids.formUnion(low...high)
                 } else {
-                    ids.insert(try id(Substring(item)))
+                    ids.insert(try id(item, "trunk"))
                 }
             }
-            guard !ids.isEmpty else { throw ParseError(text, "trunk needs at least one VLAN id") }
+            guard !ids.isEmpty else { throw ParseError(text, "trunk needs at least one VLAN id", key: "trunk") }
             return .trunk(ids.sorted())
         case (_?, _?):
-            throw ParseError(text, "a port is either access (vlan=) or trunk (trunk=), not both")
+            throw ParseError(text, "a port is either access (vlan=) or trunk (trunk=), not both", key: "trunk")
         }
     }
 
-    /// The interface a tap or packet spec names first.
-    private static func interface(_ positional: [String], _ type: String, _ text: String) throws(ParseError) -> String {
-        guard let interface = positional.first, !interface.isEmpty else {
-            throw ParseError(text, "\(type) needs an interface name")
+    /// The interface a tap, packet or xdp spec names first.
+    private static func interface(_ given: String?, _ type: String, _ text: String) throws(ParseError) -> String {
+        guard let interface = given, !interface.isEmpty else {
+            throw ParseError(text, "\(type) needs an interface name", key: "interface")
         }
         guard isInterfaceName(interface) else {
             throw ParseError(text, "interface name '\(interface)' must be 1-\(TapDevice.maxNameLength) letters, "
-                             + "digits, '-', '_' or '.' (and not '.' or '..')")
+                             + "digits, '-', '_' or '.' (and not '.' or '..')", key: "interface")
         }
         return interface
     }
@@ -198,7 +252,9 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     /// `queues=N`, 1 when not given.
     private static func queues(_ value: String?, _ most: Int, _ text: String) throws(ParseError) -> Int {
         guard let value else { return 1 }
-        guard let v = Int(value), (1...most).contains(v) else { throw ParseError(text, "queues must be 1...\(most)") }
+        guard let v = Int(value), (1...most).contains(v) else {
+            throw ParseError(text, "queues must be 1...\(most)", key: "queues")
+        }
         return v
     }
 
@@ -212,7 +268,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     }
 
     private static func mac(_ s: String, _ key: String, _ text: String) throws(ParseError) -> MACAddress {
-        guard let m = MACAddress(s) else { throw ParseError(text, "\(key) '\(s)' is not a MAC address") }
+        guard let m = MACAddress(s) else { throw ParseError(text, "\(key) '\(s)' is not a MAC address", key: key) }
         return m
     }
 }

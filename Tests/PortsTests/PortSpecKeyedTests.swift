@@ -1,0 +1,56 @@
+import Ports
+import XCTest
+
+/// The keyed initializer the config file uses and the `--port` text form meet in one place.
+final class PortSpecKeyedTests: XCTestCase {
+    func testKeyedAndTextFormsGiveTheSamePort() throws {
+        let pairs: [(String, [String: String], String)] = [
+            ("vhost", ["path": "/a.sock", "client": "true", "queues": "2", "name": "vm0"], "vhost:/a.sock,client,queues=2,name=vm0"),
+            ("vhost", ["path": "/a.sock", "client": "false"], "vhost:/a.sock,server"),
+            ("tap", ["interface": "t0", "mtu": "9000", "vlan": "10"], "tap:t0,mtu=9000,vlan=10"),
+            ("xdp", ["interface": "eth0", "mode": "native", "zerocopy": "off", "trunk": "10,20-21"],
+             "xdp:eth0,mode=native,zerocopy=off,trunk=10,20-21"),
+            ("packet", ["interface": "eth0", "queues": "4"], "packet:eth0,queues=4"),
+            ("gen", ["dst": "02:00:00:00:00:09", "size": "128", "count": "7"], "gen:dst=02:00:00:00:00:09,size=128,count=7"),
+            ("sink", ["name": "s"], "sink:name=s"),
+        ]
+        for (type, options, text) in pairs {
+            let keyed = try PortSpec(type: type, options: options, text: PortSpec.text(type: type, options: options))
+            let parsed = try PortSpec(parsing: text)
+            XCTAssertTrue(keyed.describesSamePort(as: parsed), "\(type) \(options) vs \(text)")
+            // The text a keyed spec shows is itself a --port spec for the same port.
+            XCTAssertTrue(try PortSpec(parsing: keyed.text).describesSamePort(as: keyed), keyed.text)
+        }
+    }
+
+    func testVhostSocketAccess() throws {
+        let spec = try PortSpec(parsing: "vhost:/a.sock,owner=qemu,group=kvm,mode=0660,name=vm0")
+        XCTAssertEqual(spec.socketAccess, SocketAccess(owner: "qemu", group: "kvm", mode: 0o660))
+        XCTAssertEqual(spec.socketAccess.modeText, "0660")
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock").socketAccess, SocketAccess())
+        XCTAssertThrowsError(try PortSpec(parsing: "tap:t0,owner=qemu")) { error in
+            XCTAssertEqual("\(error)", "port 'tap:t0,owner=qemu': unknown option 'owner'")
+        }
+    }
+
+    func testErrorsNameTheirKey() {
+        let cases: [(String, [String: String], String?, String)] = [
+            ("vhost", [:], "path", "vhost needs a socket path"),
+            ("vhost", ["path": "/a", "queues": "0"], "queues", "queues must be 1...128"),
+            ("vhost", ["path": "/a", "client": "sometimes"], "client", "client must be true or false"),
+            ("vhost", ["path": "/a", "mode": "8"], "mode", "mode '8' must be octal permission bits 0...0777 (e.g. 0660)"),
+            ("vhost", ["path": "/a", "group": "a b"], "group", "group 'a b' must be a group name or number"),
+            ("tap", ["interface": "a/b"], "interface", "interface name 'a/b' must be 1-15 letters, digits, '-', '_' or '.' (and not '.' or '..')"),
+            ("sink", ["trunk": "5", "vlan": "5"], "trunk", "a port is either access (vlan=) or trunk (trunk=), not both"),
+            ("sink", ["bogus": "1"], "bogus", "unknown option 'bogus'"),
+            ("bridge", [:], "type", "unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink)"),
+        ]
+        for (type, options, key, problem) in cases {
+            XCTAssertThrowsError(try PortSpec(type: type, options: options, text: "t")) { error in
+                guard let error = error as? PortSpec.ParseError else { return XCTFail("\(error)") }
+                XCTAssertEqual(error.key, key, problem)
+                XCTAssertEqual(error.problem, problem)
+            }
+        }
+    }
+}
