@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
+        // The config file: its Node API keeps every node's line and column, so an error in
+        // what a value means (not only in the syntax) still points at the file position.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         // Microbenchmarks (`swift package benchmark`). Only the malloc-counting trait: on
         // Linux with Swift 6.3 the default traits also want ordo-one/swift-runtime-interposer,
         // which the package mirror here does not carry.
@@ -60,8 +63,15 @@ let package = Package(
             "CBPF", "Platform", "Packets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags, plugins: ["BPFObjectPlugin"]),
+        // The config file: its model, the YAML reader with file:line:column errors, and
+        // the difference between two configs that a reload applies.
+        .target(name: "Configuration", dependencies: [
+            "Ports", "Engine", "Switching",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "ferry", dependencies: [
-            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching",
+            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching", "Configuration",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -77,6 +87,7 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "XDP", "TestSupport"]),
         .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Ports", "Packets"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),

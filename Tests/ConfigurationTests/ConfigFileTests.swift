@@ -1,0 +1,61 @@
+import Configuration
+import Packets
+import Ports
+import XCTest
+
+final class ConfigFileTests: XCTestCase {
+    /// docs/ferry.example.yaml, which docs/CONFIG.md describes.
+    static let examplePath = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("docs/ferry.example.yaml").path
+
+    func testTheDocumentedExampleLoadsWithEveryPortType() throws {
+        let config = try FerryConfig.load(path: Self.examplePath)
+        XCTAssertEqual(Set(config.ports.map(\.kindName)), Set(PortSpec.types))
+        XCTAssertEqual(config.switchSettings.workers, 2)
+        XCTAssertEqual(config.switchSettings.cpus, [0, 1])
+        XCTAssertEqual(config.control.path, "/run/ferry/ferry.sock")
+        XCTAssertEqual(config.control.access, SocketAccess(owner: "root", group: "root", mode: 0o660))
+        XCTAssertEqual(config.metrics.listen, "127.0.0.1:9469")
+        XCTAssertEqual(config.summary,
+                       "7 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, probe gen, drop sink)")
+    }
+
+    func testPortsAreWhatTheSameOptionsOnTheCommandLineGive() throws {
+        let config = try FerryConfig.load(path: Self.examplePath)
+        for port in config.ports {
+            // The text shown for a config port is a --port spec that means the same port.
+            let fromText = try PortSpec(parsing: port.text)
+            XCTAssertTrue(fromText.describesSamePort(as: port), port.text)
+        }
+        let vm1 = try XCTUnwrap(config.ports.first { $0.name == "vm1" })
+        XCTAssertEqual(vm1.kind, .vhost(path: "/run/ferry/vm1.sock", client: true, queuePairs: 1))
+        XCTAssertEqual(vm1.vlan, .trunk([10, 20, 21]))
+        let uplink = try XCTUnwrap(config.ports.first { $0.name == "uplink" })
+        XCTAssertEqual(uplink.vlan, .trunk([10, 20, 21]))
+    }
+
+    func testDefaultsAndSpellings() throws {
+        let config = try FerryConfig(yaml: """
+            switch:
+              cpus: "0,2-3"
+            ports:
+              - name: g
+                type: gen
+                dst: 02:00:00:00:00:09
+                count: 5
+              - {name: vm0, type: vhost, path: /a.sock, client: yes, mode: 660}
+            """, file: "f.yaml")
+        XCTAssertEqual(config.switchSettings.cpus, [0, 2, 3])
+        XCTAssertEqual(config.switchSettings.workers, 1)
+        XCTAssertEqual(config.switchSettings.batch, 256)
+        XCTAssertNil(config.control.path)
+        XCTAssertNil(config.metrics.listen)
+        // Unquoted, YAML 1.1 would read the MAC as a base-60 number: the raw text is used.
+        guard case .gen(let dst, _, 64, 5, 0) = config.ports[0].kind else { return XCTFail("\(config.ports[0].kind)") }
+        XCTAssertEqual(dst, MACAddress("02:00:00:00:00:09"))
+        XCTAssertEqual(config.ports[1].kind, .vhost(path: "/a.sock", client: true, queuePairs: 1))
+        XCTAssertEqual(config.ports[1].socketAccess.mode, 0o660)
+        XCTAssertEqual(config.ports[1].text, "vhost:/a.sock,client,mode=660,name=vm0")
+    }
+}
