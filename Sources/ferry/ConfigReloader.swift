@@ -38,8 +38,8 @@ final class ConfigReloader {
         if change.isEmpty { return logger.notice("\(path): nothing changed") }
         if !change.restartOnlySettings.isEmpty {
             logger.warning("""
-                \(path): \(change.restartOnlySettings.joined(separator: ", ")) changed; \
-                they cannot change while Ferry runs and take effect when it restarts
+                \(path): changes to \(change.restartOnlySettings.joined(separator: ", ")) \
+                take effect only when Ferry restarts
                 """)
         }
         for name in change.removedPorts where !change.changedPorts.contains(name) {
