@@ -40,14 +40,26 @@ let package = Package(
         .target(name: "Switching", dependencies: ["CFerry", "Platform", "Packets"], swiftSettings: hotPathFlags),
         // One file per kind of port; each pulls and pushes batches.
         .target(name: "Ports", dependencies: [
-            "CFerry", "Platform", "Virtio", "Packets", "VhostUser",
+            "CFerry", "Platform", "Virtio", "Packets", "VhostUser", "XDP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // Worker threads that poll ports in batches, and the control-plane thread.
         .target(name: "Engine", dependencies: [
-            "CFerry", "Platform", "Packets", "Ports", "VhostUser", "Switching",
+            "CFerry", "Platform", "Packets", "Ports", "VhostUser", "Switching", "XDP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
+        // libbpf and the kernel's XDP flags (pkg-config libbpf). No logic.
+        .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
+        // Turns a compiled BPF object into a Swift source; run only by BPFObjectPlugin.
+        .executableTarget(name: "BPFEmbedder"),
+        // Compiles bpf/*.bpf.c with the toolchain's clang and embeds the objects.
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["BPFEmbedder"]),
+        // The XDP steering program on an uplink: load, attach, recognise a stale
+        // or foreign program, and the maps the AF_XDP port and control plane fill.
+        .target(name: "XDP", dependencies: [
+            "CBPF", "Platform", "Packets",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: hotPathFlags, plugins: ["BPFObjectPlugin"]),
         .executableTarget(name: "ferry", dependencies: [
             "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -60,10 +72,11 @@ let package = Package(
                 path: "Tests/TestSupport"),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "TestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "TestSupport"]),
-        .testTarget(name: "PacketsTests", dependencies: ["Packets"]),
+        .testTarget(name: "PacketsTests", dependencies: ["Packets", "TestSupport"]),
         .testTarget(name: "SwitchingTests", dependencies: ["Switching"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
-        .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "TestSupport"]),
+        .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "XDP", "TestSupport"]),
+        .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),

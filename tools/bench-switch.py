@@ -37,16 +37,15 @@ import argparse
 import itertools
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, OtherLoad, Tool, build_tool, cpu_busy_fraction, fmt,  # noqa: E402
-                      h, wait_idle)
+from benchlib import (NOISY, OtherLoad, Tool, Unsupported, add_run_options,  # noqa: E402
+                      begin_run, build_tool, counter_rates, dpdk_vhost_port, fmt, h, least_noisy,
+                      noisy_note, parse_run_options, ratio, run_rounds, summarize)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -62,13 +61,8 @@ IMPLS = {"W3": ("ferry", "dpdk"), "W3io": ("ferry", "dpdk"),
 # The issue's bars, Ferry/DPDK at 64 B, and the goal against the raw TAP limit.
 BARS = {"W4tx": 1.0, "W4rx": 2.0}
 RAW_GOAL = 0.9
-VHOST_MAC = re.compile(r"Port (\d+): 56:48:4F:53:54")  # net_vhost's MACs spell "VHOST"
 
 _tap_counter = itertools.count()
-
-
-class Unsupported(Exception):
-    """The back-end cannot run this workload at all (e.g. a Ferry without a tap: port)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -131,28 +125,11 @@ def remove_tap(tap: str):
         subprocess.run(["ip", "link", "del", "dev", tap], capture_output=True)
 
 
-def counter_rates(read, duration: float) -> list[float]:
-    """Per-second rates of a counter over `duration` seconds."""
-    rates = []
-    v0, t0 = read(), time.monotonic()
-    for _ in range(max(1, int(round(duration)))):
-        time.sleep(1.0 - (time.monotonic() - t0) % 1.0 if rates else 1.0)
-        v1, t1 = read(), time.monotonic()
-        rates.append((v1 - v0) / (t1 - t0))
-        v0, t0 = v1, t1
-    return rates
-
-
 def ferry_counter(be, port: str, key: str):
     try:
         return be.port(port)[key]
     except Exception:
         return None
-
-
-def dpdk_vhost_port(be) -> int:
-    m = VHOST_MAC.search(be.log_text())
-    return int(m.group(1)) if m else 0
 
 
 def start_backend(impl: str, lab: h.Lab, ports: dict, tap: str | None = None,
@@ -250,7 +227,7 @@ def measure_w3io(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
 
 def measure_w4tx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     sock, tap = lab.path("g.sock"), tap_name()
-    lab.taps.append(tap)
+    lab.after_close.append(lambda: remove_tap(tap))
     raw_cmd = [tools["tap-raw"], "write", tap, str(args.warmup + args.duration + 30), str(size)]
     be = start_backend(impl, lab, {"g": sock}, tap=tap, raw_cmd=raw_cmd)
     prepare_tap(tap, be)
@@ -280,7 +257,7 @@ def measure_w4tx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
 
 def measure_w4rx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     sock, tap = lab.path("g.sock"), tap_name()
-    lab.taps.append(tap)
+    lab.after_close.append(lambda: remove_tap(tap))
     long = str(args.warmup + args.duration + 30)
     raw_cmd = [tools["tap-raw"], "read", tap, long]
     be = start_backend(impl, lab, {"g": sock}, tap=tap, raw_cmd=raw_cmd)
@@ -348,62 +325,38 @@ MEASURE = {"W3": measure_w3, "W3io": measure_w3io, "W4tx": measure_w4tx, "W4rx":
 # --------------------------------------------------------------------------- driver
 
 
+def notes(m: dict) -> list[str]:
+    """The cross-checks of one measurement, for its progress line."""
+    out = []
+    if "backend_mpps" in m:
+        out.append(f"back-end's count {m['backend_mpps']:.2f}")
+    if "port_mpps" in m:
+        out.append(f"per port {[round(v, 2) for v in m['port_mpps']]}")
+    if "frontend_tx_mpps" in m:
+        out.append(f"front-end tx {m['frontend_tx_mpps']:.2f}")
+    if "tap_rx_dropped" in m:
+        out.append(f"TAP rx_dropped {m['tap_rx_dropped']}")
+    if "tap_tx_mpps" in m:
+        out.append(f"sender {fmt(m['sender_mpps'], 5).strip()}, TAP queued "
+                   f"{m['tap_tx_mpps']:.3f}, dropped {m['tap_tx_dropped_mpps']:.3f} "
+                   "(reader behind)")
+    return out
+
+
 def run_one(args, rnd: int, workload: str, size: int, impl: str, tools: dict,
             unsupported: dict) -> dict:
-    """One measurement, repeated (up to --retry-noisy times) while other processes disturb it;
-    keeps the least disturbed attempt."""
     tag = f"round {rnd + 1} {workload:5} {size:>5} B {impl:5}"
     if (impl, workload) in unsupported:
         print(f"{tag}: NOT RUN: {unsupported[(impl, workload)]}", file=sys.stderr, flush=True)
         return {"error": unsupported[(impl, workload)]}
-    best = None
-    for attempt in range(args.retry_noisy + 1):
-        if attempt:
-            tag = tag.replace(" B ", " B (retry) ", 1) if "(retry)" not in tag else tag
-        lab = h.Lab("bsw", keep_logs=args.keep_logs)
-        lab.taps = []
-        try:
-            if args.wait_idle > 0:
-                wait_idle(args.wait_idle)
-            m = MEASURE[workload](impl, size, args, lab, tools)
-            extra = ""
-            if "backend_mpps" in m:
-                extra += f" back-end's count {m['backend_mpps']:.2f};"
-            if "port_mpps" in m:
-                extra += f" per port {[round(v, 2) for v in m['port_mpps']]};"
-            if "frontend_tx_mpps" in m:
-                extra += f" front-end tx {m['frontend_tx_mpps']:.2f};"
-            if "tap_rx_dropped" in m:
-                extra += f" TAP rx_dropped {m['tap_rx_dropped']};"
-            if "tap_tx_mpps" in m:
-                extra += (f" sender {fmt(m['sender_mpps'], 5).strip()}, TAP queued "
-                          f"{m['tap_tx_mpps']:.3f}, dropped {m['tap_tx_dropped_mpps']:.3f} "
-                          "(reader behind);")
-            extra += f" other load {m['other_cpus']:.2f} CPU"
-            if m["other_cpus"] > NOISY:
-                extra += " (NOISY)"
-            print(f"{tag}: {m['mpps']:.3f} Mpps  per-second "
-                  f"{[round(s / 1e6, 3) for s in m['samples']]}{extra}", flush=True)
-        except Unsupported as exc:
-            unsupported[(impl, workload)] = str(exc)
-            for w in WORKLOADS:
-                if w.startswith("W4"):
-                    unsupported[(impl, w)] = str(exc)
-            print(f"{tag}: NOT RUN: {exc}", file=sys.stderr, flush=True)
-            return {"error": str(exc)}
-        except Exception as exc:
-            m = {"error": f"{type(exc).__name__}: {exc}"}
-            print(f"{tag}: FAILED {m['error']}\n{lab.logs(20)}", file=sys.stderr, flush=True)
-            return m
-        finally:
-            lab.close()
-            for tap in lab.taps:
-                remove_tap(tap)
-        if best is None or m["other_cpus"] < best["other_cpus"]:
-            best = m
-        if m["other_cpus"] <= NOISY:
-            break
-    return best
+    m = least_noisy(args, tag, lambda lab: MEASURE[workload](impl, size, args, lab, tools),
+                    notes, lab_tag="bsw")
+    if m.get("unsupported"):
+        # a Ferry without tap: ports can run none of the TAP workloads
+        for w in WORKLOADS:
+            if w.startswith("W4"):
+                unsupported[(impl, w)] = m["error"]
+    return m
 
 
 def expand_workloads(text: str) -> list[str]:
@@ -432,29 +385,16 @@ def requirements(impls: set, workloads: list[str]) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="W3,W4", metavar="W,...",
                     help="workloads: W3, W3io, W4 (= W4tx,W4rx), W4tx, W4rx (default W3,W4)")
     ap.add_argument("--impls", default="ferry,dpdk,raw",
                     help="back-ends to run: ferry, dpdk, raw (raw: W4 only)")
-    ap.add_argument("--quick", action="store_true", help="1 round of 3 s")
-    ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--sizes", default="64,1518",
-                    help=f"frame sizes without FCS; W4 caps them at {TAP_MAX_FRAME}")
-    ap.add_argument("--wait-idle", type=float, default=20.0, metavar="S",
-                    help="before each measurement wait up to S s for an idle machine")
-    ap.add_argument("--retry-noisy", type=int, default=2, metavar="N",
-                    help="repeat a measurement up to N times while other processes disturb it")
+    add_run_options(ap, sizes_help=f"frame sizes without FCS; W4 caps them at {TAP_MAX_FRAME}")
     ap.add_argument("--rx-ring", type=int, default=4096, metavar="N",
                     help="W4rx: the guest's receive ring size (virtio-user queue_size and --rxd); "
                          "0 keeps testpmd's default (256)")
-    ap.add_argument("--json", metavar="PATH", help="also write all samples as JSON")
-    ap.add_argument("--keep-logs", metavar="DIR", help="copy every process log to DIR")
-    args = ap.parse_args()
-    if args.quick:
-        args.rounds, args.duration, args.warmup = 1, 3.0, 1.0
-    sizes = [int(s) for s in args.sizes.split(",")]
+    args = parse_run_options(ap)
+    sizes = args.size_list
     workloads = expand_workloads(args.only)
     impls = [i.strip() for i in args.impls.split(",") if i.strip()]
     for i in impls:
@@ -479,41 +419,20 @@ def main() -> int:
             print("  (--impls dpdk,raw runs the reference rows alone)", file=sys.stderr)
         return 2
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-
-    busy = cpu_busy_fraction()
-    print(f"# testpmd memory: {h.memory_mode()}; back-end CPU {BACKEND_CPU}, front-end CPU "
-          f"{FRONTEND_CPU}; {args.rounds} round(s), warm-up {args.warmup:g} s, "
-          f"{args.duration:g} s per measurement", flush=True)
-    if busy > 0.10:
-        print(f"# WARNING: the machine is {busy:.0%} busy before the benchmark starts; "
-              "numbers will be noisy", flush=True)
+    begin_run(f"# testpmd memory: {h.memory_mode()}; back-end CPU {BACKEND_CPU}, front-end CPU "
+              f"{FRONTEND_CPU}; {args.rounds} round(s), warm-up {args.warmup:g} s, "
+              f"{args.duration:g} s per measurement")
 
     def sizes_of(w):
         return list(dict.fromkeys(min(s, TAP_MAX_FRAME) if w.startswith("W4") else s
                                   for s in sizes))
 
-    results: dict = {}  # (workload, size, impl) -> [measurement dicts]
     unsupported: dict = {}
-    failed = False
-    try:
-        for rnd in range(args.rounds):
-            for workload in workloads:
-                order = [i for i in IMPLS[workload] if i in impls]
-                if rnd % 2:
-                    order.reverse()
-                for size in sizes_of(workload):
-                    for impl in order:
-                        m = run_one(args, rnd, workload, size, impl, tools, unsupported)
-                        failed |= "error" in m
-                        results.setdefault((workload, size, impl), []).append(m)
-    except KeyboardInterrupt:
-        print("# interrupted", file=sys.stderr)
-        failed = True
-    finally:
-        h.cleanup_all()
+    # (workload, size, impl) -> [measurement per round]
+    results, failed = run_rounds(
+        args.rounds, [(w, s) for w in workloads for s in sizes_of(w)],
+        lambda cell: [i for i in IMPLS[cell[0]] if i in impls],
+        lambda rnd, w, s, impl: run_one(args, rnd, w, s, impl, tools, unsupported))
 
     # Table
     print()
@@ -523,28 +442,19 @@ def main() -> int:
     summary = []
     for workload in workloads:
         for size in sizes_of(workload):
-            row = {"workload": workload, "size": size}
-            for impl in ("ferry", "dpdk", "raw"):
-                vals = [m["mpps"] for m in results.get((workload, size, impl), []) if "mpps" in m]
-                row[f"{impl}_best"] = max(vals) if vals else None
-                row[f"{impl}_median"] = h.median(vals) if vals else None
-                row[f"{impl}_rounds"] = vals
-            def ratio(a, b):
-                return row[f"{a}_best"] / row[f"{b}_best"] if row[f"{a}_best"] and \
-                    row[f"{b}_best"] else None
-            row["ratio"] = ratio("ferry", "dpdk")
-            row["ferry_raw"] = ratio("ferry", "raw")
-            row["dpdk_raw"] = ratio("dpdk", "raw")
-            row["noisy_rounds"] = sum(1 for impl in ("ferry", "dpdk", "raw")
-                                      for m in results.get((workload, size, impl), [])
-                                      if m.get("other_cpus", 0) > NOISY)
+            row = summarize({"workload": workload, "size": size},
+                            {impl: results.get((workload, size, impl), [])
+                             for impl in ("ferry", "dpdk", "raw")})
+            row["ratio"] = ratio(row["ferry_best"], row["dpdk_best"])
+            row["ferry_raw"] = ratio(row["ferry_best"], row["raw_best"])
+            row["dpdk_raw"] = ratio(row["dpdk_best"], row["raw_best"])
             summary.append(row)
             label = f"{workload} {WORKLOADS[workload]}"
             print(f"{label:30} {size:>5}  {fmt(row['ferry_best'], 10)} "
                   f"{fmt(row['ferry_median'])}  {fmt(row['dpdk_best'])} "
                   f"{fmt(row['dpdk_median'])}  {fmt(row['ratio'], 10)}  "
                   f"{fmt(row['raw_best'], 8)} {fmt(row['ferry_raw'])} {fmt(row['dpdk_raw'], 8)}"
-                  + (f"  ({row['noisy_rounds']} noisy)" if row["noisy_rounds"] else ""))
+                  f"{noisy_note(row)}")
     print("(Mpps: best and median over rounds of each measurement's median per-second reading; "
           "W3 at guest B, W4tx at the TAP's rx_packets, W4rx at the guest (raw: the reader); "
           f"'noisy' = other processes used > {NOISY:.2f} CPU during a measurement)")

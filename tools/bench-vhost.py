@@ -23,14 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, cpu_busy_fraction, fmt, h, wait_idle,  # noqa: E402
-                      busy_jiffies as _busy_jiffies, proc_jiffies as _proc_jiffies)
+from benchlib import (NOISY, add_run_options, begin_run, fmt, h,  # noqa: E402
+                      least_noisy, noisy_note, parse_run_options, ratio, run_rounds,
+                      summarize, busy_jiffies as _busy_jiffies, proc_jiffies as _proc_jiffies)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -101,56 +101,19 @@ def _backend_counter(impl: str, backend, workload: str):
 
 
 def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
-    """One measurement, repeated (up to --retry-noisy times) while other processes disturb
-    it; keeps the least disturbed attempt."""
-    best = None
-    for attempt in range(args.retry_noisy + 1):
-        lab = h.Lab("bench", keep_logs=args.keep_logs)
-        tag = f"round {rnd + 1} {workload} {size:>5} B {impl:5}"
-        try:
-            if args.wait_idle > 0:
-                wait_idle(args.wait_idle)
-            m = measure(impl, workload, size, args.warmup, args.duration, lab)
-            extra = ""
-            if "backend_mpps" in m:
-                extra += f" back-end's count {m['backend_mpps']:.2f};"
-            extra += f" other load {m['other_cpus']:.2f} CPU"
-            if m["other_cpus"] > NOISY:
-                extra += " (NOISY)"
-            print(f"{tag}: {m['mpps']:.2f} Mpps  per-second "
-                  f"{[round(s / 1e6, 2) for s in m['samples']]}{extra}", flush=True)
-        except Exception as exc:
-            m = {"error": f"{type(exc).__name__}: {exc}"}
-            print(f"{tag}: FAILED {m['error']}\n{lab.logs(20)}", file=sys.stderr, flush=True)
-            return m
-        finally:
-            lab.close()
-        if best is None or m["other_cpus"] < best["other_cpus"]:
-            best = m
-        if m["other_cpus"] <= NOISY:
-            break
-    return best
+    return least_noisy(
+        args, f"round {rnd + 1} {workload} {size:>5} B {impl:5}",
+        lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab),
+        lambda m: [f"back-end's count {m['backend_mpps']:.2f}"] if "backend_mpps" in m else [])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=["ferry", "dpdk"])
-    ap.add_argument("--quick", action="store_true", help="1 round of 3 s")
-    ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--sizes", default="64,1518")
     ap.add_argument("--workloads", default="W1,W2")
-    ap.add_argument("--wait-idle", type=float, default=20.0, metavar="S",
-                    help="before each measurement wait up to S s for an idle machine")
-    ap.add_argument("--retry-noisy", type=int, default=2, metavar="N",
-                    help="repeat a measurement up to N times while other processes disturb it")
-    ap.add_argument("--json", metavar="PATH", help="also write all samples as JSON")
-    ap.add_argument("--keep-logs", metavar="DIR", help="copy every process log to DIR")
-    args = ap.parse_args()
-    if args.quick:
-        args.rounds, args.duration, args.warmup = 1, 3.0, 1.0
-    sizes = [int(s) for s in args.sizes.split(",")]
+    add_run_options(ap)
+    args = parse_run_options(ap)
+    sizes = args.size_list
     workloads = [w.strip().upper() for w in args.workloads.split(",")]
     impls = [args.only] if args.only else ["ferry", "dpdk"]
 
@@ -164,34 +127,13 @@ def main() -> int:
         print("bench-vhost: needs 2 CPUs", file=sys.stderr)
         return 2
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-
-    busy = cpu_busy_fraction()
-    print(f"# testpmd memory: {h.memory_mode()}; back-end CPU {BACKEND_CPU}, front-end CPU "
-          f"{FRONTEND_CPU}; {args.rounds} round(s), warm-up {args.warmup:g} s, "
-          f"{args.duration:g} s per measurement", flush=True)
-    if busy > 0.10:
-        print(f"# WARNING: the machine is {busy:.0%} busy before the benchmark starts; "
-              "numbers will be noisy", flush=True)
-
-    results: dict = {}  # (workload, size, impl) -> [measurement dicts]
-    failed = False
-    try:
-        for rnd in range(args.rounds):
-            order = impls if rnd % 2 == 0 else list(reversed(impls))
-            for workload in workloads:
-                for size in sizes:
-                    for impl in order:
-                        m = run_one(args, rnd, workload, size, impl)
-                        failed |= "error" in m
-                        results.setdefault((workload, size, impl), []).append(m)
-    except KeyboardInterrupt:
-        print("# interrupted", file=sys.stderr)
-        failed = True
-    finally:
-        h.cleanup_all()
+    begin_run(f"# testpmd memory: {h.memory_mode()}; back-end CPU {BACKEND_CPU}, front-end CPU "
+              f"{FRONTEND_CPU}; {args.rounds} round(s), warm-up {args.warmup:g} s, "
+              f"{args.duration:g} s per measurement")
+    # (workload, size, impl) -> [measurement per round]
+    results, failed = run_rounds(args.rounds, [(w, s) for w in workloads for s in sizes],
+                                 lambda cell: impls,
+                                 lambda rnd, w, s, impl: run_one(args, rnd, w, s, impl))
 
     # Table
     print()
@@ -200,25 +142,15 @@ def main() -> int:
     summary = []
     for workload in workloads:
         for size in sizes:
-            row = {"workload": workload, "size": size}
-            for impl in ("ferry", "dpdk"):
-                vals = [m["mpps"] for m in results.get((workload, size, impl), []) if "mpps" in m]
-                row[f"{impl}_best"] = max(vals) if vals else None
-                row[f"{impl}_median"] = h.median(vals) if vals else None
-                row[f"{impl}_rounds"] = vals
-            ratio = None
-            if row["ferry_best"] and row["dpdk_best"]:
-                ratio = row["ferry_best"] / row["dpdk_best"]
-            row["ratio"] = ratio
-            row["noisy_rounds"] = sum(1 for impl in ("ferry", "dpdk")
-                                      for m in results.get((workload, size, impl), [])
-                                      if m.get("other_cpus", 0) > NOISY)
+            row = summarize({"workload": workload, "size": size},
+                            {impl: results.get((workload, size, impl), [])
+                             for impl in ("ferry", "dpdk")})
+            row["ratio"] = ratio(row["ferry_best"], row["dpdk_best"])
             summary.append(row)
             label = f"{workload} {WORKLOADS.get(workload, '')}"
             print(f"{label:32} {size:>5}  {fmt(row['ferry_best'], 10)} "
                   f"{fmt(row['ferry_median'])}  {fmt(row['dpdk_best'])} "
-                  f"{fmt(row['dpdk_median'])}  {fmt(ratio, 10)}"
-                  + (f"  ({row['noisy_rounds']} noisy)" if row["noisy_rounds"] else ""))
+                  f"{fmt(row['dpdk_median'])}  {fmt(row['ratio'], 10)}{noisy_note(row)}")
     print("(Mpps: best and median over rounds of each measurement's median per-second reading "
           "of the front-end; 'noisy' = other processes used > "
           f"{NOISY:.2f} CPU during a measurement)")

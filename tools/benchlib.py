@@ -1,15 +1,21 @@
-"""Shared pieces of Ferry's benchmarks (tools/bench-vhost.py, tools/bench-switch.py).
+"""Shared pieces of Ferry's benchmarks (tools/bench-vhost.py, bench-switch.py, bench-uplink.py).
 
 * machine load: how busy the CPUs are, how much of it was someone else's;
 * `Tool`: one of our own C peers (tools/*.c), built on demand into .build/tools, run in its
   own process group with its `KEY k=v ...` output lines parsed;
-* small formatting helpers.
+* `VethLink`: a veth pair between two network namespaces of the benchmark's own, and
+  `in_netns()` to start a harness process (Ferry, testpmd) inside one;
+* the driver's common parts: run options, SIGTERM, the least disturbed of a few attempts,
+  progress lines and per-cell summaries;
+* counter sampling, testpmd port lookup, small formatting helpers.
 
 Process control (testpmd, Ferry, cleanup on exit) is Tests/Integration/harness.py's.
 """
 
 from __future__ import annotations
 
+import argparse
+import glob
 import os
 import re
 import shutil
@@ -19,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
@@ -221,6 +227,286 @@ class Tool(h._Process):
 
     def _after_exit(self):
         self._stopped = True
+
+
+# --------------------------------------------------------------------------- counters
+
+
+def counter_rates(read, duration: float) -> list[float]:
+    """Per-second rates of a counter over `duration` seconds."""
+    rates = []
+    v0, t0 = read(), time.monotonic()
+    for _ in range(max(1, int(round(duration)))):
+        time.sleep(1.0 - (time.monotonic() - t0) % 1.0 if rates else 1.0)
+        v1, t1 = read(), time.monotonic()
+        rates.append((v1 - v0) / (t1 - t0))
+        v0, t0 = v1, t1
+    return rates
+
+
+VHOST_MAC = re.compile(r"Port (\d+): 56:48:4F:53:54")  # net_vhost's MACs spell "VHOST"
+
+
+def dpdk_vhost_port(be) -> int:
+    """The port number testpmd gave its net_vhost device (probe order is not the --vdev order
+    in every DPDK version), 0 when its log does not say."""
+    m = VHOST_MAC.search(be.log_text())
+    return int(m.group(1)) if m else 0
+
+
+# --------------------------------------------------------------------------- namespaces
+
+
+NETNS_PREFIX = "ub-"  # every namespace VethLink creates; cleanup_stale_netns() knows them by it
+
+
+def netns_cmd(ns: Optional[str], cmd: list[str]) -> list[str]:
+    """cmd run inside network namespace ns (as is when ns is None). `ip netns exec` execs the
+    command in place, so the pid and process group the harness tracks are the command's own."""
+    return (["ip", "netns", "exec", ns] if ns else []) + cmd
+
+
+def in_netns(proc, ns: Optional[str]):
+    """Make an unstarted harness process (h.Ferry, h.Testpmd) start inside namespace ns."""
+    if ns:
+        base = proc.command
+        proc.command = lambda: netns_cmd(ns, base())
+    return proc
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise h.HarnessError(f"ip {' '.join(args)}: {res.stderr.strip()}")
+    return res
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def cleanup_stale_netns():
+    """Namespaces a killed run of ours left behind (named PREFIX...-PID, PID no longer alive):
+    deleting a namespace deletes the veth end inside it, and with it its peer."""
+    for path in glob.glob(f"/run/netns/{NETNS_PREFIX}*"):
+        name = os.path.basename(path)
+        pid = name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            _ip("netns", "del", name, check=False)
+
+
+class VethLink:
+    """A veth pair `a`/`b` between two fresh namespaces `{PREFIX}{a_tag}-PID` and
+    `{PREFIX}{b_tag}-PID`, made inside them (no interface ever appears in the root namespace,
+    where other work may be running), one RX and one TX queue per end (an AF_XDP socket sees
+    only its own queue: with one queue nothing can bypass it), fixed MACs, IPv6 off (no
+    RS/DAD/MLD frames of the kernel's own in the counts), both ends up.
+
+    stat(end, key) reads /sys/class/net/IF/statistics/KEY of either end. /sys shows the
+    namespace of whoever mounted it, so it is read through /proc/PID/root of a holder process
+    that `ip netns exec` started in each namespace with that namespace's /sys mounted: a plain
+    file read per sample, no process started while measuring."""
+
+    def __init__(self, a: str, b: str, a_mac: str, b_mac: str, mtu: int = 1500,
+                 a_tag: str = "hv", b_tag: str = "lan", log_dir: str = "/tmp"):
+        pid = os.getpid()
+        self.ifname = {"a": a, "b": b}
+        self.ns = {"a": f"{NETNS_PREFIX}{a_tag}-{pid}", "b": f"{NETNS_PREFIX}{b_tag}-{pid}"}
+        self.mac = {"a": a_mac, "b": b_mac}
+        self.mtu = mtu
+        self.log_dir = log_dir
+        self._holders: dict[str, Tool] = {}
+        self._files: dict = {}
+
+    def up(self) -> "VethLink":
+        try:
+            for end, ns in self.ns.items():
+                if os.path.exists(f"/run/netns/{ns}"):
+                    _ip("netns", "del", ns, check=False)  # our own, from an aborted measurement
+                _ip("netns", "add", ns)
+                subprocess.run(netns_cmd(ns, ["sysctl", "-qw",
+                                              "net.ipv6.conf.all.disable_ipv6=1",
+                                              "net.ipv6.conf.default.disable_ipv6=1"]),
+                               capture_output=True)
+            a, b = self.ifname["a"], self.ifname["b"]
+            _ip("-n", self.ns["a"], "link", "add", a, "numtxqueues", "1", "numrxqueues", "1",
+                "type", "veth", "peer", "name", b, "netns", self.ns["b"],
+                "numtxqueues", "1", "numrxqueues", "1")
+            for end in ("a", "b"):
+                _ip("-n", self.ns[end], "link", "set", self.ifname[end], "address",
+                    self.mac[end], "mtu", str(self.mtu), "up")
+            for end, ns in self.ns.items():
+                holder = Tool(netns_cmd(ns, ["sleep", "infinity"]),
+                              os.path.join(self.log_dir, f"netns-{end}.log"), f"netns-{end}")
+                holder.start(wait_ready=False)
+                self._holders[end] = holder
+                h.wait_until(lambda: os.path.exists(self._sysfs(end)), 5,
+                             f"{self.ifname[end]} in {ns}'s /sys")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _sysfs(self, end: str, key: str = "") -> str:
+        base = f"/proc/{self._holders[end].pid}/root/sys/class/net/{self.ifname[end]}"
+        return f"{base}/statistics/{key}" if key else base
+
+    def stat(self, end: str, key: str) -> int:
+        with open(self._sysfs(end, key)) as f:
+            return int(f.read())
+
+    def stats(self, end: str, keys) -> dict:
+        return {k: self.stat(end, k) for k in keys}
+
+    def close(self):
+        for holder in self._holders.values():
+            holder.stop()
+        self._holders.clear()
+        for ns in self.ns.values():
+            if os.path.exists(f"/run/netns/{ns}"):
+                _ip("netns", "del", ns, check=False)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def add_run_options(ap: argparse.ArgumentParser, sizes: str = "64,1518",
+                    sizes_help: Optional[str] = None):
+    """The options every benchmark takes: rounds, timing, sizes, noise handling, output."""
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="1 round of 3 s")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--sizes", default=sizes, help=sizes_help or "frame sizes without FCS")
+    ap.add_argument("--wait-idle", type=float, default=20.0, metavar="S",
+                    help="before each measurement wait up to S s for an idle machine")
+    ap.add_argument("--retry-noisy", type=int, default=2, metavar="N",
+                    help="repeat a measurement up to N times while other processes disturb it")
+    ap.add_argument("--json", metavar="PATH", help="also write all samples as JSON")
+    ap.add_argument("--keep-logs", metavar="DIR", help="copy every process log to DIR")
+
+
+def parse_run_options(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.warmup = 1, 3.0, 1.0
+    args.size_list = [int(s) for s in args.sizes.split(",")]
+    return args
+
+
+def begin_run(header: str):
+    """SIGTERM stops a run the way Ctrl-C does, so its `finally:` still cleans up; the header
+    line, and a warning when others already keep the machine busy."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    busy = cpu_busy_fraction()
+    print(header, flush=True)
+    if busy > 0.10:
+        print(f"# WARNING: the machine is {busy:.0%} busy before the benchmark starts; "
+              "numbers will be noisy", flush=True)
+
+
+class Unsupported(Exception):
+    """The back-end cannot run this workload at all (e.g. a Ferry without the port kind the
+    workload needs): reported as NOT RUN, not as a failure of the measurement."""
+
+
+def least_noisy(args, tag: str, measure: Callable[[h.Lab], dict],
+                notes: Callable[[dict], list], lab_tag: str = "bench") -> dict:
+    """measure(lab) -> {"mpps", "samples", "other_cpus", ...}, each attempt with a Lab of its
+    own, repeated up to --retry-noisy times while other processes disturb it (after waiting up
+    to --wait-idle for a quiet machine each time); the least disturbed attempt. A failure
+    returns {"error"} at once, with the logs' tails printed; Unsupported adds "unsupported".
+    measure may put callables in lab.after_close: they run once the Lab's processes are gone
+    (an interface they used can then be deleted)."""
+    best = None
+    for i in range(args.retry_noisy + 1):
+        if args.wait_idle > 0:
+            wait_idle(args.wait_idle)
+        attempt_tag = tag.replace(" B ", " B (retry) ", 1) if i else tag
+        lab = h.Lab(lab_tag, keep_logs=args.keep_logs)
+        lab.after_close = []
+        try:
+            m = measure(lab)
+            report(attempt_tag, m, notes(m))
+        except Unsupported as exc:
+            print(f"{attempt_tag}: NOT RUN: {exc}", file=sys.stderr, flush=True)
+            return {"error": str(exc), "unsupported": True}
+        except Exception as exc:
+            print(f"{attempt_tag}: FAILED {type(exc).__name__}: {exc}\n{lab.logs(20)}",
+                  file=sys.stderr, flush=True)
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            lab.close()
+            for cleanup in lab.after_close:
+                cleanup()
+        if best is None or m["other_cpus"] < best["other_cpus"]:
+            best = m
+        if m["other_cpus"] <= NOISY:
+            break
+    return best
+
+
+def report(tag: str, m: dict, notes: list[str]):
+    """One measurement's progress line: its rate, per-second readings, cross-checks, load."""
+    load = f"other load {m['other_cpus']:.2f} CPU" + (" (NOISY)" if m["other_cpus"] > NOISY
+                                                       else "")
+    print(f"{tag}: {m['mpps']:.3f} Mpps  per-second {[round(s / 1e6, 3) for s in m['samples']]}"
+          f"; {'; '.join(notes + [load])}", flush=True)
+
+
+def run_rounds(rounds: int, cells: list, impls_of: Callable, run: Callable) -> tuple[dict, bool]:
+    """run(rnd, *cell, impl) for every cell (a tuple such as (workload, size)) and each of
+    impls_of(cell), round after round, the back-ends' order reversed in odd rounds so that a
+    drift of the machine during a round hits them alike. Returns ({cell + (impl,): [measurement
+    per round]}, whether any failed). Ctrl-C (and SIGTERM, see begin_run) ends the rounds early;
+    every process the harness started is stopped either way."""
+    results: dict = {}
+    failed = False
+    try:
+        for rnd in range(rounds):
+            for cell in cells:
+                order = list(impls_of(cell))
+                if rnd % 2:
+                    order.reverse()
+                for impl in order:
+                    m = run(rnd, *cell, impl)
+                    failed |= "error" in m
+                    results.setdefault(tuple(cell) + (impl,), []).append(m)
+    except KeyboardInterrupt:
+        print("# interrupted", file=sys.stderr)
+        failed = True
+    finally:
+        h.cleanup_all()
+    return results, failed
+
+
+def summarize(row: dict, runs: dict) -> dict:
+    """row + IMPL_best / IMPL_median / IMPL_rounds for each impl's measurements (impl -> list)
+    and how many of them were noisy."""
+    for impl, ms in runs.items():
+        vals = [m["mpps"] for m in ms if "mpps" in m]
+        row[f"{impl}_best"] = max(vals) if vals else None
+        row[f"{impl}_median"] = h.median(vals) if vals else None
+        row[f"{impl}_rounds"] = vals
+    row["noisy_rounds"] = sum(1 for ms in runs.values() for m in ms
+                              if m.get("other_cpus", 0) > NOISY)
+    return row
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+def noisy_note(row: dict) -> str:
+    return f"  ({row['noisy_rounds']} noisy)" if row["noisy_rounds"] else ""
 
 
 # --------------------------------------------------------------------------- formatting

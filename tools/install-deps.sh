@@ -46,8 +46,12 @@ fi
 #                     modinfo to find the virtio modules)
 #   iproute2, tcpdump, procps   namespaces/veths, packet capture, pgrep/ps
 #   python3           runs the integration tests (pytest handled below)
+#   libbpf-dev, libelf-dev, pkg-config
+#                     the XDP target links libbpf (found through pkg-config;
+#                     libelf is what libbpf parses the embedded object with), and
+#                     the BPF program's build includes <bpf/bpf_helpers.h>
 packages=(dpdk-dev qemu-system-x86 linux-image-cloud-amd64 busybox-static
-          iproute2 cpio kmod tcpdump procps python3)
+          iproute2 cpio kmod tcpdump procps python3 libbpf-dev libelf-dev pkg-config)
 
 apt_updated=0
 apt_install() {

@@ -23,6 +23,8 @@ int ferry_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SO
 
 _Static_assert(FERRY_MFD_CLOEXEC == MFD_CLOEXEC, "MFD_CLOEXEC");
 int ferry_gettid(void) { return gettid(); }
+int ferry_setns(int fd, int nstype) { return setns(fd, nstype); }
+_Static_assert(FERRY_CLONE_NEWNET == CLONE_NEWNET, "CLONE_NEWNET");
 
 int ferry_io_uring_setup(unsigned int entries, struct io_uring_params *params) {
     return (int)syscall(__NR_io_uring_setup, entries, params);

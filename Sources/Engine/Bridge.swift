@@ -53,7 +53,8 @@ public struct WorkerSource {
     public let port: Port
     public let queue: Int
     public let isGenerator: Bool
-    /// Looking costs a syscall (a TAP's read): after empty looks the worker
+    /// Looking costs a syscall (a TAP's read; not a packet port's, a look at
+    /// its mapped ring): after empty looks the worker
     /// skips this queue for a growing number of loops (see `Worker.forwardOnce`).
     public let costsASyscall: Bool
     /// Set by `Worker.configure` when every frame of this TAP queue can only go

@@ -31,6 +31,14 @@ public final class NamedPort {
         case .tap(let t):
             let error = t.lastError
             return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
+        case .xdp(let x):
+            let mode = "xdp \(x.steering.attachedMode), \(x.copyMode.rawValue)"
+            let error = x.lastError
+            return error == 0 ? "running (\(mode))" : "running (\(mode), last error: \(String(cString: strerror(error))))"
+        case .failed(let f): return "failed: \(f.reason)"
+        case .packet(let p):
+            let error = p.lastError
+            return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
         case .gen(let g): return g.isFinished ? "finished" : "running"
         case .sink: return "running"
         }
@@ -129,6 +137,31 @@ public final class Switch {
                 } catch {
                     throw SwitchError.port(spec.text, "\(error)")
                 }
+            case .xdp(let interface, let queues, let mode, let zeroCopy):
+                do throws(XdpPortError) {
+                    let xdp = try XdpPort(interface: interface, queues: queues, attach: mode, zeroCopy: zeroCopy,
+                                          guestCapacity: options.fdbCapacity, batchCapacity: options.batchSize,
+                                          logger: logger)
+                    logger.info("""
+                        xdp \(interface): \(xdp.queueCount) queue(s), program \(xdp.steering.attachedMode) mode \
+                        (id \(xdp.steering.programID)), sockets in \(xdp.copyMode.rawValue) mode
+                        """)
+                    port = .xdp(xdp)
+                } catch {
+                    // The rest of the switch runs without it, as a bridge keeps running
+                    // when one of its ports fails to open.
+                    logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
+                    port = .failed(FailedPort(reason: "\(error)"))
+                }
+            case .packet(let interface, let queues):
+                do {
+                    let packet = try PacketPort(interface: interface, queues: queues)
+                    logger.info("\(packet.summary)")
+                    port = .packet(packet)
+                } catch {
+                    logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
+                    port = .failed(FailedPort(reason: "\(error)"))
+                }
             case .gen(let dst, let src, let size, let count, let delay):
                 port = .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
             case .sink:
@@ -138,11 +171,19 @@ public final class Switch {
         }
         ports = made
         control.add(learning)
+        let steered = made.compactMap { p -> UplinkSteering.Uplink? in
+            guard case .xdp(let x) = p.port else { return nil }
+            return UplinkSteering.Uplink(index: p.index, name: p.name, vlan: p.vlan, program: x.steering)
+        }
+        // Right after learning: an address learned in this pass is steered in this pass.
+        if !steered.isEmpty { control.add(UplinkSteering(uplinks: steered, database: bridge.database, logger: logger)) }
         var taps: [(name: String, port: TapPort)] = []
         var guests: [VhostDevice] = []
         var guestPorts: [(index: UInt16, name: String, device: VhostDevice)] = []
+        var packetPorts: [(name: String, port: PacketPort)] = []
         for p in made {
             if case .tap(let t) = p.port { taps.append((p.name, t)) }
+            if case .packet(let u) = p.port { packetPorts.append((p.name, u)) }
             if case .vhost(let v) = p.port {
                 guests.append(v.device)
                 guestPorts.append((p.index, p.name, v.device))
@@ -155,6 +196,7 @@ public final class Switch {
             control.add(TapOffloadPolicy(taps: taps, guests: guests, logger: logger))
             control.add(TapMTUWatch(taps: taps.map(\.port)))
         }
+        if !packetPorts.isEmpty { control.add(PacketPortWatch(ports: packetPorts, logger: logger)) }
 
         transmitLockCount = made.reduce(0) { $0 + $1.port.queueCount }
         transmitLocks = .allocate(capacity: transmitLockCount)
@@ -208,7 +250,11 @@ public final class Switch {
             case .vhost(let v): v.endpoint.shutDown("Ferry is stopping")
             // A TAP Ferry created disappears with its last descriptor; one that existed stays.
             case .tap(let t): t.device.close()
-            case .gen, .sink: break
+            // Detached while its sockets are still open: the hook is never left
+            // pointing at sockets that are gone.
+            case .xdp(let x): x.close()
+            // A packet port's sockets close, and its promiscuous mode goes, when the switch lets go of it.
+            case .packet, .failed, .gen, .sink: break
             }
         }
     }

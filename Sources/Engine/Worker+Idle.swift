@@ -12,7 +12,9 @@ import Virtio
 /// that arrived in between cancels the sleep. A driver that adds a chain after
 /// that check sees the request, because it orders its own index store before
 /// reading ours, and kicks; the eventfd is then readable and `poll` returns.
-/// A TAP's descriptor needs no such dance: it is readable while a frame waits.
+/// A TAP's descriptor needs no such dance: it is readable while a frame waits;
+/// nor does a packet port's: it is readable while the kernel has handed over a
+/// block of its receive ring that we have not walked to the end.
 extension Worker {
     /// About a few hundred microseconds of empty loops before sleeping.
     static let idleLoopsBeforeSleep = 4096
@@ -20,6 +22,20 @@ extension Worker {
     func sleepUntilKicked() {
         sleepQueues.removeAll(keepingCapacity: true)
         sleepDescriptors.removeAll(keepingCapacity: true)
+        sleepPacketQueues.removeAll(keepingCapacity: true)
+        // Packet ports first, so their descriptors lead the poll set in `sleepPacketQueues` order.
+        for source in sources {
+            let port: PacketPort
+            let queue: Int
+            switch source.port {
+            case .packet(let p): (port, queue) = (p, source.queue)
+            // An xdp port's copy socket is pulled with its queue 0.
+            case .xdp(let x) where source.queue == 0: (port, queue) = (x.copies, 0)
+            default: continue
+            }
+            sleepPacketQueues.append((port, queue))
+            sleepDescriptors.append(pollfd(fd: port.descriptor(queue: queue), events: Int16(POLLIN), revents: 0))
+        }
         for source in sources {
             switch source.port {
             case .vhost(let port):
@@ -31,10 +47,13 @@ extension Worker {
             case .tap(let tap):
                 // Readable while the kernel holds a frame: nothing to re-arm, no race.
                 sleepDescriptors.append(pollfd(fd: tap.descriptor(queue: source.queue), events: Int16(POLLIN), revents: 0))
+            case .xdp(let xdp):
+                // Readable while the socket's RX ring holds a frame.
+                sleepDescriptors.append(pollfd(fd: xdp.descriptor(queue: source.queue), events: Int16(POLLIN), revents: 0))
             case .gen(let gen):
                 // A generator always has the next frame.
                 if !gen.isFinished { return }
-            case .sink:
+            case .sink, .failed, .packet:
                 continue
             }
         }
@@ -50,6 +69,15 @@ extension Worker {
                 poll($0.baseAddress, nfds_t($0.count), sleepTimeoutMilliseconds)
             }
             for d in sleepDescriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }
+            // An interface that went down or away leaves an error on its sockets,
+            // and poll reports it until it is taken: take it, or every sleep ends at once.
+            var p = 0
+            while p < sleepPacketQueues.count {
+                if sleepDescriptors[p].revents & Int16(POLLERR) != 0 {
+                    sleepPacketQueues[p].port.takeSocketError(queue: sleepPacketQueues[p].queue)
+                }
+                p += 1
+            }
             // Whatever woke us, look everywhere at once rather than after a skip.
             resetSkips()
         }

@@ -70,6 +70,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Scratch space for going to sleep, kept so that sleeping allocates nothing.
     var sleepQueues: [SplitVirtqueue] = []
     var sleepDescriptors: [pollfd] = []
+    /// The packet port queues whose descriptors lead `sleepDescriptors`, in order.
+    var sleepPacketQueues: [(port: PacketPort, queue: Int)] = []
 
     /// How long a sleeping worker waits before looking around anyway.
     let sleepTimeoutMilliseconds: Int32
@@ -105,6 +107,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         precondition(wakeFD >= 0, "eventfd for the worker failed")
         sleepQueues.reserveCapacity(64)
         sleepDescriptors.reserveCapacity(65)
+        sleepPacketQueues.reserveCapacity(64)
     }
 
     deinit {

@@ -25,10 +25,16 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case hairpin
     /// The source address is a group (multicast or broadcast) address; no station has one.
     case invalidSource
-    /// The kernel would not take the frame now (a TAP's queue was full: EAGAIN).
+    /// The kernel would not take the frame now (a TAP's queue was full: EAGAIN;
+    /// a packet port's transmit ring, send buffer or driver queue was full).
     case txFull
     /// The kernel refused the frame with an error other than EAGAIN (logged once per port).
     case ioError
+    /// The frame is longer than the port's MTU or transmit slot allows.
+    case tooLong
+    /// The frame asked for its checksum to be finished (NEEDS_CSUM) at a place
+    /// outside the frame: a buggy or hostile guest.
+    case badChecksumOffset
 
     /// The name used in stats output and metrics labels.
     public var name: String {
@@ -45,6 +51,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .invalidSource: "invalid_source"
         case .txFull: "tx_full"
         case .ioError: "io_error"
+        case .tooLong: "too_long"
+        case .badChecksumOffset: "bad_checksum_offset"
         }
     }
 }

@@ -253,7 +253,8 @@ public final class TapDevice: @unchecked Sendable {
         })
     }
 
-    private static func request(_ name: String) throws(SystemError) -> ifreq {
+    /// An ifreq naming `name`, for the SIOC*IF* requests (PacketRingSocket asks the MTU with one too).
+    static func request(_ name: String) throws(SystemError) -> ifreq {
         var request = ifreq()
         let bytes = Array(name.utf8)
         guard bytes.count <= maxNameLength else {

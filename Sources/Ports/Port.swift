@@ -9,6 +9,9 @@ public enum Port {
     case gen(GenPort)
     case sink(SinkPort)
     case tap(TapPort)
+    case xdp(XdpPort)
+    case failed(FailedPort)
+    case packet(PacketPort)
 
     public var queueCount: Int {
         switch self {
@@ -16,6 +19,9 @@ public enum Port {
         case .gen(let p): p.queueCount
         case .sink(let p): p.queueCount
         case .tap(let p): p.queueCount
+        case .xdp(let p): p.queueCount
+        case .failed(let p): p.queueCount
+        case .packet(let p): p.queueCount
         }
     }
 
@@ -27,6 +33,9 @@ public enum Port {
         case .gen(let p): p.pull(queue: queue, into: batch)
         case .sink(let p): p.pull(queue: queue, into: batch)
         case .tap(let p): p.pull(queue: queue, into: batch)
+        case .xdp(let p): p.pull(queue: queue, into: batch)
+        case .failed(let p): p.pull(queue: queue, into: batch)
+        case .packet(let p): p.pull(queue: queue, into: batch)
         }
     }
 
@@ -38,6 +47,9 @@ public enum Port {
         case .gen(let p): p.push(queue: queue, from: batch)
         case .sink(let p): p.push(queue: queue, from: batch)
         case .tap(let p): p.push(queue: queue, from: batch)
+        case .xdp(let p): p.push(queue: queue, from: batch)
+        case .failed(let p): p.push(queue: queue, from: batch)
+        case .packet(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -49,17 +61,21 @@ public enum Port {
         case .gen(let p): p.release(queue: queue)
         case .sink(let p): p.release(queue: queue)
         case .tap(let p): p.release(queue: queue)
+        case .xdp(let p): p.release(queue: queue)
+        case .failed(let p): p.release(queue: queue)
+        case .packet(let p): p.release(queue: queue)
         }
     }
 
     /// About how many frames `queue` can take now (a vhost ring's posted RX
     /// buffers; a frame that spans several buffers takes more than one). A TAP
-    /// cannot tell: its send buffer is counted in bytes of kernel memory.
+    /// cannot tell: its send buffer is counted in bytes of kernel memory; a
+    /// packet port could, but only by walking its transmit ring.
     @inlinable
     public func room(queue: Int) -> Int {
         switch self {
         case .vhost(let p): p.device.queues[2 &* queue].postedBuffers
-        case .gen, .sink, .tap: Int.max
+        case .gen, .sink, .tap, .xdp, .failed, .packet: Int.max
         }
     }
 
@@ -69,6 +85,9 @@ public enum Port {
         switch self {
         case .vhost(let p): p.counters[queue]
         case .tap(let p): p.counters[queue]
+        case .xdp(let p): p.counters[queue]
+        case .failed(let p): p.counters
+        case .packet(let p): p.counters[queue]
         case .gen(let p): p.counters
         case .sink(let p): p.counters
         }
@@ -81,13 +100,19 @@ public enum Port {
         case .gen(let p): [p.counters]
         case .sink(let p): [p.counters]
         case .tap(let p): p.counters
+        // The copy socket's counters as one more queue: frames that came the kernel's way.
+        case .xdp(let p): p.counters + p.copies.counters
+        case .failed(let p): [p.counters]
+        case .packet(let p): p.counters
         }
     }
 
-    /// A port nothing ever arrives from (a sink): not worth polling.
+    /// A port nothing ever arrives from (a sink, a port that failed to open): not worth polling.
     public var neverReceives: Bool {
-        if case .sink = self { return true }
-        return false
+        switch self {
+        case .sink, .failed: true
+        default: false
+        }
     }
 
     public var kind: String {
@@ -96,6 +121,9 @@ public enum Port {
         case .gen: "gen"
         case .sink: "sink"
         case .tap: "tap"
+        case .xdp: "xdp"
+        case .failed: "failed"
+        case .packet: "packet"
         }
     }
 }

@@ -1,8 +1,11 @@
 import Packets
 import Platform
+import XDP
 
 /// A port as the command line names it: `vhost:PATH[,client][,queues=N]`,
-/// `tap:NAME[,queues=N][,mtu=N]`, `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
+/// `tap:NAME[,queues=N][,mtu=N]`, `packet:IFNAME[,queues=N]`,
+/// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
+/// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
 /// `sink`; every kind also takes `name=NAME` and one of `vlan=N` (access) or
 /// `trunk=N,M,A-B` (802.1Q trunk).
 public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
@@ -10,6 +13,10 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case vhost(path: String, client: Bool, queuePairs: Int)
         /// A TAP interface, created if it does not exist; `mtu` nil leaves the MTU as it is.
         case tap(name: String, queues: Int, mtu: Int?)
+        /// An existing NIC through AF_XDP; `queues` nil binds every receive queue it has.
+        case xdp(interface: String, queues: Int?, mode: XDPAttachRequest, zeroCopy: XdpPort.ZeroCopyRequest)
+        /// An existing interface through AF_PACKET sockets, one per queue (a fanout group when more than one).
+        case packet(interface: String, queues: Int)
         case gen(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?, delayMilliseconds: Int)
         case sink
     }
@@ -49,7 +56,8 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 options[key] = String(item[item.index(after: eq)...])
                 lastKey = key
                 if key == "trunk" { trunk.append(options[key]!) }
-            } else if positional.isEmpty && options.isEmpty && flags.isEmpty && (type == "vhost" || type == "tap") {
+            } else if positional.isEmpty && options.isEmpty && flags.isEmpty
+                        && ["vhost", "tap", "packet", "xdp"].contains(type) {
                 positional.append(item)
                 lastKey = ""
             } else {
@@ -75,20 +83,8 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             }
             kind = .vhost(path: path, client: client, queuePairs: pairs)
         case "tap":
-            guard let interface = positional.first, !interface.isEmpty else {
-                throw ParseError(text, "tap needs an interface name")
-            }
-            guard Self.isInterfaceName(interface) else {
-                throw ParseError(text, "interface name '\(interface)' must be 1-\(TapDevice.maxNameLength) letters, "
-                                 + "digits, '-', '_' or '.' (and not '.' or '..')")
-            }
-            var queues = 1
-            if let q = options.removeValue(forKey: "queues") {
-                guard let v = Int(q), (1...TapDevice.maxQueues).contains(v) else {
-                    throw ParseError(text, "queues must be 1...\(TapDevice.maxQueues)")
-                }
-                queues = v
-            }
+            let interface = try Self.interface(positional, type, text)
+            let queues = try Self.queues(options.removeValue(forKey: "queues"), TapDevice.maxQueues, text)
             var mtu: Int?
             if let m = options.removeValue(forKey: "mtu") {
                 guard let v = Int(m), TapPort.mtus.contains(v) else {
@@ -97,6 +93,33 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 mtu = v
             }
             kind = .tap(name: interface, queues: queues, mtu: mtu)
+        case "packet":
+            let interface = try Self.interface(positional, type, text)
+            let queues = try Self.queues(options.removeValue(forKey: "queues"), PacketPort.maxQueues, text)
+            kind = .packet(interface: interface, queues: queues)
+        case "xdp":
+            let interface = try Self.interface(positional, type, text)
+            // Unlike the other kinds, no queues= binds every queue the NIC has.
+            let queues = try options.removeValue(forKey: "queues").map { q throws(ParseError) in
+                try Self.queues(q, XdpPort.maxQueues, text)
+            }
+            var mode = XDPAttachRequest.auto
+            if let m = options.removeValue(forKey: "mode") {
+                switch m {
+                case "auto": mode = .auto
+                case "native": mode = .native
+                case "generic": mode = .generic
+                default: throw ParseError(text, "mode must be auto, native or generic")
+                }
+            }
+            var zeroCopy = XdpPort.ZeroCopyRequest.auto
+            if let z = options.removeValue(forKey: "zerocopy") {
+                guard let v = XdpPort.ZeroCopyRequest(rawValue: z) else {
+                    throw ParseError(text, "zerocopy must be auto, on or off")
+                }
+                zeroCopy = v
+            }
+            kind = .xdp(interface: interface, queues: queues, mode: mode, zeroCopy: zeroCopy)
         case "gen":
             let dst = try Self.mac(options.removeValue(forKey: "dst") ?? "02:00:00:00:00:02", "dst", text)
             let src = try Self.mac(options.removeValue(forKey: "src") ?? "02:00:00:00:00:01", "src", text)
@@ -121,7 +144,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case "sink":
             kind = .sink
         default:
-            throw ParseError(text, "unknown port type '\(type)' (vhost, tap, gen, sink)")
+            throw ParseError(text, "unknown port type '\(type)' (vhost, tap, packet, xdp, gen, sink)")
         }
         if let unknown = (Array(options.keys) + Array(flags)).sorted().first {
             throw ParseError(text, "unknown option '\(unknown)'")
@@ -158,6 +181,25 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case (_?, _?):
             throw ParseError(text, "a port is either access (vlan=) or trunk (trunk=), not both")
         }
+    }
+
+    /// The interface a tap or packet spec names first.
+    private static func interface(_ positional: [String], _ type: String, _ text: String) throws(ParseError) -> String {
+        guard let interface = positional.first, !interface.isEmpty else {
+            throw ParseError(text, "\(type) needs an interface name")
+        }
+        guard isInterfaceName(interface) else {
+            throw ParseError(text, "interface name '\(interface)' must be 1-\(TapDevice.maxNameLength) letters, "
+                             + "digits, '-', '_' or '.' (and not '.' or '..')")
+        }
+        return interface
+    }
+
+    /// `queues=N`, 1 when not given.
+    private static func queues(_ value: String?, _ most: Int, _ text: String) throws(ParseError) -> Int {
+        guard let value else { return 1 }
+        guard let v = Int(value), (1...most).contains(v) else { throw ParseError(text, "queues must be 1...\(most)") }
+        return v
     }
 
     /// What the kernel takes as an interface name (dev_valid_name: at most

@@ -65,6 +65,20 @@ public enum LearnResult: Equatable, Sendable {
     case groupAddress
 }
 
+/// One change the writer made: `key` now leads to `port`, or (nil) is gone.
+/// Learning, moves and static entries give a port; removal, aging and
+/// flushing give nil. For mirrors of the table outside it (an uplink's
+/// steering map), which follow it on the writer's thread.
+public struct FDBChange: Hashable, Sendable {
+    public var key: FDBKey
+    public var port: UInt16?
+
+    public init(key: FDBKey, port: UInt16?) {
+        self.key = key
+        self.port = port
+    }
+}
+
 /// One entry as a snapshot sees it.
 public struct FDBEntry: Equatable, Sendable {
     public var key: FDBKey
@@ -142,6 +156,9 @@ public final class ForwardingDatabase: @unchecked Sendable {
     @usableFromInline var ageCursor = 0
     /// Writer-only mirror of the entry count.
     @usableFromInline var count = 0
+    /// What the writer changed since the last `takeChanges()`, in order; nil
+    /// (nothing kept) unless a mirror of the table asked (`recordChanges`).
+    @usableFromInline var changes: [FDBChange]?
 
     public init(capacity: Int = ForwardingDatabase.defaultCapacity,
                 agingTime: UInt64 = ForwardingDatabase.defaultAgingTime) {
@@ -319,6 +336,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
                 count &+= 1
                 bump(Self.cEntries)
                 bump(Self.cLearned)
+                changes?.append(FDBChange(key: key, port: port))
                 return .learned
             }
             if ferry_load_relaxed_u64(p + Self.keyOffset) == k {
@@ -330,6 +348,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
                 }
                 write(i, key: k, port: port, flags: Self.occupied, seen: now)
                 bump(Self.cMoves)
+                changes?.append(FDBChange(key: key, port: port))
                 return .moved(from: old)
             }
             i = (i &+ 1) & mask
@@ -362,6 +381,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
         let k = key.rawValue
         if let i = find(k) {
             write(i, key: k, port: port, flags: Self.occupied | Self.staticFlag, seen: 0)
+            changes?.append(FDBChange(key: key, port: port))
             return true
         }
         guard count < capacity else {
@@ -373,6 +393,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
         write(i, key: k, port: port, flags: Self.occupied | Self.staticFlag, seen: 0)
         count &+= 1
         bump(Self.cEntries)
+        changes?.append(FDBChange(key: key, port: port))
         return true
     }
 
@@ -437,6 +458,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// (hole, its slot], so no probe chain crosses an empty slot.
     @usableFromInline
     func delete(at start: Int) {
+        changes?.append(FDBChange(key: FDBKey(rawValue: ferry_load_relaxed_u64(slot(start) + Self.keyOffset)), port: nil))
         let epoch = ferry_load_acquire_u32(shiftEpoch)
         // Release: the odd epoch is ordered before the first slot write's version
         // store, so a reader that observes any moved slot sees the epoch change.
@@ -460,6 +482,21 @@ public final class ForwardingDatabase: @unchecked Sendable {
         count &-= 1
         drop(Self.cEntries)
         ferry_store_release_u32(shiftEpoch, epoch &+ 2)
+    }
+
+    /// From now on keep a list of changes for `takeChanges()`. Writer's thread only.
+    public func recordChanges() {
+        if changes == nil { changes = [] }
+    }
+
+    /// Whether the writer changed anything since the last `takeChanges()`.
+    public var hasChanges: Bool { changes?.isEmpty == false }
+
+    /// The changes since the last call, oldest first. Writer's thread only.
+    public func takeChanges() -> [FDBChange] {
+        guard let list = changes, !list.isEmpty else { return [] }
+        changes = []
+        return list
     }
 
     // MARK: - Control plane (any thread)

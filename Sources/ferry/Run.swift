@@ -18,7 +18,7 @@ struct Run: ParsableCommand {
             """)
 
     @Option(name: .customLong("port"), help: ArgumentHelp(
-        "A port: vhost:PATH[,client][,queues=N] | tap:IFNAME[,queues=N][,mtu=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B].",
+        "A port: vhost:PATH[,client][,queues=N] | tap:IFNAME[,queues=N][,mtu=N] | packet:IFNAME[,queues=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B].",
         valueName: "spec"))
     var ports: [String] = []
 
@@ -133,7 +133,7 @@ struct Run: ParsableCommand {
                     the host is on the switch through TAP \(interface): give it an address in the guests' subnet, e.g.
                       ip addr add 198.18.0.1/24 dev \(interface)
                     """)
-            case .gen, .sink:
+            case .xdp, .packet, .gen, .sink:
                 break
             }
         }

@@ -1,6 +1,7 @@
 import Packets
 import Ports
 import XCTest
+import XDP
 
 final class PortSpecTests: XCTestCase {
     func testVhostSpecs() throws {
@@ -54,6 +55,61 @@ final class PortSpecTests: XCTestCase {
         }
     }
 
+    func testXdpSpecs() throws {
+        XCTAssertEqual(try PortSpec(parsing: "xdp:eth0").kind, .xdp(interface: "eth0", queues: nil, mode: .auto, zeroCopy: .auto))
+        let spec = try PortSpec(parsing: "xdp:enp1s0f0,queues=4,mode=native,zerocopy=on,name=uplink,trunk=10-12")
+        XCTAssertEqual(spec.kind, .xdp(interface: "enp1s0f0", queues: 4, mode: .native, zeroCopy: .on))
+        XCTAssertEqual(spec.name, "uplink")
+        XCTAssertEqual(spec.vlan, .trunk([10, 11, 12]))
+        XCTAssertEqual(try PortSpec(parsing: "xdp:veth1,mode=generic,zerocopy=off").kind,
+                       .xdp(interface: "veth1", queues: nil, mode: .generic, zeroCopy: .off))
+        let cases: [(String, String)] = [
+            ("xdp", "xdp needs an interface name"),
+            ("xdp:queues=2", "xdp needs an interface name"),
+            ("xdp:a/b", "interface name 'a/b' must be"),
+            ("xdp:eth0,queues=0", "queues must be 1...64"),
+            ("xdp:eth0,queues=65", "queues must be 1...64"),
+            ("xdp:eth0,mode=driver", "mode must be auto, native or generic"),
+            ("xdp:eth0,zerocopy=yes", "zerocopy must be auto, on or off"),
+            ("xdp:eth0,mtu=1500", "unknown option 'mtu'"),
+        ]
+        for (text, message) in cases {
+            XCTAssertThrowsError(try PortSpec(parsing: text), text) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(text): \(error)")
+            }
+        }
+    }
+
+    func testPacketSpecs() throws {
+        XCTAssertEqual(try PortSpec(parsing: "packet:eth0").kind, .packet(interface: "eth0", queues: 1))
+        let spec = try PortSpec(parsing: "packet:enp1s0f0.100,queues=4,name=uplink,trunk=10,20-21")
+        XCTAssertEqual(spec.kind, .packet(interface: "enp1s0f0.100", queues: 4))
+        XCTAssertEqual(spec.name, "uplink")
+        XCTAssertEqual(spec.vlan, .trunk([10, 20, 21]))
+        let access = try PortSpec(parsing: "packet:veth1,vlan=5,queues=64")
+        XCTAssertEqual(access.kind, .packet(interface: "veth1", queues: 64))
+        XCTAssertEqual(access.vlan, .access(5))
+    }
+
+    func testBadPacketSpecsSayWhatIsWrong() {
+        let cases: [(String, String)] = [
+            ("packet", "packet needs an interface name"),
+            ("packet:", "packet needs an interface name"),
+            ("packet:queues=2", "packet needs an interface name"),
+            ("packet:abcdefghijklmnop", "interface name 'abcdefghijklmnop' must be 1-15 letters"),
+            ("packet:a/b", "interface name 'a/b' must be"),
+            ("packet:eth0,queues=0", "queues must be 1...64"),
+            ("packet:eth0,queues=65", "queues must be 1...64"),
+            ("packet:eth0,mtu=1500", "unknown option 'mtu'"),
+            ("packet:eth0,promisc", "unknown option 'promisc'"),
+        ]
+        for (text, message) in cases {
+            XCTAssertThrowsError(try PortSpec(parsing: text), text) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(text): \(error)")
+            }
+        }
+    }
+
     func testGenAndSinkSpecs() throws {
         let gen = try PortSpec(parsing: "gen:dst=02:00:00:00:00:09,size=1518,count=10,delay=5")
         guard case .gen(let dst, _, let size, let count, let delay) = gen.kind else { return XCTFail() }
@@ -92,7 +148,7 @@ final class PortSpecTests: XCTestCase {
 
     func testBadSpecsSayWhatIsWrong() {
         let cases: [(String, String)] = [
-            ("bogus:x", "unknown port type 'bogus' (vhost, tap, gen, sink)"),
+            ("bogus:x", "unknown port type 'bogus' (vhost, tap, packet, xdp, gen, sink)"),
             ("vhost:", "vhost needs a socket path"),
             ("vhost:/a,queues=0", "queues must be 1...128"),
             ("vhost:/a,bogus", "unknown option 'bogus'"),

@@ -30,6 +30,37 @@ final class ForwardingDatabaseTests: XCTestCase {
         XCTAssertEqual(fdb.counters, FDBCounters(entries: 2, learned: 2))
     }
 
+    func testChangesAreKeptOnlyWhenAskedAndTellEveryWayAnEntryComesAndGoes() {
+        let fdb = ForwardingDatabase(capacity: 16, agingTime: 300)
+        fdb.learn(key(9), port: 1, now: 0)
+        XCTAssertFalse(fdb.hasChanges, "nothing is kept before a mirror asks")
+        XCTAssertEqual(fdb.takeChanges(), [])
+        fdb.recordChanges()
+        fdb.learn(key(1), port: 1, now: 0)
+        fdb.learn(key(1), port: 1, now: 5)      // refreshed: no change
+        fdb.learn(key(1), port: 2, now: 6)      // moved
+        fdb.addStatic(key(2), port: 3)
+        fdb.learn(key(2), port: 4, now: 6)      // held by the static entry: no change
+        fdb.addStatic(key(1), port: 5)          // a learned entry made static
+        fdb.learn(key(3), port: 1, now: 0)
+        fdb.remove(key(2))
+        XCTAssertTrue(fdb.hasChanges)
+        XCTAssertEqual(fdb.takeChanges(), [
+            FDBChange(key: key(1), port: 1), FDBChange(key: key(1), port: 2), FDBChange(key: key(2), port: 3),
+            FDBChange(key: key(1), port: 5), FDBChange(key: key(3), port: 1), FDBChange(key: key(2), port: nil),
+        ])
+        XCTAssertFalse(fdb.hasChanges)
+        fdb.learn(key(4), port: 1, now: 0)
+        XCTAssertEqual(fdb.age(now: 300, budget: fdb.slotCount), 3, "keys 9, 3 and 4 expire")
+        XCTAssertEqual(Set(fdb.takeChanges()), [FDBChange(key: key(4), port: 1), FDBChange(key: key(9), port: nil),
+                                                FDBChange(key: key(3), port: nil), FDBChange(key: key(4), port: nil)])
+        fdb.learn(key(6), port: 7, now: 300)
+        fdb.learn(key(7), port: 7, now: 300)
+        _ = fdb.takeChanges()
+        XCTAssertEqual(fdb.flush(port: 7), 2)
+        XCTAssertEqual(Set(fdb.takeChanges()), [FDBChange(key: key(6), port: nil), FDBChange(key: key(7), port: nil)])
+    }
+
     func testSameMACOnTwoVLANsIsTwoEntries() {
         let fdb = ForwardingDatabase(capacity: 16)
         fdb.learn(key(7, vlan: 10), port: 1, now: 0)

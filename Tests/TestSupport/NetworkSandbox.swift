@@ -1,3 +1,4 @@
+import CFerry
 import Foundation
 import Glibc
 
@@ -100,6 +101,22 @@ public enum NetworkSandbox {
             guard !deleted else { return }
             deleted = true
             _ = try? NetworkSandbox.ip("netns", "del", name)
+        }
+
+        /// Runs `body` on this thread inside the namespace, then moves the
+        /// thread back: sockets opened in `body` stay in the namespace.
+        public func enter<T>(_ body: () throws -> T) throws -> T {
+            let original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+            guard original >= 0 else { throw Unavailable("open /proc/thread-self/ns/net: \(String(cString: strerror(errno)))") }
+            defer { close(original) }
+            let target = open("/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
+            guard target >= 0 else { throw Unavailable("open /run/netns/\(name): \(String(cString: strerror(errno)))") }
+            defer { close(target) }
+            guard ferry_setns(target, FERRY_CLONE_NEWNET) == 0 else {
+                throw Unavailable("setns(\(name)): \(String(cString: strerror(errno)))")
+            }
+            defer { precondition(ferry_setns(original, FERRY_CLONE_NEWNET) == 0, "cannot leave namespace \(name)") }
+            return try body()
         }
 
         /// Runs `ip` inside the namespace.

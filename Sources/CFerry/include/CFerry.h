@@ -77,7 +77,10 @@ int ferry_set_affinity(int cpu);
 int ferry_set_thread_name(const char *name);
 int ferry_accept_cloexec(int listener);
 int ferry_gettid(void);
+// Tests move a thread into a network namespace to open sockets there.
+int ferry_setns(int fd, int nstype);
 #define FERRY_MFD_CLOEXEC 1u
+#define FERRY_CLONE_NEWNET 0x40000000
 
 // ---- TUN/TAP (kernel Documentation/networking/tuntap.rst). The IFF_* and
 // TUN_F_* values are plain macros Swift imports itself; the ioctl numbers are
@@ -103,10 +106,71 @@ _Static_assert(sizeof(struct ifreq) == 40, "ifreq is 40 bytes");
 _Static_assert(offsetof(struct ifreq, ifr_flags) == 16, "ifreq.ifr_flags at 16");
 _Static_assert(offsetof(struct ifreq, ifr_mtu) == 16, "ifreq.ifr_mtu at 16");
 
-// ---- AF_PACKET (packet(7)): struct sockaddr_ll and the PACKET_* socket
-// options, which Swift's Glibc module leaves out. The TAP tests bind packet
-// sockets to the interfaces they create.
-#include <netpacket/packet.h>
+// ---- AF_PACKET (packet(7)): struct sockaddr_ll, struct packet_mreq and the
+// PACKET_* socket options, which Swift's Glibc module leaves out. The kernel's
+// own header rather than glibc's <netpacket/packet.h>: only it has the
+// TPACKET ring structures, and the two cannot be included together (both
+// define sockaddr_ll). The TAP tests bind packet sockets to the interfaces
+// they create; `PacketRingSocket` maps rings (Documentation/networking/packet_mmap.rst).
+#include <linux/if_packet.h>
+#include <linux/filter.h>
+
+// TPACKET_V3 is an enum member; the TP_STATUS_* and fanout flags are shifts
+// and TPACKET3_HDRLEN an expression with a macro function, none of which Swift
+// imports, so they are exported as constants.
+static const int FERRY_TPACKET_V3 = TPACKET_V3;
+static const int FERRY_PACKET_FANOUT_HASH = PACKET_FANOUT_HASH;
+static const int FERRY_PACKET_FANOUT_FLAG_UNIQUEID = PACKET_FANOUT_FLAG_UNIQUEID;
+static const int FERRY_PACKET_MR_PROMISC = PACKET_MR_PROMISC;
+static const int FERRY_SO_ATTACH_FILTER = SO_ATTACH_FILTER;
+// Receive ring: a block is the kernel's (TP_STATUS_KERNEL) or ours (TP_STATUS_USER).
+static const uint32_t FERRY_TP_STATUS_KERNEL = TP_STATUS_KERNEL;
+static const uint32_t FERRY_TP_STATUS_USER = TP_STATUS_USER;
+static const uint32_t FERRY_TP_STATUS_VLAN_VALID = TP_STATUS_VLAN_VALID;
+static const uint32_t FERRY_TP_STATUS_VLAN_TPID_VALID = TP_STATUS_VLAN_TPID_VALID;
+// Transmit ring: a slot is free (AVAILABLE), filled for the kernel
+// (SEND_REQUEST), or taken by it until the driver is done (SENDING).
+static const uint32_t FERRY_TP_STATUS_AVAILABLE = TP_STATUS_AVAILABLE;
+static const uint32_t FERRY_TP_STATUS_SEND_REQUEST = TP_STATUS_SEND_REQUEST;
+static const uint32_t FERRY_TP_STATUS_SENDING = TP_STATUS_SENDING;
+// A V3 frame header plus the sockaddr_ll after it; a transmit slot's frame
+// starts at TPACKET3_HDRLEN - sizeof(struct sockaddr_ll) (tpacket_parse_header).
+static const uint32_t FERRY_TPACKET3_HDRLEN = TPACKET3_HDRLEN;
+static const uint32_t FERRY_TPACKET_ALIGNMENT = TPACKET_ALIGNMENT;
+// Offsets Swift reads through raw pointers: a block's descriptor
+// (struct tpacket_block_desc, header variant tpacket_hdr_v1) and a frame's
+// struct tpacket3_hdr.
+static const uint32_t FERRY_TPACKET_BLOCK_STATUS = offsetof(struct tpacket_block_desc, hdr.bh1.block_status);
+static const uint32_t FERRY_TPACKET_BLOCK_NUM_PKTS = offsetof(struct tpacket_block_desc, hdr.bh1.num_pkts);
+static const uint32_t FERRY_TPACKET_BLOCK_FIRST_PKT = offsetof(struct tpacket_block_desc, hdr.bh1.offset_to_first_pkt);
+static const uint32_t FERRY_TPACKET3_NEXT_OFFSET = offsetof(struct tpacket3_hdr, tp_next_offset);
+static const uint32_t FERRY_TPACKET3_SNAPLEN = offsetof(struct tpacket3_hdr, tp_snaplen);
+static const uint32_t FERRY_TPACKET3_LEN = offsetof(struct tpacket3_hdr, tp_len);
+static const uint32_t FERRY_TPACKET3_STATUS = offsetof(struct tpacket3_hdr, tp_status);
+static const uint32_t FERRY_TPACKET3_MAC = offsetof(struct tpacket3_hdr, tp_mac);
+static const uint32_t FERRY_TPACKET3_VLAN_TCI = offsetof(struct tpacket3_hdr, hv1.tp_vlan_tci);
+static const uint32_t FERRY_TPACKET3_VLAN_TPID = offsetof(struct tpacket3_hdr, hv1.tp_vlan_tpid);
+// Classic BPF (Documentation/networking/filter.rst): opcodes are ORed macros,
+// ancillary loads an offset below zero.
+static const uint16_t FERRY_BPF_LD_B_ABS = BPF_LD | BPF_B | BPF_ABS;
+static const uint16_t FERRY_BPF_JMP_JSET_K = BPF_JMP | BPF_JSET | BPF_K;
+static const uint16_t FERRY_BPF_JMP_JEQ_K = BPF_JMP | BPF_JEQ | BPF_K;
+static const uint16_t FERRY_BPF_RET_K = BPF_RET | BPF_K;
+static const uint32_t FERRY_SKF_AD_PKTTYPE = (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE);
+_Static_assert(sizeof(struct tpacket3_hdr) == 48, "tpacket3_hdr is 48 bytes");
+_Static_assert(TPACKET3_HDRLEN == 68, "TPACKET3_HDRLEN");
+_Static_assert(sizeof(struct sockaddr_ll) == 20, "sockaddr_ll is 20 bytes");
+_Static_assert(sizeof(struct tpacket_req3) == 28, "tpacket_req3 is 28 bytes");
+_Static_assert(sizeof(struct sock_filter) == 8, "sock_filter is 8 bytes");
+_Static_assert(offsetof(struct tpacket3_hdr, tp_status) == 20, "tp_status at 20 (u32)");
+_Static_assert(offsetof(struct tpacket3_hdr, tp_len) == 16, "tp_len at 16 (u32)");
+_Static_assert(offsetof(struct tpacket3_hdr, tp_snaplen) == 12, "tp_snaplen at 12 (u32)");
+_Static_assert(offsetof(struct tpacket3_hdr, tp_mac) == 24, "tp_mac at 24 (u16)");
+_Static_assert(offsetof(struct tpacket3_hdr, hv1.tp_vlan_tci) == 32, "tp_vlan_tci at 32 (u32)");
+_Static_assert(offsetof(struct tpacket3_hdr, hv1.tp_vlan_tpid) == 36, "tp_vlan_tpid at 36 (u16)");
+_Static_assert(offsetof(struct tpacket_block_desc, hdr.bh1.block_status) == 8, "block_status at 8 (u32)");
+_Static_assert(offsetof(struct tpacket_block_desc, hdr.bh1.num_pkts) == 12, "num_pkts at 12 (u32)");
+_Static_assert(offsetof(struct tpacket_block_desc, hdr.bh1.offset_to_first_pkt) == 16, "offset_to_first_pkt at 16 (u32)");
 
 // ---- Split virtqueue layout (virtio 1.2 §2.7). Swift reads these through
 // raw pointers at the offsets below; the asserts keep both sides in step.
@@ -150,5 +214,20 @@ _Static_assert(offsetof(struct io_uring_sqe, user_data) == 32, "sqe.user_data at
 _Static_assert(sizeof(struct io_uring_cqe) == 16, "io_uring_cqe is 16 bytes (no CQE32)");
 _Static_assert(offsetof(struct io_uring_cqe, user_data) == 0, "cqe.user_data at 0 (u64)");
 _Static_assert(offsetof(struct io_uring_cqe, res) == 8, "cqe.res at 8 (s32)");
+
+// ---- AF_XDP (kernel Documentation/networking/af_xdp.rst; linux/if_xdp.h).
+// Swift imports the structs and the plain flag macros; the mmap page offsets
+// are 64-bit literals it can, but they are exported beside the layouts that
+// the ring views read through raw pointers, so the two stay in one place.
+#include <linux/if_xdp.h>
+static const uint64_t FERRY_XDP_PGOFF_RX_RING = XDP_PGOFF_RX_RING;
+static const uint64_t FERRY_XDP_PGOFF_TX_RING = XDP_PGOFF_TX_RING;
+static const uint64_t FERRY_XDP_UMEM_PGOFF_FILL_RING = XDP_UMEM_PGOFF_FILL_RING;
+static const uint64_t FERRY_XDP_UMEM_PGOFF_COMPLETION_RING = XDP_UMEM_PGOFF_COMPLETION_RING;
+_Static_assert(sizeof(struct xdp_desc) == 16, "xdp_desc is 16 bytes");
+_Static_assert(offsetof(struct xdp_desc, len) == 8, "xdp_desc.len at 8 (u32)");
+_Static_assert(sizeof(struct sockaddr_xdp) == 16, "sockaddr_xdp is 16 bytes");
+_Static_assert(sizeof(struct xdp_umem_reg) == 32, "xdp_umem_reg v2 (with flags) is 32 bytes");
+_Static_assert(sizeof(struct xdp_mmap_offsets) == 128, "xdp_mmap_offsets with flags is 128 bytes");
 
 #endif

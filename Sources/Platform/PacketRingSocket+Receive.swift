@@ -1,0 +1,146 @@
+import CFerry
+
+// Walking the TPACKET_V3 receive ring (packet_mmap.rst, "TPACKET_V3"). The
+// kernel fills block after block; a block whose status has TP_STATUS_USER is
+// ours, with `num_pkts` frames chained by `tp_next_offset` from
+// `offset_to_first_pkt`. A block goes back (TP_STATUS_KERNEL) only as a whole,
+// so it is given back once every frame in it was handed out *and* copied on:
+// handing out marks it consumed, `returnConsumedBlocks` gives consumed blocks
+// back. While a block is ours the kernel skips nothing: when it reaches a
+// block still ours it drops frames until we give it back.
+//
+// The ring is written by the kernel alone (no other process maps it), so its
+// offsets are trusted as the kernel's own.
+
+/// One frame in the receive ring, valid until its block is given back.
+public struct PacketRingFrame {
+    /// The frame from its Ethernet header on, as it was on the wire (see `nextReceivedFrame`).
+    public let data: UnsafeMutableRawPointer
+    /// Bytes of it in the ring.
+    public let length: Int
+    /// Bytes it had: more than `length` when it was longer than the ring's
+    /// `frameSizeLimit` and was cut.
+    public let wireLength: Int
+    /// The ring block it lies in.
+    public let block: Int
+
+    @usableFromInline
+    init(data: UnsafeMutableRawPointer, length: Int, wireLength: Int, block: Int) {
+        self.data = data
+        self.length = length
+        self.wireLength = wireLength
+        self.block = block
+    }
+
+    /// A frame whose tail the kernel cut to fit the ring.
+    @inlinable public var isCut: Bool { length < wireLength }
+}
+
+extension PacketRingSocket {
+    /// Where a V3 frame header ends and the kernel's padding before the frame
+    /// begins (TPACKET_ALIGN(sizeof(struct tpacket3_hdr))); the sockaddr_ll
+    /// the kernel writes there is not read.
+    @usableFromInline static let receiveHeaderEnd = 48
+    /// The 802.1Q tag and where it goes: after the destination and source MACs.
+    @usableFromInline static let tagSize = 4
+    @usableFromInline static let macAddressesSize = 12
+
+    /// The next frame the kernel handed over, or nil when it has handed over
+    /// no more (or every block is ours, waiting to be given back).
+    ///
+    /// The kernel takes an 802.1Q tag off every tagged frame it receives
+    /// (skb_vlan_untag) and reports it in the frame's header; here it is put
+    /// back in front of the EtherType, in the padding the ring leaves before
+    /// each frame, so a frame comes out byte for byte as it was on the wire.
+    @inlinable
+    public func nextReceivedFrame() -> PacketRingFrame? {
+        guard let base = receiveBase else { return nil }
+        while framesLeftInBlock == 0 {
+            if consumedBlocks == blockCount { return nil }
+            let block = base + currentBlock &* blockSize
+            // Acquire: the kernel writes the frames, then the status (prb_close_block: smp_wmb).
+            let status = ferry_load_acquire_u32(block + Int(FERRY_TPACKET_BLOCK_STATUS))
+            if status & FERRY_TP_STATUS_USER == 0 { return nil }
+            let frames = Int(block.load(fromByteOffset: Int(FERRY_TPACKET_BLOCK_NUM_PKTS), as: UInt32.self))
+            let first = Int(block.load(fromByteOffset: Int(FERRY_TPACKET_BLOCK_FIRST_PKT), as: UInt32.self))
+            if frames == 0 {
+                // Nothing in it to wait for: it goes back now if it is the
+                // oldest we hold, with the others otherwise.
+                finishBlock(returnAtOnce: consumedBlocks == 0)
+                continue
+            }
+            framesLeftInBlock = frames
+            nextFrameHeader = block + first
+        }
+        // SAFETY: framesLeftInBlock > 0 only after a block was opened and nextFrameHeader set.
+        let header = nextFrameHeader.unsafelyUnwrapped
+        let snapLength = Int(header.load(fromByteOffset: Int(FERRY_TPACKET3_SNAPLEN), as: UInt32.self))
+        let wireLength = Int(header.load(fromByteOffset: Int(FERRY_TPACKET3_LEN), as: UInt32.self))
+        let mac = Int(header.load(fromByteOffset: Int(FERRY_TPACKET3_MAC), as: UInt16.self))
+        let frameStatus = header.load(fromByteOffset: Int(FERRY_TPACKET3_STATUS), as: UInt32.self)
+        var data = header + mac
+        var length = snapLength
+        var onWire = wireLength
+        // tpacket_rcv puts the frame at least 16 bytes past the header and
+        // sockaddr_ll (68 bytes), so the 4 bytes before it are padding we own
+        // while the block is ours; the check only guards against a kernel
+        // that one day packs tighter.
+        if frameStatus & FERRY_TP_STATUS_VLAN_VALID != 0 && snapLength >= Self.macAddressesSize
+            && mac >= Self.receiveHeaderEnd &+ Self.tagSize {
+            let tci = UInt16(truncatingIfNeeded: header.load(fromByteOffset: Int(FERRY_TPACKET3_VLAN_TCI), as: UInt32.self))
+            let tpid = frameStatus & FERRY_TP_STATUS_VLAN_TPID_VALID != 0
+                ? header.load(fromByteOffset: Int(FERRY_TPACKET3_VLAN_TPID), as: UInt16.self) : 0x8100
+            let tagged = data - Self.tagSize
+            tagged.copyMemory(from: data, byteCount: Self.macAddressesSize)
+            tagged.storeBytes(of: tpid.bigEndian, toByteOffset: Self.macAddressesSize, as: UInt16.self)
+            tagged.storeBytes(of: tci.bigEndian, toByteOffset: Self.macAddressesSize &+ 2, as: UInt16.self)
+            data = tagged
+            length &+= Self.tagSize
+            onWire &+= Self.tagSize
+        }
+        let block = currentBlock
+        framesLeftInBlock &-= 1
+        if framesLeftInBlock == 0 {
+            finishBlock(returnAtOnce: false)
+        } else {
+            nextFrameHeader = header + Int(header.load(fromByteOffset: Int(FERRY_TPACKET3_NEXT_OFFSET), as: UInt32.self))
+        }
+        return PacketRingFrame(data: data, length: length, wireLength: onWire, block: block)
+    }
+
+    /// Gives back every block all of whose frames were handed out: call it once
+    /// the frames of the last `nextReceivedFrame` calls were copied on. A block
+    /// partly handed out stays ours until a later call finishes it.
+    @inlinable
+    public func returnConsumedBlocks() {
+        guard let base = receiveBase else { return }
+        while consumedBlocks > 0 {
+            // Release: our reads of the block are done before the kernel may refill it.
+            ferry_store_release_u32(base + firstHeldBlock &* blockSize + Int(FERRY_TPACKET_BLOCK_STATUS),
+                                    FERRY_TP_STATUS_KERNEL)
+            firstHeldBlock = firstHeldBlock &+ 1 == blockCount ? 0 : firstHeldBlock &+ 1
+            consumedBlocks &-= 1
+        }
+    }
+
+    /// Moves past the current block, which is consumed; `returnAtOnce` gives it
+    /// back now (it must then be the oldest block held).
+    @inlinable
+    func finishBlock(returnAtOnce: Bool) {
+        consumedBlocks &+= 1
+        currentBlock = currentBlock &+ 1 == blockCount ? 0 : currentBlock &+ 1
+        nextFrameHeader = nil
+        if returnAtOnce { returnConsumedBlocks() }
+    }
+
+    /// Blocks that are ours now (handed over and not given back), for tests.
+    public var receiveRingBlocksHeld: Int {
+        guard let base = receiveBase else { return 0 }
+        var held = 0
+        for b in 0..<blockCount where ferry_load_acquire_u32(base + b * blockSize + Int(FERRY_TPACKET_BLOCK_STATUS))
+            & FERRY_TP_STATUS_USER != 0 {
+            held += 1
+        }
+        return held
+    }
+}

@@ -1,0 +1,237 @@
+import Glibc
+import Packets
+import Platform
+import Synchronization
+
+/// An existing interface (a NIC, a veth) reached through AF_PACKET sockets
+/// with mapped rings: the uplink where XDP is missing or unusable. Frames the
+/// interface receives are pulled, frames pushed go out on it.
+///
+/// One `PacketRingSocket` per queue, each with a TPACKET_V3 receive ring and
+/// a transmit ring; with several queues the sockets form a fanout group in
+/// hash mode, so the kernel spreads flows over them and hands each frame to
+/// exactly one. Pulled frames are not copied: the batch points into the
+/// receive ring, and `release` gives the ring blocks back once their frames
+/// were copied on. Pushed frames are copied once, into transmit slots, and a
+/// burst goes to the kernel with one `sendto`, past the qdisc layer. The
+/// interface is promiscuous while the port is open (the kernel undoes it when
+/// the sockets close, a crash included).
+///
+/// The wire has no offload: a guest's frame that left its checksum to the
+/// device (NEEDS_CSUM) gets it finished in its slot (`ChecksumCompletion`),
+/// and frames from the wire go to guests with a zeroed virtio-net header.
+/// As with every port, one thread at a time pulls a queue and one pushes it.
+public final class PacketPort {
+    /// Queues one port may have: sockets in one fanout group.
+    public static let maxQueues = 64
+    @usableFromInline static let ethernetHeaderSize = 14
+    @usableFromInline static let tagSize = 4
+
+    public let interface: String
+    public let queueCount: Int
+    public let sockets: [PacketRingSocket]
+    public let counters: [QueueCounters]
+    public let receiveRing: PacketRingSocket.ReceiveRing
+    /// Nil for a receive-only port (an xdp port's copy socket).
+    public let transmitRing: PacketRingSocket.TransmitRing?
+    @usableFromInline let lastErrorCode = Atomic<Int32>(0)
+    /// The longest untagged frame the interface sends now: its MTU plus the
+    /// Ethernet header. Written by the control thread (`refreshMTU`).
+    @usableFromInline let maxFrameLengthValue: Atomic<Int>
+
+    /// Attaches to existing interface `interface` with `queues` sockets.
+    /// Transmit slots are sized for the interface's MTU now; a later raise
+    /// leaves longer frames counted as `too_long`. Only frames `filter` keeps
+    /// arrive: by default everything but the host's own (unicast to the
+    /// interface's address), which is the host's business, not the guests'.
+    /// `receiveOnly` opens no transmit ring (frames pushed count as `tx_full`).
+    public init(interface: String, queues: Int = 1, receiveRing: PacketRingSocket.ReceiveRing = .standard,
+                transmitRing: PacketRingSocket.TransmitRing? = nil, filter: PacketFilter? = .groupOrOtherHost,
+                receiveOnly: Bool = false) throws(SystemError) {
+        guard (1...Self.maxQueues).contains(queues) else {
+            throw SystemError("packet \(interface): \(queues) queues, must be 1...\(Self.maxQueues)", errno: EINVAL)
+        }
+        var options = PacketRingSocket.Options(receiveRing: receiveRing, promiscuous: true, ignoreOutgoing: true,
+                                               qdiscBypass: true, fanout: queues > 1 ? .newGroup : .none,
+                                               filter: filter)
+        var opened: [PacketRingSocket] = []
+        let mtu = try PacketRingSocket.mtu(of: interface)
+        options.transmitRing = receiveOnly ? nil : (transmitRing ?? .standard(mtu: mtu))
+        for q in 0..<queues {
+            let socket = try PacketRingSocket(interface: interface, options: options)
+            if q == 0, let group = socket.fanoutGroup { options.fanout = .join(group) }
+            opened.append(socket)
+        }
+        self.interface = interface
+        sockets = opened
+        queueCount = queues
+        counters = (0..<queues).map { _ in QueueCounters() }
+        self.receiveRing = receiveRing
+        self.transmitRing = options.transmitRing
+        maxFrameLengthValue = Atomic(mtu &+ Self.ethernetHeaderSize)
+    }
+
+    /// One line for the log at creation.
+    public var summary: String {
+        let rx = "TPACKET_V3 rx ring \(receiveRing.blockCount) blocks × \(receiveRing.blockSize >> 10) KiB"
+        let tx = transmitRing.map { "tx ring \($0.slotCount) slots × \($0.slotSize) bytes" } ?? "no tx ring"
+        let fanout = sockets[0].fanoutGroup.map { ", fanout group \($0) (hash)" } ?? ""
+        return "packet \(interface): \(queueCount) queue(s), \(rx), \(tx), promiscuous, qdisc bypass\(fanout)"
+    }
+
+    /// The errno of the last failure other than "not now" (0 if none), for the control plane.
+    public var lastError: Int32 { lastErrorCode.load(ordering: .relaxed) }
+
+    /// The descriptor of `queue`: readable (POLLIN) when the kernel handed a
+    /// block over, POLLERR when the interface went down or away (`takeSocketError`).
+    public func descriptor(queue: Int) -> Int32 { sockets[queue].fd }
+
+    /// The longest frame `push` sends untagged (one with an 802.1Q tag may be 4 bytes longer).
+    @inlinable
+    public var maxFrameLength: Int { maxFrameLengthValue.load(ordering: .relaxed) }
+
+    /// Reads the MTU again (someone may `ip link set mtu`), from the control thread.
+    /// An interface that cannot be asked (gone) keeps its last value.
+    public func refreshMTU() {
+        guard let mtu = try? sockets[0].interfaceMTU() else { return }
+        maxFrameLengthValue.store(mtu &+ Self.ethernetHeaderSize, ordering: .relaxed)
+    }
+
+    /// After `poll` reported POLLERR on `queue`'s descriptor: takes the
+    /// socket's error (ENETDOWN: the interface went down or away), counts it
+    /// as `io_error` and remembers it. Taking it stops the POLLERR, so a
+    /// sleeping worker does not spin on a dead interface.
+    public func takeSocketError(queue q: Int) {
+        let error = sockets[q].takePendingError()
+        guard error != 0 else { return }
+        counters[q].dropped(.ioError)
+        lastErrorCode.store(error, ordering: .relaxed)
+    }
+
+    // MARK: Data path
+
+    /// Hands out the frames of the receive ring until the batch is full or the
+    /// kernel has no more; returns how many frames were taken off the ring,
+    /// dropped ones included. Each frame is a reference into the ring (token:
+    /// its block) with a zeroed virtio-net header: the wire offers no checksum
+    /// or segmentation metadata.
+    @inlinable
+    public func pull(queue q: Int, into batch: PacketBatch) -> Int {
+        var budget = batch.room
+        if budget > batch.freeSegments { budget = batch.freeSegments }
+        // Indexing checks `q` before the ring is touched.
+        let counters = self.counters[q]
+        let socket = sockets[q]
+        var taken = 0
+        var frames = 0
+        var bytes: UInt64 = 0
+        while frames < budget, let frame = socket.nextReceivedFrame() {
+            taken &+= 1
+            if frame.isCut {
+                counters.dropped(.rxBufferTooSmall)
+                continue
+            }
+            if frame.length < Self.ethernetHeaderSize {
+                counters.dropped(.runt)
+                continue
+            }
+            let header = batch.header(batch.count)
+            header.storeBytes(of: 0, as: UInt64.self)
+            header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+            batch.append(base: frame.data, length: UInt32(truncatingIfNeeded: frame.length),
+                         token: UInt32(truncatingIfNeeded: frame.block))
+            frames &+= 1
+            bytes &+= UInt64(frame.length)
+        }
+        if frames > 0 { counters.received(packets: frames, bytes: bytes) }
+        return taken
+    }
+
+    /// Gives the kernel back the receive blocks whose frames were all pulled
+    /// and, by now, copied on.
+    @inlinable
+    public func release(queue q: Int) {
+        sockets[q].returnConsumedBlocks()
+    }
+
+    /// Copies every frame of `batch` into a transmit slot, finishing partial
+    /// checksums there, and hands the burst to the kernel with one `sendto`.
+    /// A frame longer than the MTU or a slot is dropped as `too_long`; one
+    /// whose checksum request points outside it as `bad_checksum_offset`;
+    /// frames that find the ring full, or that the kernel does not take now,
+    /// as `tx_full`; frames refused with an error (the interface is down or
+    /// gone) as `io_error`.
+    @inlinable
+    public func push(queue q: Int, from batch: PacketBatch) {
+        // Indexing checks `q` before the ring is touched.
+        let counters = self.counters[q]
+        let socket = sockets[q]
+        let slotCapacity = socket.transmitSlotCapacity
+        let untaggedLimit = maxFrameLength
+        let count = batch.count
+        var queued = 0
+        var bytes: UInt64 = 0
+        var f = 0
+        while f < count {
+            let length = Int(batch.length[f])
+            guard let slot = socket.nextTransmitSlot() else {
+                // Slots free only as the driver finishes frames, not within this burst.
+                counters.dropped(.txFull, count &- f)
+                break
+            }
+            if length > slotCapacity || length > untaggedLimit &+ Self.tagSize {
+                counters.dropped(.tooLong)
+                f &+= 1
+                continue
+            }
+            if length < Self.ethernetHeaderSize {
+                counters.dropped(.runt)
+                f &+= 1
+                continue
+            }
+            // The slot is private until committed: the copy is what the
+            // checks below read and what the kernel sends.
+            var copied = 0
+            var s = Int(batch.firstSegment[f])
+            let end = s &+ Int(batch.segments[f])
+            while s < end && copied < length {
+                let piece = min(Int(batch.segmentLength[s]), length &- copied)
+                (slot + copied).copyMemory(from: batch.segmentBase[s], byteCount: piece)
+                copied &+= piece
+                s &+= 1
+            }
+            // The kernel allows the extra 4 bytes only to a frame whose
+            // EtherType is 802.1Q (packet_extra_vlan_len_allowed); anything
+            // else past the MTU it refuses, with a line in its log.
+            if copied != length {
+                // Segments shorter than the length the batch gives: not a whole frame.
+                counters.dropped(.runt)
+                f &+= 1
+                continue
+            }
+            if length > untaggedLimit
+                && slot.load(fromByteOffset: 12, as: UInt16.self) != UInt16(0x8100).bigEndian {
+                counters.dropped(.tooLong)
+                f &+= 1
+                continue
+            }
+            if !ChecksumCompletion.complete(frame: slot, length: length, header: batch.header(f)) {
+                counters.dropped(.badChecksumOffset)
+                f &+= 1
+                continue
+            }
+            socket.commitTransmitSlot(length: length)
+            queued &+= 1
+            bytes &+= UInt64(length)
+            f &+= 1
+        }
+        if queued == 0 { return }
+        let flush = socket.flushTransmit()
+        let sent = queued &- flush.notTaken
+        if sent > 0 { counters.sent(packets: sent, bytes: bytes &- flush.notTakenBytes) }
+        if flush.notTaken > 0 {
+            counters.dropped(flush.wouldBlock || flush.error == 0 ? .txFull : .ioError, flush.notTaken)
+        }
+        if flush.error != 0 && !flush.wouldBlock { lastErrorCode.store(flush.error, ordering: .relaxed) }
+    }
+}

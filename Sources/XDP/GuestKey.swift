@@ -1,0 +1,29 @@
+import Packets
+
+/// The key of `ferry_guests` (struct ferry_guest_key in bpf/ferry_steer.bpf.c):
+/// the destination MAC, then the 802.1Q VID in host byte order, 8 bytes with
+/// no padding. Built byte by byte so Swift's struct layout never matters.
+struct GuestKey {
+    var bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+
+    /// The largest 12-bit VID (IEEE 802.1Q §9.6); 0 stands for untagged.
+    static let maxVLAN: UInt16 = 0x0fff
+
+    init(mac: MACAddress, vlan: UInt16) {
+        let vid = withUnsafeBytes(of: vlan) { ($0[0], $0[1]) }
+        bytes = (mac.bytes.0, mac.bytes.1, mac.bytes.2, mac.bytes.3, mac.bytes.4, mac.bytes.5, vid.0, vid.1)
+    }
+
+    init() { bytes = (0, 0, 0, 0, 0, 0, 0, 0) }
+
+    var mac: MACAddress { MACAddress(bytes.0, bytes.1, bytes.2, bytes.3, bytes.4, bytes.5) }
+
+    var vlan: UInt16 {
+        var vlan: UInt16 = 0
+        withUnsafeMutableBytes(of: &vlan) {
+            $0[0] = bytes.6
+            $0[1] = bytes.7
+        }
+        return vlan
+    }
+}

@@ -1,0 +1,333 @@
+import Foundation
+import Glibc
+import Packets
+import Platform
+import Ports
+import TestSupport
+import XCTest
+
+/// Packet ports on real veth pairs: the port on one end, a packet socket on
+/// the peer (in a namespace of its own) for the wire's far side. These tests
+/// need root and fail with the reason without it. Every pair and namespace a
+/// test creates is removed again, also when the test fails.
+final class PacketPortTests: XCTestCase {
+    override func setUpWithError() throws {
+        try NetworkSandbox.requireTapSupport()
+    }
+
+    // MARK: Push
+
+    func testPushedFramesArriveOnThePeerByteExact() throws {
+        let veth = try VethPair("p")
+        let port = try PacketPort(interface: veth.name)
+        let peer = try veth.peerSocket()
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 16)
+        var frames = [60, 64, 100, 128, 256, 512, 1024, 1514].enumerated().map { i, size in
+            udpFrame(sourcePort: 1000 + UInt16(i), size: size)
+        }
+        frames.append(tagged(udpFrame(sourcePort: 9, size: 1514), vlan: 10))
+        for (i, frame) in frames.enumerated() { arena.append(frame, cuts: [1 + i * 7], to: batch) }
+
+        port.push(queue: 0, from: batch)
+
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(snapshot.txPackets, UInt64(frames.count))
+        XCTAssertEqual(snapshot.txBytes, UInt64(frames.reduce(0) { $0 + $1.count }))
+        XCTAssertEqual(snapshot.drops, [:])
+        for (i, frame) in frames.enumerated() {
+            let received = try XCTUnwrap(try peer.receive(timeout: 2), "frame \(i) never reached the peer")
+            // The peer's kernel takes the tag off too; its packet socket (no
+            // ring, no auxdata) hands the frame over untagged.
+            XCTAssertEqual(received, i == 8 ? udpFrame(sourcePort: 9, size: 1514) : frame, "frame \(i)")
+        }
+        XCTAssertNil(try peer.receive(timeout: 0.05), "no frame beyond the batch")
+        XCTAssertEqual(port.lastError, 0)
+    }
+
+    /// A ring of 32 slots takes 32 frames of a burst of 40; the other 8 find it
+    /// full. The next burst finds the slots free again.
+    func testAFullTransmitRingCountsTheRestOfTheBurstAsTxFull() throws {
+        let veth = try VethPair("f")
+        let port = try PacketPort(interface: veth.name,
+                                  transmitRing: PacketRingSocket.TransmitRing(slotSize: 2048, slotCount: 32))
+        let peer = try veth.peerSocket()
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 64)
+        for i in 0..<40 { arena.append(udpFrame(sourcePort: UInt16(i), size: 200), cuts: [], to: batch) }
+
+        port.push(queue: 0, from: batch)
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 32)
+        XCTAssertEqual(port.counters[0].snapshot.drops, [.txFull: 8])
+        port.push(queue: 0, from: batch)
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 64)
+        var received = 0
+        while try peer.receive(timeout: 0.5) != nil { received += 1 }
+        XCTAssertEqual(received, 64)
+    }
+
+    /// Guests leave checksums to the device (NEEDS_CSUM); the wire has none,
+    /// so the port finishes them in the slot. A request outside the frame is dropped.
+    func testPartialChecksumsAreFinishedBeforeTheWire() throws {
+        let veth = try VethPair("c")
+        let port = try PacketPort(interface: veth.name)
+        let peer = try veth.peerSocket()
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 8)
+        let udp = udpFrame(sourcePort: 4242, size: 333, partialChecksum: true)
+        let tcp = tcpFrame(size: 1001, partialChecksum: true)
+        arena.append(udp, cuts: [20, 40], to: batch)
+        batch.header(0).copyMemory(from: [1, 0, 0, 0, 0, 0, 34, 0, 6, 0, 0, 0] as [UInt8], byteCount: 12)
+        arena.append(tcp, cuts: [35], to: batch)
+        batch.header(1).copyMemory(from: [1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0] as [UInt8], byteCount: 12)
+        arena.append(udp, cuts: [], to: batch)
+        batch.header(2).copyMemory(from: [1, 0, 0, 0, 0, 0, 0x4c, 0x01, 6, 0, 0, 0] as [UInt8], byteCount: 12)
+
+        port.push(queue: 0, from: batch)
+
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 2)
+        XCTAssertEqual(port.counters[0].snapshot.drops, [.badChecksumOffset: 1])
+        let sentUDP = try XCTUnwrap(try peer.receive(timeout: 2))
+        XCTAssertEqual(udpChecksum(of: sentUDP), 0, "a correct UDP checksum")
+        XCTAssertEqual(Array(sentUDP[..<40]), Array(udp[..<40]))
+        XCTAssertEqual(Array(sentUDP[42...]), Array(udp[42...]))
+        let sentTCP = try XCTUnwrap(try peer.receive(timeout: 2))
+        XCTAssertEqual(sentTCP, tcpFrame(size: 1001), "the TCP checksum as a full computation gives it")
+        XCTAssertNil(try peer.receive(timeout: 0.05))
+    }
+
+    func testFramesLongerThanTheMTUAreCountedTooLong() throws {
+        let veth = try VethPair("l")
+        let port = try PacketPort(interface: veth.name)
+        XCTAssertEqual(port.maxFrameLength, 1514)
+        let peer = try veth.peerSocket()
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 8)
+        let longest = udpFrame(sourcePort: 1, size: 1514)
+        let longestTagged = tagged(udpFrame(sourcePort: 2, size: 1514), vlan: 7)
+        arena.append(longest, cuts: [], to: batch)
+        arena.append(udpFrame(sourcePort: 3, size: 1515), cuts: [], to: batch)
+        arena.append(longestTagged, cuts: [], to: batch)
+        arena.append(tagged(udpFrame(sourcePort: 4, size: 1515), vlan: 7), cuts: [], to: batch)
+        arena.append(udpFrame(sourcePort: 5, size: 3000), cuts: [100], to: batch)
+
+        port.push(queue: 0, from: batch)
+
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 2)
+        XCTAssertEqual(port.counters[0].snapshot.drops, [.tooLong: 3])
+        XCTAssertEqual(try peer.receive(timeout: 2), longest)
+        XCTAssertEqual(try peer.receive(timeout: 2), udpFrame(sourcePort: 2, size: 1514), "the tagged one, untagged by the peer")
+        XCTAssertNil(try peer.receive(timeout: 0.05))
+
+        try NetworkSandbox.ip("link", "set", veth.name, "mtu", "1000")
+        port.refreshMTU()
+        XCTAssertEqual(port.maxFrameLength, 1014)
+    }
+
+    // MARK: Pull
+
+    /// Three bursts of 100 frames through a ring of four 64 KiB blocks (about
+    /// 60 such frames each): only blocks given back by `release` make room.
+    /// Headers come zeroed; a tagged frame comes with its tag.
+    func testFramesFromThePeerArePulledByteExactAndReleaseGivesBlocksBack() throws {
+        let veth = try VethPair("r")
+        let ring = PacketRingSocket.ReceiveRing(blockSize: 64 << 10, blockCount: 4, frameSizeLimit: 16 << 10,
+                                                retireTimeoutMilliseconds: 1)
+        let port = try PacketPort(interface: veth.name, receiveRing: ring)
+        let peer = try veth.peerSocket()
+        let batch = PacketBatch(capacity: 64)
+        var total = 0
+        for round in 0..<3 {
+            var frames = (0..<99).map { udpFrame(sourcePort: UInt16(round * 100 + $0), size: 60 + ($0 * 97) % 1000) }
+            frames.append(tagged(udpFrame(sourcePort: 7, size: 200), vlan: 42))
+            for frame in frames { try peer.send(frame) }
+            var pulled: [[UInt8]] = []
+            let deadline = Date().addingTimeInterval(3)
+            while pulled.count < frames.count, Date() < deadline {
+                waitReadable(port, queue: 0, timeout: 0.1)
+                batch.reset()
+                for slot in 0..<batch.capacity { batch.header(slot).initializeMemory(as: UInt8.self, repeating: 0xAA, count: 12) }
+                let taken = port.pull(queue: 0, into: batch)
+                XCTAssertEqual(taken, batch.count)
+                for i in 0..<batch.count {
+                    pulled.append(bytes(of: batch, frame: i))
+                    XCTAssertEqual(Array(UnsafeRawBufferPointer(start: batch.header(i), count: 12)), [UInt8](repeating: 0, count: 12))
+                    XCTAssertEqual(batch.segments[i], 1)
+                }
+                port.release(queue: 0)
+            }
+            XCTAssertEqual(pulled, frames, "round \(round)")
+            total += frames.count
+            XCTAssertEqual(port.sockets[0].receiveRingBlocksHeld, 0, "every block given back")
+        }
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(snapshot.rxPackets, UInt64(total))
+        XCTAssertEqual(snapshot.drops, [:])
+    }
+
+    /// Frames the port sends do not come back to it (PACKET_IGNORE_OUTGOING).
+    func testThePortDoesNotReceiveWhatItSends() throws {
+        let veth = try VethPair("o")
+        let port = try PacketPort(interface: veth.name)
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 4)
+        arena.append(udpFrame(sourcePort: 1, size: 100), cuts: [], to: batch)
+        port.push(queue: 0, from: batch)
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 1)
+        usleep(20_000)
+        batch.reset()
+        XCTAssertEqual(port.pull(queue: 0, into: batch), 0)
+    }
+
+    /// Flows spread over two sockets by hash: with 64 flows, all on one queue
+    /// would be a 1-in-2^63 chance. Each frame arrives exactly once.
+    func testFanoutSpreadsFlowsOverQueuesAndEachFrameArrivesOnce() throws {
+        let veth = try VethPair("m")
+        let port = try PacketPort(interface: veth.name, queues: 2)
+        XCTAssertEqual(port.queueCount, 2)
+        XCTAssertNotNil(port.sockets[0].fanoutGroup)
+        XCTAssertEqual(port.sockets[0].fanoutGroup, port.sockets[1].fanoutGroup)
+        XCTAssertNotEqual(port.descriptor(queue: 0), port.descriptor(queue: 1))
+        let peer = try veth.peerSocket()
+        let frames = (0..<64).map { udpFrame(sourcePort: 5000 + UInt16($0), size: 80) }
+        for frame in frames { try peer.send(frame) }
+
+        var perQueue: [[[UInt8]]] = [[], []]
+        let batch = PacketBatch(capacity: 64)
+        let deadline = Date().addingTimeInterval(3)
+        while perQueue[0].count + perQueue[1].count < frames.count, Date() < deadline {
+            var pfds = [pollfd(fd: port.descriptor(queue: 0), events: Int16(POLLIN), revents: 0),
+                        pollfd(fd: port.descriptor(queue: 1), events: Int16(POLLIN), revents: 0)]
+            _ = poll(&pfds, 2, 100)
+            for q in 0..<2 {
+                batch.reset()
+                _ = port.pull(queue: q, into: batch)
+                perQueue[q] += (0..<batch.count).map { bytes(of: batch, frame: $0) }
+                port.release(queue: q)
+            }
+        }
+        usleep(20_000)
+        for q in 0..<2 {
+            batch.reset()
+            XCTAssertEqual(port.pull(queue: q, into: batch), 0, "queue \(q): no duplicate")
+        }
+        XCTAssertEqual(Set(perQueue[0] + perQueue[1]), Set(frames))
+        XCTAssertEqual(perQueue[0].count + perQueue[1].count, frames.count, "each frame once")
+        XCTAssertGreaterThan(perQueue[0].count, 0)
+        XCTAssertGreaterThan(perQueue[1].count, 0)
+        for q in 0..<2 { XCTAssertEqual(port.counters[q].snapshot.rxPackets, UInt64(perQueue[q].count)) }
+
+        // Queue 1 transmits too.
+        let arena = FrameArena()
+        batch.reset()
+        arena.append(frames[0], cuts: [20], to: batch)
+        port.push(queue: 1, from: batch)
+        XCTAssertEqual(port.counters[1].snapshot.txPackets, 1)
+        XCTAssertEqual(try peer.receive(timeout: 2), frames[0])
+    }
+
+    // MARK: The interface
+
+    func testTheInterfaceIsPromiscuousWhileThePortIsOpen() throws {
+        let veth = try VethPair("x")
+        let iffPromisc = 0x100
+        XCTAssertEqual(try flags(veth.name) & iffPromisc, 0)
+        var port: PacketPort? = try PacketPort(interface: veth.name, queues: 2)
+        XCTAssertNotEqual(try flags(veth.name) & iffPromisc, 0)
+        // `ip link` shows PROMISC only for promiscuity set by hand (gflags);
+        // a packet socket's membership is counted in the details.
+        XCTAssertTrue(try NetworkSandbox.ip("-d", "link", "show", veth.name).contains("promiscuity 2"), "one per socket")
+        XCTAssertEqual(port?.queueCount, 2)
+        port = nil
+        XCTAssertEqual(try flags(veth.name) & iffPromisc, 0, "the kernel dropped our promiscuity with the sockets")
+        XCTAssertTrue(try NetworkSandbox.ip("-d", "link", "show", veth.name).contains("promiscuity 0"))
+    }
+
+    /// The interface goes away under the port: transmits fail (counted, the
+    /// error kept), the socket's error shows in poll until taken, nothing crashes.
+    func testAnInterfaceThatDisappearsCountsErrorsAndCrashesNothing() throws {
+        let veth = try VethPair("g")
+        let port = try PacketPort(interface: veth.name)
+        veth.remove()
+        XCTAssertEqual(if_nametoindex(veth.name), 0)
+
+        var pfd = pollfd(fd: port.descriptor(queue: 0), events: Int16(POLLIN), revents: 0)
+        XCTAssertEqual(poll(&pfd, 1, 1000), 1)
+        XCTAssertNotEqual(pfd.revents & Int16(POLLERR), 0, "the socket reports the interface's end")
+        port.takeSocketError(queue: 0)
+        XCTAssertEqual(port.lastError, ENETDOWN)
+        XCTAssertEqual(port.counters[0].snapshot.drops, [.ioError: 1])
+        pfd.revents = 0
+        XCTAssertEqual(poll(&pfd, 1, 0), 0, "taken: poll sleeps again")
+
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 8)
+        for i in 0..<5 { arena.append(udpFrame(sourcePort: UInt16(i), size: 100), cuts: [], to: batch) }
+        port.push(queue: 0, from: batch)
+        port.push(queue: 0, from: batch)
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(snapshot.txPackets, 0)
+        XCTAssertEqual(snapshot.drops, [.ioError: 11], "every frame of both bursts, the slots freed in between")
+        XCTAssertEqual(port.lastError, ENXIO)
+        batch.reset()
+        XCTAssertEqual(port.pull(queue: 0, into: batch), 0)
+        port.refreshMTU()
+        XCTAssertEqual(port.maxFrameLength, 1514, "the last MTU known")
+    }
+
+    func testAnUnknownInterfaceIsRefusedByName() {
+        let name = NetworkSandbox.interfaceName("ferrypk", "none")
+        NetworkSandbox.removeInterface(name)
+        XCTAssertThrowsError(try PacketPort(interface: name)) { error in
+            guard let error = error as? SystemError else { return XCTFail("\(error)") }
+            XCTAssertEqual(error.errno, ENODEV)
+            XCTAssertTrue(error.description.contains("\(name): no such interface"), error.description)
+        }
+    }
+
+    /// The receive-only socket the AF_XDP port uses for what its XDP program
+    /// passes to the kernel: group addresses and frames for other hosts, not
+    /// frames for this host.
+    func testTheGroupOrOtherHostFilterKeepsGroupAndOtherHostFramesOnly() throws {
+        let veth = try VethPair("b")
+        let socket = try PacketRingSocket(interface: veth.name,
+                                          options: PacketRingSocket.Options(filter: .groupOrOtherHost))
+        let peer = try veth.peerSocket()
+        var forHost = udpFrame(sourcePort: 1, size: 100)
+        forHost.replaceSubrange(0..<6, with: try veth.address)
+        var broadcast = udpFrame(sourcePort: 2, size: 100)
+        broadcast.replaceSubrange(0..<6, with: [UInt8](repeating: 0xff, count: 6))
+        var multicast = udpFrame(sourcePort: 3, size: 100)
+        multicast.replaceSubrange(0..<6, with: [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01])
+        let otherHost = udpFrame(sourcePort: 4, size: 100)
+        for frame in [forHost, broadcast, multicast, otherHost] { try peer.send(frame) }
+
+        var received: [[UInt8]] = []
+        let deadline = Date().addingTimeInterval(2)
+        while received.count < 3, Date() < deadline {
+            var pfd = pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&pfd, 1, 100)
+            while let frame = socket.nextReceivedFrame() {
+                received.append(Array(UnsafeRawBufferPointer(start: frame.data, count: frame.length)))
+            }
+            socket.returnConsumedBlocks()
+        }
+        usleep(20_000)
+        while let frame = socket.nextReceivedFrame() {
+            received.append(Array(UnsafeRawBufferPointer(start: frame.data, count: frame.length)))
+        }
+        XCTAssertEqual(received, [broadcast, multicast, otherHost])
+    }
+
+    // MARK: Helpers
+
+    private func waitReadable(_ port: PacketPort, queue: Int, timeout: Double) {
+        var pfd = pollfd(fd: port.descriptor(queue: queue), events: Int16(POLLIN), revents: 0)
+        _ = poll(&pfd, 1, Int32(timeout * 1000))
+    }
+
+    private func flags(_ name: String) throws -> Int {
+        let text = try NetworkSandbox.sysfs(name, "flags")
+        return try XCTUnwrap(Int(text.dropFirst(2), radix: 16), text)
+    }
+}
