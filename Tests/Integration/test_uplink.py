@@ -381,6 +381,25 @@ def guest_and_lan_meet(env: Uplink, count: int = 5):
                     f"LAN -> guest ({LAN_IP} -> {GUEST_IP})", env)
 
 
+def assert_host_traffic_stays_out(env: Uplink, host: HostPing, seconds: float = 1.5):
+    """While only the host pings the LAN, nothing reaches the guest: the host's unicast (its
+    requests out, the LAN's replies in) is neither steered nor copied to Ferry. At most 2 frames
+    are allowed (a broadcast ARP of the LAN's, which a switch must flood)."""
+    ferry = env.ferry
+    vm0, up0, n0 = ferry.port("vm"), ferry.port("uplink"), len(host.answered())
+    time.sleep(seconds)
+    vm1, up1, n1 = ferry.port("vm"), ferry.port("uplink"), len(host.answered())
+    to_guest = vm1["tx_packets"] - vm0["tx_packets"]
+    from_uplink = up1["rx_packets"] - up0["rx_packets"]
+    assert n1 - n0 >= 10, f"the host's ping should have gone on meanwhile: {host.text()[-500:]}"
+    assert to_guest <= 2 and from_uplink <= 2, \
+        f"in {seconds} s of only the host pinging the LAN ({n1 - n0} replies), Ferry took " \
+        f"{from_uplink} frames from the uplink and sent {to_guest} to the guest: the host's own " \
+        f"unicast must stay out of the switch\n{env.context()}"
+    print(f"\nhost only, {seconds} s: {n1 - n0} host ping replies; {from_uplink} frames from the "
+          f"uplink, {to_guest} to the guest")
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -443,6 +462,7 @@ def test_xdp_guest_meets_lan_and_host_keeps_its_traffic(uplink: Uplink):
         f"wanted Ferry's one XDP program, {STEER_PROG}, on {HV_IF}: {env.ip_link_text()}"
 
     env.guest_reaches(LAN_IP)
+    assert_host_traffic_stays_out(env, host)
     # Capture every ICMP frame on hv0 in both directions: the guest's must be missing, the
     # host's must be there (so the capture works). Frames for the guest are redirected to the
     # AF_XDP socket before the stack and its taps; the guest's own frames leave through the
@@ -551,6 +571,7 @@ def test_packet_guest_meets_lan_and_host_keeps_its_traffic(uplink: Uplink):
     assert env.xdp_programs() == [], f"a packet port attaches no XDP program: {env.ip_link_text()}"
 
     env.guest_reaches(LAN_IP)
+    assert_host_traffic_stays_out(env, host)
     before = ferry.port("uplink")
     n = 10
     # No tcpdump proof here: an AF_PACKET port is itself a tap on hv0, so the frames it takes
