@@ -4,25 +4,25 @@ import Glibc
 /// Facts about an existing network interface that a port needs before it
 /// opens anything on it: its index, MTU and receive queues.
 public enum NetworkInterface {
-    /// The interface's index, or an error naming it when there is no such interface.
+    /// The interface's index; an error that says so when there is no such interface.
     public static func index(of name: String) throws(SystemError) -> UInt32 {
+        guard !name.isEmpty, name.utf8.count <= TapDevice.maxNameLength, !name.utf8.contains(0) else {
+            throw SystemError("'\(name)' is not an interface name (1-\(TapDevice.maxNameLength) bytes)", errno: EINVAL)
+        }
         let index = if_nametoindex(name)
-        guard index != 0 else { throw SystemError("no interface named '\(name)'", errno: ENODEV) }
+        guard index != 0 else {
+            throw SystemError("no such interface '\(name)' (an uplink attaches to an existing one)", errno: ENODEV)
+        }
         return index
     }
 
-    /// The interface's MTU (SIOCGIFMTU).
+    /// The interface's MTU (SIOCGIFMTU, which any socket answers).
     public static func mtu(of name: String) throws(SystemError) -> Int {
+        _ = try index(of: name)
         let control = FileDescriptor(owning: try syscall("socket(AF_INET, SOCK_DGRAM)") {
             socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         })
-        var request = ifreq()
-        let bytes = Array(name.utf8)
-        guard bytes.count < Int(IFNAMSIZ) else { throw SystemError("interface name too long: \(name)", errno: ENAMETOOLONG) }
-        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
+        var request = try TapDevice.request(name)
         let fd = control.rawValue
         _ = try syscall("SIOCGIFMTU(\(name))") { ferry_ioctl_pointer(fd, UInt(SIOCGIFMTU), &request) }
         return Int(request.ifr_ifru.ifru_mtu)

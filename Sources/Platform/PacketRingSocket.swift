@@ -143,7 +143,7 @@ public final class PacketRingSocket: @unchecked Sendable {
     /// Nothing is received before the rings, the filter and the options are in
     /// place: the socket listens to no protocol until it is bound, last.
     public init(interface: String, options: Options) throws(SystemError) {
-        let index = try Self.index(of: interface)
+        let index = try NetworkInterface.index(of: interface)
         if let rx = options.receiveRing { try Self.check(rx, interface) }
         if let tx = options.transmitRing { try Self.check(tx, interface) }
         let raw = try syscall("socket(AF_PACKET) for \(interface)") {
@@ -270,23 +270,7 @@ public final class PacketRingSocket: @unchecked Sendable {
 
     /// The interface's MTU (SIOCGIFMTU, which any socket answers).
     public func interfaceMTU() throws(SystemError) -> Int {
-        try Self.mtu(of: interface, socket: fd)
-    }
-
-    /// Interface `interface`'s MTU, asked through a packet socket that listens
-    /// to nothing; the error names a missing interface as such.
-    public static func mtu(of interface: String) throws(SystemError) -> Int {
-        _ = try index(of: interface)
-        let control = FileDescriptor(owning: try syscall("socket(AF_PACKET) for \(interface)") {
-            socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        })
-        return try mtu(of: interface, socket: control.rawValue)
-    }
-
-    private static func mtu(of interface: String, socket fd: Int32) throws(SystemError) -> Int {
-        var request = try TapDevice.request(interface)
-        _ = try syscall("SIOCGIFMTU(\(interface))") { ferry_ioctl_pointer(fd, UInt(SIOCGIFMTU), &request) }
-        return Int(request.ifr_ifru.ifru_mtu)
+        try NetworkInterface.mtu(of: interface)
     }
 
     /// Takes the error the kernel left on the socket (SO_ERROR, which clears
@@ -302,19 +286,6 @@ public final class PacketRingSocket: @unchecked Sendable {
     }
 
     // MARK: Setup steps
-
-    static func index(of interface: String) throws(SystemError) -> UInt32 {
-        guard !interface.isEmpty, interface.utf8.count <= TapDevice.maxNameLength, !interface.utf8.contains(0) else {
-            throw SystemError("packet \(interface): not an interface name (1-\(TapDevice.maxNameLength) bytes)",
-                              errno: EINVAL)
-        }
-        let index = if_nametoindex(interface)
-        guard index != 0 else {
-            throw SystemError("packet \(interface): no such interface (a packet port attaches to an existing one)",
-                              errno: ENODEV)
-        }
-        return index
-    }
 
     private static func check(_ rx: ReceiveRing, _ interface: String) throws(SystemError) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))

@@ -25,7 +25,6 @@ public final class PacketPort {
     /// Queues one port may have: sockets in one fanout group.
     public static let maxQueues = 64
     @usableFromInline static let ethernetHeaderSize = 14
-    @usableFromInline static let tagSize = 4
 
     public let interface: String
     public let queueCount: Int
@@ -55,7 +54,7 @@ public final class PacketPort {
                                                qdiscBypass: true, fanout: queues > 1 ? .newGroup : .none,
                                                filter: filter)
         var opened: [PacketRingSocket] = []
-        let mtu = try PacketRingSocket.mtu(of: interface)
+        let mtu = try NetworkInterface.mtu(of: interface)
         options.transmitRing = receiveOnly ? nil : (transmitRing ?? .standard(mtu: mtu))
         for q in 0..<queues {
             let socket = try PacketRingSocket(interface: interface, options: options)
@@ -179,44 +178,8 @@ public final class PacketPort {
                 counters.dropped(.txFull, count &- f)
                 break
             }
-            if length > slotCapacity || length > untaggedLimit &+ Self.tagSize {
-                counters.dropped(.tooLong)
-                f &+= 1
-                continue
-            }
-            if length < Self.ethernetHeaderSize {
-                counters.dropped(.runt)
-                f &+= 1
-                continue
-            }
-            // The slot is private until committed: the copy is what the
-            // checks below read and what the kernel sends.
-            var copied = 0
-            var s = Int(batch.firstSegment[f])
-            let end = s &+ Int(batch.segments[f])
-            while s < end && copied < length {
-                let piece = min(Int(batch.segmentLength[s]), length &- copied)
-                (slot + copied).copyMemory(from: batch.segmentBase[s], byteCount: piece)
-                copied &+= piece
-                s &+= 1
-            }
-            // The kernel allows the extra 4 bytes only to a frame whose
-            // EtherType is 802.1Q (packet_extra_vlan_len_allowed); anything
-            // else past the MTU it refuses, with a line in its log.
-            if copied != length {
-                // Segments shorter than the length the batch gives: not a whole frame.
-                counters.dropped(.runt)
-                f &+= 1
-                continue
-            }
-            if length > untaggedLimit
-                && slot.load(fromByteOffset: 12, as: UInt16.self) != UInt16(0x8100).bigEndian {
-                counters.dropped(.tooLong)
-                f &+= 1
-                continue
-            }
-            if !ChecksumCompletion.complete(frame: slot, length: length, header: batch.header(f)) {
-                counters.dropped(.badChecksumOffset)
+            if let reason = batch.gather(f, into: slot, limit: slotCapacity, untaggedLimit: untaggedLimit) {
+                counters.dropped(reason)
                 f &+= 1
                 continue
             }

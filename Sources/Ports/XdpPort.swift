@@ -63,8 +63,8 @@ public final class XdpPort {
     /// Why zero-copy was not used when `zerocopy=auto` asked for it (nil when it was, or was not asked for).
     public let zeroCopyFallback: String?
     public let counters: [QueueCounters]
-    /// The longest frame this port sends: the interface's MTU plus an Ethernet
-    /// header and one 802.1Q tag, at most a UMEM frame.
+    /// The longest untagged frame this port sends: the interface's MTU plus
+    /// an Ethernet header (a tagged one may be 4 bytes longer).
     public let maxFrameLength: Int
 
     let umem: SharedMemory
@@ -158,7 +158,7 @@ public final class XdpPort {
         self.batchCapacity = batchCapacity
         counters = (0..<count).map { _ in QueueCounters() }
         let mtu = (try? NetworkInterface.mtu(of: interface)) ?? 1500
-        maxFrameLength = min(mtu &+ Self.ethernetHeaderSize &+ 4, Int(Self.frameSize))
+        maxFrameLength = min(mtu &+ Self.ethernetHeaderSize, Int(Self.frameSize))
 
         self.queues = .allocate(capacity: count)
         for q in 0..<count {
@@ -297,35 +297,19 @@ public final class XdpPort {
         var bytes: UInt64 = 0
         var frame = 0
         while frame < count {
-            let length = Int(batch.length[frame])
-            if length > maxFrameLength {
-                counters.dropped(.tooLong)
-                frame &+= 1
-                continue
-            }
             if queued == room {
                 counters.dropped(.txFull, count &- frame)
                 break
             }
-            freeCount &-= 1
-            let address = free[freeCount]
+            let address = free[freeCount &- 1]
             let destination = umemBase + Int(truncatingIfNeeded: address)
-            let first = Int(batch.firstSegment[frame])
-            let segments = Int(batch.segments[frame])
-            var offset = 0
-            var s = 0
-            while s < segments {
-                let piece = Int(batch.segmentLength[first &+ s])
-                (destination + offset).copyMemory(from: batch.segmentBase[first &+ s], byteCount: piece)
-                offset &+= piece
-                s &+= 1
-            }
-            if !ChecksumCompletion.complete(frame: destination, length: length, header: batch.header(frame)) {
-                counters.dropped(.badChecksumOffset)
-                freeCount &+= 1
+            if let reason = batch.gather(frame, into: destination, limit: Int(Self.frameSize), untaggedLimit: maxFrameLength) {
+                counters.dropped(reason)
                 frame &+= 1
                 continue
             }
+            freeCount &-= 1
+            let length = Int(batch.length[frame])
             let descriptor = tx.descriptor(at: position &+ UInt32(truncatingIfNeeded: queued))
             descriptor.storeBytes(of: address, as: UInt64.self)
             descriptor.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 8, as: UInt32.self)

@@ -18,7 +18,7 @@ struct Run: ParsableCommand {
             """)
 
     @Option(name: .customLong("port"), help: ArgumentHelp(
-        "A port: vhost:PATH[,client][,queues=N] | tap:IFNAME[,queues=N][,mtu=N] | packet:IFNAME[,queues=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B].",
+        "A port: vhost:PATH[,client][,queues=N] | tap:IFNAME[,queues=N][,mtu=N] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B].",
         valueName: "spec"))
     var ports: [String] = []
 

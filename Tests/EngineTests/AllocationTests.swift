@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 import MallocInterposerSwift
 import Packets
 import Ports
@@ -123,6 +124,52 @@ final class AllocationTests: XCTestCase {
                 for _ in 0..<4 { _ = sw.worker.forwardOnce(sw.batch) }
                 bursts += 1
                 precondition(tap.bufferedFrames.load(ordering: .relaxed) == 0, "a frame went the usual way")
+            })
+        }
+    }
+
+    /// Guest ↔ NIC both ways through an AF_XDP uplink (UMEM frames out of the
+    /// RX ring by reference, into the TX ring by one copy, completions and
+    /// fill-ring returns) and through an AF_PACKET uplink (ring blocks, TX
+    /// slots). Needs root for the veths (the child makes them).
+    func testUplinkBurstsAllocateNothing() throws {
+        try NetworkSandbox.requireTapSupport()
+        try runUnderInterposer(test: "testUplinkBurstsAllocateNothing") {
+            let xdpWire = try VethPair("alx")
+            let packetWire = try VethPair("alp")
+            let xdp = try XdpPort(interface: xdpWire.name, queues: 1, attach: .auto, zeroCopy: .auto, guestCapacity: 64,
+                                  batchCapacity: 64, logger: Logger(label: "alloc"))
+            let packet = try PacketPort(interface: packetWire.name)
+            let guest = try TestGuest("alloc-uplink", log: CapturedLog())
+            // The guest on VLAN 1 with the xdp uplink, and again (same MAC) on VLAN 2 with the packet uplink.
+            let guestMAC = "02:00:00:00:00:0a"
+            let lanMAC = "02:00:00:00:00:0b"
+            try xdp.steering.addGuest(MACAddress(guestMAC)!, vlan: 0)
+            let wires = [try xdpWire.peerSocket(), try packetWire.peerSocket()]
+            let sw = try SwitchHarness([(.xdp(xdp), .access(1)), (.vhost(guest.port), .trunk([1, 2])),
+                                        (.packet(packet), .access(2))], batchSize: 64)
+            let toGuest = frame(from: lanMAC, to: guestMAC, length: 128)
+            let fromGuest = [frame(from: guestMAC, to: lanMAC, vlan: 1, length: 128),
+                             frame(from: guestMAC, to: lanMAC, vlan: 2, length: 128)]
+            var rounds = 0
+            var delivered = 0
+            return (prepare: {
+                // The pairs live as long as the probe: dropping one deletes its namespace and veth.
+                withExtendedLifetime((xdpWire, packetWire)) {}
+                // Uncounted: what the wires and the guest got, new buffers and frames both ways.
+                delivered += guest.received().count
+                for wire in wires { while (try? wire.receive(timeout: 0)) ?? nil != nil { delivered += 1 } }
+                precondition(rounds < 2 || delivered >= (rounds - 1) * 12, "the bursts did not deliver: \(delivered)")
+                sw.learning.learn()
+                guest.postBuffers(32 - guest.port.device.queues[0].postedBuffers)
+                for i in 0..<4 {
+                    guest.send(fromGuest[i % 2])
+                    for wire in wires { try! wire.send(toGuest) }
+                }
+                usleep(2000)
+            }, burst: {
+                for _ in 0..<4 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
             })
         }
     }

@@ -281,7 +281,7 @@ final class PacketPortTests: XCTestCase {
         XCTAssertThrowsError(try PacketPort(interface: name)) { error in
             guard let error = error as? SystemError else { return XCTFail("\(error)") }
             XCTAssertEqual(error.errno, ENODEV)
-            XCTAssertTrue(error.description.contains("\(name): no such interface"), error.description)
+            XCTAssertTrue(error.description.contains("no such interface '\(name)'"), error.description)
         }
     }
 
