@@ -134,7 +134,11 @@ final class AllocationTests: XCTestCase {
     /// slots). Needs root for the veths (the child makes them).
     func testUplinkBurstsAllocateNothing() throws {
         try NetworkSandbox.requireTapSupport()
-        try runUnderInterposer(test: "testUplinkBurstsAllocateNothing") {
+        // The child exits without running deinits: its veths' namespaces are deleted here.
+        let removeVeths: (Int32) -> Void = { pid in
+            for suffix in ["alx", "alp"] { _ = try? NetworkSandbox.ip("netns", "del", "ferry-pk-\(pid)-\(suffix)") }
+        }
+        try runUnderInterposer(test: "testUplinkBurstsAllocateNothing", afterChild: removeVeths) {
             let xdpWire = try VethPair("alx")
             let packetWire = try VethPair("alp")
             let xdp = try XdpPort(interface: xdpWire.name, queues: 1, attach: .auto, zeroCopy: .auto, guestCapacity: 64,
@@ -177,7 +181,10 @@ final class AllocationTests: XCTestCase {
     /// In the parent: re-runs `test` with the interposer preloaded and asserts on
     /// the child's verdict. In the child: warms the burst up, then counts the
     /// mallocs of `rounds` more bursts (each `prepare` runs uncounted before its burst).
+    /// `afterChild` runs in the parent with the child's pid, for what the child
+    /// made that outlives it (a veth's namespace).
     func runUnderInterposer(test: String, rounds: Int = 20, file: StaticString = #filePath, line: UInt = #line,
+                            afterChild: (Int32) -> Void = { _ in },
                             _ make: () throws -> (prepare: () -> Void, burst: () -> Void)) throws {
         if ProcessInfo.processInfo.environment[Self.probeVariable] == nil {
             let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -198,6 +205,7 @@ final class AllocationTests: XCTestCase {
             try child.run()
             let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             child.waitUntilExit()
+            afterChild(child.processIdentifier)
             XCTAssertEqual(child.terminationStatus, 0, "allocation probe failed:\n\(text)", file: file, line: line)
             XCTAssertTrue(text.contains("ALLOCATION-PROBE ok"), "no verdict from the probe:\n\(text)", file: file, line: line)
             return
