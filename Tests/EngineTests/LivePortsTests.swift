@@ -227,6 +227,43 @@ final class LivePortsTests: XCTestCase {
         sw.stop()
     }
 
+    /// An xdp uplink added while Ferry runs steers every address already known
+    /// behind other ports; removed, its program leaves the interface. A packet
+    /// port removed lets go of its sockets. Needs root for the veth pairs.
+    func testUplinksAddedLaterSteerKnownAddressesAndRemovedOnesLetGo() throws {
+        try NetworkSandbox.requireTapSupport()
+        let xdpLink = try VethPair("lx")
+        let packetLink = try VethPair("lp")
+        let sw = try makeSwitch(["sink:name=a", "sink:name=b,trunk=10"])
+        let known = MACAddress("52:54:00:00:00:0a")!
+        let tagged = MACAddress("52:54:00:00:00:0b")!
+        // Learned now: the control loop's passes below also age the table.
+        let now = MonotonicClock.seconds()
+        _ = sw.database.learn(FDBKey(vlan: 1, mac: known), port: 0, now: now)
+        _ = sw.database.learn(FDBKey(vlan: 10, mac: tagged), port: 1, now: now)
+
+        weak var program: AnyObject?
+        weak var packetPort: PacketPort?
+        do {
+            let up = try sw.addPort(spec("xdp:\(xdpLink.name),name=up,mode=generic,zerocopy=off"))
+            let pk = try sw.addPort(spec("packet:\(packetLink.name),name=pk"))
+            guard case .xdp(let x) = up.port, case .packet(let p) = pk.port else { return XCTFail() }
+            (program, packetPort) = (x.steering, p)
+            XCTAssertEqual(x.steering.guests().map(\.0), [known], "the uplink's VLAN only, untagged on the wire")
+            // Learned after the uplink came: steered on the control loop's next pass, as before.
+            _ = sw.database.learn(FDBKey(vlan: 1, mac: tagged), port: 1, now: now)
+            sw.control.runOnce()
+            XCTAssertEqual(Set(x.steering.guests().map(\.0)), [known, tagged])
+        }
+        try sw.removePort(named: "up")
+        try sw.removePort(named: "pk")
+        sw.control.runOnce()
+        XCTAssertNil(program, "the steering program, detached, is let go")
+        XCTAssertNil(packetPort, "the packet port and its sockets are let go")
+        let attached = try NetworkSandbox.ip("-d", "link", "show", xdpLink.name)
+        XCTAssertFalse(attached.contains("prog/xdp"), attached)
+    }
+
     /// Polls `condition` for up to 60 s; a functional bound on a shared, slow machine, not a measurement.
     private func waitUntil(_ condition: () -> Bool) -> Bool {
         for _ in 0..<6000 {

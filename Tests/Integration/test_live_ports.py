@@ -181,3 +181,15 @@ def test_refused_changes_leave_the_switch_alone(lab):
         {"error": 'request has no "spec"'},
     ]
     assert port_names(ferry) == ["a"]
+
+
+def test_ports_added_at_run_time_go_when_ferry_stops(lab):
+    ferry = lab.ferry(["sink:name=a"])
+    tap = f"flv{os.getpid() % 100_000}st"
+    sock = lab.path("late.sock")
+    ctl_json(ferry, "port", "add", f"tap:{tap},name=t")
+    ctl_json(ferry, "port", "add", f"vhost:{sock},name=v")
+    assert link_exists(tap) and os.path.exists(sock)
+    assert ferry.stop() == 0, ferry.log_tail()
+    assert not link_exists(tap), f"the TAP {tap} Ferry created outlived SIGINT"
+    assert not os.path.exists(sock), f"the socket {sock} outlived SIGINT"
