@@ -4,7 +4,7 @@
 # netdev (to test the guest image with no vhost-user back-end at all).
 #
 #   tools/run-test-guest.sh --name NAME --mac MAC
-#       (--vhost-socket PATH [--vhost-server]
+#       (--vhost-socket PATH [--vhost-server | --vhost-reconnect SECONDS]
 #        | --netdev-socket-listen PORT | --netdev-socket-connect PORT)
 #       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
 #       [--mtu N] [--mem MIB] [--unshared-memory] [--log FILE] [--timeout SECONDS]
@@ -14,6 +14,10 @@
 #                         back-end listens) unless --vhost-server, where QEMU
 #                         listens and the back-end connects; either way the
 #                         guest starts only once the back-end is connected
+#   --vhost-reconnect N   QEMU (the client) reconnects every N seconds when the
+#                         back-end goes away or is not there yet (chardev
+#                         reconnect=N): a restarted back-end gets the running
+#                         guest back, as after a back-end upgrade or crash
 #   --netdev-socket-*     QEMU's own -netdev socket on 127.0.0.1:PORT instead
 #                         (start the listener first: connect fails at once
 #                         if nobody listens)
@@ -45,7 +49,7 @@ set -euo pipefail
 die() { printf 'run-test-guest: ERROR: %s\n' "$*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
-name="" mac="" vhost_socket="" vhost_server=0 sock_listen="" sock_connect=""
+name="" mac="" vhost_socket="" vhost_server=0 vhost_reconnect="" sock_listen="" sock_connect=""
 append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket=""
 need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
@@ -54,6 +58,7 @@ while [[ $# -gt 0 ]]; do
         --mac)                   need_arg "$1" $#; mac="$2"; shift 2 ;;
         --vhost-socket)          need_arg "$1" $#; vhost_socket="$2"; shift 2 ;;
         --vhost-server)          vhost_server=1; shift ;;
+        --vhost-reconnect)       need_arg "$1" $#; vhost_reconnect="$2"; shift 2 ;;
         --netdev-socket-listen)  need_arg "$1" $#; sock_listen="$2"; shift 2 ;;
         --netdev-socket-connect) need_arg "$1" $#; sock_connect="$2"; shift 2 ;;
         --append)                need_arg "$1" $#; append="$2"; shift 2 ;;
@@ -81,6 +86,10 @@ modes=0
 [[ -n "$sock_connect" ]] && modes=$((modes + 1))
 [[ $modes -eq 1 ]] || die "give exactly one of --vhost-socket, --netdev-socket-listen, --netdev-socket-connect"
 [[ $vhost_server -eq 0 || -n "$vhost_socket" ]] || die "--vhost-server only goes with --vhost-socket"
+if [[ -n "$vhost_reconnect" ]]; then
+    [[ -n "$vhost_socket" && $vhost_server -eq 0 ]] || die "--vhost-reconnect only goes with --vhost-socket, without --vhost-server"
+    [[ "$vhost_reconnect" =~ ^[0-9]+$ && "$vhost_reconnect" -ge 1 ]] || die "--vhost-reconnect wants whole seconds >= 1, got '$vhost_reconnect'"
+fi
 for v in "$sock_listen" "$sock_connect"; do
     [[ -z "$v" || ( "$v" =~ ^[0-9]+$ && "$v" -ge 1 && "$v" -le 65535 ) ]] || die "bad port '$v'"
 done
@@ -130,6 +139,11 @@ if [[ -n "$vhost_socket" ]]; then
     # itself still blocks ("QEMU waiting for connection on: ...") until the
     # back-end connects: the guest boots only once the back-end is there.
     [[ $vhost_server -eq 1 ]] && chardev+=",server=on,wait=off"
+    # reconnect=N (seconds; QEMU 9.2 renamed it reconnect-ms): a client chardev
+    # retries the connection, and the vhost-user netdev sets the guest's link
+    # down while the back-end is away and replays the whole set-up (features,
+    # memory table, rings from the used index) once it is back.
+    [[ -n "$vhost_reconnect" ]] && chardev+=",reconnect=$vhost_reconnect"
     net=(-chardev "$chardev" -netdev "vhost-user,id=n0,chardev=c0")
 elif [[ -n "$sock_listen" ]]; then
     net=(-netdev "socket,id=n0,listen=127.0.0.1:$sock_listen")

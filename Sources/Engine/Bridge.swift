@@ -20,12 +20,30 @@ public final class Bridge: @unchecked Sendable {
 
     /// Sets every VLAN's member ports from the ports' modes; `modes[i]` is port i's.
     public func setMembership(_ modes: [VLANMode]) {
-        var members: [UInt16: PortSet] = [:]
-        for (i, mode) in modes.enumerated() {
-            for vlan in mode.vlans { members[vlan, default: .empty].insert(UInt16(i)) }
-        }
-        for vlan in 0..<UInt16(Forwarder.vlanCount) { forwarder.setMembers(members[vlan] ?? .empty, vlan: vlan) }
+        apply(VLANMembership(modes.enumerated().map { (UInt16($0.offset), $0.element) }))
     }
+
+    /// Stores every VLAN's member set. Workers read the sets without a lock, so
+    /// a change that also changes their port tables is applied while they are paused.
+    public func apply(_ membership: VLANMembership) {
+        for vlan in 0..<UInt16(Forwarder.vlanCount) { forwarder.setMembers(membership.members(vlan: vlan), vlan: vlan) }
+    }
+}
+
+/// Every VLAN's member ports, built on the control thread before it is applied,
+/// so the pause that applies it only stores.
+public struct VLANMembership {
+    private var sets: [PortSet]
+
+    /// `ports`: each port's number in the switch and its VLAN mode.
+    public init(_ ports: [(index: UInt16, vlan: VLANMode)]) {
+        sets = Array(repeating: .empty, count: Forwarder.vlanCount)
+        for port in ports {
+            for vlan in port.vlan.vlans { sets[Int(vlan)].insert(port.index) }
+        }
+    }
+
+    public func members(vlan: UInt16) -> PortSet { sets[Int(vlan & 0x0FFF)] }
 }
 
 /// A switch port as one worker sees it: where the worker transmits to it, and
@@ -44,6 +62,12 @@ public struct WorkerPort {
         if case .access(let v) = vlan { accessVLAN = v } else { accessVLAN = 0 }
         self.transmitQueue = transmitQueue
         self.transmitLock = transmitLock
+    }
+
+    /// A number no port holds (one removed, or never used): in no VLAN, so never
+    /// a destination, and no worker polls it; it only keeps the table indexed by port number.
+    static func vacant() -> WorkerPort {
+        WorkerPort(port: .failed(FailedPort(reason: "no port")), vlan: .access(VLANMode.defaultVLAN), transmitQueue: 0)
     }
 }
 

@@ -22,7 +22,6 @@ public final class ControlLoop {
     public func remove(_ client: ControlLoopClient) { clients.removeAll { $0 === client } }
     public func stop() { stopping = true }
 
-
     public func run() {
         while !stopping { runOnce() }
     }
@@ -37,6 +36,8 @@ public final class ControlLoop {
         }
         _ = poll(&fds, nfds_t(fds.count), Int32(wait * 1000))
         let after = MonotonicClock.now()
-        for c in clients { c.service(now: after) }
+        // A client may remove another (a port removed from the control socket):
+        // one removed during this pass is not served again, not even once.
+        for c in clients where clients.contains(where: { $0 === c }) { c.service(now: after) }
     }
 }

@@ -12,13 +12,21 @@ public final class NamedPort {
     public let index: UInt16
     public let spec: PortSpec
     public let port: Port
+    /// One lock per transmit queue, taken only where several workers share the
+    /// queue (fewer queues than workers). Workers hold raw pointers into it, so
+    /// it lives as long as the port, which outlives every table naming it.
+    let transmitLocks: UnsafeMutablePointer<UInt32>
 
     init(name: String, index: UInt16, spec: PortSpec, port: Port) {
         self.name = name
         self.index = index
         self.spec = spec
         self.port = port
+        transmitLocks = .allocate(capacity: port.queueCount)
+        transmitLocks.initialize(repeating: 0, count: port.queueCount)
     }
+
+    deinit { transmitLocks.deallocate() }
 
     public var vlan: VLANMode { spec.vlan }
 
@@ -51,6 +59,10 @@ public enum SwitchError: Error, CustomStringConvertible, Equatable {
     case tooManyPorts(Int)
     case noPorts
     case unknownPort(String)
+    /// A port added while running takes a name another port has.
+    case nameInUse(String)
+    /// A port added while running finds every port number taken.
+    case full
 
     public var description: String {
         switch self {
@@ -59,6 +71,8 @@ public enum SwitchError: Error, CustomStringConvertible, Equatable {
         case .tooManyPorts(let n): "\(n) ports: a switch has at most \(PortSet.maxPorts)"
         case .noPorts: "a switch needs at least one port"
         case .unknownPort(let n): "no port is named '\(n)'"
+        case .nameInUse(let n): "a port is already named '\(n)'"
+        case .full: "the switch is full (\(PortSet.maxPorts) ports)"
         }
     }
 }
@@ -83,8 +97,13 @@ public struct SwitchOptions: Sendable {
 /// round-robin). Each worker transmits to port queue `worker % queues`, so
 /// transmit queues are private to a worker unless a port has fewer queues than
 /// there are workers; only those queues take a per-burst lock.
+///
+/// Ports come and go while it runs (Switch+LiveChanges.swift); everything
+/// here that depends on the port set is built from `ports` by `adopt`.
 public final class Switch {
-    public let ports: [NamedPort]
+    /// Every port, by index. An index is a port's number in the forwarding
+    /// database and in every `PortSet`; it never changes while the port lives.
+    public internal(set) var ports: [NamedPort] = []
     public let workers: [Worker]
     public let bridge: Bridge
     public let gate: WorkerGroup
@@ -92,8 +111,7 @@ public final class Switch {
     public let control = ControlLoop()
     public let options: SwitchOptions
     let logger: Logger
-    private let transmitLocks: UnsafeMutablePointer<UInt32>
-    private let transmitLockCount: Int
+    let watchers = PortWatchers()
 
     public var database: ForwardingDatabase { bridge.database }
     public var forwarder: Forwarder { bridge.forwarder }
@@ -110,127 +128,119 @@ public final class Switch {
             Worker(id: i, cpu: options.cpus.map { $0[i % $0.count] }, batchSize: options.batchSize, bridge: bridge)
         }
         self.workers = workers
-        let gate = WorkerGroup(workers)
-        self.gate = gate
+        gate = WorkerGroup(workers)
         learning = LearningService(bridge: bridge, queues: workers.map(\.learning))
 
         var made: [NamedPort] = []
         for (i, spec) in specs.enumerated() {
             let name = spec.name ?? "p\(i)"
             if made.contains(where: { $0.name == name }) { throw SwitchError.duplicateName(name) }
-            let port: Port
-            switch spec.kind {
-            case .vhost(let path, let client, let pairs):
-                let device = VhostDevice(name: name, queuePairs: pairs, gate: gate, logger: logger)
-                do {
-                    let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device, logger: logger)
-                    port = .vhost(VhostPort(endpoint: endpoint))
-                    control.add(endpoint)
-                } catch {
-                    throw SwitchError.port(spec.text, "\(error)")
-                }
-            case .tap(let interface, let queues, let mtu):
-                do {
-                    let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: options.batchSize)
-                    logger.info("TAP \(interface): \(tap.queueCount) queue(s), frames written with \(tap.writePath.rawValue)")
-                    port = .tap(tap)
-                } catch {
-                    throw SwitchError.port(spec.text, "\(error)")
-                }
-            case .xdp(let interface, let queues, let mode, let zeroCopy):
-                do throws(XdpPortError) {
-                    let xdp = try XdpPort(interface: interface, queues: queues, attach: mode, zeroCopy: zeroCopy,
-                                          guestCapacity: options.fdbCapacity, batchCapacity: options.batchSize,
-                                          logger: logger)
-                    logger.info("""
-                        xdp \(interface): \(xdp.queueCount) queue(s), program \(xdp.steering.attachedMode) mode \
-                        (id \(xdp.steering.programID)), sockets in \(xdp.copyMode.rawValue) mode
-                        """)
-                    port = .xdp(xdp)
-                } catch {
-                    // The rest of the switch runs without it, as a bridge keeps running
-                    // when one of its ports fails to open.
-                    logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
-                    port = .failed(FailedPort(reason: "\(error)"))
-                }
-            case .packet(let interface, let queues):
-                do {
-                    let packet = try PacketPort(interface: interface, queues: queues)
-                    logger.info("\(packet.summary)")
-                    port = .packet(packet)
-                } catch {
-                    logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
-                    port = .failed(FailedPort(reason: "\(error)"))
-                }
-            case .gen(let dst, let src, let size, let count, let delay):
-                port = .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
-            case .sink:
-                port = .sink(SinkPort())
-            }
-            made.append(NamedPort(name: name, index: UInt16(i), spec: spec, port: port))
+            // The rest of the switch runs without an uplink that fails to open, as a
+            // bridge keeps running when one of its ports fails to open.
+            made.append(try open(spec, name: name, index: UInt16(i), failedUplinkKept: true))
         }
-        ports = made
+        for p in made { if case .vhost(let v) = p.port { control.add(v.endpoint) } }
         control.add(learning)
-        let steered = made.compactMap { p -> UplinkSteering.Uplink? in
-            guard case .xdp(let x) = p.port else { return nil }
-            return UplinkSteering.Uplink(index: p.index, name: p.name, vlan: p.vlan, program: x.steering)
-        }
-        // Right after learning: an address learned in this pass is steered in this pass.
-        if !steered.isEmpty { control.add(UplinkSteering(uplinks: steered, database: bridge.database, logger: logger)) }
-        var taps: [(name: String, port: TapPort)] = []
-        var guests: [VhostDevice] = []
-        var guestPorts: [(index: UInt16, name: String, device: VhostDevice)] = []
-        var packetPorts: [(name: String, port: PacketPort)] = []
-        for p in made {
-            if case .tap(let t) = p.port { taps.append((p.name, t)) }
-            if case .packet(let u) = p.port { packetPorts.append((p.name, u)) }
-            if case .vhost(let v) = p.port {
-                guests.append(v.device)
-                guestPorts.append((p.index, p.name, v.device))
+        adopt(made)
+    }
+
+    /// Opens the port `spec` describes as port number `index`. An uplink
+    /// (xdp, packet) that fails to open becomes a `FailedPort` when
+    /// `failedUplinkKept`; otherwise, like any other port, it is an error.
+    func open(_ spec: PortSpec, name: String, index: UInt16, failedUplinkKept: Bool) throws(SwitchError) -> NamedPort {
+        let port: Port
+        switch spec.kind {
+        case .vhost(let path, let client, let pairs):
+            let device = VhostDevice(name: name, queuePairs: pairs, gate: gate, logger: logger)
+            do {
+                let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device, logger: logger)
+                port = .vhost(VhostPort(endpoint: endpoint))
+            } catch {
+                throw .port(spec.text, "\(error)")
             }
+        case .tap(let interface, let queues, let mtu):
+            do {
+                let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: options.batchSize)
+                logger.info("TAP \(interface): \(tap.queueCount) queue(s), frames written with \(tap.writePath.rawValue)")
+                port = .tap(tap)
+            } catch {
+                throw .port(spec.text, "\(error)")
+            }
+        case .xdp(let interface, let queues, let mode, let zeroCopy):
+            do throws(XdpPortError) {
+                let xdp = try XdpPort(interface: interface, queues: queues, attach: mode, zeroCopy: zeroCopy,
+                                      guestCapacity: options.fdbCapacity, batchCapacity: options.batchSize,
+                                      logger: logger)
+                logger.info("""
+                    xdp \(interface): \(xdp.queueCount) queue(s), program \(xdp.steering.attachedMode) mode \
+                    (id \(xdp.steering.programID)), sockets in \(xdp.copyMode.rawValue) mode
+                    """)
+                port = .xdp(xdp)
+            } catch {
+                guard failedUplinkKept else { throw .port(spec.text, "\(error)") }
+                logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
+                port = .failed(FailedPort(reason: "\(error)"))
+            }
+        case .packet(let interface, let queues):
+            do {
+                let packet = try PacketPort(interface: interface, queues: queues)
+                logger.info("\(packet.summary)")
+                port = .packet(packet)
+            } catch {
+                guard failedUplinkKept else { throw .port(spec.text, "\(error)") }
+                logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
+                port = .failed(FailedPort(reason: "\(error)"))
+            }
+        case .gen(let dst, let src, let size, let count, let delay):
+            port = .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
+        case .sink:
+            port = .sink(SinkPort())
         }
-        if !guestPorts.isEmpty {
-            control.add(GuestDepartureFlush(guests: guestPorts, database: bridge.database, logger: logger))
-        }
-        if !taps.isEmpty {
-            control.add(TapOffloadPolicy(taps: taps, guests: guests, logger: logger))
-            control.add(TapMTUWatch(taps: taps.map(\.port)))
-        }
-        if !packetPorts.isEmpty { control.add(PacketPortWatch(ports: packetPorts, logger: logger)) }
+        return NamedPort(name: name, index: index, spec: spec, port: port)
+    }
 
-        transmitLockCount = made.reduce(0) { $0 + $1.port.queueCount }
-        transmitLocks = .allocate(capacity: transmitLockCount)
-        transmitLocks.initialize(repeating: 0, count: transmitLockCount)
-
-        bridge.setMembership(made.map(\.vlan))
+    /// Makes `newPorts` (in index order) the switch's ports: every worker's
+    /// tables and the VLAN membership are built here, on the control thread,
+    /// and swapped in while every worker is parked between bursts, so no burst
+    /// sees a port in one table and not in another. The per-port control-loop
+    /// clients follow.
+    func adopt(_ newPorts: [NamedPort]) {
+        let membership = VLANMembership(newPorts.map { ($0.index, $0.vlan) })
         var sources: [[WorkerSource]] = Array(repeating: [], count: workers.count)
         var k = 0
         // A sink never has a frame to pull: no worker polls it, and it does not
         // count when receive queues are dealt out to workers.
-        for p in made where !p.port.neverReceives {
+        for p in newPorts where !p.port.neverReceives {
             for q in 0..<p.port.queueCount {
                 sources[k % workers.count].append(WorkerSource(index: p.index, port: p.port, queue: q))
                 k += 1
             }
         }
+        let width = newPorts.map { Int($0.index) + 1 }.max() ?? 0
+        var tables: [(ports: [WorkerPort], sources: [WorkerSource])] = []
         for w in workers {
-            var lockBase = 0
-            var table: [WorkerPort] = []
-            for p in made {
+            var table = (0..<width).map { _ in WorkerPort.vacant() }
+            for p in newPorts {
                 let queues = p.port.queueCount
                 let q = w.id % queues
                 let shared = workers.count > queues
-                table.append(WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q,
-                                        transmitLock: shared ? transmitLocks + lockBase + q : nil))
-                lockBase += queues
+                table[Int(p.index)] = WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q,
+                                                 transmitLock: shared ? p.transmitLocks + q : nil)
             }
-            w.configure(ports: table, sources: sources[w.id])
+            tables.append((table, w.prepare(ports: table, sources: sources[w.id], members: membership.members)))
         }
+        gate.whilePaused {
+            bridge.apply(membership)
+            for (w, t) in zip(workers, tables) { w.install(ports: t.ports, sources: t.sources) }
+        }
+        ports = newPorts
+        watchers.rebuild(for: newPorts, in: control, database: database, logger: logger)
     }
 
-    deinit { transmitLocks.deallocate() }
-
     public func port(named name: String) -> NamedPort? { ports.first { $0.name == name } }
+
+    /// The port numbered `index` (its number in the forwarding database), if any.
+    public func port(index: UInt16) -> NamedPort? { ports.first { $0.index == index } }
 
     /// Every worker's forwarding decisions, summed.
     public var decisions: (unicast: UInt64, flooded: UInt64, hairpin: UInt64) {
@@ -245,17 +255,20 @@ public final class Switch {
 
     public func stop() {
         for w in workers { w.stop() }
-        for p in ports {
-            switch p.port {
-            case .vhost(let v): v.endpoint.shutDown("Ferry is stopping")
-            // A TAP Ferry created disappears with its last descriptor; one that existed stays.
-            case .tap(let t): t.device.close()
-            // Detached while its sockets are still open: the hook is never left
-            // pointing at sockets that are gone.
-            case .xdp(let x): x.close()
-            // A packet port's sockets close, and its promiscuous mode goes, when the switch lets go of it.
-            case .packet, .failed, .gen, .sink: break
-            }
+        for p in ports { shutDown(p, why: "Ferry is stopping") }
+    }
+
+    /// Lets go of what the port holds outside Ferry. The data path must no longer use it.
+    func shutDown(_ p: NamedPort, why: String) {
+        switch p.port {
+        case .vhost(let v): v.endpoint.shutDown(why)
+        // A TAP Ferry created disappears with its last descriptor; one that existed stays.
+        case .tap(let t): t.device.close()
+        // Detached while its sockets are still open: the hook is never left
+        // pointing at sockets that are gone.
+        case .xdp(let x): x.close()
+        // A packet port's sockets close, and its promiscuous mode goes, when the switch lets go of it.
+        case .packet, .failed, .gen, .sink: break
         }
     }
 }

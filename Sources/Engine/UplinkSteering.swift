@@ -51,25 +51,36 @@ final class UplinkSteering: ControlLoopClient {
     }
 
     func apply(_ change: FDBChange) {
+        for uplink in uplinks { apply(change, to: uplink) }
+    }
+
+    /// Steers to Ferry every address the database already places behind
+    /// another port: an uplink added while Ferry runs starts with an empty map.
+    func steerKnownAddresses(to index: UInt16) {
+        guard let uplink = uplinks.first(where: { $0.index == index }) else { return }
+        for entry in database.entries(now: 0) where entry.port != index {
+            apply(FDBChange(key: entry.key, port: entry.port), to: uplink)
+        }
+    }
+
+    private func apply(_ change: FDBChange, to uplink: Uplink) {
         let mac = change.key.macAddress
-        for uplink in uplinks {
-            guard let wire = Self.wireVLAN(change.key.vlan, on: uplink.vlan) else { continue }
-            do throws(XDPError) {
-                if let port = change.port, port != uplink.index {
-                    try uplink.program.addGuest(mac, vlan: wire)
-                } else {
-                    try uplink.program.removeGuest(mac, vlan: wire)
-                }
-            } catch {
-                failures &+= 1
-                // Once: a full map fails for every new address until entries age out.
-                if !failureLogged {
-                    failureLogged = true
-                    logger.warning("""
-                        uplink \(uplink.name): steering map not updated for \(mac) (\(error)); \
-                        its frames reach Ferry through the kernel until it is
-                        """)
-                }
+        guard let wire = Self.wireVLAN(change.key.vlan, on: uplink.vlan) else { return }
+        do throws(XDPError) {
+            if let port = change.port, port != uplink.index {
+                try uplink.program.addGuest(mac, vlan: wire)
+            } else {
+                try uplink.program.removeGuest(mac, vlan: wire)
+            }
+        } catch {
+            failures &+= 1
+            // Once: a full map fails for every new address until entries age out.
+            if !failureLogged {
+                failureLogged = true
+                logger.warning("""
+                    uplink \(uplink.name): steering map not updated for \(mac) (\(error)); \
+                    its frames reach Ferry through the kernel until it is
+                    """)
             }
         }
     }

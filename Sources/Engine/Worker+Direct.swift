@@ -33,12 +33,13 @@ extension Worker {
     @usableFromInline static let directPrefixLength = PacketBatch.headerSize &+ 14
 
     /// The port every frame of `source` goes to, if the direct path applies;
-    /// decided when the worker is configured (ports and VLANs change only then).
-    func directPeer(of source: WorkerSource, ports: [WorkerPort]) -> Int? {
+    /// decided when the worker is configured (ports and VLANs change only then,
+    /// together, while the worker is paused), from the membership `members` gives.
+    func directPeer(of source: WorkerSource, ports: [WorkerPort], members: (UInt16) -> PortSet) -> Int? {
         guard case .tap = source.port, Int(source.index) < ports.count else { return nil }
         let me = ports[Int(source.index)]
         guard !me.isTrunk else { return nil }
-        let members = forwarder.members(vlan: me.accessVLAN)
+        let members = members(me.accessVLAN)
         guard members.count == 2, members.contains(source.index) else { return nil }
         let peer = members.removing(source.index).bits.trailingZeroBitCount
         guard peer < ports.count else { return nil }

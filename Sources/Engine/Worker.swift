@@ -130,15 +130,34 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Replaces what the worker polls and where it transmits; safe while running
     /// (applied between bursts). `ports[i]` is switch port i.
     public func configure(ports newPorts: [WorkerPort], sources newSources: [WorkerSource]) {
+        let chosen = prepare(ports: newPorts, sources: newSources) { self.forwarder.members(vlan: $0) }
+        whilePaused { install(ports: newPorts, sources: chosen) }
+    }
+
+    /// `sources` with the direct TAP path chosen for the VLAN membership `members`
+    /// will give; off the data path, before the tables are installed.
+    func prepare(ports newPorts: [WorkerPort], sources newSources: [WorkerSource],
+                 members: (UInt16) -> PortSet) -> [WorkerSource] {
         precondition(newPorts.count <= PortSet.maxPorts)
         precondition(newSources.count <= Self.maxSources)
         var chosen = newSources
-        for i in chosen.indices { chosen[i].directPeer = directPeer(of: chosen[i], ports: newPorts) }
-        whilePaused {
-            ports = newPorts
-            sources = chosen
-            resetSkips()
-        }
+        for i in chosen.indices { chosen[i].directPeer = directPeer(of: chosen[i], ports: newPorts, members: members) }
+        return chosen
+    }
+
+    /// Swaps in tables built by `prepare`. The caller has this worker parked
+    /// (or it is not running): nothing is half-built when the next burst reads them.
+    func install(ports newPorts: [WorkerPort], sources newSources: [WorkerSource]) {
+        ports = newPorts
+        sources = newSources
+        // Nothing decided for the old port set survives into the new one.
+        recent = RecentDecision()
+        resetSkips()
+        // The sleep scratch still names the old ports' queues: let go of them,
+        // so a removed port's descriptors close when the switch drops it.
+        sleepQueues.removeAll(keepingCapacity: true)
+        sleepDescriptors.removeAll(keepingCapacity: true)
+        sleepPacketQueues.removeAll(keepingCapacity: true)
     }
 
     public func whilePaused(_ change: () -> Void) {

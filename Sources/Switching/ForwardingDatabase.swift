@@ -489,6 +489,9 @@ public final class ForwardingDatabase: @unchecked Sendable {
         if changes == nil { changes = [] }
     }
 
+    /// Stops keeping the list (its last reader went away) and drops what it held. Writer's thread only.
+    public func stopRecordingChanges() { changes = nil }
+
     /// Whether the writer changed anything since the last `takeChanges()`.
     public var hasChanges: Bool { changes?.isEmpty == false }
 

@@ -23,7 +23,8 @@ struct AttachedProgram {
     /// of native and generic: the kernel refuses both at once).
     static func all(onInterface index: UInt32, named interface: String) throws(XDPError) -> [AttachedProgram] {
         var query = bpf_xdp_query_opts()
-        query.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        // sz ends at the last field (see SteeringProgram.attach: uninitialised tail padding).
+        query.sz = MemoryLayout<bpf_xdp_query_opts>.offset(of: \.attach_mode)! + MemoryLayout<UInt8>.size
         let result = bpf_xdp_query(Int32(bitPattern: index), 0, &query)
         guard result == 0 else {
             throw .inspectionFailed(interface: interface, reason: "bpf_xdp_query: \(libbpfErrorText(result))")

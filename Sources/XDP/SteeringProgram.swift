@@ -118,7 +118,9 @@ public final class SteeringProgram: @unchecked Sendable {
         // removes it only if it is still ours, in one step, with no window
         // for a program attached meanwhile to be removed instead.
         var options = bpf_xdp_attach_opts()
-        options.sz = MemoryLayout<bpf_xdp_attach_opts>.size
+        // sz ends at the last field: Swift leaves the struct's tail padding uninitialised, and libbpf
+        // refuses (EINVAL, "non-zero extra bytes") a sz covering non-zero bytes past its fields.
+        options.sz = MemoryLayout<bpf_xdp_attach_opts>.offset(of: \.old_prog_fd)! + MemoryLayout<Int32>.size
         options.old_prog_fd = programDescriptor
         let result = bpf_xdp_detach(Int32(bitPattern: interfaceIndex), attachedMode.flags | UInt32(XDP_FLAGS_REPLACE), &options)
         switch -result {
@@ -254,7 +256,9 @@ public final class SteeringProgram: @unchecked Sendable {
     private static func attach(_ program: Int32, mode: XDPAttachMode, flags: UInt32, expected: Int32?,
                                interface: String, index: UInt32) throws(XDPError) {
         var options = bpf_xdp_attach_opts()
-        options.sz = MemoryLayout<bpf_xdp_attach_opts>.size
+        // sz ends at the last field: Swift leaves the struct's tail padding uninitialised, and libbpf
+        // refuses (EINVAL, "non-zero extra bytes") a sz covering non-zero bytes past its fields.
+        options.sz = MemoryLayout<bpf_xdp_attach_opts>.offset(of: \.old_prog_fd)! + MemoryLayout<Int32>.size
         options.old_prog_fd = expected ?? 0
         let (result, kernelMessage) = LibbpfLog.withKernelMessage {
             bpf_xdp_attach(Int32(bitPattern: index), program, mode.flags | flags, &options)

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import Packets
 import Platform
+import Ports
 import Switching
 
 /// A request the control socket refuses; `message` is the reply's "error".
@@ -47,7 +48,8 @@ struct ControlRequest {
 }
 
 extension ControlServer {
-    static let commands = ["stats", "show", "fdb-add", "fdb-del"]
+    static let commands = ["stats", "show", "fdb-add", "fdb-del", "port"]
+    static let portOperations = ["add", "del"]
     static let showables = ["ports", "fdb", "stats"]
 
     /// The reply to one request. Runs on the control thread, which is also the
@@ -62,6 +64,7 @@ extension ControlServer {
             case "show": return try show(request)
             case "fdb-add": return try addStatic(request)
             case "fdb-del": return try remove(request)
+            case "port": return try changePorts(request)
             case let cmd:
                 throw ControlError("unknown command '\(cmd)' (one of: \(Self.commands.joined(separator: ", ")))")
             }
@@ -121,5 +124,38 @@ extension ControlServer {
         }
         logger.info("fdb: removed \(mac) vlan \(vlan)")
         return ["ok": true]
+    }
+
+    /// `port`: adds a port from a spec (`op` `add`) or removes one by name
+    /// (`del`) while the others forward; the reply names the port as `show ports` would.
+    private func changePorts(_ request: ControlRequest) throws(ControlError) -> [String: Any] {
+        let valid = Self.portOperations.joined(separator: ", ")
+        guard request.fields["op"] != nil else { throw ControlError("request has no \"op\" (one of: \(valid))") }
+        switch try request.string("op") {
+        case "add":
+            let text = try request.string("spec")
+            let spec: PortSpec
+            do throws(PortSpec.ParseError) { spec = try PortSpec(parsing: text) } catch {
+                throw ControlError(error.description)
+            }
+            // Listening there would unlink this very socket.
+            if case .vhost(let socket, _, _) = spec.kind, socket == path {
+                throw ControlError("port '\(text)': \(socket) is Ferry's control socket")
+            }
+            do throws(SwitchError) {
+                return ["ok": true, "port": PortsReport.json(try sw.addPort(spec))]
+            } catch {
+                throw ControlError(error.description)
+            }
+        case "del":
+            let name = try request.string("name")
+            guard let port = sw.port(named: name) else { throw ControlError(SwitchError.unknownPort(name).description) }
+            // Described before it goes: once removed, its state no longer says what it was.
+            let report = PortsReport.json(port)
+            do throws(SwitchError) { try sw.removePort(named: name) } catch { throw ControlError(error.description) }
+            return ["ok": true, "port": report]
+        case let op:
+            throw ControlError("unknown port operation '\(op)' (one of: \(valid))")
+        }
     }
 }

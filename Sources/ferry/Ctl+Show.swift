@@ -28,14 +28,19 @@ extension Ctl.Show {
             let reply = try ControlClient.call(connection.control, ["cmd": "show", "what": "ports"])
             if json { return reply.printRaw() }
             guard let ports = reply.object["ports"] as? [[String: Any]] else { throw reply.unexpected() }
-            var table = TextTable([.init("port"), .init("index", .right), .init("kind"), .init("state"), .init("vlan"),
-                                   .init("queues", .right), .init("spec")])
-            for p in ports {
-                table.append([p["name"], p["index"], p["kind"], p["state"], p["vlan"], p["queues"], p["spec"]]
-                    .map(Cell.text))
-            }
-            table.print()
+            Ctl.Show.portsTable(ports).print()
         }
+    }
+
+    /// Ports as `show ports` prints them (and `port add`/`port del` print theirs).
+    static func portsTable(_ ports: [[String: Any]]) -> TextTable {
+        var table = TextTable([.init("port"), .init("index", .right), .init("kind"), .init("state"), .init("vlan"),
+                               .init("queues", .right), .init("spec")])
+        for p in ports {
+            table.append([p["name"], p["index"], p["kind"], p["state"], p["vlan"], p["queues"], p["spec"]]
+                .map(Cell.text))
+        }
+        return table
     }
 
     struct FDB: ParsableCommand {

@@ -11,7 +11,7 @@ struct Ctl: ParsableCommand {
             came). An error from Ferry is printed on stderr and the exit status is 1.
             Example: ferry ctl show fdb --vlan 10
             """,
-        subcommands: [Show.self, FDB.self, Stats.self])
+        subcommands: [Show.self, FDB.self, PortCommand.self, Stats.self])
 
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -4,16 +4,17 @@ import Ports
 
 /// The ports as `show ports` reports them: what each is, its VLAN mode, its state.
 enum PortsReport {
-    static func json(_ sw: Switch) -> [[String: Any]] {
-        sw.ports.map { p in
-            var entry: [String: Any] = [
-                "name": p.name, "index": Int(p.index), "kind": p.port.kind, "state": p.state,
-                "vlan": p.vlan.description, "mode": p.vlan.isTrunk ? "trunk" : "access",
-                "vlans": p.vlan.vlans.map(Int.init), "queues": p.port.queueCount, "spec": p.spec.text,
-            ]
-            if case .xdp(let x) = p.port { entry["steering"] = steering(x) }
-            return entry
-        }
+    static func json(_ sw: Switch) -> [[String: Any]] { sw.ports.map(json) }
+
+    /// One port, as `show ports` lists it and `port add`/`port del` answer.
+    static func json(_ p: NamedPort) -> [String: Any] {
+        var entry: [String: Any] = [
+            "name": p.name, "index": Int(p.index), "kind": p.port.kind, "state": p.state,
+            "vlan": p.vlan.description, "mode": p.vlan.isTrunk ? "trunk" : "access",
+            "vlans": p.vlan.vlans.map(Int.init), "queues": p.port.queueCount, "spec": p.spec.text,
+        ]
+        if case .xdp(let x) = p.port { entry["steering"] = steering(x) }
+        return entry
     }
 
     /// What the uplink's XDP program does: how it was attached, what it has

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 import MallocInterposerSwift
 import Packets
 import Ports
@@ -127,10 +128,63 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// Guest ↔ NIC both ways through an AF_XDP uplink (UMEM frames out of the
+    /// RX ring by reference, into the TX ring by one copy, completions and
+    /// fill-ring returns) and through an AF_PACKET uplink (ring blocks, TX
+    /// slots). Needs root for the veths (the child makes them).
+    func testUplinkBurstsAllocateNothing() throws {
+        try NetworkSandbox.requireTapSupport()
+        // The child exits without running deinits: its veths' namespaces are deleted here.
+        let removeVeths: (Int32) -> Void = { pid in
+            for suffix in ["alx", "alp"] { _ = try? NetworkSandbox.ip("netns", "del", "ferry-pk-\(pid)-\(suffix)") }
+        }
+        try runUnderInterposer(test: "testUplinkBurstsAllocateNothing", afterChild: removeVeths) {
+            let xdpWire = try VethPair("alx")
+            let packetWire = try VethPair("alp")
+            let xdp = try XdpPort(interface: xdpWire.name, queues: 1, attach: .auto, zeroCopy: .auto, guestCapacity: 64,
+                                  batchCapacity: 64, logger: Logger(label: "alloc"))
+            let packet = try PacketPort(interface: packetWire.name)
+            let guest = try TestGuest("alloc-uplink", log: CapturedLog())
+            // The guest on VLAN 1 with the xdp uplink, and again (same MAC) on VLAN 2 with the packet uplink.
+            let guestMAC = "02:00:00:00:00:0a"
+            let lanMAC = "02:00:00:00:00:0b"
+            try xdp.steering.addGuest(MACAddress(guestMAC)!, vlan: 0)
+            let wires = [try xdpWire.peerSocket(), try packetWire.peerSocket()]
+            let sw = try SwitchHarness([(.xdp(xdp), .access(1)), (.vhost(guest.port), .trunk([1, 2])),
+                                        (.packet(packet), .access(2))], batchSize: 64)
+            let toGuest = frame(from: lanMAC, to: guestMAC, length: 128)
+            let fromGuest = [frame(from: guestMAC, to: lanMAC, vlan: 1, length: 128),
+                             frame(from: guestMAC, to: lanMAC, vlan: 2, length: 128)]
+            var rounds = 0
+            var delivered = 0
+            return (prepare: {
+                // The pairs live as long as the probe: dropping one deletes its namespace and veth.
+                withExtendedLifetime((xdpWire, packetWire)) {}
+                // Uncounted: what the wires and the guest got, new buffers and frames both ways.
+                delivered += guest.received().count
+                for wire in wires { while (try? wire.receive(timeout: 0)) ?? nil != nil { delivered += 1 } }
+                precondition(rounds < 2 || delivered >= (rounds - 1) * 12, "the bursts did not deliver: \(delivered)")
+                sw.learning.learn()
+                guest.postBuffers(32 - guest.port.device.queues[0].postedBuffers)
+                for i in 0..<4 {
+                    guest.send(fromGuest[i % 2])
+                    for wire in wires { try! wire.send(toGuest) }
+                }
+                usleep(2000)
+            }, burst: {
+                for _ in 0..<4 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
+            })
+        }
+    }
+
     /// In the parent: re-runs `test` with the interposer preloaded and asserts on
     /// the child's verdict. In the child: warms the burst up, then counts the
     /// mallocs of `rounds` more bursts (each `prepare` runs uncounted before its burst).
+    /// `afterChild` runs in the parent with the child's pid, for what the child
+    /// made that outlives it (a veth's namespace).
     func runUnderInterposer(test: String, rounds: Int = 20, file: StaticString = #filePath, line: UInt = #line,
+                            afterChild: (Int32) -> Void = { _ in },
                             _ make: () throws -> (prepare: () -> Void, burst: () -> Void)) throws {
         if ProcessInfo.processInfo.environment[Self.probeVariable] == nil {
             let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -151,6 +205,7 @@ final class AllocationTests: XCTestCase {
             try child.run()
             let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             child.waitUntilExit()
+            afterChild(child.processIdentifier)
             XCTAssertEqual(child.terminationStatus, 0, "allocation probe failed:\n\(text)", file: file, line: line)
             XCTAssertTrue(text.contains("ALLOCATION-PROBE ok"), "no verdict from the probe:\n\(text)", file: file, line: line)
             return

@@ -304,15 +304,17 @@ class _Process:
             _live.discard(self)
         return self.proc.returncode
 
-    def kill(self):
-        """Immediate SIGKILL of the group and cleanup; for teardown after failures."""
+    def kill(self, cleanup: bool = True):
+        """Immediate SIGKILL of the group and (unless cleanup=False: what a crash leaves behind
+        stays) cleanup; for teardown after failures."""
         self._signal_group(signal.SIGKILL)
         if self.proc is not None:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 pass
-        self._after_exit()
+        if cleanup:
+            self._after_exit()
         with _live_lock:
             _live.discard(self)
 
@@ -345,6 +347,10 @@ class Ferry(_Process):
 
     ports: list of SPEC strings (e.g. "vhost:/tmp/x.sock", "sink", "gen:dst=..,src=..,size=64").
     taskset: CPU list for `taskset -c` (the whole process), cpu: Ferry's own --cpu.
+    netns: run Ferry inside this network namespace (`ip netns exec NETNS ...`; a unix socket is
+    a path, so the control and vhost-user sockets are reachable from every namespace).
+    wrapper: commands that exec Ferry (e.g. `prlimit --memlock=..`, `setpriv ...`), run inside
+    the namespace. Every one of them execs, so the process's pid is Ferry's own.
     """
 
     name = "ferry"
@@ -352,8 +358,12 @@ class Ferry(_Process):
     def __init__(self, ports: list[str], control: str, log_path: str, cpu: Optional[int] = None,
                  batch: Optional[int] = None, taskset: Optional[str] = None,
                  extra_args: Iterable[str] = (), binary: Optional[str] = None,
-                 env: Optional[dict] = None):
+                 env: Optional[dict] = None, netns: Optional[str] = None,
+                 wrapper: Iterable[str] = ()):
         super().__init__()
+        self.netns = netns
+        self.wrapper = list(wrapper)
+        self._stopped = False
         self.ports = list(ports)
         self.control = control
         self.log_path = log_path
@@ -366,6 +376,9 @@ class Ferry(_Process):
 
     def command(self) -> list[str]:
         cmd = []
+        if self.netns is not None:
+            cmd += ["ip", "netns", "exec", self.netns]   # execs: no extra process
+        cmd += self.wrapper
         if self.taskset is not None:
             cmd += ["taskset", "-c", str(self.taskset)]
         cmd += [self.binary, "run"]
@@ -378,17 +391,24 @@ class Ferry(_Process):
             cmd += ["--batch", str(self.batch)]
         return cmd + self.extra_args
 
-    def start(self, timeout: float = 20.0) -> "Ferry":
+    def launch(self) -> "Ferry":
+        """Start the process and return at once (start() also waits for 'ferry: ready'); for a
+        test that expects Ferry to refuse its configuration."""
         if not os.access(self.binary, os.X_OK):
             raise FerryError(f"Ferry binary {self.binary} missing (build it or set FERRY_BIN)")
         os.makedirs(os.path.dirname(self.control) or ".", exist_ok=True)
         _remove(self.control)
+        self._stopped = False
         log = open(self.log_path, "ab")
         try:
             env = dict(os.environ, **(self.env or {}))
             self._spawn(self.command(), stdout=log, env=env)
         finally:
             log.close()
+        return self
+
+    def start(self, timeout: float = 20.0) -> "Ferry":
+        self.launch()
         try:
             self.wait_ready(timeout)
         except BaseException:
@@ -413,10 +433,37 @@ class Ferry(_Process):
     def port(self, name: str) -> dict:
         return port_stats(self.stats(), name)
 
-    def stop(self, timeout: float = 15.0) -> Optional[int]:
-        rc = self._terminate(signal.SIGINT, timeout)
+    def ctl(self, *args: str, timeout: float = 10.0) -> dict:
+        """`ferry ctl ARGS --json` against this Ferry, parsed."""
+        return ferry_ctl(self.control, *args, binary=self.binary, timeout=timeout)
+
+    def ctl_text(self, *args: str, timeout: float = 10.0) -> str:
+        """`ferry ctl ARGS` (the table people read) against this Ferry."""
+        cmd = [self.binary, "ctl", *args, "--control", self.control]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if res.returncode != 0:
+            raise FerryError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
+        return res.stdout
+
+    def stop(self, timeout: float = 15.0, sig: int = signal.SIGINT) -> Optional[int]:
+        """Stop with `sig` (SIGINT or SIGTERM: Ferry's orderly shutdown), SIGKILL after
+        `timeout`; remove the sockets Ferry owns. Returns the exit code."""
+        if self._stopped:
+            return self.proc.returncode if self.proc else None
+        rc = self._terminate(sig, timeout)
         self._after_exit()
+        self._stopped = True
         return rc
+
+    def crash(self) -> Optional[int]:
+        """SIGKILL, as a crash or the OOM killer would: nothing of Ferry's is cleaned up after
+        it (its vhost-user and control socket files stay, so does whatever it had attached to
+        the kernel), and a later stop() does nothing. Returns the exit code (-9)."""
+        if self.proc is None or self._stopped:
+            return None
+        self.kill(cleanup=False)
+        self._stopped = True
+        return self.proc.returncode
 
     def _after_exit(self):
         _remove(self.control)
@@ -431,7 +478,13 @@ class Ferry(_Process):
 def ferry_stats(control: Optional[str] = None, binary: Optional[str] = None,
                 timeout: float = 10.0) -> dict:
     """`ferry ctl stats --json [--control PATH]`, parsed."""
-    cmd = [binary or ferry_binary(), "ctl", "stats", "--json"]
+    return ferry_ctl(control, "stats", binary=binary, timeout=timeout)
+
+
+def ferry_ctl(control: Optional[str], *args: str, binary: Optional[str] = None,
+              timeout: float = 10.0) -> dict:
+    """`ferry ctl ARGS --json [--control PATH]`, parsed."""
+    cmd = [binary or ferry_binary(), "ctl", *args, "--json"]
     if control:
         cmd += ["--control", control]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -84,15 +84,29 @@ def build_guest_image():
 
 
 class PingResult:
-    def __init__(self, match: re.Match, line: str):
+    def __init__(self, match: re.Match, line: str, output: str = ""):
         self.target = match.group(1)
         self.size = int(match.group(2))
         self.transmitted = int(match.group(3))
         self.received = int(match.group(4))
         self.line = line
+        # busybox ping's reply lines ("64 bytes from ADDR: seq=N ttl=64 time=..."), which the
+        # guest prints before the result: the sequence numbers that got an answer.
+        self.answered = sorted({int(n) for n in re.findall(r"bytes from \S+ seq=(\d+)",
+                                                           output)})
 
     def __repr__(self):
         return f"{self.received}/{self.transmitted} answered ({self.line!r})"
+
+
+def assert_all_answered(result, count: int, what: str, context: Callable[[], str]):
+    """A guest's PingResult or a Netns.ping (tx, rx, output): every one of `count` answered.
+    context() is called only on failure, for the message."""
+    tx, rx = (result.transmitted, result.received) if isinstance(result, PingResult) \
+        else result[:2]
+    assert (tx, rx) == (count, count), \
+        f"{what}: wanted {count} of {count} pings answered, saw {rx} of {tx}: " \
+        f"{result if isinstance(result, PingResult) else result[2]}\n{context()}"
 
 
 class Guest:
@@ -100,7 +114,10 @@ class Guest:
     commands over a unix socket (the guest's ttyS1)."""
 
     def __init__(self, name: str, mac: str, vhost_socket: str, ip: str, workdir: str,
-                 extra_append: str = "ipv6.disable=1", vhost_server: bool = False):
+                 extra_append: str = "ipv6.disable=1", vhost_server: bool = False,
+                 vhost_reconnect: Optional[int] = None):
+        """vhost_reconnect=N: QEMU reconnects to the vhost-user socket every N s after the
+        back-end went away (a restarted Ferry gets the same guest back)."""
         self.name = name
         self.mac = mac
         self.ip = ip.split("/")[0]
@@ -112,6 +129,8 @@ class Guest:
                     "--timeout", str(QEMU_TIMEOUT), "--command-socket", self.command_socket]
         if vhost_server:
             self.cmd.append("--vhost-server")
+        if vhost_reconnect is not None:
+            self.cmd += ["--vhost-reconnect", str(vhost_reconnect)]
         self.proc: Optional[subprocess.Popen] = None
         self.sock: Optional[socket.socket] = None
         self._ids = 0
@@ -179,9 +198,9 @@ class Guest:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(self.command_socket)
 
-    def command(self, line: str, timeout: float = 30.0,
-                watch: Optional[Callable[[], Optional[str]]] = None) -> str:
-        """Send one command; return the console text it produced, up to its DONE line."""
+    def begin(self, line: str) -> tuple[str, int, str]:
+        """Send one command and return at once: (id, console offset, line) for finish().
+        The guest runs one command at a time; the next one waits until this one is done."""
         if self.sock is None:
             raise h.HarnessError(f"guest {self.name}: wait_commands() first")
         self._ids += 1
@@ -189,6 +208,13 @@ class Guest:
         verb, _, args = line.partition(" ")
         start = len(self.console())
         self.sock.sendall(f"{verb} {cid} {args}\n".encode())
+        return cid, start, line
+
+    def finish(self, pending: tuple[str, int, str], timeout: float = 30.0,
+               watch: Optional[Callable[[], Optional[str]]] = None) -> str:
+        """Wait for a command begin() sent; the console text it produced, up to its DONE
+        line."""
+        cid, start, line = pending
         m, text = self.wait_for(re.compile(rf"FERRY-COMMAND-DONE id={re.escape(cid)} "
                                            rf"status=(\d+)"), timeout, watch, after=start)
         if m.group(1) != "0":
@@ -196,17 +222,31 @@ class Guest:
                         f"{self.describe()}", pytrace=False)
         return text[:m.end()]
 
-    def ping(self, target: str, count: int = 3, size: int = 56, wait: int = 1,
-             watch: Optional[Callable[[], Optional[str]]] = None) -> PingResult:
-        """One ping run (no retries): COUNT echo requests 0.2 s apart, then up to WAIT s."""
-        text = self.command(f"ping {target} {count} {size} {wait}",
-                            timeout=count * 0.2 + wait + 20, watch=watch)
+    def command(self, line: str, timeout: float = 30.0,
+                watch: Optional[Callable[[], Optional[str]]] = None) -> str:
+        """Send one command; return the console text it produced, up to its DONE line."""
+        return self.finish(self.begin(line), timeout, watch)
+
+    def ping_begin(self, target: str, count: int = 3, size: int = 56,
+                   wait: int = 1) -> tuple[str, int, str]:
+        """Start a ping run (see ping()) and return at once; ping_finish() collects it."""
+        return self.begin(f"ping {target} {count} {size} {wait}")
+
+    def ping_finish(self, pending: tuple[str, int, str], timeout: float,
+                    watch: Optional[Callable[[], Optional[str]]] = None) -> PingResult:
+        text = self.finish(pending, timeout, watch)
         m = re.search(r"FERRY-PING-RESULT target=(\S+) size=(\d+) transmitted=(\d+) "
                       r"received=(\d+) id=\S+", text)
         if not m:
-            pytest.fail(f"guest {self.name}: no ping result for {target}\n{self.describe()}",
-                        pytrace=False)
-        return PingResult(m, m.group(0))
+            pytest.fail(f"guest {self.name}: no ping result for {pending[2]!r}\n"
+                        f"{self.describe()}", pytrace=False)
+        return PingResult(m, m.group(0), text[:m.start()])
+
+    def ping(self, target: str, count: int = 3, size: int = 56, wait: int = 1,
+             watch: Optional[Callable[[], Optional[str]]] = None) -> PingResult:
+        """One ping run (no retries): COUNT echo requests 0.2 s apart, then up to WAIT s."""
+        return self.ping_finish(self.ping_begin(target, count, size, wait),
+                                count * 0.2 + wait + 20, watch)
 
     def flush_neighbours(self):
         self.command("flush")
@@ -293,12 +333,17 @@ class Netns:
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_die_with_parent)
 
-    def adopt(self, link: str, timeout: float = 10.0):
-        """Move `link` (in the root namespace) in here and bring it up."""
+    def adopt(self, link: str, timeout: float = 10.0, source: Optional["Netns"] = None):
+        """Move `link` (in the root namespace, or in `source`) in here and bring it up."""
         # Ferry creates the TAP after it starts; wait until the kernel has it.
-        h.wait_until(lambda: os.path.exists(f"/sys/class/net/{link}"), timeout,
-                     f"interface {link} in the root namespace")
-        run(["ip", "link", "set", link, "netns", self.name])
+        if source is None:
+            h.wait_until(lambda: os.path.exists(f"/sys/class/net/{link}"), timeout,
+                         f"interface {link} in the root namespace")
+            run(["ip", "link", "set", link, "netns", self.name])
+        else:
+            h.wait_until(lambda: source.ip("link", "show", link, check=False).returncode == 0,
+                         timeout, f"interface {link} in {source.name}")
+            source.ip("link", "set", link, "netns", self.name)
         self.ip("link", "set", link, "up")
 
     def mac(self, link: str) -> str:

@@ -283,10 +283,19 @@ def test_guest_pings_guest_through_ferry(guest_image, lab, mtu, size):
     assert not ferry.exited(), f"Ferry exited during the test\n{ctx()}"
 
     # Counters: wait until nothing is in flight (a frame is counted rx on one port a moment
-    # before it is counted tx on the other).
-    h.wait_stable(lambda: tuple(h.counters(ferry.port(n)) for n in ("a", "b")), quiet=0.5,
-                  timeout=10, desc="Ferry counters of a and b to settle")
-    pa, pb = ferry.port("a"), ferry.port("b")
+    # before it is counted tx on the other), reading both ports from one snapshot: a guest may
+    # still send a late frame (a neighbour probe) between two separate reads. A frame Ferry
+    # lost without counting it would keep them apart, and the wait would time out.
+    def reconciled():
+        stats = ferry.stats()
+        a_, b_ = h.port_stats(stats, "a"), h.port_stats(stats, "b")
+        balanced = (a_["rx_packets"], a_["rx_bytes"]) == (b_["tx_packets"], b_["tx_bytes"]) \
+            and (b_["rx_packets"], b_["rx_bytes"]) == (a_["tx_packets"], a_["tx_bytes"])
+        return (a_, b_) if balanced else None
+    try:
+        pa, pb = h.wait_until(reconciled, timeout=10, desc="a's and b's counters to reconcile")
+    except TimeoutError:
+        pa, pb = ferry.port("a"), ferry.port("b")
     summary = f"a={pa}\nb={pb}"
     for p in (pa, pb):
         assert p["state"] == "running", f"port {p['name']} is {p['state']!r}\n{summary}\n{ctx()}"

@@ -193,11 +193,7 @@ def fdb_has(fdb: list[dict], mac: str, vlan: int, port: str) -> bool:
 
 
 def assert_all_answered(result, count: int, what: str, topo: Topology):
-    tx, rx = (result.transmitted, result.received) if isinstance(result, q.PingResult) \
-        else result[:2]
-    assert (tx, rx) == (count, count), \
-        f"{what}: wanted {count} of {count} pings answered, saw {rx} of {tx}: " \
-        f"{result if isinstance(result, q.PingResult) else result[2]}\n{topo.context()}"
+    q.assert_all_answered(result, count, what, topo.context)
 
 
 def assert_no_drops(stats: dict, topo: Topology, ports=("a", "b", "t")):
