@@ -7,7 +7,9 @@ import Ports
 /// (signals reach it through the control loop), the only thread that changes ports.
 final class ConfigReloader {
     let path: String
-    /// What the switch runs now: ports as applied, settings as the switch started with.
+    /// What the switch runs of the file: its ports as last applied, its settings as the
+    /// switch started with them (they never change live, so a changed one is named again
+    /// at every reload until a restart).
     private(set) var running: FerryConfig
     private let sw: Switch
     private let logger: Logger
@@ -34,6 +36,12 @@ final class ConfigReloader {
         } catch {
             return logger.error("\(path): \(error): nothing applied, the switch runs as it was")
         }
+        // A file port removed with `ferry ctl port del` (or replaced by another of its name)
+        // no longer runs: leaving it out of the comparison adds it back. A port added with
+        // `ferry ctl port add` was never the file's, and a reload leaves it alone.
+        running.ports = running.ports.filter { port in
+            sw.port(named: port.name ?? "").map { $0.spec.describesSamePort(as: port) } ?? false
+        }
         let change = ConfigChange(from: running, to: wanted)
         if change.isEmpty { return logger.notice("\(path): nothing changed") }
         if !change.restartOnlySettings.isEmpty {
@@ -49,20 +57,30 @@ final class ConfigReloader {
         for spec in change.addedPorts where !change.changedPorts.contains(spec.name ?? "") {
             logger.notice("\(path): port \(spec.name ?? "?") is new: \(spec.text)")
         }
-        if applyPortChanges(change) {
-            // The settings stay as the switch started with them: only the ports changed.
-            running.ports = wanted.ports
-        }
+        if !change.removedPorts.isEmpty || !change.addedPorts.isEmpty { applyPortChanges(change) }
     }
 
-    /// THE APPLY STEP: remove, then add, through the switch's live port calls.
-    ///
-    /// Waits for `Switch.removePort(named:)` and `Switch.addPort(_:)` (live ports, issue 5).
-    /// Until they exist nothing is applied and this says so; `running` keeps the ports the
-    /// switch has, so the next SIGHUP finds the same difference. Returns whether applied.
-    private func applyPortChanges(_ change: ConfigChange) -> Bool {
-        guard !change.removedPorts.isEmpty || !change.addedPorts.isEmpty else { return true }
-        logger.warning("\(path): this build cannot add or remove ports while running; port changes take effect when Ferry restarts")
-        return false
+    /// Removes, then adds, through the switch's live port calls; `running` follows what
+    /// succeeded, so a port that failed to open is tried again at the next SIGHUP.
+    private func applyPortChanges(_ change: ConfigChange) {
+        for name in change.removedPorts {
+            do throws(SwitchError) {
+                try sw.removePort(named: name)
+            } catch {
+                logger.error("\(path): port \(name) could not be removed: \(error)")
+                continue
+            }
+            running.ports.removeAll { $0.name == name }
+        }
+        for spec in change.addedPorts {
+            do throws(SwitchError) {
+                try sw.addPort(spec)
+            } catch {
+                logger.error("\(path): port \(spec.name ?? "?") could not be added: \(error); the next SIGHUP tries again")
+                continue
+            }
+            running.ports.append(spec)
+        }
+        logger.notice("\(path): applied; \(sw.ports.count) ports")
     }
 }

@@ -17,7 +17,7 @@ struct Run: ParsableCommand {
             \(Defaults.runDirectory)/vm0.sock, and the TAP \(Defaults.embeddedTap) on the host.
             With --config FILE, runs what the file describes (docs/CONFIG.md; `ferry check FILE`
             checks it) and SIGHUP re-reads it: ports it adds, removes or changes are
-            applied, the running switch stays as it is when the file has errors.
+            added, removed or replaced while frames flow; a file with errors changes nothing.
             SIGINT or SIGTERM stops it: sockets are removed, a TAP Ferry created is deleted.
             Example: ferry run --port vhost:/tmp/vm0.sock --port gen:dst=02:00:00:00:00:02,size=64
             Example: ferry run --config /etc/ferry/ferry.yaml

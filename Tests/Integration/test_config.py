@@ -8,7 +8,7 @@ Run from the repository root, after `swift build -c release`:
 files, each with its exact message (the unit tests in Tests/ConfigurationTests hold many
 more). `ferry run --config` runs a generator and two sinks from a file, with a `--port`
 added on the command line; SIGHUP then re-reads a broken file (nothing changes) and an
-edited one (the log names the difference).
+edited one (ports are added, removed and replaced while the switch runs).
 
 Environment: FERRY_BIN (see harness.py). Needs no root, testpmd or QEMU; the tests fail (they
 do not skip) when the Ferry binary is missing.
@@ -187,17 +187,39 @@ def test_sighup_with_a_broken_file_changes_nothing(lab, tmp_path):
     assert [p["name"] for p in show_ports(ferry)] == ["g", "s"]
 
 
-def test_sighup_finds_what_changed(lab, tmp_path):
+def test_sighup_applies_what_changed(lab, tmp_path):
     f = write(tmp_path / "ferry.yaml", BASE)
-    ferry = lab.ferry([], extra_args=["--config", f])
-    write(f, BASE.replace("batch: 64", "batch: 128").replace("name: s", "name: t").rstrip(" ") + "        vlan: 7\n")
+    ferry = lab.ferry(["sink:name=cli"], extra_args=["--config", f])
+    # s goes, t comes, g changes (a VLAN), the batch size cannot change live.
+    edited = (BASE.replace("batch: 64", "batch: 128").replace("name: s", "name: t")
+              .replace(f"count: {COUNT}", f"count: {COUNT}\n        vlan: 7"))
+    write(f, edited)
     ferry._signal_group(signal.SIGHUP)
-    h.wait_until(lambda: "port t is new" in ferry.log_text(), 10, "the reload's difference in the log")
+    h.wait_until(lambda: "applied;" in ferry.log_text(), 10, "the reload applied")
     log = ferry.log_text()
     assert f"{f}: changes to switch.batch take effect only when Ferry restarts" in log
     assert f"{f}: port s is gone" in log
-    assert f"{f}: port t is new: sink:vlan=7,name=t" in log
-    # TODO(live ports): once Switch.addPort/removePort are wired, the port set becomes g, t.
-    assert [p["name"] for p in show_ports(ferry)] == ["g", "s"]
-    # Nothing else reacts to the signal: the switch keeps running.
+    assert f"{f}: port g changed; it is removed and added again" in log
+    assert f"{f}: port t is new: sink:name=t" in log
+    ports = {p["name"]: p for p in show_ports(ferry)}
+    assert sorted(ports) == ["cli", "g", "t"]
+    assert ports["g"]["vlan"] == "access 7"
     assert ferry.proc.poll() is None
+
+    # The same file again: nothing to do but name the setting that still waits for a restart.
+    ferry._signal_group(signal.SIGHUP)
+    h.wait_until(lambda: ferry.log_text().count("take effect only when Ferry restarts") == 2, 10, "a second reload")
+    assert sorted(p["name"] for p in show_ports(ferry)) == ["cli", "g", "t"]
+
+
+def test_sighup_brings_back_a_file_port_removed_with_ctl(lab, tmp_path):
+    f = write(tmp_path / "ferry.yaml", BASE)
+    ferry = lab.ferry([], extra_args=["--config", f])
+    for args in (["port", "del", "s"], ["port", "add", "sink:name=extra"]):
+        res = subprocess.run([ferry.binary, "ctl", *args, "--control", ferry.control],
+                             capture_output=True, text=True, timeout=10)
+        assert res.returncode == 0, res.stderr
+    ferry._signal_group(signal.SIGHUP)
+    h.wait_until(lambda: "applied;" in ferry.log_text(), 10, "the reload applied")
+    # s is the file's and comes back; extra was never the file's and stays.
+    assert sorted(p["name"] for p in show_ports(ferry)) == ["extra", "g", "s"]
