@@ -2,12 +2,13 @@ import Packets
 import Platform
 import XDP
 
-/// A port as the command line names it: `vhost:PATH[,client][,queues=N]`,
+/// A port as the command line names it: `vhost:PATH[,client][,queues=N][,owner=U][,group=G][,mode=0660]`,
 /// `tap:NAME[,queues=N][,mtu=N]`, `packet:IFNAME[,queues=N]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
 /// `sink`; every kind also takes `name=NAME` and one of `vlan=N` (access) or
-/// `trunk=N,M,A-B` (802.1Q trunk).
+/// `trunk=N,M,A-B` (802.1Q trunk). A config file gives the same options by key
+/// (`init(type:options:text:)`), the text form is parsed in PortSpec+Text.swift.
 public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Kind: Equatable, Sendable {
         case vhost(path: String, client: Bool, queuePairs: Int)
