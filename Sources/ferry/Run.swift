@@ -12,11 +12,11 @@ struct Run: ParsableCommand {
         abstract: "Run the switch.",
         discussion: """
             A MAC-learning switch over the ports given: frames to a learned address
-            go to its port, others are flooded within their VLAN. With no --port,
-            runs the embedded default: a vhost-user server socket,
+            go to its port, others are flooded within their VLAN. With neither --port
+            nor --config, runs the embedded default: a vhost-user server socket,
             \(Defaults.runDirectory)/vm0.sock, and the TAP \(Defaults.embeddedTap) on the host.
-            With --config FILE, runs what the file describes (docs/CONFIG.md; `ferry check FILE`
-            checks it) and SIGHUP re-reads it: ports it adds, removes or changes are
+            With --config FILE, runs what the file describes (docs/CONFIG.md; checked by
+            `ferry check FILE`) and SIGHUP re-reads it: ports it adds, removes or changes are
             added, removed or replaced while frames flow; a file with errors changes nothing.
             SIGINT or SIGTERM stops it: sockets are removed, a TAP Ferry created is deleted.
             Example: ferry run --port vhost:/tmp/vm0.sock --port gen:dst=02:00:00:00:00:02,size=64
