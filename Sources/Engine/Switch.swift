@@ -120,10 +120,11 @@ public final class Switch {
             if made.contains(where: { $0.name == name }) { throw SwitchError.duplicateName(name) }
             let port: Port
             switch spec.kind {
-            case .vhost(let path, let client, let pairs):
+            case .vhost(let path, let client, let pairs, let permissions):
                 let device = VhostDevice(name: name, queuePairs: pairs, gate: gate, logger: logger)
                 do {
-                    let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device, logger: logger)
+                    let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device,
+                                                         logger: logger, permissions: try permissions.resolved())
                     port = .vhost(VhostPort(endpoint: endpoint))
                     control.add(endpoint)
                 } catch {

@@ -2,7 +2,8 @@ import Packets
 import Platform
 import XDP
 
-/// A port as the command line names it: `vhost:PATH[,client][,queues=N]`,
+/// A port as the command line names it:
+/// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660]`,
 /// `tap:NAME[,queues=N][,mtu=N]`, `packet:IFNAME[,queues=N]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
@@ -10,7 +11,8 @@ import XDP
 /// `trunk=N,M,A-B` (802.1Q trunk).
 public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Kind: Equatable, Sendable {
-        case vhost(path: String, client: Bool, queuePairs: Int)
+        /// `permissions`: the server socket's owner, group and mode; always default for a client.
+        case vhost(path: String, client: Bool, queuePairs: Int, permissions: SocketPermissions = SocketPermissions())
         /// A TAP interface, created if it does not exist; `mtu` nil leaves the MTU as it is.
         case tap(name: String, queues: Int, mtu: Int?)
         /// An existing NIC through AF_XDP; `queues` nil binds every receive queue it has.
@@ -81,7 +83,24 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 guard let v = Int(q), (1...128).contains(v) else { throw ParseError(text, "queues must be 1...128") }
                 pairs = v
             }
-            kind = .vhost(path: path, client: client, queuePairs: pairs)
+            let permissions = SocketPermissions(owner: options.removeValue(forKey: "owner"),
+                                                group: options.removeValue(forKey: "group"),
+                                                mode: try options.removeValue(forKey: "mode").map { m throws(ParseError) in
+                guard let mode = SocketPermissions.mode(parsing: m) else {
+                    throw ParseError(text, "mode '\(m)' must be octal permission bits, 0000...0777 (e.g. 0660)")
+                }
+                return mode
+            })
+            for (key, value) in [("owner", permissions.owner), ("group", permissions.group)] where value?.isEmpty == true {
+                throw ParseError(text, "\(key)= needs a user or group name (or a number)")
+            }
+            // In client mode the socket is the front-end's (QEMU's server=on): Ferry
+            // creates no file whose permissions it could set.
+            if client && !permissions.isDefault {
+                throw ParseError(text, "owner=, group= and mode= set the permissions of the socket Ferry listens on; "
+                                 + "with client, the front-end owns the socket (set them there)")
+            }
+            kind = .vhost(path: path, client: client, queuePairs: pairs, permissions: permissions)
         case "tap":
             let interface = try Self.interface(positional, type, text)
             let queues = try Self.queues(options.removeValue(forKey: "queues"), TapDevice.maxQueues, text)
