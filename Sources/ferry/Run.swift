@@ -3,6 +3,7 @@ import CFerry
 import Engine
 import Glibc
 import Logging
+import Platform
 import Ports
 
 struct Run: ParsableCommand {
@@ -18,12 +19,24 @@ struct Run: ParsableCommand {
             """)
 
     @Option(name: .customLong("port"), help: ArgumentHelp(
-        "A port: vhost:PATH[,client][,queues=N] | tap:IFNAME[,queues=N][,mtu=N] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B].",
+        "A port: vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660] | tap:IFNAME[,queues=N][,mtu=N] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N] | gen:dst=MAC,src=MAC,size=N[,count=N] | sink; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B].",
         valueName: "spec"))
     var ports: [String] = []
 
     @Option(help: "Control socket path.")
     var control: String = Defaults.controlSocket
+
+    @Option(help: ArgumentHelp("Owner of the control socket (a user name or uid; needs CAP_CHOWN unless it is Ferry's own user).",
+                               valueName: "user"))
+    var controlOwner: String?
+
+    @Option(help: ArgumentHelp("Group of the control socket (a group name or gid): its members may use `ferry ctl`.",
+                               valueName: "group"))
+    var controlGroup: String?
+
+    @Option(help: ArgumentHelp("Mode of the control socket, octal (default 0660 when --control-owner/--control-group is given, else as bind(2) makes it).",
+                               valueName: "mode"))
+    var controlMode: String?
 
     @Option(help: "Pin the worker thread to this CPU (one worker; see --cpus).")
     var cpu: Int?
@@ -52,6 +65,7 @@ struct Run: ParsableCommand {
         guard (1...(1 << 24)).contains(fdbCapacity) else { throw ValidationError("--fdb-capacity must be 1...16777216") }
         guard (1...1_000_000).contains(agingTime) else { throw ValidationError("--aging-time must be 1...1000000 s") }
         if cpu != nil && cpus != nil { throw ValidationError("give --cpu or --cpus, not both") }
+        _ = try controlPermissions()
         if let cpus { _ = try Self.cpuList(cpus) }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
@@ -65,9 +79,20 @@ struct Run: ParsableCommand {
         }
         let logger = Logger(label: "ferry")
         let embedded = ports.isEmpty
-        if embedded { mkdir(Defaults.runDirectory, 0o755) }
         let specs = try (embedded ? Defaults.embeddedPorts : ports).map { text in
             do throws(PortSpec.ParseError) { return try PortSpec(parsing: text) } catch { throw ValidationError(error.description) }
+        }
+        let controlAccess: SocketPermissions.Resolved?
+        let asked = try controlPermissions()
+        do throws(SocketPermissions.ResolveError) { controlAccess = try asked.resolved() } catch {
+            throw ValidationError("control socket: \(error)")
+        }
+        var socketPaths = [control]
+        for spec in specs { if case .vhost(let path, false, _, _) = spec.kind { socketPaths.append(path) } }
+        for directory in Set(socketPaths.map(RunDirectory.parent)) {
+            do { if try RunDirectory.create(directory) { logger.info("created \(directory) (mode 0755)") } } catch {
+                throw ValidationError("cannot create \(directory) for the sockets: \(error)")
+            }
         }
         // Signals arrive through a descriptor the control loop polls, so no
         // handler ever runs on a worker thread.
@@ -82,7 +107,10 @@ struct Run: ParsableCommand {
         do { sw = try Switch(specs: specs, options: options, logger: logger) } catch {
             throw ValidationError("\(error)")
         }
-        let controlServer = try ControlServer(path: control, switch: sw, logger: logger)
+        let controlServer: ControlServer
+        do { controlServer = try ControlServer(path: control, permissions: controlAccess, switch: sw, logger: logger) } catch {
+            throw ValidationError("control socket \(control): \(error)")
+        }
         sw.control.add(controlServer)
         sw.control.add(signals)
         signals.onSignal = { sig in
@@ -104,6 +132,18 @@ struct Run: ParsableCommand {
         logger.info("stopped")
     }
 
+    /// --control-owner/--control-group/--control-mode, checked but not yet looked up.
+    func controlPermissions() throws -> SocketPermissions {
+        var permissions = SocketPermissions(owner: controlOwner, group: controlGroup)
+        if let controlMode {
+            guard let mode = SocketPermissions.mode(parsing: controlMode) else {
+                throw ValidationError("--control-mode '\(controlMode)' must be octal permission bits, 0000...0777 (e.g. 0660)")
+            }
+            permissions.mode = mode
+        }
+        return permissions
+    }
+
     /// "0,2-3" → [0, 2, 3].
     static func cpuList(_ text: String) throws -> [Int] {
         var cpus: [Int] = []
@@ -121,7 +161,7 @@ struct Run: ParsableCommand {
     private func printQEMUHint(_ sw: Switch) {
         for p in sw.ports {
             switch p.spec.kind {
-            case .vhost(let path, _, _):
+            case .vhost(let path, _, _, _):
                 print("""
                     attach a guest to \(p.name):
                       qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \\
