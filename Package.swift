@@ -61,7 +61,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags, plugins: ["BPFObjectPlugin"]),
         .executableTarget(name: "ferry", dependencies: [
-            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching",
+            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching", "XDP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
