@@ -6,9 +6,10 @@ struct Ferry: ParsableCommand {
         commandName: "ferry",
         abstract: "A kernel-bypass layer-2 switch for vhost-user guests.",
         discussion: """
-            `ferry run` starts the switch (with no --port: a vhost-user socket for one guest
-            and the host's TAP ferry0); `ferry ctl` talks to it over its control socket.
-            Example: ferry run --port vhost:/run/ferry/vm0.sock,group=kvm,mode=0660 --port tap:ferry0
+            `ferry run` starts the switch (with no --port: a vhost-user socket
+            for one guest and the host's TAP ferry0); `ferry ctl` talks to it
+            over its control socket; `ferry version` says what it runs on.
+            Example: ferry run --port vhost:/run/ferry/vm0.sock,group=kvm --port tap:ferry0
             """,
         version: FerryVersion.number,
         subcommands: [Run.self, Ctl.self, Version.self])
