@@ -184,3 +184,28 @@ def test_client_mode_as_documented(lab):
     h.wait_until(lambda: ferry.port("vm0")["state"] == "running", 30,
                  "the restarted Ferry to reconnect to QEMU")
     ping_host(guest, ferry)
+
+
+def test_control_socket_permissions(lab):
+    """--control-group/--control-mode let a group use `ferry ctl`; others are refused; an
+    unknown group stops `ferry run` with a clear message."""
+    control = lab.path("ctl.sock")
+    ferry = lab.ferry(["sink:name=s"], control=control,
+                      extra_args=["--control-group", QEMU_GROUP, "--control-mode", "0660"])
+    st = os.stat(control)
+    assert (st.st_mode & 0o777, st.st_gid) == (0o660, grp.getgrnam(QEMU_GROUP).gr_gid), oct(st.st_mode)
+
+    def ctl_as(group: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["setpriv", f"--reuid={QEMU_USER}", f"--regid={group}", "--clear-groups",
+                               ferry.binary, "ctl", "stats", "--json", "--control", control],
+                              capture_output=True, text=True, timeout=10)
+    member = ctl_as(QEMU_GROUP)
+    assert member.returncode == 0 and '"ports"' in member.stdout, member.stderr
+    outsider = ctl_as("nogroup")
+    assert outsider.returncode == 1 and "Permission denied" in outsider.stderr, outsider.stderr
+    ferry.stop()
+
+    bad = subprocess.run([ferry.binary, "run", "--port", "sink", "--control", control,
+                          "--control-group", "no-such-group-ferry"], capture_output=True, text=True, timeout=20)
+    assert bad.returncode != 0 and \
+        "control socket: unknown group 'no-such-group-ferry' (not in the group database)" in bad.stderr, bad.stderr
