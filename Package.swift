@@ -66,12 +66,12 @@ let package = Package(
         // The config file: its model, the YAML reader with file:line:column errors, and
         // the difference between two configs that a reload applies.
         .target(name: "Configuration", dependencies: [
-            "Ports", "Engine", "Switching",
+            "Platform", "Ports", "Engine", "Switching",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ferry", dependencies: [
-            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching", "Configuration",
+            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching", "Configuration", "XDP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "XDP", "TestSupport"]),
         .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
-        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Ports", "Packets"]),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Ports", "Packets", "Platform"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),

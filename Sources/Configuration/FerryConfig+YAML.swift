@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Platform
 import Ports
 import Switching
 import Yams
@@ -160,8 +161,9 @@ struct ConfigReader {
                 access[key] = (text, value)
             }
         }
-        do throws(SocketAccess.Invalid) {
-            control.access = try SocketAccess(owner: access["owner"]?.0, group: access["group"]?.0, mode: access["mode"]?.0)
+        do throws(SocketPermissions.Invalid) {
+            control.access = try SocketPermissions(owner: access["owner"]?.0, group: access["group"]?.0,
+                                                   modeText: access["mode"]?.0)
         } catch {
             if let node = access[error.key]?.1 { fail(node, "control: \(error.problem)") }
         }

@@ -5,8 +5,15 @@ import Platform
 /// when it next wants attention without input, and does its work non-blocking.
 public protocol ControlLoopClient: AnyObject {
     var pollDescriptors: [Int32] { get }
+    /// Descriptors to wait on until they can be written: a client holding output
+    /// a peer has not taken yet.
+    var pollOutputDescriptors: [Int32] { get }
     func timeout(now: Double) -> Double?
     func service(now: Double)
+}
+
+extension ControlLoopClient {
+    public var pollOutputDescriptors: [Int32] { [] }
 }
 
 /// The control thread's loop: poll every client's descriptors, then let every
@@ -33,6 +40,7 @@ public final class ControlLoop {
         for c in clients {
             if let t = c.timeout(now: now) { wait = min(wait, t) }
             for fd in c.pollDescriptors { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            for fd in c.pollOutputDescriptors { fds.append(pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)) }
         }
         _ = poll(&fds, nfds_t(fds.count), Int32(wait * 1000))
         let after = MonotonicClock.now()

@@ -66,7 +66,7 @@ extension PortSpec.Kind {
     /// socket path or a network interface.
     var claim: String? {
         switch self {
-        case .vhost(let path, _, _): "socket \(path)"
+        case .vhost(let path, _, _, _): "socket \(path)"
         case .tap(let name, _, _): "interface \(name)"
         case .xdp(let interface, _, _, _), .packet(let interface, _): "interface \(interface)"
         case .gen, .sink: nil

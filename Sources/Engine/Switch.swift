@@ -150,10 +150,11 @@ public final class Switch {
     func open(_ spec: PortSpec, name: String, index: UInt16, failedUplinkKept: Bool) throws(SwitchError) -> NamedPort {
         let port: Port
         switch spec.kind {
-        case .vhost(let path, let client, let pairs):
+        case .vhost(let path, let client, let pairs, let permissions):
             let device = VhostDevice(name: name, queuePairs: pairs, gate: gate, logger: logger)
             do {
-                let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device, logger: logger)
+                let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device,
+                                                     logger: logger, permissions: try permissions.resolved())
                 port = .vhost(VhostPort(endpoint: endpoint))
             } catch {
                 throw .port(spec.text, "\(error)")

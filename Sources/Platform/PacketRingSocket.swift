@@ -146,8 +146,13 @@ public final class PacketRingSocket: @unchecked Sendable {
         let index = try NetworkInterface.index(of: interface)
         if let rx = options.receiveRing { try Self.check(rx, interface) }
         if let tx = options.transmitRing { try Self.check(tx, interface) }
-        let raw = try syscall("socket(AF_PACKET) for \(interface)") {
-            socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let raw: Int32
+        do throws(SystemError) {
+            raw = try syscall("socket(AF_PACKET) for \(interface)") {
+                socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
+        } catch where error.errno == EPERM {
+            throw SystemError("socket(AF_PACKET) for \(interface): a packet socket needs CAP_NET_RAW", errno: EPERM)
         }
         let owned = FileDescriptor(owning: raw)
         let name = "packet \(interface)"

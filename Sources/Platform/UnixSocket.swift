@@ -27,11 +27,17 @@ public enum UnixSocket {
     }
 
     /// Listens on `path`, replacing a stale socket file left by an earlier run.
-    public static func listen(path: String, backlog: Int32 = 8) throws(SystemError) -> FileDescriptor {
+    /// With `permissions`, the file gets that owner, group and mode before anyone can
+    /// connect: it is created 0600 (bind takes the mode of the socket's own inode,
+    /// which fchmod sets — net/unix/af_unix.c, unix_bind — so no process-wide umask
+    /// is touched while other threads run), then chowned, then given its mode.
+    public static func listen(path: String, permissions: SocketPermissions.Resolved? = nil,
+                              backlog: Int32 = 8) throws(SystemError) -> FileDescriptor {
         let fd = try makeSocket()
         var addr = try address(path)
         unlink(path)
         let raw = fd.rawValue
+        if permissions != nil { _ = try syscall("fchmod(socket, 0600)") { fchmod(raw, 0o600) } }
         _ = try syscall("bind(\(path))") {
             withUnsafePointer(to: &addr) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -39,8 +45,30 @@ public enum UnixSocket {
                 }
             }
         }
+        if let permissions {
+            do throws(SystemError) {
+                try apply(permissions, to: path)
+            } catch {
+                unlink(path)
+                throw error
+            }
+        }
         _ = try syscall("listen(\(path))") { Glibc.listen(raw, backlog) }
         return fd
+    }
+
+    /// Owner and group first, while the file is still 0600, then the mode: at no
+    /// step may anyone connect whom the final permissions would keep out. lchown:
+    /// the path was just bound, it is a socket, not a link to follow.
+    private static func apply(_ permissions: SocketPermissions.Resolved, to path: String) throws(SystemError) {
+        if permissions.owner != nil || permissions.group != nil {
+            let owner = permissions.owner ?? uid_t.max  // (uid_t)-1: leave unchanged
+            let group = permissions.group ?? gid_t.max
+            _ = try syscall("chown(\(path), \(permissions.owner.map(String.init) ?? "-"):\(permissions.group.map(String.init) ?? "-"))") {
+                lchown(path, owner, group)
+            }
+        }
+        _ = try syscall("chmod(\(path), \(SocketPermissions.octal(permissions.mode)))") { chmod(path, permissions.mode) }
     }
 
     /// Connects to `path`; the caller retries on ENOENT/ECONNREFUSED.

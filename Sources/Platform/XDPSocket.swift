@@ -41,7 +41,13 @@ public final class XDPSocket: @unchecked Sendable {
     public init(interfaceIndex: UInt32, queue: UInt32, umem: UMEM, copyMode: CopyMode,
                 ringSize: UInt32, fillRingSize: UInt32) throws(SystemError) {
         precondition(ringSize.nonzeroBitCount == 1 && fillRingSize.nonzeroBitCount == 1, "ring sizes are powers of two")
-        let fd = FileDescriptor(owning: try syscall("socket(AF_XDP)") { socket(AF_XDP, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+        let socketFD: Int32
+        do throws(SystemError) {
+            socketFD = try syscall("socket(AF_XDP)") { socket(AF_XDP, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        } catch where error.errno == EPERM {
+            throw SystemError("socket(AF_XDP): an AF_XDP socket needs CAP_NET_RAW", errno: EPERM)
+        }
+        let fd = FileDescriptor(owning: socketFD)
         var shared: XDPSocket?
         switch umem {
         case .register(let area, let length, let frameSize):

@@ -2,7 +2,8 @@ import Packets
 import Platform
 import XDP
 
-/// A port as the command line names it: `vhost:PATH[,client][,queues=N][,owner=U][,group=G][,mode=0660]`,
+/// A port as the command line names it:
+/// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660]`,
 /// `tap:NAME[,queues=N][,mtu=N]`, `packet:IFNAME[,queues=N]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
@@ -11,7 +12,8 @@ import XDP
 /// (`init(type:options:text:)`), the text form is parsed in PortSpec+Text.swift.
 public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public enum Kind: Equatable, Sendable {
-        case vhost(path: String, client: Bool, queuePairs: Int)
+        /// `permissions`: the server socket's owner, group and mode; always default for a client.
+        case vhost(path: String, client: Bool, queuePairs: Int, permissions: SocketPermissions = SocketPermissions())
         /// A TAP interface, created if it does not exist; `mtu` nil leaves the MTU as it is.
         case tap(name: String, queues: Int, mtu: Int?)
         /// An existing NIC through AF_XDP; `queues` nil binds every receive queue it has.
@@ -25,8 +27,6 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public var name: String?
     public var kind: Kind
     public var vlan: VLANMode
-    /// Who may connect to a vhost server socket (`owner=`, `group=`, `mode=`); empty for other kinds.
-    public var socketAccess = SocketAccess()
     public let text: String
 
     public var description: String { text }
@@ -46,7 +46,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     /// Same port, however it was written: the text differs between `--port` and a config
     /// file, and between two spellings of one trunk.
     public func describesSamePort(as other: PortSpec) -> Bool {
-        name == other.name && kind == other.kind && vlan == other.vlan && socketAccess == other.socketAccess
+        name == other.name && kind == other.kind && vlan == other.vlan
     }
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
@@ -112,12 +112,20 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 guard let v = Int(q), (1...128).contains(v) else { throw fail("queues", "queues must be 1...128") }
                 pairs = v
             }
-            do throws(SocketAccess.Invalid) {
-                socketAccess = try SocketAccess(owner: take("owner"), group: take("group"), mode: take("mode"))
+            let permissions: SocketPermissions
+            do throws(SocketPermissions.Invalid) {
+                permissions = try SocketPermissions(owner: take("owner"), group: take("group"), modeText: take("mode"))
             } catch {
                 throw fail(error.key, error.problem)
             }
-            kind = .vhost(path: path, client: client, queuePairs: pairs)
+            // In client mode the socket is the front-end's (QEMU's server=on): Ferry
+            // creates no file whose permissions it could set.
+            if client && !permissions.isDefault {
+                throw fail(permissions.owner != nil ? "owner" : permissions.group != nil ? "group" : "mode",
+                           "owner, group and mode set the permissions of the socket Ferry listens on; "
+                           + "with client, the front-end owns the socket (set them there)")
+            }
+            kind = .vhost(path: path, client: client, queuePairs: pairs, permissions: permissions)
         case "tap":
             let interface = try Self.interface(take("interface"), type, text)
             let queues = try Self.queues(take("queues"), TapDevice.maxQueues, text)

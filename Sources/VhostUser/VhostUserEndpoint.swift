@@ -32,13 +32,17 @@ public final class VhostUserEndpoint: @unchecked Sendable {
 
     public static let maxBackoff = 2.0
 
-    public init(path: String, mode: Mode, device: VhostDevice, logger: Logger) throws(SystemError) {
+    /// `permissions`: the server socket's owner, group and mode (a client connects
+    /// to the front-end's socket, which is the front-end's to set).
+    public init(path: String, mode: Mode, device: VhostDevice, logger: Logger,
+                permissions: SocketPermissions.Resolved? = nil) throws(SystemError) {
+        precondition(mode == .server || permissions == nil, "socket permissions apply to a server socket only")
         self.path = path
         self.mode = mode
         self.device = device
         self.logger = logger
         if mode == .server {
-            let fd = try UnixSocket.listen(path: path)
+            let fd = try UnixSocket.listen(path: path, permissions: permissions)
             try fd.setNonBlocking()
             listener = fd.release()
         }

@@ -22,12 +22,13 @@ struct AttachedProgram {
     /// The programs attached to interface `index` in each mode (at most one
     /// of native and generic: the kernel refuses both at once).
     static func all(onInterface index: UInt32, named interface: String) throws(XDPError) -> [AttachedProgram] {
-        var query = bpf_xdp_query_opts()
-        // sz ends at the last field (see SteeringProgram.attach: uninitialised tail padding).
-        query.sz = MemoryLayout<bpf_xdp_query_opts>.offset(of: \.attach_mode)! + MemoryLayout<UInt8>.size
-        let result = bpf_xdp_query(Int32(bitPattern: index), 0, &query)
-        guard result == 0 else {
-            throw .inspectionFailed(interface: interface, reason: "bpf_xdp_query: \(libbpfErrorText(result))")
+        let query = try LibbpfOptions.withZeroed(bpf_xdp_query_opts.self) { options throws(XDPError) in
+            options.pointee.sz = MemoryLayout<bpf_xdp_query_opts>.size
+            let result = bpf_xdp_query(Int32(bitPattern: index), 0, options)
+            guard result == 0 else {
+                throw .inspectionFailed(interface: interface, reason: "bpf_xdp_query: \(libbpfErrorText(result))")
+            }
+            return options.pointee
         }
         var found: [AttachedProgram] = []
         for (id, hook) in [(query.drv_prog_id, Hook.native), (query.skb_prog_id, .generic), (query.hw_prog_id, .offloaded)]

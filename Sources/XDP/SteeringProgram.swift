@@ -117,12 +117,11 @@ public final class SteeringProgram: @unchecked Sendable {
         // REPLACE with our descriptor as the expected program: the kernel
         // removes it only if it is still ours, in one step, with no window
         // for a program attached meanwhile to be removed instead.
-        var options = bpf_xdp_attach_opts()
-        // sz ends at the last field: Swift leaves the struct's tail padding uninitialised, and libbpf
-        // refuses (EINVAL, "non-zero extra bytes") a sz covering non-zero bytes past its fields.
-        options.sz = MemoryLayout<bpf_xdp_attach_opts>.offset(of: \.old_prog_fd)! + MemoryLayout<Int32>.size
-        options.old_prog_fd = programDescriptor
-        let result = bpf_xdp_detach(Int32(bitPattern: interfaceIndex), attachedMode.flags | UInt32(XDP_FLAGS_REPLACE), &options)
+        let result = LibbpfOptions.withZeroed(bpf_xdp_attach_opts.self) { options in
+            options.pointee.sz = MemoryLayout<bpf_xdp_attach_opts>.size
+            options.pointee.old_prog_fd = programDescriptor
+            return bpf_xdp_detach(Int32(bitPattern: interfaceIndex), attachedMode.flags | UInt32(XDP_FLAGS_REPLACE), options)
+        }
         switch -result {
         case 0:
             logger.info("XDP steering program detached", metadata: ["interface": "\(interfaceName)", "program": "\(programID)"])
@@ -255,13 +254,12 @@ public final class SteeringProgram: @unchecked Sendable {
     /// One bpf_xdp_attach; program -1 detaches. `expected` is the program that must be there (XDP_FLAGS_REPLACE).
     private static func attach(_ program: Int32, mode: XDPAttachMode, flags: UInt32, expected: Int32?,
                                interface: String, index: UInt32) throws(XDPError) {
-        var options = bpf_xdp_attach_opts()
-        // sz ends at the last field: Swift leaves the struct's tail padding uninitialised, and libbpf
-        // refuses (EINVAL, "non-zero extra bytes") a sz covering non-zero bytes past its fields.
-        options.sz = MemoryLayout<bpf_xdp_attach_opts>.offset(of: \.old_prog_fd)! + MemoryLayout<Int32>.size
-        options.old_prog_fd = expected ?? 0
-        let (result, kernelMessage) = LibbpfLog.withKernelMessage {
-            bpf_xdp_attach(Int32(bitPattern: index), program, mode.flags | flags, &options)
+        let (result, kernelMessage) = LibbpfOptions.withZeroed(bpf_xdp_attach_opts.self) { options in
+            options.pointee.sz = MemoryLayout<bpf_xdp_attach_opts>.size
+            options.pointee.old_prog_fd = expected ?? 0
+            return LibbpfLog.withKernelMessage {
+                bpf_xdp_attach(Int32(bitPattern: index), program, mode.flags | flags, options)
+            }
         }
         guard result == 0 else {
             let hint = -result == EEXIST || -result == EBUSY ? " (another program was attached meanwhile)" : ""

@@ -139,7 +139,7 @@ extension ControlServer {
                 throw ControlError(error.description)
             }
             // Listening there would unlink this very socket.
-            if case .vhost(let socket, _, _) = spec.kind, socket == path {
+            if case .vhost(let socket, _, _, _) = spec.kind, socket == path {
                 throw ControlError("port '\(text)': \(socket) is Ferry's control socket")
             }
             do throws(SwitchError) {

@@ -9,20 +9,43 @@ import Platform
 /// and docs/CONTROL.md; a malformed, oversized or refused request gets an
 /// `{"error":...}` reply and the connection stays usable. Several clients may
 /// be connected at once. Served on the control thread, like the forwarding
-/// database's writer.
+/// database's writer, so it never blocks: replies a client does not read wait
+/// in its output buffer, and its further requests wait unread in the socket
+/// until it catches up (the client's own writes then block — backpressure, not
+/// a stalled control thread).
 final class ControlServer: ControlLoopClient {
     let path: String
     let sw: Switch
     let logger: Logger
     private var listener: Int32
-    private var clients: [Int32: [UInt8]] = [:]
-    static let maxLine = 65536
+    private var clients: [Int32: Client] = [:]
 
-    init(path: String, switch sw: Switch, logger: Logger) throws {
+    /// One connection's bytes in flight.
+    private struct Client {
+        /// Request bytes received, not yet a whole line.
+        var input: [UInt8] = []
+        /// Reply bytes the socket has not taken yet.
+        var output: [UInt8] = []
+        /// The rest of a line already refused as oversized is being thrown away.
+        var skippingOversizedLine = false
+        /// The client shut its sending side: close once the replies are out.
+        var finished = false
+    }
+
+    static let maxLine = 65536
+    /// Replies held for a client before its requests stop being read.
+    static let maxPendingOutput = 256 * 1024
+    /// Bytes read from one client per pass of the control loop, so a client that
+    /// writes without pause cannot keep the thread from learning and vhost-user.
+    static let readBudget = 64 * 1024
+    /// Connections served at once; one more gets an error reply and is closed.
+    static let maxClients = 64
+
+    init(path: String, permissions: SocketPermissions.Resolved? = nil, switch sw: Switch, logger: Logger) throws {
         self.path = path
         self.sw = sw
         self.logger = logger
-        let fd = try UnixSocket.listen(path: path)
+        let fd = try UnixSocket.listen(path: path, permissions: permissions)
         try fd.setNonBlocking()
         listener = fd.release()
     }
@@ -34,45 +57,113 @@ final class ControlServer: ControlLoopClient {
         listener = -1
     }
 
-    var pollDescriptors: [Int32] { [listener] + Array(clients.keys) }
+    /// Readable: the listener and clients whose replies have room. A client left
+    /// out holds unread requests; watching it for input would wake the loop in a spin.
+    var pollDescriptors: [Int32] {
+        [listener] + clients.filter { !$0.value.finished && $0.value.output.count < Self.maxPendingOutput }.map(\.key)
+    }
+
+    var pollOutputDescriptors: [Int32] { clients.filter { !$0.value.output.isEmpty }.map(\.key) }
+
     func timeout(now: Double) -> Double? { nil }
 
     func service(now: Double) {
-        while let fd = try? UnixSocket.accept(listener) {
-            try? fd.setNonBlocking()
-            clients[fd.release()] = []
-        }
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        acceptPending()
         for fd in Array(clients.keys) {
-            while true {
-                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) {
-                    Glibc.close(fd)
-                    clients[fd] = nil
-                    break
-                }
-                if n < 0 { break }
-                clients[fd, default: []].append(contentsOf: buffer[0..<n])
-                drainLines(fd)
-                if clients[fd] == nil { break }
-            }
+            flush(fd)
+            read(fd)
+            flush(fd)
+            if let client = clients[fd], client.finished, client.output.isEmpty { drop(fd) }
         }
     }
 
-    private func drainLines(_ fd: Int32) {
-        while var pending = clients[fd] {
-            guard let nl = pending.firstIndex(of: 10) else {
-                if pending.count > Self.maxLine {
-                    reply(fd, ["error": "request longer than \(Self.maxLine) bytes"])
-                    clients[fd] = []
-                }
+    private func acceptPending() {
+        while let connection = try? UnixSocket.accept(listener) {
+            let fd = connection.release()
+            guard clients.count < Self.maxClients else {
+                // Best effort, on a fresh socket whose buffer is empty: the refusal fits.
+                let line = Array("{\"error\":\"too many control connections (\(Self.maxClients))\"}\n".utf8)
+                _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                Glibc.close(fd)
+                logger.warning("control: refused a connection: \(Self.maxClients) already open")
+                continue
+            }
+            do throws(SystemError) {
+                _ = try syscall("fcntl(F_SETFL, O_NONBLOCK)") { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+            } catch {
+                Glibc.close(fd)
+                continue
+            }
+            clients[fd] = Client()
+        }
+    }
+
+    /// Reads and answers requests while the client's replies have room.
+    private func read(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var budget = Self.readBudget
+        answerLines(fd)
+        while budget > 0, let client = clients[fd], !client.finished, client.output.count < Self.maxPendingOutput {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno != EAGAIN { drop(fd) }
                 return
             }
-            let line = Array(pending[..<nl])
-            pending.removeSubrange(...nl)
-            clients[fd] = pending
-            reply(fd, answer(line))
+            if n == 0 {
+                // A request without its newline never counts: it may be cut short.
+                clients[fd]?.finished = true
+                clients[fd]?.input = []
+                return
+            }
+            budget -= n
+            clients[fd]?.input.append(contentsOf: buffer[0..<n])
+            answerLines(fd)
         }
+    }
+
+    /// Answers each whole line received, until the replies fill the client's room.
+    private func answerLines(_ fd: Int32) {
+        while var client = clients[fd], client.output.count < Self.maxPendingOutput {
+            guard let newline = client.input.firstIndex(of: 10) else {
+                if client.input.count > Self.maxLine && !client.skippingOversizedLine {
+                    client.output += Self.encode(["error": "request longer than \(Self.maxLine) bytes"])
+                    client.skippingOversizedLine = true
+                }
+                // While skipping, only the newline ending the refused line matters.
+                if client.skippingOversizedLine { client.input = [] }
+                clients[fd] = client
+                return
+            }
+            let line = client.input[..<newline]
+            let wasSkipping = client.skippingOversizedLine
+            client.input.removeSubrange(...newline)
+            client.skippingOversizedLine = false
+            if !wasSkipping {
+                // A line whose newline came in the same read that took it past the limit
+                // is as oversized as one refused before its end arrived.
+                client.output += Self.encode(line.count > Self.maxLine
+                    ? ["error": "request longer than \(Self.maxLine) bytes"] : answer(Array(line)))
+            }
+            clients[fd] = client
+        }
+    }
+
+    /// Sends what the socket takes now; the rest waits for POLLOUT.
+    private func flush(_ fd: Int32) {
+        guard var client = clients[fd], !client.output.isEmpty else { return }
+        let n = client.output.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        if n < 0 {
+            if errno != EAGAIN && errno != EINTR { drop(fd) }
+            return
+        }
+        client.output.removeFirst(n)
+        clients[fd] = client
+    }
+
+    private func drop(_ fd: Int32) {
+        Glibc.close(fd)
+        clients[fd] = nil
     }
 
     private func answer(_ line: [UInt8]) -> [String: Any] {
@@ -82,13 +173,11 @@ final class ControlServer: ControlLoopClient {
         return answer(req)
     }
 
-    private func reply(_ fd: Int32, _ object: [String: Any]) {
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        data.append(10)
-        let bytes = [UInt8](data)
-        do { try UnixSocket.send(fd, bytes: bytes) } catch {
-            Glibc.close(fd)
-            clients[fd] = nil
+    private static func encode(_ object: [String: Any]) -> [UInt8] {
+        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return Array("{\"error\":\"reply could not be encoded\"}\n".utf8)
         }
+        data.append(10)
+        return [UInt8](data)
     }
 }

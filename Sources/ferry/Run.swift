@@ -5,6 +5,7 @@ import Engine
 import Foundation
 import Glibc
 import Logging
+import Platform
 import Ports
 
 struct Run: ParsableCommand {
@@ -35,6 +36,18 @@ struct Run: ParsableCommand {
 
     @Option(help: "Control socket path (default: the config's control.path, else $FERRY_CONTROL, else \(Defaults.runDirectory)/ferry.sock).")
     var control: String?
+
+    @Option(help: ArgumentHelp("Owner of the control socket (a user name or uid; needs CAP_CHOWN unless it is Ferry's own user).",
+                               valueName: "user"))
+    var controlOwner: String?
+
+    @Option(help: ArgumentHelp("Group of the control socket (a group name or gid): its members may use `ferry ctl`.",
+                               valueName: "group"))
+    var controlGroup: String?
+
+    @Option(help: ArgumentHelp("Mode of the control socket, octal (default 0660 when --control-owner/--control-group is given, else as bind(2) makes it).",
+                               valueName: "mode"))
+    var controlMode: String?
 
     @Option(help: "Pin the worker thread to this CPU (one worker; see --cpus).")
     var cpu: Int?
@@ -67,6 +80,7 @@ struct Run: ParsableCommand {
             throw ValidationError("--aging-time must be 1...1000000 s")
         }
         if cpu != nil && cpus != nil { throw ValidationError("give --cpu or --cpus, not both") }
+        _ = try controlPermissions()
         if let cpus { _ = try Self.cpuList(cpus) }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level \(logLevel)") }
     }
@@ -94,6 +108,23 @@ struct Run: ParsableCommand {
         let logger = Logger(label: "ferry")
         warnAboutSettingsNotYetApplied(running, logger: logger)
         let controlPath = running.control.path ?? Defaults.controlSocket
+        // The file's owner/group/mode for the control socket, each overridden by its flag.
+        var asked = running.control.access
+        let flags = try controlPermissions()
+        if let owner = flags.owner { asked.owner = owner }
+        if let group = flags.group { asked.group = group }
+        if let mode = flags.mode { asked.mode = mode }
+        let controlAccess: SocketPermissions.Resolved?
+        do throws(SocketPermissions.ResolveError) { controlAccess = try asked.resolved() } catch {
+            throw ValidationError("control socket: \(error)")
+        }
+        var socketPaths = [controlPath]
+        for spec in running.ports { if case .vhost(let path, false, _, _) = spec.kind { socketPaths.append(path) } }
+        for directory in Set(socketPaths.map(RunDirectory.parent)) {
+            do { if try RunDirectory.create(directory) { logger.info("created \(directory) (mode 0755)") } } catch {
+                throw ValidationError("cannot create \(directory) for the sockets: \(error)")
+            }
+        }
         // Signals arrive through a descriptor the control loop polls, so no
         // handler ever runs on a worker thread.
         let signals = try SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP])
@@ -101,7 +132,10 @@ struct Run: ParsableCommand {
         do { sw = try Switch(specs: running.ports, options: settings.switchOptions, logger: logger) } catch {
             throw ValidationError("\(error)")
         }
-        let controlServer = try ControlServer(path: controlPath, switch: sw, logger: logger)
+        let controlServer: ControlServer
+        do { controlServer = try ControlServer(path: controlPath, permissions: controlAccess, switch: sw, logger: logger) } catch {
+            throw ValidationError("control socket \(controlPath): \(error)")
+        }
         sw.control.add(controlServer)
         sw.control.add(signals)
         let reloader = config.map { path in
@@ -161,19 +195,24 @@ struct Run: ParsableCommand {
         return config
     }
 
-    /// Settings the file can hold before the code that applies them exists: socket
-    /// ownership and mode (issue 5, socket options) and the metrics endpoint. Said
-    /// out loud rather than dropped without a word.
+    /// Settings the file can hold before the code that applies them exists (the
+    /// metrics endpoint). Said out loud rather than dropped without a word.
     private func warnAboutSettingsNotYetApplied(_ config: FerryConfig, logger: Logger) {
-        if !config.control.access.isEmpty {
-            logger.warning("control: owner, group and mode are not applied yet; the socket keeps bind's defaults")
-        }
-        for p in config.ports where !p.socketAccess.isEmpty {
-            logger.warning("port \(p.name ?? "?"): owner, group and mode are not applied yet; the socket keeps bind's defaults")
-        }
         if let listen = config.metrics.listen {
             logger.warning("metrics: this build has no metrics endpoint yet; \(listen) is not served")
         }
+    }
+
+    /// --control-owner/--control-group/--control-mode, checked but not yet looked up.
+    func controlPermissions() throws -> SocketPermissions {
+        var permissions = SocketPermissions(owner: controlOwner, group: controlGroup)
+        if let controlMode {
+            guard let mode = SocketPermissions.mode(parsing: controlMode) else {
+                throw ValidationError("--control-mode '\(controlMode)' must be octal permission bits, 0000...0777 (e.g. 0660)")
+            }
+            permissions.mode = mode
+        }
+        return permissions
     }
 
     /// "0,2-3" → [0, 2, 3].
@@ -187,7 +226,7 @@ struct Run: ParsableCommand {
     private func printQEMUHint(_ sw: Switch) {
         for p in sw.ports {
             switch p.spec.kind {
-            case .vhost(let path, _, _):
+            case .vhost(let path, _, _, _):
                 print("""
                     attach a guest to \(p.name):
                       qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \\

@@ -1,6 +1,7 @@
 import Configuration
 import Packets
 import Ports
+import Platform
 import XCTest
 
 final class ConfigFileTests: XCTestCase {
@@ -15,7 +16,7 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(config.switchSettings.workers, 2)
         XCTAssertEqual(config.switchSettings.cpus, [0, 1])
         XCTAssertEqual(config.control.path, "/run/ferry/ferry.sock")
-        XCTAssertEqual(config.control.access, SocketAccess(owner: "root", group: "root", mode: 0o660))
+        XCTAssertEqual(config.control.access, SocketPermissions(owner: "root", group: "root", mode: 0o660))
         XCTAssertEqual(config.metrics.listen, "127.0.0.1:9469")
         XCTAssertEqual(config.summary,
                        "7 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, probe gen, drop sink)")
@@ -44,7 +45,7 @@ final class ConfigFileTests: XCTestCase {
                 type: gen
                 dst: 02:00:00:00:00:09
                 count: 5
-              - {name: vm0, type: vhost, path: /a.sock, client: yes, mode: 660}
+              - {name: vm0, type: vhost, path: /a.sock, client: no, mode: 660}
             """, file: "f.yaml")
         XCTAssertEqual(config.switchSettings.cpus, [0, 2, 3])
         XCTAssertEqual(config.switchSettings.workers, 1)
@@ -54,8 +55,8 @@ final class ConfigFileTests: XCTestCase {
         // Unquoted, YAML 1.1 would read the MAC as a base-60 number: the raw text is used.
         guard case .gen(let dst, _, 64, 5, 0) = config.ports[0].kind else { return XCTFail("\(config.ports[0].kind)") }
         XCTAssertEqual(dst, MACAddress("02:00:00:00:00:09"))
-        XCTAssertEqual(config.ports[1].kind, .vhost(path: "/a.sock", client: true, queuePairs: 1))
-        XCTAssertEqual(config.ports[1].socketAccess.mode, 0o660)
-        XCTAssertEqual(config.ports[1].text, "vhost:/a.sock,client,mode=660,name=vm0")
+        XCTAssertEqual(config.ports[1].kind, .vhost(path: "/a.sock", client: false, queuePairs: 1,
+                                                    permissions: SocketPermissions(mode: 0o660)))
+        XCTAssertEqual(config.ports[1].text, "vhost:/a.sock,mode=660,name=vm0")
     }
 }

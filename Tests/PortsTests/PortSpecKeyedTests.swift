@@ -1,4 +1,5 @@
 import Ports
+import Platform
 import XCTest
 
 /// The keyed initializer the config file uses and the `--port` text form meet in one place.
@@ -25,9 +26,10 @@ final class PortSpecKeyedTests: XCTestCase {
 
     func testVhostSocketAccess() throws {
         let spec = try PortSpec(parsing: "vhost:/a.sock,owner=qemu,group=kvm,mode=0660,name=vm0")
-        XCTAssertEqual(spec.socketAccess, SocketAccess(owner: "qemu", group: "kvm", mode: 0o660))
-        XCTAssertEqual(spec.socketAccess.modeText, "0660")
-        XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock").socketAccess, SocketAccess())
+        let permissions = SocketPermissions(owner: "qemu", group: "kvm", mode: 0o660)
+        XCTAssertEqual(spec.kind, .vhost(path: "/a.sock", client: false, queuePairs: 1, permissions: permissions))
+        XCTAssertEqual(permissions.modeText, "0660")
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock").kind, .vhost(path: "/a.sock", client: false, queuePairs: 1))
         XCTAssertThrowsError(try PortSpec(parsing: "tap:t0,owner=qemu")) { error in
             XCTAssertEqual("\(error)", "port 'tap:t0,owner=qemu': unknown option 'owner'")
         }

@@ -1,4 +1,5 @@
 import Packets
+import Platform
 import Ports
 import XCTest
 import XDP
@@ -9,6 +10,37 @@ final class PortSpecTests: XCTestCase {
         let spec = try PortSpec(parsing: "vhost:/tmp/a.sock,client,queues=4,name=vm0")
         XCTAssertEqual(spec.kind, .vhost(path: "/tmp/a.sock", client: true, queuePairs: 4))
         XCTAssertEqual(spec.name, "vm0")
+    }
+
+    func testVhostSocketPermissions() throws {
+        let spec = try PortSpec(parsing: "vhost:/run/ferry/vm0.sock,owner=qemu,group=kvm,mode=0660,name=vm0")
+        XCTAssertEqual(spec.kind, .vhost(path: "/run/ferry/vm0.sock", client: false, queuePairs: 1,
+                                         permissions: SocketPermissions(owner: "qemu", group: "kvm", mode: 0o660)))
+        XCTAssertEqual(spec.name, "vm0")
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/tmp/a.sock,group=107").kind,
+                       .vhost(path: "/tmp/a.sock", client: false, queuePairs: 1, permissions: SocketPermissions(group: "107")))
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/tmp/a.sock,mode=600,server").kind,
+                       .vhost(path: "/tmp/a.sock", client: false, queuePairs: 1, permissions: SocketPermissions(mode: 0o600)))
+    }
+
+    func testBadSocketPermissionsSayWhatIsWrong() {
+        let cases: [(String, String)] = [
+            ("vhost:/tmp/a.sock,client,group=kvm", "with client, the front-end owns the socket"),
+            ("vhost:/tmp/a.sock,client,mode=0660", "with client, the front-end owns the socket"),
+            ("vhost:/tmp/a.sock,mode=0669", "mode '0669' must be octal permission bits"),
+            ("vhost:/tmp/a.sock,mode=1777", "mode '1777' must be octal permission bits"),
+            ("vhost:/tmp/a.sock,mode=rw", "mode 'rw' must be octal"),
+            ("vhost:/tmp/a.sock,mode=", "mode '' must be octal"),
+            ("vhost:/tmp/a.sock,owner=", "owner '' must be a user name or number"),
+            ("vhost:/tmp/a.sock,group=kvm,group=qemu", "option 'group' given twice"),
+            ("tap:t0,group=kvm", "unknown option 'group'"),
+        ]
+        for (text, expected) in cases {
+            XCTAssertThrowsError(try PortSpec(parsing: text), text) { error in
+                let message = (error as? PortSpec.ParseError)?.description ?? "\(error)"
+                XCTAssertTrue(message.contains(expected), "\(text): \(message)")
+            }
+        }
     }
 
     func testTapSpecs() throws {
