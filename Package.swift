@@ -16,6 +16,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // The metrics endpoint's registry and text encoder (Prometheus exposition format 0.0.4).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
         // Microbenchmarks (`swift package benchmark`). Only the malloc-counting trait: on
         // Linux with Swift 6.3 the default traits also want ordo-one/swift-runtime-interposer,
@@ -60,8 +62,14 @@ let package = Package(
             "CBPF", "Platform", "Packets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags, plugins: ["BPFObjectPlugin"]),
+        // What operators look through: captures to pcap, the metrics endpoint.
+        .target(name: "Telemetry", dependencies: [
+            "Platform", "Packets", "Ports", "Engine",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .executableTarget(name: "ferry", dependencies: [
-            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching",
+            "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -77,6 +85,7 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "XDP", "TestSupport"]),
         .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Engine", "Packets", "Platform", "Ports"]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),

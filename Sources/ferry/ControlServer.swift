@@ -3,10 +3,12 @@ import Foundation
 import Glibc
 import Logging
 import Platform
+import Telemetry
 
 /// The control socket: one JSON object per line each way. The commands
-/// (`stats`, `show`, `fdb-add`, `fdb-del`) are in ControlServer+Commands.swift
-/// and docs/CONTROL.md; a malformed, oversized or refused request gets an
+/// (`stats`, `show`, `fdb-add`, `fdb-del`) are in ControlServer+Commands.swift,
+/// `capture` (which turns the connection into a pcap stream) in
+/// ControlServer+Capture.swift, all in docs/CONTROL.md; a malformed, oversized or refused request gets an
 /// `{"error":...}` reply and the connection stays usable. Several clients may
 /// be connected at once. Served on the control thread, like the forwarding
 /// database's writer.
@@ -14,14 +16,16 @@ final class ControlServer: ControlLoopClient {
     let path: String
     let sw: Switch
     let logger: Logger
+    let captures: CaptureService
     private var listener: Int32
     private var clients: [Int32: [UInt8]] = [:]
     static let maxLine = 65536
 
-    init(path: String, switch sw: Switch, logger: Logger) throws {
+    init(path: String, switch sw: Switch, captures: CaptureService, logger: Logger) throws {
         self.path = path
         self.sw = sw
         self.logger = logger
+        self.captures = captures
         let fd = try UnixSocket.listen(path: path)
         try fd.setNonBlocking()
         listener = fd.release()
@@ -71,15 +75,17 @@ final class ControlServer: ControlLoopClient {
             let line = Array(pending[..<nl])
             pending.removeSubrange(...nl)
             clients[fd] = pending
-            reply(fd, answer(line))
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line)), let request = obj as? [String: Any] else {
+                reply(fd, ["error": "request is not a JSON object"])
+                continue
+            }
+            if request["cmd"] as? String == "capture" {
+                // A capture that starts takes the connection over (ControlServer+Capture.swift).
+                if let refusal = startCapture(fd, request) { reply(fd, refusal) } else { clients[fd] = nil; return }
+                continue
+            }
+            reply(fd, answer(request))
         }
-    }
-
-    private func answer(_ line: [UInt8]) -> [String: Any] {
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(line)), let req = obj as? [String: Any] else {
-            return ["error": "request is not a JSON object"]
-        }
-        return answer(req)
     }
 
     private func reply(_ fd: Int32, _ object: [String: Any]) {

@@ -3,7 +3,9 @@ import CFerry
 import Engine
 import Glibc
 import Logging
+import Platform
 import Ports
+import Telemetry
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -43,6 +45,10 @@ struct Run: ParsableCommand {
     @Option(help: "Frames per burst (32-256).")
     var batch: Int = 256
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at GET /metrics on this address, e.g. 127.0.0.1:9100 or [::1]:9100.",
+                               valueName: "addr:port"))
+    var metrics: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -54,6 +60,9 @@ struct Run: ParsableCommand {
         if cpu != nil && cpus != nil { throw ValidationError("give --cpu or --cpus, not both") }
         if let cpus { _ = try Self.cpuList(cpus) }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        if let metrics, ListenAddress(metrics) == nil {
+            throw ValidationError("--metrics '\(metrics)' is not ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100)")
+        }
     }
 
     func run() throws {
@@ -82,8 +91,22 @@ struct Run: ParsableCommand {
         do { sw = try Switch(specs: specs, options: options, logger: logger) } catch {
             throw ValidationError("\(error)")
         }
-        let controlServer = try ControlServer(path: control, switch: sw, logger: logger)
+        let captures = CaptureService(switch: sw, logger: logger)
+        let controlServer = try ControlServer(path: control, switch: sw, captures: captures, logger: logger)
         sw.control.add(controlServer)
+        sw.control.add(captures)
+        var metricsServer: MetricsServer?
+        if let metrics, let address = ListenAddress(metrics) {
+            do {
+                metricsServer = try MetricsServer(address: address, logger: logger) {
+                    MetricsExposition.render(sw, captures: captures)
+                }
+            } catch {
+                throw ValidationError("--metrics \(metrics): \(error)")
+            }
+            sw.control.add(metricsServer!)
+            logger.info("metrics: http://\(metrics)/metrics (port \(metricsServer!.port))")
+        }
         sw.control.add(signals)
         signals.onSignal = { sig in
             logger.info("signal \(sig): stopping")
@@ -99,8 +122,10 @@ struct Run: ParsableCommand {
         }
         logger.notice("ferry: ready (\(sw.ports.count) ports, control \(control))")
         sw.control.run()
+        captures.close()
         sw.stop()
         controlServer.close()
+        metricsServer?.close()
         logger.info("stopped")
     }
 
