@@ -64,28 +64,27 @@ public enum TCPListener {
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_port = address.port.bigEndian
             sa.sin_addr.s_addr = host
-            _ = try syscall("bind(\(address))") {
-                withUnsafePointer(to: &sa) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        bind(raw, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-            }
+            try bind(raw, &sa, address)
         case .v6(let host):
             var sa = sockaddr_in6()
             sa.sin6_family = sa_family_t(AF_INET6)
             sa.sin6_port = address.port.bigEndian
             withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: host) }
-            _ = try syscall("bind(\(address))") {
-                withUnsafePointer(to: &sa) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        bind(raw, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                    }
-                }
-            }
+            try bind(raw, &sa, address)
         }
         _ = try syscall("listen(\(address))") { Glibc.listen(raw, backlog) }
         return fd
+    }
+
+    /// bind(2) with a sockaddr_in or sockaddr_in6.
+    private static func bind<Address>(_ fd: Int32, _ sa: inout Address, _ address: ListenAddress) throws(SystemError) {
+        _ = try syscall("bind(\(address))") {
+            withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<Address>.size))
+                }
+            }
+        }
     }
 
     /// The port a listener is bound to: the one given, or the one the kernel chose for port 0.
