@@ -197,6 +197,14 @@ public final class Switch {
             control.add(TapMTUWatch(taps: taps.map(\.port)))
         }
         if !packetPorts.isEmpty { control.add(PacketPortWatch(ports: packetPorts, logger: logger)) }
+        let erring = made.compactMap { p -> PortErrorLog.Watched? in
+            switch p.port {
+            case .tap(let t): PortErrorLog.Watched(name: p.name, what: "tap \(t.device.name)", lastError: { t.lastError })
+            case .xdp(let x): PortErrorLog.Watched(name: p.name, what: "xdp \(x.interface)", lastError: { x.lastError })
+            default: nil
+            }
+        }
+        if !erring.isEmpty { control.add(PortErrorLog(ports: erring, logger: logger)) }
 
         transmitLockCount = made.reduce(0) { $0 + $1.port.queueCount }
         transmitLocks = .allocate(capacity: transmitLockCount)
