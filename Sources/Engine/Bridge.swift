@@ -10,6 +10,8 @@ public final class Bridge: @unchecked Sendable {
     public let forwarder: Forwarder
     public let tags = VLANTagTable()
     public let doorbell: LearningDoorbell
+    /// The ports and directions being captured (`ferry ctl capture`).
+    public let capture = CaptureSelection()
 
     public var database: ForwardingDatabase { forwarder.database }
 

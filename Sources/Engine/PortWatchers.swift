@@ -17,6 +17,7 @@ final class PortWatchers {
     private var offloads: TapOffloadPolicy?
     private var mtus: TapMTUWatch?
     private var packets: PacketPortWatch?
+    private var errors: PortErrorLog?
 
     /// Replaces the clients in `control` with ones for `ports`. Control thread only.
     func rebuild(for ports: [NamedPort], in control: ControlLoop, database: ForwardingDatabase, logger: Logger) {
@@ -25,19 +26,24 @@ final class PortWatchers {
         steering?.service(now: now)
         // By program, not by port number: a number may now name another uplink.
         let steeredBefore = Set(steering?.uplinks.map { ObjectIdentifier($0.program) } ?? [])
-        for client in [steering, departures, offloads, mtus, packets] as [ControlLoopClient?] {
+        for client in [steering, departures, offloads, mtus, packets, errors] as [ControlLoopClient?] {
             if let client { control.remove(client) }
         }
-        (steering, departures, offloads, mtus, packets) = (nil, nil, nil, nil, nil)
+        (steering, departures, offloads, mtus, packets, errors) = (nil, nil, nil, nil, nil, nil)
 
         var uplinks: [UplinkSteering.Uplink] = []
         var taps: [(name: String, port: TapPort)] = []
         var guests: [(index: UInt16, name: String, device: VhostDevice)] = []
         var packetPorts: [(name: String, port: PacketPort)] = []
+        var erring: [PortErrorLog.Watched] = []
         for p in ports {
             switch p.port {
-            case .xdp(let x): uplinks.append(.init(index: p.index, name: p.name, vlan: p.vlan, program: x.steering))
-            case .tap(let t): taps.append((p.name, t))
+            case .xdp(let x):
+                uplinks.append(.init(index: p.index, name: p.name, vlan: p.vlan, program: x.steering))
+                erring.append(PortErrorLog.Watched(name: p.name, what: "xdp \(x.interface)", lastError: { x.lastError }))
+            case .tap(let t):
+                taps.append((p.name, t))
+                erring.append(PortErrorLog.Watched(name: p.name, what: "tap \(t.device.name)", lastError: { t.lastError }))
             case .vhost(let v): guests.append((p.index, p.name, v.device))
             case .packet(let u): packetPorts.append((p.name, u))
             case .gen, .sink, .failed: break
@@ -59,8 +65,9 @@ final class PortWatchers {
             mtus = TapMTUWatch(taps: taps.map(\.port))
         }
         if !packetPorts.isEmpty { packets = PacketPortWatch(ports: packetPorts, logger: logger) }
+        if !erring.isEmpty { errors = PortErrorLog(ports: erring, logger: logger) }
         // After learning, which the switch added first: an address learned in a pass is steered in that pass.
-        for client in [steering, departures, offloads, mtus, packets] as [ControlLoopClient?] {
+        for client in [steering, departures, offloads, mtus, packets, errors] as [ControlLoopClient?] {
             if let client { control.add(client) }
         }
     }

@@ -65,9 +65,11 @@ extension Worker {
             for q in sleepQueues { sleepDescriptors.append(pollfd(fd: q.kickFD, events: Int16(POLLIN), revents: 0)) }
             sleepDescriptors.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
             sleeps.add(1, ordering: .relaxed)
+            let fellAsleep = MonotonicClock.nanoseconds()
             _ = sleepDescriptors.withUnsafeMutableBufferPointer {
                 poll($0.baseAddress, nfds_t($0.count), sleepTimeoutMilliseconds)
             }
+            asleepNanoseconds.add(MonotonicClock.nanoseconds() &- fellAsleep, ordering: .relaxed)
             for d in sleepDescriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }
             // An interface that went down or away leaves an error on its sockets,
             // and poll reports it until it is taken: take it, or every sleep ends at once.

@@ -22,6 +22,7 @@ extension Worker {
         var moved = 0
         var now: UInt64 = 0
         var i = 0
+        loadCaptureSelection()
         let count = sources.count
         while i < count {
             let source = sources[i]
@@ -34,7 +35,7 @@ extension Worker {
             batch.reset()
             recent.valid = false
             var directReads = 0
-            if let peer = source.directPeer {
+            if let peer = source.directPeer, !isCaptured(port: source.index, peer: peer) {
                 let (reads, done) = receiveDirect(source, peer: peer, now: &now)
                 moved &+= reads
                 directReads = reads
@@ -54,6 +55,9 @@ extension Worker {
             let consumed = source.port.pull(queue: source.queue, into: batch)
             if source.costsASyscall { looked(at: slot, found: consumed &+ directReads > 0) }
             if consumed == 0 { continue }
+            if capturingReceive & (1 &<< UInt64(source.index)) != 0 && batch.count > 0 {
+                capture(batch, port: source.index, direction: .receive)
+            }
             if batch.count > 0 {
                 if now == 0 { now = MonotonicClock.seconds() }
                 switchBurst(batch, from: source, now: now)
@@ -238,6 +242,7 @@ extension Worker {
     @inlinable
     func transmit(_ batch: PacketBatch, to p: Int) {
         let destination = ports[p]
+        if capturingTransmit & (1 &<< UInt64(p)) != 0 { capture(batch, port: UInt16(p), direction: .transmit) }
         if let lock = destination.transmitLock {
             while ferry_exchange_acquire_u32(lock, 1) != 0 {
                 while ferry_load_relaxed_u32(lock) != 0 { ferry_cpu_relax() }

@@ -65,6 +65,16 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     public let idleLoops = Atomic<UInt64>(0)
     /// Times the worker went to sleep waiting for a kick.
     public let sleeps = Atomic<UInt64>(0)
+    /// Nanoseconds spent asleep in `poll`: wall time minus this is time awake
+    /// (spinning through empty loops counts as awake).
+    public let asleepNanoseconds = Atomic<UInt64>(0)
+    /// Copies of captured frames on their way to the control thread (Worker+Capture.swift).
+    public let captureRing = CaptureRing()
+    /// This pass's capture selection: ports whose received or transmitted frames
+    /// are copied into `captureRing`, and how much of each.
+    @usableFromInline var capturingReceive: UInt64 = 0
+    @usableFromInline var capturingTransmit: UInt64 = 0
+    @usableFromInline var captureSnapLength = 0
     /// Wakes a sleeping worker for the control plane (a pause, a stop).
     let wakeFD: Int32
     /// Scratch space for going to sleep, kept so that sleeping allocates nothing.

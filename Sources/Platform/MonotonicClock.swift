@@ -20,3 +20,24 @@ extension MonotonicClock {
         return UInt64(ts.tv_sec)
     }
 }
+
+/// The wall clock, for timestamps people and other programs read (pcap records).
+public enum WallClock {
+    /// Microseconds since the epoch (CLOCK_REALTIME, through the vDSO: no syscall).
+    @inlinable
+    public static func microseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000 &+ UInt64(ts.tv_nsec / 1000)
+    }
+}
+
+extension MonotonicClock {
+    /// Nanoseconds on the monotonic clock, for durations summed into counters.
+    @inlinable
+    public static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}

@@ -31,6 +31,17 @@ struct ControlRequest {
         return mac
     }
 
+    /// `key` when present: a JSON whole number (not a string or a boolean) in `range`.
+    func wholeNumber(_ key: String, in range: ClosedRange<Int>) throws(ControlError) -> Int? {
+        guard let value = fields[key] else { return nil }
+        // JSON true/false arrive as NSNumbers that cast to Int; only their type encoding, "c", tells.
+        guard let number = value as? Int, (value as? NSNumber)?.objCType.pointee != CChar(UInt8(ascii: "c")),
+              (value as? Double).map({ $0 == $0.rounded() }) ?? true, range.contains(number) else {
+            throw ControlError("\"\(key)\" must be a whole number \(range.lowerBound)...\(range.upperBound)")
+        }
+        return number
+    }
+
     /// `"vlan"` when present: a whole number in 1...4094 (IEEE 802.1Q §9.6).
     func vlan() throws(ControlError) -> UInt16? {
         guard let value = fields["vlan"] else { return nil }
@@ -48,7 +59,7 @@ struct ControlRequest {
 }
 
 extension ControlServer {
-    static let commands = ["stats", "show", "fdb-add", "fdb-del", "port"]
+    static let commands = ["stats", "show", "fdb-add", "fdb-del", "port", "capture"]
     static let portOperations = ["add", "del"]
     static let showables = ["ports", "fdb", "stats"]
 

@@ -3,10 +3,12 @@ import Foundation
 import Glibc
 import Logging
 import Platform
+import Telemetry
 
 /// The control socket: one JSON object per line each way. The commands
-/// (`stats`, `show`, `fdb-add`, `fdb-del`) are in ControlServer+Commands.swift
-/// and docs/CONTROL.md; a malformed, oversized or refused request gets an
+/// (`stats`, `show`, `fdb-add`, `fdb-del`) are in ControlServer+Commands.swift,
+/// `capture` (which turns the connection into a pcap stream) in
+/// ControlServer+Capture.swift, all in docs/CONTROL.md; a malformed, oversized or refused request gets an
 /// `{"error":...}` reply and the connection stays usable. Several clients may
 /// be connected at once. Served on the control thread, like the forwarding
 /// database's writer, so it never blocks: replies a client does not read wait
@@ -17,6 +19,7 @@ final class ControlServer: ControlLoopClient {
     let path: String
     let sw: Switch
     let logger: Logger
+    let captures: CaptureService
     private var listener: Int32
     private var clients: [Int32: Client] = [:]
 
@@ -41,10 +44,12 @@ final class ControlServer: ControlLoopClient {
     /// Connections served at once; one more gets an error reply and is closed.
     static let maxClients = 64
 
-    init(path: String, permissions: SocketPermissions.Resolved? = nil, switch sw: Switch, logger: Logger) throws {
+    init(path: String, permissions: SocketPermissions.Resolved? = nil, switch sw: Switch, captures: CaptureService,
+         logger: Logger) throws {
         self.path = path
         self.sw = sw
         self.logger = logger
+        self.captures = captures
         let fd = try UnixSocket.listen(path: path, permissions: permissions)
         try fd.setNonBlocking()
         listener = fd.release()
@@ -142,8 +147,22 @@ final class ControlServer: ControlLoopClient {
             if !wasSkipping {
                 // A line whose newline came in the same read that took it past the limit
                 // is as oversized as one refused before its end arrived.
-                client.output += Self.encode(line.count > Self.maxLine
-                    ? ["error": "request longer than \(Self.maxLine) bytes"] : answer(Array(line)))
+                if line.count > Self.maxLine {
+                    client.output += Self.encode(["error": "request longer than \(Self.maxLine) bytes"])
+                } else if let request = Self.request(Array(line)), request["cmd"] as? String == "capture" {
+                    if !client.output.isEmpty || !client.input.isEmpty {
+                        // The connection becomes a pcap stream: nothing else may be on it.
+                        client.output += Self.encode(["error": "a capture must be the only request on its connection"])
+                    } else if let refusal = startCapture(fd, request) {
+                        client.output += Self.encode(refusal)
+                    } else {
+                        // The capture service owns the descriptor now (ControlServer+Capture.swift).
+                        clients[fd] = nil
+                        return
+                    }
+                } else {
+                    client.output += Self.encode(answer(Array(line)))
+                }
             }
             clients[fd] = client
         }
@@ -167,10 +186,12 @@ final class ControlServer: ControlLoopClient {
     }
 
     private func answer(_ line: [UInt8]) -> [String: Any] {
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(line)), let req = obj as? [String: Any] else {
-            return ["error": "request is not a JSON object"]
-        }
+        guard let req = Self.request(line) else { return ["error": "request is not a JSON object"] }
         return answer(req)
+    }
+
+    private static func request(_ line: [UInt8]) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any]
     }
 
     private static func encode(_ object: [String: Any]) -> [UInt8] {

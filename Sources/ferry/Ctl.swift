@@ -11,7 +11,7 @@ struct Ctl: ParsableCommand {
             came). An error from Ferry is printed on stderr and the exit status is 1.
             Example: ferry ctl show fdb --vlan 10
             """,
-        subcommands: [Show.self, FDB.self, PortCommand.self, Stats.self])
+        subcommands: [Show.self, FDB.self, PortCommand.self, Stats.self, Capture.self])
 
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -93,7 +93,8 @@ enum ControlClient {
         return ControlReply(raw: raw, object: object)
     }
 
-    static func request(_ path: String, _ object: [String: Any]) throws -> Data {
+    /// Connects and sends one request; the caller reads the reply.
+    static func send(_ path: String, _ object: [String: Any]) throws -> FileDescriptor {
         let raw: Int32
         do { raw = try UnixSocket.connect(path: path).release() } catch {
             throw CtlError("cannot reach Ferry at \(path): \(error)")
@@ -102,6 +103,11 @@ enum ControlClient {
         var data = try JSONSerialization.data(withJSONObject: object)
         data.append(10)
         try UnixSocket.send(fd.rawValue, bytes: [UInt8](data))
+        return fd
+    }
+
+    static func request(_ path: String, _ object: [String: Any]) throws -> Data {
+        let fd = try send(path, object)
         var reply = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while !reply.contains(10) {

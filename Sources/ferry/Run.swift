@@ -7,6 +7,7 @@ import Glibc
 import Logging
 import Platform
 import Ports
+import Telemetry
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -67,6 +68,10 @@ struct Run: ParsableCommand {
     @Option(help: "Frames per burst (32-256, default 256).")
     var batch: Int?
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at GET /metrics on this address, e.g. 127.0.0.1:9100 or [::1]:9100.",
+                               valueName: "addr:port"))
+    var metrics: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error (default info).")
     var logLevel: String?
 
@@ -83,6 +88,9 @@ struct Run: ParsableCommand {
         _ = try controlPermissions()
         if let cpus { _ = try Self.cpuList(cpus) }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level \(logLevel)") }
+        if let metrics, ListenAddress(metrics) == nil {
+            throw ValidationError("--metrics '\(metrics)' is not ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100)")
+        }
     }
 
     func run() throws {
@@ -106,7 +114,6 @@ struct Run: ParsableCommand {
             return h
         }
         let logger = Logger(label: "ferry")
-        warnAboutSettingsNotYetApplied(running, logger: logger)
         let controlPath = running.control.path ?? Defaults.controlSocket
         // The file's owner/group/mode for the control socket, each overridden by its flag.
         var asked = running.control.access
@@ -132,11 +139,31 @@ struct Run: ParsableCommand {
         do { sw = try Switch(specs: running.ports, options: settings.switchOptions, logger: logger) } catch {
             throw ValidationError("\(error)")
         }
+        let captures = CaptureService(switch: sw, logger: logger)
         let controlServer: ControlServer
-        do { controlServer = try ControlServer(path: controlPath, permissions: controlAccess, switch: sw, logger: logger) } catch {
+        do {
+            controlServer = try ControlServer(path: controlPath, permissions: controlAccess, switch: sw, captures: captures,
+                                              logger: logger)
+        } catch {
             throw ValidationError("control socket \(controlPath): \(error)")
         }
         sw.control.add(controlServer)
+        sw.control.add(captures)
+        var metricsServer: MetricsServer?
+        if let metrics = running.metrics.listen {
+            guard let address = ListenAddress(metrics) else {
+                throw ValidationError("metrics: '\(metrics)' is not ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100)")
+            }
+            do {
+                metricsServer = try MetricsServer(address: address, logger: logger) {
+                    MetricsExposition.render(sw, captures: captures)
+                }
+            } catch {
+                throw ValidationError("--metrics \(metrics): \(error)")
+            }
+            sw.control.add(metricsServer!)
+            logger.info("metrics: http://\(metrics)/metrics (port \(metricsServer!.port))")
+        }
         sw.control.add(signals)
         let reloader = config.map { path in
             ConfigReloader(path: path, running: running, switch: sw, logger: logger) { file in
@@ -161,8 +188,10 @@ struct Run: ParsableCommand {
         }
         logger.notice("ferry: ready (\(sw.ports.count) ports, control \(controlPath))")
         sw.control.run()
+        captures.close()
         sw.stop()
         controlServer.close()
+        metricsServer?.close()
         logger.info("stopped")
     }
 
@@ -192,15 +221,8 @@ struct Run: ParsableCommand {
         if let agingTime { config.switchSettings.agingTime = agingTime }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { config.switchSettings.logLevel = level }
         if let control { config.control.path = control }
+        if let metrics { config.metrics.listen = metrics }
         return config
-    }
-
-    /// Settings the file can hold before the code that applies them exists (the
-    /// metrics endpoint). Said out loud rather than dropped without a word.
-    private func warnAboutSettingsNotYetApplied(_ config: FerryConfig, logger: Logger) {
-        if let listen = config.metrics.listen {
-            logger.warning("metrics: this build has no metrics endpoint yet; \(listen) is not served")
-        }
     }
 
     /// --control-owner/--control-group/--control-mode, checked but not yet looked up.

@@ -24,7 +24,7 @@ enum StatsReport {
         let workers = sw.workers.map { w -> [String: Any] in
             ["id": w.id, "cpu": w.cpu.map { $0 as Any } ?? NSNull(),
              "busy_loops": w.busyLoops.load(ordering: .relaxed), "idle_loops": w.idleLoops.load(ordering: .relaxed),
-             "sleeps": w.sleeps.load(ordering: .relaxed),
+             "sleeps": w.sleeps.load(ordering: .relaxed), "asleep_ns": w.asleepNanoseconds.load(ordering: .relaxed),
              "learning_overflows": w.learning.overflows.load(ordering: .relaxed)]
         }
         return ["ports": ports, "workers": workers, "switch": switchCounters(sw)]

@@ -51,6 +51,27 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// A running capture on both ends (rx of the generator, tx to the trunk):
+    /// every frame is also copied into the worker's capture ring, and the
+    /// copies stay allocation-free. The ring is drained between rounds, uncounted.
+    func testCapturedBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testCapturedBurstsAllocateNothing") {
+            let gen = Port.gen(GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
+                                       frameSize: 64, count: nil))
+            let trunk = SinkPort()
+            let sw = try SwitchHarness([(gen, .access(5)), (.sink(SinkPort()), .access(5)), (.sink(trunk), .trunk([5]))],
+                                       batchSize: 256)
+            sw.bridge.capture.select(receiving: 1 << 0, transmitting: 1 << 2, snapLength: 128)
+            var copies = 0
+            return (prepare: {
+                sw.worker.captureRing.drain { _ in copies += 1 }
+                precondition(copies == 0 || copies > 1000, "the capture copied nothing")
+            }, burst: {
+                for _ in 0..<10 { _ = sw.worker.forwardOnce(sw.batch) }
+            })
+        }
+    }
+
     /// Guest to guest: pull a burst from one guest's TX ring, copy it into
     /// another guest's RX ring, release the TX buffers, publish, notify.
     func testGuestToGuestBurstsAllocateNothing() throws {

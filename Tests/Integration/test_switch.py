@@ -64,7 +64,7 @@ class Topology:
     a namespace of its own."""
 
     def __init__(self, tag: str, keep_logs: str, a_opts: str = "", b_opts: str = "",
-                 t_opts: Optional[str] = None):
+                 t_opts: Optional[str] = None, ferry_args: tuple[str, ...] = ()):
         self.tag = tag
         self.lab = h.Lab(f"sw{tag}", keep_logs=keep_logs)
         self.guests: list[q.Guest] = []
@@ -77,7 +77,7 @@ class Topology:
         if t_opts is not None:
             ports.append(f"tap:{self.tap},name=t{t_opts}")
         try:
-            self.ferry = self.lab.ferry(ports, cpu=0)
+            self.ferry = self.lab.ferry(ports, cpu=0, extra_args=ferry_args)
             h.wait_for_socket(sock_a, proc=self.ferry)
             h.wait_for_socket(sock_b, proc=self.ferry)
             self.a = self._guest("a", MAC_A, sock_a, IP_A)

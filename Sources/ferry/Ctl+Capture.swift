@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import Platform
+
+extension Ctl {
+    struct Capture: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Capture a port's frames to a pcap file (or stdout) that tcpdump and Wireshark read.",
+            discussion: """
+                Frames are as on the port's wire: rx as the port gave them to Ferry, tx as Ferry
+                handed them to the port (a trunk's with their 802.1Q tags). Runs until --count
+                frames were written, Ctrl-C, or the port goes away. Forwarding never waits for a
+                capture: frames it could not keep up with are counted (ferry_capture_dropped_total).
+                Example: ferry ctl capture vm0 --count 10 -w - | tcpdump -n -r -
+                """)
+
+        @OptionGroup var connection: ControlOptions
+
+        @Argument(help: "The port's name (see `ferry ctl show ports`).")
+        var port: String
+
+        @Option(help: "rx (frames from the port), tx (frames to it) or both.")
+        var direction: String = "both"
+
+        @Option(help: "Stop after this many frames.")
+        var count: Int?
+
+        @Option(help: "Bytes kept of each frame (1-65535).")
+        var snaplen: Int = 65535
+
+        @Option(name: .customShort("w"), help: ArgumentHelp("The pcap file to write; - for stdout.", valueName: "file"))
+        var file: String
+
+        func validate() throws {
+            guard ["rx", "tx", "both"].contains(direction) else { throw ValidationError("--direction must be rx, tx or both") }
+            if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+            guard (1...65535).contains(snaplen) else { throw ValidationError("--snaplen must be 1...65535") }
+        }
+
+        func run() throws {
+            // A reader that quits (`| head`, tcpdump -c) must end us with a clean
+            // exit, not a signal: EPIPE is handled below.
+            signal(SIGPIPE, SIG_IGN)
+            var request: [String: Any] = ["cmd": "capture", "port": port, "direction": direction, "snaplen": snaplen]
+            if let count { request["count"] = count }
+            let socket = try ControlClient.send(connection.control, request)
+            let output: Int32
+            if file == "-" {
+                output = STDOUT_FILENO
+            } else {
+                output = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+                guard output >= 0 else { throw CtlError("cannot write \(file): \(String(cString: strerror(errno)))") }
+            }
+            defer { if output != STDOUT_FILENO { close(output) } }
+            var stream = PcapStreamCounter()
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            var first = true
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(socket.rawValue, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                // A refusal is one JSON line; a pcap stream starts with its magic number, never '{'.
+                if first && buffer[0] == UInt8(ascii: "{") {
+                    var line = Data(buffer[0..<n])
+                    while !line.contains(10) {
+                        let more = buffer.withUnsafeMutableBytes { read(socket.rawValue, $0.baseAddress, $0.count) }
+                        if more <= 0 { break }
+                        line.append(contentsOf: buffer[0..<more])
+                    }
+                    let object = (try? JSONSerialization.jsonObject(with: line.prefix { $0 != 10 })) as? [String: Any]
+                    throw CtlError(Cell.text(object?["error"] ?? String(decoding: line, as: UTF8.self)))
+                }
+                first = false
+                stream.consume(buffer[0..<n])
+                if !writeAll(output, buffer[0..<n]) {
+                    if errno == EPIPE { return }
+                    throw CtlError("cannot write \(file): \(String(cString: strerror(errno)))")
+                }
+            }
+            if first { throw CtlError("Ferry at \(connection.control) closed the connection without a reply") }
+            FileHandle.standardError.write("\(stream.records) frames captured\n".data(using: .utf8)!)
+        }
+
+        private func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
+            var rest = bytes
+            while !rest.isEmpty {
+                let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                rest = rest.dropFirst(n)
+            }
+            return true
+        }
+    }
+}
+
+/// Counts the records of a pcap stream as it passes, for the closing summary.
+struct PcapStreamCounter {
+    private(set) var records = 0
+    /// Bytes to pass over before the next record header: the file header, then each record's frame.
+    private var skip = 24
+    /// A record header gathered so far (it may straddle two reads).
+    private var header: [UInt8] = []
+
+    mutating func consume(_ bytes: ArraySlice<UInt8>) {
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            if skip > 0 {
+                let passed = min(skip, bytes.endIndex - i)
+                i += passed
+                skip -= passed
+                continue
+            }
+            let take = min(16 - header.count, bytes.endIndex - i)
+            header += bytes[i..<i + take]
+            i += take
+            guard header.count == 16 else { continue }
+            // incl_len, the captured length, at offset 8 (little-endian: Ferry writes it so).
+            skip = Int(header[8]) | Int(header[9]) << 8 | Int(header[10]) << 16 | Int(header[11]) << 24
+            records += 1
+            header = []
+        }
+    }
+}
