@@ -145,8 +145,8 @@ def test_json_that_is_not_an_object_gets_an_error(traffic, conn, not_object):
 
 
 @pytest.mark.parametrize("request_line, error", [
-    (b'{"cmd":"flush"}', "unknown command 'flush' (one of: stats, show, fdb-add, fdb-del)"),
-    (b'{"cmd":""}', "unknown command '' (one of: stats, show, fdb-add, fdb-del)"),
+    (b'{"cmd":"flush"}', "unknown command 'flush' (one of: stats, show, fdb-add, fdb-del, port, capture)"),
+    (b'{"cmd":""}', "unknown command '' (one of: stats, show, fdb-add, fdb-del, port, capture)"),
     (b'{"command":"stats"}', 'request has no "cmd"'),
     (b'{}', 'request has no "cmd"'),
     (b'{"cmd":5}', '"cmd" must be a string'),
@@ -223,7 +223,7 @@ def test_ten_concurrent_clients_interleaving_requests(traffic):
                     expected.append(lambda r: "ports" in r and "workers" in r)
                 elif kind == 1:
                     batch += b'{"cmd":"nope%d"}\n' % n
-                    text = f"unknown command 'nope{n}' (one of: stats, show, fdb-add, fdb-del)"
+                    text = f"unknown command 'nope{n}' (one of: stats, show, fdb-add, fdb-del, port, capture)"
                     expected.append(lambda r, text=text: r == {"error": text})
                 elif kind == 2:
                     batch += b"\xff garbage\n"
