@@ -50,7 +50,8 @@ final class ControlServer: ControlLoopClient {
         self.sw = sw
         self.logger = logger
         self.captures = captures
-        let fd = try UnixSocket.listen(path: path, permissions: permissions)
+        // Room for a burst of connections the control thread has not accepted yet.
+        let fd = try UnixSocket.listen(path: path, permissions: permissions, backlog: Int32(Self.maxClients * 2))
         try fd.setNonBlocking()
         listener = fd.release()
     }
