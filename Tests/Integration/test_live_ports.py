@@ -111,8 +111,12 @@ def churn(lab: h.Lab, ferry: h.Ferry, base: list[str]):
 
 
 def test_ports_come_and_go_while_testpmd_sends(lab):
+    # Started from a config file, as an operator would; the changes come through ferry ctl.
     sock = lab.path("vm.sock")
-    ferry = lab.ferry([f"vhost:{sock},name=vm", "sink:name=sink"], cpu=0)
+    config = lab.path("ferry.yaml")
+    with open(config, "w") as f:
+        f.write(f"ports:\n  - {{name: vm, type: vhost, path: {sock}}}\n  - {{name: sink, type: sink}}\n")
+    ferry = lab.ferry([], cpu=0, extra_args=["--config", config])
     h.wait_for_socket(sock, proc=ferry)
     tp = lab.virtio_user(sock, "txonly", cpu=1, txpkts=64).start()
     h.wait_until(lambda: ferry.port("vm")["rx_packets"] > 0, 30, "frames from testpmd")
