@@ -86,6 +86,7 @@ final class ControlServer: ControlLoopClient {
     private func acceptPending() {
         while let connection = try? UnixSocket.accept(listener) {
             let fd = connection.release()
+            if clients.count >= Self.maxClients { dropHungUp() }
             guard clients.count < Self.maxClients else {
                 // Best effort, on a fresh socket whose buffer is empty: the refusal fits.
                 let line = Array("{\"error\":\"too many control connections (\(Self.maxClients))\"}\n".utf8)
@@ -179,6 +180,15 @@ final class ControlServer: ControlLoopClient {
         }
         client.output.removeFirst(n)
         clients[fd] = client
+    }
+
+    /// Drops connections whose client has gone (hung up, not yet noticed because
+    /// their requests or replies were still pending), so they do not hold a place
+    /// a live client is refused for.
+    private func dropHungUp() {
+        var fds = clients.keys.map { pollfd(fd: $0, events: 0, revents: 0) }
+        guard poll(&fds, nfds_t(fds.count), 0) > 0 else { return }
+        for p in fds where p.revents & Int16(POLLHUP | POLLERR) != 0 { drop(p.fd) }
     }
 
     private func drop(_ fd: Int32) {
