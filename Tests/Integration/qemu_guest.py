@@ -109,33 +109,19 @@ def assert_all_answered(result, count: int, what: str, context: Callable[[], str
         f"{result if isinstance(result, PingResult) else result[2]}\n{context()}"
 
 
-class Guest:
-    """One tools/run-test-guest.sh (QEMU) in its own process group, console in a log file,
-    commands over a unix socket (the guest's ttyS1)."""
+class GuestProcess:
+    """One tools/run-test-guest.sh (QEMU) in its own process group, console in a log file:
+    starting it, reading its console, waiting for a line, stopping it. What the guest is told
+    to do (kernel command line, command channel) is the subclass's."""
 
-    def __init__(self, name: str, mac: str, vhost_socket: str, ip: str, workdir: str,
-                 extra_append: str = "ipv6.disable=1", vhost_server: bool = False,
-                 vhost_reconnect: Optional[int] = None):
-        """vhost_reconnect=N: QEMU reconnects to the vhost-user socket every N s after the
-        back-end went away (a restarted Ferry gets the same guest back)."""
+    def __init__(self, name: str, log: str, cmd: list[str]):
         self.name = name
-        self.mac = mac
-        self.ip = ip.split("/")[0]
-        self.log = os.path.join(workdir, f"guest-{name}.log")
-        self.err = self.log + ".stderr"
-        self.command_socket = os.path.join(workdir, f"{name}.cmd")
-        self.cmd = [str(RUN_GUEST), "--name", name, "--mac", mac, "--vhost-socket", vhost_socket,
-                    "--append", f"ferry.ip={ip} {extra_append}", "--log", self.log,
-                    "--timeout", str(QEMU_TIMEOUT), "--command-socket", self.command_socket]
-        if vhost_server:
-            self.cmd.append("--vhost-server")
-        if vhost_reconnect is not None:
-            self.cmd += ["--vhost-reconnect", str(vhost_reconnect)]
+        self.log = log
+        self.err = log + ".stderr"
+        self.cmd = cmd
         self.proc: Optional[subprocess.Popen] = None
-        self.sock: Optional[socket.socket] = None
-        self._ids = 0
 
-    def start(self) -> "Guest":
+    def start(self) -> "GuestProcess":
         with open(self.err, "wb") as err:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err,
@@ -190,6 +176,52 @@ class Guest:
                 pytest.fail(f"guest {self.name}: no {pattern.pattern!r} within {timeout:.0f}s\n"
                             f"{self.describe()}", pytrace=False)
             time.sleep(0.05)
+
+    def stop(self):
+        """SIGTERM to the group (run-test-guest's `timeout` passes it to QEMU), then SIGKILL."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left in the group
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class Guest(GuestProcess):
+    """A test guest that reads commands over a unix socket (its ttyS1)."""
+
+    def __init__(self, name: str, mac: str, vhost_socket: str, ip: str, workdir: str,
+                 extra_append: str = "ipv6.disable=1", vhost_server: bool = False,
+                 vhost_reconnect: Optional[int] = None):
+        """vhost_reconnect=N: QEMU reconnects to the vhost-user socket every N s after the
+        back-end went away (a restarted Ferry gets the same guest back)."""
+        log = os.path.join(workdir, f"guest-{name}.log")
+        self.mac = mac
+        self.ip = ip.split("/")[0]
+        self.command_socket = os.path.join(workdir, f"{name}.cmd")
+        cmd = [str(RUN_GUEST), "--name", name, "--mac", mac, "--vhost-socket", vhost_socket,
+               "--append", f"ferry.ip={ip} {extra_append}", "--log", log,
+               "--timeout", str(QEMU_TIMEOUT), "--command-socket", self.command_socket]
+        if vhost_server:
+            cmd.append("--vhost-server")
+        if vhost_reconnect is not None:
+            cmd += ["--vhost-reconnect", str(vhost_reconnect)]
+        super().__init__(name, log, cmd)
+        self.sock: Optional[socket.socket] = None
+        self._ids = 0
 
     def wait_commands(self, timeout: float = BOOT_TIMEOUT,
                       watch: Optional[Callable[[], Optional[str]]] = None):
@@ -252,34 +284,14 @@ class Guest:
         self.command("flush")
 
     def stop(self):
-        """SIGTERM to the group (run-test-guest's `timeout` passes it to QEMU), then SIGKILL."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
+        super().stop()
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left in the group
-        except (ProcessLookupError, PermissionError):
+            os.unlink(self.command_socket)
+        except FileNotFoundError:
             pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        for path in (self.command_socket,):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
 
 
 # --------------------------------------------------------------------------- namespaces

@@ -26,24 +26,19 @@ guest build prerequisites or the Ferry binary are missing.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import qemu_guest as qg  # noqa: E402
 
-REPO = h.REPO
-RUN_GUEST = REPO / "tools" / "run-test-guest.sh"
-BUILD_GUEST = REPO / "tools" / "build-test-guest.sh"
 
 IP_A, IP_B = "198.18.0.1", "198.18.0.2"
 MAC_A, MAC_B = "52:54:00:18:00:01", "52:54:00:18:00:02"
@@ -54,144 +49,38 @@ QEMU_TIMEOUT = 150       # run-test-guest.sh --timeout: QEMU is killed after thi
 # No IPv6 in the guests: see the module docstring. Guest B then sends nothing until A asks.
 GUEST_EXTRA = "ipv6.disable=1"
 
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[()][A-Za-z0-9]|[@-~])")
 _READY = re.compile(r"FERRY-GUEST-READY ip=(\S+) mtu=(\d+)")
 _RESULT = re.compile(r"FERRY-PING-RESULT target=(\S+) size=(\d+) transmitted=(\d+) received=(\d+)")
 _COUNTERS = re.compile(r"eth0 counters:.*\brx_packets=(\d+).*\btx_packets=(\d+)")
 
 
-def clean_console(text: str) -> str:
-    """Serial console text without CRs and terminal escapes (incl. ESC c, cursor moves)."""
-    return _ANSI.sub("", text).replace("\r", "")
-
-
-def _die_with_parent():
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 # --------------------------------------------------------------------------- environment
-
-
-def require_environment():
-    problems = h.environment_problems(need_ferry=True, need_testpmd=False)
-    qemu = os.environ.get("FERRY_QEMU", "qemu-system-x86_64")
-    if not shutil.which(qemu):
-        problems.append(f"{qemu} not found: install qemu-system-x86 (tools/install-deps.sh) "
-                        "or set FERRY_QEMU")
-    for script in (RUN_GUEST, BUILD_GUEST):
-        if not os.access(script, os.X_OK):
-            problems.append(f"{script} missing or not executable")
-    if problems:
-        pytest.fail("cannot run the QEMU guest tests:\n  " + "\n  ".join(problems), pytrace=False)
 
 
 @pytest.fixture(scope="module")
 def guest_image():
     """Builds (or checks) the test guest once, so its build time never eats a boot timeout."""
-    require_environment()
-    res = subprocess.run([str(BUILD_GUEST)], capture_output=True, text=True, timeout=600)
-    if res.returncode != 0:
-        pytest.fail(f"tools/build-test-guest.sh failed ({res.returncode}):\n{res.stderr[-3000:]}",
-                    pytrace=False)
+    problems = qg.environment_problems()
+    if problems:
+        pytest.fail("cannot run the QEMU guest tests:\n  " + "\n  ".join(problems), pytrace=False)
+    qg.build_guest_image()
 
 
 # --------------------------------------------------------------------------- one guest
 
 
-class Guest:
-    """One tools/run-test-guest.sh (QEMU) in its own process group, console in a log file."""
+class Guest(qg.GuestProcess):
+    """A test guest told what to do on its kernel command line (ferry.ip, ferry.ping, ...)."""
 
     def __init__(self, name: str, mac: str, socket_path: str, append: str, log: str,
                  mtu: Optional[int] = None, unshared_memory: bool = False):
-        self.name = name
-        self.log = log
-        self.err = log + ".stderr"
-        self.cmd = [str(RUN_GUEST), "--name", name, "--mac", mac, "--vhost-socket", socket_path,
-                    "--append", append, "--log", log, "--timeout", str(QEMU_TIMEOUT)]
+        cmd = [str(qg.RUN_GUEST), "--name", name, "--mac", mac, "--vhost-socket", socket_path,
+               "--append", append, "--log", log, "--timeout", str(QEMU_TIMEOUT)]
         if mtu:
-            self.cmd += ["--mtu", str(mtu)]
+            cmd += ["--mtu", str(mtu)]
         if unshared_memory:
-            self.cmd += ["--unshared-memory"]
-        self.proc: Optional[subprocess.Popen] = None
-
-    def start(self) -> "Guest":
-        with open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
-        return self
-
-    def console(self) -> str:
-        try:
-            with open(self.log, "r", errors="replace") as f:
-                return clean_console(f.read())
-        except FileNotFoundError:
-            return ""
-
-    def stderr(self) -> str:
-        try:
-            with open(self.err, "r", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def describe(self, lines: int = 30) -> str:
-        tail = "\n".join(self.console().splitlines()[-lines:])
-        rc = self.proc.poll() if self.proc else None
-        return (f"--- guest {self.name} (exit {rc}) console tail ---\n{tail}\n"
-                f"--- guest {self.name} stderr ---\n{self.stderr()[-1500:]}")
-
-    def wait_for(self, pattern: re.Pattern, timeout: float,
-                 watch: Optional[Callable[[], Optional[str]]] = None) -> re.Match:
-        """The first match of pattern on the console; fails the test on timeout or exit, or as
-        soon as watch() returns a problem (a string)."""
-        deadline = time.monotonic() + timeout
-        next_watch = 0.0
-        while True:
-            m = pattern.search(self.console())
-            if m:
-                return m
-            if watch is not None and time.monotonic() >= next_watch:
-                problem = watch()
-                if problem:
-                    pytest.fail(f"while waiting for {pattern.pattern!r} from guest {self.name}: "
-                                f"{problem}\n{self.describe()}", pytrace=False)
-                next_watch = time.monotonic() + 1.0
-            if self.proc is not None and self.proc.poll() is not None:
-                m = pattern.search(self.console())
-                if m:
-                    return m
-                pytest.fail(f"guest {self.name} exited ({self.proc.returncode}) without printing "
-                            f"{pattern.pattern!r}\n{self.describe()}", pytrace=False)
-            if time.monotonic() >= deadline:
-                pytest.fail(f"guest {self.name}: no {pattern.pattern!r} within {timeout:.0f}s\n"
-                            f"{self.describe()}", pytrace=False)
-            time.sleep(0.1)
-
-    def stop(self):
-        """SIGTERM to the group (run-test-guest's `timeout` passes it to QEMU), then SIGKILL."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left in the group
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+            cmd += ["--unshared-memory"]
+        super().__init__(name, log, cmd)
 
 
 @pytest.fixture
@@ -253,15 +142,15 @@ def test_guest_pings_guest_through_ferry(guest_image, lab, mtu, size):
               lab.path("guest-b.log"), mtu=guest_mtu)
     lab.guests.append(b)
     b.start()
-    ready_b = b.wait_for(_READY, BOOT_TIMEOUT, ferry_problem)
+    ready_b, _ = b.wait_for(_READY, BOOT_TIMEOUT, ferry_problem)
 
     a = Guest("ferry-a", MAC_A, sock_a,
               f"ferry.ip={IP_A}/24 ferry.ping={IP_B} ferry.count={PING_COUNT} "
               f"ferry.size={size} {common}", lab.path("guest-a.log"), mtu=guest_mtu)
     lab.guests.append(a)
     a.start()
-    ready_a = a.wait_for(_READY, BOOT_TIMEOUT, ferry_problem)
-    result = a.wait_for(_RESULT, PING_TIMEOUT, ferry_problem)
+    ready_a, _ = a.wait_for(_READY, BOOT_TIMEOUT, ferry_problem)
+    result, _ = a.wait_for(_RESULT, PING_TIMEOUT, ferry_problem)
 
     def ctx() -> str:
         try:
