@@ -481,6 +481,32 @@ def ferry_stats(control: Optional[str] = None, binary: Optional[str] = None,
     return ferry_ctl(control, "stats", binary=binary, timeout=timeout)
 
 
+def ctl_run(ferry: "Ferry", *args: str) -> subprocess.CompletedProcess:
+    """`ferry ctl ARGS` against `ferry`, whatever it answers."""
+    cmd = [ferry.binary, "ctl", *args, "--control", ferry.control]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+
+
+def ctl_ok(ferry: "Ferry", *args: str) -> str:
+    """What `ferry ctl ARGS` printed; it must succeed and write nothing to stderr."""
+    res = ctl_run(ferry, *args)
+    assert res.returncode == 0, f"ferry ctl {' '.join(args)} failed ({res.returncode}): {res.stderr}"
+    assert res.stderr == "", f"ferry ctl {' '.join(args)} wrote to stderr: {res.stderr}"
+    return res.stdout
+
+
+def ctl_error(ferry: "Ferry", *args: str) -> str:
+    """The error a failing `ferry ctl ARGS` printed (ArgumentParser's "Error: " prefix removed);
+    it must exit 1 and print nothing on stdout."""
+    res = ctl_run(ferry, *args)
+    assert res.returncode == 1, \
+        f"ferry ctl {' '.join(args)}: exit {res.returncode}, want 1\nstdout: {res.stdout}\nstderr: {res.stderr}"
+    assert res.stdout == "", f"ferry ctl {' '.join(args)} printed on stdout: {res.stdout}"
+    err = res.stderr.strip()
+    assert err.startswith("Error: "), f"ferry ctl {' '.join(args)}: stderr {err!r}"
+    return err[len("Error: "):]
+
+
 def ferry_ctl(control: Optional[str], *args: str, binary: Optional[str] = None,
               timeout: float = 10.0) -> dict:
     """`ferry ctl ARGS --json [--control PATH]`, parsed."""

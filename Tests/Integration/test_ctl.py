@@ -83,31 +83,8 @@ def ferry(lab):
 # --------------------------------------------------------------------------- helpers
 
 
-def ctl(ferry: h.Ferry, *args: str) -> subprocess.CompletedProcess:
-    cmd = [ferry.binary, "ctl", *args, "--control", ferry.control]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-
-
-def ctl_ok(ferry: h.Ferry, *args: str) -> str:
-    res = ctl(ferry, *args)
-    assert res.returncode == 0, f"ferry ctl {' '.join(args)} failed ({res.returncode}): {res.stderr}"
-    assert res.stderr == "", f"ferry ctl {' '.join(args)} wrote to stderr: {res.stderr}"
-    return res.stdout
-
-
 def ctl_json(ferry: h.Ferry, *args: str) -> dict:
-    return json.loads(ctl_ok(ferry, *args, "--json"))
-
-
-def ctl_error(ferry: h.Ferry, *args: str) -> str:
-    """The error a failing command printed (ArgumentParser's "Error: " prefix removed)."""
-    res = ctl(ferry, *args)
-    assert res.returncode == 1, \
-        f"ferry ctl {' '.join(args)}: exit {res.returncode}, want 1\nstdout: {res.stdout}\nstderr: {res.stderr}"
-    assert res.stdout == "", f"ferry ctl {' '.join(args)} printed on stdout: {res.stdout}"
-    err = res.stderr.strip()
-    assert err.startswith("Error: "), f"ferry ctl {' '.join(args)}: stderr {err!r}"
-    return err[len("Error: "):]
+    return json.loads(h.ctl_ok(ferry, *args, "--json"))
 
 
 def raw_request(ferry: h.Ferry, line: bytes) -> dict:
@@ -165,7 +142,7 @@ def test_show_ports(ferry):
     h.wait_until(lambda: ctl_json(ferry, "show", "ports")["ports"][0]["state"] == "finished", 10,
                  "the generator to finish")
 
-    header, rows = table(ctl_ok(ferry, "show", "ports"))
+    header, rows = table(h.ctl_ok(ferry, "show", "ports"))
     assert header.split() == ["port", "index", "kind", "state", "vlan", "queues", "spec"]
     assert len(rows) == 4
     assert re.fullmatch(r"g +0  gen +finished +access 1 +1  " + re.escape(BASE_PORTS[0]), rows[0]), rows[0]
@@ -194,7 +171,7 @@ def test_show_fdb_lists_the_learned_source(ferry):
     assert counters["learned"] >= 1
     assert (counters["capacity"], counters["aging_time"]) == (65536, 300)
 
-    header, rows = table(ctl_ok(ferry, "show", "fdb"))
+    header, rows = table(h.ctl_ok(ferry, "show", "fdb"))
     assert header.split() == ["port", "vlan", "mac", "type", "age"]
     assert any(re.fullmatch(rf"g +1  {GEN_SRC}  learned +\d+", r) for r in rows), rows
 
@@ -202,7 +179,7 @@ def test_show_fdb_lists_the_learned_source(ferry):
     assert [e["mac"] for e in ctl_json(ferry, "show", "fdb", "--port", "g")["fdb"]] == [GEN_SRC]
     assert ctl_json(ferry, "show", "fdb", "--port", "s")["fdb"] == []
     assert ctl_json(ferry, "show", "fdb", "--vlan", "10")["fdb"] == []
-    _, rows = table(ctl_ok(ferry, "show", "fdb", "--vlan", "10"))
+    _, rows = table(h.ctl_ok(ferry, "show", "fdb", "--vlan", "10"))
     assert rows == []
 
 
@@ -213,13 +190,13 @@ def test_static_entry_steers_traffic_to_its_port(lab):
     ports = BASE_PORTS + [f"gen:dst={PINNED},src={PINNED_SRC},size=64,count={COUNT},"
                           f"delay={PINNED_DELAY_MS},name=g2"]
     ferry = lab.ferry(ports)
-    ctl_ok(ferry, "fdb", "add", PINNED, "--port", "s")
+    h.ctl_ok(ferry, "fdb", "add", PINNED, "--port", "s")
     assert h.port_stats(ferry.stats(), "g2")["rx_packets"] == 0, \
         f"g2 started before the static entry was added: raise PINNED_DELAY_MS ({PINNED_DELAY_MS})"
 
     e = entry(ferry, PINNED)
     assert e == {"mac": PINNED, "vlan": 1, "port": "s", "static": True, "age": 0}, e
-    _, rows = table(ctl_ok(ferry, "show", "fdb"))
+    _, rows = table(h.ctl_ok(ferry, "show", "fdb"))
     assert any(re.fullmatch(rf"s +1  {PINNED}  static +-", r) for r in rows), rows
 
     # g's frames to an unknown MAC flood to every other port in VLAN 1 (s, u and g2, which
@@ -235,27 +212,27 @@ def test_static_entry_steers_traffic_to_its_port(lab):
         f"frames to {PINNED} (static on s) went elsewhere: before {before}, after {after}"
     assert entry(ferry, PINNED)["port"] == "s", "learning moved a static entry"
 
-    ctl_ok(ferry, "fdb", "del", PINNED)
+    h.ctl_ok(ferry, "fdb", "del", PINNED)
     assert entry(ferry, PINNED) is None
-    assert ctl_error(ferry, "fdb", "del", PINNED) == f"no entry for {PINNED} in vlan 1"
+    assert h.ctl_error(ferry, "fdb", "del", PINNED) == f"no entry for {PINNED} in vlan 1"
 
 
 def test_static_entry_on_a_trunk_names_its_vlan(ferry):
-    ctl_ok(ferry, "fdb", "add", PINNED, "--port", "t", "--vlan", "20")
+    h.ctl_ok(ferry, "fdb", "add", PINNED, "--port", "t", "--vlan", "20")
     assert entry(ferry, PINNED, vlan=20) == {"mac": PINNED, "vlan": 20, "port": "t", "static": True, "age": 0}
     assert entry(ferry, PINNED, vlan=1) is None
     assert [e["mac"] for e in ctl_json(ferry, "show", "fdb", "--vlan", "20", "--port", "t")["fdb"]] == [PINNED]
     # The default VLAN of `fdb del` is 1, where there is no such entry.
-    assert ctl_error(ferry, "fdb", "del", PINNED) == f"no entry for {PINNED} in vlan 1"
-    ctl_ok(ferry, "fdb", "del", PINNED, "--vlan", "20")
+    assert h.ctl_error(ferry, "fdb", "del", PINNED) == f"no entry for {PINNED} in vlan 1"
+    h.ctl_ok(ferry, "fdb", "del", PINNED, "--vlan", "20")
     assert entry(ferry, PINNED, vlan=20) is None
 
 
 def test_static_entry_replaces_a_learned_one(ferry):
-    ctl_ok(ferry, "fdb", "add", GEN_SRC, "--port", "u")
+    h.ctl_ok(ferry, "fdb", "add", GEN_SRC, "--port", "u")
     assert entry(ferry, GEN_SRC) == {"mac": GEN_SRC, "vlan": 1, "port": "u", "static": True, "age": 0}
     # Upper case and dashes are the same address.
-    ctl_ok(ferry, "fdb", "del", GEN_SRC.upper().replace(":", "-"))
+    h.ctl_ok(ferry, "fdb", "del", GEN_SRC.upper().replace(":", "-"))
     assert entry(ferry, GEN_SRC) is None
 
 
@@ -292,7 +269,7 @@ def test_errors_from_the_cli(ferry):
         return [(e["mac"], e["vlan"], e["port"], e["static"]) for e in fdb(ferry)]
     before = keys()
     for args, message in ERRORS:
-        assert ctl_error(ferry, *args) == message, args
+        assert h.ctl_error(ferry, *args) == message, args
     assert keys() == before, "a refused request changed the forwarding database"
 
 
@@ -324,12 +301,12 @@ def test_a_full_table_refuses_a_static_entry(lab):
     ferry = lab.ferry(BASE_PORTS, extra_args=["--fdb-capacity", "1"])
     wait_learned(ferry, GEN_SRC)
     overflows = ctl_json(ferry, "show", "fdb")["counters"]["overflows"]
-    assert ctl_error(ferry, "fdb", "add", PINNED, "--port", "s") == "the forwarding database is full (capacity 1)"
+    assert h.ctl_error(ferry, "fdb", "add", PINNED, "--port", "s") == "the forwarding database is full (capacity 1)"
     counters = ctl_json(ferry, "show", "fdb")["counters"]
     assert (counters["entries"], counters["capacity"]) == (1, 1)
     assert counters["overflows"] == overflows + 1
     # Replacing the one entry needs no room.
-    ctl_ok(ferry, "fdb", "add", GEN_SRC, "--port", "s")
+    h.ctl_ok(ferry, "fdb", "add", GEN_SRC, "--port", "s")
     assert entry(ferry, GEN_SRC)["static"] is True
 
 
@@ -350,7 +327,7 @@ def test_show_stats_is_ctl_stats(ferry):
     a, b = ctl_json(ferry, "stats"), ctl_json(ferry, "show", "stats")
     assert [(p["name"], p["tx_packets"]) for p in a["ports"]] == [(p["name"], p["tx_packets"]) for p in b["ports"]]
     for args in (["stats"], ["show", "stats"]):
-        header, rows = table(ctl_ok(ferry, *args))
+        header, rows = table(h.ctl_ok(ferry, *args))
         assert header.split() == ["port", "kind", "state", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
                                   "drops"]
         assert re.fullmatch(rf"u +sink +running +0 +0 +{COUNT} +{COUNT * 64}  -", rows[2]), rows

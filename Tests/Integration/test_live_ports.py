@@ -58,30 +58,12 @@ def tap_names() -> list[str]:
     return [f"flv{os.getpid() % 100_000}x{i}" for i in range(ROUNDS)]
 
 
-def ctl(ferry: h.Ferry, *args: str) -> subprocess.CompletedProcess:
-    cmd = [ferry.binary, "ctl", *args, "--control", ferry.control]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-
-
-def ctl_json(ferry: h.Ferry, *args: str) -> dict:
-    res = ctl(ferry, *args, "--json")
-    assert res.returncode == 0, f"ferry ctl {' '.join(args)} failed ({res.returncode}): {res.stderr}"
-    return json.loads(res.stdout)
-
-
-def ctl_error(ferry: h.Ferry, *args: str) -> str:
-    res = ctl(ferry, *args)
-    assert res.returncode == 1, f"ferry ctl {' '.join(args)}: exit {res.returncode}, want 1\n{res.stderr}"
-    assert res.stderr.startswith("Error: "), res.stderr
-    return res.stderr.strip()[len("Error: "):]
-
-
 def link_exists(name: str) -> bool:
     return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
 
 
 def port_names(ferry: h.Ferry) -> list[str]:
-    return [p["name"] for p in ctl_json(ferry, "show", "ports")["ports"]]
+    return [p["name"] for p in ferry.ctl("show", "ports")["ports"]]
 
 
 def churn(lab: h.Lab, ferry: h.Ferry, base: list[str]):
@@ -89,24 +71,24 @@ def churn(lab: h.Lab, ferry: h.Ferry, base: list[str]):
     port left behind on the host."""
     for i, tap in enumerate(tap_names()):
         sock = lab.path(f"extra{i}.sock")
-        added = ctl_json(ferry, "port", "add", f"tap:{tap},name=t{i},vlan=20")["port"]
+        added = ferry.ctl("port", "add", f"tap:{tap},name=t{i},vlan=20")["port"]
         assert (added["name"], added["kind"], added["vlan"]) == (f"t{i}", "tap", "access 20"), added
         assert link_exists(tap), f"port add made no TAP {tap}"
-        added = ctl_json(ferry, "port", "add", f"vhost:{sock},name=v{i},trunk=30,40")["port"]
+        added = ferry.ctl("port", "add", f"vhost:{sock},name=v{i},trunk=30,40")["port"]
         assert (added["kind"], added["state"], added["vlans"]) == ("vhost", "listening", [30, 40]), added
         assert os.path.exists(sock), f"port add made no socket {sock}"
-        added = ctl_json(ferry, "port", "add", f"sink:name=s{i}")["port"]
+        added = ferry.ctl("port", "add", f"sink:name=s{i}")["port"]
         assert added["index"] == len(base) + 2, f"the lowest free number is {len(base) + 2}: {added}"
         assert port_names(ferry) == base + [f"t{i}", f"v{i}", f"s{i}"]
-        assert ctl_error(ferry, "port", "add", f"sink:name=t{i}") == f"a port is already named 't{i}'"
+        assert h.ctl_error(ferry, "port", "add", f"sink:name=t{i}") == f"a port is already named 't{i}'"
 
-        removed = ctl_json(ferry, "port", "del", f"t{i}")["port"]
+        removed = ferry.ctl("port", "del", f"t{i}")["port"]
         assert removed["name"] == f"t{i}", removed
         assert not link_exists(tap), f"the TAP {tap} Ferry created outlived `port del`"
-        ctl_json(ferry, "port", "del", f"v{i}")
+        ferry.ctl("port", "del", f"v{i}")
         assert not os.path.exists(sock), f"the socket {sock} outlived `port del`"
-        ctl_json(ferry, "port", "del", f"s{i}")
-        assert ctl_error(ferry, "port", "del", f"s{i}") == f"no port is named 's{i}'"
+        ferry.ctl("port", "del", f"s{i}")
+        assert h.ctl_error(ferry, "port", "del", f"s{i}") == f"no port is named 's{i}'"
     assert port_names(ferry) == base
 
 
@@ -163,12 +145,12 @@ def test_ports_come_and_go_while_testpmd_receives(lab):
 
 def test_refused_changes_leave_the_switch_alone(lab):
     ferry = lab.ferry(["sink:name=a"])
-    assert ctl_error(ferry, "port", "add", "bogus:x") == \
+    assert h.ctl_error(ferry, "port", "add", "bogus:x") == \
         "port 'bogus:x': unknown port type 'bogus' (vhost, tap, packet, xdp, gen, sink)"
-    assert ctl_error(ferry, "port", "add", f"vhost:{ferry.control}") == \
+    assert h.ctl_error(ferry, "port", "add", f"vhost:{ferry.control}") == \
         f"port 'vhost:{ferry.control}': {ferry.control} is Ferry's control socket"
-    assert ctl_error(ferry, "port", "add", "packet:ferry-none0").startswith("port 'packet:ferry-none0': ")
-    assert ctl_error(ferry, "port", "del", "nope") == "no port is named 'nope'"
+    assert h.ctl_error(ferry, "port", "add", "packet:ferry-none0").startswith("port 'packet:ferry-none0': ")
+    assert h.ctl_error(ferry, "port", "del", "nope") == "no port is named 'nope'"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(10)
         s.connect(ferry.control)
@@ -191,8 +173,8 @@ def test_ports_added_at_run_time_go_when_ferry_stops(lab):
     ferry = lab.ferry(["sink:name=a"])
     tap = f"flv{os.getpid() % 100_000}st"
     sock = lab.path("late.sock")
-    ctl_json(ferry, "port", "add", f"tap:{tap},name=t")
-    ctl_json(ferry, "port", "add", f"vhost:{sock},name=v")
+    ferry.ctl("port", "add", f"tap:{tap},name=t")
+    ferry.ctl("port", "add", f"vhost:{sock},name=v")
     assert link_exists(tap) and os.path.exists(sock)
     assert ferry.stop() == 0, ferry.log_tail()
     assert not link_exists(tap), f"the TAP {tap} Ferry created outlived SIGINT"
