@@ -225,16 +225,14 @@ struct Run: ParsableCommand {
         return config
     }
 
-    /// --control-owner/--control-group/--control-mode, checked but not yet looked up.
+    /// --control-owner/--control-group/--control-mode, checked as a port's or the config
+    /// file's are, but not yet looked up.
     func controlPermissions() throws -> SocketPermissions {
-        var permissions = SocketPermissions(owner: controlOwner, group: controlGroup)
-        if let controlMode {
-            guard let mode = SocketPermissions.mode(parsing: controlMode) else {
-                throw ValidationError("--control-mode '\(controlMode)' must be octal permission bits, 0000...0777 (e.g. 0660)")
-            }
-            permissions.mode = mode
+        do throws(SocketPermissions.Invalid) {
+            return try SocketPermissions(owner: controlOwner, group: controlGroup, modeText: controlMode)
+        } catch {
+            throw ValidationError("--control-\(error.key): \(error.problem)")
         }
-        return permissions
     }
 
     /// "0,2-3" → [0, 2, 3].
