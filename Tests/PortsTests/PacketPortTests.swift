@@ -211,11 +211,7 @@ final class PacketPortTests: XCTestCase {
             batch.reset()
             XCTAssertEqual(port.pull(queue: q, into: batch), 0, "queue \(q): no duplicate")
         }
-        XCTAssertEqual(Set(perQueue[0] + perQueue[1]), Set(frames))
-        XCTAssertEqual(perQueue[0].count + perQueue[1].count, frames.count, "each frame once")
-        XCTAssertGreaterThan(perQueue[0].count, 0)
-        XCTAssertGreaterThan(perQueue[1].count, 0)
-        for q in 0..<2 { XCTAssertEqual(port.counters[q].snapshot.rxPackets, UInt64(perQueue[q].count)) }
+        assertEachFrameOnceOnTwoQueues(perQueue, frames: frames, counters: port.counters)
 
         // Queue 1 transmits too.
         let arena = FrameArena()

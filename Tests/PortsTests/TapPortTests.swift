@@ -323,11 +323,7 @@ final class TapPortTests: XCTestCase {
                 perQueue[q] += (0..<batch.count).map { bytes(of: batch, frame: $0) }
             }
         }
-        XCTAssertEqual(Set(perQueue[0] + perQueue[1]), Set(frames))
-        XCTAssertEqual(perQueue[0].count + perQueue[1].count, frames.count, "each frame once")
-        XCTAssertGreaterThan(perQueue[0].count, 0)
-        XCTAssertGreaterThan(perQueue[1].count, 0)
-        for q in 0..<2 { XCTAssertEqual(port.counters[q].snapshot.rxPackets, UInt64(perQueue[q].count)) }
+        assertEachFrameOnceOnTwoQueues(perQueue, frames: frames, counters: port.counters)
 
         // Queue 1 writes too.
         let arena = FrameArena()
