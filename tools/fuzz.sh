@@ -5,6 +5,8 @@
 #   tools/fuzz.sh --seconds 3600 --parallel --out /work/fuzz-runs   # all at once, an hour each
 #   tools/fuzz.sh --seconds 60 split-ring vhost-message             # some targets
 #   tools/fuzz.sh --list                # the target names
+#   tools/fuzz.sh --no-build --binary /work/fuzz-runs/FerryFuzz ...   # a copy, for runs that
+#                                       # must not see the next build replace the binary
 #
 # Each target runs in its own process (FERRY_FUZZ_TARGET picks it in the one binary) with its
 # working corpus in OUT/<target>/corpus, the repository's seeds (Fuzz/Corpus/<target>) read
@@ -17,6 +19,7 @@ seconds=25
 out=.build-fuzz/runs
 parallel=0
 build=1
+binary=
 targets=()
 all_targets=(vhost-message guest-memory split-ring config-file control-request)
 while [ $# -gt 0 ]; do
@@ -25,8 +28,9 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift 2 ;;
         --parallel) parallel=1; shift ;;
         --no-build) build=0; shift ;;
+        --binary) binary="$2"; shift 2 ;;
         --list) printf '%s\n' "${all_targets[@]}"; exit 0 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -44,7 +48,7 @@ if [ "$build" = 1 ]; then
     ASAN_OPTIONS=detect_leaks=0 FERRY_FUZZ=1 swift build --scratch-path .build-fuzz -c release --sanitize=address \
         -Xswiftc -sanitize-coverage=$coverage -Xcc -fsanitize-coverage=$coverage --product FerryFuzz
 fi
-binary="$PWD/.build-fuzz/release/FerryFuzz"
+binary="${binary:-$PWD/.build-fuzz/release/FerryFuzz}"
 
 # Inputs as long as the largest message a target takes, plus its framing.
 max_len() {
