@@ -126,7 +126,7 @@ let package = Package(
 // `--sanitize=fuzzer`, which would link libFuzzer's main into the build-tool executables too.)
 package.targets.append(
     .target(name: "FerryFuzzing", dependencies: [
-        "Platform", "Packets", "Virtio", "VhostUser", "Ports", "Configuration", "TestSupport",
+        "Platform", "Packets", "Virtio", "VhostUser", "Ports", "Configuration", "ControlProtocol", "TestSupport",
     ], path: "Fuzz/FerryFuzzing"))
 package.targets.append(
     .testTarget(name: "FuzzingTests", dependencies: ["FerryFuzzing"]))
