@@ -24,6 +24,12 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
     case wraps(region: Int)
     case overlaps(region: Int, other: Int)
     case mapFailed(region: Int, SystemError)
+    /// The region's descriptor is not a file that can back memory (a pipe, a socket, an eventfd ...).
+    case notAFile(region: Int, DescriptorKind)
+    /// The file ends before the region does: touching the rest would raise SIGBUS.
+    case fileTooShort(region: Int, fileSize: UInt64, needed: UInt64)
+    /// Rounded up to the file's page size, the mapping would not fit the address space.
+    case tooLarge(region: Int)
     case noSuchRegion(guestPhysicalAddress: UInt64)
 
     public var description: String {
@@ -34,6 +40,11 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
         case .wraps(let r): "memory region \(r) wraps past the end of the address space"
         case .overlaps(let r, let o): "memory region \(r) overlaps region \(o)"
         case .mapFailed(let r, let e): "memory region \(r) cannot be mapped: \(e)"
+        case .notAFile(let r, let kind):
+            "memory region \(r) comes with \(kind), not a regular file (memfd, hugetlbfs or tmpfs file)"
+        case .fileTooShort(let r, let size, let needed):
+            "memory region \(r) needs \(needed) bytes of its file, which has \(size)"
+        case .tooLarge(let r): "memory region \(r) is too large to map"
         case .noSuchRegion(let gpa): "no memory region starts at guest address 0x\(String(gpa, radix: 16))"
         }
     }
@@ -68,11 +79,7 @@ public final class GuestMemory: @unchecked Sendable {
         try Self.validate(regions)
         var maps: [MemoryMapping] = []
         for (i, r) in regions.enumerated() {
-            do {
-                maps.append(try Self.map(r, fd: fds[i]))
-            } catch {
-                throw .mapFailed(region: i, error)
-            }
+            maps.append(try Self.map(r, fd: fds[i], region: i))
         }
         self.init(validated: regions, mappings: maps)
     }
@@ -96,8 +103,7 @@ public final class GuestMemory: @unchecked Sendable {
     public func adding(_ region: GuestMemoryRegionInfo, fd: Int32) throws(GuestMemoryError) -> GuestMemory {
         let all = regions + [region]
         try Self.validate(all)
-        let map: MemoryMapping
-        do { map = try Self.map(region, fd: fd) } catch { throw .mapFailed(region: regions.count, error) }
+        let map = try Self.map(region, fd: fd, region: regions.count)
         return GuestMemory(validated: all, mappings: mappings + [map])
     }
 
@@ -135,23 +141,31 @@ public final class GuestMemory: @unchecked Sendable {
         }
     }
 
-    private static func map(_ r: GuestMemoryRegionInfo, fd: Int32) throws(SystemError) -> MemoryMapping {
+    /// Maps one region's file, once it is seen to be a regular file (memfd,
+    /// hugetlbfs and tmpfs files are) at least as long as the region needs.
+    /// Anything else a front-end might send — a pipe, a socket, a device — is
+    /// refused before it is mapped.
+    private static func map(_ r: GuestMemoryRegionInfo, fd: Int32, region: Int) throws(GuestMemoryError) -> MemoryMapping {
+        let kind: DescriptorKind
+        var st = stat()
+        do {
+            kind = try DescriptorKind.of(fd)
+            _ = try syscall("fstat") { fstat(fd, &st) }
+        } catch {
+            throw .mapFailed(region: region, error)
+        }
+        guard kind == .regularFile else { throw .notAFile(region: region, kind) }
         // Hugepage-backed descriptors can only be mapped in whole pages of their
         // own size; st_blksize reports that size for hugetlbfs and memfd alike.
-        var st = stat()
-        _ = try syscall("fstat") { fstat(fd, &st) }
         let block = max(UInt64(st.st_blksize), 4096)
         let wanted = r.mmapOffset + r.size
         // A file shorter than the region maps without complaint, and the first
         // access past its end raises SIGBUS: a front-end could kill us with it.
-        if st.st_mode & S_IFMT == S_IFREG && UInt64(max(st.st_size, 0)) < wanted {
-            throw SystemError("mmap", errno: EINVAL)
-        }
+        let fileSize = UInt64(max(st.st_size, 0))
+        guard fileSize >= wanted else { throw .fileTooShort(region: region, fileSize: fileSize, needed: wanted) }
         // validate() keeps `wanted` within Int.max; rounding up to a block may not.
-        guard let length = Int(exactly: (wanted + block - 1) / block * block) else {
-            throw SystemError("mmap", errno: ENOMEM)
-        }
-        return try MemoryMapping(fd: fd, length: length)
+        guard let length = Int(exactly: (wanted + block - 1) / block * block) else { throw .tooLarge(region: region) }
+        do { return try MemoryMapping(fd: fd, length: length) } catch { throw .mapFailed(region: region, error) }
     }
 
     /// The host pointer for `length` bytes at guest-physical `address`, or nil
