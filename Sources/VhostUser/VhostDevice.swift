@@ -409,6 +409,9 @@ public final class VhostDevice: @unchecked Sendable {
     /// status, every queue stopped; other ports go on. The worker calls it when a
     /// ring check fails (it owns the rings then); the control thread goes through the gate.
     public func markBroken(_ reason: String, fromDataPath: Bool) {
+        // A ring whose memory shrank reads zeros and fails some check of its own;
+        // the shrinking is the reason worth telling.
+        let reason = memory?.damage().map { "\($0)" } ?? reason
         let first = broken.withLock { current -> Bool in
             if current != nil { return false }
             current = reason
@@ -430,6 +433,11 @@ public final class VhostDevice: @unchecked Sendable {
     /// moves once is trusted from then on.
     public func checkHealth(now: Double) {
         guard !isBroken else { return }
+        // A region file the front-end truncated: stop before an access faults.
+        if let damage = memory?.damage() {
+            markBroken("\(damage)", fromDataPath: false)
+            return
+        }
         for (i, q) in queues.enumerated() where i % 2 == 0 {
             guard let w = watch[i] else { continue }
             guard let availNow = q.availIndexInRing else { watch[i] = nil; continue }

@@ -260,3 +260,19 @@ final class GuestMemoryTests: XCTestCase {
         XCTAssertNil(try onlyB.removing(guestPhysicalAddress: b.guestPhysicalAddress, size: b.size), "removing the last region")
     }
 }
+
+extension GuestMemoryTests {
+    /// The front-end truncates its memory file after the table was mapped:
+    /// the memory says so before any access, and an access reads zeros.
+    func testAFileThatShrinksAfterMappingIsReportedAndSurvived() throws {
+        let ram = try GuestRAM.oneRegion(size: Int(4 * mib))
+        let memory = try ram.makeGuestMemory()
+        XCTAssertNil(memory.damage())
+        XCTAssertEqual(ftruncate(ram.shared.fd.rawValue, off_t(mib)), 0)
+        XCTAssertEqual(memory.damage(), .shrank(region: 0, fileSize: mib, needed: 4 * mib))
+        let past = try XCTUnwrap(memory.translate(GuestAddress(ram.base + 3 * mib), length: 8))
+        XCTAssertEqual(past.load(as: UInt64.self), 0)
+        XCTAssertEqual(memory.damage(), .faulted(region: 0))
+        XCTAssertTrue("\(memory.damage()!)".contains("shrank"))
+    }
+}

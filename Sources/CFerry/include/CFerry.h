@@ -85,6 +85,11 @@ ssize_t ferry_preadv2(int fd, const struct iovec *iov, int count, off_t offset, 
 #define FERRY_MFD_CLOEXEC 1u
 #define FERRY_CLONE_NEWNET 0x40000000
 
+// ---- SIGBUS in guest memory: si_addr and si_code are macros over siginfo_t's union.
+#include <signal.h>
+static inline void *ferry_siginfo_address(const siginfo_t *info) { return info->si_addr; }
+static inline int ferry_siginfo_code(const siginfo_t *info) { return info->si_code; }
+
 // ---- TUN/TAP (kernel Documentation/networking/tuntap.rst). The IFF_* and
 // TUN_F_* values are plain macros Swift imports itself; the ioctl numbers are
 // _IOW() expressions it cannot, so they are exported here as constants.
