@@ -8,6 +8,10 @@
 #
 # Logs: .build-<sanitizer>/sanitize.log. Exits non-zero when a test fails or a sanitizer
 # reports (a report makes the test process fail).
+#
+# AllocationTests are left out: their malloc-counting interposer cannot see allocations once a
+# sanitizer's runtime owns malloc ("the interposer is not counting"); the ordinary unit tests
+# run them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +19,7 @@ sanitizers=()
 while [ $# -gt 0 ]; do
     case "$1" in
         address|thread) sanitizers+=("$1"); shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) break ;;
     esac
 done
@@ -34,7 +38,7 @@ for sanitizer in "${sanitizers[@]}"; do
     start=$(date +%s)
     # The build runs BPFEmbedder, instrumented too; leaks at its exit are Foundation's, not ours.
     if ASAN_OPTIONS=detect_leaks=0 swift build --build-tests --scratch-path "$scratch" --sanitize="$sanitizer" >"$log" 2>&1 &&
-       swift test --skip-build --scratch-path "$scratch" --sanitize="$sanitizer" "$@" >>"$log" 2>&1; then
+       swift test --skip-build --scratch-path "$scratch" --sanitize="$sanitizer" --skip AllocationTests "$@" >>"$log" 2>&1; then
         result=passed
     else
         result=FAILED
