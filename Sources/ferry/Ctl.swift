@@ -8,7 +8,8 @@ struct Ctl: ParsableCommand {
         abstract: "Talk to a running Ferry over its control socket.",
         discussion: """
             Tables for people, --json for programs (the control socket's reply as it
-            came). An error from Ferry is printed on stderr and the exit status is 1.
+            came). An error from Ferry is printed on stderr and the exit status is 1;
+            when Ferry cannot be reached, 69.
             Example: ferry ctl show fdb --vlan 10
             """,
         subcommands: [Show.self, FDB.self, PortCommand.self, Stats.self, Capture.self])
@@ -97,7 +98,9 @@ enum ControlClient {
     static func send(_ path: String, _ object: [String: Any]) throws -> FileDescriptor {
         let raw: Int32
         do { raw = try UnixSocket.connect(path: path).release() } catch {
-            throw CtlError("cannot reach Ferry at \(path): \(error)")
+            // Its own status (docs/OPERATIONS.md): not running is not the same as refusing.
+            FileHandle.standardError.write(Data("Error: cannot reach Ferry at \(path): \(error)\n".utf8))
+            throw ExitStatus.unavailable
         }
         let fd = FileDescriptor(owning: raw)
         var data = try JSONSerialization.data(withJSONObject: object)
