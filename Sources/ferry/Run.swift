@@ -75,6 +75,11 @@ struct Run: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error (default info).")
     var logLevel: String?
 
+    @Option(help: ArgumentHelp(
+        "Log lines on stderr: text, journal (a <N> syslog-priority prefix journald reads), json (one object per line), or auto: journal when stderr is the systemd journal (JOURNAL_STREAM), else text.",
+        valueName: "format"))
+    var logFormat: LogFormat = .auto
+
     func validate() throws {
         if let batch, !SwitchSettings.batchSizes.contains(batch) { throw ValidationError("--batch must be 32...256") }
         if let workers, !SwitchSettings.workerCounts.contains(workers) { throw ValidationError("--workers must be 1...64") }
@@ -95,10 +100,9 @@ struct Run: ParsableCommand {
     func run() throws {
         let (running, commandLinePorts, embedded) = try plan()
         let settings = running.switchSettings
+        let format = logFormat.resolved()
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = settings.logLevel
-            return h
+            StandardErrorLogHandler(label: label, format: format, level: settings.logLevel)
         }
         let logger = Logger(label: "ferry")
         do {
@@ -174,6 +178,8 @@ struct Run: ParsableCommand {
             logger.info("metrics: http://\(metrics)/metrics (port \(metricsServer!.port))")
         }
         sw.control.add(signals)
+        let notifier = ServiceNotifier(logger: logger)
+        sw.control.add(notifier)
         let reloader = config.map { path in
             ConfigReloader(path: path, running: running, switch: sw, logger: logger) { file in
                 let wanted = completed(file, commandLinePorts: commandLinePorts)
@@ -184,6 +190,7 @@ struct Run: ParsableCommand {
         signals.onSignal = { sig in
             guard sig == SIGHUP else {
                 logger.info("signal \(sig): stopping")
+                notifier.stopping()
                 return sw.control.stop()
             }
             guard let reloader else { return logger.notice("SIGHUP: no --config file to re-read") }
@@ -198,6 +205,7 @@ struct Run: ParsableCommand {
             fflush(nil)
         }
         logger.notice("ready (\(sw.ports.count) ports, control \(controlPath))")
+        notifier.ready(status: "switching: \(sw.ports.count) ports")
         sw.control.run()
         captures.close()
         sw.stop()
