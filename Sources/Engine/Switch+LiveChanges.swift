@@ -56,20 +56,7 @@ extension Switch {
         learning.learn()
         let forgotten = database.flush(port: gone.index, includingStatic: true)
         if case .vhost(let v) = gone.port { control.remove(v.endpoint) }
-        shutDown(gone, why: "port removed")
+        gone.port.shutDown(why: "port removed")
         logger.info("port \(name) (number \(gone.index)) removed, \(forgotten) forwarding entries forgotten")
-    }
-}
-
-extension PortSpec.Kind {
-    /// What a port of this kind holds that no other port may share: a vhost
-    /// socket path or a network interface.
-    var claim: String? {
-        switch self {
-        case .vhost(let path, _, _, _): "socket \(path)"
-        case .tap(let name, _, _): "interface \(name)"
-        case .xdp(let interface, _, _, _), .packet(let interface, _): "interface \(interface)"
-        case .gen, .sink: nil
-        }
     }
 }

@@ -14,7 +14,7 @@
 /// buffers while we read them, and the sum must cover the bytes that are sent.
 public enum ChecksumCompletion {
     /// VIRTIO_NET_HDR_F_NEEDS_CSUM, bit 0 of the header's flags byte.
-    public static let needsChecksum: UInt8 = 1
+    public static let needsChecksum: UInt8 = VirtioNetHeader.needsChecksum
     /// Byte offsets in the virtio-net header (struct virtio_net_hdr; little-endian, §5.1.6).
     @usableFromInline static let checksumStartOffset = 6
     @usableFromInline static let checksumFieldOffset = 8

@@ -35,6 +35,18 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// The frame asked for its checksum to be finished (NEEDS_CSUM) at a place
     /// outside the frame: a buggy or hostile guest.
     case badChecksumOffset
+    /// A GSO frame (SegmentationError) with gso_size 0.
+    case gsoSizeZero
+    /// A GSO frame whose hdr_len or own headers reach past its end.
+    case gsoHeadersPastFrame
+    /// A gso_type Ferry neither negotiates nor segments (UFO, unknown, ECN on UDP).
+    case gsoUnsupportedType
+    /// A GSO frame that is not TCP or UDP over the IP version its gso_type names.
+    case gsoNotTCPOrUDP
+    /// A GSO frame with more than 64 KiB of payload after its headers.
+    case gsoTooLong
+    /// A GSO frame whose IP length fields disagree with its length.
+    case gsoIPLengthMismatch
 
     /// The name used in stats output and metrics labels.
     public var name: String {
@@ -53,6 +65,12 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .ioError: "io_error"
         case .tooLong: "too_long"
         case .badChecksumOffset: "bad_checksum_offset"
+        case .gsoSizeZero: "gso_size_zero"
+        case .gsoHeadersPastFrame: "gso_headers_past_frame"
+        case .gsoUnsupportedType: "gso_unsupported_type"
+        case .gsoNotTCPOrUDP: "gso_not_tcp_udp"
+        case .gsoTooLong: "gso_too_long"
+        case .gsoIPLengthMismatch: "gso_ip_length_mismatch"
         }
     }
 }

@@ -18,6 +18,11 @@ public struct TapOffloads: OptionSet, Sendable, Hashable {
     public static let tsoECN = TapOffloads(rawValue: UInt32(TUN_F_TSO_ECN))
     /// TUN_F_UFO: UDP fragmentation offload (refused by kernels since 4.14 unless for compatibility).
     public static let ufo = TapOffloads(rawValue: UInt32(TUN_F_UFO))
+    /// TUN_F_USO4: UDP segmentation (GSO_UDP_L4) over IPv4; linux/if_tun.h since 6.2
+    /// (the build host's headers may be older, so the value is spelled here).
+    public static let uso4 = TapOffloads(rawValue: 0x20)
+    /// TUN_F_USO6: UDP segmentation over IPv6; linux/if_tun.h since 6.2.
+    public static let uso6 = TapOffloads(rawValue: 0x40)
 }
 
 /// A TAP interface opened for Ferry: one non-blocking descriptor per queue,
