@@ -38,7 +38,7 @@ extension Switch {
         var newPorts = ports
         newPorts.insert(added, at: newPorts.firstIndex { $0.index > index } ?? newPorts.endIndex)
         adopt(newPorts)
-        if case .vhost(let v) = added.port { control.add(v.endpoint) }
+        for client in added.controlClients { control.add(client) }
         logger.info("port \(name) added as number \(index): \(spec.text)")
         return added
     }
@@ -55,7 +55,7 @@ extension Switch {
         // with the rest, so the next port given this number inherits nothing.
         learning.learn()
         let forgotten = database.flush(port: gone.index, includingStatic: true)
-        if case .vhost(let v) = gone.port { control.remove(v.endpoint) }
+        for client in gone.controlClients { control.remove(client) }
         gone.port.shutDown(why: "port removed")
         logger.info("port \(name) (number \(gone.index)) removed, \(forgotten) forwarding entries forgotten")
     }

@@ -1,4 +1,3 @@
-import Glibc
 import Logging
 import Packets
 import Platform
@@ -16,12 +15,15 @@ public final class NamedPort {
     /// queue (fewer queues than workers). Workers hold raw pointers into it, so
     /// it lives as long as the port, which outlives every table naming it.
     let transmitLocks: UnsafeMutablePointer<UInt32>
+    /// What the control thread serves for this port alone, while the switch has it.
+    let controlClients: [ControlLoopClient]
 
-    init(name: String, index: UInt16, spec: PortSpec, port: Port) {
+    init(name: String, index: UInt16, spec: PortSpec, port: Port, logger: Logger) {
         self.name = name
         self.index = index
         self.spec = spec
         self.port = port
+        controlClients = port.controlClients(name: name, logger: logger)
         transmitLocks = .allocate(capacity: port.queueCount)
         transmitLocks.initialize(repeating: 0, count: port.queueCount)
     }
@@ -119,7 +121,7 @@ public final class Switch {
             // bridge keeps running when one of its ports fails to open.
             made.append(try open(spec, name: name, index: UInt16(i), failedUplinkKept: true))
         }
-        for p in made { if case .vhost(let v) = p.port { control.add(v.endpoint) } }
+        for p in made { for client in p.controlClients { control.add(client) } }
         control.add(learning)
         adopt(made)
     }
@@ -132,7 +134,7 @@ public final class Switch {
                                   logger: logger)
         do throws(PortOpenError) {
             let port = try Port.open(spec, name: name, context: context, keepingFailedUplink: failedUplinkKept)
-            return NamedPort(name: name, index: index, spec: spec, port: port)
+            return NamedPort(name: name, index: index, spec: spec, port: port, logger: logger)
         } catch {
             throw .port(spec.text, error.description)
         }
@@ -199,4 +201,3 @@ public final class Switch {
 
 }
 
-extension VhostUserEndpoint: ControlLoopClient {}

@@ -91,16 +91,15 @@ extension Port {
     public var state: String {
         switch self {
         case .vhost(let p): p.state
-        case .tap(let p): Self.running(lastError: p.lastError)
-        case .xdp(let p): Self.running("xdp \(p.steering.attachedMode), \(p.copyMode.rawValue)", lastError: p.lastError)
-        case .packet(let p): Self.running(lastError: p.lastError)
+        case .tap, .packet: running()
+        case .xdp(let p): running("xdp \(p.steering.attachedMode), \(p.copyMode.rawValue)")
         case .failed(let p): "failed: \(p.reason)"
         case .gen(let p): p.isFinished ? "finished" : "running"
         case .sink: "running"
         }
     }
 
-    private static func running(_ detail: String? = nil, lastError: Int32) -> String {
+    private func running(_ detail: String? = nil) -> String {
         let error = lastError == 0 ? nil : "last error: \(String(cString: strerror(lastError)))"
         let details = [detail, error].compactMap { $0 }
         return details.isEmpty ? "running" : "running (\(details.joined(separator: ", ")))"
