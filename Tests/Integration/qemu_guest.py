@@ -20,7 +20,6 @@ Python 3 stdlib only.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
@@ -49,18 +48,11 @@ def clean_console(text: str) -> str:
     return _ANSI.sub("", text).replace("\r", "")
 
 
-def _die_with_parent():
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def environment_problems() -> list[str]:
     problems = h.environment_problems(need_ferry=True, need_testpmd=False)
     qemu = os.environ.get("FERRY_QEMU", "qemu-system-x86_64")
     if not shutil.which(qemu):
-        problems.append(f"{qemu} not found: install qemu-system-x86 (tools/install-deps.sh) "
+        problems.append(f"{qemu} not found: install qemu-system-x86 (tools/install-deps.sh test) "
                         "or set FERRY_QEMU")
     for script in (RUN_GUEST, BUILD_GUEST):
         if not os.access(script, os.X_OK):
@@ -68,7 +60,7 @@ def environment_problems() -> list[str]:
     for tool in ("ip", "tcpdump", "busybox"):
         if not shutil.which(tool):
             problems.append(f"{tool} not found: install iproute2, tcpdump, busybox-static "
-                            "(tools/install-deps.sh)")
+                            "(tools/install-deps.sh test)")
     return problems
 
 
@@ -125,7 +117,7 @@ class GuestProcess:
         with open(self.err, "wb") as err:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+                                         start_new_session=True, preexec_fn=h.die_with_parent)
         return self
 
     def console(self) -> str:
@@ -343,7 +335,7 @@ class Netns:
             return subprocess.Popen(["ip", "netns", "exec", self.name] + cmd,
                                     stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=h.die_with_parent)
 
     def adopt(self, link: str, timeout: float = 10.0, source: Optional["Netns"] = None):
         """Move `link` (in the root namespace, or in `source`) in here and bring it up."""
