@@ -47,7 +47,9 @@ enum StatsReport {
     static func counters(_ s: CounterSnapshot) -> [String: Any] {
         var drops: [String: Any] = [:]
         for (r, v) in s.drops { drops[r.name] = v }
+        var offloads: [String: Any] = [:]
+        for c in OffloadCounter.allCases { offloads[c.name] = s.offloads[c] ?? 0 }
         return ["rx_packets": s.rxPackets, "rx_bytes": s.rxBytes, "tx_packets": s.txPackets, "tx_bytes": s.txBytes,
-                "drops": drops]
+                "drops": drops, "offloads": offloads]
     }
 }
