@@ -46,12 +46,14 @@ fi
 #                     modinfo to find the virtio modules)
 #   iproute2, tcpdump, procps   namespaces/veths, packet capture, pgrep/ps
 #   python3           runs the integration tests (pytest handled below)
+#   iperf3, ethtool   TCP through Ferry (tools/bench-tcp.py, test_tcp_offload.py):
+#                     the load, and a TAP's or veth's offloads turned on and off
 #   libbpf-dev, libelf-dev, pkg-config
 #                     the XDP target links libbpf (found through pkg-config;
 #                     libelf is what libbpf parses the embedded object with), and
 #                     the BPF program's build includes <bpf/bpf_helpers.h>
 packages=(dpdk-dev qemu-system-x86 linux-image-cloud-amd64 busybox-static
-          iproute2 cpio kmod tcpdump procps python3 libbpf-dev libelf-dev pkg-config)
+          iproute2 cpio kmod tcpdump procps python3 libbpf-dev libelf-dev pkg-config iperf3 ethtool)
 
 apt_updated=0
 apt_install() {

@@ -4,6 +4,7 @@ import Packets
 import Platform
 import Ports
 import Switching
+import Virtio
 import VhostUser
 
 /// A named port, its number in the switch and the spec it came from.
@@ -151,7 +152,13 @@ public final class Switch {
         let port: Port
         switch spec.kind {
         case .vhost(let path, let client, let pairs, let permissions):
-            let device = VhostDevice(name: name, queuePairs: pairs, gate: gate, logger: logger)
+            let withheld: VirtioNetFeatures = switch spec.offloads {
+            case .on: []
+            case .csum: .segmentationOffloads
+            case .off: VirtioNetFeatures.segmentationOffloads.union(.checksumOffloads)
+            }
+            let device = VhostDevice(name: name, queuePairs: pairs, gate: gate, logger: logger,
+                                     withheldFeatures: withheld)
             do {
                 let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device,
                                                      logger: logger, permissions: try permissions.resolved())
@@ -161,7 +168,8 @@ public final class Switch {
             }
         case .tap(let interface, let queues, let mtu):
             do {
-                let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: options.batchSize)
+                let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: options.batchSize,
+                                      offloads: spec.offloads)
                 logger.info("TAP \(interface): \(tap.queueCount) queue(s), frames written with \(tap.writePath.rawValue)")
                 port = .tap(tap)
             } catch {

@@ -18,14 +18,20 @@ final class TapOffloadPolicy: ControlLoopClient {
     let logger: Logger
     private var applied: [Bool]
 
-    /// What is tried, in order, until the kernel takes one.
-    static let choices: [TapOffloads] = [TapPort.fullOffloads, [.checksum, .tso4, .tso6, .tsoECN], [.checksum]]
+    /// What is tried, in order, until the kernel takes one, for each `offloads=` level.
+    static func choices(_ level: PortSpec.Offloads) -> [TapOffloads] {
+        switch level {
+        case .on: [TapPort.fullOffloads, [.checksum, .tso4, .tso6, .tsoECN], [.checksum]]
+        case .csum: [[.checksum]]
+        case .off: [[]]
+        }
+    }
 
     init(taps: [(name: String, port: TapPort)], guests: [VhostDevice], logger: Logger) {
         self.taps = taps
         self.guests = guests
         self.logger = logger
-        applied = taps.map { $0.port.device.offloads == TapPort.fullOffloads }
+        applied = taps.map { $0.port.offloadLevel == .off }
     }
 
     var pollDescriptors: [Int32] { [] }
@@ -35,7 +41,8 @@ final class TapOffloadPolicy: ControlLoopClient {
         for (i, tap) in taps.enumerated() where !applied[i] {
             applied[i] = true  // one attempt, one line, not one per control-loop pass
             var refusals: [String] = []
-            for choice in Self.choices {
+            let choices = Self.choices(tap.port.offloadLevel)
+            for choice in choices {
                 do {
                     try tap.port.setOffloads(choice)
                     let refused = refusals.isEmpty ? "" : " (refused: \(refusals.joined(separator: "; ")))"
@@ -45,7 +52,7 @@ final class TapOffloadPolicy: ControlLoopClient {
                     refusals.append("\(error)")
                 }
             }
-            if refusals.count == Self.choices.count {
+            if refusals.count == choices.count {
                 logger.error("tap \(tap.name): no offloads: \(refusals.joined(separator: "; "))")
             }
         }

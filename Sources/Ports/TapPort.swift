@@ -56,6 +56,8 @@ public final class TapPort {
     @usableFromInline static let ethernetHeaderSize = 14
 
     public let device: TapDevice
+    /// What the port's spec allows the kernel to hand over (`offloads=`).
+    public let offloadLevel: PortSpec.Offloads
     public let queueCount: Int
     /// Receive buffers per queue: at most this many frames per pull.
     public let batchCapacity: Int
@@ -91,7 +93,8 @@ public final class TapPort {
     /// offloads; `setOffloads` turns them on once the guests' features are known.
     /// `writePath` `.ioUring` falls back to `.writev` when a ring cannot be set up.
     public init(name: String, queues: Int, mtu: Int?, batchCapacity: Int = 256,
-                writePath: WritePath = .ioUring) throws(SystemError) {
+                writePath: WritePath = .ioUring, offloads: PortSpec.Offloads = .on) throws(SystemError) {
+        self.offloadLevel = offloads
         precondition(batchCapacity > 0 && batchCapacity <= 4096, "batch capacity \(batchCapacity)")
         if let mtu, !Self.mtus.contains(mtu) {
             throw SystemError("TAP \(name): MTU \(mtu) outside \(Self.mtus.lowerBound)...\(Self.mtus.upperBound) "

@@ -35,6 +35,9 @@ public struct VirtioNetFeatures: OptionSet, Sendable, Hashable {
         .hostTSO4, .hostTSO6, .hostECN, .hostUSO, .guestTSO4, .guestTSO6, .guestECN, .guestUSO4, .guestUSO6,
     ]
 
+    /// Checksum offload in both directions.
+    public static let checksumOffloads: Self = [.csum, .guestCsum]
+
     /// What Ferry offers: split rings with indirect tables and event index,
     /// mergeable RX buffers for jumbo frames, checksum and segmentation offloads
     /// passed through (the header travels unchanged where the destination takes
