@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include "CFerry.h"
 
@@ -24,6 +25,9 @@ int ferry_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SO
 _Static_assert(FERRY_MFD_CLOEXEC == MFD_CLOEXEC, "MFD_CLOEXEC");
 int ferry_gettid(void) { return gettid(); }
 int ferry_setns(int fd, int nstype) { return setns(fd, nstype); }
+ssize_t ferry_preadv2(int fd, const struct iovec *iov, int count, off_t offset, int flags) {
+    return preadv2(fd, iov, count, offset, flags);
+}
 _Static_assert(FERRY_CLONE_NEWNET == CLONE_NEWNET, "CLONE_NEWNET");
 
 int ferry_io_uring_setup(unsigned int entries, struct io_uring_params *params) {

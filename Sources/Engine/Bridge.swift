@@ -79,9 +79,8 @@ public struct WorkerSource {
     public let port: Port
     public let queue: Int
     public let isGenerator: Bool
-    /// Looking costs a syscall (a TAP's read; not a packet port's, a look at
-    /// its mapped ring): after empty looks the worker
-    /// skips this queue for a growing number of loops (see `Worker.forwardOnce`).
+    /// Looking costs a syscall (`Port.pullCostsASyscall`): after empty looks
+    /// the worker skips this queue for a growing number of loops (see `Worker.forwardOnce`).
     public let costsASyscall: Bool
     /// Set by `Worker.configure` when every frame of this TAP queue can only go
     /// to this one (vhost) port: the worker then reads frames straight into
@@ -92,8 +91,8 @@ public struct WorkerSource {
         self.index = index
         self.port = port
         self.queue = queue
-        if case .gen = port { isGenerator = true } else { isGenerator = false }
-        if case .tap = port { costsASyscall = true } else { costsASyscall = false }
+        isGenerator = port.generatesFrames
+        costsASyscall = port.pullCostsASyscall
     }
 }
 

@@ -38,7 +38,7 @@ extension Switch {
         var newPorts = ports
         newPorts.insert(added, at: newPorts.firstIndex { $0.index > index } ?? newPorts.endIndex)
         adopt(newPorts)
-        if case .vhost(let v) = added.port { control.add(v.endpoint) }
+        for client in added.controlClients { control.add(client) }
         logger.info("port \(name) added as number \(index): \(spec.text)")
         return added
     }
@@ -55,21 +55,8 @@ extension Switch {
         // with the rest, so the next port given this number inherits nothing.
         learning.learn()
         let forgotten = database.flush(port: gone.index, includingStatic: true)
-        if case .vhost(let v) = gone.port { control.remove(v.endpoint) }
-        shutDown(gone, why: "port removed")
+        for client in gone.controlClients { control.remove(client) }
+        gone.port.shutDown(why: "port removed")
         logger.info("port \(name) (number \(gone.index)) removed, \(forgotten) forwarding entries forgotten")
-    }
-}
-
-extension PortSpec.Kind {
-    /// What a port of this kind holds that no other port may share: a vhost
-    /// socket path or a network interface.
-    var claim: String? {
-        switch self {
-        case .vhost(let path, _, _, _): "socket \(path)"
-        case .tap(let name, _, _): "interface \(name)"
-        case .xdp(let interface, _, _, _), .packet(let interface, _): "interface \(interface)"
-        case .gen, .sink: nil
-        }
     }
 }

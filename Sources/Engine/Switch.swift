@@ -1,10 +1,8 @@
-import Glibc
 import Logging
 import Packets
 import Platform
 import Ports
 import Switching
-import Virtio
 import VhostUser
 
 /// A named port, its number in the switch and the spec it came from.
@@ -17,12 +15,15 @@ public final class NamedPort {
     /// queue (fewer queues than workers). Workers hold raw pointers into it, so
     /// it lives as long as the port, which outlives every table naming it.
     let transmitLocks: UnsafeMutablePointer<UInt32>
+    /// What the control thread serves for this port alone, while the switch has it.
+    let controlClients: [ControlLoopClient]
 
-    init(name: String, index: UInt16, spec: PortSpec, port: Port) {
+    init(name: String, index: UInt16, spec: PortSpec, port: Port, logger: Logger) {
         self.name = name
         self.index = index
         self.spec = spec
         self.port = port
+        controlClients = port.controlClients(name: name, logger: logger)
         transmitLocks = .allocate(capacity: port.queueCount)
         transmitLocks.initialize(repeating: 0, count: port.queueCount)
     }
@@ -31,27 +32,7 @@ public final class NamedPort {
 
     public var vlan: VLANMode { spec.vlan }
 
-    public var state: String {
-        switch port {
-        case .vhost(let v):
-            if let why = v.device.brokenReason { return "broken: \(why)" }
-            if v.device.isRunning { return "running" }
-            return v.endpoint.isConnected ? "negotiating" : (v.endpoint.mode == .server ? "listening" : "connecting")
-        case .tap(let t):
-            let error = t.lastError
-            return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
-        case .xdp(let x):
-            let mode = "xdp \(x.steering.attachedMode), \(x.copyMode.rawValue)"
-            let error = x.lastError
-            return error == 0 ? "running (\(mode))" : "running (\(mode), last error: \(String(cString: strerror(error))))"
-        case .failed(let f): return "failed: \(f.reason)"
-        case .packet(let p):
-            let error = p.lastError
-            return error == 0 ? "running" : "running (last error: \(String(cString: strerror(error))))"
-        case .gen(let g): return g.isFinished ? "finished" : "running"
-        case .sink: return "running"
-        }
-    }
+    public var state: String { port.state }
 }
 
 public enum SwitchError: Error, CustomStringConvertible, Equatable {
@@ -140,7 +121,7 @@ public final class Switch {
             // bridge keeps running when one of its ports fails to open.
             made.append(try open(spec, name: name, index: UInt16(i), failedUplinkKept: true))
         }
-        for p in made { if case .vhost(let v) = p.port { control.add(v.endpoint) } }
+        for p in made { for client in p.controlClients { control.add(client) } }
         control.add(learning)
         adopt(made)
     }
@@ -149,63 +130,14 @@ public final class Switch {
     /// (xdp, packet) that fails to open becomes a `FailedPort` when
     /// `failedUplinkKept`; otherwise, like any other port, it is an error.
     func open(_ spec: PortSpec, name: String, index: UInt16, failedUplinkKept: Bool) throws(SwitchError) -> NamedPort {
-        let port: Port
-        switch spec.kind {
-        case .vhost(let path, let client, let pairs, let permissions):
-            let withheld: VirtioNetFeatures = switch spec.offloads {
-            case .on: []
-            case .csum: .segmentationOffloads
-            case .off: VirtioNetFeatures.segmentationOffloads.union(.checksumOffloads)
-            }
-            let device = VhostDevice(name: name, queuePairs: pairs, gate: gate, logger: logger,
-                                     withheldFeatures: withheld)
-            do {
-                let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device,
-                                                     logger: logger, permissions: try permissions.resolved())
-                port = .vhost(VhostPort(endpoint: endpoint))
-            } catch {
-                throw .port(spec.text, "\(error)")
-            }
-        case .tap(let interface, let queues, let mtu):
-            do {
-                let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: options.batchSize,
-                                      offloads: spec.offloads)
-                logger.info("TAP \(interface): \(tap.queueCount) queue(s), frames written with \(tap.writePath.rawValue)")
-                port = .tap(tap)
-            } catch {
-                throw .port(spec.text, "\(error)")
-            }
-        case .xdp(let interface, let queues, let mode, let zeroCopy):
-            do throws(XdpPortError) {
-                let xdp = try XdpPort(interface: interface, queues: queues, attach: mode, zeroCopy: zeroCopy,
-                                      guestCapacity: options.fdbCapacity, batchCapacity: options.batchSize,
-                                      logger: logger)
-                logger.info("""
-                    xdp \(interface): \(xdp.queueCount) queue(s), program \(xdp.steering.attachedMode) mode \
-                    (id \(xdp.steering.programID)), sockets in \(xdp.copyMode.rawValue) mode
-                    """)
-                port = .xdp(xdp)
-            } catch {
-                guard failedUplinkKept else { throw .port(spec.text, "\(error)") }
-                logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
-                port = .failed(FailedPort(reason: "\(error)"))
-            }
-        case .packet(let interface, let queues):
-            do {
-                let packet = try PacketPort(interface: interface, queues: queues)
-                logger.info("\(packet.summary)")
-                port = .packet(packet)
-            } catch {
-                guard failedUplinkKept else { throw .port(spec.text, "\(error)") }
-                logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
-                port = .failed(FailedPort(reason: "\(error)"))
-            }
-        case .gen(let dst, let src, let size, let count, let delay):
-            port = .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
-        case .sink:
-            port = .sink(SinkPort())
+        let context = PortContext(gate: gate, batchSize: options.batchSize, addressCapacity: options.fdbCapacity,
+                                  logger: logger)
+        do throws(PortOpenError) {
+            let port = try Port.open(spec, name: name, context: context, keepingFailedUplink: failedUplinkKept)
+            return NamedPort(name: name, index: index, spec: spec, port: port, logger: logger)
+        } catch {
+            throw .port(spec.text, error.description)
         }
-        return NamedPort(name: name, index: index, spec: spec, port: port)
     }
 
     /// Makes `newPorts` (in index order) the switch's ports: every worker's
@@ -264,22 +196,8 @@ public final class Switch {
 
     public func stop() {
         for w in workers { w.stop() }
-        for p in ports { shutDown(p, why: "Ferry is stopping") }
+        for p in ports { p.port.shutDown(why: "Ferry is stopping") }
     }
 
-    /// Lets go of what the port holds outside Ferry. The data path must no longer use it.
-    func shutDown(_ p: NamedPort, why: String) {
-        switch p.port {
-        case .vhost(let v): v.endpoint.shutDown(why)
-        // A TAP Ferry created disappears with its last descriptor; one that existed stays.
-        case .tap(let t): t.device.close()
-        // Detached while its sockets are still open: the hook is never left
-        // pointing at sockets that are gone.
-        case .xdp(let x): x.close()
-        // A packet port's sockets close, and its promiscuous mode goes, when the switch lets go of it.
-        case .packet, .failed, .gen, .sink: break
-        }
-    }
 }
 
-extension VhostUserEndpoint: ControlLoopClient {}

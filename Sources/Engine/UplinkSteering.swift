@@ -1,5 +1,6 @@
 import Logging
 import Packets
+import Platform
 import Switching
 import XDP
 

@@ -4,7 +4,6 @@ import Packets
 import Platform
 import Ports
 import Switching
-import VhostUser
 import Virtio
 
 // TAP → guest with the kernel's copy only.
@@ -36,7 +35,7 @@ extension Worker {
     /// decided when the worker is configured (ports and VLANs change only then,
     /// together, while the worker is paused), from the membership `members` gives.
     func directPeer(of source: WorkerSource, ports: [WorkerPort], members: (UInt16) -> PortSet) -> Int? {
-        guard case .tap = source.port, Int(source.index) < ports.count else { return nil }
+        guard source.port.directReader(queue: source.queue) != nil, Int(source.index) < ports.count else { return nil }
         let me = ports[Int(source.index)]
         guard !me.isTrunk else { return nil }
         let members = members(me.accessVLAN)
@@ -44,7 +43,9 @@ extension Worker {
         let peer = members.removing(source.index).bits.trailingZeroBitCount
         guard peer < ports.count else { return nil }
         let target = ports[peer]
-        guard case .vhost = target.port, !target.isTrunk, target.transmitLock == nil else { return nil }
+        guard target.port.guestReceiveRing(target.transmitQueue) != nil, !target.isTrunk, target.transmitLock == nil else {
+            return nil
+        }
         return peer
     }
 
@@ -54,26 +55,26 @@ extension Worker {
     /// Returns the frames taken off the TAP, dropped ones included.
     @inlinable
     func receiveDirect(_ source: WorkerSource, peer: Int, now: inout UInt64) -> (reads: Int, done: Bool) {
-        guard case .tap(let tap) = source.port else { return (0, false) }
         let destination = ports[peer]
-        guard case .vhost(let vhost) = destination.port else { return (0, false) }
-        let rxq = vhost.device.queues[2 &* destination.transmitQueue]
+        guard let reader = source.port.directReader(queue: source.queue),
+              let guest = destination.port.guestReceiveRing(destination.transmitQueue) else { return (0, false) }
+        let rxq = guest.ring
         // A stopped queue is counted by push; a legacy 10-byte header is left to it too.
         guard rxq.isRunning, rxq.headerLength == PacketBatch.headerSize, let memory = rxq.memoryTable else {
             return (0, false)
         }
         // A frame the guest could not take as the kernel hands it (a partial
         // checksum, a super-frame) must be adapted on the usual path.
-        guard tap.deliveredOffloads.isSubset(of: vhost.offloadAcceptance) else { return (0, false) }
+        guard reader.deliveredOffloads.isSubset(of: guest.offloadAcceptance) else { return (0, false) }
         let ingress = source.index
         let me = ports[Int(ingress)]
         let peerBit: UInt64 = 1 << UInt64(peer)
-        let counters = tap.counters[source.queue]
+        let counters = reader.counters
         let prefix = directPrefix
         let prefixLength = Self.directPrefixLength
         // One byte more than the longest frame needs: a read that fills the
         // chain was cut by tun, never a whole frame.
-        let want = PacketBatch.headerSize &+ tap.maxFrameLength &+ 1
+        let want = PacketBatch.headerSize &+ reader.maxFrameLength &+ 1
         var reads = 0
         var frames = 0
         var frameBytes: UInt64 = 0
@@ -110,7 +111,7 @@ extension Worker {
                 }
                 k &+= 1
             }
-            guard let total = tap.readFrame(queue: source.queue, directVectors, count: vectors) else { break reading }
+            guard let total = reader.read(directVectors, count: vectors) else { break reading }
             reads &+= 1
             if total >= capacity {
                 counters.dropped(.rxBufferTooSmall)
@@ -134,10 +135,8 @@ extension Worker {
             sent &+= 1
             sentBytes &+= UInt64(length)
         }
-        rxq.publishCommitted()
-        if let e = rxq.error { vhost.device.markBroken("queue \(rxq.index): \(e)", fromDataPath: true) }
+        guest.finish(sent: sent, bytes: sentBytes)
         if frames > 0 { counters.received(packets: frames, bytes: frameBytes) }
-        if sent > 0 { vhost.counters[destination.transmitQueue].sent(packets: sent, bytes: sentBytes) }
         return (reads, done)
     }
 }

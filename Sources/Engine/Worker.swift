@@ -85,11 +85,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline var captureSnapLength = 0
     /// Wakes a sleeping worker for the control plane (a pause, a stop).
     let wakeFD: Int32
-    /// Scratch space for going to sleep, kept so that sleeping allocates nothing.
-    var sleepQueues: [SplitVirtqueue] = []
-    var sleepDescriptors: [pollfd] = []
-    /// The packet port queues whose descriptors lead `sleepDescriptors`, in order.
-    var sleepPacketQueues: [(port: PacketPort, queue: Int)] = []
+    /// What to wait on when going to sleep, kept so that sleeping allocates nothing.
+    var wakeSources = WakeSources(capacity: 64)
 
     /// How long a sleeping worker waits before looking around anyway.
     let sleepTimeoutMilliseconds: Int32
@@ -130,9 +127,6 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         // A worker that cannot be woken could not be paused: no eventfd, no Ferry.
         self.wakeFD = (try? EventFD.create().release()) ?? -1
         precondition(wakeFD >= 0, "eventfd for the worker failed")
-        sleepQueues.reserveCapacity(64)
-        sleepDescriptors.reserveCapacity(65)
-        sleepPacketQueues.reserveCapacity(64)
     }
 
     deinit {
@@ -182,9 +176,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         resetSkips()
         // The sleep scratch still names the old ports' queues: let go of them,
         // so a removed port's descriptors close when the switch drops it.
-        sleepQueues.removeAll(keepingCapacity: true)
-        sleepDescriptors.removeAll(keepingCapacity: true)
-        sleepPacketQueues.removeAll(keepingCapacity: true)
+        wakeSources.removeAll()
     }
 
     public func whilePaused(_ change: () -> Void) {

@@ -5,16 +5,29 @@ import Glibc
 public final class MemoryMapping: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let length: Int
+    /// Set for a mapping of a file another process may truncate (`BusErrorRecovery`).
+    private let watch: BusErrorRecovery.Watch?
 
     /// Maps `length` bytes of `fd` from file offset 0, shared and read-write.
-    public init(fd: Int32, length: Int, offset: Int = 0) throws(SystemError) {
+    /// `survivingTruncation`: the file is someone else's and may shrink; an
+    /// access past its new end then reads zeros and sets `hasFaulted` instead
+    /// of killing the process.
+    public init(fd: Int32, length: Int, offset: Int = 0, survivingTruncation: Bool = false) throws(SystemError) {
         let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(offset))
         guard let p, p != MAP_FAILED else { throw SystemError("mmap", errno: errno) }
         self.base = p
         self.length = length
+        self.watch = survivingTruncation ? BusErrorRecovery.watch(p, length: length) : nil
     }
 
-    deinit { munmap(base, length) }
+    /// True once an access raised SIGBUS (the file shrank): the range now holds zeros.
+    public var hasFaulted: Bool { watch.map(BusErrorRecovery.hasFaulted) ?? false }
+
+    deinit {
+        // Unwatched first: once unmapped, the range may become someone else's mapping.
+        if let watch { BusErrorRecovery.unwatch(watch) }
+        munmap(base, length)
+    }
 }
 
 /// Memory backed by a new memfd that other processes can map too: a packet

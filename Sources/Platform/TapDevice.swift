@@ -134,7 +134,7 @@ public final class TapDevice: @unchecked Sendable {
     @inlinable
     public func readv(queue: Int, _ iovecs: UnsafePointer<iovec>, count: Int) throws(SystemError) -> IOResult<Int> {
         let fd = queueDescriptors[queue]
-        return try nonBlockingSyscall("readv(tap)") { Glibc.readv(fd, iovecs, Int32(count)) }
+        return try nonBlockingSyscall("readv(tap)", touchesGuestMemory: true) { Glibc.readv(fd, iovecs, Int32(count)) }
     }
 
     /// Writes one frame (header first) to `queue` from the caller's iovecs.
@@ -142,7 +142,7 @@ public final class TapDevice: @unchecked Sendable {
     @inlinable
     public func writev(queue: Int, _ iovecs: UnsafePointer<iovec>, count: Int) throws(SystemError) -> IOResult<Int> {
         let fd = queueDescriptors[queue]
-        return try nonBlockingSyscall("writev(tap)") { Glibc.writev(fd, iovecs, Int32(count)) }
+        return try nonBlockingSyscall("writev(tap)", touchesGuestMemory: true) { Glibc.writev(fd, iovecs, Int32(count)) }
     }
 
     // MARK: Offloads and buffering

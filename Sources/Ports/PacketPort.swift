@@ -31,8 +31,7 @@ public final class PacketPort {
     public let sockets: [PacketRingSocket]
     public let counters: [QueueCounters]
     public let receiveRing: PacketRingSocket.ReceiveRing
-    /// Nil for a receive-only port (an xdp port's copy socket).
-    public let transmitRing: PacketRingSocket.TransmitRing?
+    public let transmitRing: PacketRingSocket.TransmitRing
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
     /// The longest untagged frame the interface sends now: its MTU plus the
     /// Ethernet header. Written by the control thread (`refreshMTU`).
@@ -40,22 +39,21 @@ public final class PacketPort {
 
     /// Attaches to existing interface `interface` with `queues` sockets.
     /// Transmit slots are sized for the interface's MTU now; a later raise
-    /// leaves longer frames counted as `too_long`. Only frames `filter` keeps
-    /// arrive: by default everything but the host's own (unicast to the
-    /// interface's address), which is the host's business, not the guests'.
-    /// `receiveOnly` opens no transmit ring (frames pushed count as `tx_full`).
+    /// leaves longer frames counted as `too_long`. Every frame arrives but the
+    /// host's own (unicast to the interface's address), which is the host's
+    /// business, not the guests'.
     public init(interface: String, queues: Int = 1, receiveRing: PacketRingSocket.ReceiveRing = .standard,
-                transmitRing: PacketRingSocket.TransmitRing? = nil, filter: PacketFilter? = .groupOrOtherHost,
-                receiveOnly: Bool = false) throws(SystemError) {
+                transmitRing: PacketRingSocket.TransmitRing? = nil) throws(SystemError) {
         guard (1...Self.maxQueues).contains(queues) else {
             throw SystemError("packet \(interface): \(queues) queues, must be 1...\(Self.maxQueues)", errno: EINVAL)
         }
         var options = PacketRingSocket.Options(receiveRing: receiveRing, promiscuous: true, ignoreOutgoing: true,
                                                qdiscBypass: true, fanout: queues > 1 ? .newGroup : .none,
-                                               filter: filter)
+                                               filter: .groupOrOtherHost)
         var opened: [PacketRingSocket] = []
         let mtu = try NetworkInterface.mtu(of: interface)
-        options.transmitRing = receiveOnly ? nil : (transmitRing ?? .standard(mtu: mtu))
+        let transmit = transmitRing ?? .standard(mtu: mtu)
+        options.transmitRing = transmit
         for q in 0..<queues {
             let socket = try PacketRingSocket(interface: interface, options: options)
             if q == 0, let group = socket.fanoutGroup { options.fanout = .join(group) }
@@ -66,14 +64,14 @@ public final class PacketPort {
         queueCount = queues
         counters = (0..<queues).map { _ in QueueCounters() }
         self.receiveRing = receiveRing
-        self.transmitRing = options.transmitRing
+        self.transmitRing = transmit
         maxFrameLengthValue = Atomic(mtu &+ Self.ethernetHeaderSize)
     }
 
     /// One line for the log at creation.
     public var summary: String {
         let rx = "TPACKET_V3 rx ring \(receiveRing.blockCount) blocks × \(receiveRing.blockSize >> 10) KiB"
-        let tx = transmitRing.map { "tx ring \($0.slotCount) slots × \($0.slotSize) bytes" } ?? "no tx ring"
+        let tx = "tx ring \(transmitRing.slotCount) slots × \(transmitRing.slotSize) bytes"
         let fanout = sockets[0].fanoutGroup.map { ", fanout group \($0) (hash)" } ?? ""
         return "packet \(interface): \(queueCount) queue(s), \(rx), \(tx), promiscuous, qdisc bypass\(fanout)"
     }
@@ -101,49 +99,18 @@ public final class PacketPort {
     /// as `io_error` and remembers it. Taking it stops the POLLERR, so a
     /// sleeping worker does not spin on a dead interface.
     public func takeSocketError(queue q: Int) {
-        let error = sockets[q].takePendingError()
-        guard error != 0 else { return }
-        counters[q].dropped(.ioError)
-        lastErrorCode.store(error, ordering: .relaxed)
+        let error = sockets[q].takeSocketError(counters: counters[q])
+        if error != 0 { lastErrorCode.store(error, ordering: .relaxed) }
     }
 
     // MARK: Data path
 
-    /// Hands out the frames of the receive ring until the batch is full or the
-    /// kernel has no more; returns how many frames were taken off the ring,
-    /// dropped ones included. Each frame is a reference into the ring (token:
-    /// its block) with a zeroed virtio-net header: the wire offers no checksum
-    /// or segmentation metadata.
+    /// Hands out the frames of `queue`'s receive ring until the batch is full
+    /// or the kernel has no more (PacketRingSocket+Batch.swift).
     @inlinable
     public func pull(queue q: Int, into batch: PacketBatch) -> Int {
-        var budget = batch.room
-        if budget > batch.freeSegments { budget = batch.freeSegments }
         // Indexing checks `q` before the ring is touched.
-        let counters = self.counters[q]
-        let socket = sockets[q]
-        var taken = 0
-        var frames = 0
-        var bytes: UInt64 = 0
-        while frames < budget, let frame = socket.nextReceivedFrame() {
-            taken &+= 1
-            if frame.isCut {
-                counters.dropped(.rxBufferTooSmall)
-                continue
-            }
-            if frame.length < Self.ethernetHeaderSize {
-                counters.dropped(.runt)
-                continue
-            }
-            let header = batch.header(batch.count)
-            header.storeBytes(of: 0, as: UInt64.self)
-            header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
-            batch.append(base: frame.data, length: UInt32(truncatingIfNeeded: frame.length),
-                         token: UInt32(truncatingIfNeeded: frame.block))
-            frames &+= 1
-            bytes &+= UInt64(frame.length)
-        }
-        if frames > 0 { counters.received(packets: frames, bytes: bytes) }
-        return taken
+        sockets[q].pull(into: batch, counters: counters[q])
     }
 
     /// Gives the kernel back the receive blocks whose frames were all pulled

@@ -1,9 +1,13 @@
 import Packets
 import VhostUser
 import Virtio
+import XDP
 
 /// Every kind of port, as one closed set: the worker dispatches on the case,
-/// with no existential or dynamic call per burst.
+/// with no existential or dynamic call per burst. Whatever depends on the
+/// kind is answered here and in the Port+*.swift files (opening, state,
+/// shutting down, waking a sleeping worker, the direct TAP path, what the
+/// control thread looks after), so the rest of Ferry treats every port alike.
 public enum Port {
     case vhost(VhostPort)
     case gen(GenPort)
@@ -74,7 +78,7 @@ public enum Port {
     @inlinable
     public func room(queue: Int) -> Int {
         switch self {
-        case .vhost(let p): p.device.queues[2 &* queue].postedBuffers
+        case .vhost(let p): p.room(queue: queue)
         case .gen, .sink, .tap, .xdp, .failed, .packet: Int.max
         }
     }
@@ -114,7 +118,7 @@ public enum Port {
         case .sink(let p): [p.counters]
         case .tap(let p): p.counters
         // The copy socket's counters as one more queue: frames that came the kernel's way.
-        case .xdp(let p): p.counters + p.copies.counters
+        case .xdp(let p): p.counters + [p.copies.counters]
         case .failed(let p): [p.counters]
         case .packet(let p): p.counters
         }
@@ -126,6 +130,27 @@ public enum Port {
         case .sink, .failed: true
         default: false
         }
+    }
+
+    /// Looking at a receive queue costs a syscall (a TAP's read; not a packet
+    /// or xdp port's, a look at a mapped ring): a worker skips an empty one for
+    /// a few loops before it looks again.
+    public var pullCostsASyscall: Bool {
+        if case .tap = self { return true }
+        return false
+    }
+
+    /// The port makes its frames at will (a generator): a worker pulls no more
+    /// than its VLAN's fullest port can take, so `count=N` means N delivered.
+    public var generatesFrames: Bool {
+        if case .gen = self { return true }
+        return false
+    }
+
+    /// The XDP program that steers frames to the port, for an uplink that has one.
+    public var steering: SteeringProgram? {
+        if case .xdp(let p) = self { return p.steering }
+        return nil
     }
 
     public var kind: String {

@@ -37,7 +37,7 @@ public final class VhostPort {
 
     @inlinable
     public func pull(queue q: Int, into batch: PacketBatch) -> Int {
-        let txq = device.queues[2 &* q &+ 1]
+        let txq = device.transmitQueue(q)
         guard txq.isRunning else { return 0 }
         let n = txq.pull(into: batch, counters: counters[q])
         if let e = txq.error { device.markBroken("queue \(txq.index): \(e)", fromDataPath: true) }
@@ -46,17 +46,29 @@ public final class VhostPort {
 
     @inlinable
     public func release(queue q: Int) {
-        device.queues[2 &* q &+ 1].release()
+        device.transmitQueue(q).release()
     }
 
     @inlinable
     public func push(queue q: Int, from batch: PacketBatch) {
-        let rxq = device.queues[2 &* q]
+        let rxq = device.receiveQueue(q)
         guard rxq.isRunning else {
             counters[q].dropped(device.isBroken ? .deviceBroken : .notReady, batch.count)
             return
         }
         rxq.push(from: batch, counters: counters[q])
         if let e = rxq.error { device.markBroken("queue \(rxq.index): \(e)", fromDataPath: true) }
+    }
+
+    /// About how many frames pair `q` can take now: the guest's posted receive
+    /// buffers (a frame that spans several takes more than one).
+    @inlinable
+    public func room(queue q: Int) -> Int { device.receiveQueue(q).postedBuffers }
+
+    /// What `ferry ctl show ports` says of it.
+    public var state: String {
+        if let why = device.brokenReason { return "broken: \(why)" }
+        if device.isRunning { return "running" }
+        return endpoint.isConnected ? "negotiating" : (endpoint.mode == .server ? "listening" : "connecting")
     }
 }

@@ -45,20 +45,15 @@ public final class XdpPort {
     /// The queue ids one port may bind (the steering program's socket map size).
     public static let maxQueues = 64
     @usableFromInline static let ethernetHeaderSize = 14
-    /// The copy socket's ring: group and unknown-unicast rates are low, 1 MiB is plenty.
-    static let copyRing = PacketRingSocket.ReceiveRing(blockSize: 1 << 17, blockCount: 8, frameSizeLimit: 1 << 14,
-                                                       retireTimeoutMilliseconds: 1)
 
     public let interface: String
     public let interfaceIndex: UInt32
     public let queueCount: Int
     /// The steering program on the interface; detached when the port closes.
     public let steering: SteeringProgram
-    /// What the program passes to the kernel that Ferry also needs: group
-    /// frames and frames for other stations (docs/UPLINK.md), copied to a
-    /// receive-only packet socket; pulled with queue 0. It also keeps the
-    /// interface promiscuous while the port is open.
-    public let copies: PacketPort
+    /// What the program passes to the kernel that Ferry also needs, pulled
+    /// with queue 0.
+    public let copies: XdpCopySocket
     public let copyMode: XDPSocket.CopyMode
     /// Why zero-copy was not used when `zerocopy=auto` asked for it (nil when it was, or was not asked for).
     public let zeroCopyFallback: String?
@@ -101,8 +96,7 @@ public final class XdpPort {
             throw .invalid("\(interface): zerocopy=on needs native XDP, and the driver took the program only in generic mode")
         }
         do {
-            let copies = try PacketPort(interface: interface, queues: 1, receiveRing: Self.copyRing,
-                                        filter: .groupOrOtherHost, receiveOnly: true)
+            let copies = try XdpCopySocket(interface: interface)
             try self.init(interface: interface, index: index, queues: count, zeroCopy: zeroCopy, forceCopy: forceCopy,
                           program: program, copies: copies, batchCapacity: batchCapacity)
         } catch {
@@ -117,7 +111,7 @@ public final class XdpPort {
     }
 
     private init(interface: String, index: UInt32, queues count: Int, zeroCopy: ZeroCopyRequest, forceCopy: Bool,
-                 program: SteeringProgram, copies: PacketPort, batchCapacity: Int) throws(SystemError) {
+                 program: SteeringProgram, copies: XdpCopySocket, batchCapacity: Int) throws(SystemError) {
         steering = program
         self.copies = copies
         let perQueue = Int(Self.receiveFrames + Self.ringSize) * Int(Self.frameSize)
@@ -215,7 +209,7 @@ public final class XdpPort {
         var n = Int(rx.readable())
         if n == 0 {
             if state.pointee.fill.needsWakeup { try? sockets[q].kickReceive() }
-            return q == 0 ? copies.pull(queue: 0, into: batch) : 0
+            return q == 0 ? copies.pull(into: batch) : 0
         }
         var room = batch.room
         if room > batch.freeSegments { room = batch.freeSegments }
@@ -249,14 +243,14 @@ public final class XdpPort {
         rx.consume(UInt32(truncatingIfNeeded: n))
         state.pointee.takenCount = n
         if frames > 0 { counters.received(packets: frames, bytes: bytes) }
-        if q == 0 && !batch.isFull { return n &+ copies.pull(queue: 0, into: batch) }
+        if q == 0 && !batch.isFull { return n &+ copies.pull(into: batch) }
         return n
     }
 
     /// Gives the last pull's frames back to the kernel through the fill ring.
     @inlinable
     public func release(queue q: Int) {
-        if q == 0 { copies.release(queue: 0) }
+        if q == 0 { copies.release() }
         let state = queues + q
         let count = state.pointee.takenCount
         if count == 0 { return }

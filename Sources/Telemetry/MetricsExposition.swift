@@ -43,14 +43,14 @@ public enum MetricsExposition {
                             labels + [("kind", work.name)], s.offloads[work] ?? 0)
                 }
             }
-            if case .xdp(let x) = p.port {
-                let stats = x.steering.statistics()
+            if let steering = p.port.steering {
+                let stats = steering.statistics()
                 let labels = [("port", p.name)]
                 counter("ferry_xdp_steered_total", "Frames the uplink's XDP program redirected to Ferry", labels, stats.steered)
                 counter("ferry_xdp_passed_total", "Frames the uplink's XDP program left to the kernel", labels, stats.passed)
                 counter("ferry_xdp_malformed_total", "Frames too short for the XDP program to read", labels, stats.malformed)
                 gauge("ferry_xdp_steered_addresses", "Guest addresses in the XDP program's map", labels,
-                      Double(x.steering.guests().count))
+                      Double(steering.guests().count))
             }
             if let captures {
                 for direction in CaptureDirection.allCases {

@@ -24,10 +24,11 @@ public final class VhostDevice: @unchecked Sendable {
     public private(set) var memory: GuestMemory?
     public private(set) var mtu: Int = 1500
     private var status: UInt8 = 0
-    /// Descriptors the device owns (kick, call, err per queue); closed on replacement and reset.
-    private var kickFDs: [Int32]
-    private var callFDs: [Int32]
-    private var errFDs: [Int32]
+    /// The eventfds the front-end handed over per queue; a slot closes what it
+    /// held when it gets a new one, on reset and with the device.
+    private let kicks: [DescriptorSlot]
+    private let calls: [DescriptorSlot]
+    private let errs: [DescriptorSlot]
     private var addressesSet: [Bool]
     /// Per queue, until the ring is seen to move: when it started and its avail index then.
     private var watch: [(avail: UInt16, kickedAt: Double?)?]
@@ -50,15 +51,11 @@ public final class VhostDevice: @unchecked Sendable {
         self.queues = (0..<(2 * queuePairs)).map { SplitVirtqueue(index: $0) }
         self.gate = gate
         self.logger = logger
-        kickFDs = Array(repeating: -1, count: 2 * queuePairs)
-        callFDs = Array(repeating: -1, count: 2 * queuePairs)
-        errFDs = Array(repeating: -1, count: 2 * queuePairs)
+        kicks = (0..<(2 * queuePairs)).map { _ in DescriptorSlot() }
+        calls = (0..<(2 * queuePairs)).map { _ in DescriptorSlot() }
+        errs = (0..<(2 * queuePairs)).map { _ in DescriptorSlot() }
         addressesSet = Array(repeating: false, count: 2 * queuePairs)
         watch = Array(repeating: nil, count: 2 * queuePairs)
-    }
-
-    deinit {
-        for fd in kickFDs + callFDs + errFDs where fd >= 0 { close(fd) }
     }
 
     /// True when at least one queue pair moves frames.
@@ -232,37 +229,41 @@ public final class VhostDevice: @unchecked Sendable {
             gate.whilePaused {
                 base = q.stop()
                 // GET_VRING_BASE stops the ring; a later start needs a new kick descriptor.
-                if kickFDs[Int(index)] >= 0 { close(kickFDs[Int(index)]); kickFDs[Int(index)] = -1 }
+                kicks[Int(index)].close()
                 q.kickFD = -1
             }
             logger.debug("vhost-user \(name): queue \(index) stopped at \(base)")
             return .vringState(index: index, num: UInt32(base))
         case (.setVringKick, .vringFile(let index, let hasFD)):
             let q = try queue(index)
-            let fd = hasFD ? m.descriptors.take(0)?.release() ?? -1 : -1
+            let kick = kicks[Int(index)]
+            let fd = try eventFD(of: m, hasFD: hasFD, role: "kick", queue: index)
+            let raw = fd.rawValueOrNegative
             gate.whilePaused {
-                if kickFDs[Int(index)] >= 0 { close(kickFDs[Int(index)]) }
-                kickFDs[Int(index)] = fd
-                q.kickFD = fd
+                q.kickFD = raw
                 // Without PROTOCOL_FEATURES a ring is enabled by its kick (vhost-user.rst, "Ring states").
                 if !features.contains(.protocolFeatures) { q.enabled = true }
             }
+            // The old descriptor is closed only now that no worker polls it.
+            kick.replace(with: fd)
             try startIfReady(Int(index))
             return nil
         case (.setVringCall, .vringFile(let index, let hasFD)):
             let q = try queue(index)
-            let fd = hasFD ? m.descriptors.take(0)?.release() ?? -1 : -1
-            gate.whilePaused {
-                if callFDs[Int(index)] >= 0 { close(callFDs[Int(index)]) }
-                callFDs[Int(index)] = fd
-                q.callFD = fd
+            let call = calls[Int(index)]
+            let fd = try eventFD(of: m, hasFD: hasFD, role: "call", queue: index)
+            // Ferry writes a call descriptor from a worker: that write must not wait
+            // on a front-end that parks the counter at its maximum (EventFD).
+            do throws(SystemError) { try fd?.setNonBlocking() } catch {
+                throw Refusal("call descriptor for queue \(index) cannot be made non-blocking: \(error)")
             }
+            let raw = fd.rawValueOrNegative
+            gate.whilePaused { q.callFD = raw }
+            call.replace(with: fd)
             return nil
         case (.setVringErr, .vringFile(let index, let hasFD)):
             _ = try queue(index)
-            let fd = hasFD ? m.descriptors.take(0)?.release() ?? -1 : -1
-            if errFDs[Int(index)] >= 0 { close(errFDs[Int(index)]) }
-            errFDs[Int(index)] = fd
+            errs[Int(index)].replace(with: try eventFD(of: m, hasFD: hasFD, role: "err", queue: index))
             return nil
         case (.setVringEnable, .vringState(let index, let num)):
             let q = try queue(index)
@@ -300,6 +301,24 @@ public final class VhostDevice: @unchecked Sendable {
         default:
             throw Refusal("payload does not fit the request")
         }
+    }
+
+    /// The descriptor a SET_VRING_KICK/CALL/ERR carries, once it is seen to be
+    /// an eventfd: anything else (a pipe, a socket, a file) is refused before
+    /// Ferry reads, writes or polls it. Nil for a message with the no-fd flag.
+    private func eventFD(of m: VhostUserMessage, hasFD: Bool, role: String, queue index: UInt32)
+        throws(Refusal) -> FileDescriptor?
+    {
+        guard hasFD else { return nil }
+        guard let fd = m.descriptors.take(0) else { throw Refusal("\(role) descriptor for queue \(index) is missing") }
+        let kind: DescriptorKind
+        do { kind = try DescriptorKind.of(fd.rawValue) } catch {
+            throw Refusal("\(role) descriptor for queue \(index) cannot be examined: \(error)")
+        }
+        guard kind == .eventfd else {
+            throw Refusal("\(role) descriptor for queue \(index) is \(kind), not an eventfd")
+        }
+        return fd
     }
 
     // MARK: - Memory
@@ -394,6 +413,9 @@ public final class VhostDevice: @unchecked Sendable {
     /// status, every queue stopped; other ports go on. The worker calls it when a
     /// ring check fails (it owns the rings then); the control thread goes through the gate.
     public func markBroken(_ reason: String, fromDataPath: Bool) {
+        // A ring whose memory shrank reads zeros and fails some check of its own;
+        // the shrinking is the reason worth telling.
+        let reason = memory?.damage().map { "\($0)" } ?? reason
         let first = broken.withLock { current -> Bool in
             if current != nil { return false }
             current = reason
@@ -415,6 +437,11 @@ public final class VhostDevice: @unchecked Sendable {
     /// moves once is trusted from then on.
     public func checkHealth(now: Double) {
         guard !isBroken else { return }
+        // A region file the front-end truncated: stop before an access faults.
+        if let damage = memory?.damage() {
+            markBroken("\(damage)", fromDataPath: false)
+            return
+        }
         for (i, q) in queues.enumerated() where i % 2 == 0 {
             guard let w = watch[i] else { continue }
             guard let availNow = q.availIndexInRing else { watch[i] = nil; continue }
@@ -423,7 +450,7 @@ public final class VhostDevice: @unchecked Sendable {
                 continue
             }
             var kickedAt = w.kickedAt
-            if kickedAt == nil && kickFDs[i] >= 0 && EventFD.drain(kickFDs[i]) > 0 { kickedAt = now }
+            if kickedAt == nil && !kicks[i].isEmpty && EventFD.drain(kicks[i].rawValue) > 0 { kickedAt = now }
             watch[i] = (w.avail, kickedAt)
             if let kickedAt, now - kickedAt > Self.unsharedMemoryGrace {
                 markBroken("queue \(i) is kicked but its ring never changes: the guest's memory is not shared with "
@@ -439,10 +466,7 @@ public final class VhostDevice: @unchecked Sendable {
         gate.whilePaused {
             for q in queues { q.reset() }
             memory = nil
-            for fd in kickFDs + callFDs + errFDs where fd >= 0 { close(fd) }
-            kickFDs = kickFDs.map { _ in -1 }
-            callFDs = callFDs.map { _ in -1 }
-            errFDs = errFDs.map { _ in -1 }
+            for slot in kicks + calls + errs { slot.close() }
             addressesSet = addressesSet.map { _ in false }
             watch = watch.map { _ in nil }
             features = []

@@ -24,6 +24,12 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
     case wraps(region: Int)
     case overlaps(region: Int, other: Int)
     case mapFailed(region: Int, SystemError)
+    /// The region's descriptor is not a file that can back memory (a pipe, a socket, an eventfd ...).
+    case notAFile(region: Int, DescriptorKind)
+    /// The file ends before the region does: touching the rest would raise SIGBUS.
+    case fileTooShort(region: Int, fileSize: UInt64, needed: UInt64)
+    /// Rounded up to the file's page size, the mapping would not fit the address space.
+    case tooLarge(region: Int)
     case noSuchRegion(guestPhysicalAddress: UInt64)
 
     public var description: String {
@@ -34,7 +40,31 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
         case .wraps(let r): "memory region \(r) wraps past the end of the address space"
         case .overlaps(let r, let o): "memory region \(r) overlaps region \(o)"
         case .mapFailed(let r, let e): "memory region \(r) cannot be mapped: \(e)"
+        case .notAFile(let r, let kind):
+            "memory region \(r) comes with \(kind), not a regular file (memfd, hugetlbfs or tmpfs file)"
+        case .fileTooShort(let r, let size, let needed):
+            "memory region \(r) needs \(needed) bytes of its file, which has \(size)"
+        case .tooLarge(let r): "memory region \(r) is too large to map"
         case .noSuchRegion(let gpa): "no memory region starts at guest address 0x\(String(gpa, radix: 16))"
+        }
+    }
+}
+
+/// What happened to a guest's memory file after it was mapped.
+public enum GuestMemoryDamage: Equatable, Sendable, CustomStringConvertible {
+    /// An access past the file's new end raised SIGBUS; the region now reads zeros.
+    case faulted(region: Int)
+    /// The file is shorter than the region needs (seen before any access faulted).
+    case shrank(region: Int, fileSize: UInt64, needed: UInt64)
+
+    public var description: String {
+        switch self {
+        case .faulted(let r):
+            "guest memory region \(r) shrank under Ferry: an access past its file's new end raised SIGBUS "
+                + "(the front-end truncated the file; a sealed memfd cannot shrink)"
+        case .shrank(let r, let size, let needed):
+            "guest memory region \(r) shrank under Ferry: its file has \(size) bytes, the region needs \(needed) "
+                + "(the front-end truncated the file; a sealed memfd cannot shrink)"
         }
     }
 }
@@ -56,35 +86,46 @@ public final class GuestMemory: @unchecked Sendable {
 
     public static let maxRegions = 32
 
+    /// One region's file and mapping. The file is Ferry's own duplicate of the
+    /// front-end's descriptor, kept to see whether the file shrinks.
+    final class MappedFile: @unchecked Sendable {
+        let mapping: MemoryMapping
+        let file: FileDescriptor
+        /// The file's length the region needs: its mmap offset plus its size.
+        let needed: UInt64
+
+        init(mapping: MemoryMapping, file: consuming FileDescriptor, needed: UInt64) {
+            self.mapping = mapping
+            self.file = file
+            self.needed = needed
+        }
+    }
+
     public let regions: [GuestMemoryRegionInfo]
-    private let mappings: [MemoryMapping]
+    private let mappings: [MappedFile]
     @usableFromInline let table: UnsafeMutablePointer<Region>
     @usableFromInline let count: Int
 
-    /// Maps each region from its descriptor. `fds` are borrowed: the mapping
-    /// keeps the memory alive after the caller closes them.
+    /// Maps each region from its descriptor. `fds` are borrowed: the memory
+    /// keeps its own duplicate of each, so the caller may close them.
     public convenience init(regions: [GuestMemoryRegionInfo], fds: [Int32]) throws(GuestMemoryError) {
         precondition(regions.count == fds.count, "one descriptor per region")
         try Self.validate(regions)
-        var maps: [MemoryMapping] = []
+        var maps: [MappedFile] = []
         for (i, r) in regions.enumerated() {
-            do {
-                maps.append(try Self.map(r, fd: fds[i]))
-            } catch {
-                throw .mapFailed(region: i, error)
-            }
+            maps.append(try Self.map(r, fd: fds[i], region: i))
         }
         self.init(validated: regions, mappings: maps)
     }
 
-    private init(validated: [GuestMemoryRegionInfo], mappings: [MemoryMapping]) {
+    private init(validated: [GuestMemoryRegionInfo], mappings: [MappedFile]) {
         self.regions = validated
         self.mappings = mappings
         self.count = validated.count
         self.table = .allocate(capacity: max(validated.count, 1))
         for (i, r) in validated.enumerated() {
             // SAFETY: map() mapped mmapOffset + size bytes, so base + offset is inside the mapping.
-            let host = mappings[i].base + Int(r.mmapOffset)
+            let host = mappings[i].mapping.base + Int(r.mmapOffset)
             table[i] = Region(guestStart: r.guestPhysicalAddress, guestEnd: r.guestPhysicalAddress + r.size,
                               frontEndStart: r.frontEndAddress, frontEndEnd: r.frontEndAddress + r.size, host: host)
         }
@@ -96,8 +137,7 @@ public final class GuestMemory: @unchecked Sendable {
     public func adding(_ region: GuestMemoryRegionInfo, fd: Int32) throws(GuestMemoryError) -> GuestMemory {
         let all = regions + [region]
         try Self.validate(all)
-        let map: MemoryMapping
-        do { map = try Self.map(region, fd: fd) } catch { throw .mapFailed(region: regions.count, error) }
+        let map = try Self.map(region, fd: fd, region: regions.count)
         return GuestMemory(validated: all, mappings: mappings + [map])
     }
 
@@ -135,23 +175,52 @@ public final class GuestMemory: @unchecked Sendable {
         }
     }
 
-    private static func map(_ r: GuestMemoryRegionInfo, fd: Int32) throws(SystemError) -> MemoryMapping {
+    /// Maps one region's file, once it is seen to be a regular file (memfd,
+    /// hugetlbfs and tmpfs files are) at least as long as the region needs.
+    /// Anything else a front-end might send — a pipe, a socket, a device — is
+    /// refused before it is mapped.
+    private static func map(_ r: GuestMemoryRegionInfo, fd: Int32, region: Int) throws(GuestMemoryError) -> MappedFile {
+        let kind: DescriptorKind
+        var st = stat()
+        let file: FileDescriptor
+        do {
+            kind = try DescriptorKind.of(fd)
+            _ = try syscall("fstat") { fstat(fd, &st) }
+            file = FileDescriptor(owning: try syscall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, 0) })
+        } catch {
+            throw .mapFailed(region: region, error)
+        }
+        guard kind == .regularFile else { throw .notAFile(region: region, kind) }
         // Hugepage-backed descriptors can only be mapped in whole pages of their
         // own size; st_blksize reports that size for hugetlbfs and memfd alike.
-        var st = stat()
-        _ = try syscall("fstat") { fstat(fd, &st) }
         let block = max(UInt64(st.st_blksize), 4096)
         let wanted = r.mmapOffset + r.size
         // A file shorter than the region maps without complaint, and the first
         // access past its end raises SIGBUS: a front-end could kill us with it.
-        if st.st_mode & S_IFMT == S_IFREG && UInt64(max(st.st_size, 0)) < wanted {
-            throw SystemError("mmap", errno: EINVAL)
-        }
+        let fileSize = UInt64(max(st.st_size, 0))
+        guard fileSize >= wanted else { throw .fileTooShort(region: region, fileSize: fileSize, needed: wanted) }
         // validate() keeps `wanted` within Int.max; rounding up to a block may not.
-        guard let length = Int(exactly: (wanted + block - 1) / block * block) else {
-            throw SystemError("mmap", errno: ENOMEM)
+        guard let length = Int(exactly: (wanted + block - 1) / block * block) else { throw .tooLarge(region: region) }
+        // The front-end may still truncate the file (only a memfd sealed with
+        // F_SEAL_SHRINK cannot shrink): the mapping survives that (BusErrorRecovery).
+        let mapping: MemoryMapping
+        do { mapping = try MemoryMapping(fd: fd, length: length, survivingTruncation: true) } catch {
+            throw .mapFailed(region: region, error)
         }
-        return try MemoryMapping(fd: fd, length: length)
+        return MappedFile(mapping: mapping, file: file, needed: wanted)
+    }
+
+    /// Whether a region's file shrank since it was mapped: an access that
+    /// faulted, or a file now shorter than its region (an fstat per region).
+    public func damage() -> GuestMemoryDamage? {
+        for (i, m) in mappings.enumerated() {
+            if m.mapping.hasFaulted { return .faulted(region: i) }
+            var st = stat()
+            guard (try? syscall("fstat") { fstat(m.file.rawValue, &st) }) != nil else { continue }
+            let size = UInt64(max(st.st_size, 0))
+            if size < m.needed { return .shrank(region: i, fileSize: size, needed: m.needed) }
+        }
+        return nil
     }
 
     /// The host pointer for `length` bytes at guest-physical `address`, or nil

@@ -1,12 +1,12 @@
+import ControlProtocol
 import Engine
-import Foundation
 import Glibc
 import Logging
 import Platform
 import Telemetry
 
-/// The control socket: one JSON object per line each way. The commands
-/// (`stats`, `show`, `fdb-add`, `fdb-del`) are in ControlServer+Commands.swift,
+/// The control socket: one JSON object per line each way, their types in the
+/// ControlProtocol target. The commands are answered in ControlServer+Commands.swift,
 /// `capture` (which turns the connection into a pcap stream) in
 /// ControlServer+Capture.swift, all in docs/CONTROL.md; a malformed, oversized or refused request gets an
 /// `{"error":...}` reply and the connection stays usable. Several clients may
@@ -89,7 +89,7 @@ final class ControlServer: ControlLoopClient {
             if clients.count >= Self.maxClients { dropHungUp() }
             guard clients.count < Self.maxClients else {
                 // Best effort, on a fresh socket whose buffer is empty: the refusal fits.
-                let line = Array("{\"error\":\"too many control connections (\(Self.maxClients))\"}\n".utf8)
+                let line = ControlCodec.encodeError(.tooManyConnections(limit: Self.maxClients), id: nil)
                 _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
                 Glibc.close(fd)
                 logger.warning("control: refused a connection: \(Self.maxClients) already open")
@@ -134,7 +134,7 @@ final class ControlServer: ControlLoopClient {
         while var client = clients[fd], client.output.count < Self.maxPendingOutput {
             guard let newline = client.input.firstIndex(of: 10) else {
                 if client.input.count > Self.maxLine && !client.skippingOversizedLine {
-                    client.output += Self.encode(["error": "request longer than \(Self.maxLine) bytes"])
+                    client.output += ControlCodec.encodeError(.tooLong(limit: Self.maxLine), id: nil)
                     client.skippingOversizedLine = true
                 }
                 // While skipping, only the newline ending the refused line matters.
@@ -150,20 +150,23 @@ final class ControlServer: ControlLoopClient {
                 // A line whose newline came in the same read that took it past the limit
                 // is as oversized as one refused before its end arrived.
                 if line.count > Self.maxLine {
-                    client.output += Self.encode(["error": "request longer than \(Self.maxLine) bytes"])
-                } else if let request = Self.request(Array(line)), request["cmd"] as? String == "capture" {
-                    if !client.output.isEmpty || !client.input.isEmpty {
-                        // The connection becomes a pcap stream: nothing else may be on it.
-                        client.output += Self.encode(["error": "a capture must be the only request on its connection"])
-                    } else if let refusal = startCapture(fd, request) {
-                        client.output += Self.encode(refusal)
-                    } else {
-                        // The capture service owns the descriptor now (ControlServer+Capture.swift).
-                        clients[fd] = nil
-                        return
-                    }
+                    client.output += ControlCodec.encodeError(.tooLong(limit: Self.maxLine), id: nil)
                 } else {
-                    client.output += Self.encode(answer(Array(line)))
+                    let incoming = ControlCodec.decodeRequest(line)
+                    if case .success(.capture(let parameters)) = incoming.request {
+                        if !client.output.isEmpty || !client.input.isEmpty {
+                            // The connection becomes a pcap stream: nothing else may be on it.
+                            client.output += ControlCodec.encodeError(.captureNotAlone, id: incoming.id)
+                        } else if let refusal = startCapture(fd, parameters) {
+                            client.output += ControlCodec.encodeError(refusal, id: incoming.id)
+                        } else {
+                            // The capture service owns the descriptor now (ControlServer+Capture.swift).
+                            clients[fd] = nil
+                            return
+                        }
+                    } else {
+                        client.output += reply(to: incoming)
+                    }
                 }
             }
             clients[fd] = client
@@ -194,22 +197,5 @@ final class ControlServer: ControlLoopClient {
     private func drop(_ fd: Int32) {
         Glibc.close(fd)
         clients[fd] = nil
-    }
-
-    private func answer(_ line: [UInt8]) -> [String: Any] {
-        guard let req = Self.request(line) else { return ["error": "request is not a JSON object"] }
-        return answer(req)
-    }
-
-    private static func request(_ line: [UInt8]) -> [String: Any]? {
-        (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any]
-    }
-
-    private static func encode(_ object: [String: Any]) -> [UInt8] {
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
-            return Array("{\"error\":\"reply could not be encoded\"}\n".utf8)
-        }
-        data.append(10)
-        return [UInt8](data)
     }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
+import ControlProtocol
 import Foundation
 import Glibc
-import Platform
 
 extension Ctl {
     struct Capture: ParsableCommand {
@@ -33,18 +33,25 @@ extension Ctl {
         var file: String
 
         func validate() throws {
-            guard ["rx", "tx", "both"].contains(direction) else { throw ValidationError("--direction must be rx, tx or both") }
+            guard CaptureDirection(rawValue: direction) != nil else {
+                throw ValidationError("--direction must be rx, tx or both")
+            }
             if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-            guard (1...65535).contains(snaplen) else { throw ValidationError("--snaplen must be 1...65535") }
+            let snapLengths = ControlProtocol.snapLengths
+            guard snapLengths.contains(snaplen) else {
+                throw ValidationError("--snaplen must be \(snapLengths.lowerBound)...\(snapLengths.upperBound)")
+            }
         }
 
         func run() throws {
             // A reader that quits (`| head`, tcpdump -c) must end us with a clean
             // exit, not a signal: EPIPE is handled below.
             signal(SIGPIPE, SIG_IGN)
-            var request: [String: Any] = ["cmd": "capture", "port": port, "direction": direction, "snaplen": snaplen]
-            if let count { request["count"] = count }
-            let socket = try ControlClient.send(connection.control, request)
+            let control = try ControlConnection(connection.control)
+            let parameters = CaptureParameters(port: port, direction: CaptureDirection(rawValue: direction) ?? .both,
+                                               count: count, snapLength: snaplen)
+            let id = try control.send(.capture(parameters))
+            let socket = control.socket.rawValue
             let output: Int32
             if file == "-" {
                 output = STDOUT_FILENO
@@ -57,19 +64,13 @@ extension Ctl {
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
             var first = true
             while true {
-                let n = buffer.withUnsafeMutableBytes { read(socket.rawValue, $0.baseAddress, $0.count) }
+                let n = buffer.withUnsafeMutableBytes { read(socket, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
                 // A refusal is one JSON line; a pcap stream starts with its magic number, never '{'.
                 if first && buffer[0] == UInt8(ascii: "{") {
-                    var line = Data(buffer[0..<n])
-                    while !line.contains(10) {
-                        let more = buffer.withUnsafeMutableBytes { read(socket.rawValue, $0.baseAddress, $0.count) }
-                        if more <= 0 { break }
-                        line.append(contentsOf: buffer[0..<more])
-                    }
-                    let object = (try? JSONSerialization.jsonObject(with: line.prefix { $0 != 10 })) as? [String: Any]
-                    throw CtlError(Cell.text(object?["error"] ?? String(decoding: line, as: UTF8.self)))
+                    _ = try control.reply(to: id, as: OKReply.self, startingWith: buffer[0..<n])
+                    throw CtlError("Ferry answered a capture with JSON, not a pcap stream")
                 }
                 first = false
                 stream.consume(buffer[0..<n])

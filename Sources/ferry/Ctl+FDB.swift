@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlProtocol
 
 extension Ctl {
     struct FDB: ParsableCommand {
@@ -34,9 +35,7 @@ extension Ctl.FDB {
         var vlan: Int?
 
         func run() throws {
-            var request: [String: Any] = ["cmd": "fdb-add", "mac": mac, "port": port]
-            if let vlan { request["vlan"] = vlan }
-            _ = try ControlClient.call(connection.control, request)
+            _ = try ControlConnection(connection.control).call(.fdbAdd(mac: mac, port: port, vlan: vlan), as: OKReply.self)
         }
     }
 
@@ -54,7 +53,7 @@ extension Ctl.FDB {
         var vlan: Int = 1
 
         func run() throws {
-            _ = try ControlClient.call(connection.control, ["cmd": "fdb-del", "mac": mac, "vlan": vlan])
+            _ = try ControlConnection(connection.control).call(.fdbDel(mac: mac, vlan: vlan), as: OKReply.self)
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlProtocol
 
 extension Ctl {
     struct PortCommand: ParsableCommand {
@@ -36,7 +37,7 @@ extension Ctl.PortCommand {
         var json = false
 
         func run() throws {
-            try Ctl.PortCommand.change(connection.control, ["cmd": "port", "op": "add", "spec": spec], json: json)
+            try Ctl.PortCommand.change(connection.control, .portAdd(spec: spec), json: json)
         }
     }
 
@@ -59,15 +60,14 @@ extension Ctl.PortCommand {
         var json = false
 
         func run() throws {
-            try Ctl.PortCommand.change(connection.control, ["cmd": "port", "op": "del", "name": name], json: json)
+            try Ctl.PortCommand.change(connection.control, .portDel(name: name), json: json)
         }
     }
 
     /// Sends the change and prints the port it names, as one row of `show ports`.
-    static func change(_ control: String, _ request: [String: Any], json: Bool) throws {
-        let reply = try ControlClient.call(control, request)
-        if json { return reply.printRaw() }
-        guard let port = reply.object["port"] as? [String: Any] else { throw reply.unexpected() }
-        Ctl.Show.portsTable([port]).print()
+    static func change(_ control: String, _ request: ControlRequest, json: Bool) throws {
+        let reply = try ControlConnection(control).call(request, as: PortChangeReply.self)
+        if json { return try reply.printJSON() }
+        Ctl.Show.portsTable([reply.port]).print()
     }
 }

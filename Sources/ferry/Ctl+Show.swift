@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import ControlProtocol
 
 extension Ctl {
     struct Show: ParsableCommand {
@@ -25,20 +25,18 @@ extension Ctl.Show {
         var json = false
 
         func run() throws {
-            let reply = try ControlClient.call(connection.control, ["cmd": "show", "what": "ports"])
-            if json { return reply.printRaw() }
-            guard let ports = reply.object["ports"] as? [[String: Any]] else { throw reply.unexpected() }
-            Ctl.Show.portsTable(ports).print()
+            let reply = try ControlConnection(connection.control).call(.show(.ports), as: PortsReply.self)
+            if json { return try reply.printJSON() }
+            Ctl.Show.portsTable(reply.ports).print()
         }
     }
 
     /// Ports as `show ports` prints them (and `port add`/`port del` print theirs).
-    static func portsTable(_ ports: [[String: Any]]) -> TextTable {
+    static func portsTable(_ ports: [PortInfo]) -> TextTable {
         var table = TextTable([.init("port"), .init("index", .right), .init("kind"), .init("state"), .init("vlan"),
                                .init("queues", .right), .init("spec")])
         for p in ports {
-            table.append([p["name"], p["index"], p["kind"], p["state"], p["vlan"], p["queues"], p["spec"]]
-                .map(Cell.text))
+            table.append([p.name, String(p.index), p.kind, p.state, p.vlan, String(p.queues), p.spec])
         }
         return table
     }
@@ -66,24 +64,14 @@ extension Ctl.Show {
         var port: String?
 
         func run() throws {
-            let reply = try ControlClient.call(connection.control, ["cmd": "show", "what": "fdb"])
-            guard let entries = reply.object["fdb"] as? [[String: Any]] else { throw reply.unexpected() }
-            let shown = entries.filter { e in
-                (vlan.map { e["vlan"] as? Int == $0 } ?? true) && (port.map { e["port"] as? String == $0 } ?? true)
-            }
-            if json {
-                if vlan == nil && port == nil { return reply.printRaw() }
-                var filtered = reply.object
-                filtered["fdb"] = shown
-                let data = try JSONSerialization.data(withJSONObject: filtered, options: [.sortedKeys])
-                return print(String(decoding: data, as: UTF8.self))
-            }
+            var reply = try ControlConnection(connection.control).call(.show(.fdb), as: FDBReply.self)
+            reply.fdb.removeAll { e in (vlan.map { e.vlan != $0 } ?? false) || (port.map { e.port != $0 } ?? false) }
+            if json { return try reply.printJSON() }
             var table = TextTable([.init("port"), .init("vlan", .right), .init("mac"), .init("type"),
                                    .init("age", .right)])
-            for e in shown {
-                let isStatic = e["static"] as? Bool ?? false
-                table.append([Cell.text(e["port"]), Cell.text(e["vlan"]), Cell.text(e["mac"]),
-                              isStatic ? "static" : "learned", isStatic ? "-" : Cell.text(e["age"])])
+            for e in reply.fdb {
+                table.append([e.port, String(e.vlan), e.mac, e.isStatic ? "static" : "learned",
+                              e.isStatic ? "-" : String(e.age)])
             }
             table.print()
         }

@@ -251,7 +251,7 @@ final class DirectTapTests: XCTestCase {
 
     func testMTUWatchRefreshesOnceASecond() throws {
         let tap = try makeTap("r")
-        let watch = TapMTUWatch(taps: [tap])
+        let watch = PortWatch(name: "r", port: .tap(tap), logger: log.logger)
         watch.service(now: 100)
         try tap.device.setMTU(2000)
         watch.service(now: 100.5)

@@ -277,7 +277,7 @@ def test_errors_from_the_socket(ferry):
     cases = [
         (b'{"cmd":"show"}', "request has no \"what\" (one of: ports, fdb, stats)"),
         (b'{"cmd":"show","what":"routes"}', "cannot show 'routes' (one of: ports, fdb, stats)"),
-        (b'{"cmd":"flush"}', "unknown command 'flush' (one of: stats, show, fdb-add, fdb-del, port, capture)"),
+        (b'{"cmd":"flush"}', "unknown command 'flush' (one of: hello, stats, show, fdb-add, fdb-del, port, capture)"),
         (b'{"what":"fdb"}', "request has no \"cmd\""),
         (b'[1,2]', "request is not a JSON object"),
         (b'{"cmd":"fdb-add","port":"s"}', "request has no \"mac\""),

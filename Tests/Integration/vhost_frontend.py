@@ -634,6 +634,37 @@ class VhostUserFrontend:
         by a few bytes of it."""
         self.send_message(request, b"\x00" * 64, size=size)
 
+    def hand_over(self, request: int, q: int, fd: int) -> int:
+        """SET_VRING_KICK, CALL or ERR for queue q carrying `fd`, whatever it is (a pipe, a
+        socket, a file, a blocking eventfd), with need_reply set; returns the REPLY_ACK status
+        (non-zero = refused). Raises BackendClosed if the back-end hung up instead."""
+        self.send_message(request, struct.pack("<Q", q), fds=[fd], need_reply=True)
+        return self._read_ack(request)
+
+    def restart_with_kick(self, q: int, fd: int) -> int:
+        """Stops queue q (GET_VRING_BASE) and starts it again with `fd` as its kick, so the
+        back-end meets the new descriptor as a ring starts; afterwards kick() writes to `fd`
+        (the caller keeps owning it). Returns the REPLY_ACK status of SET_VRING_KICK."""
+        self.get_vring_base(q)
+        status = self.hand_over(SET_VRING_KICK, q, fd)
+        if status == 0:
+            old = self.kick_fds.pop(q, None)
+            if old is not None:
+                os.close(old)
+            self.kick_fds[q] = os.dup(fd)
+        return status
+
+    def shrink_memory(self, size: int = 0):
+        """Truncates the guest-memory file to `size` bytes under the running rings, as a
+        front-end that frees its guest's RAM would. From here on the memory past `size` is gone:
+        this front-end touches it no more (its own access would raise SIGBUS too), it only
+        kicks."""
+        if self._u16 is not None:
+            self._u16.release()
+            self._u16 = None
+        os.ftruncate(self.mem_fd, size)
+        self.mem_size_now = size
+
     def wait_closed(self, timeout: float = 5.0) -> bool:
         """True once the back-end has closed the connection (EOF/reset) within timeout.
         Whatever the back-end still sends meanwhile is read and dropped."""

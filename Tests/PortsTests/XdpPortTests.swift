@@ -157,7 +157,7 @@ final class XdpPortTests: XCTestCase {
         let snapshot = port.counters[0].snapshot
         XCTAssertEqual(snapshot.rxPackets, UInt64(pulled))
         XCTAssertEqual(snapshot.drops, [:])
-        XCTAssertEqual(port.copies.counters[0].snapshot.rxPackets, UInt64(rounds), "one copy per round")
+        XCTAssertEqual(port.copies.counters.snapshot.rxPackets, UInt64(rounds), "one copy per round")
         let stats = port.steering.statistics()
         XCTAssertEqual(stats.steered, UInt64(rounds * 32))
         XCTAssertGreaterThanOrEqual(stats.passed, UInt64(rounds), "frames for other stations pass to the kernel")

@@ -170,16 +170,24 @@ final class GuestMemoryTests: XCTestCase {
         XCTAssertEqual(touching.regions.count, 2)
     }
 
-    func testADescriptorThatCannotBeMappedIsAnError() throws {
-        var fds: [Int32] = [0, 0]
-        XCTAssertEqual(pipe(&fds), 0)
-        defer { close(fds[0]); close(fds[1]) }
-        do {
-            _ = try GuestMemory(regions: [region(0, mib, frontEnd: 0)], fds: [fds[0]])
-            XCTFail("a pipe cannot be mapped")
-        } catch {
-            guard case .mapFailed(region: 0, let e) = error else { return XCTFail("\(error)") }
-            XCTAssertEqual(e.call, "mmap")
+    /// A front-end may send any descriptor as a region's file: only a regular
+    /// file (memfd, hugetlbfs, tmpfs) is mapped; the rest is refused by kind.
+    func testADescriptorThatIsNotAFileIsRefusedByKind() throws {
+        var pipeEnds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&pipeEnds), 0)
+        defer { close(pipeEnds[0]); close(pipeEnds[1]) }
+        let (socketEnd, otherEnd) = try UnixSocket.pair()
+        defer { close(socketEnd); close(otherEnd) }
+        let counter = try EventFD.create()
+        let zero = open("/dev/zero", O_RDWR | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(zero, 0)
+        defer { close(zero) }
+        let cases: [(Int32, DescriptorKind)] = [(pipeEnds[0], .pipe), (socketEnd, .socket), (counter.rawValue, .eventfd),
+                                                (zero, .characterDevice)]
+        for (fd, kind) in cases {
+            expectError(.notAFile(region: 0, kind)) {
+                _ = try GuestMemory(regions: [region(0, mib, frontEnd: 0)], fds: [fd])
+            }
         }
     }
 
@@ -187,9 +195,7 @@ final class GuestMemoryTests: XCTestCase {
     /// but raises SIGBUS on the first access past its end: the table is refused.
     func testARegionLargerThanItsFileIsRefused() throws {
         let ram = try GuestRAM(size: Int(mib), regions: [region(0x4000_0000, 2 * mib, frontEnd: 0x7f00_0000_0000)])
-        XCTAssertThrowsError(try ram.makeGuestMemory()) { error in
-            guard case .mapFailed(region: 0, _)? = error as? GuestMemoryError else { return XCTFail("\(error)") }
-        }
+        expectError(.fileTooShort(region: 0, fileSize: mib, needed: 2 * mib)) { _ = try ram.makeGuestMemory() }
         let offset = try GuestRAM(size: Int(mib), regions: [region(0x4000_0000, mib, frontEnd: 0x7f00_0000_0000, offset: 4096)])
         XCTAssertThrowsError(try offset.makeGuestMemory())
     }
@@ -197,14 +203,14 @@ final class GuestMemoryTests: XCTestCase {
     /// A region just under Int.max bytes passes validation; mapping it must
     /// fail with an error, not trap while rounding its length up to a page.
     func testAHugeRegionFailsToMapWithoutTrapping() throws {
-        let fd = open("/dev/zero", O_RDWR | O_CLOEXEC)
-        XCTAssertGreaterThanOrEqual(fd, 0)
-        defer { close(fd) }
+        // A sparse memfd as long as a region may be: it costs no memory.
+        let file = try SharedMemory(length: 4096, name: "ferry-test-huge")
+        XCTAssertEqual(ftruncate(file.fd.rawValue, off_t(Int.max)), 0)
         do {
-            _ = try GuestMemory(regions: [region(0, UInt64(Int.max), frontEnd: 0)], fds: [fd])
+            _ = try GuestMemory(regions: [region(0, UInt64(Int.max), frontEnd: 0)], fds: [file.fd.rawValue])
             XCTFail("mapping 2^63 bytes cannot succeed")
         } catch {
-            guard case .mapFailed(region: 0, _) = error else { return XCTFail("\(error)") }
+            guard case .tooLarge(region: 0) = error else { return XCTFail("\(error)") }
         }
     }
 
@@ -252,5 +258,21 @@ final class GuestMemoryTests: XCTestCase {
         XCTAssertEqual(pa.load(as: UInt8.self), 0xA1, "the table that still has the region keeps it mapped")
 
         XCTAssertNil(try onlyB.removing(guestPhysicalAddress: b.guestPhysicalAddress, size: b.size), "removing the last region")
+    }
+}
+
+extension GuestMemoryTests {
+    /// The front-end truncates its memory file after the table was mapped:
+    /// the memory says so before any access, and an access reads zeros.
+    func testAFileThatShrinksAfterMappingIsReportedAndSurvived() throws {
+        let ram = try GuestRAM.oneRegion(size: Int(4 * mib))
+        let memory = try ram.makeGuestMemory()
+        XCTAssertNil(memory.damage())
+        XCTAssertEqual(ftruncate(ram.shared.fd.rawValue, off_t(mib)), 0)
+        XCTAssertEqual(memory.damage(), .shrank(region: 0, fileSize: mib, needed: 4 * mib))
+        let past = try XCTUnwrap(memory.translate(GuestAddress(ram.base + 3 * mib), length: 8))
+        XCTAssertEqual(past.load(as: UInt64.self), 0)
+        XCTAssertEqual(memory.damage(), .faulted(region: 0))
+        XCTAssertTrue("\(memory.damage()!)".contains("shrank"))
     }
 }

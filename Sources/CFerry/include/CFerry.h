@@ -79,8 +79,16 @@ int ferry_accept_cloexec(int listener);
 int ferry_gettid(void);
 // Tests move a thread into a network namespace to open sockets there.
 int ferry_setns(int fd, int nstype);
+// A read that never sleeps whatever the descriptor's O_NONBLOCK says (RWF_NOWAIT):
+// the flag is per call, so a file status flag shared with another process stays untouched.
+ssize_t ferry_preadv2(int fd, const struct iovec *iov, int count, off_t offset, int flags);
 #define FERRY_MFD_CLOEXEC 1u
 #define FERRY_CLONE_NEWNET 0x40000000
+
+// ---- SIGBUS in guest memory: si_addr and si_code are macros over siginfo_t's union.
+#include <signal.h>
+static inline void *ferry_siginfo_address(const siginfo_t *info) { return info->si_addr; }
+static inline int ferry_siginfo_code(const siginfo_t *info) { return info->si_code; }
 
 // ---- TUN/TAP (kernel Documentation/networking/tuntap.rst). The IFF_* and
 // TUN_F_* values are plain macros Swift imports itself; the ioctl numbers are

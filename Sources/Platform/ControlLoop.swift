@@ -1,5 +1,4 @@
 import Glibc
-import Platform
 
 /// Something the control thread serves: it names the descriptors to wait on,
 /// when it next wants attention without input, and does its work non-blocking.

@@ -1,0 +1,166 @@
+/// The reply to `stats` (and `show stats`): per-port and per-queue counters, the workers'
+/// loop counters and the switch's.
+public struct StatsReply: Codable, Equatable, Sendable {
+    public var ports: [PortStatistics]
+    public var workers: [WorkerStatistics]
+    public var `switch`: SwitchStatistics
+
+    public init(ports: [PortStatistics], workers: [WorkerStatistics], switch: SwitchStatistics) {
+        self.ports = ports
+        self.workers = workers
+        self.switch = `switch`
+    }
+}
+
+/// Frames and bytes each way and drops by reason: a port's totals, or one queue's.
+public struct TrafficCounters: Codable, Equatable, Sendable {
+    public var rxPackets: UInt64
+    public var rxBytes: UInt64
+    public var txPackets: UInt64
+    public var txBytes: UInt64
+    /// Drop reason (docs/ARCHITECTURE.md's names) to count; reasons never seen are absent.
+    public var drops: [String: UInt64]
+    /// Offload work (OffloadCounter's names) for frames handed to the port; kinds never done
+    /// are absent, and so is the whole field from a Ferry that predates it.
+    public var offloads: [String: UInt64]?
+
+    public init(rxPackets: UInt64, rxBytes: UInt64, txPackets: UInt64, txBytes: UInt64, drops: [String: UInt64],
+                offloads: [String: UInt64]? = nil) {
+        self.rxPackets = rxPackets
+        self.rxBytes = rxBytes
+        self.txPackets = txPackets
+        self.txBytes = txBytes
+        self.drops = drops
+        self.offloads = offloads
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rxPackets = "rx_packets", rxBytes = "rx_bytes", txPackets = "tx_packets", txBytes = "tx_bytes", drops
+        case offloads
+    }
+}
+
+/// A port's counters; its traffic counters sit beside its name on the wire, not inside a field.
+public struct PortStatistics: Codable, Equatable, Sendable {
+    public var name: String
+    public var kind: String
+    public var spec: String
+    public var state: String
+    public var traffic: TrafficCounters
+    public var queues: [QueueStatistics]
+
+    public init(name: String, kind: String, spec: String, state: String, traffic: TrafficCounters,
+                queues: [QueueStatistics]) {
+        self.name = name
+        self.kind = kind
+        self.spec = spec
+        self.state = state
+        self.traffic = traffic
+        self.queues = queues
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, kind, spec, state, queues
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        kind = try c.decode(String.self, forKey: .kind)
+        spec = try c.decode(String.self, forKey: .spec)
+        state = try c.decode(String.self, forKey: .state)
+        queues = try c.decode([QueueStatistics].self, forKey: .queues)
+        traffic = try TrafficCounters(from: decoder)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try traffic.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(spec, forKey: .spec)
+        try c.encode(state, forKey: .state)
+        try c.encode(queues, forKey: .queues)
+    }
+}
+
+/// One queue's counters; `queue` beside the traffic counters, as for a port.
+public struct QueueStatistics: Codable, Equatable, Sendable {
+    public var queue: Int
+    public var traffic: TrafficCounters
+
+    public init(queue: Int, traffic: TrafficCounters) {
+        self.queue = queue
+        self.traffic = traffic
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case queue
+    }
+
+    public init(from decoder: any Decoder) throws {
+        queue = try decoder.container(keyedBy: CodingKeys.self).decode(Int.self, forKey: .queue)
+        traffic = try TrafficCounters(from: decoder)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try traffic.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(queue, forKey: .queue)
+    }
+}
+
+public struct WorkerStatistics: Codable, Equatable, Sendable {
+    public var id: Int
+    /// The CPU the worker is pinned to; null on the wire when it is not pinned.
+    public var cpu: Int?
+    public var busyLoops: UInt64
+    public var idleLoops: UInt64
+    public var sleeps: UInt64
+    public var asleepNanoseconds: UInt64
+    /// Learning requests the worker's queue to the control thread had no room for.
+    public var learningOverflows: UInt64
+
+    public init(id: Int, cpu: Int?, busyLoops: UInt64, idleLoops: UInt64, sleeps: UInt64, asleepNanoseconds: UInt64,
+                learningOverflows: UInt64) {
+        self.id = id
+        self.cpu = cpu
+        self.busyLoops = busyLoops
+        self.idleLoops = idleLoops
+        self.sleeps = sleeps
+        self.asleepNanoseconds = asleepNanoseconds
+        self.learningOverflows = learningOverflows
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, cpu, busyLoops = "busy_loops", idleLoops = "idle_loops", sleeps, asleepNanoseconds = "asleep_ns"
+        case learningOverflows = "learning_overflows"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        // Written as null, not left out: "not pinned" is an answer, not a missing field.
+        try c.encode(cpu, forKey: .cpu)
+        try c.encode(busyLoops, forKey: .busyLoops)
+        try c.encode(idleLoops, forKey: .idleLoops)
+        try c.encode(sleeps, forKey: .sleeps)
+        try c.encode(asleepNanoseconds, forKey: .asleepNanoseconds)
+        try c.encode(learningOverflows, forKey: .learningOverflows)
+    }
+}
+
+/// The forwarding decision's counters and the database's.
+public struct SwitchStatistics: Codable, Equatable, Sendable {
+    public var unicast: UInt64
+    public var flooded: UInt64
+    public var hairpin: UInt64
+    public var fdb: FDBCountersInfo
+
+    public init(unicast: UInt64, flooded: UInt64, hairpin: UInt64, fdb: FDBCountersInfo) {
+        self.unicast = unicast
+        self.flooded = flooded
+        self.hairpin = hairpin
+        self.fdb = fdb
+    }
+}

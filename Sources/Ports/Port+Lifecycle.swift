@@ -1,0 +1,130 @@
+import Glibc
+import Logging
+import Platform
+import VhostUser
+import Virtio
+
+/// What opening a port takes from the switch that will run it.
+public struct PortContext {
+    /// Pauses every worker that may touch a vhost device's rings while the device changes.
+    public let gate: DataPathGate
+    /// The most frames a worker pulls or pushes in one burst.
+    public let batchSize: Int
+    /// Addresses the forwarding database holds: an xdp uplink's steering map is as large.
+    public let addressCapacity: Int
+    public let logger: Logger
+
+    public init(gate: DataPathGate, batchSize: Int, addressCapacity: Int, logger: Logger) {
+        self.gate = gate
+        self.batchSize = batchSize
+        self.addressCapacity = addressCapacity
+        self.logger = logger
+    }
+}
+
+/// Why a port could not be opened, as one line for the operator.
+public struct PortOpenError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+// A port's life as the switch sees it: opened from its spec, asked for its
+// state, shut down. Only here does the kind decide how.
+extension Port {
+    /// Opens the port `spec` describes, named `name`. An uplink (xdp, packet)
+    /// that fails to open becomes a `FailedPort` when `keepingFailedUplink`
+    /// (at startup, as a bridge keeps running when one of its ports fails to
+    /// open); otherwise, like any other port, it is an error.
+    public static func open(_ spec: PortSpec, name: String, context: PortContext,
+                            keepingFailedUplink: Bool) throws(PortOpenError) -> Port {
+        let logger = context.logger
+        func failedUplink(_ error: any Error) throws(PortOpenError) -> Port {
+            guard keepingFailedUplink else { throw PortOpenError(description: "\(error)") }
+            logger.error("port \(name) (\(spec.text)) failed to open: \(error)")
+            return .failed(FailedPort(reason: "\(error)"))
+        }
+        switch spec.kind {
+        case .vhost(let path, let client, let pairs, let permissions):
+            let withheld: VirtioNetFeatures = switch spec.offloads {
+            case .on: []
+            case .csum: .segmentationOffloads
+            case .off: VirtioNetFeatures.segmentationOffloads.union(.checksumOffloads)
+            }
+            let device = VhostDevice(name: name, queuePairs: pairs, gate: context.gate, logger: logger,
+                                     withheldFeatures: withheld)
+            do {
+                let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device,
+                                                     logger: logger, permissions: try permissions.resolved())
+                return .vhost(VhostPort(endpoint: endpoint))
+            } catch {
+                throw PortOpenError(description: "\(error)")
+            }
+        case .tap(let interface, let queues, let mtu):
+            do {
+                let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: context.batchSize,
+                                      offloads: spec.offloads)
+                logger.info("TAP \(interface): \(tap.queueCount) queue(s), frames written with \(tap.writePath.rawValue)")
+                return .tap(tap)
+            } catch {
+                throw PortOpenError(description: "\(error)")
+            }
+        case .xdp(let interface, let queues, let mode, let zeroCopy):
+            do throws(XdpPortError) {
+                let xdp = try XdpPort(interface: interface, queues: queues, attach: mode, zeroCopy: zeroCopy,
+                                      guestCapacity: context.addressCapacity, batchCapacity: context.batchSize,
+                                      logger: logger)
+                logger.info("""
+                    xdp \(interface): \(xdp.queueCount) queue(s), program \(xdp.steering.attachedMode) mode \
+                    (id \(xdp.steering.programID)), sockets in \(xdp.copyMode.rawValue) mode
+                    """)
+                return .xdp(xdp)
+            } catch {
+                return try failedUplink(error)
+            }
+        case .packet(let interface, let queues):
+            do {
+                let packet = try PacketPort(interface: interface, queues: queues)
+                logger.info("\(packet.summary)")
+                return .packet(packet)
+            } catch {
+                return try failedUplink(error)
+            }
+        case .gen(let dst, let src, let size, let count, let delay):
+            return .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
+        case .sink:
+            return .sink(SinkPort())
+        }
+    }
+
+    /// What `ferry ctl show ports` says of it.
+    public var state: String {
+        switch self {
+        case .vhost(let p): p.state
+        case .tap, .packet: running()
+        case .xdp(let p): running("xdp \(p.steering.attachedMode), \(p.copyMode.rawValue)")
+        case .failed(let p): "failed: \(p.reason)"
+        case .gen(let p): p.isFinished ? "finished" : "running"
+        case .sink: "running"
+        }
+    }
+
+    private func running(_ detail: String? = nil) -> String {
+        let error = lastError == 0 ? nil : "last error: \(String(cString: strerror(lastError)))"
+        let details = [detail, error].compactMap { $0 }
+        return details.isEmpty ? "running" : "running (\(details.joined(separator: ", ")))"
+    }
+
+    /// Lets go of what the port holds outside Ferry; the data path must no
+    /// longer use it. `why` is told to a vhost port's front-end.
+    public func shutDown(why: String) {
+        switch self {
+        case .vhost(let p): p.endpoint.shutDown(why)
+        // A TAP Ferry created disappears with its last descriptor; one that existed stays.
+        case .tap(let p): p.device.close()
+        // Detached while its sockets are still open: the hook is never left
+        // pointing at sockets that are gone.
+        case .xdp(let p): p.close()
+        // A packet port's sockets close, and its promiscuous mode goes, when the switch lets go of it.
+        case .packet, .failed, .gen, .sink: break
+        }
+    }
+}

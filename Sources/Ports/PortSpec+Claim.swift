@@ -1,0 +1,12 @@
+extension PortSpec.Kind {
+    /// What a port of this kind holds that no other port may share: a vhost
+    /// socket path or a network interface.
+    public var claim: String? {
+        switch self {
+        case .vhost(let path, _, _, _): "socket \(path)"
+        case .tap(let name, _, _): "interface \(name)"
+        case .xdp(let interface, _, _, _), .packet(let interface, _): "interface \(interface)"
+        case .gen, .sink: nil
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Glibc
+import Platform
+import Virtio
+
+/// What a sleeping worker waits on, gathered from the ports of the queues it
+/// polls (`Port.addWakeSources`). The worker keeps one and refills it before
+/// each sleep; its capacity is reserved once, so sleeping allocates nothing.
+///
+/// Two kinds of source. A descriptor readable while a frame waits (a TAP's,
+/// an AF_XDP or AF_PACKET socket's) needs nothing armed and cannot race. A
+/// virtqueue must first ask its driver to kick and check its avail index
+/// again behind a full fence (virtio 1.2 §2.7.10): a chain that slipped in
+/// cancels the sleep; a driver that adds one after the check sees the request,
+/// because it orders its own index store before reading ours, and kicks, so
+/// the kick eventfd is readable and `poll` returns.
+public struct WakeSources {
+    /// Whom to hand an error that `poll` reports on a frame descriptor: an
+    /// interface that went down leaves one on its AF_PACKET sockets, reported
+    /// until taken, which would end every sleep at once.
+    enum ErrorOwner {
+        case none
+        case packet(PacketPort, queue: Int)
+        case copies(XdpCopySocket)
+    }
+
+    /// Frame descriptors, then (once armed) kick eventfds and the wake eventfd.
+    private var descriptors: [pollfd] = []
+    /// Per frame descriptor, in order.
+    private var owners: [ErrorOwner] = []
+    private var rings: [SplitVirtqueue] = []
+
+    public init(capacity: Int) {
+        descriptors.reserveCapacity(2 &* capacity &+ 1)
+        owners.reserveCapacity(capacity)
+        rings.reserveCapacity(capacity)
+    }
+
+    /// Forgets every source (and lets go of the ports they came from).
+    public mutating func removeAll() {
+        descriptors.removeAll(keepingCapacity: true)
+        owners.removeAll(keepingCapacity: true)
+        rings.removeAll(keepingCapacity: true)
+    }
+
+    mutating func add(descriptor: Int32, errors owner: ErrorOwner = .none) {
+        // Frame descriptors lead the poll list, before anything `arm` appends.
+        descriptors.append(pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0))
+        owners.append(owner)
+    }
+
+    mutating func add(ring: SplitVirtqueue) { rings.append(ring) }
+
+    /// Asks every ring to kick. False when a chain arrived meanwhile: the
+    /// caller must not sleep (and `disarm`s). Otherwise the poll list gets the
+    /// kick eventfds and `wakeDescriptor`.
+    public mutating func arm(wakeDescriptor: Int32) -> Bool {
+        var pending = false
+        for q in rings where q.enableNotifications() { pending = true }
+        if pending { return false }
+        for q in rings { descriptors.append(pollfd(fd: q.kickFD, events: Int16(POLLIN), revents: 0)) }
+        descriptors.append(pollfd(fd: wakeDescriptor, events: Int16(POLLIN), revents: 0))
+        return true
+    }
+
+    /// Sleeps until a source is readable or `timeoutMilliseconds` pass, then
+    /// drains the eventfds that woke it (frame descriptors are never read
+    /// here: a read would take a frame) and hands reported errors to their ports.
+    public mutating func wait(timeoutMilliseconds: Int32) {
+        _ = descriptors.withUnsafeMutableBufferPointer {
+            poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds)
+        }
+        let frameDescriptors = owners.count
+        for d in descriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }
+        var i = 0
+        while i < frameDescriptors {
+            if descriptors[i].revents & Int16(POLLERR) != 0 {
+                switch owners[i] {
+                case .none: break
+                case .packet(let port, let queue): port.takeSocketError(queue: queue)
+                case .copies(let copies): copies.takeSocketError()
+                }
+            }
+            i &+= 1
+        }
+    }
+
+    /// Tells the drivers not to kick while the worker polls again.
+    public func disarm() {
+        for q in rings { q.disableNotifications() }
+    }
+}
+
+extension Port {
+    /// Adds to `sources` what tells a sleeping worker that `queue` has frames.
+    /// False when the queue cannot be waited for: a generator always has the
+    /// next frame, and a ring without a kick descriptor must be polled.
+    public func addWakeSources(queue: Int, to sources: inout WakeSources) -> Bool {
+        switch self {
+        case .vhost(let p):
+            let ring = p.device.transmitQueue(queue)
+            guard ring.isRunning else { return true }
+            guard ring.kickFD >= 0 else { return false }
+            sources.add(ring: ring)
+        case .tap(let p):
+            // Readable while the kernel holds a frame.
+            sources.add(descriptor: p.descriptor(queue: queue))
+        case .xdp(let p):
+            // Readable while the socket's RX ring holds a frame.
+            sources.add(descriptor: p.descriptor(queue: queue))
+            if queue == 0 { sources.add(descriptor: p.copies.descriptor, errors: .copies(p.copies)) }
+        case .packet(let p):
+            // Readable while the kernel has handed over a block we have not walked to the end.
+            sources.add(descriptor: p.descriptor(queue: queue), errors: .packet(p, queue: queue))
+        case .gen(let p):
+            return p.isFinished
+        case .sink, .failed:
+            break
+        }
+        return true
+    }
+}
