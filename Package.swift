@@ -119,3 +119,19 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets (Fuzz/): the harness library is always built, so unit tests check and
+// write the seed corpora. The FerryFuzz executable only exists in a fuzzing build (tools/fuzz.sh
+// sets FERRY_FUZZ=1): it has no main of its own, libFuzzer's is linked into it alone. (Not
+// `--sanitize=fuzzer`, which would link libFuzzer's main into the build-tool executables too.)
+package.targets.append(
+    .target(name: "FerryFuzzing", dependencies: [
+        "Platform", "Packets", "Virtio", "VhostUser", "Ports", "Configuration", "ControlProtocol", "TestSupport",
+    ], path: "Fuzz/FerryFuzzing"))
+package.targets.append(
+    .testTarget(name: "FuzzingTests", dependencies: ["FerryFuzzing"]))
+if Context.environment["FERRY_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(
+        name: "FerryFuzz", dependencies: ["FerryFuzzing"], path: "Fuzz/Targets/FerryFuzz",
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])], linkerSettings: [.unsafeFlags(["-sanitize=fuzzer"])]))
+}

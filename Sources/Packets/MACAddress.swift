@@ -6,16 +6,23 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
         bytes = (b0, b1, b2, b3, b4, b5)
     }
 
-    /// Parses `aa:bb:cc:dd:ee:ff` (or with dashes).
+    /// Parses `aa:bb:cc:dd:ee:ff` (or with dashes): six pairs of hex digits, nothing else.
     public init?(_ text: String) {
-        let parts = text.split(whereSeparator: { $0 == ":" || $0 == "-" })
+        // Empty parts are kept so that "aa::bb:cc:dd:ee:ff" is refused, and the digits are
+        // checked one by one because UInt8(_:radix:) also takes a sign ("+a").
+        let parts = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == ":" || $0 == "-" })
         guard parts.count == 6 else { return nil }
         var b: [UInt8] = []
         for p in parts {
-            guard p.count == 2, let v = UInt8(p, radix: 16) else { return nil }
+            guard p.utf8.count == 2, p.utf8.allSatisfy(Self.isHexDigit), let v = UInt8(p, radix: 16) else { return nil }
             b.append(v)
         }
         bytes = (b[0], b[1], b[2], b[3], b[4], b[5])
+    }
+
+    private static func isHexDigit(_ c: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(c)
+            || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(c)
     }
 
     public static let broadcast = MACAddress(0xff, 0xff, 0xff, 0xff, 0xff, 0xff)

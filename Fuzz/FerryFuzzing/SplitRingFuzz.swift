@@ -1,0 +1,260 @@
+import Glibc
+import Packets
+import Platform
+import TestSupport
+import Virtio
+
+/// The split ring walker (pull for TX, push and direct receive for RX) against a driver that
+/// writes anything: the mock driver in TestSupport on memfd guest memory, told by the input which
+/// descriptors, avail entries and indexes to write between the device's bursts.
+///
+/// Input: a setup byte (bit 0 two regions, bit 1 mergeable buffers, bit 2 EVENT_IDX, bit 3 the
+/// legacy 10-byte header, bits 4-7 the ring size's power of two), then operations [op] [operands].
+///
+/// Checked: the queue stops only with an error saying why; every pulled frame's segments add up to
+/// its length and lie in readable memory; a pull moves the device's used index by exactly the
+/// chains it consumed; push accounts for every frame (sent or dropped); and nothing traps or
+/// touches memory it should not.
+public enum SplitRingFuzz {
+    public static let target = FuzzTarget(name: "split-ring", run: { run($0) }, seeds: { seeds() })
+
+    static let ramSize = 0x1_0000
+
+    /// Guest RAM is made once (memfd, mappings) and zeroed per input.
+    struct Machine {
+        let ram: GuestRAM
+        let memory: GuestMemory
+    }
+
+    // Shared by every input: libFuzzer (and the corpus test) runs one input at a time, on one thread.
+    nonisolated(unsafe) static let machines: [Machine] = [try! GuestRAM.oneRegion(size: ramSize), try! GuestRAM.twoRegions(size: ramSize)].map {
+        Machine(ram: $0, memory: try! $0.makeGuestMemory())
+    }
+    nonisolated(unsafe) static let batch = PacketBatch(capacity: 32)
+    nonisolated(unsafe) static let frames = FrameStore(capacity: 1 << 18)
+    static let call = try! EventFD.create()
+    static let pieceCapacity = 64
+    nonisolated(unsafe) static let pieces = UnsafeMutablePointer<iovec>.allocate(capacity: pieceCapacity)
+    nonisolated(unsafe) static let prefix = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
+
+    /// One input's device and driver.
+    struct Session {
+        let ring: MockSplitRing
+        let queue = SplitVirtqueue(index: 0)
+        let memory: GuestMemory
+        let counters = QueueCounters()
+        /// Stopped by an operation, not by a guest's mistake.
+        var stoppedOnPurpose = false
+        var outcome = FuzzOutcome()
+
+        var ram: GuestRAM { ring.ram }
+    }
+
+    public static func run(_ bytes: UnsafeRawBufferPointer) -> FuzzOutcome {
+        var input = FuzzInput(bytes)
+        let setup = input.byte()
+        let machine = machines[Int(setup & 1)]
+        memset(machine.ram.shared.base, 0, ramSize)
+        let ring = MockSplitRing(ram: machine.ram, size: UInt16(1) << ((setup >> 4) % 9))
+        var session = Session(ring: ring, memory: machine.memory)
+        ring.configure(session.queue, eventIndex: setup & 4 != 0, headerLength: setup & 8 != 0 ? 10 : 12,
+                       mergeableBuffers: setup & 2 != 0)
+        session.queue.callFD = call.rawValue
+        do { try session.queue.start(memory: machine.memory) } catch { fuzzCheck(false, "the mock's rings do not start: \(error)") }
+        while !input.isExhausted {
+            step(&input, &session)
+            let queue = session.queue
+            fuzzCheck(queue.isRunning || session.stoppedOnPurpose || queue.error != nil, "the queue stopped without an error")
+        }
+        _ = EventFD.drain(call.rawValue)
+        return session.outcome
+    }
+
+    static func step(_ input: inout FuzzInput, _ session: inout Session) {
+        let ring = session.ring
+        switch input.byte() % 12 {
+        case 0:
+            ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: address(&input, ring), length: length(&input),
+                                 flags: flags(&input), next: input.uint16())
+        case 1: ring.makeAvailable(input.uint16())
+        case 2: ring.availIndex &+= UInt16(input.byte())
+        case 3:
+            // A descriptor anywhere in the buffer area: an indirect table's entry.
+            let area = ring.buffers
+            let at = area.lowerBound + UInt64(input.below(Int(area.count) - 16)) & ~15
+            ring.writeDescriptor(atGPA: at, address: address(&input, ring), length: length(&input), flags: flags(&input),
+                                 next: input.uint16())
+        case 4: pull(&session)
+        case 5: push(count: Int(input.byte() % 4) + 1, length: 14 + input.below(9000), &session)
+        case 6: receiveDirect(want: input.below(4096) + 1, commit: input.bool(), &session)
+        case 7:
+            let frame = ethernetFrame(length: 14 + input.below(1500), seed: input.byte())
+            let cut = input.below(frame.count + 12)
+            ring.offerTX(frame: frame, split: cut == 0 ? nil : [cut, frame.count + 12 - cut], indirect: input.bool())
+        case 8:
+            let sizes = (0...Int(input.byte() % 3)).map { _ in input.below(2048) + 1 }
+            ring.offerRX(bufferSizes: sizes, indirect: input.bool())
+        case 9:
+            let queue = session.queue
+            queue.stop()
+            if input.bool() { queue.baseIndex = input.uint16() }
+            session.stoppedOnPurpose = (try? queue.start(memory: session.memory)) == nil
+        case 10:
+            ring.usedEvent = input.uint16()
+            ring.availFlags = input.uint16()
+        default:
+            let at = session.ram.base + UInt64(input.below(ramSize - 16))
+            session.ram.write(Array(input.take(Int(input.byte() % 16) + 1)), at: at)
+        }
+    }
+
+    /// A guest address the walker must check: in the buffer area, near a region's end, or anywhere.
+    static func address(_ input: inout FuzzInput, _ ring: MockSplitRing) -> UInt64 {
+        let ram = ring.ram
+        switch input.byte() % 3 {
+        case 0: return ring.buffers.lowerBound + UInt64(input.below(Int(ring.buffers.count)))
+        case 1:
+            let region = ram.regions[input.below(ram.regions.count)]
+            return region.guestPhysicalAddress + region.size - UInt64(input.byte())
+        default: return input.address(near: ram.base)
+        }
+    }
+
+    static func length(_ input: inout FuzzInput) -> UInt32 {
+        switch input.byte() % 3 {
+        case 0: return UInt32(input.byte())
+        case 1: return UInt32(input.uint16())
+        default: return input.uint32()
+        }
+    }
+
+    /// Mostly the three defined flags; sometimes any bits at all.
+    static func flags(_ input: inout FuzzInput) -> UInt16 {
+        let value = input.byte()
+        return value & 0x80 == 0 ? UInt16(value & 7) : input.uint16()
+    }
+
+    static func pull(_ session: inout Session) {
+        let batch = batch
+        batch.reset()
+        let wasRunning = session.queue.isRunning
+        let usedBefore = session.queue.usedIndex
+        let consumed = session.queue.pull(into: batch, counters: session.counters)
+        if wasRunning && !session.queue.isRunning { session.outcome.refused += 1 }
+        fuzzCheck(batch.count <= consumed, "pulled \(batch.count) frames from \(consumed) chains")
+        for frame in 0..<batch.count {
+            let first = Int(batch.firstSegment[frame])
+            var total: UInt64 = 0
+            var sum: UInt8 = 0
+            for segment in first..<first + Int(batch.segments[frame]) {
+                let base = batch.segmentBase[segment]
+                let length = Int(batch.segmentLength[segment])
+                // Reading every byte makes a pointer outside guest memory fault here, under the sanitizer.
+                for offset in 0..<length { sum &+= base.load(fromByteOffset: offset, as: UInt8.self) }
+                total += UInt64(length)
+            }
+            fuzzCheck(total == UInt64(batch.length[frame]), "frame \(frame): segments hold \(total) of \(batch.length[frame]) bytes (\(sum))")
+            fuzzCheck(batch.length[frame] <= session.queue.maxFrameLength, "frame \(frame) of \(batch.length[frame]) bytes")
+        }
+        session.queue.release()
+        // The guest may scribble over the used ring itself (it is guest memory), so the device's
+        // own index is what is checked: it moves by exactly the chains it consumed.
+        if session.queue.isRunning {
+            fuzzCheck(session.queue.usedIndex == usedBefore &+ UInt16(consumed),
+                      "used index moved from \(usedBefore) to \(session.queue.usedIndex) for \(consumed) chains")
+        }
+        session.outcome.accepted += batch.count
+        session.outcome.refused += consumed - batch.count
+        batch.reset()
+    }
+
+    static func push(count: Int, length: Int, _ session: inout Session) {
+        let batch = batch
+        batch.reset()
+        frames.reset()
+        for i in 0..<count { frames.append(ethernetFrame(length: length, seed: UInt8(i)), to: batch) }
+        let before = session.counters.snapshot
+        session.queue.push(from: batch, counters: session.counters)
+        let after = session.counters.snapshot
+        let sent = after.txPackets - before.txPackets
+        let dropped = after.totalDrops - before.totalDrops
+        fuzzCheck(sent + dropped == UInt64(count), "pushed \(count) frames: \(sent) sent, \(dropped) dropped")
+        session.outcome.accepted += Int(sent)
+        session.outcome.refused += Int(dropped)
+        batch.reset()
+    }
+
+    static func receiveDirect(want: Int, commit: Bool, _ session: inout Session) {
+        let queue = session.queue
+        switch queue.nextChain(into: pieces, capacity: pieceCapacity, want: want) {
+        case .chain(let head, let count, let bytes):
+            fuzzCheck(count <= pieceCapacity && bytes >= want, "a chain of \(count) pieces and \(bytes) bytes for \(want)")
+            var total = 0
+            for i in 0..<count {
+                // Writable guest memory: the kernel would write here.
+                memset(pieces[i].iov_base, 0xA5, pieces[i].iov_len)
+                total += pieces[i].iov_len
+            }
+            fuzzCheck(total == bytes, "pieces hold \(total) bytes, the chain says \(bytes)")
+            guard commit else { return }
+            memset(prefix, 0, 64)
+            queue.commitChain(head: head, pieces: pieces, count: count, length: want, prefix: prefix,
+                              prefixLength: min(queue.headerLength, want))
+            queue.publishCommitted()
+            session.outcome.accepted += 1
+        case .none, .unsuitable:
+            break
+        case .broken:
+            session.outcome.refused += 1
+        }
+    }
+
+    // MARK: - Seeds
+
+    static func seeds() -> [(name: String, bytes: [UInt8])] {
+        // Ring of 16 (4 << 4), one region, mergeable buffers.
+        var tx = FuzzInputBuilder()
+        tx.byte(0x42)
+        for (cut, indirect) in [(0, false), (30, false), (100, true)] {
+            tx.byte(7)
+            tx.below(200)
+            tx.byte(0x11)
+            tx.below(cut)
+            tx.bool(indirect)
+        }
+        tx.byte(4)
+        var rx = FuzzInputBuilder()
+        rx.byte(0x46)
+        for chain in [[2048], [1024, 1024]] {
+            rx.byte(8)
+            rx.byte(UInt8(chain.count - 1))
+            for size in chain { rx.below(size - 1) }
+            rx.bool(chain.count > 1)
+        }
+        rx.byte(5)
+        rx.byte(1)
+        rx.below(1500)
+        rx.byte(8)
+        rx.byte(0)
+        rx.below(2047)
+        rx.bool(false)
+        rx.byte(6)
+        rx.below(1513)
+        rx.bool(true)
+        // A descriptor that chains to itself, made available: the walker must stop the queue.
+        var loop = FuzzInputBuilder()
+        loop.byte(0x31)
+        loop.byte(0)
+        loop.below(0)
+        loop.byte(0)
+        loop.below(0)
+        loop.byte(0)
+        loop.byte(64)
+        loop.byte(1)
+        loop.uint16(0)
+        loop.byte(1)
+        loop.uint16(0)
+        loop.byte(4)
+        return [("tx-chains", tx.bytes), ("rx-chains", rx.bytes), ("self-loop", loop.bytes)]
+    }
+}
