@@ -125,7 +125,7 @@ def test_tcp_through_two_tap_ports_carries_super_frames(tmp_path, payload):
         stats = ferry.stats()
         into_b = h.port_stats(stats, "b")["offloads"]
         assert into_b["gso_passed"] > 100, f"no super-frames crossed: {into_b}"
-        assert into_b["segmented_frames"] == 0, into_b
+        assert into_b.get("segmented_frames", 0) == 0, into_b
         assert h.port_stats(stats, "b")["tx_bytes"] > TRANSFER_BYTES
         assert h.drop_total(h.port_stats(stats, "a")) == 0 and h.drop_total(h.port_stats(stats, "b")) == 0, stats
     finally:
