@@ -74,7 +74,7 @@ def dpdk_eal(prefix: str, cpu: int, vdevs: list[str]) -> list[str]:
     for v in vdevs:
         args += ["--vdev", v]
     if h.memory_mode() == "huge":
-        args += ["-m", "512", "--single-file-segments", "--huge-dir", h._hugetlbfs_mount()]
+        args += ["-m", "512", "--single-file-segments", "--huge-dir", h.hugetlbfs_mount()]
     else:
         args += ["--no-huge", "-m", "512", "--single-file-segments"]
     return args + ["--log-level=lib.eal:notice"]

@@ -140,7 +140,7 @@ def _num(v: str):
             return v
 
 
-class Tool(h._Process):
+class Tool(h.TrackedProcess):
     """One of our C peers: prints `READY ...`, `PPS t=.. rx=.. tx=..` lines once a second and a
     `TOTAL ...` line at the end. Output goes to a log and is parsed as it arrives."""
 

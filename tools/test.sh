@@ -5,8 +5,11 @@
 #
 # 1. installs what is missing (tools/install-deps.sh) and builds the test guest;
 # 2. unit tests (swift test): codec, rings, hostile guests, allocation probe;
-# 3. integration tests (pytest, Tests/Integration) against real peers:
-#    dpdk-testpmd's virtio-user front-end and QEMU guests, run as root.
+# 3. the fuzz targets (tools/fuzz.sh), each for a short bounded time;
+# 4. integration tests (pytest, Tests/Integration) against real peers:
+#    dpdk-testpmd's virtio-user front-end and QEMU guests, run as root;
+# 5. a short soak (tools/soak.py): two front-ends forwarding while ports, FDB entries and
+#    connections churn; every frame reconciled, memory and descriptors back at baseline.
 # A test that cannot run (no root, no QEMU, no testpmd) fails with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +23,9 @@ export FERRY_BIN="$PWD/.build/release/ferry"
 
 echo "== unit tests"
 swift test 2>&1 | tee /tmp/ferry-unit-tests.log
+echo "== fuzz targets"
+tools/fuzz.sh --seconds "${FERRY_CI_FUZZ_SECONDS:-20}"
 echo "== integration tests"
 python3 -m pytest -v -p no:cacheprovider Tests/Integration
+echo "== soak"
+python3 tools/soak.py --seconds "${FERRY_CI_SOAK_SECONDS:-60}"

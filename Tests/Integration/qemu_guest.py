@@ -20,7 +20,6 @@ Python 3 stdlib only.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
@@ -47,13 +46,6 @@ COMMANDS = re.compile(r"FERRY-GUEST-COMMANDS tty=(\S+)")
 def clean_console(text: str) -> str:
     """Serial console text without CRs and terminal escapes (incl. ESC c, cursor moves)."""
     return _ANSI.sub("", text).replace("\r", "")
-
-
-def _die_with_parent():
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 def environment_problems() -> list[str]:
@@ -125,7 +117,7 @@ class GuestProcess:
         with open(self.err, "wb") as err:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+                                         start_new_session=True, preexec_fn=h.die_with_parent)
         return self
 
     def console(self) -> str:
@@ -343,7 +335,7 @@ class Netns:
             return subprocess.Popen(["ip", "netns", "exec", self.name] + cmd,
                                     stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=h.die_with_parent)
 
     def adopt(self, link: str, timeout: float = 10.0, source: Optional["Netns"] = None):
         """Move `link` (in the root namespace, or in `source`) in here and bring it up."""

@@ -21,15 +21,13 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-from test_switch import IP_A, IP_B, Topology, assert_all_answered, environment  # noqa: E402,F401
+import harness as h
+from test_switch import IP_A, IP_B, Topology, assert_all_answered
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
@@ -69,7 +67,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def pair(environment, tmp_path_factory):
+def pair(guest_machine, tmp_path_factory):
     if not shutil.which("tcpdump"):
         pytest.fail("cannot run the capture tests: tcpdump is not installed", pytrace=False)
     port = free_port()

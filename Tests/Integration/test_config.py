@@ -20,28 +20,22 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
+import harness as h
 
 EXAMPLE = str(h.REPO / "docs" / "ferry.example.yaml")
 GEN_DST = "02:00:00:00:00:02"
 COUNT = 100
 
 
-def require_binary():
-    binary = h.ferry_binary()
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"cannot run the config tests: Ferry binary {binary} missing or not "
-                    "executable: run `swift build -c release` or set FERRY_BIN", pytrace=False)
+# Every test here runs the Ferry binary (conftest.py checks it once).
+pytestmark = pytest.mark.usefixtures("ferry_binary")
 
 
 def check(*args: str) -> subprocess.CompletedProcess:
-    require_binary()
     return subprocess.run([h.ferry_binary(), "check", *args], capture_output=True, text=True, timeout=10)
 
 
@@ -127,16 +121,6 @@ def test_check_opens_nothing(tmp_path):
 # --------------------------------------------------------------------------- ferry run --config
 
 
-@pytest.fixture
-def lab(tmp_path):
-    require_binary()
-    lab = h.Lab("config", keep_logs=str(tmp_path / "logs"))
-    try:
-        yield lab
-    finally:
-        lab.close()
-
-
 BASE = f"""\
     switch:
       batch: 64
@@ -169,7 +153,6 @@ def test_run_from_a_config_file_with_a_port_from_the_command_line(lab, tmp_path)
 
 
 def test_a_command_line_port_may_not_reuse_a_config_name(tmp_path):
-    require_binary()
     f = write(tmp_path / "ferry.yaml", BASE)
     res = subprocess.run([h.ferry_binary(), "run", "--config", f, "--port", "sink:name=s",
                           "--control", str(tmp_path / "ctl.sock")], capture_output=True, text=True, timeout=10)

@@ -20,16 +20,13 @@ Fails (does not skip) without root, testpmd or the Ferry binary.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
 import threading
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
+import harness as h
 
 MAX_LINE = 65536
 NOT_AN_OBJECT = {"error": "request is not a JSON object"}
@@ -94,10 +91,7 @@ class Traffic:
 
 
 @pytest.fixture(scope="module")
-def traffic(tmp_path_factory):
-    problems = h.environment_problems(need_ferry=True, need_testpmd=True)
-    if problems:
-        pytest.fail("cannot run the control-socket tests:\n  " + "\n  ".join(problems), pytrace=False)
+def traffic(testpmd_machine, tmp_path_factory):
     lab = h.Lab("ctlsock", keep_logs=str(tmp_path_factory.mktemp("logs")))
     try:
         yield Traffic(lab)

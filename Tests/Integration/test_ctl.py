@@ -26,16 +26,13 @@ do not skip) when the Ferry binary is missing.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
+import harness as h
 
 GEN_SRC = "02:00:00:00:00:01"
 GEN_DST = "02:00:00:00:00:02"
@@ -56,21 +53,8 @@ PINNED_DELAY_MS = 3000
 # --------------------------------------------------------------------------- fixtures
 
 
-def require_environment():
-    binary = h.ferry_binary()
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"cannot run the ctl tests: Ferry binary {binary} missing or not "
-                    "executable: run `swift build -c release` or set FERRY_BIN", pytrace=False)
-
-
-@pytest.fixture
-def lab(tmp_path):
-    require_environment()
-    lab = h.Lab("ctl", keep_logs=str(tmp_path / "logs"))
-    try:
-        yield lab
-    finally:
-        lab.close()
+# Every test here runs the Ferry binary (conftest.py checks it once); `lab` is conftest.py's.
+pytestmark = pytest.mark.usefixtures("ferry_binary")
 
 
 @pytest.fixture

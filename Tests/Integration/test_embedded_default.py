@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
+import harness as h
 
 RUN_DIR = "/run/ferry"
 VM0 = f"{RUN_DIR}/vm0.sock"
@@ -37,18 +35,15 @@ def tap_is_up() -> bool:
 
 
 @pytest.fixture
-def clean_machine():
+def clean_machine(ferry_binary):
     if os.geteuid() != 0:
         pytest.fail("the embedded default needs root (creates TAP ferry0 and /run/ferry)")
-    binary = h.ferry_binary()
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"Ferry binary {binary} missing (swift build -c release)")
     for path in (VM0, CONTROL):
         if os.path.exists(path):
             pytest.fail(f"{path} exists: is a Ferry running its embedded default here? Stop it first")
     if tap_exists():
         pytest.fail(f"interface {TAP} exists already; remove it (ip link del {TAP}) before this test")
-    yield binary
+    yield ferry_binary
     subprocess.run(["ip", "link", "del", TAP], capture_output=True)
     for path in (VM0, CONTROL):
         if os.path.exists(path):

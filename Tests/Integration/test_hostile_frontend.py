@@ -31,16 +31,13 @@ root, dpdk-testpmd or the Ferry binary is missing.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import Callable, Optional
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-import vhost_frontend as vf  # noqa: E402
+import harness as h
+import vhost_frontend as vf
 
 HOSTILE, HSINK, GOOD, GSINK = "hostile", "hsink", "good", "gsink"
 BROKEN_LINE = f"vhost-user {HOSTILE}: device broken, forwarding stopped:"
@@ -49,13 +46,6 @@ GOOD_FRAMES_AFTER = 200   # valid frames the new front-end sends after the hosti
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-def require_environment():
-    problems = h.environment_problems(need_ferry=True, need_testpmd=True)
-    if problems:
-        pytest.fail("cannot run the hostile front-end tests:\n  " + "\n  ".join(problems),
-                    pytrace=False)
 
 
 class Rig:
@@ -214,15 +204,12 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path):
-    require_environment()
-    lab = h.Lab("hf", keep_logs=str(tmp_path / "logs"))
+def rig(testpmd_machine, lab):
     r = Rig(lab)
     try:
         yield r.start()
     finally:
-        r.close()
-        lab.close()  # stops testpmd and Ferry, removes sockets and the work directory
+        r.close()  # then conftest.py's lab stops testpmd and Ferry, removes sockets and the work directory
 
 
 # --------------------------------------------------------------------------- ring faults

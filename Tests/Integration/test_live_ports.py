@@ -27,12 +27,10 @@ import json
 import os
 import socket
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
+import harness as h
 
 ROUNDS = 6
 GEN_COUNT = 300_000
@@ -40,18 +38,18 @@ GEN_DST = "02:00:00:00:00:02"
 GEN_SRC = "02:00:00:00:00:01"
 
 
-@pytest.fixture
-def lab(tmp_path):
-    problems = h.environment_problems(need_ferry=True, need_testpmd=True)
-    if problems:
-        pytest.fail("cannot run the live port tests:\n  " + "\n  ".join(problems), pytrace=False)
-    lab = h.Lab("live", keep_logs=str(tmp_path / "logs"))
-    try:
-        yield lab
-    finally:
-        lab.close()
-        for name in tap_names():
-            subprocess.run(["ip", "link", "del", name], capture_output=True)
+# Every test here runs testpmd against Ferry (conftest.py checks the machine once); `lab` is
+# conftest.py's.
+pytestmark = pytest.mark.usefixtures("testpmd_machine")
+
+
+@pytest.fixture(autouse=True)
+def no_taps_left():
+    """TAPs a test's Ferry made and did not delete go, after that Ferry stopped (an autouse
+    fixture is set up before and torn down after the lab)."""
+    yield
+    for name in tap_names():
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
 def tap_names() -> list[str]:

@@ -29,15 +29,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import time
 from typing import Optional
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-import qemu_guest as qg  # noqa: E402
+import harness as h
+import qemu_guest as qg
 
 
 IP_A, IP_B = "198.18.0.1", "198.18.0.2"
@@ -52,18 +50,6 @@ GUEST_EXTRA = "ipv6.disable=1"
 _READY = re.compile(r"FERRY-GUEST-READY ip=(\S+) mtu=(\d+)")
 _RESULT = re.compile(r"FERRY-PING-RESULT target=(\S+) size=(\d+) transmitted=(\d+) received=(\d+)")
 _COUNTERS = re.compile(r"eth0 counters:.*\brx_packets=(\d+).*\btx_packets=(\d+)")
-
-
-# --------------------------------------------------------------------------- environment
-
-
-@pytest.fixture(scope="module")
-def guest_image():
-    """Builds (or checks) the test guest once, so its build time never eats a boot timeout."""
-    problems = qg.environment_problems()
-    if problems:
-        pytest.fail("cannot run the QEMU guest tests:\n  " + "\n  ".join(problems), pytrace=False)
-    qg.build_guest_image()
 
 
 # --------------------------------------------------------------------------- one guest
@@ -84,8 +70,10 @@ class Guest(qg.GuestProcess):
 
 
 @pytest.fixture
-def lab(request, tmp_path):
-    lab = h.Lab("qg", keep_logs=str(tmp_path / "logs"))
+def lab(lab):
+    """conftest.py's lab, which also holds the guests a test starts: they stop first and
+    their logs are kept; then conftest.py's lab stops Ferry (removing its sockets) and
+    removes the work directory."""
     guests: list[Guest] = []
     lab.guests = guests
     try:
@@ -99,7 +87,6 @@ def lab(request, tmp_path):
                 for f in (g.log, g.err):
                     if os.path.exists(f):
                         shutil.copy(f, lab.keep_logs)
-        lab.close()  # stops Ferry (removing its sockets) and removes the work directory
 
 
 # --------------------------------------------------------------------------- the test
@@ -110,7 +97,7 @@ def broken_lines(ferry: h.Ferry) -> list[str]:
 
 
 @pytest.mark.parametrize("mtu,size", [(1500, 1472), (9000, 8000)], ids=["mtu1500", "mtu9000"])
-def test_guest_pings_guest_through_ferry(guest_image, lab, mtu, size):
+def test_guest_pings_guest_through_ferry(guest_machine, lab, mtu, size):
     sock_a, sock_b = lab.path("a.sock"), lab.path("b.sock")
     ferry = lab.ferry([f"vhost:{sock_a},name=a", f"vhost:{sock_b},name=b"])
     h.wait_for_socket(sock_a, proc=ferry)
@@ -219,7 +206,7 @@ def test_guest_pings_guest_through_ferry(guest_image, lab, mtu, size):
     assert rc == 0, f"Ferry exited with {rc} on SIGINT\n{ferry.log_tail()}"
 
 
-def test_guest_without_shared_memory_is_named(guest_image, lab):
+def test_guest_without_shared_memory_is_named(guest_machine, lab):
     """QEMU with share=off maps guest RAM privately: the guest boots and its driver kicks, but
     Ferry's view of the rings never changes. Ferry must say so, not forward nothing in silence."""
     sock = lab.path("u.sock")

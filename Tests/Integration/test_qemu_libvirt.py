@@ -29,50 +29,41 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import documented_qemu as dq  # noqa: E402
-import harness as h  # noqa: E402
-import qemu_guest as q  # noqa: E402
+import documented_qemu as dq
+import harness as h
+import qemu_guest as q
 
 HOST_IP, GUEST_IP = "198.18.0.1", "198.18.0.2"
 QEMU_USER, QEMU_GROUP = "nobody", "kvm"
 
 
 @pytest.fixture
-def lab(tmp_path):
-    problems = q.environment_problems()
+def lab(guest_machine, namespaces, lab):
+    """conftest.py's lab, which also holds the guests a test starts (they stop first, then
+    conftest.py's lab stops Ferry, then the test's namespaces go)."""
     try:
         pwd.getpwnam(QEMU_USER)
         grp.getgrnam(QEMU_GROUP)
     except KeyError as exc:
-        problems.append(f"user {QEMU_USER} or group {QEMU_GROUP} missing: {exc}")
-    if problems:
-        pytest.fail("cannot run the QEMU/libvirt tests:\n  " + "\n  ".join(problems), pytrace=False)
-    q.build_guest_image()
-    q.Netns.remove_stale()
-    lab = h.Lab("qlv", keep_logs=str(tmp_path / "logs"))
+        pytest.fail(f"cannot run the QEMU/libvirt tests:\n  user {QEMU_USER} or group {QEMU_GROUP} missing: {exc}",
+                    pytrace=False)
     # QEMU as nobody writes its console log and command socket here.
     os.chmod(lab.dir.path, 0o777)
     lab.guests = []
-    lab.namespaces = []
     try:
         yield lab
     finally:
         for g in lab.guests:
             g.stop()
-        lab.close()
-        for ns in lab.namespaces:
-            ns.delete()
 
 
 def tap_name() -> str:
     return f"fq{os.getpid() % 100000}"
 
 
-def host_side(lab, tap: str) -> q.Netns:
+def host_side(namespaces, tap: str) -> q.Netns:
     """The TAP Ferry just made, moved into a namespace with the host address."""
-    ns = q.Netns("qlv")
-    lab.namespaces.append(ns)
+    ns = namespaces("qlv")
     ns.adopt(tap)
     ns.ip("addr", "add", f"{HOST_IP}/24", "dev", tap)
     return ns
@@ -118,7 +109,7 @@ def qemu_uids(guest: dq.DocumentedGuest) -> set[int]:
     return uids
 
 
-def test_server_mode_as_documented_with_qemu_as_another_user(lab):
+def test_server_mode_as_documented_with_qemu_as_another_user(lab, namespaces):
     sock = lab.path("vm0.sock")
     tap = tap_name()
 
@@ -139,7 +130,7 @@ def test_server_mode_as_documented_with_qemu_as_another_user(lab):
     outsider = connect_as(QEMU_USER, "nogroup", sock)
     assert outsider.returncode == 1 and "Permission denied" in outsider.stdout, \
         f"{QEMU_USER} outside {QEMU_GROUP} could connect: {outsider.stdout}"
-    ns = host_side(lab, tap)
+    ns = host_side(namespaces, tap)
 
     run_as = ["setpriv", f"--reuid={QEMU_USER}", f"--regid={QEMU_GROUP}", "--clear-groups"]
     guest = dq.DocumentedGuest("server-mode", sock, f"{GUEST_IP}/24", lab.dir.path, run_as=run_as)
@@ -159,7 +150,7 @@ def test_server_mode_as_documented_with_qemu_as_another_user(lab):
     ping_host(guest, ferry)
 
 
-def test_client_mode_as_documented(lab):
+def test_client_mode_as_documented(lab, namespaces):
     sock = lab.path("qemu-vm0.sock")
     tap = tap_name()
     guest = dq.DocumentedGuest("client-mode", sock, f"{GUEST_IP}/24", lab.dir.path)
@@ -172,7 +163,7 @@ def test_client_mode_as_documented(lab):
 
     ports = [f"vhost:{sock},client,name=vm0", f"tap:{tap},name=host"]
     ferry = lab.ferry(ports)
-    ns = host_side(lab, tap)
+    ns = host_side(namespaces, tap)
     guest.wait_commands(watch=lambda: None if ferry.running() else "Ferry exited")
     ping_host(guest, ferry)
 

@@ -43,9 +43,8 @@ from typing import Optional
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-import qemu_guest as q  # noqa: E402
+import harness as h
+import qemu_guest as q
 
 IP_A, IP_B, IP_NS, IP_NS20 = "198.18.0.1", "198.18.0.2", "198.18.0.254", "198.18.0.253"
 MAC_A, MAC_B = "52:54:00:18:00:01", "52:54:00:18:00:02"   # run-test-guest.sh --mac
@@ -210,18 +209,6 @@ def assert_no_drops(stats: dict, topo: Topology, ports=("a", "b", "t")):
             f"{base.get('drops')})\n{topo.context()}"
 
 
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def environment():
-    problems = q.environment_problems()
-    if problems:
-        pytest.fail("cannot run the switch tests:\n  " + "\n  ".join(problems), pytrace=False)
-    q.build_guest_image()
-    q.Netns.remove_stale()
-
-
 # --------------------------------------------------------------------------- flat: learning
 
 
@@ -229,7 +216,7 @@ class TestFlat:
     """Ports a, b, t on VLAN 1: learning, unicast by the FDB, idle CPU."""
 
     @pytest.fixture(scope="class")
-    def flat(self, environment, tmp_path_factory):
+    def flat(self, guest_machine, tmp_path_factory):
         t0 = time.monotonic()
         topo = Topology("flat", str(tmp_path_factory.mktemp("switch-flat")), t_opts="")
         try:
@@ -336,7 +323,7 @@ class TestSplitVLANs:
     """a on VLAN 10, b on VLAN 20, the TAP a trunk for both."""
 
     @pytest.fixture(scope="class")
-    def split(self, environment, tmp_path_factory):
+    def split(self, guest_machine, tmp_path_factory):
         topo = Topology("split", str(tmp_path_factory.mktemp("switch-split")),
                         a_opts=",vlan=10", b_opts=",vlan=20", t_opts=",trunk=10,20")
         try:
@@ -461,7 +448,7 @@ class TestSameVLAN:
     """a and b both on access VLAN 10: they meet."""
 
     @pytest.fixture(scope="class")
-    def same(self, environment, tmp_path_factory):
+    def same(self, guest_machine, tmp_path_factory):
         topo = Topology("same", str(tmp_path_factory.mktemp("switch-same")),
                         a_opts=",vlan=10", b_opts=",vlan=10")
         try:

@@ -28,14 +28,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import documented_qemu as dq  # noqa: E402
-import harness as h  # noqa: E402
-import qemu_guest as q  # noqa: E402
+import documented_qemu as dq
+import harness as h
+import qemu_guest as q
 
 RUN_DIR = "/run/ferry"
 VM0 = f"{RUN_DIR}/vm0.sock"
@@ -64,19 +62,14 @@ def setpriv(user: str, caps: set[str]) -> list[str]:
 
 
 @pytest.fixture
-def service_user(tmp_path):
+def service_user(guest_machine, tmp_path):
     if os.geteuid() != 0:
         pytest.fail("needs root (creates a user, hands /run/ferry to it)", pytrace=False)
-    problems = q.environment_problems()
-    if problems:
-        pytest.fail("cannot run:\n  " + "\n  ".join(problems), pytrace=False)
     for path in (VM0, CONTROL):
         if os.path.exists(path):
             pytest.fail(f"{path} exists: is a Ferry running its embedded default here? Stop it first")
     if os.path.exists(f"/sys/class/net/{TAP}"):
         pytest.fail(f"interface {TAP} exists already; remove it (ip link del {TAP}) first")
-    q.build_guest_image()
-    q.Netns.remove_stale()
     name = f"ferryit{os.getpid() % 100000}"
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
                    check=True, capture_output=True)

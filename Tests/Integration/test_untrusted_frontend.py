@@ -32,15 +32,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import tempfile
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-import vhost_frontend as vf  # noqa: E402
+import harness as h
+import vhost_frontend as vf
 
 HOSTILE, HSINK, A, B = "hostile", "hsink", "a", "b"
 REFUSED = f"vhost-user {HOSTILE}: "
@@ -49,12 +47,9 @@ NEW_FRAMES = 200
 
 
 @pytest.fixture
-def lab(tmp_path):
-    problems = h.environment_problems(need_ferry=True, need_testpmd=True)
-    if problems:
-        pytest.fail("cannot run the untrusted front-end test:\n  " + "\n  ".join(problems),
-                    pytrace=False)
-    lab = h.Lab("uf", keep_logs=str(tmp_path / "logs"))
+def lab(testpmd_machine, lab):
+    """conftest.py's lab, which also holds the Python front-ends a test opens: they close
+    first, then conftest.py's lab stops testpmd and Ferry."""
     frontends: list[vf.VhostUserFrontend] = []
     lab.frontends = frontends
     try:
@@ -62,7 +57,6 @@ def lab(tmp_path):
     finally:
         for fe in frontends:
             fe.close()
-        lab.close()
 
 
 def wrong_descriptors(stack: list[int]) -> list[tuple[str, int]]:

@@ -57,15 +57,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from typing import Iterable, Optional
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
-import qemu_guest as q  # noqa: E402
+import harness as h
+import qemu_guest as q
 
 HV_IP, LAN_IP, GUEST_IP, SIDE_IP = "198.18.1.1", "198.18.1.2", "198.18.1.10", "198.18.1.3"
 GUEST_MAC = "52:54:00:18:01:0a"
@@ -414,8 +412,8 @@ def assert_host_traffic_stays_out(env: Uplink, host: HostPing, seconds: float = 
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    problems = q.environment_problems()
+def env(guest_machine, tmp_path_factory):
+    problems = []
     for tool in ("setpriv", "prlimit"):
         if not shutil.which(tool):
             problems.append(f"{tool} not found: install util-linux")
@@ -424,8 +422,6 @@ def env(tmp_path_factory):
                         "FERRY_CLANG or install clang")
     if problems:
         pytest.fail("cannot run the uplink tests:\n  " + "\n  ".join(problems), pytrace=False)
-    q.build_guest_image()
-    q.Netns.remove_stale()
     e = Uplink(str(tmp_path_factory.mktemp("uplink")))
     try:
         yield e

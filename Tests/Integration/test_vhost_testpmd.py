@@ -18,13 +18,11 @@ Counting rules checked here (Ferry's `ctl stats --json` contract):
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
+import harness as h
 
 SECONDS = float(os.environ.get("FERRY_IT_SECONDS", "3"))
 GEN_COUNT = 200_000
@@ -33,20 +31,9 @@ GEN_SRC = "02:00:00:00:00:01"
 MODES = ["ferry-server", "ferry-client"]  # which side listens on the vhost-user socket
 
 
-@pytest.fixture
-def lab(request, tmp_path):
-    lab = h.Lab("vt", keep_logs=str(tmp_path / "logs"))
-    try:
-        yield lab
-    finally:
-        lab.close()
-
-
-def require_environment():
-    problems = h.environment_problems(need_ferry=True, need_testpmd=True)
-    if problems:
-        pytest.fail("cannot run the testpmd integration tests:\n  " + "\n  ".join(problems),
-                    pytrace=False)
+# Every test here runs testpmd against Ferry (conftest.py checks the machine once); `lab` is
+# conftest.py's.
+pytestmark = pytest.mark.usefixtures("testpmd_machine")
 
 
 def start_pair(lab: h.Lab, mode: str, other_port: str, fe_mode: str, **fe_kw):
@@ -117,7 +104,6 @@ def check_queue_sums(port: dict):
 @pytest.mark.parametrize("size", [64, 1518])
 @pytest.mark.parametrize("mode", MODES)
 def test_virtio_txonly_into_sink(lab, mode, size):
-    require_environment()
     ferry, tp = start_pair(lab, mode, "sink:name=sink", "txonly", txpkts=size)
     wait_counter_above(ferry, "vm", "rx_packets", 0, 15, lab)
     time.sleep(SECONDS)
@@ -149,7 +135,6 @@ def test_virtio_txonly_into_sink(lab, mode, size):
 @pytest.mark.parametrize("mode", MODES)
 def test_virtio_exact_count_into_sink(lab, mode):
     """testpmd sends an exact number of frames (interactive `start tx_first N`)."""
-    require_environment()
     bursts, burst = 3000, 32
     ferry, tp = start_pair(lab, mode, "sink:name=sink", "rxonly", interactive=True, txpkts=64,
                            burst=burst)
@@ -174,7 +159,6 @@ def test_virtio_exact_count_into_sink(lab, mode):
 @pytest.mark.parametrize("size", [64, 1518, 9000])
 @pytest.mark.parametrize("mode", MODES)
 def test_gen_into_virtio_rxonly(lab, mode, size):
-    require_environment()
     fe_kw = {"mrg_rxbuf": True} if size > 1518 else {}
     gen = f"gen:dst={GEN_DST},src={GEN_SRC},size={size},count={GEN_COUNT},name=gen"
     ferry, tp = start_pair(lab, mode, gen, "rxonly", **fe_kw)
@@ -220,7 +204,6 @@ def test_gen_into_virtio_rxonly(lab, mode, size):
 
 def test_reconnect_ferry_server_testpmd_restarts_txonly(lab):
     """Ferry listens; testpmd (txonly) goes away and comes back; Ferry keeps running."""
-    require_environment()
     sock = lab.path("vhost.sock")
     ferry = lab.ferry([f"vhost:{sock},name=vm", "sink:name=sink"], cpu=0)
     h.wait_for_socket(sock, proc=ferry)
@@ -248,7 +231,6 @@ def test_reconnect_ferry_server_testpmd_restarts_txonly(lab):
 
 def test_reconnect_ferry_server_testpmd_restarts_rxonly(lab):
     """Ferry listens and generates; the receiving testpmd goes away and comes back."""
-    require_environment()
     sock = lab.path("vhost.sock")
     gen = f"gen:dst={GEN_DST},src={GEN_SRC},size=64,name=gen"
     ferry = lab.ferry([gen, f"vhost:{sock},name=vm"], cpu=0)
@@ -270,7 +252,6 @@ def test_reconnect_ferry_server_testpmd_restarts_rxonly(lab):
 def test_reconnect_ferry_client_ferry_restarts(lab):
     """testpmd listens (server=1) and keeps running; Ferry (client) is restarted, then testpmd
     is restarted while Ferry keeps running; traffic resumes each time."""
-    require_environment()
     sock = lab.path("vhost.sock")
     tp = lab.virtio_user(sock, "txonly", server=True, cpu=1, txpkts=64).start(wait=False)
     h.wait_for_socket(sock, proc=tp)
@@ -311,7 +292,6 @@ def test_reconnect_ferry_client_ferry_restarts(lab):
 def test_multiqueue_txonly_into_sink(lab, mode):
     """queues=2 on both sides: testpmd sends on both TX queues; Ferry polls both and counts
     each queue pair on its own, and the per-queue counts add up to what testpmd sent."""
-    require_environment()
     sock = lab.path("vhost.sock")
     if mode == "ferry-server":
         ferry = lab.ferry([f"vhost:{sock},queues=2,name=vm", "sink:name=sink"], cpu=0)

@@ -144,7 +144,7 @@ final class PacketPortTests: XCTestCase {
             var pulled: [[UInt8]] = []
             let deadline = Date().addingTimeInterval(3)
             while pulled.count < frames.count, Date() < deadline {
-                waitReadable(port, queue: 0, timeout: 0.1)
+                try waitReadable(port.descriptor(queue: 0), timeout: 0.1)
                 batch.reset()
                 for slot in 0..<batch.capacity { batch.header(slot).initializeMemory(as: UInt8.self, repeating: 0xAA, count: 12) }
                 let taken = port.pull(queue: 0, into: batch)
@@ -192,20 +192,10 @@ final class PacketPortTests: XCTestCase {
         let frames = (0..<64).map { udpFrame(sourcePort: 5000 + UInt16($0), size: 80) }
         for frame in frames { try peer.send(frame) }
 
-        var perQueue: [[[UInt8]]] = [[], []]
         let batch = PacketBatch(capacity: 64)
-        let deadline = Date().addingTimeInterval(3)
-        while perQueue[0].count + perQueue[1].count < frames.count, Date() < deadline {
-            var pfds = [pollfd(fd: port.descriptor(queue: 0), events: Int16(POLLIN), revents: 0),
-                        pollfd(fd: port.descriptor(queue: 1), events: Int16(POLLIN), revents: 0)]
-            _ = poll(&pfds, 2, 100)
-            for q in 0..<2 {
-                batch.reset()
-                _ = port.pull(queue: q, into: batch)
-                perQueue[q] += (0..<batch.count).map { bytes(of: batch, frame: $0) }
-                port.release(queue: q)
-            }
-        }
+        let perQueue = pullFromQueues(2, expecting: frames.count, timeout: 3, into: batch,
+                                      descriptor: port.descriptor(queue:), pull: { port.pull(queue: $0, into: $1) },
+                                      release: port.release(queue:))
         usleep(20_000)
         for q in 0..<2 {
             batch.reset()
@@ -316,11 +306,6 @@ final class PacketPortTests: XCTestCase {
     }
 
     // MARK: Helpers
-
-    private func waitReadable(_ port: PacketPort, queue: Int, timeout: Double) {
-        var pfd = pollfd(fd: port.descriptor(queue: queue), events: Int16(POLLIN), revents: 0)
-        _ = poll(&pfd, 1, Int32(timeout * 1000))
-    }
 
     private func flags(_ name: String) throws -> Int {
         let text = try NetworkSandbox.sysfs(name, "flags")

@@ -252,7 +252,7 @@ final class TapPortTests: XCTestCase {
         let socket = try PacketSocket(interface: port.device.index)
         let frames = (0..<7).map { udpFrame(sourcePort: 3000 + UInt16($0), size: 100) }
         for frame in frames { try socket.send(frame) }
-        try waitReadable(port, queue: 0)
+        try waitReadable(port.descriptor(queue: 0), timeout: 2)
 
         let batch = PacketBatch(capacity: 8)
         var got: [[UInt8]] = []
@@ -310,19 +310,10 @@ final class TapPortTests: XCTestCase {
         let frames = (0..<64).map { udpFrame(sourcePort: 5000 + UInt16($0), size: 80) }
         for frame in frames { try socket.send(frame) }
 
-        var perQueue: [[[UInt8]]] = [[], []]
         let batch = PacketBatch(capacity: 64)
-        let deadline = Date().addingTimeInterval(2)
-        while perQueue[0].count + perQueue[1].count < frames.count, Date() < deadline {
-            var pfds = [pollfd(fd: port.descriptor(queue: 0), events: Int16(POLLIN), revents: 0),
-                        pollfd(fd: port.descriptor(queue: 1), events: Int16(POLLIN), revents: 0)]
-            _ = poll(&pfds, 2, 100)
-            for q in 0..<2 {
-                batch.reset()
-                _ = port.pull(queue: q, into: batch)
-                perQueue[q] += (0..<batch.count).map { bytes(of: batch, frame: $0) }
-            }
-        }
+        let perQueue = pullFromQueues(2, expecting: frames.count, timeout: 2, into: batch,
+                                      descriptor: port.descriptor(queue:), pull: { port.pull(queue: $0, into: $1) },
+                                      release: port.release(queue:))
         assertEachFrameOnceOnTwoQueues(perQueue, frames: frames, counters: port.counters)
 
         // Queue 1 writes too.
@@ -359,7 +350,7 @@ final class TapPortTests: XCTestCase {
 
         // A frame queued before the offload goes off keeps its partial checksum.
         try socket.send(partial + frame)
-        try waitReadable(port, queue: 0)
+        try waitReadable(port.descriptor(queue: 0), timeout: 2)
         try port.setOffloads([])
         XCTAssertEqual(port.device.offloads, [])
         batch.reset()
@@ -419,16 +410,10 @@ final class TapPortTests: XCTestCase {
         var pulled = 0
         let deadline = Date().addingTimeInterval(2)
         while pulled < expecting, Date() < deadline {
-            try waitReadable(port, queue: queue, timeout: deadline.timeIntervalSinceNow)
+            try waitReadable(port.descriptor(queue: queue), timeout: deadline.timeIntervalSinceNow)
             pulled += port.pull(queue: queue, into: batch)
         }
         return pulled
-    }
-
-    private func waitReadable(_ port: TapPort, queue: Int, timeout: Double = 2) throws {
-        var pfd = pollfd(fd: port.descriptor(queue: queue), events: Int16(POLLIN), revents: 0)
-        let ready = poll(&pfd, 1, Int32(max(0, timeout) * 1000))
-        guard ready >= 0 else { throw NetworkSandbox.Unavailable("poll: \(String(cString: strerror(errno)))") }
     }
 
     private func statistic(_ port: TapPort, _ counter: String) throws -> UInt64 {
