@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as h  # noqa: E402
+import harness as h
 
 TRANSFER_BYTES = 64 << 20
 PORT = 5201
@@ -63,10 +62,12 @@ def ns(name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def payload(tmp_path_factory):
-    problems = h.environment_problems(need_testpmd=False)
+def payload(tmp_path_factory, ferry_binary):
+    problems = [] if os.geteuid() == 0 else ["not root: namespaces, TAPs and veths need root"]
+    problems += [f"{tool} not found: tools/install-deps.sh installs it"
+                 for tool in ("ethtool",) if not shutil.which(tool)]
     if problems:
-        pytest.fail("; ".join(problems))
+        pytest.fail("cannot run the TCP tests:\n  " + "\n  ".join(problems), pytrace=False)
     path = str(tmp_path_factory.mktemp("tcp") / "payload")
     with open(path, "wb") as f:
         f.write(os.urandom(TRANSFER_BYTES))
