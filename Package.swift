@@ -101,6 +101,10 @@ let package = Package(
         .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Ports", "Packets", "Platform"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Engine", "Packets", "Platform", "Ports"]),
+        // The `ferry` command line itself: every command line the docs show parses.
+        .testTarget(name: "FerryTests", dependencies: [
+            "ferry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),

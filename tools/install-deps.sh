@@ -1,24 +1,38 @@
 #!/usr/bin/env bash
-# Installs what Ferry's tests need on a fresh Debian 12 machine (run as root).
+# Installs what Ferry needs on a fresh Debian 12 machine (run as root), for one
+# of two purposes:
 #
-#   tools/install-deps.sh [--hugepages N]
+#   tools/install-deps.sh run  [--hugepages N]   build and run the switch (tools/run.sh)
+#   tools/install-deps.sh test [--hugepages N]   that, plus the test stack (tools/test.sh)
 #
+# Before installing, it says which packages it is about to install and why;
+# apt's own output goes to /tmp/ferry-install-deps.log.
 # Idempotent and quick when everything is there: it asks dpkg what is already
 # installed and only runs apt-get (and its slow `update`) when something is
 # missing. A machine handed to a new session may lack anything that was
 # installed by hand before, so CI and every session should call this first.
+#
+# The Swift toolchain (>= 6.1) is not a Debian package: it is checked, not
+# installed (where it is looked for: tools/lib/swift-toolchain.sh). When it is
+# found off PATH, /etc/profile.d/swift-toolchain.sh puts it on PATH for new
+# login shells.
 #
 # --hugepages N  reserve at least N 2 MiB hugepages and mount hugetlbfs on
 #                /dev/hugepages (DPDK and hugepage-backed guests need both;
 #                neither is set up by default on this machine).
 set -euo pipefail
 
+source "$(dirname "$0")/lib/swift-toolchain.sh"
+
 say() { printf 'install-deps: %s\n' "$*"; }
 die() { printf 'install-deps: ERROR: %s\n' "$*" >&2; exit 1; }
 
+purpose=""
 hugepages=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
+        run|test)
+            purpose="$1"; shift ;;
         --hugepages)
             [[ $# -ge 2 ]] || die "--hugepages needs a number"
             hugepages="$2"; shift 2 ;;
@@ -29,31 +43,40 @@ while [[ $# -gt 0 ]]; do
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
             exit 0 ;;
         *)
-            die "unknown option: $1 (usage: $0 [--hugepages N])" ;;
+            die "unknown option: $1 (usage: $0 run|test [--hugepages N])" ;;
     esac
 done
+[[ -n "$purpose" ]] || die "say what for: $0 run (build and run Ferry) or $0 test (also the test stack)"
 if [[ -n "$hugepages" && ! "$hugepages" =~ ^[0-9]+$ ]]; then
     die "--hugepages wants a non-negative integer, got '$hugepages'"
 fi
 [[ $(id -u) -eq 0 ]] || die "run as root (apt-get, sysctl and mount need it)"
 
-# Why each package:
-#   dpdk-dev          dpdk-testpmd lives here (not in the `dpdk` package): our
-#                     virtio-user / net_vhost / icmpecho test peer
-#   qemu-system-x86   the real vhost-user front-end for guest tests
-#   linux-image-cloud-amd64, busybox-static, cpio, kmod
-#                     build the tiny test guest (kernel, userland, initramfs,
-#                     modinfo to find the virtio modules)
-#   iproute2, tcpdump, procps   namespaces/veths, packet capture, pgrep/ps
-#   python3           runs the integration tests (pytest handled below)
-#   iperf3, ethtool   TCP through Ferry (tools/bench-tcp.py, test_tcp_offload.py):
-#                     the load, and a TAP's or veth's offloads turned on and off
-#   libbpf-dev, libelf-dev, pkg-config
-#                     the XDP target links libbpf (found through pkg-config;
-#                     libelf is what libbpf parses the embedded object with), and
-#                     the BPF program's build includes <bpf/bpf_helpers.h>
-packages=(dpdk-dev qemu-system-x86 linux-image-cloud-amd64 busybox-static
-          iproute2 cpio kmod tcpdump procps python3 libbpf-dev libelf-dev pkg-config iperf3 ethtool)
+# Every package with the reason it is installed, "name|why". Running needs
+# only the first list; the tests add the second.
+run_packages=(
+    "libbpf-dev|the XDP target links libbpf (found through pkg-config) and the BPF program includes <bpf/bpf_helpers.h>"
+    "libelf-dev|libbpf parses the embedded BPF object with libelf"
+    "zlib1g-dev|libbpf's other link dependency"
+    "pkg-config|how the build finds libbpf"
+    "git|SwiftPM fetches Ferry's Swift dependencies with git"
+    "iproute2|ip(8): give the TAP ferry0 an address, look at interfaces"
+)
+test_packages=(
+    "dpdk-dev|dpdk-testpmd (virtio-user, net_vhost): the vhost-user test peer and benchmark reference"
+    "qemu-system-x86|QEMU: the real vhost-user front-end for guest tests"
+    "linux-image-cloud-amd64|the test guest's kernel"
+    "busybox-static|the test guest's userland"
+    "cpio|packs the test guest's initramfs"
+    "kmod|modinfo finds the test guest's virtio modules"
+    "tcpdump|packet capture checks in integration tests"
+    "procps|pgrep/ps in integration tests"
+    "python3|runs the integration tests (pytest is handled below)"
+    "iperf3|the TCP load of tools/bench-tcp.py"
+    "ethtool|turns a TAP's or veth's offloads on and off (test_tcp_offload.py, tools/bench-tcp.py)"
+)
+packages=("${run_packages[@]}")
+[[ "$purpose" == test ]] && packages+=("${test_packages[@]}")
 
 apt_updated=0
 apt_install() {
@@ -64,7 +87,8 @@ apt_install() {
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
         apt_updated=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >>/tmp/ferry-install-deps.log 2>&1 \
+        || die "apt-get install $* failed (see /tmp/ferry-install-deps.log)"
 }
 
 # One dpkg-query call for all packages (fast). A package counts as present only
@@ -74,14 +98,17 @@ is_installed() {
     dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
 }
 missing=()
-for p in "${packages[@]}"; do
+for entry in "${packages[@]}"; do
+    p="${entry%%|*}"
     if is_installed "$p"; then
         say "present:   $p"
     else
         missing+=("$p")
+        say "to install: $p (${entry#*|})"
     fi
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
+    say "installing ${#missing[@]} package(s) with apt-get for '$purpose' (a minute or more); log: /tmp/ferry-install-deps.log"
     apt_install "${missing[@]}"
     for p in "${missing[@]}"; do
         is_installed "$p" || die "apt-get did not install $p"
@@ -89,37 +116,41 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     done
 fi
 
-# pytest: whatever python3 is first on PATH must be able to import it, since
+# pytest (tests only): whatever python3 is first on PATH must be able to import it, since
 # that is the interpreter the tests run under. Debian's python3 gets Debian's
 # package; a foreign python3 (pyenv, /usr/local) cannot see Debian's
 # dist-packages, so it gets pytest from PyPI into its own site-packages.
-if pytest_ver=$(python3 -m pytest --version 2>&1); then
-    say "present:   pytest (${pytest_ver%%$'\n'*})"
-else
-    # A pyenv shim on PATH is a shell script, not the interpreter, so ask the
-    # interpreter itself where it lives; dpkg knows the file only if it is
-    # Debian's (/usr/bin/python3 -> python3.11, owned by python3.11-minimal).
-    py_exe=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || command -v python3)
-    if dpkg-query -S "$(readlink -f "$py_exe")" >/dev/null 2>&1; then
-        apt_install python3-pytest
-        say "installed: python3-pytest (apt, for $py_exe)"
+if [[ "$purpose" == test ]]; then
+    if pytest_ver=$(python3 -m pytest --version 2>&1); then
+        say "present:   pytest (${pytest_ver%%$'\n'*})"
     else
-        python3 -m pip install --quiet pytest
-        say "installed: pytest (pip, for non-Debian $py_exe)"
+        # A pyenv shim on PATH is a shell script, not the interpreter, so ask the
+        # interpreter itself where it lives; dpkg knows the file only if it is
+        # Debian's (/usr/bin/python3 -> python3.11, owned by python3.11-minimal).
+        py_exe=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || command -v python3)
+        if dpkg-query -S "$(readlink -f "$py_exe")" >/dev/null 2>&1; then
+            say "to install: python3-pytest (the integration tests' runner, for $py_exe)"
+            apt_install python3-pytest
+            say "installed: python3-pytest (apt, for $py_exe)"
+        else
+            say "to install: pytest from PyPI (the integration tests' runner, for the non-Debian $py_exe)"
+            python3 -m pip install --quiet pytest
+            say "installed: pytest (pip, for non-Debian $py_exe)"
+        fi
+        python3 -m pytest --version >/dev/null 2>&1 || die "pytest still not importable by $py_exe"
     fi
-    python3 -m pytest --version >/dev/null 2>&1 || die "pytest still not importable by $py_exe"
 fi
 
-# Swift is not a Debian package here: it comes with the machine in /opt/swift.
-# We cannot fetch it (no network beyond apt/PyPI), so only check it.
-if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
-    export PATH="/opt/swift/usr/bin:$PATH"
-    say "note: swift is not on PATH; add /opt/swift/usr/bin to PATH"
-fi
-if swift_ver=$(swift --version 2>&1) ; then
-    say "present:   swift ($(printf '%s\n' "$swift_ver" | grep -m1 -o 'Swift version [^ ]*' || echo "${swift_ver%%$'\n'*}"))"
-else
-    die "the Swift toolchain does not work ('swift --version' failed). It is expected preinstalled at /opt/swift (PATH must include /opt/swift/usr/bin); it cannot be installed from apt."
+# Swift: checked, not installed (see the header). A toolchain found off PATH
+# goes on PATH for every new login shell, so `swift build` and the README's
+# commands work there too; this shell's PATH cannot be changed from a child.
+ferry_use_swift install-deps || exit 1
+say "present:   swift $(ferry_swift_version) in $(dirname "$(command -v swift)")"
+if ! env -i HOME="${HOME:-/root}" bash -lc "command -v swift" >/dev/null 2>&1; then
+    swift_dir=$(dirname "$(command -v swift)")
+    printf '# Written by Ferry'"'"'s tools/install-deps.sh: the Swift toolchain is not a Debian package.\nexport PATH="$PATH:%s"\n' "$swift_dir" \
+        > /etc/profile.d/swift-toolchain.sh
+    say "added:     $swift_dir to PATH in /etc/profile.d/swift-toolchain.sh (new login shells); in this shell: export PATH=\"\$PATH:$swift_dir\""
 fi
 
 # Hugepages. Only ever raise the reservation: lowering it could pull pages from

@@ -109,7 +109,7 @@ guest_dir="${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}"
 FERRY_GUEST_DIR="$guest_dir" "$here/build-test-guest.sh" >&2
 
 qemu="${FERRY_QEMU:-qemu-system-x86_64}"
-command -v "$qemu" >/dev/null || die "$qemu not found: run tools/install-deps.sh"
+command -v "$qemu" >/dev/null || die "$qemu not found: run tools/install-deps.sh test"
 
 # /dev/kvm on this kind of machine is kvm_pvm: stock kernels do not boot under
 # it (QEMU aborts on MSR 0x10a or hangs). TCG boots this guest in a few seconds.

@@ -3,7 +3,10 @@
 #
 #   tools/test.sh
 #
-# 1. installs what is missing (tools/install-deps.sh) and builds the test guest;
+# 1. installs what is missing for building and running Ferry and for its
+#    tests (tools/install-deps.sh test: QEMU, DPDK's testpmd, a guest kernel,
+#    busybox, tcpdump, pytest; it names each package before installing it) and
+#    builds the test guest;
 # 2. unit tests (swift test): codec, rings, hostile guests, allocation probe;
 # 3. the fuzz targets (tools/fuzz.sh), each for a short bounded time;
 # 4. integration tests (pytest, Tests/Integration) against real peers:
@@ -13,8 +16,10 @@
 # A test that cannot run (no root, no QEMU, no testpmd) fails with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tools/lib/swift-toolchain.sh
 
-tools/install-deps.sh
+tools/install-deps.sh test
+ferry_use_swift test.sh
 tools/build-test-guest.sh
 
 echo "== build (release, for the integration tests)"

@@ -173,8 +173,8 @@ struct ConfigReader {
         guard let entries = mapping(node, "metrics", keys: ["listen"], expected: "a mapping with the key listen") else { return }
         for (key, value) in entries where key == "listen" {
             guard let text = scalar(value, "metrics", key) else { continue }
-            guard MetricsSettings.isListenAddress(text) else {
-                fail(value, "metrics: listen must be ADDRESS:PORT (e.g. 127.0.0.1:9469), not '\(text)'")
+            guard ListenAddress(text) != nil else {
+                fail(value, MetricsSettings.listenProblem(text))
                 continue
             }
             metrics.listen = text

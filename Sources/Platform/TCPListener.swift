@@ -2,7 +2,7 @@ import CFerry
 import Glibc
 
 /// A TCP listening address as people write it: `ADDR:PORT`, with an IPv6
-/// address in brackets (`[::1]:9100`, RFC 3986 §3.2.2) since its colons would
+/// address in brackets (`[::1]:9469`, RFC 3986 §3.2.2) since its colons would
 /// otherwise swallow the port.
 public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {
     public enum Host: Equatable, Sendable {

@@ -15,7 +15,9 @@ final class ControlConnection {
     init(_ path: String) throws {
         self.path = path
         do { socket = try UnixSocket.connect(path: path) } catch {
-            throw CtlError("cannot reach Ferry at \(path): \(error)")
+            // Its own status (docs/OPERATIONS.md): not running is not the same as refusing.
+            FileHandle.standardError.write(Data("Error: cannot reach Ferry at \(path): \(error)\n".utf8))
+            throw ExitStatus.unavailable
         }
         let hello = try call(.hello(version: ControlProtocol.version), as: HelloReply.self)
         guard hello.version == ControlProtocol.version else {

@@ -6,7 +6,8 @@ struct Ctl: ParsableCommand {
         abstract: "Talk to a running Ferry over its control socket.",
         discussion: """
             Tables for people, --json for programs (the control socket's reply, without
-            the request id). An error from Ferry is printed on stderr and the exit status is 1.
+            the request id). An error from Ferry is printed on stderr and the exit status is 1;
+            when Ferry cannot be reached, 69.
             Example: ferry ctl show fdb --vlan 10
             """,
         subcommands: [Show.self, FDB.self, PortCommand.self, Stats.self, Capture.self])

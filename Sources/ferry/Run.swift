@@ -68,12 +68,17 @@ struct Run: ParsableCommand {
     @Option(help: "Frames per burst (32-256, default 256).")
     var batch: Int?
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at GET /metrics on this address, e.g. 127.0.0.1:9100 or [::1]:9100.",
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at GET /metrics on this address, e.g. 127.0.0.1:9469 or [::1]:9469.",
                                valueName: "addr:port"))
     var metrics: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error (default info).")
     var logLevel: String?
+
+    @Option(help: ArgumentHelp(
+        "Log lines on stderr: text, journal (a <N> syslog-priority prefix journald reads), json (one object per line), or auto: journal when stderr is the systemd journal (JOURNAL_STREAM), else text.",
+        valueName: "format"))
+    var logFormat: LogFormat = .auto
 
     func validate() throws {
         if let batch, !SwitchSettings.batchSizes.contains(batch) { throw ValidationError("--batch must be 32...256") }
@@ -88,56 +93,64 @@ struct Run: ParsableCommand {
         _ = try controlPermissions()
         if let cpus { _ = try Self.cpuList(cpus) }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level \(logLevel)") }
-        if let metrics, ListenAddress(metrics) == nil {
-            throw ValidationError("--metrics '\(metrics)' is not ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100)")
-        }
+        if let metrics, ListenAddress(metrics) == nil { throw ValidationError(MetricsSettings.listenProblem(metrics)) }
+        _ = try commandLinePorts(afterFilePorts: 0)
     }
 
     func run() throws {
-        let fileConfig = try config.map(Self.load)
-        let embedded = fileConfig == nil && ports.isEmpty
-        if embedded { mkdir(Defaults.runDirectory, 0o755) }
-        let commandLinePorts = try (embedded ? Defaults.embeddedPorts : ports).enumerated().map { i, text in
-            do throws(PortSpec.ParseError) {
-                var spec = try PortSpec(parsing: text)
-                // Named now, after the file's ports, so a reload that changes the file's port
-                // count does not rename (and so replace) a port from the command line.
-                if spec.name == nil { spec.name = "p\((fileConfig?.ports.count ?? 0) + i)" }
-                return spec
-            } catch { throw ValidationError(error.description) }
-        }
-        let running = try completed(fileConfig ?? FerryConfig(), commandLinePorts: commandLinePorts)
+        let (running, commandLinePorts, embedded) = try plan()
         let settings = running.switchSettings
+        let format = logFormat.resolved()
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = settings.logLevel
-            return h
+            StandardErrorLogHandler(label: label, format: format, level: settings.logLevel)
         }
         let logger = Logger(label: "ferry")
+        do {
+            try serve(running, commandLinePorts: commandLinePorts, embedded: embedded, logger: logger)
+        } catch let failure as RunFailure {
+            logger.critical("\(failure.message)")
+            throw failure.status
+        }
+    }
+
+    /// What runs, checked by the same validator as `ferry check`: the config file's
+    /// errors, or what the validator refuses in the whole, go to stderr with exit status 1.
+    private func plan() throws -> (FerryConfig, commandLinePorts: [PortSpec], embedded: Bool) {
+        let fileConfig = try config.map(Self.load)
+        let embedded = fileConfig == nil && ports.isEmpty
+        let commandLinePorts = try commandLinePorts(afterFilePorts: fileConfig?.ports.count ?? 0, embedded: embedded)
+        let running = completed(fileConfig ?? FerryConfig(), commandLinePorts: commandLinePorts)
+        do throws(ConfigErrors) { try running.validate(file: config ?? "the command line") } catch {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitStatus.configRefused
+        }
+        return (running, commandLinePorts, embedded)
+    }
+
+    /// Starts the switch on `running` and serves until SIGINT or SIGTERM.
+    private func serve(_ running: FerryConfig, commandLinePorts: [PortSpec], embedded: Bool, logger: Logger) throws {
+        let settings = running.switchSettings
         let controlPath = running.control.path ?? Defaults.controlSocket
-        // The file's owner/group/mode for the control socket, each overridden by its flag.
-        var asked = running.control.access
-        let flags = try controlPermissions()
-        if let owner = flags.owner { asked.owner = owner }
-        if let group = flags.group { asked.group = group }
-        if let mode = flags.mode { asked.mode = mode }
         let controlAccess: SocketPermissions.Resolved?
-        do throws(SocketPermissions.ResolveError) { controlAccess = try asked.resolved() } catch {
-            throw ValidationError("control socket: \(error)")
+        do throws(SocketPermissions.ResolveError) { controlAccess = try running.control.access.resolved() } catch {
+            throw RunFailure("control socket: \(error)", ExitStatus.configRefused)
         }
         var socketPaths = [controlPath]
         for spec in running.ports { if case .vhost(let path, false, _, _) = spec.kind { socketPaths.append(path) } }
-        for directory in Set(socketPaths.map(RunDirectory.parent)) {
+        for directory in Set(socketPaths.map(RunDirectory.parent)).sorted() {
             do { if try RunDirectory.create(directory) { logger.info("created \(directory) (mode 0755)") } } catch {
-                throw ValidationError("cannot create \(directory) for the sockets: \(error)")
+                throw RunFailure("cannot create \(directory) for the sockets: \(error)", ExitStatus.cannotCreate)
             }
         }
         // Signals arrive through a descriptor the control loop polls, so no
         // handler ever runs on a worker thread.
-        let signals = try SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP])
+        let signals: SignalWatcher
+        do { signals = try SignalWatcher(signals: [SIGINT, SIGTERM, SIGHUP]) } catch {
+            throw RunFailure("cannot watch signals: \(error)", ExitStatus.systemError)
+        }
         let sw: Switch
         do { sw = try Switch(specs: running.ports, options: settings.switchOptions, logger: logger) } catch {
-            throw ValidationError("\(error)")
+            throw RunFailure("\(error)", ExitStatus.unavailable)
         }
         let captures = CaptureService(switch: sw, logger: logger)
         let controlServer: ControlServer
@@ -145,34 +158,39 @@ struct Run: ParsableCommand {
             controlServer = try ControlServer(path: controlPath, permissions: controlAccess, switch: sw, captures: captures,
                                               logger: logger)
         } catch {
-            throw ValidationError("control socket \(controlPath): \(error)")
+            sw.stop()
+            throw RunFailure("control socket \(controlPath): \(error)", ExitStatus.unavailable)
         }
         sw.control.add(controlServer)
         sw.control.add(captures)
         var metricsServer: MetricsServer?
-        if let metrics = running.metrics.listen {
-            guard let address = ListenAddress(metrics) else {
-                throw ValidationError("metrics: '\(metrics)' is not ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100)")
-            }
+        if let metrics = running.metrics.listen, let address = ListenAddress(metrics) {
             do {
                 metricsServer = try MetricsServer(address: address, logger: logger) {
                     MetricsExposition.render(sw, captures: captures)
                 }
             } catch {
-                throw ValidationError("--metrics \(metrics): \(error)")
+                controlServer.close()
+                sw.stop()
+                throw RunFailure("metrics \(metrics): \(error)", ExitStatus.unavailable)
             }
             sw.control.add(metricsServer!)
             logger.info("metrics: http://\(metrics)/metrics (port \(metricsServer!.port))")
         }
         sw.control.add(signals)
+        let notifier = ServiceNotifier(logger: logger)
+        sw.control.add(notifier)
         let reloader = config.map { path in
             ConfigReloader(path: path, running: running, switch: sw, logger: logger) { file in
-                try completed(file, commandLinePorts: commandLinePorts)
+                let wanted = completed(file, commandLinePorts: commandLinePorts)
+                try wanted.validate(file: path)
+                return wanted
             }
         }
         signals.onSignal = { sig in
             guard sig == SIGHUP else {
                 logger.info("signal \(sig): stopping")
+                notifier.stopping()
                 return sw.control.stop()
             }
             guard let reloader else { return logger.notice("SIGHUP: no --config file to re-read") }
@@ -186,7 +204,8 @@ struct Run: ParsableCommand {
             // exit. fflush(nil) flushes every output stream.
             fflush(nil)
         }
-        logger.notice("ferry: ready (\(sw.ports.count) ports, control \(controlPath))")
+        logger.notice("ready (\(sw.ports.count) ports, control \(controlPath))")
+        notifier.ready(status: "switching: \(sw.ports.count) ports")
         sw.control.run()
         captures.close()
         sw.stop()
@@ -199,28 +218,45 @@ struct Run: ParsableCommand {
     private static func load(_ path: String) throws -> FerryConfig {
         do throws(ConfigErrors) { return try FerryConfig.load(path: path) } catch {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode.failure
+            throw ExitStatus.configRefused
+        }
+    }
+
+    /// The `--port` options (the embedded default's two ports when there is neither
+    /// --port nor --config), each named `pN` unless it has a name.
+    func commandLinePorts(afterFilePorts fileCount: Int, embedded: Bool = false) throws -> [PortSpec] {
+        try (embedded ? Defaults.embeddedPorts : ports).enumerated().map { i, text in
+            do throws(PortSpec.ParseError) {
+                var spec = try PortSpec(parsing: text)
+                // Named now, after the file's ports, so a reload that changes the file's port
+                // count does not rename (and so replace) a port from the command line.
+                if spec.name == nil { spec.name = "p\(fileCount + i)" }
+                return spec
+            } catch { throw ValidationError(error.description) }
         }
     }
 
     /// What runs: the file's config with the command line's ports after its own and the
-    /// command line's settings over its. A reload completes the re-read file the same way.
-    func completed(_ file: FerryConfig, commandLinePorts: [PortSpec]) throws -> FerryConfig {
+    /// command line's settings over its. A reload completes the re-read file the same way,
+    /// and `ferry check` completes a file with an empty command line, so that the
+    /// validator sees what `ferry run --config FILE` would run.
+    func completed(_ file: FerryConfig, commandLinePorts: [PortSpec]) -> FerryConfig {
         var config = file
-        for spec in commandLinePorts {
-            if let name = spec.name, config.ports.contains(where: { $0.name == name }) {
-                throw ValidationError("--port '\(spec.text)': the config file already has a port named '\(name)'")
-            }
-            config.ports.append(spec)
-        }
+        config.ports.append(contentsOf: commandLinePorts)
         if let workers { config.switchSettings.workers = workers }
-        if let cpus { config.switchSettings.cpus = try Self.cpuList(cpus) }
+        if let cpus, let list = try? Self.cpuList(cpus) { config.switchSettings.cpus = list }
         if let cpu { config.switchSettings.cpus = [cpu] }
         if let batch { config.switchSettings.batch = batch }
         if let fdbCapacity { config.switchSettings.fdbCapacity = fdbCapacity }
         if let agingTime { config.switchSettings.agingTime = agingTime }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { config.switchSettings.logLevel = level }
-        if let control { config.control.path = control }
+        config.control.path = control ?? config.control.path ?? Defaults.controlSocket
+        // The file's owner/group/mode for the control socket, each overridden by its flag.
+        if let flags = try? controlPermissions() {
+            if let owner = flags.owner { config.control.access.owner = owner }
+            if let group = flags.group { config.control.access.group = group }
+            if let mode = flags.mode { config.control.access.mode = mode }
+        }
         if let metrics { config.metrics.listen = metrics }
         return config
     }

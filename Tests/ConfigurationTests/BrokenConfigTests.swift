@@ -212,7 +212,20 @@ final class BrokenConfigTests: XCTestCase {
         assertRefused("""
             metrics: {listen: 9469}
             ports: [{name: a, type: sink}]
-            """, "f.yaml:1:19: metrics: listen must be ADDRESS:PORT (e.g. 127.0.0.1:9469), not '9469'")
+            """, "f.yaml:1:19: metrics: '9469' is not IPV4:PORT or [IPV6]:PORT with a numeric address and a port "
+            + "0...65535 (e.g. 127.0.0.1:9469 or [::1]:9469; a name such as localhost is not looked up)")
+        // What the metrics server cannot bind, the file refuses: a name is not looked up.
+        assertRefused("""
+            metrics: {listen: "localhost:9469"}
+            ports: [{name: a, type: sink}]
+            """, "f.yaml:1:19: metrics: 'localhost:9469' is not IPV4:PORT or [IPV6]:PORT with a numeric address and a port "
+            + "0...65535 (e.g. 127.0.0.1:9469 or [::1]:9469; a name such as localhost is not looked up)")
+    }
+
+    /// Port 0 (the kernel picks one, logged at start) is what --metrics takes, so the file takes it too.
+    func testMetricsPortZeroIsAccepted() throws {
+        let config = try FerryConfig(yaml: "metrics: {listen: \"127.0.0.1:0\"}\nports: [{name: a, type: sink}]\n", file: "f.yaml")
+        XCTAssertEqual(config.metrics.listen, "127.0.0.1:0")
     }
 
     /// One pass reports every mistake, in file order.

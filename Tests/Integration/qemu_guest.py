@@ -52,7 +52,7 @@ def environment_problems() -> list[str]:
     problems = h.environment_problems(need_ferry=True, need_testpmd=False)
     qemu = os.environ.get("FERRY_QEMU", "qemu-system-x86_64")
     if not shutil.which(qemu):
-        problems.append(f"{qemu} not found: install qemu-system-x86 (tools/install-deps.sh) "
+        problems.append(f"{qemu} not found: install qemu-system-x86 (tools/install-deps.sh test) "
                         "or set FERRY_QEMU")
     for script in (RUN_GUEST, BUILD_GUEST):
         if not os.access(script, os.X_OK):
@@ -60,7 +60,7 @@ def environment_problems() -> list[str]:
     for tool in ("ip", "tcpdump", "busybox"):
         if not shutil.which(tool):
             problems.append(f"{tool} not found: install iproute2, tcpdump, busybox-static "
-                            "(tools/install-deps.sh)")
+                            "(tools/install-deps.sh test)")
     return problems
 
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import textwrap
 
@@ -156,8 +158,52 @@ def test_a_command_line_port_may_not_reuse_a_config_name(tmp_path):
     f = write(tmp_path / "ferry.yaml", BASE)
     res = subprocess.run([h.ferry_binary(), "run", "--config", f, "--port", "sink:name=s",
                           "--control", str(tmp_path / "ctl.sock")], capture_output=True, text=True, timeout=10)
-    assert res.returncode != 0
-    assert "--port 'sink:name=s': the config file already has a port named 's'" in res.stderr
+    # The validator `ferry check` runs refuses it: status 1, no usage text.
+    assert res.returncode == 1
+    assert res.stderr == f"{f}: two ports are named 's'\n"
+
+
+def run_briefly(*args: str) -> subprocess.CompletedProcess:
+    """`ferry run ARGS` expected to stop by itself (refused or failed)."""
+    require_binary()
+    return subprocess.run([h.ferry_binary(), "run", *args], capture_output=True, text=True, timeout=20)
+
+
+def test_check_and_run_refuse_the_same_metrics_address(tmp_path):
+    f = write(tmp_path / "ferry.yaml", 'metrics: {listen: "localhost:9469"}\nports: [{name: s, type: sink}]\n')
+    checked = check(f)
+    ran = run_briefly("--config", f, "--control", str(tmp_path / "ctl.sock"))
+    assert (checked.returncode, ran.returncode) == (1, 1)
+    assert "metrics: 'localhost:9469' is not IPV4:PORT or [IPV6]:PORT" in checked.stderr
+    assert ran.stderr == checked.stderr
+    # The same text on the command line is a bad option value: the usage error.
+    option = run_briefly("--metrics", "localhost:9469", "--port", "sink")
+    assert option.returncode == 64
+    assert "metrics: 'localhost:9469' is not IPV4:PORT" in option.stderr and "Usage:" in option.stderr
+
+
+def test_check_and_run_accept_metrics_port_zero(lab, tmp_path):
+    f = write(tmp_path / "ferry.yaml", BASE + 'metrics: {listen: "127.0.0.1:0"}\n')
+    assert check(f).returncode == 0
+    ferry = lab.ferry([], extra_args=["--config", f])
+    assert re.search(r"metrics: http://127\.0\.0\.1:0/metrics \(port [1-9][0-9]*\)", ferry.log_text()), \
+        ferry.log_text()
+
+
+def test_a_runtime_failure_has_its_own_status_and_no_usage(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = run_briefly("--port", "sink", "--control", str(tmp_path / "ctl.sock"), "--metrics", f"127.0.0.1:{port}")
+    assert res.returncode == 69, res.stderr
+    assert "Usage" not in res.stderr
+    assert f"metrics 127.0.0.1:{port}: " in res.stderr and "critical" in res.stderr
+    # A socket directory that cannot be made: 73.
+    blocker = write(tmp_path / "file", "")
+    res = run_briefly("--port", "sink", "--control", f"{blocker}/sub/ctl.sock")
+    assert res.returncode == 73, res.stderr
+    assert "Usage" not in res.stderr
 
 
 def test_sighup_with_a_broken_file_changes_nothing(lab, tmp_path):
