@@ -16,7 +16,7 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(config.switchSettings.workers, 2)
         XCTAssertEqual(config.switchSettings.cpus, [0, 1])
         XCTAssertEqual(config.control.path, "/run/ferry/ferry.sock")
-        XCTAssertEqual(config.control.access, SocketPermissions(owner: "root", group: "root", mode: 0o660))
+        XCTAssertEqual(config.control.access, SocketPermissions(mode: 0o660))
         XCTAssertEqual(config.metrics.listen, "127.0.0.1:9469")
         XCTAssertEqual(config.summary,
                        "7 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, probe gen, drop sink)")

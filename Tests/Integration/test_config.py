@@ -64,7 +64,7 @@ def test_check_json_lists_the_ports():
     assert reply["ok"] is True
     assert [p["type"] for p in reply["ports"]] == ["vhost", "vhost", "tap", "xdp", "packet", "gen", "sink"]
     assert reply["ports"][0]["spec"] == \
-        "vhost:/run/ferry/vm0.sock,queues=2,owner=root,group=root,mode=0660,vlan=10,name=vm0"
+        "vhost:/run/ferry/vm0.sock,queues=2,group=kvm,mode=0660,vlan=10,name=vm0"
 
 
 BROKEN = [
