@@ -72,6 +72,8 @@ test_packages=(
     "tcpdump|packet capture checks in integration tests"
     "procps|pgrep/ps in integration tests"
     "python3|runs the integration tests (pytest is handled below)"
+    "iperf3|the TCP load of tools/bench-tcp.py"
+    "ethtool|turns a TAP's or veth's offloads on and off (test_tcp_offload.py, tools/bench-tcp.py)"
 )
 packages=("${run_packages[@]}")
 [[ "$purpose" == test ]] && packages+=("${test_packages[@]}")

@@ -20,17 +20,23 @@ public struct TrafficCounters: Codable, Equatable, Sendable {
     public var txBytes: UInt64
     /// Drop reason (docs/ARCHITECTURE.md's names) to count; reasons never seen are absent.
     public var drops: [String: UInt64]
+    /// Offload work (OffloadCounter's names) for frames handed to the port; kinds never done
+    /// are absent, and so is the whole field from a Ferry that predates it.
+    public var offloads: [String: UInt64]?
 
-    public init(rxPackets: UInt64, rxBytes: UInt64, txPackets: UInt64, txBytes: UInt64, drops: [String: UInt64]) {
+    public init(rxPackets: UInt64, rxBytes: UInt64, txPackets: UInt64, txBytes: UInt64, drops: [String: UInt64],
+                offloads: [String: UInt64]? = nil) {
         self.rxPackets = rxPackets
         self.rxBytes = rxBytes
         self.txPackets = txPackets
         self.txBytes = txBytes
         self.drops = drops
+        self.offloads = offloads
     }
 
     enum CodingKeys: String, CodingKey {
         case rxPackets = "rx_packets", rxBytes = "rx_bytes", txPackets = "tx_packets", txBytes = "tx_bytes", drops
+        case offloads
     }
 }
 

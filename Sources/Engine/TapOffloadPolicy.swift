@@ -3,43 +3,57 @@ import Platform
 import Ports
 import VhostUser
 
-/// Keeps what each TAP may hand Ferry (TUNSETOFFLOAD) within what every guest
-/// accepts: the kernel may send a frame with a partial checksum only if every
-/// running guest negotiated GUEST_CSUM, since any of them may receive it (a
-/// flood reaches them all). No guest running: no offload. Ferry offers no
-/// guest TSO, so checksum offload is the only one that can ever be on.
+/// Gives each TAP the offloads the kernel may use towards Ferry (TUNSETOFFLOAD):
+/// partial checksums and TCP/UDP super-frames of up to 64 KiB, whatever the
+/// guests negotiated. A destination that cannot take such a frame gets it
+/// adapted by the worker that forwards it (Worker+Offloads.swift): one guest
+/// without GUEST_TSO costs segmentation for that guest only, instead of taking
+/// TSO away from the host's side for everyone. A kernel that refuses USO
+/// (before 6.2) gets TSO and checksums, one that refuses TSO checksums only.
 ///
-/// Runs on the control thread, which wakes at least every `ControlLoop.maxWait`;
-/// a guest without GUEST_CSUM that starts while offload is on may see partial
-/// checksums for at most that long (its driver drops them as bad).
+/// Runs on the control thread; applies each TAP's offloads once.
 final class TapOffloadPolicy: ControlLoopClient {
     let taps: [(name: String, port: TapPort)]
     let guests: [VhostDevice]
     let logger: Logger
-    private var applied: [TapOffloads]
+    private var applied: [Bool]
+
+    /// What is tried, in order, until the kernel takes one, for each `offloads=` level.
+    static func choices(_ level: PortSpec.Offloads) -> [TapOffloads] {
+        switch level {
+        case .on: [TapPort.fullOffloads, [.checksum, .tso4, .tso6, .tsoECN], [.checksum]]
+        case .csum: [[.checksum]]
+        case .off: [[]]
+        }
+    }
 
     init(taps: [(name: String, port: TapPort)], guests: [VhostDevice], logger: Logger) {
         self.taps = taps
         self.guests = guests
         self.logger = logger
-        applied = taps.map { $0.port.device.offloads }
+        applied = taps.map { $0.port.offloadLevel == .off }
     }
 
     var pollDescriptors: [Int32] { [] }
     func timeout(now: Double) -> Double? { nil }
 
     func service(now: Double) {
-        let running = guests.filter(\.isRunning)
-        let want: TapOffloads = !running.isEmpty && running.allSatisfy { $0.features.contains(.guestCsum) }
-            ? [.checksum] : []
-        for (i, tap) in taps.enumerated() where applied[i] != want {
-            do {
-                try tap.port.setOffloads(want)
-                applied[i] = want
-                logger.info("tap \(tap.name): checksum offload \(want.isEmpty ? "off" : "on") (guests running: \(running.count))")
-            } catch {
-                logger.error("tap \(tap.name): cannot change offloads: \(error)")
-                applied[i] = want  // one line, not one per control-loop pass
+        for (i, tap) in taps.enumerated() where !applied[i] {
+            applied[i] = true  // one attempt, one line, not one per control-loop pass
+            var refusals: [String] = []
+            let choices = Self.choices(tap.port.offloadLevel)
+            for choice in choices {
+                do {
+                    try tap.port.setOffloads(choice)
+                    let refused = refusals.isEmpty ? "" : " (refused: \(refusals.joined(separator: "; ")))"
+                    logger.info("tap \(tap.name): offloads 0x\(String(choice.rawValue, radix: 16))\(refused)")
+                    break
+                } catch {
+                    refusals.append("\(error)")
+                }
+            }
+            if refusals.count == choices.count {
+                logger.error("tap \(tap.name): no offloads: \(refusals.joined(separator: "; "))")
             }
         }
     }

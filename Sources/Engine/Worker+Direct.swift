@@ -63,6 +63,9 @@ extension Worker {
         guard rxq.isRunning, rxq.headerLength == PacketBatch.headerSize, let memory = rxq.memoryTable else {
             return (0, false)
         }
+        // A frame the guest could not take as the kernel hands it (a partial
+        // checksum, a super-frame) must be adapted on the usual path.
+        guard reader.deliveredOffloads.isSubset(of: guest.offloadAcceptance) else { return (0, false) }
         let ingress = source.index
         let me = ports[Int(ingress)]
         let peerBit: UInt64 = 1 << UInt64(peer)

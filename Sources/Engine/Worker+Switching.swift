@@ -97,7 +97,8 @@ extension Worker {
         var uniform = true
         var f = 0
         while f < count {
-            let mask = classify(batch, f, ingress: ingress, port: me, counters: counters, now: now)
+            let mask = isRefusedGSO(batch, f, counters: counters) ? 0
+                : classify(batch, f, ingress: ingress, port: me, counters: counters, now: now)
             destinations[f] = mask
             union |= mask
             if f == 0 { first = mask } else if mask != first { uniform = false }
@@ -107,7 +108,7 @@ extension Worker {
         if uniform && first & (first &- 1) == 0 {
             let p = first.trailingZeroBitCount
             if ports[p].isTrunk == me.isTrunk {
-                transmit(batch, to: p)
+                transmitAdapting(batch, to: p)
                 return
             }
         }
@@ -122,7 +123,7 @@ extension Worker {
             while f < count {
                 if destinations[f] & bit != 0 {
                     if view.room == 0 || view.freeSegments < Int(batch.segments[f]) &+ PacketBatch.segmentsAddedByTagEdit {
-                        transmit(view, to: p)
+                        transmitAdapting(view, to: p)
                         view.reset()
                     }
                     let edit: TagEdit = destinationIsTrunk == me.isTrunk ? .keep
@@ -131,7 +132,7 @@ extension Worker {
                 }
                 f &+= 1
             }
-            if view.count > 0 { transmit(view, to: p) }
+            if view.count > 0 { transmitAdapting(view, to: p) }
         }
     }
 

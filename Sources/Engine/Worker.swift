@@ -52,6 +52,14 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline let chainPieces: UnsafeMutablePointer<iovec>
     @usableFromInline let directVectors: UnsafeMutablePointer<iovec>
 
+    /// Frames adapted for a destination that takes less than they ask
+    /// (Worker+Offloads.swift): the batch handed over instead, the segmenter,
+    /// and the slots segments and completed frames are written into.
+    @usableFromInline let adapted: PacketBatch
+    @usableFromInline let segmenter = SoftwareSegmenter()
+    @usableFromInline let adaptedSlots: UnsafeMutableRawPointer
+    @usableFromInline let adaptedLengths: UnsafeMutablePointer<Int>
+
     let pauseRequested = Atomic<Bool>(false)
     private let parked = Atomic<Bool>(false)
     private let stopRequested = Atomic<Bool>(false)
@@ -105,6 +113,13 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         chainPieces.initialize(repeating: iovec(), count: Self.directPieces)
         directVectors = .allocate(capacity: Self.directPieces &+ 1)
         directVectors.initialize(repeating: iovec(), count: Self.directPieces &+ 1)
+        adapted = PacketBatch(capacity: batchSize,
+                              segmentsPerFrame: Self.segmentsPerFrame + PacketBatch.segmentsAddedByTagEdit)
+        // Touched only when frames are adapted: a switch whose ports all take
+        // what they are sent never pays for these pages.
+        adaptedSlots = .allocate(byteCount: Self.adaptedSlotCount * Self.adaptedSlotSize, alignment: 4096)
+        adaptedLengths = .allocate(capacity: Self.adaptedSlotCount)
+        adaptedLengths.initialize(repeating: 0, count: Self.adaptedSlotCount)
         self.sleepTimeoutMilliseconds = sleepTimeoutMilliseconds
         self.id = id
         self.cpu = cpu
@@ -124,6 +139,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         directPrefix.deallocate()
         chainPieces.deallocate()
         directVectors.deallocate()
+        adaptedSlots.deallocate()
+        adaptedLengths.deallocate()
     }
 
     /// Segments a burst's frames may use on average (PacketBatch's default).

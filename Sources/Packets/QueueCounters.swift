@@ -11,7 +11,8 @@ public final class QueueCounters: @unchecked Sendable {
     @usableFromInline static let txBytes = 3
     @usableFromInline static let firstDrop = 4
 
-    public static let slotCount = firstDrop + DropReason.allCases.count
+    @usableFromInline static let firstOffload = firstDrop + DropReason.allCases.count
+    public static let slotCount = firstOffload + OffloadCounter.allCases.count
     @usableFromInline let slots: UnsafeMutablePointer<UInt64>
 
     public init() {
@@ -49,14 +50,25 @@ public final class QueueCounters: @unchecked Sendable {
         add(Self.firstDrop &+ reason.rawValue, UInt64(n))
     }
 
+    /// Checksum and segmentation work done for frames handed to the port.
+    @inlinable public func offloaded(_ counter: OffloadCounter, _ n: Int = 1) {
+        add(Self.firstOffload &+ counter.rawValue, UInt64(n))
+    }
+
     public var snapshot: CounterSnapshot {
         var drops: [DropReason: UInt64] = [:]
         for r in DropReason.allCases {
             let v = read(Self.firstDrop + r.rawValue)
             if v > 0 { drops[r] = v }
         }
+        var offloads: [OffloadCounter: UInt64] = [:]
+        for c in OffloadCounter.allCases {
+            let v = read(Self.firstOffload + c.rawValue)
+            if v > 0 { offloads[c] = v }
+        }
         return CounterSnapshot(rxPackets: read(Self.rxPackets), rxBytes: read(Self.rxBytes),
-                               txPackets: read(Self.txPackets), txBytes: read(Self.txBytes), drops: drops)
+                               txPackets: read(Self.txPackets), txBytes: read(Self.txBytes), drops: drops,
+                               offloads: offloads)
     }
 }
 
@@ -67,14 +79,16 @@ public struct CounterSnapshot: Equatable, Sendable {
     public var txPackets: UInt64 = 0
     public var txBytes: UInt64 = 0
     public var drops: [DropReason: UInt64] = [:]
+    public var offloads: [OffloadCounter: UInt64] = [:]
 
     public init(rxPackets: UInt64 = 0, rxBytes: UInt64 = 0, txPackets: UInt64 = 0, txBytes: UInt64 = 0,
-                drops: [DropReason: UInt64] = [:]) {
+                drops: [DropReason: UInt64] = [:], offloads: [OffloadCounter: UInt64] = [:]) {
         self.rxPackets = rxPackets
         self.rxBytes = rxBytes
         self.txPackets = txPackets
         self.txBytes = txBytes
         self.drops = drops
+        self.offloads = offloads
     }
 
     public var totalDrops: UInt64 { drops.values.reduce(0, +) }
@@ -86,6 +100,7 @@ public struct CounterSnapshot: Equatable, Sendable {
         r.txPackets += b.txPackets
         r.txBytes += b.txBytes
         r.drops.merge(b.drops, uniquingKeysWith: +)
+        r.offloads.merge(b.offloads, uniquingKeysWith: +)
         return r
     }
 }

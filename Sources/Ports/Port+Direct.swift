@@ -24,9 +24,14 @@ public struct DirectReader {
     @inlinable
     public var counters: QueueCounters { tap.counters[queue] }
 
-    /// The longest frame a read may bring now (the interface's MTU and header).
+    /// The longest frame a read may bring now (the interface's MTU and header;
+    /// 64 KiB with TSO or USO on).
     @inlinable
     public var maxFrameLength: Int { tap.maxFrameLength }
+
+    /// What the kernel may hand over now: partial checksums, super-frames.
+    @inlinable
+    public var deliveredOffloads: OffloadAcceptance { tap.deliveredOffloads }
 
     /// Reads one frame, its virtio-net header first, into the `count` buffers of
     /// `iovecs`: the bytes read, or nil when none waits or the read failed
@@ -42,12 +47,15 @@ public struct GuestReceiveRing {
     public let ring: SplitVirtqueue
     public let counters: QueueCounters
     @usableFromInline let device: VhostDevice
+    /// What the guest takes in a frame's virtio-net header.
+    public let offloadAcceptance: OffloadAcceptance
 
     @usableFromInline
     init(port: VhostPort, pair: Int) {
         ring = port.device.receiveQueue(pair)
         counters = port.counters[pair]
         device = port.device
+        offloadAcceptance = port.offloadAcceptance
     }
 
     /// After a burst: publishes the committed chains (one store, one

@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import Platform
 import VhostUser
+import Virtio
 
 /// What opening a port takes from the switch that will run it.
 public struct PortContext {
@@ -43,7 +44,13 @@ extension Port {
         }
         switch spec.kind {
         case .vhost(let path, let client, let pairs, let permissions):
-            let device = VhostDevice(name: name, queuePairs: pairs, gate: context.gate, logger: logger)
+            let withheld: VirtioNetFeatures = switch spec.offloads {
+            case .on: []
+            case .csum: .segmentationOffloads
+            case .off: VirtioNetFeatures.segmentationOffloads.union(.checksumOffloads)
+            }
+            let device = VhostDevice(name: name, queuePairs: pairs, gate: context.gate, logger: logger,
+                                     withheldFeatures: withheld)
             do {
                 let endpoint = try VhostUserEndpoint(path: path, mode: client ? .client : .server, device: device,
                                                      logger: logger, permissions: try permissions.resolved())
@@ -53,7 +60,8 @@ extension Port {
             }
         case .tap(let interface, let queues, let mtu):
             do {
-                let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: context.batchSize)
+                let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: context.batchSize,
+                                      offloads: spec.offloads)
                 logger.info("TAP \(interface): \(tap.queueCount) queue(s), frames written with \(tap.writePath.rawValue)")
                 return .tap(tap)
             } catch {

@@ -83,6 +83,19 @@ public enum Port {
         }
     }
 
+    /// What the port takes in a frame's virtio-net header now; the worker
+    /// finishes checksums or segments frames that ask for more.
+    @inlinable
+    public var offloadAcceptance: OffloadAcceptance {
+        switch self {
+        case .vhost(let p): p.offloadAcceptance
+        // tun takes partial checksums and GSO frames on write and segments for its own side itself.
+        case .tap, .gen, .sink, .failed: .everything
+        // They copy each frame into one slot and finish its checksum there; the wire takes no GSO.
+        case .packet, .xdp: .partialChecksum
+        }
+    }
+
     /// The counters of one queue, for the data path (no array built).
     @inlinable
     public func counters(queue: Int) -> QueueCounters {

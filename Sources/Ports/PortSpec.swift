@@ -3,8 +3,8 @@ import Platform
 import XDP
 
 /// A port as the command line names it:
-/// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660]`,
-/// `tap:NAME[,queues=N][,mtu=N]`, `packet:IFNAME[,queues=N]`,
+/// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off]`,
+/// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
 /// `sink`; every kind also takes `name=NAME` and one of `vlan=N` (access) or
@@ -24,9 +24,17 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case sink
     }
 
+    /// What a vhost or TAP port negotiates or is given: checksum and segmentation
+    /// offloads (`on`, the default), checksums only (`csum`), or none (`off`), for
+    /// debugging and for measuring what the offloads are worth.
+    public enum Offloads: String, Equatable, Sendable, CaseIterable {
+        case on, csum, off
+    }
+
     public var name: String?
     public var kind: Kind
     public var vlan: VLANMode
+    public var offloads: Offloads = .on
     public let text: String
 
     public var description: String { text }
@@ -46,7 +54,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     /// Same port, however it was written: the text differs between `--port` and a config
     /// file, and between two spellings of one trunk.
     public func describesSamePort(as other: PortSpec) -> Bool {
-        name == other.name && kind == other.kind && vlan == other.vlan
+        name == other.name && kind == other.kind && vlan == other.vlan && offloads == other.offloads
     }
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
@@ -70,8 +78,8 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     /// The options of each kind besides the common ones; the first of vhost, tap,
     /// packet and xdp is what the text form gives first, without a key.
     public static let kindKeys: [String: [String]] = [
-        "vhost": ["path", "client", "queues", "owner", "group", "mode"],
-        "tap": ["interface", "queues", "mtu"],
+        "vhost": ["path", "client", "queues", "owner", "group", "mode", "offloads"],
+        "tap": ["interface", "queues", "mtu", "offloads"],
         "packet": ["interface", "queues"],
         "xdp": ["interface", "queues", "mode", "zerocopy"],
         "gen": ["dst", "src", "size", "count", "delay"],
@@ -126,6 +134,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                            + "with client, the front-end owns the socket (set them there)")
             }
             kind = .vhost(path: path, client: client, queuePairs: pairs, permissions: permissions)
+            offloads = try Self.offloads(take("offloads"), text)
         case "tap":
             let interface = try Self.interface(take("interface"), type, text)
             let queues = try Self.queues(take("queues"), TapDevice.maxQueues, text)
@@ -137,6 +146,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 mtu = v
             }
             kind = .tap(name: interface, queues: queues, mtu: mtu)
+            offloads = try Self.offloads(take("offloads"), text)
         case "packet":
             let interface = try Self.interface(take("interface"), type, text)
             let queues = try Self.queues(take("queues"), PacketPort.maxQueues, text)
@@ -256,6 +266,15 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                              + "digits, '-', '_' or '.' (and not '.' or '..')", key: "interface")
         }
         return interface
+    }
+
+    /// `offloads=on|csum|off`, on when not given.
+    private static func offloads(_ value: String?, _ text: String) throws(ParseError) -> Offloads {
+        guard let value else { return .on }
+        guard let level = Offloads(rawValue: value) else {
+            throw ParseError(text, "offloads must be on, csum or off", key: "offloads")
+        }
+        return level
     }
 
     /// `queues=N`, 1 when not given.

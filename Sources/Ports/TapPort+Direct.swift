@@ -13,7 +13,9 @@ extension TapPort {
     /// Ethernet header. A tagged frame may be 4 bytes longer; on the access
     /// ports the direct path serves it is dropped anyway.
     @inlinable
-    public var maxFrameLength: Int { maxFrameLengthValue.load(ordering: .relaxed) }
+    public var maxFrameLength: Int {
+        readBufferSize == Self.bufferSize ? maxFrameLengthValue.load(ordering: .relaxed) : Self.gsoBufferSize
+    }
 
     /// Reads the MTU again (someone may `ip link set mtu`), from the control
     /// thread. Until it runs, a frame longer than the old MTU allowed finds a

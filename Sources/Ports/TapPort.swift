@@ -33,6 +33,19 @@ public final class TapPort {
     /// to the buffer and reports only what it copied, so a read that fills the
     /// buffer is taken for a longer frame.
     public static let bufferSize = 9216
+    /// Room for the largest GSO frame the kernel hands over with TSO/USO on:
+    /// an IP datagram of up to 65535 bytes, the Ethernet header and a tag tun
+    /// puts back in, rounded up.
+    public static let gsoBufferSize = 65536 &+ 64
+    /// Each queue's receive area: frames are read back to back into it, each
+    /// read offered room for the longest frame the kernel may hand over now.
+    public static func receiveAreaSize(batchCapacity: Int) -> Int { max(batchCapacity &* bufferSize, 16 &* gsoBufferSize) }
+    /// Frames start at this alignment in the receive area.
+    @usableFromInline static let frameAlignment = 64
+    /// What the kernel may hand a TAP port when nothing turns it off: partial
+    /// checksums and TCP/UDP super-frames, which the worker passes on to
+    /// destinations that take them and segments for the others.
+    public static let fullOffloads: TapOffloads = [.checksum, .tso4, .tso6, .tsoECN, .uso4, .uso6]
     /// Segments a pushed frame may have; `writev` takes one more, for the header.
     public static let maxSegments = 64
     /// The MTUs the receive buffers are sized for.
@@ -43,13 +56,18 @@ public final class TapPort {
     @usableFromInline static let ethernetHeaderSize = 14
 
     public let device: TapDevice
+    /// What the port's spec allows the kernel to hand over (`offloads=`).
+    public let offloadLevel: PortSpec.Offloads
     public let queueCount: Int
     /// Receive buffers per queue: at most this many frames per pull.
     public let batchCapacity: Int
     public let counters: [QueueCounters]
 
-    /// `batchCapacity` buffers of `bufferSize` bytes per queue, queue after queue.
+    /// Each queue's receive area (`receiveAreaSize`), queue after queue.
     @usableFromInline let receiveBuffers: UnsafeMutableRawPointer
+    @usableFromInline let receiveAreaSize: Int
+    /// The TUNSETOFFLOAD flags in force, for the data path (written by the control thread).
+    @usableFromInline let offloadsValue = Atomic<UInt32>(0)
     /// Per queue, the two iovecs of a read: the batch's header slot, a receive buffer.
     @usableFromInline let readVectors: UnsafeMutablePointer<iovec>
     /// Per queue, the iovecs of a write: the header, then the frame's segments.
@@ -75,7 +93,8 @@ public final class TapPort {
     /// offloads; `setOffloads` turns them on once the guests' features are known.
     /// `writePath` `.ioUring` falls back to `.writev` when a ring cannot be set up.
     public init(name: String, queues: Int, mtu: Int?, batchCapacity: Int = 256,
-                writePath: WritePath = .ioUring) throws(SystemError) {
+                writePath: WritePath = .ioUring, offloads: PortSpec.Offloads = .on) throws(SystemError) {
+        self.offloadLevel = offloads
         precondition(batchCapacity > 0 && batchCapacity <= 4096, "batch capacity \(batchCapacity)")
         if let mtu, !Self.mtus.contains(mtu) {
             throw SystemError("TAP \(name): MTU \(mtu) outside \(Self.mtus.lowerBound)...\(Self.mtus.upperBound) "
@@ -90,7 +109,8 @@ public final class TapPort {
         counters = (0..<queueCount).map { _ in QueueCounters() }
         // Pages are touched only when a frame first lands in them, so a queue
         // that carries little costs little memory.
-        receiveBuffers = .allocate(byteCount: queueCount * batchCapacity * Self.bufferSize, alignment: 4096)
+        receiveAreaSize = Self.receiveAreaSize(batchCapacity: batchCapacity)
+        receiveBuffers = .allocate(byteCount: queueCount * receiveAreaSize, alignment: 4096)
         readVectors = .allocate(capacity: 2 * queueCount)
         readVectors.initialize(repeating: iovec(), count: 2 * queueCount)
         writeVectors = .allocate(capacity: (1 + Self.maxSegments) * queueCount)
@@ -136,16 +156,18 @@ public final class TapPort {
         // Indexing `counters` checks `q` before anything is written through the pointers.
         let counters = self.counters[q]
         let iov = readVectors + 2 &* q
-        let buffers = receiveBuffers + q &* batchCapacity &* Self.bufferSize
+        let area = receiveBuffers + q &* receiveAreaSize
+        let readSize = readBufferSize
+        var used = 0
         var reads = 0
         var frames = 0
         var bytes: UInt64 = 0
-        reading: while reads < budget {
+        reading: while reads < budget && used &+ readSize <= receiveAreaSize {
             let header = batch.header(batch.count)
-            // A dropped frame leaves its slot to the next read.
-            let buffer = buffers + frames &* Self.bufferSize
+            // A dropped frame leaves its room to the next read.
+            let buffer = area + used
             iov[0] = iovec(iov_base: header, iov_len: PacketBatch.headerSize)
-            iov[1] = iovec(iov_base: buffer, iov_len: Self.bufferSize)
+            iov[1] = iovec(iov_base: buffer, iov_len: readSize)
             let total: Int
             do throws(SystemError) {
                 guard case .done(let n) = try device.readv(queue: q, iov, count: 2) else { break reading }
@@ -161,7 +183,7 @@ public final class TapPort {
                 counters.dropped(.runt)
                 continue
             }
-            if length >= Self.bufferSize {
+            if length >= readSize {
                 counters.dropped(.rxBufferTooSmall)
                 continue
             }
@@ -173,6 +195,7 @@ public final class TapPort {
                          token: UInt32(truncatingIfNeeded: frames))
             frames &+= 1
             bytes &+= UInt64(length)
+            used &+= (length &+ Self.frameAlignment &- 1) & ~(Self.frameAlignment &- 1)
         }
         if frames > 0 {
             counters.received(packets: frames, bytes: bytes)
@@ -314,16 +337,34 @@ public final class TapPort {
     }
 
     /// Sets what the kernel may hand this port (TUNSETOFFLOAD), from the control
-    /// thread, to match what the guests negotiated: `.checksum` only when every
-    /// guest takes partial checksums (NEEDS_CSUM). Segmentation offloads are
-    /// refused: the kernel would then send GSO frames of up to 64 KiB, which a
-    /// receive buffer cannot hold.
+    /// thread. With TSO/USO on, reads are offered room for a 64 KiB frame.
     public func setOffloads(_ offloads: TapOffloads) throws(SystemError) {
-        guard offloads.isSubset(of: .checksum) else {
-            throw SystemError("TUNSETOFFLOAD(\(device.name), 0x\(String(offloads.rawValue, radix: 16))): a TAP port "
-                              + "takes checksum offload only; segmentation would bring frames larger than its "
-                              + "\(Self.bufferSize)-byte receive buffers", errno: EINVAL)
-        }
         try device.setOffloads(offloads)
+        offloadsValue.store(offloads.rawValue, ordering: .relaxed)
+    }
+
+    /// What the kernel may hand this port now, as what a destination must take
+    /// for a frame to go to it untouched.
+    @inlinable
+    public var deliveredOffloads: OffloadAcceptance {
+        let flags = TapOffloads(rawValue: offloadsValue.load(ordering: .relaxed))
+        var a: OffloadAcceptance = []
+        if flags.contains(.checksum) { a.insert(.partialChecksum) }
+        if flags.contains(.tso4) { a.insert(.tcp4) }
+        if flags.contains(.tso6) { a.insert(.tcp6) }
+        if flags.contains(.tsoECN) { a.insert(.ecn) }
+        if !flags.isDisjoint(with: Self.uso) { a.insert(.udp) }
+        return a
+    }
+
+    @usableFromInline static let uso: TapOffloads = [.uso4, .uso6]
+    /// The offloads that bring frames longer than the MTU.
+    @usableFromInline static let segmentation: TapOffloads = [.tso4, .tso6, .uso4, .uso6]
+
+    /// Room each read is offered: a GSO frame's with segmentation on, an MTU-sized frame's otherwise.
+    @inlinable
+    var readBufferSize: Int {
+        TapOffloads(rawValue: offloadsValue.load(ordering: .relaxed)).isDisjoint(with: Self.segmentation)
+            ? Self.bufferSize : Self.gsoBufferSize
     }
 }

@@ -19,6 +19,22 @@ public final class VhostPort {
 
     public var queueCount: Int { device.queuePairs }
 
+    /// USO in both IP versions: a USO frame's gso_type does not say which.
+    @usableFromInline static let guestUSO: VirtioNetFeatures = [.guestUSO4, .guestUSO6]
+
+    /// What the guest's driver negotiated to receive (features change only while workers are paused).
+    @inlinable
+    public var offloadAcceptance: OffloadAcceptance {
+        let f = device.features
+        var a: OffloadAcceptance = []
+        if f.contains(.guestCsum) { a.insert(.partialChecksum) }
+        if f.contains(.guestTSO4) { a.insert(.tcp4) }
+        if f.contains(.guestTSO6) { a.insert(.tcp6) }
+        if f.contains(.guestECN) { a.insert(.ecn) }
+        if f.isSuperset(of: Self.guestUSO) { a.insert(.udp) }
+        return a
+    }
+
     @inlinable
     public func pull(queue q: Int, into batch: PacketBatch) -> Int {
         let txq = device.transmitQueue(q)

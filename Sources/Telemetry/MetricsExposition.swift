@@ -37,6 +37,11 @@ public enum MetricsExposition {
                     counter("ferry_port_dropped_total", "Frames dropped on the port, by reason", labels + [("reason", reason.name)],
                             s.drops[reason] ?? 0)
                 }
+                for work in OffloadCounter.allCases {
+                    counter("ferry_port_offload_total",
+                            "Checksum and segmentation work for frames handed to the port, by kind",
+                            labels + [("kind", work.name)], s.offloads[work] ?? 0)
+                }
             }
             if let steering = p.port.steering {
                 let stats = steering.statistics()

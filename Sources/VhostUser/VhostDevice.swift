@@ -42,7 +42,9 @@ public final class VhostDevice: @unchecked Sendable {
     public static let offeredProtocolFeatures: VhostUserProtocolFeatures = [.mq, .replyAck, .mtu, .configureMemSlots, .status]
     public static let maxMemorySlots = 32
 
-    public init(name: String, queuePairs: Int = 1, gate: DataPathGate = UngatedDataPath(), logger: Logger) {
+    public init(name: String, queuePairs: Int = 1, gate: DataPathGate = UngatedDataPath(), logger: Logger,
+                withheldFeatures: VirtioNetFeatures = []) {
+        self.withheldFeatures = withheldFeatures
         precondition(queuePairs >= 1 && queuePairs <= 128)
         self.name = name
         self.queuePairs = queuePairs
@@ -60,7 +62,9 @@ public final class VhostDevice: @unchecked Sendable {
     public var isRunning: Bool { queues.contains { $0.isRunning } }
     public var isBroken: Bool { brokenReason != nil }
 
-    public var offeredFeatures: UInt64 { VirtioNetFeatures.offered.rawValue }
+    /// Features left out of what Ferry offers (a port's `offloads=off|csum`).
+    public let withheldFeatures: VirtioNetFeatures
+    public var offeredFeatures: UInt64 { VirtioNetFeatures.offered.subtracting(withheldFeatures).rawValue }
 
     // MARK: - Messages
 

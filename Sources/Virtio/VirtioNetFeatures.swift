@@ -9,8 +9,10 @@ public struct VirtioNetFeatures: OptionSet, Sendable, Hashable {
     public static let mac = Self(rawValue: 1 << 5)              // VIRTIO_NET_F_MAC
     public static let guestTSO4 = Self(rawValue: 1 << 7)        // VIRTIO_NET_F_GUEST_TSO4
     public static let guestTSO6 = Self(rawValue: 1 << 8)        // VIRTIO_NET_F_GUEST_TSO6
+    public static let guestECN = Self(rawValue: 1 << 9)         // VIRTIO_NET_F_GUEST_ECN
     public static let hostTSO4 = Self(rawValue: 1 << 11)        // VIRTIO_NET_F_HOST_TSO4
     public static let hostTSO6 = Self(rawValue: 1 << 12)        // VIRTIO_NET_F_HOST_TSO6
+    public static let hostECN = Self(rawValue: 1 << 13)         // VIRTIO_NET_F_HOST_ECN
     public static let mergeableRxBuffers = Self(rawValue: 1 << 15) // VIRTIO_NET_F_MRG_RXBUF
     public static let status = Self(rawValue: 1 << 16)          // VIRTIO_NET_F_STATUS
     public static let guestAnnounce = Self(rawValue: 1 << 21)   // VIRTIO_NET_F_GUEST_ANNOUNCE
@@ -20,14 +22,30 @@ public struct VirtioNetFeatures: OptionSet, Sendable, Hashable {
     public static let eventIndex = Self(rawValue: 1 << 29)      // VIRTIO_F_RING_EVENT_IDX (§6)
     public static let protocolFeatures = Self(rawValue: 1 << 30) // VHOST_USER_F_PROTOCOL_FEATURES
     public static let version1 = Self(rawValue: 1 << 32)        // VIRTIO_F_VERSION_1 (§6)
+    public static let guestUSO4 = Self(rawValue: 1 << 54)       // VIRTIO_NET_F_GUEST_USO4
+    public static let guestUSO6 = Self(rawValue: 1 << 55)       // VIRTIO_NET_F_GUEST_USO6
+    public static let hostUSO = Self(rawValue: 1 << 56)         // VIRTIO_NET_F_HOST_USO
+
+    /// Segmentation offloads in both directions (§5.1.3.1: HOST_* need CSUM,
+    /// GUEST_* need GUEST_CSUM, which are offered with them). The guest may send
+    /// GSO frames (HOST_*): Ferry passes them on or cuts them for a destination
+    /// that cannot take them. The guest may receive them (GUEST_*): Ferry cuts
+    /// them for a guest that did not take the feature.
+    public static let segmentationOffloads: Self = [
+        .hostTSO4, .hostTSO6, .hostECN, .hostUSO, .guestTSO4, .guestTSO6, .guestECN, .guestUSO4, .guestUSO6,
+    ]
+
+    /// Checksum offload in both directions.
+    public static let checksumOffloads: Self = [.csum, .guestCsum]
 
     /// What Ferry offers: split rings with indirect tables and event index,
-    /// mergeable RX buffers for jumbo frames, checksum offload passed through
-    /// (the header travels unchanged; Ferry never recomputes a checksum).
-    public static let offered: Self = [
+    /// mergeable RX buffers for jumbo frames, checksum and segmentation offloads
+    /// passed through (the header travels unchanged where the destination takes
+    /// it; otherwise Ferry finishes the checksum or segments in software).
+    public static let offered = Self([
         .csum, .guestCsum, .mtu, .mergeableRxBuffers, .multiqueue,
         .indirectDescriptors, .eventIndex, .protocolFeatures, .version1,
-    ]
+    ]).union(segmentationOffloads)
 
     /// The virtio-net header length these features imply (§5.1.6): 12 bytes with
     /// VERSION_1 or MRG_RXBUF (num_buffers present), 10 for legacy drivers without either.

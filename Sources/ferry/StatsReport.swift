@@ -32,6 +32,7 @@ enum StatsReport {
 
     static func traffic(_ s: CounterSnapshot) -> TrafficCounters {
         TrafficCounters(rxPackets: s.rxPackets, rxBytes: s.rxBytes, txPackets: s.txPackets, txBytes: s.txBytes,
-                        drops: Dictionary(uniqueKeysWithValues: s.drops.map { ($0.key.name, $0.value) }))
+                        drops: Dictionary(uniqueKeysWithValues: s.drops.map { ($0.key.name, $0.value) }),
+                        offloads: Dictionary(uniqueKeysWithValues: s.offloads.map { ($0.key.name, $0.value) }))
     }
 }

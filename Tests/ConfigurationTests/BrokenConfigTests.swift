@@ -62,7 +62,7 @@ final class BrokenConfigTests: XCTestCase {
                 type: vhost
                 path: /run/vm0.sock
                 qeues: 2
-            """, "f.yaml:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, mode, vlan, trunk)")
+            """, "f.yaml:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, mode, offloads, vlan, trunk)")
     }
 
     func testMissingName() {

@@ -24,7 +24,7 @@ final class ControlDocumentationTests: XCTestCase {
     ]
 
     private static let traffic = TrafficCounters(rxPackets: 1, rxBytes: 64, txPackets: 0, txBytes: 0,
-                                                 drops: ["no_rx_buffer": 1])
+                                                 drops: ["no_rx_buffer": 1], offloads: ["gso_passed": 1])
     private static let port = PortInfo(
         name: "up", index: 0, kind: "xdp", state: "running", vlan: "access 1", mode: "access", vlans: [1], queues: 1,
         spec: "xdp:eth0,name=up",

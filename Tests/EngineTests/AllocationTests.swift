@@ -51,6 +51,39 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// Offloads adapted in the worker: a guest sends TSO super-frames to a
+    /// guest without GUEST_TSO (segmented into the worker's slots, then pushed)
+    /// and to a sink (passed whole), and partial checksums to a guest without
+    /// GUEST_CSUM (finished in a slot).
+    func testSegmentedAndCompletedBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testSegmentedAndCompletedBurstsAllocateNothing") {
+            let log = CapturedLog()
+            let sender = try TestGuest("alloc-gso-a", log: log)
+            let noTSO = VirtioNetFeatures.guestTSO4.rawValue | VirtioNetFeatures.guestTSO6.rawValue
+            let receiver = try TestGuest("alloc-gso-b", log: log, withoutFeatures: noTSO)
+            let plain = try TestGuest("alloc-gso-c", log: log,
+                                      withoutFeatures: noTSO | VirtioNetFeatures.guestCsum.rawValue)
+            let sink = SinkPort()
+            let sw = try SwitchHarness([(.vhost(sender.port), .access(1)), (.vhost(receiver.port), .access(1)),
+                                        (.vhost(plain.port), .access(1)), (.sink(sink), .access(1))], batchSize: 64)
+            let gso = GSOTestFrame(payloadLength: 8000, segmentSize: 1448)
+            var header = [UInt8](repeating: 0, count: 12)
+            header.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
+            var rounds = 0
+            return (prepare: {
+                // Uncounted: what the guests got, new buffers, new frames.
+                let got = receiver.received().count + plain.received().count
+                precondition(rounds == 0 || got == 2 * 2 * 6, "the bursts did not deliver: \(got)")
+                for guest in [receiver, plain] { guest.postBuffers(32 - guest.port.device.queues[0].postedBuffers) }
+                sender.send(gso.bytes, header: header)
+                sender.send(gso.bytes, header: header)
+            }, burst: {
+                _ = sw.worker.forwardOnce(sw.batch)
+                rounds += 1
+            })
+        }
+    }
+
     /// A running capture on both ends (rx of the generator, tx to the trunk):
     /// every frame is also copied into the worker's capture ring, and the
     /// copies stay allocation-free. The ring is drained between rounds, uncounted.

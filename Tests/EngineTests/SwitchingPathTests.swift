@@ -153,27 +153,28 @@ final class SwitchingPathTests: XCTestCase {
         let g = try guests(2)
         let sw = try SwitchHarness([(.vhost(g[0].port), .access(7)), (.vhost(g[1].port), .trunk([7]))])
         for x in g { x.postBuffers(8) }
-        // NEEDS_CSUM, csum_start 34, csum_offset 6; TSO-style hdr_len 54.
+        // A TSO frame (the guests took GUEST_TSO4): NEEDS_CSUM, csum_start 34, csum_offset 16, hdr_len 54.
+        let gso = GSOTestFrame(payloadLength: 46, segmentSize: 1448)
+        func addressed(from source: String, to destination: String) -> [UInt8] {
+            Array(frame(from: source, to: destination)[..<12]) + gso.bytes[12...]
+        }
         var header = [UInt8](repeating: 0, count: 12)
-        header[0] = 1
-        header[1] = 1
-        header[2] = 54
-        header[6] = 34
-        header[8] = 6
+        header.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
         // Header and frame split so that the Ethernet header spans three buffers.
-        let f = frame(from: a, to: broadcast, length: 100)
+        let f = addressed(from: a, to: broadcast)
         g[0].send(f, header: header, split: [12 + 5, 4, 100 - 9])
         sw.pass()
         let out = g[1].received()
-        XCTAssertEqual(out.map(\.frame), [frame(from: a, to: broadcast, vlan: 7, length: 104)])
+        XCTAssertEqual(out.map(\.frame), [tagged(f, vlan: 7)])
         XCTAssertEqual(out.first?.header[6], 38, "csum_start moves with the tag")
         XCTAssertEqual(out.first?.header[2], 58, "hdr_len moves with the tag")
-        XCTAssertEqual(out.first?.header[8], 6, "csum_offset counts from csum_start: unchanged")
+        XCTAssertEqual(out.first?.header[8], 16, "csum_offset counts from csum_start: unchanged")
+        XCTAssertEqual(g[1].port.counters[0].snapshot.offloads[.gsoPassed], 1)
 
-        g[1].send(frame(from: b, to: a, vlan: 7, length: 104), header: out[0].header, split: [12 + 13, 12 + 104 - 25])
+        g[1].send(tagged(addressed(from: b, to: a), vlan: 7), header: out[0].header, split: [12 + 13, 12 + 104 - 25])
         sw.pass()
         let back = g[0].received()
-        XCTAssertEqual(back.map(\.frame), [frame(from: b, to: a, length: 100)])
+        XCTAssertEqual(back.map(\.frame), [addressed(from: b, to: a)])
         XCTAssertEqual(back.first?.header[6], 34)
         XCTAssertEqual(back.first?.header[2], 54)
     }

@@ -157,6 +157,8 @@ def test_a_scrape_parses_and_matches_ctl_stats(pair: Topology):
                     f"ctl stats {q[field]}"
             for reason, count in q["drops"].items():
                 assert value("ferry_port_dropped_total", reason=reason, **labels) == count
+            for kind, count in q["offloads"].items():
+                assert value("ferry_port_offload_total", kind=kind, **labels) == count
         assert port["rx_packets"] > 0 and port["tx_packets"] > 0, port
     switch = stats["switch"]
     for decision in ("unicast", "flooded", "hairpin"):

@@ -9,6 +9,8 @@ final class PortSpecKeyedTests: XCTestCase {
             ("vhost", ["path": "/a.sock", "client": "true", "queues": "2", "name": "vm0"], "vhost:/a.sock,client,queues=2,name=vm0"),
             ("vhost", ["path": "/a.sock", "client": "false"], "vhost:/a.sock,server"),
             ("tap", ["interface": "t0", "mtu": "9000", "vlan": "10"], "tap:t0,mtu=9000,vlan=10"),
+            ("tap", ["interface": "t0", "offloads": "csum"], "tap:t0,offloads=csum"),
+            ("vhost", ["path": "/a.sock", "offloads": "off"], "vhost:/a.sock,offloads=off"),
             ("xdp", ["interface": "eth0", "mode": "native", "zerocopy": "off", "trunk": "10,20-21"],
              "xdp:eth0,mode=native,zerocopy=off,trunk=10,20-21"),
             ("packet", ["interface": "eth0", "queues": "4"], "packet:eth0,queues=4"),
@@ -21,6 +23,20 @@ final class PortSpecKeyedTests: XCTestCase {
             XCTAssertTrue(keyed.describesSamePort(as: parsed), "\(type) \(options) vs \(text)")
             // The text a keyed spec shows is itself a --port spec for the same port.
             XCTAssertTrue(try PortSpec(parsing: keyed.text).describesSamePort(as: keyed), keyed.text)
+        }
+    }
+
+    func testOffloadsAreOnUnlessTurnedDownAndOnlyVhostAndTapTakeThem() throws {
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock").offloads, .on)
+        XCTAssertEqual(try PortSpec(parsing: "tap:t0,offloads=off").offloads, .off)
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock,offloads=csum").offloads, .csum)
+        XCTAssertFalse(try PortSpec(parsing: "tap:t0,offloads=off")
+            .describesSamePort(as: try PortSpec(parsing: "tap:t0")))
+        XCTAssertThrowsError(try PortSpec(parsing: "tap:t0,offloads=tso")) { error in
+            XCTAssertEqual("\(error)", "port 'tap:t0,offloads=tso': offloads must be on, csum or off")
+        }
+        XCTAssertThrowsError(try PortSpec(parsing: "packet:eth0,offloads=off")) { error in
+            XCTAssertEqual("\(error)", "port 'packet:eth0,offloads=off': unknown option 'offloads'")
         }
     }
 

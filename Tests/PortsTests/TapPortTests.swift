@@ -368,17 +368,6 @@ final class TapPortTests: XCTestCase {
         XCTAssertEqual(udpChecksum(of: finished), 0, "the kernel filled in a correct UDP checksum")
     }
 
-    func testSegmentationOffloadsAreRefused() throws {
-        let port = try makePort("o")
-        try port.setOffloads([.checksum])
-        XCTAssertThrowsError(try port.setOffloads([.checksum, .tso4])) { error in
-            guard let error = error as? SystemError else { return XCTFail("\(error)") }
-            XCTAssertEqual(error.errno, EINVAL)
-            XCTAssertTrue(error.description.contains("checksum offload only"), error.description)
-        }
-        XCTAssertEqual(port.device.offloads, [.checksum], "a refused change leaves the offloads as they were")
-    }
-
     func testAnMTUTheReceiveBuffersCannotHoldIsRefusedBeforeTheTapIsCreated() {
         let name = NetworkSandbox.interfaceName("ferrytp", "u")
         NetworkSandbox.removeInterface(name)

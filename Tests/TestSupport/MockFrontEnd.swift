@@ -41,7 +41,9 @@ public final class MockFrontEnd {
     public var features: UInt64 {
         (VirtioNetFeatures.version1.rawValue | VirtioNetFeatures.mergeableRxBuffers.rawValue
             | VirtioNetFeatures.protocolFeatures.rawValue | VirtioNetFeatures.csum.rawValue
-            | VirtioNetFeatures.guestCsum.rawValue)
+            | VirtioNetFeatures.guestCsum.rawValue | VirtioNetFeatures.hostTSO4.rawValue
+            | VirtioNetFeatures.hostTSO6.rawValue | VirtioNetFeatures.guestTSO4.rawValue
+            | VirtioNetFeatures.guestTSO6.rawValue)
     }
 
     /// The set-up QEMU and DPDK perform, up to DRIVER_OK; `withoutFeatures`

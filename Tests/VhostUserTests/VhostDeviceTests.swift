@@ -95,6 +95,20 @@ final class VhostDeviceTests: XCTestCase {
         XCTAssertEqual(outcome, .reply(MessageEncoder.ack(to: VhostUserRequest.setFeatures.rawValue, status: 1)))
     }
 
+    /// A port's `offloads=off` withholds the offloads: not offered, refused when set.
+    func testWithheldOffloadsAreNeitherOfferedNorTaken() throws {
+        let device = VhostDevice(name: "w", logger: CapturedLog().logger,
+                                 withheldFeatures: VirtioNetFeatures.segmentationOffloads)
+        XCTAssertEqual(device.offeredFeatures & VirtioNetFeatures.segmentationOffloads.rawValue, 0)
+        XCTAssertNotEqual(device.offeredFeatures & VirtioNetFeatures.csum.rawValue, 0)
+        XCTAssertNotEqual(makeDevice().offeredFeatures & VirtioNetFeatures.guestTSO4.rawValue, 0, "offered by default")
+        let fe = try MockFrontEnd(device: device)
+        fe.send(.setProtocolFeatures, .u64(VhostUserProtocolFeatures.replyAck.rawValue))
+        let outcome = fe.send(.setFeatures, .u64(VirtioNetFeatures.version1.rawValue | VirtioNetFeatures.hostTSO4.rawValue),
+                              needReply: true)
+        XCTAssertEqual(outcome, .reply(MessageEncoder.ack(to: VhostUserRequest.setFeatures.rawValue, status: 1)))
+    }
+
     func testAGetRequestThatCannotBeAnsweredClosesTheConnection() throws {
         let device = makeDevice()
         let fe = try MockFrontEnd(device: device)

@@ -1,0 +1,169 @@
+import CFerry
+import Packets
+import Ports
+
+// Frames that ask a destination for more than it takes.
+//
+// A frame's virtio-net header may leave its L4 checksum to the device
+// (NEEDS_CSUM) or make it a GSO super-frame of up to 64 KiB. Ports that take
+// such frames get them untouched (a TAP, a guest that negotiated the matching
+// GUEST_* feature); for the others the worker adapts the frame on its way:
+// a GSO frame is cut by the SoftwareSegmenter into slots of this worker's,
+// a partial checksum is finished in a slot (`ChecksumCompletion`), and the
+// destination gets a batch of references to those slots, in order, among the
+// frames that needed nothing. Each adaptation is counted on the destination's
+// queue (OffloadCounter); a frame that cannot be segmented is dropped there
+// with its SegmentationError's reason.
+extension Worker {
+    /// Slots for segments and completed frames per worker: a 64 KiB frame at
+    /// the smallest IPv4 MSS (536) is 123 segments, so any one frame fits.
+    @usableFromInline static let adaptedSlotCount = 256
+    /// A slot holds a segment's virtio-net header and the longest frame any port carries.
+    @usableFromInline static let adaptedSlotSize = PacketBatch.headerStride &+ TapPort.bufferSize
+
+    /// Whether frame `f` is a GSO frame that could never be segmented (counted
+    /// on the ingress queue with its reason): checked once, where it came in,
+    /// so that no destination, passing it on or cutting it, gets a bad one.
+    @inlinable
+    func isRefusedGSO(_ batch: PacketBatch, _ f: Int, counters: QueueCounters) -> Bool {
+        let header = batch.header(f)
+        if header.load(fromByteOffset: 1, as: UInt8.self) == VirtioNetHeader.gsoNone { return false }
+        do throws(SegmentationError) {
+            _ = try segmenter.layout(of: batch.frameSegments(f), header: VirtioNetHeader(loading: header))
+            return false
+        } catch {
+            counters.dropped(error.dropReason)
+            return true
+        }
+    }
+
+    /// Hands `batch` to port `p`, adapting the frames it cannot take as they are.
+    @inlinable
+    func transmitAdapting(_ batch: PacketBatch, to p: Int) {
+        let destination = ports[p]
+        let acceptance = destination.port.offloadAcceptance
+        let counters = destination.port.counters(queue: destination.transmitQueue)
+        let count = batch.count
+        var passed = 0
+        var f = 0
+        while f < count {
+            let header = batch.header(f)
+            if !acceptance.accepts(header: header) {
+                adapt(batch, from: f, to: p, acceptance: acceptance, counters: counters)
+                return
+            }
+            if header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone { passed &+= 1 }
+            f &+= 1
+        }
+        if passed > 0 { counters.offloaded(.gsoPassed, passed) }
+        transmit(batch, to: p)
+    }
+
+    /// The slow path of `transmitAdapting`, from the first frame `first` that needs adapting.
+    @usableFromInline
+    func adapt(_ batch: PacketBatch, from first: Int, to p: Int, acceptance: OffloadAcceptance,
+               counters: QueueCounters) {
+        let out = adapted
+        out.reset()
+        var sink = SlotSegmentSink(base: adaptedSlots, slotSize: Self.adaptedSlotSize,
+                                   slotCount: Self.adaptedSlotCount, headerSize: PacketBatch.headerStride,
+                                   lengths: adaptedLengths)
+        let checksum: SoftwareSegmenter.Checksum = acceptance.contains(.partialChecksum) ? .partial : .complete
+        var passed = 0
+        var f = 0
+        while f < batch.count {
+            let header = batch.header(f)
+            if f < first || acceptance.accepts(header: header) {
+                if out.room == 0 || out.freeSegments < Int(batch.segments[f]) {
+                    flush(out, to: p, sink: &sink)
+                }
+                if header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone { passed &+= 1 }
+                out.appendReference(to: f, of: batch, edit: .keep)
+                f &+= 1
+                continue
+            }
+            let fields = VirtioNetHeader(loading: header)
+            let frame = batch.frameSegments(f)
+            if fields.isSegmentationOffload {
+                let segments: Int
+                do throws(SegmentationError) {
+                    segments = try segmenter.layout(of: frame, header: fields).segmentCount
+                } catch {
+                    counters.dropped(error.dropReason)
+                    f &+= 1
+                    continue
+                }
+                if segments > Self.adaptedSlotCount {
+                    counters.dropped(.tooManySegments)
+                    f &+= 1
+                    continue
+                }
+                if sink.slotCount &- sink.count < segments { flush(out, to: p, sink: &sink) }
+                let before = sink.count
+                do throws(SegmentationError) {
+                    let outcome = try segmenter.segment(frame, header: fields, checksum: checksum, into: &sink)
+                    // A segment longer than a slot (a gso_size beyond any MTU) stops it short.
+                    if !outcome.isComplete { counters.dropped(.tooLong, outcome.segmentCount &- outcome.written) }
+                } catch {
+                    counters.dropped(error.dropReason)
+                    f &+= 1
+                    continue
+                }
+                var s = before
+                while s < sink.count {
+                    // Handed over before the rest is added; the slots stay until the next flush.
+                    if out.room == 0 {
+                        transmit(out, to: p)
+                        out.reset()
+                    }
+                    appendSlot(s, of: sink, token: batch.token[f], to: out)
+                    s &+= 1
+                }
+                counters.offloaded(.segmentedFrames)
+                counters.offloaded(.segmentsOut, sink.count &- before)
+            } else {
+                // NEEDS_CSUM only: finished in a slot, as a packet port does in its own.
+                if sink.count == sink.slotCount || out.room == 0 { flush(out, to: p, sink: &sink) }
+                let length = frame.length
+                if PacketBatch.headerStride &+ length > Self.adaptedSlotSize {
+                    counters.dropped(.tooLong)
+                    f &+= 1
+                    continue
+                }
+                let s = sink.count
+                let slot = sink.segment(s)
+                _ = frame.copy(from: 0, count: length, to: slot)
+                guard ChecksumCompletion.complete(frame: slot, length: length, header: header) else {
+                    counters.dropped(.badChecksumOffset)
+                    f &+= 1
+                    continue
+                }
+                var done = fields
+                done.flags &= ~VirtioNetHeader.needsChecksum
+                adaptedLengths[s] = length
+                sink.endSegment(header: done)
+                appendSlot(s, of: sink, token: batch.token[f], to: out)
+                counters.offloaded(.checksumsCompleted)
+            }
+            f &+= 1
+        }
+        if passed > 0 { counters.offloaded(.gsoPassed, passed) }
+        if out.count > 0 { transmit(out, to: p) }
+    }
+
+    /// Adds slot `s` of `sink` (header, then frame) to `out` as a one-segment frame.
+    @inlinable
+    func appendSlot(_ s: Int, of sink: SlotSegmentSink, token: UInt32, to out: PacketBatch) {
+        let i = out.count
+        out.append(base: sink.segment(s), length: UInt32(truncatingIfNeeded: adaptedLengths[s]), token: token)
+        out.header(i).copyMemory(from: sink.segment(s) - PacketBatch.headerStride, byteCount: PacketBatch.headerSize)
+    }
+
+    /// Hands what `out` holds over and makes it and the slots empty again.
+    @inlinable
+    func flush(_ out: PacketBatch, to p: Int, sink: inout SlotSegmentSink) {
+        if out.count > 0 { transmit(out, to: p) }
+        out.reset()
+        sink.reset()
+    }
+}
