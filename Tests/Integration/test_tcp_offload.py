@@ -101,6 +101,9 @@ class Namespaces:
             run("ip", "netns", "del", name, check=False)
             run("ip", "netns", "add", name)
             ns(name, "ip", "link", "set", "lo", "up")
+            # No IPv6 on links that arrive: no router solicitation or DAD frame from one TAP while
+            # the other is still on its way (down) into its namespace, which would count io_error.
+            ns(name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1")
 
     def remove(self):
         for name in self.names:
