@@ -18,6 +18,10 @@ final class PortSpecKeyedTests: XCTestCase {
             ("sink", ["name": "s"], "sink:name=s"),
             ("tap", ["interface": "t0", "group_fwd_mask": "0x4008", "trunk": "10,20"],
              "tap:t0,trunk=10,20,group_fwd_mask=0x4008"),
+            // A comma inside a value is doubled; a first value holding '=' is written with its key.
+            ("vhost", ["path": "/run/a,b.sock", "name": "x"], "vhost:/run/a,,b.sock,name=x"),
+            ("vhost", ["path": "/run/a=b.sock", "client": "true"], "vhost:path=/run/a=b.sock,client"),
+            ("vhost", ["path": "/run/a,", "trunk": "5"], "vhost:/run/a,,,trunk=5"),
         ]
         for (type, options, text) in pairs {
             let keyed = try PortSpec(type: type, options: options, text: PortSpec.text(type: type, options: options))
