@@ -212,12 +212,14 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         var items: [String] = []
         for key in own + ["vlan", "trunk", "name"] {
             guard let value = options[key] else { continue }
-            if key == own.first && type != "gen" {
-                items.append(value)
+            // trunk's list is written with single commas: its items run on (see init(parsing:)).
+            let item = key == "trunk" ? value : escaped(value)
+            if key == own.first && type != "gen" && !value.contains("=") {
+                items.append(item)
             } else if booleanKeys.contains(key) {
                 if value == "true" { items.append(key) }
             } else {
-                items.append("\(key)=\(value)")
+                items.append("\(key)=\(item)")
             }
         }
         return items.isEmpty ? type : "\(type):" + items.joined(separator: ",")

@@ -16,6 +16,10 @@ final class PortSpecKeyedTests: XCTestCase {
             ("packet", ["interface": "eth0", "queues": "4"], "packet:eth0,queues=4"),
             ("gen", ["dst": "02:00:00:00:00:09", "size": "128", "count": "7"], "gen:dst=02:00:00:00:00:09,size=128,count=7"),
             ("sink", ["name": "s"], "sink:name=s"),
+            // A comma inside a value is doubled; a first value holding '=' is written with its key.
+            ("vhost", ["path": "/run/a,b.sock", "name": "x"], "vhost:/run/a,,b.sock,name=x"),
+            ("vhost", ["path": "/run/a=b.sock", "client": "true"], "vhost:path=/run/a=b.sock,client"),
+            ("vhost", ["path": "/run/a,", "trunk": "5"], "vhost:/run/a,,,trunk=5"),
         ]
         for (type, options, text) in pairs {
             let keyed = try PortSpec(type: type, options: options, text: PortSpec.text(type: type, options: options))
