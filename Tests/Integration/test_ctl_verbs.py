@@ -17,6 +17,8 @@ counters is known exactly:
   then counts exactly its frames since the clear. The rates are checked against the counts
   the test itself sees over a few seconds, and against each other (64-byte frames: bits per
   second are exactly 512 × frames per second).
+* top: through a pipe, plain tables each second; on a pseudo-terminal, redrawn, quitting on q
+  and on Ctrl-C (a key there, not a signal) with the terminal's modes given back.
 
 Environment: FERRY_BIN (see harness.py). The tests fail (they do not skip) when the Ferry
 binary is missing.
@@ -25,9 +27,13 @@ binary is missing.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
 import socket
 import subprocess
+import termios
 import time
 import urllib.request
 
@@ -238,3 +244,31 @@ def test_top_prints_a_table_each_second_busiest_first(busy):
 
     res = h.ctl_run(ferry, "top", "--iterations", "0")
     assert res.returncode == 64 and "--iterations must be at least 1" in res.stderr, res
+
+
+@pytest.mark.parametrize("key", [b"q", b"\x03"], ids=["q", "ctrl-c"])
+def test_top_on_a_terminal_redraws_and_quits_on_a_key(busy, key):
+    ferry = busy
+    master, terminal = pty.openpty()
+    modes = termios.tcgetattr(terminal)
+    proc = subprocess.Popen([ferry.binary, "ctl", "top", "--control", ferry.control],
+                            stdin=terminal, stdout=terminal, stderr=terminal)
+    try:
+        screen = b""
+        deadline = time.monotonic() + 10
+        # Two redraws: the first shows it draws, the second that it waits for the key in raw mode.
+        while screen.count(b"\x1b[H\x1b[2J") < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, (proc.poll(), screen)
+            if select.select([master], [], [], 0.2)[0]:
+                screen += os.read(master, 65536)
+        assert b"(q quits)" in screen and b"port  kind  rx_pps" in screen, screen
+        os.write(master, key)
+        assert proc.wait(timeout=5) == 0
+        # Echo, line editing and Ctrl-C as a signal are back as they were.
+        assert termios.tcgetattr(terminal)[3] == modes[3]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(terminal)
