@@ -55,11 +55,16 @@ public struct WorkerPort {
     public let port: Port
     public let isTrunk: Bool
     public let accessVLAN: UInt16
+    /// Bit N set: a frame to 01:80:C2:00:00:0N coming in on this port is forwarded
+    /// (`GroupForwardMask.forwarded`).
+    public let linkLocalForwarded: UInt16
     public let transmitQueue: Int
     public let transmitLock: UnsafeMutablePointer<UInt32>?
 
-    public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil) {
+    public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil,
+                groupForwardMask: GroupForwardMask = .none) {
         self.port = port
+        linkLocalForwarded = groupForwardMask.forwarded
         self.isTrunk = vlan.isTrunk
         if case .access(let v) = vlan { accessVLAN = v } else { accessVLAN = 0 }
         self.transmitQueue = transmitQueue

@@ -202,6 +202,13 @@ extension Worker {
         if !database.refresh(key, port: ingress, now: now), learning.offer(key, port: ingress) {
             learningPending = true
         }
+        // An IEEE 802.1D link-local group address (GroupForwardMask): learned from, as the
+        // Linux bridge learns from the frames it keeps, and forwarded only as the port says.
+        if GroupForwardMask.isLinkLocal(destination),
+           me.linkLocalForwarded & (1 &<< UInt16(truncatingIfNeeded: destination & 0xF)) == 0 {
+            counters.dropped(.linkLocal)
+            return 0
+        }
         let mask: UInt64
         let unicast: Bool
         switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination, counters: decisions) {

@@ -62,7 +62,7 @@ final class BrokenConfigTests: XCTestCase {
                 type: vhost
                 path: /run/vm0.sock
                 qeues: 2
-            """, "f.yaml:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, mode, offloads, vlan, trunk)")
+            """, "f.yaml:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, mode, offloads, vlan, trunk, group_fwd_mask)")
     }
 
     func testMissingName() {
@@ -138,6 +138,16 @@ final class BrokenConfigTests: XCTestCase {
                 type: sink
                 trunk: [10, 0-5]
             """, "f.yaml:4:12: port 'a': VLAN id '0' must be 1...4094")
+    }
+
+    func testGroupForwardMaskWithThePauseBit() {
+        assertRefused("""
+            ports:
+              - name: a
+                type: sink
+                group_fwd_mask: 0x4002
+            """, "f.yaml:4:21: port 'a': group_fwd_mask must leave bit 1 (0x0002) clear: "
+                + "MAC control frames (PAUSE, 01:80:C2:00:00:01) are never forwarded")
     }
 
     func testUnknownPortType() {

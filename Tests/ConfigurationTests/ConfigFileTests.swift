@@ -36,6 +36,17 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(uplink.vlan, .trunk([10, 20, 21]))
     }
 
+    func testGroupForwardMaskIsTheTextAsWritten() throws {
+        // Unquoted, a YAML 1.1 reader would take 0x4000 for 16384; both mean the same mask.
+        let config = try FerryConfig(yaml: """
+            ports:
+              - {name: up, type: packet, interface: eth0, group_fwd_mask: 0x4000}
+              - {name: vm, type: vhost, path: /a.sock, group_fwd_mask: 16392}
+            """, file: "f.yaml")
+        XCTAssertEqual(config.ports.map(\.groupForwardMask.bits), [0x4000, 0x4008])
+        XCTAssertEqual(config.ports[0].text, "packet:eth0,group_fwd_mask=0x4000,name=up")
+    }
+
     func testDefaultsAndSpellings() throws {
         let config = try FerryConfig(yaml: """
             switch:

@@ -74,7 +74,7 @@ BROKEN = [
      "{f}:1:1: unknown key 'switchh' (expected one of: switch, control, metrics, ports)"),
     ("ports:\n  - name: vm0\n    type: vhost\n    path: /tmp/x.sock\n    qeues: 2\n",
      "{f}:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, "
-     "mode, offloads, vlan, trunk)"),
+     "mode, offloads, vlan, trunk, group_fwd_mask)"),
     ("ports:\n  - {name: a, type: sink}\n  - {name: a, type: sink, vlan: 4095}\n",
      "{f}:3:33: port 'a': VLAN id '4095' must be 1...4094"),
     ("switch: {workers: 0}\nports: []\n",
@@ -163,21 +163,20 @@ def test_a_command_line_port_may_not_reuse_a_config_name(tmp_path):
     assert res.stderr == f"{f}: two ports are named 's'\n"
 
 
-def run_briefly(*args: str) -> subprocess.CompletedProcess:
+def run_briefly(binary: str, *args: str) -> subprocess.CompletedProcess:
     """`ferry run ARGS` expected to stop by itself (refused or failed)."""
-    require_binary()
-    return subprocess.run([h.ferry_binary(), "run", *args], capture_output=True, text=True, timeout=20)
+    return subprocess.run([binary, "run", *args], capture_output=True, text=True, timeout=20)
 
 
-def test_check_and_run_refuse_the_same_metrics_address(tmp_path):
+def test_check_and_run_refuse_the_same_metrics_address(ferry_binary, tmp_path):
     f = write(tmp_path / "ferry.yaml", 'metrics: {listen: "localhost:9469"}\nports: [{name: s, type: sink}]\n')
     checked = check(f)
-    ran = run_briefly("--config", f, "--control", str(tmp_path / "ctl.sock"))
+    ran = run_briefly(ferry_binary, "--config", f, "--control", str(tmp_path / "ctl.sock"))
     assert (checked.returncode, ran.returncode) == (1, 1)
     assert "metrics: 'localhost:9469' is not IPV4:PORT or [IPV6]:PORT" in checked.stderr
     assert ran.stderr == checked.stderr
     # The same text on the command line is a bad option value: the usage error.
-    option = run_briefly("--metrics", "localhost:9469", "--port", "sink")
+    option = run_briefly(ferry_binary, "--metrics", "localhost:9469", "--port", "sink")
     assert option.returncode == 64
     assert "metrics: 'localhost:9469' is not IPV4:PORT" in option.stderr and "Usage:" in option.stderr
 
@@ -190,18 +189,18 @@ def test_check_and_run_accept_metrics_port_zero(lab, tmp_path):
         ferry.log_text()
 
 
-def test_a_runtime_failure_has_its_own_status_and_no_usage(tmp_path):
+def test_a_runtime_failure_has_its_own_status_and_no_usage(ferry_binary, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        res = run_briefly("--port", "sink", "--control", str(tmp_path / "ctl.sock"), "--metrics", f"127.0.0.1:{port}")
+        res = run_briefly(ferry_binary, "--port", "sink", "--control", str(tmp_path / "ctl.sock"), "--metrics", f"127.0.0.1:{port}")
     assert res.returncode == 69, res.stderr
     assert "Usage" not in res.stderr
     assert f"metrics 127.0.0.1:{port}: " in res.stderr and "critical" in res.stderr
     # A socket directory that cannot be made: 73.
     blocker = write(tmp_path / "file", "")
-    res = run_briefly("--port", "sink", "--control", f"{blocker}/sub/ctl.sock")
+    res = run_briefly(ferry_binary, "--port", "sink", "--control", f"{blocker}/sub/ctl.sock")
     assert res.returncode == 73, res.stderr
     assert "Usage" not in res.stderr
 
