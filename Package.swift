@@ -103,7 +103,9 @@ let package = Package(
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Engine", "Packets", "Platform", "Ports"]),
         // The `ferry` command line itself: every command line the docs show parses.
         .testTarget(name: "FerryTests", dependencies: [
-            "ferry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "ferry", "ControlProtocol", "Engine", "Packets", "Ports", "Switching", "Telemetry",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
