@@ -62,7 +62,7 @@ final class BrokenConfigTests: XCTestCase {
                 type: vhost
                 path: /run/vm0.sock
                 qeues: 2
-            """, "f.yaml:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, mode, offloads, vlan, trunk, group_fwd_mask)")
+            """, "f.yaml:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, mode, offloads, vlan, trunk, native, group_fwd_mask)")
     }
 
     func testMissingName() {
@@ -138,6 +138,16 @@ final class BrokenConfigTests: XCTestCase {
                 type: sink
                 trunk: [10, 0-5]
             """, "f.yaml:4:12: port 'a': VLAN id '0' must be 1...4094")
+    }
+
+    func testNativeVLANTheTrunkDoesNotCarry() {
+        assertRefused("""
+            ports:
+              - name: a
+                type: sink
+                trunk: [10, 20]
+                native: 30
+            """, "f.yaml:5:13: port 'a': native VLAN 30 must be one of the trunk's VLANs (10,20)")
     }
 
     func testGroupForwardMaskWithThePauseBit() {

@@ -36,6 +36,15 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(uplink.vlan, .trunk([10, 20, 21]))
     }
 
+    func testATrunksNativeVLAN() throws {
+        let config = try FerryConfig(yaml: """
+            ports:
+              - {name: up, type: packet, interface: eth0, trunk: [10, 20], native: 10}
+            """, file: "f.yaml")
+        XCTAssertEqual(config.ports[0].vlan, .trunk([10, 20], native: 10))
+        XCTAssertEqual(config.ports[0].text, "packet:eth0,trunk=10,20,native=10,name=up")
+    }
+
     func testGroupForwardMaskIsTheTextAsWritten() throws {
         // Unquoted, a YAML 1.1 reader would take 0x4000 for 16384; both mean the same mask.
         let config = try FerryConfig(yaml: """

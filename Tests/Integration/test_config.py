@@ -74,7 +74,7 @@ BROKEN = [
      "{f}:1:1: unknown key 'switchh' (expected one of: switch, control, metrics, ports)"),
     ("ports:\n  - name: vm0\n    type: vhost\n    path: /tmp/x.sock\n    qeues: 2\n",
      "{f}:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, "
-     "mode, offloads, vlan, trunk, group_fwd_mask)"),
+     "mode, offloads, vlan, trunk, native, group_fwd_mask)"),
     ("ports:\n  - {name: a, type: sink}\n  - {name: a, type: sink, vlan: 4095}\n",
      "{f}:3:33: port 'a': VLAN id '4095' must be 1...4094"),
     ("switch: {workers: 0}\nports: []\n",
