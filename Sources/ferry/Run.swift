@@ -152,6 +152,7 @@ struct Run: ParsableCommand {
         do { sw = try Switch(specs: running.ports, options: settings.switchOptions, logger: logger) } catch {
             throw RunFailure("\(error)", ExitStatus.unavailable)
         }
+        StaticEntries.install(running.resolvedStaticEntries, in: sw, logger: logger)
         let captures = CaptureService(switch: sw, logger: logger)
         let controlServer: ControlServer
         do {
