@@ -2,11 +2,13 @@ extension PortSpec {
     /// A port as `--port` gives it: `TYPE[:ITEM[,ITEM]...]`, where the first item of
     /// vhost (the socket path) and tap, packet, xdp (the interface) needs no key, a boolean
     /// option is a bare word (`client`; `server` is `client=false`) and `trunk=` runs on
-    /// over the items that are VLAN ids or ranges. Everything else is the keyed initializer's.
+    /// over the items that are VLAN ids or ranges. A comma inside a value is written twice
+    /// (`vhost:/run/a,,b.sock`), as QEMU's `-chardev` options do. Everything else is the keyed
+    /// initializer's.
     public init(parsing text: String) throws(ParseError) {
         let (type, rest) = text.firstIndex(of: ":").map { (String(text[..<$0]), String(text[text.index(after: $0)...])) }
             ?? (text, "")
-        let items = rest.isEmpty ? [] : rest.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let items = Self.items(rest)
         let positionalKey = ["vhost", "tap", "packet", "xdp"].contains(type) ? Self.kindKeys[type]?.first : nil
         var options: [String: String] = [:]
         var trunk: [String] = []
@@ -44,5 +46,35 @@ extension PortSpec {
         }
         if options["trunk"] != nil { options["trunk"] = trunk.joined(separator: ",") }
         try self.init(type: type, options: options, text: text)
+    }
+
+    /// `rest` cut at single commas; `,,` is a comma inside an item.
+    static func items(_ rest: String) -> [String] {
+        guard !rest.isEmpty else { return [] }
+        var items: [String] = []
+        var item = ""
+        var index = rest.startIndex
+        while index < rest.endIndex {
+            let character = rest[index]
+            index = rest.index(after: index)
+            guard character == "," else {
+                item.append(character)
+                continue
+            }
+            if index < rest.endIndex, rest[index] == "," {
+                item.append(",")
+                index = rest.index(after: index)
+            } else {
+                items.append(item)
+                item = ""
+            }
+        }
+        items.append(item)
+        return items
+    }
+
+    /// `value` as an item of the text form: its commas doubled.
+    static func escaped(_ value: String) -> String {
+        value.split(separator: ",", omittingEmptySubsequences: false).joined(separator: ",,")
     }
 }

@@ -71,10 +71,10 @@ BROKEN = [
     ("ports:\n  - name: a\n    type: sink\n   bad: [\n",
      "{f}:4:4: invalid YAML: did not find expected '-' indicator (while parsing a block collection at line 2, column 3)"),
     ("switchh: {}\nports: [{name: a, type: sink}]\n",
-     "{f}:1:1: unknown key 'switchh' (expected one of: switch, control, metrics, ports)"),
+     "{f}:1:1: unknown key 'switchh' (expected one of: switch, control, metrics, ports, fdb)"),
     ("ports:\n  - name: vm0\n    type: vhost\n    path: /tmp/x.sock\n    qeues: 2\n",
      "{f}:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, "
-     "mode, offloads, vlan, trunk)"),
+     "mode, offloads, vlan, trunk, native, group_fwd_mask)"),
     ("ports:\n  - {name: a, type: sink}\n  - {name: a, type: sink, vlan: 4095}\n",
      "{f}:3:33: port 'a': VLAN id '4095' must be 1...4094"),
     ("switch: {workers: 0}\nports: []\n",
@@ -163,21 +163,20 @@ def test_a_command_line_port_may_not_reuse_a_config_name(tmp_path):
     assert res.stderr == f"{f}: two ports are named 's'\n"
 
 
-def run_briefly(*args: str) -> subprocess.CompletedProcess:
+def run_briefly(binary: str, *args: str) -> subprocess.CompletedProcess:
     """`ferry run ARGS` expected to stop by itself (refused or failed)."""
-    require_binary()
-    return subprocess.run([h.ferry_binary(), "run", *args], capture_output=True, text=True, timeout=20)
+    return subprocess.run([binary, "run", *args], capture_output=True, text=True, timeout=20)
 
 
-def test_check_and_run_refuse_the_same_metrics_address(tmp_path):
+def test_check_and_run_refuse_the_same_metrics_address(ferry_binary, tmp_path):
     f = write(tmp_path / "ferry.yaml", 'metrics: {listen: "localhost:9469"}\nports: [{name: s, type: sink}]\n')
     checked = check(f)
-    ran = run_briefly("--config", f, "--control", str(tmp_path / "ctl.sock"))
+    ran = run_briefly(ferry_binary, "--config", f, "--control", str(tmp_path / "ctl.sock"))
     assert (checked.returncode, ran.returncode) == (1, 1)
     assert "metrics: 'localhost:9469' is not IPV4:PORT or [IPV6]:PORT" in checked.stderr
     assert ran.stderr == checked.stderr
     # The same text on the command line is a bad option value: the usage error.
-    option = run_briefly("--metrics", "localhost:9469", "--port", "sink")
+    option = run_briefly(ferry_binary, "--metrics", "localhost:9469", "--port", "sink")
     assert option.returncode == 64
     assert "metrics: 'localhost:9469' is not IPV4:PORT" in option.stderr and "Usage:" in option.stderr
 
@@ -190,18 +189,18 @@ def test_check_and_run_accept_metrics_port_zero(lab, tmp_path):
         ferry.log_text()
 
 
-def test_a_runtime_failure_has_its_own_status_and_no_usage(tmp_path):
+def test_a_runtime_failure_has_its_own_status_and_no_usage(ferry_binary, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        res = run_briefly("--port", "sink", "--control", str(tmp_path / "ctl.sock"), "--metrics", f"127.0.0.1:{port}")
+        res = run_briefly(ferry_binary, "--port", "sink", "--control", str(tmp_path / "ctl.sock"), "--metrics", f"127.0.0.1:{port}")
     assert res.returncode == 69, res.stderr
     assert "Usage" not in res.stderr
     assert f"metrics 127.0.0.1:{port}: " in res.stderr and "critical" in res.stderr
     # A socket directory that cannot be made: 73.
     blocker = write(tmp_path / "file", "")
-    res = run_briefly("--port", "sink", "--control", f"{blocker}/sub/ctl.sock")
+    res = run_briefly(ferry_binary, "--port", "sink", "--control", f"{blocker}/sub/ctl.sock")
     assert res.returncode == 73, res.stderr
     assert "Usage" not in res.stderr
 
@@ -252,3 +251,56 @@ def test_sighup_brings_back_a_file_port_removed_with_ctl(lab, tmp_path):
     h.wait_until(lambda: "applied;" in ferry.log_text(), 10, "the reload applied")
     # s is the file's and comes back; extra was never the file's and stays.
     assert sorted(p["name"] for p in show_ports(ferry)) == ["extra", "g", "s"]
+
+
+# --------------------------------------------------------------------------- static entries (fdb:)
+
+
+def show_fdb(ferry: h.Ferry) -> set[tuple]:
+    res = subprocess.run([ferry.binary, "ctl", "show", "fdb", "--json", "--control", ferry.control],
+                         capture_output=True, text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    return {(e["mac"], e["vlan"], e["port"]) for e in json.loads(res.stdout)["fdb"] if e["static"]}
+
+
+STATIC = """\
+    ports:
+      - {name: s, type: sink, vlan: 10}
+      - {name: t, type: sink, trunk: [10, 20]}
+    fdb:
+      - {mac: "52:54:00:18:00:01", port: s}
+      - {mac: "52:54:00:18:00:02", port: t, vlan: 20}
+      - {mac: "52:54:00:18:00:03", port: t, vlan: 10}
+    """
+
+
+def test_check_refuses_static_entries_run_could_not_install(tmp_path):
+    f = write(tmp_path / "ferry.yaml", STATIC.rstrip(" ") + """\
+      - {mac: "52:54:00:18:00:04", port: nope}
+      - {mac: "52:54:00:18:00:05", port: s, vlan: 20}
+      - {mac: "52:54:00:18:00:06", port: t}
+    """)
+    res = check(f)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [
+        f"{f}:8:5: fdb: 52:54:00:18:00:04: no port is named 'nope'",
+        f"{f}:9:5: fdb: 52:54:00:18:00:05: port 's' does not carry VLAN 20 (access 10)",
+        f"{f}:10:5: fdb: 52:54:00:18:00:06: port 't' is a trunk (trunk 10,20) with no native VLAN: give a vlan",
+    ]
+    assert check(write(tmp_path / "good.yaml", STATIC)).stdout == "ok: 2 ports (s sink, t sink), 3 static addresses\n"
+
+
+def test_static_entries_are_installed_and_follow_sighup(lab, tmp_path):
+    f = write(tmp_path / "ferry.yaml", STATIC)
+    ferry = lab.ferry([], extra_args=["--config", f])
+    assert show_fdb(ferry) == {("52:54:00:18:00:01", 10, "s"), ("52:54:00:18:00:02", 20, "t"),
+                               ("52:54:00:18:00:03", 10, "t")}
+    # 01 goes, 03 moves to s, 04 is new; t changes (a VLAN), so its entry 02 comes back with it.
+    write(f, STATIC.replace("trunk: [10, 20]}", "trunk: [10, 20, 30]}")
+          .replace('      - {mac: "52:54:00:18:00:01", port: s}\n', "")
+          .replace('"52:54:00:18:00:03", port: t, vlan: 10}', '"52:54:00:18:00:03", port: s}\n'
+                   '      - {mac: "52:54:00:18:00:04", port: t, vlan: 30}'))
+    ferry._signal_group(signal.SIGHUP)
+    h.wait_until(lambda: "fdb: static 52:54:00:18:00:04" in ferry.log_text(), 10, "the reload's new entry")
+    assert show_fdb(ferry) == {("52:54:00:18:00:02", 20, "t"), ("52:54:00:18:00:03", 10, "s"),
+                               ("52:54:00:18:00:04", 30, "t")}, ferry.log_tail()
