@@ -15,7 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),  // LogEvent, which StandardErrorLogHandler implements
         // The metrics endpoint's registry and text encoder (Prometheus exposition format 0.0.4).
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
@@ -103,7 +103,9 @@ let package = Package(
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Engine", "Packets", "Platform", "Ports"]),
         // The `ferry` command line itself: every command line the docs show parses.
         .testTarget(name: "FerryTests", dependencies: [
-            "ferry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "ferry", "ControlProtocol", "Engine", "Packets", "Ports", "Switching", "Telemetry",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "EngineTests", dependencies: [
             "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",

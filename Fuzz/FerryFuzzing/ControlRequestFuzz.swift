@@ -4,7 +4,8 @@ import Packets
 import Ports
 
 /// What the control socket parses from a client's bytes before anything acts on them: each
-/// line through `ControlCodec.decodeRequest` (as the server reads it), and the values in a
+/// line through `ControlCodec.decodeRequest` (as the server reads it: every command, `fdb-flush`
+/// and `stats-clear` included), and the values in a
 /// request that have a syntax of their own — a port spec (`port add`) and a MAC address
 /// (`fdb add`, `fdb del`).
 ///
@@ -87,6 +88,9 @@ public enum ControlRequestFuzz {
             {"cmd":"port","op":"add","spec":"vhost:/tmp/x.sock,client,queues=2,name=x,trunk=10,20-30"}
             {"cmd":"port","op":"del","name":"x"}
             {"cmd":"capture","port":"a","direction":"rx","count":10,"snaplen":128}
+            {"cmd":"stats-clear"}
+            {"cmd":"fdb-flush","port":"a","vlan":10,"static":true}
+            {"cmd":"fdb-flush","static":false}
             """
         return [("requests", [0] + Array(requests.utf8)),
                 ("spec-vhost", [1] + Array("vhost:/run/ferry/vm0.sock,queues=2,owner=root,mode=0660,vlan=10".utf8)),

@@ -15,3 +15,14 @@ public struct PortChangeReply: Codable, Equatable, Sendable {
         self.port = port
     }
 }
+
+/// The reply to `fdb-flush`: how many entries went.
+public struct FDBFlushReply: Codable, Equatable, Sendable {
+    public var ok: Bool
+    public var removed: Int
+
+    public init(removed: Int) {
+        ok = true
+        self.removed = removed
+    }
+}

@@ -11,6 +11,7 @@ public enum ControlError: Error, Equatable, Sendable, CustomStringConvertible {
     case missingField(String, choices: [String] = [])
     case notAString(String)
     case notAWholeNumber(String, ClosedRange<Int>? = nil)
+    case notABoolean(String)
     case badID
     case unknownCommand(String)
     case unknownShowTarget(String)
@@ -43,6 +44,7 @@ public enum ControlError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notAWholeNumber(let key, let range?):
             "\"\(key)\" must be a whole number \(range.lowerBound)...\(range.upperBound)"
         case .notAWholeNumber(let key, nil): "\"\(key)\" must be a whole number"
+        case .notABoolean(let key): "\"\(key)\" must be true or false"
         case .badID: "\"id\" must be a string or a whole number"
         case .unknownCommand(let cmd):
             "unknown command '\(cmd)' (one of: \(Self.list(ControlCommand.allCases.map(\.rawValue))))"

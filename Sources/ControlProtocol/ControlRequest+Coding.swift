@@ -5,7 +5,7 @@ extension ControlRequest: Encodable {
         switch self {
         case .hello(let version):
             try c.encode(version, forKey: "version")
-        case .stats:
+        case .stats, .statsClear:
             break
         case .show(let what):
             try c.encode(what.rawValue, forKey: "what")
@@ -16,6 +16,10 @@ extension ControlRequest: Encodable {
         case .fdbDel(let mac, let vlan):
             try c.encode(mac, forKey: "mac")
             try c.encodeIfPresent(vlan, forKey: "vlan")
+        case .fdbFlush(let filter):
+            try c.encodeIfPresent(filter.port, forKey: "port")
+            try c.encodeIfPresent(filter.vlan, forKey: "vlan")
+            if filter.includingStatic { try c.encode(true, forKey: "static") }
         case .portAdd(let spec):
             try c.encode(PortOperation.add.rawValue, forKey: "op")
             try c.encode(spec, forKey: "spec")
@@ -42,6 +46,8 @@ extension ControlRequest: Encodable {
             self = .hello(version: version)
         case .stats:
             self = .stats
+        case .statsClear:
+            self = .statsClear
         case .show:
             let what = try fields.string("what", choices: ShowTarget.allCases.map(\.rawValue))
             guard let target = ShowTarget(rawValue: what) else { throw .unknownShowTarget(what) }
@@ -53,6 +59,10 @@ extension ControlRequest: Encodable {
         case .fdbDel:
             let mac = try fields.string("mac")
             self = .fdbDel(mac: mac, vlan: try fields.vlan())
+        case .fdbFlush:
+            let port = try fields.optionalString("port")
+            let vlan = try fields.vlan()
+            self = .fdbFlush(FDBFlushFilter(port: port, vlan: vlan, includingStatic: try fields.boolean("static") ?? false))
         case .port:
             let op = try fields.string("op", choices: PortOperation.allCases.map(\.rawValue))
             switch PortOperation(rawValue: op) {
@@ -109,6 +119,14 @@ struct RequestFields {
             throw .notAWholeNumber(key, range)
         }
         return number
+    }
+
+    /// `key` when present: JSON `true` or `false` (not 1, not "true").
+    func boolean(_ key: String) throws(ControlError) -> Bool? {
+        guard container.contains(FieldKey(stringValue: key)) else { return nil }
+        do { return try container.decode(Bool.self, forKey: FieldKey(stringValue: key)) } catch {
+            throw .notABoolean(key)
+        }
     }
 
     /// `"vlan"` when present: a whole number in ControlProtocol.vlanIDs.

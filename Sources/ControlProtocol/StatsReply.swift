@@ -1,14 +1,49 @@
 /// The reply to `stats` (and `show stats`): per-port and per-queue counters, the workers'
 /// loop counters and the switch's.
+///
+/// The counts are since the last `stats-clear`, or since Ferry started: `cleared` says which
+/// and `elapsed` how long ago that was. Both are absent from a Ferry that predates them.
 public struct StatsReply: Codable, Equatable, Sendable {
     public var ports: [PortStatistics]
     public var workers: [WorkerStatistics]
     public var `switch`: SwitchStatistics
+    /// Seconds the counts cover.
+    public var elapsed: Double?
+    /// True when the counts start at a `stats-clear`, false when at Ferry's start.
+    public var cleared: Bool?
 
-    public init(ports: [PortStatistics], workers: [WorkerStatistics], switch: SwitchStatistics) {
+    public init(ports: [PortStatistics], workers: [WorkerStatistics], switch: SwitchStatistics,
+                elapsed: Double? = nil, cleared: Bool? = nil) {
         self.ports = ports
         self.workers = workers
         self.switch = `switch`
+        self.elapsed = elapsed
+        self.cleared = cleared
+    }
+}
+
+/// A port's rates over the last sampling interval: frames, bits (of the frames as switched,
+/// without preamble or FCS) and drops per second.
+public struct PortRates: Codable, Equatable, Sendable {
+    public var rxPPS: Double
+    public var rxBPS: Double
+    public var txPPS: Double
+    public var txBPS: Double
+    public var dropsPPS: Double
+    /// Seconds between the two samples the rates come from.
+    public var interval: Double
+
+    public init(rxPPS: Double, rxBPS: Double, txPPS: Double, txBPS: Double, dropsPPS: Double, interval: Double) {
+        self.rxPPS = rxPPS
+        self.rxBPS = rxBPS
+        self.txPPS = txPPS
+        self.txBPS = txBPS
+        self.dropsPPS = dropsPPS
+        self.interval = interval
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rxPPS = "rx_pps", rxBPS = "rx_bps", txPPS = "tx_pps", txBPS = "tx_bps", dropsPPS = "drops_pps", interval
     }
 }
 
@@ -48,19 +83,23 @@ public struct PortStatistics: Codable, Equatable, Sendable {
     public var state: String
     public var traffic: TrafficCounters
     public var queues: [QueueStatistics]
+    /// Absent until Ferry has sampled the port twice (a second after it started or was added),
+    /// and from a Ferry that predates rates.
+    public var rates: PortRates?
 
     public init(name: String, kind: String, spec: String, state: String, traffic: TrafficCounters,
-                queues: [QueueStatistics]) {
+                queues: [QueueStatistics], rates: PortRates? = nil) {
         self.name = name
         self.kind = kind
         self.spec = spec
         self.state = state
         self.traffic = traffic
         self.queues = queues
+        self.rates = rates
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, kind, spec, state, queues
+        case name, kind, spec, state, queues, rates
     }
 
     public init(from decoder: any Decoder) throws {
@@ -70,6 +109,7 @@ public struct PortStatistics: Codable, Equatable, Sendable {
         spec = try c.decode(String.self, forKey: .spec)
         state = try c.decode(String.self, forKey: .state)
         queues = try c.decode([QueueStatistics].self, forKey: .queues)
+        rates = try c.decodeIfPresent(PortRates.self, forKey: .rates)
         traffic = try TrafficCounters(from: decoder)
     }
 
@@ -81,6 +121,7 @@ public struct PortStatistics: Codable, Equatable, Sendable {
         try c.encode(spec, forKey: .spec)
         try c.encode(state, forKey: .state)
         try c.encode(queues, forKey: .queues)
+        try c.encodeIfPresent(rates, forKey: .rates)
     }
 }
 

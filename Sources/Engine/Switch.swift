@@ -166,7 +166,8 @@ public final class Switch {
                 let q = w.id % queues
                 let shared = workers.count > queues
                 table[Int(p.index)] = WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q,
-                                                 transmitLock: shared ? p.transmitLocks + q : nil)
+                                                 transmitLock: shared ? p.transmitLocks + q : nil,
+                                                 groupForwardMask: p.spec.groupForwardMask)
             }
             tables.append((table, w.prepare(ports: table, sources: sources[w.id], members: membership.members)))
         }

@@ -32,7 +32,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// same flow (same addresses and VLAN): most bursts are one or two flows.
     @usableFromInline var recent = RecentDecision()
     @usableFromInline var learningPending = false
-    /// Per-frame scratch of one burst: the ports each frame goes to, its VLAN.
+    /// Per-frame scratch of one burst: the ports each frame goes to, its VLAN
+    /// (and whether it came tagged: `arrivedTagged`).
     @usableFromInline let destinations: UnsafeMutablePointer<UInt64>
     @usableFromInline let vlans: UnsafeMutablePointer<UInt16>
     /// The frames of a burst bound for one port, by reference, tags edited.

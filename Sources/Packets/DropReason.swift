@@ -25,6 +25,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case hairpin
     /// The source address is a group (multicast or broadcast) address; no station has one.
     case invalidSource
+    /// The destination is an IEEE 802.1D link-local group address (01:80:C2:00:00:01 to 0F)
+    /// the ingress port does not forward (its `group_fwd_mask`), as a Linux bridge with STP off.
+    case linkLocal
     /// The kernel would not take the frame now (a TAP's queue was full: EAGAIN;
     /// a packet port's transmit ring, send buffer or driver queue was full).
     case txFull
@@ -61,6 +64,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .noDestination: "no_destination"
         case .hairpin: "hairpin"
         case .invalidSource: "invalid_source"
+        case .linkLocal: "link_local"
         case .txFull: "tx_full"
         case .ioError: "io_error"
         case .tooLong: "too_long"

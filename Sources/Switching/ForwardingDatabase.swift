@@ -405,16 +405,18 @@ public final class ForwardingDatabase: @unchecked Sendable {
         return true
     }
 
-    /// Removes every learned entry on `port` (a port went away); static ones too
-    /// when `includingStatic`. Walks the whole table: control-plane use only.
+    /// Removes every learned entry on `port` (a port went away, or `ferry ctl fdb flush`)
+    /// and/or in `vlan` (nil: any); static ones too when `includingStatic`. Walks the
+    /// whole table: control-plane use only.
     @discardableResult
-    public func flush(port: UInt16, includingStatic: Bool = false) -> Int {
+    public func flush(port: UInt16? = nil, vlan: UInt16? = nil, includingStatic: Bool = false) -> Int {
         var removed = 0
         var i = 0
         while i < slotCount {
             let p = slot(i)
             let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
-            if flags != 0, ferry_load_relaxed_u16(p + Self.portOffset) == port,
+            if flags != 0, port.map({ ferry_load_relaxed_u16(p + Self.portOffset) == $0 }) ?? true,
+               vlan.map({ FDBKey(rawValue: ferry_load_relaxed_u64(p + Self.keyOffset)).vlan == $0 }) ?? true,
                includingStatic || flags & Self.staticFlag == 0 {
                 delete(at: i)
                 removed += 1

@@ -17,7 +17,12 @@ extension ControlServer {
                 let agreed = min(version, ControlProtocol.version)
                 return ControlCodec.encodeReply(HelloReply(version: agreed, ferry: FerryVersion.number), id: incoming.id)
             case .stats, .show(.stats):
-                return ControlCodec.encodeReply(StatsReport.reply(sw), id: incoming.id)
+                return ControlCodec.encodeReply(statistics(now: MonotonicClock.now()), id: incoming.id)
+            case .statsClear:
+                let ports = sw.ports
+                counterMark = CounterMark(StatsReport.reply(sw), ports: ports, time: MonotonicClock.now())
+                logger.info("control: counters cleared (stats counts from now; /metrics unchanged)")
+                return ControlCodec.encodeReply(OKReply(), id: incoming.id)
             case .show(.ports):
                 return ControlCodec.encodeReply(PortsReply(ports: PortsReport.ports(sw)), id: incoming.id)
             case .show(.fdb):
@@ -28,6 +33,8 @@ extension ControlServer {
             case .fdbDel(let mac, let vlan):
                 try remove(mac: mac, vlan: vlan)
                 return ControlCodec.encodeReply(OKReply(), id: incoming.id)
+            case .fdbFlush(let filter):
+                return ControlCodec.encodeReply(FDBFlushReply(removed: try flush(filter)), id: incoming.id)
             case .portAdd(let spec):
                 return ControlCodec.encodeReply(PortChangeReply(port: try addPort(spec)), id: incoming.id)
             case .portDel(let name):
@@ -76,6 +83,36 @@ extension ControlServer {
             throw .noEntry(mac: mac.description, vlan: Int(vlan))
         }
         logger.info("fdb: removed \(mac) vlan \(vlan)")
+    }
+
+    /// `stats`: the counters since the last `stats-clear` (or since the start), each port
+    /// with its rates over the sampler's last interval.
+    private func statistics(now: Double) -> StatsReply {
+        let ports = sw.ports
+        let absolute = StatsReport.reply(sw)
+        var reply = counterMark?.counts(since: absolute, ports: ports) ?? absolute
+        for (i, port) in zip(reply.ports.indices, ports) { reply.ports[i].rates = rates.rates(of: port) }
+        reply.elapsed = ((now - (counterMark?.time ?? startTime)) * 10).rounded() / 10
+        reply.cleared = counterMark != nil
+        return reply
+    }
+
+    /// `fdb-flush`: removes the learned entries (static ones too when asked) of a port and/or
+    /// a VLAN, or all of them, as the Linux bridge's `fdb_flush` removes its dynamic entries.
+    private func flush(_ filter: FDBFlushFilter) throws(ControlError) -> Int {
+        var index: UInt16?
+        if let name = filter.port {
+            guard let port = sw.port(named: name) else { throw .refused(SwitchError.unknownPort(name).description) }
+            index = port.index
+        }
+        // ControlProtocol.vlanIDs held it, so it fits.
+        let removed = sw.database.flush(port: index, vlan: filter.vlan.map { UInt16($0) },
+                                        includingStatic: filter.includingStatic)
+        let scope = [filter.port.map { "port \($0)" }, filter.vlan.map { "vlan \($0)" }].compactMap { $0 }
+        let kinds = filter.includingStatic ? "learned and static" : "learned"
+        let within = scope.isEmpty ? "" : " (\(scope.joined(separator: ", ")))"
+        logger.info("fdb: flushed \(removed) \(kinds) entries\(within)")
+        return removed
     }
 
     /// `port` `add`: opens a port from a spec while the others forward.

@@ -22,6 +22,11 @@ final class ControlServer: ControlLoopClient {
     let captures: CaptureService
     private var listener: Int32
     private var clients: [Int32: Client] = [:]
+    /// Monotonic seconds when the server started: what `stats` counts from until a `stats-clear`.
+    let startTime = MonotonicClock.now()
+    /// The last `stats-clear`, if any.
+    var counterMark: CounterMark?
+    let rates = RateSampler()
 
     /// One connection's bytes in flight.
     private struct Client {
@@ -71,9 +76,10 @@ final class ControlServer: ControlLoopClient {
 
     var pollOutputDescriptors: [Int32] { clients.filter { !$0.value.output.isEmpty }.map(\.key) }
 
-    func timeout(now: Double) -> Double? { nil }
+    func timeout(now: Double) -> Double? { rates.timeout(now: now) }
 
     func service(now: Double) {
+        rates.sampleIfDue(sw.ports, now: now)
         acceptPending()
         for fd in Array(clients.keys) {
             flush(fd)

@@ -5,9 +5,9 @@ extension Ctl {
     struct FDB: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "fdb",
-            abstract: "Add or remove static forwarding-database entries.",
+            abstract: "Add or remove forwarding-database entries, or flush the learned ones.",
             discussion: "Example: ferry ctl fdb add 52:54:00:12:34:56 --port vm0",
-            subcommands: [Add.self, Del.self])
+            subcommands: [Add.self, Del.self, Flush.self])
     }
 }
 
@@ -54,6 +54,38 @@ extension Ctl.FDB {
 
         func run() throws {
             _ = try ControlConnection(connection.control).call(.fdbDel(mac: mac, vlan: vlan), as: OKReply.self)
+        }
+    }
+
+    struct Flush: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove the learned entries: all, or those of a port and/or a VLAN.",
+            discussion: """
+                As the Linux bridge's fdb_flush: static entries stay unless --static is given
+                (then they go too). Prints how many entries were removed. Addresses still in use
+                are learned again from their next frame; until then frames to them are flooded.
+                Example: ferry ctl fdb flush --port vm0 --vlan 10
+                """)
+
+        @OptionGroup var connection: ControlOptions
+
+        @Option(help: "Only entries on the port of this name.")
+        var port: String?
+
+        @Option(help: "Only entries in this VLAN (1-4094).")
+        var vlan: Int?
+
+        @Flag(help: "Remove static entries too.")
+        var `static` = false
+
+        @Flag(help: "Print JSON instead of a sentence.")
+        var json = false
+
+        func run() throws {
+            let filter = FDBFlushFilter(port: port, vlan: vlan, includingStatic: `static`)
+            let reply = try ControlConnection(connection.control).call(.fdbFlush(filter), as: FDBFlushReply.self)
+            if json { return try reply.printJSON() }
+            print("removed \(reply.removed) \(reply.removed == 1 ? "entry" : "entries")")
         }
     }
 }

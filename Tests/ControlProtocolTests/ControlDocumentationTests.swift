@@ -18,8 +18,9 @@ final class ControlDocumentationTests: XCTestCase {
 
     /// One of each request, every optional field given.
     private static let requests: [ControlRequest] = [
-        .hello(version: 1), .stats, .show(.ports), .fdbAdd(mac: "52:54:00:12:34:56", port: "vm0", vlan: 10),
-        .fdbDel(mac: "52:54:00:12:34:56", vlan: 10), .portAdd(spec: "sink"), .portDel(name: "s"),
+        .hello(version: 1), .stats, .statsClear, .show(.ports),
+        .fdbAdd(mac: "52:54:00:12:34:56", port: "vm0", vlan: 10), .fdbDel(mac: "52:54:00:12:34:56", vlan: 10),
+        .fdbFlush(FDBFlushFilter(port: "vm0", vlan: 10, includingStatic: true)), .portAdd(spec: "sink"), .portDel(name: "s"),
         .capture(CaptureParameters(port: "vm0", direction: .rx, count: 1, snapLength: 64)),
     ]
 
@@ -37,15 +38,19 @@ final class ControlDocumentationTests: XCTestCase {
     private static let replies: [any Encodable & Sendable] = [
         HelloReply(version: 1, ferry: "0.1.0"),
         OKReply(),
+        FDBFlushReply(removed: 3),
         PortChangeReply(port: port),
         PortsReply(ports: [port]),
         FDBReply(fdb: [FDBEntryInfo(mac: "02:00:00:00:00:01", vlan: 1, port: "g", isStatic: false, age: 3)],
                  counters: fdbCounters),
         StatsReply(ports: [PortStatistics(name: "g", kind: "gen", spec: "gen:...", state: "running", traffic: traffic,
-                                          queues: [QueueStatistics(queue: 0, traffic: traffic)])],
+                                          queues: [QueueStatistics(queue: 0, traffic: traffic)],
+                                          rates: PortRates(rxPPS: 1, rxBPS: 512, txPPS: 0, txBPS: 0, dropsPPS: 0,
+                                                           interval: 1))],
                    workers: [WorkerStatistics(id: 0, cpu: 2, busyLoops: 1, idleLoops: 1, sleeps: 1,
                                               asleepNanoseconds: 1, learningOverflows: 0)],
-                   switch: SwitchStatistics(unicast: 0, flooded: 1, hairpin: 0, fdb: fdbCounters)),
+                   switch: SwitchStatistics(unicast: 0, flooded: 1, hairpin: 0, fdb: fdbCounters),
+                   elapsed: 42.5, cleared: false),
         ErrorReply(error: "no port is named 'nope'"),
     ]
 
@@ -53,7 +58,8 @@ final class ControlDocumentationTests: XCTestCase {
     private static let errors: [ControlError] = [
         .notAnObject, .tooLong(limit: 65536), .tooManyConnections(limit: 64), .captureNotAlone,
         .missingField("cmd"), .missingField("what", choices: ShowTarget.allCases.map(\.rawValue)), .notAString("cmd"),
-        .notAWholeNumber("vlan", ControlProtocol.vlanIDs), .notAWholeNumber("version"), .badID,
+        .notAWholeNumber("vlan", ControlProtocol.vlanIDs), .notAWholeNumber("version"), .notABoolean("static"),
+        .badID,
         .unknownCommand("flush"), .unknownShowTarget("routes"), .unknownPortOperation("move"),
         .unknownDirection("in"), .vlanOutOfRange(4095), .unsupportedVersion(0),
         .notAMACAddress("02:00:00:00:00"), .groupAddress("01:00:5e:00:00:01"), .nullAddress("00:00:00:00:00:00"),
@@ -73,22 +79,23 @@ final class ControlDocumentationTests: XCTestCase {
         case .missingField: 4
         case .notAString: 5
         case .notAWholeNumber: 6
-        case .badID: 7
-        case .unknownCommand: 8
-        case .unknownShowTarget: 9
-        case .unknownPortOperation: 10
-        case .unknownDirection: 11
-        case .vlanOutOfRange: 12
-        case .unsupportedVersion: 13
-        case .notAMACAddress: 14
-        case .groupAddress: 15
-        case .nullAddress: 16
-        case .vlanNotCarried: 17
-        case .trunkNeedsVLAN: 18
-        case .databaseFull: 19
-        case .noEntry: 20
-        case .controlSocketAsPort: 21
-        case .refused: 22
+        case .notABoolean: 7
+        case .badID: 8
+        case .unknownCommand: 9
+        case .unknownShowTarget: 10
+        case .unknownPortOperation: 11
+        case .unknownDirection: 12
+        case .vlanOutOfRange: 13
+        case .unsupportedVersion: 14
+        case .notAMACAddress: 15
+        case .groupAddress: 16
+        case .nullAddress: 17
+        case .vlanNotCarried: 18
+        case .trunkNeedsVLAN: 19
+        case .databaseFull: 20
+        case .noEntry: 21
+        case .controlSocketAsPort: 22
+        case .refused: 23
         }
     }
 

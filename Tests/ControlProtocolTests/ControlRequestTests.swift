@@ -12,7 +12,10 @@ final class ControlRequestTests: XCTestCase {
 
     func testEveryRequestSurvivesTheWire() throws {
         let requests: [ControlRequest] = [
-            .hello(version: 1), .stats, .show(.ports), .show(.fdb), .show(.stats),
+            .hello(version: 1), .stats, .statsClear, .show(.ports), .show(.fdb), .show(.stats),
+            .fdbFlush(FDBFlushFilter()), .fdbFlush(FDBFlushFilter(port: "vm0")),
+            .fdbFlush(FDBFlushFilter(port: "vm0", vlan: 10, includingStatic: true)),
+            .fdbFlush(FDBFlushFilter(vlan: 4094, includingStatic: false)),
             .fdbAdd(mac: "52:54:00:12:34:56", port: "vm0", vlan: nil),
             .fdbAdd(mac: "52:54:00:12:34:56", port: "trunk0", vlan: 10),
             .fdbDel(mac: "52:54:00:12:34:56", vlan: 4094), .fdbDel(mac: "02:00:00:00:00:01", vlan: nil),
@@ -42,6 +45,26 @@ final class ControlRequestTests: XCTestCase {
                        .fdbAdd(mac: "m", port: "p", vlan: 10))
     }
 
+    func testFlushDefaultsToEveryLearnedEntry() throws {
+        XCTAssertEqual(try decode(#"{"cmd":"fdb-flush"}"#).request.get(), .fdbFlush(FDBFlushFilter()))
+        XCTAssertEqual(try decode(#"{"cmd":"fdb-flush","static":false,"vlan":10}"#).request.get(),
+                       .fdbFlush(FDBFlushFilter(vlan: 10)))
+        XCTAssertEqual(try decode(#"{"cmd":"stats-clear"}"#).request.get(), .statsClear)
+        let flushed = String(decoding: ControlCodec.encodeReply(FDBFlushReply(removed: 2), id: .number(4)), as: UTF8.self)
+        XCTAssertEqual(flushed, #"{"id":4,"ok":true,"removed":2}"# + "\n")
+    }
+
+    /// A reply from a Ferry before rates and the clear mark still decodes; their fields are nil.
+    func testStatsWithoutRatesOrMarkDecode() throws {
+        let line = #"{"ports":[{"name":"g","kind":"gen","spec":"gen:x","state":"running","rx_packets":1,"rx_bytes":64,"#
+            + #""tx_packets":0,"tx_bytes":0,"drops":{},"queues":[]}],"workers":[],"switch":{"unicast":0,"flooded":0,"#
+            + #""hairpin":0,"fdb":{"entries":0,"learned":0,"moves":0,"overflows":0,"aged":0,"capacity":1,"aging_time":1}}}"#
+        let reply = try ControlCodec.decodeReply(Array(line.utf8), as: StatsReply.self).body.get()
+        XCTAssertNil(reply.ports[0].rates)
+        XCTAssertNil(reply.elapsed)
+        XCTAssertNil(reply.cleared)
+    }
+
     func testIdIsEchoedWithRefusalsToo() {
         XCTAssertEqual(decode(#"{"cmd":"flush","id":7}"#).id, .number(7))
         XCTAssertEqual(decode(#"{"id":"x"}"#).id, .text("x"))
@@ -65,7 +88,7 @@ final class ControlRequestTests: XCTestCase {
 
     /// The refusals docs/CONTROL.md lists for malformed requests, with their exact text.
     func testMalformedRequestsGetTheDocumentedErrors() {
-        let commands = "hello, stats, show, fdb-add, fdb-del, port, capture"
+        let commands = "hello, stats, stats-clear, show, fdb-add, fdb-del, fdb-flush, port, capture"
         let cases: [(String, String)] = [
             ("[1]", "request is not a JSON object"),
             (#""stats""#, "request is not a JSON object"),
@@ -95,6 +118,14 @@ final class ControlRequestTests: XCTestCase {
             (#"{"cmd":"capture","port":"a","count":0}"#, #""count" must be a whole number 1...2147483647"#),
             (#"{"cmd":"capture","port":"a","count":false}"#, #""count" must be a whole number 1...2147483647"#),
             (#"{"cmd":"capture","port":"a","snaplen":65536}"#, #""snaplen" must be a whole number 1...65535"#),
+            (#"{"cmd":"fdb-flush","port":7}"#, #""port" must be a string"#),
+            (#"{"cmd":"fdb-flush","vlan":"10"}"#, #""vlan" must be a whole number 1...4094"#),
+            (#"{"cmd":"fdb-flush","vlan":5000}"#, "vlan 5000 is not 1...4094"),
+            (#"{"cmd":"fdb-flush","static":1}"#, #""static" must be true or false"#),
+            (#"{"cmd":"fdb-flush","static":"true"}"#, #""static" must be true or false"#),
+            // Checked in the documented order: the port's type before the vlan's.
+            (#"{"cmd":"fdb-flush","port":1,"vlan":0,"static":0}"#, #""port" must be a string"#),
+            (#"{"cmd":"fdb-flush","vlan":0,"static":0}"#, "vlan 0 is not 1...4094"),
         ]
         for (line, error) in cases {
             XCTAssertEqual(refusal(line), error, line)

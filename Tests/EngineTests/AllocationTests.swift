@@ -51,6 +51,22 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// Link-local frames the ingress port does not forward: each is checked and
+    /// counted (`link_local`) without allocating.
+    func testDroppedLinkLocalBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testDroppedLinkLocalBurstsAllocateNothing") {
+            let lldp = MACAddress(0x01, 0x80, 0xC2, 0x00, 0x00, 0x0E)
+            let gen = Port.gen(GenPort(destination: lldp, source: MACAddress(2, 0, 0, 0, 0, 1), frameSize: 64, count: nil))
+            let sink = SinkPort()
+            let sw = try SwitchHarness([(gen, .access(1)), (.sink(sink), .access(1))], batchSize: 256)
+            _ = sw.pass()
+            return (prepare: {
+                precondition(sink.counters.snapshot.txPackets == 0, "a link-local frame crossed")
+                precondition(gen.counters(queue: 0).snapshot.drops[.linkLocal, default: 0] > 0, "none was counted")
+            }, burst: { for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) } })
+        }
+    }
+
     /// Offloads adapted in the worker: a guest sends TSO super-frames to a
     /// guest without GUEST_TSO (segmented into the worker's slots, then pushed)
     /// and to a sink (passed whole), and partial checksums to a guest without

@@ -53,7 +53,9 @@ final class SwitchHarness {
     let learning: LearningService
     let batch: PacketBatch
 
-    init(_ ports: [(Port, VLANMode)], batchSize: Int = 64, fdbCapacity: Int = 1024) throws {
+    /// `groupForwardMasks[i]`: port i's (`.none` for the ports past the list's end).
+    init(_ ports: [(Port, VLANMode)], batchSize: Int = 64, fdbCapacity: Int = 1024,
+         groupForwardMasks: [GroupForwardMask] = []) throws {
         bridge = Bridge(database: ForwardingDatabase(capacity: fdbCapacity))
         worker = Worker(id: 0, cpu: nil, batchSize: batchSize, bridge: bridge)
         bridge.setMembership(ports.map(\.1))
@@ -61,7 +63,11 @@ final class SwitchHarness {
         for (i, (port, _)) in ports.enumerated() {
             for q in 0..<port.queueCount { sources.append(WorkerSource(index: UInt16(i), port: port, queue: q)) }
         }
-        worker.configure(ports: ports.map { WorkerPort(port: $0.0, vlan: $0.1, transmitQueue: 0) }, sources: sources)
+        let table = ports.enumerated().map { i, p in
+            WorkerPort(port: p.0, vlan: p.1, transmitQueue: 0,
+                       groupForwardMask: i < groupForwardMasks.count ? groupForwardMasks[i] : .none)
+        }
+        worker.configure(ports: table, sources: sources)
         learning = LearningService(bridge: bridge, queues: [worker.learning])
         batch = PacketBatch(capacity: batchSize, segmentsPerFrame: Worker.segmentsPerFrame)
     }

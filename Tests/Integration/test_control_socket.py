@@ -139,8 +139,8 @@ def test_json_that_is_not_an_object_gets_an_error(traffic, conn, not_object):
 
 
 @pytest.mark.parametrize("request_line, error", [
-    (b'{"cmd":"flush"}', "unknown command 'flush' (one of: hello, stats, show, fdb-add, fdb-del, port, capture)"),
-    (b'{"cmd":""}', "unknown command '' (one of: hello, stats, show, fdb-add, fdb-del, port, capture)"),
+    (b'{"cmd":"flush"}', "unknown command 'flush' (one of: hello, stats, stats-clear, show, fdb-add, fdb-del, fdb-flush, port, capture)"),
+    (b'{"cmd":""}', "unknown command '' (one of: hello, stats, stats-clear, show, fdb-add, fdb-del, fdb-flush, port, capture)"),
     (b'{"command":"stats"}', 'request has no "cmd"'),
     (b'{}', 'request has no "cmd"'),
     (b'{"cmd":5}', '"cmd" must be a string'),
@@ -162,10 +162,11 @@ def test_every_reply_carries_its_request_id_back(traffic, conn):
               b'{"cmd":"flush","id":3}\n{"cmd":"show","what":"ports","id":-4}\n{"cmd":"stats","id":true}\n')
     hello, stats, flush, ports, bad_id = (conn.reply() for _ in range(5))
     assert hello == {"id": 1, "version": 1, "ferry": hello["ferry"],
-                     "commands": ["hello", "stats", "show", "fdb-add", "fdb-del", "port", "capture"]}
+                     "commands": ["hello", "stats", "stats-clear", "show", "fdb-add", "fdb-del", "fdb-flush", "port",
+                                  "capture"]}
     assert stats["id"] == "two" and "ports" in stats
-    assert flush == {"id": 3, "error": "unknown command 'flush' (one of: hello, stats, show, fdb-add, fdb-del, "
-                                       "port, capture)"}
+    assert flush == {"id": 3, "error": "unknown command 'flush' (one of: hello, stats, stats-clear, show, fdb-add, "
+                                       "fdb-del, fdb-flush, port, capture)"}
     assert ports["id"] == -4 and [p["name"] for p in ports["ports"]] == ["vm", "s"]
     assert bad_id == {"error": '"id" must be a string or a whole number'}
     # A client asking for a newer version is told the one Ferry speaks; an older one is refused.
@@ -235,7 +236,7 @@ def test_ten_concurrent_clients_interleaving_requests(traffic):
                     expected.append(lambda r: "ports" in r and "workers" in r)
                 elif kind == 1:
                     batch += b'{"cmd":"nope%d"}\n' % n
-                    text = f"unknown command 'nope{n}' (one of: hello, stats, show, fdb-add, fdb-del, port, capture)"
+                    text = f"unknown command 'nope{n}' (one of: hello, stats, stats-clear, show, fdb-add, fdb-del, fdb-flush, port, capture)"
                     expected.append(lambda r, text=text: r == {"error": text})
                 elif kind == 2:
                     batch += b"\xff garbage\n"

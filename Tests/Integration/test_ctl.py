@@ -261,7 +261,7 @@ def test_errors_from_the_socket(ferry):
     cases = [
         (b'{"cmd":"show"}', "request has no \"what\" (one of: ports, fdb, stats)"),
         (b'{"cmd":"show","what":"routes"}', "cannot show 'routes' (one of: ports, fdb, stats)"),
-        (b'{"cmd":"flush"}', "unknown command 'flush' (one of: hello, stats, show, fdb-add, fdb-del, port, capture)"),
+        (b'{"cmd":"flush"}', "unknown command 'flush' (one of: hello, stats, stats-clear, show, fdb-add, fdb-del, fdb-flush, port, capture)"),
         (b'{"what":"fdb"}', "request has no \"cmd\""),
         (b'[1,2]', "request is not a JSON object"),
         (b'{"cmd":"fdb-add","port":"s"}', "request has no \"mac\""),
@@ -278,7 +278,8 @@ def test_errors_from_the_socket(ferry):
         assert raw_request(ferry, line) == {"error": message}, line
     assert raw_request(ferry, b'{"cmd":"fdb-add","mac":"02:00:00:00:00:99","port":"s","vlan":1}') == {"ok": True}
     assert raw_request(ferry, b'{"cmd":"fdb-del","mac":"02:00:00:00:00:99"}') == {"ok": True}
-    assert set(raw_request(ferry, b'{"cmd":"show","what":"stats"}')) == {"ports", "workers", "switch"}
+    assert set(raw_request(ferry, b'{"cmd":"show","what":"stats"}')) == {"ports", "workers", "switch", "elapsed",
+                                                                          "cleared"}
 
 
 def test_a_full_table_refuses_a_static_entry(lab):
@@ -314,5 +315,6 @@ def test_show_stats_is_ctl_stats(ferry):
     for args in (["stats"], ["show", "stats"]):
         header, rows = table(h.ctl_ok(ferry, *args))
         assert header.split() == ["port", "kind", "state", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
-                                  "drops"]
-        assert re.fullmatch(rf"u +sink +running +0 +0 +{COUNT} +{COUNT * 64}  -", rows[2]), rows
+                                  "rx_pps", "rx_bps", "tx_pps", "tx_bps", "drops_pps", "drops"]
+        # The rates are "-" until Ferry has sampled the port twice, then 0 for a quiet port.
+        assert re.fullmatch(rf"u +sink +running +0 +0 +{COUNT} +{COUNT * 64}( +(-|0)){{5}}  -", rows[2]), rows

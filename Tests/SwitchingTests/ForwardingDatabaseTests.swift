@@ -163,6 +163,28 @@ final class ForwardingDatabaseTests: XCTestCase {
         XCTAssertEqual(fdb.counters.entries, 20)
     }
 
+    /// `ferry ctl fdb flush`: learned entries of a VLAN, of a port in a VLAN, or all; static
+    /// entries stay unless asked for, and every removal is a change the uplink mirrors follow.
+    func testFlushByVLANPortOrAllLeavesStaticEntriesUnlessAsked() {
+        let fdb = ForwardingDatabase(capacity: 128)
+        for n in 0 ..< 60 { fdb.learn(key(UInt64(n), vlan: n % 3 == 0 ? 10 : 20), port: UInt16(n % 2), now: 0) }
+        fdb.addStatic(key(100, vlan: 10), port: 0)
+        fdb.addStatic(key(101, vlan: 20), port: 1)
+        fdb.recordChanges()
+        XCTAssertEqual(fdb.flush(port: 1, vlan: 10), 10, "odd n with n % 3 == 0")
+        XCTAssertEqual(fdb.takeChanges().count, 10)
+        XCTAssertEqual(fdb.flush(vlan: 10), 10)
+        for n in 0 ..< 60 where n % 3 == 0 { XCTAssertNil(fdb.lookup(key(UInt64(n), vlan: 10))) }
+        for n in 0 ..< 60 where n % 3 != 0 { XCTAssertEqual(fdb.lookup(key(UInt64(n), vlan: 20)), UInt16(n % 2)) }
+        XCTAssertEqual(fdb.flush(vlan: 30), 0)
+        XCTAssertEqual(fdb.flush(), 40)
+        XCTAssertEqual(fdb.counters.entries, 2, "static entries stay")
+        XCTAssertEqual(fdb.flush(vlan: 20, includingStatic: true), 1)
+        XCTAssertEqual(fdb.lookup(key(100, vlan: 10)), 0)
+        XCTAssertEqual(fdb.flush(includingStatic: true), 1)
+        XCTAssertEqual(fdb.counters.entries, 0)
+    }
+
     /// Keys whose home is the table's last slot form a cluster that wraps to slot 0.
     func testWrappingClusterSurvivesDeletions() {
         let fdb = ForwardingDatabase(capacity: 8)
