@@ -23,10 +23,12 @@ destination Ferry has for a TCP super-frame. Both guests' drivers send 64 KiB su
   counts `segmented_frames` and `segments_out`, no `gso_passed`, and the same bytes arrive.
   Hops 2 and 4 still pass whole.
 
-Each hop drops nothing on any port, and no device breaks. One exception: segments for the guest
-without TSO that find its RX ring full (`no_rx_buffer`: ~45 segments per super-frame into 256
-buffers that an emulated CPU refills slowly; TCP sends them again). Under TCG on this 2-core
-machine a hop takes 3-9 s and a test 25-45 s.
+Each hop drops nothing on any port, and no device breaks, with one exception: frames for the
+receiving guest that find its RX ring full (`no_rx_buffer`). Its emulated CPU refills the 256
+buffers slowly, and a frame takes many of them (a super-frame ~16-40 mergeable buffers, a
+segmented one ~45 segments); Ferry drops what does not fit, as a NIC does, and TCP sends it
+again: a few per 64 MiB with TSO, hundreds without. Under TCG on this 2-core machine a hop takes
+2-12 s and a test 30-55 s.
 
 Addresses in 198.18.0.0/15; the namespace, the guests and Ferry go at the end, also on failure.
 """
@@ -244,10 +246,9 @@ def test_64mib_ring_host_guest_peer_guest_host(guest_machine, lab, guests, names
                 and carried < TRANSFER_BYTES // MSS // 4, \
                 f"{what}: no super-frames crossed to port {port} whole: {delta}, {carried} " \
                 f"frames\n{ring.context()}"
-        # A guest without TSO takes ~45 segments per super-frame into its 256 RX buffers, and
-        # its emulated CPU refills them slowly: a full ring drops segments (no_rx_buffer, as a
-        # NIC whose host is slow would) and TCP sends them again. Any other drop is a fault.
-        tolerated = ("sink", "no_rx_buffer") if segmented else ("sink",)
+        # A full RX ring of the receiving guest (see the module docstring) is TCP's to repair;
+        # any other drop is a fault.
+        tolerated = ("sink", "no_rx_buffer") if port in ("g", "p") else ("sink",)
         drops = {name: h.drop_total(p, exclude=tolerated if name == port else ("sink",))
                  for name, p in after.items()}
         expected = {name: h.drop_total(p, exclude=tolerated if name == port else ("sink",))
