@@ -6,7 +6,9 @@
 # 1. installs what is missing for building and running Ferry and for its
 #    tests (tools/install-deps.sh test: QEMU, DPDK's testpmd, a guest kernel,
 #    busybox, tcpdump, pytest; it names each package before installing it) and
-#    builds the test guest;
+#    builds the test guest; then, before anything is built, the module graph
+#    (tools/check-module-graph: Package.swift's edges, what each target
+#    imports and docs/ARCHITECTURE.md agree);
 # 2. unit tests (swift test): codec, rings, hostile guests, allocation probe;
 # 3. the fuzz targets (tools/fuzz.sh), each for a short bounded time;
 # 4. integration tests (pytest, Tests/Integration) against real peers:
@@ -20,6 +22,8 @@ source tools/lib/swift-toolchain.sh
 
 tools/install-deps.sh test
 ferry_use_swift test.sh
+echo "== module graph (python3 and the toolchain are there now)"
+tools/check-module-graph
 tools/build-test-guest.sh
 
 echo "== build (release, for the integration tests)"
