@@ -16,7 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),  // LogEvent, which StandardErrorLogHandler implements
         // The metrics endpoint's registry and text encoder (Prometheus exposition format 0.0.4).
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
@@ -69,7 +69,7 @@ let package = Package(
         // The config file: its model, the YAML reader with file:line:column errors, and
         // the difference between two configs that a reload applies.
         .target(name: "Configuration", dependencies: [
-            "Platform", "Ports", "Engine", "Switching",
+            "Platform", "Packets", "Ports", "Engine", "Switching",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -74,6 +74,9 @@ test_packages=(
     "python3|runs the integration tests (pytest is handled below)"
     "iperf3|the TCP load of tools/bench-tcp.py"
     "ethtool|turns a TAP's or veth's offloads on and off (test_tcp_offload.py, tools/bench-tcp.py)"
+    "binutils|readelf and strip: tools/package.sh checks the binary needs no Swift library and strips it"
+    "systemd|systemd-analyze verify checks the packaged unit (test_package.py)"
+    "man-db|man -l renders the packaged man page (test_package.py)"
 )
 packages=("${run_packages[@]}")
 [[ "$purpose" == test ]] && packages+=("${test_packages[@]}")

@@ -136,6 +136,9 @@ install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debia
 
 mkdir -p "$output"
 deb="$output/$name.deb"
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+# zstd: 0.4 s of CPU where xz takes 40 (17 MB against 25 MB), and on the shared CI machine
+# that is minutes. dpkg reads it from 1.21.18; Debian 12 has 1.21.22, and Depends: libc6
+# (>= 2.36) asks for Debian 12 or newer anyway.
+dpkg-deb --root-owner-group -Zzstd --build "$stage" "$deb" >/dev/null
 say "built $deb ($(du -h "$deb" | cut -f1); Depends: $depends_line, passwd)"
 echo "$deb"

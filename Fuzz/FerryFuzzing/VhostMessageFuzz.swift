@@ -36,7 +36,7 @@ public enum VhostMessageFuzz {
                     fds.append(fd.release())
                 }
                 handedOver += fds
-                decoder.feed(chunk, descriptors: ReceivedDescriptors(fds), descriptorsTruncated: control & 4 != 0)
+                decoder.feed(chunk, descriptors: ReceivedDescriptors(owning: fds), descriptorsTruncated: control & 4 != 0)
                 if control & 8 == 0 { drain(&decoder, role: role, into: &outcome) }
             }
             drain(&decoder, role: role, into: &outcome)

@@ -2,7 +2,8 @@ import Ports
 
 /// What a reload has to do to turn the running config into a new one: ports to take
 /// away and ports to add (a port whose spec changed is both: a port is never changed in
-/// place), and the settings that differ but only take effect at the next start.
+/// place), static entries to take out and to put in, and the settings that differ but
+/// only take effect at the next start.
 public struct ConfigChange: Equatable, Sendable {
     /// Names of the ports to remove, in the running config's order: gone, or changed.
     public var removedPorts: [String] = []
@@ -13,8 +14,16 @@ public struct ConfigChange: Equatable, Sendable {
     /// Settings that differ but cannot change while the switch runs, as the file names
     /// them: "switch.workers", "control.path"...
     public var restartOnlySettings: [String] = []
+    /// `fdb:` entries the new config no longer has (or has on another port), to remove.
+    public var removedStaticEntries: [StaticFDBEntry.Resolved] = []
+    /// `fdb:` entries to install: new ones, and those on a port being added (again: removing
+    /// a port forgets every entry on it).
+    public var addedStaticEntries: [StaticFDBEntry.Resolved] = []
 
-    public var isEmpty: Bool { removedPorts.isEmpty && addedPorts.isEmpty && restartOnlySettings.isEmpty }
+    public var isEmpty: Bool {
+        removedPorts.isEmpty && addedPorts.isEmpty && restartOnlySettings.isEmpty
+            && removedStaticEntries.isEmpty && addedStaticEntries.isEmpty
+    }
 
     /// The difference between two configs whose ports are all named. A pure function of
     /// the two: the reload logs it, then applies it.
@@ -37,6 +46,13 @@ public struct ConfigChange: Equatable, Sendable {
             if old[name] == nil || changedPorts.contains(name) { addedPorts.append(port) }
         }
         restartOnlySettings = Self.settingsThatDiffer(running, new)
+        let before = running.resolvedStaticEntries, after = new.resolvedStaticEntries
+        let installed = Set(before)
+        let portsAdded = Set(addedPorts.compactMap(\.name))
+        // A key that moves to another port is simply installed over its old entry.
+        let keysAfter = Set(after.map(\.key))
+        removedStaticEntries = before.filter { !keysAfter.contains($0.key) }
+        addedStaticEntries = after.filter { !installed.contains($0) || portsAdded.contains($0.port) }
     }
 
     /// Workers, CPUs and burst size shape the worker threads; the database is sized once;

@@ -45,7 +45,31 @@ extension FerryConfig {
                 socketUsers[path] = "port '\(spec.name ?? spec.text)'"
             }
         }
-        return found.map { ConfigError(file: file, line: nil, column: nil, message: $0) }
+        return found.map { ConfigError(file: file, line: nil, column: nil, message: $0) } + staticEntryRefusals(file: file)
+    }
+
+    /// `fdb:` entries whose port is not in the config or does not carry their VLAN, and a
+    /// second entry for one address and VLAN; each at its entry's place in the file.
+    private func staticEntryRefusals(file: String) -> [ConfigError] {
+        var errors: [ConfigError] = []
+        var seen: [FDBKey: StaticFDBEntry] = [:]
+        for entry in staticEntries {
+            func refuse(_ message: String) {
+                errors.append(ConfigError(file: file, line: entry.line, column: entry.column, message: message))
+            }
+            switch entry.resolved(on: ports) {
+            case .failure(let refusal):
+                refuse(refusal.description)
+            case .success(let resolved):
+                if let earlier = seen[resolved.key] {
+                    refuse("fdb: \(entry.mac) vlan \(resolved.key.vlan) is listed twice"
+                           + (earlier.line.map { " (also at line \($0))" } ?? ""))
+                } else {
+                    seen[resolved.key] = entry
+                }
+            }
+        }
+        return errors
     }
 
     /// `refusals` as an error, for callers that stop at the first bad config.

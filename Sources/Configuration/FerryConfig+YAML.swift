@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Packets
 import Platform
 import Ports
 import Switching
@@ -90,6 +91,7 @@ struct ConfigReader {
             case "ports":
                 sawPorts = true
                 config.ports = readPorts(value)
+            case "fdb": config.staticEntries = readStaticEntries(value)
             default: break
             }
         }
@@ -274,6 +276,67 @@ struct ConfigReader {
             }
             return nil
         }
+    }
+
+    // MARK: - Static entries
+
+    private static let staticEntryKeys = ["mac", "port", "vlan"]
+
+    /// `fdb:` a list of `{mac: ..., port: ..., vlan: ...}` (vlan optional). Each value's shape
+    /// is checked here; whether the port exists and carries the VLAN is the validator's
+    /// (`FerryConfig.refusals`), which also sees the command line's ports.
+    mutating func readStaticEntries(_ node: Node) -> [StaticFDBEntry] {
+        guard case .sequence(let items) = node else {
+            fail(node, "fdb must be a list of static entries ({mac, port, vlan}), not \(describe(node))")
+            return []
+        }
+        var entries: [StaticFDBEntry] = []
+        for (i, item) in items.enumerated() {
+            let label = "fdb[\(i)]"
+            guard let pairs = mapping(item, label, keys: Self.staticEntryKeys,
+                                      expected: "a mapping with keys \(Self.staticEntryKeys.joined(separator: ", "))")
+            else { continue }
+            var mac: MACAddress?
+            var port: String?
+            var vlan: UInt16?
+            var valid = true
+            for (key, value) in pairs {
+                switch key {
+                case "mac":
+                    guard let text = scalar(value, label, key) else { valid = false; continue }
+                    guard let parsed = MACAddress(text) else {
+                        fail(value, "\(label): mac '\(text)' is not a MAC address (six hex pairs, aa:bb:cc:dd:ee:ff)")
+                        valid = false
+                        continue
+                    }
+                    if let problem = StaticFDBEntry.problem(with: parsed) {
+                        fail(value, "\(label): \(problem)")
+                        valid = false
+                    }
+                    mac = parsed
+                case "port":
+                    guard let text = scalar(value, label, key) else { valid = false; continue }
+                    guard !text.isEmpty else {
+                        fail(value, "\(label): port must name a port, not ''")
+                        valid = false
+                        continue
+                    }
+                    port = text
+                case "vlan":
+                    let range = Int(VLANMode.validIDs.lowerBound)...Int(VLANMode.validIDs.upperBound)
+                    guard let id = integer(value, label, key, range, what: "a VLAN id") else { valid = false; continue }
+                    vlan = UInt16(id)
+                default: break
+                }
+            }
+            for key in ["mac", "port"] where !pairs.contains(where: { $0.0 == key }) {
+                fail(item, "\(label): missing key '\(key)'")
+                valid = false
+            }
+            guard valid, let mac, let port else { continue }
+            entries.append(StaticFDBEntry(mac: mac, port: port, vlan: vlan, line: item.mark?.line, column: item.mark?.column))
+        }
+        return entries
     }
 
     // MARK: - Values

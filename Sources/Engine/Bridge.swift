@@ -54,7 +54,12 @@ public struct VLANMembership {
 public struct WorkerPort {
     public let port: Port
     public let isTrunk: Bool
+    /// The VLAN of an untagged frame from this port: an access port's, a trunk's
+    /// native one; 0 for a trunk without one (untagged frames are refused).
     public let accessVLAN: UInt16
+    /// A trunk's native VLAN, whose frames leave it untagged; 0 for none (and for
+    /// an access port, whose frames all leave untagged).
+    public let nativeVLAN: UInt16
     /// Bit N set: a frame to 01:80:C2:00:00:0N coming in on this port is forwarded
     /// (`GroupForwardMask.forwarded`).
     public let linkLocalForwarded: UInt16
@@ -66,7 +71,8 @@ public struct WorkerPort {
         self.port = port
         linkLocalForwarded = groupForwardMask.forwarded
         self.isTrunk = vlan.isTrunk
-        if case .access(let v) = vlan { accessVLAN = v } else { accessVLAN = 0 }
+        accessVLAN = vlan.untaggedVLAN ?? 0
+        nativeVLAN = vlan.isTrunk ? accessVLAN : 0
         self.transmitQueue = transmitQueue
         self.transmitLock = transmitLock
     }

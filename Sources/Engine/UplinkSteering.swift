@@ -87,12 +87,14 @@ final class UplinkSteering: ControlLoopClient {
     }
 
     /// The VLAN id an uplink's wire carries for switch VLAN `vlan`: 0 (untagged)
-    /// for an access uplink's own VLAN, the id itself on a trunk that carries
-    /// it; nil when the uplink does not carry the VLAN at all.
+    /// for an access uplink's own VLAN and a trunk's native one, the id itself on
+    /// a trunk that carries it; nil when the uplink does not carry the VLAN at all.
+    /// (A trunk also accepts its native VLAN tagged; such frames are not steered
+    /// and reach Ferry through the kernel's copy path, as any unsteered frame.)
     static func wireVLAN(_ vlan: UInt16, on mode: VLANMode) -> UInt16? {
         switch mode {
         case .access(let v): v == vlan ? 0 : nil
-        case .trunk(let list): list.contains(vlan) ? vlan : nil
+        case .trunk(let list, let native): native == vlan ? 0 : (list.contains(vlan) ? vlan : nil)
         }
     }
 }

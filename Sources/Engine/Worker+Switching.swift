@@ -107,7 +107,8 @@ extension Worker {
         if union == 0 { return }
         if uniform && first & (first &- 1) == 0 {
             let p = first.trailingZeroBitCount
-            if ports[p].isTrunk == me.isTrunk {
+            // Without a native VLAN on either side, every frame is tagged on both or on neither.
+            if ports[p].isTrunk == me.isTrunk && ports[p].nativeVLAN | me.nativeVLAN == 0 {
                 transmitAdapting(batch, to: p)
                 return
             }
@@ -118,6 +119,7 @@ extension Worker {
             rest &= rest &- 1
             let bit: UInt64 = 1 << UInt64(p)
             let destinationIsTrunk = ports[p].isTrunk
+            let destinationNative = ports[p].nativeVLAN
             view.reset()
             f = 0
             while f < count {
@@ -126,8 +128,10 @@ extension Worker {
                         transmitAdapting(view, to: p)
                         view.reset()
                     }
-                    let edit: TagEdit = destinationIsTrunk == me.isTrunk ? .keep
-                        : (destinationIsTrunk ? .insert(bridge.tags.tag(vlans[f])) : .remove)
+                    let vlan = vlans[f] & Self.vlanBits
+                    let tagged = vlans[f] & Self.arrivedTagged != 0
+                    let wantsTag = destinationIsTrunk && vlan != destinationNative
+                    let edit: TagEdit = wantsTag == tagged ? .keep : (wantsTag ? .insert(bridge.tags.tag(vlan)) : .remove)
                     view.appendReference(to: f, of: batch, edit: edit)
                 }
                 f &+= 1
@@ -152,9 +156,10 @@ extension Worker {
                         vlan: &vlans[f])
     }
 
-    /// The ports a frame of `length` bytes (at least 14) whose first bytes are
-    /// at `p` goes to; its VLAN in `vlan`. `p` holds 18 bytes, or the whole
-    /// frame if shorter: only a trunk reads past the Ethernet header.
+    /// The ports a frame of `length` bytes (at least `Ethernet.headerSize`) whose first bytes are
+    /// at `p` goes to; its VLAN in `vlan` (`vlanBits`, with `arrivedTagged` set
+    /// when it came with an 802.1Q tag). `p` holds `Ethernet.taggedHeaderSize` bytes, or the whole frame
+    /// if shorter: only a trunk reads past the Ethernet header.
     @inlinable
     func classify(header p: UnsafeRawPointer, length: Int, ingress: UInt16, port me: WorkerPort,
                   counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16) -> UInt64 {
@@ -180,18 +185,19 @@ extension Worker {
                 return 0
             }
         } else {
-            guard !me.isTrunk else {
+            // An access port's VLAN, or a trunk's native one; a trunk without one takes no untagged frame.
+            vlan = me.accessVLAN
+            guard vlan != 0 else {
                 counters.dropped(.vlanFiltered)
                 return 0
             }
-            vlan = me.accessVLAN
         }
         // No station sends from a group address.
         if sourceMAC & Ethernet.groupBit != 0 {
             counters.dropped(.invalidSource)
             return 0
         }
-        frameVLAN = vlan
+        frameVLAN = etherType == Ethernet.tpidCustomerVLAN ? vlan | Self.arrivedTagged : vlan
         // The next frame of the flow just decided: its source was refreshed or
         // queued a moment ago, and its destination looked up.
         if recent.valid && recent.destination == destination && recent.source == sourceMAC && recent.vlan == vlan {
@@ -229,6 +235,11 @@ extension Worker {
         recent = RecentDecision(destination: destination, source: sourceMAC, vlan: vlan, mask: mask, unicast: unicast)
         return mask
     }
+
+    /// A frame's VLAN id in `vlans`, and the flag beside it that says it came tagged
+    /// (a trunk with a native VLAN takes that VLAN both ways, so the port alone cannot tell).
+    @usableFromInline static var vlanBits: UInt16 { Ethernet.vlanIDMask }
+    @usableFromInline static let arrivedTagged: UInt16 = 0x8000
 
     /// The first `Ethernet.taggedHeaderSize` bytes of a frame whose first segment is shorter (a guest may
     /// split its buffers anywhere), copied together.

@@ -32,7 +32,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// same flow (same addresses and VLAN): most bursts are one or two flows.
     @usableFromInline var recent = RecentDecision()
     @usableFromInline var learningPending = false
-    /// Per-frame scratch of one burst: the ports each frame goes to, its VLAN.
+    /// Per-frame scratch of one burst: the ports each frame goes to, its VLAN
+    /// (and whether it came tagged: `arrivedTagged`).
     @usableFromInline let destinations: UnsafeMutablePointer<UInt64>
     @usableFromInline let vlans: UnsafeMutablePointer<UInt16>
     /// The frames of a burst bound for one port, by reference, tags edited.
@@ -84,7 +85,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline var capturingTransmit: UInt64 = 0
     @usableFromInline var captureSnapLength = 0
     /// Wakes a sleeping worker for the control plane (a pause, a stop).
-    let wakeFD: Int32
+    let wakeEvent: FileDescriptor
+    var wakeFD: Int32 { wakeEvent.rawValue }
     /// What to wait on when going to sleep, kept so that sleeping allocates nothing.
     var wakeSources = WakeSources(capacity: 64)
 
@@ -125,12 +127,10 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         self.cpu = cpu
         self.batchSize = batchSize
         // A worker that cannot be woken could not be paused: no eventfd, no Ferry.
-        self.wakeFD = (try? EventFD.create().release()) ?? -1
-        precondition(wakeFD >= 0, "eventfd for the worker failed")
+        do { wakeEvent = try EventFD.create() } catch { preconditionFailure("eventfd for the worker failed: \(error)") }
     }
 
     deinit {
-        close(wakeFD)
         destinations.deallocate()
         vlans.deallocate()
         skipLoops.deallocate()

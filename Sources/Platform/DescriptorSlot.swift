@@ -22,6 +22,12 @@ public final class DescriptorSlot: @unchecked Sendable {
         owned = consume fd
     }
 
+    /// Takes the descriptor out, leaving the slot empty; nil when it was empty.
+    public func take() -> FileDescriptor? {
+        rawValue = -1
+        return owned.take()
+    }
+
     /// Closes the descriptor now, if there is one.
     public func close() { replace(with: nil) }
 }

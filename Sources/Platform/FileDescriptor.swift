@@ -19,34 +19,61 @@ public struct FileDescriptor: ~Copyable, Sendable {
 
     deinit { _ = Glibc.close(rawValue) }
 
+    /// A new descriptor for the open file behind `rawValue`, which stays its
+    /// owner's; closed on exec like every descriptor Ferry opens.
+    public static func duplicating(_ rawValue: Int32) throws(SystemError) -> FileDescriptor {
+        FileDescriptor(owning: try syscall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(rawValue, F_DUPFD_CLOEXEC, 0) })
+    }
+
     public func setNonBlocking() throws(SystemError) {
         let flags = try syscall("fcntl(F_GETFL)") { fcntl(rawValue, F_GETFL) }
         _ = try syscall("fcntl(F_SETFL)") { fcntl(rawValue, F_SETFL, flags | O_NONBLOCK) }
     }
 }
 
-/// Descriptors received together (SCM_RIGHTS). Every one not taken is closed
-/// when the set goes away, so an early return never leaks one.
+/// Descriptors received together (SCM_RIGHTS), each owned from the moment
+/// `recvmsg` returned it. Every one not taken is closed when the set goes away,
+/// so an early return never leaks one.
 public final class ReceivedDescriptors: @unchecked Sendable {
-    private var fds: [Int32]
+    private var slots: [DescriptorSlot] = []
 
-    public init(_ fds: [Int32] = []) { self.fds = fds }
-    deinit { for fd in fds where fd >= 0 { _ = Glibc.close(fd) } }
+    public init() {}
 
-    public var count: Int { fds.count }
+    /// Takes ownership of `rawValues`: descriptors a test or an in-process peer
+    /// made for this set, which nobody else closes.
+    public convenience init(owning rawValues: [Int32]) {
+        self.init()
+        for raw in rawValues { append(FileDescriptor(owning: raw)) }
+    }
+
+    /// How many descriptors the set was given, taken or not.
+    public var count: Int { slots.count }
+
+    /// Adds `fd` after the others.
+    public func append(_ fd: consuming FileDescriptor) { slots.append(DescriptorSlot(fd)) }
 
     /// Takes ownership of descriptor `index`; nil when out of range or taken already.
     public func take(_ index: Int) -> FileDescriptor? {
-        guard index >= 0, index < fds.count, fds[index] >= 0 else { return nil }
-        let fd = fds[index]
-        fds[index] = -1
-        return FileDescriptor(owning: fd)
+        guard slots.indices.contains(index) else { return nil }
+        return slots[index].take()
     }
 
-    /// Takes every remaining descriptor in order.
-    public func takeAll() -> [Int32] {
-        let all = fds.filter { $0 >= 0 }
-        fds = fds.map { _ in -1 }
-        return all
+    /// Moves every descriptor not taken yet, in order, into a new set; this one is left empty.
+    public func takeAll() -> ReceivedDescriptors {
+        let moved = ReceivedDescriptors()
+        moved.slots = slots.filter { !$0.isEmpty }
+        slots = []
+        return moved
+    }
+
+    /// Moves every descriptor of `other` not taken yet to the end of this set.
+    public func append(takingAllOf other: ReceivedDescriptors) {
+        guard other !== self else { return }
+        slots += other.takeAll().slots
+    }
+
+    /// Closes every descriptor not taken yet now, not whenever the set goes away.
+    public func closeAll() {
+        for slot in slots { slot.close() }
     }
 }

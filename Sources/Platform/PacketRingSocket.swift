@@ -112,6 +112,8 @@ public final class PacketRingSocket: @unchecked Sendable {
     public let interface: String
     public let interfaceIndex: UInt32
     public let fd: Int32
+    /// Owns `fd`; closed first in deinit.
+    private let ownedDescriptor: DescriptorSlot
     public let options: Options
     /// The fanout group this socket is in, nil without fanout.
     public let fanoutGroup: UInt16?
@@ -266,12 +268,13 @@ public final class PacketRingSocket: @unchecked Sendable {
         transmitBase = transmitBytes > 0 ? mapping.map { $0.base + receiveBytes } : nil
         slotSize = options.transmitRing?.slotSize ?? 0
         slotCount = options.transmitRing?.slotCount ?? 0
-        fd = owned.release()
+        fd = owned.rawValue
+        ownedDescriptor = DescriptorSlot(owned)
     }
 
     /// The rings are unmapped after the socket closes: the kernel stops
     /// writing them first.
-    deinit { _ = Glibc.close(fd) }
+    deinit { ownedDescriptor.close() }
 
     /// The interface's MTU (SIOCGIFMTU, which any socket answers).
     public func interfaceMTU() throws(SystemError) -> Int {

@@ -54,8 +54,10 @@ public final class TapDevice: @unchecked Sendable {
     public let created: Bool
     /// What the kernel may hand Ferry: the offloads last set, at open or by `setOffloads`.
     public private(set) var offloads: TapOffloads
-    /// One descriptor per queue, for poll/epoll; owned by the device.
+    /// One descriptor per queue, for poll/epoll and the data path; owned by `queueFiles`.
     public private(set) var queueDescriptors: [Int32]
+    /// The queues' descriptors, owned: closed by `close()` or with the device.
+    private var queueFiles: [DescriptorSlot]
 
     public var queueCount: Int { queueDescriptors.count }
 
@@ -89,31 +91,28 @@ public final class TapDevice: @unchecked Sendable {
         var flags = Int32(IFF_TAP) | Int32(IFF_NO_PI) | Int32(IFF_VNET_HDR)
         if queues > 1 { flags |= Int32(IFF_MULTI_QUEUE) }
 
-        var opened: [Int32] = []
+        // Should a step fail, the queues opened so far close with `opened`:
+        // a TAP we created goes away with its last descriptor.
+        var opened: [DescriptorSlot] = []
         opened.reserveCapacity(queues)
         var kernelName = name
-        do throws(SystemError) {
-            for _ in 0..<queues {
-                // Later queues attach by the name the kernel chose (a "tap%d" template
-                // would otherwise create a second interface).
-                let fd = try Self.openQueue(clonePath, name: kernelName, flags: flags, existed: existed || !opened.isEmpty,
-                                            offloads: offloads)
-                opened.append(fd.fd)
-                kernelName = fd.name
-            }
-            let control = try Self.controlSocket()
-            try Self.bringUp(kernelName, socket: control.rawValue)
-            if let mtu { try Self.setMTU(kernelName, mtu, socket: control.rawValue) }
-        } catch {
-            // A TAP we created goes away with its last descriptor.
-            for fd in opened { _ = Glibc.close(fd) }
-            throw error
+        for _ in 0..<queues {
+            // Later queues attach by the name the kernel chose (a "tap%d" template
+            // would otherwise create a second interface).
+            let queue = try Self.openQueue(clonePath, name: kernelName, flags: flags, existed: existed || !opened.isEmpty,
+                                           offloads: offloads)
+            opened.append(queue.file)
+            kernelName = queue.name
         }
+        let control = try Self.controlSocket()
+        try Self.bringUp(kernelName, socket: control.rawValue)
+        if let mtu { try Self.setMTU(kernelName, mtu, socket: control.rawValue) }
         self.name = kernelName
         self.index = if_nametoindex(kernelName)
         self.created = !existed
         self.offloads = offloads
-        self.queueDescriptors = opened
+        self.queueFiles = opened
+        self.queueDescriptors = opened.map(\.rawValue)
     }
 
     deinit { close() }
@@ -121,8 +120,9 @@ public final class TapDevice: @unchecked Sendable {
     /// Closes every queue's descriptor. Idempotent; the owner calls it once the
     /// data path no longer touches the device.
     public func close() {
-        for fd in queueDescriptors { _ = Glibc.close(fd) }
         queueDescriptors = []
+        for file in queueFiles { file.close() }
+        queueFiles = []
     }
 
     // MARK: Data path
@@ -202,7 +202,7 @@ public final class TapDevice: @unchecked Sendable {
     // MARK: Setup steps
 
     private static func openQueue(_ clonePath: String, name: String, flags: Int32, existed: Bool, offloads: TapOffloads)
-        throws(SystemError) -> (fd: Int32, name: String)
+        throws(SystemError) -> (file: DescriptorSlot, name: String)
     {
         let raw: Int32
         do throws(SystemError) {
@@ -238,7 +238,7 @@ public final class TapDevice: @unchecked Sendable {
         let kernelName = withUnsafeBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
-        return (fd.release(), kernelName)
+        return (DescriptorSlot(fd), kernelName)
     }
 
     private static func setOffloads(_ fd: Int32, name: String, _ offloads: TapOffloads) throws(SystemError) {

@@ -104,25 +104,20 @@ public enum UnixSocket {
         return (fds[0], fds[1])
     }
 
-    /// Sends all of `bytes`, with `fds` attached to the first byte.
+    /// Sends all of `bytes`, with `fds` attached to the first byte. The
+    /// descriptors stay the caller's: the kernel gives the peer new ones.
     public static func send(_ fd: Int32, bytes: [UInt8], fds: [Int32] = []) throws(SystemError) {
         precondition(fds.count <= maxDescriptors)
         var sent = 0
         repeat {
-            let attach = sent == 0 ? fds : []
-            let (n, err) = sendOnce(fd, bytes: bytes, from: sent, fds: attach)
-            if n < 0 {
-                if err == EINTR { continue }
-                throw SystemError("sendmsg", errno: err)
-            }
-            sent += n
+            sent += try sendOnce(fd, bytes: bytes, from: sent, fds: sent == 0 ? fds : [])
         } while sent < bytes.count
     }
 
-    private static func sendOnce(_ fd: Int32, bytes: [UInt8], from offset: Int, fds: [Int32]) -> (Int, Int32) {
+    private static func sendOnce(_ fd: Int32, bytes: [UInt8], from offset: Int, fds: [Int32]) throws(SystemError) -> Int {
         let controlSize = fds.isEmpty ? 0 : ferry_cmsg_space(fds.count * 4)
         var control = [UInt8](repeating: 0, count: max(controlSize, 1))
-        return bytes.withUnsafeBytes { raw in
+        let sent: Result<Int, SystemError> = bytes.withUnsafeBytes { raw in
             control.withUnsafeMutableBytes { ctl in
                 var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress.map { $0 + offset }),
                                 iov_len: raw.count - offset)
@@ -140,11 +135,15 @@ public enum UnixSocket {
                         let data = UnsafeMutableRawPointer(ferry_cmsg_data(cmsg)!)
                         for (i, f) in fds.enumerated() { data.storeBytes(of: f, toByteOffset: i * 4, as: Int32.self) }
                     }
-                    let n = sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
-                    return (n, n < 0 ? errno : 0)
+                    do throws(SystemError) {
+                        return .success(try syscall("sendmsg") { sendmsg(fd, &msg, Int32(MSG_NOSIGNAL)) })
+                    } catch {
+                        return .failure(error)
+                    }
                 }
             }
         }
+        return try sent.get()
     }
 
     /// One received chunk: its length (0 at end of stream), the descriptors
@@ -155,46 +154,45 @@ public enum UnixSocket {
         public let truncated: Bool
     }
 
-    /// Receives up to `buffer.count` bytes and any descriptors riding on them;
-    /// nil when `nonBlocking` and nothing is pending.
+    /// Receives up to `buffer.count` bytes and any descriptors riding on them,
+    /// each owned as soon as it is seen; nil when nothing is pending (a
+    /// non-blocking socket, or `nonBlocking`).
     public static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, nonBlocking: Bool = false)
         throws(SystemError) -> Received?
     {
         let controlSize = ferry_cmsg_space(maxDescriptors * 4)
         var control = [UInt8](repeating: 0, count: controlSize)
         let flags = Int32(MSG_CMSG_CLOEXEC) | (nonBlocking ? Int32(MSG_DONTWAIT) : 0)
-        while true {
-            var fds: [Int32] = []
-            var msgFlags: Int32 = 0
-            let (n, err) = control.withUnsafeMutableBytes { ctl in
-                var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
-                return withUnsafeMutablePointer(to: &iov) { iovp in
-                    var msg = msghdr()
-                    msg.msg_iov = iovp
-                    msg.msg_iovlen = 1
-                    msg.msg_control = ctl.baseAddress
-                    msg.msg_controllen = controlSize
-                    let n = recvmsg(fd, &msg, flags)
-                    if n < 0 { return (n, errno) }
-                    var cmsg = ferry_cmsg_firsthdr(&msg)
-                    while let c = cmsg {
-                        if c.pointee.cmsg_level == SOL_SOCKET, c.pointee.cmsg_type == Int32(SCM_RIGHTS) {
-                            let count = (Int(c.pointee.cmsg_len) - ferry_cmsg_len(0)) / 4
-                            let data = UnsafeRawPointer(ferry_cmsg_data(c)!)
-                            for i in 0..<count { fds.append(data.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)) }
-                        }
-                        cmsg = ferry_cmsg_nxthdr(&msg, c)
-                    }
-                    msgFlags = msg.msg_flags
-                    return (n, Int32(0))
+        let received: Result<Received?, SystemError> = control.withUnsafeMutableBytes { ctl in
+            var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
+            return withUnsafeMutablePointer(to: &iov) { iovp in
+                var msg = msghdr()
+                msg.msg_iov = iovp
+                msg.msg_iovlen = 1
+                msg.msg_control = ctl.baseAddress
+                msg.msg_controllen = controlSize
+                let result: IOResult<Int>
+                do throws(SystemError) {
+                    result = try nonBlockingSyscall("recvmsg") { recvmsg(fd, &msg, flags) }
+                } catch {
+                    return .failure(error)
                 }
+                guard case .done(let n) = result else { return .success(nil) }
+                let fds = ReceivedDescriptors()
+                var cmsg = ferry_cmsg_firsthdr(&msg)
+                while let c = cmsg {
+                    if c.pointee.cmsg_level == SOL_SOCKET, c.pointee.cmsg_type == Int32(SCM_RIGHTS) {
+                        let count = (Int(c.pointee.cmsg_len) - ferry_cmsg_len(0)) / 4
+                        let data = UnsafeRawPointer(ferry_cmsg_data(c)!)
+                        for i in 0..<count {
+                            fds.append(FileDescriptor(owning: data.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
+                        }
+                    }
+                    cmsg = ferry_cmsg_nxthdr(&msg, c)
+                }
+                return .success(Received(count: n, fds: fds, truncated: msg.msg_flags & Int32(MSG_CTRUNC) != 0))
             }
-            if n < 0 {
-                if err == EINTR { continue }
-                if err == EAGAIN { return nil }
-                throw SystemError("recvmsg", errno: err)
-            }
-            return Received(count: n, fds: ReceivedDescriptors(fds), truncated: msgFlags & Int32(MSG_CTRUNC) != 0)
         }
+        return try received.get()
     }
 }

@@ -8,7 +8,8 @@ import XDP
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
 /// `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
-/// `trunk=N,M,A-B` (802.1Q trunk), and `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
+/// `trunk=N,M,A-B[,native=N]` (802.1Q trunk, `native` its untagged VLAN), and
+/// `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
 /// A config file gives the same options by key (`init(type:options:text:)`), the text
 /// form is parsed in PortSpec+Text.swift.
 public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
@@ -78,7 +79,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     /// Every kind of port, in the order help texts list them.
     public static let types = ["vhost", "tap", "packet", "xdp", "gen", "sink"]
     /// The options every kind takes.
-    public static let commonKeys = ["name", "vlan", "trunk", "group_fwd_mask"]
+    public static let commonKeys = ["name", "vlan", "trunk", "native", "group_fwd_mask"]
     /// The options of each kind besides the common ones; the first of vhost, tap,
     /// packet and xdp is what the text form gives first, without a key.
     public static let kindKeys: [String: [String]] = [
@@ -106,7 +107,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         var options = given
         func take(_ key: String) -> String? { options.removeValue(forKey: key) }
         func fail(_ key: String?, _ why: String) -> ParseError { ParseError(text, why, key: key) }
-        vlan = try Self.vlanMode(access: take("vlan"), trunk: take("trunk"), text)
+        vlan = try Self.vlanMode(access: take("vlan"), trunk: take("trunk"), native: take("native"), text)
         name = take("name")
         if let n = name, n.isEmpty || n.count > 32 || !n.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
             throw fail("name", "name '\(n)' must be 1-32 letters, digits, '-' or '_'")
@@ -219,7 +220,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public static func text(type: String, options: [String: String]) -> String {
         let own = kindKeys[type] ?? []
         var items: [String] = []
-        for key in own + ["vlan", "trunk", "group_fwd_mask", "name"] {
+        for key in own + ["vlan", "trunk", "native", "group_fwd_mask", "name"] {
             guard let value = options[key] else { continue }
             // trunk's list is written with single commas: its items run on (see init(parsing:)).
             let item = key == "trunk" ? value : escaped(value)
@@ -235,13 +236,18 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     }
 
 
-    private static func vlanMode(access: String?, trunk: String?, _ text: String) throws(ParseError) -> VLANMode {
+    private static func vlanMode(access: String?, trunk: String?, native: String?,
+                                 _ text: String) throws(ParseError) -> VLANMode {
         let range = VLANMode.validIDs
         func id(_ s: Substring, _ key: String) throws(ParseError) -> UInt16 {
             guard let v = UInt16(s), range.contains(v) else {
                 throw ParseError(text, "VLAN id '\(s)' must be \(range.lowerBound)...\(range.upperBound)", key: key)
             }
             return v
+        }
+        if native != nil && trunk == nil {
+            throw ParseError(text, "native= names a trunk's untagged VLAN and needs trunk= "
+                             + "(an access port's vlan= is untagged already)", key: "native")
         }
         switch (access, trunk) {
         case (nil, nil):
@@ -261,7 +267,16 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 }
             }
             guard !ids.isEmpty else { throw ParseError(text, "trunk needs at least one VLAN id", key: "trunk") }
-            return .trunk(ids.sorted())
+            let list = ids.sorted()
+            guard let native else { return .trunk(list) }
+            let untagged = try id(Substring(native), "native")
+            // As a Linux bridge's pvid must be one of the port's VLANs: a native VLAN
+            // the trunk does not carry would take untagged frames into a VLAN it is not in.
+            guard ids.contains(untagged) else {
+                throw ParseError(text, "native VLAN \(untagged) must be one of the trunk's VLANs "
+                                 + "(\(list.map(String.init).joined(separator: ",")))", key: "native")
+            }
+            return .trunk(list, native: untagged)
         case (_?, _?):
             throw ParseError(text, "a port is either access (vlan=) or trunk (trunk=), not both", key: "trunk")
         }

@@ -8,22 +8,21 @@ import Synchronization
 /// writer last answered writes the eventfd, so a flood of new addresses costs
 /// one syscall per writer wake-up, not one per frame.
 public final class LearningDoorbell: @unchecked Sendable {
-    /// Readable while a ring is unanswered; the writer polls it.
-    public let descriptor: Int32
+    @usableFromInline let event: FileDescriptor
     @usableFromInline let rung = Atomic<Bool>(false)
+
+    /// Readable while a ring is unanswered; the writer polls it.
+    public var descriptor: Int32 { event.rawValue }
 
     /// Without an eventfd the writer could not be woken: no eventfd, no Ferry
     /// (as for the workers' wake descriptors).
     public init() {
-        descriptor = (try? EventFD.create().release()) ?? -1
-        precondition(descriptor >= 0, "eventfd for the learning doorbell failed")
+        do { event = try EventFD.create() } catch { preconditionFailure("eventfd for the learning doorbell failed: \(error)") }
     }
-
-    deinit { close(descriptor) }
 
     @inlinable
     public func ring() {
-        if !rung.exchange(true, ordering: .acquiringAndReleasing) { EventFD.signal(descriptor) }
+        if !rung.exchange(true, ordering: .acquiringAndReleasing) { EventFD.signal(event.rawValue) }
     }
 
     /// The writer, before it drains the queues: a ring after this writes the eventfd again.

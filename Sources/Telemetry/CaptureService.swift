@@ -47,7 +47,9 @@ public final class CaptureService: ControlLoopClient {
     static let drainInterval = 0.005
 
     private final class Session {
-        let fd: Int32
+        /// The client's connection, closed when the capture finishes.
+        let connection: FileDescriptor
+        var fd: Int32 { connection.rawValue }
         let request: CaptureRequest
         let port: NamedPort
         var output: [UInt8]
@@ -58,8 +60,8 @@ public final class CaptureService: ControlLoopClient {
         let ringDropsAtStart: UInt64
         var ending: String?
 
-        init(fd: Int32, request: CaptureRequest, port: NamedPort, ringDropsAtStart: UInt64) {
-            self.fd = fd
+        init(connection: consuming FileDescriptor, request: CaptureRequest, port: NamedPort, ringDropsAtStart: UInt64) {
+            self.connection = connection
             self.request = request
             self.port = port
             self.remaining = request.count
@@ -91,9 +93,10 @@ public final class CaptureService: ControlLoopClient {
         sw.workers.reduce(0) { $0 + $1.captureRing.dropped(port: index, direction: direction) }
     }
 
-    /// Starts a capture on `fd`, a connected stream socket the service now owns
-    /// (it closes it when the capture ends). On a refusal `fd` stays the caller's.
-    public func start(fd: Int32, request: CaptureRequest) throws(CaptureRefusal) {
+    /// Starts a capture on the connected stream socket in `connection`, which the
+    /// service takes out of it (and closes when the capture ends). On a refusal it
+    /// stays in `connection`.
+    public func start(connection: DescriptorSlot, request: CaptureRequest) throws(CaptureRefusal) {
         guard let port = sw.port(named: request.portName) else {
             throw CaptureRefusal(message: SwitchError.unknownPort(request.portName).description)
         }
@@ -106,7 +109,8 @@ public final class CaptureService: ControlLoopClient {
         var atStart: UInt64 = 0
         if request.receive { atStart += ringDrops(port: port.index, direction: .receive) }
         if request.transmit { atStart += ringDrops(port: port.index, direction: .transmit) }
-        let session = Session(fd: fd, request: request, port: port, ringDropsAtStart: atStart)
+        guard let socket = connection.take() else { preconditionFailure("a capture on a connection already closed") }
+        let session = Session(connection: socket, request: request, port: port, ringDropsAtStart: atStart)
         sessions.append(session)
         select()
         logger.info("capture of \(port.name) (\(request.directionName)) started\(request.count.map { ", \($0) frames" } ?? "")")
@@ -215,7 +219,7 @@ public final class CaptureService: ControlLoopClient {
                 capture of \(s.port.name) (\(s.request.directionName)) ended: \(why); \(s.written) frames written, \
                 \(dropped) lost to a full ring, \(s.slowReaderDrops) to a slow reader
                 """)
-            Glibc.close(s.fd)
+            // The session, and with it the connection, goes with this removal.
             changed = true
             return true
         }

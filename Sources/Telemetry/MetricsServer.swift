@@ -9,7 +9,7 @@ import Platform
 /// connection, answered and closed (routes: `MetricsRoute`).
 public final class MetricsServer: ControlLoopClient {
     public let address: ListenAddress
-    private var listener: Int32
+    private let listener: DescriptorSlot
     private let render: () -> [UInt8]
     private let logger: Logger
     private var connections: [Int32: Connection] = [:]
@@ -20,6 +20,8 @@ public final class MetricsServer: ControlLoopClient {
     static let maxConnections = 64
 
     private struct Connection {
+        /// The connection; closed when the connection is done.
+        let socket: DescriptorSlot
         var input: [UInt8] = []
         var output: [UInt8] = []
         var answered = false
@@ -31,23 +33,22 @@ public final class MetricsServer: ControlLoopClient {
         self.address = address
         self.render = render
         self.logger = logger
-        listener = try TCPListener.listen(address).release()
+        listener = DescriptorSlot(try TCPListener.listen(address))
     }
 
     /// The port listened on (the kernel's choice when the address said 0).
-    public var port: UInt16 { TCPListener.localPort(listener) ?? address.port }
+    public var port: UInt16 { TCPListener.localPort(listener.rawValue) ?? address.port }
 
     public func close() {
-        for fd in connections.keys { Glibc.close(fd) }
+        for connection in connections.values { connection.socket.close() }
         connections = [:]
-        if listener >= 0 { Glibc.close(listener) }
-        listener = -1
+        listener.close()
     }
 
     public var pollDescriptors: [Int32] {
         // Connections with a reply still to send are retried on the timeout below,
         // not polled: ControlLoop waits for input only.
-        [listener] + connections.filter { !$0.value.answered }.map(\.key)
+        [listener.rawValue] + connections.filter { !$0.value.answered }.map(\.key)
     }
 
     public func timeout(now: Double) -> Double? {
@@ -56,9 +57,11 @@ public final class MetricsServer: ControlLoopClient {
     }
 
     public func service(now: Double) {
-        while connections.count < Self.maxConnections, let fd = try? UnixSocket.accept(listener) {
-            try? fd.setNonBlocking()
-            connections[fd.release()] = Connection(lastActivity: now)
+        while connections.count < Self.maxConnections, !listener.isEmpty,
+              let accepted = try? UnixSocket.accept(listener.rawValue) {
+            try? accepted.setNonBlocking()
+            let fd = accepted.rawValue
+            connections[fd] = Connection(socket: DescriptorSlot(accepted), lastActivity: now)
         }
         var buffer = [UInt8](repeating: 0, count: 4096)
         for fd in Array(connections.keys) {
@@ -89,7 +92,7 @@ public final class MetricsServer: ControlLoopClient {
             }
             if closed || (connection.answered && connection.output.isEmpty)
                 || now - connection.lastActivity > Self.idleTimeout {
-                Glibc.close(fd)
+                connection.socket.close()
                 connections[fd] = nil
             } else {
                 connections[fd] = connection

@@ -53,10 +53,10 @@ public struct MessageDecoder: ~Copyable, Sendable {
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, descriptors: ReceivedDescriptors = ReceivedDescriptors(),
                               descriptorsTruncated: Bool = false)
     {
-        let fds = descriptors.takeAll()
+        let incoming = descriptors.takeAll()
         guard failure == nil else {
             // The connection is going away; nothing more will be read, so close what arrived now.
-            Self.close(ReceivedDescriptors(fds))
+            incoming.closeAll()
             return
         }
         if readIndex > 0 {
@@ -64,18 +64,17 @@ public struct MessageDecoder: ~Copyable, Sendable {
             bufferStart += readIndex
             readIndex = 0
         }
-        if !fds.isEmpty || descriptorsTruncated {
+        if incoming.count > 0 || descriptorsTruncated {
             // The stream offset of the chunk's last byte (of the next byte for an empty chunk,
             // which a stream socket never delivers with descriptors, but a caller might).
             let offset = bufferStart + buffer.count + max(bytes.count - 1, 0)
             // Empty chunks add to the same offset; merging keeps one attachment per offset, so
             // what we hold stays bounded by the buffered bytes.
             if let last = attachments.last, last.offset == offset {
-                attachments[attachments.count - 1] = Attachment(
-                    offset: offset, descriptors: ReceivedDescriptors(last.descriptors.takeAll() + fds),
-                    truncated: last.truncated || descriptorsTruncated)
+                last.descriptors.append(takingAllOf: incoming)
+                attachments[attachments.count - 1].truncated = last.truncated || descriptorsTruncated
             } else {
-                attachments.append(Attachment(offset: offset, descriptors: ReceivedDescriptors(fds), truncated: descriptorsTruncated))
+                attachments.append(Attachment(offset: offset, descriptors: incoming, truncated: descriptorsTruncated))
             }
         }
         buffer.append(contentsOf: bytes)
@@ -143,7 +142,7 @@ public struct MessageDecoder: ~Copyable, Sendable {
         failure = error
         buffer = []
         readIndex = 0
-        for attachment in attachments { Self.close(attachment.descriptors) }
+        for attachment in attachments { attachment.descriptors.closeAll() }
         attachments = []
         return error
     }
@@ -158,7 +157,9 @@ public struct MessageDecoder: ~Copyable, Sendable {
         let truncated = taken.contains { $0.truncated }
         if count == 1, let only = taken.first { return (only.descriptors, truncated) }
         // Only a sender splitting one message over several fd-carrying sendmsg calls gets here.
-        return (ReceivedDescriptors(taken.flatMap { $0.descriptors.takeAll() }), truncated)
+        let merged = ReceivedDescriptors()
+        for attachment in taken { merged.append(takingAllOf: attachment.descriptors) }
+        return (merged, truncated)
     }
 
     // MARK: - One framed message
@@ -170,7 +171,7 @@ public struct MessageDecoder: ~Copyable, Sendable {
         -> Result<VhostUserMessage, VhostUserProtocolError>
     {
         func refuse(_ reason: VhostUserProtocolError.Reason) -> Result<VhostUserMessage, VhostUserProtocolError> {
-            close(descriptors)
+            descriptors.closeAll()
             return .failure(VhostUserProtocolError(requestNumber: requestNumber, flags: flags, reason: reason))
         }
         if let reason = framingProblem(flags: flags, size: UInt32(clamping: payload.count)) { return refuse(reason) }
@@ -211,13 +212,5 @@ public struct MessageDecoder: ~Copyable, Sendable {
             return refuse(.descriptorCountMismatch(expected: expected, got: descriptors.count))
         }
         return .success(VhostUserMessage(request: request, flags: flags, payload: parsed, descriptors: descriptors))
-    }
-
-    /// Closes every descriptor still in `descriptors` now, not whenever the set is released.
-    static func close(_ descriptors: ReceivedDescriptors) {
-        for index in 0..<descriptors.count {
-            // Dropping the owned descriptor closes it.
-            _ = descriptors.take(index)
-        }
     }
 }

@@ -324,11 +324,8 @@ public final class VhostDevice: @unchecked Sendable {
     // MARK: - Memory
 
     private func setMemoryTable(_ regions: [MemoryRegionInfo], message m: VhostUserMessage) throws(Refusal) {
-        let infos = regions.map(Self.info)
-        let fds = m.descriptors.takeAll()
-        defer { for fd in fds { close(fd) } }
         let newMemory: GuestMemory
-        do { newMemory = try GuestMemory(regions: infos, fds: fds) } catch {
+        do { newMemory = try GuestMemory(regions: regions.map(Self.info), files: m.descriptors) } catch {
             throw Refusal("memory table rejected: \(error)")
         }
         replaceMemory(newMemory)
@@ -340,9 +337,11 @@ public final class VhostDevice: @unchecked Sendable {
         let newMemory: GuestMemory
         do {
             if let memory {
-                newMemory = try memory.adding(Self.info(region), fd: fd.rawValue)
+                newMemory = try memory.adding(Self.info(region), file: fd)
             } else {
-                newMemory = try GuestMemory(regions: [Self.info(region)], fds: [fd.rawValue])
+                let files = ReceivedDescriptors()
+                files.append(fd)
+                newMemory = try GuestMemory(regions: [Self.info(region)], files: files)
             }
         } catch {
             throw Refusal("region rejected: \(error)")

@@ -14,10 +14,9 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     public let device: VhostDevice
     let logger: Logger
 
-    // Raw descriptors owned by this endpoint (closed in disconnect and deinit):
-    // a ~Copyable optional cannot be inspected in a class without consuming it.
-    private var listener: Int32 = -1
-    private var connection: Int32 = -1
+    /// The server socket (server mode), and the front-end's connection while one is attached.
+    private let listener = DescriptorSlot()
+    private let connection = DescriptorSlot()
     private var decoder = MessageDecoder()
     /// Where we are in the current message: its header bytes so far, and the
     /// payload bytes still to read. Reads never cross a message boundary: a
@@ -44,26 +43,25 @@ public final class VhostUserEndpoint: @unchecked Sendable {
         if mode == .server {
             let fd = try UnixSocket.listen(path: path, permissions: permissions)
             try fd.setNonBlocking()
-            listener = fd.release()
+            listener.replace(with: fd)
         }
     }
 
     deinit {
         receiveBuffer.deallocate()
-        if connection >= 0 { close(connection) }
-        if listener >= 0 { close(listener) }
+        connection.close()
+        listener.close()
         if mode == .server { unlink(path) }
     }
 
-    public var isConnected: Bool { connection >= 0 }
+    public var isConnected: Bool { !connection.isEmpty }
 
     /// Stops serving: drops the front-end, closes the listener and removes the
     /// socket file of a server. The data path must no longer use the device.
     public func shutDown(_ why: String) {
         disconnect(why)
-        if listener >= 0 {
-            Glibc.close(listener)
-            listener = -1
+        if !listener.isEmpty {
+            listener.close()
             unlink(path)
         }
     }
@@ -71,27 +69,27 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     /// Descriptors the control loop should wait on for this endpoint.
     public var pollDescriptors: [Int32] {
         var fds: [Int32] = []
-        if connection >= 0 { fds.append(connection) }
+        if !connection.isEmpty { fds.append(connection.rawValue) }
         // The listener stays watched while a front-end is attached, so a second one is turned away at once.
-        if listener >= 0 { fds.append(listener) }
+        if !listener.isEmpty { fds.append(listener.rawValue) }
         return fds
     }
 
     /// Seconds until this endpoint wants `service` called even without input.
     public func timeout(now: Double) -> Double? {
-        guard mode == .client, connection < 0 else { return nil }
+        guard mode == .client, connection.isEmpty else { return nil }
         return max(0, nextAttempt - now)
     }
 
     /// Does whatever is due: accept, connect, read and answer messages.
     public func service(now: Double) {
-        if connection < 0 {
+        if connection.isEmpty {
             switch mode {
             case .server: acceptPending()
             case .client: if now >= nextAttempt { tryConnect(now: now) }
             }
         }
-        if connection >= 0 {
+        if !connection.isEmpty {
             rejectExtraConnections()
             readMessages()
             device.checkHealth(now: now)
@@ -99,9 +97,9 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     }
 
     private func acceptPending() {
-        guard listener >= 0 else { return }
+        guard !listener.isEmpty else { return }
         do {
-            guard let fd = try UnixSocket.accept(listener) else { return }
+            guard let fd = try UnixSocket.accept(listener.rawValue) else { return }
             try fd.setNonBlocking()
             logger.info("vhost-user \(device.name): front-end connected on \(path)")
             adopt(fd)
@@ -129,7 +127,7 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     }
 
     private func adopt(_ fd: consuming FileDescriptor) {
-        connection = fd.release()
+        connection.replace(with: fd)
         decoder = MessageDecoder()
         header = []
         payloadLeft = 0
@@ -137,15 +135,15 @@ public final class VhostUserEndpoint: @unchecked Sendable {
 
     /// A second front-end on a busy server socket is turned away, not queued forever.
     public func rejectExtraConnections() {
-        guard connection >= 0, listener >= 0 else { return }
-        while let extra = try? UnixSocket.accept(listener) {
+        guard !connection.isEmpty, !listener.isEmpty else { return }
+        while let extra = try? UnixSocket.accept(listener.rawValue) {
             logger.warning("vhost-user \(device.name): refused a second front-end on \(path): one is already attached")
             _ = extra
         }
     }
 
     private func readMessages() {
-        let fd = connection
+        let fd = connection.rawValue
         guard fd >= 0 else { return }
         while true {
             let want = header.count < VhostUserHeader.size ? VhostUserHeader.size - header.count : payloadLeft
@@ -199,9 +197,8 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     /// Drops the connection and resets the device; a server waits for the next
     /// front-end, a client starts reconnecting.
     public func disconnect(_ why: String) {
-        guard connection >= 0 else { return }
-        close(connection)
-        connection = -1
+        guard !connection.isEmpty else { return }
+        connection.close()
         logger.info("vhost-user \(device.name): front-end gone (\(why))")
         device.reset(reason: "front-end disconnected")
         nextAttempt = 0

@@ -86,8 +86,7 @@ public final class GuestMemory: @unchecked Sendable {
 
     public static let maxRegions = 32
 
-    /// One region's file and mapping. The file is Ferry's own duplicate of the
-    /// front-end's descriptor, kept to see whether the file shrinks.
+    /// One region's file and mapping. The file is kept open to see whether it shrinks.
     final class MappedFile: @unchecked Sendable {
         let mapping: MemoryMapping
         let file: FileDescriptor
@@ -106,16 +105,27 @@ public final class GuestMemory: @unchecked Sendable {
     @usableFromInline let table: UnsafeMutablePointer<Region>
     @usableFromInline let count: Int
 
-    /// Maps each region from its descriptor. `fds` are borrowed: the memory
-    /// keeps its own duplicate of each, so the caller may close them.
-    public convenience init(regions: [GuestMemoryRegionInfo], fds: [Int32]) throws(GuestMemoryError) {
-        precondition(regions.count == fds.count, "one descriptor per region")
+    /// Maps each region from its file, descriptor `i` for region `i` (SET_MEM_TABLE's
+    /// order); the memory owns them from now on. Descriptors it does not take
+    /// (the table was refused) stay in `files`.
+    public convenience init(regions: [GuestMemoryRegionInfo], files: ReceivedDescriptors) throws(GuestMemoryError) {
+        precondition(regions.count == files.count, "one descriptor per region")
         try Self.validate(regions)
         var maps: [MappedFile] = []
         for (i, r) in regions.enumerated() {
-            maps.append(try Self.map(r, fd: fds[i], region: i))
+            guard let file = files.take(i) else { preconditionFailure("region \(i)'s descriptor was taken before") }
+            maps.append(try Self.map(r, file: file, region: i))
         }
         self.init(validated: regions, mappings: maps)
+    }
+
+    /// Maps each region from a descriptor the caller keeps (tests, benchmarks,
+    /// fuzzing): the memory maps its own duplicate of each.
+    public convenience init(regions: [GuestMemoryRegionInfo], fds: [Int32]) throws(GuestMemoryError) {
+        precondition(regions.count == fds.count, "one descriptor per region")
+        let files = ReceivedDescriptors()
+        for (i, fd) in fds.enumerated() { files.append(try Self.duplicate(fd, region: i)) }
+        try self.init(regions: regions, files: files)
     }
 
     private init(validated: [GuestMemoryRegionInfo], mappings: [MappedFile]) {
@@ -133,12 +143,22 @@ public final class GuestMemory: @unchecked Sendable {
 
     deinit { table.deallocate() }
 
-    /// A table with one more region (ADD_MEM_REG); existing mappings are shared, not remapped.
-    public func adding(_ region: GuestMemoryRegionInfo, fd: Int32) throws(GuestMemoryError) -> GuestMemory {
+    /// A table with one more region (ADD_MEM_REG), mapped from `file`, which the
+    /// new table owns; existing mappings are shared, not remapped.
+    public func adding(_ region: GuestMemoryRegionInfo, file: consuming FileDescriptor) throws(GuestMemoryError) -> GuestMemory {
         let all = regions + [region]
         try Self.validate(all)
-        let map = try Self.map(region, fd: fd, region: regions.count)
+        let map = try Self.map(region, file: file, region: regions.count)
         return GuestMemory(validated: all, mappings: mappings + [map])
+    }
+
+    /// As `adding(_:file:)`, from a descriptor the caller keeps (tests, fuzzing).
+    public func adding(_ region: GuestMemoryRegionInfo, fd: Int32) throws(GuestMemoryError) -> GuestMemory {
+        try adding(region, file: try Self.duplicate(fd, region: regions.count))
+    }
+
+    private static func duplicate(_ fd: Int32, region: Int) throws(GuestMemoryError) -> FileDescriptor {
+        do { return try FileDescriptor.duplicating(fd) } catch { throw .mapFailed(region: region, error) }
     }
 
     /// A table without the region that starts at `guestPhysicalAddress` (REM_MEM_REG); nil when it was the last.
@@ -179,14 +199,15 @@ public final class GuestMemory: @unchecked Sendable {
     /// hugetlbfs and tmpfs files are) at least as long as the region needs.
     /// Anything else a front-end might send — a pipe, a socket, a device — is
     /// refused before it is mapped.
-    private static func map(_ r: GuestMemoryRegionInfo, fd: Int32, region: Int) throws(GuestMemoryError) -> MappedFile {
+    private static func map(_ r: GuestMemoryRegionInfo, file: consuming FileDescriptor, region: Int)
+        throws(GuestMemoryError) -> MappedFile
+    {
+        let fd = file.rawValue
         let kind: DescriptorKind
         var st = stat()
-        let file: FileDescriptor
         do {
             kind = try DescriptorKind.of(fd)
             _ = try syscall("fstat") { fstat(fd, &st) }
-            file = FileDescriptor(owning: try syscall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, 0) })
         } catch {
             throw .mapFailed(region: region, error)
         }

@@ -272,11 +272,10 @@ public final class SteeringProgram: @unchecked Sendable {
 private extension String {
     /// A small /proc file, read whole (its size is not known in advance).
     init?(contentsOfProcFile path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let raw = try? syscall("open(\(path))", { open(path, O_RDONLY | O_CLOEXEC) }) else { return nil }
+        let file = FileDescriptor(owning: raw)
         var bytes = [UInt8](repeating: 0, count: 1024)
-        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        let n = bytes.withUnsafeMutableBytes { read(file.rawValue, $0.baseAddress, $0.count) }
         guard n > 0 else { return nil }
         self = String(decoding: bytes[..<n], as: UTF8.self)
     }

@@ -58,6 +58,10 @@ final class ConfigReloader {
             logger.notice("\(path): port \(spec.name ?? "?") is new: \(spec.text)")
         }
         if !change.removedPorts.isEmpty || !change.addedPorts.isEmpty { applyPortChanges(change) }
+        // After the ports: a port added again comes back without entries, and gets its own here.
+        StaticEntries.remove(change.removedStaticEntries, from: sw, logger: logger)
+        StaticEntries.install(change.addedStaticEntries, in: sw, logger: logger)
+        running.staticEntries = wanted.staticEntries
     }
 
     /// Removes, then adds, through the switch's live port calls; `running` follows what

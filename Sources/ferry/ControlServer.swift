@@ -20,7 +20,8 @@ final class ControlServer: ControlLoopClient {
     let sw: Switch
     let logger: Logger
     let captures: CaptureService
-    private var listener: Int32
+    private let listener = DescriptorSlot()
+    /// By the connection's descriptor number.
     private var clients: [Int32: Client] = [:]
     /// Monotonic seconds when the server started: what `stats` counts from until a `stats-clear`.
     let startTime = MonotonicClock.now()
@@ -30,6 +31,8 @@ final class ControlServer: ControlLoopClient {
 
     /// One connection's bytes in flight.
     private struct Client {
+        /// The connection (closed by `drop`, or handed to a capture).
+        let socket: DescriptorSlot
         /// Request bytes received, not yet a whole line.
         var input: [UInt8] = []
         /// Reply bytes the socket has not taken yet.
@@ -58,20 +61,22 @@ final class ControlServer: ControlLoopClient {
         // Room for a burst of connections the control thread has not accepted yet.
         let fd = try UnixSocket.listen(path: path, permissions: permissions, backlog: Int32(Self.maxClients * 2))
         try fd.setNonBlocking()
-        listener = fd.release()
+        listener.replace(with: fd)
     }
 
     func close() {
-        for fd in clients.keys { Glibc.close(fd) }
+        for client in clients.values { client.socket.close() }
         clients = [:]
-        if listener >= 0 { Glibc.close(listener); unlink(path) }
-        listener = -1
+        if !listener.isEmpty {
+            listener.close()
+            unlink(path)
+        }
     }
 
     /// Readable: the listener and clients whose replies have room. A client left
     /// out holds unread requests; watching it for input would wake the loop in a spin.
     var pollDescriptors: [Int32] {
-        [listener] + clients.filter { !$0.value.finished && $0.value.output.count < Self.maxPendingOutput }.map(\.key)
+        [listener.rawValue] + clients.filter { !$0.value.finished && $0.value.output.count < Self.maxPendingOutput }.map(\.key)
     }
 
     var pollOutputDescriptors: [Int32] { clients.filter { !$0.value.output.isEmpty }.map(\.key) }
@@ -90,24 +95,19 @@ final class ControlServer: ControlLoopClient {
     }
 
     private func acceptPending() {
-        while let connection = try? UnixSocket.accept(listener) {
-            let fd = connection.release()
+        // A connection turned away below is closed as it goes out of scope.
+        while !listener.isEmpty, let connection = try? UnixSocket.accept(listener.rawValue) {
+            let fd = connection.rawValue
             if clients.count >= Self.maxClients { dropHungUp() }
             guard clients.count < Self.maxClients else {
                 // Best effort, on a fresh socket whose buffer is empty: the refusal fits.
                 let line = ControlCodec.encodeError(.tooManyConnections(limit: Self.maxClients), id: nil)
                 _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-                Glibc.close(fd)
                 logger.warning("control: refused a connection: \(Self.maxClients) already open")
                 continue
             }
-            do throws(SystemError) {
-                _ = try syscall("fcntl(F_SETFL, O_NONBLOCK)") { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-            } catch {
-                Glibc.close(fd)
-                continue
-            }
-            clients[fd] = Client()
+            do throws(SystemError) { try connection.setNonBlocking() } catch { continue }
+            clients[fd] = Client(socket: DescriptorSlot(connection))
         }
     }
 
@@ -163,7 +163,7 @@ final class ControlServer: ControlLoopClient {
                         if !client.output.isEmpty || !client.input.isEmpty {
                             // The connection becomes a pcap stream: nothing else may be on it.
                             client.output += ControlCodec.encodeError(.captureNotAlone, id: incoming.id)
-                        } else if let refusal = startCapture(fd, parameters) {
+                        } else if let refusal = startCapture(client.socket, parameters) {
                             client.output += ControlCodec.encodeError(refusal, id: incoming.id)
                         } else {
                             // The capture service owns the descriptor now (ControlServer+Capture.swift).
@@ -196,12 +196,11 @@ final class ControlServer: ControlLoopClient {
     /// a live client is refused for.
     private func dropHungUp() {
         var fds = clients.keys.map { pollfd(fd: $0, events: 0, revents: 0) }
-        guard poll(&fds, nfds_t(fds.count), 0) > 0 else { return }
+        guard let ready = try? syscall("poll", { poll(&fds, nfds_t(fds.count), 0) }), ready > 0 else { return }
         for p in fds where p.revents & Int16(POLLHUP | POLLERR) != 0 { drop(p.fd) }
     }
 
     private func drop(_ fd: Int32) {
-        Glibc.close(fd)
-        clients[fd] = nil
+        clients.removeValue(forKey: fd)?.socket.close()
     }
 }

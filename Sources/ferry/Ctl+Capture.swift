@@ -2,6 +2,7 @@ import ArgumentParser
 import ControlProtocol
 import Foundation
 import Glibc
+import Platform
 
 extension Ctl {
     struct Capture: ParsableCommand {
@@ -52,14 +53,16 @@ extension Ctl {
                                                count: count, snapLength: snaplen)
             let id = try control.send(.capture(parameters))
             let socket = control.socket.rawValue
-            let output: Int32
+            let opened: FileDescriptor?
             if file == "-" {
-                output = STDOUT_FILENO
+                opened = nil
             } else {
-                output = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-                guard output >= 0 else { throw CtlError("cannot write \(file): \(String(cString: strerror(errno)))") }
+                let raw = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+                guard raw >= 0 else { throw CtlError("cannot write \(file): \(String(cString: strerror(errno)))") }
+                opened = FileDescriptor(owning: raw)
             }
-            defer { if output != STDOUT_FILENO { close(output) } }
+            // The file, if one was named, closes with `opened` when the capture is over.
+            let output = file == "-" ? STDOUT_FILENO : opened.rawValueOrNegative
             var stream = PcapStreamCounter()
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
             var first = true

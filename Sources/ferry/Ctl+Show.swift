@@ -15,7 +15,8 @@ extension Ctl.Show {
         static let configuration = CommandConfiguration(
             abstract: "Show every port: kind, state, VLAN mode, queues, spec.",
             discussion: """
-                The vlan column is "access N" (one VLAN, untagged) or "trunk N,M" (802.1Q tagged).
+                The vlan column is "access N" (one VLAN, untagged) or "trunk N,M" (802.1Q tagged),
+                "trunk N,M native N" when the trunk carries one of them untagged.
                 Example: ferry ctl show ports --json
                 """)
 

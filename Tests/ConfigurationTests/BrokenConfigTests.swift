@@ -29,18 +29,18 @@ final class BrokenConfigTests: XCTestCase {
 
     func testEmptyFile() {
         assertRefused("# nothing but a comment\n",
-                      "f.yaml:1:1: the file is empty (expected a mapping with keys switch, control, metrics, ports)")
+                      "f.yaml:1:1: the file is empty (expected a mapping with keys switch, control, metrics, ports, fdb)")
     }
 
     func testTopLevelList() {
-        assertRefused("- sink\n", "f.yaml:1:1: the file must be a mapping with keys switch, control, metrics, ports, not a list")
+        assertRefused("- sink\n", "f.yaml:1:1: the file must be a mapping with keys switch, control, metrics, ports, fdb, not a list")
     }
 
     func testUnknownTopLevelKey() {
         assertRefused("""
             switchh: {}
             ports: [{name: a, type: sink}]
-            """, "f.yaml:1:1: unknown key 'switchh' (expected one of: switch, control, metrics, ports)")
+            """, "f.yaml:1:1: unknown key 'switchh' (expected one of: switch, control, metrics, ports, fdb)")
     }
 
     func testNoPortsKey() {
@@ -62,7 +62,7 @@ final class BrokenConfigTests: XCTestCase {
                 type: vhost
                 path: /run/vm0.sock
                 qeues: 2
-            """, "f.yaml:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, mode, offloads, vlan, trunk, group_fwd_mask)")
+            """, "f.yaml:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, mode, offloads, vlan, trunk, native, group_fwd_mask)")
     }
 
     func testMissingName() {
@@ -138,6 +138,40 @@ final class BrokenConfigTests: XCTestCase {
                 type: sink
                 trunk: [10, 0-5]
             """, "f.yaml:4:12: port 'a': VLAN id '0' must be 1...4094")
+    }
+
+    func testStaticEntryShapes() {
+        assertRefused("""
+            ports: [{name: a, type: sink}]
+            fdb:
+              - {mac: 52:54:00:12:34:zz, port: a}
+              - {mac: 01:00:5e:00:00:01, port: a}
+              - {mac: 00:00:00:00:00:00, port: a}
+              - {mac: 52:54:00:12:34:56, port: a, vlan: 4095}
+              - {mac: 52:54:00:12:34:56}
+              - {mac: 52:54:00:12:34:56, port: a, age: 3}
+            """, [
+                "f.yaml:3:11: fdb[0]: mac '52:54:00:12:34:zz' is not a MAC address (six hex pairs, aa:bb:cc:dd:ee:ff)",
+                "f.yaml:4:11: fdb[1]: 01:00:5e:00:00:01 is a group address; a static entry names one station",
+                "f.yaml:5:11: fdb[2]: 00:00:00:00:00:00 is the null address",
+                "f.yaml:6:45: fdb[3]: vlan must be a VLAN id 1...4094, not '4095'",
+                "f.yaml:7:5: fdb[4]: missing key 'port'",
+                "f.yaml:8:39: fdb[5]: unknown key 'age' (expected one of: mac, port, vlan)",
+            ].joined(separator: "\n"))
+        assertRefused("""
+            ports: [{name: a, type: sink}]
+            fdb: {mac: 52:54:00:12:34:56, port: a}
+            """, "f.yaml:2:6: fdb must be a list of static entries ({mac, port, vlan}), not a mapping")
+    }
+
+    func testNativeVLANTheTrunkDoesNotCarry() {
+        assertRefused("""
+            ports:
+              - name: a
+                type: sink
+                trunk: [10, 20]
+                native: 30
+            """, "f.yaml:5:13: port 'a': native VLAN 30 must be one of the trunk's VLANs (10,20)")
     }
 
     func testGroupForwardMaskWithThePauseBit() {

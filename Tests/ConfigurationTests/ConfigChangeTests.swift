@@ -1,4 +1,5 @@
 import Configuration
+import Packets
 import Ports
 import XCTest
 
@@ -60,5 +61,24 @@ final class ConfigChangeTests: XCTestCase {
         XCTAssertEqual(change.removedPorts, ["a"])
         XCTAssertEqual(change.addedPorts.map(\.name), ["b"])
         XCTAssertEqual(change.changedPorts, [])
+    }
+
+    func testStaticEntriesFollowTheFileAndTheirPorts() throws {
+        func entry(_ mac: String, _ port: String) -> StaticFDBEntry { StaticFDBEntry(mac: MACAddress(mac)!, port: port) }
+        var a = try config(["sink:name=s", "sink:name=t", "sink:name=u"])
+        a.staticEntries = [entry("52:54:00:00:00:01", "s"), entry("52:54:00:00:00:02", "t"),
+                           entry("52:54:00:00:00:03", "u"), entry("52:54:00:00:00:04", "s")]
+        XCTAssertTrue(ConfigChange(from: a, to: a).isEmpty)
+        // t is replaced (a VLAN), so its entry comes back with it; 03 moves to s; 04 goes; 05 is new.
+        var b = try config(["sink:name=s", "sink:name=t,vlan=1,group_fwd_mask=0x4000", "sink:name=u"])
+        b.staticEntries = [entry("52:54:00:00:00:01", "s"), entry("52:54:00:00:00:02", "t"),
+                           entry("52:54:00:00:00:03", "s"), entry("52:54:00:00:00:05", "u")]
+        let change = ConfigChange(from: a, to: b)
+        XCTAssertEqual(change.changedPorts, ["t"])
+        XCTAssertEqual(change.removedStaticEntries.map(\.description), ["52:54:00:00:00:04 vlan 1 on port s"])
+        XCTAssertEqual(change.addedStaticEntries.map(\.description), [
+            "52:54:00:00:00:02 vlan 1 on port t", "52:54:00:00:00:03 vlan 1 on port s", "52:54:00:00:00:05 vlan 1 on port u",
+        ])
+        XCTAssertFalse(change.isEmpty)
     }
 }

@@ -36,6 +36,36 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(uplink.vlan, .trunk([10, 20, 21]))
     }
 
+    func testStaticEntries() throws {
+        let config = try FerryConfig(yaml: """
+            ports:
+              - {name: vm0, type: vhost, path: /a.sock, vlan: 10}
+              - {name: up, type: packet, interface: eth0, trunk: [10, 20]}
+            fdb:
+              - {mac: 52:54:00:12:34:56, port: vm0}
+              - mac: "52-54-00-12-34-57"
+                port: up
+                vlan: 20
+            """, file: "f.yaml")
+        XCTAssertEqual(config.staticEntries.map(\.mac), [MACAddress("52:54:00:12:34:56"), MACAddress("52:54:00:12:34:57")])
+        XCTAssertEqual(config.staticEntries.map(\.port), ["vm0", "up"])
+        XCTAssertEqual(config.staticEntries.map(\.vlan), [nil, 20])
+        XCTAssertEqual(config.staticEntries.map(\.line), [5, 6])
+        XCTAssertEqual(config.resolvedStaticEntries.map(\.description),
+                       ["52:54:00:12:34:56 vlan 10 on port vm0", "52:54:00:12:34:57 vlan 20 on port up"])
+        XCTAssertEqual(config.refusals(file: "f.yaml"), [])
+        XCTAssertEqual(config.summary, "2 ports (vm0 vhost, up packet), 2 static addresses")
+    }
+
+    func testATrunksNativeVLAN() throws {
+        let config = try FerryConfig(yaml: """
+            ports:
+              - {name: up, type: packet, interface: eth0, trunk: [10, 20], native: 10}
+            """, file: "f.yaml")
+        XCTAssertEqual(config.ports[0].vlan, .trunk([10, 20], native: 10))
+        XCTAssertEqual(config.ports[0].text, "packet:eth0,trunk=10,20,native=10,name=up")
+    }
+
     func testGroupForwardMaskIsTheTextAsWritten() throws {
         // Unquoted, a YAML 1.1 reader would take 0x4000 for 16384; both mean the same mask.
         let config = try FerryConfig(yaml: """

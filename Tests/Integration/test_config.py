@@ -71,10 +71,10 @@ BROKEN = [
     ("ports:\n  - name: a\n    type: sink\n   bad: [\n",
      "{f}:4:4: invalid YAML: did not find expected '-' indicator (while parsing a block collection at line 2, column 3)"),
     ("switchh: {}\nports: [{name: a, type: sink}]\n",
-     "{f}:1:1: unknown key 'switchh' (expected one of: switch, control, metrics, ports)"),
+     "{f}:1:1: unknown key 'switchh' (expected one of: switch, control, metrics, ports, fdb)"),
     ("ports:\n  - name: vm0\n    type: vhost\n    path: /tmp/x.sock\n    qeues: 2\n",
      "{f}:5:5: port 'vm0': unknown key 'qeues' (expected one of: name, type, path, client, queues, owner, group, "
-     "mode, offloads, vlan, trunk, group_fwd_mask)"),
+     "mode, offloads, vlan, trunk, native, group_fwd_mask)"),
     ("ports:\n  - {name: a, type: sink}\n  - {name: a, type: sink, vlan: 4095}\n",
      "{f}:3:33: port 'a': VLAN id '4095' must be 1...4094"),
     ("switch: {workers: 0}\nports: []\n",
@@ -251,3 +251,56 @@ def test_sighup_brings_back_a_file_port_removed_with_ctl(lab, tmp_path):
     h.wait_until(lambda: "applied;" in ferry.log_text(), 10, "the reload applied")
     # s is the file's and comes back; extra was never the file's and stays.
     assert sorted(p["name"] for p in show_ports(ferry)) == ["extra", "g", "s"]
+
+
+# --------------------------------------------------------------------------- static entries (fdb:)
+
+
+def show_fdb(ferry: h.Ferry) -> set[tuple]:
+    res = subprocess.run([ferry.binary, "ctl", "show", "fdb", "--json", "--control", ferry.control],
+                         capture_output=True, text=True, timeout=10)
+    assert res.returncode == 0, res.stderr
+    return {(e["mac"], e["vlan"], e["port"]) for e in json.loads(res.stdout)["fdb"] if e["static"]}
+
+
+STATIC = """\
+    ports:
+      - {name: s, type: sink, vlan: 10}
+      - {name: t, type: sink, trunk: [10, 20]}
+    fdb:
+      - {mac: "52:54:00:18:00:01", port: s}
+      - {mac: "52:54:00:18:00:02", port: t, vlan: 20}
+      - {mac: "52:54:00:18:00:03", port: t, vlan: 10}
+    """
+
+
+def test_check_refuses_static_entries_run_could_not_install(tmp_path):
+    f = write(tmp_path / "ferry.yaml", STATIC.rstrip(" ") + """\
+      - {mac: "52:54:00:18:00:04", port: nope}
+      - {mac: "52:54:00:18:00:05", port: s, vlan: 20}
+      - {mac: "52:54:00:18:00:06", port: t}
+    """)
+    res = check(f)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [
+        f"{f}:8:5: fdb: 52:54:00:18:00:04: no port is named 'nope'",
+        f"{f}:9:5: fdb: 52:54:00:18:00:05: port 's' does not carry VLAN 20 (access 10)",
+        f"{f}:10:5: fdb: 52:54:00:18:00:06: port 't' is a trunk (trunk 10,20) with no native VLAN: give a vlan",
+    ]
+    assert check(write(tmp_path / "good.yaml", STATIC)).stdout == "ok: 2 ports (s sink, t sink), 3 static addresses\n"
+
+
+def test_static_entries_are_installed_and_follow_sighup(lab, tmp_path):
+    f = write(tmp_path / "ferry.yaml", STATIC)
+    ferry = lab.ferry([], extra_args=["--config", f])
+    assert show_fdb(ferry) == {("52:54:00:18:00:01", 10, "s"), ("52:54:00:18:00:02", 20, "t"),
+                               ("52:54:00:18:00:03", 10, "t")}
+    # 01 goes, 03 moves to s, 04 is new; t changes (a VLAN), so its entry 02 comes back with it.
+    write(f, STATIC.replace("trunk: [10, 20]}", "trunk: [10, 20, 30]}")
+          .replace('      - {mac: "52:54:00:18:00:01", port: s}\n', "")
+          .replace('"52:54:00:18:00:03", port: t, vlan: 10}', '"52:54:00:18:00:03", port: s}\n'
+                   '      - {mac: "52:54:00:18:00:04", port: t, vlan: 30}'))
+    ferry._signal_group(signal.SIGHUP)
+    h.wait_until(lambda: "fdb: static 52:54:00:18:00:04" in ferry.log_text(), 10, "the reload's new entry")
+    assert show_fdb(ferry) == {("52:54:00:18:00:02", 20, "t"), ("52:54:00:18:00:03", 10, "s"),
+                               ("52:54:00:18:00:04", 30, "t")}, ferry.log_tail()

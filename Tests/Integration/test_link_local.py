@@ -7,7 +7,7 @@ Run as root from the repository root, after `swift build --product ferry -c rele
     python3 -m pytest -v Tests/Integration/test_link_local.py
 
 Topology: Ferry with `tap:A,name=in[,group_fwd_mask=M]` and `tap:B,name=out`, each TAP moved
-into a namespace of its own (IPv6 off: nothing else talks). link_local_frames.py sends the
+into a namespace of its own (IPv6 off: nothing else talks). raw_frames.py sends the
 frames on A from inside its namespace and listens on B inside the other. A broadcast ARP
 request goes last, so once it is out, everything before it that crossed has crossed. ~3 s
 per case.
@@ -24,7 +24,7 @@ import pytest
 
 import harness as h
 
-FRAMES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "link_local_frames.py")
+FRAMES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "raw_frames.py")
 SOURCE = "02:00:00:18:17:01"
 KINDS = ["bpdu", "pause", "lacp", "eapol", "lldp"]
 ADDRESS = {"bpdu": "01:80:c2:00:00:00", "pause": "01:80:c2:00:00:01", "lacp": "01:80:c2:00:00:02",

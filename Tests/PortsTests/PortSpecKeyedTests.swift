@@ -18,6 +18,7 @@ final class PortSpecKeyedTests: XCTestCase {
             ("sink", ["name": "s"], "sink:name=s"),
             ("tap", ["interface": "t0", "group_fwd_mask": "0x4008", "trunk": "10,20"],
              "tap:t0,trunk=10,20,group_fwd_mask=0x4008"),
+            ("packet", ["interface": "eth0", "trunk": "10,20-21", "native": "21"], "packet:eth0,trunk=10,20-21,native=21"),
             // A comma inside a value is doubled; a first value holding '=' is written with its key.
             ("vhost", ["path": "/run/a,b.sock", "name": "x"], "vhost:/run/a,,b.sock,name=x"),
             ("vhost", ["path": "/run/a=b.sock", "client": "true"], "vhost:path=/run/a=b.sock,client"),
@@ -67,6 +68,10 @@ final class PortSpecKeyedTests: XCTestCase {
             ("tap", ["interface": "a/b"], "interface", "interface name 'a/b' must be 1-15 letters, digits, '-', '_' or '.' (and not '.' or '..')"),
             ("sink", ["trunk": "5", "vlan": "5"], "trunk", "a port is either access (vlan=) or trunk (trunk=), not both"),
             ("sink", ["bogus": "1"], "bogus", "unknown option 'bogus'"),
+            ("sink", ["trunk": "10,20", "native": "30"], "native", "native VLAN 30 must be one of the trunk's VLANs (10,20)"),
+            ("sink", ["vlan": "10", "native": "10"], "native",
+             "native= names a trunk's untagged VLAN and needs trunk= (an access port's vlan= is untagged already)"),
+            ("sink", ["trunk": "10", "native": "0"], "native", "VLAN id '0' must be 1...4094"),
             ("sink", ["group_fwd_mask": "0x4002"], "group_fwd_mask",
              "group_fwd_mask must leave bit 1 (0x0002) clear: MAC control frames (PAUSE, 01:80:C2:00:00:01) are never forwarded"),
             ("sink", ["group_fwd_mask": "0x10000"], "group_fwd_mask",
@@ -90,5 +95,14 @@ final class PortSpecKeyedTests: XCTestCase {
         XCTAssertFalse(lldp.describesSamePort(as: try PortSpec(parsing: "tap:t0")), "a reload replaces the port")
         XCTAssertEqual(PortSpec.text(type: "sink", options: ["group_fwd_mask": "0x4000", "name": "s"]),
                        "sink:group_fwd_mask=0x4000,name=s")
+    }
+
+    func testNativeIsATrunksUntaggedVLANAndPartOfThePort() throws {
+        let spec = try PortSpec(parsing: "vhost:/a.sock,trunk=10,20,native=10,name=vm")
+        XCTAssertEqual(spec.vlan, .trunk([10, 20], native: 10))
+        XCTAssertEqual(spec.vlan.untaggedVLAN, 10)
+        XCTAssertEqual(spec.vlan.description, "trunk 10,20 native 10")
+        XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock,trunk=10,20").vlan.untaggedVLAN, nil)
+        XCTAssertFalse(spec.describesSamePort(as: try PortSpec(parsing: "vhost:/a.sock,trunk=10,20,name=vm")))
     }
 }

@@ -42,8 +42,8 @@ final class CaptureServiceTests: XCTestCase {
         let service = CaptureService(switch: sw, logger: Logger(label: "test"))
         let (mine, theirs) = try UnixSocket.pair()
         defer { close(theirs) }
-        try service.start(fd: mine, request: CaptureRequest(portName: "t", receive: true, transmit: true, count: 5,
-                                                            snapLength: 30))
+        try service.start(connection: DescriptorSlot(FileDescriptor(owning: mine)),
+                          request: CaptureRequest(portName: "t", receive: true, transmit: true, count: 5, snapLength: 30))
         XCTAssertEqual(sw.bridge.capture.transmitting.load(ordering: .relaxed), 1 << 2)
         XCTAssertEqual(sw.bridge.capture.receiving.load(ordering: .relaxed), 1 << 2)
         let batch = PacketBatch(capacity: 256)
@@ -70,8 +70,9 @@ final class CaptureServiceTests: XCTestCase {
         let sw = try makeSwitch()
         let service = CaptureService(switch: sw, logger: Logger(label: "test"))
         let (mine, theirs) = try UnixSocket.pair()
-        try service.start(fd: mine, request: CaptureRequest(portName: "g", receive: true, transmit: false, count: nil,
-                                                            snapLength: 65535))
+        try service.start(connection: DescriptorSlot(FileDescriptor(owning: mine)),
+                          request: CaptureRequest(portName: "g", receive: true, transmit: false, count: nil,
+                                                  snapLength: 65535))
         XCTAssertEqual(service.captureCount, 1)
         close(theirs)
         service.service(now: 0)
@@ -82,9 +83,9 @@ final class CaptureServiceTests: XCTestCase {
     func testRefusals() throws {
         let sw = try makeSwitch()
         let service = CaptureService(switch: sw, logger: Logger(label: "test"))
-        XCTAssertThrowsError(try service.start(fd: -1, request: CaptureRequest(portName: "nope", receive: true,
-                                                                               transmit: true, count: nil,
-                                                                               snapLength: 100))) {
+        XCTAssertThrowsError(try service.start(connection: DescriptorSlot(),
+                                               request: CaptureRequest(portName: "nope", receive: true, transmit: true,
+                                                                       count: nil, snapLength: 100))) {
             XCTAssertEqual(($0 as? CaptureRefusal)?.message, "no port is named 'nope'")
         }
         var pairs: [(Int32, Int32)] = []
@@ -92,12 +93,13 @@ final class CaptureServiceTests: XCTestCase {
         for _ in 0..<CaptureService.maxCaptures {
             let pair = try UnixSocket.pair()
             pairs.append(pair)
-            try service.start(fd: pair.0, request: CaptureRequest(portName: "s", receive: true, transmit: true,
-                                                                  count: nil, snapLength: 100))
+            try service.start(connection: DescriptorSlot(FileDescriptor(owning: pair.0)),
+                              request: CaptureRequest(portName: "s", receive: true, transmit: true, count: nil,
+                                                      snapLength: 100))
         }
-        XCTAssertThrowsError(try service.start(fd: -1, request: CaptureRequest(portName: "s", receive: true,
-                                                                               transmit: true, count: nil,
-                                                                               snapLength: 100))) {
+        XCTAssertThrowsError(try service.start(connection: DescriptorSlot(),
+                                               request: CaptureRequest(portName: "s", receive: true, transmit: true,
+                                                                       count: nil, snapLength: 100))) {
             XCTAssertEqual(($0 as? CaptureRefusal)?.message, "16 captures are running: end one first")
         }
     }

@@ -16,21 +16,26 @@ public final class KernelSegmentation {
 
     public init(checksumOffload: Bool) throws {
         try NetworkSandbox.requireTapSupport()
-        namespace = try NetworkSandbox.Namespace("ferry-seg-\(getpid())-\(checksumOffload ? 1 : 0)")
-        // No IPv6 on the new links: no router solicitations or MLD reports among the segments.
-        try namespace.enter {
-            try "1".write(toFile: "/proc/sys/net/ipv6/conf/default/disable_ipv6", atomically: false, encoding: .utf8)
+        let namespace = try NetworkSandbox.Namespace("ferry-seg-\(getpid())-\(checksumOffload ? 1 : 0)")
+        // deinit does not run for an init that throws: the namespace goes here or it outlives the test.
+        do {
+            // No IPv6 on the new links: no router solicitations or MLD reports among the segments.
+            try namespace.enter {
+                try "1".write(toFile: "/proc/sys/net/ipv6/conf/default/disable_ipv6", atomically: false, encoding: .utf8)
+            }
+            try namespace.ip("link", "add", "br0", "type", "bridge", "stp_state", "0")
+            (input, output) = try namespace.enter { () throws -> (TapDevice, TapDevice) in
+                (try TapDevice(name: "segin", offloads: []),
+                 try TapDevice(name: "segout", offloads: checksumOffload ? [.checksum] : []))
+            }
+            try namespace.ip("link", "set", "segin", "master", "br0")
+            try namespace.ip("link", "set", "segout", "master", "br0")
+            try namespace.ip("link", "set", "br0", "up")
+        } catch {
+            namespace.delete()
+            throw error
         }
-        try namespace.ip("link", "add", "br0", "type", "bridge", "stp_state", "0")
-        let (input, output) = try namespace.enter { () throws -> (TapDevice, TapDevice) in
-            (try TapDevice(name: "segin", offloads: []),
-             try TapDevice(name: "segout", offloads: checksumOffload ? [.checksum] : []))
-        }
-        self.input = input
-        self.output = output
-        try namespace.ip("link", "set", "segin", "master", "br0")
-        try namespace.ip("link", "set", "segout", "master", "br0")
-        try namespace.ip("link", "set", "br0", "up")
+        self.namespace = namespace
     }
 
     deinit {

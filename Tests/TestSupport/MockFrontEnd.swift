@@ -34,7 +34,7 @@ public final class MockFrontEnd {
                      needReply: Bool = false) -> VhostDevice.Outcome {
         let flags = VhostUserHeader.version | (needReply ? VhostUserHeader.needReplyFlag : 0)
         let message = VhostUserMessage(request: request, flags: flags, payload: payload,
-                                       descriptors: ReceivedDescriptors(fds.map { dup($0) }))
+                                       descriptors: ReceivedDescriptors(owning: fds.map { dup($0) }))
         return device.handle(message)
     }
 

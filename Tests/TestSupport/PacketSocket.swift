@@ -10,6 +10,7 @@ public final class PacketSocket {
     static let allProtocols = UInt16(0x0003).bigEndian
 
     public let fd: Int32
+    private let ownedDescriptor: FileDescriptor
     /// Whether every frame sent and received starts with a 10-byte virtio_net_hdr (PACKET_VNET_HDR).
     public let vnetHeader: Bool
 
@@ -41,11 +42,10 @@ public final class PacketSocket {
                 }
             }
         }
-        fd = owned.release()
+        fd = raw
+        ownedDescriptor = owned
         self.vnetHeader = vnetHeader
     }
-
-    deinit { _ = Glibc.close(fd) }
 
     /// Sends one frame (with its virtio_net_hdr first if `vnetHeader`).
     public func send(_ frame: [UInt8]) throws(SystemError) {

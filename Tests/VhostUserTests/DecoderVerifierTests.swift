@@ -80,7 +80,7 @@ func decodeStream(_ messages: [WireMessage], cuts: [Int], role: MessageDecoder.R
     for (i, start) in boundaries.enumerated() {
         let end = i + 1 < boundaries.count ? boundaries[i + 1] : stream.count
         let carrier = carriers.first { $0.start >= start && $0.start < end }?.message
-        let fds = ReceivedDescriptors(try makeEventFDs(carrier?.fdCount ?? 0))
+        let fds = ReceivedDescriptors(owning: try makeEventFDs(carrier?.fdCount ?? 0))
         stream[start..<end].withUnsafeBytes {
             decoder.feed($0, descriptors: fds, descriptorsTruncated: carrier?.truncated ?? false)
         }
@@ -271,7 +271,7 @@ final class DecoderDescriptorTests: XCTestCase {
     func assertRejectedAndClosed(_ bytes: [UInt8], fdCount: Int, file: StaticString = #filePath, line: UInt = #line) throws {
         let fds = try makeEventFDs(fdCount)
         var decoder = MessageDecoder()
-        decoder.feed(bytes, descriptors: ReceivedDescriptors(fds))
+        decoder.feed(bytes, descriptors: ReceivedDescriptors(owning: fds))
         guard case .failure(let error)? = decoder.next() else {
             return XCTFail("expected a rejection", file: file, line: line)
         }
@@ -311,7 +311,7 @@ final class DecoderDescriptorTests: XCTestCase {
         decoder.feed(MessageEncoder.request(.setMemTable, payload: .memoryTable([
             MemoryRegionInfo(guestPhysAddr: 0, size: 4096, userAddr: 0x7000_0000, mmapOffset: 0),
             MemoryRegionInfo(guestPhysAddr: 0x10_0000, size: 4096, userAddr: 0x7100_0000, mmapOffset: 0),
-        ])), descriptors: ReceivedDescriptors(fds), descriptorsTruncated: true)
+        ])), descriptors: ReceivedDescriptors(owning: fds), descriptorsTruncated: true)
         guard case .failure(let error)? = decoder.next() else { return XCTFail("expected a rejection") }
         XCTAssertEqual(error.reason, .descriptorsTruncated)
         XCTAssertFalse(error.isFatal)
@@ -324,7 +324,7 @@ final class DecoderDescriptorTests: XCTestCase {
         // A good message's fds wait in the buffer behind a partial one; the fatal error must close them.
         decoder.feed(MessageEncoder.frame(requestNumber: 1, flags: 3, payload: []))
         decoder.feed(Array(MessageEncoder.request(.setVringKick, payload: .vringFile(index: 0, hasFD: true)).prefix(5)),
-                     descriptors: ReceivedDescriptors(early))
+                     descriptors: ReceivedDescriptors(owning: early))
         guard case .failure(let error)? = decoder.next() else { return XCTFail("expected the fatal error") }
         XCTAssertTrue(error.isFatal)
         XCTAssertEqual(decoder.failure, error)
@@ -333,7 +333,7 @@ final class DecoderDescriptorTests: XCTestCase {
 
         let late = try makeEventFDs(2)
         decoder.feed(MessageEncoder.request(.setVringKick, payload: .vringFile(index: 0, hasFD: true)),
-                     descriptors: ReceivedDescriptors(late))
+                     descriptors: ReceivedDescriptors(owning: late))
         XCTAssertTrue(late.allSatisfy(isClosed))
         XCTAssertNil(decoder.next(), "nothing is decoded after a fatal error")
         XCTAssertEqual(decoder.bufferedByteCount, 0)
@@ -346,7 +346,7 @@ final class DecoderDescriptorTests: XCTestCase {
             decoder.feed(MessageEncoder.request(.setMemTable, payload: .memoryTable([
                 MemoryRegionInfo(guestPhysAddr: 0, size: 4096, userAddr: 0x7000_0000, mmapOffset: 0),
                 MemoryRegionInfo(guestPhysAddr: 0x10_0000, size: 4096, userAddr: 0x7100_0000, mmapOffset: 4096),
-            ])), descriptors: ReceivedDescriptors(fds))
+            ])), descriptors: ReceivedDescriptors(owning: fds))
             guard case .success(let message)? = decoder.next() else { return XCTFail("expected a message") }
             XCTAssertEqual(message.descriptors.count, 2)
             XCTAssertFalse(isClosed(fds[0]))
@@ -365,7 +365,7 @@ final class DecoderDescriptorTests: XCTestCase {
         do {
             var decoder = MessageDecoder()
             let bytes = MessageEncoder.request(.setVringCall, payload: .vringFile(index: 2, hasFD: true))
-            decoder.feed(Array(bytes.prefix(14)), descriptors: ReceivedDescriptors(fds))
+            decoder.feed(Array(bytes.prefix(14)), descriptors: ReceivedDescriptors(owning: fds))
             XCTAssertNil(decoder.next())
             XCTAssertFalse(isClosed(fds[0]))
         }
@@ -381,7 +381,7 @@ final class DecoderDescriptorTests: XCTestCase {
         for split in [kick.count, 1, 12, 15] {
             let fds = try makeEventFDs(1)
             var decoder = MessageDecoder()
-            decoder.feed(front + kick.prefix(split), descriptors: ReceivedDescriptors(fds))
+            decoder.feed(front + kick.prefix(split), descriptors: ReceivedDescriptors(owning: fds))
             decoder.feed(Array(kick.dropFirst(split)))
             var outcomes: [Outcome] = []
             while let result = decoder.next() { outcomes.append(Outcome(result)) }
@@ -402,8 +402,8 @@ final class DecoderDescriptorTests: XCTestCase {
             MemoryRegionInfo(guestPhysAddr: 0x10_0000, size: 4096, userAddr: 0x7100_0000, mmapOffset: 0),
         ]))
         var decoder = MessageDecoder()
-        decoder.feed(Array(bytes.prefix(12)), descriptors: ReceivedDescriptors([fds[0]]))
-        decoder.feed(Array(bytes.dropFirst(12)), descriptors: ReceivedDescriptors([fds[1]]))
+        decoder.feed(Array(bytes.prefix(12)), descriptors: ReceivedDescriptors(owning: [fds[0]]))
+        decoder.feed(Array(bytes.dropFirst(12)), descriptors: ReceivedDescriptors(owning: [fds[1]]))
         guard case .success(let message)? = decoder.next() else { return XCTFail("expected a message") }
         XCTAssertEqual(message.descriptors.count, 2)
         XCTAssertEqual(message.descriptors.take(0)?.rawValue, fds[0])

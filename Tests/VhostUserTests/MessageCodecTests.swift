@@ -63,7 +63,7 @@ final class MessageCodecTests: XCTestCase {
     /// Feeds `bytes` with `fdCount` fresh eventfds and returns every outcome.
     func decode(_ bytes: [UInt8], fdCount: Int = 0, role: MessageDecoder.Role = .backEnd) throws -> [Outcome] {
         var decoder = MessageDecoder(role: role)
-        decoder.feed(bytes, descriptors: ReceivedDescriptors(try makeEventFDs(fdCount)))
+        decoder.feed(bytes, descriptors: ReceivedDescriptors(owning: try makeEventFDs(fdCount)))
         var outcomes: [Outcome] = []
         while let result = decoder.next() { outcomes.append(Outcome(result)) }
         return outcomes
@@ -153,7 +153,7 @@ final class MessageCodecTests: XCTestCase {
                 let bytes = MessageEncoder.request(sample.request, payload: sample.payload, needReply: needReply)
                 let fds = try makeEventFDs(sample.fdCount)
                 var decoder = MessageDecoder()
-                decoder.feed(bytes, descriptors: ReceivedDescriptors(fds))
+                decoder.feed(bytes, descriptors: ReceivedDescriptors(owning: fds))
                 guard case .success(let message)? = decoder.next() else {
                     XCTFail("\(sample.request.specName) did not decode")
                     continue

@@ -1,11 +1,14 @@
-"""Real IEEE 802.1D link-local frames, sent and watched on a packet socket (run it inside a
-namespace). Python 3 stdlib only; the frames are built byte by byte from their standards.
+"""Real frames sent and watched on a packet socket (run it inside a namespace): IEEE 802.1D
+link-local ones and a broadcast, each untagged or 802.1Q-tagged. Python 3 stdlib only; the
+frames are built byte by byte from their standards.
 
-    link_local_frames.py send IFACE SRC-MAC KIND [KIND ...]
-        sends one frame of each KIND, in order, from SRC-MAC; prints "sent N"
-    link_local_frames.py listen IFACE SECONDS
-        prints "listening" once bound, then for SECONDS one line per incoming frame:
-        its destination MAC, a space and its length
+    raw_frames.py send IFACE SRC-MAC KIND[@VLAN] [KIND[@VLAN] ...]
+        sends one frame of each KIND, in order, from SRC-MAC (tagged VLAN when given, the tag
+        inline); prints "sent N"
+    raw_frames.py listen IFACE SECONDS
+        prints "listening" once bound, then for SECONDS one line per incoming frame: its
+        destination MAC, its length without a tag, its VLAN or "-" when untagged (the kernel
+        takes a received tag out of the frame and reports it in PACKET_AUXDATA), its source MAC
 
 KIND: bpdu (STP configuration BPDU, 802.1D §9.3.1, to 01:80:C2:00:00:00), pause (802.3x
 PAUSE, Annex 31B, to :01), lacp (LACPDU, 802.1AX §6.4.2, to :02), eapol (EAPOL-Start,
@@ -21,7 +24,9 @@ import struct
 import sys
 import time
 
-ETH_P_ALL = 0x0003
+ETH_P_ALL, ETH_P_8021Q = 0x0003, 0x8100
+SOL_PACKET, PACKET_AUXDATA = 263, 8                  # <linux/if_packet.h>
+TP_STATUS_VLAN_VALID = 1 << 4
 PACKET_OUTGOING = 4
 
 
@@ -78,16 +83,38 @@ KINDS = {"bpdu": bpdu, "pause": pause, "lacp": lacp, "eapol": eapol, "lldp": lld
 
 def open_socket(iface: str) -> socket.socket:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
     s.bind((iface, ETH_P_ALL))
     return s
+
+
+def tagged(frame: bytes, vlan: int) -> bytes:
+    return frame[:12] + struct.pack("!HH", ETH_P_8021Q, vlan) + frame[12:]
+
+
+def built(item: str, src: bytes) -> bytes:
+    kind, _, vlan = item.partition("@")
+    frame = KINDS[kind](src).ljust(60, b"\0")   # the minimum frame without FCS
+    return tagged(frame, int(vlan)) if vlan else frame
+
+
+def vlan_of(data: bytes, ancillary) -> str:
+    for level, kind, cdata in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(cdata) >= 20:
+            status, _len, _snap, _mac, _net, tci = struct.unpack_from("=IIIHHH", cdata)
+            if status & TP_STATUS_VLAN_VALID:
+                return str(tci & 0x0FFF)
+    if len(data) >= 18 and struct.unpack_from("!H", data, 12)[0] == ETH_P_8021Q:
+        return str(struct.unpack_from("!H", data, 14)[0] & 0x0FFF)
+    return "-"
 
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 4 and argv[0] == "send":
         s = open_socket(argv[1])
         src = mac(argv[2])
-        for kind in argv[3:]:
-            s.send(KINDS[kind](src).ljust(60, b"\0"))   # the minimum frame without FCS
+        for item in argv[3:]:
+            s.send(built(item, src))
         print(f"sent {len(argv) - 3}", flush=True)
         return 0
     if len(argv) == 3 and argv[0] == "listen":
@@ -97,9 +124,11 @@ def main(argv: list[str]) -> int:
         while (left := end - time.monotonic()) > 0:
             if not select.select([s], [], [], left)[0]:
                 continue
-            data, addr = s.recvfrom(65535)
+            data, ancillary, _flags, addr = s.recvmsg(65535, socket.CMSG_SPACE(32))
             if addr[2] != PACKET_OUTGOING:
-                print(f"{data[:6].hex(':')} {len(data)}", flush=True)
+                vlan = vlan_of(data, ancillary)
+                length = len(data) - 4 if vlan != "-" and data[12:14] == b"\x81\x00" else len(data)
+                print(f"{data[:6].hex(':')} {length} {vlan} {data[6:12].hex(':')}", flush=True)
         return 0
     print(__doc__, file=sys.stderr)
     return 2
