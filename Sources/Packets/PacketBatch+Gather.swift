@@ -12,12 +12,12 @@ extension PacketBatch {
     public func gather(_ frame: Int, into destination: UnsafeMutableRawPointer, limit: Int,
                        untaggedLimit: Int) -> DropReason? {
         let length = Int(self.length[frame])
-        if length < Self.ethernetHeaderSize { return .runt }
-        if length > limit || length > untaggedLimit &+ Self.tagSize { return .tooLong }
+        if length < Ethernet.headerSize { return .runt }
+        if length > limit || length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
         // Segments shorter than the length the batch gives: not a whole frame.
         if copyWhole(frame, length: length, to: destination) != length { return .runt }
         if length > untaggedLimit
-            && destination.load(fromByteOffset: 12, as: UInt16.self) != UInt16(0x8100).bigEndian {
+            && destination.load(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self) != Ethernet.tpidCustomerVLAN.bigEndian {
             return .tooLong
         }
         if !ChecksumCompletion.complete(frame: destination, length: length, header: header(frame)) {
@@ -41,16 +41,15 @@ extension PacketBatch {
     public func gatherWithVirtioNetHeader(_ frame: Int, into destination: UnsafeMutableRawPointer, limit: Int,
                                           untaggedLimit: Int) -> DropReason? {
         let length = Int(self.length[frame])
-        if length < Self.ethernetHeaderSize { return .runt }
-        let given = header(frame)
-        let fields = VirtioNetHeader(loading: given)
+        if length < Ethernet.headerSize { return .runt }
+        let fields = VirtioNetHeader(loading: header(frame))
         let superFrame = fields.gsoType != VirtioNetHeader.gsoNone
         if length > limit &- Self.transmittedHeaderSize { return .tooLong }
-        if !superFrame && length > untaggedLimit &+ Self.tagSize { return .tooLong }
+        if !superFrame && length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
         let data = destination + Self.transmittedHeaderSize
         if copyWhole(frame, length: length, to: data) != length { return .runt }
         if !superFrame && length > untaggedLimit
-            && data.load(fromByteOffset: 12, as: UInt16.self) != UInt16(0x8100).bigEndian {
+            && data.load(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self) != Ethernet.tpidCustomerVLAN.bigEndian {
             return .tooLong
         }
         var sent = fields
@@ -77,7 +76,6 @@ extension PacketBatch {
         return copied
     }
 
-    @usableFromInline static let ethernetHeaderSize = 14
     /// The virtio-net header as a packet socket takes it: struct virtio_net_hdr, no num_buffers.
-    public static let transmittedHeaderSize = 10
+    @inlinable public static var transmittedHeaderSize: Int { 10 }
 }
