@@ -13,6 +13,14 @@ import Glibc
 /// for the socket, so the transmit ring is V3 too; its slots are fixed-size
 /// like V2's, which the kernel has supported since 4.11).
 ///
+/// With `virtioNetHeaders` (PACKET_VNET_HDR) every frame travels with a
+/// 10-byte virtio-net header, both ways: the kernel says which received frames
+/// carry a partial checksum or are GRO'd super-frames, and takes partial
+/// checksums and GSO super-frames to transmit, finishing or segmenting them
+/// itself (or leaving it to the driver). Both ring versions carry it since
+/// Linux 4.11 (tpacket_rcv writes it right before the frame, tpacket_snd reads
+/// it at the start of the slot's data).
+///
 /// Receiving (PacketRingSocket+Receive.swift) and transmitting
 /// (PacketRingSocket+Transmit.swift) may run on two threads, one each.
 public final class PacketRingSocket: @unchecked Sendable {
@@ -54,12 +62,21 @@ public final class PacketRingSocket: @unchecked Sendable {
         }
 
         /// 1024 slots, each the smallest power of two (at least 2 KiB) that
-        /// holds a frame of `mtu` with its Ethernet header and an 802.1Q tag.
+        /// holds a frame of `mtu` with its Ethernet header and an 802.1Q tag
+        /// (and a virtio-net header).
         public static func standard(mtu: Int) -> TransmitRing {
             var size = 2048
-            while size < PacketRingSocket.transmitFrameOffset + mtu + 18 && size < 65536 { size <<= 1 }
+            while size < PacketRingSocket.transmitFrameOffset + PacketRingSocket.virtioNetHeaderSize + mtu + 18
+                && size < 65536 { size <<= 1 }
             return TransmitRing(slotSize: size, slotCount: 1024)
         }
+
+        /// 256 slots of 128 KiB: each holds a GSO super-frame (an IP datagram of
+        /// up to 65535 bytes, its Ethernet header and a tag) behind the slot's
+        /// headers. A slot takes one frame whatever its size (V3 transmit slots
+        /// are fixed), so this ring is 32 MiB where `standard` is 2 MiB; 256 is
+        /// the longest burst a worker pushes.
+        public static let superFrames = TransmitRing(slotSize: 128 << 10, slotCount: 256)
     }
 
     /// PACKET_FANOUT in hash mode: the kernel spreads frames over a group of
@@ -88,10 +105,12 @@ public final class PacketRingSocket: @unchecked Sendable {
         public var fanout: Fanout
         /// Receive only what this classic BPF program accepts (SO_ATTACH_FILTER).
         public var filter: PacketFilter?
+        /// A virtio-net header before every frame, received and transmitted (PACKET_VNET_HDR).
+        public var virtioNetHeaders: Bool
 
         public init(receiveRing: ReceiveRing? = .standard, transmitRing: TransmitRing? = nil, promiscuous: Bool = false,
                     ignoreOutgoing: Bool = true, qdiscBypass: Bool = false, fanout: Fanout = .none,
-                    filter: PacketFilter? = nil) {
+                    filter: PacketFilter? = nil, virtioNetHeaders: Bool = false) {
             self.receiveRing = receiveRing
             self.transmitRing = transmitRing
             self.promiscuous = promiscuous
@@ -99,6 +118,7 @@ public final class PacketRingSocket: @unchecked Sendable {
             self.qdiscBypass = qdiscBypass
             self.fanout = fanout
             self.filter = filter
+            self.virtioNetHeaders = virtioNetHeaders
         }
     }
 
@@ -108,6 +128,9 @@ public final class PacketRingSocket: @unchecked Sendable {
     /// tpacket_parse_header looks when no data offset is given (TPACKET3_HDRLEN
     /// minus the sockaddr_ll the kernel counts in it).
     public static let transmitFrameOffset = Int(FERRY_TPACKET3_HDRLEN) - MemoryLayout<sockaddr_ll>.size
+    /// sizeof(struct virtio_net_hdr): what PACKET_VNET_HDR puts before each frame
+    /// (af_packet.c; the 12-byte form needs PACKET_VNET_HDR_SZ, Linux 6.2).
+    public static let virtioNetHeaderSize = 10
 
     public let interface: String
     public let interfaceIndex: UInt32
@@ -115,6 +138,8 @@ public final class PacketRingSocket: @unchecked Sendable {
     /// Owns `fd`; closed first in deinit.
     private let ownedDescriptor: DescriptorSlot
     public let options: Options
+    /// Bytes of virtio-net header before each frame: 10 with `virtioNetHeaders`, else 0.
+    public let headerSize: Int
     /// The fanout group this socket is in, nil without fanout.
     public let fanoutGroup: UInt16?
 
@@ -143,8 +168,10 @@ public final class PacketRingSocket: @unchecked Sendable {
 
     /// Opens a packet socket on existing interface `interface` with `options`.
     /// Nothing is received before the rings, the filter and the options are in
-    /// place: the socket listens to no protocol until it is bound, last.
-    public init(interface: String, options: Options) throws(SystemError) {
+    /// place: the socket listens to no protocol until it is bound, last. Rings
+    /// the kernel would refuse, or a name that cannot be an interface's, are an
+    /// `InvalidArgument`; a failed call (no such interface: ENODEV) a `SystemError`.
+    public init(interface: String, options: Options) throws {
         let index = try NetworkInterface.index(of: interface)
         if let rx = options.receiveRing { try Self.check(rx, interface) }
         if let tx = options.transmitRing { try Self.check(tx, interface) }
@@ -153,7 +180,8 @@ public final class PacketRingSocket: @unchecked Sendable {
             raw = try syscall("socket(AF_PACKET) for \(interface)") {
                 socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             }
-        } catch where error.errno == EPERM {
+        } catch {
+            guard error.errno == EPERM else { throw error }
             throw SystemError("socket(AF_PACKET) for \(interface): a packet socket needs CAP_NET_RAW", errno: EPERM)
         }
         let owned = FileDescriptor(owning: raw)
@@ -166,6 +194,11 @@ public final class PacketRingSocket: @unchecked Sendable {
             try Self.set(raw, SOL_PACKET, PACKET_QDISC_BYPASS, 1, "\(name): PACKET_QDISC_BYPASS")
         }
         if let filter = options.filter { try filter.attach(to: raw, name) }
+        if options.virtioNetHeaders {
+            // Before the rings: packet_setsockopt refuses it (EBUSY) once either exists,
+            // since the ring's frame layout depends on it.
+            try Self.set(raw, SOL_PACKET, PACKET_VNET_HDR, 1, "\(name): PACKET_VNET_HDR")
+        }
         if options.transmitRing != nil {
             // A malformed slot is skipped and freed rather than stopping the
             // ring in TP_STATUS_WRONG_FORMAT until someone clears it. Like
@@ -224,7 +257,8 @@ public final class PacketRingSocket: @unchecked Sendable {
                     }
                 }
             }
-        } catch where error.errno == ENODEV {
+        } catch {
+            guard error.errno == ENODEV else { throw error }
             throw SystemError("\(name): bind: the interface went away while the socket was set up", errno: ENODEV)
         }
         if options.promiscuous {
@@ -261,6 +295,7 @@ public final class PacketRingSocket: @unchecked Sendable {
         self.interface = interface
         self.interfaceIndex = index
         self.options = options
+        headerSize = options.virtioNetHeaders ? Self.virtioNetHeaderSize : 0
         self.mapping = mapping
         receiveBase = receiveBytes > 0 ? mapping?.base : nil
         blockSize = options.receiveRing?.blockSize ?? 0
@@ -277,7 +312,7 @@ public final class PacketRingSocket: @unchecked Sendable {
     deinit { ownedDescriptor.close() }
 
     /// The interface's MTU (SIOCGIFMTU, which any socket answers).
-    public func interfaceMTU() throws(SystemError) -> Int {
+    public func interfaceMTU() throws -> Int {
         try NetworkInterface.mtu(of: interface)
     }
 
@@ -295,25 +330,25 @@ public final class PacketRingSocket: @unchecked Sendable {
 
     // MARK: Setup steps
 
-    private static func check(_ rx: ReceiveRing, _ interface: String) throws(SystemError) {
+    private static func check(_ rx: ReceiveRing, _ interface: String) throws(InvalidArgument) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         guard rx.blockSize > 0, rx.blockSize % page == 0, rx.blockCount > 0,
               rx.frameSizeLimit >= Int(FERRY_TPACKET3_HDRLEN) + 64, rx.frameSizeLimit % Int(FERRY_TPACKET_ALIGNMENT) == 0,
               rx.frameSizeLimit <= rx.blockSize, (1...1000).contains(rx.retireTimeoutMilliseconds),
               rx.blockSize * rx.blockCount <= 1 << 30
         else {
-            throw SystemError("packet \(interface): receive ring \(rx) (blocks a page multiple holding at least one "
-                              + "frame, at most 1 GiB in all, retire timeout 1...1000 ms)", errno: EINVAL)
+            throw InvalidArgument("packet \(interface): receive ring \(rx) (blocks a page multiple holding at least one "
+                                  + "frame, at most 1 GiB in all, retire timeout 1...1000 ms)")
         }
     }
 
-    private static func check(_ tx: TransmitRing, _ interface: String) throws(SystemError) {
-        guard (128...65536).contains(tx.slotSize), tx.slotSize & (tx.slotSize - 1) == 0,
+    private static func check(_ tx: TransmitRing, _ interface: String) throws(InvalidArgument) {
+        guard (128...(128 << 10)).contains(tx.slotSize), tx.slotSize & (tx.slotSize - 1) == 0,
               tx.slotSize > transmitFrameOffset + 14, tx.slotCount > 0,
               tx.slotCount * tx.slotSize % max(tx.slotSize, 64 << 10) == 0, tx.slotCount * tx.slotSize <= 1 << 30
         else {
-            throw SystemError("packet \(interface): transmit ring \(tx) (slots a power of two 128...65536 bytes, "
-                              + "a whole number of 64 KiB in all, at most 1 GiB)", errno: EINVAL)
+            throw InvalidArgument("packet \(interface): transmit ring \(tx) (slots a power of two 128...131072 bytes, "
+                                  + "a whole number of 64 KiB in all, at most 1 GiB)")
         }
     }
 

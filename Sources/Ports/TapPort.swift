@@ -53,7 +53,6 @@ public final class TapPort {
     /// A frame shorter than its Ethernet header is not a frame. The kernel's
     /// packet layer already refuses to send one on a TAP; the check keeps a
     /// short read, whatever its cause, from reaching a destination.
-    @usableFromInline static let ethernetHeaderSize = 14
 
     public let device: TapDevice
     /// What the port's spec allows the kernel to hand over (`offloads=`).
@@ -93,17 +92,17 @@ public final class TapPort {
     /// offloads; `setOffloads` turns them on once the guests' features are known.
     /// `writePath` `.ioUring` falls back to `.writev` when a ring cannot be set up.
     public init(name: String, queues: Int, mtu: Int?, batchCapacity: Int = 256,
-                writePath: WritePath = .ioUring, offloads: PortSpec.Offloads = .on) throws(SystemError) {
+                writePath: WritePath = .ioUring, offloads: PortSpec.Offloads = .on) throws {
         self.offloadLevel = offloads
         precondition(batchCapacity > 0 && batchCapacity <= 4096, "batch capacity \(batchCapacity)")
         if let mtu, !Self.mtus.contains(mtu) {
-            throw SystemError("TAP \(name): MTU \(mtu) outside \(Self.mtus.lowerBound)...\(Self.mtus.upperBound) "
-                              + "(receive buffers hold \(Self.bufferSize) bytes)", errno: EINVAL)
+            throw InvalidArgument("TAP \(name): MTU \(mtu) outside \(Self.mtus.lowerBound)...\(Self.mtus.upperBound) "
+                                  + "(receive buffers hold \(Self.bufferSize) bytes)")
         }
         device = try TapDevice(name: name, queues: queues, offloads: [], mtu: mtu)
         // Unreadable (hardly: the interface was just opened): assume the largest
         // frame the receive buffers take, which only makes the direct path rarer.
-        maxFrameLengthValue = Atomic((try? device.mtu()).map { $0 &+ Self.ethernetHeaderSize } ?? Self.bufferSize)
+        maxFrameLengthValue = Atomic((try? device.mtu()).map { $0 &+ Ethernet.headerSize } ?? Self.bufferSize)
         queueCount = device.queueCount
         self.batchCapacity = batchCapacity
         counters = (0..<queueCount).map { _ in QueueCounters() }
@@ -179,7 +178,7 @@ public final class TapPort {
             }
             reads &+= 1
             let length = total &- PacketBatch.headerSize
-            if length < Self.ethernetHeaderSize {
+            if length < Ethernet.headerSize {
                 counters.dropped(.runt)
                 continue
             }
@@ -338,7 +337,7 @@ public final class TapPort {
 
     /// Sets what the kernel may hand this port (TUNSETOFFLOAD), from the control
     /// thread. With TSO/USO on, reads are offered room for a 64 KiB frame.
-    public func setOffloads(_ offloads: TapOffloads) throws(SystemError) {
+    public func setOffloads(_ offloads: TapOffloads) throws {
         try device.setOffloads(offloads)
         offloadsValue.store(offloads.rawValue, ordering: .relaxed)
     }
