@@ -4,11 +4,17 @@ import Glibc
 /// Facts about an existing network interface that a port needs before it
 /// opens anything on it: its index, MTU and receive queues.
 public enum NetworkInterface {
-    /// The interface's index; an error that says so when there is no such interface.
-    public static func index(of name: String) throws(SystemError) -> UInt32 {
+    /// Refuses a string the kernel cannot take as an interface name (IFNAMSIZ).
+    public static func checkName(_ name: String) throws(InvalidArgument) {
         guard !name.isEmpty, name.utf8.count <= TapDevice.maxNameLength, !name.utf8.contains(0) else {
-            throw SystemError("'\(name)' is not an interface name (1-\(TapDevice.maxNameLength) bytes)", errno: EINVAL)
+            throw InvalidArgument("'\(name)' is not an interface name (1-\(TapDevice.maxNameLength) bytes)")
         }
+    }
+
+    /// The interface's index; an error that says so when there is no such
+    /// interface (`SystemError`, ENODEV) or `name` cannot be one (`InvalidArgument`).
+    public static func index(of name: String) throws -> UInt32 {
+        try checkName(name)
         let index = if_nametoindex(name)
         guard index != 0 else {
             throw SystemError("no such interface '\(name)' (an uplink attaches to an existing one)", errno: ENODEV)
@@ -17,12 +23,12 @@ public enum NetworkInterface {
     }
 
     /// The interface's MTU (SIOCGIFMTU, which any socket answers).
-    public static func mtu(of name: String) throws(SystemError) -> Int {
+    public static func mtu(of name: String) throws -> Int {
         _ = try index(of: name)
         let control = FileDescriptor(owning: try syscall("socket(AF_INET, SOCK_DGRAM)") {
             socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         })
-        var request = try TapDevice.request(name)
+        var request = TapDevice.request(name)
         let fd = control.rawValue
         _ = try syscall("SIOCGIFMTU(\(name))") { ferry_ioctl_pointer(fd, UInt(SIOCGIFMTU), &request) }
         return Int(request.ifr_ifru.ifru_mtu)

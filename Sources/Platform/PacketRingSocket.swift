@@ -143,8 +143,10 @@ public final class PacketRingSocket: @unchecked Sendable {
 
     /// Opens a packet socket on existing interface `interface` with `options`.
     /// Nothing is received before the rings, the filter and the options are in
-    /// place: the socket listens to no protocol until it is bound, last.
-    public init(interface: String, options: Options) throws(SystemError) {
+    /// place: the socket listens to no protocol until it is bound, last. Rings
+    /// the kernel would refuse, or a name that cannot be an interface's, are an
+    /// `InvalidArgument`; a failed call (no such interface: ENODEV) a `SystemError`.
+    public init(interface: String, options: Options) throws {
         let index = try NetworkInterface.index(of: interface)
         if let rx = options.receiveRing { try Self.check(rx, interface) }
         if let tx = options.transmitRing { try Self.check(tx, interface) }
@@ -153,7 +155,8 @@ public final class PacketRingSocket: @unchecked Sendable {
             raw = try syscall("socket(AF_PACKET) for \(interface)") {
                 socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             }
-        } catch where error.errno == EPERM {
+        } catch {
+            guard error.errno == EPERM else { throw error }
             throw SystemError("socket(AF_PACKET) for \(interface): a packet socket needs CAP_NET_RAW", errno: EPERM)
         }
         let owned = FileDescriptor(owning: raw)
@@ -224,7 +227,8 @@ public final class PacketRingSocket: @unchecked Sendable {
                     }
                 }
             }
-        } catch where error.errno == ENODEV {
+        } catch {
+            guard error.errno == ENODEV else { throw error }
             throw SystemError("\(name): bind: the interface went away while the socket was set up", errno: ENODEV)
         }
         if options.promiscuous {
@@ -277,7 +281,7 @@ public final class PacketRingSocket: @unchecked Sendable {
     deinit { ownedDescriptor.close() }
 
     /// The interface's MTU (SIOCGIFMTU, which any socket answers).
-    public func interfaceMTU() throws(SystemError) -> Int {
+    public func interfaceMTU() throws -> Int {
         try NetworkInterface.mtu(of: interface)
     }
 
@@ -295,25 +299,25 @@ public final class PacketRingSocket: @unchecked Sendable {
 
     // MARK: Setup steps
 
-    private static func check(_ rx: ReceiveRing, _ interface: String) throws(SystemError) {
+    private static func check(_ rx: ReceiveRing, _ interface: String) throws(InvalidArgument) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         guard rx.blockSize > 0, rx.blockSize % page == 0, rx.blockCount > 0,
               rx.frameSizeLimit >= Int(FERRY_TPACKET3_HDRLEN) + 64, rx.frameSizeLimit % Int(FERRY_TPACKET_ALIGNMENT) == 0,
               rx.frameSizeLimit <= rx.blockSize, (1...1000).contains(rx.retireTimeoutMilliseconds),
               rx.blockSize * rx.blockCount <= 1 << 30
         else {
-            throw SystemError("packet \(interface): receive ring \(rx) (blocks a page multiple holding at least one "
-                              + "frame, at most 1 GiB in all, retire timeout 1...1000 ms)", errno: EINVAL)
+            throw InvalidArgument("packet \(interface): receive ring \(rx) (blocks a page multiple holding at least one "
+                                  + "frame, at most 1 GiB in all, retire timeout 1...1000 ms)")
         }
     }
 
-    private static func check(_ tx: TransmitRing, _ interface: String) throws(SystemError) {
+    private static func check(_ tx: TransmitRing, _ interface: String) throws(InvalidArgument) {
         guard (128...65536).contains(tx.slotSize), tx.slotSize & (tx.slotSize - 1) == 0,
               tx.slotSize > transmitFrameOffset + 14, tx.slotCount > 0,
               tx.slotCount * tx.slotSize % max(tx.slotSize, 64 << 10) == 0, tx.slotCount * tx.slotSize <= 1 << 30
         else {
-            throw SystemError("packet \(interface): transmit ring \(tx) (slots a power of two 128...65536 bytes, "
-                              + "a whole number of 64 KiB in all, at most 1 GiB)", errno: EINVAL)
+            throw InvalidArgument("packet \(interface): transmit ring \(tx) (slots a power of two 128...65536 bytes, "
+                                  + "a whole number of 64 KiB in all, at most 1 GiB)")
         }
     }
 

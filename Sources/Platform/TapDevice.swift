@@ -63,28 +63,27 @@ public final class TapDevice: @unchecked Sendable {
 
     /// Opens (creating if needed) TAP `name` with `queues` queues
     /// (IFF_MULTI_QUEUE when more than one), sets its virtio-net header size and
-    /// `offloads`, brings it up and, if given, sets its MTU.
-    public convenience init(name: String, queues: Int = 1, offloads: TapOffloads = [], mtu: Int? = nil)
-        throws(SystemError)
-    {
+    /// `offloads`, brings it up and, if given, sets its MTU. A name or queue
+    /// count the kernel would refuse is an `InvalidArgument`, thrown before
+    /// anything is opened; a failed call a `SystemError`.
+    public convenience init(name: String, queues: Int = 1, offloads: TapOffloads = [], mtu: Int? = nil) throws {
         try self.init(name: name, queues: queues, offloads: offloads, mtu: mtu, clonePath: "/dev/net/tun")
     }
 
     /// As the public initializer, opening `clonePath` instead of /dev/net/tun (tests).
-    init(name: String, queues: Int, offloads: TapOffloads, mtu: Int?, clonePath: String) throws(SystemError) {
+    init(name: String, queues: Int, offloads: TapOffloads, mtu: Int?, clonePath: String) throws {
         let nameBytes = Array(name.utf8)
         guard !nameBytes.isEmpty else {
-            throw SystemError("TAP name is empty", errno: EINVAL)
+            throw InvalidArgument("TAP name is empty")
         }
         guard nameBytes.count <= Self.maxNameLength else {
-            throw SystemError("TAP name too long: \(name) has \(nameBytes.count) bytes, at most \(Self.maxNameLength) (IFNAMSIZ)",
-                              errno: ENAMETOOLONG)
+            throw InvalidArgument("TAP name too long: \(name) has \(nameBytes.count) bytes, at most \(Self.maxNameLength) (IFNAMSIZ)")
         }
         guard !nameBytes.contains(0) else {
-            throw SystemError("TAP name contains a NUL byte: \(name)", errno: EINVAL)
+            throw InvalidArgument("TAP name contains a NUL byte: \(name)")
         }
         guard queues >= 1, queues <= Self.maxQueues else {
-            throw SystemError("TAP \(name): \(queues) queues, must be 1...\(Self.maxQueues)", errno: EINVAL)
+            throw InvalidArgument("TAP \(name): \(queues) queues, must be 1...\(Self.maxQueues)")
         }
 
         let existed = if_nametoindex(name) != 0
@@ -152,9 +151,9 @@ public final class TapDevice: @unchecked Sendable {
     /// Frames queued for Ferry before the call keep the form they were queued in:
     /// one queued with a partial checksum still reads with NEEDS_CSUM after the
     /// checksum offload is turned off.
-    public func setOffloads(_ offloads: TapOffloads) throws(SystemError) {
+    public func setOffloads(_ offloads: TapOffloads) throws {
         guard let fd = queueDescriptors.first else {
-            throw SystemError("TUNSETOFFLOAD(\(name)): the TAP is closed", errno: EBADF)
+            throw InvalidArgument("TUNSETOFFLOAD(\(name)): the TAP is closed")
         }
         try Self.setOffloads(fd, name: name, offloads)
         self.offloads = offloads
@@ -165,12 +164,12 @@ public final class TapDevice: @unchecked Sendable {
     /// writer: what a stalled path behind the TAP holds piles up in the kernel
     /// (up to its qdiscs' limits) and a write never returns EAGAIN. With a
     /// bound, writes past it return EAGAIN until the kernel frees some.
-    public func setSendBuffer(bytes: Int) throws(SystemError) {
+    public func setSendBuffer(bytes: Int) throws {
         guard let fd = queueDescriptors.first else {
-            throw SystemError("TUNSETSNDBUF(\(name)): the TAP is closed", errno: EBADF)
+            throw InvalidArgument("TUNSETSNDBUF(\(name)): the TAP is closed")
         }
         guard var value = Int32(exactly: bytes), value > 0 else {
-            throw SystemError("TUNSETSNDBUF(\(name), \(bytes)): must be 1...\(Int32.max)", errno: EINVAL)
+            throw InvalidArgument("TUNSETSNDBUF(\(name), \(bytes)): must be 1...\(Int32.max)")
         }
         _ = try syscall("TUNSETSNDBUF(\(name), \(bytes))") { ferry_ioctl_pointer(fd, FERRY_TUNSETSNDBUF, &value) }
     }
@@ -180,7 +179,7 @@ public final class TapDevice: @unchecked Sendable {
     /// Whether the interface is administratively up (IFF_UP).
     public func isUp() throws(SystemError) -> Bool {
         let control = try Self.controlSocket()
-        var request = try Self.request(name)
+        var request = Self.request(name)
         _ = try syscall("SIOCGIFFLAGS(\(name))") { ferry_ioctl_pointer(control.rawValue, UInt(SIOCGIFFLAGS), &request) }
         return Int32(request.ifr_ifru.ifru_flags) & Int32(IFF_UP) != 0
     }
@@ -188,13 +187,13 @@ public final class TapDevice: @unchecked Sendable {
     /// The interface's MTU (SIOCGIFMTU).
     public func mtu() throws(SystemError) -> Int {
         let control = try Self.controlSocket()
-        var request = try Self.request(name)
+        var request = Self.request(name)
         _ = try syscall("SIOCGIFMTU(\(name))") { ferry_ioctl_pointer(control.rawValue, UInt(SIOCGIFMTU), &request) }
         return Int(request.ifr_ifru.ifru_mtu)
     }
 
     /// Sets the interface's MTU (SIOCSIFMTU); the TAP driver accepts 68...65521.
-    public func setMTU(_ mtu: Int) throws(SystemError) {
+    public func setMTU(_ mtu: Int) throws {
         let control = try Self.controlSocket()
         try Self.setMTU(name, mtu, socket: control.rawValue)
     }
@@ -216,7 +215,7 @@ public final class TapDevice: @unchecked Sendable {
             }
         }
         let fd = FileDescriptor(owning: raw)
-        var request = try Self.request(name)
+        var request = Self.request(name)
         request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
         do throws(SystemError) {
             _ = try syscall("TUNSETIFF(\(name))") { ferry_ioctl_pointer(raw, FERRY_TUNSETIFF, &request) }
@@ -258,13 +257,13 @@ public final class TapDevice: @unchecked Sendable {
         })
     }
 
-    /// An ifreq naming `name`, for the SIOC*IF* requests (PacketRingSocket asks the MTU with one too).
-    static func request(_ name: String) throws(SystemError) -> ifreq {
+    /// An ifreq naming `name`, for the SIOC*IF* requests (NetworkInterface asks the MTU with one too).
+    /// Every name given here was checked first: by `init` (or it is the kernel's own), or by
+    /// `NetworkInterface.index(of:)`.
+    static func request(_ name: String) -> ifreq {
         var request = ifreq()
         let bytes = Array(name.utf8)
-        guard bytes.count <= maxNameLength else {
-            throw SystemError("interface name too long: \(name)", errno: ENAMETOOLONG)
-        }
+        precondition(bytes.count <= maxNameLength, "interface name \(name) reached an ifreq unchecked")
         withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
@@ -273,7 +272,7 @@ public final class TapDevice: @unchecked Sendable {
     }
 
     private static func bringUp(_ name: String, socket: Int32) throws(SystemError) {
-        var request = try Self.request(name)
+        var request = Self.request(name)
         _ = try syscall("SIOCGIFFLAGS(\(name))") { ferry_ioctl_pointer(socket, UInt(SIOCGIFFLAGS), &request) }
         let current = request.ifr_ifru.ifru_flags
         if Int32(current) & Int32(IFF_UP) != 0 { return }
@@ -281,11 +280,11 @@ public final class TapDevice: @unchecked Sendable {
         _ = try syscall("SIOCSIFFLAGS(\(name), IFF_UP)") { ferry_ioctl_pointer(socket, UInt(SIOCSIFFLAGS), &request) }
     }
 
-    private static func setMTU(_ name: String, _ mtu: Int, socket: Int32) throws(SystemError) {
+    private static func setMTU(_ name: String, _ mtu: Int, socket: Int32) throws {
         guard let value = Int32(exactly: mtu), value > 0 else {
-            throw SystemError("SIOCSIFMTU(\(name)): MTU \(mtu) out of range", errno: EINVAL)
+            throw InvalidArgument("SIOCSIFMTU(\(name)): MTU \(mtu) out of range")
         }
-        var request = try Self.request(name)
+        var request = Self.request(name)
         request.ifr_ifru.ifru_mtu = value
         _ = try syscall("SIOCSIFMTU(\(name), \(mtu))") { ferry_ioctl_pointer(socket, UInt(SIOCSIFMTU), &request) }
     }

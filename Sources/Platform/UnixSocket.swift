@@ -6,12 +6,13 @@ public enum UnixSocket {
     /// The most descriptors one message may carry (vhost-user sends at most 8 regions, or 32 mem slots).
     public static let maxDescriptors = 32
 
-    private static func address(_ path: String) throws(SystemError) -> sockaddr_un {
+    private static func address(_ path: String) throws(InvalidArgument) -> sockaddr_un {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            throw SystemError("socket path too long: \(path)", errno: ENAMETOOLONG)
+            throw InvalidArgument("socket path too long: \(path) has \(bytes.count) bytes, at most "
+                                  + "\(MemoryLayout.size(ofValue: addr.sun_path) - 1) (sun_path)")
         }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             raw.copyBytes(from: bytes)
@@ -31,10 +32,12 @@ public enum UnixSocket {
     /// connect: it is created 0600 (bind takes the mode of the socket's own inode,
     /// which fchmod sets — net/unix/af_unix.c, unix_bind — so no process-wide umask
     /// is touched while other threads run), then chowned, then given its mode.
+    /// Throws `InvalidArgument` for a path too long for a socket address,
+    /// `SystemError` for a failed call.
     public static func listen(path: String, permissions: SocketPermissions.Resolved? = nil,
-                              backlog: Int32 = 8) throws(SystemError) -> FileDescriptor {
-        let fd = try makeSocket()
+                              backlog: Int32 = 8) throws -> FileDescriptor {
         var addr = try address(path)
+        let fd = try makeSocket()
         unlink(path)
         let raw = fd.rawValue
         if permissions != nil { _ = try syscall("fchmod(socket, 0600)") { fchmod(raw, 0o600) } }
@@ -71,10 +74,11 @@ public enum UnixSocket {
         _ = try syscall("chmod(\(path), \(SocketPermissions.octal(permissions.mode)))") { chmod(path, permissions.mode) }
     }
 
-    /// Connects to `path`; the caller retries on ENOENT/ECONNREFUSED.
-    public static func connect(path: String) throws(SystemError) -> FileDescriptor {
-        let fd = try makeSocket()
+    /// Connects to `path`; the caller retries on ENOENT/ECONNREFUSED (a
+    /// `SystemError`). A path too long for a socket address is an `InvalidArgument`.
+    public static func connect(path: String) throws -> FileDescriptor {
         var addr = try address(path)
+        let fd = try makeSocket()
         let raw = fd.rawValue
         _ = try syscall("connect(\(path))") {
             withUnsafePointer(to: &addr) {

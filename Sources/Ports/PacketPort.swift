@@ -42,9 +42,9 @@ public final class PacketPort {
     /// host's own (unicast to the interface's address), which is the host's
     /// business, not the guests'.
     public init(interface: String, queues: Int = 1, receiveRing: PacketRingSocket.ReceiveRing = .standard,
-                transmitRing: PacketRingSocket.TransmitRing? = nil) throws(SystemError) {
+                transmitRing: PacketRingSocket.TransmitRing? = nil) throws {
         guard (1...Self.maxQueues).contains(queues) else {
-            throw SystemError("packet \(interface): \(queues) queues, must be 1...\(Self.maxQueues)", errno: EINVAL)
+            throw InvalidArgument("packet \(interface): \(queues) queues, must be 1...\(Self.maxQueues)")
         }
         var options = PacketRingSocket.Options(receiveRing: receiveRing, promiscuous: true, ignoreOutgoing: true,
                                                qdiscBypass: true, fanout: queues > 1 ? .newGroup : .none,

@@ -92,12 +92,12 @@ public final class TapPort {
     /// offloads; `setOffloads` turns them on once the guests' features are known.
     /// `writePath` `.ioUring` falls back to `.writev` when a ring cannot be set up.
     public init(name: String, queues: Int, mtu: Int?, batchCapacity: Int = 256,
-                writePath: WritePath = .ioUring, offloads: PortSpec.Offloads = .on) throws(SystemError) {
+                writePath: WritePath = .ioUring, offloads: PortSpec.Offloads = .on) throws {
         self.offloadLevel = offloads
         precondition(batchCapacity > 0 && batchCapacity <= 4096, "batch capacity \(batchCapacity)")
         if let mtu, !Self.mtus.contains(mtu) {
-            throw SystemError("TAP \(name): MTU \(mtu) outside \(Self.mtus.lowerBound)...\(Self.mtus.upperBound) "
-                              + "(receive buffers hold \(Self.bufferSize) bytes)", errno: EINVAL)
+            throw InvalidArgument("TAP \(name): MTU \(mtu) outside \(Self.mtus.lowerBound)...\(Self.mtus.upperBound) "
+                                  + "(receive buffers hold \(Self.bufferSize) bytes)")
         }
         device = try TapDevice(name: name, queues: queues, offloads: [], mtu: mtu)
         // Unreadable (hardly: the interface was just opened): assume the largest
@@ -337,7 +337,7 @@ public final class TapPort {
 
     /// Sets what the kernel may hand this port (TUNSETOFFLOAD), from the control
     /// thread. With TSO/USO on, reads are offered room for a 64 KiB frame.
-    public func setOffloads(_ offloads: TapOffloads) throws(SystemError) {
+    public func setOffloads(_ offloads: TapOffloads) throws {
         try device.setOffloads(offloads)
         offloadsValue.store(offloads.rawValue, ordering: .relaxed)
     }

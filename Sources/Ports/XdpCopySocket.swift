@@ -19,7 +19,7 @@ public final class XdpCopySocket {
     public let counters = QueueCounters()
     let lastErrorCode = Atomic<Int32>(0)
 
-    init(interface: String) throws(SystemError) {
+    init(interface: String) throws {
         socket = try PacketRingSocket(interface: interface, options: PacketRingSocket.Options(
             receiveRing: Self.ring, transmitRing: nil, promiscuous: true, ignoreOutgoing: true,
             filter: .groupOrOtherHost))

@@ -76,7 +76,7 @@ public final class XdpPort {
                 guestCapacity: Int, batchCapacity: Int = 256, logger: Logger) throws(XdpPortError) {
         precondition(batchCapacity > 0 && batchCapacity <= Int(Self.ringSize))
         let index: UInt32
-        do { index = try NetworkInterface.index(of: interface) } catch { throw .system(error) }
+        do { index = try NetworkInterface.index(of: interface) } catch { throw .opening(error) }
         let count = queues ?? min(NetworkInterface.receiveQueueCount(of: interface), Self.maxQueues)
         guard (1...Self.maxQueues).contains(count) else {
             throw .invalid("\(interface): \(count) queues (a port binds 1...\(Self.maxQueues))")
@@ -99,7 +99,7 @@ public final class XdpPort {
             try self.init(interface: interface, index: index, queues: count, zeroCopy: zeroCopy, forceCopy: forceCopy,
                           program: program, copies: copies, batchCapacity: batchCapacity)
         } catch {
-            throw .system(error)
+            throw .opening(error)
         }
         for q in 0..<count {
             do { try program.setSocket(queue: UInt32(q), fd: descriptor(queue: q)) } catch { throw .steering(error) }
@@ -374,6 +374,15 @@ public enum XdpPortError: Error, CustomStringConvertible {
         case .invalid(let why): why
         case .system(let e): "\(e)"
         case .steering(let e): "\(e)"
+        }
+    }
+
+    /// What opening the interface or the copy socket threw: a failed call, or a refused argument.
+    static func opening(_ error: any Error) -> XdpPortError {
+        switch error {
+        case let error as SystemError: .system(error)
+        case let error as InvalidArgument: .invalid(error.description)
+        default: .invalid("\(error)")
         }
     }
 }

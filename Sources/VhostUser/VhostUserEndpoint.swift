@@ -32,9 +32,10 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     public static let maxBackoff = 2.0
 
     /// `permissions`: the server socket's owner, group and mode (a client connects
-    /// to the front-end's socket, which is the front-end's to set).
+    /// to the front-end's socket, which is the front-end's to set). A server
+    /// socket that cannot be made throws as `UnixSocket.listen` does.
     public init(path: String, mode: Mode, device: VhostDevice, logger: Logger,
-                permissions: SocketPermissions.Resolved? = nil) throws(SystemError) {
+                permissions: SocketPermissions.Resolved? = nil) throws {
         precondition(mode == .server || permissions == nil, "socket permissions apply to a server socket only")
         self.path = path
         self.mode = mode

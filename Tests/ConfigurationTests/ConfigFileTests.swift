@@ -19,7 +19,9 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(config.control.access, SocketPermissions(mode: 0o660))
         XCTAssertEqual(config.metrics.listen, "127.0.0.1:9469")
         XCTAssertEqual(config.summary,
-                       "7 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, probe gen, drop sink)")
+                       "7 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, probe gen, drop sink), "
+                       + "2 static addresses")
+        XCTAssertEqual(config.refusals(file: Self.examplePath).filter { $0.message.hasPrefix("fdb") }, [])
     }
 
     func testPortsAreWhatTheSameOptionsOnTheCommandLineGive() throws {
@@ -33,7 +35,7 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(vm1.kind, .vhost(path: "/run/ferry/vm1.sock", client: true, queuePairs: 1))
         XCTAssertEqual(vm1.vlan, .trunk([10, 20, 21]))
         let uplink = try XCTUnwrap(config.ports.first { $0.name == "uplink" })
-        XCTAssertEqual(uplink.vlan, .trunk([10, 20, 21]))
+        XCTAssertEqual(uplink.vlan, .trunk([10, 20, 21], native: 10))
     }
 
     func testStaticEntries() throws {

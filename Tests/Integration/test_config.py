@@ -54,7 +54,7 @@ def test_check_accepts_the_documented_example():
     res = check(EXAMPLE)
     assert (res.returncode, res.stderr) == (0, "")
     assert res.stdout == ("ok: 7 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, "
-                          "probe gen, drop sink)\n")
+                          "probe gen, drop sink), 2 static addresses\n")
 
 
 def test_check_json_lists_the_ports():

@@ -372,8 +372,7 @@ final class TapPortTests: XCTestCase {
         let name = NetworkSandbox.interfaceName("ferrytp", "u")
         NetworkSandbox.removeInterface(name)
         XCTAssertThrowsError(try TapPort(name: name, queues: 1, mtu: 9001)) { error in
-            guard let error = error as? SystemError else { return XCTFail("\(error)") }
-            XCTAssertEqual(error.errno, EINVAL)
+            guard let error = error as? InvalidArgument else { return XCTFail("\(error)") }
             XCTAssertTrue(error.description.contains("MTU 9001"), error.description)
         }
         XCTAssertEqual(if_nametoindex(name), 0)
