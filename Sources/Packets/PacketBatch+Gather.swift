@@ -12,8 +12,8 @@ extension PacketBatch {
     public func gather(_ frame: Int, into destination: UnsafeMutableRawPointer, limit: Int,
                        untaggedLimit: Int) -> DropReason? {
         let length = Int(self.length[frame])
-        if length < Self.ethernetHeaderSize { return .runt }
-        if length > limit || length > untaggedLimit &+ Self.tagSize { return .tooLong }
+        if length < Ethernet.headerSize { return .runt }
+        if length > limit || length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
         var copied = 0
         var s = Int(firstSegment[frame])
         let end = s &+ Int(segments[frame])
@@ -26,7 +26,7 @@ extension PacketBatch {
         // Segments shorter than the length the batch gives: not a whole frame.
         if copied != length { return .runt }
         if length > untaggedLimit
-            && destination.load(fromByteOffset: 12, as: UInt16.self) != UInt16(0x8100).bigEndian {
+            && destination.load(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self) != Ethernet.tpidCustomerVLAN.bigEndian {
             return .tooLong
         }
         if !ChecksumCompletion.complete(frame: destination, length: length, header: header(frame)) {
@@ -34,6 +34,4 @@ extension PacketBatch {
         }
         return nil
     }
-
-    @usableFromInline static let ethernetHeaderSize = 14
 }

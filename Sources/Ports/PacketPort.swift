@@ -24,7 +24,6 @@ import Synchronization
 public final class PacketPort {
     /// Queues one port may have: sockets in one fanout group.
     public static let maxQueues = 64
-    @usableFromInline static let ethernetHeaderSize = 14
 
     public let interface: String
     public let queueCount: Int
@@ -65,7 +64,7 @@ public final class PacketPort {
         counters = (0..<queues).map { _ in QueueCounters() }
         self.receiveRing = receiveRing
         self.transmitRing = transmit
-        maxFrameLengthValue = Atomic(mtu &+ Self.ethernetHeaderSize)
+        maxFrameLengthValue = Atomic(mtu &+ Ethernet.headerSize)
     }
 
     /// One line for the log at creation.
@@ -91,7 +90,7 @@ public final class PacketPort {
     /// An interface that cannot be asked (gone) keeps its last value.
     public func refreshMTU() {
         guard let mtu = try? sockets[0].interfaceMTU() else { return }
-        maxFrameLengthValue.store(mtu &+ Self.ethernetHeaderSize, ordering: .relaxed)
+        maxFrameLengthValue.store(mtu &+ Ethernet.headerSize, ordering: .relaxed)
     }
 
     /// After `poll` reported POLLERR on `queue`'s descriptor: takes the

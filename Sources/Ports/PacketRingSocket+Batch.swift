@@ -22,7 +22,7 @@ extension PacketRingSocket {
                 counters.dropped(.rxBufferTooSmall)
                 continue
             }
-            if frame.length < PacketPort.ethernetHeaderSize {
+            if frame.length < Ethernet.headerSize {
                 counters.dropped(.runt)
                 continue
             }
