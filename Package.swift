@@ -9,7 +9,8 @@ let hotPathFlags: [SwiftSetting] = [
 
 let package = Package(
     name: "Ferry",
-    platforms: [.macOS(.v15)],
+    // No `platforms:`: Ferry is Linux only (vhost-user, TAP, AF_XDP, io_uring), and the list
+    // names only Apple platforms, which would build none of it.
     products: [
         .executable(name: "ferry", targets: ["ferry"]),
     ],
@@ -35,10 +36,10 @@ let package = Package(
         // Guest memory, split virtqueues, the virtio-net header. Trusts nothing a guest wrote.
         .target(name: "Virtio", dependencies: ["CFerry", "Platform", "Packets"], swiftSettings: hotPathFlags),
         // The shared packet pool, packet batches, MAC addresses, counters.
-        .target(name: "Packets", dependencies: ["CFerry", "Platform"], swiftSettings: hotPathFlags),
+        .target(name: "Packets", dependencies: ["CFerry"], swiftSettings: hotPathFlags),
         // vhost-user protocol: codec, connections, the device state machine.
         .target(name: "VhostUser", dependencies: [
-            "CFerry", "Platform", "Virtio", "Packets",
+            "Platform", "Virtio", "Packets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // The forwarding database (MAC learning, aging) and the flood/unicast decision.
@@ -50,7 +51,7 @@ let package = Package(
         ], swiftSettings: hotPathFlags),
         // Worker threads that poll ports in batches, and the control-plane thread.
         .target(name: "Engine", dependencies: [
-            "CFerry", "Platform", "Packets", "Ports", "VhostUser", "Switching", "XDP",
+            "CFerry", "Platform", "Packets", "Virtio", "Ports", "VhostUser", "Switching", "XDP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // libbpf and the kernel's XDP flags (pkg-config libbpf). No logic.
@@ -68,7 +69,7 @@ let package = Package(
         // The config file: its model, the YAML reader with file:line:column errors, and
         // the difference between two configs that a reload applies.
         .target(name: "Configuration", dependencies: [
-            "Platform", "Ports", "Engine", "Switching",
+            "Platform", "Packets", "Ports", "Engine", "Switching",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -82,7 +83,7 @@ let package = Package(
         // Plain Codable values that the server, `ferry ctl` and the tests share.
         .target(name: "ControlProtocol"),
         .executableTarget(name: "ferry", dependencies: [
-            "ControlProtocol", "Platform", "Packets", "Ports", "Engine", "VhostUser", "Switching", "Configuration", "XDP", "Telemetry",
+            "ControlProtocol", "CFerry", "Platform", "Packets", "Ports", "Engine", "Switching", "Configuration", "XDP", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -91,16 +92,19 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["CFerry", "Platform", "Virtio", "VhostUser", "Packets",
                                             .product(name: "Logging", package: "swift-log")],
                 path: "Tests/TestSupport"),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "TestSupport"]),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "TestSupport"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Packets", "Platform", "TestSupport"]),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Packets", "Platform", "TestSupport"]),
         .testTarget(name: "PacketsTests", dependencies: ["Packets", "TestSupport"]),
-        .testTarget(name: "SwitchingTests", dependencies: ["Switching"]),
+        .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Packets"]),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol"]),
-        .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
-        .testTarget(name: "PortsTests", dependencies: ["Ports", "Platform", "XDP", "TestSupport"]),
-        .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform", "CFerry", "TestSupport"]),
+        .testTarget(name: "PortsTests", dependencies: ["Ports", "Packets", "Platform", "XDP", "TestSupport",
+                                               .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport",
+                                             .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Ports", "Packets", "Platform"]),
-        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Engine", "Packets", "Platform", "Ports"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Engine", "Packets", "Platform", "Ports",
+                                                   .product(name: "Logging", package: "swift-log")]),
         // The `ferry` command line itself: every command line the docs show parses.
         .testTarget(name: "FerryTests", dependencies: [
             "ferry", "ControlProtocol", "Engine", "Packets", "Ports", "Switching", "Telemetry",
@@ -108,7 +112,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "EngineTests", dependencies: [
-            "Engine", "Ports", "Virtio", "Platform", "Switching", "TestSupport",
+            "Engine", "Ports", "Virtio", "VhostUser", "Packets", "Platform", "Switching", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
         ]),
 

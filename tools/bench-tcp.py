@@ -6,9 +6,11 @@ Rows (alternating within each round, each with 1 and with 4 streams, 8 s by defa
   bridge       a Linux bridge (in a namespace of its own) and two veth pairs
   ferry-tap    Ferry with two `tap:` ports, each TAP moved into one namespace; TSO on the
                TAPs (Ferry's default), so 64 KiB super-frames cross Ferry whole
-  ferry-packet Ferry with two `packet:` ports on veths whose peers are in the namespaces; the
-               packet port reads frames without their virtio-net header, so checksum offload,
-               TSO and GSO are off on the namespace side and GRO on Ferry's: MTU-sized frames
+  ferry-packet Ferry with two `packet:` ports on veths whose peers are in the namespaces, the
+               veths' offloads as they come (TSO, checksum offload on): frames carry their
+               virtio-net header (PACKET_VNET_HDR), so 64 KiB super-frames cross Ferry whole
+  ferry-packet-off  ferry-packet with `offloads=off` on both ports: the kernel still hands
+               Ferry super-frames; Ferry segments them and finishes every checksum
   ferry-nooff  ferry-tap with the TAPs' offloads turned off in the namespaces (ethtool -K tx off
                tso off gso off): every segment an MTU-sized frame with its checksum computed,
                what Ferry did before offloads
@@ -38,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 import harness as h  # noqa: E402
 
-ROWS = ["bridge", "ferry-tap", "ferry-packet", "ferry-nooff"]
+ROWS = ["bridge", "ferry-tap", "ferry-packet", "ferry-packet-off", "ferry-nooff"]
 PID = os.getpid() % 10000
 SPACES = [f"fbt-a-{PID}", f"fbt-b-{PID}"]
 ADDRESSES = ["198.18.9.1", "198.18.9.2"]
@@ -81,16 +83,15 @@ class Setup:
                 ns(self.extra[0], "ip", "link", "set", f"p{i}", "master", "br0")
                 ns(self.extra[0], "ip", "link", "set", f"p{i}", "up")
             devices = ["wire", "wire"]
-        elif row == "ferry-packet":
+        elif row.startswith("ferry-packet"):
             self.veths = [f"fbtp{PID}a", f"fbtp{PID}b"]
             for veth, space in zip(self.veths, SPACES):
                 run("ip", "link", "del", veth, check=False)
                 run("ip", "link", "add", veth, "type", "veth", "peer", "name", "wire", "netns", space)
                 run("ip", "link", "set", veth, "up")
-                run("ethtool", "-K", veth, "gro", "off")
-                ns(space, "ethtool", "-K", "wire", "tx", "off", "tso", "off", "gso", "off")
             devices = ["wire", "wire"]
-            self.start_ferry([f"packet:{v},name={n}" for v, n in zip(self.veths, "ab")], workdir)
+            offloads = "off" if row == "ferry-packet-off" else "on"
+            self.start_ferry([f"packet:{v},name={n},offloads={offloads}" for v, n in zip(self.veths, "ab")], workdir)
         else:
             taps = [f"fbt{PID}a", f"fbt{PID}b"]
             self.start_ferry([f"tap:{t},name={n}" for t, n in zip(taps, "ab")], workdir)
@@ -160,7 +161,7 @@ def main():
                         value = measure(setup, streams, args.seconds)
                         results.setdefault((row, streams), []).append(value)
                         cpu = f"{value[1]:.2f} CPU s/GB" if value[1] is not None else ""
-                        print(f"round {r + 1} {row:13s} P={streams}: {value[0]:6.2f} Gbit/s {cpu}", flush=True)
+                        print(f"round {r + 1} {row:16s} P={streams}: {value[0]:6.2f} Gbit/s {cpu}", flush=True)
                 finally:
                     setup.teardown()
     print()

@@ -2,18 +2,21 @@
 # Builds the small Linux guest that Ferry's integration tests boot under QEMU:
 # Debian's cloud kernel plus a busybox initramfs whose /init configures eth0
 # (virtio-net) from the kernel command line, optionally pings a peer, prints
-# machine-readable result lines on the serial console and powers off.
+# machine-readable result lines on the serial console and powers off. Its TCP
+# tools: busybox nc and sha256sum (byte-exact transfers) and Debian's iperf3
+# with the libraries it links (throughput).
 #
 #   tools/build-test-guest.sh [--force]
 #
 # Output: ${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}/{vmlinuz,initrd.gz}
 # Rebuilds only when an output is missing, when this script differs from the
-# one that built the output (the /init lives in here), or when the newest
-# installed cloud kernel is not the one the initramfs modules were taken from.
+# one that built the output (the /init lives in here), when the newest
+# installed cloud kernel is not the one the initramfs modules were taken from,
+# or when iperf3 or a library it links changed on the host.
 # --force always rebuilds.
 #
 # Needs (tools/install-deps.sh installs them): linux-image-cloud-amd64,
-# busybox-static, cpio, kmod, gzip. Run as root (the kernel image in /boot is
+# busybox-static, cpio, kmod, gzip, iperf3. Run as root (the kernel image in /boot is
 # readable by root only, and /dev/console is a device node).
 #
 # Kernel command line understood by the guest's /init:
@@ -32,12 +35,24 @@
 #                                  -W WAIT ADDR (no retries)
 #   flush ID                       forget the neighbour (ARP) table of eth0
 #   counters ID                    print eth0's counters
+#   tcprecv ID PORT                take one TCP connection on PORT, keep what
+#                                  arrives until the peer closes in
+#                                  /tmp/tcp-data (in the guest's RAM: --mem
+#                                  must hold it), and hash it
+#   tcpsend ID ADDR PORT           send what the last tcprecv kept to
+#                                  ADDR:PORT over TCP, then close (busybox nc)
+#   iperf3 ID PORT                 start an iperf3 server on PORT in the
+#                                  background (it serves until power-off)
 # Console lines for tests to match (strip CRs and ANSI escapes first):
 #   FERRY-GUEST-READY ip=ADDR mtu=N
 #   FERRY-PING-RESULT target=ADDR size=N transmitted=T received=R [id=ID]
 #                        (one per ferry.ping target, in order; id= for commands)
 #   eth0 counters: rx_packets=N ... tx_errors=N [id=ID]
 #   FERRY-GUEST-COMMANDS tty=ttyS1     (reading commands from now on)
+#   FERRY-TCP-LISTENING port=N id=ID              (tcprecv: connect now)
+#   FERRY-TCP-RECEIVED bytes=N sha256=HEX id=ID   (tcprecv)
+#   FERRY-TCP-SENT status=N id=ID                 (tcpsend; nc's exit status)
+#   FERRY-IPERF3-LISTENING port=N id=ID           (iperf3)
 #   FERRY-COMMAND-DONE id=ID status=N  (after every command, also unknown ones)
 set -euo pipefail
 
@@ -76,6 +91,16 @@ if command -v file >/dev/null 2>&1 && ! file -L "$busybox" | grep -q 'statically
     die "$busybox is not statically linked: install busybox-static"
 fi
 
+# iperf3 is linked dynamically: it goes in with every library ldd resolves for
+# it, each at its own path, so the dynamic loader finds them without a cache.
+iperf3=$(command -v iperf3 || true)
+[[ -n "$iperf3" ]] || die "iperf3 missing: install iperf3 (tools/install-deps.sh test)"
+iperf3_libs=$(ldd "$iperf3") || die "ldd $iperf3 failed"
+! grep -q 'not found' <<< "$iperf3_libs" || die "a library of $iperf3 is missing: $iperf3_libs"
+mapfile -t host_files < <(printf '%s\n' "$iperf3"
+                          awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<< "$iperf3_libs")
+[[ ${#host_files[@]} -ge 2 ]] || die "ldd named no libraries for $iperf3: $iperf3_libs"
+
 mkdir -p "$out_dir"
 # Two tests may boot guests at the same moment and both call this script:
 # serialise them so neither sees a half-written initrd.
@@ -83,6 +108,7 @@ exec 9>"$out_dir/.lock"
 flock 9
 
 script_sha=$(sha256sum "$self" | cut -d' ' -f1)
+host_files_sha=$(sha256sum "${host_files[@]}" | sha256sum | cut -d' ' -f1)
 up_to_date() {
     [[ -s "$out_dir/vmlinuz" && -s "$out_dir/initrd.gz" && -f "$out_dir/kernel-version" ]] || return 1
     # The script's hash, not its mtime: worktrees with different versions of
@@ -90,6 +116,7 @@ up_to_date() {
     # keep the /init of a newer one (nor the other way round).
     [[ "$(cat "$out_dir/script-sha256" 2>/dev/null)" == "$script_sha" ]] || return 1
     [[ "$(cat "$out_dir/kernel-version")" == "$kver" ]] || return 1
+    [[ "$(cat "$out_dir/host-files-sha256" 2>/dev/null)" == "$host_files_sha" ]] || return 1
     return 0
 }
 if [[ $force -eq 0 ]] && up_to_date; then
@@ -113,6 +140,12 @@ cp "$busybox" "$root/bin/busybox"
     ln -sf /bin/busybox "$root/$applet"
 done
 [[ -f "$root/bin/busybox" && ! -L "$root/bin/busybox" ]] || die "bin/busybox got overwritten"
+
+for f in "${host_files[@]}"; do
+    mkdir -p "$root$(dirname "$f")"
+    # -L: the loader and libraries are often symlinks; the guest needs the files.
+    cp -L "$f" "$root$f"
+done
 
 # The kernel opens /dev/console for init's stdin/out/err before /init can
 # mount devtmpfs; without the node init starts with no output at all.
@@ -265,6 +298,42 @@ FERRY-PING-RESULT target=$target size=$SIZE transmitted=$tx received=$rx"
     echo "$results" | sed '/^$/d'
 fi
 
+is_address() { case "$1" in ''|*[!0-9.]*) return 1 ;; *) return 0 ;; esac; }
+
+# Until something listens on TCP port $1 (up to 10 s).
+wait_listening() {
+    i=0
+    # 2>/dev/null: with ipv6.disable=1 netstat complains about tcp6.
+    while ! netstat -ltn 2>/dev/null | grep -q ":$1 "; do
+        [ $i -ge 200 ] && return 1
+        usleep 50000
+        i=$((i + 1))
+    done
+}
+
+# One TCP connection on port $1 into /tmp/tcp-data, then its size and hash;
+# $2: the command's id. A file rather than a pipe into sha256sum: the
+# transfer is not slowed by hashing on the guest's one (emulated) CPU.
+tcp_receive() {
+    rm -f /tmp/tcp-data /tmp/tcp-hold
+    mkfifo /tmp/tcp-hold
+    # nc closes the connection once its stdin ends: a FIFO open for reading
+    # and writing never ends, so nc reads the socket until the peer closes.
+    nc -l -p "$1" <> /tmp/tcp-hold > /tmp/tcp-data &
+    nc_pid=$!
+    if ! wait_listening "$1"; then
+        log "nothing listens on TCP port $1"
+        kill $nc_pid
+        return 1
+    fi
+    echo "FERRY-TCP-LISTENING port=$1 id=$2"
+    wait $nc_pid
+    nc_status=$?
+    echo "FERRY-TCP-RECEIVED bytes=$(stat -c %s /tmp/tcp-data) sha256=$(sha256sum < /tmp/tcp-data | cut -d' ' -f1) id=$2"
+    rm -f /tmp/tcp-hold
+    return $nc_status
+}
+
 # A test drives the guest from here on: each line one command (see the top of
 # build-test-guest.sh). Only these commands run; nothing from the line is
 # evaluated by the shell.
@@ -296,6 +365,32 @@ if [ -n "$COMMANDS" ]; then
                 fi ;;
             flush)    ip neigh flush dev eth0; status=$? ;;
             counters) print_counters " id=$id" ;;
+            tcpsend)
+                if is_address "$a1" && is_number "$a2" && [ -f /tmp/tcp-data ]; then
+                    nc "$a1" "$a2" < /tmp/tcp-data
+                    status=$?
+                    echo "FERRY-TCP-SENT status=$status id=$id"
+                else
+                    log "bad tcpsend command (or no tcprecv before it): $a1 $a2"
+                    status=2
+                fi ;;
+            tcprecv)
+                if is_number "$a1"; then
+                    tcp_receive "$a1" "$id"
+                    status=$?
+                else
+                    log "bad tcprecv command: $a1"
+                    status=2
+                fi ;;
+            iperf3)
+                if is_number "$a1"; then
+                    iperf3 -s -D -p "$a1" && wait_listening "$a1"
+                    status=$?
+                    [ $status -eq 0 ] && echo "FERRY-IPERF3-LISTENING port=$a1 id=$id"
+                else
+                    log "bad iperf3 command: $a1"
+                    status=2
+                fi ;;
             "")       continue ;;
             *)        log "unknown command: $cmd"; status=2 ;;
         esac
@@ -320,5 +415,6 @@ mv -f "$out_dir/vmlinuz.tmp" "$out_dir/vmlinuz"
 mv -f "$out_dir/initrd.gz.tmp" "$out_dir/initrd.gz"
 echo "$kver" > "$out_dir/kernel-version"
 echo "$script_sha" > "$out_dir/script-sha256"
+echo "$host_files_sha" > "$out_dir/host-files-sha256"
 
 say "built $out_dir/vmlinuz ($kver) and $out_dir/initrd.gz ($(du -k "$out_dir/initrd.gz" | cut -f1) KiB, modules: $(tr '\n' ' ' < "$root/etc/ferry-modules"))"

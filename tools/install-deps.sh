@@ -72,7 +72,7 @@ test_packages=(
     "tcpdump|packet capture checks in integration tests"
     "procps|pgrep/ps in integration tests"
     "python3|runs the integration tests (pytest is handled below)"
-    "iperf3|the TCP load of tools/bench-tcp.py"
+    "iperf3|the TCP load of tools/bench-tcp.py; copied into the test guest with its libraries"
     "ethtool|turns a TAP's or veth's offloads on and off (test_tcp_offload.py, tools/bench-tcp.py)"
     "binutils|readelf and strip: tools/package.sh checks the binary needs no Swift library and strips it"
     "systemd|systemd-analyze verify checks the packaged unit (test_package.py)"

@@ -8,7 +8,7 @@
 #        | --netdev-socket-listen PORT | --netdev-socket-connect PORT)
 #       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
 #       [--mtu N] [--mem MIB] [--unshared-memory] [--log FILE] [--timeout SECONDS]
-#       [--command-socket PATH]
+#       [--command-socket PATH] [--device-options KEY=VALUE,...]
 #
 #   --vhost-socket PATH   vhost-user unix socket; QEMU connects to it (the
 #                         back-end listens) unless --vhost-server, where QEMU
@@ -35,6 +35,9 @@
 #                         it (ferry.commands=ttyS1 is added to the command line,
 #                         see build-test-guest.sh) once it prints
 #                         FERRY-GUEST-COMMANDS; answers go to the console
+#   --device-options OPTS more virtio-net-pci properties, e.g.
+#                         guest_tso4=off,guest_tso6=off (the guest's driver
+#                         then takes no TCP super-frames)
 #
 # QEMU runs in the foreground (exec): the caller's pid is QEMU's (or that of
 # `timeout`, which passes SIGTERM/SIGINT on to QEMU), so a test stops the guest
@@ -50,7 +53,7 @@ die() { printf 'run-test-guest: ERROR: %s\n' "$*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 name="" mac="" vhost_socket="" vhost_server=0 vhost_reconnect="" sock_listen="" sock_connect=""
-append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket=""
+append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket="" device_options=""
 need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -61,6 +64,7 @@ while [[ $# -gt 0 ]]; do
         --vhost-reconnect)       need_arg "$1" $#; vhost_reconnect="$2"; shift 2 ;;
         --netdev-socket-listen)  need_arg "$1" $#; sock_listen="$2"; shift 2 ;;
         --netdev-socket-connect) need_arg "$1" $#; sock_connect="$2"; shift 2 ;;
+        --device-options)        need_arg "$1" $#; device_options="$2"; shift 2 ;;
         --append)                need_arg "$1" $#; append="$2"; shift 2 ;;
         --mtu)                   need_arg "$1" $#; mtu="$2"; shift 2 ;;
         --mem)                   need_arg "$1" $#; mem="$2"; shift 2 ;;
@@ -85,6 +89,8 @@ modes=0
 [[ -n "$sock_listen" ]] && modes=$((modes + 1))
 [[ -n "$sock_connect" ]] && modes=$((modes + 1))
 [[ $modes -eq 1 ]] || die "give exactly one of --vhost-socket, --netdev-socket-listen, --netdev-socket-connect"
+# key=value pairs only: no comma escapes (,,) and nothing that is not a property.
+[[ -z "$device_options" || "$device_options" =~ ^[a-z0-9_]+=[a-z0-9]+(,[a-z0-9_]+=[a-z0-9]+)*$ ]] || die "--device-options wants key=value[,key=value...], got '$device_options'"
 [[ $vhost_server -eq 0 || -n "$vhost_socket" ]] || die "--vhost-server only goes with --vhost-socket"
 if [[ -n "$vhost_reconnect" ]]; then
     [[ -n "$vhost_socket" && $vhost_server -eq 0 ]] || die "--vhost-reconnect only goes with --vhost-socket, without --vhost-server"
@@ -157,6 +163,7 @@ fi
 # iPXE option ROM, the kernel is loaded directly and iPXE only costs boot time.
 device="virtio-net-pci,netdev=n0,mac=$mac,vectors=0,mrg_rxbuf=on,romfile="
 [[ -n "$mtu" ]] && device+=",host_mtu=$mtu"
+[[ -n "$device_options" ]] && device+=",$device_options"
 
 if [[ -n "$log" ]]; then
     serial=(-serial "file:$log")

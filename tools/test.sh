@@ -6,8 +6,10 @@
 # 1. installs what is missing for building and running Ferry and for its
 #    tests (tools/install-deps.sh test: QEMU, DPDK's testpmd, a guest kernel,
 #    busybox, tcpdump, pytest; it names each package before installing it),
-#    builds the test guest, Ferry (release, the Swift runtime linked statically)
-#    and the Debian package (tools/package.sh);
+#    then, before anything is built, checks the module graph
+#    (tools/check-module-graph: Package.swift's edges, what each target
+#    imports and docs/ARCHITECTURE.md agree), and builds the test guest, Ferry
+#    (release, the Swift runtime linked statically) and the Debian package (tools/package.sh);
 # 2. unit tests (swift test): codec, rings, hostile guests, allocation probe;
 # 3. the fuzz targets (tools/fuzz.sh), each for a short bounded time;
 # 4. integration tests (pytest, Tests/Integration) against real peers:
@@ -22,6 +24,8 @@ source tools/lib/swift-toolchain.sh
 
 tools/install-deps.sh test
 ferry_use_swift test.sh
+echo "== module graph (python3 and the toolchain are there now)"
+tools/check-module-graph
 tools/build-test-guest.sh
 
 # The release build is the one the Debian package ships (Swift runtime linked in), so the

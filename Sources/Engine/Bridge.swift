@@ -45,7 +45,7 @@ public struct VLANMembership {
         }
     }
 
-    public func members(vlan: UInt16) -> PortSet { sets[Int(vlan & 0x0FFF)] }
+    public func members(vlan: UInt16) -> PortSet { sets[Int(vlan & Ethernet.vlanIDMask)] }
 }
 
 /// A switch port as one worker sees it: where the worker transmits to it, and

@@ -29,7 +29,7 @@ extension Worker {
     /// pieces (before it holds the longest frame) is served the usual way.
     @usableFromInline static let directPieces = 64
     /// The bytes kept private: the virtio-net header, then the Ethernet header.
-    @usableFromInline static let directPrefixLength = PacketBatch.headerSize &+ 14
+    @usableFromInline static let directPrefixLength = PacketBatch.headerSize &+ Ethernet.headerSize
 
     /// The port every frame of `source` goes to, if the direct path applies;
     /// decided when the worker is configured (ports and VLANs change only then,
@@ -118,7 +118,7 @@ extension Worker {
                 continue
             }
             let length = total &- PacketBatch.headerSize
-            if length < 14 {
+            if length < Ethernet.headerSize {
                 counters.dropped(.runt)
                 continue
             }

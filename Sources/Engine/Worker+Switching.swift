@@ -145,20 +145,20 @@ extension Worker {
     func classify(_ batch: PacketBatch, _ f: Int, ingress: UInt16, port me: WorkerPort, counters: QueueCounters,
                   now: UInt64) -> UInt64 {
         let length = Int(batch.length[f])
-        if length < 14 {
+        if length < Ethernet.headerSize {
             counters.dropped(.runt)
             return 0
         }
         let s = Int(batch.firstSegment[f])
         var p = UnsafeRawPointer(batch.segmentBase[s])
-        if Int(batch.segmentLength[s]) < min(length, 18) { p = gatherHeader(batch, f) }
+        if Int(batch.segmentLength[s]) < min(length, Ethernet.taggedHeaderSize) { p = gatherHeader(batch, f) }
         return classify(header: p, length: length, ingress: ingress, port: me, counters: counters, now: now,
                         vlan: &vlans[f])
     }
 
-    /// The ports a frame of `length` bytes (at least 14) whose first bytes are
+    /// The ports a frame of `length` bytes (at least `Ethernet.headerSize`) whose first bytes are
     /// at `p` goes to; its VLAN in `vlan` (`vlanBits`, with `arrivedTagged` set
-    /// when it came with an 802.1Q tag). `p` holds 18 bytes, or the whole frame
+    /// when it came with an 802.1Q tag). `p` holds `Ethernet.taggedHeaderSize` bytes, or the whole frame
     /// if shorter: only a trunk reads past the Ethernet header.
     @inlinable
     func classify(header p: UnsafeRawPointer, length: Int, ingress: UInt16, port me: WorkerPort,
@@ -167,18 +167,18 @@ extension Worker {
             | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
         let sourceMAC = UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))) << 32
             | UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
-        let etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        let etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self))
         let vlan: UInt16
-        if etherType == 0x8100 {
+        if etherType == Ethernet.tpidCustomerVLAN {
             guard me.isTrunk else {
                 counters.dropped(.vlanFiltered)
                 return 0
             }
-            guard length >= 18 else {
+            guard length >= Ethernet.taggedHeaderSize else {
                 counters.dropped(.runt)
                 return 0
             }
-            vlan = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 14, as: UInt16.self)) & 0x0FFF
+            vlan = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Ethernet.headerSize, as: UInt16.self)) & Ethernet.vlanIDMask
             // Ingress filtering (802.1Q §8.6.2): the port must be a member of the frame's VLAN.
             guard forwarder.members(vlan: vlan).contains(ingress) else {
                 counters.dropped(.vlanFiltered)
@@ -192,12 +192,12 @@ extension Worker {
                 return 0
             }
         }
-        // The I/G bit: no station sends from a group address.
-        if sourceMAC & (1 << 40) != 0 {
+        // No station sends from a group address.
+        if sourceMAC & Ethernet.groupBit != 0 {
             counters.dropped(.invalidSource)
             return 0
         }
-        frameVLAN = etherType == 0x8100 ? vlan | Self.arrivedTagged : vlan
+        frameVLAN = etherType == Ethernet.tpidCustomerVLAN ? vlan | Self.arrivedTagged : vlan
         // The next frame of the flow just decided: its source was refreshed or
         // queued a moment ago, and its destination looked up.
         if recent.valid && recent.destination == destination && recent.source == sourceMAC && recent.vlan == vlan {
@@ -238,18 +238,18 @@ extension Worker {
 
     /// A frame's VLAN id in `vlans`, and the flag beside it that says it came tagged
     /// (a trunk with a native VLAN takes that VLAN both ways, so the port alone cannot tell).
-    @usableFromInline static let vlanBits: UInt16 = 0x0FFF
+    @usableFromInline static var vlanBits: UInt16 { Ethernet.vlanIDMask }
     @usableFromInline static let arrivedTagged: UInt16 = 0x8000
 
-    /// The first 18 bytes of a frame whose first segment is shorter (a guest may
+    /// The first `Ethernet.taggedHeaderSize` bytes of a frame whose first segment is shorter (a guest may
     /// split its buffers anywhere), copied together.
     @usableFromInline
     func gatherHeader(_ batch: PacketBatch, _ f: Int) -> UnsafeRawPointer {
         var s = Int(batch.firstSegment[f])
         let end = s + Int(batch.segments[f])
         var filled = 0
-        while filled < 18 && s < end {
-            let take = min(18 - filled, Int(batch.segmentLength[s]))
+        while filled < Ethernet.taggedHeaderSize && s < end {
+            let take = min(Ethernet.taggedHeaderSize - filled, Int(batch.segmentLength[s]))
             (gathered + filled).copyMemory(from: batch.segmentBase[s], byteCount: take)
             filled += take
             s += 1

@@ -31,13 +31,11 @@ public struct GSOFrameLayout: Equatable, Sendable {
     /// length or IPv6 payload length is 16 bits).
     public static let maxPayload = 65535
     /// Longest header run parsed: two tags, IPv4 with 40 bytes of options, TCP with 40.
-    public static let maxHeaderLength = 14 + 8 + 60 + 60
+    public static let maxHeaderLength = Ethernet.headerSize + 2 * Ethernet.tagSize + 60 + 60
 
-    // EtherTypes (IEEE 802.3, 802.1Q, 802.1ad) and IP protocol numbers (IANA).
+    // EtherTypes (IEEE 802.3) and IP protocol numbers (IANA); the tags' TPIDs are `Ethernet`'s.
     @usableFromInline static let etherTypeIPv4: UInt16 = 0x0800
     @usableFromInline static let etherTypeIPv6: UInt16 = 0x86DD
-    @usableFromInline static let etherTypeVLAN: UInt16 = 0x8100
-    @usableFromInline static let etherTypeQinQ: UInt16 = 0x88A8
     @usableFromInline static let protocolTCP: UInt8 = 6
     @usableFromInline static let protocolUDP: UInt8 = 17
 
@@ -88,7 +86,7 @@ public struct GSOFrameLayout: Equatable, Sendable {
             guard offset &+ 2 <= limit else { throw .headersPastFrame }
             etherType = UInt16(bigEndian: prefix.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
             offset &+= 2
-            guard etherType == Self.etherTypeVLAN || etherType == Self.etherTypeQinQ, tags < 2 else { break }
+            guard etherType == Ethernet.tpidCustomerVLAN || etherType == Ethernet.tpidServiceVLAN, tags < 2 else { break }
             offset &+= 2
             tags &+= 1
         }

@@ -58,11 +58,7 @@ public struct GroupForwardMask: Equatable, Hashable, Sendable, CustomStringConve
         return "0x" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
     }
 
-    /// The first 44 bits of a link-local group address, 01:80:C2:00:00:0, as the top of a
-    /// destination held in the low 48 bits of a UInt64 shifted right by 4.
-    public static let linkLocalPrefix: UInt64 = 0x0180_C200_000
-
     /// Whether `destination` (the address in the low 48 bits, first byte highest) is 01:80:C2:00:00:0N.
     @inlinable
-    public static func isLinkLocal(_ destination: UInt64) -> Bool { destination &>> 4 == linkLocalPrefix }
+    public static func isLinkLocal(_ destination: UInt64) -> Bool { destination &>> 4 == Ethernet.linkLocalPrefix }
 }

@@ -12,8 +12,58 @@ extension PacketBatch {
     public func gather(_ frame: Int, into destination: UnsafeMutableRawPointer, limit: Int,
                        untaggedLimit: Int) -> DropReason? {
         let length = Int(self.length[frame])
-        if length < Self.ethernetHeaderSize { return .runt }
-        if length > limit || length > untaggedLimit &+ Self.tagSize { return .tooLong }
+        if length < Ethernet.headerSize { return .runt }
+        if length > limit || length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
+        // Segments shorter than the length the batch gives: not a whole frame.
+        if copyWhole(frame, length: length, to: destination) != length { return .runt }
+        if length > untaggedLimit
+            && destination.load(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self) != Ethernet.tpidCustomerVLAN.bigEndian {
+            return .tooLong
+        }
+        if !ChecksumCompletion.complete(frame: destination, length: length, header: header(frame)) {
+            return .badChecksumOffset
+        }
+        return nil
+    }
+
+    /// Copies frame `frame` for a port whose kernel takes offloads (AF_PACKET
+    /// with PACKET_VNET_HDR): its virtio-net header's first 10 bytes, then the
+    /// frame, into `destination`; returns why it cannot be sent, or nil.
+    ///
+    /// `limit` is what the buffer holds, the header included. An ordinary
+    /// frame keeps to `untaggedLimit` (plus a tag) as in `gather`; a GSO frame
+    /// only to `limit`, since the kernel (or the driver) cuts it into segments
+    /// (it was checked where it came in: `Worker.isRefusedGSO`). A checksum
+    /// request is left to the kernel, which refuses one outside the frame: such
+    /// a frame is `bad_checksum_offset` here, counted before the kernel would
+    /// skip it unseen. Only NEEDS_CSUM goes on among the flags.
+    @inlinable
+    public func gatherWithVirtioNetHeader(_ frame: Int, into destination: UnsafeMutableRawPointer, limit: Int,
+                                          untaggedLimit: Int) -> DropReason? {
+        let length = Int(self.length[frame])
+        if length < Ethernet.headerSize { return .runt }
+        let fields = VirtioNetHeader(loading: header(frame))
+        let superFrame = fields.gsoType != VirtioNetHeader.gsoNone
+        if length > limit &- Self.transmittedHeaderSize { return .tooLong }
+        if !superFrame && length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
+        let data = destination + Self.transmittedHeaderSize
+        if copyWhole(frame, length: length, to: data) != length { return .runt }
+        if !superFrame && length > untaggedLimit
+            && data.load(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self) != Ethernet.tpidCustomerVLAN.bigEndian {
+            return .tooLong
+        }
+        var sent = fields
+        sent.flags &= VirtioNetHeader.needsChecksum
+        if sent.flags != 0 && Int(sent.checksumStart) &+ Int(sent.checksumOffset) &+ 2 > length {
+            return .badChecksumOffset
+        }
+        sent.store(to: destination)
+        return nil
+    }
+
+    /// Copies up to `length` bytes of frame `frame`'s segments to `destination`; returns how many it had.
+    @inlinable
+    func copyWhole(_ frame: Int, length: Int, to destination: UnsafeMutableRawPointer) -> Int {
         var copied = 0
         var s = Int(firstSegment[frame])
         let end = s &+ Int(segments[frame])
@@ -23,17 +73,9 @@ extension PacketBatch {
             copied &+= piece
             s &+= 1
         }
-        // Segments shorter than the length the batch gives: not a whole frame.
-        if copied != length { return .runt }
-        if length > untaggedLimit
-            && destination.load(fromByteOffset: 12, as: UInt16.self) != UInt16(0x8100).bigEndian {
-            return .tooLong
-        }
-        if !ChecksumCompletion.complete(frame: destination, length: length, header: header(frame)) {
-            return .badChecksumOffset
-        }
-        return nil
+        return copied
     }
 
-    @usableFromInline static let ethernetHeaderSize = 14
+    /// The virtio-net header as a packet socket takes it: struct virtio_net_hdr, no num_buffers.
+    @inlinable public static var transmittedHeaderSize: Int { 10 }
 }

@@ -9,10 +9,6 @@ public enum TagEdit {
 }
 
 extension PacketBatch {
-    /// Where an 802.1Q tag sits: after the destination and source addresses.
-    public static let tagOffset = 12
-    public static let tagSize = 4
-
     /// Segments `appendReference` may add to a frame (a split around the tag, and the tag).
     public static let segmentsAddedByTagEdit = 2
 
@@ -48,15 +44,15 @@ extension PacketBatch {
             while s < end {
                 let base = source.segmentBase[s]
                 let len = Int(source.segmentLength[s])
-                if !inserted && offset &+ len >= Self.tagOffset {
-                    let cut = Self.tagOffset &- offset
+                if !inserted && offset &+ len >= Ethernet.etherTypeOffset {
+                    let cut = Ethernet.etherTypeOffset &- offset
                     if cut > 0 {
                         segmentBase[out] = base
                         segmentLength[out] = UInt32(truncatingIfNeeded: cut)
                         out &+= 1
                     }
                     segmentBase[out] = UnsafeMutableRawPointer(mutating: tag)
-                    segmentLength[out] = UInt32(Self.tagSize)
+                    segmentLength[out] = UInt32(Ethernet.tagSize)
                     out &+= 1
                     if len > cut {
                         segmentBase[out] = base + cut
@@ -72,12 +68,12 @@ extension PacketBatch {
                 offset &+= len
                 s &+= 1
             }
-            length &+= Self.tagSize
-            delta = Self.tagSize
+            length &+= Ethernet.tagSize
+            delta = Ethernet.tagSize
         case .remove:
             // Keep [0, 12) and [16, end) of the frame, across whatever segments hold them.
-            let cutStart = Self.tagOffset
-            let cutEnd = Self.tagOffset &+ Self.tagSize
+            let cutStart = Ethernet.etherTypeOffset
+            let cutEnd = Ethernet.etherTypeOffset &+ Ethernet.tagSize
             var offset = 0
             var s = start
             while s < end {
@@ -99,8 +95,8 @@ extension PacketBatch {
                 offset = segEnd
                 s &+= 1
             }
-            length &-= Self.tagSize
-            delta = -Self.tagSize
+            length &-= Ethernet.tagSize
+            delta = -Ethernet.tagSize
         }
         let h = header(i)
         h.copyMemory(from: source.header(frame), byteCount: Self.headerSize)

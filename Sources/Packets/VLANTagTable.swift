@@ -1,4 +1,4 @@
-/// Every possible 802.1Q tag, prebuilt: TPID 0x8100 then the TCI (priority 0,
+/// Every possible 802.1Q tag, prebuilt: the C-TAG TPID (`Ethernet.tpidCustomerVLAN`) then the TCI (priority 0,
 /// the VLAN id), network byte order. Pushing a tag onto a frame is one more
 /// segment pointing here, so tagging copies nothing. Written once, read by
 /// every worker.
@@ -6,11 +6,10 @@ public final class VLANTagTable: @unchecked Sendable {
     @usableFromInline let bytes: UnsafeMutableRawPointer
 
     public init() {
-        bytes = .allocate(byteCount: 4096 * PacketBatch.tagSize, alignment: 64)
+        bytes = .allocate(byteCount: 4096 * Ethernet.tagSize, alignment: 64)
         for vlan in 0..<4096 {
-            let p = bytes + vlan * PacketBatch.tagSize
-            p.storeBytes(of: 0x81, as: UInt8.self)
-            p.storeBytes(of: 0x00, toByteOffset: 1, as: UInt8.self)
+            let p = bytes + vlan * Ethernet.tagSize
+            p.storeBytes(of: Ethernet.tpidCustomerVLAN.bigEndian, as: UInt16.self)
             p.storeBytes(of: UInt8(vlan >> 8), toByteOffset: 2, as: UInt8.self)
             p.storeBytes(of: UInt8(vlan & 0xFF), toByteOffset: 3, as: UInt8.self)
         }
@@ -20,6 +19,6 @@ public final class VLANTagTable: @unchecked Sendable {
 
     @inlinable
     public func tag(_ vlan: UInt16) -> UnsafeRawPointer {
-        UnsafeRawPointer(bytes + Int(vlan & 0x0FFF) &* PacketBatch.tagSize)
+        UnsafeRawPointer(bytes + Int(vlan & Ethernet.vlanIDMask) &* Ethernet.tagSize)
     }
 }

@@ -23,7 +23,7 @@ extension TapPort {
     /// An interface that cannot be asked (moved to another namespace) keeps its last value.
     public func refreshMaxFrameLength() {
         guard let mtu = try? device.mtu() else { return }
-        maxFrameLengthValue.store(mtu &+ Self.ethernetHeaderSize, ordering: .relaxed)
+        maxFrameLengthValue.store(mtu &+ Ethernet.headerSize, ordering: .relaxed)
     }
 
     /// Reads one frame, its virtio-net header first, into the `count` buffers

@@ -53,7 +53,6 @@ public final class TapPort {
     /// A frame shorter than its Ethernet header is not a frame. The kernel's
     /// packet layer already refuses to send one on a TAP; the check keeps a
     /// short read, whatever its cause, from reaching a destination.
-    @usableFromInline static let ethernetHeaderSize = 14
 
     public let device: TapDevice
     /// What the port's spec allows the kernel to hand over (`offloads=`).
@@ -103,7 +102,7 @@ public final class TapPort {
         device = try TapDevice(name: name, queues: queues, offloads: [], mtu: mtu)
         // Unreadable (hardly: the interface was just opened): assume the largest
         // frame the receive buffers take, which only makes the direct path rarer.
-        maxFrameLengthValue = Atomic((try? device.mtu()).map { $0 &+ Self.ethernetHeaderSize } ?? Self.bufferSize)
+        maxFrameLengthValue = Atomic((try? device.mtu()).map { $0 &+ Ethernet.headerSize } ?? Self.bufferSize)
         queueCount = device.queueCount
         self.batchCapacity = batchCapacity
         counters = (0..<queueCount).map { _ in QueueCounters() }
@@ -179,7 +178,7 @@ public final class TapPort {
             }
             reads &+= 1
             let length = total &- PacketBatch.headerSize
-            if length < Self.ethernetHeaderSize {
+            if length < Ethernet.headerSize {
                 counters.dropped(.runt)
                 continue
             }

@@ -44,7 +44,6 @@ public final class XdpPort {
     public static let receiveFrames: UInt32 = 4096
     /// The queue ids one port may bind (the steering program's socket map size).
     public static let maxQueues = 64
-    @usableFromInline static let ethernetHeaderSize = 14
 
     public let interface: String
     public let interfaceIndex: UInt32
@@ -152,7 +151,7 @@ public final class XdpPort {
         self.batchCapacity = batchCapacity
         counters = (0..<count).map { _ in QueueCounters() }
         let mtu = (try? NetworkInterface.mtu(of: interface)) ?? 1500
-        maxFrameLength = min(mtu &+ Self.ethernetHeaderSize, Int(Self.frameSize))
+        maxFrameLength = min(mtu &+ Ethernet.headerSize, Int(Self.frameSize))
 
         self.queues = .allocate(capacity: count)
         for q in 0..<count {
@@ -227,7 +226,7 @@ public final class XdpPort {
             taken[i] = address
             let token = UInt32(truncatingIfNeeded: i)
             i &+= 1
-            if length < UInt32(Self.ethernetHeaderSize) {
+            if length < UInt32(Ethernet.headerSize) {
                 counters.dropped(.runt)
                 continue
             }

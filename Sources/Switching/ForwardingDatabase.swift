@@ -1,4 +1,5 @@
 import CFerry
+import Packets
 
 // The forwarding database: (VLAN, MAC) → port, learned from source addresses.
 //
@@ -321,7 +322,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     public func learn(_ key: FDBKey, port: UInt16, now: UInt64) -> LearnResult {
         let k = key.rawValue
         // The I/G bit, least significant bit of the first byte (IEEE 802-2014 §8.2).
-        if k & (1 << 40) != 0 { return .groupAddress }
+        if k & Ethernet.groupBit != 0 { return .groupAddress }
         var i = home(k)
         // Ends: the table is at most half full, so there is always an empty slot.
         while true {

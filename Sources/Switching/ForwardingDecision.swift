@@ -1,4 +1,5 @@
 import CFerry
+import Packets
 
 /// Where one frame goes.
 public enum ForwardingDecision: Equatable, Sendable {
@@ -44,7 +45,7 @@ public final class Forwarder: @unchecked Sendable {
     @inlinable
     public func members(vlan: UInt16) -> PortSet {
         // SAFETY: vlan is below 4096, checked by FDBKey or by the caller's tag parser.
-        PortSet(bits: ferry_load_relaxed_u64(members + Int(vlan & 0x0FFF)))
+        PortSet(bits: ferry_load_relaxed_u64(members + Int(vlan & Ethernet.vlanIDMask)))
     }
 
     /// The decision for a frame that arrived on `ingress` in `vlan` for `destination`
@@ -55,9 +56,8 @@ public final class Forwarder: @unchecked Sendable {
         -> ForwardingDecision
     {
         let flood = members(vlan: vlan).removing(ingress)
-        // The I/G bit, the least significant bit of the first byte (IEEE 802-2014 §8.2),
-        // marks group addresses; broadcast is one of them.
-        if destination & (1 << 40) == 0, let port = database.lookup(FDBKey(vlan: vlan, mac: destination)) {
+        // Group addresses (broadcast among them) are never learned: flooded.
+        if destination & Ethernet.groupBit == 0, let port = database.lookup(FDBKey(vlan: vlan, mac: destination)) {
             if port == ingress {
                 counters.bump(DecisionCounters.hairpin)
                 return .drop

@@ -6,8 +6,8 @@ import Packets
 struct GuestKey {
     var bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
 
-    /// The largest 12-bit VID (IEEE 802.1Q §9.6); 0 stands for untagged.
-    static let maxVLAN: UInt16 = 0x0fff
+    /// The largest 12-bit VID; 0 stands for untagged.
+    static let maxVLAN: UInt16 = Ethernet.vlanIDMask
 
     init(mac: MACAddress, vlan: UInt16) {
         let vid = withUnsafeBytes(of: vlan) { ($0[0], $0[1]) }

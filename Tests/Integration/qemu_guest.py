@@ -197,9 +197,12 @@ class Guest(GuestProcess):
 
     def __init__(self, name: str, mac: str, vhost_socket: str, ip: str, workdir: str,
                  extra_append: str = "ipv6.disable=1", vhost_server: bool = False,
-                 vhost_reconnect: Optional[int] = None):
+                 vhost_reconnect: Optional[int] = None, device_options: str = "",
+                 mem: Optional[int] = None):
         """vhost_reconnect=N: QEMU reconnects to the vhost-user socket every N s after the
-        back-end went away (a restarted Ferry gets the same guest back)."""
+        back-end went away (a restarted Ferry gets the same guest back). device_options:
+        more virtio-net-pci properties (e.g. "guest_tso4=off,guest_tso6=off"); mem: guest RAM
+        in MiB."""
         log = os.path.join(workdir, f"guest-{name}.log")
         self.mac = mac
         self.ip = ip.split("/")[0]
@@ -207,6 +210,10 @@ class Guest(GuestProcess):
         cmd = [str(RUN_GUEST), "--name", name, "--mac", mac, "--vhost-socket", vhost_socket,
                "--append", f"ferry.ip={ip} {extra_append}", "--log", log,
                "--timeout", str(QEMU_TIMEOUT), "--command-socket", self.command_socket]
+        if device_options:
+            cmd += ["--device-options", device_options]
+        if mem is not None:
+            cmd += ["--mem", str(mem)]
         if vhost_server:
             cmd.append("--vhost-server")
         if vhost_reconnect is not None:
