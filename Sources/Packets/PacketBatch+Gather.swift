@@ -14,17 +14,8 @@ extension PacketBatch {
         let length = Int(self.length[frame])
         if length < Ethernet.headerSize { return .runt }
         if length > limit || length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
-        var copied = 0
-        var s = Int(firstSegment[frame])
-        let end = s &+ Int(segments[frame])
-        while s < end && copied < length {
-            let piece = min(Int(segmentLength[s]), length &- copied)
-            (destination + copied).copyMemory(from: segmentBase[s], byteCount: piece)
-            copied &+= piece
-            s &+= 1
-        }
         // Segments shorter than the length the batch gives: not a whole frame.
-        if copied != length { return .runt }
+        if copyWhole(frame, length: length, to: destination) != length { return .runt }
         if length > untaggedLimit
             && destination.load(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self) != Ethernet.tpidCustomerVLAN.bigEndian {
             return .tooLong
@@ -34,4 +25,57 @@ extension PacketBatch {
         }
         return nil
     }
+
+    /// Copies frame `frame` for a port whose kernel takes offloads (AF_PACKET
+    /// with PACKET_VNET_HDR): its virtio-net header's first 10 bytes, then the
+    /// frame, into `destination`; returns why it cannot be sent, or nil.
+    ///
+    /// `limit` is what the buffer holds, the header included. An ordinary
+    /// frame keeps to `untaggedLimit` (plus a tag) as in `gather`; a GSO frame
+    /// only to `limit`, since the kernel (or the driver) cuts it into segments
+    /// (it was checked where it came in: `Worker.isRefusedGSO`). A checksum
+    /// request is left to the kernel, which refuses one outside the frame: such
+    /// a frame is `bad_checksum_offset` here, counted before the kernel would
+    /// skip it unseen. Only NEEDS_CSUM goes on among the flags.
+    @inlinable
+    public func gatherWithVirtioNetHeader(_ frame: Int, into destination: UnsafeMutableRawPointer, limit: Int,
+                                          untaggedLimit: Int) -> DropReason? {
+        let length = Int(self.length[frame])
+        if length < Ethernet.headerSize { return .runt }
+        let fields = VirtioNetHeader(loading: header(frame))
+        let superFrame = fields.gsoType != VirtioNetHeader.gsoNone
+        if length > limit &- Self.transmittedHeaderSize { return .tooLong }
+        if !superFrame && length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
+        let data = destination + Self.transmittedHeaderSize
+        if copyWhole(frame, length: length, to: data) != length { return .runt }
+        if !superFrame && length > untaggedLimit
+            && data.load(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self) != Ethernet.tpidCustomerVLAN.bigEndian {
+            return .tooLong
+        }
+        var sent = fields
+        sent.flags &= VirtioNetHeader.needsChecksum
+        if sent.flags != 0 && Int(sent.checksumStart) &+ Int(sent.checksumOffset) &+ 2 > length {
+            return .badChecksumOffset
+        }
+        sent.store(to: destination)
+        return nil
+    }
+
+    /// Copies up to `length` bytes of frame `frame`'s segments to `destination`; returns how many it had.
+    @inlinable
+    func copyWhole(_ frame: Int, length: Int, to destination: UnsafeMutableRawPointer) -> Int {
+        var copied = 0
+        var s = Int(firstSegment[frame])
+        let end = s &+ Int(segments[frame])
+        while s < end && copied < length {
+            let piece = min(Int(segmentLength[s]), length &- copied)
+            (destination + copied).copyMemory(from: segmentBase[s], byteCount: piece)
+            copied &+= piece
+            s &+= 1
+        }
+        return copied
+    }
+
+    /// The virtio-net header as a packet socket takes it: struct virtio_net_hdr, no num_buffers.
+    @inlinable public static var transmittedHeaderSize: Int { 10 }
 }

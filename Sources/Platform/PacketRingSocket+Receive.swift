@@ -23,13 +23,17 @@ public struct PacketRingFrame {
     public let wireLength: Int
     /// The ring block it lies in.
     public let block: Int
+    /// Its virtio-net header (10 bytes, in the ring), nil without PACKET_VNET_HDR.
+    /// The kernel wrote it; it is still checked like a guest's before use.
+    public let virtioNetHeader: UnsafeRawPointer?
 
     @usableFromInline
-    init(data: UnsafeMutableRawPointer, length: Int, wireLength: Int, block: Int) {
+    init(data: UnsafeMutableRawPointer, length: Int, wireLength: Int, block: Int, virtioNetHeader: UnsafeRawPointer?) {
         self.data = data
         self.length = length
         self.wireLength = wireLength
         self.block = block
+        self.virtioNetHeader = virtioNetHeader
     }
 
     /// A frame whose tail the kernel cut to fit the ring.
@@ -44,6 +48,9 @@ extension PacketRingSocket {
     /// The 802.1Q tag and where it goes: after the destination and source MACs.
     @usableFromInline static let tagSize = 4
     @usableFromInline static let macAddressesSize = 12
+    /// VIRTIO_NET_HDR_F_NEEDS_CSUM and VIRTIO_NET_HDR_GSO_NONE (linux/virtio_net.h).
+    @usableFromInline static let needsChecksumFlag: UInt8 = 1
+    @usableFromInline static let gsoNone: UInt8 = 0
 
     /// The next frame the kernel handed over, or nil when it has handed over
     /// no more (or every block is ours, waiting to be given back).
@@ -52,6 +59,10 @@ extension PacketRingSocket {
     /// (skb_vlan_untag) and reports it in the frame's header; here it is put
     /// back in front of the EtherType, in the padding the ring leaves before
     /// each frame, so a frame comes out byte for byte as it was on the wire.
+    /// With PACKET_VNET_HDR the frame's virtio-net header lies right before it
+    /// (tpacket_rcv: `h.raw + macoff - sizeof(struct virtio_net_hdr)`); a tag put
+    /// back moves it 4 bytes down first, and moves its offsets, which count from
+    /// the untagged frame (the kernel adds no VLAN_HLEN there), 4 bytes on.
     @inlinable
     public func nextReceivedFrame() -> PacketRingFrame? {
         guard let base = receiveBase else { return nil }
@@ -81,12 +92,21 @@ extension PacketRingSocket {
         var data = header + mac
         var length = snapLength
         var onWire = wireLength
+        let offloads = headerSize
+        var virtioHeader: UnsafeMutableRawPointer? = offloads == 0 ? nil : data - offloads
         // tpacket_rcv puts the frame at least 16 bytes past the header and
-        // sockaddr_ll (68 bytes), so the 4 bytes before it are padding we own
-        // while the block is ours; the check only guards against a kernel
-        // that one day packs tighter.
+        // sockaddr_ll (68 bytes), then the virtio-net header, so the 4 bytes
+        // before it (before the virtio-net header) are padding we own while the
+        // block is ours; the check only guards against a kernel that one day
+        // packs tighter.
         if frameStatus & FERRY_TP_STATUS_VLAN_VALID != 0 && snapLength >= Self.macAddressesSize
-            && mac >= Self.receiveHeaderEnd &+ Self.tagSize {
+            && mac >= Self.receiveHeaderEnd &+ offloads &+ Self.tagSize {
+            if let old = virtioHeader {
+                let moved = old - Self.tagSize
+                moved.copyMemory(from: old, byteCount: offloads)
+                Self.shiftOffsets(ofVirtioNetHeader: moved, by: Self.tagSize)
+                virtioHeader = moved
+            }
             let tci = UInt16(truncatingIfNeeded: header.load(fromByteOffset: Int(FERRY_TPACKET3_VLAN_TCI), as: UInt32.self))
             let tpid = frameStatus & FERRY_TP_STATUS_VLAN_TPID_VALID != 0
                 ? header.load(fromByteOffset: Int(FERRY_TPACKET3_VLAN_TPID), as: UInt16.self) : 0x8100
@@ -105,7 +125,24 @@ extension PacketRingSocket {
         } else {
             nextFrameHeader = header + Int(header.load(fromByteOffset: Int(FERRY_TPACKET3_NEXT_OFFSET), as: UInt32.self))
         }
-        return PacketRingFrame(data: data, length: length, wireLength: onWire, block: block)
+        return PacketRingFrame(data: data, length: length, wireLength: onWire, block: block,
+                               virtioNetHeader: virtioHeader.map { UnsafeRawPointer($0) })
+    }
+
+    /// csum_start (and hdr_len, the headers' length) of the virtio-net header at
+    /// `header` moved `bytes` on: the frame got a tag in front of its EtherType.
+    /// Wrapping adds: the result is checked against the frame like any header's.
+    @inlinable
+    static func shiftOffsets(ofVirtioNetHeader header: UnsafeMutableRawPointer, by bytes: Int) {
+        let shift = UInt16(truncatingIfNeeded: bytes)
+        if header.load(as: UInt8.self) & needsChecksumFlag != 0 {
+            let start = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+            header.storeBytes(of: (start &+ shift).littleEndian, toByteOffset: 6, as: UInt16.self)
+        }
+        if header.load(fromByteOffset: 1, as: UInt8.self) != gsoNone {
+            let headers = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+            header.storeBytes(of: (headers &+ shift).littleEndian, toByteOffset: 2, as: UInt16.self)
+        }
     }
 
     /// Gives back every block all of whose frames were handed out: call it once

@@ -14,6 +14,7 @@ import Glibc
 public struct TransmitFlush {
     /// Frames of the burst the kernel did not take; their slots are free again.
     public let notTaken: Int
+    /// Their bytes, virtio-net headers left out.
     public let notTakenBytes: UInt64
     /// The errno `sendto` returned, 0 if none. EAGAIN (the send buffer is
     /// full) and ENOBUFS (the driver's queue is full) mean "not now".
@@ -31,7 +32,7 @@ public struct TransmitFlush {
 }
 
 extension PacketRingSocket {
-    /// The longest frame a slot holds.
+    /// The longest frame a slot holds, its virtio-net header (`headerSize`) included.
     @inlinable
     public var transmitSlotCapacity: Int { slotSize &- Self.transmitFrameOffset }
 
@@ -47,7 +48,8 @@ extension PacketRingSocket {
     }
 
     /// Requests the slot `nextTransmitSlot` returned, holding a frame of
-    /// `length` bytes (at most `transmitSlotCapacity`), and moves to the next.
+    /// `length` bytes (at most `transmitSlotCapacity`; with PACKET_VNET_HDR its
+    /// virtio-net header first, counted in `length`), and moves to the next.
     @inlinable
     public func commitTransmitSlot(length: Int) {
         let slot = transmitBase.unsafelyUnwrapped + transmitHead &* slotSize
@@ -91,7 +93,8 @@ extension PacketRingSocket {
             let previous = transmitHead == 0 ? slotCount &- 1 : transmitHead &- 1
             let slot = base + previous &* slotSize
             if ferry_load_acquire_u32(slot + Int(FERRY_TPACKET3_STATUS)) != FERRY_TP_STATUS_SEND_REQUEST { break }
-            bytes &+= UInt64(slot.load(fromByteOffset: Int(FERRY_TPACKET3_LEN), as: UInt32.self))
+            // The frame's bytes, without the virtio-net header in front of it.
+            bytes &+= UInt64(slot.load(fromByteOffset: Int(FERRY_TPACKET3_LEN), as: UInt32.self)) &- UInt64(headerSize)
             ferry_store_release_u32(slot + Int(FERRY_TPACKET3_STATUS), FERRY_TP_STATUS_AVAILABLE)
             transmitHead = previous
             notTaken &+= 1

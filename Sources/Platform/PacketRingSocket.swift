@@ -13,6 +13,14 @@ import Glibc
 /// for the socket, so the transmit ring is V3 too; its slots are fixed-size
 /// like V2's, which the kernel has supported since 4.11).
 ///
+/// With `virtioNetHeaders` (PACKET_VNET_HDR) every frame travels with a
+/// 10-byte virtio-net header, both ways: the kernel says which received frames
+/// carry a partial checksum or are GRO'd super-frames, and takes partial
+/// checksums and GSO super-frames to transmit, finishing or segmenting them
+/// itself (or leaving it to the driver). Both ring versions carry it since
+/// Linux 4.11 (tpacket_rcv writes it right before the frame, tpacket_snd reads
+/// it at the start of the slot's data).
+///
 /// Receiving (PacketRingSocket+Receive.swift) and transmitting
 /// (PacketRingSocket+Transmit.swift) may run on two threads, one each.
 public final class PacketRingSocket: @unchecked Sendable {
@@ -54,12 +62,21 @@ public final class PacketRingSocket: @unchecked Sendable {
         }
 
         /// 1024 slots, each the smallest power of two (at least 2 KiB) that
-        /// holds a frame of `mtu` with its Ethernet header and an 802.1Q tag.
+        /// holds a frame of `mtu` with its Ethernet header and an 802.1Q tag
+        /// (and a virtio-net header).
         public static func standard(mtu: Int) -> TransmitRing {
             var size = 2048
-            while size < PacketRingSocket.transmitFrameOffset + mtu + 18 && size < 65536 { size <<= 1 }
+            while size < PacketRingSocket.transmitFrameOffset + PacketRingSocket.virtioNetHeaderSize + mtu + 18
+                && size < 65536 { size <<= 1 }
             return TransmitRing(slotSize: size, slotCount: 1024)
         }
+
+        /// 256 slots of 128 KiB: each holds a GSO super-frame (an IP datagram of
+        /// up to 65535 bytes, its Ethernet header and a tag) behind the slot's
+        /// headers. A slot takes one frame whatever its size (V3 transmit slots
+        /// are fixed), so this ring is 32 MiB where `standard` is 2 MiB; 256 is
+        /// the longest burst a worker pushes.
+        public static let superFrames = TransmitRing(slotSize: 128 << 10, slotCount: 256)
     }
 
     /// PACKET_FANOUT in hash mode: the kernel spreads frames over a group of
@@ -88,10 +105,12 @@ public final class PacketRingSocket: @unchecked Sendable {
         public var fanout: Fanout
         /// Receive only what this classic BPF program accepts (SO_ATTACH_FILTER).
         public var filter: PacketFilter?
+        /// A virtio-net header before every frame, received and transmitted (PACKET_VNET_HDR).
+        public var virtioNetHeaders: Bool
 
         public init(receiveRing: ReceiveRing? = .standard, transmitRing: TransmitRing? = nil, promiscuous: Bool = false,
                     ignoreOutgoing: Bool = true, qdiscBypass: Bool = false, fanout: Fanout = .none,
-                    filter: PacketFilter? = nil) {
+                    filter: PacketFilter? = nil, virtioNetHeaders: Bool = false) {
             self.receiveRing = receiveRing
             self.transmitRing = transmitRing
             self.promiscuous = promiscuous
@@ -99,6 +118,7 @@ public final class PacketRingSocket: @unchecked Sendable {
             self.qdiscBypass = qdiscBypass
             self.fanout = fanout
             self.filter = filter
+            self.virtioNetHeaders = virtioNetHeaders
         }
     }
 
@@ -108,6 +128,9 @@ public final class PacketRingSocket: @unchecked Sendable {
     /// tpacket_parse_header looks when no data offset is given (TPACKET3_HDRLEN
     /// minus the sockaddr_ll the kernel counts in it).
     public static let transmitFrameOffset = Int(FERRY_TPACKET3_HDRLEN) - MemoryLayout<sockaddr_ll>.size
+    /// sizeof(struct virtio_net_hdr): what PACKET_VNET_HDR puts before each frame
+    /// (af_packet.c; the 12-byte form needs PACKET_VNET_HDR_SZ, Linux 6.2).
+    public static let virtioNetHeaderSize = 10
 
     public let interface: String
     public let interfaceIndex: UInt32
@@ -115,6 +138,8 @@ public final class PacketRingSocket: @unchecked Sendable {
     /// Owns `fd`; closed first in deinit.
     private let ownedDescriptor: DescriptorSlot
     public let options: Options
+    /// Bytes of virtio-net header before each frame: 10 with `virtioNetHeaders`, else 0.
+    public let headerSize: Int
     /// The fanout group this socket is in, nil without fanout.
     public let fanoutGroup: UInt16?
 
@@ -169,6 +194,11 @@ public final class PacketRingSocket: @unchecked Sendable {
             try Self.set(raw, SOL_PACKET, PACKET_QDISC_BYPASS, 1, "\(name): PACKET_QDISC_BYPASS")
         }
         if let filter = options.filter { try filter.attach(to: raw, name) }
+        if options.virtioNetHeaders {
+            // Before the rings: packet_setsockopt refuses it (EBUSY) once either exists,
+            // since the ring's frame layout depends on it.
+            try Self.set(raw, SOL_PACKET, PACKET_VNET_HDR, 1, "\(name): PACKET_VNET_HDR")
+        }
         if options.transmitRing != nil {
             // A malformed slot is skipped and freed rather than stopping the
             // ring in TP_STATUS_WRONG_FORMAT until someone clears it. Like
@@ -265,6 +295,7 @@ public final class PacketRingSocket: @unchecked Sendable {
         self.interface = interface
         self.interfaceIndex = index
         self.options = options
+        headerSize = options.virtioNetHeaders ? Self.virtioNetHeaderSize : 0
         self.mapping = mapping
         receiveBase = receiveBytes > 0 ? mapping?.base : nil
         blockSize = options.receiveRing?.blockSize ?? 0
@@ -312,11 +343,11 @@ public final class PacketRingSocket: @unchecked Sendable {
     }
 
     private static func check(_ tx: TransmitRing, _ interface: String) throws(InvalidArgument) {
-        guard (128...65536).contains(tx.slotSize), tx.slotSize & (tx.slotSize - 1) == 0,
+        guard (128...(128 << 10)).contains(tx.slotSize), tx.slotSize & (tx.slotSize - 1) == 0,
               tx.slotSize > transmitFrameOffset + 14, tx.slotCount > 0,
               tx.slotCount * tx.slotSize % max(tx.slotSize, 64 << 10) == 0, tx.slotCount * tx.slotSize <= 1 << 30
         else {
-            throw InvalidArgument("packet \(interface): transmit ring \(tx) (slots a power of two 128...65536 bytes, "
+            throw InvalidArgument("packet \(interface): transmit ring \(tx) (slots a power of two 128...131072 bytes, "
                                   + "a whole number of 64 KiB in all, at most 1 GiB)")
         }
     }

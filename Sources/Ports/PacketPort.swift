@@ -17,10 +17,18 @@ import Synchronization
 /// interface is promiscuous while the port is open (the kernel undoes it when
 /// the sockets close, a crash included).
 ///
-/// The wire has no offload: a guest's frame that left its checksum to the
-/// device (NEEDS_CSUM) gets it finished in its slot (`ChecksumCompletion`),
-/// and frames from the wire go to guests with a zeroed virtio-net header.
-/// As with every port, one thread at a time pulls a queue and one pushes it.
+/// Frames travel with their virtio-net header both ways (PACKET_VNET_HDR):
+/// the kernel hands over GRO'd super-frames and partial checksums from the
+/// host's own stack with the header that says so (without it a partial
+/// checksum would arrive looking like a bad one), and takes partial checksums
+/// and GSO super-frames to send, finishing or segmenting them itself or in the
+/// driver. `offloads` says what the port hands the kernel: everything (`on`),
+/// partial checksums only (`csum`: the worker segments super-frames first), or
+/// nothing (`off`: the worker segments, and the port finishes each partial
+/// checksum in its slot, `ChecksumCompletion`). What the kernel hands over is
+/// the interface's business (its GRO, `ethtool -K`) and arrives whatever
+/// `offloads` says. As with every port, one thread at a time pulls a queue and
+/// one pushes it.
 public final class PacketPort {
     /// Queues one port may have: sockets in one fanout group.
     public static let maxQueues = 64
@@ -31,27 +39,30 @@ public final class PacketPort {
     public let counters: [QueueCounters]
     public let receiveRing: PacketRingSocket.ReceiveRing
     public let transmitRing: PacketRingSocket.TransmitRing
+    /// What the port's spec allows the kernel to be handed (`offloads=`).
+    public let offloadLevel: PortSpec.Offloads
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
     /// The longest untagged frame the interface sends now: its MTU plus the
     /// Ethernet header. Written by the control thread (`refreshMTU`).
     @usableFromInline let maxFrameLengthValue: Atomic<Int>
 
     /// Attaches to existing interface `interface` with `queues` sockets.
-    /// Transmit slots are sized for the interface's MTU now; a later raise
-    /// leaves longer frames counted as `too_long`. Every frame arrives but the
+    /// Transmit slots are sized for the interface's MTU now (for a GSO
+    /// super-frame with `offloads` on); a later raise leaves longer frames
+    /// counted as `too_long`. Every frame arrives but the
     /// host's own (unicast to the interface's address), which is the host's
     /// business, not the guests'.
     public init(interface: String, queues: Int = 1, receiveRing: PacketRingSocket.ReceiveRing = .standard,
-                transmitRing: PacketRingSocket.TransmitRing? = nil) throws {
+                transmitRing: PacketRingSocket.TransmitRing? = nil, offloads: PortSpec.Offloads = .on) throws {
         guard (1...Self.maxQueues).contains(queues) else {
             throw InvalidArgument("packet \(interface): \(queues) queues, must be 1...\(Self.maxQueues)")
         }
         var options = PacketRingSocket.Options(receiveRing: receiveRing, promiscuous: true, ignoreOutgoing: true,
                                                qdiscBypass: true, fanout: queues > 1 ? .newGroup : .none,
-                                               filter: .groupOrOtherHost)
+                                               filter: .groupOrOtherHost, virtioNetHeaders: true)
         var opened: [PacketRingSocket] = []
         let mtu = try NetworkInterface.mtu(of: interface)
-        let transmit = transmitRing ?? .standard(mtu: mtu)
+        let transmit = transmitRing ?? (offloads == .on ? .superFrames : .standard(mtu: mtu))
         options.transmitRing = transmit
         for q in 0..<queues {
             let socket = try PacketRingSocket(interface: interface, options: options)
@@ -64,6 +75,7 @@ public final class PacketPort {
         counters = (0..<queues).map { _ in QueueCounters() }
         self.receiveRing = receiveRing
         self.transmitRing = transmit
+        offloadLevel = offloads
         maxFrameLengthValue = Atomic(mtu &+ Ethernet.headerSize)
     }
 
@@ -72,7 +84,8 @@ public final class PacketPort {
         let rx = "TPACKET_V3 rx ring \(receiveRing.blockCount) blocks × \(receiveRing.blockSize >> 10) KiB"
         let tx = "tx ring \(transmitRing.slotCount) slots × \(transmitRing.slotSize) bytes"
         let fanout = sockets[0].fanoutGroup.map { ", fanout group \($0) (hash)" } ?? ""
-        return "packet \(interface): \(queueCount) queue(s), \(rx), \(tx), promiscuous, qdisc bypass\(fanout)"
+        return "packet \(interface): \(queueCount) queue(s), \(rx), \(tx), promiscuous, qdisc bypass, "
+            + "virtio-net headers, offloads \(offloadLevel.rawValue)\(fanout)"
     }
 
     /// The errno of the last failure other than "not now" (0 if none), for the control plane.
@@ -102,6 +115,14 @@ public final class PacketPort {
         if error != 0 { lastErrorCode.store(error, ordering: .relaxed) }
     }
 
+    /// What the port takes in a frame's virtio-net header (`offloads=`). With
+    /// `off` it still takes partial checksums: it finishes them in its slot,
+    /// the one copy the frame gets anyway.
+    @inlinable
+    public var offloadAcceptance: OffloadAcceptance {
+        offloadLevel == .on ? .everything : .partialChecksum
+    }
+
     // MARK: Data path
 
     /// Hands out the frames of `queue`'s receive ring until the batch is full
@@ -119,9 +140,10 @@ public final class PacketPort {
         sockets[q].returnConsumedBlocks()
     }
 
-    /// Copies every frame of `batch` into a transmit slot, finishing partial
-    /// checksums there, and hands the burst to the kernel with one `sendto`.
-    /// A frame longer than the MTU or a slot is dropped as `too_long`; one
+    /// Copies every frame of `batch` into a transmit slot behind its virtio-net
+    /// header (zeroed with `offloads=off`, which finishes partial checksums in
+    /// the slot instead), and hands the burst to the kernel with one `sendto`.
+    /// A frame longer than the MTU (a GSO frame: than a slot) is dropped as `too_long`; one
     /// whose checksum request points outside it as `bad_checksum_offset`;
     /// frames that find the ring full, or that the kernel does not take now,
     /// as `tx_full`; frames refused with an error (the interface is down or
@@ -133,6 +155,8 @@ public final class PacketPort {
         let socket = sockets[q]
         let slotCapacity = socket.transmitSlotCapacity
         let untaggedLimit = maxFrameLength
+        let headers = socket.headerSize
+        let passOffloads = offloadLevel != .off
         let count = batch.count
         var queued = 0
         var bytes: UInt64 = 0
@@ -144,12 +168,21 @@ public final class PacketPort {
                 counters.dropped(.txFull, count &- f)
                 break
             }
-            if let reason = batch.gather(f, into: slot, limit: slotCapacity, untaggedLimit: untaggedLimit) {
+            let refused: DropReason?
+            if passOffloads {
+                refused = batch.gatherWithVirtioNetHeader(f, into: slot, limit: slotCapacity, untaggedLimit: untaggedLimit)
+            } else {
+                // A zeroed header: nothing asked of the kernel; the checksum finished here.
+                slot.storeBytes(of: 0, as: UInt64.self)
+                slot.storeBytes(of: 0, toByteOffset: 8, as: UInt16.self)
+                refused = batch.gather(f, into: slot + headers, limit: slotCapacity &- headers, untaggedLimit: untaggedLimit)
+            }
+            if let reason = refused {
                 counters.dropped(reason)
                 f &+= 1
                 continue
             }
-            socket.commitTransmitSlot(length: length)
+            socket.commitTransmitSlot(length: headers &+ length)
             queued &+= 1
             bytes &+= UInt64(length)
             f &+= 1

@@ -7,8 +7,12 @@ extension PacketRingSocket {
     /// Hands out the frames of the receive ring until the batch is full or the
     /// kernel has no more; returns how many frames were taken off the ring,
     /// dropped ones included. Each frame is a reference into the ring (token:
-    /// its block) with a zeroed virtio-net header: the wire offers no checksum
-    /// or segmentation metadata.
+    /// its block) with the virtio-net header the kernel wrote before it
+    /// (PACKET_VNET_HDR), or a zeroed one without. The kernel's header is taken
+    /// as a guest's would be: flags other than NEEDS_CSUM and DATA_VALID
+    /// cleared, a checksum request outside the frame dropped
+    /// (`bad_checksum_offset`); a GSO frame is checked where every port's is
+    /// (`Worker.isRefusedGSO`).
     @inlinable
     func pull(into batch: PacketBatch, counters: QueueCounters) -> Int {
         var budget = batch.room
@@ -27,8 +31,15 @@ extension PacketRingSocket {
                 continue
             }
             let header = batch.header(batch.count)
-            header.storeBytes(of: 0, as: UInt64.self)
-            header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+            if let given = frame.virtioNetHeader {
+                if !Self.copyChecked(given, to: header, frameLength: frame.length) {
+                    counters.dropped(.badChecksumOffset)
+                    continue
+                }
+            } else {
+                header.storeBytes(of: 0, as: UInt64.self)
+                header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+            }
             batch.append(base: frame.data, length: UInt32(truncatingIfNeeded: frame.length),
                          token: UInt32(truncatingIfNeeded: frame.block))
             frames &+= 1
@@ -36,6 +47,21 @@ extension PacketRingSocket {
         }
         if frames > 0 { counters.received(packets: frames, bytes: bytes) }
         return taken
+    }
+
+    /// Copies the 10-byte virtio-net header at `given` into the batch's header
+    /// slot `header` (num_buffers 0, unknown flags cleared); false when it asks
+    /// for a checksum that does not lie inside the frame's `frameLength` bytes.
+    @inlinable
+    static func copyChecked(_ given: UnsafeRawPointer, to header: UnsafeMutableRawPointer, frameLength: Int) -> Bool {
+        header.storeBytes(of: given.loadUnaligned(as: UInt64.self), as: UInt64.self)
+        header.storeBytes(of: given.loadUnaligned(fromByteOffset: 8, as: UInt16.self), toByteOffset: 8, as: UInt16.self)
+        header.storeBytes(of: 0, toByteOffset: 10, as: UInt16.self)
+        let flags = header.load(as: UInt8.self) & (VirtioNetHeader.needsChecksum | VirtioNetHeader.dataValid)
+        header.storeBytes(of: flags, as: UInt8.self)
+        if flags & VirtioNetHeader.needsChecksum == 0 { return true }
+        let fields = VirtioNetHeader(loading: header)
+        return Int(fields.checksumStart) &+ Int(fields.checksumOffset) &+ 2 <= frameLength
     }
 
     /// After `poll` reported POLLERR on the descriptor: takes the socket's

@@ -82,7 +82,7 @@ extension Port {
             }
         case .packet(let interface, let queues):
             do {
-                let packet = try PacketPort(interface: interface, queues: queues)
+                let packet = try PacketPort(interface: interface, queues: queues, offloads: spec.offloads)
                 logger.info("\(packet.summary)")
                 return .packet(packet)
             } catch {

@@ -91,8 +91,10 @@ public enum Port {
         case .vhost(let p): p.offloadAcceptance
         // tun takes partial checksums and GSO frames on write and segments for its own side itself.
         case .tap, .gen, .sink, .failed: .everything
-        // They copy each frame into one slot and finish its checksum there; the wire takes no GSO.
-        case .packet, .xdp: .partialChecksum
+        // The kernel takes them with PACKET_VNET_HDR, as far as `offloads=` lets it.
+        case .packet(let p): p.offloadAcceptance
+        // It copies each frame into one UMEM frame and finishes its checksum there; AF_XDP takes no GSO.
+        case .xdp: .partialChecksum
         }
     }
 

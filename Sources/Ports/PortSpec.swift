@@ -4,7 +4,7 @@ import XDP
 
 /// A port as the command line names it:
 /// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off]`,
-/// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N]`,
+/// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
 /// `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
@@ -26,7 +26,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case sink
     }
 
-    /// What a vhost or TAP port negotiates or is given: checksum and segmentation
+    /// What a vhost, TAP or packet port negotiates or is given: checksum and segmentation
     /// offloads (`on`, the default), checksums only (`csum`), or none (`off`), for
     /// debugging and for measuring what the offloads are worth.
     public enum Offloads: String, Equatable, Sendable, CaseIterable {
@@ -85,7 +85,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public static let kindKeys: [String: [String]] = [
         "vhost": ["path", "client", "queues", "owner", "group", "mode", "offloads"],
         "tap": ["interface", "queues", "mtu", "offloads"],
-        "packet": ["interface", "queues"],
+        "packet": ["interface", "queues", "offloads"],
         "xdp": ["interface", "queues", "mode", "zerocopy"],
         "gen": ["dst", "src", "size", "count", "delay"],
         "sink": [],
@@ -161,6 +161,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             let interface = try Self.interface(take("interface"), type, text)
             let queues = try Self.queues(take("queues"), PacketPort.maxQueues, text)
             kind = .packet(interface: interface, queues: queues)
+            offloads = try Self.offloads(take("offloads"), text)
         case "xdp":
             let interface = try Self.interface(take("interface"), type, text)
             // Unlike the other kinds, no queues= binds every queue the NIC has.

@@ -35,6 +35,11 @@ struct Run: ParsableCommand {
         valueName: "spec"))
     var ports: [String] = []
 
+    @Option(name: .customLong("fdb"), help: ArgumentHelp(
+        "A static forwarding entry, MAC,port=NAME[,vlan=N] (as the config file's fdb: items): never ages, never moves.",
+        valueName: "entry"))
+    var staticEntries: [String] = []
+
     @Option(help: "Control socket path (default: the config's control.path, else $FERRY_CONTROL, else \(Defaults.runDirectory)/ferry.sock).")
     var control: String?
 
@@ -95,6 +100,17 @@ struct Run: ParsableCommand {
         if let logLevel, Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level \(logLevel)") }
         if let metrics, ListenAddress(metrics) == nil { throw ValidationError(MetricsSettings.listenProblem(metrics)) }
         _ = try commandLinePorts(afterFilePorts: 0)
+        _ = try commandLineStaticEntries()
+    }
+
+    /// The `--fdb` options, checked on their own; whether their ports carry them is the
+    /// validator's, with the rest of the config.
+    func commandLineStaticEntries() throws -> [StaticFDBEntry] {
+        try staticEntries.map { text in
+            do throws(StaticFDBEntry.Refusal) { return try StaticFDBEntry(parsing: text) } catch {
+                throw ValidationError(error.description)
+            }
+        }
     }
 
     func run() throws {
@@ -244,6 +260,8 @@ struct Run: ParsableCommand {
     func completed(_ file: FerryConfig, commandLinePorts: [PortSpec]) -> FerryConfig {
         var config = file
         config.ports.append(contentsOf: commandLinePorts)
+        // validate() refused any --fdb that does not parse.
+        config.staticEntries.append(contentsOf: (try? commandLineStaticEntries()) ?? [])
         if let workers { config.switchSettings.workers = workers }
         if let cpus, let list = try? Self.cpuList(cpus) { config.switchSettings.cpus = list }
         if let cpu { config.switchSettings.cpus = [cpu] }

@@ -202,7 +202,8 @@ final class AllocationTests: XCTestCase {
     /// Guest ↔ NIC both ways through an AF_XDP uplink (UMEM frames out of the
     /// RX ring by reference, into the TX ring by one copy, completions and
     /// fill-ring returns) and through an AF_PACKET uplink (ring blocks, TX
-    /// slots). Needs root for the veths (the child makes them).
+    /// slots, virtio-net headers both ways, a TSO super-frame passed whole to
+    /// its kernel). Needs root for the veths (the child makes them).
     func testUplinkBurstsAllocateNothing() throws {
         try NetworkSandbox.requireTapSupport()
         // The child exits without running deinits: its veths' namespaces are deleted here.
@@ -226,6 +227,10 @@ final class AllocationTests: XCTestCase {
             let toGuest = frame(from: lanMAC, to: guestMAC, length: 128)
             let fromGuest = [frame(from: guestMAC, to: lanMAC, vlan: 1, length: 128),
                              frame(from: guestMAC, to: lanMAC, vlan: 2, length: 128)]
+            // Flooded on VLAN 2 (its destination is unknown): the packet uplink takes it whole.
+            let superFrame = GSOTestFrame(payloadLength: 8000, segmentSize: 1448, vlan: 2)
+            var superHeader = [UInt8](repeating: 0, count: 12)
+            superHeader.withUnsafeMutableBytes { superFrame.header.store(to: $0.baseAddress!) }
             var rounds = 0
             var delivered = 0
             return (prepare: {
@@ -235,12 +240,15 @@ final class AllocationTests: XCTestCase {
                 delivered += guest.received().count
                 for wire in wires { while (try? wire.receive(timeout: 0)) ?? nil != nil { delivered += 1 } }
                 precondition(rounds < 2 || delivered >= (rounds - 1) * 12, "the bursts did not deliver: \(delivered)")
+                precondition(rounds < 2 || packet.counters[0].snapshot.offloads[.gsoPassed, default: 0] > 0,
+                             "no super-frame went whole to the packet uplink")
                 sw.learning.learn()
                 guest.postBuffers(32 - guest.port.device.queues[0].postedBuffers)
                 for i in 0..<4 {
                     guest.send(fromGuest[i % 2])
                     for wire in wires { try! wire.send(toGuest) }
                 }
+                guest.send(superFrame.bytes, header: superHeader)
                 usleep(2000)
             }, burst: {
                 for _ in 0..<4 { _ = sw.worker.forwardOnce(sw.batch) }

@@ -94,6 +94,8 @@ enum DocumentedCommandLines {
     static func commandLines(in text: String, file: String) -> [Line] {
         var found: [Line] = []
         var inCode = false
+        // A block tagged as something other than a shell (```text, ```json, ...) holds no command lines.
+        var inOtherCode = false
         var pending = ""
         var pendingLine = 0
         // Running text is read a paragraph at a time: a code span may wrap onto the next line.
@@ -109,11 +111,19 @@ enum DocumentedCommandLines {
         }
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = String(raw)
-            if line.trimmingCharacters(in: .whitespaces).hasPrefix("```") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasPrefix("```") {
                 endParagraph()
-                inCode.toggle()
+                if inCode || inOtherCode {
+                    (inCode, inOtherCode) = (false, false)
+                } else if ["", "sh", "bash", "shell", "console"].contains(trimmed.dropFirst(3)) {
+                    inCode = true
+                } else {
+                    inOtherCode = true
+                }
                 continue
             }
+            if inOtherCode { continue }
             if inCode {
                 if pending.isEmpty { pendingLine = n + 1 }
                 pending += line

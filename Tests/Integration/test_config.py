@@ -304,3 +304,25 @@ def test_static_entries_are_installed_and_follow_sighup(lab, tmp_path):
     h.wait_until(lambda: "fdb: static 52:54:00:18:00:04" in ferry.log_text(), 10, "the reload's new entry")
     assert show_fdb(ferry) == {("52:54:00:18:00:02", 20, "t"), ("52:54:00:18:00:03", 10, "s"),
                                ("52:54:00:18:00:04", 30, "t")}, ferry.log_tail()
+
+
+def test_static_entries_from_the_command_line(lab, tmp_path, ferry_binary):
+    f = write(tmp_path / "ferry.yaml", STATIC)
+    ferry = lab.ferry(["sink:name=u,vlan=30"], extra_args=[
+        "--config", f, "--fdb", "52:54:00:18:00:07,port=u", "--fdb", "52:54:00:18:00:08,port=t,vlan=20"])
+    everything = {("52:54:00:18:00:01", 10, "s"), ("52:54:00:18:00:02", 20, "t"), ("52:54:00:18:00:03", 10, "t"),
+                  ("52:54:00:18:00:07", 30, "u"), ("52:54:00:18:00:08", 20, "t")}
+    assert show_fdb(ferry) == everything
+    # A reload leaves them: they are the command line's, not the file's.
+    ferry._signal_group(signal.SIGHUP)
+    h.wait_until(lambda: f"{f}: nothing changed" in ferry.log_text(), 10, "the reload")
+    assert show_fdb(ferry) == everything, ferry.log_tail()
+    ferry.stop()
+
+    control = str(tmp_path / "refused.sock")
+    syntax = run_briefly(ferry_binary, "--port", "sink:name=s", "--fdb", "52:54:00:18:00:09", "--control", control)
+    assert syntax.returncode == 64 and "--fdb 52:54:00:18:00:09: needs port=NAME" in syntax.stderr, syntax.stderr
+    group = run_briefly(ferry_binary, "--port", "sink:name=s", "--fdb", "01:00:5e:00:00:01,port=s", "--control", control)
+    assert group.returncode == 64 and "is a group address" in group.stderr, group.stderr
+    unknown = run_briefly(ferry_binary, "--port", "sink:name=s", "--fdb", "52:54:00:18:00:09,port=x", "--control", control)
+    assert unknown.returncode == 1 and "fdb: 52:54:00:18:00:09: no port is named 'x'" in unknown.stderr, unknown.stderr

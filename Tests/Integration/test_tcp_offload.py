@@ -8,11 +8,15 @@ Run as root from the repository root, after `swift build -c release`:
           kernel hands Ferry 64 KiB TCP super-frames (TUNSETOFFLOAD TSO) and takes them back
           whole: a 64 MiB transfer arrives byte for byte (sha256), and the counters show
           super-frames crossed (`gso_passed`).
-* packet: Ferry with two `packet:` ports on veths whose peers are in the namespaces. The
-          namespaces' kernels would send super-frames and partial checksums into the veths;
-          the packet ports read frames without their virtio-net header (no PACKET_VNET_HDR
-          yet), so checksum offload, TSO and GSO are off on the namespace side and GRO on
-          Ferry's: the transfer is byte-exact at the MTU.
+* packet: Ferry with two `packet:` ports on veths whose peers are in the namespaces, TSO and
+          checksum offload on there (the veth's defaults): the namespaces' kernels send
+          super-frames with partial checksums into the veths, the packet ports read and write
+          them with their virtio-net header (PACKET_VNET_HDR), and the counters show them
+          crossing whole (`gso_passed`). With `offloads=off` on both ports Ferry segments them
+          and finishes the checksums itself (`segmented_frames`); the same bytes arrive.
+* packet → tap: host traffic through a packet uplink to a TAP with `offloads=off`: every
+          partial checksum the sending kernel left is finished by Ferry and checked by the
+          receiving kernel (a wrong one would drop the segment and stall the transfer).
 
 Addresses in 198.18.0.0/15; every namespace, veth and Ferry goes at the end, also on failure.
 """
@@ -141,29 +145,94 @@ def test_tcp_through_two_tap_ports_carries_super_frames(tmp_path, payload):
         spaces.remove()
 
 
-def test_tcp_through_two_packet_ports_on_veths(tmp_path, payload):
-    spaces = Namespaces("p")
-    veths = [f"ftp{os.getpid() % 10000}a", f"ftp{os.getpid() % 10000}b"]
+def make_veths(spaces: Namespaces, prefix: str, subnet: str) -> list[str]:
+    """A veth per namespace, `wire` inside it with TSO and checksum offload as veth has them by default."""
+    veths = [f"{prefix}{os.getpid() % 10000}{side}" for side in "ab"]
+    for i, (veth, space) in enumerate(zip(veths, spaces.names)):
+        run("ip", "link", "del", veth, check=False)
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "wire", "netns", space)
+        run("ip", "link", "set", veth, "up")
+        ns(space, "ip", "addr", "add", f"{subnet}.{i + 1}/24", "dev", "wire")
+        ns(space, "ip", "link", "set", "wire", "up")
+    features = ns(spaces.names[0], "ethtool", "-k", "wire").stdout
+    assert "tcp-segmentation-offload: on" in features and "tx-checksumming: on" in features, features
+    return veths
+
+
+@pytest.mark.parametrize("offloads", ["on", "off"])
+def test_tcp_through_two_packet_ports_on_veths(tmp_path, payload, offloads):
+    spaces = Namespaces(f"p{offloads}")
+    veths = []
     ferry = None
     try:
-        for i, (veth, space) in enumerate(zip(veths, spaces.names)):
-            run("ip", "link", "del", veth, check=False)
-            run("ip", "link", "add", veth, "type", "veth", "peer", "name", "wire", "netns", space)
-            run("ip", "link", "set", veth, "up")
-            # The packet port reads frames without their virtio-net header: MTU-sized,
-            # checksums complete (a partial one would reach the far side as a bad one).
-            run("ethtool", "-K", veth, "gro", "off")
-            ns(space, "ethtool", "-K", "wire", "tx", "off", "tso", "off", "gso", "off")
-            ns(space, "ip", "addr", "add", f"198.18.8.{i + 1}/24", "dev", "wire")
-            ns(space, "ip", "link", "set", "wire", "up")
-        ferry = h.Ferry([f"packet:{veths[0]},name=a", f"packet:{veths[1]},name=b"],
+        veths = make_veths(spaces, "ftp", "198.18.8")
+        ferry = h.Ferry([f"packet:{veths[0]},name=a,offloads={offloads}",
+                         f"packet:{veths[1]},name=b,offloads={offloads}"],
                         control=str(tmp_path / "ctl.sock"), log_path=str(tmp_path / "ferry.log")).start()
+        assert f"virtio-net headers, offloads {offloads}" in ferry.log_text()
+        before = ferry.stats()
+        settled = [h.drop_total(h.port_stats(before, name)) for name in ("a", "b")]
         transfer(spaces.names[0], spaces.names[1], "198.18.8.2", payload)
         stats = ferry.stats()
-        assert h.port_stats(stats, "b")["tx_bytes"] > TRANSFER_BYTES
+        into_b = h.port_stats(stats, "b")
+        offloaded = into_b.get("offloads", {})
+        if offloads == "on":
+            assert offloaded.get("gso_passed", 0) > 100, f"no super-frames crossed: {offloaded}"
+            assert offloaded.get("segmented_frames", 0) == 0, offloaded
+        else:
+            # The sender's kernel still hands Ferry super-frames (the veth's TSO): Ferry cuts them.
+            assert offloaded.get("segmented_frames", 0) > 100, f"nothing segmented: {offloaded}"
+            assert offloaded.get("gso_passed", 0) == 0, offloaded
+        assert into_b["tx_bytes"] > TRANSFER_BYTES
+        assert [h.drop_total(h.port_stats(stats, name)) for name in ("a", "b")] == settled, stats
+        # With offloads=off the receiver gets complete checksums and checks every one.
+        for space in spaces.names:
+            assert tcp_checksum_errors(space) == 0, space
     finally:
         if ferry is not None:
             ferry.stop()
         for veth in veths:
             run("ip", "link", "del", veth, check=False)
         spaces.remove()
+
+
+def test_host_tcp_through_a_packet_uplink_reaches_a_tap_with_correct_checksums(tmp_path, payload):
+    spaces = Namespaces("pt")
+    veth = f"ftu{os.getpid() % 10000}"
+    tap = f"ftt{os.getpid() % 10000}"
+    ferry = None
+    try:
+        run("ip", "link", "del", veth, check=False)
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "wire", "netns", spaces.names[0])
+        run("ip", "link", "set", veth, "up")
+        ns(spaces.names[0], "ip", "addr", "add", "198.18.10.1/24", "dev", "wire")
+        ns(spaces.names[0], "ip", "link", "set", "wire", "up")
+        ferry = h.Ferry([f"packet:{veth},name=up", f"tap:{tap},name=t"],
+                        control=str(tmp_path / "ctl.sock"), log_path=str(tmp_path / "ferry.log")).start()
+        h.wait_until(lambda: "offloads 0x" in ferry.log_text(), 10, "the TAP offloads applied")
+        run("ip", "link", "set", tap, "netns", spaces.names[1])
+        ns(spaces.names[1], "ip", "addr", "add", "198.18.10.2/24", "dev", tap)
+        ns(spaces.names[1], "ip", "link", "set", tap, "up")
+        before = ferry.stats()
+        settled = [h.drop_total(h.port_stats(before, name)) for name in ("up", "t")]
+        transfer(spaces.names[0], spaces.names[1], "198.18.10.2", payload)
+        stats = ferry.stats()
+        into_tap = h.port_stats(stats, "t").get("offloads", {})
+        assert into_tap.get("gso_passed", 0) > 100, f"the host's super-frames did not cross whole: {into_tap}"
+        assert [h.drop_total(h.port_stats(stats, name)) for name in ("up", "t")] == settled, stats
+        # Without the virtio-net header the host's partial checksums reached the TAP as wrong
+        # ones, and the receiving kernel counted and dropped every segment.
+        for space in spaces.names:
+            assert tcp_checksum_errors(space) == 0, space
+    finally:
+        if ferry is not None:
+            ferry.stop()
+        run("ip", "link", "del", veth, check=False)
+        spaces.remove()
+
+
+def tcp_checksum_errors(space: str) -> int:
+    """The namespace kernel's count of TCP segments it dropped for a wrong checksum."""
+    lines = [line.split() for line in ns(space, "cat", "/proc/net/snmp").stdout.splitlines()
+             if line.startswith("Tcp:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:]))["InCsumErrors"])

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Packets
 import Platform
-import Ports
+@testable import Ports
 import TestSupport
 import XCTest
 
@@ -66,11 +66,13 @@ final class PacketPortTests: XCTestCase {
         XCTAssertEqual(received, 64)
     }
 
-    /// Guests leave checksums to the device (NEEDS_CSUM); the wire has none,
-    /// so the port finishes them in the slot. A request outside the frame is dropped.
-    func testPartialChecksumsAreFinishedBeforeTheWire() throws {
+    /// Guests leave checksums to the device (NEEDS_CSUM); with `offloads=off`
+    /// the kernel is asked for nothing, so the port finishes them in the slot.
+    /// A request outside the frame is dropped.
+    func testWithOffloadsOffPartialChecksumsAreFinishedBeforeTheWire() throws {
         let veth = try VethPair("c")
-        let port = try PacketPort(interface: veth.name)
+        let port = try PacketPort(interface: veth.name, offloads: .off)
+        XCTAssertEqual(port.offloadAcceptance, .partialChecksum)
         let peer = try veth.peerSocket()
         let arena = FrameArena()
         let batch = PacketBatch(capacity: 8)
@@ -94,6 +96,117 @@ final class PacketPortTests: XCTestCase {
         let sentTCP = try XCTUnwrap(try peer.receive(timeout: 2))
         XCTAssertEqual(sentTCP, tcpFrame(size: 1001), "the TCP checksum as a full computation gives it")
         XCTAssertNil(try peer.receive(timeout: 0.05))
+    }
+
+    /// With offloads on (the default), a partial checksum and a GSO super-frame
+    /// go to the kernel as they are, with their virtio-net header
+    /// (PACKET_VNET_HDR): the peer's socket, which reads headers too, gets
+    /// the same header and bytes. A checksum request outside the frame is
+    /// dropped here, before the kernel would skip it unseen; an ordinary frame
+    /// still keeps to the MTU (the kernel no longer checks with the header on).
+    func testPartialChecksumsAndSuperFramesGoToTheKernelWithTheirHeader() throws {
+        let veth = try VethPair("v")
+        let port = try PacketPort(interface: veth.name)
+        XCTAssertEqual(port.offloadAcceptance, .everything)
+        XCTAssertEqual(port.transmitRing, .superFrames)
+        let peer = try veth.namespace.enter { try PacketSocket(interface: if_nametoindex(veth.peer), vnetHeader: true,
+                                                               ignoreOutgoing: true) }
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 8)
+        let udp = udpFrame(sourcePort: 4242, size: 333, partialChecksum: true)
+        let partial = VirtioNetHeader(flags: VirtioNetHeader.needsChecksum, checksumStart: 34, checksumOffset: 6)
+        let gso = GSOTestFrame(payloadLength: 60_000, segmentSize: 1448)
+        let tooLong = udpFrame(sourcePort: 5, size: 1515)
+        for (frame, header) in [(udp, partial), (gso.bytes, gso.header),
+                                (udp, VirtioNetHeader(flags: 1, checksumStart: 330, checksumOffset: 6)),
+                                (tooLong, VirtioNetHeader())] {
+            arena.append(frame, cuts: [frame.count / 3], to: batch)
+            header.store(to: batch.header(batch.count - 1))
+            // DATA_VALID is the receiver's business: it does not go to the kernel.
+            batch.header(batch.count - 1).storeBytes(of: header.flags | VirtioNetHeader.dataValid, as: UInt8.self)
+        }
+
+        port.push(queue: 0, from: batch)
+
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(snapshot.txPackets, 2)
+        XCTAssertEqual(snapshot.txBytes, UInt64(udp.count + gso.bytes.count))
+        XCTAssertEqual(snapshot.drops, [.badChecksumOffset: 1, .tooLong: 1])
+        for (frame, header) in [(udp, partial), (gso.bytes, gso.header)] {
+            let received = try XCTUnwrap(try peer.receive(timeout: 2, capacity: 70_000))
+            XCTAssertEqual(Array(received[10...]), frame, "the frame as it was, checksum field included")
+            let got = received.withUnsafeBytes { VirtioNetHeader(loading: $0.baseAddress!) }
+            XCTAssertEqual(got.flags & VirtioNetHeader.needsChecksum, VirtioNetHeader.needsChecksum)
+            XCTAssertEqual(got.gsoType, header.gsoType)
+            XCTAssertEqual(got.checksumStart, header.checksumStart)
+            XCTAssertEqual(got.checksumOffset, header.checksumOffset)
+            if header.gsoType != VirtioNetHeader.gsoNone { XCTAssertEqual(got.segmentSize, header.segmentSize) }
+        }
+        XCTAssertNil(try peer.receive(timeout: 0.05))
+        XCTAssertEqual(port.lastError, 0)
+    }
+
+    /// The kernel hands over what the host's own stack sent as it was sent: a
+    /// partial checksum with NEEDS_CSUM and its offsets, a super-frame with its
+    /// gso_type and gso_size. A tagged frame gets its tag back and its offsets
+    /// moved with it (the kernel counts them from the frame it untagged).
+    func testPartialChecksumsAndSuperFramesFromTheWireKeepTheirHeader() throws {
+        let veth = try VethPair("w")
+        let port = try PacketPort(interface: veth.name)
+        let peer = try veth.namespace.enter { try PacketSocket(interface: if_nametoindex(veth.peer), vnetHeader: true,
+                                                               ignoreOutgoing: true) }
+        let udp = udpFrame(sourcePort: 77, size: 400, partialChecksum: true)
+        let partial = VirtioNetHeader(flags: VirtioNetHeader.needsChecksum, checksumStart: 34, checksumOffset: 6)
+        let taggedUDP = tagged(udp, vlan: 9)
+        let taggedPartial = VirtioNetHeader(flags: VirtioNetHeader.needsChecksum, checksumStart: 38, checksumOffset: 6)
+        let gso = GSOTestFrame(payloadLength: 30_000, segmentSize: 1000)
+        let sent = [(udp, partial), (taggedUDP, taggedPartial), (gso.bytes, gso.header)]
+        for (frame, header) in sent {
+            var wire = [UInt8](repeating: 0, count: 10)
+            wire.withUnsafeMutableBytes { header.store(to: $0.baseAddress!) }
+            try peer.send(wire + frame)
+        }
+        let batch = PacketBatch(capacity: 8)
+        var pulled: [([UInt8], VirtioNetHeader)] = []
+        let deadline = Date().addingTimeInterval(3)
+        while pulled.count < sent.count, Date() < deadline {
+            try waitReadable(port.descriptor(queue: 0), timeout: 0.1)
+            batch.reset()
+            _ = port.pull(queue: 0, into: batch)
+            for i in 0..<batch.count {
+                XCTAssertEqual(batch.header(i).load(fromByteOffset: 10, as: UInt16.self), 0, "num_buffers")
+                pulled.append((bytes(of: batch, frame: i), VirtioNetHeader(loading: batch.header(i))))
+            }
+            port.release(queue: 0)
+        }
+        XCTAssertEqual(pulled.map(\.0), sent.map(\.0))
+        for ((_, got), (_, header)) in zip(pulled, sent) {
+            XCTAssertEqual(got.flags & VirtioNetHeader.needsChecksum, VirtioNetHeader.needsChecksum)
+            XCTAssertEqual(got.checksumStart, header.checksumStart)
+            XCTAssertEqual(got.checksumOffset, header.checksumOffset)
+            XCTAssertEqual(got.gsoType, header.gsoType)
+            if header.gsoType != VirtioNetHeader.gsoNone { XCTAssertEqual(got.segmentSize, header.segmentSize) }
+        }
+        XCTAssertEqual(port.counters[0].snapshot.drops, [:])
+    }
+
+    /// A checksum request the kernel's header puts outside the frame is
+    /// dropped as a guest's would be, and only NEEDS_CSUM and DATA_VALID of
+    /// its flags go on.
+    func testAKernelHeaderIsCheckedLikeAGuests() throws {
+        let frame = udpFrame(sourcePort: 1, size: 100)
+        let header = UnsafeMutableRawPointer.allocate(byteCount: 12, alignment: 8)
+        let given = UnsafeMutableRawPointer.allocate(byteCount: 10, alignment: 8)
+        defer { header.deallocate(); given.deallocate() }
+        VirtioNetHeader(flags: 0xFF, checksumStart: 90, checksumOffset: 8).store(to: given)
+        XCTAssertTrue(PacketRingSocket.copyChecked(given, to: header, frameLength: frame.count))
+        XCTAssertEqual(header.load(as: UInt8.self), VirtioNetHeader.needsChecksum | VirtioNetHeader.dataValid)
+        VirtioNetHeader(flags: 1, checksumStart: 90, checksumOffset: 9).store(to: given)
+        XCTAssertFalse(PacketRingSocket.copyChecked(given, to: header, frameLength: frame.count))
+        VirtioNetHeader(flags: 1, checksumStart: 0xFFFF, checksumOffset: 0xFFFF).store(to: given)
+        XCTAssertFalse(PacketRingSocket.copyChecked(given, to: header, frameLength: frame.count))
+        VirtioNetHeader(flags: 2, checksumStart: 0xFFFF, checksumOffset: 0xFFFF).store(to: given)
+        XCTAssertTrue(PacketRingSocket.copyChecked(given, to: header, frameLength: frame.count), "no checksum asked")
     }
 
     func testFramesLongerThanTheMTUAreCountedTooLong() throws {

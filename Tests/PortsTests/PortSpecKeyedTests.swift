@@ -33,7 +33,7 @@ final class PortSpecKeyedTests: XCTestCase {
         }
     }
 
-    func testOffloadsAreOnUnlessTurnedDownAndOnlyVhostAndTapTakeThem() throws {
+    func testOffloadsAreOnUnlessTurnedDownAndOnlyVhostTapAndPacketTakeThem() throws {
         XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock").offloads, .on)
         XCTAssertEqual(try PortSpec(parsing: "tap:t0,offloads=off").offloads, .off)
         XCTAssertEqual(try PortSpec(parsing: "vhost:/a.sock,offloads=csum").offloads, .csum)
@@ -42,8 +42,12 @@ final class PortSpecKeyedTests: XCTestCase {
         XCTAssertThrowsError(try PortSpec(parsing: "tap:t0,offloads=tso")) { error in
             XCTAssertEqual("\(error)", "port 'tap:t0,offloads=tso': offloads must be on, csum or off")
         }
-        XCTAssertThrowsError(try PortSpec(parsing: "packet:eth0,offloads=off")) { error in
-            XCTAssertEqual("\(error)", "port 'packet:eth0,offloads=off': unknown option 'offloads'")
+        XCTAssertEqual(try PortSpec(parsing: "packet:eth0").offloads, .on)
+        XCTAssertEqual(try PortSpec(parsing: "packet:eth0,offloads=off").offloads, .off)
+        XCTAssertEqual(try PortSpec(type: "packet", options: ["interface": "eth0", "offloads": "csum"], text: "p").offloads,
+                       .csum)
+        XCTAssertThrowsError(try PortSpec(parsing: "xdp:eth0,offloads=off")) { error in
+            XCTAssertEqual("\(error)", "port 'xdp:eth0,offloads=off': unknown option 'offloads'")
         }
     }
 
