@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Boots one Ferry test guest (tools/build-test-guest.sh) under QEMU, with one
 # virtio-net NIC attached to a vhost-user socket, or to a plain QEMU socket
-# netdev (to test the guest image with no vhost-user back-end at all).
+# netdev (to test the guest image with no vhost-user back-end at all), or to
+# a TAP of QEMU's own (what Ferry is measured against).
 #
 #   tools/run-test-guest.sh --name NAME --mac MAC
 #       (--vhost-socket PATH [--vhost-server | --vhost-reconnect SECONDS]
-#        | --netdev-socket-listen PORT | --netdev-socket-connect PORT)
+#        | --netdev-socket-listen PORT | --netdev-socket-connect PORT
+#        | --netdev-tap IFNAME)
 #       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
 #       [--mtu N] [--mem MIB] [--unshared-memory] [--log FILE] [--timeout SECONDS]
 #       [--command-socket PATH] [--device-options KEY=VALUE,...]
@@ -21,6 +23,10 @@
 #   --netdev-socket-*     QEMU's own -netdev socket on 127.0.0.1:PORT instead
 #                         (start the listener first: connect fails at once
 #                         if nobody listens)
+#   --netdev-tap IFNAME   QEMU's own -netdev tap (vnet header, offloads as the
+#                         guest negotiates them, vhost=off: this machine has no
+#                         /dev/vhost-net); QEMU creates the TAP, or attaches to
+#                         an existing one, and the caller gives it an address
 #   --append              ferry.* guest parameters (see build-test-guest.sh)
 #   --mtu N               advertise MTU N to the guest (host_mtu=N) and, unless
 #                         --append sets ferry.mtu, also pass ferry.mtu=N
@@ -53,7 +59,7 @@ die() { printf 'run-test-guest: ERROR: %s\n' "$*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 name="" mac="" vhost_socket="" vhost_server=0 vhost_reconnect="" sock_listen="" sock_connect=""
-append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket="" device_options=""
+append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket="" tap="" device_options=""
 need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -64,6 +70,7 @@ while [[ $# -gt 0 ]]; do
         --vhost-reconnect)       need_arg "$1" $#; vhost_reconnect="$2"; shift 2 ;;
         --netdev-socket-listen)  need_arg "$1" $#; sock_listen="$2"; shift 2 ;;
         --netdev-socket-connect) need_arg "$1" $#; sock_connect="$2"; shift 2 ;;
+        --netdev-tap)            need_arg "$1" $#; tap="$2"; shift 2 ;;
         --device-options)        need_arg "$1" $#; device_options="$2"; shift 2 ;;
         --append)                need_arg "$1" $#; append="$2"; shift 2 ;;
         --mtu)                   need_arg "$1" $#; mtu="$2"; shift 2 ;;
@@ -88,7 +95,10 @@ modes=0
 [[ -n "$vhost_socket" ]] && modes=$((modes + 1))
 [[ -n "$sock_listen" ]] && modes=$((modes + 1))
 [[ -n "$sock_connect" ]] && modes=$((modes + 1))
-[[ $modes -eq 1 ]] || die "give exactly one of --vhost-socket, --netdev-socket-listen, --netdev-socket-connect"
+[[ -n "$tap" ]] && modes=$((modes + 1))
+[[ $modes -eq 1 ]] || die "give exactly one of --vhost-socket, --netdev-socket-listen, --netdev-socket-connect, --netdev-tap"
+# An interface name (IFNAMSIZ 16 with its NUL); QEMU splits options on commas.
+[[ -z "$tap" || "$tap" =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "--netdev-tap wants an interface name (1-15 of A-Z a-z 0-9 _ . -), got '$tap'"
 # key=value pairs only: no comma escapes (,,) and nothing that is not a property.
 [[ -z "$device_options" || "$device_options" =~ ^[a-z0-9_]+=[a-z0-9]+(,[a-z0-9_]+=[a-z0-9]+)*$ ]] || die "--device-options wants key=value[,key=value...], got '$device_options'"
 [[ $vhost_server -eq 0 || -n "$vhost_socket" ]] || die "--vhost-server only goes with --vhost-socket"
@@ -151,6 +161,10 @@ if [[ -n "$vhost_socket" ]]; then
     # memory table, rings from the used index) once it is back.
     [[ -n "$vhost_reconnect" ]] && chardev+=",reconnect=$vhost_reconnect"
     net=(-chardev "$chardev" -netdev "vhost-user,id=n0,chardev=c0")
+elif [[ -n "$tap" ]]; then
+    # script=no: QEMU brings no bridge scripts into it; vhost=off: the data
+    # path stays in QEMU (no vhost-net module on this kind of machine).
+    net=(-netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off")
 elif [[ -n "$sock_listen" ]]; then
     net=(-netdev "socket,id=n0,listen=127.0.0.1:$sock_listen")
 else

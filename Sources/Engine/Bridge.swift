@@ -53,29 +53,27 @@ public struct VLANMembership {
 /// port's transmit queue (fewer queues than workers), as in OVS-DPDK.
 public struct WorkerPort {
     public let port: Port
-    public let isTrunk: Bool
-    /// The VLAN of an untagged frame from this port: an access port's, a trunk's
-    /// native one; 0 for a trunk without one (untagged frames are refused).
-    public let accessVLAN: UInt16
+    /// How the port admits frames: its VLAN mode, the link-local addresses it forwards.
+    public let ingress: PortIngress
     /// A trunk's native VLAN, whose frames leave it untagged; 0 for none (and for
     /// an access port, whose frames all leave untagged).
     public let nativeVLAN: UInt16
-    /// Bit N set: a frame to 01:80:C2:00:00:0N coming in on this port is forwarded
-    /// (`GroupForwardMask.forwarded`).
-    public let linkLocalForwarded: UInt16
     public let transmitQueue: Int
     public let transmitLock: UnsafeMutablePointer<UInt32>?
 
     public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil,
                 groupForwardMask: GroupForwardMask = .none) {
         self.port = port
-        linkLocalForwarded = groupForwardMask.forwarded
-        self.isTrunk = vlan.isTrunk
-        accessVLAN = vlan.untaggedVLAN ?? 0
-        nativeVLAN = vlan.isTrunk ? accessVLAN : 0
+        ingress = PortIngress(vlan: vlan, groupForwardMask: groupForwardMask)
+        nativeVLAN = vlan.isTrunk ? ingress.untaggedVLAN : 0
         self.transmitQueue = transmitQueue
         self.transmitLock = transmitLock
     }
+
+    @inlinable public var isTrunk: Bool { ingress.isTrunk }
+    /// The VLAN of an untagged frame from this port: an access port's, a trunk's
+    /// native one; 0 for a trunk without one (untagged frames are refused).
+    @inlinable public var accessVLAN: UInt16 { ingress.untaggedVLAN }
 
     /// A number no port holds (one removed, or never used): in no VLAN, so never
     /// a destination, and no worker polls it; it only keeps the table indexed by port number.

@@ -159,45 +159,22 @@ extension Worker {
     /// The ports a frame of `length` bytes (at least `Ethernet.headerSize`) whose first bytes are
     /// at `p` goes to; its VLAN in `vlan` (`vlanBits`, with `arrivedTagged` set
     /// when it came with an 802.1Q tag). `p` holds `Ethernet.taggedHeaderSize` bytes, or the whole frame
-    /// if shorter: only a trunk reads past the Ethernet header.
+    /// if shorter: only a trunk reads past the Ethernet header (`PortIngress.admit`).
     @inlinable
     func classify(header p: UnsafeRawPointer, length: Int, ingress: UInt16, port me: WorkerPort,
                   counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16) -> UInt64 {
-        let destination = UInt64(UInt32(bigEndian: p.loadUnaligned(as: UInt32.self))) << 16
-            | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
-        let sourceMAC = UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))) << 32
-            | UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
-        let etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self))
+        let header = EthernetHeader(at: p)
         let vlan: UInt16
-        if etherType == Ethernet.tpidCustomerVLAN {
-            guard me.isTrunk else {
-                counters.dropped(.vlanFiltered)
-                return 0
-            }
-            guard length >= Ethernet.taggedHeaderSize else {
-                counters.dropped(.runt)
-                return 0
-            }
-            vlan = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Ethernet.headerSize, as: UInt16.self)) & Ethernet.vlanIDMask
-            // Ingress filtering (802.1Q §8.6.2): the port must be a member of the frame's VLAN.
-            guard forwarder.members(vlan: vlan).contains(ingress) else {
-                counters.dropped(.vlanFiltered)
-                return 0
-            }
-        } else {
-            // An access port's VLAN, or a trunk's native one; a trunk without one takes no untagged frame.
-            vlan = me.accessVLAN
-            guard vlan != 0 else {
-                counters.dropped(.vlanFiltered)
-                return 0
-            }
-        }
-        // No station sends from a group address.
-        if sourceMAC & Ethernet.groupBit != 0 {
-            counters.dropped(.invalidSource)
+        switch me.ingress.admit(header, at: p, length: length, port: ingress, members: forwarder) {
+        case .admitted(let admitted):
+            vlan = admitted
+        case .dropped(let reason):
+            counters.dropped(reason)
             return 0
         }
-        frameVLAN = etherType == Ethernet.tpidCustomerVLAN ? vlan | Self.arrivedTagged : vlan
+        let destination = header.destination
+        let sourceMAC = header.source
+        frameVLAN = header.isTagged ? vlan | Self.arrivedTagged : vlan
         // The next frame of the flow just decided: its source was refreshed or
         // queued a moment ago, and its destination looked up.
         if recent.valid && recent.destination == destination && recent.source == sourceMAC && recent.vlan == vlan {
@@ -210,8 +187,7 @@ extension Worker {
         }
         // An IEEE 802.1D link-local group address (GroupForwardMask): learned from, as the
         // Linux bridge learns from the frames it keeps, and forwarded only as the port says.
-        if GroupForwardMask.isLinkLocal(destination),
-           me.linkLocalForwarded & (1 &<< UInt16(truncatingIfNeeded: destination & 0xF)) == 0 {
+        if me.ingress.holdsBack(linkLocal: destination) {
             counters.dropped(.linkLocal)
             return 0
         }

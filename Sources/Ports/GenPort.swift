@@ -1,5 +1,6 @@
 import Packets
 import Platform
+import Synchronization
 
 /// A traffic generator: every frame it emits points at one prebuilt template
 /// (an IPv4/UDP frame between two benchmarking addresses), so generating costs
@@ -15,7 +16,10 @@ public final class GenPort {
     @usableFromInline var started = false
     public let counters = QueueCounters()
     @usableFromInline let template: UnsafeMutableRawPointer
-    @usableFromInline var emitted: UInt64 = 0
+    /// Frames emitted so far. The worker that pulls is the only writer; the
+    /// control thread reads it (`isFinished`, `ferry ctl show ports`), hence relaxed
+    /// atomics, which cost the worker what plain loads and stores do.
+    @usableFromInline let emitted = Atomic<UInt64>(0)
 
     public static let sizes = 60...9000
 
@@ -34,14 +38,15 @@ public final class GenPort {
     deinit { template.deallocate() }
 
     public var queueCount: Int { 1 }
-    public var isFinished: Bool { limit.map { emitted >= $0 } ?? false }
+    public var isFinished: Bool { limit.map { emitted.load(ordering: .relaxed) >= $0 } ?? false }
 
     @inlinable
     public func pull(queue _: Int, into batch: PacketBatch) -> Int {
         if !started && !delayElapsed() { return 0 }
         var n = batch.room
+        let sent = emitted.load(ordering: .relaxed)
         if let limit {
-            let left = limit &- emitted
+            let left = limit &- sent
             if left < UInt64(n) { n = Int(left) }
         }
         if n > batch.freeSegments { n = batch.freeSegments }
@@ -52,7 +57,7 @@ public final class GenPort {
             batch.append(base: template, length: len, token: 0)
             i &+= 1
         }
-        emitted &+= UInt64(n)
+        emitted.store(sent &+ UInt64(n), ordering: .relaxed)
         counters.received(packets: n, bytes: UInt64(n) &* UInt64(frameSize))
         return n
     }

@@ -229,10 +229,12 @@ public final class ForwardingDatabase: @unchecked Sendable {
         ferry_store_release_u32(p, version &+ 2)
     }
 
-    /// Reader: a consistent (flags, port, key) of slot i, or nil when the writer
-    /// kept the slot odd through every spin (it was preempted mid-write).
+    /// Reader: a consistent (flags, port, key) of slot i, and its last-seen time when
+    /// `withSeen` asks for it (a line of its own: the data path never does), or nil
+    /// when the writer kept the slot odd or changing through every spin (it was
+    /// preempted mid-write). The one seqlock read every reader goes through.
     @inlinable
-    func read(_ i: Int) -> (flags: UInt16, port: UInt16, key: UInt64)? {
+    func read(_ i: Int, withSeen: Bool = false) -> (flags: UInt16, port: UInt16, key: UInt64, seen: UInt64)? {
         let p = slot(i)
         for _ in 0 ..< Self.slotSpins {
             let before = ferry_load_acquire_u32(p)
@@ -243,9 +245,10 @@ public final class ForwardingDatabase: @unchecked Sendable {
             let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
             let port = ferry_load_relaxed_u16(p + Self.portOffset)
             let key = ferry_load_relaxed_u64(p + Self.keyOffset)
+            let last = withSeen ? ferry_load_relaxed_u64(seen + i) : 0
             // Keeps the data loads above before the version reload below.
             ferry_fence_acquire()
-            if ferry_load_acquire_u32(p) == before { return (flags, port, key) }
+            if ferry_load_acquire_u32(p) == before { return (flags, port, key, last) }
         }
         return nil
     }
@@ -522,26 +525,10 @@ public final class ForwardingDatabase: @unchecked Sendable {
     public func entries(now: UInt64) -> [FDBEntry] {
         var byKey: [UInt64: FDBEntry] = [:]
         for i in 0 ..< slotCount {
-            let p = slot(i)
-            for _ in 0 ..< Self.slotSpins {
-                let before = ferry_load_acquire_u32(p)
-                if before & 1 != 0 {
-                    ferry_cpu_relax()
-                    continue
-                }
-                let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
-                let port = ferry_load_relaxed_u16(p + Self.portOffset)
-                let key = ferry_load_relaxed_u64(p + Self.keyOffset)
-                let last = ferry_load_relaxed_u64(seen + i)
-                ferry_fence_acquire()
-                guard ferry_load_acquire_u32(p) == before else { continue }
-                if flags != 0 {
-                    let isStatic = flags & Self.staticFlag != 0
-                    byKey[key] = FDBEntry(key: FDBKey(rawValue: key), port: port, isStatic: isStatic,
-                                          age: isStatic || now < last ? 0 : now - last)
-                }
-                break
-            }
+            guard let s = read(i, withSeen: true), s.flags != 0 else { continue }
+            let isStatic = s.flags & Self.staticFlag != 0
+            byKey[s.key] = FDBEntry(key: FDBKey(rawValue: s.key), port: s.port, isStatic: isStatic,
+                                    age: isStatic || now < s.seen ? 0 : now - s.seen)
         }
         return byKey.values.sorted { $0.key.rawValue < $1.key.rawValue }
     }

@@ -186,22 +186,22 @@ public final class CaptureService: ControlLoopClient {
     private func clientClosed(_ fd: Int32) -> Bool {
         var scratch = [UInt8](repeating: 0, count: 512)
         while true {
-            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n > 0 { continue }
+            guard let received = scratch.withUnsafeMutableBytes({ try? StreamSocket.receive(fd, into: $0) }) else {
+                return true
+            }
+            guard case .done(let n) = received else { return false }
             if n == 0 { return true }
-            return errno != EAGAIN && errno != EINTR
         }
     }
 
     private func flush(_ s: Session) {
         while !s.output.isEmpty {
-            let n = s.output.withUnsafeBytes { send(s.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EAGAIN || errno == EINTR { return }
+            guard let sent = s.output.withUnsafeBytes({ try? StreamSocket.send(s.fd, $0) }) else {
                 if s.ending == nil { s.ending = "the client went away" }
                 s.output = []
                 return
             }
+            guard case .done(let n) = sent else { return }
             s.output.removeFirst(n)
         }
     }

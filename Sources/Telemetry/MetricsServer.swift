@@ -68,12 +68,16 @@ public final class MetricsServer: ControlLoopClient {
             guard var connection = connections[fd] else { continue }
             var closed = false
             while !connection.answered {
-                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) {
+                let received = buffer.withUnsafeMutableBytes { try? StreamSocket.receive(fd, into: $0) }
+                guard let received else {
                     closed = true
                     break
                 }
-                if n < 0 { break }
+                guard case .done(let n) = received else { break }
+                if n == 0 {
+                    closed = true
+                    break
+                }
                 connection.lastActivity = now
                 connection.input.append(contentsOf: buffer[0..<n])
                 let head = HTTPRequestHead.parse(connection.input)
@@ -103,8 +107,8 @@ public final class MetricsServer: ControlLoopClient {
     /// Sends what the socket takes now; false when the peer is gone.
     private func flush(_ fd: Int32, _ output: inout [UInt8]) -> Bool {
         while !output.isEmpty {
-            let n = output.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
-            if n < 0 { return errno == EAGAIN || errno == EINTR }
+            guard let sent = output.withUnsafeBytes({ try? StreamSocket.send(fd, $0) }) else { return false }
+            guard case .done(let n) = sent else { return true }
             output.removeFirst(n)
         }
         return true

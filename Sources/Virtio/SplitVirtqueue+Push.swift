@@ -88,71 +88,63 @@ extension SplitVirtqueue {
                 return .dropped(.noRxBuffer)
             }
             guard let h = head(at: lastAvail) else { return .broken }
-            var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
+            var chain = ReceiveChainWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
             var written = 0
-            chainLoop: while remaining > 0, let step = walker.next(memory: mem) {
-                let d: Descriptor
+            while remaining > 0, let step = chain.next(memory: mem) {
+                var dst: UnsafeMutableRawPointer
+                var room: Int
                 switch step {
-                case .failure(let e): fail(e); return .broken
-                case .success(let value): d = value
+                case .failure(let e):
+                    fail(e)
+                    return .broken
+                case .piece(let p, let length):
+                    dst = p
+                    room = length
                 }
-                if !d.writable { fail(.readableInDeviceChain); return .broken }
-                var address = d.address
-                var left = d.length
-                while left > 0 && remaining > 0 {
-                    guard let (p, piece) = mem.translatePiece(GuestAddress(address), length: left) else {
-                        fail(.descriptorAddressInvalid(address: d.address, length: d.length)); return .broken
-                    }
-                    var dst = p
-                    var room = Int(piece)
-                    // The header first, then the frame's segments, in as many pieces as the buffers need.
-                    if headerDone == 0 && hdrLen == 12 && room >= 12 {
-                        // The usual case, the whole header into the first buffer: two moves, no call.
-                        // The flags byte (lowest on little-endian) keeps only what the driver accepts.
-                        let flagsMask = 0xFFFF_FFFF_FFFF_FF00 as UInt64 | UInt64(acceptedHeaderFlags)
-                        dst.storeBytes(of: header.loadUnaligned(as: UInt64.self) & flagsMask, as: UInt64.self)
-                        dst.storeBytes(of: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8,
-                                       as: UInt32.self)
-                        numBuffersLow = dst + 10
-                        numBuffersHigh = dst + 11
-                        headerDone = 12
-                        dst += 12
-                        room &-= 12
-                        remaining &-= 12
-                        written &+= 12
-                    }
-                    while room > 0 && remaining > 0 {
-                        if headerDone < hdrLen {
-                            let take = min(room, hdrLen &- headerDone)
-                            memcpy(dst, header + headerDone, take)
-                            if headerDone == 0 { dst.storeBytes(of: header.load(as: UInt8.self) & acceptedHeaderFlags, as: UInt8.self) }
-                            if headerDone <= 10 && 10 < headerDone &+ take { numBuffersLow = dst + (10 &- headerDone) }
-                            if headerDone <= 11 && 11 < headerDone &+ take { numBuffersHigh = dst + (11 &- headerDone) }
-                            headerDone &+= take
-                            dst += take
-                            room &-= take
-                            remaining &-= take
-                            written &+= take
-                            continue
-                        }
-                        if srcLeft == 0 {
-                            seg &+= 1
-                            srcPtr = batch.segmentBase[seg]
-                            srcLeft = Int(batch.segmentLength[seg])
-                        }
-                        let take = min(room, srcLeft)
-                        memcpy(dst, srcPtr, take)
-                        srcPtr += take
-                        srcLeft &-= take
+                // The header first, then the frame's segments, in as many pieces as the buffers need.
+                if headerDone == 0 && hdrLen == 12 && room >= 12 {
+                    // The usual case, the whole header into the first buffer: two moves, no call.
+                    // The flags byte (lowest on little-endian) keeps only what the driver accepts.
+                    let flagsMask = 0xFFFF_FFFF_FFFF_FF00 as UInt64 | UInt64(acceptedHeaderFlags)
+                    dst.storeBytes(of: header.loadUnaligned(as: UInt64.self) & flagsMask, as: UInt64.self)
+                    dst.storeBytes(of: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8,
+                                   as: UInt32.self)
+                    numBuffersLow = dst + 10
+                    numBuffersHigh = dst + 11
+                    headerDone = 12
+                    dst += 12
+                    room &-= 12
+                    remaining &-= 12
+                    written &+= 12
+                }
+                while room > 0 && remaining > 0 {
+                    if headerDone < hdrLen {
+                        let take = min(room, hdrLen &- headerDone)
+                        memcpy(dst, header + headerDone, take)
+                        if headerDone == 0 { dst.storeBytes(of: header.load(as: UInt8.self) & acceptedHeaderFlags, as: UInt8.self) }
+                        if headerDone <= 10 && 10 < headerDone &+ take { numBuffersLow = dst + (10 &- headerDone) }
+                        if headerDone <= 11 && 11 < headerDone &+ take { numBuffersHigh = dst + (11 &- headerDone) }
+                        headerDone &+= take
                         dst += take
                         room &-= take
                         remaining &-= take
                         written &+= take
+                        continue
                     }
-                    address &+= UInt64(piece)
-                    left &-= piece
+                    if srcLeft == 0 {
+                        seg &+= 1
+                        srcPtr = batch.segmentBase[seg]
+                        srcLeft = Int(batch.segmentLength[seg])
+                    }
+                    let take = min(room, srcLeft)
+                    memcpy(dst, srcPtr, take)
+                    srcPtr += take
+                    srcLeft &-= take
+                    dst += take
+                    room &-= take
+                    remaining &-= take
+                    written &+= take
                 }
-                if remaining == 0 { break chainLoop }
             }
             writeUsed(slot: usedIndex &+ pendingUsed, id: h, length: UInt32(truncatingIfNeeded: written))
             pendingUsed &+= 1

@@ -16,11 +16,12 @@ public enum ReceiveChain {
 }
 
 // Receiving straight into the guest's buffers (TAP → guest with the kernel's
-// copy only): `nextChain` walks the next available chain with every check
-// `writeFrame` makes and lists its buffers as iovecs, consuming nothing. The
-// caller fills them, then `commitChain` writes the used entry, or it does
-// nothing and the chain stays available for the next frame. `publishCommitted`
-// publishes a burst's entries with one store and one notification decision.
+// copy only): `nextChain` walks the next available chain with the walker
+// `writeFrame` uses (`ReceiveChainWalker`, every check included) and lists
+// its buffers as iovecs, consuming nothing. The caller fills them, then
+// `commitChain` writes the used entry, or it does nothing and the chain stays
+// available for the next frame. `publishCommitted` publishes a burst's entries
+// with one store and one notification decision.
 extension SplitVirtqueue {
     /// Lists the buffers of the next available chain in `pieces` (at most
     /// `capacity`), stopping once they hold `want` bytes. Nothing is consumed.
@@ -46,29 +47,20 @@ extension SplitVirtqueue {
         guard let available = availableCount() else { return .broken }
         guard available > 0 else { return .none }
         guard let h = head(at: lastAvail) else { return .broken }
-        var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
+        var chain = ReceiveChainWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
         var count = 0
         var bytes = 0
-        while bytes < want, let step = walker.next(memory: mem) {
-            let d: Descriptor
+        while bytes < want, let step = chain.next(memory: mem) {
             switch step {
-            case .failure(let e): fail(e); return .broken
-            case .success(let value): d = value
-            }
-            if !d.writable { fail(.readableInDeviceChain); return .broken }
-            var address = d.address
-            var left = d.length
-            while left > 0 && bytes < want {
-                guard let (p, piece) = mem.translatePiece(GuestAddress(address), length: left) else {
-                    fail(.descriptorAddressInvalid(address: d.address, length: d.length)); return .broken
-                }
+            case .failure(let e):
+                fail(e)
+                return .broken
+            case .piece(let p, let length):
                 if count == capacity { return .unsuitable }
-                pieces[count] = iovec(iov_base: p, iov_len: Int(piece))
+                pieces[count] = iovec(iov_base: p, iov_len: length)
                 count &+= 1
                 // No overflow: a chain has at most 32768 descriptors of at most 4 GiB each.
-                bytes &+= Int(piece)
-                address &+= UInt64(piece)
-                left &-= piece
+                bytes &+= length
             }
         }
         return bytes < want ? .unsuitable : .chain(head: h, pieces: count, bytes: bytes)

@@ -102,7 +102,7 @@ final class ControlServer: ControlLoopClient {
             guard clients.count < Self.maxClients else {
                 // Best effort, on a fresh socket whose buffer is empty: the refusal fits.
                 let line = ControlCodec.encodeError(.tooManyConnections(limit: Self.maxClients), id: nil)
-                _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                _ = line.withUnsafeBytes { try? StreamSocket.send(fd, $0) }
                 logger.warning("control: refused a connection: \(Self.maxClients) already open")
                 continue
             }
@@ -117,12 +117,12 @@ final class ControlServer: ControlLoopClient {
         var budget = Self.readBudget
         answerLines(fd)
         while budget > 0, let client = clients[fd], !client.finished, client.output.count < Self.maxPendingOutput {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno != EAGAIN { drop(fd) }
+            let received = buffer.withUnsafeMutableBytes { try? StreamSocket.receive(fd, into: $0) }
+            guard let received else {
+                drop(fd)
                 return
             }
+            guard case .done(let n) = received else { return }
             if n == 0 {
                 // A request without its newline never counts: it may be cut short.
                 clients[fd]?.finished = true
@@ -182,11 +182,12 @@ final class ControlServer: ControlLoopClient {
     /// Sends what the socket takes now; the rest waits for POLLOUT.
     private func flush(_ fd: Int32) {
         guard var client = clients[fd], !client.output.isEmpty else { return }
-        let n = client.output.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-        if n < 0 {
-            if errno != EAGAIN && errno != EINTR { drop(fd) }
+        let sent = client.output.withUnsafeBytes { try? StreamSocket.send(fd, $0) }
+        guard let sent else {
+            drop(fd)
             return
         }
+        guard case .done(let n) = sent else { return }
         client.output.removeFirst(n)
         clients[fd] = client
     }

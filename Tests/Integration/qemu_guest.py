@@ -195,21 +195,23 @@ class GuestProcess:
 class Guest(GuestProcess):
     """A test guest that reads commands over a unix socket (its ttyS1)."""
 
-    def __init__(self, name: str, mac: str, vhost_socket: str, ip: str, workdir: str,
+    def __init__(self, name: str, mac: str, vhost_socket: Optional[str], ip: str, workdir: str,
                  extra_append: str = "ipv6.disable=1", vhost_server: bool = False,
                  vhost_reconnect: Optional[int] = None, device_options: str = "",
-                 mem: Optional[int] = None):
+                 mem: Optional[int] = None, tap: Optional[str] = None):
         """vhost_reconnect=N: QEMU reconnects to the vhost-user socket every N s after the
         back-end went away (a restarted Ferry gets the same guest back). device_options:
         more virtio-net-pci properties (e.g. "guest_tso4=off,guest_tso6=off"); mem: guest RAM
-        in MiB."""
+        in MiB; tap=IFNAME: QEMU's own -netdev tap instead of the vhost-user socket (give
+        vhost_socket=None)."""
         log = os.path.join(workdir, f"guest-{name}.log")
         self.mac = mac
         self.ip = ip.split("/")[0]
         self.command_socket = os.path.join(workdir, f"{name}.cmd")
-        cmd = [str(RUN_GUEST), "--name", name, "--mac", mac, "--vhost-socket", vhost_socket,
+        cmd = [str(RUN_GUEST), "--name", name, "--mac", mac,
                "--append", f"ferry.ip={ip} {extra_append}", "--log", log,
                "--timeout", str(QEMU_TIMEOUT), "--command-socket", self.command_socket]
+        cmd += ["--netdev-tap", tap] if tap is not None else ["--vhost-socket", vhost_socket]
         if device_options:
             cmd += ["--device-options", device_options]
         if mem is not None:
