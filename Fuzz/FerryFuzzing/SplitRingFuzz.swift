@@ -143,18 +143,17 @@ public enum SplitRingFuzz {
         if wasRunning && !session.queue.isRunning { session.outcome.refused += 1 }
         fuzzCheck(batch.count <= consumed, "pulled \(batch.count) frames from \(consumed) chains")
         for frame in 0..<batch.count {
-            let first = Int(batch.firstSegment[frame])
             var total: UInt64 = 0
             var sum: UInt8 = 0
-            for segment in first..<first + Int(batch.segments[frame]) {
-                let base = batch.segmentBase[segment]
-                let length = Int(batch.segmentLength[segment])
+            for segment in batch.segments(of: frame) {
+                let base = batch.segmentBase(segment)
+                let length = batch.segmentLength(segment)
                 // Reading every byte makes a pointer outside guest memory fault here, under the sanitizer.
                 for offset in 0..<length { sum &+= base.load(fromByteOffset: offset, as: UInt8.self) }
                 total += UInt64(length)
             }
-            fuzzCheck(total == UInt64(batch.length[frame]), "frame \(frame): segments hold \(total) of \(batch.length[frame]) bytes (\(sum))")
-            fuzzCheck(batch.length[frame] <= session.queue.maxFrameLength, "frame \(frame) of \(batch.length[frame]) bytes")
+            fuzzCheck(total == UInt64(batch.length(of: frame)), "frame \(frame): segments hold \(total) of \(batch.length(of: frame)) bytes (\(sum))")
+            fuzzCheck(batch.length(of: frame) <= session.queue.maxFrameLength, "frame \(frame) of \(batch.length(of: frame)) bytes")
         }
         session.queue.release()
         // The guest may scribble over the used ring itself (it is guest memory), so the device's

@@ -74,7 +74,7 @@ extension Worker {
         while f < batch.count {
             let header = batch.header(f)
             if f < first || acceptance.accepts(header: header) {
-                if out.room == 0 || out.freeSegments < Int(batch.segments[f]) {
+                if out.room == 0 || out.freeSegments < batch.segmentCount(of: f) {
                     flush(out, to: p, sink: &sink)
                 }
                 if header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone { passed &+= 1 }
@@ -116,7 +116,7 @@ extension Worker {
                         transmit(out, to: p)
                         out.reset()
                     }
-                    appendSlot(s, of: sink, token: batch.token[f], to: out)
+                    appendSlot(s, of: sink, token: batch.token(of: f), to: out)
                     s &+= 1
                 }
                 counters.offloaded(.segmentedFrames)
@@ -142,7 +142,7 @@ extension Worker {
                 done.flags &= ~VirtioNetHeader.needsChecksum
                 adaptedLengths[s] = length
                 sink.endSegment(header: done)
-                appendSlot(s, of: sink, token: batch.token[f], to: out)
+                appendSlot(s, of: sink, token: batch.token(of: f), to: out)
                 counters.offloaded(.checksumsCompleted)
             }
             f &+= 1

@@ -124,7 +124,7 @@ extension Worker {
             f = 0
             while f < count {
                 if destinations[f] & bit != 0 {
-                    if view.room == 0 || view.freeSegments < Int(batch.segments[f]) &+ PacketBatch.segmentsAddedByTagEdit {
+                    if view.room == 0 || view.freeSegments < batch.segmentCount(of: f) &+ PacketBatch.segmentsAddedByTagEdit {
                         transmitAdapting(view, to: p)
                         view.reset()
                     }
@@ -144,14 +144,14 @@ extension Worker {
     @inlinable
     func classify(_ batch: PacketBatch, _ f: Int, ingress: UInt16, port me: WorkerPort, counters: QueueCounters,
                   now: UInt64) -> UInt64 {
-        let length = Int(batch.length[f])
+        let length = batch.length(of: f)
         if length < Ethernet.headerSize {
             counters.dropped(.runt)
             return 0
         }
-        let s = Int(batch.firstSegment[f])
-        var p = UnsafeRawPointer(batch.segmentBase[s])
-        if Int(batch.segmentLength[s]) < min(length, Ethernet.taggedHeaderSize) { p = gatherHeader(batch, f) }
+        let s = batch.segments(of: f).lowerBound
+        var p = UnsafeRawPointer(batch.segmentBase(s))
+        if batch.segmentLength(s) < min(length, Ethernet.taggedHeaderSize) { p = gatherHeader(batch, f) }
         return classify(header: p, length: length, ingress: ingress, port: me, counters: counters, now: now,
                         vlan: &vlans[f])
     }
@@ -221,12 +221,13 @@ extension Worker {
     /// split its buffers anywhere), copied together.
     @usableFromInline
     func gatherHeader(_ batch: PacketBatch, _ f: Int) -> UnsafeRawPointer {
-        var s = Int(batch.firstSegment[f])
-        let end = s + Int(batch.segments[f])
+        let segments = batch.segments(of: f)
+        var s = segments.lowerBound
+        let end = segments.upperBound
         var filled = 0
         while filled < Ethernet.taggedHeaderSize && s < end {
-            let take = min(Ethernet.taggedHeaderSize - filled, Int(batch.segmentLength[s]))
-            (gathered + filled).copyMemory(from: batch.segmentBase[s], byteCount: take)
+            let take = min(Ethernet.taggedHeaderSize - filled, batch.segmentLength(s))
+            (gathered + filled).copyMemory(from: batch.segmentBase(s), byteCount: take)
             filled += take
             s += 1
         }

@@ -86,7 +86,7 @@ public final class CaptureRing: @unchecked Sendable {
     @discardableResult
     public func append(frame f: Int, of batch: PacketBatch, port: UInt16, direction: CaptureDirection,
                        microseconds: UInt64, snapLength: Int) -> Bool {
-        let original = Int(batch.length[f])
+        let original = Int(batch.lengths[f])
         let captured = original < snapLength ? original : snapLength
         let size = (Self.headerSize &+ captured &+ 7) & ~7
         // Relaxed: only this thread stores `tail`.
@@ -119,14 +119,14 @@ public final class CaptureRing: @unchecked Sendable {
         record.storeBytes(of: UInt32(captured), toByteOffset: 12, as: UInt32.self)
         record.storeBytes(of: microseconds, toByteOffset: 16, as: UInt64.self)
         var copied = 0
-        var s = Int(batch.firstSegment[f])
-        let end = s &+ Int(batch.segments[f])
+        var s = Int(batch.firstSegments[f])
+        let end = s &+ Int(batch.segmentCounts[f])
         while copied < captured && s < end {
-            let piece = Int(batch.segmentLength[s])
+            let piece = Int(batch.segmentLengths[s])
             let take = piece < captured &- copied ? piece : captured &- copied
             // SAFETY: the record has room for `captured` bytes after its header
             // (checked against `free` above); the segment holds `piece` bytes.
-            (record + (Self.headerSize &+ copied)).copyMemory(from: batch.segmentBase[s], byteCount: take)
+            (record + (Self.headerSize &+ copied)).copyMemory(from: batch.segmentBases[s], byteCount: take)
             copied &+= take
             s &+= 1
         }

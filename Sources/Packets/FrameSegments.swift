@@ -45,8 +45,8 @@ extension PacketBatch {
     /// Frame `frame` of the batch as its scattered ranges.
     @inlinable
     public func frameSegments(_ frame: Int) -> FrameSegments {
-        let first = Int(firstSegment[frame])
-        return FrameSegments(bases: segmentBase + first, lengths: segmentLength + first,
-                             count: Int(segments[frame]), length: Int(length[frame]))
+        let first = Int(firstSegments[frame])
+        return FrameSegments(bases: segmentBases + first, lengths: segmentLengths + first,
+                             count: Int(segmentCounts[frame]), length: Int(lengths[frame]))
     }
 }

@@ -11,7 +11,7 @@ extension PacketBatch {
     @inlinable
     public func gather(_ frame: Int, into destination: UnsafeMutableRawPointer, limit: Int,
                        untaggedLimit: Int) -> DropReason? {
-        let length = Int(self.length[frame])
+        let length = Int(self.lengths[frame])
         if length < Ethernet.headerSize { return .runt }
         if length > limit || length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
         // Segments shorter than the length the batch gives: not a whole frame.
@@ -40,7 +40,7 @@ extension PacketBatch {
     @inlinable
     public func gatherWithVirtioNetHeader(_ frame: Int, into destination: UnsafeMutableRawPointer, limit: Int,
                                           untaggedLimit: Int) -> DropReason? {
-        let length = Int(self.length[frame])
+        let length = Int(self.lengths[frame])
         if length < Ethernet.headerSize { return .runt }
         let fields = VirtioNetHeader(loading: header(frame))
         let superFrame = fields.gsoType != VirtioNetHeader.gsoNone
@@ -65,11 +65,11 @@ extension PacketBatch {
     @inlinable
     func copyWhole(_ frame: Int, length: Int, to destination: UnsafeMutableRawPointer) -> Int {
         var copied = 0
-        var s = Int(firstSegment[frame])
-        let end = s &+ Int(segments[frame])
+        var s = Int(firstSegments[frame])
+        let end = s &+ Int(segmentCounts[frame])
         while s < end && copied < length {
-            let piece = min(Int(segmentLength[s]), length &- copied)
-            (destination + copied).copyMemory(from: segmentBase[s], byteCount: piece)
+            let piece = min(Int(segmentLengths[s]), length &- copied)
+            (destination + copied).copyMemory(from: segmentBases[s], byteCount: piece)
             copied &+= piece
             s &+= 1
         }

@@ -24,16 +24,16 @@ extension PacketBatch {
         let i = count
         let first = segmentCount
         var out = first
-        let start = Int(source.firstSegment[frame])
-        let end = start &+ Int(source.segments[frame])
-        var length = Int(source.length[frame])
+        let start = Int(source.firstSegments[frame])
+        let end = start &+ Int(source.segmentCounts[frame])
+        var length = Int(source.lengths[frame])
         var delta = 0
         switch edit {
         case .keep:
             var s = start
             while s < end {
-                segmentBase[out] = source.segmentBase[s]
-                segmentLength[out] = source.segmentLength[s]
+                segmentBases[out] = source.segmentBases[s]
+                segmentLengths[out] = source.segmentLengths[s]
                 out &+= 1
                 s &+= 1
             }
@@ -42,27 +42,27 @@ extension PacketBatch {
             var inserted = false
             var s = start
             while s < end {
-                let base = source.segmentBase[s]
-                let len = Int(source.segmentLength[s])
+                let base = source.segmentBases[s]
+                let len = Int(source.segmentLengths[s])
                 if !inserted && offset &+ len >= Ethernet.etherTypeOffset {
                     let cut = Ethernet.etherTypeOffset &- offset
                     if cut > 0 {
-                        segmentBase[out] = base
-                        segmentLength[out] = UInt32(truncatingIfNeeded: cut)
+                        segmentBases[out] = base
+                        segmentLengths[out] = UInt32(truncatingIfNeeded: cut)
                         out &+= 1
                     }
-                    segmentBase[out] = UnsafeMutableRawPointer(mutating: tag)
-                    segmentLength[out] = UInt32(Ethernet.tagSize)
+                    segmentBases[out] = UnsafeMutableRawPointer(mutating: tag)
+                    segmentLengths[out] = UInt32(Ethernet.tagSize)
                     out &+= 1
                     if len > cut {
-                        segmentBase[out] = base + cut
-                        segmentLength[out] = UInt32(truncatingIfNeeded: len &- cut)
+                        segmentBases[out] = base + cut
+                        segmentLengths[out] = UInt32(truncatingIfNeeded: len &- cut)
                         out &+= 1
                     }
                     inserted = true
                 } else if len > 0 {
-                    segmentBase[out] = base
-                    segmentLength[out] = UInt32(truncatingIfNeeded: len)
+                    segmentBases[out] = base
+                    segmentLengths[out] = UInt32(truncatingIfNeeded: len)
                     out &+= 1
                 }
                 offset &+= len
@@ -77,19 +77,19 @@ extension PacketBatch {
             var offset = 0
             var s = start
             while s < end {
-                let base = source.segmentBase[s]
-                let len = Int(source.segmentLength[s])
+                let base = source.segmentBases[s]
+                let len = Int(source.segmentLengths[s])
                 let segEnd = offset &+ len
                 if offset < cutStart {
                     let keep = min(len, cutStart &- offset)
-                    segmentBase[out] = base
-                    segmentLength[out] = UInt32(truncatingIfNeeded: keep)
+                    segmentBases[out] = base
+                    segmentLengths[out] = UInt32(truncatingIfNeeded: keep)
                     out &+= 1
                 }
                 if segEnd > cutEnd {
                     let from = max(0, cutEnd &- offset)
-                    segmentBase[out] = base + from
-                    segmentLength[out] = UInt32(truncatingIfNeeded: len &- from)
+                    segmentBases[out] = base + from
+                    segmentLengths[out] = UInt32(truncatingIfNeeded: len &- from)
                     out &+= 1
                 }
                 offset = segEnd
@@ -101,10 +101,10 @@ extension PacketBatch {
         let h = header(i)
         h.copyMemory(from: source.header(frame), byteCount: Self.headerSize)
         if delta != 0 { Self.shiftHeaderOffsets(h, by: delta) }
-        firstSegment[i] = UInt32(truncatingIfNeeded: first)
-        segments[i] = UInt16(truncatingIfNeeded: out &- first)
-        self.length[i] = UInt32(truncatingIfNeeded: length)
-        token[i] = source.token[frame]
+        firstSegments[i] = UInt32(truncatingIfNeeded: first)
+        segmentCounts[i] = UInt16(truncatingIfNeeded: out &- first)
+        self.lengths[i] = UInt32(truncatingIfNeeded: length)
+        tokens[i] = source.tokens[frame]
         segmentCount = out
         count = i &+ 1
     }

@@ -23,43 +23,45 @@ public final class PacketBatch {
     /// Segments used by the frames so far.
     public var segmentCount: Int = 0
 
+    // The storage, struct-of-arrays, allocated once: read and written from other modules
+    // only through the @inlinable accessors below, which compile to the same loads and stores.
     /// Frame length in bytes, without the virtio-net header.
-    public let length: UnsafeMutablePointer<UInt32>
+    @usableFromInline let lengths: UnsafeMutablePointer<UInt32>
     /// Index of the frame's first segment.
-    public let firstSegment: UnsafeMutablePointer<UInt32>
+    @usableFromInline let firstSegments: UnsafeMutablePointer<UInt32>
     /// Number of segments of the frame.
-    public let segments: UnsafeMutablePointer<UInt16>
+    @usableFromInline let segmentCounts: UnsafeMutablePointer<UInt16>
     /// The source's handle for the frame (a descriptor head, a pool index).
-    public let token: UnsafeMutablePointer<UInt32>
+    @usableFromInline let tokens: UnsafeMutablePointer<UInt32>
     /// The frame's virtio-net header, `headerStride` bytes apart.
-    public let headers: UnsafeMutableRawPointer
+    @usableFromInline let headers: UnsafeMutableRawPointer
 
-    public let segmentBase: UnsafeMutablePointer<UnsafeMutableRawPointer>
-    public let segmentLength: UnsafeMutablePointer<UInt32>
+    @usableFromInline let segmentBases: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    @usableFromInline let segmentLengths: UnsafeMutablePointer<UInt32>
 
     public init(capacity: Int = 256, segmentsPerFrame: Int = 4) {
         precondition(capacity > 0 && capacity <= 4096)
         self.capacity = capacity
         self.segmentCapacity = capacity * segmentsPerFrame
         self.limit = capacity
-        length = .allocate(capacity: capacity)
-        firstSegment = .allocate(capacity: capacity)
-        segments = .allocate(capacity: capacity)
-        token = .allocate(capacity: capacity)
+        lengths = .allocate(capacity: capacity)
+        firstSegments = .allocate(capacity: capacity)
+        segmentCounts = .allocate(capacity: capacity)
+        tokens = .allocate(capacity: capacity)
         headers = .allocate(byteCount: capacity * Self.headerStride, alignment: 16)
         headers.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.headerStride)
-        segmentBase = .allocate(capacity: segmentCapacity)
-        segmentLength = .allocate(capacity: segmentCapacity)
+        segmentBases = .allocate(capacity: segmentCapacity)
+        segmentLengths = .allocate(capacity: segmentCapacity)
     }
 
     deinit {
-        length.deallocate()
-        firstSegment.deallocate()
-        segments.deallocate()
-        token.deallocate()
+        lengths.deallocate()
+        firstSegments.deallocate()
+        segmentCounts.deallocate()
+        tokens.deallocate()
         headers.deallocate()
-        segmentBase.deallocate()
-        segmentLength.deallocate()
+        segmentBases.deallocate()
+        segmentLengths.deallocate()
     }
 
     @inlinable
@@ -89,12 +91,12 @@ public final class PacketBatch {
     public func append(base: UnsafeMutableRawPointer, length len: UInt32, token tok: UInt32) {
         let i = count
         let s = segmentCount
-        segmentBase[s] = base
-        segmentLength[s] = len
-        firstSegment[i] = UInt32(truncatingIfNeeded: s)
-        segments[i] = 1
-        length[i] = len
-        token[i] = tok
+        segmentBases[s] = base
+        segmentLengths[s] = len
+        firstSegments[i] = UInt32(truncatingIfNeeded: s)
+        segmentCounts[i] = 1
+        lengths[i] = len
+        tokens[i] = tok
         segmentCount = s &+ 1
         count = i &+ 1
     }
@@ -104,7 +106,61 @@ public final class PacketBatch {
     public var totalBytes: UInt64 {
         var sum: UInt64 = 0
         var i = 0
-        while i < count { sum &+= UInt64(length[i]); i &+= 1 }
+        while i < count { sum &+= UInt64(lengths[i]); i &+= 1 }
         return sum
+    }
+
+    // MARK: - Frames and segments
+
+    /// Frame `frame`'s length in bytes, without the virtio-net header.
+    @inlinable
+    public func length(of frame: Int) -> Int { Int(lengths[frame]) }
+
+    /// The indexes of frame `frame`'s segments (for `segmentBase` and `segmentLength`).
+    @inlinable
+    public func segments(of frame: Int) -> Range<Int> {
+        let first = Int(firstSegments[frame])
+        return Range(uncheckedBounds: (first, first &+ Int(segmentCounts[frame])))
+    }
+
+    /// How many segments frame `frame` has.
+    @inlinable
+    public func segmentCount(of frame: Int) -> Int { Int(segmentCounts[frame]) }
+
+    /// The source's handle for frame `frame`.
+    @inlinable
+    public func token(of frame: Int) -> UInt32 { tokens[frame] }
+
+    @inlinable
+    public func segmentBase(_ segment: Int) -> UnsafeMutableRawPointer { segmentBases[segment] }
+
+    @inlinable
+    public func segmentLength(_ segment: Int) -> Int { Int(segmentLengths[segment]) }
+
+    /// Writes segment `segment` of the frame a source is building, from `segmentCount` on
+    /// (the caller checked it is below `segmentCapacity`); `appendFrame` makes it part of the batch.
+    @inlinable
+    public func setSegment(_ segment: Int, base: UnsafeMutableRawPointer, length: UInt32) {
+        segmentBases[segment] = base
+        segmentLengths[segment] = length
+    }
+
+    /// Appends the frame of `length` bytes whose segments, written with `setSegment`, are
+    /// `segments` (starting at `segmentCount`); the caller checked `isFull`. Its token is
+    /// left as it was: a source that releases frames by token gives one (`appendFrame(segments:length:token:)`).
+    @inlinable
+    public func appendFrame(segments: Range<Int>, length: UInt32) {
+        let i = count
+        firstSegments[i] = UInt32(truncatingIfNeeded: segments.lowerBound)
+        segmentCounts[i] = UInt16(truncatingIfNeeded: segments.count)
+        lengths[i] = length
+        segmentCount = segments.upperBound
+        count = i &+ 1
+    }
+
+    @inlinable
+    public func appendFrame(segments: Range<Int>, length: UInt32, token: UInt32) {
+        tokens[count] = token
+        appendFrame(segments: segments, length: length)
     }
 }

@@ -162,7 +162,7 @@ public final class PacketPort {
         var bytes: UInt64 = 0
         var f = 0
         while f < count {
-            let length = Int(batch.length[f])
+            let length = batch.length(of: f)
             guard let slot = socket.nextTransmitSlot() else {
                 // Slots free only as the driver finishes frames, not within this burst.
                 counters.dropped(.txFull, count &- f)

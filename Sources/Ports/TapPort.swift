@@ -225,7 +225,7 @@ public final class TapPort {
         var bytes: UInt64 = 0
         var frame = 0
         writing: while frame < count {
-            let segments = Int(batch.segments[frame])
+            let segments = batch.segmentCount(of: frame)
             if segments > Self.maxSegments {
                 counters.dropped(.tooManySegments)
                 frame &+= 1
@@ -236,7 +236,7 @@ public final class TapPort {
                 switch try device.writev(queue: q, iov, count: 1 &+ segments) {
                 case .done:
                     sent &+= 1
-                    bytes &+= UInt64(batch.length[frame])
+                    bytes &+= UInt64(batch.length(of: frame))
                 case .wouldBlock:
                     // Frames leave the send buffer only as the kernel frees them,
                     // not within this burst: the rest would meet the same answer.
@@ -275,7 +275,7 @@ public final class TapPort {
         while frame < count {
             var prepared = 0
             while frame < count && prepared < chunk {
-                let segments = Int(batch.segments[frame])
+                let segments = batch.segmentCount(of: frame)
                 if segments > Self.maxSegments {
                     counters.dropped(.tooManySegments)
                     frame &+= 1
@@ -305,7 +305,7 @@ public final class TapPort {
             ring.reap { userData, result in
                 if result >= 0 {
                     sent &+= 1
-                    bytes &+= UInt64(batch.length[Int(truncatingIfNeeded: userData)])
+                    bytes &+= UInt64(batch.length(of: Int(truncatingIfNeeded: userData)))
                 } else if result == -EAGAIN {
                     full &+= 1
                 } else {
@@ -327,10 +327,10 @@ public final class TapPort {
     @inlinable
     static func describe(_ frame: Int, of batch: PacketBatch, segments: Int, into iov: UnsafeMutablePointer<iovec>) {
         iov[0] = iovec(iov_base: batch.header(frame), iov_len: PacketBatch.headerSize)
-        let first = Int(batch.firstSegment[frame])
+        let first = batch.segments(of: frame).lowerBound
         var s = 0
         while s < segments {
-            iov[1 &+ s] = iovec(iov_base: batch.segmentBase[first &+ s], iov_len: Int(batch.segmentLength[first &+ s]))
+            iov[1 &+ s] = iovec(iov_base: batch.segmentBase(first &+ s), iov_len: batch.segmentLength(first &+ s))
             s &+= 1
         }
     }

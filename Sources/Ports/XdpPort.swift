@@ -302,7 +302,7 @@ public final class XdpPort {
                 continue
             }
             freeCount &-= 1
-            let length = Int(batch.length[frame])
+            let length = batch.length(of: frame)
             let descriptor = tx.descriptor(at: position &+ UInt32(truncatingIfNeeded: queued))
             descriptor.storeBytes(of: address, as: UInt64.self)
             descriptor.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 8, as: UInt32.self)

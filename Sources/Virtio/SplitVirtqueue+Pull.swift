@@ -48,7 +48,7 @@ extension SplitVirtqueue {
             case .dropped(let reason):
                 counters.dropped(reason)
             case .frame:
-                bytes &+= UInt64(batch.length[batch.count &- 1])
+                bytes &+= UInt64(batch.length(of: batch.count &- 1))
             }
             writeUsed(slot: usedIndex &+ pendingUsed, id: h, length: 0)
             pendingUsed &+= 1
@@ -119,8 +119,7 @@ extension SplitVirtqueue {
                 }
                 if body > 0 {
                     if segments == freeSegments { overflowed = true; break }
-                    batch.segmentBase[firstSegment &+ segments] = ptr
-                    batch.segmentLength[firstSegment &+ segments] = body
+                    batch.setSegment(firstSegment &+ segments, base: ptr, length: body)
                     segments &+= 1
                 }
                 address &+= UInt64(piece)
@@ -129,16 +128,13 @@ extension SplitVirtqueue {
         }
         if overflowed { return .noRoom }
         // A frame needs at least an Ethernet header behind the virtio-net header.
-        if headerLeft > 0 || total < UInt64(headerLength &+ 14) { return .dropped(.runt) }
+        if headerLeft > 0 || total < UInt64(headerLength &+ Ethernet.headerSize) { return .dropped(.runt) }
         if headerLength < PacketBatch.headerSize {
             // Legacy 10-byte header: num_buffers is absent.
             header.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
         }
-        batch.firstSegment[frame] = UInt32(truncatingIfNeeded: firstSegment)
-        batch.segments[frame] = UInt16(truncatingIfNeeded: segments)
-        batch.length[frame] = UInt32(truncatingIfNeeded: total) &- UInt32(headerLength)
-        batch.segmentCount = firstSegment &+ segments
-        batch.count = frame &+ 1
+        batch.appendFrame(segments: firstSegment ..< firstSegment &+ segments,
+                          length: UInt32(truncatingIfNeeded: total) &- UInt32(headerLength))
         return .frame
     }
 }

@@ -39,7 +39,7 @@ extension SplitVirtqueue {
             switch writeFrame(frame, of: batch, memory: mem, availLeft: availLeft) {
             case .delivered:
                 sent &+= 1
-                bytes &+= UInt64(batch.length[frame])
+                bytes &+= UInt64(batch.length(of: frame))
                 availLeft &-= Int(pendingUsed &- chainsBefore)
             case .dropped(let reason):
                 counters.dropped(reason)
@@ -63,11 +63,11 @@ extension SplitVirtqueue {
         let hdrLen = headerLength
         let header = batch.header(frame)
         var headerDone = 0
-        var seg = Int(batch.firstSegment[frame])
-        let segEnd = seg &+ Int(batch.segments[frame])
-        var srcPtr = seg < segEnd ? batch.segmentBase[seg] : header
-        var srcLeft = seg < segEnd ? Int(batch.segmentLength[seg]) : 0
-        var remaining = hdrLen &+ Int(batch.length[frame])
+        let frameSegments = batch.segments(of: frame)
+        var seg = frameSegments.lowerBound
+        var srcPtr = frameSegments.isEmpty ? header : batch.segmentBase(seg)
+        var srcLeft = frameSegments.isEmpty ? 0 : batch.segmentLength(seg)
+        var remaining = hdrLen &+ batch.length(of: frame)
         // Where num_buffers (header bytes 10 and 11) landed in guest memory.
         var numBuffersLow: UnsafeMutableRawPointer? = nil
         var numBuffersHigh: UnsafeMutableRawPointer? = nil
@@ -133,8 +133,8 @@ extension SplitVirtqueue {
                     }
                     if srcLeft == 0 {
                         seg &+= 1
-                        srcPtr = batch.segmentBase[seg]
-                        srcLeft = Int(batch.segmentLength[seg])
+                        srcPtr = batch.segmentBase(seg)
+                        srcLeft = batch.segmentLength(seg)
                     }
                     let take = min(room, srcLeft)
                     memcpy(dst, srcPtr, take)

@@ -10,8 +10,8 @@ final class PacketBatchTests: XCTestCase {
         batch.append(base: buffer + 4, length: 40, token: 9)
         XCTAssertEqual(batch.count, 2)
         XCTAssertEqual(batch.segmentCount, 2)
-        XCTAssertEqual(batch.firstSegment[1], 1)
-        XCTAssertEqual(batch.token[1], 9)
+        XCTAssertEqual(batch.segments(of: 1).lowerBound, 1)
+        XCTAssertEqual(batch.token(of: 1), 9)
         XCTAssertEqual(batch.totalBytes, 100)
         XCTAssertEqual(batch.room, 2)
         batch.limit = 2

@@ -265,7 +265,7 @@ final class PacketPortTests: XCTestCase {
                 for i in 0..<batch.count {
                     pulled.append(bytes(of: batch, frame: i))
                     XCTAssertEqual(Array(UnsafeRawBufferPointer(start: batch.header(i), count: 12)), [UInt8](repeating: 0, count: 12))
-                    XCTAssertEqual(batch.segments[i], 1)
+                    XCTAssertEqual(batch.segmentCount(of: i), 1)
                 }
                 port.release(queue: 0)
             }

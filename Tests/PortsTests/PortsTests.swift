@@ -204,7 +204,7 @@ final class GenAndSinkTests: XCTestCase {
         let gen = GenPort(destination: .broadcast, source: MACAddress(2, 0, 0, 0, 0, 1), frameSize: 64, count: 300)
         let batch = PacketBatch(capacity: 256)
         XCTAssertEqual(gen.pull(queue: 0, into: batch), 256)
-        let frame = [UInt8](UnsafeRawBufferPointer(start: batch.segmentBase[0], count: Int(batch.length[0])))
+        let frame = [UInt8](UnsafeRawBufferPointer(start: batch.segmentBase(0), count: batch.length(of: 0)))
         XCTAssertEqual(frame.count, 64)
         XCTAssertEqual(Array(frame[0..<6]), MACAddress.broadcast.array)
         XCTAssertEqual(Array(frame[12..<14]), [0x08, 0x00])

@@ -54,8 +54,8 @@ final class TapPortTests: XCTestCase {
         arena.append(widest, cuts: Array(1..<TapPort.maxSegments), to: batch)
         arena.append(tooWide, cuts: Array(1...TapPort.maxSegments), to: batch)
         arena.append(small, cuts: [14], to: batch)
-        XCTAssertEqual(Int(batch.segments[1]), TapPort.maxSegments)
-        XCTAssertEqual(Int(batch.segments[2]), TapPort.maxSegments + 1)
+        XCTAssertEqual(batch.segmentCount(of: 1), TapPort.maxSegments)
+        XCTAssertEqual(batch.segmentCount(of: 2), TapPort.maxSegments + 1)
 
         port.push(queue: 0, from: batch)
 
@@ -231,8 +231,8 @@ final class TapPortTests: XCTestCase {
         XCTAssertEqual(pulled, frames.count)
         XCTAssertEqual(batch.count, frames.count)
         for (i, frame) in frames.enumerated() {
-            XCTAssertEqual(Int(batch.segments[i]), 1)
-            XCTAssertEqual(Int(batch.length[i]), frame.count)
+            XCTAssertEqual(batch.segmentCount(of: i), 1)
+            XCTAssertEqual(batch.length(of: i), frame.count)
             XCTAssertEqual(bytes(of: batch, frame: i), frame, "frame \(i)")
             // No offloads: at most DATA_VALID in flags, no GSO, no partial checksum,
             // num_buffers zero (recent kernels write it, older ones leave it to pull).

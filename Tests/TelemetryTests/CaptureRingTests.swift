@@ -47,12 +47,9 @@ final class CaptureRingTests: XCTestCase {
         defer { a.deallocate(); c.deallocate() }
         a.copyMemory(from: [1, 2, 3, 4] as [UInt8], byteCount: 4)
         c.copyMemory(from: [5, 6, 7, 8] as [UInt8], byteCount: 4)
-        b.append(base: a, length: 4, token: 0)
-        b.segmentBase[1] = c
-        b.segmentLength[1] = 4
-        b.segments[0] = 2
-        b.length[0] = 8
-        b.segmentCount = 2
+        b.setSegment(0, base: a, length: 4)
+        b.setSegment(1, base: c, length: 4)
+        b.appendFrame(segments: 0..<2, length: 8, token: 0)
         ring.append(frame: 0, of: b, port: 0, direction: .receive, microseconds: 1, snapLength: 6)
         XCTAssertEqual(drained(ring).first?.4, [1, 2, 3, 4, 5, 6])
     }

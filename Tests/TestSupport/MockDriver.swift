@@ -385,21 +385,18 @@ public final class FrameStore {
         let h = batch.header(i)
         h.initializeMemory(as: UInt8.self, repeating: 0, count: PacketBatch.headerSize)
         header.withUnsafeBytes { h.copyMemory(from: $0.baseAddress!, byteCount: header.count) }
-        batch.firstSegment[i] = UInt32(batch.segmentCount)
+        let first = batch.segmentCount
+        var next = first
         var at = 0
         for len in lengths {
             let p = storage + used
             frame.withUnsafeBytes { p.copyMemory(from: $0.baseAddress! + at, byteCount: len) }
-            batch.segmentBase[batch.segmentCount] = p
-            batch.segmentLength[batch.segmentCount] = UInt32(len)
-            batch.segmentCount += 1
+            batch.setSegment(next, base: p, length: UInt32(len))
+            next += 1
             used += len
             at += len
         }
-        batch.segments[i] = UInt16(lengths.count)
-        batch.length[i] = UInt32(frame.count)
-        batch.token[i] = UInt32(i)
-        batch.count = i + 1
+        batch.appendFrame(segments: first..<next, length: UInt32(frame.count), token: UInt32(i))
     }
 
     public func reset() { used = 0 }
@@ -420,8 +417,7 @@ extension PacketBatch {
 
     /// Frame `i`'s segments.
     public func segmentRanges(_ i: Int) -> [(base: UnsafeMutableRawPointer, length: Int)] {
-        let first = Int(firstSegment[i])
-        return (first..<first + Int(segments[i])).map { (segmentBase[$0], Int(segmentLength[$0])) }
+        segments(of: i).map { (segmentBase($0), segmentLength($0)) }
     }
 }
 

@@ -5,9 +5,8 @@ import Packets
 /// The bytes of `frame` in `batch`, its segments joined.
 public func bytes(of batch: PacketBatch, frame: Int) -> [UInt8] {
     var out: [UInt8] = []
-    let first = Int(batch.firstSegment[frame])
-    for s in first..<first + Int(batch.segments[frame]) {
-        out += UnsafeRawBufferPointer(start: batch.segmentBase[s], count: Int(batch.segmentLength[s]))
+    for s in batch.segments(of: frame) {
+        out += UnsafeRawBufferPointer(start: batch.segmentBase(s), count: batch.segmentLength(s))
     }
     return out
 }
@@ -58,20 +57,17 @@ public final class FrameArena {
     public func append(_ frame: [UInt8], cuts: [Int], to batch: PacketBatch) {
         let bounds = [0] + cuts + [frame.count]
         let i = batch.count
-        batch.firstSegment[i] = UInt32(batch.segmentCount)
+        let first = batch.segmentCount
+        var next = first
         for (start, end) in zip(bounds, bounds.dropFirst()) {
             let block = UnsafeMutableRawPointer.allocate(byteCount: max(1, end - start), alignment: 1)
             blocks.append(block)
             frame[start..<end].withUnsafeBytes { block.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            batch.segmentBase[batch.segmentCount] = block
-            batch.segmentLength[batch.segmentCount] = UInt32(end - start)
-            batch.segmentCount += 1
+            batch.setSegment(next, base: block, length: UInt32(end - start))
+            next += 1
         }
-        batch.segments[i] = UInt16(bounds.count - 1)
-        batch.length[i] = UInt32(frame.count)
-        batch.token[i] = UInt32(i)
         batch.header(i).initializeMemory(as: UInt8.self, repeating: 0, count: PacketBatch.headerSize)
-        batch.count = i + 1
+        batch.appendFrame(segments: first..<next, length: UInt32(frame.count), token: UInt32(i))
     }
 }
 

@@ -575,8 +575,8 @@ extension HostileGuestTests {
             XCTAssertLessThanOrEqual(batch.count, consumed)
             for i in 0..<batch.count {
                 let segments = batch.segmentRanges(i)
-                XCTAssertEqual(segments.reduce(0) { $0 + $1.length }, Int(batch.length[i]), "iteration \(iteration)")
-                XCTAssertGreaterThanOrEqual(batch.length[i], 14)
+                XCTAssertEqual(segments.reduce(0) { $0 + $1.length }, batch.length(of: i), "iteration \(iteration)")
+                XCTAssertGreaterThanOrEqual(batch.length(of: i), 14)
                 for s in segments {
                     let start = UInt(bitPattern: s.base)
                     XCTAssertTrue(hostRanges.contains { start >= $0.lowerBound && start + UInt(s.length) <= $0.upperBound },

@@ -36,8 +36,8 @@ final class SplitVirtqueueTests: XCTestCase {
 
         XCTAssertEqual(queue.pull(into: batch, counters: counters), 1)
         XCTAssertEqual(batch.count, 1)
-        XCTAssertEqual(batch.length[0], 60)
-        XCTAssertEqual(batch.segments[0], 1, "zero copy: one segment pointing into guest memory")
+        XCTAssertEqual(batch.length(of: 0), 60)
+        XCTAssertEqual(batch.segmentCount(of: 0), 1, "zero copy: one segment pointing into guest memory")
         XCTAssertEqual(batch.frameBytes(0), frame)
         XCTAssertEqual(batch.headerBytes(0), offloadHeader, "the header travels unchanged")
         XCTAssertEqual(counters.snapshot, CounterSnapshot(rxPackets: 1, rxBytes: 60))
@@ -104,8 +104,8 @@ final class SplitVirtqueueTests: XCTestCase {
         ring.offerTX(frame: frame, header: offloadHeader, split: [12, 1514])
         let batch = PacketBatch(capacity: 32)
         XCTAssertEqual(queue.pull(into: batch, counters: QueueCounters()), 1)
-        XCTAssertEqual(batch.segments[0], 1)
-        XCTAssertEqual(batch.length[0], 1514)
+        XCTAssertEqual(batch.segmentCount(of: 0), 1)
+        XCTAssertEqual(batch.length(of: 0), 1514)
         XCTAssertEqual(batch.frameBytes(0), frame)
         XCTAssertEqual(batch.headerBytes(0), offloadHeader)
     }
@@ -120,7 +120,7 @@ final class SplitVirtqueueTests: XCTestCase {
         XCTAssertEqual(batch.segmentRanges(0).map(\.length), [10, 6, 100, 884])
         XCTAssertEqual(batch.frameBytes(0), frame)
         XCTAssertEqual(batch.headerBytes(0), offloadHeader)
-        XCTAssertEqual(batch.length[0], 1000)
+        XCTAssertEqual(batch.length(of: 0), 1000)
     }
 
     func testPullThroughAnIndirectTable() throws {
@@ -133,7 +133,7 @@ final class SplitVirtqueueTests: XCTestCase {
         XCTAssertEqual(batch.frameBytes(0), frames[0])
         XCTAssertEqual(batch.headerBytes(0), offloadHeader)
         XCTAssertEqual(batch.frameBytes(1), frames[1])
-        XCTAssertEqual(batch.segments[1], 3)
+        XCTAssertEqual(batch.segmentCount(of: 1), 3)
         queue.release()
         XCTAssertEqual(ring.usedEntries().last, UsedEntry(id: UInt32(head), length: 0))
     }
@@ -146,7 +146,7 @@ final class SplitVirtqueueTests: XCTestCase {
         ring.offerTX(frame: frame)
         let batch = PacketBatch(capacity: 32)
         XCTAssertEqual(queue.pull(into: batch, counters: QueueCounters()), 1)
-        XCTAssertEqual(batch.segments[0], 2, "one descriptor, two host pieces")
+        XCTAssertEqual(batch.segmentCount(of: 0), 2, "one descriptor, two host pieces")
         XCTAssertEqual(batch.frameBytes(0), frame)
     }
 
@@ -201,7 +201,7 @@ final class SplitVirtqueueTests: XCTestCase {
         ring.offerTX(frame: frame, header: Array(offloadHeader[..<10]))
         let batch = PacketBatch(capacity: 32)
         XCTAssertEqual(queue.pull(into: batch, counters: QueueCounters()), 1)
-        XCTAssertEqual(batch.length[0], 60)
+        XCTAssertEqual(batch.length(of: 0), 60)
         XCTAssertEqual(batch.frameBytes(0), frame, "the frame starts right after the 10 header bytes")
         XCTAssertEqual(batch.headerBytes(0), Array(offloadHeader[..<10]) + [0, 0], "num_buffers is absent, so zero")
     }
