@@ -47,6 +47,7 @@ import pytest
 
 import harness as h
 import qemu_guest as qg
+from tcp_transfer import RECEIVER, SENDER
 
 TRANSFER_BYTES = 64 << 20
 PORT = 5201
@@ -56,27 +57,6 @@ GUEST_MEM = 384          # MiB: the received 64 MiB stay in the guest's RAM unti
 HOP_TIMEOUT = 120.0      # one 64 MiB hop (3-8 s under TCG here) and its hashing
 # A super-frame carries several MSS (1448 bytes) of payload: far fewer frames than segments.
 MSS = 1448
-
-# The host's ends of a hop, in the namespace: one connection each, sha256 of what arrived.
-RECEIVER = r"""
-import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)
-print("listening", flush=True)
-c, _ = s.accept(); d = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b: break
-    d.update(b); n += len(b)
-print(n, d.hexdigest(), flush=True)
-"""
-
-SENDER = r"""
-import socket, sys
-data = open(sys.argv[3], "rb").read()
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-c.sendall(data); c.shutdown(socket.SHUT_WR); c.recv(1)
-"""
 
 _RECEIVED = re.compile(r"FERRY-TCP-RECEIVED bytes=(\d+) sha256=([0-9a-f]{64})")
 _SENT = re.compile(r"FERRY-TCP-SENT status=(\d+)")
@@ -242,10 +222,12 @@ def test_64mib_ring_host_guest_peer_guest_host(guest_machine, lab, guests, names
                 f"{what}: Ferry did not segment for port {port}: {delta}, {carried} frames" \
                 f"\n{ring.context()}"
         else:
-            # Super-frames whole: fewer frames out of the port than a quarter of the segments
-            # they hold.
+            # Super-frames whole: fewer frames out of the port than MSS-sized segments would
+            # take, which only frames of several MSS make possible. How many of its frames the
+            # guest's TCP coalesces depends on its pace (a quarter held in the slow state, not in
+            # the fast one), so no tighter ratio is asked of Ferry.
             assert delta["gso_passed"] > 100 and delta["segmented_frames"] == 0 \
-                and carried < TRANSFER_BYTES // MSS // 4, \
+                and carried < TRANSFER_BYTES // MSS, \
                 f"{what}: no super-frames crossed to port {port} whole: {delta}, {carried} " \
                 f"frames\n{ring.context()}"
         # A full RX ring of the receiving guest (see the module docstring) is TCP's to repair;

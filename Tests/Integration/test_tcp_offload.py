@@ -32,29 +32,10 @@ import sys
 import pytest
 
 import harness as h
+from tcp_transfer import RECEIVER, SENDER
 
 TRANSFER_BYTES = 64 << 20
 PORT = 5201
-
-RECEIVER = r"""
-import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)
-print("listening", flush=True)
-c, _ = s.accept(); d = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b: break
-    d.update(b); n += len(b)
-print(n, d.hexdigest(), flush=True)
-"""
-
-SENDER = r"""
-import socket, sys
-data = open(sys.argv[3], "rb").read()
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-c.sendall(data); c.shutdown(socket.SHUT_WR); c.recv(1)
-"""
 
 
 def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
