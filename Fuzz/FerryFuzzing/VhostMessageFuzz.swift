@@ -109,6 +109,7 @@ public enum VhostMessageFuzz {
             case .vringFile?: (request, .vringFile(index: 1, hasFD: true), 1)
             case .memoryTable?: (request, .memoryTable([low, high]), 2)
             case .memoryRegion?: (request, .memoryRegion(high), request == .addMemReg ? 1 : 0)
+            case .logDescription?: (request, .dirtyLog(size: 0x1000, offset: 0), 1)
             case .empty?, nil: (request, .none, 0)
             }
         }

@@ -66,6 +66,19 @@ extension Worker {
         // A frame the guest could not take as the kernel hands it (a partial
         // checksum, a super-frame) must be adapted on the usual path.
         guard reader.deliveredOffloads.isSubset(of: guest.offloadAcceptance) else { return (0, false) }
+        // Migrating: the kernel's writes into the chains mark their pages (chosen once per burst).
+        if let log = rxq.dirtyPageLog {
+            return receiveDirect(source, peer: peer, reader: reader, guest: guest, memory: memory, now: &now,
+                                 writes: LoggedWrites(log: log, memory: memory))
+        }
+        return receiveDirect(source, peer: peer, reader: reader, guest: guest, memory: memory, now: &now,
+                             writes: UnloggedWrites())
+    }
+
+    @inlinable
+    func receiveDirect<W: GuestWrites>(_ source: WorkerSource, peer: Int, reader: DirectReader, guest: GuestReceiveRing,
+                                       memory: GuestMemory, now: inout UInt64, writes: W) -> (reads: Int, done: Bool) {
+        let rxq = guest.ring
         let ingress = source.index
         let me = ports[Int(ingress)]
         let peerBit: UInt64 = 1 << UInt64(peer)
@@ -131,7 +144,7 @@ extension Worker {
             // Dropped (and counted) by classify: the chain stays for the next frame.
             if mask & peerBit == 0 { continue }
             rxq.commitChain(head: head, pieces: chainPieces, count: pieces, length: total, prefix: prefix,
-                            prefixLength: prefixLength)
+                            prefixLength: prefixLength, writes: writes)
             sent &+= 1
             sentBytes &+= UInt64(length)
         }

@@ -10,12 +10,19 @@ public final class VhostPort {
     public let device: VhostDevice
     public let endpoint: VhostUserEndpoint
     public let counters: [QueueCounters]
+    /// The RARP broadcast a SEND_RARP asks for, built here when it is due: it
+    /// enters the switch with the next pull of pair 0, as if the guest sent it.
+    @usableFromInline let announcementFrame: UnsafeMutableRawPointer
 
     public init(endpoint: VhostUserEndpoint) {
         self.endpoint = endpoint
         self.device = endpoint.device
         self.counters = (0..<endpoint.device.queuePairs).map { _ in QueueCounters() }
+        announcementFrame = .allocate(byteCount: ReverseARPAnnouncement.frameLength, alignment: 8)
+        announcementFrame.initializeMemory(as: UInt8.self, repeating: 0, count: ReverseARPAnnouncement.frameLength)
     }
+
+    deinit { announcementFrame.deallocate() }
 
     public var queueCount: Int { device.queuePairs }
 
@@ -37,11 +44,26 @@ public final class VhostPort {
 
     @inlinable
     public func pull(queue q: Int, into batch: PacketBatch) -> Int {
+        // A live migration's announcement goes first, whether or not the rings run yet.
+        let announced = q == 0 && device.hasPendingAnnouncement ? announce(into: batch) : 0
         let txq = device.transmitQueue(q)
-        guard txq.isRunning else { return 0 }
+        guard txq.isRunning else { return announced }
         let n = txq.pull(into: batch, counters: counters[q])
         if let e = txq.error { device.markBroken("queue \(txq.index): \(e)", fromDataPath: true) }
-        return n
+        return n &+ announced
+    }
+
+    /// Puts the pending RARP announcement in `batch` (frame bytes in
+    /// `announcementFrame`, a zero virtio-net header): 1, or 0 when none waits
+    /// or the batch is full (it then waits for the next pull).
+    @usableFromInline
+    func announce(into batch: PacketBatch) -> Int {
+        guard batch.room > 0, batch.freeSegments > 0, let mac = device.takeAnnouncement() else { return 0 }
+        ReverseARPAnnouncement.write(announcing: mac, into: announcementFrame)
+        batch.header(batch.count).initializeMemory(as: UInt8.self, repeating: 0, count: PacketBatch.headerSize)
+        batch.append(base: announcementFrame, length: UInt32(ReverseARPAnnouncement.frameLength), token: 0)
+        counters[0].received(packets: 1, bytes: UInt64(ReverseARPAnnouncement.frameLength))
+        return 1
     }
 
     @inlinable

@@ -194,6 +194,7 @@ public struct MessageDecoder: ~Copyable, Sendable {
             switch policy.reply {
             // A request with no reply of its own is answered only by a REPLY_ACK u64 status.
             case .none, .u64: layout = .u64
+            case .empty: layout = .empty
             case .vringState: layout = .vringState
             }
         }

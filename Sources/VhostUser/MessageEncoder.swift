@@ -60,6 +60,9 @@ public enum MessageEncoder {
         case .memoryRegion(let region):
             append(UInt64(0), to: &bytes)  // padding
             append(region, to: &bytes)
+        case .dirtyLog(let size, let offset):
+            append(size, to: &bytes)
+            append(offset, to: &bytes)
         }
         return bytes
     }

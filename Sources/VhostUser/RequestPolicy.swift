@@ -17,12 +17,15 @@ public struct RequestPolicy: Equatable, Sendable {
         case memoryTable
         /// Padding u64 and one region: 40 bytes.
         case memoryRegion
+        /// A log description, size u64 and offset u64: 16 bytes.
+        case logDescription
 
         /// The one size this layout allows, or nil when the size follows from the payload (memoryTable).
         public var fixedSize: Int? {
             switch self {
             case .empty: 0
             case .u64, .vringState, .vringFile: 8
+            case .logDescription: 16
             case .vringAddress: VringAddress.wireSize
             case .memoryRegion: 8 + MemoryRegionInfo.wireSize
             case .memoryTable: nil
@@ -65,6 +68,8 @@ public struct RequestPolicy: Equatable, Sendable {
     public enum ReplyLayout: Equatable, Sendable {
         /// No reply unless need_reply asks for a REPLY_ACK u64 status.
         case none
+        /// A reply with no payload (SET_LOG_BASE's, once LOG_SHMFD was negotiated).
+        case empty
         /// A u64.
         case u64
         /// A vring state description.
@@ -107,7 +112,7 @@ public struct RequestPolicy: Equatable, Sendable {
         case .setProtocolFeatures: RequestPolicy(payload: .u64)
         case .getQueueNum: RequestPolicy(payload: .empty, reply: .u64)
         case .setVringEnable: RequestPolicy(payload: .vringState)
-        // Accepted so it can be ignored: the MAC sits in the first 6 bytes of a u64.
+        // The guest's MAC sits in the first 6 bytes of a u64.
         case .sendRARP: RequestPolicy(payload: .u64)
         case .netSetMTU: RequestPolicy(payload: .u64)
         case .getMaxMemSlots: RequestPolicy(payload: .empty, reply: .u64)
@@ -115,8 +120,11 @@ public struct RequestPolicy: Equatable, Sendable {
         case .remMemReg: RequestPolicy(payload: .memoryRegion, descriptors: .atMostOneIgnored)
         case .setStatus: RequestPolicy(payload: .u64)
         case .getStatus: RequestPolicy(payload: .empty, reply: .u64)
+        // With LOG_SHMFD the log arrives as a descriptor and the back-end answers
+        // once it has mapped it (vhost-user.rst, "Communication"; QEMU waits for that reply).
+        case .setLogBase: RequestPolicy(payload: .logDescription, descriptors: .exactlyOne, reply: .empty)
 
-        case .setLogBase, .setLogFD, .setBackendReqFD, .iotlbMessage, .setVringEndian, .getConfig, .setConfig,
+        case .setLogFD, .setBackendReqFD, .iotlbMessage, .setVringEndian, .getConfig, .setConfig,
              .createCryptoSession, .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd,
              .getInflightFD, .setInflightFD, .gpuSetSocket, .resetDevice, .vringKick:
             nil

@@ -39,7 +39,17 @@ public final class VhostDevice: @unchecked Sendable {
     private let broken = Mutex<String?>(nil)
     public var brokenReason: String? { broken.withLock { $0 } }
 
-    public static let offeredProtocolFeatures: VhostUserProtocolFeatures = [.mq, .replyAck, .mtu, .configureMemSlots, .status]
+    /// The front-end's dirty log (SET_LOG_BASE), used while it asks for logging (VHOST_F_LOG_ALL).
+    public internal(set) var dirtyLog: DirtyPageLog?
+    /// Per queue, where its used ring is logged, when its SET_VRING_ADDR set VHOST_VRING_F_LOG.
+    private var usedRingLogAddresses: [GuestAddress?]
+    /// A MAC a SEND_RARP asked to announce (the low 48 bits, bit 48 set), 0 for none;
+    /// the worker that pulls pair 0 takes it (VhostDevice+Announcement.swift).
+    @usableFromInline let pendingAnnouncement = Atomic<UInt64>(0)
+
+    public static let offeredProtocolFeatures: VhostUserProtocolFeatures = [
+        .mq, .logShmfd, .rarp, .replyAck, .mtu, .configureMemSlots, .status,
+    ]
     public static let maxMemorySlots = 32
 
     public init(name: String, queuePairs: Int = 1, gate: DataPathGate = UngatedDataPath(), logger: Logger,
@@ -56,6 +66,7 @@ public final class VhostDevice: @unchecked Sendable {
         errs = (0..<(2 * queuePairs)).map { _ in DescriptorSlot() }
         addressesSet = Array(repeating: false, count: 2 * queuePairs)
         watch = Array(repeating: nil, count: 2 * queuePairs)
+        usedRingLogAddresses = Array(repeating: nil, count: 2 * queuePairs)
     }
 
     /// True when at least one queue pair moves frames.
@@ -64,7 +75,10 @@ public final class VhostDevice: @unchecked Sendable {
 
     /// Features left out of what Ferry offers (a port's `offloads=off|csum`).
     public let withheldFeatures: VirtioNetFeatures
-    public var offeredFeatures: UInt64 { VirtioNetFeatures.offered.subtracting(withheldFeatures).rawValue }
+    /// Virtio-net's features and VHOST_F_LOG_ALL: Ferry logs its writes for a live migration.
+    public var offeredFeatures: UInt64 {
+        VirtioNetFeatures.offered.union(.logAll).subtracting(withheldFeatures).rawValue
+    }
 
     // MARK: - Messages
 
@@ -120,7 +134,8 @@ public final class VhostDevice: @unchecked Sendable {
 
     static func repliesWithPayload(_ r: VhostUserRequest) -> Bool {
         switch r {
-        case .getFeatures, .getProtocolFeatures, .getVringBase, .getQueueNum, .getMaxMemSlots, .getStatus: true
+        case .getFeatures, .getProtocolFeatures, .getVringBase, .getQueueNum, .getMaxMemSlots, .getStatus,
+             .setLogBase: true
         default: false
         }
     }
@@ -154,6 +169,7 @@ public final class VhostDevice: @unchecked Sendable {
             let unknown = value & ~offeredFeatures
             guard unknown == 0 else { throw Refusal("features 0x\(String(unknown, radix: 16)) were not offered") }
             let f = VirtioNetFeatures(rawValue: value)
+            let wasLogging = features.contains(.logAll)
             gate.whilePaused {
                 features = f
                 for q in queues {
@@ -163,6 +179,10 @@ public final class VhostDevice: @unchecked Sendable {
                     q.acceptedHeaderFlags = f.contains(.guestCsum) ? 0x03 : 0
                     q.eventIndex = f.contains(.eventIndex)
                 }
+                applyDirtyLog()
+            }
+            if f.contains(.logAll) != wasLogging {
+                logger.info("vhost-user \(name): dirty logging \(wasLogging ? "off" : "on")\(dirtyLog == nil && !wasLogging ? " (no log yet)" : "")")
             }
             logger.info("vhost-user \(name): features 0x\(String(value, radix: 16)) (header \(f.netHeaderLength) B, mergeable \(f.contains(.mergeableRxBuffers)), event-idx \(f.contains(.eventIndex)))")
             return nil
@@ -206,12 +226,15 @@ public final class VhostDevice: @unchecked Sendable {
             return nil
         case (.setVringAddr, .vringAddress(let a)):
             let q = try queue(a.index)
+            let usedLog = try usedRingLogAddress(of: a, queue: q)
             gate.whilePaused {
                 q.stop()
                 q.descAddress = FrontEndAddress(a.descUserAddr)
                 q.availAddress = FrontEndAddress(a.availUserAddr)
                 q.usedAddress = FrontEndAddress(a.usedUserAddr)
                 addressesSet[Int(a.index)] = true
+                usedRingLogAddresses[Int(a.index)] = usedLog
+                applyDirtyLog()
             }
             try startIfReady(Int(a.index))
             return nil
@@ -296,8 +319,13 @@ public final class VhostDevice: @unchecked Sendable {
             return nil
         case (.getStatus, _):
             return .u64(UInt64(status | (isBroken ? VirtioDeviceStatus.needsReset : 0)))
-        case (.sendRARP, _):
+        case (.sendRARP, .u64(let value)):
+            try announce(value)
             return nil
+        case (.setLogBase, .dirtyLog(let size, let offset)):
+            try setDirtyLog(size: size, offset: offset, message: m)
+            // The reply says the log is mapped; it has no payload (vhost-user.rst, "Communication").
+            return VhostUserMessage.Payload.none
         default:
             throw Refusal("payload does not fit the request")
         }
@@ -328,6 +356,7 @@ public final class VhostDevice: @unchecked Sendable {
         do { newMemory = try GuestMemory(regions: regions.map(Self.info), files: m.descriptors) } catch {
             throw Refusal("memory table rejected: \(error)")
         }
+        try checkDirtyLog(covers: newMemory)
         replaceMemory(newMemory)
         logger.info("vhost-user \(name): memory table of \(regions.count) region(s), \(regions.reduce(0) { $0 + $1.size } >> 20) MiB")
     }
@@ -346,6 +375,7 @@ public final class VhostDevice: @unchecked Sendable {
         } catch {
             throw Refusal("region rejected: \(error)")
         }
+        try checkDirtyLog(covers: newMemory)
         replaceMemory(newMemory)
     }
 
@@ -460,6 +490,15 @@ public final class VhostDevice: @unchecked Sendable {
         }
     }
 
+    /// Points every ring at the log while logging is on (VHOST_F_LOG_ALL and a
+    /// log), at nothing otherwise. The caller has the data path paused.
+    func applyDirtyLog() {
+        let log = features.contains(.logAll) ? dirtyLog : nil
+        for q in queues { q.setDirtyLog(log, usedRing: usedRingLogAddresses[q.index]) }
+    }
+
+    func usedRingLogAddress(queue index: Int) -> GuestAddress? { usedRingLogAddresses[index] }
+
     /// Forgets the front-end: rings, memory and descriptors (a reset or a departure).
     public func reset(reason: String) {
         gate.whilePaused {
@@ -468,6 +507,9 @@ public final class VhostDevice: @unchecked Sendable {
             for slot in kicks + calls + errs { slot.close() }
             addressesSet = addressesSet.map { _ in false }
             watch = watch.map { _ in nil }
+            usedRingLogAddresses = usedRingLogAddresses.map { _ in nil }
+            dirtyLog = nil
+            pendingAnnouncement.store(0, ordering: .relaxed)
             features = []
             protocolFeatures = []
             status = 0

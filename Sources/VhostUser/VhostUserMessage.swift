@@ -38,6 +38,8 @@ public struct VhostUserMessage: Sendable {
         case memoryTable([MemoryRegionInfo])
         /// A single memory region description (ADD_MEM_REG, REM_MEM_REG).
         case memoryRegion(MemoryRegionInfo)
+        /// A log description (SET_LOG_BASE): the log's size and where it starts in its file.
+        case dirtyLog(size: UInt64, offset: UInt64)
     }
 
     // vhost-user.rst, "Memory regions description": the table holds region0 … region7.
@@ -177,6 +179,10 @@ extension VhostUserMessage.Payload {
             }
             if let problem = region.problem { return .refused(.invalidRegion(index: 0, problem)) }
             return .parsed(.memoryRegion(region))
+
+        case .logDescription:
+            guard bytes.count == 16, let size = reader.u64(), let offset = reader.u64() else { return .refused(mismatch) }
+            return .parsed(.dirtyLog(size: size, offset: offset))
         }
     }
 }

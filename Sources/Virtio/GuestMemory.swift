@@ -203,22 +203,16 @@ public final class GuestMemory: @unchecked Sendable {
         throws(GuestMemoryError) -> MappedFile
     {
         let fd = file.rawValue
-        let kind: DescriptorKind
-        var st = stat()
-        do {
-            kind = try DescriptorKind.of(fd)
-            _ = try syscall("fstat") { fstat(fd, &st) }
-        } catch {
-            throw .mapFailed(region: region, error)
-        }
-        guard kind == .regularFile else { throw .notAFile(region: region, kind) }
+        let status: FileStatus
+        do { status = try FileStatus.of(fd) } catch { throw .mapFailed(region: region, error) }
+        guard status.kind == .regularFile else { throw .notAFile(region: region, status.kind) }
         // Hugepage-backed descriptors can only be mapped in whole pages of their
         // own size; st_blksize reports that size for hugetlbfs and memfd alike.
-        let block = max(UInt64(st.st_blksize), 4096)
+        let block = max(status.blockSize, 4096)
         let wanted = r.mmapOffset + r.size
         // A file shorter than the region maps without complaint, and the first
         // access past its end raises SIGBUS: a front-end could kill us with it.
-        let fileSize = UInt64(max(st.st_size, 0))
+        let fileSize = status.size
         guard fileSize >= wanted else { throw .fileTooShort(region: region, fileSize: fileSize, needed: wanted) }
         // validate() keeps `wanted` within Int.max; rounding up to a block may not.
         guard let length = Int(exactly: (wanted + block - 1) / block * block) else { throw .tooLarge(region: region) }
@@ -298,6 +292,24 @@ public final class GuestMemory: @unchecked Sendable {
             if start >= r.frontEndStart && end <= r.frontEndEnd {
                 // SAFETY: start - frontEndStart < region size, checked just above.
                 return r.host + Int(start &- r.frontEndStart)
+            }
+            i &+= 1
+        }
+        return nil
+    }
+
+    /// The guest-physical address of a host pointer into one of the regions, the
+    /// reverse of `translate`: a write through a translated pointer marks its
+    /// page in the dirty log by this address. Nil for a pointer outside every region.
+    @inlinable
+    public func guestAddress(ofHost pointer: UnsafeMutableRawPointer) -> GuestAddress? {
+        var i = 0
+        while i < count {
+            let r = table[i]
+            if pointer >= r.host {
+                let offset = UInt64(pointer - r.host)
+                // No overflow: guestEnd - guestStart is the region's size, checked when it was mapped.
+                if offset < r.guestEnd &- r.guestStart { return GuestAddress(r.guestStart &+ offset) }
             }
             i &+= 1
         }

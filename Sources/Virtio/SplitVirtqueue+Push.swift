@@ -16,8 +16,19 @@ extension SplitVirtqueue {
     /// used-index store. With mergeable buffers a frame spans as many chains
     /// as it needs and its header says how many (num_buffers); without, it
     /// must fit one chain. Frames that find no room are dropped and counted.
+    /// With the dirty log on, every byte written marks its page (the choice
+    /// is made once per burst: with it off, no write pays for it).
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters) {
+        if let log = dirtyLog, let mem = memory {
+            push(from: batch, counters: counters, writes: LoggedWrites(log: log, memory: mem))
+        } else {
+            push(from: batch, counters: counters, writes: UnloggedWrites())
+        }
+    }
+
+    @inlinable
+    func push<W: GuestWrites>(from batch: PacketBatch, counters: QueueCounters, writes: W) {
         let total = batch.count
         guard total > 0 else { return }
         guard isRunning, let available = availableCount() else {
@@ -36,7 +47,7 @@ extension SplitVirtqueue {
                 break
             }
             let chainsBefore = pendingUsed
-            switch writeFrame(frame, of: batch, memory: mem, availLeft: availLeft) {
+            switch writeFrame(frame, of: batch, memory: mem, availLeft: availLeft, writes: writes) {
             case .delivered:
                 sent &+= 1
                 bytes &+= UInt64(batch.length(of: frame))
@@ -57,9 +68,11 @@ extension SplitVirtqueue {
     }
 
     /// Writes one frame into as many chains as it needs; on a shortfall takes
-    /// nothing (the guest's buffers stay available for the next frame).
+    /// nothing (the guest's buffers stay available for the next frame, and
+    /// what was written into them is not the guest's to read: unmarked).
     @inlinable
-    func writeFrame(_ frame: Int, of batch: PacketBatch, memory mem: GuestMemory, availLeft: Int) -> PushedFrame {
+    func writeFrame<W: GuestWrites>(_ frame: Int, of batch: PacketBatch, memory mem: GuestMemory, availLeft: Int,
+                                    writes: W) -> PushedFrame {
         let hdrLen = headerLength
         let header = batch.header(frame)
         var headerDone = 0
@@ -101,6 +114,7 @@ extension SplitVirtqueue {
                     dst = p
                     room = length
                 }
+                let pieceStart = dst
                 // The header first, then the frame's segments, in as many pieces as the buffers need.
                 if headerDone == 0 && hdrLen == 12 && room >= 12 {
                     // The usual case, the whole header into the first buffer: two moves, no call.
@@ -145,6 +159,7 @@ extension SplitVirtqueue {
                     remaining &-= take
                     written &+= take
                 }
+                writes.written(pieceStart, count: dst - pieceStart)
             }
             writeUsed(slot: usedIndex &+ pendingUsed, id: h, length: UInt32(truncatingIfNeeded: written))
             pendingUsed &+= 1
@@ -154,8 +169,14 @@ extension SplitVirtqueue {
         if hdrLen >= 12 {
             // §5.1.6.4: num_buffers is the number of chains used, 1 without MRG_RXBUF.
             let n = UInt16(truncatingIfNeeded: chains)
-            numBuffersLow?.storeBytes(of: UInt8(truncatingIfNeeded: n), as: UInt8.self)
-            numBuffersHigh?.storeBytes(of: UInt8(truncatingIfNeeded: n >> 8), as: UInt8.self)
+            if let low = numBuffersLow {
+                low.storeBytes(of: UInt8(truncatingIfNeeded: n), as: UInt8.self)
+                writes.written(low, count: 1)
+            }
+            if let high = numBuffersHigh {
+                high.storeBytes(of: UInt8(truncatingIfNeeded: n >> 8), as: UInt8.self)
+                writes.written(high, count: 1)
+            }
         }
         return .delivered
     }

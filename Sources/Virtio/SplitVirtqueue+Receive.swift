@@ -75,6 +75,16 @@ extension SplitVirtqueue {
     @inlinable
     public func commitChain(head: UInt16, pieces: UnsafePointer<iovec>, count: Int, length: Int,
                             prefix: UnsafeMutableRawPointer, prefixLength: Int) {
+        commitChain(head: head, pieces: pieces, count: count, length: length, prefix: prefix,
+                    prefixLength: prefixLength, writes: UnloggedWrites())
+    }
+
+    /// As `commitChain(head:pieces:count:length:prefix:prefixLength:)`, marking
+    /// the chain's `length` bytes (the caller's read and the prefix) through
+    /// `writes`: a caller that writes while the dirty log is on passes `LoggedWrites`.
+    @inlinable
+    public func commitChain<W: GuestWrites>(head: UInt16, pieces: UnsafePointer<iovec>, count: Int, length: Int,
+                                            prefix: UnsafeMutableRawPointer, prefixLength: Int, writes: W) {
         if headerLength >= 12 && prefixLength >= 12 {
             prefix.storeBytes(of: prefix.load(as: UInt8.self) & acceptedHeaderFlags, as: UInt8.self)
             prefix.storeBytes(of: UInt16(1).littleEndian, toByteOffset: 10, as: UInt16.self)
@@ -87,6 +97,14 @@ extension SplitVirtqueue {
             memcpy(pieces[i].iov_base, prefix + done, take)
             done &+= take
             i &+= 1
+        }
+        var marked = 0
+        var k = 0
+        while marked < length && k < count {
+            let take = min(length &- marked, pieces[k].iov_len)
+            writes.written(pieces[k].iov_base.unsafelyUnwrapped, count: take)
+            marked &+= take
+            k &+= 1
         }
         writeUsed(slot: usedIndex &+ pendingUsed, id: head, length: UInt32(truncatingIfNeeded: length))
         pendingUsed &+= 1

@@ -72,6 +72,14 @@ public final class SplitVirtqueue {
     /// Largest frame accepted from a guest (64 KiB of GSO payload plus headers).
     public var maxFrameLength: UInt32 = 65_550
 
+    // Live migration (SplitVirtqueue+DirtyLog.swift), set while the data path is quiesced.
+    /// The front-end's dirty log while it asks for logging (VHOST_F_LOG_ALL), else nil.
+    @usableFromInline unowned(unsafe) var dirtyLog: DirtyPageLog? = nil
+    @usableFromInline var dirtyLogOwner: DirtyPageLog? = nil
+    /// Where the used ring's first byte is logged (SET_VRING_ADDR's log_guest_addr),
+    /// when the ring's VHOST_VRING_F_LOG asks for used-ring writes to be logged.
+    @usableFromInline var usedRingLogAddress: UInt64? = nil
+
     public init(index: Int) { self.index = index }
 
     /// virtio 1.2 §2.7: Queue Size is a power of 2 no larger than 32768.
@@ -112,6 +120,7 @@ public final class SplitVirtqueue {
         // We poll: ask the driver not to kick. With EVENT_IDX the driver ignores
         // this flag and kicks only when it passes avail_event, which we leave behind.
         ferry_store_relaxed_u16(u, SplitRingLayout.usedNoNotify)
+        markUsedRing(offset: 0, length: 2)
         isRunning = true
     }
 
@@ -142,6 +151,7 @@ public final class SplitVirtqueue {
         callFD = -1
         errorFD = -1
         error = nil
+        setDirtyLog(nil, usedRing: nil)
     }
 
     @usableFromInline
@@ -167,8 +177,10 @@ public final class SplitVirtqueue {
         guard isRunning, let u = used, let a = avail else { return false }
         if eventIndex {
             ferry_store_relaxed_u16(u + 4 + 8 &* (Int(mask) &+ 1), lastAvail)
+            markUsedRing(offset: 4 &+ 8 &* (Int(mask) &+ 1), length: 2)
         } else {
             ferry_store_relaxed_u16(u, 0)
+            markUsedRing(offset: 0, length: 2)
         }
         // The request must be visible before we look at the avail index again;
         // the driver orders its index store before reading ours the same way.
@@ -182,6 +194,7 @@ public final class SplitVirtqueue {
     public func disableNotifications() {
         guard isRunning, let u = used, !eventIndex else { return }
         ferry_store_relaxed_u16(u, SplitRingLayout.usedNoNotify)
+        markUsedRing(offset: 0, length: 2)
     }
 
     /// Chains the driver has made available and we have not consumed; 0 when
@@ -232,6 +245,7 @@ public final class SplitVirtqueue {
         // Release: the used entries (and, for RX, the frame bytes) must be
         // visible before the driver can see the new index.
         ferry_store_release_u16(used.unsafelyUnwrapped + 2, newIndex)
+        if dirtyLog != nil { markPublished(from: usedIndex, count: count) }
         usedIndex = newIndex
         notifyIfNeeded()
     }

@@ -105,7 +105,7 @@ final class DecoderVerifierTests: XCTestCase {
         }
         // Recoverable errors sit between good messages; each must consume exactly its own bytes.
         let bad: [WireMessage] = [
-            WireMessage(bytes: MessageEncoder.frame(requestNumber: 6, flags: 1, payload: [UInt8](repeating: 7, count: 16)), fdCount: 1),
+            WireMessage(bytes: MessageEncoder.frame(requestNumber: 7, flags: 1, payload: [UInt8](repeating: 7, count: 16)), fdCount: 1),
             WireMessage(bytes: MessageEncoder.frame(requestNumber: 999, flags: 1, payload: [])),
             WireMessage(bytes: MessageEncoder.request(.getFeatures, payload: .u64(1))),
             WireMessage(bytes: MessageEncoder.request(.setVringKick, payload: .vringFile(index: 0, hasFD: true))),

@@ -48,6 +48,8 @@ final class MessageCodecTests: XCTestCase {
                 Sample(request: request, payload: .u64(0x0000_5634_1200_5452), fdCount: 0)
             case .netSetMTU:
                 Sample(request: request, payload: .u64(9000), fdCount: 0)
+            case .setLogBase:
+                Sample(request: request, payload: .dirtyLog(size: 0x4000, offset: 0x100), fdCount: 1)
             case .addMemReg:
                 Sample(request: request, payload: .memoryRegion(regionB), fdCount: 1)
             case .remMemReg:
@@ -126,7 +128,7 @@ final class MessageCodecTests: XCTestCase {
 
     func testPolicyTable() {
         XCTAssertEqual(RequestPolicy.supportedRequests, [
-            .getFeatures, .setFeatures, .setOwner, .resetOwner, .setMemTable, .setVringNum, .setVringAddr,
+            .getFeatures, .setFeatures, .setOwner, .resetOwner, .setMemTable, .setLogBase, .setVringNum, .setVringAddr,
             .setVringBase, .getVringBase, .setVringKick, .setVringCall, .setVringErr, .getProtocolFeatures,
             .setProtocolFeatures, .getQueueNum, .setVringEnable, .sendRARP, .netSetMTU, .getMaxMemSlots,
             .addMemReg, .remMemReg, .setStatus, .getStatus,
@@ -139,7 +141,10 @@ final class MessageCodecTests: XCTestCase {
         XCTAssertEqual(RequestPolicy.of(.setMemTable)?.payload.maximumSize, 8 + 8 * 32)
         XCTAssertEqual(RequestPolicy.of(.addMemReg)?.payload.fixedSize, 40)
         XCTAssertEqual(RequestPolicy.of(.setVringAddr)?.payload.fixedSize, 40)
-        XCTAssertNil(RequestPolicy.of(.setLogBase))
+        XCTAssertEqual(RequestPolicy.of(.setLogBase)?.reply, .empty)
+        XCTAssertEqual(RequestPolicy.of(.setLogBase)?.descriptors, .exactlyOne)
+        XCTAssertEqual(RequestPolicy.of(.setLogBase)?.payload.fixedSize, 16)
+        XCTAssertNil(RequestPolicy.of(.setLogFD))
         XCTAssertNil(RequestPolicy.of(.resetDevice))
     }
 
@@ -265,7 +270,7 @@ final class MessageCodecTests: XCTestCase {
     }
 
     func testUnsupportedRequestsAreSkipped() throws {
-        for number: UInt32 in [0, 6, 7, 21, 22, 24, 34, 35, 41, 0xffff_ffff] {
+        for number: UInt32 in [0, 7, 21, 22, 24, 34, 35, 41, 0xffff_ffff] {
             let outcomes = try decode(MessageEncoder.frame(requestNumber: number, flags: 1 | 8, payload: [1, 2, 3])
                 + MessageEncoder.request(.getQueueNum))
             XCTAssertEqual(outcomes.count, 2)

@@ -62,7 +62,7 @@ final class VhostUserEndpointTests: XCTestCase {
         endpoint.service(now: 0)
         endpoint.service(now: 0)
         XCTAssertEqual(read(good.rawValue, count: 20),
-                       MessageEncoder.reply(to: .getFeatures, payload: .u64(VirtioNetFeatures.offered.rawValue)))
+                       MessageEncoder.reply(to: .getFeatures, payload: .u64(device.offeredFeatures)))
     }
 
     func testAnOversizedMessageClosesTheConnection() throws {

@@ -55,6 +55,12 @@ static inline uint32_t ferry_exchange_acquire_u32(void *p, uint32_t v) {
 static inline uint32_t ferry_load_relaxed_u32(const void *p) {
     return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
 }
+// Marking a page in a front-end's dirty log (vhost-user.rst, "Migration": "use
+// atomic operations, as the log may be concurrently manipulated"). Release: the
+// guest bytes written before must be visible to whoever sees the bit.
+static inline void ferry_fetch_or_release_u8(void *p, uint8_t v) {
+    (void)__atomic_fetch_or((uint8_t *)p, v, __ATOMIC_RELEASE);
+}
 // A full fence: needed between publishing used.idx and reading the driver's
 // event index (virtio 1.2 §2.7.10: the store must be visible before the load).
 static inline void ferry_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

@@ -1,0 +1,172 @@
+import Glibc
+import Packets
+import Platform
+import TestSupport
+import Virtio
+import XCTest
+
+/// Live migration: while the front-end logs, every byte Ferry writes into guest
+/// memory lies in a page marked in the log. A mock driver on memfd guest memory
+/// (two regions, so a buffer crosses from one into the other) and a log in a
+/// memfd; the memory is filled with a pattern first and compared byte by byte
+/// afterwards: every byte that changed must be in a marked page.
+final class DirtyPageLogTests: XCTestCase {
+    /// A header with fields set, num_buffers for the device to overwrite.
+    let header: [UInt8] = [0x01, 0x01, 54, 0, 0xA8, 0x05, 34, 0, 16, 0, 0xEF, 0xBE]
+
+    /// A log covering `ram`, at an offset in its memfd that is not page-aligned.
+    private func makeLog(for ram: GuestRAM) throws -> (SharedMemory, DirtyPageLog) {
+        let end = ram.regions.map { $0.guestPhysicalAddress + $0.size }.max()!
+        let bytes = (end / DirtyPageLog.pageSize + 7) / 8
+        let file = try SharedMemory(length: Int(bytes + 0x100 + 0xfff) / 0x1000 * 0x1000, name: "ferry-test-log")
+        return (file, try DirtyPageLog(fd: file.fd.rawValue, size: bytes, offset: 0x100))
+    }
+
+    private func snapshot(_ ram: GuestRAM) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: ram.shared.base, count: ram.shared.length))
+    }
+
+    /// The guest-physical addresses of the bytes that differ from `before`.
+    private func changedAddresses(_ ram: GuestRAM, since before: [UInt8]) -> [UInt64] {
+        let now = UnsafeRawBufferPointer(start: ram.shared.base, count: ram.shared.length)
+        var changed: [UInt64] = []
+        for r in ram.regions {
+            for offset in 0..<Int(r.size) where now[Int(r.mmapOffset) + offset] != before[Int(r.mmapOffset) + offset] {
+                changed.append(r.guestPhysicalAddress + UInt64(offset))
+            }
+        }
+        return changed
+    }
+
+    /// Both rings of a queue pair in two-region RAM, RX buffers laid across the
+    /// regions' boundary; RX buffers and TX frames offered by the driver.
+    private func driveEveryWrite(logging: Bool) throws -> (changed: [UInt64], log: DirtyPageLog, usedGPAs: [UInt64]) {
+        let ram = try GuestRAM.twoRegions(size: 4 << 20)
+        let half = UInt64(2 << 20)
+        memset(ram.shared.base, 0xEE, ram.shared.length)
+        let rx = MockSplitRing(ram: ram, size: 64, at: ram.base,
+                               buffers: ram.base + half - 0x2F00 ..< ram.base + half + 0x40000)
+        let tx = MockSplitRing(ram: ram, size: 64, at: ram.base + 0x4000,
+                               buffers: ram.base + 0x10000 ..< ram.base + 0x80000)
+        let rxq = SplitVirtqueue(index: 0)
+        let txq = SplitVirtqueue(index: 1)
+        rx.configure(rxq, eventIndex: true, mergeableBuffers: true)
+        tx.configure(txq, eventIndex: true, mergeableBuffers: true)
+        for _ in 0..<24 { rx.offerRX(bufferSizes: [1536]) }
+        rx.offerRX(bufferSizes: [1000, 1000])   // for the direct path: a chain of two buffers
+        for i in 0..<5 { tx.offerTX(frame: ethernetFrame(length: 60 + 300 * i)) }
+        let before = snapshot(ram)
+
+        let (logFile, log) = try makeLog(for: ram)
+        _ = logFile
+        let memory = try ram.makeGuestMemory()
+        rxq.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(rx.usedGPA))
+        txq.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(tx.usedGPA))
+        try rxq.start(memory: memory)
+        try txq.start(memory: memory)
+
+        // RX: frames of one buffer and a jumbo frame over mergeable buffers (num_buffers written last).
+        let store = FrameStore()
+        let batch = PacketBatch(capacity: 32)
+        for length in [60, 1514, 9000, 700] { store.append(ethernetFrame(length: length, seed: 3), header: header, to: batch) }
+        rxq.push(from: batch, counters: QueueCounters())
+        XCTAssertEqual(rx.receive().count, 4)
+        // TX: used entries written by pull, published by release.
+        let pulled = PacketBatch(capacity: 32)
+        XCTAssertEqual(txq.pull(into: pulled, counters: QueueCounters()), 5)
+        txq.release()
+        // The direct TAP path: the kernel's read, then the prefix, into a lent chain.
+        for _ in 0..<rxq.postedBuffers - 1 {
+            let b = PacketBatch(capacity: 1)
+            store.append(ethernetFrame(length: 100, seed: 9), to: b)
+            rxq.push(from: b, counters: QueueCounters())
+        }
+        let pieces = UnsafeMutablePointer<iovec>.allocate(capacity: 8)
+        defer { pieces.deallocate() }
+        guard case .chain(let head, let n, _) = rxq.nextChain(into: pieces, capacity: 8, want: 1800) else {
+            XCTFail("no chain for the direct path")
+            return ([], log, [])
+        }
+        let prefix = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 8)
+        defer { prefix.deallocate() }
+        memset(prefix, 0x11, 32)
+        memset(pieces[0].iov_base, 0x22, pieces[0].iov_len)   // what readv would put there
+        memset(pieces[1].iov_base, 0x33, 300)
+        let length = pieces[0].iov_len + 300
+        if logging {
+            rxq.commitChain(head: head, pieces: pieces, count: n, length: length, prefix: prefix, prefixLength: 26,
+                            writes: LoggedWrites(log: log, memory: memory))
+        } else {
+            rxq.commitChain(head: head, pieces: pieces, count: n, length: length, prefix: prefix, prefixLength: 26)
+        }
+        rxq.publishCommitted()
+        // Asking to be kicked writes avail_event into the used ring.
+        _ = rxq.enableNotifications()
+        _ = txq.enableNotifications()
+        return (changedAddresses(ram, since: before), log, [rx.usedGPA, tx.usedGPA])
+    }
+
+    func testEveryByteFerryWritesLiesInAMarkedPage() throws {
+        let (changed, log, usedRings) = try driveEveryWrite(logging: true)
+        XCTAssertGreaterThan(changed.count, 12_000, "frames, headers, used entries and indexes were written")
+        let unmarked = changed.filter { !log.isMarked(page: $0 / DirtyPageLog.pageSize) }
+        XCTAssertEqual(unmarked.count, 0, "written but not marked: \(unmarked.prefix(8).map { String($0, radix: 16) })")
+        for used in usedRings { XCTAssertTrue(log.isMarked(page: used / DirtyPageLog.pageSize)) }
+        let half = UInt64(0x4000_0000 + (2 << 20))
+        XCTAssertTrue(changed.contains { $0 >= half } && changed.contains { $0 < half }, "both regions written")
+    }
+
+    func testNothingIsMarkedWhileLoggingIsOff() throws {
+        let (changed, log, _) = try driveEveryWrite(logging: false)
+        XCTAssertGreaterThan(changed.count, 12_000)
+        let marked = (0..<log.byteCount * 8).filter { log.isMarked(page: $0) }
+        XCTAssertEqual(marked, [])
+    }
+
+    func testTheUsedRingIsMarkedWhereTheFrontEndAsksNotWhereItLies() throws {
+        let ram = try GuestRAM.oneRegion()
+        let ring = MockSplitRing(ram: ram, size: 16)
+        let txq = SplitVirtqueue(index: 1)
+        ring.configure(txq)
+        let (file, log) = try makeLog(for: ram)
+        _ = file
+        // log_guest_addr may lie outside guest memory (vhost-user.rst): page 5 here.
+        txq.setDirtyLog(log, usedRing: GuestAddress(5 * DirtyPageLog.pageSize))
+        try txq.start(memory: ram.makeGuestMemory())
+        ring.offerTX(frame: ethernetFrame(length: 60))
+        XCTAssertEqual(txq.pull(into: PacketBatch(capacity: 4), counters: QueueCounters()), 1)
+        txq.release()
+        XCTAssertTrue(log.isMarked(page: 5))
+        XCTAssertFalse(log.isMarked(page: ring.usedGPA / DirtyPageLog.pageSize))
+    }
+
+    func testMarksCoverEveryPageOfARangeAndNothingPastTheLog() throws {
+        let file = try SharedMemory(length: 4096, name: "ferry-test-log")
+        let log = try DirtyPageLog(fd: file.fd.rawValue, size: 2, offset: 0)
+        XCTAssertEqual(log.coveredEnd, 16 * DirtyPageLog.pageSize)
+        log.mark(GuestAddress(0x1fff), length: 2)            // pages 1 and 2
+        log.mark(GuestAddress(15 * 0x1000 + 5), length: 0x5000)  // page 15, then past the log: ignored
+        log.mark(GuestAddress(UInt64.max - 3), length: 16)     // wraps: ignored
+        XCTAssertEqual((0..<16).filter { log.isMarked(page: $0) }, [1, 2, 15])
+        XCTAssertEqual(file.base.load(fromByteOffset: 2, as: UInt8.self), 0, "nothing written past the log")
+        XCTAssertTrue(log.covers(0, length: 16 * 4096))
+        XCTAssertFalse(log.covers(1, length: 16 * 4096))
+    }
+
+    func testALogThatCannotBeMappedSafelyIsRefused() throws {
+        let file = try SharedMemory(length: 4096, name: "ferry-test-log")
+        XCTAssertThrowsError(try DirtyPageLog(fd: file.fd.rawValue, size: 0, offset: 0)) {
+            XCTAssertEqual($0 as? DirtyPageLogError, .zeroSize)
+        }
+        XCTAssertThrowsError(try DirtyPageLog(fd: file.fd.rawValue, size: 4096, offset: 1)) {
+            XCTAssertEqual($0 as? DirtyPageLogError, .fileTooShort(fileSize: 4096, needed: 4097))
+        }
+        XCTAssertThrowsError(try DirtyPageLog(fd: file.fd.rawValue, size: 8, offset: UInt64.max - 4)) {
+            XCTAssertEqual($0 as? DirtyPageLogError, .wraps(size: 8, offset: UInt64.max - 4))
+        }
+        let event = try EventFD.create()
+        XCTAssertThrowsError(try DirtyPageLog(fd: event.rawValue, size: 8, offset: 0)) {
+            XCTAssertEqual($0 as? DirtyPageLogError, .notAFile(.eventfd))
+        }
+    }
+}
