@@ -31,7 +31,8 @@
 #   ferry.done=poweroff  power off at the end; otherwise stay up (ping target)
 # Commands on the command tty, one per line; ID is the caller's tag, echoed in
 # the result so a test can wait for the answer to one command:
-#   ping ID ADDR COUNT SIZE WAIT   one ping run: ping -c COUNT -s SIZE -i 0.2
+#   ping ID ADDR COUNT SIZE WAIT [INTERVAL]  one ping run: ping -c COUNT
+#                                  -s SIZE -i INTERVAL (default 0.2 s)
 #                                  -W WAIT ADDR (no retries)
 #   flush ID                       forget the neighbour (ARP) table of eth0
 #   counters ID                    print eth0's counters
@@ -356,8 +357,10 @@ if [ -n "$COMMANDS" ]; then
         case "$cmd" in
             ping)
                 case "$a1" in ''|*[!0-9.]*) a1= ;; esac
-                if [ -n "$a1" ] && is_number "$a2" && is_number "$a3" && is_number "$a4"; then
-                    ping_once "$a1" "$a2" "$a3" "$a4" "-i 0.2"
+                interval=${rest:-0.2}
+                case "$interval" in ''|*[!0-9.]*) interval= ;; esac
+                if [ -n "$a1" ] && is_number "$a2" && is_number "$a3" && is_number "$a4" && [ -n "$interval" ]; then
+                    ping_once "$a1" "$a2" "$a3" "$a4" "-i $interval"
                     echo "FERRY-PING-RESULT target=$a1 size=$a3 transmitted=$tx received=$rx id=$id"
                 else
                     log "bad ping command: $a1 $a2 $a3 $a4"

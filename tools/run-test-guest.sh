@@ -11,6 +11,7 @@
 #       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
 #       [--mtu N] [--mem MIB] [--unshared-memory] [--log FILE] [--timeout SECONDS]
 #       [--command-socket PATH] [--device-options KEY=VALUE,...]
+#       [--qmp PATH] [--incoming URI]
 #
 #   --vhost-socket PATH   vhost-user unix socket; QEMU connects to it (the
 #                         back-end listens) unless --vhost-server, where QEMU
@@ -44,6 +45,11 @@
 #   --device-options OPTS more virtio-net-pci properties, e.g.
 #                         guest_tso4=off,guest_tso6=off (the guest's driver
 #                         then takes no TCP super-frames)
+#   --qmp PATH            a QMP monitor on a unix socket QEMU listens on (a
+#                         test starts a live migration through it)
+#   --incoming URI        start as the destination of a live migration, waiting
+#                         on URI: unix:PATH or tcp:127.0.0.1:PORT only (the
+#                         same options as the source otherwise, its own sockets)
 #
 # QEMU runs in the foreground (exec): the caller's pid is QEMU's (or that of
 # `timeout`, which passes SIGTERM/SIGINT on to QEMU), so a test stops the guest
@@ -59,7 +65,7 @@ die() { printf 'run-test-guest: ERROR: %s\n' "$*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 name="" mac="" vhost_socket="" vhost_server=0 vhost_reconnect="" sock_listen="" sock_connect=""
-append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket="" tap="" device_options=""
+append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket="" tap="" device_options="" qmp="" incoming=""
 need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -79,6 +85,8 @@ while [[ $# -gt 0 ]]; do
         --log)                   need_arg "$1" $#; log="$2"; shift 2 ;;
         --timeout)               need_arg "$1" $#; timeout_s="$2"; shift 2 ;;
         --command-socket)        need_arg "$1" $#; command_socket="$2"; shift 2 ;;
+        --qmp)                   need_arg "$1" $#; qmp="$2"; shift 2 ;;
+        --incoming)              need_arg "$1" $#; incoming="$2"; shift 2 ;;
         -h|--help)               usage; exit 0 ;;
         *)                       die "unknown option: $1 (see --help)" ;;
     esac
@@ -116,6 +124,10 @@ done
 [[ "$vhost_socket" != *,* ]] || die "--vhost-socket path must not contain a comma"
 [[ "$log" != *,* ]] || die "--log path must not contain a comma"
 [[ "$command_socket" != *,* ]] || die "--command-socket path must not contain a comma"
+[[ "$qmp" != *,* ]] || die "--qmp path must not contain a comma"
+# Migration streams stay on this machine: a unix socket or the loopback address.
+[[ -z "$incoming" || "$incoming" =~ ^unix:[^,]+$ || "$incoming" =~ ^tcp:127\.0\.0\.1:[0-9]+$ ]] \
+    || die "--incoming wants unix:PATH or tcp:127.0.0.1:PORT, got '$incoming'"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 guest_dir="${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}"
@@ -190,6 +202,9 @@ fi
 if [[ -n "$command_socket" ]]; then
     serial+=(-serial "unix:$command_socket,server=on,wait=off")
 fi
+monitor=(-monitor none)
+[[ -n "$qmp" ]] && monitor+=(-qmp "unix:$qmp,server=on,wait=off")
+[[ -n "$incoming" ]] && monitor+=(-incoming "$incoming")
 
 cmd=(
     "$qemu" -name "$name"
@@ -199,7 +214,7 @@ cmd=(
     -object "memory-backend-memfd,id=mem,size=${mem}M,share=${share}" -numa "node,memdev=mem"
     # -nodefaults: no default NIC, VGA, floppy or CD; -monitor none keeps the
     # monitor off stdio (a test has no terminal, and stdout is the console).
-    -nographic -nodefaults -no-user-config -monitor none -no-reboot
+    -nographic -nodefaults -no-user-config "${monitor[@]}" -no-reboot
     "${serial[@]}"
     -kernel "$guest_dir/vmlinuz" -initrd "$guest_dir/initrd.gz" -append "$cmdline"
     "${net[@]}" -device "$device"

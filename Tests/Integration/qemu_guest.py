@@ -20,6 +20,7 @@ Python 3 stdlib only.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -198,12 +199,14 @@ class Guest(GuestProcess):
     def __init__(self, name: str, mac: str, vhost_socket: Optional[str], ip: str, workdir: str,
                  extra_append: str = "ipv6.disable=1", vhost_server: bool = False,
                  vhost_reconnect: Optional[int] = None, device_options: str = "",
-                 mem: Optional[int] = None, tap: Optional[str] = None):
+                 mem: Optional[int] = None, tap: Optional[str] = None,
+                 qmp: Optional[str] = None, incoming: Optional[str] = None):
         """vhost_reconnect=N: QEMU reconnects to the vhost-user socket every N s after the
         back-end went away (a restarted Ferry gets the same guest back). device_options:
         more virtio-net-pci properties (e.g. "guest_tso4=off,guest_tso6=off"); mem: guest RAM
         in MiB; tap=IFNAME: QEMU's own -netdev tap instead of the vhost-user socket (give
-        vhost_socket=None)."""
+        vhost_socket=None); qmp=PATH: a QMP socket (`Qmp`); incoming=URI: the destination of a
+        live migration, waiting on URI (unix:PATH or tcp:127.0.0.1:PORT)."""
         log = os.path.join(workdir, f"guest-{name}.log")
         self.mac = mac
         self.ip = ip.split("/")[0]
@@ -220,6 +223,11 @@ class Guest(GuestProcess):
             cmd.append("--vhost-server")
         if vhost_reconnect is not None:
             cmd += ["--vhost-reconnect", str(vhost_reconnect)]
+        if qmp is not None:
+            cmd += ["--qmp", qmp]
+        if incoming is not None:
+            cmd += ["--incoming", incoming]
+        self.qmp_path = qmp
         super().__init__(name, log, cmd)
         self.sock: Optional[socket.socket] = None
         self._ids = 0
@@ -228,6 +236,11 @@ class Guest(GuestProcess):
                       watch: Optional[Callable[[], Optional[str]]] = None):
         """Until the guest reads commands; then connect to its command socket."""
         self.wait_for(COMMANDS, timeout, watch)
+        self.attach_commands()
+
+    def attach_commands(self):
+        """Connect to the command socket of a guest that already reads commands: one that
+        arrived by live migration, whose console never says FERRY-GUEST-COMMANDS again."""
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(self.command_socket)
 
@@ -293,6 +306,56 @@ class Guest(GuestProcess):
             os.unlink(self.command_socket)
         except FileNotFoundError:
             pass
+
+
+def stop_keeping_logs(guests: list[GuestProcess], keep_logs: Optional[str]):
+    """Stop every guest, then copy its console and stderr logs to `keep_logs` (if given)."""
+    for g in guests:
+        g.stop()
+    if keep_logs:
+        os.makedirs(keep_logs, exist_ok=True)
+        for g in guests:
+            for f in (g.log, g.err):
+                if os.path.exists(f):
+                    shutil.copy(f, keep_logs)
+
+
+class Qmp:
+    """A QMP client on a guest's --qmp socket: the greeting, qmp_capabilities, then one
+    command at a time (asynchronous events in between are skipped)."""
+
+    def __init__(self, path: str, timeout: float = 20.0):
+        h.wait_until(lambda: os.path.exists(path), timeout, f"QMP socket {path}")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buffer = b""
+        self._read()  # the greeting
+        self.execute("qmp_capabilities")
+
+    def _read(self) -> dict:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise h.HarnessError("QMP connection closed")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)
+
+    def execute(self, command: str, **arguments) -> dict:
+        message = {"execute": command}
+        if arguments:
+            message["arguments"] = arguments
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
+        while True:
+            reply = self._read()
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise h.HarnessError(f"QMP {command}: {reply['error']}")
+
+    def close(self):
+        self.sock.close()
 
 
 # --------------------------------------------------------------------------- namespaces

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from typing import Optional
 
@@ -79,14 +78,7 @@ def lab(lab):
     try:
         yield lab
     finally:
-        for g in guests:
-            g.stop()
-        if lab.keep_logs:
-            os.makedirs(lab.keep_logs, exist_ok=True)
-            for g in guests:
-                for f in (g.log, g.err):
-                    if os.path.exists(f):
-                        shutil.copy(f, lab.keep_logs)
+        qg.stop_keeping_logs(guests, lab.keep_logs)
 
 
 # --------------------------------------------------------------------------- the test
