@@ -39,13 +39,14 @@ public struct VirtioNetFeatures: OptionSet, Sendable, Hashable {
     /// Checksum offload in both directions.
     public static let checksumOffloads: Self = [.csum, .guestCsum]
 
-    /// What Ferry offers: split rings with indirect tables and event index,
-    /// mergeable RX buffers for jumbo frames, checksum and segmentation offloads
-    /// passed through (the header travels unchanged where the destination takes
-    /// it; otherwise Ferry finishes the checksum or segments in software).
+    /// What Ferry offers: split or packed rings (the driver picks) with indirect
+    /// tables and event index, mergeable RX buffers for jumbo frames, checksum
+    /// and segmentation offloads passed through (the header travels unchanged
+    /// where the destination takes it; otherwise Ferry finishes the checksum or
+    /// segments in software).
     public static let offered = Self([
         .csum, .guestCsum, .mtu, .mergeableRxBuffers, .multiqueue,
-        .indirectDescriptors, .eventIndex, .protocolFeatures, .version1,
+        .indirectDescriptors, .eventIndex, .protocolFeatures, .version1, .ringPacked,
     ]).union(segmentationOffloads)
 
     /// The virtio-net header length these features imply (§5.1.6): 12 bytes with
