@@ -1,5 +1,5 @@
 import Logging
-import Packets
+import Model
 import Synchronization
 
 // SEND_RARP (protocol feature RARP): the destination's front-end asks, once the

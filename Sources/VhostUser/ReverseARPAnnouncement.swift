@@ -1,3 +1,5 @@
+import Model
+
 /// The frame a switch sends for a guest that arrived on a new port after a live
 /// migration (vhost-user.rst, SEND_RARP: "broadcast a fake RARP"): a RARP
 /// request (RFC 903) from the guest's address to everyone, so the forwarding
