@@ -55,7 +55,7 @@ extension SplitVirtqueue {
         case .tooManyPieces:
             return .unsuitable
         case .listed(let count, let bytes):
-            return bytes < want ? .unsuitable : .chain(head: h, pieces: count, bytes: bytes)
+            return bytes < want ? .unsuitable : .chain(head: h.rawValue, pieces: count, bytes: bytes)
         }
     }
 
@@ -79,7 +79,9 @@ extension SplitVirtqueue {
         ReceivePrefix.write(prefix, length: prefixLength, into: pieces, count: count, headerLength: headerLength,
                             acceptedHeaderFlags: acceptedHeaderFlags)
         ReceivePrefix.mark(length, of: pieces, count: count, writes: writes)
-        writeUsed(slot: usedIndex &+ pendingUsed, id: head, length: UInt32(truncatingIfNeeded: length))
+        // The caller hands back the head `nextChain` returned, which `head(at:)` checked.
+        writeUsed(at: usedIndex &+ pendingUsed, id: DescriptorIndex(checked: head),
+                  length: UInt32(truncatingIfNeeded: length))
         pendingUsed &+= 1
         lastAvail &+= 1
     }
