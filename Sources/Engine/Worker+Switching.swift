@@ -260,7 +260,8 @@ extension Worker {
         var room = Int.max
         for p in others {
             let destination = ports[Int(p)]
-            room = min(room, destination.port.room(queue: destination.transmitQueue))
+            // Counted no further than the burst: a packed ring's posted buffers are a walk.
+            room = min(room, destination.port.room(queue: destination.transmitQueue, atMost: batchSize))
         }
         return room
     }
