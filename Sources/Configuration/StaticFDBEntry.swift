@@ -1,5 +1,4 @@
-import Packets
-import Ports
+import Model
 import Switching
 
 /// A static forwarding entry the config file lists under `fdb:`: installed when the switch

@@ -1,4 +1,5 @@
 import Logging
+import Model
 import Packets
 import Platform
 import Ports
@@ -57,18 +58,6 @@ public enum SwitchError: Error, CustomStringConvertible, Equatable {
         case .full: "the switch is full (\(PortSet.maxPorts) ports)"
         }
     }
-}
-
-/// How the switch runs: workers, CPUs, burst size, the forwarding database.
-public struct SwitchOptions: Sendable {
-    public var workers = 1
-    /// CPUs to pin workers to, in order (worker i on cpus[i % count]); nil: not pinned.
-    public var cpus: [Int]?
-    public var batchSize = 256
-    public var fdbCapacity = ForwardingDatabase.defaultCapacity
-    public var agingTime = ForwardingDatabase.defaultAgingTime
-
-    public init() {}
 }
 
 /// A MAC-learning switch: ports, the workers that move frames between them,

@@ -14,10 +14,6 @@ public enum VXLAN {
     @inlinable public static var udpHeaderSize: Int { 8 }
     /// The I flag: "the VNI is valid" (RFC 7348 §5).
     @inlinable public static var validVNIFlag: UInt8 { 0x08 }
-    /// The IANA port for VXLAN (RFC 7348 §5).
-    public static let defaultUDPPort: UInt16 = 4789
-    /// VNIs are 24 bits.
-    public static let vniRange: ClosedRange<UInt32> = 0...0xFF_FFFF
     /// IPv4 and IPv6 headers without options or extension headers.
     @inlinable public static var ipv4HeaderSize: Int { 20 }
     @inlinable public static var ipv6HeaderSize: Int { 40 }

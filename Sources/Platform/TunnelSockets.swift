@@ -1,5 +1,6 @@
 import CFerry
 import Glibc
+import Model
 
 /// The two kernel sockets of a UDP tunnel's underlay (a vxlan port).
 ///

@@ -1,5 +1,6 @@
 import CFerry
 import Glibc
+import Model
 import Platform
 
 /// The remote VTEPs of one tunnel port, numbered from 1 (0 in a forwarding
@@ -18,7 +19,7 @@ import Platform
 /// and a shared queue is pushed under its lock), all relaxed.
 public final class TunnelEndpoints: @unchecked Sendable {
     /// Learned senders beyond this are refused (`vxlan_unknown_vtep`).
-    public static let defaultCapacity = 1024
+    public static let defaultCapacity = PortLimits.vxlanRemotes + 1
 
     public let capacity: Int
     /// How many came from `remote=`: numbers 1...floodCount are the flood list.

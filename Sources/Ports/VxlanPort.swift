@@ -1,4 +1,5 @@
 import Glibc
+import Model
 import Packets
 import Platform
 import Synchronization
@@ -74,7 +75,7 @@ public final class VxlanPort {
     /// bursts of up to `batchCapacity` frames.
     public init(vni: UInt32, local: InternetAddress, remotes: [InternetAddress], udpPort: UInt16,
                 batchCapacity: Int) throws {
-        guard VXLAN.vniRange.contains(vni) else { throw InvalidArgument("vxlan: VNI \(vni) is not 24 bits") }
+        guard PortLimits.vxlanVNIs.contains(vni) else { throw InvalidArgument("vxlan: VNI \(vni) is not 24 bits") }
         guard remotes.allSatisfy({ $0.isIPv6 == local.isIPv6 }) else {
             throw InvalidArgument("vxlan: remote VTEPs must be of the local address's family (\(local))")
         }

@@ -1,3 +1,4 @@
+import Model
 import Packets
 
 /// What became of a frame at its ingress port: admitted into a VLAN, or dropped for a reason.
@@ -54,7 +55,7 @@ public struct PortIngress: Equatable, Sendable {
     /// IEEE 802.1D link-local group address whose bit this port does not set.
     @inlinable
     public func holdsBack(linkLocal destination: UInt64) -> Bool {
-        GroupForwardMask.isLinkLocal(destination)
+        Ethernet.isLinkLocal(destination)
             && linkLocalForwarded & (1 &<< UInt16(truncatingIfNeeded: destination & 0xF)) == 0
     }
 }

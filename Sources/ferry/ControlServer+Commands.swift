@@ -1,5 +1,6 @@
 import ControlProtocol
 import Engine
+import Model
 import Packets
 import Platform
 import Ports

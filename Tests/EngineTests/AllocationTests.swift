@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import MallocInterposerSwift
+import Model
 import Packets
 import Ports
 import TestSupport

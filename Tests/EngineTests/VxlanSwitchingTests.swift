@@ -1,5 +1,6 @@
 import Glibc
 @testable import Engine
+import Model
 import Packets
 import Platform
 @testable import Ports

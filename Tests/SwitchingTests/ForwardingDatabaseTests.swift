@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Packets
 @testable import Switching
 import Synchronization

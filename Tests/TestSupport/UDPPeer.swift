@@ -1,4 +1,5 @@
 import Glibc
+import Model
 import Platform
 
 /// A plain UDP socket on a loopback address, playing a remote VTEP for a

@@ -1,5 +1,4 @@
-import Platform
-import Ports
+import Model
 import XCTest
 
 /// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=N]` as the command line and a config file give it.

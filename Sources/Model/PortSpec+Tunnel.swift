@@ -1,6 +1,3 @@
-import Packets
-import Platform
-
 extension PortSpec {
     /// The options of `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]`:
     /// one port per VNI; `remote` is the flood list (IPv4 or IPv6, the local
@@ -10,8 +7,8 @@ extension PortSpec {
         guard let vniText, !vniText.isEmpty else {
             throw ParseError(text, "vxlan needs a VNI (vxlan:VNI,local=IP)", key: "vni")
         }
-        guard let vni = UInt32(vniText), VXLAN.vniRange.contains(vni) else {
-            throw ParseError(text, "VNI '\(vniText)' must be \(VXLAN.vniRange.lowerBound)...\(VXLAN.vniRange.upperBound)",
+        guard let vni = UInt32(vniText), PortLimits.vxlanVNIs.contains(vni) else {
+            throw ParseError(text, "VNI '\(vniText)' must be \(PortLimits.vxlanVNIs.lowerBound)...\(PortLimits.vxlanVNIs.upperBound)",
                              key: "vni")
         }
         guard let localText else {
@@ -35,11 +32,11 @@ extension PortSpec {
                 }
                 remotes.append(address)
             }
-            guard remotes.count < TunnelEndpoints.defaultCapacity else {
-                throw ParseError(text, "at most \(TunnelEndpoints.defaultCapacity - 1) remote VTEPs", key: "remote")
+            guard remotes.count <= PortLimits.vxlanRemotes else {
+                throw ParseError(text, "at most \(PortLimits.vxlanRemotes) remote VTEPs", key: "remote")
             }
         }
-        var udpPort = VXLAN.defaultUDPPort
+        var udpPort = PortLimits.vxlanDefaultUDPPort
         if let port {
             guard let v = UInt16(port), v > 0 else { throw ParseError(text, "port must be 1...65535", key: "port") }
             udpPort = v
