@@ -179,6 +179,39 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// Through the switch between a guest on packed rings and one on split
+    /// rings, both ways: the ports reach each layout through `Virtqueue`, one
+    /// switch per burst, and neither allocates.
+    func testPackedAndSplitGuestBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testPackedAndSplitGuestBurstsAllocateNothing") {
+            let log = CapturedLog()
+            let packed = try TestGuest("alloc-packed", log: log, packed: true)
+            let split = try TestGuest("alloc-split", log: log)
+            precondition(packed.device.packedRings && !split.device.packedRings, "the layouts were not negotiated")
+            let sw = try SwitchHarness([(.vhost(packed.port), .access(1)), (.vhost(split.port), .access(1))],
+                                       batchSize: 64)
+            let toSplit = frame(from: "02:00:00:00:00:0a", to: "02:00:00:00:00:0b", length: 128)
+            let toPacked = frame(from: "02:00:00:00:00:0b", to: "02:00:00:00:00:0a", length: 1400)
+            var rounds = 0
+            var delivered = 0
+            return (prepare: {
+                // Uncounted: what each guest got, new buffers and frames both ways.
+                delivered += packed.received().count + split.received().count
+                precondition(rounds < 2 || delivered >= (rounds - 1) * 16, "the bursts did not deliver: \(delivered)")
+                sw.learning.learn()
+                packed.postBuffers(8)
+                split.postBuffers(8)
+                for _ in 0..<8 {
+                    packed.send(toSplit)
+                    split.send(toPacked)
+                }
+            }, burst: {
+                for _ in 0..<2 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
+            })
+        }
+    }
+
     /// TAP → guest with the kernel's copy only (Worker+Direct.swift): each
     /// burst reads frames with `readv` straight into the guest's RX chains,
     /// learns from the private header copy, publishes once. Needs root for the
