@@ -117,7 +117,7 @@ public struct RecentDecision {
     @usableFromInline var destination: UInt64 = 0
     @usableFromInline var source: UInt64 = 0
     @usableFromInline var vlan: UInt16 = 0
-    @usableFromInline var mask: UInt64 = 0
+    @usableFromInline var goesTo = FrameDestination.nowhere
     @usableFromInline var unicast = false
     /// The tunnel endpoint of a unicast destination (0: none).
     @usableFromInline var endpoint: UInt16 = 0
@@ -126,11 +126,12 @@ public struct RecentDecision {
     @inlinable public init() {}
 
     @inlinable
-    init(destination: UInt64, source: UInt64, vlan: UInt16, mask: UInt64, unicast: Bool, endpoint: UInt16) {
+    init(destination: UInt64, source: UInt64, vlan: UInt16, goesTo: FrameDestination, unicast: Bool,
+         endpoint: UInt16) {
         self.destination = destination
         self.source = source
         self.vlan = vlan
-        self.mask = mask
+        self.goesTo = goesTo
         self.unicast = unicast
         self.endpoint = endpoint
         valid = true

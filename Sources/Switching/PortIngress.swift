@@ -42,7 +42,7 @@ public struct PortIngress: Equatable, Sendable {
             guard length >= Ethernet.taggedHeaderSize else { return .dropped(.runt) }
             vlan = EthernetHeader.taggedVLAN(at: p)
             // Ingress filtering (802.1Q §8.6.2): the port must be a member of the frame's VLAN.
-            guard members.members(vlan: vlan).contains(port) else { return .dropped(.vlanFiltered) }
+            guard members.contains(port, vlan: vlan) else { return .dropped(.vlanFiltered) }
         } else {
             vlan = untaggedVLAN
             guard vlan != 0 else { return .dropped(.vlanFiltered) }

@@ -7,6 +7,7 @@ import Packets
 import Ports
 import TestSupport
 import Platform
+import Switching
 import Virtio
 import XCTest
 
@@ -89,6 +90,37 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// A switch wider than one word of port numbers: a generator's unicast to
+    /// port 900 (a static entry) takes the one-port path, another's broadcast
+    /// floods to ports 100 and 1000 (two words apart) through the gathered port
+    /// set; both allocate nothing.
+    func testBurstsBetweenPortsPastOneWordAllocateNothing() throws {
+        try runUnderInterposer(test: "testBurstsBetweenPortsPastOneWordAllocateNothing") {
+            let station = MACAddress(2, 0, 0, 0, 9, 0)
+            let unicast = GenPort(destination: station, source: MACAddress(2, 0, 0, 0, 0, 1), frameSize: 64, count: nil)
+            let flood = GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 2), frameSize: 64,
+                                count: nil)
+            let far = SinkPort(), middle = SinkPort(), last = SinkPort()
+            var ports: [(Ports.Port, VLANMode)] = [(.gen(unicast), .access(1)), (.gen(flood), .access(3))]
+            // Every other port sits in a VLAN of its own: numbers, not members.
+            while ports.count <= 1000 { ports.append((.sink(SinkPort()), .access(2))) }
+            ports[900] = (.sink(far), .access(1))
+            ports[100] = (.sink(middle), .access(3))
+            ports[1000] = (.sink(last), .access(3))
+            let sw = try SwitchHarness(ports, batchSize: 256)
+            precondition(sw.bridge.database.addStatic(FDBKey(vlan: 1, mac: station.bits48), port: 900))
+            _ = sw.pass()
+            var rounds = 0
+            return (prepare: {
+                precondition(rounds == 0 || [far, middle, last].allSatisfy { $0.counters.snapshot.txPackets > 0 },
+                             "a burst did not reach its ports")
+            }, burst: {
+                for _ in 0..<100 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
+            })
+        }
+    }
+
     /// Offloads adapted in the worker: a guest sends TSO super-frames to a
     /// guest without GUEST_TSO (segmented into the worker's slots, then pushed)
     /// and to a sink (passed whole), and partial checksums to a guest without
@@ -132,7 +164,7 @@ final class AllocationTests: XCTestCase {
             let trunk = SinkPort()
             let sw = try SwitchHarness([(gen, .access(5)), (.sink(SinkPort()), .access(5)), (.sink(trunk), .trunk([5]))],
                                        batchSize: 256)
-            sw.bridge.capture.select(receiving: 1 << 0, transmitting: 1 << 2, snapLength: 128)
+            sw.bridge.capture.select(receiving: [0], transmitting: [2], snapLength: 128)
             var copies = 0
             return (prepare: {
                 sw.worker.captureRing.drain { _ in copies += 1 }
