@@ -141,7 +141,7 @@ final class VxlanPortTests: XCTestCase {
         let port = try port(remotes: ["127.0.0.2"])
         let peer = try UDPPeer("127.0.0.2")
         // A raw socket sees the UDP header the port wrote.
-        let raw = socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_UDP))
+        let raw = UDPPeer.rawIPv4UDPSocket()
         XCTAssertGreaterThanOrEqual(raw, 0)
         defer { close(raw) }
         var timeout = timeval(tv_sec: 0, tv_usec: 200_000)

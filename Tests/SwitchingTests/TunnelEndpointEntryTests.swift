@@ -74,7 +74,7 @@ final class TunnelEndpointEntryTests: XCTestCase {
                                         endpoint: &endpoint), .unicast(1))
         XCTAssertEqual(endpoint, 12)
         XCTAssertEqual(forwarder.decide(ingress: 0, vlan: 1, destination: key(2).mac, counters: counters,
-                                        endpoint: &endpoint), .flood(PortSet([1])))
+                                        endpoint: &endpoint), .flood)
         XCTAssertEqual(endpoint, 0)
     }
 }

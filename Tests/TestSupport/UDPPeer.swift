@@ -1,3 +1,4 @@
+import CFerry
 import Glibc
 import Model
 import Platform
@@ -32,6 +33,11 @@ public final class UDPPeer {
     }
 
     deinit { close(fd) }
+
+    /// A raw IPv4 UDP socket (the caller closes it): it sees every UDP datagram's header.
+    public static func rawIPv4UDPSocket() -> Int32 {
+        socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_UDP))
+    }
 
     /// Sends `payload` (a VXLAN header and what follows) to `to`:`port`.
     public func send(_ payload: [UInt8], to: InternetAddress, port: UInt16 = UDPPeer.testPort) {
