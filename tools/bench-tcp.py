@@ -12,6 +12,10 @@ Rows (alternating within each round, each with 1 and with 4 streams, 8 s by defa
                virtio-net header (PACKET_VNET_HDR), so 64 KiB super-frames cross Ferry whole
   ferry-packet-off  ferry-packet with `offloads=off` on both ports: the kernel still hands
                Ferry super-frames; Ferry segments them and finishes every checksum
+  ferry-xdp    Ferry with a `tap:` port (its TAP in the sending namespace, TSO on) and an
+               `xdp:` uplink on a veth whose peer is in the receiving one: AF_XDP takes no GSO,
+               so Ferry cuts every 64 KiB super-frame straight into UMEM frames, every checksum
+               computed (the veth with an XDP program takes no TSO on the way back either)
   ferry-nooff  ferry-tap with the TAPs' offloads turned off in the namespaces (ethtool -K tx off
                tso off gso off): every segment an MTU-sized frame with its checksum computed,
                what Ferry did before offloads
@@ -57,7 +61,7 @@ sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 import harness as h  # noqa: E402
 import qemu_guest as qg  # noqa: E402
 
-NAMESPACE_ROWS = ["bridge", "ferry-tap", "ferry-packet", "ferry-packet-off", "ferry-nooff"]
+NAMESPACE_ROWS = ["bridge", "ferry-tap", "ferry-packet", "ferry-packet-off", "ferry-xdp", "ferry-nooff"]
 GUEST_ROWS = ["guest-ferry", "guest-qemutap"]
 ROWS = NAMESPACE_ROWS + GUEST_ROWS
 PID = os.getpid() % 10000
@@ -119,6 +123,16 @@ class Setup:
             devices = ["wire", "wire"]
             offloads = "off" if row == "ferry-packet-off" else "on"
             self.start_ferry([f"packet:{v},name={n},offloads={offloads}" for v, n in zip(self.veths, "ab")], workdir)
+        elif row == "ferry-xdp":
+            tap = f"fbt{PID}a"
+            self.veths = [f"fbtx{PID}"]
+            run("ip", "link", "del", self.veths[0], check=False)
+            run("ip", "link", "add", self.veths[0], "type", "veth", "peer", "name", "wire", "netns", SPACES[1])
+            run("ip", "link", "set", self.veths[0], "up")
+            self.start_ferry([f"tap:{tap},name=a", f"xdp:{self.veths[0]},name=b"], workdir)
+            h.wait_until(lambda: "offloads 0x" in self.ferry.log_text(), 10, "TAP offloads applied")
+            run("ip", "link", "set", tap, "netns", SPACES[0])
+            devices = [tap, "wire"]
         else:
             taps = [f"fbt{PID}a", f"fbt{PID}b"]
             self.start_ferry([f"tap:{t},name={n}" for t, n in zip(taps, "ab")], workdir)
