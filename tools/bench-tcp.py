@@ -30,6 +30,9 @@ and guest -> host (-R), the same guest both ways:
 
   guest-ferry    the guest on a Ferry vhost-user port, Ferry's `tap:` port's TAP in the
                  namespace (Ferry pinned as above)
+  guest-ferry-notso  guest-ferry with `guest_tso4=off,guest_tso6=off` on the guest's
+                 virtio-net-pci: host -> guest super-frames from the TAP are cut by Ferry
+                 straight into the guest's receive chains
   guest-qemutap  the guest on QEMU's own `-netdev tap`, its TAP in the namespace; vhost=off:
                  this machine has no /dev/vhost-net (no vhost_net module in its kernel), so
                  QEMU's own thread moves the frames
@@ -62,7 +65,7 @@ import harness as h  # noqa: E402
 import qemu_guest as qg  # noqa: E402
 
 NAMESPACE_ROWS = ["bridge", "ferry-tap", "ferry-packet", "ferry-packet-off", "ferry-xdp", "ferry-nooff"]
-GUEST_ROWS = ["guest-ferry", "guest-qemutap"]
+GUEST_ROWS = ["guest-ferry", "guest-ferry-notso", "guest-qemutap"]
 ROWS = NAMESPACE_ROWS + GUEST_ROWS
 PID = os.getpid() % 10000
 SPACES = [f"fbt-a-{PID}", f"fbt-b-{PID}"]
@@ -172,14 +175,16 @@ class GuestSetup:
         ns(SPACES[0], "ip", "link", "set", "lo", "up")
         tap = f"fbtg{PID}"
         try:
-            if row == "guest-ferry":
+            if row.startswith("guest-ferry"):
                 sock = os.path.join(workdir, "guest.sock")
                 self.ferry = h.Ferry([f"vhost:{sock},name=g", f"tap:{tap},name=h"],
                                      control=os.path.join(workdir, "ctl.sock"),
                                      log_path=os.path.join(workdir, f"ferry-{row}.log"), cpu=0,
                                      taskset="0").start()
                 h.wait_for_socket(sock, proc=self.ferry)
-                self.guest = qg.Guest(f"fbt-{row}", GUEST_MAC, sock, f"{ADDRESSES[1]}/24", workdir)
+                options = "guest_tso4=off,guest_tso6=off" if row == "guest-ferry-notso" else ""
+                self.guest = qg.Guest(f"fbt-{row}", GUEST_MAC, sock, f"{ADDRESSES[1]}/24", workdir,
+                                      device_options=options)
             else:
                 self.guest = qg.Guest(f"fbt-{row}", GUEST_MAC, None, f"{ADDRESSES[1]}/24", workdir,
                                       tap=tap)
