@@ -130,8 +130,12 @@ class Setup:
             tap = f"fbt{PID}a"
             self.veths = [f"fbtx{PID}"]
             run("ip", "link", "del", self.veths[0], check=False)
-            run("ip", "link", "add", self.veths[0], "type", "veth", "peer", "name", "wire", "netns", SPACES[1])
+            # One queue each way, as the xdp port binds one socket per channel veth reports (one).
+            run("ip", "link", "add", self.veths[0], "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
+                "peer", "name", "wire", "numtxqueues", "1", "numrxqueues", "1", "netns", SPACES[1])
             run("ip", "link", "set", self.veths[0], "up")
+            # AF_XDP carries no checksum state: the receiver's ACKs must leave with full checksums.
+            ns(SPACES[1], "ethtool", "-K", "wire", "tx", "off")
             self.start_ferry([f"tap:{tap},name=a", f"xdp:{self.veths[0]},name=b"], workdir)
             h.wait_until(lambda: "offloads 0x" in self.ferry.log_text(), 10, "TAP offloads applied")
             run("ip", "link", "set", tap, "netns", SPACES[0])
