@@ -85,7 +85,12 @@ public enum SplitRingFuzz {
             ring.writeDescriptor(atGPA: at, address: address(&input, ring), length: length(&input), flags: flags(&input),
                                  next: input.uint16())
         case 4: pull(&session)
-        case 5: push(count: Int(input.byte() % 4) + 1, length: 14 + input.below(9000), &session)
+        case 5:
+            if input.bool() {
+                push(count: Int(input.byte() % 4) + 1, length: 14 + input.below(9000), &session)
+            } else {
+                pushSegments(payload: input.below(30_000) + 1, segmentSize: 536 + input.below(1500), &session)
+            }
         case 6: receiveDirect(want: input.below(4096) + 1, commit: input.bool(), &session)
         case 7:
             let frame = ethernetFrame(length: 14 + input.below(1500), seed: input.byte())
@@ -178,6 +183,30 @@ public enum SplitRingFuzz {
         let sent = after.txPackets - before.txPackets
         let dropped = after.totalDrops - before.totalDrops
         fuzzCheck(sent + dropped == UInt64(count), "pushed \(count) frames: \(sent) sent, \(dropped) dropped")
+        session.outcome.accepted += Int(sent)
+        session.outcome.refused += Int(dropped)
+        batch.reset()
+    }
+
+    nonisolated(unsafe) static let segmenter = SoftwareSegmenter()
+
+    /// A GSO frame for a driver that negotiated no GSO: its segments go straight
+    /// into whatever chains the ring offers, each one delivered or counted.
+    static func pushSegments(payload: Int, segmentSize: Int, _ session: inout Session) {
+        let batch = batch
+        batch.reset()
+        frames.reset()
+        let gso = GSOTestFrame(payloadLength: payload, segmentSize: segmentSize)
+        var header = [UInt8](repeating: 0, count: 12)
+        header.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
+        frames.append(gso.bytes, header: header, to: batch)
+        let before = session.counters.snapshot
+        session.queue.push(from: batch, counters: session.counters, segmenter: segmenter, acceptance: [])
+        let after = session.counters.snapshot
+        let sent = after.txPackets - before.txPackets
+        let dropped = after.totalDrops - before.totalDrops
+        let segments = (payload + segmentSize - 1) / segmentSize
+        fuzzCheck(sent + dropped == UInt64(segments), "\(segments) segments: \(sent) sent, \(dropped) dropped")
         session.outcome.accepted += Int(sent)
         session.outcome.refused += Int(dropped)
         batch.reset()
