@@ -5,11 +5,11 @@ import Packets
 /// A receive chain a segment went into, and how many bytes of it.
 @usableFromInline
 struct UsedChain {
-    @usableFromInline var head: UInt16
+    @usableFromInline var head: DescriptorIndex
     @usableFromInline var length: UInt32
 
     @inlinable
-    init(head: UInt16, length: UInt32) {
+    init(head: DescriptorIndex, length: UInt32) {
         self.head = head
         self.length = length
     }
@@ -170,7 +170,7 @@ struct ReceiveChainSink: DestinationSegmentSink {
         let chains = queue.segmentChains
         var i = 0
         while i < chainCount {
-            queue.writeUsed(slot: queue.usedIndex &+ queue.pendingUsed, id: chains[i].head, length: chains[i].length)
+            queue.writeUsed(at: queue.usedIndex &+ queue.pendingUsed, id: chains[i].head, length: chains[i].length)
             queue.pendingUsed &+= 1
             queue.lastAvail &+= 1
             i &+= 1

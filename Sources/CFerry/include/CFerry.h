@@ -82,6 +82,15 @@ int ferry_setns(int fd, int nstype);
 // A read that never sleeps whatever the descriptor's O_NONBLOCK says (RWF_NOWAIT):
 // the flag is per call, so a file status flag shared with another process stays untouched.
 ssize_t ferry_preadv2(int fd, const struct iovec *iov, int count, off_t offset, int flags);
+// recvmmsg and sendmmsg move a burst of datagrams per call (a tunnel port's
+// underlay socket); struct mmsghdr, like the calls, exists only under
+// _GNU_SOURCE, so its layout is repeated here and pinned in shim.c.
+struct ferry_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+int ferry_recvmmsg(int fd, struct ferry_mmsghdr *messages, unsigned int count, int flags);
+int ferry_sendmmsg(int fd, struct ferry_mmsghdr *messages, unsigned int count, int flags);
 #define FERRY_MFD_CLOEXEC 1u
 #define FERRY_CLONE_NEWNET 0x40000000
 
@@ -189,6 +198,14 @@ _Static_assert(offsetof(struct vring_desc, next) == 14, "virtq_desc.next at 14")
 _Static_assert(sizeof(struct vring_used_elem) == 8, "virtq_used_elem is 8 bytes");
 _Static_assert(offsetof(struct vring_avail, ring) == 4, "avail.ring at 4");
 _Static_assert(offsetof(struct vring_used, ring) == 4, "used.ring at 4");
+
+// ---- Packed virtqueue layout (virtio 1.2 §2.8), read the same way.
+_Static_assert(sizeof(struct vring_packed_desc) == 16, "pvirtq_desc is 16 bytes");
+_Static_assert(offsetof(struct vring_packed_desc, len) == 8, "pvirtq_desc.len at 8");
+_Static_assert(offsetof(struct vring_packed_desc, id) == 12, "pvirtq_desc.id at 12");
+_Static_assert(offsetof(struct vring_packed_desc, flags) == 14, "pvirtq_desc.flags at 14");
+_Static_assert(sizeof(struct vring_packed_desc_event) == 4, "pvirtq_event_suppress is 4 bytes");
+_Static_assert(offsetof(struct vring_packed_desc_event, flags) == 2, "event suppression flags at 2");
 
 // ---- io_uring (io_uring_setup(2), io_uring_enter(2), io_uring_register(2);
 // linux/io_uring.h). There is no glibc wrapper and syscall(2) is variadic, so

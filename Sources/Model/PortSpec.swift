@@ -1,13 +1,9 @@
-import Packets
-import Platform
-import XDP
-
 /// A port as the command line names it:
 /// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off]`,
 /// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
-/// `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
+/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
 /// `trunk=N,M,A-B[,native=N]` (802.1Q trunk, `native` its untagged VLAN), and
 /// `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
 /// A config file gives the same options by key (`init(type:options:text:)`), the text
@@ -19,11 +15,13 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         /// A TAP interface, created if it does not exist; `mtu` nil leaves the MTU as it is.
         case tap(name: String, queues: Int, mtu: Int?)
         /// An existing NIC through AF_XDP; `queues` nil binds every receive queue it has.
-        case xdp(interface: String, queues: Int?, mode: XDPAttachRequest, zeroCopy: XdpPort.ZeroCopyRequest)
+        case xdp(interface: String, queues: Int?, mode: XDPAttachRequest, zeroCopy: XDPZeroCopyRequest)
         /// An existing interface through AF_PACKET sockets, one per queue (a fanout group when more than one).
         case packet(interface: String, queues: Int)
         case gen(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?, delayMilliseconds: Int)
         case sink
+        /// One VXLAN network over the underlay from `local`; `remotes` its flood list (empty: any sender).
+        case vxlan(vni: UInt32, local: InternetAddress, remotes: [InternetAddress], udpPort: UInt16)
     }
 
     /// What a vhost, TAP or packet port negotiates or is given: checksum and segmentation
@@ -52,6 +50,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case .xdp: "xdp"
         case .gen: "gen"
         case .sink: "sink"
+        case .vxlan: "vxlan"
         }
     }
 
@@ -77,7 +76,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Every kind of port, in the order help texts list them.
-    public static let types = ["vhost", "tap", "packet", "xdp", "gen", "sink"]
+    public static let types = ["vhost", "tap", "packet", "xdp", "gen", "sink", "vxlan"]
     /// The options every kind takes.
     public static let commonKeys = ["name", "vlan", "trunk", "native", "group_fwd_mask"]
     /// The options of each kind besides the common ones; the first of vhost, tap,
@@ -89,6 +88,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         "xdp": ["interface", "queues", "mode", "zerocopy"],
         "gen": ["dst", "src", "size", "count", "delay"],
         "sink": [],
+        "vxlan": ["vni", "local", "remote", "port"],
     ]
     /// Options whose value is true or false; the text form writes them as a bare word.
     public static let booleanKeys: Set<String> = ["client"]
@@ -147,11 +147,11 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             offloads = try Self.offloads(take("offloads"), text)
         case "tap":
             let interface = try Self.interface(take("interface"), type, text)
-            let queues = try Self.queues(take("queues"), TapDevice.maxQueues, text)
+            let queues = try Self.queues(take("queues"), PortLimits.tapQueues, text)
             var mtu: Int?
             if let m = take("mtu") {
-                guard let v = Int(m), TapPort.mtus.contains(v) else {
-                    throw fail("mtu", "mtu must be \(TapPort.mtus.lowerBound)...\(TapPort.mtus.upperBound)")
+                guard let v = Int(m), PortLimits.tapMTUs.contains(v) else {
+                    throw fail("mtu", "mtu must be \(PortLimits.tapMTUs.lowerBound)...\(PortLimits.tapMTUs.upperBound)")
                 }
                 mtu = v
             }
@@ -159,14 +159,14 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             offloads = try Self.offloads(take("offloads"), text)
         case "packet":
             let interface = try Self.interface(take("interface"), type, text)
-            let queues = try Self.queues(take("queues"), PacketPort.maxQueues, text)
+            let queues = try Self.queues(take("queues"), PortLimits.packetQueues, text)
             kind = .packet(interface: interface, queues: queues)
             offloads = try Self.offloads(take("offloads"), text)
         case "xdp":
             let interface = try Self.interface(take("interface"), type, text)
             // Unlike the other kinds, no queues= binds every queue the NIC has.
             let queues = try take("queues").map { q throws(ParseError) in
-                try Self.queues(q, XdpPort.maxQueues, text)
+                try Self.queues(q, PortLimits.xdpQueues, text)
             }
             var mode = XDPAttachRequest.auto
             if let m = take("mode") {
@@ -177,9 +177,9 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 default: throw fail("mode", "mode must be auto, native or generic")
                 }
             }
-            var zeroCopy = XdpPort.ZeroCopyRequest.auto
+            var zeroCopy = XDPZeroCopyRequest.auto
             if let z = take("zerocopy") {
-                guard let v = XdpPort.ZeroCopyRequest(rawValue: z) else {
+                guard let v = XDPZeroCopyRequest(rawValue: z) else {
                     throw fail("zerocopy", "zerocopy must be auto, on or off")
                 }
                 zeroCopy = v
@@ -190,8 +190,8 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             let src = try Self.mac(take("src") ?? "02:00:00:00:00:01", "src", text)
             var size = 64
             if let s = take("size") {
-                guard let v = Int(s), GenPort.sizes.contains(v) else {
-                    throw fail("size", "size must be \(GenPort.sizes.lowerBound)...\(GenPort.sizes.upperBound)")
+                guard let v = Int(s), PortLimits.genFrameSizes.contains(v) else {
+                    throw fail("size", "size must be \(PortLimits.genFrameSizes.lowerBound)...\(PortLimits.genFrameSizes.upperBound)")
                 }
                 size = v
             }
@@ -208,6 +208,9 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             kind = .gen(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay)
         case "sink":
             kind = .sink
+        case "vxlan":
+            kind = try Self.vxlanKind(vni: take("vni"), local: take("local"), remote: take("remote"), port: take("port"),
+                                      text)
         default:
             throw fail("type", "unknown port type '\(type)' (\(Self.types.joined(separator: ", ")))")
         }
@@ -289,7 +292,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             throw ParseError(text, "\(type) needs an interface name", key: "interface")
         }
         guard isInterfaceName(interface) else {
-            throw ParseError(text, "interface name '\(interface)' must be 1-\(TapDevice.maxNameLength) letters, "
+            throw ParseError(text, "interface name '\(interface)' must be 1-\(PortLimits.interfaceNameLength) letters, "
                              + "digits, '-', '_' or '.' (and not '.' or '..')", key: "interface")
         }
         return interface
@@ -318,7 +321,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     /// to characters that need no quoting in a shell or a log line. No '%':
     /// a "tap%d" template would leave the name to the kernel.
     private static func isInterfaceName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= TapDevice.maxNameLength, name != ".", name != ".." else { return false }
+        guard !name.isEmpty, name.utf8.count <= PortLimits.interfaceNameLength, name != ".", name != ".." else { return false }
         return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
     }
 
