@@ -173,8 +173,11 @@ public final class PacketPort {
                 segmenter.transmit(batch.frameSegments(f), header: batch.header(f),
                                    checksum: passOffloads ? .partial : .complete, untaggedLimit: untaggedLimit,
                                    into: &sink, counters: counters)
-                queued &+= sink.queued
-                bytes &+= sink.bytes
+                // Each super-frame's segments go to the kernel at once: a burst of them
+                // (16 × 45 segments) would fill the ring faster than the driver frees it.
+                hand(queued &+ sink.queued, bytes: bytes &+ sink.bytes, of: socket, counters: counters)
+                queued = 0
+                bytes = 0
                 f &+= 1
                 continue
             }
@@ -208,6 +211,13 @@ public final class PacketPort {
             bytes &+= UInt64(length)
             f &+= 1
         }
+        hand(queued, bytes: bytes, of: socket, counters: counters)
+    }
+
+    /// Hands the `queued` slots committed since the last flush (`bytes` of
+    /// frames) to the kernel with one `sendto` and counts what it took.
+    @inlinable
+    func hand(_ queued: Int, bytes: UInt64, of socket: PacketRingSocket, counters: QueueCounters) {
         if queued == 0 { return }
         let flush = socket.flushTransmit()
         let sent = queued &- flush.notTaken

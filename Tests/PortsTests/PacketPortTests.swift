@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Model
 import Packets
 import Platform
 @testable import Ports
@@ -139,8 +140,10 @@ final class PacketPortTests: XCTestCase {
         }
     }
 
-    /// A ring of 32 slots takes four 7-segment frames and 4 segments of the
-    /// fifth; its other 3, and all 7 of the sixth, are counted `tx_full`.
+    /// A ring of 32 slots and six 7-segment frames: each frame's segments go to
+    /// the kernel before the next is cut, so the ring takes at least 32 of the
+    /// 42 (more as the peer frees slots meanwhile), and every other segment is
+    /// counted `tx_full`, to the segment.
     func testAFullTransmitRingCountsEverySegmentLeftOver() throws {
         let veth = try VethPair("sf")
         let port = try PacketPort(interface: veth.name,
@@ -157,10 +160,11 @@ final class PacketPortTests: XCTestCase {
         port.push(queue: 0, from: batch, segmenter: SoftwareSegmenter())
 
         let snapshot = port.counters[0].snapshot
-        XCTAssertEqual(snapshot.txPackets, 32)
-        XCTAssertEqual(snapshot.offloads[.segmentsOut], 32)
+        XCTAssertGreaterThanOrEqual(snapshot.txPackets, 32)
+        XCTAssertEqual(snapshot.offloads[.segmentsOut], snapshot.txPackets)
         XCTAssertEqual(snapshot.offloads[.segmentedFrames], 6)
-        XCTAssertEqual(snapshot.drops, [.txFull: 3 + 7])
+        XCTAssertEqual(snapshot.txPackets + (snapshot.drops[.txFull] ?? 0), 42)
+        XCTAssertEqual(Set(snapshot.drops.keys).subtracting([.txFull]), [])
     }
 
     /// With offloads on (the default), a partial checksum and a GSO super-frame
