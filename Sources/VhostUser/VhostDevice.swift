@@ -40,7 +40,9 @@ public final class VhostDevice: @unchecked Sendable {
     public var brokenReason: String? { broken.withLock { $0 } }
 
     public static let offeredProtocolFeatures: VhostUserProtocolFeatures = [.mq, .replyAck, .mtu, .configureMemSlots, .status]
-    public static let maxMemorySlots = 32
+    /// What GET_MAX_MEM_SLOTS answers: as many regions as a table may hold, so an
+    /// ADD_MEM_REG past it is refused by the table itself (`GuestMemoryError.tooManyRegions`).
+    public static let maxMemorySlots = GuestMemory.maxRegions
 
     public init(name: String, queuePairs: Int = 1, gate: DataPathGate = UngatedDataPath(), logger: Logger,
                 withheldFeatures: VirtioNetFeatures = []) {
@@ -347,6 +349,7 @@ public final class VhostDevice: @unchecked Sendable {
             throw Refusal("region rejected: \(error)")
         }
         replaceMemory(newMemory)
+        logger.info("vhost-user \(name): memory region added at guest 0x\(String(region.guestPhysAddr, radix: 16)), \(region.size >> 20) MiB (\(newMemory.regions.count) region(s))")
     }
 
     private func removeRegion(_ region: MemoryRegionInfo) throws(Refusal) {
@@ -361,6 +364,7 @@ public final class VhostDevice: @unchecked Sendable {
                 self.memory = nil
             }
         }
+        logger.info("vhost-user \(name): memory region removed at guest 0x\(String(region.guestPhysAddr, radix: 16)), \(region.size >> 20) MiB (\(newMemory?.regions.count ?? 0) region(s) left)")
     }
 
     /// Swaps the table while the rings are stopped; running rings restart on the
