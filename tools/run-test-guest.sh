@@ -11,7 +11,7 @@
 #       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
 #       [--mtu N] [--mem MIB] [--unshared-memory] [--log FILE] [--timeout SECONDS]
 #       [--command-socket PATH] [--device-options KEY=VALUE,...]
-#       [--qmp-socket PATH] [--memory-slots N --max-mem MIB] [--allow-reboot]
+#       [--qmp-socket PATH] [--memory-slots N --max-mem MIB] [--allow-reboot] [--qboot]
 #
 #   --vhost-socket PATH   vhost-user unix socket; QEMU connects to it (the
 #                         back-end listens) unless --vhost-server, where QEMU
@@ -52,6 +52,9 @@
 #                         guest onlines plugged memory as movable
 #                         (memhp_default_state=online_movable), so it can give
 #                         it back when the DIMM is unplugged
+#   --qboot               boot through QEMU's qboot firmware instead of SeaBIOS:
+#                         about 2 s less per boot under TCG (for tests that
+#                         boot a guest many times; no option ROMs, no disks)
 #   --allow-reboot        a reboot or reset restarts the guest instead of
 #                         ending QEMU (-no-reboot is left out; a kernel panic
 #                         then reboots too: look for it on the console)
@@ -71,7 +74,7 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 
 name="" mac="" vhost_socket="" vhost_server=0 vhost_reconnect="" sock_listen="" sock_connect=""
 append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket="" tap="" device_options=""
-qmp_socket="" memory_slots="" max_mem="" allow_reboot=0
+qmp_socket="" memory_slots="" max_mem="" allow_reboot=0 firmware=()
 need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -95,6 +98,7 @@ while [[ $# -gt 0 ]]; do
         --memory-slots)          need_arg "$1" $#; memory_slots="$2"; shift 2 ;;
         --max-mem)               need_arg "$1" $#; max_mem="$2"; shift 2 ;;
         --allow-reboot)          allow_reboot=1; shift ;;
+        --qboot)                 firmware=(-bios qboot.rom); shift ;;
         -h|--help)               usage; exit 0 ;;
         *)                       die "unknown option: $1 (see --help)" ;;
     esac
@@ -223,7 +227,7 @@ reboot=(-no-reboot)
 
 cmd=(
     "$qemu" -name "$name"
-    "${accel[@]}" -smp 1 -m "$memory"
+    "${accel[@]}" "${firmware[@]}" -smp 1 -m "$memory"
     # The back-end maps guest memory through the fds QEMU sends: it must be a
     # shared memfd. Private memory only warns and then moves no packets.
     -object "memory-backend-memfd,id=mem,size=${mem}M,share=${share}" -numa "node,memdev=mem"

@@ -200,7 +200,7 @@ class Guest(GuestProcess):
                  vhost_reconnect: Optional[int] = None, device_options: str = "",
                  mem: Optional[int] = None, tap: Optional[str] = None, qmp: bool = False,
                  memory_slots: Optional[tuple[int, int]] = None, allow_reboot: bool = False,
-                 qemu_timeout: int = QEMU_TIMEOUT):
+                 qemu_timeout: int = QEMU_TIMEOUT, qboot: bool = False):
         """vhost_reconnect=N: QEMU reconnects to the vhost-user socket every N s after the
         back-end went away (a restarted Ferry gets the same guest back). device_options:
         more virtio-net-pci properties (e.g. "guest_tso4=off,guest_tso6=off"); mem: guest RAM
@@ -208,7 +208,7 @@ class Guest(GuestProcess):
         vhost_socket=None). qmp: a QMP socket at `qmp_socket` (qmp_client.QMP); memory_slots
         (SLOTS, MAX_MIB): room for hot-plugged DIMMs; allow_reboot: a reset or reboot boots
         the guest again instead of ending QEMU; qemu_timeout: QEMU is killed after that many
-        seconds in any case."""
+        seconds in any case; qboot: QEMU's qboot firmware, a faster boot than SeaBIOS's."""
         log = os.path.join(workdir, f"guest-{name}.log")
         self.mac = mac
         self.ip = ip.split("/")[0]
@@ -232,6 +232,8 @@ class Guest(GuestProcess):
             cmd += ["--memory-slots", str(memory_slots[0]), "--max-mem", str(memory_slots[1])]
         if allow_reboot:
             cmd.append("--allow-reboot")
+        if qboot:
+            cmd.append("--qboot")
         super().__init__(name, log, cmd)
         self.sock: Optional[socket.socket] = None
         self._ids = 0
