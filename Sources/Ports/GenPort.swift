@@ -1,3 +1,4 @@
+import Model
 import Packets
 import Platform
 import Synchronization
@@ -21,7 +22,7 @@ public final class GenPort {
     /// atomics, which cost the worker what plain loads and stores do.
     @usableFromInline let emitted = Atomic<UInt64>(0)
 
-    public static let sizes = 60...9000
+    public static let sizes = PortLimits.genFrameSizes
 
     public init(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?, delayMilliseconds: Int = 0) {
         precondition(Self.sizes.contains(frameSize))
