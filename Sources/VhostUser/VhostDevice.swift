@@ -420,18 +420,27 @@ public final class VhostDevice: @unchecked Sendable {
         logger.info("vhost-user \(name): memory region removed at guest 0x\(String(region.guestPhysAddr, radix: 16)), \(region.size >> 20) MiB (\(newMemory?.regions.count ?? 0) region(s) left)")
     }
 
-    /// Swaps the table while the rings are stopped; running rings restart on the
-    /// new table. The old mappings go once nothing refers to them.
+    /// Swaps the table while the rings are stopped, and restarts the rings that
+    /// ran on the new table in the same pause: a worker let go between the two
+    /// would find the guest's receive rings stopped and drop what arrived for it
+    /// (`not_ready`; a DIMM plugged under a ping lost one). The old mappings go
+    /// once nothing refers to them. A ring the new table no longer holds breaks
+    /// the device.
     private func replaceMemory(_ newMemory: GuestMemory) {
-        var restart: [Int] = []
+        var failures: [(queue: Int, error: VirtqueueError)] = []
         gate.whilePaused {
-            for q in allRings where q.isRunning {
-                restart.append(q.index)
-                q.ringBase = q.stopRing()
-            }
+            let running = allRings.filter { $0.isRunning }
+            for q in running { q.ringBase = q.stopRing() }
             memory = newMemory
+            for q in running {
+                do throws(VirtqueueError) { try q.start(memory: newMemory) } catch {
+                    failures.append((q.index, error))
+                }
+            }
         }
-        for i in restart { try? startIfReady(i) }
+        if let first = failures.first {
+            markBroken("queue \(first.queue) cannot run on the new memory table: \(first.error)", fromDataPath: false)
+        }
     }
 
     static func info(_ r: MemoryRegionInfo) -> GuestMemoryRegionInfo {
