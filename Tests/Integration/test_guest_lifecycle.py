@@ -29,12 +29,12 @@ drive it), and `t`, a TAP moved into a network namespace of the test's (the host
 
 Leak check (reboots, reloads, hot-plug): a snapshot of /proc/PID/{fd,maps,status} in a steady
 state (guest up, a ping run just answered) before the repetitions and one after, in the same
-state. Descriptors and mappings must match exactly; Ferry's own resident memory (RssAnon +
-RssFile, see process_resources.py) may grow by OWN_RSS_SLACK_KB, because the allocator keeps
-freed heap pages resident and log lines are formatted on the heap (measured: RssAnon came back
-to the kB after 20 reboots, 20 reloads and a plug; RssShmem, the guest pages Ferry touched,
-grew by ~0.5 MiB and is not Ferry's). A leaked mapping or table per reset shows in the exact
-counts long before the slack.
+state. Descriptors and mappings must match exactly; Ferry's own resident memory (RssAnon, see
+process_resources.py) may grow by OWN_RSS_SLACK_KB, because the allocator keeps freed heap
+pages resident and log lines are formatted on the heap (measured: RssAnon came back to the kB
+after 20 reboots and 20 reloads, +104 kB after a plug; RssShmem, the guest pages Ferry touched,
+grew by ~0.5 MiB and RssFile, code run for the first time, by up to 1.5 MiB: neither is a
+leak). A leaked mapping or table per reset shows in the exact counts long before the slack.
 
 Time: hot-plug 15 s, 20 reloads 16-24 s, 20 reboots ~100-150 s with an idle machine (a boot is
 ~5 s of the guest's CPU under TCG; qboot spares SeaBIOS's part), 390-590 s at a load of 10-18
