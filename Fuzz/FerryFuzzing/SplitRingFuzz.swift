@@ -96,7 +96,7 @@ public enum SplitRingFuzz {
         case 9:
             let queue = session.queue
             queue.stop()
-            if input.bool() { queue.baseIndex = input.uint16() }
+            if input.bool() { queue.baseIndex = RingIndex(input.uint16()) }
             session.stoppedOnPurpose = (try? queue.start(memory: session.memory)) == nil
         case 10:
             ring.usedEvent = input.uint16()

@@ -36,10 +36,10 @@ struct DescriptorWalker: DescriptorSource {
     @usableFromInline var finished = false
 
     @inlinable
-    init(table: UnsafeMutableRawPointer, size: UInt32, head: UInt16) {
+    init(table: UnsafeMutableRawPointer, size: UInt32, head: DescriptorIndex) {
         self.table = table
         self.tableSize = size
-        self.index = UInt32(head)
+        self.index = UInt32(head.rawValue)
     }
 
     /// The next buffer, nil at the end of the chain, or an error.

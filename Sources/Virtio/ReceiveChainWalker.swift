@@ -118,7 +118,7 @@ enum ReceivePrefix {
 extension ReceiveChainWalker where Source == DescriptorWalker {
     /// A split ring's chain from `head` in the descriptor table.
     @inlinable
-    init(table: UnsafeMutableRawPointer, size: UInt32, head: UInt16) {
+    init(table: UnsafeMutableRawPointer, size: UInt32, head: DescriptorIndex) {
         self.init(DescriptorWalker(table: table, size: size, head: head))
     }
 }

@@ -50,7 +50,7 @@ extension SplitVirtqueue {
             case .frame:
                 bytes &+= UInt64(batch.length(of: batch.count &- 1))
             }
-            writeUsed(slot: usedIndex &+ pendingUsed, id: h, length: 0)
+            writeUsed(at: usedIndex &+ pendingUsed, id: h, length: 0)
             pendingUsed &+= 1
             lastAvail &+= 1
             consumed &+= 1
@@ -71,7 +71,7 @@ extension SplitVirtqueue {
     /// comes from the caller, loaded once per burst: loading the property per
     /// chain cost a retain and a release per frame.
     @inlinable
-    func readChain(head: UInt16, into batch: PacketBatch, memory mem: GuestMemory) -> PulledChain {
+    func readChain(head: DescriptorIndex, into batch: PacketBatch, memory mem: GuestMemory) -> PulledChain {
         var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: head)
         switch TransmitChain.gather(&walker, into: batch, headerLength: headerLength, maxFrameLength: maxFrameLength,
                                     memory: mem) {

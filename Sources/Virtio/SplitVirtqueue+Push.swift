@@ -88,7 +88,7 @@ extension SplitVirtqueue {
             case .success(let n):
                 written = n
             }
-            writeUsed(slot: usedIndex &+ pendingUsed, id: h, length: UInt32(truncatingIfNeeded: written))
+            writeUsed(at: usedIndex &+ pendingUsed, id: h, length: UInt32(truncatingIfNeeded: written))
             pendingUsed &+= 1
             lastAvail &+= 1
             chains &+= 1

@@ -55,7 +55,7 @@ extension SplitVirtqueue {
         case .tooManyPieces:
             return .unsuitable
         case .listed(let count, let bytes):
-            return bytes < want ? .unsuitable : .chain(head: h, pieces: count, bytes: bytes)
+            return bytes < want ? .unsuitable : .chain(head: h.rawValue, pieces: count, bytes: bytes)
         }
     }
 
@@ -68,7 +68,9 @@ extension SplitVirtqueue {
                             prefix: UnsafeMutableRawPointer, prefixLength: Int) {
         ReceivePrefix.write(prefix, length: prefixLength, into: pieces, count: count, headerLength: headerLength,
                             acceptedHeaderFlags: acceptedHeaderFlags)
-        writeUsed(slot: usedIndex &+ pendingUsed, id: head, length: UInt32(truncatingIfNeeded: length))
+        // The caller hands back the head `nextChain` returned, which `head(at:)` checked.
+        writeUsed(at: usedIndex &+ pendingUsed, id: DescriptorIndex(checked: head),
+                  length: UInt32(truncatingIfNeeded: length))
         pendingUsed &+= 1
         lastAvail &+= 1
     }

@@ -35,11 +35,11 @@ public protocol VirtqueueControl: AnyObject {
 extension SplitVirtqueue: VirtqueueControl {
     /// vhost-user.rst, "A vring descriptor index for split virtqueues": bits 0-15.
     public var ringBase: UInt32 {
-        get { UInt32(baseIndex) }
-        set { baseIndex = UInt16(truncatingIfNeeded: newValue) }
+        get { UInt32(baseIndex.rawValue) }
+        set { baseIndex = RingIndex(UInt16(truncatingIfNeeded: newValue)) }
     }
 
-    public func stopRing() -> UInt32 { UInt32(stop()) }
+    public func stopRing() -> UInt32 { UInt32(stop().rawValue) }
 }
 
 extension PackedVirtqueue: VirtqueueControl {
