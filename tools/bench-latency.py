@@ -20,6 +20,7 @@ comparable with the bridge's of the same round.
     sudo tools/bench-latency.py                         # 3 rounds, bridge vs Ferry's default
     sudo tools/bench-latency.py --idle poll,adaptive,sleep --rounds 5
     sudo tools/bench-latency.py --count 500 --rounds 1   # a quick look
+    sudo tools/bench-latency.py --other /tmp/ferry-old   # and the build before a change
 
 FERRY_BIN overrides the Ferry binary; FERRY_ARGS adds `ferry run` options. Hosts are in
 198.18.0.0/15; every namespace, bridge and Ferry is removed at the end, also on failure.
@@ -131,18 +132,19 @@ def through_bridge(count: int, interval: float) -> dict:
         ns.close()
 
 
-def through_ferry(count: int, interval: float, idle: str, wrapper: list[str]) -> dict:
+def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
+                  binary: str | None = None) -> dict:
     ns = Namespaces("fy")
     lab = h.Lab("lat")
     pid = os.getpid() % 100000
     taps = {"a": f"flta{pid}", "b": f"fltb{pid}"}
     args = shlex.split(os.environ.get("FERRY_ARGS", ""))
-    if idle != "default":
+    if idle not in ("default", "other"):
         args += ["--idle", idle]
     try:
         ns.up()
         ferry = lab.ferry([f"tap:{taps['a']},name=a", f"tap:{taps['b']},name=b"], extra_args=args,
-                          wrapper=wrapper)
+                          wrapper=wrapper, binary=binary)
         for end, mac, addr in (("a", MAC_A, IP_A), ("b", MAC_B, IP_B)):
             ip("link", "set", taps[end], "netns", ns.ns[end])
             ns.address(end, taps[end], mac, addr)
@@ -174,6 +176,9 @@ def main():
                     help="Ferry idle policies to run: default, poll, adaptive, sleep")
     ap.add_argument("--wrapper", default="", metavar="CMD",
                     help="a command that execs Ferry, e.g. 'chrt -f 1' (a real-time worker)")
+    ap.add_argument("--other", metavar="PATH",
+                    help="also run this Ferry binary (its default policy) as back-end ferry-other, "
+                         "e.g. the build before a change")
     ap.add_argument("--ping-cpu", type=int, metavar="N", help="pin ping to CPU N (both back-ends)")
     args = ap.parse_args()
     if args.ping_cpu is not None:
@@ -189,10 +194,12 @@ def main():
     results: dict[str, list[dict]] = {}
     for r in range(1, args.rounds + 1):
         bridge = None
-        for backend in ["bridge"] + [f"ferry-{p}" for p in policies]:
+        others = ["ferry-other"] if args.other else []
+        for backend in ["bridge"] + others + [f"ferry-{p}" for p in policies]:
             before = load()
             m = through_bridge(args.count, args.interval) if backend == "bridge" \
-                else through_ferry(args.count, args.interval, backend.split("-", 1)[1], shlex.split(args.wrapper))
+                else through_ferry(args.count, args.interval, backend.split("-", 1)[1], shlex.split(args.wrapper),
+                                   args.other if backend == "ferry-other" else None)
             s = summary(m["rtt"])
             s["cpu"] = m["cpu"]
             s["sleeps"] = m["sleeps"]
