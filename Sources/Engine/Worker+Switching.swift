@@ -316,7 +316,8 @@ extension Worker {
                 rest &= rest &- 1
                 if p == Int(source.index) || p >= ports.count { continue }
                 let destination = ports[p]
-                room = min(room, destination.port.room(queue: destination.transmitQueue))
+                // Counted no further than the burst: a packed ring's posted buffers are a walk.
+                room = min(room, destination.port.room(queue: destination.transmitQueue, atMost: batchSize))
             }
         }
         return room

@@ -76,14 +76,14 @@ public enum Port {
         }
     }
 
-    /// About how many frames `queue` can take now (a vhost ring's posted RX
-    /// buffers; a frame that spans several buffers takes more than one). A TAP
-    /// cannot tell: its send buffer is counted in bytes of kernel memory; a
-    /// packet port could, but only by walking its transmit ring.
+    /// About how many frames `queue` can take now, counted up to `limit` (a
+    /// vhost ring's posted RX buffers; a frame that spans several buffers takes
+    /// more than one). A TAP cannot tell: its send buffer is counted in bytes of
+    /// kernel memory; a packet port could, but only by walking its transmit ring.
     @inlinable
-    public func room(queue: Int) -> Int {
+    public func room(queue: Int, atMost limit: Int) -> Int {
         switch self {
-        case .vhost(let p): p.room(queue: queue)
+        case .vhost(let p): p.room(queue: queue, atMost: limit)
         case .gen, .sink, .tap, .xdp, .failed, .packet, .vxlan: Int.max
         }
     }

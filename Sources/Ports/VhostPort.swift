@@ -60,10 +60,10 @@ public final class VhostPort {
         if let e = rxq.error { device.markBroken("queue \(rxq.index): \(e)", fromDataPath: true) }
     }
 
-    /// About how many frames pair `q` can take now: the guest's posted receive
-    /// buffers (a frame that spans several takes more than one).
+    /// About how many frames pair `q` can take now, up to `limit`: the guest's
+    /// posted receive buffers (a frame that spans several takes more than one).
     @inlinable
-    public func room(queue q: Int) -> Int { device.receiveQueue(q).postedBuffers }
+    public func room(queue q: Int, atMost limit: Int) -> Int { device.receiveQueue(q).postedBuffers(atMost: limit) }
 
     /// What `ferry ctl show ports` says of it.
     public var state: String {

@@ -340,17 +340,20 @@ public final class PackedVirtqueue {
     }
 
     /// Chains the driver has made available and we have not taken; 0 when the
-    /// queue is stopped. Walks the ring (at most once round): the generator
-    /// asks, once per burst, no one on the forwarding path.
+    /// queue is stopped. Walks the ring (at most once round).
+    public var postedBuffers: Int { postedBuffers(atMost: Int.max) }
+
+    /// As `postedBuffers`, the walk ending once `limit` chains are counted: the
+    /// generator asks once per burst, for no more than a burst.
     @inlinable
-    public var postedBuffers: Int {
+    public func postedBuffers(atMost limit: Int) -> Int {
         guard isRunning else { return 0 }
         let r = ring.unsafelyUnwrapped
         var position = UInt32(availPosition)
         var wrap = availWrap
         var seen = inFlight
         var chains = 0
-        while seen < ringSize {
+        while seen < ringSize && chains < limit {
             let flags = ferry_load_acquire_u16(r + Int(position) &* 16 + 14)
             if !PackedRingLayout.isAvailable(flags, wrap: wrap) { break }
             if flags & PackedRingLayout.flagNext == 0 { chains &+= 1 }

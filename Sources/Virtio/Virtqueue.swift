@@ -82,11 +82,12 @@ public enum Virtqueue {
         }
     }
 
+    /// Chains the driver has posted and the device not taken, counted up to `limit`.
     @inlinable
-    public var postedBuffers: Int {
+    public func postedBuffers(atMost limit: Int) -> Int {
         switch self {
-        case .split(let q): q.postedBuffers
-        case .packed(let q): q.postedBuffers
+        case .split(let q): min(q.postedBuffers, limit)
+        case .packed(let q): q.postedBuffers(atMost: limit)
         }
     }
 
