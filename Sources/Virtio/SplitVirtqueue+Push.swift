@@ -16,19 +16,32 @@ extension SplitVirtqueue {
     /// used-index store. With mergeable buffers a frame spans as many chains
     /// as it needs and its header says how many (num_buffers); without, it
     /// must fit one chain. Frames that find no room are dropped and counted.
+    ///
+    /// With a `segmenter`, every frame that `acceptance` (what the driver
+    /// negotiated) refuses is a GSO frame the worker left to this queue: it is
+    /// cut straight into the chains, segment by segment (`writeSegments`), its
+    /// checksums left partial when the driver takes that. Drops of such a frame
+    /// are counted per segment, so it is tried even when no chain is left.
+    ///
     /// With the dirty log on, every byte written marks its page (the choice
-    /// is made once per burst: with it off, no write pays for it).
+    /// is made once per burst: with it off, no write pays for it). The worker
+    /// then cuts GSO frames itself (`Virtqueue.cutsSegments` is false), so
+    /// every frame goes through `writeFrame`, which marks.
     @inlinable
-    public func push(from batch: PacketBatch, counters: QueueCounters) {
+    public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
+                     acceptance: OffloadAcceptance = .everything) {
         if let log = dirtyLog, let mem = memory {
-            push(from: batch, counters: counters, writes: LoggedWrites(log: log, memory: mem))
+            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
+                 writes: LoggedWrites(log: log, memory: mem))
         } else {
-            push(from: batch, counters: counters, writes: UnloggedWrites())
+            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
+                 writes: UnloggedWrites())
         }
     }
 
     @inlinable
-    func push<W: GuestWrites>(from batch: PacketBatch, counters: QueueCounters, writes: W) {
+    func push<W: GuestWrites>(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter?,
+                              acceptance: OffloadAcceptance, writes: W) {
         let total = batch.count
         guard total > 0 else { return }
         guard isRunning, let available = availableCount() else {
@@ -40,11 +53,30 @@ extension SplitVirtqueue {
         let usedBefore = pendingUsed
         var sent = 0
         var bytes: UInt64 = 0
+        let checksum: SoftwareSegmenter.Checksum = acceptance.contains(.partialChecksum) ? .partial : .complete
         var frame = 0
         while frame < total {
+            if let segmenter, !acceptance.accepts(header: batch.header(frame)) {
+                let result = writeSegments(frame, of: batch, memory: mem, availLeft: availLeft, segmenter: segmenter,
+                                           checksum: checksum, counters: counters)
+                availLeft = result.availLeft
+                sent &+= result.sent
+                bytes &+= result.bytes
+                frame &+= 1
+                if result.broken {
+                    counters.dropped(.deviceBroken, total &- frame)
+                    break
+                }
+                continue
+            }
             if availLeft == 0 {
-                counters.dropped(.noRxBuffer, total &- frame)
-                break
+                if segmenter == nil {
+                    counters.dropped(.noRxBuffer, total &- frame)
+                    break
+                }
+                counters.dropped(.noRxBuffer)
+                frame &+= 1
+                continue
             }
             let chainsBefore = pendingUsed
             switch writeFrame(frame, of: batch, memory: mem, availLeft: availLeft, writes: writes) {

@@ -39,6 +39,7 @@ import pytest
 
 import harness as h
 import qemu_guest as q
+import qmp_client
 
 IP_GUEST, IP_NS = "198.18.90.2", "198.18.90.1"
 MAC = "52:54:00:18:90:02"
@@ -92,8 +93,7 @@ def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespac
         return "\n".join(parts)
 
     try:
-        src = q.Guest("mig-src", MAC, src_sock, f"{IP_GUEST}/24", lab.dir.path, mem=MEM_MIB,
-                      qmp=lab.path("src.qmp"))
+        src = q.Guest("mig-src", MAC, src_sock, f"{IP_GUEST}/24", lab.dir.path, mem=MEM_MIB, qmp=True)
         guests.append(src)
         src.start().wait_commands(watch=problem)
         q.assert_all_answered(src.ping(IP_NS, 3, watch=problem), 3, "before: guest -> namespace", context)
@@ -101,10 +101,10 @@ def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespac
 
         migration = lab.path("migration.sock")
         dst = q.Guest("mig-dst", MAC, dst_sock, f"{IP_GUEST}/24", lab.dir.path, mem=MEM_MIB,
-                      qmp=lab.path("dst.qmp"), incoming=f"unix:{migration}")
+                      qmp=True, incoming=f"unix:{migration}")
         guests.append(dst)
         dst.start()
-        dst_qmp = q.Qmp(dst.qmp_path)
+        dst_qmp = qmp_client.QMP(dst.qmp_socket)
         h.wait_until(lambda: dst_qmp.execute("query-status")["status"] == "inmigrate", 20,
                      "the destination QEMU waiting for the migration")
         h.wait_until(lambda: os.path.exists(migration), 20, f"{migration}")
@@ -113,7 +113,7 @@ def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespac
         h.wait_until(lambda: "listening on" in open(capture_log, errors="replace").read(), 10,
                      "tcpdump listening in the namespace")
 
-        src_qmp = q.Qmp(src.qmp_path)
+        src_qmp = qmp_client.QMP(src.qmp_socket)
         # QEMU 7.2 caps a migration at 32 MiB/s by default; the stream stays on this machine.
         src_qmp.execute("migrate-set-parameters", **{"max-bandwidth": 1 << 30})
         pending = src.begin(f"ping {IP_NS} {PING_COUNT} 56 2 {PING_INTERVAL}")
