@@ -224,9 +224,6 @@ fi
 if [[ -n "$command_socket" ]]; then
     serial+=(-serial "unix:$command_socket,server=on,wait=off")
 fi
-monitor=(-monitor none)
-[[ -n "$qmp" ]] && monitor+=(-qmp "unix:$qmp,server=on,wait=off")
-[[ -n "$incoming" ]] && monitor+=(-incoming "$incoming")
 
 memory="${mem}M"
 [[ -n "$memory_slots" ]] && memory+=",slots=$memory_slots,maxmem=${max_mem}M"
