@@ -92,11 +92,12 @@ class Setup:
                                      log_path=os.path.join(workdir, "ferry.log"), cpu=0, taskset="0",
                                      netns=s["a"]).start()
                 h.wait_until(lambda: ns(s["a"], "ip", "link", "show", tap, check=False).returncode == 0, 10, "the TAP")
+                # Moved, not renamed: Ferry follows its TAP (MTU, offloads) by name.
                 ns(s["a"], "ip", "link", "set", tap, "netns", s["g"])
-                ns(s["g"], "ip", "link", "set", tap, "name", "s0")
-            for space, address in ((s["g"], G_IP), (s["c"], C_IP)):
-                ns(space, "ip", "addr", "add", f"{address}/24", "dev", "s0")
-                ns(space, "ip", "link", "set", "s0", "up")
+            station = f"fbvt{PID}" if row == "ferry" else "s0"
+            for space, address, device in ((s["g"], G_IP, station), (s["c"], C_IP, "s0")):
+                ns(space, "ip", "addr", "add", f"{address}/24", "dev", device)
+                ns(space, "ip", "link", "set", device, "up")
             ns(s["g"], "busybox", "ping", "-c", "3", "-W", "2", C_IP, check=False)
         except BaseException:
             self.teardown()
