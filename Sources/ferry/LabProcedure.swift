@@ -16,9 +16,13 @@ struct LabProcedure {
     func run(_ test: Lab.Test, into result: inout LabResult) {
         // Frames that teach the switch (and a guest, an external switch) the addresses
         // before anything is measured (RFC 2544 §23), at a rate every path takes.
+        // Repeated until frames come back (a guest's or a front-end's forwarding may start
+        // later than its rings), for at most 10 s.
         progress.trial = 0
         progress.remaining = 0.5
-        _ = bench.trial("learning", rate: min(upperBound ?? 100_000, 100_000), duration: 0.5)
+        for _ in 0..<20 where !stopped {
+            if bench.trial("learning", rate: min(upperBound ?? 100_000, 100_000), duration: 0.5).received > 0 { break }
+        }
         switch test {
         case .throughput:
             _ = measure("throughput", upperBound, &result)
