@@ -31,27 +31,31 @@ let package = Package(
     targets: [
         // Macros, constants and struct layouts Swift cannot import. No logic.
         .target(name: "CFerry"),
+        // The plain values the command line, the config file and the engine share: port specs
+        // and their text form, VLAN modes, MAC addresses, socket permissions, switch options.
+        // A leaf: reading a config links no port, no engine, no libbpf.
+        .target(name: "Model"),
         // The one syscall layer: owned descriptors, typed errors, unix sockets with fds.
-        .target(name: "Platform", dependencies: ["CFerry"], swiftSettings: hotPathFlags),
+        .target(name: "Platform", dependencies: ["CFerry", "Model"], swiftSettings: hotPathFlags),
         // Guest memory, split virtqueues, the virtio-net header. Trusts nothing a guest wrote.
         .target(name: "Virtio", dependencies: ["CFerry", "Platform", "Packets"], swiftSettings: hotPathFlags),
         // The shared packet pool, packet batches, MAC addresses, counters.
         .target(name: "Packets", dependencies: ["CFerry"], swiftSettings: hotPathFlags),
         // vhost-user protocol: codec, connections, the device state machine.
         .target(name: "VhostUser", dependencies: [
-            "Platform", "Virtio", "Packets",
+            "Model", "Platform", "Virtio", "Packets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // The forwarding database (MAC learning, aging) and the flood/unicast decision.
-        .target(name: "Switching", dependencies: ["CFerry", "Platform", "Packets"], swiftSettings: hotPathFlags),
+        .target(name: "Switching", dependencies: ["CFerry", "Model", "Platform", "Packets"], swiftSettings: hotPathFlags),
         // One file per kind of port; each pulls and pushes batches.
         .target(name: "Ports", dependencies: [
-            "CFerry", "Platform", "Virtio", "Packets", "VhostUser", "XDP",
+            "CFerry", "Model", "Platform", "Virtio", "Packets", "VhostUser", "XDP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // Worker threads that poll ports in batches, and the control-plane thread.
         .target(name: "Engine", dependencies: [
-            "CFerry", "Platform", "Packets", "Virtio", "Ports", "VhostUser", "Switching", "XDP",
+            "CFerry", "Model", "Platform", "Packets", "Virtio", "Ports", "VhostUser", "Switching", "XDP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags),
         // libbpf and the kernel's XDP flags (pkg-config libbpf). No logic.
@@ -63,13 +67,13 @@ let package = Package(
         // The XDP steering program on an uplink: load, attach, recognise a stale
         // or foreign program, and the maps the AF_XDP port and control plane fill.
         .target(name: "XDP", dependencies: [
-            "CBPF", "Platform", "Packets",
+            "CBPF", "Model", "Platform", "Packets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPathFlags, plugins: ["BPFObjectPlugin"]),
         // The config file: its model, the YAML reader with file:line:column errors, and
         // the difference between two configs that a reload applies.
         .target(name: "Configuration", dependencies: [
-            "Platform", "Packets", "Ports", "Engine", "Switching",
+            "Model", "Platform", "Switching",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -83,7 +87,7 @@ let package = Package(
         // Plain Codable values that the server, `ferry ctl` and the tests share.
         .target(name: "ControlProtocol"),
         .executableTarget(name: "ferry", dependencies: [
-            "ControlProtocol", "CFerry", "Platform", "Packets", "Ports", "Engine", "Switching", "Configuration", "XDP", "Telemetry",
+            "ControlProtocol", "CFerry", "Model", "Platform", "Packets", "Ports", "Engine", "Switching", "Configuration", "XDP", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -94,25 +98,26 @@ let package = Package(
                 path: "Tests/TestSupport"),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Packets", "Platform", "TestSupport"]),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtio", "Packets", "Platform", "TestSupport"]),
-        .testTarget(name: "PacketsTests", dependencies: ["Packets", "TestSupport"]),
-        .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Packets"]),
+        .testTarget(name: "PacketsTests", dependencies: ["Packets", "Model", "TestSupport"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model"]),
+        .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Model", "Packets"]),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol"]),
-        .testTarget(name: "PlatformTests", dependencies: ["Platform", "CFerry", "TestSupport"]),
-        .testTarget(name: "PortsTests", dependencies: ["Ports", "Packets", "Platform", "XDP", "TestSupport",
+        .testTarget(name: "PlatformTests", dependencies: ["Platform", "Model", "CFerry", "TestSupport"]),
+        .testTarget(name: "PortsTests", dependencies: ["Ports", "Model", "Packets", "Platform", "XDP", "TestSupport",
                                                .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "XDPTests", dependencies: ["XDP", "CBPF", "Platform", "Packets", "TestSupport",
+        .testTarget(name: "XDPTests", dependencies: ["XDP", "Model", "CBPF", "Platform", "Packets", "TestSupport",
                                              .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Ports", "Packets", "Platform"]),
-        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Engine", "Packets", "Platform", "Ports",
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Model", "Platform"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Engine", "Model", "Packets", "Platform", "Ports",
                                                    .product(name: "Logging", package: "swift-log")]),
         // The `ferry` command line itself: every command line the docs show parses.
         .testTarget(name: "FerryTests", dependencies: [
-            "ferry", "ControlProtocol", "Engine", "Packets", "Ports", "Switching", "Telemetry",
+            "ferry", "ControlProtocol", "Engine", "Model", "Packets", "Ports", "Switching", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "EngineTests", dependencies: [
-            "Engine", "Ports", "Virtio", "VhostUser", "Packets", "Platform", "Switching", "TestSupport",
+            "Engine", "Model", "Ports", "Virtio", "VhostUser", "Packets", "Platform", "Switching", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
         ]),
@@ -137,7 +142,7 @@ let package = Package(
 // `--sanitize=fuzzer`, which would link libFuzzer's main into the build-tool executables too.)
 package.targets.append(
     .target(name: "FerryFuzzing", dependencies: [
-        "Platform", "Packets", "Virtio", "VhostUser", "Ports", "Configuration", "ControlProtocol", "TestSupport",
+        "Model", "Platform", "Packets", "Virtio", "VhostUser", "Ports", "Configuration", "ControlProtocol", "TestSupport",
     ], path: "Fuzz/FerryFuzzing"))
 package.targets.append(
     .testTarget(name: "FuzzingTests", dependencies: ["FerryFuzzing"]))

@@ -14,6 +14,7 @@ Rx-pps for W2) and keeps their median. Ferry and DPDK alternate within each roun
     sudo tools/bench-vhost.py                 # 3 rounds, both back-ends
     sudo tools/bench-vhost.py --only dpdk     # just the DPDK reference rows
     sudo tools/bench-vhost.py --quick         # 1 round of 3 s
+    sudo tools/bench-vhost.py --packed        # the front-end asks for packed rings (packed_vq=1)
 
 FERRY_BIN overrides the Ferry binary; FERRY_TESTPMD_MEM=nohuge|huge|auto testpmd's memory.
 """
@@ -43,7 +44,7 @@ WORKLOADS = {
 
 
 def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
-            lab: h.Lab) -> dict:
+            lab: h.Lab, packed: bool = False) -> dict:
     """One measurement; returns {"mpps": median, "samples": [...], ...}."""
     sock = lab.path("bench.sock")
     if impl == "dpdk":
@@ -61,6 +62,9 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
     h.wait_for_socket(sock, proc=backend)
 
     fe_kw = {"mrg_rxbuf": True} if size > 1518 else {}
+    if packed:
+        # VIRTIO_F_RING_PACKED: both back-ends offer it, the front-end takes it.
+        fe_kw["packed_vq"] = True
     if workload == "W1":
         fe = lab.virtio_user(sock, "txonly", cpu=FRONTEND_CPU, txpkts=size, **fe_kw).start()
         direction = "tx"
@@ -103,7 +107,7 @@ def _backend_counter(impl: str, backend, workload: str):
 def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
     return least_noisy(
         args, f"round {rnd + 1} {workload} {size:>5} B {impl:5}",
-        lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab),
+        lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab, args.packed),
         lambda m: [f"back-end's count {m['backend_mpps']:.2f}"] if "backend_mpps" in m else [])
 
 
@@ -111,6 +115,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", choices=["ferry", "dpdk"])
     ap.add_argument("--workloads", default="W1,W2")
+    ap.add_argument("--packed", action="store_true", help="packed virtqueues (virtio-user packed_vq=1)")
     add_run_options(ap)
     args = parse_run_options(ap)
     sizes = args.size_list
@@ -128,7 +133,8 @@ def main() -> int:
         return 2
 
     begin_run(f"# testpmd memory: {h.memory_mode()}; back-end CPU {BACKEND_CPU}, front-end CPU "
-              f"{FRONTEND_CPU}; {args.rounds} round(s), warm-up {args.warmup:g} s, "
+              f"{FRONTEND_CPU}; {'packed' if args.packed else 'split'} rings; {args.rounds} round(s), "
+              f"warm-up {args.warmup:g} s, "
               f"{args.duration:g} s per measurement")
     # (workload, size, impl) -> [measurement per round]
     results, failed = run_rounds(args.rounds, [(w, s) for w in workloads for s in sizes],

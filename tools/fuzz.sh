@@ -21,7 +21,7 @@ parallel=0
 build=1
 binary=
 targets=()
-all_targets=(vhost-message guest-memory split-ring config-file control-request)
+all_targets=(vhost-message guest-memory split-ring packed-ring config-file control-request)
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;

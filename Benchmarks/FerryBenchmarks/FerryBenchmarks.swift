@@ -365,7 +365,7 @@ final class DriverRing {
             avail.storeBytes(of: heads[k], toByteOffset: 4 + 2 * Int(slot), as: UInt16.self)
         }
         availIndex &+= UInt16(truncatingIfNeeded: headCount)
-        avail.storeBytes(of: queue.usedIndex &+ 0x8000, toByteOffset: 4 + 2 * Int(size), as: UInt16.self)
+        avail.storeBytes(of: queue.usedIndex.rawValue &+ 0x8000, toByteOffset: 4 + 2 * Int(size), as: UInt16.self)
         ferry_store_release_u16(avail + 2, availIndex)
     }
 }
@@ -497,7 +497,7 @@ final class BurstFixture {
     }
 
     func checkPushed() {
-        precondition(rxQueue.isRunning && rxQueue.usedIndex == rx.availIndex,
+        precondition(rxQueue.isRunning && rxQueue.usedIndex.rawValue == rx.availIndex,
                      "push left used \(rxQueue.usedIndex) of avail \(rx.availIndex), error \(String(describing: rxQueue.error))")
     }
 }

@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import Model
 import Ports
 
 /// The config file reader: any text, as `ferry check` or a SIGHUP reload would read it.

@@ -1,5 +1,6 @@
 import ControlProtocol
 import Foundation
+import Model
 import Packets
 import Ports
 

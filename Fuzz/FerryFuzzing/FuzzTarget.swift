@@ -10,8 +10,8 @@ public struct FuzzTarget: Sendable {
 
     /// Every target, in the order tools/fuzz.sh runs them.
     public static let all: [FuzzTarget] = [
-        VhostMessageFuzz.target, GuestMemoryFuzz.target, SplitRingFuzz.target, ConfigFileFuzz.target,
-        ControlRequestFuzz.target,
+        VhostMessageFuzz.target, GuestMemoryFuzz.target, SplitRingFuzz.target, PackedRingFuzz.target,
+        ConfigFileFuzz.target, ControlRequestFuzz.target,
     ]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

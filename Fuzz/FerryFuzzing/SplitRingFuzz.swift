@@ -30,12 +30,7 @@ public enum SplitRingFuzz {
     nonisolated(unsafe) static let machines: [Machine] = [try! GuestRAM.oneRegion(size: ramSize), try! GuestRAM.twoRegions(size: ramSize)].map {
         Machine(ram: $0, memory: try! $0.makeGuestMemory())
     }
-    nonisolated(unsafe) static let batch = PacketBatch(capacity: 32)
-    nonisolated(unsafe) static let frames = FrameStore(capacity: 1 << 18)
     static let call = try! EventFD.create()
-    static let pieceCapacity = 64
-    nonisolated(unsafe) static let pieces = UnsafeMutablePointer<iovec>.allocate(capacity: pieceCapacity)
-    nonisolated(unsafe) static let prefix = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
 
     /// One input's device and driver.
     struct Session {
@@ -85,8 +80,12 @@ public enum SplitRingFuzz {
             ring.writeDescriptor(atGPA: at, address: address(&input, ring), length: length(&input), flags: flags(&input),
                                  next: input.uint16())
         case 4: pull(&session)
-        case 5: push(count: Int(input.byte() % 4) + 1, length: 14 + input.below(9000), &session)
-        case 6: receiveDirect(want: input.below(4096) + 1, commit: input.bool(), &session)
+        case 5:
+            RingFuzzBursts.push(.split(session.queue), count: Int(input.byte() % 4) + 1, length: 14 + input.below(9000),
+                                counters: session.counters, outcome: &session.outcome)
+        case 6:
+            RingFuzzBursts.receiveDirect(.split(session.queue), want: input.below(4096) + 1, commit: input.bool(),
+                                         outcome: &session.outcome)
         case 7:
             let frame = ethernetFrame(length: 14 + input.below(1500), seed: input.byte())
             let cut = input.below(frame.count + 12)
@@ -97,7 +96,7 @@ public enum SplitRingFuzz {
         case 9:
             let queue = session.queue
             queue.stop()
-            if input.bool() { queue.baseIndex = input.uint16() }
+            if input.bool() { queue.baseIndex = RingIndex(input.uint16()) }
             session.stoppedOnPurpose = (try? queue.start(memory: session.memory)) == nil
         case 10:
             ring.usedEvent = input.uint16()
@@ -109,7 +108,7 @@ public enum SplitRingFuzz {
     }
 
     /// A guest address the walker must check: in the buffer area, near a region's end, or anywhere.
-    static func address(_ input: inout FuzzInput, _ ring: MockSplitRing) -> UInt64 {
+    static func address(_ input: inout FuzzInput, _ ring: some MockDriverRing) -> UInt64 {
         let ram = ring.ram
         switch input.byte() % 3 {
         case 0: return ring.buffers.lowerBound + UInt64(input.below(Int(ring.buffers.count)))
@@ -135,76 +134,13 @@ public enum SplitRingFuzz {
     }
 
     static func pull(_ session: inout Session) {
-        let batch = batch
-        batch.reset()
-        let wasRunning = session.queue.isRunning
         let usedBefore = session.queue.usedIndex
-        let consumed = session.queue.pull(into: batch, counters: session.counters)
-        if wasRunning && !session.queue.isRunning { session.outcome.refused += 1 }
-        fuzzCheck(batch.count <= consumed, "pulled \(batch.count) frames from \(consumed) chains")
-        for frame in 0..<batch.count {
-            var total: UInt64 = 0
-            var sum: UInt8 = 0
-            for segment in batch.segments(of: frame) {
-                let base = batch.segmentBase(segment)
-                let length = batch.segmentLength(segment)
-                // Reading every byte makes a pointer outside guest memory fault here, under the sanitizer.
-                for offset in 0..<length { sum &+= base.load(fromByteOffset: offset, as: UInt8.self) }
-                total += UInt64(length)
-            }
-            fuzzCheck(total == UInt64(batch.length(of: frame)), "frame \(frame): segments hold \(total) of \(batch.length(of: frame)) bytes (\(sum))")
-            fuzzCheck(batch.length(of: frame) <= session.queue.maxFrameLength, "frame \(frame) of \(batch.length(of: frame)) bytes")
-        }
-        session.queue.release()
+        let consumed = RingFuzzBursts.pull(.split(session.queue), counters: session.counters, outcome: &session.outcome)
         // The guest may scribble over the used ring itself (it is guest memory), so the device's
         // own index is what is checked: it moves by exactly the chains it consumed.
         if session.queue.isRunning {
             fuzzCheck(session.queue.usedIndex == usedBefore &+ UInt16(consumed),
                       "used index moved from \(usedBefore) to \(session.queue.usedIndex) for \(consumed) chains")
-        }
-        session.outcome.accepted += batch.count
-        session.outcome.refused += consumed - batch.count
-        batch.reset()
-    }
-
-    static func push(count: Int, length: Int, _ session: inout Session) {
-        let batch = batch
-        batch.reset()
-        frames.reset()
-        for i in 0..<count { frames.append(ethernetFrame(length: length, seed: UInt8(i)), to: batch) }
-        let before = session.counters.snapshot
-        session.queue.push(from: batch, counters: session.counters)
-        let after = session.counters.snapshot
-        let sent = after.txPackets - before.txPackets
-        let dropped = after.totalDrops - before.totalDrops
-        fuzzCheck(sent + dropped == UInt64(count), "pushed \(count) frames: \(sent) sent, \(dropped) dropped")
-        session.outcome.accepted += Int(sent)
-        session.outcome.refused += Int(dropped)
-        batch.reset()
-    }
-
-    static func receiveDirect(want: Int, commit: Bool, _ session: inout Session) {
-        let queue = session.queue
-        switch queue.nextChain(into: pieces, capacity: pieceCapacity, want: want) {
-        case .chain(let head, let count, let bytes):
-            fuzzCheck(count <= pieceCapacity && bytes >= want, "a chain of \(count) pieces and \(bytes) bytes for \(want)")
-            var total = 0
-            for i in 0..<count {
-                // Writable guest memory: the kernel would write here.
-                memset(pieces[i].iov_base, 0xA5, pieces[i].iov_len)
-                total += pieces[i].iov_len
-            }
-            fuzzCheck(total == bytes, "pieces hold \(total) bytes, the chain says \(bytes)")
-            guard commit else { return }
-            memset(prefix, 0, 64)
-            queue.commitChain(head: head, pieces: pieces, count: count, length: want, prefix: prefix,
-                              prefixLength: min(queue.headerLength, want))
-            queue.publishCommitted()
-            session.outcome.accepted += 1
-        case .none, .unsuitable:
-            break
-        case .broken:
-            session.outcome.refused += 1
         }
     }
 

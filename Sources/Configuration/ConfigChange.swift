@@ -1,4 +1,4 @@
-import Ports
+import Model
 
 /// What a reload has to do to turn the running config into a new one: ports to take
 /// away and ports to add (a port whose spec changed is both: a port is never changed in

@@ -1,4 +1,4 @@
-import Platform
+import Model
 
 /// The control socket (`control:` in the file, `--control` on the command line).
 public struct ControlSocketSettings: Equatable, Sendable {

@@ -1,5 +1,5 @@
+import Model
 import Platform
-import Ports
 import Switching
 
 extension FerryConfig {

@@ -1,8 +1,7 @@
 import Foundation
 import Logging
-import Packets
+import Model
 import Platform
-import Ports
 import Switching
 import Yams
 

@@ -1,4 +1,4 @@
-import Ports
+import Model
 
 /// What a config file describes: the switch, its control socket and metrics endpoint,
 /// its ports (each a `PortSpec`, as `--port` would give it, always named) and the static

@@ -1,4 +1,4 @@
-import Packets
+import Model
 
 extension StaticFDBEntry {
     /// `MAC,port=NAME[,vlan=N]`, as `ferry run --fdb` takes an entry: the keys of the

@@ -1,5 +1,4 @@
-import Packets
-import Ports
+import Model
 import Switching
 
 /// A static forwarding entry the config file lists under `fdb:`: installed when the switch
@@ -27,11 +26,11 @@ public struct StaticFDBEntry: Equatable, Sendable {
 
     /// Why `mac` cannot be a static entry, as `ferry ctl fdb add` refuses it; nil when it can.
     public static func problem(with mac: MACAddress) -> String? {
-        // The I/G bit (IEEE 802-2014 §8.2): a group address names no one station, and
-        // learning never records one, so a static entry for it would only mislead.
-        if mac.isMulticast { return "\(mac) is a group address; a static entry names one station" }
-        if mac.bits48 == 0 { return "\(mac) is the null address" }
-        return nil
+        switch mac.staticEntryRefusal {
+        case .groupAddress?: "\(mac) is a group address; a static entry names one station"
+        case .nullAddress?: "\(mac) is the null address"
+        case nil: nil
+        }
     }
 
     /// Why an entry cannot be installed on a config's ports.

@@ -1,6 +1,5 @@
-import Engine
 import Logging
-import Switching
+import Model
 
 /// The switch as a whole: its workers and their CPUs, the burst size, the forwarding
 /// database and the log level. The `ferry run` options of the same names override
@@ -10,9 +9,9 @@ public struct SwitchSettings: Equatable, Sendable {
     /// CPUs to pin workers to, in order; nil: not pinned.
     public var cpus: [Int]?
     public var batch = 256
-    public var fdbCapacity = ForwardingDatabase.defaultCapacity
+    public var fdbCapacity = SwitchOptions.defaultFDBCapacity
     /// Seconds before an address no frame came from is forgotten.
-    public var agingTime = Int(ForwardingDatabase.defaultAgingTime)
+    public var agingTime = Int(SwitchOptions.defaultAgingTime)
     public var logLevel = Logger.Level.info
 
     public static let workerCounts = 1...64

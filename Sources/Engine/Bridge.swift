@@ -1,3 +1,4 @@
+import Model
 import Packets
 import Platform
 import Ports
@@ -113,18 +114,18 @@ public struct RecentDecision {
     @usableFromInline var destination: UInt64 = 0
     @usableFromInline var source: UInt64 = 0
     @usableFromInline var vlan: UInt16 = 0
-    @usableFromInline var mask: UInt64 = 0
+    @usableFromInline var goesTo = FrameDestination.nowhere
     @usableFromInline var unicast = false
     @usableFromInline var valid = false
 
     @inlinable public init() {}
 
     @inlinable
-    init(destination: UInt64, source: UInt64, vlan: UInt16, mask: UInt64, unicast: Bool) {
+    init(destination: UInt64, source: UInt64, vlan: UInt16, goesTo: FrameDestination, unicast: Bool) {
         self.destination = destination
         self.source = source
         self.vlan = vlan
-        self.mask = mask
+        self.goesTo = goesTo
         self.unicast = unicast
         valid = true
     }

@@ -1,28 +1,67 @@
+import CFerry
 import Packets
+import Switching
 import Synchronization
 
 /// Which ports' frames the workers copy into their capture rings, and how
 /// much of each frame. The control thread writes it when a capture starts or
-/// ends; workers read it with relaxed loads once per pass, so a capture that
-/// starts or ends takes effect within one pass and costs nothing otherwise.
-/// A worker that still copies a frame a moment after its capture ended only
-/// gives the control thread a record no capture wants, which it discards.
+/// ends; workers read `isActive` with one relaxed load per pass, and the port
+/// sets (relaxed loads of their words) only while it is set, so a capture
+/// that starts or ends takes effect within one pass and costs nothing
+/// otherwise. A worker that still copies a frame a moment after its capture
+/// ended only gives the control thread a record no capture wants, which it discards.
 public final class CaptureSelection: @unchecked Sendable {
-    /// Bit p: port p's received frames are captured.
-    public let receiving = Atomic<UInt64>(0)
+    /// Whether any port is captured at all.
+    public let isActive = Atomic<Bool>(false)
+    /// Bit p: port p's received frames are captured (`PortSet.wordCount` words).
+    @usableFromInline let receiving: UnsafeMutablePointer<UInt64>
     /// Bit p: the frames Ferry hands to port p are captured.
-    public let transmitting = Atomic<UInt64>(0)
+    @usableFromInline let transmitting: UnsafeMutablePointer<UInt64>
     /// The longest snap length among the running captures: workers copy that
     /// much, the control thread cuts each capture's records to its own.
     public let snapLength = Atomic<Int>(CaptureRing.maxSnapLength)
 
-    public init() {}
+    public init() {
+        receiving = .allocate(capacity: PortSet.wordCount)
+        receiving.initialize(repeating: 0, count: PortSet.wordCount)
+        transmitting = .allocate(capacity: PortSet.wordCount)
+        transmitting.initialize(repeating: 0, count: PortSet.wordCount)
+    }
 
-    /// Sets what is captured: the union of every running capture's ports and directions.
-    public func select(receiving rx: UInt64, transmitting tx: UInt64, snapLength: Int) {
+    deinit {
+        receiving.deallocate()
+        transmitting.deallocate()
+    }
+
+    /// Sets what is captured: the union of every running capture's ports (their
+    /// numbers) and directions.
+    public func select(receiving: some Sequence<UInt16>, transmitting: some Sequence<UInt16>, snapLength: Int) {
+        let rx = PortSet(receiving)
+        let tx = PortSet(transmitting)
         // Snap length first: a worker that sees a new port bit copies at least as much as asked.
         self.snapLength.store(snapLength, ordering: .relaxed)
-        receiving.store(rx, ordering: .relaxed)
-        transmitting.store(tx, ordering: .relaxed)
+        for w in 0..<PortSet.wordCount {
+            ferry_store_relaxed_u64(self.receiving + w, rx.word(w))
+            ferry_store_relaxed_u64(self.transmitting + w, tx.word(w))
+        }
+        isActive.store(!rx.isEmpty || !tx.isEmpty, ordering: .relaxed)
+    }
+
+    /// The ports whose received frames are captured, in order (for the control thread).
+    public var receivingPorts: [UInt16] { ports(in: receiving) }
+    /// The ports whose transmitted frames are captured, in order.
+    public var transmittingPorts: [UInt16] { ports(in: transmitting) }
+
+    private func ports(in words: UnsafeMutablePointer<UInt64>) -> [UInt16] {
+        (0..<UInt16(PortSet.maxPorts)).filter { ferry_load_relaxed_u64(words + Int($0 >> 6)) & (1 << UInt64($0 & 63)) != 0 }
+    }
+
+    /// Copies the selection's words into a worker's `receive` and `transmit`.
+    @inlinable
+    func load(receive: UnsafeMutablePointer<UInt64>, transmit: UnsafeMutablePointer<UInt64>) {
+        for w in 0..<PortSet.wordCount {
+            receive[w] = ferry_load_relaxed_u64(receiving + w)
+            transmit[w] = ferry_load_relaxed_u64(transmitting + w)
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Model
 import Ports
 import Switching
 
@@ -24,9 +25,8 @@ extension Switch {
     /// open is an error here, not a `FailedPort` as at startup.
     @discardableResult
     public func addPort(_ spec: PortSpec) throws(SwitchError) -> NamedPort {
-        guard let index = (0..<UInt16(PortSet.maxPorts)).first(where: { port(index: $0) == nil }) else {
-            throw .full
-        }
+        let taken = PortSet(ports.map(\.index))
+        guard let index = (0..<UInt16(PortSet.maxPorts)).first(where: { !taken.contains($0) }) else { throw .full }
         let name = spec.name ?? "p\(index)"
         guard port(named: name) == nil else { throw .nameInUse(name) }
         if let claim = spec.kind.claim, let holder = ports.first(where: { $0.spec.kind.claim == claim }) {
@@ -37,6 +37,12 @@ extension Switch {
         let added = try open(spec, name: name, index: index, failedUplinkKept: false)
         var newPorts = ports
         newPorts.insert(added, at: newPorts.firstIndex { $0.index > index } ?? newPorts.endIndex)
+        do throws(SwitchError) {
+            try checkQueues(newPorts)
+        } catch {
+            added.port.shutDown(why: "port refused")
+            throw error
+        }
         adopt(newPorts)
         for client in added.controlClients { control.add(client) }
         logger.info("port \(name) added as number \(index): \(spec.text)")

@@ -1,4 +1,5 @@
 import Logging
+import Model
 import Packets
 import Platform
 import Ports
@@ -45,6 +46,8 @@ public enum SwitchError: Error, CustomStringConvertible, Equatable {
     case nameInUse(String)
     /// A port added while running finds every port number taken.
     case full
+    /// The ports' receive queues would give one worker more than it polls.
+    case tooManyQueues(Int)
 
     public var description: String {
         switch self {
@@ -55,20 +58,10 @@ public enum SwitchError: Error, CustomStringConvertible, Equatable {
         case .unknownPort(let n): "no port is named '\(n)'"
         case .nameInUse(let n): "a port is already named '\(n)'"
         case .full: "the switch is full (\(PortSet.maxPorts) ports)"
+        case .tooManyQueues(let n):
+            "\(n) receive queues: each worker polls at most \(Worker.maxSources); add workers or use fewer queues"
         }
     }
-}
-
-/// How the switch runs: workers, CPUs, burst size, the forwarding database.
-public struct SwitchOptions: Sendable {
-    public var workers = 1
-    /// CPUs to pin workers to, in order (worker i on cpus[i % count]); nil: not pinned.
-    public var cpus: [Int]?
-    public var batchSize = 256
-    public var fdbCapacity = ForwardingDatabase.defaultCapacity
-    public var agingTime = ForwardingDatabase.defaultAgingTime
-
-    public init() {}
 }
 
 /// A MAC-learning switch: ports, the workers that move frames between them,
@@ -121,6 +114,7 @@ public final class Switch {
             // bridge keeps running when one of its ports fails to open.
             made.append(try open(spec, name: name, index: UInt16(i), failedUplinkKept: true))
         }
+        try checkQueues(made)
         for p in made { for client in p.controlClients { control.add(client) } }
         control.add(learning)
         adopt(made)
@@ -177,6 +171,13 @@ public final class Switch {
         }
         ports = newPorts
         watchers.rebuild(for: newPorts, in: control, database: database, logger: logger)
+    }
+
+    /// Refuses a port set whose receive queues, dealt round-robin, would give a
+    /// worker more than `Worker.maxSources` (its per-source scratch is sized once).
+    func checkQueues(_ candidate: [NamedPort]) throws(SwitchError) {
+        let queues = candidate.reduce(0) { $0 + ($1.port.neverReceives ? 0 : $1.port.queueCount) }
+        if (queues + workers.count - 1) / workers.count > Worker.maxSources { throw .tooManyQueues(queues) }
     }
 
     public func port(named name: String) -> NamedPort? { ports.first { $0.name == name } }

@@ -1,4 +1,5 @@
 import Logging
+import Model
 import Platform
 import Ports
 import VhostUser

@@ -1,4 +1,5 @@
 import Logging
+import Model
 import Packets
 import Platform
 import Switching

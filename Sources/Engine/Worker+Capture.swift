@@ -11,24 +11,36 @@ import Synchronization
 // port then drops (no receive buffer, a full queue) was still handed over and
 // is in the capture; its drop is in the port's counters.
 extension Worker {
-    /// Reads which ports are captured, once per pass: one relaxed load each,
-    /// the whole cost of capture while none runs.
+    /// Reads which ports are captured, once per pass: one relaxed load while
+    /// none is, the whole cost of capture then.
     @inlinable
     func loadCaptureSelection() {
         let selection = bridge.capture
-        capturingReceive = selection.receiving.load(ordering: .relaxed)
-        capturingTransmit = selection.transmitting.load(ordering: .relaxed)
-        if capturingReceive | capturingTransmit != 0 {
+        capturing = selection.isActive.load(ordering: .relaxed)
+        if capturing {
+            selection.load(receive: capturedReceive, transmit: capturedTransmit)
             captureSnapLength = selection.snapLength.load(ordering: .relaxed)
         }
+    }
+
+    /// Whether this pass copies the frames port `port` receives.
+    @inlinable
+    func capturesReceive(_ port: Int) -> Bool {
+        capturing && capturedReceive[port &>> 6] & (1 &<< UInt64(port & 63)) != 0
+    }
+
+    /// Whether this pass copies the frames handed to port `port`.
+    @inlinable
+    func capturesTransmit(_ port: Int) -> Bool {
+        capturing && capturedTransmit[port &>> 6] & (1 &<< UInt64(port & 63)) != 0
     }
 
     /// The direct TAP → guest path moves frames without a pull or a push, so
     /// while either end is captured its frames take the usual path.
     @inlinable
     func isCaptured(port: UInt16, peer: Int) -> Bool {
-        let both = (1 &<< UInt64(port)) | (1 &<< UInt64(peer))
-        return (capturingReceive | capturingTransmit) & both != 0
+        capturing && (capturesReceive(Int(port)) || capturesTransmit(Int(port)) || capturesReceive(peer)
+            || capturesTransmit(peer))
     }
 
     /// Copies every frame of `batch` into the capture ring, with one timestamp for the burst.

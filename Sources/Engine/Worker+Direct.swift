@@ -40,8 +40,8 @@ extension Worker {
         guard !me.isTrunk else { return nil }
         let members = members(me.accessVLAN)
         guard members.count == 2, members.contains(source.index) else { return nil }
-        let peer = members.removing(source.index).bits.trailingZeroBitCount
-        guard peer < ports.count else { return nil }
+        guard let other = members.removing(source.index).first, Int(other) < ports.count else { return nil }
+        let peer = Int(other)
         let target = ports[peer]
         guard target.port.guestReceiveRing(target.transmitQueue) != nil, !target.isTrunk, target.transmitLock == nil else {
             return nil
@@ -68,7 +68,6 @@ extension Worker {
         guard reader.deliveredOffloads.isSubset(of: guest.offloadAcceptance) else { return (0, false) }
         let ingress = source.index
         let me = ports[Int(ingress)]
-        let peerBit: UInt64 = 1 << UInt64(peer)
         let counters = reader.counters
         let prefix = directPrefix
         let prefixLength = Self.directPrefixLength
@@ -126,10 +125,10 @@ extension Worker {
             frameBytes &+= UInt64(length)
             if now == 0 { now = MonotonicClock.seconds() }
             var vlan: UInt16 = 0
-            let mask = classify(header: prefix + PacketBatch.headerSize, length: length, ingress: ingress, port: me,
+            let goesTo = classify(header: prefix + PacketBatch.headerSize, length: length, ingress: ingress, port: me,
                                 counters: counters, now: now, vlan: &vlan)
             // Dropped (and counted) by classify: the chain stays for the next frame.
-            if mask & peerBit == 0 { continue }
+            if goesTo.port != peer && !(goesTo.isFlood && forwarder.contains(UInt16(peer), vlan: goesTo.vlan)) { continue }
             rxq.commitChain(head: head, pieces: chainPieces, count: pieces, length: total, prefix: prefix,
                             prefixLength: prefixLength)
             sent &+= 1

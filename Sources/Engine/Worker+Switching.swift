@@ -7,10 +7,12 @@ import Switching
 // The data path of one burst: port → batch → switch → port.
 //
 // A burst pulled from one receive queue is classified frame by frame (VLAN,
-// source learning, forwarding decision) into a bitmask of destination ports.
-// When every frame goes to the same single port with the same tagging (a
-// steady flow between two stations), the burst is handed to that port as it
-// is. Otherwise, for each destination port, the frames bound to it are
+// source learning, forwarding decision) into a `FrameDestination` each: one
+// port, or its VLAN's flood. When every frame goes to the same single port
+// with the same tagging (a steady flow between two stations), the burst is
+// handed to that port as it is, whatever the number of ports. Otherwise the
+// ports the burst reaches are gathered into a bitmap (as many words as the
+// switch's port numbers need), and for each of them the frames bound to it are
 // gathered by reference into `view` (segments and header, never the bytes),
 // with an 802.1Q tag pushed or popped by choosing segments, and handed over.
 // Either way each frame's bytes are copied once, by the destination port, and
@@ -55,7 +57,7 @@ extension Worker {
             let consumed = source.port.pull(queue: source.queue, into: batch)
             if source.costsASyscall { looked(at: slot, found: consumed &+ directReads > 0) }
             if consumed == 0 { continue }
-            if capturingReceive & (1 &<< UInt64(source.index)) != 0 && batch.count > 0 {
+            if capturesReceive(Int(source.index)) && batch.count > 0 {
                 capture(batch, port: source.index, direction: .receive)
             }
             if batch.count > 0 {
@@ -92,62 +94,91 @@ extension Worker {
         let me = ports[Int(ingress)]
         let counters = source.port.counters(queue: source.queue)
         let count = batch.count
-        var union: UInt64 = 0
-        var first: UInt64 = 0
+        var reached: UInt32 = 0
+        var first = FrameDestination.nowhere
         var uniform = true
         var f = 0
         while f < count {
-            let mask = isRefusedGSO(batch, f, counters: counters) ? 0
+            let destination = isRefusedGSO(batch, f, counters: counters) ? .nowhere
                 : classify(batch, f, ingress: ingress, port: me, counters: counters, now: now)
-            destinations[f] = mask
-            union |= mask
-            if f == 0 { first = mask } else if mask != first { uniform = false }
+            destinations[f] = destination
+            reached |= destination.rawValue
+            if f == 0 { first = destination } else if destination != first { uniform = false }
             f &+= 1
         }
-        if union == 0 { return }
-        if uniform && first & (first &- 1) == 0 {
-            let p = first.trailingZeroBitCount
+        if reached == 0 { return }
+        if uniform, let p = first.port {
             // Without a native VLAN on either side, every frame is tagged on both or on neither.
             if ports[p].isTrunk == me.isTrunk && ports[p].nativeVLAN | me.nativeVLAN == 0 {
                 transmitAdapting(batch, to: p)
                 return
             }
         }
-        var rest = union
-        while rest != 0 {
-            let p = rest.trailingZeroBitCount
-            rest &= rest &- 1
-            let bit: UInt64 = 1 << UInt64(p)
-            let destinationIsTrunk = ports[p].isTrunk
-            let destinationNative = ports[p].nativeVLAN
-            view.reset()
-            f = 0
-            while f < count {
-                if destinations[f] & bit != 0 {
-                    if view.room == 0 || view.freeSegments < batch.segmentCount(of: f) &+ PacketBatch.segmentsAddedByTagEdit {
-                        transmitAdapting(view, to: p)
-                        view.reset()
+        let words = gatherBurstPorts(count: count, ingress: ingress)
+        var w = 0
+        while w < words {
+            var rest = burstPorts[w]
+            w &+= 1
+            while rest != 0 {
+                let p = (w &- 1) &* 64 &+ rest.trailingZeroBitCount
+                rest &= rest &- 1
+                let sole = FrameDestination.port(UInt16(truncatingIfNeeded: p))
+                let destinationIsTrunk = ports[p].isTrunk
+                let destinationNative = ports[p].nativeVLAN
+                view.reset()
+                f = 0
+                while f < count {
+                    let destination = destinations[f]
+                    if destination == sole || (destination.isFlood && forwarder.contains(UInt16(truncatingIfNeeded: p), vlan: destination.vlan)) {
+                        if view.room == 0 || view.freeSegments < batch.segmentCount(of: f) &+ PacketBatch.segmentsAddedByTagEdit {
+                            transmitAdapting(view, to: p)
+                            view.reset()
+                        }
+                        let vlan = vlans[f] & Self.vlanBits
+                        let tagged = vlans[f] & Self.arrivedTagged != 0
+                        let wantsTag = destinationIsTrunk && vlan != destinationNative
+                        let edit: TagEdit = wantsTag == tagged ? .keep : (wantsTag ? .insert(bridge.tags.tag(vlan)) : .remove)
+                        view.appendReference(to: f, of: batch, edit: edit)
                     }
-                    let vlan = vlans[f] & Self.vlanBits
-                    let tagged = vlans[f] & Self.arrivedTagged != 0
-                    let wantsTag = destinationIsTrunk && vlan != destinationNative
-                    let edit: TagEdit = wantsTag == tagged ? .keep : (wantsTag ? .insert(bridge.tags.tag(vlan)) : .remove)
-                    view.appendReference(to: f, of: batch, edit: edit)
+                    f &+= 1
                 }
-                f &+= 1
+                if view.count > 0 { transmitAdapting(view, to: p) }
             }
-            if view.count > 0 { transmitAdapting(view, to: p) }
         }
     }
 
-    /// The ports frame `f` goes to as a bitmask; 0 when it is dropped (and counted).
+    /// Fills `burstPorts` with every port the first `count` frames go to (a
+    /// flood's VLAN members but the ingress port); returns how many of its words
+    /// are meaningful.
+    @inlinable
+    func gatherBurstPorts(count: Int, ingress: UInt16) -> Int {
+        let words = forwarder.wordsInUse
+        burstPorts.update(repeating: 0, count: words)
+        var lastFlood = FrameDestination.nowhere
+        var f = 0
+        while f < count {
+            let destination = destinations[f]
+            if let p = destination.port {
+                burstPorts[p &>> 6] |= 1 &<< UInt64(p & 63)
+            } else if destination.isFlood && destination != lastFlood {
+                // Most floods of a burst share a VLAN: its members are added once per run of them.
+                forwarder.addMembers(vlan: destination.vlan, into: burstPorts)
+                lastFlood = destination
+            }
+            f &+= 1
+        }
+        burstPorts[Int(ingress &>> 6)] &= ~(1 &<< UInt64(ingress & 63))
+        return words
+    }
+
+    /// Where frame `f` goes; `.nowhere` when it is dropped (and counted).
     @inlinable
     func classify(_ batch: PacketBatch, _ f: Int, ingress: UInt16, port me: WorkerPort, counters: QueueCounters,
-                  now: UInt64) -> UInt64 {
+                  now: UInt64) -> FrameDestination {
         let length = batch.length(of: f)
         if length < Ethernet.headerSize {
             counters.dropped(.runt)
-            return 0
+            return .nowhere
         }
         let s = batch.segments(of: f).lowerBound
         var p = UnsafeRawPointer(batch.segmentBase(s))
@@ -156,13 +187,13 @@ extension Worker {
                         vlan: &vlans[f])
     }
 
-    /// The ports a frame of `length` bytes (at least `Ethernet.headerSize`) whose first bytes are
-    /// at `p` goes to; its VLAN in `vlan` (`vlanBits`, with `arrivedTagged` set
+    /// Where a frame of `length` bytes (at least `Ethernet.headerSize`) whose first bytes are
+    /// at `p` goes; its VLAN in `vlan` (`vlanBits`, with `arrivedTagged` set
     /// when it came with an 802.1Q tag). `p` holds `Ethernet.taggedHeaderSize` bytes, or the whole frame
     /// if shorter: only a trunk reads past the Ethernet header (`PortIngress.admit`).
     @inlinable
     func classify(header p: UnsafeRawPointer, length: Int, ingress: UInt16, port me: WorkerPort,
-                  counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16) -> UInt64 {
+                  counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16) -> FrameDestination {
         let header = EthernetHeader(at: p)
         let vlan: UInt16
         switch me.ingress.admit(header, at: p, length: length, port: ingress, members: forwarder) {
@@ -170,7 +201,7 @@ extension Worker {
             vlan = admitted
         case .dropped(let reason):
             counters.dropped(reason)
-            return 0
+            return .nowhere
         }
         let destination = header.destination
         let sourceMAC = header.source
@@ -179,7 +210,7 @@ extension Worker {
         // queued a moment ago, and its destination looked up.
         if recent.valid && recent.destination == destination && recent.source == sourceMAC && recent.vlan == vlan {
             decisions.countRepeated(unicast: recent.unicast)
-            return recent.mask
+            return recent.goesTo
         }
         let key = FDBKey(vlan: vlan, mac: sourceMAC)
         if !database.refresh(key, port: ingress, now: now), learning.offer(key, port: ingress) {
@@ -189,27 +220,32 @@ extension Worker {
         // Linux bridge learns from the frames it keeps, and forwarded only as the port says.
         if me.ingress.holdsBack(linkLocal: destination) {
             counters.dropped(.linkLocal)
-            return 0
+            return .nowhere
         }
-        let mask: UInt64
+        let goesTo: FrameDestination
         let unicast: Bool
         switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination, counters: decisions) {
         case .unicast(let port):
-            mask = 1 << UInt64(port)
+            goesTo = .port(port)
             unicast = true
-        case .flood(let set):
-            if set.isEmpty {
-                counters.dropped(.noDestination)
-                return 0
+        case .flood:
+            // A flood that reaches one port is a frame for that port: a burst of them takes the one-port path.
+            if forwarder.floodCount(ingress: ingress, vlan: vlan) == 1,
+               let only = forwarder.firstMember(vlan: vlan, besides: ingress) {
+                goesTo = .port(only)
+            } else {
+                goesTo = .flood(vlan: vlan)
             }
-            mask = set.bits
             unicast = false
+        case .noDestination:
+            counters.dropped(.noDestination)
+            return .nowhere
         case .drop:
             counters.dropped(.hairpin)
-            return 0
+            return .nowhere
         }
-        recent = RecentDecision(destination: destination, source: sourceMAC, vlan: vlan, mask: mask, unicast: unicast)
-        return mask
+        recent = RecentDecision(destination: destination, source: sourceMAC, vlan: vlan, goesTo: goesTo, unicast: unicast)
+        return goesTo
     }
 
     /// A frame's VLAN id in `vlans`, and the flag beside it that says it came tagged
@@ -238,7 +274,7 @@ extension Worker {
     @inlinable
     func transmit(_ batch: PacketBatch, to p: Int) {
         let destination = ports[p]
-        if capturingTransmit & (1 &<< UInt64(p)) != 0 { capture(batch, port: UInt16(p), direction: .transmit) }
+        if capturesTransmit(p) { capture(batch, port: UInt16(p), direction: .transmit) }
         if let lock = destination.transmitLock {
             while ferry_exchange_acquire_u32(lock, 1) != 0 {
                 while ferry_load_relaxed_u32(lock) != 0 { ferry_cpu_relax() }
@@ -255,12 +291,20 @@ extension Worker {
     @inlinable
     func generatorRoom(_ source: WorkerSource) -> Int {
         let me = ports[Int(source.index)]
-        let others = forwarder.members(vlan: me.accessVLAN).removing(source.index)
-        if others.isEmpty { return Int.max }
+        let vlan = me.accessVLAN
         var room = Int.max
-        for p in others {
-            let destination = ports[Int(p)]
-            room = min(room, destination.port.room(queue: destination.transmitQueue))
+        var w = 0
+        let words = forwarder.wordsInUse
+        while w < words {
+            var rest = forwarder.memberWord(w, vlan: vlan).pointee
+            w &+= 1
+            while rest != 0 {
+                let p = (w &- 1) &* 64 &+ rest.trailingZeroBitCount
+                rest &= rest &- 1
+                if p == Int(source.index) || p >= ports.count { continue }
+                let destination = ports[p]
+                room = min(room, destination.port.room(queue: destination.transmitQueue))
+            }
         }
         return room
     }

@@ -32,9 +32,11 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// same flow (same addresses and VLAN): most bursts are one or two flows.
     @usableFromInline var recent = RecentDecision()
     @usableFromInline var learningPending = false
-    /// Per-frame scratch of one burst: the ports each frame goes to, its VLAN
+    /// Per-frame scratch of one burst: where each frame goes, its VLAN
     /// (and whether it came tagged: `arrivedTagged`).
-    @usableFromInline let destinations: UnsafeMutablePointer<UInt64>
+    @usableFromInline let destinations: UnsafeMutablePointer<FrameDestination>
+    /// The ports a burst whose frames go to several ports reaches (`PortSet.wordCount` words).
+    @usableFromInline let burstPorts: UnsafeMutablePointer<UInt64>
     @usableFromInline let vlans: UnsafeMutablePointer<UInt16>
     /// The frames of a burst bound for one port, by reference, tags edited.
     @usableFromInline let view: PacketBatch
@@ -79,10 +81,12 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     public let asleepNanoseconds = Atomic<UInt64>(0)
     /// Copies of captured frames on their way to the control thread (Worker+Capture.swift).
     public let captureRing = CaptureRing()
-    /// This pass's capture selection: ports whose received or transmitted frames
-    /// are copied into `captureRing`, and how much of each.
-    @usableFromInline var capturingReceive: UInt64 = 0
-    @usableFromInline var capturingTransmit: UInt64 = 0
+    /// This pass's capture selection: whether any port is captured, the ports
+    /// whose received or transmitted frames are copied into `captureRing`
+    /// (`PortSet.wordCount` words each), and how much of each.
+    @usableFromInline var capturing = false
+    @usableFromInline let capturedReceive: UnsafeMutablePointer<UInt64>
+    @usableFromInline let capturedTransmit: UnsafeMutablePointer<UInt64>
     @usableFromInline var captureSnapLength = 0
     /// Wakes a sleeping worker for the control plane (a pause, a stop).
     let wakeEvent: FileDescriptor
@@ -99,7 +103,13 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         self.database = bridge.database
         self.forwarder = bridge.forwarder
         destinations = .allocate(capacity: batchSize)
-        destinations.initialize(repeating: 0, count: batchSize)
+        destinations.initialize(repeating: .nowhere, count: batchSize)
+        burstPorts = .allocate(capacity: PortSet.wordCount)
+        burstPorts.initialize(repeating: 0, count: PortSet.wordCount)
+        capturedReceive = .allocate(capacity: PortSet.wordCount)
+        capturedReceive.initialize(repeating: 0, count: PortSet.wordCount)
+        capturedTransmit = .allocate(capacity: PortSet.wordCount)
+        capturedTransmit.initialize(repeating: 0, count: PortSet.wordCount)
         vlans = .allocate(capacity: batchSize)
         vlans.initialize(repeating: 0, count: batchSize)
         view = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame + PacketBatch.segmentsAddedByTagEdit)
@@ -132,6 +142,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
 
     deinit {
         destinations.deallocate()
+        burstPorts.deallocate()
+        capturedReceive.deallocate()
+        capturedTransmit.deallocate()
         vlans.deallocate()
         skipLoops.deallocate()
         skipLength.deallocate()
@@ -145,7 +158,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
 
     /// Segments a burst's frames may use on average (PacketBatch's default).
     static let segmentsPerFrame = 4
-    /// Receive queues one worker may poll (64 ports of up to 128 queues, spread over workers).
+    /// Receive queues one worker may poll (the switch refuses a port that would pass it).
     public static let maxSources = 8192
 
     /// Replaces what the worker polls and where it transmits; safe while running
@@ -173,7 +186,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         sources = newSources
         // Nothing decided for the old port set survives into the new one.
         recent = RecentDecision()
-        resetSkips()
+        skipLoops.update(repeating: 0, count: Self.maxSources)
+        skipLength.update(repeating: 0, count: Self.maxSources)
         // The sleep scratch still names the old ports' queues: let go of them,
         // so a removed port's descriptors close when the switch drops it.
         wakeSources.removeAll()
@@ -242,8 +256,10 @@ public final class Worker: DataPathGate, @unchecked Sendable {
 
     /// Looks at every source on the next loop (after a wake-up, a new configuration).
     func resetSkips() {
-        skipLoops.update(repeating: 0, count: Self.maxSources)
-        skipLength.update(repeating: 0, count: Self.maxSources)
+        // Only the sources polled now: a wake-up in a switch of many ports
+        // should not write 32 KiB of scratch.
+        skipLoops.update(repeating: 0, count: sources.count)
+        skipLength.update(repeating: 0, count: sources.count)
     }
 
     private func park() {

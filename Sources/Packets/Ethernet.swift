@@ -28,4 +28,9 @@ public enum Ethernet {
     /// The first 44 bits of an IEEE 802.1D link-local group address, 01:80:C2:00:00:0N
     /// (802.1Q-2014 Table 8-1), as the top of a UInt64-held address shifted right by 4.
     @inlinable public static var linkLocalPrefix: UInt64 { 0x0180_C200_000 }
+
+    /// Whether `destination` (the address in the low 48 bits, first byte highest) is
+    /// 01:80:C2:00:00:0N, one of the addresses a port's `GroupForwardMask` speaks of.
+    @inlinable
+    public static func isLinkLocal(_ destination: UInt64) -> Bool { destination &>> 4 == linkLocalPrefix }
 }

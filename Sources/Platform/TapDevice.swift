@@ -1,5 +1,6 @@
 import CFerry
 import Glibc
+import Model
 
 /// Offloads a TAP accepts from its reader (TUNSETOFFLOAD): with one set, frames
 /// Ferry writes may carry partial checksums or be GSO super-frames described by
@@ -41,10 +42,8 @@ public struct TapOffloads: OptionSet, Sendable, Hashable {
 public final class TapDevice: @unchecked Sendable {
     /// Size of the virtio-net header on every frame (TUNSETVNETHDRSZ).
     public static let headerSize = 12
-    /// IFNAMSIZ counts the terminating NUL, so a name holds at most 15 bytes.
-    public static let maxNameLength = Int(IFNAMSIZ) - 1
-    /// MAX_TAP_QUEUES in drivers/net/tun.c.
-    public static let maxQueues = 256
+    public static let maxNameLength = PortLimits.interfaceNameLength
+    public static let maxQueues = PortLimits.tapQueues
 
     /// The interface name as the kernel reports it after TUNSETIFF.
     public let name: String

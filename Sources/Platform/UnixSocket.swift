@@ -1,5 +1,6 @@
 import CFerry
 import Glibc
+import Model
 
 /// Stream unix sockets that carry file descriptors (SCM_RIGHTS), as vhost-user and the control socket need.
 public enum UnixSocket {

@@ -1,3 +1,4 @@
+import Model
 import Packets
 import Platform
 import Synchronization
@@ -51,7 +52,7 @@ public final class GenPort {
     @usableFromInline let requestedRate = Atomic<UInt64>(0)
     @usableFromInline let requestedCount = Atomic<UInt64>(0)
 
-    public static var sizes: ClosedRange<Int> { GeneratorSpec.sizes }
+    public static var sizes: ClosedRange<Int> { PortLimits.genFrameSizes }
 
     public init(_ spec: GeneratorSpec, batchCapacity: Int = 256) {
         precondition(spec.sizes.pattern.allSatisfy { GeneratorSpec.sizes.contains($0) && $0 >= spec.smallestFrame })

@@ -1,3 +1,4 @@
+import Model
 import Packets
 
 /// Every frame a generator sends, built once: flow `k % flows` and the size pattern's

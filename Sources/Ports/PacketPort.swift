@@ -1,4 +1,5 @@
 import Glibc
+import Model
 import Packets
 import Platform
 import Synchronization
@@ -31,7 +32,7 @@ import Synchronization
 /// one pushes it.
 public final class PacketPort {
     /// Queues one port may have: sockets in one fanout group.
-    public static let maxQueues = 64
+    public static let maxQueues = PortLimits.packetQueues
 
     public let interface: String
     public let queueCount: Int

@@ -44,7 +44,7 @@ public struct DirectReader {
 
 /// A guest's receive ring, lent for frames read straight into its chains.
 public struct GuestReceiveRing {
-    public let ring: SplitVirtqueue
+    public let ring: Virtqueue
     public let counters: QueueCounters
     @usableFromInline let device: VhostDevice
     /// What the guest takes in a frame's virtio-net header.

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Model
 import Platform
 import VhostUser
 import Virtio

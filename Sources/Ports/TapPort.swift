@@ -1,4 +1,5 @@
 import Glibc
+import Model
 import Packets
 import Platform
 import Synchronization
@@ -49,7 +50,7 @@ public final class TapPort {
     /// Segments a pushed frame may have; `writev` takes one more, for the header.
     public static let maxSegments = 64
     /// The MTUs the receive buffers are sized for.
-    public static let mtus = 68...9000
+    public static let mtus = PortLimits.tapMTUs
     /// A frame shorter than its Ethernet header is not a frame. The kernel's
     /// packet layer already refuses to send one on a TAP; the check keeps a
     /// short read, whatever its cause, from reaching a destination.

@@ -1,4 +1,5 @@
 import CFerry
+import Model
 import Packets
 import Platform
 

@@ -8,8 +8,8 @@ import Virtio
 ///
 /// Two kinds of source. A descriptor readable while a frame waits (a TAP's,
 /// an AF_XDP or AF_PACKET socket's) needs nothing armed and cannot race. A
-/// virtqueue must first ask its driver to kick and check its avail index
-/// again behind a full fence (virtio 1.2 §2.7.10): a chain that slipped in
+/// virtqueue must first ask its driver to kick and check its ring again
+/// behind a full fence (virtio 1.2 §2.7.10, §2.8): a chain that slipped in
 /// cancels the sleep; a driver that adds one after the check sees the request,
 /// because it orders its own index store before reading ours, and kicks, so
 /// the kick eventfd is readable and `poll` returns.
@@ -27,7 +27,7 @@ public struct WakeSources {
     private var descriptors: [pollfd] = []
     /// Per frame descriptor, in order.
     private var owners: [ErrorOwner] = []
-    private var rings: [SplitVirtqueue] = []
+    private var rings: [Virtqueue] = []
 
     public init(capacity: Int) {
         descriptors.reserveCapacity(2 &* capacity &+ 1)
@@ -48,7 +48,7 @@ public struct WakeSources {
         owners.append(owner)
     }
 
-    mutating func add(ring: SplitVirtqueue) { rings.append(ring) }
+    mutating func add(ring: Virtqueue) { rings.append(ring) }
 
     /// Asks every ring to kick. False when a chain arrived meanwhile: the
     /// caller must not sleep (and `disarm`s). Otherwise the poll list gets the

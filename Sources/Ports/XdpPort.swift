@@ -1,6 +1,7 @@
 import CFerry
 import Glibc
 import Logging
+import Model
 import Packets
 import Platform
 import Synchronization
@@ -29,10 +30,7 @@ import XDP
 /// pass to the kernel until Ferry can take them. The program's guest map is
 /// filled by the control plane (Engine's UplinkSteering).
 public final class XdpPort {
-    /// What the user asked for zero-copy (`zerocopy=`).
-    public enum ZeroCopyRequest: String, Sendable {
-        case auto, on, off
-    }
+    public typealias ZeroCopyRequest = XDPZeroCopyRequest
 
     /// UMEM frame size: a page holds two. Copy mode puts a received frame 256
     /// bytes (XDP_PACKET_HEADROOM) into its chunk, so the longest frame the
@@ -43,7 +41,7 @@ public final class XdpPort {
     /// Frames each queue keeps for receiving: all of them fit in the fill ring.
     public static let receiveFrames: UInt32 = 4096
     /// The queue ids one port may bind (the steering program's socket map size).
-    public static let maxQueues = 64
+    public static let maxQueues = PortLimits.xdpQueues
 
     public let interface: String
     public let interfaceIndex: UInt32

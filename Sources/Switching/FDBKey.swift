@@ -1,3 +1,4 @@
+import Model
 import Packets
 
 /// A forwarding-database key: a VLAN id and a MAC address packed into one

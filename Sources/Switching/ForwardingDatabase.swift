@@ -1,4 +1,5 @@
 import CFerry
+import Model
 import Packets
 
 // The forwarding database: (VLAN, MAC) → port, learned from source addresses.
@@ -115,9 +116,8 @@ public struct FDBCounters: Equatable, Sendable {
 }
 
 public final class ForwardingDatabase: @unchecked Sendable {
-    public static let defaultCapacity = 65_536
-    /// The ageing time IEEE 802.1Q recommends for dynamic filtering entries.
-    public static let defaultAgingTime: UInt64 = 300
+    public static let defaultCapacity = SwitchOptions.defaultFDBCapacity
+    public static let defaultAgingTime = SwitchOptions.defaultAgingTime
 
     @usableFromInline static let slotStride = 16
     @usableFromInline static let portOffset = 4

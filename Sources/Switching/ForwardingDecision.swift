@@ -5,9 +5,13 @@ import Packets
 public enum ForwardingDecision: Equatable, Sendable {
     /// To the one port its destination was learned on.
     case unicast(UInt16)
-    /// To these ports: broadcast, multicast, or a destination not (or no longer) known.
-    /// May be empty when the ingress port is the VLAN's only member.
-    case flood(PortSet)
+    /// To every other member of its VLAN (`Forwarder.floodSet`): broadcast,
+    /// multicast, or a destination not (or no longer) known. The set is the
+    /// VLAN's and the ingress port's alone, so the decision carries no set: a
+    /// burst gathers one only when its frames go to several ports.
+    case flood
+    /// Nowhere: a flood in a VLAN whose only member is the ingress port.
+    case noDestination
     /// The destination sits behind the ingress port; sending it back would be a
     /// hairpin (an 802.1Q bridge never transmits a frame on its reception port).
     case drop
@@ -17,35 +21,97 @@ public enum ForwardingDecision: Equatable, Sendable {
 /// database and each VLAN's member ports.
 ///
 /// `decide` is called by workers; membership is written by the control plane
-/// (inside `Worker.whilePaused` in practice, though each VLAN's set is one
-/// relaxed 64-bit store, so a concurrent reader sees the old or the new set).
-/// Ingress VLAN filtering (is the ingress port a member at all?) is the caller's
-/// job, before learning. Each worker counts its decisions in its own
-/// `DecisionCounters`: shared counters would bounce a cache line between
-/// workers on every frame, and lose increments.
+/// while every worker is parked (`Bridge.apply` inside `WorkerGroup.whilePaused`):
+/// a VLAN's set is several words and a count, which a running reader could see
+/// half-written. The sets are stored word-major (every VLAN's word 0, then
+/// every VLAN's word 1, ...): a switch of up to 64 ports reads only the first
+/// 32 KiB, as when a set was one word, and `wordsInUse` tells readers where
+/// the ports end. Ingress VLAN filtering (is the ingress port a member at
+/// all?) is the caller's job, before learning. Each worker counts its
+/// decisions in its own `DecisionCounters`: shared counters would bounce a
+/// cache line between workers on every frame, and lose increments.
 public final class Forwarder: @unchecked Sendable {
     public static let vlanCount = 4096
 
     public let database: ForwardingDatabase
     @usableFromInline let members: UnsafeMutablePointer<UInt64>
+    @usableFromInline let memberCounts: UnsafeMutablePointer<UInt16>
+    /// Words of a set that hold any member of any VLAN: readers look at no more.
+    public private(set) var wordsInUse = 0
 
     public init(database: ForwardingDatabase) {
         self.database = database
-        members = .allocate(capacity: Self.vlanCount)
-        members.initialize(repeating: 0, count: Self.vlanCount)
+        members = .allocate(capacity: Self.vlanCount * PortSet.wordCount)
+        members.initialize(repeating: 0, count: Self.vlanCount * PortSet.wordCount)
+        memberCounts = .allocate(capacity: Self.vlanCount)
+        memberCounts.initialize(repeating: 0, count: Self.vlanCount)
     }
 
-    deinit { members.deallocate() }
+    deinit {
+        members.deallocate()
+        memberCounts.deallocate()
+    }
+
+    /// Word `w` of `vlan`'s member set (`w` < `wordsInUse` for any member).
+    @inlinable
+    public func memberWord(_ w: Int, vlan: UInt16) -> UnsafeMutablePointer<UInt64> {
+        // SAFETY: w < PortSet.wordCount and the VLAN id is masked to 12 bits.
+        members + (w &* Self.vlanCount &+ Int(vlan & Ethernet.vlanIDMask))
+    }
 
     public func setMembers(_ ports: PortSet, vlan: UInt16) {
         precondition(vlan < 4096, "VLAN id is 12 bits")
-        ferry_store_relaxed_u64(members + Int(vlan), ports.bits)
+        for w in 0..<PortSet.wordCount { memberWord(w, vlan: vlan).pointee = ports.word(w) }
+        memberCounts[Int(vlan)] = UInt16(ports.count)
+        wordsInUse = max(wordsInUse, ports.wordsInUse)
     }
 
-    @inlinable
     public func members(vlan: UInt16) -> PortSet {
-        // SAFETY: vlan is below 4096, checked by FDBKey or by the caller's tag parser.
-        PortSet(bits: ferry_load_relaxed_u64(members + Int(vlan & Ethernet.vlanIDMask)))
+        var set = PortSet()
+        for w in 0..<wordsInUse { set.words[w] = memberWord(w, vlan: vlan).pointee }
+        return set
+    }
+
+    /// Whether `port` is a member of `vlan`: one load.
+    @inlinable
+    public func contains(_ port: UInt16, vlan: UInt16) -> Bool {
+        Int(port) < PortSet.maxPorts && memberWord(Int(port &>> 6), vlan: vlan).pointee & (1 &<< UInt64(port & 63)) != 0
+    }
+
+    /// How many ports `vlan` has.
+    @inlinable
+    public func memberCount(vlan: UInt16) -> Int { Int(memberCounts[Int(vlan & Ethernet.vlanIDMask)]) }
+
+    /// The ports a frame from `ingress` in `vlan` is flooded to.
+    public func floodSet(ingress: UInt16, vlan: UInt16) -> PortSet { members(vlan: vlan).removing(ingress) }
+
+    /// How many ports a flood from `ingress` in `vlan` reaches.
+    @inlinable
+    public func floodCount(ingress: UInt16, vlan: UInt16) -> Int {
+        memberCount(vlan: vlan) &- (contains(ingress, vlan: vlan) ? 1 : 0)
+    }
+
+    /// The lowest member of `vlan` other than `ingress`; nil when there is none.
+    @inlinable
+    public func firstMember(vlan: UInt16, besides ingress: UInt16) -> UInt16? {
+        var w = 0
+        while w < wordsInUse {
+            var bits = memberWord(w, vlan: vlan).pointee
+            if w == Int(ingress &>> 6) { bits &= ~(1 &<< UInt64(ingress & 63)) }
+            if bits != 0 { return UInt16(truncatingIfNeeded: w &* 64 &+ bits.trailingZeroBitCount) }
+            w &+= 1
+        }
+        return nil
+    }
+
+    /// ORs `vlan`'s members into the first `wordsInUse` words at `set`.
+    @inlinable
+    public func addMembers(vlan: UInt16, into set: UnsafeMutablePointer<UInt64>) {
+        var w = 0
+        while w < wordsInUse {
+            set[w] |= memberWord(w, vlan: vlan).pointee
+            w &+= 1
+        }
     }
 
     /// The decision for a frame that arrived on `ingress` in `vlan` for `destination`
@@ -55,7 +121,6 @@ public final class Forwarder: @unchecked Sendable {
     public func decide(ingress: UInt16, vlan: UInt16, destination: UInt64, counters: DecisionCounters)
         -> ForwardingDecision
     {
-        let flood = members(vlan: vlan).removing(ingress)
         // Group addresses (broadcast among them) are never learned: flooded.
         if destination & Ethernet.groupBit == 0, let port = database.lookup(FDBKey(vlan: vlan, mac: destination)) {
             if port == ingress {
@@ -63,14 +128,15 @@ public final class Forwarder: @unchecked Sendable {
                 return .drop
             }
             // An entry for a port that has since left the VLAN is as good as unknown.
-            if members(vlan: vlan).contains(port) {
+            if contains(port, vlan: vlan) {
                 counters.bump(DecisionCounters.unicast)
                 return .unicast(port)
             }
         }
         // A flood with nowhere to go is the caller's drop (no_destination), not a flood.
-        if !flood.isEmpty { counters.bump(DecisionCounters.flooded) }
-        return .flood(flood)
+        if floodCount(ingress: ingress, vlan: vlan) == 0 { return .noDestination }
+        counters.bump(DecisionCounters.flooded)
+        return .flood
     }
 }
 

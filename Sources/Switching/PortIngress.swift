@@ -1,3 +1,4 @@
+import Model
 import Packets
 
 /// What became of a frame at its ingress port: admitted into a VLAN, or dropped for a reason.
@@ -41,7 +42,7 @@ public struct PortIngress: Equatable, Sendable {
             guard length >= Ethernet.taggedHeaderSize else { return .dropped(.runt) }
             vlan = EthernetHeader.taggedVLAN(at: p)
             // Ingress filtering (802.1Q §8.6.2): the port must be a member of the frame's VLAN.
-            guard members.members(vlan: vlan).contains(port) else { return .dropped(.vlanFiltered) }
+            guard members.contains(port, vlan: vlan) else { return .dropped(.vlanFiltered) }
         } else {
             vlan = untaggedVLAN
             guard vlan != 0 else { return .dropped(.vlanFiltered) }
@@ -54,7 +55,7 @@ public struct PortIngress: Equatable, Sendable {
     /// IEEE 802.1D link-local group address whose bit this port does not set.
     @inlinable
     public func holdsBack(linkLocal destination: UInt64) -> Bool {
-        GroupForwardMask.isLinkLocal(destination)
+        Ethernet.isLinkLocal(destination)
             && linkLocalForwarded & (1 &<< UInt16(truncatingIfNeeded: destination & 0xF)) == 0
     }
 }

@@ -139,12 +139,12 @@ public final class CaptureService: ControlLoopClient {
 
     /// Points the workers at the union of what the captures want.
     private func select() {
-        var rx: UInt64 = 0
-        var tx: UInt64 = 0
+        var rx: [UInt16] = []
+        var tx: [UInt16] = []
         var snap = 1
         for s in sessions where s.ending == nil {
-            if s.request.receive { rx |= 1 << UInt64(s.port.index) }
-            if s.request.transmit { tx |= 1 << UInt64(s.port.index) }
+            if s.request.receive { rx.append(s.port.index) }
+            if s.request.transmit { tx.append(s.port.index) }
             snap = max(snap, s.request.snapLength)
         }
         sw.bridge.capture.select(receiving: rx, transmitting: tx, snapLength: snap)

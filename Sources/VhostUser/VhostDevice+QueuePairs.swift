@@ -8,9 +8,9 @@ import Virtio
 extension VhostDevice {
     /// The ring pair `pair`'s frames go into the guest through.
     @inlinable
-    public func receiveQueue(_ pair: Int) -> SplitVirtqueue { queues[2 &* pair] }
+    public func receiveQueue(_ pair: Int) -> Virtqueue { ring(2 &* pair) }
 
     /// The ring pair `pair`'s frames come out of the guest through.
     @inlinable
-    public func transmitQueue(_ pair: Int) -> SplitVirtqueue { queues[2 &* pair &+ 1] }
+    public func transmitQueue(_ pair: Int) -> Virtqueue { ring(2 &* pair &+ 1) }
 }

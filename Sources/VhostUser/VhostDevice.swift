@@ -15,7 +15,11 @@ public final class VhostDevice: @unchecked Sendable {
     public let name: String
     public let queuePairs: Int
     /// Virtio-net numbering: 2k is receiveq k+1 (Ferry writes), 2k+1 is transmitq k+1 (Ferry reads).
+    /// Each queue has a ring of either layout; `ring(_:)` is the one the driver negotiated.
     public let queues: [SplitVirtqueue]
+    public let packedQueues: [PackedVirtqueue]
+    /// The driver took VIRTIO_F_RING_PACKED (changed only while workers are paused).
+    public private(set) var packedRings = false
     public var gate: DataPathGate
     let logger: Logger
 
@@ -49,6 +53,7 @@ public final class VhostDevice: @unchecked Sendable {
         self.name = name
         self.queuePairs = queuePairs
         self.queues = (0..<(2 * queuePairs)).map { SplitVirtqueue(index: $0) }
+        self.packedQueues = (0..<(2 * queuePairs)).map { PackedVirtqueue(index: $0) }
         self.gate = gate
         self.logger = logger
         kicks = (0..<(2 * queuePairs)).map { _ in DescriptorSlot() }
@@ -59,7 +64,24 @@ public final class VhostDevice: @unchecked Sendable {
     }
 
     /// True when at least one queue pair moves frames.
-    public var isRunning: Bool { queues.contains { $0.isRunning } }
+    public var isRunning: Bool { queues.contains { $0.isRunning } || packedQueues.contains { $0.isRunning } }
+
+    /// Queue `index`'s ring in the layout negotiated, for the data path.
+    @inlinable
+    public func ring(_ index: Int) -> Virtqueue {
+        packedRings ? .packed(packedQueues[index]) : .split(queues[index])
+    }
+
+    /// Queue `index`'s ring in the layout negotiated, for the control plane.
+    public func control(_ index: Int) -> any VirtqueueControl {
+        packedRings ? packedQueues[index] : queues[index]
+    }
+
+    /// Both of queue `index`'s rings: every per-ring setting goes to each.
+    private func bothLayouts(_ index: Int) -> [any VirtqueueControl] { [queues[index], packedQueues[index]] }
+
+    /// Every ring of every queue, in both layouts.
+    private var allRings: [any VirtqueueControl] { queues + packedQueues }
     public var isBroken: Bool { brokenReason != nil }
 
     /// Features left out of what Ferry offers (a port's `offloads=off|csum`).
@@ -131,11 +153,12 @@ public final class VhostDevice: @unchecked Sendable {
         init(_ d: String) { description = d }
     }
 
-    private func queue(_ index: UInt32) throws(Refusal) -> SplitVirtqueue {
+    /// The rings of queue `index`, both layouts, once it is known to exist.
+    private func queue(_ index: UInt32) throws(Refusal) -> [any VirtqueueControl] {
         guard Int(index) < queues.count else {
             throw Refusal("queue \(index) does not exist (\(queues.count) queues)")
         }
-        return queues[Int(index)]
+        return bothLayouts(Int(index))
     }
 
     private func apply(_ m: VhostUserMessage) -> Result<VhostUserMessage.Payload?, Refusal> {
@@ -156,7 +179,13 @@ public final class VhostDevice: @unchecked Sendable {
             let f = VirtioNetFeatures(rawValue: value)
             gate.whilePaused {
                 features = f
-                for q in queues {
+                let packed = f.contains(.ringPacked)
+                if packed != packedRings {
+                    // The other layout's rings stop where they were; the new ones start when ready.
+                    for q in allRings where q.isRunning { q.ringBase = q.stopRing() }
+                    packedRings = packed
+                }
+                for q in allRings {
                     q.headerLength = f.netHeaderLength
                     q.mergeableBuffers = f.contains(.mergeableRxBuffers)
                     // VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
@@ -164,7 +193,7 @@ public final class VhostDevice: @unchecked Sendable {
                     q.eventIndex = f.contains(.eventIndex)
                 }
             }
-            logger.info("vhost-user \(name): features 0x\(String(value, radix: 16)) (header \(f.netHeaderLength) B, mergeable \(f.contains(.mergeableRxBuffers)), event-idx \(f.contains(.eventIndex)))")
+            logger.info("vhost-user \(name): features 0x\(String(value, radix: 16)) (header \(f.netHeaderLength) B, mergeable \(f.contains(.mergeableRxBuffers)), event-idx \(f.contains(.eventIndex)), \(f.contains(.ringPacked) ? "packed" : "split") rings)")
             return nil
         case (.getProtocolFeatures, _):
             return .u64(Self.offeredProtocolFeatures.rawValue)
@@ -194,62 +223,84 @@ public final class VhostDevice: @unchecked Sendable {
             try removeRegion(region)
             return nil
         case (.setVringNum, .vringState(let index, let num)):
-            let q = try queue(index)
-            guard num > 0, num <= SplitVirtqueue.maxSize, num & (num - 1) == 0 else {
-                markBroken(VirtqueueError.sizeInvalid(num).description + " (queue \(index))", fromDataPath: false)
-                throw Refusal("ring size \(num) for queue \(index) is not a power of two in 1...32768")
+            let rings = try queue(index)
+            if packedRings {
+                // §2.8: a packed ring needs no power of two.
+                guard num > 0, num <= PackedVirtqueue.maxSize else {
+                    markBroken(VirtqueueError.packedSizeInvalid(num).description + " (queue \(index))", fromDataPath: false)
+                    throw Refusal("packed ring size \(num) for queue \(index) is outside 1...32768")
+                }
+            } else {
+                guard num > 0, num <= SplitVirtqueue.maxSize, num & (num - 1) == 0 else {
+                    markBroken(VirtqueueError.sizeInvalid(num).description + " (queue \(index))", fromDataPath: false)
+                    throw Refusal("ring size \(num) for queue \(index) is not a power of two in 1...32768")
+                }
             }
             gate.whilePaused {
-                q.stop()
-                q.size = UInt16(num)
+                for q in rings {
+                    q.ringBase = q.stopRing()
+                    q.size = UInt16(num)
+                }
             }
             return nil
         case (.setVringAddr, .vringAddress(let a)):
-            let q = try queue(a.index)
+            // For a packed ring: the descriptor ring, the driver's and the device's event suppression areas.
+            let rings = try queue(a.index)
             gate.whilePaused {
-                q.stop()
-                q.descAddress = FrontEndAddress(a.descUserAddr)
-                q.availAddress = FrontEndAddress(a.availUserAddr)
-                q.usedAddress = FrontEndAddress(a.usedUserAddr)
+                for q in rings {
+                    q.ringBase = q.stopRing()
+                    q.descAddress = FrontEndAddress(a.descUserAddr)
+                    q.availAddress = FrontEndAddress(a.availUserAddr)
+                    q.usedAddress = FrontEndAddress(a.usedUserAddr)
+                }
                 addressesSet[Int(a.index)] = true
             }
             try startIfReady(Int(a.index))
             return nil
         case (.setVringBase, .vringState(let index, let num)):
-            let q = try queue(index)
-            guard num <= UInt32(UInt16.max) else { throw Refusal("ring base \(num) does not fit a 16-bit index") }
+            let rings = try queue(index)
+            // A packed ring's base has a position and a wrap counter in each half (bits 15 and 31);
+            // a position past the ring is refused when it starts.
+            guard packedRings || num <= UInt32(UInt16.max) else {
+                throw Refusal("ring base \(num) does not fit a 16-bit index")
+            }
             gate.whilePaused {
-                q.stop()
-                q.baseIndex = UInt16(num)
+                for q in rings {
+                    _ = q.stopRing()
+                    q.ringBase = num
+                }
             }
             return nil
         case (.getVringBase, .vringState(let index, _)):
-            let q = try queue(index)
-            var base: UInt16 = 0
+            let rings = try queue(index)
+            let active = control(Int(index))
+            var base: UInt32 = 0
             gate.whilePaused {
-                base = q.stop()
+                base = active.stopRing()
                 // GET_VRING_BASE stops the ring; a later start needs a new kick descriptor.
                 kicks[Int(index)].close()
-                q.kickFD = -1
+                for q in rings { q.kickFD = -1 }
             }
-            logger.debug("vhost-user \(name): queue \(index) stopped at \(base)")
-            return .vringState(index: index, num: UInt32(base))
+            logger.debug("vhost-user \(name): queue \(index) stopped at 0x\(String(base, radix: 16))")
+            return .vringState(index: index, num: base)
         case (.setVringKick, .vringFile(let index, let hasFD)):
-            let q = try queue(index)
+            let rings = try queue(index)
             let kick = kicks[Int(index)]
             let fd = try eventFD(of: m, hasFD: hasFD, role: "kick", queue: index)
             let raw = fd.rawValueOrNegative
             gate.whilePaused {
-                q.kickFD = raw
-                // Without PROTOCOL_FEATURES a ring is enabled by its kick (vhost-user.rst, "Ring states").
-                if !features.contains(.protocolFeatures) { q.enabled = true }
+                for q in rings {
+                    q.kickFD = raw
+                    // Without PROTOCOL_FEATURES a ring is enabled by its kick (vhost-user.rst, "Ring states").
+                    if !features.contains(.protocolFeatures) { q.enabled = true }
+                }
             }
             // The old descriptor is closed only now that no worker polls it.
             kick.replace(with: fd)
             try startIfReady(Int(index))
             return nil
         case (.setVringCall, .vringFile(let index, let hasFD)):
-            let q = try queue(index)
+            let rings = try queue(index)
             let call = calls[Int(index)]
             let fd = try eventFD(of: m, hasFD: hasFD, role: "call", queue: index)
             // Ferry writes a call descriptor from a worker: that write must not wait
@@ -258,7 +309,7 @@ public final class VhostDevice: @unchecked Sendable {
                 throw Refusal("call descriptor for queue \(index) cannot be made non-blocking: \(error)")
             }
             let raw = fd.rawValueOrNegative
-            gate.whilePaused { q.callFD = raw }
+            gate.whilePaused { for q in rings { q.callFD = raw } }
             call.replace(with: fd)
             return nil
         case (.setVringErr, .vringFile(let index, let hasFD)):
@@ -266,11 +317,13 @@ public final class VhostDevice: @unchecked Sendable {
             errs[Int(index)].replace(with: try eventFD(of: m, hasFD: hasFD, role: "err", queue: index))
             return nil
         case (.setVringEnable, .vringState(let index, let num)):
-            let q = try queue(index)
+            let rings = try queue(index)
             guard num <= 1 else { throw Refusal("SET_VRING_ENABLE state \(num) is neither 0 nor 1") }
             gate.whilePaused {
-                q.enabled = num == 1
-                if num == 0 { q.stop() }
+                for q in rings {
+                    q.enabled = num == 1
+                    if num == 0 { q.ringBase = q.stopRing() }
+                }
             }
             if num == 1 { try startIfReady(Int(index)) }
             return nil
@@ -285,7 +338,7 @@ public final class VhostDevice: @unchecked Sendable {
             status = UInt8(value)
             if value == 0 {
                 // The driver reset the device: stop, and forward again once it is set up anew.
-                gate.whilePaused { for q in queues { q.baseIndex = q.stop() } }
+                gate.whilePaused { for q in allRings { q.ringBase = q.stopRing() } }
                 if isBroken {
                     logger.info("vhost-user \(name): reset by the driver, leaving the broken state")
                     broken.withLock { $0 = nil }
@@ -357,7 +410,7 @@ public final class VhostDevice: @unchecked Sendable {
         }
         if let newMemory { replaceMemory(newMemory) } else {
             gate.whilePaused {
-                for q in queues { q.stop() }
+                for q in allRings { q.ringBase = q.stopRing() }
                 self.memory = nil
             }
         }
@@ -368,9 +421,9 @@ public final class VhostDevice: @unchecked Sendable {
     private func replaceMemory(_ newMemory: GuestMemory) {
         var restart: [Int] = []
         gate.whilePaused {
-            for q in queues where q.isRunning {
+            for q in allRings where q.isRunning {
                 restart.append(q.index)
-                q.baseIndex = q.stop()
+                q.ringBase = q.stopRing()
             }
             memory = newMemory
         }
@@ -384,7 +437,7 @@ public final class VhostDevice: @unchecked Sendable {
     // MARK: - Rings
 
     private func startIfReady(_ index: Int) throws(Refusal) {
-        let q = queues[index]
+        let q = control(index)
         guard !isBroken, !q.isRunning, q.enabled, q.kickFD >= 0, addressesSet[index], q.size > 0,
               let memory else { return }
         // virtio 1.2 §3.1.1: no buffer is used before DRIVER_OK. Only a front-end
@@ -402,7 +455,7 @@ public final class VhostDevice: @unchecked Sendable {
             markBroken("queue \(index): \(failure)\(hint)", fromDataPath: false)
             throw Refusal("queue \(index) cannot start: \(failure)")
         }
-        logger.info("vhost-user \(name): queue \(index) running (size \(q.size), from \(q.lastAvail))")
+        logger.info("vhost-user \(name): queue \(index) running (\(packedRings ? "packed" : "split"), size \(q.size), from \(q.startIndex))")
         // QEMU creates kick eventfds already signalled: only kicks from now on count.
         if q.kickFD >= 0 { _ = EventFD.drain(q.kickFD) }
         watch[index] = (q.availIndexInRing ?? 0, nil)
@@ -421,7 +474,7 @@ public final class VhostDevice: @unchecked Sendable {
             return true
         }
         guard first else { return }
-        let stopAll = { for q in self.queues where q.isRunning { q.baseIndex = q.stop() } }
+        let stopAll = { for q in self.allRings where q.isRunning { q.ringBase = q.stopRing() } }
         if fromDataPath { stopAll() } else { gate.whilePaused(stopAll) }
         logger.error("vhost-user \(name): device broken, forwarding stopped: \(reason)")
     }
@@ -441,7 +494,8 @@ public final class VhostDevice: @unchecked Sendable {
             markBroken("\(damage)", fromDataPath: false)
             return
         }
-        for (i, q) in queues.enumerated() where i % 2 == 0 {
+        for i in queues.indices where i % 2 == 0 {
+            let q = control(i)
             guard let w = watch[i] else { continue }
             guard let availNow = q.availIndexInRing else { watch[i] = nil; continue }
             if availNow != w.avail || availNow != q.startIndex {
@@ -463,7 +517,8 @@ public final class VhostDevice: @unchecked Sendable {
     /// Forgets the front-end: rings, memory and descriptors (a reset or a departure).
     public func reset(reason: String) {
         gate.whilePaused {
-            for q in queues { q.reset() }
+            for q in allRings { q.reset() }
+            packedRings = false
             memory = nil
             for slot in kicks + calls + errs { slot.close() }
             addressesSet = addressesSet.map { _ in false }

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Model
 import Platform
 
 /// The socket side of one vhost-user device: in server mode Ferry listens and

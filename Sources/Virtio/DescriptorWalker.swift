@@ -12,12 +12,22 @@ struct Descriptor {
     }
 }
 
-/// Follows a descriptor chain, direct or through one indirect table, with a hop
+/// The buffers of one descriptor chain, one at a time, each checked as the ring
+/// layout demands: a split ring's table walk (`DescriptorWalker`) or a packed
+/// ring's run of descriptors (`PackedDescriptorWalker`). Callers are generic
+/// over it, so each layout gets its own specialised copy and no dynamic dispatch.
+@usableFromInline
+protocol DescriptorSource {
+    /// The next buffer, nil at the end of the chain, or an error.
+    mutating func next(memory: GuestMemory) -> Result<Descriptor, VirtqueueError>?
+}
+
+/// Follows a split ring's descriptor chain, direct or through one indirect table, with a hop
 /// budget equal to the table size so a looping chain ends (virtio 1.2 §2.7.5.3).
 /// Each descriptor's fields are loaded once: the guest may rewrite the table
 /// while we read it, so a checked value is never loaded again.
 @usableFromInline
-struct DescriptorWalker {
+struct DescriptorWalker: DescriptorSource {
     @usableFromInline var table: UnsafeMutableRawPointer
     @usableFromInline var tableSize: UInt32
     @usableFromInline var index: UInt32
@@ -26,10 +36,10 @@ struct DescriptorWalker {
     @usableFromInline var finished = false
 
     @inlinable
-    init(table: UnsafeMutableRawPointer, size: UInt32, head: UInt16) {
+    init(table: UnsafeMutableRawPointer, size: UInt32, head: DescriptorIndex) {
         self.table = table
         self.tableSize = size
-        self.index = UInt32(head)
+        self.index = UInt32(head.rawValue)
     }
 
     /// The next buffer, nil at the end of the chain, or an error.

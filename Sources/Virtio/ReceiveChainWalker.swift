@@ -1,3 +1,5 @@
+import Glibc
+
 /// One piece of a device-writable chain: host memory the device may write, or why the chain is bad.
 @usableFromInline
 enum ReceivePiece {
@@ -7,14 +9,14 @@ enum ReceivePiece {
 
 /// Walks a device-writable (RX) chain as the host pieces its buffers translate to, with
 /// every check a chain the device writes into must pass: the descriptor rules of
-/// `DescriptorWalker`, each descriptor writable (virtio 1.2 §2.7.4), each buffer inside
+/// its layout's walker, each descriptor writable (virtio 1.2 §2.7.4, §2.8.6), each buffer inside
 /// guest memory (one crossing regions comes back in several pieces). Push (`writeFrame`)
 /// and the direct TAP read (`nextChain`) both walk chains with it. A piece is translated
 /// only when asked for: a walk that stops once it has room enough never looks at, or
 /// breaks the device over, a buffer it did not use.
 @usableFromInline
-struct ReceiveChainWalker {
-    @usableFromInline var descriptors: DescriptorWalker
+struct ReceiveChainWalker<Source: DescriptorSource> {
+    @usableFromInline var descriptors: Source
     /// What is left of the current descriptor's buffer.
     @usableFromInline var address: UInt64 = 0
     @usableFromInline var left: UInt32 = 0
@@ -23,14 +25,14 @@ struct ReceiveChainWalker {
     @usableFromInline var descriptorLength: UInt32 = 0
 
     @inlinable
-    init(table: UnsafeMutableRawPointer, size: UInt32, head: UInt16) {
-        descriptors = DescriptorWalker(table: table, size: size, head: head)
+    init(_ descriptors: Source) {
+        self.descriptors = descriptors
     }
 
     /// The next piece, nil at the end of the chain.
     @inlinable
     mutating func next(memory: GuestMemory) -> ReceivePiece? {
-        // A descriptor is never empty (DescriptorWalker refuses length 0): nothing left means the next one.
+        // A descriptor is never empty (both walkers refuse length 0): nothing left means the next one.
         if left == 0 {
             guard let step = descriptors.next(memory: memory) else { return nil }
             let d: Descriptor
@@ -51,5 +53,72 @@ struct ReceiveChainWalker {
         address &+= UInt64(piece)
         left &-= piece
         return .piece(p, length: Int(piece))
+    }
+}
+
+/// What listing a chain's pieces for a `readv` found.
+@usableFromInline
+enum ListedChain {
+    /// The first `pieces` iovecs, `bytes` in all (at least what was wanted, or the whole chain).
+    case listed(pieces: Int, bytes: Int)
+    /// More pieces than the caller has room for.
+    case tooManyPieces
+    case failure(VirtqueueError)
+}
+
+extension ReceiveChainWalker {
+    /// Lists the chain's pieces into `pieces` (at most `capacity`) until they hold `want` bytes or the chain ends.
+    @inlinable
+    mutating func list(into pieces: UnsafeMutablePointer<iovec>, capacity: Int, want: Int, memory mem: GuestMemory)
+        -> ListedChain
+    {
+        var count = 0
+        var bytes = 0
+        while bytes < want, let step = next(memory: mem) {
+            switch step {
+            case .failure(let e):
+                return .failure(e)
+            case .piece(let p, let length):
+                if count == capacity { return .tooManyPieces }
+                pieces[count] = iovec(iov_base: p, iov_len: length)
+                count &+= 1
+                // No overflow: a chain has at most 32768 descriptors of at most 4 GiB each.
+                bytes &+= length
+            }
+        }
+        return .listed(pieces: count, bytes: bytes)
+    }
+}
+
+/// The frame's first bytes, kept out of the guest's reach while the worker decided,
+/// written into a lent chain before it is used: the virtio-net header's flags
+/// keep only what the driver accepts, num_buffers is 1 (§5.1.6.4: one chain,
+/// valid with or without MRG_RXBUF).
+@usableFromInline
+enum ReceivePrefix {
+    @inlinable
+    static func write(_ prefix: UnsafeMutableRawPointer, length prefixLength: Int, into pieces: UnsafePointer<iovec>,
+                      count: Int, headerLength: Int, acceptedHeaderFlags: UInt8) {
+        if headerLength >= 12 && prefixLength >= 12 {
+            prefix.storeBytes(of: prefix.load(as: UInt8.self) & acceptedHeaderFlags, as: UInt8.self)
+            prefix.storeBytes(of: UInt16(1).littleEndian, toByteOffset: 10, as: UInt16.self)
+        }
+        var done = 0
+        var i = 0
+        while done < prefixLength && i < count {
+            let take = min(prefixLength &- done, pieces[i].iov_len)
+            // SAFETY: pieces[i] was translated inside guest memory when the chain was lent, in this burst.
+            memcpy(pieces[i].iov_base, prefix + done, take)
+            done &+= take
+            i &+= 1
+        }
+    }
+}
+
+extension ReceiveChainWalker where Source == DescriptorWalker {
+    /// A split ring's chain from `head` in the descriptor table.
+    @inlinable
+    init(table: UnsafeMutableRawPointer, size: UInt32, head: DescriptorIndex) {
+        self.init(DescriptorWalker(table: table, size: size, head: head))
     }
 }

@@ -50,7 +50,7 @@ extension SplitVirtqueue {
             case .frame:
                 bytes &+= UInt64(batch.length(of: batch.count &- 1))
             }
-            writeUsed(slot: usedIndex &+ pendingUsed, id: h, length: 0)
+            writeUsed(at: usedIndex &+ pendingUsed, id: h, length: 0)
             pendingUsed &+= 1
             lastAvail &+= 1
             consumed &+= 1
@@ -67,74 +67,20 @@ extension SplitVirtqueue {
         publishUsed(n)
     }
 
-    /// Walks one device-readable chain: the first `headerLength` bytes go to the
-    /// frame's header slot, the rest become segments. `mem` comes from the
-    /// caller, loaded once per burst: loading the property per chain cost a
-    /// retain and a release per frame.
+    /// Walks one device-readable chain into `batch` (`TransmitChain`). `mem`
+    /// comes from the caller, loaded once per burst: loading the property per
+    /// chain cost a retain and a release per frame.
     @inlinable
-    func readChain(head: UInt16, into batch: PacketBatch, memory mem: GuestMemory) -> PulledChain {
+    func readChain(head: DescriptorIndex, into batch: PacketBatch, memory mem: GuestMemory) -> PulledChain {
         var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: head)
-        let frame = batch.count
-        let header = batch.header(frame)
-        var headerLeft = headerLength
-        var total: UInt64 = 0
-        let firstSegment = batch.segmentCount
-        var segments = 0
-        let freeSegments = batch.freeSegments
-        var overflowed = false
-        while let step = walker.next(memory: mem) {
-            let d: Descriptor
-            switch step {
-            case .failure(let e): fail(e); return .broken
-            case .success(let value): d = value
-            }
-            if d.writable { fail(.writableInDriverChain); return .broken }
-            total &+= UInt64(d.length)
-            if total > UInt64(maxFrameLength) { fail(.frameTooLong(total)); return .broken }
-            // A chain too long for the batch is still walked to its end, so a
-            // hostile chain cannot hide a loop behind the segment limit.
-            if overflowed { continue }
-            var address = d.address
-            var left = d.length
-            while left > 0 {
-                guard let (p, piece) = mem.translatePiece(GuestAddress(address), length: left) else {
-                    fail(.descriptorAddressInvalid(address: d.address, length: d.length)); return .broken
-                }
-                var ptr = p
-                var body = piece
-                if headerLeft == 12 && body >= 12 {
-                    // The usual case, a whole 12-byte header in one piece: two moves, no call.
-                    header.storeBytes(of: ptr.loadUnaligned(as: UInt64.self), as: UInt64.self)
-                    header.storeBytes(of: ptr.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8,
-                                      as: UInt32.self)
-                    headerLeft = 0
-                    ptr += 12
-                    body &-= 12
-                } else if headerLeft > 0 {
-                    let take = Int(body) < headerLeft ? Int(body) : headerLeft
-                    memcpy(header + (headerLength &- headerLeft), ptr, take)
-                    headerLeft &-= take
-                    ptr += take
-                    body &-= UInt32(take)
-                }
-                if body > 0 {
-                    if segments == freeSegments { overflowed = true; break }
-                    batch.setSegment(firstSegment &+ segments, base: ptr, length: body)
-                    segments &+= 1
-                }
-                address &+= UInt64(piece)
-                left &-= piece
-            }
+        switch TransmitChain.gather(&walker, into: batch, headerLength: headerLength, maxFrameLength: maxFrameLength,
+                                    memory: mem) {
+        case .frame: return .frame
+        case .dropped(let reason): return .dropped(reason)
+        case .noRoom: return .noRoom
+        case .broken(let e):
+            fail(e)
+            return .broken
         }
-        if overflowed { return .noRoom }
-        // A frame needs at least an Ethernet header behind the virtio-net header.
-        if headerLeft > 0 || total < UInt64(headerLength &+ Ethernet.headerSize) { return .dropped(.runt) }
-        if headerLength < PacketBatch.headerSize {
-            // Legacy 10-byte header: num_buffers is absent.
-            header.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
-        }
-        batch.appendFrame(segments: firstSegment ..< firstSegment &+ segments,
-                          length: UInt32(truncatingIfNeeded: total) &- UInt32(headerLength))
-        return .frame
     }
 }

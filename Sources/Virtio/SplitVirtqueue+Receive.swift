@@ -48,47 +48,29 @@ extension SplitVirtqueue {
         guard available > 0 else { return .none }
         guard let h = head(at: lastAvail) else { return .broken }
         var chain = ReceiveChainWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
-        var count = 0
-        var bytes = 0
-        while bytes < want, let step = chain.next(memory: mem) {
-            switch step {
-            case .failure(let e):
-                fail(e)
-                return .broken
-            case .piece(let p, let length):
-                if count == capacity { return .unsuitable }
-                pieces[count] = iovec(iov_base: p, iov_len: length)
-                count &+= 1
-                // No overflow: a chain has at most 32768 descriptors of at most 4 GiB each.
-                bytes &+= length
-            }
+        switch chain.list(into: pieces, capacity: capacity, want: want, memory: mem) {
+        case .failure(let e):
+            fail(e)
+            return .broken
+        case .tooManyPieces:
+            return .unsuitable
+        case .listed(let count, let bytes):
+            return bytes < want ? .unsuitable : .chain(head: h.rawValue, pieces: count, bytes: bytes)
         }
-        return bytes < want ? .unsuitable : .chain(head: h, pieces: count, bytes: bytes)
     }
 
     /// Consumes the chain `nextChain` returned, `length` bytes of it written
     /// (virtio-net header included), after writing the first `prefixLength`
-    /// bytes of the frame from `prefix` into it: the header and whatever else
-    /// the caller kept out of the guest's reach while deciding. The header's
-    /// flags keep only what the driver accepts; num_buffers is 1 (§5.1.6.4:
-    /// one chain, valid with or without MRG_RXBUF).
+    /// bytes of the frame from `prefix` into it (`ReceivePrefix`): the header
+    /// and whatever else the caller kept out of the guest's reach while deciding.
     @inlinable
     public func commitChain(head: UInt16, pieces: UnsafePointer<iovec>, count: Int, length: Int,
                             prefix: UnsafeMutableRawPointer, prefixLength: Int) {
-        if headerLength >= 12 && prefixLength >= 12 {
-            prefix.storeBytes(of: prefix.load(as: UInt8.self) & acceptedHeaderFlags, as: UInt8.self)
-            prefix.storeBytes(of: UInt16(1).littleEndian, toByteOffset: 10, as: UInt16.self)
-        }
-        var done = 0
-        var i = 0
-        while done < prefixLength && i < count {
-            let take = min(prefixLength &- done, pieces[i].iov_len)
-            // SAFETY: pieces[i] was translated inside guest memory by `nextChain` in this burst.
-            memcpy(pieces[i].iov_base, prefix + done, take)
-            done &+= take
-            i &+= 1
-        }
-        writeUsed(slot: usedIndex &+ pendingUsed, id: head, length: UInt32(truncatingIfNeeded: length))
+        ReceivePrefix.write(prefix, length: prefixLength, into: pieces, count: count, headerLength: headerLength,
+                            acceptedHeaderFlags: acceptedHeaderFlags)
+        // The caller hands back the head `nextChain` returned, which `head(at:)` checked.
+        writeUsed(at: usedIndex &+ pendingUsed, id: DescriptorIndex(checked: head),
+                  length: UInt32(truncatingIfNeeded: length))
         pendingUsed &+= 1
         lastAvail &+= 1
     }

@@ -46,7 +46,7 @@ public final class SplitVirtqueue {
     public var callFD: Int32 = -1
     public var errorFD: Int32 = -1
     /// Set by SET_VRING_BASE: where the driver wants the device to start.
-    public var baseIndex: UInt16 = 0
+    public var baseIndex = RingIndex(0)
 
     // Data-path state, owned by the worker while `isRunning`.
     @usableFromInline var mask: UInt16 = 0
@@ -56,13 +56,13 @@ public final class SplitVirtqueue {
     @usableFromInline unowned(unsafe) var memory: GuestMemory? = nil
     @usableFromInline var memoryOwner: GuestMemory? = nil
     /// Next avail ring slot to consume (free-running, wraps at 2^16 like the driver's index).
-    public var lastAvail: UInt16 = 0
+    public var lastAvail = RingIndex(0)
     /// Used index as last published to the driver.
-    public var usedIndex: UInt16 = 0
+    public var usedIndex = RingIndex(0)
     /// Used entries written but not yet published (between pull and release).
     @usableFromInline var pendingUsed: UInt16 = 0
     /// Used index at the last notification decision (EVENT_IDX's "old").
-    @usableFromInline var signalledUsed: UInt16 = 0
+    @usableFromInline var signalledUsed = RingIndex(0)
     /// Where the queue started consuming, after any resync.
     public private(set) var startIndex: UInt16 = 0
     /// The worker reads this before touching the rings.
@@ -100,13 +100,13 @@ public final class SplitVirtqueue {
         self.memory = memory
         lastAvail = baseIndex
         usedIndex = baseIndex
-        let ringUsed = ferry_load_acquire_u16(u + 2)
+        let ringUsed = RingIndex(ferry_load_acquire_u16(u + 2))
         if ringUsed != baseIndex {
             lastAvail = ringUsed
             usedIndex = ringUsed
         }
         signalledUsed = usedIndex
-        startIndex = lastAvail
+        startIndex = lastAvail.rawValue
         pendingUsed = 0
         error = nil
         // We poll: ask the driver not to kick. With EVENT_IDX the driver ignores
@@ -117,7 +117,7 @@ public final class SplitVirtqueue {
 
     /// Stops the queue and returns the index to hand back in GET_VRING_BASE.
     @discardableResult
-    public func stop() -> UInt16 {
+    public func stop() -> RingIndex {
         let next = isRunning ? lastAvail : baseIndex
         isRunning = false
         desc = nil
@@ -136,7 +136,7 @@ public final class SplitVirtqueue {
         descAddress = FrontEndAddress(0)
         availAddress = FrontEndAddress(0)
         usedAddress = FrontEndAddress(0)
-        baseIndex = 0
+        baseIndex = RingIndex(0)
         enabled = false
         kickFD = -1
         callFD = -1
@@ -166,14 +166,14 @@ public final class SplitVirtqueue {
     public func enableNotifications() -> Bool {
         guard isRunning, let u = used, let a = avail else { return false }
         if eventIndex {
-            ferry_store_relaxed_u16(u + 4 + 8 &* (Int(mask) &+ 1), lastAvail)
+            ferry_store_relaxed_u16(u + 4 + 8 &* (Int(mask) &+ 1), lastAvail.rawValue)
         } else {
             ferry_store_relaxed_u16(u, 0)
         }
         // The request must be visible before we look at the avail index again;
         // the driver orders its index store before reading ours the same way.
         ferry_fence_seq_cst()
-        return ferry_load_acquire_u16(a + 2) != lastAvail
+        return RingIndex(ferry_load_acquire_u16(a + 2)) != lastAvail
     }
 
     /// Tells the driver not to kick while we poll. With EVENT_IDX nothing is
@@ -189,7 +189,7 @@ public final class SplitVirtqueue {
     @inlinable
     public var postedBuffers: Int {
         guard isRunning else { return 0 }
-        let n = ferry_load_acquire_u16(avail.unsafelyUnwrapped + 2) &- lastAvail
+        let n = RingIndex(ferry_load_acquire_u16(avail.unsafelyUnwrapped + 2)) &- lastAvail
         return n > mask &+ 1 ? 0 : Int(n)
     }
 
@@ -198,29 +198,29 @@ public final class SplitVirtqueue {
     func availableCount() -> Int? {
         // Acquire: the ring entries and descriptors the driver wrote before
         // publishing this index must be visible to the loads that follow.
-        let availIndex = ferry_load_acquire_u16(avail.unsafelyUnwrapped + 2)
+        let availIndex = RingIndex(ferry_load_acquire_u16(avail.unsafelyUnwrapped + 2))
         let n = availIndex &- lastAvail
         if n > mask &+ 1 {
-            fail(.availIndexJump(availIndex: availIndex, lastSeen: lastAvail, size: mask &+ 1))
+            fail(.availIndexJump(availIndex: availIndex.rawValue, lastSeen: lastAvail.rawValue, size: mask &+ 1))
             return nil
         }
         return Int(n)
     }
 
     @inlinable
-    func head(at slot: UInt16) -> UInt16? {
-        let h = ferry_load_relaxed_u16(avail.unsafelyUnwrapped + 4 + 2 &* Int(slot & mask))
+    func head(at index: RingIndex) -> DescriptorIndex? {
+        let h = ferry_load_relaxed_u16(avail.unsafelyUnwrapped + 4 + 2 &* index.slot(mask))
         if h > mask {
             fail(.headOutOfRange(h, size: mask &+ 1))
             return nil
         }
-        return h
+        return DescriptorIndex(checked: h)
     }
 
     @inlinable
-    func writeUsed(slot: UInt16, id: UInt16, length: UInt32) {
-        let e = used.unsafelyUnwrapped + 4 + 8 &* Int(slot & mask)
-        e.storeBytes(of: UInt32(id), as: UInt32.self)
+    func writeUsed(at index: RingIndex, id: DescriptorIndex, length: UInt32) {
+        let e = used.unsafelyUnwrapped + 4 + 8 &* index.slot(mask)
+        e.storeBytes(of: UInt32(id.rawValue), as: UInt32.self)
         e.storeBytes(of: length, toByteOffset: 4, as: UInt32.self)
     }
 
@@ -231,7 +231,7 @@ public final class SplitVirtqueue {
         let newIndex = usedIndex &+ count
         // Release: the used entries (and, for RX, the frame bytes) must be
         // visible before the driver can see the new index.
-        ferry_store_release_u16(used.unsafelyUnwrapped + 2, newIndex)
+        ferry_store_release_u16(used.unsafelyUnwrapped + 2, newIndex.rawValue)
         usedIndex = newIndex
         notifyIfNeeded()
     }
@@ -245,9 +245,9 @@ public final class SplitVirtqueue {
             // §2.7.10: the used index store must be visible before reading
             // used_event, or both sides could miss each other's update.
             ferry_fence_seq_cst()
-            let usedEvent = ferry_load_relaxed_u16(a + 4 + 2 &* (Int(mask) &+ 1))
+            let usedEvent = RingIndex(ferry_load_relaxed_u16(a + 4 + 2 &* (Int(mask) &+ 1)))
             let old = signalledUsed
-            shouldSignal = (usedIndex &- usedEvent &- 1) < (usedIndex &- old)
+            shouldSignal = (usedIndex &- usedEvent) &- 1 < usedIndex &- old
         } else {
             ferry_fence_seq_cst()
             shouldSignal = ferry_load_relaxed_u16(a) & SplitRingLayout.availNoInterrupt == 0

@@ -22,6 +22,7 @@ public struct VirtioNetFeatures: OptionSet, Sendable, Hashable {
     public static let eventIndex = Self(rawValue: 1 << 29)      // VIRTIO_F_RING_EVENT_IDX (§6)
     public static let protocolFeatures = Self(rawValue: 1 << 30) // VHOST_USER_F_PROTOCOL_FEATURES
     public static let version1 = Self(rawValue: 1 << 32)        // VIRTIO_F_VERSION_1 (§6)
+    public static let ringPacked = Self(rawValue: 1 << 34)      // VIRTIO_F_RING_PACKED (§6)
     public static let guestUSO4 = Self(rawValue: 1 << 54)       // VIRTIO_NET_F_GUEST_USO4
     public static let guestUSO6 = Self(rawValue: 1 << 55)       // VIRTIO_NET_F_GUEST_USO6
     public static let hostUSO = Self(rawValue: 1 << 56)         // VIRTIO_NET_F_HOST_USO
@@ -38,13 +39,14 @@ public struct VirtioNetFeatures: OptionSet, Sendable, Hashable {
     /// Checksum offload in both directions.
     public static let checksumOffloads: Self = [.csum, .guestCsum]
 
-    /// What Ferry offers: split rings with indirect tables and event index,
-    /// mergeable RX buffers for jumbo frames, checksum and segmentation offloads
-    /// passed through (the header travels unchanged where the destination takes
-    /// it; otherwise Ferry finishes the checksum or segments in software).
+    /// What Ferry offers: split or packed rings (the driver picks) with indirect
+    /// tables and event index, mergeable RX buffers for jumbo frames, checksum
+    /// and segmentation offloads passed through (the header travels unchanged
+    /// where the destination takes it; otherwise Ferry finishes the checksum or
+    /// segments in software).
     public static let offered = Self([
         .csum, .guestCsum, .mtu, .mergeableRxBuffers, .multiqueue,
-        .indirectDescriptors, .eventIndex, .protocolFeatures, .version1,
+        .indirectDescriptors, .eventIndex, .protocolFeatures, .version1, .ringPacked,
     ]).union(segmentationOffloads)
 
     /// The virtio-net header length these features imply (§5.1.6): 12 bytes with

@@ -1,3 +1,4 @@
+import Model
 import Packets
 
 /// The key of `ferry_guests` (struct ferry_guest_key in bpf/ferry_steer.bpf.c):

@@ -1,5 +1,6 @@
 import CBPF
 import Glibc
+import Model
 import Packets
 
 /// The maps the AF_XDP port and the control plane fill. Each call is one

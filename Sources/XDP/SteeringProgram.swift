@@ -1,6 +1,7 @@
 import CBPF
 import Glibc
 import Logging
+import Model
 import Platform
 import Synchronization
 

@@ -1,4 +1,5 @@
 import ControlProtocol
+import Model
 import Packets
 import Ports
 

@@ -1,5 +1,6 @@
 import ControlProtocol
 import Engine
+import Model
 import Packets
 import Platform
 import Ports
@@ -52,10 +53,11 @@ extension ControlServer {
     /// learned or static, for the same MAC and VLAN.
     private func addStatic(mac text: String, portName name: String, vlan given: Int?) throws(ControlError) {
         let mac = try Self.macAddress(text)
-        // The I/G bit (IEEE 802-2014 §8.2): a group address names no one station, and
-        // learning never records one, so a static entry for it would only mislead.
-        if mac.isMulticast { throw .groupAddress(mac.description) }
-        if mac.bits48 == 0 { throw .nullAddress(mac.description) }
+        switch mac.staticEntryRefusal {
+        case .groupAddress?: throw .groupAddress(mac.description)
+        case .nullAddress?: throw .nullAddress(mac.description)
+        case nil: break
+        }
         guard let port = sw.port(named: name) else { throw .refused(SwitchError.unknownPort(name).description) }
         let vlan: UInt16
         if let given {

@@ -2,6 +2,7 @@ import ControlProtocol
 import Engine
 import Glibc
 import Logging
+import Model
 import Platform
 import Telemetry
 

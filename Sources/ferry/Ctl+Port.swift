@@ -21,7 +21,7 @@ extension Ctl.PortCommand {
             discussion: """
                 The port gets the lowest free index and its name from name=NAME (default: p
                 and its index). Refused for a name, socket path or interface another port has,
-                a full switch (64 ports), or a port that cannot be opened; an uplink (xdp,
+                a full switch (1,024 ports), or a port that cannot be opened; an uplink (xdp,
                 packet) that cannot be opened is refused too, not kept as a failed port.
                 Example: ferry ctl port add vhost:/run/ferry/vm1.sock,name=vm1,vlan=10
                 """)

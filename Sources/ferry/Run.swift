@@ -5,6 +5,7 @@ import Engine
 import Foundation
 import Glibc
 import Logging
+import Model
 import Platform
 import Ports
 import Telemetry

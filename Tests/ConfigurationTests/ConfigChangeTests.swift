@@ -1,6 +1,5 @@
 import Configuration
-import Packets
-import Ports
+import Model
 import XCTest
 
 final class ConfigChangeTests: XCTestCase {

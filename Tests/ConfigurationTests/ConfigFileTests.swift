@@ -1,6 +1,5 @@
 import Configuration
-import Packets
-import Ports
+import Model
 import Platform
 import XCTest
 

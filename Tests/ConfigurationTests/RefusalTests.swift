@@ -1,6 +1,5 @@
 import Configuration
-import Packets
-import Ports
+import Model
 import XCTest
 
 /// The validator `ferry run` and `ferry check` share: what it refuses in a whole config.

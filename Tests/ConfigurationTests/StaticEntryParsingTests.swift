@@ -1,5 +1,5 @@
 import Configuration
-import Packets
+import Model
 import XCTest
 
 /// `ferry run --fdb`: the file's entry keys on one line.

@@ -2,10 +2,12 @@ import Foundation
 import Glibc
 import Logging
 import MallocInterposerSwift
+import Model
 import Packets
 import Ports
 import TestSupport
 import Platform
+import Switching
 import Virtio
 import XCTest
 
@@ -90,6 +92,37 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// A switch wider than one word of port numbers: a generator's unicast to
+    /// port 900 (a static entry) takes the one-port path, another's broadcast
+    /// floods to ports 100 and 1000 (two words apart) through the gathered port
+    /// set; both allocate nothing.
+    func testBurstsBetweenPortsPastOneWordAllocateNothing() throws {
+        try runUnderInterposer(test: "testBurstsBetweenPortsPastOneWordAllocateNothing") {
+            let station = MACAddress(2, 0, 0, 0, 9, 0)
+            let unicast = GenPort(destination: station, source: MACAddress(2, 0, 0, 0, 0, 1), frameSize: 64, count: nil)
+            let flood = GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 2), frameSize: 64,
+                                count: nil)
+            let far = SinkPort(), middle = SinkPort(), last = SinkPort()
+            var ports: [(Ports.Port, VLANMode)] = [(.gen(unicast), .access(1)), (.gen(flood), .access(3))]
+            // Every other port sits in a VLAN of its own: numbers, not members.
+            while ports.count <= 1000 { ports.append((.sink(SinkPort()), .access(2))) }
+            ports[900] = (.sink(far), .access(1))
+            ports[100] = (.sink(middle), .access(3))
+            ports[1000] = (.sink(last), .access(3))
+            let sw = try SwitchHarness(ports, batchSize: 256)
+            precondition(sw.bridge.database.addStatic(FDBKey(vlan: 1, mac: station.bits48), port: 900))
+            _ = sw.pass()
+            var rounds = 0
+            return (prepare: {
+                precondition(rounds == 0 || [far, middle, last].allSatisfy { $0.counters.snapshot.txPackets > 0 },
+                             "a burst did not reach its ports")
+            }, burst: {
+                for _ in 0..<100 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
+            })
+        }
+    }
+
     /// Offloads adapted in the worker: a guest sends TSO super-frames to a
     /// guest without GUEST_TSO (segmented into the worker's slots, then pushed)
     /// and to a sink (passed whole), and partial checksums to a guest without
@@ -133,7 +166,7 @@ final class AllocationTests: XCTestCase {
             let trunk = SinkPort()
             let sw = try SwitchHarness([(gen, .access(5)), (.sink(SinkPort()), .access(5)), (.sink(trunk), .trunk([5]))],
                                        batchSize: 256)
-            sw.bridge.capture.select(receiving: 1 << 0, transmitting: 1 << 2, snapLength: 128)
+            sw.bridge.capture.select(receiving: [0], transmitting: [2], snapLength: 128)
             var copies = 0
             return (prepare: {
                 sw.worker.captureRing.drain { _ in copies += 1 }
@@ -176,6 +209,39 @@ final class AllocationTests: XCTestCase {
                 rx.push(from: batch, counters: counters)
                 tx.release()
                 precondition(batch.count == 64 && rx.isRunning && tx.isRunning && !call.isEmpty, "the burst did not forward")
+            })
+        }
+    }
+
+    /// Through the switch between a guest on packed rings and one on split
+    /// rings, both ways: the ports reach each layout through `Virtqueue`, one
+    /// switch per burst, and neither allocates.
+    func testPackedAndSplitGuestBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testPackedAndSplitGuestBurstsAllocateNothing") {
+            let log = CapturedLog()
+            let packed = try TestGuest("alloc-packed", log: log, packed: true)
+            let split = try TestGuest("alloc-split", log: log)
+            precondition(packed.device.packedRings && !split.device.packedRings, "the layouts were not negotiated")
+            let sw = try SwitchHarness([(.vhost(packed.port), .access(1)), (.vhost(split.port), .access(1))],
+                                       batchSize: 64)
+            let toSplit = frame(from: "02:00:00:00:00:0a", to: "02:00:00:00:00:0b", length: 128)
+            let toPacked = frame(from: "02:00:00:00:00:0b", to: "02:00:00:00:00:0a", length: 1400)
+            var rounds = 0
+            var delivered = 0
+            return (prepare: {
+                // Uncounted: what each guest got, new buffers and frames both ways.
+                delivered += packed.received().count + split.received().count
+                precondition(rounds < 2 || delivered >= (rounds - 1) * 16, "the bursts did not deliver: \(delivered)")
+                sw.learning.learn()
+                packed.postBuffers(8)
+                split.postBuffers(8)
+                for _ in 0..<8 {
+                    packed.send(toSplit)
+                    split.send(toPacked)
+                }
+            }, burst: {
+                for _ in 0..<2 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
             })
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Packets
 import Ports
 import Switching

@@ -1,4 +1,5 @@
 import Glibc
+import Model
 import Packets
 import Platform
 import Ports
@@ -17,13 +18,13 @@ final class TestGuest {
     let port: VhostPort
     let frontEnd: MockFrontEnd
 
-    init(_ name: String, log: CapturedLog, withoutFeatures: UInt64 = 0) throws {
+    init(_ name: String, log: CapturedLog, withoutFeatures: UInt64 = 0, packed: Bool = false) throws {
         path = "/tmp/ferry-engine-\(getpid())-\(name).sock"
         unlink(path)
         device = VhostDevice(name: name, gate: UngatedDataPath(), logger: log.logger)
         endpoint = try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger)
         port = VhostPort(endpoint: endpoint)
-        frontEnd = try MockFrontEnd(device: device)
+        frontEnd = try MockFrontEnd(device: device, packed: packed)
         frontEnd.setUp(withoutFeatures: withoutFeatures)
     }
 
@@ -31,16 +32,16 @@ final class TestGuest {
 
     /// Sends a frame from the guest (with a virtio-net header, zero by default).
     func send(_ frame: [UInt8], header: [UInt8] = [UInt8](repeating: 0, count: 12), split: [Int]? = nil) {
-        frontEnd.tx.offerTX(frame: frame, header: header, split: split)
+        frontEnd.transmitRing.offerTX(frame: frame, header: header, split: split)
     }
 
     /// Posts receive buffers.
     func postBuffers(_ n: Int, size: Int = 2048) {
-        for _ in 0..<n { frontEnd.rx.offerRX(bufferSizes: [size]) }
+        for _ in 0..<n { frontEnd.receiveRing.offerRX(bufferSizes: [size]) }
     }
 
     /// Frames the switch delivered since the last call.
-    func received() -> [ReceivedFrame] { frontEnd.rx.receive() }
+    func received() -> [ReceivedFrame] { frontEnd.receiveRing.receive() }
 
     var counters: CounterSnapshot { port.counters[0].snapshot }
 }

@@ -2,6 +2,7 @@ import ControlProtocol
 import Engine
 import Foundation
 import Logging
+import Model
 import Packets
 import Ports
 import Switching

@@ -59,11 +59,13 @@ class Guest(qg.GuestProcess):
     """A test guest told what to do on its kernel command line (ferry.ip, ferry.ping, ...)."""
 
     def __init__(self, name: str, mac: str, socket_path: str, append: str, log: str,
-                 mtu: Optional[int] = None, unshared_memory: bool = False):
+                 mtu: Optional[int] = None, unshared_memory: bool = False, device_options: str = ""):
         cmd = [str(qg.RUN_GUEST), "--name", name, "--mac", mac, "--vhost-socket", socket_path,
                "--append", append, "--log", log, "--timeout", str(QEMU_TIMEOUT)]
         if mtu:
             cmd += ["--mtu", str(mtu)]
+        if device_options:
+            cmd += ["--device-options", device_options]
         if unshared_memory:
             cmd += ["--unshared-memory"]
         super().__init__(name, log, cmd)
@@ -96,8 +98,11 @@ def broken_lines(ferry: h.Ferry) -> list[str]:
     return [l for l in ferry.log_text().splitlines() if "device broken" in l]
 
 
-@pytest.mark.parametrize("mtu,size", [(1500, 1472), (9000, 8000)], ids=["mtu1500", "mtu9000"])
-def test_guest_pings_guest_through_ferry(guest_machine, lab, mtu, size):
+@pytest.mark.parametrize("mtu,size,packed", [(1500, 1472, False), (9000, 8000, False), (1500, 1472, True)],
+                         ids=["mtu1500", "mtu9000", "packed"])
+def test_guest_pings_guest_through_ferry(guest_machine, lab, mtu, size, packed):
+    """packed: guest A's virtio-net-pci has packed=on (VIRTIO_F_RING_PACKED), guest B keeps
+    split rings: every ping crosses from one ring layout to the other and back."""
     sock_a, sock_b = lab.path("a.sock"), lab.path("b.sock")
     ferry = lab.ferry([f"vhost:{sock_a},name=a", f"vhost:{sock_b},name=b"])
     h.wait_for_socket(sock_a, proc=ferry)
@@ -133,7 +138,8 @@ def test_guest_pings_guest_through_ferry(guest_machine, lab, mtu, size):
 
     a = Guest("ferry-a", MAC_A, sock_a,
               f"ferry.ip={IP_A}/24 ferry.ping={IP_B} ferry.count={PING_COUNT} "
-              f"ferry.size={size} {common}", lab.path("guest-a.log"), mtu=guest_mtu)
+              f"ferry.size={size} {common}", lab.path("guest-a.log"), mtu=guest_mtu,
+              device_options="packed=on" if packed else "")
     lab.guests.append(a)
     a.start()
     ready_a, _ = a.wait_for(_READY, BOOT_TIMEOUT, ferry_problem)
@@ -149,6 +155,11 @@ def test_guest_pings_guest_through_ferry(guest_machine, lab, mtu, size):
     for name, ready in (("B", ready_b), ("A", ready_a)):
         assert int(ready.group(2)) == mtu, \
             f"guest {name} has MTU {ready.group(2)}, wanted {mtu}\n{ctx()}"
+    # QEMU may set the features more than once; every time, each port in its own layout.
+    layouts = {port: set(re.findall(rf"vhost-user {port}: features .*, (packed|split) rings\)",
+                                    ferry.log_text())) for port in ("a", "b")}
+    assert layouts == {"a": {"packed" if packed else "split"}, "b": {"split"}}, \
+        f"ring layouts negotiated: {layouts}\n{ctx()}"
 
     target, rsize, sent, received = result.group(1), int(result.group(2)), \
         int(result.group(3)), int(result.group(4))

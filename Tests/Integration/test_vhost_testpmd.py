@@ -315,3 +315,66 @@ def test_multiqueue_txonly_into_sink(lab, mode):
     assert t["TX-packets"] == vm["rx_packets"] + h.drop_total(vm), ctx
     assert sink["tx_packets"] == vm["rx_packets"], ctx
     check_queue_sums(vm)
+
+
+# --------------------------------------------------------------------------- packed rings
+
+
+@pytest.mark.parametrize("size", [64, 1518, 9000])
+def test_packed_exact_count_into_sink(lab, size):
+    """virtio-user with packed_vq=1 (VIRTIO_F_RING_PACKED) sends an exact number of frames
+    through Ferry's packed TX ring: every frame taken or counted, at full length."""
+    bursts, burst = 1000, 32
+    ferry, tp = start_pair(lab, "ferry-server", "sink:name=sink", "rxonly", packed_vq=True,
+                           interactive=True, txpkts=size, burst=burst)
+    tp.tx_first(bursts)
+    vm, sink = settle(ferry, "vm", "sink")
+    t = tp.stop()
+    assert "TX-packets" in t, f"testpmd printed no final totals\n{tp.log_tail()}"
+    vm, sink = ports(ferry, "vm", "sink")
+    ctx = f"testpmd totals {t}\nferry vm={vm}\nferry sink={sink}\n{lab.logs(15)}"
+    assert ", packed rings)" in ferry.log_text(), f"the front-end did not negotiate packed rings\n{ctx}"
+    assert t["TX-packets"] + t.get("TX-dropped", 0) == bursts * burst, \
+        f"testpmd did not attempt exactly {bursts * burst} frames\n{ctx}"
+    assert t["TX-packets"] > bursts * burst // 2, f"testpmd could send little\n{ctx}"
+    assert t["TX-packets"] == vm["rx_packets"] + h.drop_total(vm), \
+        f"testpmd TX-packets {t['TX-packets']} != vm rx_packets {vm['rx_packets']} + drops " \
+        f"{vm.get('drops')}\n{ctx}"
+    assert h.drop_total(vm) == 0, f"Ferry dropped frames of a well-behaved packed ring\n{ctx}"
+    assert vm["rx_bytes"] == vm["rx_packets"] * size, ctx
+    assert sink["tx_packets"] == vm["rx_packets"] - h.drop_total(sink), ctx
+
+
+@pytest.mark.parametrize("size", [64, 1518, 9000])
+def test_gen_into_packed_rxonly(lab, size):
+    """A generator's exact count into virtio-user's packed RX ring (mergeable buffers for
+    jumbo frames): testpmd receives exactly what Ferry says it handed over, at full length."""
+    count = 50_000
+    fe_kw = {"mrg_rxbuf": True} if size > 1518 else {}
+    gen = f"gen:dst={GEN_DST},src={GEN_SRC},size={size},count={count},name=gen"
+    ferry, tp = start_pair(lab, "ferry-server", gen, "rxonly", packed_vq=True, **fe_kw)
+
+    def generated():
+        return h.port_stats(ferry.stats(), "gen")["rx_packets"] >= count
+    try:
+        h.wait_until(generated, 120, f"gen to produce {count} frames")
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}\nlast stats: {safe_stats(ferry)}\n{lab.logs()}")
+    settle(ferry, "gen", "vm")
+    h.wait_stable(lambda: tp.nic_value("RX-packets"), quiet=2.0, timeout=30,
+                  desc="testpmd's RX counter to settle")
+    t = tp.stop()
+    assert "RX-packets" in t, f"testpmd printed no final totals\n{tp.log_tail()}"
+    g, vm = ports(ferry, "gen", "vm")
+    ctx = f"testpmd totals {t}\nferry gen={g}\nferry vm={vm}\n{lab.logs(15)}"
+    assert ", packed rings)" in ferry.log_text(), f"the front-end did not negotiate packed rings\n{ctx}"
+    assert g["rx_packets"] == count, ctx
+    assert vm["tx_packets"] + h.drop_total(vm) == count, ctx
+    assert vm["tx_packets"] > 0, f"no generated frame reached the front-end\n{ctx}"
+    assert t["RX-packets"] == vm["tx_packets"], \
+        f"testpmd RX-packets {t['RX-packets']} != vm tx_packets {vm['tx_packets']}\n{ctx}"
+    assert vm["tx_bytes"] == vm["tx_packets"] * size, ctx
+    nic_bytes = t.get("NIC-RX-bytes")
+    if nic_bytes is not None and t.get("NIC-RX-packets") == t["RX-packets"]:
+        assert nic_bytes == t["RX-packets"] * size, ctx
+    assert t.get("RX-dropped", 0) == 0, f"testpmd missed frames\n{ctx}"

@@ -1,3 +1,4 @@
+import Model
 import Packets
 import XCTest
 
@@ -27,12 +28,12 @@ final class GroupForwardMaskTests: XCTestCase {
     }
 
     func testOnlyTheSixteenReservedAddressesAreLinkLocal() {
-        XCTAssertTrue(GroupForwardMask.isLinkLocal(0x0180_C200_0000))
-        XCTAssertTrue(GroupForwardMask.isLinkLocal(0x0180_C200_000E))
-        XCTAssertTrue(GroupForwardMask.isLinkLocal(0x0180_C200_000F))
-        XCTAssertFalse(GroupForwardMask.isLinkLocal(0x0180_C200_0010), "GARP/MRP: an ordinary group address here")
-        XCTAssertFalse(GroupForwardMask.isLinkLocal(0x0180_C200_0020))
-        XCTAssertFalse(GroupForwardMask.isLinkLocal(0x0100_5E00_0001))
-        XCTAssertFalse(GroupForwardMask.isLinkLocal(0xFFFF_FFFF_FFFF))
+        XCTAssertTrue(Ethernet.isLinkLocal(0x0180_C200_0000))
+        XCTAssertTrue(Ethernet.isLinkLocal(0x0180_C200_000E))
+        XCTAssertTrue(Ethernet.isLinkLocal(0x0180_C200_000F))
+        XCTAssertFalse(Ethernet.isLinkLocal(0x0180_C200_0010), "GARP/MRP: an ordinary group address here")
+        XCTAssertFalse(Ethernet.isLinkLocal(0x0180_C200_0020))
+        XCTAssertFalse(Ethernet.isLinkLocal(0x0100_5E00_0001))
+        XCTAssertFalse(Ethernet.isLinkLocal(0xFFFF_FFFF_FFFF))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 @testable import Platform
+import Model
 import XCTest
 
 /// Socket owner, group and mode on real sockets. Giving a socket to another user

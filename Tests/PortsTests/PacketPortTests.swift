@@ -301,28 +301,17 @@ final class PacketPortTests: XCTestCase {
         XCTAssertNotNil(port.sockets[0].fanoutGroup)
         XCTAssertEqual(port.sockets[0].fanoutGroup, port.sockets[1].fanoutGroup)
         XCTAssertNotEqual(port.descriptor(queue: 0), port.descriptor(queue: 1))
-        let peer = try veth.peerSocket()
-        let frames = (0..<64).map { udpFrame(sourcePort: 5000 + UInt16($0), size: 80) }
-        for frame in frames { try peer.send(frame) }
-
-        let batch = PacketBatch(capacity: 64)
-        let perQueue = pullFromQueues(2, expecting: frames.count, timeout: 3, into: batch,
-                                      descriptor: port.descriptor(queue:), pull: { port.pull(queue: $0, into: $1) },
-                                      release: port.release(queue:))
-        usleep(20_000)
-        for q in 0..<2 {
-            batch.reset()
-            XCTAssertEqual(port.pull(queue: q, into: batch), 0, "queue \(q): no duplicate")
-        }
-        assertEachFrameOnceOnTwoQueues(perQueue, frames: frames, counters: port.counters)
-
-        // Queue 1 transmits too.
-        let arena = FrameArena()
-        batch.reset()
-        arena.append(frames[0], cuts: [20], to: batch)
-        port.push(queue: 1, from: batch)
-        XCTAssertEqual(port.counters[1].snapshot.txPackets, 1)
-        XCTAssertEqual(try peer.receive(timeout: 2), frames[0])
+        try assertTwoQueuesCarryFlowsBothWays(
+            peer: try veth.peerSocket(), timeout: 3, descriptor: port.descriptor(queue:),
+            pull: { port.pull(queue: $0, into: $1) }, release: port.release(queue:),
+            push: { port.push(queue: $0, from: $1) }, counters: port.counters,
+            afterPull: { batch in
+                usleep(20_000)
+                for q in 0..<2 {
+                    batch.reset()
+                    XCTAssertEqual(port.pull(queue: q, into: batch), 0, "queue \(q): no duplicate")
+                }
+            })
     }
 
     // MARK: The interface

@@ -1,3 +1,4 @@
+import Model
 import Packets
 import Platform
 import Ports

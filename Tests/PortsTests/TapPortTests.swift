@@ -306,23 +306,10 @@ final class TapPortTests: XCTestCase {
             XCTAssertEqual(poll(&pfd, 1, 0), 0, "queue \(q): nothing to read, no error")
             XCTAssertEqual(pfd.revents, 0)
         }
-        let socket = try PacketSocket(interface: port.device.index, ignoreOutgoing: true)
-        let frames = (0..<64).map { udpFrame(sourcePort: 5000 + UInt16($0), size: 80) }
-        for frame in frames { try socket.send(frame) }
-
-        let batch = PacketBatch(capacity: 64)
-        let perQueue = pullFromQueues(2, expecting: frames.count, timeout: 2, into: batch,
-                                      descriptor: port.descriptor(queue:), pull: { port.pull(queue: $0, into: $1) },
-                                      release: port.release(queue:))
-        assertEachFrameOnceOnTwoQueues(perQueue, frames: frames, counters: port.counters)
-
-        // Queue 1 writes too.
-        let arena = FrameArena()
-        batch.reset()
-        arena.append(frames[0], cuts: [20], to: batch)
-        port.push(queue: 1, from: batch)
-        XCTAssertEqual(port.counters[1].snapshot.txPackets, 1)
-        XCTAssertEqual(try socket.receive(timeout: 2), frames[0])
+        try assertTwoQueuesCarryFlowsBothWays(
+            peer: try PacketSocket(interface: port.device.index, ignoreOutgoing: true), timeout: 2,
+            descriptor: port.descriptor(queue:), pull: { port.pull(queue: $0, into: $1) },
+            release: port.release(queue:), push: { port.push(queue: $0, from: $1) }, counters: port.counters)
     }
 
     // MARK: Offloads

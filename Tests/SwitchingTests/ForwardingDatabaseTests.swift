@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Packets
 @testable import Switching
 import Synchronization
@@ -145,7 +146,8 @@ final class ForwardingDatabaseTests: XCTestCase {
 
         let forwarder = Forwarder(database: fdb)
         forwarder.setMembers(PortSet([1, 2, 3]), vlan: 1)
-        XCTAssertEqual(forwarder.decide(ingress: 1, vlan: 1, destination: mac(99), counters: DecisionCounters()), .flood(PortSet([2, 3])))
+        XCTAssertEqual(forwarder.decide(ingress: 1, vlan: 1, destination: mac(99), counters: DecisionCounters()), .flood)
+        XCTAssertEqual(forwarder.floodSet(ingress: 1, vlan: 1), PortSet([2, 3]))
 
         fdb.age(now: 10, budget: fdb.slotCount)  // keys 1-3 expire, key 0 (seen at 5) stays
         XCTAssertEqual(fdb.learn(key(99), port: 2, now: 11), .learned)
@@ -317,30 +319,37 @@ final class ForwarderTests: XCTestCase {
         let broadcast = MACAddress.broadcast.bits48
         let multicast = MACAddress(0x01, 0x00, 0x5e, 0x00, 0x00, 0x01).bits48
 
-        XCTAssertEqual(f.decide(ingress: 1, vlan: 10, destination: broadcast, counters: c), .flood(PortSet([0, 2, 3])))
-        XCTAssertEqual(f.decide(ingress: 1, vlan: 20, destination: broadcast, counters: c), .flood(PortSet([4])))
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: multicast, counters: c), .flood(PortSet([1, 2, 3])))
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5), counters: c), .flood(PortSet([1, 2, 3])))
+        XCTAssertEqual(f.decide(ingress: 1, vlan: 10, destination: broadcast, counters: c), .flood)
+        XCTAssertEqual(f.floodSet(ingress: 1, vlan: 10), PortSet([0, 2, 3]))
+        XCTAssertEqual(f.decide(ingress: 1, vlan: 20, destination: broadcast, counters: c), .flood)
+        XCTAssertEqual(f.floodSet(ingress: 1, vlan: 20), PortSet([4]))
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: multicast, counters: c), .flood)
+        XCTAssertEqual(f.floodSet(ingress: 0, vlan: 10), PortSet([1, 2, 3]))
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5), counters: c), .flood)
+        XCTAssertEqual(f.floodSet(ingress: 0, vlan: 10), PortSet([1, 2, 3]))
 
         // A group source address is never learned, and even a static entry for a
         // group address does not turn it into unicast (no multicast filtering yet).
         XCTAssertEqual(fdb.learn(FDBKey(vlan: 10, mac: multicast), port: 2, now: 0), .groupAddress)
         XCTAssertEqual(fdb.learn(FDBKey(vlan: 10, mac: broadcast), port: 2, now: 0), .groupAddress)
         fdb.addStatic(FDBKey(vlan: 10, mac: multicast), port: 2)
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: multicast, counters: c), .flood(PortSet([1, 2, 3])))
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: multicast, counters: c), .flood)
+        XCTAssertEqual(f.floodSet(ingress: 0, vlan: 10), PortSet([1, 2, 3]))
 
         fdb.learn(key(5, vlan: 10), port: 2, now: 0)
         XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5), counters: c), .unicast(2))
         XCTAssertEqual(f.decide(ingress: 2, vlan: 10, destination: mac(5), counters: c), .drop)
         XCTAssertEqual(c.hairpinDrops, 1)
         // Learned in VLAN 10 only.
-        XCTAssertEqual(f.decide(ingress: 1, vlan: 20, destination: mac(5), counters: c), .flood(PortSet([4])))
+        XCTAssertEqual(f.decide(ingress: 1, vlan: 20, destination: mac(5), counters: c), .flood)
+        XCTAssertEqual(f.floodSet(ingress: 1, vlan: 20), PortSet([4]))
         // The port left the VLAN: the stale entry is ignored.
         f.setMembers(PortSet([0, 1, 3]), vlan: 10)
-        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5), counters: c), .flood(PortSet([1, 3])))
+        XCTAssertEqual(f.decide(ingress: 0, vlan: 10, destination: mac(5), counters: c), .flood)
+        XCTAssertEqual(f.floodSet(ingress: 0, vlan: 10), PortSet([1, 3]))
         // The only member of its VLAN floods to nobody.
         f.setMembers(PortSet([7]), vlan: 30)
-        XCTAssertEqual(f.decide(ingress: 7, vlan: 30, destination: broadcast, counters: c), .flood(.empty))
+        XCTAssertEqual(f.decide(ingress: 7, vlan: 30, destination: broadcast, counters: c), .noDestination)
         XCTAssertEqual(c.unicastFrames, 1)
         XCTAssertEqual(c.floodedFrames, 7, "the flood to nobody is not counted as a flood")
     }
@@ -352,5 +361,63 @@ final class ForwarderTests: XCTestCase {
         XCTAssertTrue(s.contains(63))
         XCTAssertFalse(s.contains(64))
         XCTAssertEqual(s.removing(5).description, "[0,63]")
+        XCTAssertEqual(s.wordsInUse, 1)
+    }
+
+    /// Port numbers past one word: every word of the set, its last port, and
+    /// numbers no switch gives out.
+    func testPortSetSpansEveryWord() {
+        let last = UInt16(PortSet.maxPorts - 1)
+        let s = PortSet([last, 64, 0, 700, 63, 128])
+        XCTAssertEqual(Array(s), [0, 63, 64, 128, 700, last])
+        XCTAssertEqual(s.count, 6)
+        XCTAssertEqual(s.first, 0)
+        XCTAssertEqual(s.removing(0).removing(63).first, 64)
+        XCTAssertEqual(s.wordsInUse, PortSet.wordCount)
+        XCTAssertFalse(s.contains(65))
+        XCTAssertFalse(s.contains(UInt16(PortSet.maxPorts)), "a number past the last port is in no set")
+        XCTAssertNotEqual(s, s.removing(700))
+        XCTAssertEqual(s, PortSet(Array(s).reversed()))
+        XCTAssertTrue(PortSet([last]).removing(last).isEmpty)
+        XCTAssertEqual(PortSet([200]).wordsInUse, 4)
+    }
+
+    /// A VLAN whose members are far apart in number: unicast, the flood set,
+    /// its count and first member come from the right words, and a switch that
+    /// grew past 64 ports reads the words it needs.
+    func testForwarderWithPortsPastOneWord() {
+        let fdb = ForwardingDatabase(capacity: 16)
+        let f = Forwarder(database: fdb)
+        let c = DecisionCounters()
+        let last = UInt16(PortSet.maxPorts - 1)
+        f.setMembers(PortSet([3, 64]), vlan: 1)
+        XCTAssertEqual(f.wordsInUse, 2)
+        f.setMembers(PortSet([5, 300, last]), vlan: 2)
+        XCTAssertEqual(f.wordsInUse, PortSet.wordCount)
+        XCTAssertEqual(f.members(vlan: 2), PortSet([5, 300, last]))
+        XCTAssertTrue(f.contains(last, vlan: 2))
+        XCTAssertFalse(f.contains(last, vlan: 1))
+        XCTAssertFalse(f.contains(300, vlan: 1))
+        XCTAssertEqual(f.memberCount(vlan: 2), 3)
+        XCTAssertEqual(f.floodCount(ingress: 300, vlan: 2), 2)
+        XCTAssertEqual(f.floodCount(ingress: 7, vlan: 2), 3, "a port outside the VLAN takes nothing from its flood")
+        XCTAssertEqual(f.firstMember(vlan: 1, besides: 3), 64)
+        XCTAssertEqual(f.firstMember(vlan: 2, besides: 5), 300)
+        XCTAssertNil(f.firstMember(vlan: 3, besides: 5))
+
+        let broadcast = MACAddress.broadcast.bits48
+        XCTAssertEqual(f.decide(ingress: last, vlan: 2, destination: broadcast, counters: c), .flood)
+        XCTAssertEqual(f.floodSet(ingress: last, vlan: 2), PortSet([5, 300]))
+        fdb.learn(key(9, vlan: 2), port: last, now: 0)
+        XCTAssertEqual(f.decide(ingress: 5, vlan: 2, destination: mac(9), counters: c), .unicast(last))
+        XCTAssertEqual(f.decide(ingress: last, vlan: 2, destination: mac(9), counters: c), .drop)
+        // Learned on a port outside VLAN 1: flooded there.
+        fdb.learn(key(9, vlan: 1), port: 300, now: 0)
+        XCTAssertEqual(f.decide(ingress: 3, vlan: 1, destination: mac(9), counters: c), .flood)
+        var gathered = [UInt64](repeating: 0, count: PortSet.wordCount)
+        gathered.withUnsafeMutableBufferPointer { f.addMembers(vlan: 2, into: $0.baseAddress!) }
+        XCTAssertEqual(gathered[0], 1 << 5)
+        XCTAssertEqual(gathered[300 / 64], 1 << (300 % 64))
+        XCTAssertEqual(gathered[PortSet.wordCount - 1], 1 << 63)
     }
 }

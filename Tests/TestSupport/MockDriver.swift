@@ -113,18 +113,100 @@ public struct ReceivedFrame: Equatable {
     public var entries: [UsedEntry]
 }
 
+/// What the mock drivers of both ring layouts share: buffers from a bump
+/// allocator in an area after the rings, chains offered over them, and the
+/// bytes a device wrote into a used chain read back.
+public protocol MockDriverRing: AnyObject {
+    var ram: GuestRAM { get }
+    var buffers: Range<UInt64> { get }
+    /// The next free byte of `buffers`.
+    var nextBuffer: UInt64 { get set }
+    /// Chains `buffers` (directly or through an indirect table), makes it available, returns its head or id.
+    @discardableResult
+    func offerChain(_ buffers: [(address: UInt64, length: UInt32, writable: Bool)], indirect: Bool) -> UInt16
+    /// The buffers of the chain a used entry names.
+    func buffers(ofUsed id: UInt16) -> [(address: UInt64, length: Int)]?
+    /// The used entries the device published since the last call.
+    func usedEntries() -> [UsedEntry]
+}
+
+extension MockDriverRing {
+    /// The buffer area a ring at `gpa` ending at `ringsEnd` gets: `given`, or the rest of its region from the next page.
+    static func bufferArea(ram: GuestRAM, ring gpa: UInt64, ringsEnd: UInt64, given: Range<UInt64>?) -> Range<UInt64> {
+        if let given { return given }
+        let r = ram.regions.first { gpa >= $0.guestPhysicalAddress && gpa - $0.guestPhysicalAddress < $0.size }!
+        return (ringsEnd + 0xfff) / 0x1000 * 0x1000 ..< r.guestPhysicalAddress + r.size
+    }
+
+    /// `length` bytes of buffer space, 16-aligned; wraps to the start of the area when it runs out.
+    public func allocateBuffer(_ length: Int) -> UInt64 {
+        precondition(UInt64(length) <= UInt64(buffers.count), "test bug: buffer larger than the buffer area")
+        var at = (nextBuffer + 15) / 16 * 16
+        if at + UInt64(length) > buffers.upperBound { at = buffers.lowerBound }
+        nextBuffer = at + UInt64(length)
+        return at
+    }
+
+    /// Writes `header + frame` into fresh buffers cut at `split` (lengths
+    /// summing to the total; one buffer by default), chains them, directly or
+    /// through an indirect table, and makes the chain available. Returns its head or id.
+    @discardableResult
+    public func offerTX(frame: [UInt8], header: [UInt8] = [UInt8](repeating: 0, count: 12),
+                        split: [Int]? = nil, indirect: Bool = false) -> UInt16 {
+        let bytes = header + frame
+        let lengths = split ?? [bytes.count]
+        precondition(lengths.reduce(0, +) == bytes.count, "test bug: split does not add up to the bytes")
+        var pieces: [(address: UInt64, length: UInt32, writable: Bool)] = []
+        var at = 0
+        for len in lengths {
+            let gpa = allocateBuffer(len)
+            ram.write(Array(bytes[at..<at + len]), at: gpa)
+            pieces.append((gpa, UInt32(len), false))
+            at += len
+        }
+        return offerChain(pieces, indirect: indirect)
+    }
+
+    /// Offers one device-writable chain of buffers of these sizes. Returns its head or id.
+    @discardableResult
+    public func offerRX(bufferSizes: [Int], indirect: Bool = false) -> UInt16 {
+        offerChain(bufferSizes.map { (address: allocateBuffer($0), length: UInt32($0), writable: true) },
+                   indirect: indirect)
+    }
+
+    /// Reads every newly used RX entry as frames (`ReceivedFrame.gather`).
+    public func receive(headerLength: Int = 12) -> [ReceivedFrame] {
+        ReceivedFrame.gather(usedEntries(), headerLength: headerLength, read: readRX)
+    }
+
+    /// The bytes the device wrote into the chain of one used entry.
+    public func readRX(_ entry: UsedEntry) -> [UInt8] {
+        guard let buffers = buffers(ofUsed: UInt16(truncatingIfNeeded: entry.id)) else {
+            preconditionFailure("used entry \(entry.id) names no chain this ring offered")
+        }
+        var out: [UInt8] = []
+        var left = Int(entry.length)
+        for b in buffers where left > 0 {
+            let n = min(left, b.length)
+            out += ram.read(b.address, count: n)
+            left -= n
+        }
+        return out
+    }
+}
+
 /// The driver side of one split virtqueue (virtio 1.2 §2.7), written into a
 /// `GuestRAM`: descriptor table, avail ring and used ring at chosen guest
 /// addresses, buffers from a bump allocator. Descriptors are handed out round
 /// robin, so a test keeps at most `size` of them outstanding.
-public final class MockSplitRing {
+public final class MockSplitRing: MockDriverRing {
     public let ram: GuestRAM
     public let size: UInt16
     public let descGPA: UInt64
     public let availGPA: UInt64
     public let usedGPA: UInt64
     public let buffers: Range<UInt64>
-    private var nextBuffer: UInt64
+    public var nextBuffer: UInt64
     private var nextDescriptor: UInt16 = 0
     private var usedSeen: UInt16 = 0
     /// The buffers of each chain offered, by head, to read RX data back.
@@ -142,12 +224,7 @@ public final class MockSplitRing {
         availGPA = desc + 16 * n
         usedGPA = (availGPA + 6 + 2 * n + 3) / 4 * 4
         let ringsEnd = usedGPA + 6 + 8 * n
-        if let buffers {
-            self.buffers = buffers
-        } else {
-            let r = ram.regions.first { desc >= $0.guestPhysicalAddress && desc - $0.guestPhysicalAddress < $0.size }!
-            self.buffers = (ringsEnd + 0xfff) / 0x1000 * 0x1000 ..< r.guestPhysicalAddress + r.size
-        }
+        self.buffers = Self.bufferArea(ram: ram, ring: desc, ringsEnd: ringsEnd, given: buffers)
         nextBuffer = self.buffers.lowerBound
         ram.write([UInt8](repeating: 0, count: Int(ringsEnd - desc)), at: desc)
     }
@@ -167,15 +244,6 @@ public final class MockSplitRing {
 
     // MARK: Allocation
 
-    /// `length` bytes of buffer space, 16-aligned; wraps to the start of the area when it runs out.
-    public func allocateBuffer(_ length: Int) -> UInt64 {
-        precondition(UInt64(length) <= UInt64(buffers.count), "test bug: buffer larger than the buffer area")
-        var at = (nextBuffer + 15) / 16 * 16
-        if at + UInt64(length) > buffers.upperBound { at = buffers.lowerBound }
-        nextBuffer = at + UInt64(length)
-        return at
-    }
-
     public func allocateDescriptor() -> UInt16 {
         let d = nextDescriptor
         nextDescriptor = (nextDescriptor + 1) % size
@@ -183,33 +251,6 @@ public final class MockSplitRing {
     }
 
     // MARK: Offering chains
-
-    /// Writes `header + frame` into fresh buffers cut at `split` (lengths
-    /// summing to the total; one buffer by default), chains them, directly or
-    /// through an indirect table, and makes the chain available. Returns the head.
-    @discardableResult
-    public func offerTX(frame: [UInt8], header: [UInt8] = [UInt8](repeating: 0, count: 12),
-                        split: [Int]? = nil, indirect: Bool = false) -> UInt16 {
-        let bytes = header + frame
-        let lengths = split ?? [bytes.count]
-        precondition(lengths.reduce(0, +) == bytes.count, "test bug: split does not add up to the bytes")
-        var pieces: [(address: UInt64, length: UInt32, writable: Bool)] = []
-        var at = 0
-        for len in lengths {
-            let gpa = allocateBuffer(len)
-            ram.write(Array(bytes[at..<at + len]), at: gpa)
-            pieces.append((gpa, UInt32(len), false))
-            at += len
-        }
-        return offerChain(pieces, indirect: indirect)
-    }
-
-    /// Offers one device-writable chain of buffers of these sizes. Returns the head.
-    @discardableResult
-    public func offerRX(bufferSizes: [Int], indirect: Bool = false) -> UInt16 {
-        let pieces = bufferSizes.map { (address: allocateBuffer($0), length: UInt32($0), writable: true) }
-        return offerChain(pieces, indirect: indirect)
-    }
 
     /// Builds a chain over the given buffers and makes it available. Returns the head.
     @discardableResult
@@ -310,36 +351,25 @@ public final class MockSplitRing {
         return out
     }
 
-    /// The bytes the device wrote into the chain of one used entry.
-    public func readRX(_ entry: UsedEntry) -> [UInt8] {
-        guard let buffers = chains[UInt16(truncatingIfNeeded: entry.id)] else {
-            preconditionFailure("used entry \(entry.id) names no chain this ring offered")
-        }
-        var out: [UInt8] = []
-        var left = Int(entry.length)
-        for b in buffers where left > 0 {
-            let n = min(left, b.length)
-            out += ram.read(b.address, count: n)
-            left -= n
-        }
-        return out
-    }
+    public func buffers(ofUsed id: UInt16) -> [(address: UInt64, length: Int)]? { chains[id] }
 
-    /// Reads every newly used RX entry as frames: a frame spans as many entries
-    /// as its header's num_buffers says (§5.1.6.4); a legacy header has no
-    /// num_buffers and a frame is one entry.
-    public func receive(headerLength: Int = 12) -> [ReceivedFrame] {
-        var entries = usedEntries()[...]
+}
+
+extension ReceivedFrame {
+    /// Used RX entries as frames: a frame spans as many entries as its header's
+    /// num_buffers says (§5.1.6.4); a legacy header has no num_buffers and a frame is one entry.
+    public static func gather(_ used: [UsedEntry], headerLength: Int, read: (UsedEntry) -> [UInt8]) -> [ReceivedFrame] {
+        var entries = used[...]
         var frames: [ReceivedFrame] = []
         while let first = entries.popFirst() {
-            var bytes = readRX(first)
+            var bytes = read(first)
             var numBuffers = 1
             if headerLength >= 12, bytes.count >= 12 {
                 numBuffers = Int(bytes[10]) | Int(bytes[11]) << 8
             }
             var used = [first]
             while used.count < numBuffers, let more = entries.popFirst() {
-                bytes += readRX(more)
+                bytes += read(more)
                 used.append(more)
             }
             let h = min(headerLength, bytes.count)

@@ -6,22 +6,31 @@ import Virtio
 
 /// A vhost-user front-end that talks to a `VhostDevice` directly, as the
 /// control thread would after decoding: it lays out one queue pair in test
-/// guest RAM and walks the device through the usual set-up sequence.
+/// guest RAM and walks the device through the usual set-up sequence, with
+/// split rings or (`packed`) packed ones in the same places.
 public final class MockFrontEnd {
     public let device: VhostDevice
     public let ram: GuestRAM
     public let rx: MockSplitRing
     public let tx: MockSplitRing
+    /// The rings a packed front-end drives instead of `rx` and `tx`.
+    public let packed: (rx: MockPackedRing, tx: MockPackedRing)?
+    /// The receive and transmit rings this front-end drives, in its layout.
+    public var receiveRing: any MockDriverRing { packed?.rx ?? rx }
+    public var transmitRing: any MockDriverRing { packed?.tx ?? tx }
     /// Raw eventfds (closed in deinit): ~Copyable descriptors cannot live in an array.
     public let calls: [Int32]
     public let kicks: [Int32]
 
-    public init(device: VhostDevice, ramSize: Int = 8 << 20) throws {
+    public init(device: VhostDevice, ramSize: Int = 8 << 20, packed: Bool = false) throws {
         self.device = device
         ram = try GuestRAM.oneRegion(size: ramSize)
-        rx = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + UInt64(ramSize / 2))
-        tx = MockSplitRing(ram: ram, size: 256, at: ram.base + 0x8000,
-                           buffers: ram.base + UInt64(ramSize / 2) ..< ram.base + UInt64(ramSize))
+        let rxBuffers = ram.base + 0x10000 ..< ram.base + UInt64(ramSize / 2)
+        let txBuffers = ram.base + UInt64(ramSize / 2) ..< ram.base + UInt64(ramSize)
+        rx = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: rxBuffers)
+        tx = MockSplitRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: txBuffers)
+        self.packed = packed ? (MockPackedRing(ram: ram, size: 256, at: ram.base, buffers: rxBuffers),
+                                MockPackedRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: txBuffers)) : nil
         calls = try [EventFD.create().release(), EventFD.create().release()]
         kicks = try [EventFD.create().release(), EventFD.create().release()]
     }
@@ -51,7 +60,9 @@ public final class MockFrontEnd {
     public func setUp(protocolFeatures: VhostUserProtocolFeatures = [.replyAck, .status], eventIndex: Bool = false,
                       withoutFeatures: UInt64 = 0) {
         send(.setOwner)
-        send(.setFeatures, .u64((features | (eventIndex ? VirtioNetFeatures.eventIndex.rawValue : 0)) & ~withoutFeatures))
+        let layout = packed == nil ? 0 : VirtioNetFeatures.ringPacked.rawValue
+        send(.setFeatures, .u64((features | layout | (eventIndex ? VirtioNetFeatures.eventIndex.rawValue : 0))
+                                & ~withoutFeatures))
         send(.setProtocolFeatures, .u64(protocolFeatures.rawValue))
         let region = ram.regions[0]
         send(.setMemTable, .memoryTable([MemoryRegionInfo(guestPhysAddr: region.guestPhysicalAddress, size: region.size,
@@ -59,11 +70,21 @@ public final class MockFrontEnd {
              fds: [ram.shared.fd.rawValue])
         for (index, ring) in [(UInt32(0), rx), (UInt32(1), tx)] {
             send(.setVringNum, .vringState(index: index, num: UInt32(ring.size)))
-            send(.setVringBase, .vringState(index: index, num: 0))
-            send(.setVringAddr, .vringAddress(VringAddress(
-                index: index, flags: 0, descUserAddr: ram.frontEndAddress(ring.descGPA).rawValue,
-                usedUserAddr: ram.frontEndAddress(ring.usedGPA).rawValue,
-                availUserAddr: ram.frontEndAddress(ring.availGPA).rawValue, logGuestAddr: 0)))
+            if let packed {
+                // Position 0, both wrap counters 1, as DPDK's virtio-user sends it.
+                let p = index == 0 ? packed.rx : packed.tx
+                send(.setVringBase, .vringState(index: index, num: 0x8000))
+                send(.setVringAddr, .vringAddress(VringAddress(
+                    index: index, flags: 0, descUserAddr: ram.frontEndAddress(p.ringGPA).rawValue,
+                    usedUserAddr: ram.frontEndAddress(p.deviceEventGPA).rawValue,
+                    availUserAddr: ram.frontEndAddress(p.driverEventGPA).rawValue, logGuestAddr: 0)))
+            } else {
+                send(.setVringBase, .vringState(index: index, num: 0))
+                send(.setVringAddr, .vringAddress(VringAddress(
+                    index: index, flags: 0, descUserAddr: ram.frontEndAddress(ring.descGPA).rawValue,
+                    usedUserAddr: ram.frontEndAddress(ring.usedGPA).rawValue,
+                    availUserAddr: ram.frontEndAddress(ring.availGPA).rawValue, logGuestAddr: 0)))
+            }
             send(.setVringCall, .vringFile(index: index, hasFD: true), fds: [calls[Int(index)]])
             send(.setVringKick, .vringFile(index: index, hasFD: true), fds: [kicks[Int(index)]])
             send(.setVringEnable, .vringState(index: index, num: 1))

@@ -516,7 +516,7 @@ extension HostileGuestTests {
             ring = MockSplitRing(ram: ram, size: UInt16(size), at: at, buffers: FuzzGuest.area)
             ring.configure(queue, eventIndex: fuzz.chance(50), headerLength: fuzz.chance(80) ? 12 : 10,
                            mergeableBuffers: fuzz.chance(50))
-            queue.baseIndex = UInt16.random(in: 0...UInt16.max, using: &fuzz.rng)
+            queue.baseIndex = RingIndex(UInt16.random(in: 0...UInt16.max, using: &fuzz.rng))
             try queue.start(memory: memory)
         }
 
@@ -560,14 +560,14 @@ extension HostileGuestTests {
         for iteration in 0..<20_000 {
             // TX: well-formed frames now and then, so the queue also makes progress.
             if fuzz.chance(40) {
-                for _ in 0..<fuzz.int(1...3) where tx.ring.availIndex &- tx.queue.lastAvail < tx.ring.size {
+                for _ in 0..<fuzz.int(1...3) where tx.ring.availIndex &- tx.queue.lastAvail.rawValue < tx.ring.size {
                     let length = fuzz.int(1...3000)
                     tx.ring.offerTX(frame: Array(template[..<length]),
                                     header: [UInt8](repeating: 0, count: tx.queue.headerLength),
                                     split: nil, indirect: fuzz.chance(30))
                 }
             } else {
-                fuzz.scribble(tx.ring, lastAvail: tx.queue.lastAvail)
+                fuzz.scribble(tx.ring, lastAvail: tx.queue.lastAvail.rawValue)
             }
             batch.reset()
             let counters = QueueCounters()
@@ -589,11 +589,11 @@ extension HostileGuestTests {
 
             // RX: the same mix of posted buffers and scribbles, then a few frames.
             if fuzz.chance(40) {
-                for _ in 0..<fuzz.int(1...4) where rx.ring.availIndex &- rx.queue.lastAvail < rx.ring.size {
+                for _ in 0..<fuzz.int(1...4) where rx.ring.availIndex &- rx.queue.lastAvail.rawValue < rx.ring.size {
                     rx.ring.offerRX(bufferSizes: (0..<fuzz.int(1...3)).map { _ in fuzz.int(1...2048) }, indirect: fuzz.chance(30))
                 }
             } else {
-                fuzz.scribble(rx.ring, lastAvail: rx.queue.lastAvail)
+                fuzz.scribble(rx.ring, lastAvail: rx.queue.lastAvail.rawValue)
             }
             outgoing.reset()
             store.reset()

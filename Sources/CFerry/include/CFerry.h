@@ -190,6 +190,14 @@ _Static_assert(sizeof(struct vring_used_elem) == 8, "virtq_used_elem is 8 bytes"
 _Static_assert(offsetof(struct vring_avail, ring) == 4, "avail.ring at 4");
 _Static_assert(offsetof(struct vring_used, ring) == 4, "used.ring at 4");
 
+// ---- Packed virtqueue layout (virtio 1.2 §2.8), read the same way.
+_Static_assert(sizeof(struct vring_packed_desc) == 16, "pvirtq_desc is 16 bytes");
+_Static_assert(offsetof(struct vring_packed_desc, len) == 8, "pvirtq_desc.len at 8");
+_Static_assert(offsetof(struct vring_packed_desc, id) == 12, "pvirtq_desc.id at 12");
+_Static_assert(offsetof(struct vring_packed_desc, flags) == 14, "pvirtq_desc.flags at 14");
+_Static_assert(sizeof(struct vring_packed_desc_event) == 4, "pvirtq_event_suppress is 4 bytes");
+_Static_assert(offsetof(struct vring_packed_desc_event, flags) == 2, "event suppression flags at 2");
+
 // ---- io_uring (io_uring_setup(2), io_uring_enter(2), io_uring_register(2);
 // linux/io_uring.h). There is no glibc wrapper and syscall(2) is variadic, so
 // the three calls are forwarded as functions. Swift fills SQEs and reads CQEs

@@ -57,8 +57,4 @@ public struct GroupForwardMask: Equatable, Hashable, Sendable, CustomStringConve
         let hex = String(bits, radix: 16)
         return "0x" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
     }
-
-    /// Whether `destination` (the address in the low 48 bits, first byte highest) is 01:80:C2:00:00:0N.
-    @inlinable
-    public static func isLinkLocal(_ destination: UInt64) -> Bool { destination &>> 4 == Ethernet.linkLocalPrefix }
 }

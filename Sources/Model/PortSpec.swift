@@ -1,7 +1,3 @@
-import Packets
-import Platform
-import XDP
-
 /// A port as the command line names it:
 /// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off]`,
 /// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
@@ -19,7 +15,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         /// A TAP interface, created if it does not exist; `mtu` nil leaves the MTU as it is.
         case tap(name: String, queues: Int, mtu: Int?)
         /// An existing NIC through AF_XDP; `queues` nil binds every receive queue it has.
-        case xdp(interface: String, queues: Int?, mode: XDPAttachRequest, zeroCopy: XdpPort.ZeroCopyRequest)
+        case xdp(interface: String, queues: Int?, mode: XDPAttachRequest, zeroCopy: XDPZeroCopyRequest)
         /// An existing interface through AF_PACKET sockets, one per queue (a fanout group when more than one).
         case packet(interface: String, queues: Int)
         case gen(GeneratorSpec)
@@ -147,11 +143,11 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             offloads = try Self.offloads(take("offloads"), text)
         case "tap":
             let interface = try Self.interface(take("interface"), type, text)
-            let queues = try Self.queues(take("queues"), TapDevice.maxQueues, text)
+            let queues = try Self.queues(take("queues"), PortLimits.tapQueues, text)
             var mtu: Int?
             if let m = take("mtu") {
-                guard let v = Int(m), TapPort.mtus.contains(v) else {
-                    throw fail("mtu", "mtu must be \(TapPort.mtus.lowerBound)...\(TapPort.mtus.upperBound)")
+                guard let v = Int(m), PortLimits.tapMTUs.contains(v) else {
+                    throw fail("mtu", "mtu must be \(PortLimits.tapMTUs.lowerBound)...\(PortLimits.tapMTUs.upperBound)")
                 }
                 mtu = v
             }
@@ -159,14 +155,14 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             offloads = try Self.offloads(take("offloads"), text)
         case "packet":
             let interface = try Self.interface(take("interface"), type, text)
-            let queues = try Self.queues(take("queues"), PacketPort.maxQueues, text)
+            let queues = try Self.queues(take("queues"), PortLimits.packetQueues, text)
             kind = .packet(interface: interface, queues: queues)
             offloads = try Self.offloads(take("offloads"), text)
         case "xdp":
             let interface = try Self.interface(take("interface"), type, text)
             // Unlike the other kinds, no queues= binds every queue the NIC has.
             let queues = try take("queues").map { q throws(ParseError) in
-                try Self.queues(q, XdpPort.maxQueues, text)
+                try Self.queues(q, PortLimits.xdpQueues, text)
             }
             var mode = XDPAttachRequest.auto
             if let m = take("mode") {
@@ -177,9 +173,9 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                 default: throw fail("mode", "mode must be auto, native or generic")
                 }
             }
-            var zeroCopy = XdpPort.ZeroCopyRequest.auto
+            var zeroCopy = XDPZeroCopyRequest.auto
             if let z = take("zerocopy") {
-                guard let v = XdpPort.ZeroCopyRequest(rawValue: z) else {
+                guard let v = XDPZeroCopyRequest(rawValue: z) else {
                     throw fail("zerocopy", "zerocopy must be auto, on or off")
                 }
                 zeroCopy = v
@@ -270,7 +266,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             throw ParseError(text, "\(type) needs an interface name", key: "interface")
         }
         guard isInterfaceName(interface) else {
-            throw ParseError(text, "interface name '\(interface)' must be 1-\(TapDevice.maxNameLength) letters, "
+            throw ParseError(text, "interface name '\(interface)' must be 1-\(PortLimits.interfaceNameLength) letters, "
                              + "digits, '-', '_' or '.' (and not '.' or '..')", key: "interface")
         }
         return interface
@@ -299,7 +295,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     /// to characters that need no quoting in a shell or a log line. No '%':
     /// a "tap%d" template would leave the name to the kernel.
     private static func isInterfaceName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= TapDevice.maxNameLength, name != ".", name != ".." else { return false }
+        guard !name.isEmpty, name.utf8.count <= PortLimits.interfaceNameLength, name != ".", name != ".." else { return false }
         return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
     }
 

@@ -1,5 +1,3 @@
-import Packets
-
 // The options of `gen:` (docs/CONFIG.md), read into a `GeneratorSpec`.
 extension PortSpec {
     static func generator(_ take: (String) -> String?, _ text: String) throws(ParseError) -> GeneratorSpec {

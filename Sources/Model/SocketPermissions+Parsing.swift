@@ -1,5 +1,4 @@
 import Glibc
-import Platform
 
 extension SocketPermissions {
     /// Why a value was refused, and which of the three keys it was, so a

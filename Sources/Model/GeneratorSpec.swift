@@ -30,7 +30,7 @@ public struct GeneratorSpec: Equatable, Sendable {
         }
     }
 
-    public static let sizes = 60...9000
+    public static var sizes: ClosedRange<Int> { PortLimits.genFrameSizes }
     public static let flowLimit = 4096
     public static let burstLimit = 4096
     /// The most frames the pool holds: flows × sizes beyond it are refused.

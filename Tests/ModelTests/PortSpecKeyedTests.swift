@@ -1,5 +1,4 @@
-import Ports
-import Platform
+import Model
 import XCTest
 
 /// The keyed initializer the config file uses and the `--port` text form meet in one place.

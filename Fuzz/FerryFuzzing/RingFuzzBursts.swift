@@ -1,0 +1,86 @@
+import Glibc
+import Packets
+import TestSupport
+import Virtio
+
+/// The device's side of a ring fuzz, for either layout: a pull, a push and a direct receive,
+/// each followed by the properties every layout must keep. Through `Virtqueue`, as the ports call it.
+enum RingFuzzBursts {
+    // Shared by every input: libFuzzer (and the corpus test) runs one input at a time, on one thread.
+    nonisolated(unsafe) static let batch = PacketBatch(capacity: 32)
+    nonisolated(unsafe) static let frames = FrameStore(capacity: 1 << 18)
+    static let pieceCapacity = 64
+    nonisolated(unsafe) static let pieces = UnsafeMutablePointer<iovec>.allocate(capacity: pieceCapacity)
+    nonisolated(unsafe) static let prefix = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
+
+    /// Pulls a burst and gives it back; every pulled frame's segments add up to its length and
+    /// are readable. Returns the chains consumed.
+    @discardableResult
+    static func pull(_ queue: Virtqueue, counters: QueueCounters, outcome: inout FuzzOutcome) -> Int {
+        batch.reset()
+        let wasRunning = queue.isRunning
+        let consumed = queue.pull(into: batch, counters: counters)
+        if wasRunning && !queue.isRunning { outcome.refused += 1 }
+        fuzzCheck(batch.count <= consumed, "pulled \(batch.count) frames from \(consumed) chains")
+        for frame in 0..<batch.count {
+            var total: UInt64 = 0
+            var sum: UInt8 = 0
+            for segment in batch.segments(of: frame) {
+                let base = batch.segmentBase(segment)
+                let length = batch.segmentLength(segment)
+                // Reading every byte makes a pointer outside guest memory fault here, under the sanitizer.
+                for offset in 0..<length { sum &+= base.load(fromByteOffset: offset, as: UInt8.self) }
+                total += UInt64(length)
+            }
+            fuzzCheck(total == UInt64(batch.length(of: frame)), "frame \(frame): segments hold \(total) of \(batch.length(of: frame)) bytes (\(sum))")
+            fuzzCheck(batch.length(of: frame) <= 65_550, "frame \(frame) of \(batch.length(of: frame)) bytes")
+        }
+        queue.release()
+        outcome.accepted += batch.count
+        outcome.refused += consumed - batch.count
+        batch.reset()
+        return consumed
+    }
+
+    /// Pushes `count` frames of `length` bytes; each is sent or counted as dropped.
+    static func push(_ queue: Virtqueue, count: Int, length: Int, counters: QueueCounters, outcome: inout FuzzOutcome) {
+        batch.reset()
+        frames.reset()
+        for i in 0..<count { frames.append(ethernetFrame(length: length, seed: UInt8(i)), to: batch) }
+        let before = counters.snapshot
+        queue.push(from: batch, counters: counters)
+        let after = counters.snapshot
+        let sent = after.txPackets - before.txPackets
+        let dropped = after.totalDrops - before.totalDrops
+        fuzzCheck(sent + dropped == UInt64(count), "pushed \(count) frames: \(sent) sent, \(dropped) dropped")
+        outcome.accepted += Int(sent)
+        outcome.refused += Int(dropped)
+        batch.reset()
+    }
+
+    /// Lends the next RX chain as a TAP read would take it, fills it, and commits it or not.
+    static func receiveDirect(_ queue: Virtqueue, want: Int, commit: Bool, outcome: inout FuzzOutcome) {
+        guard let memory = queue.memoryTable else { return }
+        switch queue.nextChain(into: pieces, capacity: pieceCapacity, want: want, memory: memory) {
+        case .chain(let head, let count, let bytes):
+            fuzzCheck(count <= pieceCapacity && bytes >= want, "a chain of \(count) pieces and \(bytes) bytes for \(want)")
+            var total = 0
+            for i in 0..<count {
+                // Writable guest memory: the kernel would write here.
+                memset(pieces[i].iov_base, 0xA5, pieces[i].iov_len)
+                total += pieces[i].iov_len
+            }
+            fuzzCheck(total == bytes, "pieces hold \(total) bytes, the chain says \(bytes)")
+            guard commit else { return }
+            memset(prefix, 0, 64)
+            queue.commitChain(head: head, pieces: pieces, count: count, length: want, prefix: prefix,
+                              prefixLength: min(queue.headerLength, want))
+            queue.publishCommitted()
+            outcome.accepted += 1
+        case .none, .unsuitable:
+            break
+        case .broken:
+            outcome.refused += 1
+        }
+    }
+}

@@ -1,0 +1,19 @@
+import Glibc
+
+/// The values a port spec may give, checked where the spec is read. Each port kind's own
+/// constant (`TapPort.mtus`, `XdpPort.maxQueues`, ...) is the one here, so what the text form
+/// and the config file accept is what the port can open.
+public enum PortLimits {
+    /// IFNAMSIZ counts the terminating NUL, so a name holds at most 15 bytes.
+    public static let interfaceNameLength = Int(IFNAMSIZ) - 1
+    /// MAX_TAP_QUEUES in drivers/net/tun.c.
+    public static let tapQueues = 256
+    /// The MTUs a TAP port's receive buffers are sized for.
+    public static let tapMTUs = 68...9000
+    /// Sockets one packet port may have in its fanout group.
+    public static let packetQueues = 64
+    /// The queue ids one xdp port may bind (the steering program's socket map size).
+    public static let xdpQueues = 64
+    /// The frame sizes a generator makes.
+    public static let genFrameSizes = 60...9000
+}

@@ -1,0 +1,89 @@
+import CFerry
+import Packets
+
+extension PackedVirtqueue {
+    /// Copies every frame of `batch` into the guest's RX buffers and marks the
+    /// chains used together, as `SplitVirtqueue.push` does: with mergeable
+    /// buffers a frame spans as many chains as it needs (num_buffers says how
+    /// many), without it must fit one. Frames that find no room are dropped and counted.
+    @inlinable
+    public func push(from batch: PacketBatch, counters: QueueCounters) {
+        let total = batch.count
+        guard total > 0 else { return }
+        guard isRunning, let mem = memory else {
+            counters.dropped(error == nil ? .notReady : .deviceBroken, total)
+            return
+        }
+        var sent = 0
+        var bytes: UInt64 = 0
+        var frame = 0
+        while frame < total {
+            guard let flags = headFlags() else {
+                counters.dropped(.noRxBuffer, total &- frame)
+                break
+            }
+            switch writeFrame(frame, of: batch, headFlags: flags, memory: mem) {
+            case .delivered:
+                sent &+= 1
+                bytes &+= UInt64(batch.length(of: frame))
+            case .dropped(let reason):
+                counters.dropped(reason)
+            case .broken:
+                counters.dropped(.deviceBroken, total &- frame)
+                frame = total
+                continue
+            }
+            frame &+= 1
+        }
+        if sent > 0 { counters.sent(packets: sent, bytes: bytes) }
+        if isRunning { publishUsed() }
+    }
+
+    /// Writes one frame into as many chains as it needs, the first of which has
+    /// `headFlags`; on a shortfall takes nothing (the chains stay available).
+    @inlinable
+    func writeFrame(_ frame: Int, of batch: PacketBatch, headFlags firstFlags: UInt16, memory mem: GuestMemory)
+        -> PushedFrame
+    {
+        var copy = FrameCopy(frame: frame, of: batch, headerLength: headerLength,
+                             acceptedHeaderFlags: acceptedHeaderFlags)
+        var chains = 0
+        let start = (position: availPosition, wrap: availWrap, pending: pendingCount, inFlight: inFlight)
+        var flags = firstFlags
+        while !copy.isDone {
+            if chains > 0 {
+                // Checked first: without mergeable buffers a frame that outgrew its
+                // chain is too big, however many chains are left behind it.
+                var shortfall: DropReason? = mergeableBuffers ? nil : .rxBufferTooSmall
+                if shortfall == nil {
+                    if let next = headFlags() { flags = next } else { shortfall = .noRxBuffer }
+                }
+                if let shortfall {
+                    availPosition = start.position
+                    availWrap = start.wrap
+                    pendingCount = start.pending
+                    inFlight = start.inFlight
+                    return .dropped(shortfall)
+                }
+            }
+            var walker = ReceiveChainWalker(chain(headFlags: flags))
+            let written: Int
+            switch copy.fill(&walker, from: batch, memory: mem) {
+            case .failure(let e):
+                fail(e)
+                return .broken
+            case .success(let n):
+                written = n
+            }
+            // The frame may end before the chain does: the rest of it is this chain's still.
+            if let e = walker.descriptors.skipRest() {
+                fail(e)
+                return .broken
+            }
+            take(walker.descriptors, written: written)
+            chains &+= 1
+        }
+        copy.setNumBuffers(chains)
+        return .delivered
+    }
+}

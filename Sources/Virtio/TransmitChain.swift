@@ -1,0 +1,93 @@
+import Glibc
+import Packets
+
+/// What became of one device-readable (TX) chain gathered into a batch.
+@usableFromInline
+enum GatheredChain {
+    case frame
+    /// Walked to its end and checked, but not a frame to forward.
+    case dropped(DropReason)
+    /// More segments than the batch has left; nothing was appended.
+    case noRoom
+    /// The chain broke a rule; the queue must stop with this error.
+    case broken(VirtqueueError)
+}
+
+/// A device-readable chain taken into a `PacketBatch` without copying: the
+/// first `headerLength` bytes go to the frame's header slot, the rest become
+/// segments pointing into guest memory. Both ring layouts pull through it; only
+/// how a chain's descriptors are found differs (the `DescriptorSource`).
+@usableFromInline
+enum TransmitChain {
+    /// Walks the chain `walker` yields to its end, every descriptor checked
+    /// (readable, inside guest memory, the frame no longer than `maxFrameLength`),
+    /// and appends it to `batch` as one frame.
+    @inlinable
+    static func gather<Source: DescriptorSource>(
+        _ walker: inout Source, into batch: PacketBatch, headerLength: Int, maxFrameLength: UInt32,
+        memory mem: GuestMemory
+    ) -> GatheredChain {
+        let frame = batch.count
+        let header = batch.header(frame)
+        var headerLeft = headerLength
+        var total: UInt64 = 0
+        let firstSegment = batch.segmentCount
+        var segments = 0
+        let freeSegments = batch.freeSegments
+        var overflowed = false
+        while let step = walker.next(memory: mem) {
+            let d: Descriptor
+            switch step {
+            case .failure(let e): return .broken(e)
+            case .success(let value): d = value
+            }
+            if d.writable { return .broken(.writableInDriverChain) }
+            total &+= UInt64(d.length)
+            if total > UInt64(maxFrameLength) { return .broken(.frameTooLong(total)) }
+            // A chain too long for the batch is still walked to its end, so a
+            // hostile chain cannot hide a loop behind the segment limit.
+            if overflowed { continue }
+            var address = d.address
+            var left = d.length
+            while left > 0 {
+                guard let (p, piece) = mem.translatePiece(GuestAddress(address), length: left) else {
+                    return .broken(.descriptorAddressInvalid(address: d.address, length: d.length))
+                }
+                var ptr = p
+                var body = piece
+                if headerLeft == 12 && body >= 12 {
+                    // The usual case, a whole 12-byte header in one piece: two moves, no call.
+                    header.storeBytes(of: ptr.loadUnaligned(as: UInt64.self), as: UInt64.self)
+                    header.storeBytes(of: ptr.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8,
+                                      as: UInt32.self)
+                    headerLeft = 0
+                    ptr += 12
+                    body &-= 12
+                } else if headerLeft > 0 {
+                    let take = Int(body) < headerLeft ? Int(body) : headerLeft
+                    memcpy(header + (headerLength &- headerLeft), ptr, take)
+                    headerLeft &-= take
+                    ptr += take
+                    body &-= UInt32(take)
+                }
+                if body > 0 {
+                    if segments == freeSegments { overflowed = true; break }
+                    batch.setSegment(firstSegment &+ segments, base: ptr, length: body)
+                    segments &+= 1
+                }
+                address &+= UInt64(piece)
+                left &-= piece
+            }
+        }
+        if overflowed { return .noRoom }
+        // A frame needs at least an Ethernet header behind the virtio-net header.
+        if headerLeft > 0 || total < UInt64(headerLength &+ Ethernet.headerSize) { return .dropped(.runt) }
+        if headerLength < PacketBatch.headerSize {
+            // Legacy 10-byte header: num_buffers is absent.
+            header.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+        }
+        batch.appendFrame(segments: firstSegment ..< firstSegment &+ segments,
+                          length: UInt32(truncatingIfNeeded: total) &- UInt32(headerLength))
+        return .frame
+    }
+}
