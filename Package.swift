@@ -93,7 +93,7 @@ let package = Package(
         ]),
 
         // A mock driver on memfd guest memory and a mock front-end over a socketpair.
-        .target(name: "TestSupport", dependencies: ["CFerry", "Platform", "Virtio", "VhostUser", "Packets",
+        .target(name: "TestSupport", dependencies: ["CFerry", "Model", "Platform", "Virtio", "VhostUser", "Packets",
                                             .product(name: "Logging", package: "swift-log")],
                 path: "Tests/TestSupport"),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Packets", "Platform", "TestSupport"]),

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <stddef.h>
 #include "CFerry.h"
 
 int ferry_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
@@ -38,4 +39,13 @@ int ferry_io_uring_enter(int fd, unsigned int to_submit, unsigned int min_comple
 }
 int ferry_io_uring_register(int fd, unsigned int opcode, void *arg, unsigned int nr_args) {
     return (int)syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
+}
+
+_Static_assert(sizeof(struct ferry_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr size");
+_Static_assert(offsetof(struct ferry_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "mmsghdr.msg_len");
+int ferry_recvmmsg(int fd, struct ferry_mmsghdr *messages, unsigned int count, int flags) {
+    return recvmmsg(fd, (struct mmsghdr *)messages, count, flags, NULL);
+}
+int ferry_sendmmsg(int fd, struct ferry_mmsghdr *messages, unsigned int count, int flags) {
+    return sendmmsg(fd, (struct mmsghdr *)messages, count, flags);
 }

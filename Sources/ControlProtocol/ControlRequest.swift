@@ -16,6 +16,7 @@ public enum ShowTarget: String, CaseIterable, Sendable {
     case ports
     case fdb
     case stats
+    case vteps
 }
 
 /// What `port` does (`"op"`).

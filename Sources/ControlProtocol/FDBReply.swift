@@ -18,17 +18,20 @@ public struct FDBEntryInfo: Codable, Equatable, Sendable {
     public var isStatic: Bool
     /// Seconds since a frame from the MAC last arrived in the VLAN; 0 for a static entry.
     public var age: UInt64
+    /// On a vxlan port: the remote VTEP the MAC lives behind (absent on other ports).
+    public var vtep: String?
 
-    public init(mac: String, vlan: Int, port: String, isStatic: Bool, age: UInt64) {
+    public init(mac: String, vlan: Int, port: String, isStatic: Bool, age: UInt64, vtep: String? = nil) {
         self.mac = mac
         self.vlan = vlan
         self.port = port
         self.isStatic = isStatic
         self.age = age
+        self.vtep = vtep
     }
 
     enum CodingKeys: String, CodingKey {
-        case mac, vlan, port, isStatic = "static", age
+        case mac, vlan, port, isStatic = "static", age, vtep
     }
 }
 

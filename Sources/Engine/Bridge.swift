@@ -61,6 +61,8 @@ public struct WorkerPort {
     public let nativeVLAN: UInt16
     public let transmitQueue: Int
     public let transmitLock: UnsafeMutablePointer<UInt32>?
+    /// A tunnel port (vxlan): its frames' sources are learned behind the VTEP they came from.
+    public let isTunnel: Bool
 
     public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil,
                 groupForwardMask: GroupForwardMask = .none) {
@@ -69,6 +71,7 @@ public struct WorkerPort {
         nativeVLAN = vlan.isTrunk ? ingress.untaggedVLAN : 0
         self.transmitQueue = transmitQueue
         self.transmitLock = transmitLock
+        isTunnel = port.tunnel != nil
     }
 
     @inlinable public var isTrunk: Bool { ingress.isTrunk }
@@ -116,17 +119,21 @@ public struct RecentDecision {
     @usableFromInline var vlan: UInt16 = 0
     @usableFromInline var goesTo = FrameDestination.nowhere
     @usableFromInline var unicast = false
+    /// The tunnel endpoint of a unicast destination (0: none).
+    @usableFromInline var endpoint: UInt16 = 0
     @usableFromInline var valid = false
 
     @inlinable public init() {}
 
     @inlinable
-    init(destination: UInt64, source: UInt64, vlan: UInt16, goesTo: FrameDestination, unicast: Bool) {
+    init(destination: UInt64, source: UInt64, vlan: UInt16, goesTo: FrameDestination, unicast: Bool,
+         endpoint: UInt16) {
         self.destination = destination
         self.source = source
         self.vlan = vlan
         self.goesTo = goesTo
         self.unicast = unicast
+        self.endpoint = endpoint
         valid = true
     }
 }

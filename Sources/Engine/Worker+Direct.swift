@@ -125,8 +125,9 @@ extension Worker {
             frameBytes &+= UInt64(length)
             if now == 0 { now = MonotonicClock.seconds() }
             var vlan: UInt16 = 0
+            var endpoint: UInt16 = 0
             let goesTo = classify(header: prefix + PacketBatch.headerSize, length: length, ingress: ingress, port: me,
-                                counters: counters, now: now, vlan: &vlan)
+                                  counters: counters, now: now, vlan: &vlan, to: &endpoint)
             // Dropped (and counted) by classify: the chain stays for the next frame.
             if goesTo.port != peer && !(goesTo.isFlood && forwarder.contains(UInt16(peer), vlan: goesTo.vlan)) { continue }
             rxq.commitChain(head: head, pieces: chainPieces, count: pieces, length: total, prefix: prefix,

@@ -116,7 +116,7 @@ extension Worker {
                         transmit(out, to: p)
                         out.reset()
                     }
-                    appendSlot(s, of: sink, token: batch.token(of: f), to: out)
+                    appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
                     s &+= 1
                 }
                 counters.offloaded(.segmentedFrames)
@@ -142,7 +142,7 @@ extension Worker {
                 done.flags &= ~VirtioNetHeader.needsChecksum
                 adaptedLengths[s] = length
                 sink.endSegment(header: done)
-                appendSlot(s, of: sink, token: batch.token(of: f), to: out)
+                appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
                 counters.offloaded(.checksumsCompleted)
             }
             f &+= 1
@@ -153,8 +153,9 @@ extension Worker {
 
     /// Adds slot `s` of `sink` (header, then frame) to `out` as a one-segment frame.
     @inlinable
-    func appendSlot(_ s: Int, of sink: SlotSegmentSink, token: UInt32, to out: PacketBatch) {
+    func appendSlot(_ s: Int, of sink: SlotSegmentSink, token: UInt32, endpoint: UInt16, to out: PacketBatch) {
         let i = out.count
+        out.setTunnelEndpoint(i, endpoint)
         out.append(base: sink.segment(s), length: UInt32(truncatingIfNeeded: adaptedLengths[s]), token: token)
         out.header(i).copyMemory(from: sink.segment(s) - PacketBatch.headerStride, byteCount: PacketBatch.headerSize)
     }

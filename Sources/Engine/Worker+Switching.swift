@@ -183,17 +183,26 @@ extension Worker {
         let s = batch.segments(of: f).lowerBound
         var p = UnsafeRawPointer(batch.segmentBase(s))
         if batch.segmentLength(s) < min(length, Ethernet.taggedHeaderSize) { p = gatherHeader(batch, f) }
-        return classify(header: p, length: length, ingress: ingress, port: me, counters: counters, now: now,
-                        vlan: &vlans[f])
+        // A tunnel port's pull marked each frame with the VTEP it came from; the
+        // decision replaces it with the VTEP it goes to, for a tunnel port's push.
+        let from = me.isTunnel ? batch.tunnelEndpoint(of: f) : 0
+        var to: UInt16 = 0
+        let goesTo = classify(header: p, length: length, ingress: ingress, port: me, counters: counters, now: now,
+                              vlan: &vlans[f], from: from, to: &to)
+        batch.setTunnelEndpoint(f, to)
+        return goesTo
     }
 
     /// Where a frame of `length` bytes (at least `Ethernet.headerSize`) whose first bytes are
     /// at `p` goes; its VLAN in `vlan` (`vlanBits`, with `arrivedTagged` set
     /// when it came with an 802.1Q tag). `p` holds `Ethernet.taggedHeaderSize` bytes, or the whole frame
     /// if shorter: only a trunk reads past the Ethernet header (`PortIngress.admit`).
+    /// `from`: the tunnel endpoint the frame came from (0: not from a tunnel);
+    /// `to`: set to the tunnel endpoint a unicast destination was learned behind.
     @inlinable
     func classify(header p: UnsafeRawPointer, length: Int, ingress: UInt16, port me: WorkerPort,
-                  counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16) -> FrameDestination {
+                  counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16,
+                  from sourceEndpoint: UInt16 = 0, to destinationEndpoint: inout UInt16) -> FrameDestination {
         let header = EthernetHeader(at: p)
         let vlan: UInt16
         switch me.ingress.admit(header, at: p, length: length, port: ingress, members: forwarder) {
@@ -210,10 +219,12 @@ extension Worker {
         // queued a moment ago, and its destination looked up.
         if recent.valid && recent.destination == destination && recent.source == sourceMAC && recent.vlan == vlan {
             decisions.countRepeated(unicast: recent.unicast)
+            destinationEndpoint = recent.endpoint
             return recent.goesTo
         }
         let key = FDBKey(vlan: vlan, mac: sourceMAC)
-        if !database.refresh(key, port: ingress, now: now), learning.offer(key, port: ingress) {
+        if !database.refresh(key, port: ingress, endpoint: sourceEndpoint, now: now),
+           learning.offer(key, port: ingress, endpoint: sourceEndpoint) {
             learningPending = true
         }
         // An IEEE 802.1D link-local group address (GroupForwardMask): learned from, as the
@@ -224,7 +235,8 @@ extension Worker {
         }
         let goesTo: FrameDestination
         let unicast: Bool
-        switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination, counters: decisions) {
+        switch forwarder.decide(ingress: ingress, vlan: vlan, destination: destination, counters: decisions,
+                                endpoint: &destinationEndpoint) {
         case .unicast(let port):
             goesTo = .port(port)
             unicast = true
@@ -244,7 +256,8 @@ extension Worker {
             counters.dropped(.hairpin)
             return .nowhere
         }
-        recent = RecentDecision(destination: destination, source: sourceMAC, vlan: vlan, goesTo: goesTo, unicast: unicast)
+        recent = RecentDecision(destination: destination, source: sourceMAC, vlan: vlan, goesTo: goesTo, unicast: unicast,
+                                endpoint: destinationEndpoint)
         return goesTo
     }
 

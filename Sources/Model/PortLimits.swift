@@ -16,4 +16,11 @@ public enum PortLimits {
     public static let xdpQueues = 64
     /// The frame sizes a generator makes.
     public static let genFrameSizes = 60...9000
+    /// VXLAN network identifiers are 24 bits (RFC 7348 §5).
+    public static let vxlanVNIs: ClosedRange<UInt32> = 0...0xFF_FFFF
+    /// IANA's port for VXLAN (RFC 7348 §5), a vxlan port's default.
+    public static let vxlanDefaultUDPPort: UInt16 = 4789
+    /// Remote VTEPs one vxlan port's `remote=` may list (its table numbers them in 14 bits, and
+    /// keeps room for senders it learns).
+    public static let vxlanRemotes = 1023
 }

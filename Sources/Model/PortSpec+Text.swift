@@ -9,7 +9,7 @@ extension PortSpec {
         let (type, rest) = text.firstIndex(of: ":").map { (String(text[..<$0]), String(text[text.index(after: $0)...])) }
             ?? (text, "")
         let items = Self.items(rest)
-        let positionalKey = ["vhost", "tap", "packet", "xdp"].contains(type) ? Self.kindKeys[type]?.first : nil
+        let positionalKey = ["vhost", "tap", "packet", "xdp", "vxlan"].contains(type) ? Self.kindKeys[type]?.first : nil
         var options: [String: String] = [:]
         var trunk: [String] = []
         var lastKey = ""

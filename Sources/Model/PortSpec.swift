@@ -3,7 +3,7 @@
 /// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=R][,burst=N][,flows=N][,tag=N][,stamp=on|off]`,
-/// `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
+/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
 /// `trunk=N,M,A-B[,native=N]` (802.1Q trunk, `native` its untagged VLAN), and
 /// `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
 /// A config file gives the same options by key (`init(type:options:text:)`), the text
@@ -20,6 +20,8 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case packet(interface: String, queues: Int)
         case gen(GeneratorSpec)
         case sink
+        /// One VXLAN network over the underlay from `local`; `remotes` its flood list (empty: any sender).
+        case vxlan(vni: UInt32, local: InternetAddress, remotes: [InternetAddress], udpPort: UInt16)
     }
 
     /// What a vhost, TAP or packet port negotiates or is given: checksum and segmentation
@@ -48,6 +50,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case .xdp: "xdp"
         case .gen: "gen"
         case .sink: "sink"
+        case .vxlan: "vxlan"
         }
     }
 
@@ -73,7 +76,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Every kind of port, in the order help texts list them.
-    public static let types = ["vhost", "tap", "packet", "xdp", "gen", "sink"]
+    public static let types = ["vhost", "tap", "packet", "xdp", "gen", "sink", "vxlan"]
     /// The options every kind takes.
     public static let commonKeys = ["name", "vlan", "trunk", "native", "group_fwd_mask"]
     /// The options of each kind besides the common ones; the first of vhost, tap,
@@ -85,6 +88,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         "xdp": ["interface", "queues", "mode", "zerocopy"],
         "gen": ["dst", "src", "size", "count", "delay", "rate", "burst", "flows", "tag", "stamp"],
         "sink": [],
+        "vxlan": ["vni", "local", "remote", "port"],
     ]
     /// Options whose value is true or false; the text form writes them as a bare word.
     public static let booleanKeys: Set<String> = ["client"]
@@ -185,6 +189,9 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             kind = .gen(try Self.generator(take, text))
         case "sink":
             kind = .sink
+        case "vxlan":
+            kind = try Self.vxlanKind(vni: take("vni"), local: take("local"), remote: take("remote"), port: take("port"),
+                                      text)
         default:
             throw fail("type", "unknown port type '\(type)' (\(Self.types.joined(separator: ", ")))")
         }

@@ -50,6 +50,15 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case gsoTooLong
     /// A GSO frame whose IP length fields disagree with its length.
     case gsoIPLengthMismatch
+    /// A VXLAN datagram from an address that is not one of the port's remote VTEPs
+    /// (`remote=`), or from another address family.
+    case vxlanUnknownVTEP
+    /// A VXLAN datagram shorter than its header and an inner Ethernet header.
+    case vxlanTruncated
+    /// A VXLAN datagram with the I flag clear: its VNI field means nothing (RFC 7348 §5).
+    case vxlanFlagClear
+    /// A VXLAN datagram for a VNI the port does not carry.
+    case vxlanUnknownVNI
 
     /// The name used in stats output and metrics labels.
     public var name: String {
@@ -75,6 +84,10 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .gsoNotTCPOrUDP: "gso_not_tcp_udp"
         case .gsoTooLong: "gso_too_long"
         case .gsoIPLengthMismatch: "gso_ip_length_mismatch"
+        case .vxlanUnknownVTEP: "vxlan_unknown_vtep"
+        case .vxlanTruncated: "vxlan_truncated"
+        case .vxlanFlagClear: "vxlan_flag_clear"
+        case .vxlanUnknownVNI: "vxlan_unknown_vni"
         }
     }
 }

@@ -105,6 +105,7 @@ extension PacketBatch {
         segmentCounts[i] = UInt16(truncatingIfNeeded: out &- first)
         self.lengths[i] = UInt32(truncatingIfNeeded: length)
         tokens[i] = source.tokens[frame]
+        tunnelEndpoints[i] = source.tunnelEndpoints[frame]
         segmentCount = out
         count = i &+ 1
     }

@@ -35,6 +35,10 @@ public final class PacketBatch {
     @usableFromInline let tokens: UnsafeMutablePointer<UInt32>
     /// The frame's virtio-net header, `headerStride` bytes apart.
     @usableFromInline let headers: UnsafeMutableRawPointer
+    /// The remote tunnel endpoint (a vxlan port's VTEP number) of the frame:
+    /// the one it came from, as a tunnel port's pull says; the one it goes to
+    /// once the switch decided (0: every one). Only tunnel ports read it.
+    @usableFromInline let tunnelEndpoints: UnsafeMutablePointer<UInt16>
 
     @usableFromInline let segmentBases: UnsafeMutablePointer<UnsafeMutableRawPointer>
     @usableFromInline let segmentLengths: UnsafeMutablePointer<UInt32>
@@ -48,6 +52,8 @@ public final class PacketBatch {
         firstSegments = .allocate(capacity: capacity)
         segmentCounts = .allocate(capacity: capacity)
         tokens = .allocate(capacity: capacity)
+        tunnelEndpoints = .allocate(capacity: capacity)
+        tunnelEndpoints.initialize(repeating: 0, count: capacity)
         headers = .allocate(byteCount: capacity * Self.headerStride, alignment: 16)
         headers.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.headerStride)
         segmentBases = .allocate(capacity: segmentCapacity)
@@ -59,6 +65,7 @@ public final class PacketBatch {
         firstSegments.deallocate()
         segmentCounts.deallocate()
         tokens.deallocate()
+        tunnelEndpoints.deallocate()
         headers.deallocate()
         segmentBases.deallocate()
         segmentLengths.deallocate()
@@ -130,6 +137,14 @@ public final class PacketBatch {
     /// The source's handle for frame `frame`.
     @inlinable
     public func token(of frame: Int) -> UInt32 { tokens[frame] }
+
+    /// Frame `frame`'s tunnel endpoint (see `tunnelEndpoints`).
+    @inlinable
+    public func tunnelEndpoint(of frame: Int) -> UInt16 { tunnelEndpoints[frame] }
+
+    /// Sets frame `frame`'s tunnel endpoint; `frame` may be the next one a source appends.
+    @inlinable
+    public func setTunnelEndpoint(_ frame: Int, _ endpoint: UInt16) { tunnelEndpoints[frame] = endpoint }
 
     @inlinable
     public func segmentBase(_ segment: Int) -> UnsafeMutableRawPointer { segmentBases[segment] }

@@ -15,7 +15,7 @@ extension Port {
     public func controlClients(name: String, logger: Logger) -> [ControlLoopClient] {
         switch self {
         case .vhost(let p): [p.endpoint]
-        case .tap, .packet, .xdp: [PortWatch(name: name, port: self, logger: logger)]
+        case .tap, .packet, .xdp, .vxlan: [PortWatch(name: name, port: self, logger: logger)]
         case .gen, .sink, .failed: []
         }
     }
@@ -27,6 +27,7 @@ extension Port {
         case .tap(let p): p.lastError
         case .xdp(let p): p.lastError
         case .packet(let p): p.lastError
+        case .vxlan(let p): p.lastError
         case .vhost, .gen, .sink, .failed: 0
         }
     }
@@ -36,6 +37,7 @@ extension Port {
         switch self {
         case .tap(let p): p.refreshMaxFrameLength()
         case .packet(let p): p.refreshMTU()
+        case .vxlan(let p): p.refreshMTU()
         case .vhost, .xdp, .gen, .sink, .failed: break
         }
     }
@@ -46,6 +48,7 @@ extension Port {
         case .tap(let p): "tap \(p.device.name)"
         case .xdp(let p): "xdp \(p.interface)"
         case .packet(let p): "packet \(p.interface)"
+        case .vxlan(let p): "vxlan VNI \(p.vni) from \(p.local)"
         case .vhost, .gen, .sink, .failed: kind
         }
     }

@@ -93,6 +93,15 @@ extension Port {
             return .gen(GenPort(generator, batchCapacity: context.batchSize))
         case .sink:
             return .sink(SinkPort())
+        case .vxlan(let vni, let local, let remotes, let udpPort):
+            do {
+                let vxlan = try VxlanPort(vni: vni, local: local, remotes: remotes, udpPort: udpPort,
+                                          batchCapacity: context.batchSize)
+                logger.info("\(vxlan.summary)")
+                return .vxlan(vxlan)
+            } catch {
+                throw PortOpenError(description: "\(error)")
+            }
         }
     }
 
@@ -101,6 +110,8 @@ extension Port {
         switch self {
         case .vhost(let p): p.state
         case .tap, .packet: running()
+        case .vxlan(let p):
+            running("VNI \(p.vni), \(p.endpoints.count) VTEP\(p.endpoints.count == 1 ? "" : "s")")
         case .xdp(let p): running("xdp \(p.steering.attachedMode), \(p.copyMode.rawValue)")
         case .failed(let p): "failed: \(p.reason)"
         case .gen(let p): p.isFinished ? "finished" : "running"
@@ -125,7 +136,8 @@ extension Port {
         // pointing at sockets that are gone.
         case .xdp(let p): p.close()
         // A packet port's sockets close, and its promiscuous mode goes, when the switch lets go of it.
-        case .packet, .failed, .gen, .sink: break
+        // A vxlan port's sockets close with it.
+        case .packet, .failed, .gen, .sink, .vxlan: break
         }
     }
 }

@@ -16,6 +16,7 @@ public enum Port {
     case xdp(XdpPort)
     case failed(FailedPort)
     case packet(PacketPort)
+    case vxlan(VxlanPort)
 
     public var queueCount: Int {
         switch self {
@@ -26,6 +27,7 @@ public enum Port {
         case .xdp(let p): p.queueCount
         case .failed(let p): p.queueCount
         case .packet(let p): p.queueCount
+        case .vxlan(let p): p.queueCount
         }
     }
 
@@ -40,6 +42,7 @@ public enum Port {
         case .xdp(let p): p.pull(queue: queue, into: batch)
         case .failed(let p): p.pull(queue: queue, into: batch)
         case .packet(let p): p.pull(queue: queue, into: batch)
+        case .vxlan(let p): p.pull(queue: queue, into: batch)
         }
     }
 
@@ -54,6 +57,7 @@ public enum Port {
         case .xdp(let p): p.push(queue: queue, from: batch)
         case .failed(let p): p.push(queue: queue, from: batch)
         case .packet(let p): p.push(queue: queue, from: batch)
+        case .vxlan(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -68,6 +72,7 @@ public enum Port {
         case .xdp(let p): p.release(queue: queue)
         case .failed(let p): p.release(queue: queue)
         case .packet(let p): p.release(queue: queue)
+        case .vxlan(let p): p.release(queue: queue)
         }
     }
 
@@ -79,7 +84,7 @@ public enum Port {
     public func room(queue: Int) -> Int {
         switch self {
         case .vhost(let p): p.room(queue: queue)
-        case .gen, .sink, .tap, .xdp, .failed, .packet: Int.max
+        case .gen, .sink, .tap, .xdp, .failed, .packet, .vxlan: Int.max
         }
     }
 
@@ -95,6 +100,8 @@ public enum Port {
         case .packet(let p): p.offloadAcceptance
         // It copies each frame into one UMEM frame and finishes its checksum there; AF_XDP takes no GSO.
         case .xdp: .partialChecksum
+        // It copies each frame into its datagram buffer and finishes the checksum there.
+        case .vxlan: .partialChecksum
         }
     }
 
@@ -107,6 +114,7 @@ public enum Port {
         case .xdp(let p): p.counters[queue]
         case .failed(let p): p.counters
         case .packet(let p): p.counters[queue]
+        case .vxlan(let p): p.counters[queue]
         case .gen(let p): p.counters
         case .sink(let p): p.counters
         }
@@ -123,6 +131,7 @@ public enum Port {
         case .xdp(let p): p.counters + [p.copies.counters]
         case .failed(let p): [p.counters]
         case .packet(let p): p.counters
+        case .vxlan(let p): p.counters
         }
     }
 
@@ -138,8 +147,16 @@ public enum Port {
     /// or xdp port's, a look at a mapped ring): a worker skips an empty one for
     /// a few loops before it looks again.
     public var pullCostsASyscall: Bool {
-        if case .tap = self { return true }
-        return false
+        switch self {
+        case .tap, .vxlan: true
+        default: false
+        }
+    }
+
+    /// The tunnel port (vxlan) behind which addresses are learned per remote endpoint.
+    public var tunnel: VxlanPort? {
+        if case .vxlan(let p) = self { return p }
+        return nil
     }
 
     /// The port makes its frames at will (a generator without a rate): a worker pulls no
@@ -165,6 +182,7 @@ public enum Port {
         case .xdp: "xdp"
         case .failed: "failed"
         case .packet: "packet"
+        case .vxlan: "vxlan"
         }
     }
 }

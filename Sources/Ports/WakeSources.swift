@@ -111,6 +111,9 @@ extension Port {
         case .packet(let p):
             // Readable while the kernel has handed over a block we have not walked to the end.
             sources.add(descriptor: p.descriptor(queue: queue), errors: .packet(p, queue: queue))
+        case .vxlan(let p):
+            // Readable while a datagram waits on the underlay socket.
+            sources.add(descriptor: p.descriptor)
         case .gen(let p):
             return p.isFinished
         case .sink, .failed:

@@ -10,7 +10,8 @@ import Packets
 //
 //     +0  seq   UInt32   seqlock version: odd while the writer changes the slot
 //     +4  port  UInt16
-//     +6  flags UInt16   0 = empty, occupied, occupied|static
+//     +6  flags UInt16   bit 0 occupied (0 = empty), bit 1 static, bits 2-15 the
+//                        tunnel endpoint (0: none; a tunnel port's remote VTEP otherwise)
 //     +8  key   UInt64   FDBKey.rawValue (vlan << 48 | mac)
 //
 // plus a parallel array `seen` (UInt64 per slot, the last time a frame from
@@ -46,6 +47,12 @@ import Packets
 //
 // * Versions wrap after 2^31 writes to one slot; a reader would have to stall
 //   across exactly that many writes to be fooled.
+//
+// Tunnel endpoints. An entry on a tunnel port (vxlan) says which remote VTEP
+// behind that port the address lives at, in the flags' spare bits: the slot
+// stays 16 bytes and one seqlock read still gives port and endpoint together,
+// so a lookup costs what it did for every port. Learning treats another
+// endpoint on the same port as a move.
 //
 // Time comes from the caller (`now`, in seconds of a monotonic clock, read
 // once per burst by the worker), so tests drive it by hand.
@@ -88,12 +95,15 @@ public struct FDBEntry: Equatable, Sendable {
     public var isStatic: Bool
     /// Seconds since a frame from the address was last seen (0 for static entries).
     public var age: UInt64
+    /// The remote tunnel endpoint behind `port` (a vxlan port's VTEP number), 0 for none.
+    public var endpoint: UInt16
 
-    public init(key: FDBKey, port: UInt16, isStatic: Bool, age: UInt64) {
+    public init(key: FDBKey, port: UInt16, isStatic: Bool, age: UInt64, endpoint: UInt16 = 0) {
         self.key = key
         self.port = port
         self.isStatic = isStatic
         self.age = age
+        self.endpoint = endpoint
     }
 }
 
@@ -125,6 +135,10 @@ public final class ForwardingDatabase: @unchecked Sendable {
     @usableFromInline static let keyOffset = 8
     @usableFromInline static let occupied: UInt16 = 1
     @usableFromInline static let staticFlag: UInt16 = 2
+    /// The flags' bits below the endpoint number.
+    @usableFromInline static let endpointShift: UInt16 = 2
+    /// Tunnel endpoints one port can name in an entry (14 bits, 0 meaning none).
+    public static let endpointLimit = 1 << 14
     /// Probes a reader repeats after a concurrent shift, and spins it waits on one odd slot,
     /// before it gives up and reports a miss (one flooded frame) rather than stall a
     /// worker behind a writer that was preempted mid-write.
@@ -260,11 +274,19 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// probed (see `Probe.contended`); flooding is then the safe answer.
     @inlinable
     public func lookup(_ key: FDBKey) -> UInt16? {
-        if case .found(let port, _, _) = probe(key.rawValue) { return port }
+        if case .found(let port, _, _, _) = probe(key.rawValue) { return port }
+        return nil
+    }
+
+    /// As `lookup`, with the entry's tunnel endpoint (0 for none): the same one read.
+    @inlinable
+    public func lookupWithEndpoint(_ key: FDBKey) -> (port: UInt16, endpoint: UInt16)? {
+        if case .found(let port, _, _, let endpoint) = probe(key.rawValue) { return (port, endpoint) }
         return nil
     }
 
     /// Reader side of learning. True when `key` is already known on `port`
+    /// behind tunnel endpoint `endpoint` (0 for a port that is no tunnel)
     /// (its age is reset here, by a relaxed store of `now`) or is pinned by a
     /// static entry; false when the writer must learn it: unknown, or seen on
     /// another port (a move). Workers call it for every frame's source and
@@ -274,10 +296,10 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// The age store may race with a deletion shifting the slot; the worst
     /// outcome is one entry aging a little early or late.
     @inlinable
-    public func refresh(_ key: FDBKey, port: UInt16, now: UInt64) -> Bool {
-        guard case .found(let known, let i, let isStatic) = probe(key.rawValue) else { return false }
+    public func refresh(_ key: FDBKey, port: UInt16, endpoint: UInt16 = 0, now: UInt64) -> Bool {
+        guard case .found(let known, let i, let isStatic, let knownEndpoint) = probe(key.rawValue) else { return false }
         if isStatic { return true }
-        guard known == port else { return false }
+        guard known == port && knownEndpoint == endpoint else { return false }
         // Skipping the store when the second has not changed keeps the line clean.
         if ferry_load_relaxed_u64(seen + i) != now { ferry_store_relaxed_u64(seen + i, now) }
         return true
@@ -285,7 +307,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
 
     @usableFromInline
     enum Probe: Equatable {
-        case found(port: UInt16, slot: Int, isStatic: Bool)
+        case found(port: UInt16, slot: Int, isStatic: Bool, endpoint: UInt16)
         /// Definitely not in the table at some instant during the call.
         case absent
         /// The writer was mid-write on a slot, or shifting entries, for longer than
@@ -301,7 +323,10 @@ public final class ForwardingDatabase: @unchecked Sendable {
             probe: for _ in 0 ... mask {
                 guard let s = read(i) else { return .contended }
                 if s.flags == 0 { break probe }
-                if s.key == k { return .found(port: s.port, slot: i, isStatic: s.flags & Self.staticFlag != 0) }
+                if s.key == k {
+                    return .found(port: s.port, slot: i, isStatic: s.flags & Self.staticFlag != 0,
+                                  endpoint: s.flags &>> Self.endpointShift)
+                }
                 i = (i &+ 1) & mask
             }
             // A miss is only trusted if no deletion shifted entries during the probe.
@@ -319,11 +344,14 @@ public final class ForwardingDatabase: @unchecked Sendable {
 
     // MARK: - Learning (the writer)
 
-    /// Records that a frame from `key` arrived on `port` at `now`.
+    /// Records that a frame from `key` arrived on `port` (behind its tunnel
+    /// endpoint `endpoint`, 0 for none) at `now`.
     @inlinable
     @discardableResult
-    public func learn(_ key: FDBKey, port: UInt16, now: UInt64) -> LearnResult {
+    public func learn(_ key: FDBKey, port: UInt16, endpoint: UInt16 = 0, now: UInt64) -> LearnResult {
         let k = key.rawValue
+        precondition(Int(endpoint) < Self.endpointLimit, "tunnel endpoint numbers are 14 bits")
+        let learnedFlags = Self.occupied | (endpoint &<< Self.endpointShift)
         // The I/G bit, least significant bit of the first byte (IEEE 802-2014 §8.2).
         if k & Ethernet.groupBit != 0 { return .groupAddress }
         var i = home(k)
@@ -336,7 +364,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
                     bump(Self.cOverflows)
                     return .overflow
                 }
-                write(i, key: k, port: port, flags: Self.occupied, seen: now)
+                write(i, key: k, port: port, flags: learnedFlags, seen: now)
                 count &+= 1
                 bump(Self.cEntries)
                 bump(Self.cLearned)
@@ -346,11 +374,11 @@ public final class ForwardingDatabase: @unchecked Sendable {
             if ferry_load_relaxed_u64(p + Self.keyOffset) == k {
                 if flags & Self.staticFlag != 0 { return .heldByStatic }
                 let old = ferry_load_relaxed_u16(p + Self.portOffset)
-                if old == port {
+                if old == port && flags == learnedFlags {
                     ferry_store_relaxed_u64(seen + i, now)
                     return .refreshed
                 }
-                write(i, key: k, port: port, flags: Self.occupied, seen: now)
+                write(i, key: k, port: port, flags: learnedFlags, seen: now)
                 bump(Self.cMoves)
                 changes?.append(FDBChange(key: key, port: port))
                 return .moved(from: old)
@@ -377,14 +405,16 @@ public final class ForwardingDatabase: @unchecked Sendable {
         }
     }
 
-    /// Pins `key` to `port`: never aged, never moved by learning. Replaces a
-    /// learned entry for the key. False (and counted as an overflow) when the
-    /// table is full.
+    /// Pins `key` to `port` (behind tunnel endpoint `endpoint`, 0 for none):
+    /// never aged, never moved by learning. Replaces a learned entry for the
+    /// key. False (and counted as an overflow) when the table is full.
     @discardableResult
-    public func addStatic(_ key: FDBKey, port: UInt16) -> Bool {
+    public func addStatic(_ key: FDBKey, port: UInt16, endpoint: UInt16 = 0) -> Bool {
+        precondition(Int(endpoint) < Self.endpointLimit, "tunnel endpoint numbers are 14 bits")
         let k = key.rawValue
+        let flags = Self.occupied | Self.staticFlag | (endpoint &<< Self.endpointShift)
         if let i = find(k) {
-            write(i, key: k, port: port, flags: Self.occupied | Self.staticFlag, seen: 0)
+            write(i, key: k, port: port, flags: flags, seen: 0)
             changes?.append(FDBChange(key: key, port: port))
             return true
         }
@@ -394,7 +424,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
         }
         var i = home(k)
         while ferry_load_relaxed_u16(slot(i) + Self.flagsOffset) != 0 { i = (i &+ 1) & mask }
-        write(i, key: k, port: port, flags: Self.occupied | Self.staticFlag, seen: 0)
+        write(i, key: k, port: port, flags: flags, seen: 0)
         count &+= 1
         bump(Self.cEntries)
         changes?.append(FDBChange(key: key, port: port))
@@ -444,7 +474,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
             examined += 1
             let p = slot(i)
             let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
-            if flags == Self.occupied {
+            if flags & (Self.occupied | Self.staticFlag) == Self.occupied {
                 let last = seen[i]
                 if now >= last && now - last >= agingTime {
                     delete(at: i)
@@ -528,7 +558,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
             guard let s = read(i, withSeen: true), s.flags != 0 else { continue }
             let isStatic = s.flags & Self.staticFlag != 0
             byKey[s.key] = FDBEntry(key: FDBKey(rawValue: s.key), port: s.port, isStatic: isStatic,
-                                    age: isStatic || now < s.seen ? 0 : now - s.seen)
+                                    age: isStatic || now < s.seen ? 0 : now - s.seen,
+                                    endpoint: s.flags &>> Self.endpointShift)
         }
         return byKey.values.sorted { $0.key.rawValue < $1.key.rawValue }
     }

@@ -121,8 +121,22 @@ public final class Forwarder: @unchecked Sendable {
     public func decide(ingress: UInt16, vlan: UInt16, destination: UInt64, counters: DecisionCounters)
         -> ForwardingDecision
     {
+        var endpoint: UInt16 = 0
+        return decide(ingress: ingress, vlan: vlan, destination: destination, counters: counters, endpoint: &endpoint)
+    }
+
+    /// As `decide`, and for a unicast decision the remote tunnel endpoint the
+    /// destination was learned behind in `endpoint` (0 for none, and for every
+    /// other decision): a tunnel port sends the frame to that VTEP alone.
+    @inlinable
+    public func decide(ingress: UInt16, vlan: UInt16, destination: UInt64, counters: DecisionCounters,
+                       endpoint: inout UInt16) -> ForwardingDecision
+    {
+        endpoint = 0
         // Group addresses (broadcast among them) are never learned: flooded.
-        if destination & Ethernet.groupBit == 0, let port = database.lookup(FDBKey(vlan: vlan, mac: destination)) {
+        if destination & Ethernet.groupBit == 0,
+           let found = database.lookupWithEndpoint(FDBKey(vlan: vlan, mac: destination)) {
+            let port = found.port
             if port == ingress {
                 counters.bump(DecisionCounters.hairpin)
                 return .drop
@@ -130,6 +144,7 @@ public final class Forwarder: @unchecked Sendable {
             // An entry for a port that has since left the VLAN is as good as unknown.
             if contains(port, vlan: vlan) {
                 counters.bump(DecisionCounters.unicast)
+                endpoint = found.endpoint
                 return .unicast(port)
             }
         }

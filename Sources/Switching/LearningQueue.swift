@@ -20,6 +20,8 @@ public final class LearningQueue: @unchecked Sendable {
     @usableFromInline let mask: Int
     @usableFromInline let keys: UnsafeMutablePointer<UInt64>
     @usableFromInline let ports: UnsafeMutablePointer<UInt16>
+    /// The tunnel endpoint each source came from (0 for a port that is no tunnel).
+    @usableFromInline let endpoints: UnsafeMutablePointer<UInt16>
     /// Next slot the producer fills; stored releasing after the slot.
     @usableFromInline let tail = Atomic<Int>(0)
     /// Next slot the consumer reads; stored releasing after the read.
@@ -28,6 +30,7 @@ public final class LearningQueue: @unchecked Sendable {
     /// queues it once, not once per frame.
     @usableFromInline var lastKey: UInt64 = .max
     @usableFromInline var lastPort: UInt16 = .max
+    @usableFromInline var lastEndpoint: UInt16 = .max
     /// Requests lost to a full ring (producer writes, anyone reads).
     public let overflows = Atomic<UInt64>(0)
 
@@ -39,30 +42,36 @@ public final class LearningQueue: @unchecked Sendable {
         keys.initialize(repeating: 0, count: capacity)
         ports = .allocate(capacity: capacity)
         ports.initialize(repeating: 0, count: capacity)
+        endpoints = .allocate(capacity: capacity)
+        endpoints.initialize(repeating: 0, count: capacity)
     }
 
     deinit {
         keys.deallocate()
         ports.deallocate()
+        endpoints.deallocate()
     }
 
-    /// Producer: asks the writer to learn `key` on `port`. False when nothing
+    /// Producer: asks the writer to learn `key` on `port` (behind tunnel
+    /// endpoint `endpoint`, 0 for none). False when nothing
     /// was queued (a repeat still waiting in the ring, or a full ring).
     @inlinable
     @discardableResult
-    public func offer(_ key: FDBKey, port: UInt16) -> Bool {
+    public func offer(_ key: FDBKey, port: UInt16, endpoint: UInt16 = 0) -> Bool {
         let t = tail.load(ordering: .relaxed)
         let h = head.load(ordering: .acquiring)
-        if key.rawValue == lastKey && port == lastPort && t != h { return false }
+        if key.rawValue == lastKey && port == lastPort && endpoint == lastEndpoint && t != h { return false }
         if t &- h >= capacity {
             overflows.add(1, ordering: .relaxed)
             return false
         }
         keys[t & mask] = key.rawValue
         ports[t & mask] = port
+        endpoints[t & mask] = endpoint
         tail.store(t &+ 1, ordering: .releasing)
         lastKey = key.rawValue
         lastPort = port
+        lastEndpoint = endpoint
         return true
     }
 
@@ -73,7 +82,8 @@ public final class LearningQueue: @unchecked Sendable {
         var h = head.load(ordering: .relaxed)
         let n = t &- h
         while h != t {
-            database.learn(FDBKey(rawValue: keys[h & mask]), port: ports[h & mask], now: now)
+            database.learn(FDBKey(rawValue: keys[h & mask]), port: ports[h & mask], endpoint: endpoints[h & mask],
+                           now: now)
             h &+= 1
         }
         head.store(h, ordering: .releasing)

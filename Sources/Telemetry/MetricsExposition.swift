@@ -73,6 +73,16 @@ public enum MetricsExposition {
                 counter("ferry_generator_lagged_total", "Frames a generator's schedule gave up: its worker was over 50 ms late",
                         [("port", p.name)], gen.laggedFrames)
             }
+            if let tunnel = p.port.tunnel, tunnel.endpoints.count > 0 {
+                for number in 1...tunnel.endpoints.count {
+                    let c = tunnel.endpoints.counters(number)
+                    let labels = [("port", p.name), ("vtep", "\(tunnel.endpoints.address(number))")]
+                    counter("ferry_vtep_rx_packets_total", "Datagrams a vxlan port took from a remote VTEP", labels, c.rxPackets)
+                    counter("ferry_vtep_rx_bytes_total", "Inner frame bytes from a remote VTEP", labels, c.rxBytes)
+                    counter("ferry_vtep_tx_packets_total", "Datagrams a vxlan port sent to a remote VTEP", labels, c.txPackets)
+                    counter("ferry_vtep_tx_bytes_total", "Inner frame bytes to a remote VTEP", labels, c.txBytes)
+                }
+            }
             if let captures {
                 for direction in CaptureDirection.allCases {
                     let labels = [("port", p.name), ("direction", direction.name)]

@@ -166,6 +166,7 @@ public final class SplitVirtqueue {
     public func enableNotifications() -> Bool {
         guard isRunning, let u = used, let a = avail else { return false }
         if eventIndex {
+            // SAFETY: avail_event sits at 4 + 8 * size, inside the usedBytes(size) = 6 + 8 * size start() translated.
             ferry_store_relaxed_u16(u + 4 + 8 &* (Int(mask) &+ 1), lastAvail.rawValue)
         } else {
             ferry_store_relaxed_u16(u, 0)
@@ -189,6 +190,7 @@ public final class SplitVirtqueue {
     @inlinable
     public var postedBuffers: Int {
         guard isRunning else { return 0 }
+        // SAFETY: running, so avail is the ring start() translated (availBytes(size)); idx is at offset 2.
         let n = RingIndex(ferry_load_acquire_u16(avail.unsafelyUnwrapped + 2)) &- lastAvail
         return n > mask &+ 1 ? 0 : Int(n)
     }
@@ -198,6 +200,7 @@ public final class SplitVirtqueue {
     func availableCount() -> Int? {
         // Acquire: the ring entries and descriptors the driver wrote before
         // publishing this index must be visible to the loads that follow.
+        // SAFETY: callers checked isRunning, so avail is the ring start() translated; idx is at offset 2.
         let availIndex = RingIndex(ferry_load_acquire_u16(avail.unsafelyUnwrapped + 2))
         let n = availIndex &- lastAvail
         if n > mask &+ 1 {
@@ -209,6 +212,7 @@ public final class SplitVirtqueue {
 
     @inlinable
     func head(at index: RingIndex) -> DescriptorIndex? {
+        // SAFETY: running (the caller checked), and slot <= mask < size: the entry is inside availBytes(size).
         let h = ferry_load_relaxed_u16(avail.unsafelyUnwrapped + 4 + 2 &* index.slot(mask))
         if h > mask {
             fail(.headOutOfRange(h, size: mask &+ 1))
@@ -219,6 +223,7 @@ public final class SplitVirtqueue {
 
     @inlinable
     func writeUsed(at index: RingIndex, id: DescriptorIndex, length: UInt32) {
+        // SAFETY: running (the caller checked), and slot <= mask < size: the 8-byte entry is inside usedBytes(size).
         let e = used.unsafelyUnwrapped + 4 + 8 &* index.slot(mask)
         e.storeBytes(of: UInt32(id.rawValue), as: UInt32.self)
         e.storeBytes(of: length, toByteOffset: 4, as: UInt32.self)
@@ -231,6 +236,7 @@ public final class SplitVirtqueue {
         let newIndex = usedIndex &+ count
         // Release: the used entries (and, for RX, the frame bytes) must be
         // visible before the driver can see the new index.
+        // SAFETY: only called while running, so used is the ring start() translated; idx is at offset 2.
         ferry_store_release_u16(used.unsafelyUnwrapped + 2, newIndex.rawValue)
         usedIndex = newIndex
         notifyIfNeeded()
@@ -239,12 +245,14 @@ public final class SplitVirtqueue {
     @inlinable
     func notifyIfNeeded() {
         guard callFD >= 0 else { return }
+        // SAFETY: called from publishUsed, while running: avail is the ring start() translated.
         let a = avail.unsafelyUnwrapped
         let shouldSignal: Bool
         if eventIndex {
             // §2.7.10: the used index store must be visible before reading
             // used_event, or both sides could miss each other's update.
             ferry_fence_seq_cst()
+            // SAFETY: used_event sits at 4 + 2 * size, inside the availBytes(size) = 6 + 2 * size start() translated.
             let usedEvent = RingIndex(ferry_load_relaxed_u16(a + 4 + 2 &* (Int(mask) &+ 1)))
             let old = signalledUsed
             shouldSignal = (usedIndex &- usedEvent) &- 1 < usedIndex &- old

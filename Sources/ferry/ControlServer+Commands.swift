@@ -28,6 +28,8 @@ extension ControlServer {
                 return ControlCodec.encodeReply(PortsReply(ports: PortsReport.ports(sw)), id: incoming.id)
             case .show(.fdb):
                 return ControlCodec.encodeReply(FDBReport.reply(sw, now: MonotonicClock.seconds()), id: incoming.id)
+            case .show(.vteps):
+                return ControlCodec.encodeReply(VTEPsReply(vteps: VTEPReport.vteps(sw)), id: incoming.id)
             case .fdbAdd(let mac, let port, let vlan):
                 try addStatic(mac: mac, portName: port, vlan: vlan)
                 return ControlCodec.encodeReply(OKReply(), id: incoming.id)

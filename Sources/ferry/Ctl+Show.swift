@@ -4,9 +4,9 @@ import ControlProtocol
 extension Ctl {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show the ports, the forwarding database or the counters.",
+            abstract: "Show the ports, the forwarding database, the counters or the remote VTEPs.",
             discussion: "Example: ferry ctl show ports",
-            subcommands: [Ports.self, FDB.self, Stats.self])
+            subcommands: [Ports.self, FDB.self, Stats.self, VTEPs.self])
     }
 }
 
@@ -49,7 +49,8 @@ extension Ctl.Show {
             discussion: """
                 type is "learned" (from a frame's source address; age is the seconds since
                 the last one, and the entry goes after the aging time) or "static" (added
-                with `ferry ctl fdb add`; never ages, never moves).
+                with `ferry ctl fdb add`; never ages, never moves). On a vxlan port the
+                vtep column names the remote VTEP the MAC lives behind.
                 Example: ferry ctl show fdb --vlan 10 --port vm0
                 """)
 
@@ -68,11 +69,43 @@ extension Ctl.Show {
             var reply = try ControlConnection(connection.control).call(.show(.fdb), as: FDBReply.self)
             reply.fdb.removeAll { e in (vlan.map { e.vlan != $0 } ?? false) || (port.map { e.port != $0 } ?? false) }
             if json { return try reply.printJSON() }
+            // The vtep column only where a vxlan port has entries: other tables stay as they were.
+            let tunnels = reply.fdb.contains { $0.vtep != nil }
             var table = TextTable([.init("port"), .init("vlan", .right), .init("mac"), .init("type"),
-                                   .init("age", .right)])
+                                   .init("age", .right)] + (tunnels ? [.init("vtep")] : []))
             for e in reply.fdb {
                 table.append([e.port, String(e.vlan), e.mac, e.isStatic ? "static" : "learned",
-                              e.isStatic ? "-" : String(e.age)])
+                              e.isStatic ? "-" : String(e.age)] + (tunnels ? [e.vtep ?? "-"] : []))
+            }
+            table.print()
+        }
+    }
+
+    struct VTEPs: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "vteps",
+            abstract: "Show every vxlan port's remote VTEPs and their counters.",
+            discussion: """
+                flood is "yes" for a VTEP of the port's remote= list (it gets every broadcast,
+                multicast and unknown-unicast frame), "no" for one learned from its datagrams.
+                Packets and bytes count datagrams and their inner frames' bytes.
+                Example: ferry ctl show vteps --json
+                """)
+
+        @OptionGroup var connection: ControlOptions
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+
+        func run() throws {
+            let reply = try ControlConnection(connection.control).call(.show(.vteps), as: VTEPsReply.self)
+            if json { return try reply.printJSON() }
+            var table = TextTable([.init("port"), .init("vni", .right), .init("vtep"), .init("flood"),
+                                   .init("rx_packets", .right), .init("rx_bytes", .right),
+                                   .init("tx_packets", .right), .init("tx_bytes", .right)])
+            for v in reply.vteps {
+                table.append([v.port, String(v.vni), v.address, v.flood ? "yes" : "no", String(v.rxPackets),
+                              String(v.rxBytes), String(v.txPackets), String(v.txBytes)])
             }
             table.print()
         }

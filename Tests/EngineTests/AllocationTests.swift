@@ -76,6 +76,27 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// A vxlan port both ways: a generator floods to it, it sends each frame as a datagram
+    /// to its one remote VTEP, which is its own address, so the datagrams come back in, are
+    /// checked, learned behind their VTEP and flooded to the generator.
+    func testTunneledBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testTunneledBurstsAllocateNothing") {
+            let gen = GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
+                              frameSize: 64, count: nil)
+            let loopback = InternetAddress("127.0.0.1")!
+            let vxlan = try VxlanPort(vni: 9, local: loopback, remotes: [loopback], udpPort: UDPPeer.testPort &+ 5,
+                                      batchCapacity: 256)
+            let sw = try SwitchHarness([(.gen(gen), .access(1)), (.vxlan(vxlan), .access(1))], batchSize: 256)
+            _ = sw.pass()
+            return (prepare: {
+                precondition(vxlan.counters[0].snapshot.txPackets > 0, "nothing went into the tunnel")
+            }, burst: {
+                for _ in 0..<100 { _ = sw.worker.forwardOnce(sw.batch) }
+                precondition(vxlan.endpoints.counters(1).rxPackets > 0, "nothing came out of the tunnel")
+            })
+        }
+    }
+
     /// Link-local frames the ingress port does not forward: each is checked and
     /// counted (`link_local`) without allocating.
     func testDroppedLinkLocalBurstsAllocateNothing() throws {

@@ -145,8 +145,8 @@ def test_json_that_is_not_an_object_gets_an_error(traffic, conn, not_object):
     (b'{}', 'request has no "cmd"'),
     (b'{"cmd":5}', '"cmd" must be a string'),
     (b'{"cmd":["stats"]}', '"cmd" must be a string'),
-    (b'{"cmd":"show"}', 'request has no "what" (one of: ports, fdb, stats)'),
-    (b'{"cmd":"show","what":"routes"}', "cannot show 'routes' (one of: ports, fdb, stats)"),
+    (b'{"cmd":"show"}', 'request has no "what" (one of: ports, fdb, stats, vteps)'),
+    (b'{"cmd":"show","what":"routes"}', "cannot show 'routes' (one of: ports, fdb, stats, vteps)"),
     (b'{"cmd":"fdb-add","mac":"nonsense","port":"s"}', "'nonsense' is not a MAC address (want aa:bb:cc:dd:ee:ff)"),
 ])
 def test_unknown_and_refused_commands_get_the_documented_error(traffic, conn, request_line, error):

@@ -259,8 +259,8 @@ def test_errors_from_the_cli(ferry):
 
 def test_errors_from_the_socket(ferry):
     cases = [
-        (b'{"cmd":"show"}', "request has no \"what\" (one of: ports, fdb, stats)"),
-        (b'{"cmd":"show","what":"routes"}', "cannot show 'routes' (one of: ports, fdb, stats)"),
+        (b'{"cmd":"show"}', "request has no \"what\" (one of: ports, fdb, stats, vteps)"),
+        (b'{"cmd":"show","what":"routes"}', "cannot show 'routes' (one of: ports, fdb, stats, vteps)"),
         (b'{"cmd":"flush"}', "unknown command 'flush' (one of: hello, stats, stats-clear, show, fdb-add, fdb-del, fdb-flush, port, capture)"),
         (b'{"what":"fdb"}', "request has no \"cmd\""),
         (b'[1,2]', "request is not a JSON object"),

@@ -281,7 +281,7 @@ final class ForwardingDatabaseTests: XCTestCase {
                 for k in stable {
                     lookups += 1
                     switch fdb.probe(k.rawValue) {
-                    case .found(let p, _, _): if p >> 8 != UInt16(k.mac & 0xFF) { torn += 1 }
+                    case .found(let p, _, _, _): if p >> 8 != UInt16(k.mac & 0xFF) { torn += 1 }
                     case .absent: stableMisses += 1
                     case .contended: contended += 1
                     }

@@ -82,6 +82,15 @@ int ferry_setns(int fd, int nstype);
 // A read that never sleeps whatever the descriptor's O_NONBLOCK says (RWF_NOWAIT):
 // the flag is per call, so a file status flag shared with another process stays untouched.
 ssize_t ferry_preadv2(int fd, const struct iovec *iov, int count, off_t offset, int flags);
+// recvmmsg and sendmmsg move a burst of datagrams per call (a tunnel port's
+// underlay socket); struct mmsghdr, like the calls, exists only under
+// _GNU_SOURCE, so its layout is repeated here and pinned in shim.c.
+struct ferry_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+int ferry_recvmmsg(int fd, struct ferry_mmsghdr *messages, unsigned int count, int flags);
+int ferry_sendmmsg(int fd, struct ferry_mmsghdr *messages, unsigned int count, int flags);
 #define FERRY_MFD_CLOEXEC 1u
 #define FERRY_CLONE_NEWNET 0x40000000
 

@@ -1,0 +1,46 @@
+extension PortSpec {
+    /// The options of `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]`:
+    /// one port per VNI; `remote` is the flood list (IPv4 or IPv6, the local
+    /// address's family), without it every sender is taken as a VTEP.
+    static func vxlanKind(vni vniText: String?, local localText: String?, remote: String?, port: String?,
+                          _ text: String) throws(ParseError) -> Kind {
+        guard let vniText, !vniText.isEmpty else {
+            throw ParseError(text, "vxlan needs a VNI (vxlan:VNI,local=IP)", key: "vni")
+        }
+        guard let vni = UInt32(vniText), PortLimits.vxlanVNIs.contains(vni) else {
+            throw ParseError(text, "VNI '\(vniText)' must be \(PortLimits.vxlanVNIs.lowerBound)...\(PortLimits.vxlanVNIs.upperBound)",
+                             key: "vni")
+        }
+        guard let localText else {
+            throw ParseError(text, "vxlan needs local=IP, the address its datagrams come from", key: "local")
+        }
+        guard let local = InternetAddress(localText) else {
+            throw ParseError(text, "local '\(localText)' is not an IPv4 or IPv6 address", key: "local")
+        }
+        var remotes: [InternetAddress] = []
+        if let remote {
+            for item in remote.split(separator: "+", omittingEmptySubsequences: false) {
+                guard let address = InternetAddress(String(item)) else {
+                    throw ParseError(text, "remote '\(item)' is not an IPv4 or IPv6 address", key: "remote")
+                }
+                guard address.isIPv6 == local.isIPv6 else {
+                    throw ParseError(text, "remote \(address) and local \(local) must both be IPv4 or both IPv6",
+                                     key: "remote")
+                }
+                guard address != local, !remotes.contains(address) else {
+                    throw ParseError(text, "remote \(address) is given twice or is the local address", key: "remote")
+                }
+                remotes.append(address)
+            }
+            guard remotes.count <= PortLimits.vxlanRemotes else {
+                throw ParseError(text, "at most \(PortLimits.vxlanRemotes) remote VTEPs", key: "remote")
+            }
+        }
+        var udpPort = PortLimits.vxlanDefaultUDPPort
+        if let port {
+            guard let v = UInt16(port), v > 0 else { throw ParseError(text, "port must be 1...65535", key: "port") }
+            udpPort = v
+        }
+        return .vxlan(vni: vni, local: local, remotes: remotes, udpPort: udpPort)
+    }
+}

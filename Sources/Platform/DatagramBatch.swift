@@ -1,0 +1,125 @@
+import CFerry
+import Glibc
+
+/// A burst of datagrams for one `recvmmsg` or `sendmmsg`: the message
+/// headers, one buffer (iovec) and one address slot per message, allocated
+/// once. Receiving, each message is pointed at a buffer of the caller's and
+/// the kernel writes the sender's address into its slot; sending, each
+/// message names a buffer and a destination address the caller keeps alive
+/// until `send` returns. Several messages may name the same buffer (one
+/// frame to many tunnel endpoints: no copy per endpoint).
+public final class DatagramBatch {
+    public let capacity: Int
+    @usableFromInline let messages: UnsafeMutablePointer<ferry_mmsghdr>
+    @usableFromInline let vectors: UnsafeMutablePointer<iovec>
+    /// Room for a sockaddr_in6 per message: where the kernel writes a sender.
+    @usableFromInline let names: UnsafeMutableRawPointer
+    @usableFromInline static var nameSize: Int { MemoryLayout<sockaddr_in6>.size }
+
+    public init(capacity: Int) {
+        precondition(capacity > 0 && capacity <= 1024, "UIO_MAXIOV messages at most")
+        self.capacity = capacity
+        messages = .allocate(capacity: capacity)
+        messages.initialize(repeating: ferry_mmsghdr(), count: capacity)
+        vectors = .allocate(capacity: capacity)
+        vectors.initialize(repeating: iovec(), count: capacity)
+        names = .allocate(byteCount: capacity * Self.nameSize, alignment: 8)
+        names.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.nameSize)
+    }
+
+    deinit {
+        messages.deallocate()
+        vectors.deallocate()
+        names.deallocate()
+    }
+
+    /// Points message `i` (below `capacity`) at `length` bytes at `base` to receive into.
+    @inlinable
+    public func prepareReceive(_ i: Int, into base: UnsafeMutableRawPointer, length: Int) {
+        precondition(i >= 0 && i < capacity)
+        // SAFETY: i is below capacity; base and length are the caller's buffer, alive while it receives.
+        vectors[i] = iovec(iov_base: base, iov_len: length)
+        messages[i].msg_hdr.msg_iov = vectors + i
+        messages[i].msg_hdr.msg_iovlen = 1
+        messages[i].msg_hdr.msg_name = names + i &* Self.nameSize
+        messages[i].msg_hdr.msg_namelen = socklen_t(Self.nameSize)
+        messages[i].msg_hdr.msg_control = nil
+        messages[i].msg_hdr.msg_controllen = 0
+        messages[i].msg_hdr.msg_flags = 0
+    }
+
+    /// Receives up to `count` datagrams (messages 0..<count prepared) without
+    /// waiting: how many arrived, 0 when none waits.
+    @inlinable
+    public func receive(on fd: Int32, count: Int) throws(SystemError) -> Int {
+        precondition(count <= capacity)
+        let messages = self.messages
+        switch try nonBlockingSyscall("recvmmsg", { ferry_recvmmsg(fd, messages, UInt32(count), Int32(MSG_DONTWAIT)) }) {
+        case .done(let n): return Int(n)
+        case .wouldBlock: return 0
+        }
+    }
+
+    /// The length of datagram `i` of the last receive.
+    @inlinable
+    public func receivedLength(_ i: Int) -> Int { Int(messages[i].msg_len) }
+
+    /// Whether datagram `i` was longer than its buffer (MSG_TRUNC): cut short.
+    @inlinable
+    public func wasTruncated(_ i: Int) -> Bool { messages[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 }
+
+    /// The sender of datagram `i` of the last receive, as the kernel wrote its sockaddr.
+    @inlinable
+    public func sender(_ i: Int) -> UnsafeRawPointer { UnsafeRawPointer(names + i &* Self.nameSize) }
+
+    /// Makes message `i` send `length` bytes at `base` to the sockaddr of
+    /// `nameLength` bytes at `name`; both must stay valid until `send` returns.
+    @inlinable
+    public func prepareSend(_ i: Int, from base: UnsafeMutableRawPointer, length: Int,
+                            to name: UnsafeMutableRawPointer, nameLength: Int) {
+        precondition(i >= 0 && i < capacity)
+        // SAFETY: i is below capacity; the caller keeps base and name alive until send returns.
+        vectors[i] = iovec(iov_base: base, iov_len: length)
+        messages[i].msg_hdr.msg_iov = vectors + i
+        messages[i].msg_hdr.msg_iovlen = 1
+        messages[i].msg_hdr.msg_name = name
+        messages[i].msg_hdr.msg_namelen = socklen_t(nameLength)
+        messages[i].msg_hdr.msg_control = nil
+        messages[i].msg_hdr.msg_controllen = 0
+        messages[i].msg_hdr.msg_flags = 0
+    }
+
+    /// What one `send` did: messages 0..<`sent` went; the one after them (if
+    /// any) failed with `error` (EAGAIN: the socket's buffer is full), and the
+    /// rest were not tried.
+    public struct SendOutcome {
+        public var sent: Int
+        public var error: Int32
+
+        @inlinable
+        public init(sent: Int, error: Int32) {
+            self.sent = sent
+            self.error = error
+        }
+    }
+
+    /// Sends messages `from..<count` without waiting, in as many calls as the
+    /// kernel needs, stopping at the first message it refuses.
+    @inlinable
+    public func send(on fd: Int32, from first: Int = 0, count: Int) -> SendOutcome {
+        precondition(count <= capacity)
+        var done = first
+        while done < count {
+            let n = ferry_sendmmsg(fd, messages + done, UInt32(count &- done), Int32(MSG_DONTWAIT))
+            if n > 0 {
+                done &+= Int(n)
+                continue
+            }
+            let code = n == 0 ? EAGAIN : errno
+            if code == EINTR { continue }
+            precondition(code != EBADF && code != EFAULT, "sendmmsg returned \(code): a bug in Ferry")
+            return SendOutcome(sent: done, error: code)
+        }
+        return SendOutcome(sent: done, error: 0)
+    }
+}

@@ -1,0 +1,151 @@
+import CFerry
+import Glibc
+import Model
+import Platform
+
+/// The remote VTEPs of one tunnel port, numbered from 1 (0 in a forwarding
+/// database entry means "no endpoint": flood to every one): their addresses
+/// as the underlay socket takes them, whether each is in the flood list, and
+/// their counters.
+///
+/// Fixed capacity, allocated once. Entries are only ever appended, never
+/// changed or removed, so a number stays valid for as long as the port
+/// lives and an entry's address is read without a lock: the one writer (the
+/// worker that receives for the port, when a new sender is learned; the
+/// opener, for `remote=`) fills an entry and then publishes the count with a
+/// release store; readers load the count acquiring and read only below it.
+/// Counters: the receiving worker writes the rx pair, the worker holding the
+/// port's transmit queue the tx pair (one at a time: the port has one queue,
+/// and a shared queue is pushed under its lock), all relaxed.
+public final class TunnelEndpoints: @unchecked Sendable {
+    /// Learned senders beyond this are refused (`vxlan_unknown_vtep`).
+    public static let defaultCapacity = PortLimits.vxlanRemotes + 1
+
+    public let capacity: Int
+    /// How many came from `remote=`: numbers 1...floodCount are the flood list.
+    public let floodCount: Int
+    @usableFromInline let published: UnsafeMutablePointer<UInt32>
+    @usableFromInline let highs: UnsafeMutablePointer<UInt64>
+    @usableFromInline let lows: UnsafeMutablePointer<UInt64>
+    /// Per entry, a sockaddr to send to (sockaddr_in6 room; port 0: a raw socket's).
+    @usableFromInline let socketAddresses: UnsafeMutableRawPointer
+    @usableFromInline let socketAddressLength: Int
+    /// rx packets, rx bytes, tx packets, tx bytes per entry.
+    @usableFromInline let counterSlots: UnsafeMutablePointer<UInt64>
+    @usableFromInline static var nameStride: Int { MemoryLayout<sockaddr_in6>.size }
+    @usableFromInline static var countersPerEntry: Int { 4 }
+    public let isIPv6: Bool
+
+    /// The table of a port on an `ipv6` (or IPv4) underlay, with `remotes` as
+    /// the flood list, numbered 1... in order.
+    public init(remotes: [InternetAddress], ipv6: Bool, capacity: Int = TunnelEndpoints.defaultCapacity) {
+        precondition(remotes.count <= capacity && capacity < 1 << 14)
+        self.capacity = capacity
+        isIPv6 = ipv6
+        floodCount = remotes.count
+        published = .allocate(capacity: 1)
+        published.initialize(to: 0)
+        // Index 0 is never used, so an entry's number is its index.
+        highs = .allocate(capacity: capacity + 1)
+        highs.initialize(repeating: 0, count: capacity + 1)
+        lows = .allocate(capacity: capacity + 1)
+        lows.initialize(repeating: 0, count: capacity + 1)
+        socketAddresses = .allocate(byteCount: (capacity + 1) * Self.nameStride, alignment: 8)
+        socketAddresses.initializeMemory(as: UInt8.self, repeating: 0, count: (capacity + 1) * Self.nameStride)
+        socketAddressLength = ipv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
+        counterSlots = .allocate(capacity: (capacity + 1) * Self.countersPerEntry)
+        counterSlots.initialize(repeating: 0, count: (capacity + 1) * Self.countersPerEntry)
+        for remote in remotes { _ = append(remote) }
+    }
+
+    deinit {
+        published.deallocate()
+        highs.deallocate()
+        lows.deallocate()
+        socketAddresses.deallocate()
+        counterSlots.deallocate()
+    }
+
+    /// Entries so far (numbers 1...count).
+    @inlinable
+    public var count: Int { Int(ferry_load_acquire_u32(published)) }
+
+    /// The number of `address`, or 0 when it is not in the table. Linear: a
+    /// port has a handful of VTEPs, and the last one found is checked first by the caller.
+    @inlinable
+    public func number(of address: InternetAddress) -> UInt16 {
+        let n = count
+        var i = 1
+        while i <= n {
+            if highs[i] == address.high && lows[i] == address.low { return UInt16(truncatingIfNeeded: i) }
+            i &+= 1
+        }
+        return 0
+    }
+
+    /// The writer only: adds `address` and returns its number, or 0 when the table is full.
+    @inlinable
+    public func append(_ address: InternetAddress) -> UInt16 {
+        let n = Int(ferry_load_relaxed_u32(published))
+        guard n < capacity, address.isIPv6 == isIPv6 else { return 0 }
+        let i = n &+ 1
+        // SAFETY: i ≤ capacity, inside every array (capacity + 1 entries).
+        highs[i] = address.high
+        lows[i] = address.low
+        address.writeSocketAddress(port: 0, to: socketAddresses + i &* Self.nameStride)
+        ferry_store_release_u32(published, UInt32(i))
+        return UInt16(truncatingIfNeeded: i)
+    }
+
+    /// The address of entry `number` (1...count).
+    public func address(_ number: Int) -> InternetAddress {
+        precondition(number >= 1 && number <= count)
+        var storage = sockaddr_in6()
+        withUnsafeMutableBytes(of: &storage) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(start: socketAddresses + number * Self.nameStride,
+                                                       count: Self.nameStride))
+        }
+        return withUnsafeBytes(of: &storage) { InternetAddress(socketAddress: $0.baseAddress!)! }
+    }
+
+    /// Where a datagram for entry `number` goes (a sockaddr of `socketAddressLength` bytes).
+    @inlinable
+    public func socketAddress(_ number: Int) -> UnsafeMutableRawPointer {
+        socketAddresses + number &* Self.nameStride
+    }
+
+    @inlinable
+    func add(_ number: Int, _ slot: Int, _ value: UInt64) {
+        let p = counterSlots + (number &* Self.countersPerEntry &+ slot)
+        ferry_store_relaxed_u64(p, ferry_load_relaxed_u64(p) &+ value)
+    }
+
+    /// The receiving worker: a datagram of `bytes` inner bytes from entry `number`.
+    @inlinable
+    public func received(from number: Int, bytes: Int) {
+        add(number, 0, 1)
+        add(number, 1, UInt64(bytes))
+    }
+
+    /// The transmitting worker: a datagram of `bytes` inner bytes to entry `number`.
+    @inlinable
+    public func sent(to number: Int, bytes: Int) {
+        add(number, 2, 1)
+        add(number, 3, UInt64(bytes))
+    }
+
+    /// One entry's counters, for `ferry ctl show vteps` and metrics.
+    public struct Counters: Equatable, Sendable {
+        public var rxPackets: UInt64
+        public var rxBytes: UInt64
+        public var txPackets: UInt64
+        public var txBytes: UInt64
+    }
+
+    public func counters(_ number: Int) -> Counters {
+        precondition(number >= 1 && number <= count)
+        let p = counterSlots + number * Self.countersPerEntry
+        return Counters(rxPackets: ferry_load_relaxed_u64(p), rxBytes: ferry_load_relaxed_u64(p + 1),
+                        txPackets: ferry_load_relaxed_u64(p + 2), txBytes: ferry_load_relaxed_u64(p + 3))
+    }
+}
