@@ -69,11 +69,17 @@ public final class GenPort {
         if let rate = spec.framesPerSecond { adopt(framesPerSecond: rate) }
     }
 
-    /// The generator of before: one size, one flow, as fast as the destinations take frames.
+    /// The generator of before: one size, one flow, unstamped (every frame the same bytes,
+    /// `udpFrame`), as fast as the destinations take frames.
     public convenience init(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?,
                             delayMilliseconds: Int = 0) {
         self.init(GeneratorSpec(destination: destination, source: source, sizes: .fixed(frameSize), count: count,
-                                delayMilliseconds: delayMilliseconds))
+                                delayMilliseconds: delayMilliseconds, stamped: false))
+    }
+
+    /// The frame an unstamped one-flow generator sends: what a test expects to arrive.
+    public static func udpFrame(destination: MACAddress, source: MACAddress, size: Int) -> [UInt8] {
+        GeneratorFramePool.frame(GeneratorSpec(destination: destination, source: source, stamped: false), flow: 0, size: size)
     }
 
     deinit { sequences.deallocate() }
