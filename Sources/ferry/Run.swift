@@ -78,6 +78,11 @@ struct Run: ParsableCommand {
                                valueName: "addr:port"))
     var metrics: String?
 
+    @Option(help: ArgumentHelp(
+        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after the last frame, so an answer finds it awake), sleep (at once: least CPU, a wake-up before each frame after a pause) (default adaptive).",
+        valueName: "policy"))
+    var idle: IdlePolicy?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error (default info).")
     var logLevel: String?
 
@@ -269,6 +274,7 @@ struct Run: ParsableCommand {
         if let batch { config.switchSettings.batch = batch }
         if let fdbCapacity { config.switchSettings.fdbCapacity = fdbCapacity }
         if let agingTime { config.switchSettings.agingTime = agingTime }
+        if let idle { config.switchSettings.idle = idle }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { config.switchSettings.logLevel = level }
         config.control.path = control ?? config.control.path ?? Defaults.controlSocket
         // The file's owner/group/mode for the control socket, each overridden by its flag.

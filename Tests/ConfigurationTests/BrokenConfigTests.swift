@@ -247,6 +247,13 @@ final class BrokenConfigTests: XCTestCase {
             """, "f.yaml:1:21: switch: log_level must be one of trace, debug, info, notice, warning, error, critical, not 'loud'")
     }
 
+    func testUnknownIdlePolicy() {
+        assertRefused("""
+            switch: {idle: fast}
+            ports: [{name: a, type: sink}]
+            """, "f.yaml:1:16: switch: idle must be one of poll, adaptive, sleep, not 'fast'")
+    }
+
     func testControlAndMetrics() {
         assertRefused("""
             control:

@@ -14,6 +14,7 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(Set(config.ports.map(\.kindName)), Set(PortSpec.types))
         XCTAssertEqual(config.switchSettings.workers, 2)
         XCTAssertEqual(config.switchSettings.cpus, [0, 1])
+        XCTAssertEqual(config.switchSettings.idle.rawValue, "adaptive")
         XCTAssertEqual(config.control.path, "/run/ferry/ferry.sock")
         XCTAssertEqual(config.control.access, SocketPermissions(mode: 0o660))
         XCTAssertEqual(config.metrics.listen, "127.0.0.1:9469")
@@ -92,6 +93,7 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(config.switchSettings.cpus, [0, 2, 3])
         XCTAssertEqual(config.switchSettings.workers, 1)
         XCTAssertEqual(config.switchSettings.batch, 256)
+        XCTAssertEqual(config.switchSettings.idle.rawValue, "adaptive")
         XCTAssertNil(config.control.path)
         XCTAssertNil(config.metrics.listen)
         // Unquoted, YAML 1.1 would read the MAC as a base-60 number: the raw text is used.
