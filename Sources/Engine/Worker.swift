@@ -57,8 +57,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline let directVectors: UnsafeMutablePointer<iovec>
 
     /// Frames adapted for a destination that takes less than they ask
-    /// (Worker+Offloads.swift): the batch handed over instead, the segmenter,
-    /// and the slots segments and completed frames are written into.
+    /// (Worker+Offloads.swift): the batch handed over instead, the segmenter
+    /// the destination port cuts GSO frames with, and the slots frames whose
+    /// checksum the worker finished are written into.
     @usableFromInline let adapted: PacketBatch
     @usableFromInline let segmenter = SoftwareSegmenter()
     @usableFromInline let adaptedSlots: UnsafeMutableRawPointer
