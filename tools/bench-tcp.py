@@ -12,6 +12,10 @@ Rows (alternating within each round, each with 1 and with 4 streams, 8 s by defa
                virtio-net header (PACKET_VNET_HDR), so 64 KiB super-frames cross Ferry whole
   ferry-packet-off  ferry-packet with `offloads=off` on both ports: the kernel still hands
                Ferry super-frames; Ferry segments them and finishes every checksum
+  ferry-xdp    Ferry with a `tap:` port (its TAP in the sending namespace, TSO on) and an
+               `xdp:` uplink on a veth whose peer is in the receiving one: AF_XDP takes no GSO,
+               so Ferry cuts every 64 KiB super-frame straight into UMEM frames, every checksum
+               computed (the veth with an XDP program takes no TSO on the way back either)
   ferry-nooff  ferry-tap with the TAPs' offloads turned off in the namespaces (ethtool -K tx off
                tso off gso off): every segment an MTU-sized frame with its checksum computed,
                what Ferry did before offloads
@@ -26,6 +30,9 @@ and guest -> host (-R), the same guest both ways:
 
   guest-ferry    the guest on a Ferry vhost-user port, Ferry's `tap:` port's TAP in the
                  namespace (Ferry pinned as above)
+  guest-ferry-notso  guest-ferry with `guest_tso4=off,guest_tso6=off` on the guest's
+                 virtio-net-pci: host -> guest super-frames from the TAP are cut by Ferry
+                 straight into the guest's receive chains
   guest-qemutap  the guest on QEMU's own `-netdev tap`, its TAP in the namespace; vhost=off:
                  this machine has no /dev/vhost-net (no vhost_net module in its kernel), so
                  QEMU's own thread moves the frames
@@ -57,8 +64,8 @@ sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 import harness as h  # noqa: E402
 import qemu_guest as qg  # noqa: E402
 
-NAMESPACE_ROWS = ["bridge", "ferry-tap", "ferry-packet", "ferry-packet-off", "ferry-nooff"]
-GUEST_ROWS = ["guest-ferry", "guest-qemutap"]
+NAMESPACE_ROWS = ["bridge", "ferry-tap", "ferry-packet", "ferry-packet-off", "ferry-xdp", "ferry-nooff"]
+GUEST_ROWS = ["guest-ferry", "guest-ferry-notso", "guest-qemutap"]
 ROWS = NAMESPACE_ROWS + GUEST_ROWS
 PID = os.getpid() % 10000
 SPACES = [f"fbt-a-{PID}", f"fbt-b-{PID}"]
@@ -119,6 +126,20 @@ class Setup:
             devices = ["wire", "wire"]
             offloads = "off" if row == "ferry-packet-off" else "on"
             self.start_ferry([f"packet:{v},name={n},offloads={offloads}" for v, n in zip(self.veths, "ab")], workdir)
+        elif row == "ferry-xdp":
+            tap = f"fbt{PID}a"
+            self.veths = [f"fbtx{PID}"]
+            run("ip", "link", "del", self.veths[0], check=False)
+            # One queue each way, as the xdp port binds one socket per channel veth reports (one).
+            run("ip", "link", "add", self.veths[0], "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
+                "peer", "name", "wire", "numtxqueues", "1", "numrxqueues", "1", "netns", SPACES[1])
+            run("ip", "link", "set", self.veths[0], "up")
+            # AF_XDP carries no checksum state: the receiver's ACKs must leave with full checksums.
+            ns(SPACES[1], "ethtool", "-K", "wire", "tx", "off")
+            self.start_ferry([f"tap:{tap},name=a", f"xdp:{self.veths[0]},name=b"], workdir)
+            h.wait_until(lambda: "offloads 0x" in self.ferry.log_text(), 10, "TAP offloads applied")
+            run("ip", "link", "set", tap, "netns", SPACES[0])
+            devices = [tap, "wire"]
         else:
             taps = [f"fbt{PID}a", f"fbt{PID}b"]
             self.start_ferry([f"tap:{t},name={n}" for t, n in zip(taps, "ab")], workdir)
@@ -158,14 +179,16 @@ class GuestSetup:
         ns(SPACES[0], "ip", "link", "set", "lo", "up")
         tap = f"fbtg{PID}"
         try:
-            if row == "guest-ferry":
+            if row.startswith("guest-ferry"):
                 sock = os.path.join(workdir, "guest.sock")
                 self.ferry = h.Ferry([f"vhost:{sock},name=g", f"tap:{tap},name=h"],
                                      control=os.path.join(workdir, "ctl.sock"),
                                      log_path=os.path.join(workdir, f"ferry-{row}.log"), cpu=0,
                                      taskset="0").start()
                 h.wait_for_socket(sock, proc=self.ferry)
-                self.guest = qg.Guest(f"fbt-{row}", GUEST_MAC, sock, f"{ADDRESSES[1]}/24", workdir)
+                options = "guest_tso4=off,guest_tso6=off" if row == "guest-ferry-notso" else ""
+                self.guest = qg.Guest(f"fbt-{row}", GUEST_MAC, sock, f"{ADDRESSES[1]}/24", workdir,
+                                      device_options=options)
             else:
                 self.guest = qg.Guest(f"fbt-{row}", GUEST_MAC, None, f"{ADDRESSES[1]}/24", workdir,
                                       tap=tap)

@@ -43,6 +43,14 @@
 #                                  ADDR:PORT over TCP, then close (busybox nc)
 #   iperf3 ID PORT                 start an iperf3 server on PORT in the
 #                                  background (it serves until power-off)
+#   reload ID                      unload virtio_net and load it again (the
+#                                  device is reset and set up anew), then
+#                                  configure eth0 as at boot
+#   reboot ID                      reboot at once (reboot -f: no DONE line;
+#                                  the guest boots again with the same command
+#                                  line, see run-test-guest.sh --allow-reboot)
+#   memory ID                      print the RAM the kernel has and how many
+#                                  memory blocks are online (hot-plug)
 # Console lines for tests to match (strip CRs and ANSI escapes first):
 #   FERRY-GUEST-READY ip=ADDR mtu=N
 #   FERRY-PING-RESULT target=ADDR size=N transmitted=T received=R [id=ID]
@@ -53,6 +61,7 @@
 #   FERRY-TCP-RECEIVED bytes=N sha256=HEX id=ID   (tcprecv)
 #   FERRY-TCP-SENT status=N id=ID                 (tcpsend; nc's exit status)
 #   FERRY-IPERF3-LISTENING port=N id=ID           (iperf3)
+#   FERRY-MEMORY total_kb=N online_blocks=N id=ID (memory)
 #   FERRY-COMMAND-DONE id=ID status=N  (after every command, also unknown ones)
 set -euo pipefail
 
@@ -230,27 +239,32 @@ while read -r m; do
     insmod "/lib/modules/$m.ko" || log "insmod $m failed"
 done < /etc/ferry-modules
 
-# The PCI probe may finish after insmod returns: give eth0 up to 10 s.
-i=0
-while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do
-    usleep 100000
-    i=$((i + 1))
-done
-if [ ! -e /sys/class/net/eth0 ]; then
-    echo "FERRY-GUEST-ERROR no eth0 (virtio-net device missing or driver failed)"
-    finish
-fi
+# eth0 once the driver has probed the device: MTU, address, up. At boot and
+# after each reload of virtio_net (which creates eth0 anew).
+configure_eth0() {
+    # The PCI probe may finish after insmod returns: give eth0 up to 10 s.
+    i=0
+    while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do
+        usleep 100000
+        i=$((i + 1))
+    done
+    if [ ! -e /sys/class/net/eth0 ]; then
+        echo "FERRY-GUEST-ERROR no eth0 (virtio-net device missing or driver failed)"
+        return 1
+    fi
+    ip link set eth0 mtu "$MTU" || log "cannot set MTU $MTU on eth0 (device max_mtu too small? host_mtu?)"
+    if [ -n "$IP" ]; then
+        ip addr add "$IP" dev eth0 || log "cannot add address $IP"
+    fi
+    ip link set eth0 up
+    # Report the MTU the device really has, not the one that was asked for. The
+    # leading newline: firmware/boot output may leave the console mid-line.
+    echo
+    echo "FERRY-GUEST-READY ip=${IP:-none} mtu=$(cat /sys/class/net/eth0/mtu)"
+}
 
 ip link set lo up
-ip link set eth0 mtu "$MTU" || log "cannot set MTU $MTU on eth0 (device max_mtu too small? host_mtu?)"
-if [ -n "$IP" ]; then
-    ip addr add "$IP" dev eth0 || log "cannot add address $IP"
-fi
-ip link set eth0 up
-# Report the MTU the device really has, not the one that was asked for. The
-# leading newline: firmware/boot output may leave the console mid-line.
-echo
-echo "FERRY-GUEST-READY ip=${IP:-none} mtu=$(cat /sys/class/net/eth0/mtu)"
+configure_eth0 || finish
 
 # One ping run of COUNT pings at TARGET; sets tx and rx (0/0 when ping printed
 # no summary, e.g. it died on "sendto: Host is unreachable").
@@ -391,6 +405,15 @@ if [ -n "$COMMANDS" ]; then
                     log "bad iperf3 command: $a1"
                     status=2
                 fi ;;
+            reload)
+                ip link set eth0 down
+                rmmod virtio_net && insmod /lib/modules/virtio_net.ko && configure_eth0
+                status=$? ;;
+            reboot)   reboot -f; status=$? ;;
+            memory)
+                total=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+                online=$(cat /sys/devices/system/memory/memory*/online | grep -c 1)
+                echo "FERRY-MEMORY total_kb=$total online_blocks=$online id=$id" ;;
             "")       continue ;;
             *)        log "unknown command: $cmd"; status=2 ;;
         esac

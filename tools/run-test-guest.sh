@@ -11,6 +11,7 @@
 #       [--append "ferry.ip=198.18.0.1/24 ferry.ping=198.18.0.2 ..."]
 #       [--mtu N] [--mem MIB] [--unshared-memory] [--log FILE] [--timeout SECONDS]
 #       [--command-socket PATH] [--device-options KEY=VALUE,...]
+#       [--qmp-socket PATH] [--memory-slots N --max-mem MIB] [--allow-reboot] [--qboot]
 #
 #   --vhost-socket PATH   vhost-user unix socket; QEMU connects to it (the
 #                         back-end listens) unless --vhost-server, where QEMU
@@ -44,6 +45,19 @@
 #   --device-options OPTS more virtio-net-pci properties, e.g.
 #                         guest_tso4=off,guest_tso6=off (the guest's driver
 #                         then takes no TCP super-frames)
+#   --qmp-socket PATH     a QMP monitor on a unix socket QEMU listens on (a
+#                         test resets the guest or plugs memory through it)
+#   --memory-slots N      N slots for hot-plugged memory (pc-dimm), up to
+#   --max-mem MIB         MIB of RAM in all (-m MEM,slots=N,maxmem=MIB); the
+#                         guest onlines plugged memory as movable
+#                         (memhp_default_state=online_movable), so it can give
+#                         it back when the DIMM is unplugged
+#   --qboot               boot through QEMU's qboot firmware instead of SeaBIOS:
+#                         about 2 s less per boot under TCG (for tests that
+#                         boot a guest many times; no option ROMs, no disks)
+#   --allow-reboot        a reboot or reset restarts the guest instead of
+#                         ending QEMU (-no-reboot is left out; a kernel panic
+#                         then reboots too: look for it on the console)
 #
 # QEMU runs in the foreground (exec): the caller's pid is QEMU's (or that of
 # `timeout`, which passes SIGTERM/SIGINT on to QEMU), so a test stops the guest
@@ -60,6 +74,7 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 
 name="" mac="" vhost_socket="" vhost_server=0 vhost_reconnect="" sock_listen="" sock_connect=""
 append="" mtu="" mem=256 log="" timeout_s="" share=on command_socket="" tap="" device_options=""
+qmp_socket="" memory_slots="" max_mem="" allow_reboot=0 firmware=()
 need_arg() { [[ $2 -ge 2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -79,6 +94,11 @@ while [[ $# -gt 0 ]]; do
         --log)                   need_arg "$1" $#; log="$2"; shift 2 ;;
         --timeout)               need_arg "$1" $#; timeout_s="$2"; shift 2 ;;
         --command-socket)        need_arg "$1" $#; command_socket="$2"; shift 2 ;;
+        --qmp-socket)            need_arg "$1" $#; qmp_socket="$2"; shift 2 ;;
+        --memory-slots)          need_arg "$1" $#; memory_slots="$2"; shift 2 ;;
+        --max-mem)               need_arg "$1" $#; max_mem="$2"; shift 2 ;;
+        --allow-reboot)          allow_reboot=1; shift ;;
+        --qboot)                 firmware=(-bios qboot.rom); shift ;;
         -h|--help)               usage; exit 0 ;;
         *)                       die "unknown option: $1 (see --help)" ;;
     esac
@@ -116,6 +136,10 @@ done
 [[ "$vhost_socket" != *,* ]] || die "--vhost-socket path must not contain a comma"
 [[ "$log" != *,* ]] || die "--log path must not contain a comma"
 [[ "$command_socket" != *,* ]] || die "--command-socket path must not contain a comma"
+[[ "$qmp_socket" != *,* ]] || die "--qmp-socket path must not contain a comma"
+[[ -z "$memory_slots$max_mem" || ( -n "$memory_slots" && -n "$max_mem" ) ]] || die "--memory-slots and --max-mem go together"
+[[ -z "$memory_slots" || ( "$memory_slots" =~ ^[0-9]+$ && "$memory_slots" -ge 1 && "$memory_slots" -le 32 ) ]] || die "--memory-slots wants 1..32, got '$memory_slots'"
+[[ -z "$max_mem" || ( "$max_mem" =~ ^[0-9]+$ && "$max_mem" -gt "$mem" ) ]] || die "--max-mem wants MiB above --mem ($mem), got '$max_mem'"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 guest_dir="${FERRY_GUEST_DIR:-/var/tmp/ferry-guest}"
@@ -146,6 +170,9 @@ fi
 # disk probe this diskless guest does not need.
 if [[ -n "$command_socket" && " $append " != *" ferry.commands="* ]]; then
     append="$append ferry.commands=ttyS1"
+fi
+if [[ -n "$memory_slots" && " $append " != *" memhp_default_state="* ]]; then
+    append="$append memhp_default_state=online_movable"
 fi
 cmdline="console=ttyS0 panic=-1 loglevel=4 edd=off $append"
 
@@ -191,15 +218,22 @@ if [[ -n "$command_socket" ]]; then
     serial+=(-serial "unix:$command_socket,server=on,wait=off")
 fi
 
+memory="${mem}M"
+[[ -n "$memory_slots" ]] && memory+=",slots=$memory_slots,maxmem=${max_mem}M"
+monitor=(-monitor none)
+[[ -n "$qmp_socket" ]] && monitor+=(-qmp "unix:$qmp_socket,server=on,wait=off")
+reboot=(-no-reboot)
+[[ $allow_reboot -eq 1 ]] && reboot=()
+
 cmd=(
     "$qemu" -name "$name"
-    "${accel[@]}" -smp 1 -m "${mem}M"
+    "${accel[@]}" "${firmware[@]}" -smp 1 -m "$memory"
     # The back-end maps guest memory through the fds QEMU sends: it must be a
     # shared memfd. Private memory only warns and then moves no packets.
     -object "memory-backend-memfd,id=mem,size=${mem}M,share=${share}" -numa "node,memdev=mem"
     # -nodefaults: no default NIC, VGA, floppy or CD; -monitor none keeps the
     # monitor off stdio (a test has no terminal, and stdout is the console).
-    -nographic -nodefaults -no-user-config -monitor none -no-reboot
+    -nographic -nodefaults -no-user-config "${monitor[@]}" "${reboot[@]}"
     "${serial[@]}"
     -kernel "$guest_dir/vmlinuz" -initrd "$guest_dir/initrd.gz" -append "$cmdline"
     "${net[@]}" -device "$device"

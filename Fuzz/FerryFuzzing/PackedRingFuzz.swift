@@ -78,12 +78,16 @@ public enum PackedRingFuzz {
         case 6:
             let frame = ethernetFrame(length: 14 + input.below(1500), seed: input.byte())
             let cut = input.below(frame.count + 12)
-            makeRoom(ring, 2)
-            ring.offerTX(frame: frame, split: cut == 0 ? nil : [cut, frame.count + 12 - cut], indirect: input.bool())
+            let pieces = cut == 0 ? 1 : 2
+            // A chain longer than the ring would be the mock's bug, not the device's: it goes indirect.
+            let indirect = input.bool() || pieces > Int(ring.size)
+            makeRoom(ring, indirect ? 1 : pieces)
+            ring.offerTX(frame: frame, split: cut == 0 ? nil : [cut, frame.count + 12 - cut], indirect: indirect)
         case 7:
             let sizes = (0...Int(input.byte() % 3)).map { _ in input.below(2048) + 1 }
-            makeRoom(ring, sizes.count)
-            ring.offerRX(bufferSizes: sizes, indirect: input.bool())
+            let indirect = input.bool() || sizes.count > Int(ring.size)
+            makeRoom(ring, indirect ? 1 : sizes.count)
+            ring.offerRX(bufferSizes: sizes, indirect: indirect)
         case 8:
             let queue = session.queue
             queue.stop()

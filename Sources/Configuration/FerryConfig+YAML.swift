@@ -97,7 +97,7 @@ struct ConfigReader {
         if !sawPorts { fail(root, "missing key 'ports' (a switch needs at least one port)") }
     }
 
-    private static let switchKeys = ["workers", "cpus", "batch", "fdb_capacity", "aging_time", "log_level"]
+    private static let switchKeys = ["workers", "cpus", "batch", "fdb_capacity", "aging_time", "log_level", "idle"]
 
     mutating func readSwitch(_ node: Node, into settings: inout SwitchSettings) {
         guard let entries = mapping(node, "switch", keys: Self.switchKeys,
@@ -118,6 +118,14 @@ struct ConfigReader {
                     continue
                 }
                 settings.logLevel = level
+            case "idle":
+                let policies = IdlePolicy.allCases.map(\.rawValue)
+                guard let text = scalar(value, "switch", key) else { continue }
+                guard let policy = IdlePolicy(rawValue: text) else {
+                    fail(value, "switch: idle must be one of \(policies.joined(separator: ", ")), not '\(text)'")
+                    continue
+                }
+                settings.idle = policy
             default: break
             }
         }

@@ -13,6 +13,8 @@ public struct SwitchSettings: Equatable, Sendable {
     /// Seconds before an address no frame came from is forgotten.
     public var agingTime = Int(SwitchOptions.defaultAgingTime)
     public var logLevel = Logger.Level.info
+    /// When an idle worker sleeps: poll, adaptive or sleep.
+    public var idle = IdlePolicy.default
 
     public static let workerCounts = 1...64
     /// A burst fills at most one packet batch; below 32 the per-burst costs dominate.
@@ -30,6 +32,7 @@ public struct SwitchSettings: Equatable, Sendable {
         options.batchSize = batch
         options.fdbCapacity = fdbCapacity
         options.agingTime = UInt64(agingTime)
+        options.idle = idle
         return options
     }
 }

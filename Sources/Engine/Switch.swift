@@ -100,7 +100,8 @@ public final class Switch {
         let bridge = Bridge(database: ForwardingDatabase(capacity: options.fdbCapacity, agingTime: options.agingTime))
         self.bridge = bridge
         let workers = (0..<options.workers).map { i in
-            Worker(id: i, cpu: options.cpus.map { $0[i % $0.count] }, batchSize: options.batchSize, bridge: bridge)
+            Worker(id: i, cpu: options.cpus.map { $0[i % $0.count] }, batchSize: options.batchSize, bridge: bridge,
+                   idle: options.idle)
         }
         self.workers = workers
         gate = WorkerGroup(workers)

@@ -2,28 +2,33 @@ import CFerry
 import Platform
 import Ports
 
-/// Adaptive idle: a worker busy-polls while frames flow, and after a spell of
-/// empty loops asks its ports what to wait on (`WakeSources`: descriptors
-/// readable while a frame waits, rings that must ask their driver to kick
-/// first) and sleeps in `poll` until one of them, or its own wake eventfd (a
-/// pause, a stop), says so.
+/// Idle: a worker busy-polls while frames flow; after its policy's spin
+/// without a frame (`IdlePolicy`) it asks its ports what to wait on
+/// (`WakeSources`: descriptors readable while a frame waits, rings that must
+/// ask their driver to kick first) and sleeps in `poll` until one of them, or
+/// its own wake eventfd (a pause, a stop), says so.
 extension Worker {
-    /// About a few hundred microseconds of empty loops before sleeping.
-    static let idleLoopsBeforeSleep = 4096
+    /// Empty passes between looks at the clock, minus one (a power of two):
+    /// a look costs a vDSO call, and a pass over many ports a few microseconds.
+    static let idleClockMask = 15
 
-    func sleepUntilKicked() {
+    /// Sleeps until a source may have a frame; false when the sleep ended on
+    /// its timeout with nothing to report, so the caller may go straight back to sleep.
+    func sleepUntilKicked() -> Bool {
         wakeSources.removeAll()
         for source in sources {
-            guard source.port.addWakeSources(queue: source.queue, to: &wakeSources) else { return }
+            guard source.port.addWakeSources(queue: source.queue, to: &wakeSources) else { return true }
         }
+        var woken = true
         if wakeSources.arm(wakeDescriptor: wakeFD) && !pauseRequested.load(ordering: .sequentiallyConsistent) {
             sleeps.add(1, ordering: .relaxed)
             let fellAsleep = MonotonicClock.nanoseconds()
-            wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)
+            woken = wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)
             asleepNanoseconds.add(MonotonicClock.nanoseconds() &- fellAsleep, ordering: .relaxed)
             // Whatever woke us, look everywhere at once rather than after a skip.
             resetSkips()
         }
         wakeSources.disarm()
+        return woken
     }
 }

@@ -7,18 +7,22 @@ import Ports
 // A frame's virtio-net header may leave its L4 checksum to the device
 // (NEEDS_CSUM) or make it a GSO super-frame of up to 64 KiB. Ports that take
 // such frames get them untouched (a TAP, a guest that negotiated the matching
-// GUEST_* feature); for the others the worker adapts the frame on its way:
-// a GSO frame is cut by the SoftwareSegmenter into slots of this worker's,
-// a partial checksum is finished in a slot (`ChecksumCompletion`), and the
-// destination gets a batch of references to those slots, in order, among the
-// frames that needed nothing. Each adaptation is counted on the destination's
-// queue (OffloadCounter); a frame that cannot be segmented is dropped there
-// with its SegmentationError's reason.
+// GUEST_* feature, a packet port with `offloads=on`). For the others:
+//   - a GSO frame goes to the port as it is, with this worker's
+//     SoftwareSegmenter (`Port.push(queue:from:segmenter:)`): the port cuts it
+//     straight into the buffers the segments leave Ferry from (a guest's
+//     receive chains, the xdp port's UMEM frames, a packet socket's transmit
+//     slots), so each segment is copied once, as any frame is;
+//   - a partial checksum the port does not take (only a guest without
+//     GUEST_CSUM: the xdp and packet ports finish checksums while copying) is
+//     finished here in a slot of this worker's (`ChecksumCompletion`), and the
+//     port gets a reference to the slot among the other frames, in order.
+// Each adaptation is counted on the destination's queue (OffloadCounter); a
+// frame that cannot be segmented is dropped there with its reason.
 extension Worker {
-    /// Slots for segments and completed frames per worker: a 64 KiB frame at
-    /// the smallest IPv4 MSS (536) is 123 segments, so any one frame fits.
+    /// Slots for frames whose checksum the worker finished: one per frame of a batch.
     @usableFromInline static let adaptedSlotCount = 256
-    /// A slot holds a segment's virtio-net header and the longest frame any port carries.
+    /// A slot holds a frame's virtio-net header and the longest frame any port carries.
     @usableFromInline static let adaptedSlotSize = PacketBatch.headerStride &+ TapPort.bufferSize
 
     /// Whether frame `f` is a GSO frame that could never be segmented (counted
@@ -62,6 +66,82 @@ extension Worker {
     /// The slow path of `transmitAdapting`, from the first frame `first` that needs adapting.
     @usableFromInline
     func adapt(_ batch: PacketBatch, from first: Int, to p: Int, acceptance: OffloadAcceptance,
+               counters: QueueCounters) {
+        let destination = ports[p]
+        if !destination.port.cutsSegments(queue: destination.transmitQueue) {
+            adaptInSlots(batch, from: first, to: p, acceptance: acceptance, counters: counters)
+            return
+        }
+        var passed = 0
+        var checksumsToFinish = false
+        var f = 0
+        while f < batch.count {
+            let header = batch.header(f)
+            let isGSO = header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone
+            if f < first || acceptance.accepts(header: header) {
+                if isGSO { passed &+= 1 }
+            } else if !isGSO {
+                checksumsToFinish = true
+            }
+            f &+= 1
+        }
+        if passed > 0 { counters.offloaded(.gsoPassed, passed) }
+        // The usual case: only GSO frames to cut, all of them the port's to cut.
+        if !checksumsToFinish {
+            transmit(batch, to: p, segmenting: true)
+            return
+        }
+        let out = adapted
+        out.reset()
+        var sink = SlotSegmentSink(base: adaptedSlots, slotSize: Self.adaptedSlotSize,
+                                   slotCount: Self.adaptedSlotCount, headerSize: PacketBatch.headerStride,
+                                   lengths: adaptedLengths)
+        f = 0
+        while f < batch.count {
+            let header = batch.header(f)
+            if f < first || acceptance.accepts(header: header)
+                || header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone {
+                if out.room == 0 || out.freeSegments < batch.segmentCount(of: f) {
+                    flush(out, to: p, sink: &sink)
+                }
+                out.appendReference(to: f, of: batch, edit: .keep)
+                f &+= 1
+                continue
+            }
+            // NEEDS_CSUM for a port that does not take it: finished in a slot.
+            if sink.count == sink.slotCount || out.room == 0 { flush(out, to: p, sink: &sink) }
+            let frame = batch.frameSegments(f)
+            let length = frame.length
+            if PacketBatch.headerStride &+ length > Self.adaptedSlotSize {
+                counters.dropped(.tooLong)
+                f &+= 1
+                continue
+            }
+            let s = sink.count
+            let slot = sink.segment(s)
+            _ = frame.copy(from: 0, count: length, to: slot)
+            guard ChecksumCompletion.complete(frame: slot, length: length, header: header) else {
+                counters.dropped(.badChecksumOffset)
+                f &+= 1
+                continue
+            }
+            var done = VirtioNetHeader(loading: header)
+            done.flags &= ~VirtioNetHeader.needsChecksum
+            adaptedLengths[s] = length
+            sink.endSegment(header: done)
+            appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
+            counters.offloaded(.checksumsCompleted)
+            f &+= 1
+        }
+        if out.count > 0 { transmit(out, to: p, segmenting: true) }
+    }
+
+    /// `adapt` for a port that cannot cut segments into its own buffers (a
+    /// guest on a packed ring: its receive path has no segment sink yet): the
+    /// super-frame is cut into this worker's slots, and the port copies each
+    /// segment once more, as a frame.
+    @usableFromInline
+    func adaptInSlots(_ batch: PacketBatch, from first: Int, to p: Int, acceptance: OffloadAcceptance,
                counters: QueueCounters) {
         let out = adapted
         out.reset()
@@ -163,7 +243,7 @@ extension Worker {
     /// Hands what `out` holds over and makes it and the slots empty again.
     @inlinable
     func flush(_ out: PacketBatch, to p: Int, sink: inout SlotSegmentSink) {
-        if out.count > 0 { transmit(out, to: p) }
+        if out.count > 0 { transmit(out, to: p, segmenting: true) }
         out.reset()
         sink.reset()
     }

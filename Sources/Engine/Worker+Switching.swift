@@ -283,17 +283,28 @@ extension Worker {
         return UnsafeRawPointer(gathered)
     }
 
-    /// Hands `batch` to port `p` on this worker's transmit queue for it.
+    /// Hands `batch` to port `p` on this worker's transmit queue for it; with
+    /// `segmenting`, the port cuts the GSO frames it does not take into its own
+    /// buffers with this worker's segmenter (Worker+Offloads.swift).
     @inlinable
-    func transmit(_ batch: PacketBatch, to p: Int) {
+    func transmit(_ batch: PacketBatch, to p: Int, segmenting: Bool = false) {
         let destination = ports[p]
         if capturesTransmit(p) { capture(batch, port: UInt16(p), direction: .transmit) }
         if let lock = destination.transmitLock {
             while ferry_exchange_acquire_u32(lock, 1) != 0 {
                 while ferry_load_relaxed_u32(lock) != 0 { ferry_cpu_relax() }
             }
-            destination.port.push(queue: destination.transmitQueue, from: batch)
+            push(batch, to: destination, segmenting: segmenting)
             ferry_store_release_u32(lock, 0)
+        } else {
+            push(batch, to: destination, segmenting: segmenting)
+        }
+    }
+
+    @inlinable
+    func push(_ batch: PacketBatch, to destination: WorkerPort, segmenting: Bool) {
+        if segmenting {
+            destination.port.push(queue: destination.transmitQueue, from: batch, segmenter: segmenter)
         } else {
             destination.port.push(queue: destination.transmitQueue, from: batch)
         }
@@ -316,7 +327,8 @@ extension Worker {
                 rest &= rest &- 1
                 if p == Int(source.index) || p >= ports.count { continue }
                 let destination = ports[p]
-                room = min(room, destination.port.room(queue: destination.transmitQueue))
+                // Counted no further than the burst: a packed ring's posted buffers are a walk.
+                room = min(room, destination.port.room(queue: destination.transmitQueue, atMost: batchSize))
             }
         }
         return room

@@ -1,5 +1,6 @@
 import CFerry
 import Glibc
+import Model
 import Packets
 import Ports
 import Synchronization
@@ -56,8 +57,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline let directVectors: UnsafeMutablePointer<iovec>
 
     /// Frames adapted for a destination that takes less than they ask
-    /// (Worker+Offloads.swift): the batch handed over instead, the segmenter,
-    /// and the slots segments and completed frames are written into.
+    /// (Worker+Offloads.swift): the batch handed over instead, the segmenter
+    /// the destination port cuts GSO frames with, and the slots frames whose
+    /// checksum the worker finished are written into.
     @usableFromInline let adapted: PacketBatch
     @usableFromInline let segmenter = SoftwareSegmenter()
     @usableFromInline let adaptedSlots: UnsafeMutableRawPointer
@@ -96,8 +98,11 @@ public final class Worker: DataPathGate, @unchecked Sendable {
 
     /// How long a sleeping worker waits before looking around anyway.
     let sleepTimeoutMilliseconds: Int32
+    /// When the worker sleeps (Worker+Idle.swift).
+    public let idle: IdlePolicy
 
-    public init(id: Int, cpu: Int?, batchSize: Int, bridge: Bridge, sleepTimeoutMilliseconds: Int32 = 100) {
+    public init(id: Int, cpu: Int?, batchSize: Int, bridge: Bridge, idle: IdlePolicy = .default,
+                sleepTimeoutMilliseconds: Int32 = 100) {
         precondition((1...1024).contains(batchSize))
         self.bridge = bridge
         self.database = bridge.database
@@ -133,6 +138,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         adaptedLengths = .allocate(capacity: Self.adaptedSlotCount)
         adaptedLengths.initialize(repeating: 0, count: Self.adaptedSlotCount)
         self.sleepTimeoutMilliseconds = sleepTimeoutMilliseconds
+        self.idle = idle
         self.id = id
         self.cpu = cpu
         self.batchSize = batchSize
@@ -189,8 +195,10 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         skipLoops.update(repeating: 0, count: Self.maxSources)
         skipLength.update(repeating: 0, count: Self.maxSources)
         // The sleep scratch still names the old ports' queues: let go of them,
-        // so a removed port's descriptors close when the switch drops it.
+        // so a removed port's descriptors close when the switch drops it; and
+        // it must hold every new source without allocating in the data path.
         wakeSources.removeAll()
+        wakeSources.reserve(newSources.count)
     }
 
     public func whilePaused(_ change: () -> Void) {
@@ -234,21 +242,30 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         _ = ferry_set_thread_name("ferry-w\(id)")
         if let cpu { _ = ferry_set_affinity(Int32(cpu)) }
         let batch = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame)
+        let spin = idle.spinNanoseconds
         var idleStreak = 0
+        var idleSince: UInt64 = 0
         while !stopRequested.load(ordering: .relaxed) {
             if pauseRequested.load(ordering: .relaxed) { park() }
             if forwardOnce(batch) > 0 {
                 busyLoops.add(1, ordering: .relaxed)
                 idleStreak = 0
-            } else {
-                idleLoops.add(1, ordering: .relaxed)
-                idleStreak &+= 1
-                if idleStreak >= Self.idleLoopsBeforeSleep {
+                continue
+            }
+            idleLoops.add(1, ordering: .relaxed)
+            // The clock is read when a spell of empty passes starts and every
+            // `idleClockMask + 1` passes of it, never while frames flow.
+            if idleStreak == 0 { idleSince = MonotonicClock.nanoseconds() }
+            idleStreak &+= 1
+            if let spin, idleStreak & Self.idleClockMask == 0, MonotonicClock.nanoseconds() &- idleSince >= spin {
+                // After a wake-up that brought nothing (the timeout), sleep again at the next check.
+                if sleepUntilKicked() {
                     idleStreak = 0
-                    sleepUntilKicked()
                 } else {
-                    ferry_cpu_relax()
+                    idleStreak = Self.idleClockMask
                 }
+            } else {
+                ferry_cpu_relax()
             }
         }
         running.store(false, ordering: .releasing)

@@ -11,6 +11,8 @@ public struct SwitchOptions: Sendable {
     public var batchSize = 256
     public var fdbCapacity = SwitchOptions.defaultFDBCapacity
     public var agingTime = SwitchOptions.defaultAgingTime
+    /// When an idle worker sleeps.
+    public var idle = IdlePolicy.default
 
     public init() {}
 }

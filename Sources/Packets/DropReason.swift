@@ -10,7 +10,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case deviceBroken
     /// The port's front-end is not connected or its rings are not running yet.
     case notReady
-    /// A TX chain had more segments than a batch holds, or a frame more than a TAP write takes.
+    /// A TX chain had more segments than a batch holds, or a frame more than a TAP write takes,
+    /// or a GSO frame's gso_size would cut it into more segments than Ferry makes of one frame (256).
     case tooManySegments
     /// A frame was shorter than an Ethernet header (a guest's TX chain: than the
     /// virtio-net header plus an Ethernet header).

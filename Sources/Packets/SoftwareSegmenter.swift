@@ -82,7 +82,15 @@ public final class SoftwareSegmenter {
     @inlinable
     public func segment<Sink: SegmentSink>(_ frame: FrameSegments, header: VirtioNetHeader, checksum: Checksum,
                                            into sink: inout Sink) throws(SegmentationError) -> Outcome {
-        let layout = try layout(of: frame, header: header)
+        segment(frame, layout: try layout(of: frame, header: header), checksum: checksum, into: &sink)
+    }
+
+    /// Segments `frame` as `layout` says, which must be what the last
+    /// `layout(of:header:)` call returned for this frame: its headers are the
+    /// ones that call copied. For a caller that looks at the layout first.
+    @inlinable
+    public func segment<Sink: SegmentSink>(_ frame: FrameSegments, layout: GSOFrameLayout, checksum: Checksum,
+                                           into sink: inout Sink) -> Outcome {
         let segments = layout.segmentCount
         let headerLength = layout.headerLength
         let network = layout.networkOffset

@@ -148,9 +148,12 @@ public final class PacketPort {
     /// whose checksum request points outside it as `bad_checksum_offset`;
     /// frames that find the ring full, or that the kernel does not take now,
     /// as `tx_full`; frames refused with an error (the interface is down or
-    /// gone) as `io_error`.
+    /// gone) as `io_error`. With a `segmenter`, each GSO frame the port does
+    /// not pass on (`offloads=csum` or `off`) is cut straight into transmit
+    /// slots, one per segment (PacketPort+Segments.swift), its drops counted
+    /// per segment, so it is tried even when the ring is full.
     @inlinable
-    public func push(queue q: Int, from batch: PacketBatch) {
+    public func push(queue q: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter? = nil) {
         // Indexing checks `q` before the ring is touched.
         let counters = self.counters[q]
         let socket = sockets[q]
@@ -158,16 +161,36 @@ public final class PacketPort {
         let untaggedLimit = maxFrameLength
         let headers = socket.headerSize
         let passOffloads = offloadLevel != .off
+        let passesSegmentation = offloadLevel == .on
         let count = batch.count
         var queued = 0
         var bytes: UInt64 = 0
         var f = 0
         while f < count {
+            if let segmenter, batch.header(f).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone,
+               !passesSegmentation {
+                var sink = TransmitSlotSegmentSink(socket: socket, passOffloads: passOffloads)
+                segmenter.transmit(batch.frameSegments(f), header: batch.header(f),
+                                   checksum: passOffloads ? .partial : .complete, untaggedLimit: untaggedLimit,
+                                   into: &sink, counters: counters)
+                // Each super-frame's segments go to the kernel at once: a burst of them
+                // (16 × 45 segments) would fill the ring faster than the driver frees it.
+                hand(queued &+ sink.queued, bytes: bytes &+ sink.bytes, of: socket, counters: counters)
+                queued = 0
+                bytes = 0
+                f &+= 1
+                continue
+            }
             let length = batch.length(of: f)
             guard let slot = socket.nextTransmitSlot() else {
                 // Slots free only as the driver finishes frames, not within this burst.
-                counters.dropped(.txFull, count &- f)
-                break
+                if segmenter == nil {
+                    counters.dropped(.txFull, count &- f)
+                    break
+                }
+                counters.dropped(.txFull)
+                f &+= 1
+                continue
             }
             let refused: DropReason?
             if passOffloads {
@@ -188,6 +211,13 @@ public final class PacketPort {
             bytes &+= UInt64(length)
             f &+= 1
         }
+        hand(queued, bytes: bytes, of: socket, counters: counters)
+    }
+
+    /// Hands the `queued` slots committed since the last flush (`bytes` of
+    /// frames) to the kernel with one `sendto` and counts what it took.
+    @inlinable
+    func hand(_ queued: Int, bytes: UInt64, of socket: PacketRingSocket, counters: QueueCounters) {
         if queued == 0 { return }
         let flush = socket.flushTransmit()
         let sent = queued &- flush.notTaken

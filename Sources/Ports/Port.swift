@@ -61,6 +61,39 @@ public enum Port {
         }
     }
 
+    /// As `push`, for a batch that may hold GSO frames the port does not take
+    /// (its `offloadAcceptance`): the port cuts them with `segmenter` straight
+    /// into the buffers they leave Ferry from (a guest's receive chains, the
+    /// xdp port's UMEM frames, a packet socket's transmit slots), so each
+    /// segment is copied once, and counts them (`segmented_frames`,
+    /// `segments_out`, drops per segment). The worker has already finished
+    /// the partial checksums the port does not take.
+    @inlinable
+    public func push(queue: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter) {
+        switch self {
+        case .vhost(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
+        case .xdp(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
+        case .packet(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
+        // They take every GSO frame as it is (a TAP's kernel segments for its
+        // own side), so none is ever left to them to cut; a failed port drops all.
+        case .tap, .gen, .sink, .failed, .vxlan: push(queue: queue, from: batch)
+        }
+    }
+
+    /// Whether `push(queue:from:segmenter:)` cuts GSO frames into the port's
+    /// own buffers. Not yet a guest on a packed ring (its receive path has no
+    /// segment sink), nor the vxlan port (one datagram buffer per frame): the
+    /// worker cuts their super-frames into its own slots first. A TAP, a
+    /// generator and a sink take every super-frame as it is.
+    @inlinable
+    public func cutsSegments(queue: Int) -> Bool {
+        switch self {
+        case .vhost(let p): p.device.receiveQueue(queue).cutsSegments
+        case .xdp, .packet: true
+        case .tap, .gen, .sink, .failed, .vxlan: false
+        }
+    }
+
     /// Returns the buffers of the last pull to their owner, once the frames were copied on.
     @inlinable
     public func release(queue: Int) {
@@ -76,14 +109,14 @@ public enum Port {
         }
     }
 
-    /// About how many frames `queue` can take now (a vhost ring's posted RX
-    /// buffers; a frame that spans several buffers takes more than one). A TAP
-    /// cannot tell: its send buffer is counted in bytes of kernel memory; a
-    /// packet port could, but only by walking its transmit ring.
+    /// About how many frames `queue` can take now, counted up to `limit` (a
+    /// vhost ring's posted RX buffers; a frame that spans several buffers takes
+    /// more than one). A TAP cannot tell: its send buffer is counted in bytes of
+    /// kernel memory; a packet port could, but only by walking its transmit ring.
     @inlinable
-    public func room(queue: Int) -> Int {
+    public func room(queue: Int, atMost limit: Int) -> Int {
         switch self {
-        case .vhost(let p): p.room(queue: queue)
+        case .vhost(let p): p.room(queue: queue, atMost: limit)
         case .gen, .sink, .tap, .xdp, .failed, .packet, .vxlan: Int.max
         }
     }
@@ -159,10 +192,11 @@ public enum Port {
         return nil
     }
 
-    /// The port makes its frames at will (a generator): a worker pulls no more
-    /// than its VLAN's fullest port can take, so `count=N` means N delivered.
+    /// The port makes its frames at will (a generator without a rate): a worker pulls no
+    /// more than its VLAN's fullest port can take, so `count=N` means N delivered. A
+    /// generator with a rate is not held back (`GenPort.waitsForRoom`).
     public var generatesFrames: Bool {
-        if case .gen = self { return true }
+        if case .gen(let p) = self { return p.waitsForRoom }
         return false
     }
 

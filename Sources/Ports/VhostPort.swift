@@ -49,21 +49,27 @@ public final class VhostPort {
         device.transmitQueue(q).release()
     }
 
+    /// Copies `batch` into pair `q`'s receive ring; with a `segmenter`, GSO
+    /// frames the guest did not negotiate are cut straight into its chains.
     @inlinable
-    public func push(queue q: Int, from batch: PacketBatch) {
+    public func push(queue q: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter? = nil) {
         let rxq = device.receiveQueue(q)
         guard rxq.isRunning else {
             counters[q].dropped(device.isBroken ? .deviceBroken : .notReady, batch.count)
             return
         }
-        rxq.push(from: batch, counters: counters[q])
+        if let segmenter {
+            rxq.push(from: batch, counters: counters[q], segmenter: segmenter, acceptance: offloadAcceptance)
+        } else {
+            rxq.push(from: batch, counters: counters[q])
+        }
         if let e = rxq.error { device.markBroken("queue \(rxq.index): \(e)", fromDataPath: true) }
     }
 
-    /// About how many frames pair `q` can take now: the guest's posted receive
-    /// buffers (a frame that spans several takes more than one).
+    /// About how many frames pair `q` can take now, up to `limit`: the guest's
+    /// posted receive buffers (a frame that spans several takes more than one).
     @inlinable
-    public func room(queue q: Int) -> Int { device.receiveQueue(q).postedBuffers }
+    public func room(queue q: Int, atMost limit: Int) -> Int { device.receiveQueue(q).postedBuffers(atMost: limit) }
 
     /// What `ferry ctl show ports` says of it.
     public var state: String {

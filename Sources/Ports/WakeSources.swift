@@ -35,6 +35,14 @@ public struct WakeSources {
         rings.reserveCapacity(capacity)
     }
 
+    /// Makes room for the sources of `queues` receive queues (a queue adds at
+    /// most two descriptors, or a ring), so filling it never allocates.
+    public mutating func reserve(_ queues: Int) {
+        descriptors.reserveCapacity(4 &* queues &+ 1)
+        owners.reserveCapacity(2 &* queues)
+        rings.reserveCapacity(queues)
+    }
+
     /// Forgets every source (and lets go of the ports they came from).
     public mutating func removeAll() {
         descriptors.removeAll(keepingCapacity: true)
@@ -65,10 +73,12 @@ public struct WakeSources {
     /// Sleeps until a source is readable or `timeoutMilliseconds` pass, then
     /// drains the eventfds that woke it (frame descriptors are never read
     /// here: a read would take a frame) and hands reported errors to their ports.
-    public mutating func wait(timeoutMilliseconds: Int32) {
-        _ = descriptors.withUnsafeMutableBufferPointer {
+    /// False when the timeout passed with nothing to report.
+    public mutating func wait(timeoutMilliseconds: Int32) -> Bool {
+        let ready = descriptors.withUnsafeMutableBufferPointer {
             poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds)
         }
+        if ready == 0 { return false }
         let frameDescriptors = owners.count
         for d in descriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }
         var i = 0
@@ -82,6 +92,7 @@ public struct WakeSources {
             }
             i &+= 1
         }
+        return true
     }
 
     /// Tells the drivers not to kick while the worker polls again.

@@ -271,9 +271,12 @@ public final class XdpPort {
     /// Copies every frame of `batch` into a free UMEM frame and onto the TX
     /// ring, then asks the kernel to send. Frames longer than the port's MTU
     /// allows are dropped `.tooLong`; with no free frame or TX slot left the
-    /// rest of the burst is dropped `.txFull`.
+    /// rest of the burst is dropped `.txFull`. With a `segmenter`, each GSO
+    /// frame (AF_XDP takes none) is cut straight into UMEM frames, one per
+    /// segment, every checksum computed (XdpPort+Segments.swift); its drops are
+    /// counted per segment, so it is tried even when the ring is full.
     @inlinable
-    public func push(queue q: Int, from batch: PacketBatch) {
+    public func push(queue q: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter? = nil) {
         let counters = self.counters[q]
         let state = queues + q
         reclaimCompletions(state)
@@ -288,9 +291,26 @@ public final class XdpPort {
         var bytes: UInt64 = 0
         var frame = 0
         while frame < count {
+            if let segmenter, batch.header(frame).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone {
+                var sink = UMEMSegmentSink(umemBase: umemBase, free: free, freeCount: freeCount, tx: tx,
+                                           position: position, queued: queued, room: room,
+                                           frameSize: Int(Self.frameSize))
+                segmenter.transmit(batch.frameSegments(frame), header: batch.header(frame), checksum: .complete,
+                                   untaggedLimit: maxFrameLength, into: &sink, counters: counters)
+                freeCount = sink.freeCount
+                queued = sink.queued
+                bytes &+= sink.bytes
+                frame &+= 1
+                continue
+            }
             if queued == room {
-                counters.dropped(.txFull, count &- frame)
-                break
+                if segmenter == nil {
+                    counters.dropped(.txFull, count &- frame)
+                    break
+                }
+                counters.dropped(.txFull)
+                frame &+= 1
+                continue
             }
             let address = free[freeCount &- 1]
             let destination = umemBase + Int(truncatingIfNeeded: address)
@@ -301,10 +321,7 @@ public final class XdpPort {
             }
             freeCount &-= 1
             let length = batch.length(of: frame)
-            let descriptor = tx.descriptor(at: position &+ UInt32(truncatingIfNeeded: queued))
-            descriptor.storeBytes(of: address, as: UInt64.self)
-            descriptor.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 8, as: UInt32.self)
-            descriptor.storeBytes(of: 0, toByteOffset: 12, as: UInt32.self)
+            Self.describe(tx, at: position &+ UInt32(truncatingIfNeeded: queued), address: address, length: length)
             queued &+= 1
             bytes &+= UInt64(length)
             frame &+= 1
@@ -315,6 +332,16 @@ public final class XdpPort {
             counters.sent(packets: queued, bytes: bytes)
         }
         kickTransmit(queue: q, state)
+    }
+
+    /// Fills TX ring entry `slot` (struct xdp_desc): the UMEM frame at
+    /// `address` holds a frame of `length` bytes, no options.
+    @inlinable
+    static func describe(_ tx: XDPRing, at slot: UInt32, address: UInt64, length: Int) {
+        let descriptor = tx.descriptor(at: slot)
+        descriptor.storeBytes(of: address, as: UInt64.self)
+        descriptor.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 8, as: UInt32.self)
+        descriptor.storeBytes(of: 0, toByteOffset: 12, as: UInt32.self)
     }
 
     /// Frames the kernel has sent go back on the free list.

@@ -44,7 +44,9 @@ public final class VhostDevice: @unchecked Sendable {
     public var brokenReason: String? { broken.withLock { $0 } }
 
     public static let offeredProtocolFeatures: VhostUserProtocolFeatures = [.mq, .replyAck, .mtu, .configureMemSlots, .status]
-    public static let maxMemorySlots = 32
+    /// What GET_MAX_MEM_SLOTS answers: as many regions as a table may hold, so an
+    /// ADD_MEM_REG past it is refused by the table itself (`GuestMemoryError.tooManyRegions`).
+    public static let maxMemorySlots = GuestMemory.maxRegions
 
     public init(name: String, queuePairs: Int = 1, gate: DataPathGate = UngatedDataPath(), logger: Logger,
                 withheldFeatures: VirtioNetFeatures = []) {
@@ -400,6 +402,7 @@ public final class VhostDevice: @unchecked Sendable {
             throw Refusal("region rejected: \(error)")
         }
         replaceMemory(newMemory)
+        logger.info("vhost-user \(name): memory region added at guest 0x\(String(region.guestPhysAddr, radix: 16)), \(region.size >> 20) MiB (\(newMemory.regions.count) region(s))")
     }
 
     private func removeRegion(_ region: MemoryRegionInfo) throws(Refusal) {
@@ -414,20 +417,30 @@ public final class VhostDevice: @unchecked Sendable {
                 self.memory = nil
             }
         }
+        logger.info("vhost-user \(name): memory region removed at guest 0x\(String(region.guestPhysAddr, radix: 16)), \(region.size >> 20) MiB (\(newMemory?.regions.count ?? 0) region(s) left)")
     }
 
-    /// Swaps the table while the rings are stopped; running rings restart on the
-    /// new table. The old mappings go once nothing refers to them.
+    /// Swaps the table while the rings are stopped, and restarts the rings that
+    /// ran on the new table in the same pause: a worker let go between the two
+    /// would find the guest's receive rings stopped and drop what arrived for it
+    /// (`not_ready`; a DIMM plugged under a ping lost one). The old mappings go
+    /// once nothing refers to them. A ring the new table no longer holds breaks
+    /// the device.
     private func replaceMemory(_ newMemory: GuestMemory) {
-        var restart: [Int] = []
+        var failures: [(queue: Int, error: VirtqueueError)] = []
         gate.whilePaused {
-            for q in allRings where q.isRunning {
-                restart.append(q.index)
-                q.ringBase = q.stopRing()
-            }
+            let running = allRings.filter { $0.isRunning }
+            for q in running { q.ringBase = q.stopRing() }
             memory = newMemory
+            for q in running {
+                do throws(VirtqueueError) { try q.start(memory: newMemory) } catch {
+                    failures.append((q.index, error))
+                }
+            }
         }
-        for i in restart { try? startIfReady(i) }
+        if let first = failures.first {
+            markBroken("queue \(first.queue) cannot run on the new memory table: \(first.error)", fromDataPath: false)
+        }
     }
 
     static func info(_ r: MemoryRegionInfo) -> GuestMemoryRegionInfo {

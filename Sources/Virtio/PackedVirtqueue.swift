@@ -221,6 +221,7 @@ public final class PackedVirtqueue {
         if inFlight >= ringSize { return nil }
         // Acquire: the chain's descriptors, written before the head's flags, must be
         // visible to the loads that follow.
+        // SAFETY: callers checked isRunning, so ring is the 16 * size bytes start() translated; availPosition < size.
         let flags = ferry_load_acquire_u16(ring.unsafelyUnwrapped + Int(availPosition) &* 16 + 14)
         return PackedRingLayout.isAvailable(flags, wrap: availWrap) ? flags : nil
     }
@@ -228,6 +229,7 @@ public final class PackedVirtqueue {
     /// A walker for the chain at the read position, whose head has `flags`.
     @inlinable
     func chain(headFlags flags: UInt16) -> PackedDescriptorWalker {
+        // SAFETY: only called after headFlags() found a head, so the queue is running and ring translated.
         PackedDescriptorWalker(ring: ring.unsafelyUnwrapped, size: ringSize, position: availPosition, wrap: availWrap,
                                headFlags: flags, budget: ringSize &- inFlight)
     }
@@ -240,7 +242,8 @@ public final class PackedVirtqueue {
 
     @inlinable
     func take(id: UInt16, descriptors: UInt32, end: (position: UInt16, wrap: Bool), written: Int) {
-        // No overflow of `pending`: each entry holds at least one of the at most ringSize descriptors in flight.
+        // SAFETY: pending holds ringSize entries (start() allocated them), and each entry holds at least one
+        // of the at most ringSize descriptors in flight (headFlags() refuses a head past that).
         pending.unsafelyUnwrapped[pendingCount] =
             UInt64(id) | UInt64(descriptors) << 16 | UInt64(UInt32(truncatingIfNeeded: written)) << 32
         pendingCount &+= 1
@@ -257,6 +260,7 @@ public final class PackedVirtqueue {
     func publishUsed() {
         let n = pendingCount
         guard n > 0 else { return }
+        // SAFETY: entries were taken, so the queue ran; callers check isRunning before publishing.
         let r = ring.unsafelyUnwrapped
         let entries = pending.unsafelyUnwrapped
         var position = UInt32(usedPosition)
@@ -266,6 +270,7 @@ public final class PackedVirtqueue {
         var i = 0
         while i < n {
             let e = entries[i]
+            // SAFETY: position < ringSize (it wraps below), so the slot is inside the translated ring.
             let d = r + Int(position) &* 16
             d.storeBytes(of: UInt32(truncatingIfNeeded: e >> 32), toByteOffset: 8, as: UInt32.self)
             d.storeBytes(of: UInt16(truncatingIfNeeded: e), toByteOffset: 12, as: UInt16.self)
@@ -295,6 +300,7 @@ public final class PackedVirtqueue {
     @inlinable
     func notifyIfNeeded() {
         guard callFD >= 0 else { return }
+        // SAFETY: called from publishUsed, while running: the driver's 4-byte area start() translated.
         let events = driverEvents.unsafelyUnwrapped
         // The used flags must be visible before we read the driver's request, or
         // both sides could miss each other's update.
@@ -340,17 +346,21 @@ public final class PackedVirtqueue {
     }
 
     /// Chains the driver has made available and we have not taken; 0 when the
-    /// queue is stopped. Walks the ring (at most once round): the generator
-    /// asks, once per burst, no one on the forwarding path.
+    /// queue is stopped. Walks the ring (at most once round).
+    public var postedBuffers: Int { postedBuffers(atMost: Int.max) }
+
+    /// As `postedBuffers`, the walk ending once `limit` chains are counted: the
+    /// generator asks once per burst, for no more than a burst.
     @inlinable
-    public var postedBuffers: Int {
+    public func postedBuffers(atMost limit: Int) -> Int {
         guard isRunning else { return 0 }
+        // SAFETY: running, so ring is translated; position stays below ringSize (it wraps).
         let r = ring.unsafelyUnwrapped
         var position = UInt32(availPosition)
         var wrap = availWrap
         var seen = inFlight
         var chains = 0
-        while seen < ringSize {
+        while seen < ringSize && chains < limit {
             let flags = ferry_load_acquire_u16(r + Int(position) &* 16 + 14)
             if !PackedRingLayout.isAvailable(flags, wrap: wrap) { break }
             if flags & PackedRingLayout.flagNext == 0 { chains &+= 1 }

@@ -16,8 +16,15 @@ extension SplitVirtqueue {
     /// used-index store. With mergeable buffers a frame spans as many chains
     /// as it needs and its header says how many (num_buffers); without, it
     /// must fit one chain. Frames that find no room are dropped and counted.
+    ///
+    /// With a `segmenter`, every frame that `acceptance` (what the driver
+    /// negotiated) refuses is a GSO frame the worker left to this queue: it is
+    /// cut straight into the chains, segment by segment (`writeSegments`), its
+    /// checksums left partial when the driver takes that. Drops of such a frame
+    /// are counted per segment, so it is tried even when no chain is left.
     @inlinable
-    public func push(from batch: PacketBatch, counters: QueueCounters) {
+    public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
+                     acceptance: OffloadAcceptance = .everything) {
         let total = batch.count
         guard total > 0 else { return }
         guard isRunning, let available = availableCount() else {
@@ -29,11 +36,30 @@ extension SplitVirtqueue {
         let usedBefore = pendingUsed
         var sent = 0
         var bytes: UInt64 = 0
+        let checksum: SoftwareSegmenter.Checksum = acceptance.contains(.partialChecksum) ? .partial : .complete
         var frame = 0
         while frame < total {
+            if let segmenter, !acceptance.accepts(header: batch.header(frame)) {
+                let result = writeSegments(frame, of: batch, memory: mem, availLeft: availLeft, segmenter: segmenter,
+                                           checksum: checksum, counters: counters)
+                availLeft = result.availLeft
+                sent &+= result.sent
+                bytes &+= result.bytes
+                frame &+= 1
+                if result.broken {
+                    counters.dropped(.deviceBroken, total &- frame)
+                    break
+                }
+                continue
+            }
             if availLeft == 0 {
-                counters.dropped(.noRxBuffer, total &- frame)
-                break
+                if segmenter == nil {
+                    counters.dropped(.noRxBuffer, total &- frame)
+                    break
+                }
+                counters.dropped(.noRxBuffer)
+                frame &+= 1
+                continue
             }
             let chainsBefore = pendingUsed
             switch writeFrame(frame, of: batch, memory: mem, availLeft: availLeft) {

@@ -72,7 +72,23 @@ public final class SplitVirtqueue {
     /// Largest frame accepted from a guest (64 KiB of GSO payload plus headers).
     public var maxFrameLength: UInt32 = 65_550
 
-    public init(index: Int) { self.index = index }
+    /// One segment's buffers and chains, for segments written straight into
+    /// the guest's receive chains (SplitVirtqueue+Segments.swift).
+    @usableFromInline let segmentPieces: UnsafeMutablePointer<iovec>
+    @usableFromInline let segmentChains: UnsafeMutablePointer<UsedChain>
+
+    public init(index: Int) {
+        self.index = index
+        segmentPieces = .allocate(capacity: ReceiveChainSink.maxPieces)
+        segmentPieces.initialize(repeating: iovec(), count: ReceiveChainSink.maxPieces)
+        segmentChains = .allocate(capacity: ReceiveChainSink.maxPieces)
+        segmentChains.initialize(repeating: UsedChain(head: DescriptorIndex(checked: 0), length: 0), count: ReceiveChainSink.maxPieces)
+    }
+
+    deinit {
+        segmentPieces.deallocate()
+        segmentChains.deallocate()
+    }
 
     /// virtio 1.2 §2.7: Queue Size is a power of 2 no larger than 32768.
     public static let maxSize = SplitRingLayout.maxSize

@@ -82,11 +82,32 @@ public enum Virtqueue {
         }
     }
 
+    /// As `push`, GSO frames the driver did not negotiate cut straight into
+    /// its chains (a split ring's `ReceiveChainSink`). A packed ring has no
+    /// segment sink yet: its port says so (`cutsSegments`) and the worker cuts
+    /// them first.
     @inlinable
-    public var postedBuffers: Int {
+    public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter,
+                     acceptance: OffloadAcceptance) {
         switch self {
-        case .split(let q): q.postedBuffers
-        case .packed(let q): q.postedBuffers
+        case .split(let q): q.push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance)
+        case .packed(let q): q.push(from: batch, counters: counters)
+        }
+    }
+
+    /// Whether `push(from:counters:segmenter:acceptance:)` cuts segments into the guest's chains.
+    @inlinable
+    public var cutsSegments: Bool {
+        if case .split = self { return true }
+        return false
+    }
+
+    /// Chains the driver has posted and the device not taken, counted up to `limit`.
+    @inlinable
+    public func postedBuffers(atMost limit: Int) -> Int {
+        switch self {
+        case .split(let q): min(q.postedBuffers, limit)
+        case .packed(let q): q.postedBuffers(atMost: limit)
         }
     }
 

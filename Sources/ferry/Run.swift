@@ -32,7 +32,7 @@ struct Run: ParsableCommand {
     var config: String?
 
     @Option(name: .customLong("port"), help: ArgumentHelp(
-        "A port: vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off] | tap:IFNAME[,queues=N][,mtu=N][,offloads=on|csum|off] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N][,offloads=on|csum|off] | gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS] | sink | vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B[,native=N]][,group_fwd_mask=0xNNNN].",
+        "A port: vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off] | tap:IFNAME[,queues=N][,mtu=N][,offloads=on|csum|off] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N][,offloads=on|csum|off] | gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=1Mpps|10Gbps][,burst=N][,flows=N][,tag=N][,stamp=on|off] | sink | vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B[,native=N]][,group_fwd_mask=0xNNNN].",
         valueName: "spec"))
     var ports: [String] = []
 
@@ -77,6 +77,11 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at GET /metrics on this address, e.g. 127.0.0.1:9469 or [::1]:9469.",
                                valueName: "addr:port"))
     var metrics: String?
+
+    @Option(help: ArgumentHelp(
+        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after the last frame, so an answer finds it awake), sleep (at once: least CPU, a wake-up before each frame after a pause) (default adaptive).",
+        valueName: "policy"))
+    var idle: IdlePolicy?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error (default info).")
     var logLevel: String?
@@ -269,6 +274,7 @@ struct Run: ParsableCommand {
         if let batch { config.switchSettings.batch = batch }
         if let fdbCapacity { config.switchSettings.fdbCapacity = fdbCapacity }
         if let agingTime { config.switchSettings.agingTime = agingTime }
+        if let idle { config.switchSettings.idle = idle }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { config.switchSettings.logLevel = level }
         config.control.path = control ?? config.control.path ?? Defaults.controlSocket
         // The file's owner/group/mode for the control socket, each overridden by its flag.

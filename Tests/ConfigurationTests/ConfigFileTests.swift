@@ -14,6 +14,7 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(Set(config.ports.map(\.kindName)), Set(PortSpec.types))
         XCTAssertEqual(config.switchSettings.workers, 2)
         XCTAssertEqual(config.switchSettings.cpus, [0, 1])
+        XCTAssertEqual(config.switchSettings.idle.rawValue, "adaptive")
         XCTAssertEqual(config.control.path, "/run/ferry/ferry.sock")
         XCTAssertEqual(config.control.access, SocketPermissions(mode: 0o660))
         XCTAssertEqual(config.metrics.listen, "127.0.0.1:9469")
@@ -92,10 +93,13 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(config.switchSettings.cpus, [0, 2, 3])
         XCTAssertEqual(config.switchSettings.workers, 1)
         XCTAssertEqual(config.switchSettings.batch, 256)
+        XCTAssertEqual(config.switchSettings.idle.rawValue, "adaptive")
         XCTAssertNil(config.control.path)
         XCTAssertNil(config.metrics.listen)
         // Unquoted, YAML 1.1 would read the MAC as a base-60 number: the raw text is used.
-        guard case .gen(let dst, _, 64, 5, 0) = config.ports[0].kind else { return XCTFail("\(config.ports[0].kind)") }
+        guard case .gen(let g) = config.ports[0].kind, g.sizes == .fixed(64), g.count == 5, g.delayMilliseconds == 0
+        else { return XCTFail("\(config.ports[0].kind)") }
+        let dst = g.destination
         XCTAssertEqual(dst, MACAddress("02:00:00:00:00:09"))
         XCTAssertEqual(config.ports[1].kind, .vhost(path: "/a.sock", client: false, queuePairs: 1,
                                                     permissions: SocketPermissions(mode: 0o660)))

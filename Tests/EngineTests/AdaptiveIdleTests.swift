@@ -1,4 +1,5 @@
 import Glibc
+import Model
 import Packets
 import Platform
 import Ports
@@ -52,6 +53,23 @@ final class AdaptiveIdleTests: XCTestCase {
         var changed = false
         worker.whilePaused { changed = true }  // would hang for a minute if the wake-up were lost
         XCTAssertTrue(changed)
+    }
+
+    /// `poll` never sleeps; `sleep` and `adaptive` do once nothing flows.
+    func testEachIdlePolicySleepsOrNot() throws {
+        var workers: [IdlePolicy: Worker] = [:]
+        for policy in IdlePolicy.allCases {
+            let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: Bridge(database: ForwardingDatabase(capacity: 64)),
+                                idle: policy, sleepTimeoutMilliseconds: 60_000)
+            workers[policy] = worker
+            worker.start()
+        }
+        defer { for w in workers.values { w.stop() } }
+        XCTAssertTrue(waitUntil { workers[.sleep]!.sleeps.load(ordering: .relaxed) > 0 }, "sleep never slept")
+        XCTAssertTrue(waitUntil { workers[.adaptive]!.sleeps.load(ordering: .relaxed) > 0 }, "adaptive never slept")
+        XCTAssertGreaterThan(workers[.poll]!.idleLoops.load(ordering: .relaxed), 0)
+        XCTAssertEqual(workers[.poll]!.sleeps.load(ordering: .relaxed), 0, "poll slept")
+        XCTAssertEqual(workers[.sleep]!.sleeps.load(ordering: .relaxed), 1, "nothing woke it, so it slept once")
     }
 
     /// Polls `condition` for up to 5 s; a functional bound, not a measurement.

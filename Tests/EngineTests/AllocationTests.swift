@@ -53,6 +53,29 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// The lab's traffic: an IMIX of 16 flows, every frame stamped with its sequence number
+    /// and send time, read back by an access sink and by a trunk sink (its frames tagged by
+    /// reference, so the analyser gathers their first bytes): no allocation per frame.
+    func testStampedTrafficAndItsAnalysisAllocateNothing() throws {
+        try runUnderInterposer(test: "testStampedTrafficAndItsAnalysisAllocateNothing") {
+            let gen = Port.gen(GenPort(GeneratorSpec(destination: MACAddress.broadcast, sizes: .imix, flows: 16),
+                                       batchCapacity: 256))
+            let access = SinkPort()
+            let trunk = SinkPort()
+            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
+                                       batchSize: 256)
+            _ = sw.pass()
+            var bursts = 0
+            return (prepare: {
+                precondition(bursts == 0 || (trunk.analyser.snapshot.stamped > 0 && access.analyser.snapshot.lost == 0),
+                             "the analysers did not read the stamps")
+            }, burst: {
+                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
+                bursts += 1
+            })
+        }
+    }
+
     /// A vxlan port both ways: a generator floods to it, it sends each frame as a datagram
     /// to its one remote VTEP, which is its own address, so the datagrams come back in, are
     /// checked, learned behind their VTEP and flooded to the generator.
@@ -288,29 +311,34 @@ final class AllocationTests: XCTestCase {
 
     /// Guest ↔ NIC both ways through an AF_XDP uplink (UMEM frames out of the
     /// RX ring by reference, into the TX ring by one copy, completions and
-    /// fill-ring returns) and through an AF_PACKET uplink (ring blocks, TX
-    /// slots, virtio-net headers both ways, a TSO super-frame passed whole to
-    /// its kernel). Needs root for the veths (the child makes them).
+    /// fill-ring returns, a TSO super-frame segmented straight into UMEM
+    /// frames) and through an AF_PACKET uplink (ring blocks, TX slots,
+    /// virtio-net headers both ways, a TSO super-frame passed whole to its
+    /// kernel), and one with `offloads=off` that segments a super-frame
+    /// straight into its TX slots. Needs root for the veths (the child makes them).
     func testUplinkBurstsAllocateNothing() throws {
         try NetworkSandbox.requireTapSupport()
         // The child exits without running deinits: its veths' namespaces are deleted here.
         let removeVeths: (Int32) -> Void = { pid in
-            for suffix in ["alx", "alp"] { _ = try? NetworkSandbox.ip("netns", "del", "ferry-pk-\(pid)-\(suffix)") }
+            for suffix in ["alx", "alp", "alo"] { _ = try? NetworkSandbox.ip("netns", "del", "ferry-pk-\(pid)-\(suffix)") }
         }
         try runUnderInterposer(test: "testUplinkBurstsAllocateNothing", afterChild: removeVeths) {
             let xdpWire = try VethPair("alx")
             let packetWire = try VethPair("alp")
+            let segmentingWire = try VethPair("alo")
             let xdp = try XdpPort(interface: xdpWire.name, queues: 1, attach: .auto, zeroCopy: .auto, guestCapacity: 64,
                                   batchCapacity: 64, logger: Logger(label: "alloc"))
             let packet = try PacketPort(interface: packetWire.name)
+            let segmenting = try PacketPort(interface: segmentingWire.name, offloads: .off)
             let guest = try TestGuest("alloc-uplink", log: CapturedLog())
             // The guest on VLAN 1 with the xdp uplink, and again (same MAC) on VLAN 2 with the packet uplink.
             let guestMAC = "02:00:00:00:00:0a"
             let lanMAC = "02:00:00:00:00:0b"
             try xdp.steering.addGuest(MACAddress(guestMAC)!, vlan: 0)
-            let wires = [try xdpWire.peerSocket(), try packetWire.peerSocket()]
-            let sw = try SwitchHarness([(.xdp(xdp), .access(1)), (.vhost(guest.port), .trunk([1, 2])),
-                                        (.packet(packet), .access(2))], batchSize: 64)
+            let wires = [try xdpWire.peerSocket(), try packetWire.peerSocket(), try segmentingWire.peerSocket()]
+            let sw = try SwitchHarness([(.xdp(xdp), .access(1)), (.vhost(guest.port), .trunk([1, 2, 3])),
+                                        (.packet(packet), .access(2)), (.packet(segmenting), .access(3))],
+                                       batchSize: 64)
             let toGuest = frame(from: lanMAC, to: guestMAC, length: 128)
             let fromGuest = [frame(from: guestMAC, to: lanMAC, vlan: 1, length: 128),
                              frame(from: guestMAC, to: lanMAC, vlan: 2, length: 128)]
@@ -318,17 +346,22 @@ final class AllocationTests: XCTestCase {
             let superFrame = GSOTestFrame(payloadLength: 8000, segmentSize: 1448, vlan: 2)
             var superHeader = [UInt8](repeating: 0, count: 12)
             superHeader.withUnsafeMutableBytes { superFrame.header.store(to: $0.baseAddress!) }
+            // Segmented straight into the xdp port's UMEM frames, and into the `offloads=off` port's slots.
+            let superFrames = [1, 3].map { GSOTestFrame(payloadLength: 8000, segmentSize: 1448, vlan: UInt16($0)) }
             var rounds = 0
             var delivered = 0
             return (prepare: {
                 // The pairs live as long as the probe: dropping one deletes its namespace and veth.
-                withExtendedLifetime((xdpWire, packetWire)) {}
+                withExtendedLifetime((xdpWire, packetWire, segmentingWire)) {}
                 // Uncounted: what the wires and the guest got, new buffers and frames both ways.
                 delivered += guest.received().count
                 for wire in wires { while (try? wire.receive(timeout: 0)) ?? nil != nil { delivered += 1 } }
                 precondition(rounds < 2 || delivered >= (rounds - 1) * 12, "the bursts did not deliver: \(delivered)")
                 precondition(rounds < 2 || packet.counters[0].snapshot.offloads[.gsoPassed, default: 0] > 0,
                              "no super-frame went whole to the packet uplink")
+                precondition(rounds < 2 || (xdp.counters[0].snapshot.offloads[.segmentsOut, default: 0] > 0
+                                            && segmenting.counters[0].snapshot.offloads[.segmentsOut, default: 0] > 0),
+                             "no super-frame was segmented for the xdp or the offloads=off uplink")
                 sw.learning.learn()
                 guest.postBuffers(32 - guest.port.device.queues[0].postedBuffers)
                 for i in 0..<4 {
@@ -336,6 +369,7 @@ final class AllocationTests: XCTestCase {
                     for wire in wires { try! wire.send(toGuest) }
                 }
                 guest.send(superFrame.bytes, header: superHeader)
+                for frame in superFrames { guest.send(frame.bytes, header: superHeader) }
                 usleep(2000)
             }, burst: {
                 for _ in 0..<4 { _ = sw.worker.forwardOnce(sw.batch) }

@@ -56,6 +56,78 @@ final class OffloadPathTests: XCTestCase {
         }
     }
 
+    /// Segments go straight into the receiving guest's chains, whatever shape
+    /// they have: with MRG_RXBUF in buffers smaller than a segment (each
+    /// segment spans chains, num_buffers says how many), and without it in a
+    /// big-buffer guest's chains of several descriptors. The bytes are the
+    /// segmenter's own (`segmentWithFerry`, checked against the kernel).
+    func testSegmentsGoStraightIntoMergeableAndBigBufferChains() throws {
+        let sender = try TestGuest("m-a", log: log)
+        let small = try TestGuest("m-b", log: log, withoutFeatures: noTSO)
+        let big = try TestGuest("m-c", log: log,
+                                withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue)
+        let sw = try SwitchHarness([(.vhost(sender.port), .access(3)), (.vhost(small.port), .access(3)),
+                                    (.vhost(big.port), .access(3))])
+        small.postBuffers(40, size: 500)
+        for _ in 0..<8 { big.frontEnd.rx.offerRX(bufferSizes: [12, 100, 1000, 4096]) }
+        let gso = GSOTestFrame(ipv6: true, payloadLength: 7000, segmentSize: 1440, tcpFlags: 0x19)
+        sender.send(gso.bytes, header: header(gso.header), split: [12 + 14, 700, 5000, gso.bytes.count - 14 - 5700])
+        sw.pass()
+
+        let expected = try segmentWithFerry(gso, checksum: .partial).1
+        for guest in [small, big] {
+            let got = guest.received()
+            XCTAssertEqual(got.map(\.frame), expected.map(\.1))
+            XCTAssertEqual(got.map { Array($0.header[..<10]) }, expected.map { Array(header($0.0)[..<10]) })
+            XCTAssertEqual(got.map(\.numBuffers), guest === small ? [4, 4, 4, 4, 3] : [1, 1, 1, 1, 1])
+            XCTAssertEqual(guest.counters.offloads[.segmentedFrames], 1)
+            XCTAssertEqual(guest.counters.offloads[.segmentsOut], 5)
+            XCTAssertEqual(guest.counters.txPackets, 5)
+            XCTAssertEqual(guest.counters.txBytes, UInt64(expected.reduce(0) { $0 + $1.1.count }))
+            XCTAssertEqual(guest.counters.drops, [:])
+        }
+        // 12 + 74 + 1440 bytes in 500-byte buffers: four each, the last segment (1240 bytes of payload) three.
+        XCTAssertEqual(small.port.device.queues[0].postedBuffers, 40 - 4 * 4 - 3)
+        XCTAssertEqual(big.port.device.queues[0].postedBuffers, 8 - 5)
+    }
+
+    /// The guest's ring runs out in the middle of a frame: the segments that
+    /// found a chain are delivered, every other one is a counted drop, as is
+    /// every segment of the next frame; a chain too small for a segment
+    /// (no MRG_RXBUF) takes none of them.
+    func testARingThatRunsOutMidFrameCountsEveryMissingSegment() throws {
+        let sender = try TestGuest("r-a", log: log)
+        let short = try TestGuest("r-b", log: log, withoutFeatures: noTSO)
+        let tiny = try TestGuest("r-c", log: log,
+                                 withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue)
+        let sw = try SwitchHarness([(.vhost(sender.port), .access(3)), (.vhost(short.port), .access(3)),
+                                    (.vhost(tiny.port), .access(3))])
+        short.postBuffers(3, size: 2048)
+        tiny.postBuffers(4, size: 1000)
+        let gso = GSOTestFrame(payloadLength: 10_000, segmentSize: 1448)
+        sender.send(gso.bytes, header: header(gso.header))
+        sender.send(gso.bytes, header: header(gso.header))
+        sw.pass()
+
+        let expected = try segmentWithFerry(gso, checksum: .partial).1
+        XCTAssertEqual(short.received().map(\.frame), expected[..<3].map(\.1))
+        XCTAssertEqual(short.counters.offloads[.segmentedFrames], 2)
+        XCTAssertEqual(short.counters.offloads[.segmentsOut], 3)
+        XCTAssertEqual(short.counters.txPackets, 3)
+        XCTAssertEqual(short.counters.drops, [.noRxBuffer: 4 + 7])
+
+        XCTAssertEqual(tiny.received().count, 0)
+        XCTAssertEqual(tiny.counters.offloads[.segmentsOut] ?? 0, 0)
+        XCTAssertEqual(tiny.counters.drops, [.rxBufferTooSmall: 7 + 7])
+        XCTAssertEqual(tiny.port.device.queues[0].postedBuffers, 4, "the chains stay the guest's")
+
+        // New buffers: the next frame goes whole.
+        short.postBuffers(7, size: 2048)
+        sender.send(gso.bytes, header: header(gso.header))
+        sw.pass()
+        XCTAssertEqual(short.received().map(\.frame), expected.map(\.1))
+    }
+
     func testAPartialChecksumIsFinishedForAGuestWithoutGuestCsum() throws {
         let sender = try TestGuest("c-a", log: log)
         let plain = try TestGuest("c-b", log: log, withoutFeatures: VirtioNetFeatures.guestCsum.rawValue)

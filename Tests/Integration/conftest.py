@@ -13,12 +13,17 @@ and what a test makes goes when it ends, however it ends:
 
 * ``lab``: a `harness.Lab` for the test's Ferry and testpmd processes; their logs are kept in
   the test's tmp_path/logs;
+* ``guests``: a list the test appends its `qemu_guest.Guest`s to; they stop when the test ends,
+  before the lab's processes, and their console logs join the lab's;
 * ``namespaces``: ``namespaces(tag)`` makes a network namespace (`qemu_guest.Netns`); each is
   deleted when the test ends, after the fixtures that asked for this one (a Ferry whose TAP was
   moved into it stops first).
 """
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import pytest
 
@@ -58,6 +63,23 @@ def lab(request, tmp_path):
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture
+def guests(lab):
+    """The test's guests: stopped first when it ends, their console logs kept."""
+    made: list[q.Guest] = []
+    try:
+        yield made
+    finally:
+        for g in made:
+            g.stop()
+        if lab.keep_logs:
+            os.makedirs(lab.keep_logs, exist_ok=True)
+            for g in made:
+                for f in (g.log, g.err):
+                    if os.path.exists(f):
+                        shutil.copy(f, lab.keep_logs)
 
 
 @pytest.fixture

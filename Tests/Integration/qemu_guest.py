@@ -198,19 +198,24 @@ class Guest(GuestProcess):
     def __init__(self, name: str, mac: str, vhost_socket: Optional[str], ip: str, workdir: str,
                  extra_append: str = "ipv6.disable=1", vhost_server: bool = False,
                  vhost_reconnect: Optional[int] = None, device_options: str = "",
-                 mem: Optional[int] = None, tap: Optional[str] = None):
+                 mem: Optional[int] = None, tap: Optional[str] = None, qmp: bool = False,
+                 memory_slots: Optional[tuple[int, int]] = None, allow_reboot: bool = False,
+                 qemu_timeout: int = QEMU_TIMEOUT, qboot: bool = False):
         """vhost_reconnect=N: QEMU reconnects to the vhost-user socket every N s after the
         back-end went away (a restarted Ferry gets the same guest back). device_options:
         more virtio-net-pci properties (e.g. "guest_tso4=off,guest_tso6=off"); mem: guest RAM
         in MiB; tap=IFNAME: QEMU's own -netdev tap instead of the vhost-user socket (give
-        vhost_socket=None)."""
+        vhost_socket=None). qmp: a QMP socket at `qmp_socket` (qmp_client.QMP); memory_slots
+        (SLOTS, MAX_MIB): room for hot-plugged DIMMs; allow_reboot: a reset or reboot boots
+        the guest again instead of ending QEMU; qemu_timeout: QEMU is killed after that many
+        seconds in any case; qboot: QEMU's qboot firmware, a faster boot than SeaBIOS's."""
         log = os.path.join(workdir, f"guest-{name}.log")
         self.mac = mac
         self.ip = ip.split("/")[0]
         self.command_socket = os.path.join(workdir, f"{name}.cmd")
         cmd = [str(RUN_GUEST), "--name", name, "--mac", mac,
                "--append", f"ferry.ip={ip} {extra_append}", "--log", log,
-               "--timeout", str(QEMU_TIMEOUT), "--command-socket", self.command_socket]
+               "--timeout", str(qemu_timeout), "--command-socket", self.command_socket]
         cmd += ["--netdev-tap", tap] if tap is not None else ["--vhost-socket", vhost_socket]
         if device_options:
             cmd += ["--device-options", device_options]
@@ -220,16 +225,28 @@ class Guest(GuestProcess):
             cmd.append("--vhost-server")
         if vhost_reconnect is not None:
             cmd += ["--vhost-reconnect", str(vhost_reconnect)]
+        self.qmp_socket = os.path.join(workdir, f"{name}.qmp") if qmp else None
+        if self.qmp_socket:
+            cmd += ["--qmp-socket", self.qmp_socket]
+        if memory_slots is not None:
+            cmd += ["--memory-slots", str(memory_slots[0]), "--max-mem", str(memory_slots[1])]
+        if allow_reboot:
+            cmd.append("--allow-reboot")
+        if qboot:
+            cmd.append("--qboot")
         super().__init__(name, log, cmd)
         self.sock: Optional[socket.socket] = None
         self._ids = 0
 
     def wait_commands(self, timeout: float = BOOT_TIMEOUT,
-                      watch: Optional[Callable[[], Optional[str]]] = None):
-        """Until the guest reads commands; then connect to its command socket."""
-        self.wait_for(COMMANDS, timeout, watch)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.command_socket)
+                      watch: Optional[Callable[[], Optional[str]]] = None, after: int = 0):
+        """Until the guest reads commands (in the console from offset `after` on: a guest
+        that rebooted reads them again); then connect to its command socket, once: QEMU keeps
+        the connection across resets of the guest."""
+        self.wait_for(COMMANDS, timeout, watch, after=after)
+        if self.sock is None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(self.command_socket)
 
     def begin(self, line: str) -> tuple[str, int, str]:
         """Send one command and return at once: (id, console offset, line) for finish().
@@ -289,10 +306,12 @@ class Guest(GuestProcess):
             self.sock.close()
             self.sock = None
         super().stop()
-        try:
-            os.unlink(self.command_socket)
-        except FileNotFoundError:
-            pass
+        for path in (self.command_socket, self.qmp_socket):
+            try:
+                if path:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 # --------------------------------------------------------------------------- namespaces

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import sys
 import time
 from typing import Optional
@@ -60,23 +59,6 @@ MSS = 1448
 
 _RECEIVED = re.compile(r"FERRY-TCP-RECEIVED bytes=(\d+) sha256=([0-9a-f]{64})")
 _SENT = re.compile(r"FERRY-TCP-SENT status=(\d+)")
-
-
-@pytest.fixture
-def guests(lab):
-    """The test's guests: stopped first when it ends, their console logs kept."""
-    made: list[qg.Guest] = []
-    try:
-        yield made
-    finally:
-        for g in made:
-            g.stop()
-        if lab.keep_logs:
-            os.makedirs(lab.keep_logs, exist_ok=True)
-            for g in made:
-                for f in (g.log, g.err):
-                    if os.path.exists(f):
-                        shutil.copy(f, lab.keep_logs)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Model
 import Packets
 import Platform
 @testable import Ports
@@ -96,6 +97,74 @@ final class PacketPortTests: XCTestCase {
         let sentTCP = try XCTUnwrap(try peer.receive(timeout: 2))
         XCTAssertEqual(sentTCP, tcpFrame(size: 1001), "the TCP checksum as a full computation gives it")
         XCTAssertNil(try peer.receive(timeout: 0.05))
+    }
+
+    /// With `offloads=off` a GSO frame is cut straight into transmit slots,
+    /// every checksum computed; with `csum` the kernel is left the checksums
+    /// (NEEDS_CSUM in each segment's header). The wire gets the segmenter's
+    /// own segments (`segmentWithFerry`), in order with the frames around them.
+    func testSuperFramesAreSegmentedStraightIntoTransmitSlots() throws {
+        for (level, checksum) in [(PortSpec.Offloads.off, SoftwareSegmenter.Checksum.complete), (.csum, .partial)] {
+            let veth = try VethPair(level == .off ? "so" : "sc")
+            let port = try PacketPort(interface: veth.name, offloads: level)
+            let peer = try veth.namespace.enter {
+                try PacketSocket(interface: if_nametoindex(veth.peer), vnetHeader: true, ignoreOutgoing: true)
+            }
+            let arena = FrameArena()
+            let batch = PacketBatch(capacity: 8)
+            let plain = udpFrame(sourcePort: 3, size: 300)
+            let gso = GSOTestFrame(ipv6: true, payloadLength: 9000, segmentSize: 1440, tcpFlags: 0x19)
+            arena.append(plain, cuts: [], to: batch)
+            arena.append(gso.bytes, cuts: [20, 4001], to: batch)
+            gso.header.store(to: batch.header(1))
+            arena.append(plain, cuts: [], to: batch)
+
+            port.push(queue: 0, from: batch, segmenter: SoftwareSegmenter())
+
+            let segments = try segmentWithFerry(gso, checksum: checksum).1.map(\.1)
+            let expected = [plain] + segments + [plain]
+            for (i, frame) in expected.enumerated() {
+                let received = try XCTUnwrap(try peer.receive(timeout: 2), "\(level): frame \(i) never arrived")
+                XCTAssertEqual(Array(received[10...]), frame, "\(level): frame \(i)")
+                let flags = received[0] & VirtioNetHeader.needsChecksum
+                let isSegment = i > 0 && i < expected.count - 1
+                XCTAssertEqual(flags, isSegment && level == .csum ? VirtioNetHeader.needsChecksum : 0, "\(level) \(i)")
+                XCTAssertEqual(received[1], VirtioNetHeader.gsoNone, "no GSO left for the kernel")
+            }
+            XCTAssertNil(try peer.receive(timeout: 0.05))
+            let snapshot = port.counters[0].snapshot
+            XCTAssertEqual(snapshot.txPackets, UInt64(expected.count), "\(level)")
+            XCTAssertEqual(snapshot.offloads[.segmentedFrames], 1)
+            XCTAssertEqual(snapshot.offloads[.segmentsOut], UInt64(segments.count))
+            XCTAssertEqual(snapshot.drops, [:])
+        }
+    }
+
+    /// A ring of 32 slots and six 7-segment frames: each frame's segments go to
+    /// the kernel before the next is cut, so the ring takes at least 32 of the
+    /// 42 (more as the peer frees slots meanwhile), and every other segment is
+    /// counted `tx_full`, to the segment.
+    func testAFullTransmitRingCountsEverySegmentLeftOver() throws {
+        let veth = try VethPair("sf")
+        let port = try PacketPort(interface: veth.name,
+                                  transmitRing: PacketRingSocket.TransmitRing(slotSize: 2048, slotCount: 32),
+                                  offloads: .off)
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 8)
+        let gso = GSOTestFrame(payloadLength: 10_000, segmentSize: 1448)
+        for i in 0..<6 {
+            arena.append(gso.bytes, cuts: [], to: batch)
+            gso.header.store(to: batch.header(i))
+        }
+
+        port.push(queue: 0, from: batch, segmenter: SoftwareSegmenter())
+
+        let snapshot = port.counters[0].snapshot
+        XCTAssertGreaterThanOrEqual(snapshot.txPackets, 32)
+        XCTAssertEqual(snapshot.offloads[.segmentsOut], snapshot.txPackets)
+        XCTAssertEqual(snapshot.offloads[.segmentedFrames], 6)
+        XCTAssertEqual(snapshot.txPackets + (snapshot.drops[.txFull] ?? 0), 42)
+        XCTAssertEqual(Set(snapshot.drops.keys).subtracting([.txFull]), [])
     }
 
     /// With offloads on (the default), a partial checksum and a GSO super-frame

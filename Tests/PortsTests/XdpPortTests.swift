@@ -98,6 +98,70 @@ final class XdpPortTests: XCTestCase {
         XCTAssertEqual(snapshot.drops, [.tooLong: 1, .badChecksumOffset: 1])
     }
 
+    /// GSO frames (AF_XDP takes none) are cut straight into UMEM frames, in
+    /// order with the frames around them: the wire gets the segmenter's own
+    /// segments (`segmentWithFerry`, checked against the kernel), every
+    /// checksum computed. A frame whose segments would pass the MTU goes
+    /// nowhere, each of its segments counted `too_long`.
+    func testSuperFramesAreSegmentedStraightIntoUMEMFrames() throws {
+        let veth = try VethPair("xg")
+        let port = try makePort(veth.name, queues: 1)
+        let socket = try veth.peerSocket()
+        let arena = FrameArena()
+        let gso = GSOTestFrame(payloadLength: 10_000, segmentSize: 1448, tcpFlags: 0x19)
+        let udp = GSOTestFrame(transport: .udp, ipv6: true, payloadLength: 3000, segmentSize: 1400)
+        let tooBig = GSOTestFrame(payloadLength: 5000, segmentSize: 1461)
+        let plain = udpFrame(sourcePort: 1, size: 200)
+        let batch = PacketBatch(capacity: 8)
+        arena.append(plain, cuts: [], to: batch)
+        for frame in [gso, tooBig, udp] {
+            arena.append(frame.bytes, cuts: [30, frame.bytes.count / 2 + 1], to: batch)
+            frame.header.store(to: batch.header(batch.count - 1))
+        }
+        arena.append(plain, cuts: [7], to: batch)
+
+        port.push(queue: 0, from: batch, segmenter: SoftwareSegmenter())
+
+        let expected = [plain] + (try segmentWithFerry(gso, checksum: .complete).1.map(\.1))
+            + (try segmentWithFerry(udp, checksum: .complete).1.map(\.1)) + [plain]
+        for (i, frame) in expected.enumerated() {
+            let received = try XCTUnwrap(try socket.receive(timeout: 2), "frame \(i) never arrived")
+            XCTAssertEqual(received, frame, "frame \(i)")
+            if i > 0 && i < expected.count - 1 { XCTAssertNil(checksumProblem(in: received), "segment \(i)") }
+        }
+        XCTAssertNil(try socket.receive(timeout: 0.05))
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(snapshot.txPackets, UInt64(expected.count))
+        XCTAssertEqual(snapshot.txBytes, UInt64(expected.reduce(0) { $0 + $1.count }))
+        XCTAssertEqual(snapshot.offloads[.segmentedFrames], 2)
+        XCTAssertEqual(snapshot.offloads[.segmentsOut], 7 + 3)
+        XCTAssertEqual(snapshot.drops, [.tooLong: 4], "1461 + 54 bytes: one more than the MTU takes")
+    }
+
+    /// A burst that makes more segments than the TX ring has room for: what
+    /// fits goes, every other segment is counted `tx_full`, to the segment.
+    func testAFullTransmitRingCountsEverySegmentLeftOver() throws {
+        let veth = try VethPair("xr")
+        let port = try makePort(veth.name, queues: 1)
+        let arena = FrameArena()
+        // 42 segments each: 64 of them are 2,688, the ring holds 2,048.
+        let gso = GSOTestFrame(payloadLength: 60_000, segmentSize: 1448)
+        let batch = PacketBatch(capacity: 64)
+        for i in 0..<64 {
+            arena.append(gso.bytes, cuts: [], to: batch)
+            gso.header.store(to: batch.header(i))
+        }
+
+        port.push(queue: 0, from: batch, segmenter: SoftwareSegmenter())
+
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(Int(XdpPort.ringSize), 2048)
+        XCTAssertEqual(snapshot.txPackets, 2048)
+        XCTAssertEqual(snapshot.offloads[.segmentedFrames], 64)
+        XCTAssertEqual(snapshot.offloads[.segmentsOut], 2048)
+        XCTAssertEqual(snapshot.drops, [.txFull: 64 * 42 - 2048])
+    }
+
     func testUnknownInterfaceIsAClearError() {
         XCTAssertThrowsError(try XdpPort(interface: "fxnosuch0", queues: nil, attach: .auto, zeroCopy: .auto,
                                          guestCapacity: 8, logger: Logger(label: "test"))) {

@@ -22,9 +22,14 @@ public final class MockFrontEnd {
     public let calls: [Int32]
     public let kicks: [Int32]
 
-    public init(device: VhostDevice, ramSize: Int = 8 << 20, packed: Bool = false) throws {
+    /// `ram`: the guest's RAM, one region of `ramSize` bytes unless given (two regions put
+    /// the TX ring's buffers in the second). The RX ring sits at its start, the TX ring
+    /// 32 KiB in; RX buffers take the first half, TX buffers the second.
+    public init(device: VhostDevice, ramSize: Int = 8 << 20, packed: Bool = false, ram: GuestRAM? = nil) throws {
         self.device = device
-        ram = try GuestRAM.oneRegion(size: ramSize)
+        let ram = try ram ?? GuestRAM.oneRegion(size: ramSize)
+        let ramSize = ram.shared.length
+        self.ram = ram
         let rxBuffers = ram.base + 0x10000 ..< ram.base + UInt64(ramSize / 2)
         let txBuffers = ram.base + UInt64(ramSize / 2) ..< ram.base + UInt64(ramSize)
         rx = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: rxBuffers)
@@ -56,18 +61,18 @@ public final class MockFrontEnd {
     }
 
     /// The set-up QEMU and DPDK perform, up to DRIVER_OK; `withoutFeatures`
-    /// are left out of the usual set (a guest without GUEST_CSUM, say).
+    /// are left out of the usual set (a guest without GUEST_CSUM, say). The memory
+    /// table holds the first `tableRegions` of the RAM's regions (all by default);
+    /// a test adds the others with ADD_MEM_REG (`addRegion`).
     public func setUp(protocolFeatures: VhostUserProtocolFeatures = [.replyAck, .status], eventIndex: Bool = false,
-                      withoutFeatures: UInt64 = 0) {
+                      withoutFeatures: UInt64 = 0, tableRegions: Int? = nil) {
         send(.setOwner)
         let layout = packed == nil ? 0 : VirtioNetFeatures.ringPacked.rawValue
         send(.setFeatures, .u64((features | layout | (eventIndex ? VirtioNetFeatures.eventIndex.rawValue : 0))
                                 & ~withoutFeatures))
         send(.setProtocolFeatures, .u64(protocolFeatures.rawValue))
-        let region = ram.regions[0]
-        send(.setMemTable, .memoryTable([MemoryRegionInfo(guestPhysAddr: region.guestPhysicalAddress, size: region.size,
-                                                          userAddr: region.frontEndAddress, mmapOffset: 0)]),
-             fds: [ram.shared.fd.rawValue])
+        let table = ram.regions.prefix(tableRegions ?? ram.regions.count)
+        send(.setMemTable, .memoryTable(table.map(Self.message)), fds: table.map { _ in ram.shared.fd.rawValue })
         for (index, ring) in [(UInt32(0), rx), (UInt32(1), tx)] {
             send(.setVringNum, .vringState(index: index, num: UInt32(ring.size)))
             if let packed {
@@ -90,6 +95,24 @@ public final class MockFrontEnd {
             send(.setVringEnable, .vringState(index: index, num: 1))
         }
         send(.setStatus, .u64(15))
+    }
+
+    /// A region as the wire carries it.
+    public static func message(_ r: GuestMemoryRegionInfo) -> MemoryRegionInfo {
+        MemoryRegionInfo(guestPhysAddr: r.guestPhysicalAddress, size: r.size, userAddr: r.frontEndAddress,
+                         mmapOffset: r.mmapOffset)
+    }
+
+    /// ADD_MEM_REG of the RAM's region `index`, asking for a REPLY_ACK.
+    @discardableResult
+    public func addRegion(_ index: Int) -> VhostDevice.Outcome {
+        send(.addMemReg, .memoryRegion(Self.message(ram.regions[index])), fds: [ram.shared.fd.rawValue], needReply: true)
+    }
+
+    /// REM_MEM_REG of the RAM's region `index`, asking for a REPLY_ACK.
+    @discardableResult
+    public func removeRegion(_ index: Int) -> VhostDevice.Outcome {
+        send(.remMemReg, .memoryRegion(Self.message(ram.regions[index])), needReply: true)
     }
 }
 

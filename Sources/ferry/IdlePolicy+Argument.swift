@@ -1,0 +1,5 @@
+import ArgumentParser
+import Model
+
+/// `ferry run --idle poll|adaptive|sleep`.
+extension IdlePolicy: ExpressibleByArgument {}

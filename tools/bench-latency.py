@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Round-trip latency through Ferry against the Linux bridge, in the same run, alternating.
+
+Two namespaces of the benchmark's own ping each other, `--count` echo requests `--interval`
+seconds apart (2,000 at 1 ms by default), through:
+
+  bridge   the kernel: each namespace's veth end on a Linux bridge in a third namespace;
+  ferry    two `tap:` ports of one Ferry (a TAP moved into each namespace), once per idle
+           policy in `--idle` (`ferry run --idle POLICY`; "default" runs without the option,
+           i.e. what a plain `ferry run` does).
+
+Each round runs every back-end once, in order, so a change of the machine's state shows in
+all of them. Per back-end: min / avg / p50 / p99 / max of the replies' round-trip times (µs,
+ping's own figures per reply), the ratio of its average and maximum to the bridge's of the same
+round, Ferry's CPU (of one core, over the ping run, from /proc/PID/stat) and how often its
+worker fell asleep per ping (`ferry ctl stats`: each sleep puts a wake-up in front of a frame). The machine's load
+(`/proc/loadavg`) is printed before and after each back-end: on a shared machine a figure is only
+comparable with the bridge's of the same round.
+
+    sudo tools/bench-latency.py                         # 3 rounds, bridge vs Ferry's default
+    sudo tools/bench-latency.py --idle poll,adaptive,sleep --rounds 5
+    sudo tools/bench-latency.py --count 500 --rounds 1   # a quick look
+    sudo tools/bench-latency.py --other /tmp/ferry-old   # and the build before a change
+
+FERRY_BIN overrides the Ferry binary; FERRY_ARGS adds `ferry run` options. Hosts are in
+198.18.0.0/15; every namespace, bridge and Ferry is removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import h, proc_jiffies  # noqa: E402
+
+PREFIX = "lat"
+IP_A, IP_B = "198.18.60.1", "198.18.60.2"
+MAC_A, MAC_B = "02:00:c6:12:3c:01", "02:00:c6:12:3c:02"
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def ip(*args: str, check: bool = True):
+    res = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {res.stderr.strip()}")
+    return res
+
+
+def in_ns(ns: str, *cmd: str, check: bool = True):
+    res = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{ns}: {' '.join(cmd)}: {res.stderr.strip()}")
+    return res
+
+
+def load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+class Namespaces:
+    """Two namespaces `a` and `b` (and a third for the bridge), IPv6 off, each end addressed."""
+
+    def __init__(self, tag: str):
+        pid = os.getpid()
+        self.ns = {e: f"{PREFIX}{tag}{e}-{pid}" for e in ("a", "b")}
+        self.extra: list[str] = []
+
+    def add(self, name: str) -> str:
+        if os.path.exists(f"/run/netns/{name}"):
+            ip("netns", "del", name, check=False)
+        ip("netns", "add", name)
+        in_ns(name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+              "net.ipv6.conf.default.disable_ipv6=1", check=False)
+        in_ns(name, "ip", "link", "set", "lo", "up")
+        return name
+
+    def up(self):
+        for ns in self.ns.values():
+            self.add(ns)
+
+    def address(self, end: str, ifname: str, mac: str, addr: str):
+        ns = self.ns[end]
+        in_ns(ns, "ip", "link", "set", ifname, "address", mac, "up")
+        in_ns(ns, "ip", "addr", "add", f"{addr}/24", "dev", ifname)
+
+    def close(self):
+        for ns in list(self.ns.values()) + self.extra:
+            if os.path.exists(f"/run/netns/{ns}"):
+                ip("netns", "del", ns, check=False)
+
+
+PING_PREFIX: list[str] = []  # `taskset -c N` with --ping-cpu
+
+
+def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
+    """Round-trip times in µs of `count` echo requests from a to b."""
+    # A few first, so neither ARP nor a learning switch's first flood is in the figures.
+    # busybox ping: Debian's iputils-ping is not among Ferry's dependencies (qemu_guest.py).
+    in_ns(ns.ns["a"], "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", IP_B)
+    res = in_ns(ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c", str(count), "-i", f"{interval:g}", "-W", "2", IP_B,
+                check=False)
+    times = [float(m) * 1000 for m in re.findall(r"time=([\d.]+) ms", res.stdout)]
+    if len(times) < count * 0.99:
+        raise RuntimeError(f"{len(times)} of {count} replies\n{res.stdout[-500:]}{res.stderr[-500:]}")
+    return times
+
+
+def through_bridge(count: int, interval: float) -> dict:
+    ns = Namespaces("br")
+    try:
+        ns.up()
+        hub = ns.add(f"{PREFIX}brh-{os.getpid()}")
+        ns.extra.append(hub)
+        in_ns(hub, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(hub, "ip", "link", "set", "br0", "up")
+        for end, mac, addr in (("a", MAC_A, IP_A), ("b", MAC_B, IP_B)):
+            in_ns(hub, "ip", "link", "add", f"h{end}", "type", "veth", "peer", "name", "eth0",
+                  "netns", ns.ns[end])
+            in_ns(hub, "ip", "link", "set", f"h{end}", "master", "br0", "up")
+            ns.address(end, "eth0", mac, addr)
+        return {"rtt": ping(ns, count, interval), "cpu": None, "sleeps": None}
+    finally:
+        ns.close()
+
+
+def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
+                  binary: str | None = None) -> dict:
+    ns = Namespaces("fy")
+    lab = h.Lab("lat")
+    pid = os.getpid() % 100000
+    taps = {"a": f"flta{pid}", "b": f"fltb{pid}"}
+    args = shlex.split(os.environ.get("FERRY_ARGS", ""))
+    if idle not in ("default", "other"):
+        args += ["--idle", idle]
+    try:
+        ns.up()
+        ferry = lab.ferry([f"tap:{taps['a']},name=a", f"tap:{taps['b']},name=b"], extra_args=args,
+                          wrapper=wrapper, binary=binary)
+        for end, mac, addr in (("a", MAC_A, IP_A), ("b", MAC_B, IP_B)):
+            ip("link", "set", taps[end], "netns", ns.ns[end])
+            ns.address(end, taps[end], mac, addr)
+        def sleeps() -> int:
+            return sum(w["sleeps"] for w in ferry.stats()["workers"])
+        slept = sleeps()
+        before = proc_jiffies([ferry.pid])
+        t0 = time.monotonic()
+        rtt = ping(ns, count, interval)
+        cpu = (proc_jiffies([ferry.pid]) - before) / HZ / (time.monotonic() - t0)
+        return {"rtt": rtt, "cpu": cpu, "sleeps": (sleeps() - slept) / count}
+    finally:
+        lab.close()
+        ns.close()
+
+
+def summary(rtt: list[float]) -> dict:
+    s = sorted(rtt)
+    return {"min": s[0], "avg": statistics.fmean(s), "p50": s[len(s) // 2],
+            "p99": s[min(len(s) - 1, int(len(s) * 0.99))], "max": s[-1]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--interval", type=float, default=0.001, help="seconds between requests")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--idle", default="default", metavar="P,...",
+                    help="Ferry idle policies to run: default, poll, adaptive, sleep")
+    ap.add_argument("--wrapper", default="", metavar="CMD",
+                    help="a command that execs Ferry, e.g. 'chrt -f 1' (a real-time worker)")
+    ap.add_argument("--other", metavar="PATH",
+                    help="also run this Ferry binary (its default policy) as back-end ferry-other, "
+                         "e.g. the build before a change")
+    ap.add_argument("--ping-cpu", type=int, metavar="N", help="pin ping to CPU N (both back-ends)")
+    args = ap.parse_args()
+    if args.ping_cpu is not None:
+        PING_PREFIX[:] = ["taskset", "-c", str(args.ping_cpu)]
+    if os.geteuid() != 0:
+        sys.exit("bench-latency: run as root (namespaces, TAPs)")
+    policies = [p.strip() for p in args.idle.split(",") if p.strip()]
+    print(f"# {args.count} pings at {args.interval * 1000:g} ms, a -> b, µs; {os.cpu_count()} CPUs; "
+          f"Ferry {h.ferry_binary()}", flush=True)
+    header = f"{'round':>5} {'back-end':<16} {'min':>7} {'avg':>7} {'p50':>7} {'p99':>7} {'max':>8}" \
+             f" {'avg/br':>7} {'max/br':>7} {'cpu':>6} {'sl/ping':>7}  load"
+    print(header, flush=True)
+    results: dict[str, list[dict]] = {}
+    for r in range(1, args.rounds + 1):
+        bridge = None
+        others = ["ferry-other"] if args.other else []
+        for backend in ["bridge"] + others + [f"ferry-{p}" for p in policies]:
+            before = load()
+            m = through_bridge(args.count, args.interval) if backend == "bridge" \
+                else through_ferry(args.count, args.interval, backend.split("-", 1)[1], shlex.split(args.wrapper),
+                                   args.other if backend == "ferry-other" else None)
+            s = summary(m["rtt"])
+            s["cpu"] = m["cpu"]
+            s["sleeps"] = m["sleeps"]
+            if backend == "bridge":
+                bridge = s
+            results.setdefault(backend, []).append(s)
+            cpu = "" if s["cpu"] is None else f"{s['cpu'] * 100:5.1f}%"
+            slept = "" if s["sleeps"] is None else f"{s['sleeps']:7.2f}"
+            print(f"{r:>5} {backend:<16} {s['min']:7.0f} {s['avg']:7.1f} {s['p50']:7.0f} {s['p99']:7.0f}"
+                  f" {s['max']:8.0f} {s['avg'] / bridge['avg']:7.2f} {s['max'] / bridge['max']:7.2f}"
+                  f" {cpu:>6} {slept:>7}  {before} -> {load()}", flush=True)
+    print("# medians over rounds", flush=True)
+    for backend, rows in results.items():
+        med = {k: statistics.median(x[k] for x in rows) for k in ("min", "avg", "p50", "p99", "max")}
+        ratios = [x["avg"] / b["avg"] for x, b in zip(rows, results["bridge"])]
+        maxr = [x["max"] / b["max"] for x, b in zip(rows, results["bridge"])]
+        cpus = [x["cpu"] for x in rows if x["cpu"] is not None]
+        cpu = f"{statistics.median(cpus) * 100:5.1f}%" if cpus else ""
+        print(f"{'med':>5} {backend:<16} {med['min']:7.0f} {med['avg']:7.1f} {med['p50']:7.0f} {med['p99']:7.0f}"
+              f" {med['max']:8.0f} {statistics.median(ratios):7.2f} {statistics.median(maxr):7.2f} {cpu:>6}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
