@@ -86,9 +86,14 @@ public struct PortStatistics: Codable, Equatable, Sendable {
     /// Absent until Ferry has sampled the port twice (a second after it started or was added),
     /// and from a Ferry that predates rates.
     public var rates: PortRates?
+    /// A sink's reading of generator stamps; absent for other kinds.
+    public var analysis: AnalysisStatistics?
+    /// A generator's own counts; absent for other kinds.
+    public var generator: GeneratorStatistics?
 
     public init(name: String, kind: String, spec: String, state: String, traffic: TrafficCounters,
-                queues: [QueueStatistics], rates: PortRates? = nil) {
+                queues: [QueueStatistics], rates: PortRates? = nil, analysis: AnalysisStatistics? = nil,
+                generator: GeneratorStatistics? = nil) {
         self.name = name
         self.kind = kind
         self.spec = spec
@@ -96,10 +101,12 @@ public struct PortStatistics: Codable, Equatable, Sendable {
         self.traffic = traffic
         self.queues = queues
         self.rates = rates
+        self.analysis = analysis
+        self.generator = generator
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, kind, spec, state, queues, rates
+        case name, kind, spec, state, queues, rates, analysis, generator
     }
 
     public init(from decoder: any Decoder) throws {
@@ -110,6 +117,8 @@ public struct PortStatistics: Codable, Equatable, Sendable {
         state = try c.decode(String.self, forKey: .state)
         queues = try c.decode([QueueStatistics].self, forKey: .queues)
         rates = try c.decodeIfPresent(PortRates.self, forKey: .rates)
+        analysis = try c.decodeIfPresent(AnalysisStatistics.self, forKey: .analysis)
+        generator = try c.decodeIfPresent(GeneratorStatistics.self, forKey: .generator)
         traffic = try TrafficCounters(from: decoder)
     }
 
@@ -122,6 +131,8 @@ public struct PortStatistics: Codable, Equatable, Sendable {
         try c.encode(state, forKey: .state)
         try c.encode(queues, forKey: .queues)
         try c.encodeIfPresent(rates, forKey: .rates)
+        try c.encodeIfPresent(analysis, forKey: .analysis)
+        try c.encodeIfPresent(generator, forKey: .generator)
     }
 }
 

@@ -18,8 +18,9 @@ public enum IdlePolicy: String, Sendable, CaseIterable {
 
     public static let `default` = IdlePolicy.adaptive
 
-    /// Long enough for a local peer's answer to come back through the switch
-    /// (a namespace's ping reply: ~20 µs here, docs/PERFORMANCE.md).
+    /// Long enough for an answer that takes a moment (a guest's) to find the
+    /// worker awake; a namespace answers a frame written into its TAP inside
+    /// that write, and needs no spin (docs/PERFORMANCE.md).
     public static let adaptiveSpin: UInt64 = 100_000
 
     /// How long an empty worker spins before it sleeps, in nanoseconds; nil: never sleeps.

@@ -2,7 +2,7 @@
 /// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off]`,
 /// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
-/// `gen:dst=MAC,src=MAC,size=N[,count=N][,delay=MS]`,
+/// `gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=R][,burst=N][,flows=N][,tag=N][,stamp=on|off]`,
 /// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
 /// `trunk=N,M,A-B[,native=N]` (802.1Q trunk, `native` its untagged VLAN), and
 /// `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
@@ -18,7 +18,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case xdp(interface: String, queues: Int?, mode: XDPAttachRequest, zeroCopy: XDPZeroCopyRequest)
         /// An existing interface through AF_PACKET sockets, one per queue (a fanout group when more than one).
         case packet(interface: String, queues: Int)
-        case gen(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?, delayMilliseconds: Int)
+        case gen(GeneratorSpec)
         case sink
         /// One VXLAN network over the underlay from `local`; `remotes` its flood list (empty: any sender).
         case vxlan(vni: UInt32, local: InternetAddress, remotes: [InternetAddress], udpPort: UInt16)
@@ -86,7 +86,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         "tap": ["interface", "queues", "mtu", "offloads"],
         "packet": ["interface", "queues", "offloads"],
         "xdp": ["interface", "queues", "mode", "zerocopy"],
-        "gen": ["dst", "src", "size", "count", "delay"],
+        "gen": ["dst", "src", "size", "count", "delay", "rate", "burst", "flows", "tag", "stamp"],
         "sink": [],
         "vxlan": ["vni", "local", "remote", "port"],
     ]
@@ -186,26 +186,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             }
             kind = .xdp(interface: interface, queues: queues, mode: mode, zeroCopy: zeroCopy)
         case "gen":
-            let dst = try Self.mac(take("dst") ?? "02:00:00:00:00:02", "dst", text)
-            let src = try Self.mac(take("src") ?? "02:00:00:00:00:01", "src", text)
-            var size = 64
-            if let s = take("size") {
-                guard let v = Int(s), PortLimits.genFrameSizes.contains(v) else {
-                    throw fail("size", "size must be \(PortLimits.genFrameSizes.lowerBound)...\(PortLimits.genFrameSizes.upperBound)")
-                }
-                size = v
-            }
-            var count: UInt64?
-            if let c = take("count") {
-                guard let v = UInt64(c) else { throw fail("count", "count must be a whole number") }
-                count = v == 0 ? nil : v
-            }
-            var delay = 0
-            if let d = take("delay") {
-                guard let v = Int(d), (0...60_000).contains(v) else { throw fail("delay", "delay must be 0...60000 ms") }
-                delay = v
-            }
-            kind = .gen(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay)
+            kind = .gen(try Self.generator(take, text))
         case "sink":
             kind = .sink
         case "vxlan":
@@ -325,7 +306,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
     }
 
-    private static func mac(_ s: String, _ key: String, _ text: String) throws(ParseError) -> MACAddress {
+    static func mac(_ s: String, _ key: String, _ text: String) throws(ParseError) -> MACAddress {
         guard let m = MACAddress(s) else { throw ParseError(text, "\(key) '\(s)' is not a MAC address", key: key) }
         return m
     }

@@ -3,70 +3,209 @@ import Packets
 import Platform
 import Synchronization
 
-/// A traffic generator: every frame it emits points at one prebuilt template
-/// (an IPv4/UDP frame between two benchmarking addresses), so generating costs
-/// nothing but the destination's copy. Stops after `count` frames, or never.
+/// A traffic generator (docs/CONFIG.md `gen:`, docs/LAB.md): frames built once into a
+/// `GeneratorFramePool` and sent from it, each stamped with its flow's sequence number
+/// and the send time, at a rate (in bursts) or as fast as the destinations take them.
+/// Sending costs the two stamp stores per frame and the destination's copy. Stops after
+/// `count` frames, or never; `ferry lab` runs it in trials (`startTrial`).
 public final class GenPort {
-    public let frameSize: Int
-    public let limit: UInt64?
+    public let spec: GeneratorSpec
     /// Milliseconds to wait, once the destination first has room, before the
     /// first frame: front-ends such as DPDK's virtio PMD flush their RX rings
     /// while they start, and frames sent in that window never reach them.
-    public let delayMilliseconds: Int
+    public var delayMilliseconds: Int { spec.delayMilliseconds }
     @usableFromInline var startAt: Double = 0
     @usableFromInline var started = false
     public let counters = QueueCounters()
-    @usableFromInline let template: UnsafeMutableRawPointer
+    @usableFromInline let pool: GeneratorFramePool
+    /// The next sequence number of each flow; only the pulling worker touches them.
+    @usableFromInline let sequences: UnsafeMutablePointer<UInt32>
+    @usableFromInline let stampOffset: Int
+    @usableFromInline let stamped: Bool
+    /// The pool slot the next frame is sent from.
+    @usableFromInline var cursor = 0
+
+    // The schedule, the pulling worker's alone: frames per nanosecond (0: unlimited),
+    // when the current trial started and how many of its frames left.
+    @usableFromInline var framesPerNanosecond: Double = 0
+    @usableFromInline var burst: Int
+    @usableFromInline var backlogLimit: UInt64 = 0
+    @usableFromInline var trialStart: UInt64 = 0
+    @usableFromInline var trialSent: UInt64 = 0
+    @usableFromInline var adoptedTrial: UInt64 = 0
+
     /// Frames emitted so far. The worker that pulls is the only writer; the
     /// control thread reads it (`isFinished`, `ferry ctl show ports`), hence relaxed
     /// atomics, which cost the worker what plain loads and stores do.
     @usableFromInline let emitted = Atomic<UInt64>(0)
+    /// `emitted` at which the generator stops; UInt64.max: never.
+    @usableFromInline let stopAt: Atomic<UInt64>
+    /// Frames the schedule gave up because the worker fell more than 50 ms behind it: a
+    /// worker that was not run for a while catches up by at most 50 ms of frames.
+    @usableFromInline let lagged = Atomic<UInt64>(0)
+    /// The raw clock at the current trial's first and latest burst.
+    @usableFromInline let trialFirstSend = Atomic<UInt64>(0)
+    @usableFromInline let trialLastSend = Atomic<UInt64>(0)
 
-    public static let sizes = PortLimits.genFrameSizes
+    // A trial the control thread asks for, taken up by the worker at its next pull.
+    @usableFromInline let requestedTrial = Atomic<UInt64>(0)
+    @usableFromInline let requestedRate = Atomic<UInt64>(0)
+    @usableFromInline let requestedCount = Atomic<UInt64>(0)
 
-    public init(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?, delayMilliseconds: Int = 0) {
-        precondition(Self.sizes.contains(frameSize))
-        self.frameSize = frameSize
-        self.limit = count
-        self.delayMilliseconds = delayMilliseconds
-        self.started = delayMilliseconds == 0
-        template = .allocate(byteCount: frameSize, alignment: 64)
-        template.initializeMemory(as: UInt8.self, repeating: 0, count: frameSize)
-        let frame = GenPort.udpFrame(destination: destination, source: source, size: frameSize)
-        frame.withUnsafeBytes { template.copyMemory(from: $0.baseAddress!, byteCount: frameSize) }
+    public static var sizes: ClosedRange<Int> { PortLimits.genFrameSizes }
+
+    public init(_ spec: GeneratorSpec, batchCapacity: Int = 256) {
+        precondition(spec.sizes.pattern.allSatisfy { GeneratorSpec.sizes.contains($0) && $0 >= spec.smallestFrame })
+        precondition((1...GeneratorSpec.flowLimit).contains(spec.flows))
+        self.spec = spec
+        started = spec.delayMilliseconds == 0
+        pool = GeneratorFramePool(spec, minimumSlots: max(batchCapacity, 256))
+        sequences = .allocate(capacity: spec.flows)
+        sequences.initialize(repeating: 0, count: spec.flows)
+        stampOffset = LabStamp.offset(tagged: spec.tag != nil)
+        stamped = spec.stamped
+        burst = spec.burst
+        stopAt = Atomic(spec.count ?? .max)
+        if let rate = spec.framesPerSecond { adopt(framesPerSecond: rate) }
     }
 
-    deinit { template.deallocate() }
+    /// The generator of before: one size, one flow, unstamped (every frame the same bytes,
+    /// `udpFrame`), as fast as the destinations take frames.
+    public convenience init(destination: MACAddress, source: MACAddress, frameSize: Int, count: UInt64?,
+                            delayMilliseconds: Int = 0) {
+        self.init(GeneratorSpec(destination: destination, source: source, sizes: .fixed(frameSize), count: count,
+                                delayMilliseconds: delayMilliseconds, stamped: false))
+    }
+
+    /// The frame an unstamped one-flow generator sends: what a test expects to arrive.
+    public static func udpFrame(destination: MACAddress, source: MACAddress, size: Int) -> [UInt8] {
+        GeneratorFramePool.frame(GeneratorSpec(destination: destination, source: source, stamped: false), flow: 0, size: size)
+    }
+
+    deinit { sequences.deallocate() }
 
     public var queueCount: Int { 1 }
-    public var isFinished: Bool { limit.map { emitted.load(ordering: .relaxed) >= $0 } ?? false }
+    public var isFinished: Bool { emitted.load(ordering: .relaxed) >= stopAt.load(ordering: .relaxed) }
+    /// Frames sent so far.
+    public var sent: UInt64 { emitted.load(ordering: .relaxed) }
+    /// The mean size of the frames it sends, bytes: bit rates are frame rates times this.
+    public var meanFrameSize: Double { pool.meanFrameSize }
+    /// Frames the schedule skipped: the worker was more than 50 ms late.
+    public var laggedFrames: UInt64 { lagged.load(ordering: .relaxed) }
+    /// A rate-limited generator is not held back by a full destination, as a traffic
+    /// generator on a wire is not: what the destination cannot take it drops and counts.
+    public var waitsForRoom: Bool { spec.rate == .unlimited }
+
+    /// Asks for a trial: `count` frames (nil: until the next trial) at `framesPerSecond`
+    /// (nil: as fast as they go; 0: none). The worker takes it up at its next pull; the
+    /// schedule starts at the trial's first frame. Called by the control side only.
+    public func startTrial(framesPerSecond: Double?, count: UInt64?) {
+        requestedRate.store((framesPerSecond ?? -1).bitPattern, ordering: .relaxed)
+        requestedCount.store(count ?? .max, ordering: .relaxed)
+        // No longer finished as soon as asked, so a worker about to sleep stays awake.
+        stopAt.store(.max, ordering: .relaxed)
+        requestedTrial.add(1, ordering: .releasing)
+    }
+
+    /// The raw-clock nanoseconds between the current trial's first and latest burst.
+    public var trialSpan: (first: UInt64, last: UInt64) {
+        (trialFirstSend.load(ordering: .relaxed), trialLastSend.load(ordering: .relaxed))
+    }
+
+    @usableFromInline
+    func adoptRequestedTrial(_ trial: UInt64) {
+        adoptedTrial = trial
+        let rate = Double(bitPattern: requestedRate.load(ordering: .relaxed))
+        let count = requestedCount.load(ordering: .relaxed)
+        let now = emitted.load(ordering: .relaxed)
+        stopAt.store(rate == 0 ? now : (count == .max ? .max : now &+ count), ordering: .relaxed)
+        // A stop (rate 0) keeps the times of the trial it ends, for whoever asked to stop it.
+        guard rate != 0 else { return }
+        if rate > 0 { adopt(framesPerSecond: rate) } else { framesPerNanosecond = 0 }
+        trialStart = 0
+        trialSent = 0
+        trialFirstSend.store(0, ordering: .relaxed)
+        trialLastSend.store(0, ordering: .relaxed)
+    }
+
+    func adopt(framesPerSecond rate: Double) {
+        framesPerNanosecond = rate / 1e9
+        backlogLimit = max(UInt64(burst), UInt64(rate / 20))
+    }
 
     @inlinable
     public func pull(queue _: Int, into batch: PacketBatch) -> Int {
+        let trial = requestedTrial.load(ordering: .acquiring)
+        if trial != adoptedTrial { adoptRequestedTrial(trial) }
         if !started && !delayElapsed() { return 0 }
         var n = batch.room
         let sent = emitted.load(ordering: .relaxed)
-        if let limit {
-            let left = limit &- sent
-            if left < UInt64(n) { n = Int(left) }
-        }
+        let stop = stopAt.load(ordering: .relaxed)
+        guard sent < stop else { return 0 }
+        let left = stop &- sent
+        if left < UInt64(n) { n = Int(left) }
         if n > batch.freeSegments { n = batch.freeSegments }
         guard n > 0 else { return 0 }
-        let len = UInt32(truncatingIfNeeded: frameSize)
+        let now = RawMonotonicClock.nanoseconds()
+        if framesPerNanosecond > 0 {
+            if trialStart == 0 {
+                trialStart = now
+                trialFirstSend.store(now, ordering: .relaxed)
+            }
+            let due = UInt64(Double(now &- trialStart) * framesPerNanosecond)
+            var owed = due > trialSent ? due &- trialSent : 0
+            if owed > backlogLimit {
+                lagged.add(owed &- backlogLimit, ordering: .relaxed)
+                trialSent &+= owed &- backlogLimit
+                owed = backlogLimit
+            }
+            // Frames leave in whole bursts, but for the trial's last few.
+            if owed < UInt64(burst) && owed < left { return 0 }
+            if owed < UInt64(n) { n = Int(owed) }
+            if n > burst { n = burst }
+            trialSent &+= UInt64(n)
+        } else if trialFirstSend.load(ordering: .relaxed) == 0 {
+            trialFirstSend.store(now, ordering: .relaxed)
+        }
+        trialLastSend.store(now, ordering: .relaxed)
+        let bytes = emit(n, stampedAt: now, into: batch)
+        emitted.store(sent &+ UInt64(n), ordering: .relaxed)
+        counters.received(packets: n, bytes: bytes)
+        return n
+    }
+
+    /// Appends the next `n` frames of the pool, stamped; returns their bytes.
+    @inlinable
+    func emit(_ n: Int, stampedAt now: UInt64, into batch: PacketBatch) -> UInt64 {
+        var k = cursor
+        var bytes: UInt64 = 0
+        let time = now.bigEndian
         var i = 0
         while i < n {
-            batch.append(base: template, length: len, token: 0)
+            let base = pool.frames[k]
+            let length = pool.lengths[k]
+            if stamped {
+                let flow = Int(truncatingIfNeeded: pool.flows[k])
+                let sequence = sequences[flow]
+                sequences[flow] = sequence &+ 1
+                // SAFETY: every slot holds at least stampOffset + LabStamp.size bytes (init's precondition).
+                (base + stampOffset).storeBytes(of: sequence.bigEndian, toByteOffset: 4, as: UInt32.self)
+                (base + stampOffset).storeBytes(of: time, toByteOffset: 8, as: UInt64.self)
+            }
+            batch.append(base: base, length: length, token: 0)
+            bytes &+= UInt64(length)
+            k &+= 1
+            if k == pool.slotCount { k = 0 }
             i &+= 1
         }
-        emitted.store(sent &+ UInt64(n), ordering: .relaxed)
-        counters.received(packets: n, bytes: UInt64(n) &* UInt64(frameSize))
-        return n
+        cursor = k
+        return bytes
     }
 
     @usableFromInline
     func delayElapsed() -> Bool {
         let now = MonotonicClock.now(coarse: true)
-        if startAt == 0 { startAt = now + Double(delayMilliseconds) / 1000 }
+        if startAt == 0 { startAt = now + Double(spec.delayMilliseconds) / 1000 }
         started = now >= startAt
         return started
     }
@@ -77,24 +216,5 @@ public final class GenPort {
     @inlinable
     public func push(queue _: Int, from batch: PacketBatch) {
         counters.sent(packets: batch.count, bytes: batch.totalBytes)
-    }
-
-    /// Ethernet + IPv4 + UDP from 198.18.0.1 to 198.18.0.2 (RFC 2544 benchmarking range), zero-padded.
-    static func udpFrame(destination: MACAddress, source: MACAddress, size: Int) -> [UInt8] {
-        var f = destination.array + source.array + [0x08, 0x00]
-        let ipLength = max(28, size - 14)
-        var ip: [UInt8] = [0x45, 0, UInt8(ipLength >> 8), UInt8(ipLength & 0xff), 0, 0, 0x40, 0, 64, 17, 0, 0,
-                           198, 18, 0, 1, 198, 18, 0, 2]
-        var sum: UInt32 = 0
-        for i in stride(from: 0, to: 20, by: 2) { sum += UInt32(ip[i]) << 8 | UInt32(ip[i + 1]) }
-        while sum > 0xffff { sum = (sum & 0xffff) + (sum >> 16) }
-        let checksum = ~UInt16(sum)
-        ip[10] = UInt8(checksum >> 8)
-        ip[11] = UInt8(checksum & 0xff)
-        let udpLength = ipLength - 20
-        let udp: [UInt8] = [0x04, 0x00, 0x04, 0x01, UInt8(udpLength >> 8), UInt8(udpLength & 0xff), 0, 0]
-        f += ip + udp
-        if f.count < size { f += [UInt8](repeating: 0, count: size - f.count) }
-        return Array(f.prefix(size))
     }
 }

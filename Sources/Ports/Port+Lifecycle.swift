@@ -89,8 +89,8 @@ extension Port {
             } catch {
                 return try failedUplink(error)
             }
-        case .gen(let dst, let src, let size, let count, let delay):
-            return .gen(GenPort(destination: dst, source: src, frameSize: size, count: count, delayMilliseconds: delay))
+        case .gen(let generator):
+            return .gen(GenPort(generator, batchCapacity: context.batchSize))
         case .sink:
             return .sink(SinkPort())
         case .vxlan(let vni, let local, let remotes, let udpPort):

@@ -192,10 +192,11 @@ public enum Port {
         return nil
     }
 
-    /// The port makes its frames at will (a generator): a worker pulls no more
-    /// than its VLAN's fullest port can take, so `count=N` means N delivered.
+    /// The port makes its frames at will (a generator without a rate): a worker pulls no
+    /// more than its VLAN's fullest port can take, so `count=N` means N delivered. A
+    /// generator with a rate is not held back (`GenPort.waitsForRoom`).
     public var generatesFrames: Bool {
-        if case .gen = self { return true }
+        if case .gen(let p) = self { return p.waitsForRoom }
         return false
     }
 

@@ -1,8 +1,10 @@
 import Packets
 
-/// Swallows every frame it is given and counts it (tx: frames handed to the port). Emits nothing.
+/// Swallows every frame it is given and counts it (tx: frames handed to the port); reads
+/// back the stamps of generator frames (`TrafficAnalyser`). Emits nothing.
 public final class SinkPort {
     public let counters = QueueCounters()
+    public let analyser = TrafficAnalyser()
 
     public init() {}
 
@@ -14,5 +16,6 @@ public final class SinkPort {
     @inlinable
     public func push(queue _: Int, from batch: PacketBatch) {
         counters.sent(packets: batch.count, bytes: batch.totalBytes)
+        analyser.inspect(batch)
     }
 }

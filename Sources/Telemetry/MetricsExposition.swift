@@ -52,6 +52,27 @@ public enum MetricsExposition {
                 gauge("ferry_xdp_steered_addresses", "Guest addresses in the XDP program's map", labels,
                       Double(steering.guests().count))
             }
+            if case .sink(let sink) = p.port {
+                let a = sink.analyser.snapshot
+                let labels = [("port", p.name)]
+                let framesHelp = "Frames the sink was handed, with a generator's stamp or without"
+                counter("ferry_analyser_frames_total", framesHelp, labels + [("stamp", "yes")], a.stamped)
+                counter("ferry_analyser_frames_total", framesHelp, labels + [("stamp", "no")], a.unstamped)
+                gauge("ferry_analyser_lost", "Sequence numbers skipped and not seen since (a late frame takes itself off)",
+                      labels, Double(a.lost))
+                counter("ferry_analyser_reordered_total", "Stamped frames that came after a later one of their flow",
+                        labels, a.reordered)
+                counter("ferry_analyser_duplicates_total", "Stamped frames that came twice", labels, a.duplicates)
+                counter("ferry_analyser_late_total", "Stamped frames more than 64 behind their flow", labels, a.late)
+                for (quantile, fraction) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999), ("1", 1.0)] {
+                    gauge("ferry_analyser_latency_seconds", "Latency of stamped frames, generator to sink, by quantile",
+                          labels + [("quantile", quantile)], Double(a.latency.percentile(fraction)) / 1e9)
+                }
+            }
+            if case .gen(let gen) = p.port {
+                counter("ferry_generator_lagged_total", "Frames a generator's schedule gave up: its worker was over 50 ms late",
+                        [("port", p.name)], gen.laggedFrames)
+            }
             if let tunnel = p.port.tunnel, tunnel.endpoints.count > 0 {
                 for number in 1...tunnel.endpoints.count {
                     let c = tunnel.endpoints.counters(number)

@@ -1,6 +1,7 @@
 import ControlProtocol
 import Engine
 import Packets
+import Ports
 
 /// Counters of every port and queue as the control socket reports them.
 enum StatsReport {
@@ -9,7 +10,8 @@ enum StatsReport {
             let perQueue = p.port.counters.map(\.snapshot)
             return PortStatistics(name: p.name, kind: p.port.kind, spec: p.spec.text, state: p.state,
                                   traffic: traffic(perQueue.reduce(CounterSnapshot(), +)),
-                                  queues: perQueue.enumerated().map { QueueStatistics(queue: $0, traffic: traffic($1)) })
+                                  queues: perQueue.enumerated().map { QueueStatistics(queue: $0, traffic: traffic($1)) },
+                                  analysis: AnalysisReport.analysis(of: p.port), generator: AnalysisReport.generator(of: p.port))
         }
         let workers = sw.workers.map { w in
             WorkerStatistics(id: w.id, cpu: w.cpu, busyLoops: w.busyLoops.load(ordering: .relaxed),

@@ -293,7 +293,7 @@ final class BrokenConfigTests: XCTestCase {
                 vlan: 0
             """, """
             f.yaml:2:10: switch: batch must be a whole number 32...256, not '8'
-            f.yaml:6:11: port 'a': size must be 60...9000
+            f.yaml:6:11: port 'a': size must be 60...9000, a list of them (64/570/1518) or imix
             f.yaml:9:11: port 'b': VLAN id '0' must be 1...4094
             """)
     }

@@ -97,7 +97,9 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertNil(config.control.path)
         XCTAssertNil(config.metrics.listen)
         // Unquoted, YAML 1.1 would read the MAC as a base-60 number: the raw text is used.
-        guard case .gen(let dst, _, 64, 5, 0) = config.ports[0].kind else { return XCTFail("\(config.ports[0].kind)") }
+        guard case .gen(let g) = config.ports[0].kind, g.sizes == .fixed(64), g.count == 5, g.delayMilliseconds == 0
+        else { return XCTFail("\(config.ports[0].kind)") }
+        let dst = g.destination
         XCTAssertEqual(dst, MACAddress("02:00:00:00:00:09"))
         XCTAssertEqual(config.ports[1].kind, .vhost(path: "/a.sock", client: false, queuePairs: 1,
                                                     permissions: SocketPermissions(mode: 0o660)))

@@ -53,6 +53,29 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// The lab's traffic: an IMIX of 16 flows, every frame stamped with its sequence number
+    /// and send time, read back by an access sink and by a trunk sink (its frames tagged by
+    /// reference, so the analyser gathers their first bytes): no allocation per frame.
+    func testStampedTrafficAndItsAnalysisAllocateNothing() throws {
+        try runUnderInterposer(test: "testStampedTrafficAndItsAnalysisAllocateNothing") {
+            let gen = Port.gen(GenPort(GeneratorSpec(destination: MACAddress.broadcast, sizes: .imix, flows: 16),
+                                       batchCapacity: 256))
+            let access = SinkPort()
+            let trunk = SinkPort()
+            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
+                                       batchSize: 256)
+            _ = sw.pass()
+            var bursts = 0
+            return (prepare: {
+                precondition(bursts == 0 || (trunk.analyser.snapshot.stamped > 0 && access.analyser.snapshot.lost == 0),
+                             "the analysers did not read the stamps")
+            }, burst: {
+                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
+                bursts += 1
+            })
+        }
+    }
+
     /// A vxlan port both ways: a generator floods to it, it sends each frame as a datagram
     /// to its one remote VTEP, which is its own address, so the datagrams come back in, are
     /// checked, learned behind their VTEP and flooded to the generator.

@@ -145,11 +145,12 @@ final class PortSpecTests: XCTestCase {
 
     func testGenAndSinkSpecs() throws {
         let gen = try PortSpec(parsing: "gen:dst=02:00:00:00:00:09,size=1518,count=10,delay=5")
-        guard case .gen(let dst, _, let size, let count, let delay) = gen.kind else { return XCTFail() }
-        XCTAssertEqual(dst, MACAddress("02:00:00:00:00:09"))
-        XCTAssertEqual(size, 1518)
-        XCTAssertEqual(count, 10)
-        XCTAssertEqual(delay, 5)
+        guard case .gen(let g) = gen.kind else { return XCTFail() }
+        XCTAssertEqual(g.destination, MACAddress("02:00:00:00:00:09"))
+        XCTAssertEqual(g.sizes, .fixed(1518))
+        XCTAssertEqual(g.count, 10)
+        XCTAssertEqual(g.delayMilliseconds, 5)
+        XCTAssertEqual(g.rate, .unlimited)
         XCTAssertEqual(try PortSpec(parsing: "sink").kind, .sink)
         XCTAssertEqual(try PortSpec(parsing: "sink:name=drop").name, "drop")
     }

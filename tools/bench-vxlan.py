@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""A station reaching a remote host over VXLAN: Ferry's vxlan port (kernel UDP socket path)
+against a Linux bridge with a kernel `vxlan` device, in the same run, alternating rounds.
+
+Topology (namespaces; addresses in 198.18.0.0/15, MTU 1600 on the underlay):
+
+    g (station) ─ [host A] ─ underlay veth ─ r (router) ─ underlay veth ─ [host B] ─ c (remote)
+
+Host B is always a Linux bridge with a `vxlan` device (VNI 100, UDP 4789) and a veth to c.
+Host A is the row:
+
+  kernel   a Linux bridge with a `vxlan` device and a veth to g
+  ferry    Ferry with a `tap:` port (its TAP moved into g) and `vxlan:100,local=...,remote=...`,
+           pinned to CPU 0 (`--cpu 0`, `taskset -c 0`)
+
+Measured from g to c with iperf3 (client in g, server in c):
+  64 B   UDP, 18-byte payload (64-byte frames on the wire), unlimited rate, 1 stream: the
+         packets per second the server received
+  TCP    1 stream, Gbit/s the server received
+
+    sudo tools/bench-vxlan.py                    # 2 rounds of 5 s per measurement
+    sudo tools/bench-vxlan.py --rounds 3 --seconds 8
+
+FERRY_BIN overrides the Ferry binary. On a shared 2-core machine the sender and the path share
+the CPUs: the figures are indicative, compare them within one run only, and report the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "Tests" / "Integration"))
+import harness as h  # noqa: E402
+
+PID = os.getpid() % 10000
+ROWS = ["kernel", "ferry"]
+A_UNDERLAY, B_UNDERLAY = "198.18.1.1", "198.18.2.1"
+G_IP, C_IP = "198.18.100.1", "198.18.100.2"
+MTU = "1600"
+
+
+def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(list(cmd), capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip()}")
+    return res
+
+
+def ns(space: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run("ip", "netns", "exec", space, *cmd, check=check)
+
+
+def middle(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+class Setup:
+    def __init__(self, row: str, workdir: str):
+        self.row = row
+        self.ferry = None
+        self.spaces = {k: f"fbv-{k}-{PID}" for k in ("g", "a", "r", "b", "c")}
+        s = self.spaces
+        for space in s.values():
+            run("ip", "netns", "del", space, check=False)
+            run("ip", "netns", "add", space)
+            ns(space, "ip", "link", "set", "lo", "up")
+        try:
+            ns(s["r"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            for host, address, side in ((s["a"], A_UNDERLAY, "a"), (s["b"], B_UNDERLAY, "b")):
+                gateway = address.rsplit(".", 1)[0] + ".254"
+                run("ip", "link", "add", "u0", "netns", host, "mtu", MTU, "type", "veth", "peer", "name",
+                    f"r{side}", "netns", s["r"], "mtu", MTU)
+                ns(host, "ip", "addr", "add", f"{address}/24", "dev", "u0")
+                ns(host, "ip", "link", "set", "u0", "up")
+                ns(host, "ip", "route", "add", "default", "via", gateway)
+                ns(s["r"], "ip", "addr", "add", f"{gateway}/24", "dev", f"r{side}")
+                ns(s["r"], "ip", "link", "set", f"r{side}", "up")
+            self.linux_vtep(s["b"], B_UNDERLAY, A_UNDERLAY, s["c"])
+            # A veth passes partial checksums on as they are: the Linux VTEP's inner TCP
+            # checksums would reach host A unfinished, where no NIC ever leaves them (a
+            # socket-fed port, as Ferry's, hands them on as the wire had them). Both rows alike.
+            for host in (s["a"], s["b"]):
+                ns(host, "ethtool", "-K", "u0", "tx", "off")
+            if row == "kernel":
+                self.linux_vtep(s["a"], A_UNDERLAY, B_UNDERLAY, s["g"])
+            else:
+                tap = f"fbvt{PID}"
+                self.ferry = h.Ferry([f"tap:{tap},name=g", f"vxlan:100,local={A_UNDERLAY},remote={B_UNDERLAY},name=vx"],
+                                     control=os.path.join(workdir, "ctl.sock"),
+                                     log_path=os.path.join(workdir, "ferry.log"), cpu=0, taskset="0",
+                                     netns=s["a"]).start()
+                h.wait_until(lambda: ns(s["a"], "ip", "link", "show", tap, check=False).returncode == 0, 10, "the TAP")
+                # Moved, not renamed: Ferry follows its TAP (MTU, offloads) by name.
+                ns(s["a"], "ip", "link", "set", tap, "netns", s["g"])
+            station = f"fbvt{PID}" if row == "ferry" else "s0"
+            for space, address, device in ((s["g"], G_IP, station), (s["c"], C_IP, "s0")):
+                ns(space, "ip", "addr", "add", f"{address}/24", "dev", device)
+                ns(space, "ip", "link", "set", device, "up")
+            ns(s["g"], "busybox", "ping", "-c", "3", "-W", "2", C_IP, check=False)
+        except BaseException:
+            self.teardown()
+            raise
+
+    @staticmethod
+    def linux_vtep(host: str, local: str, remote: str, station: str):
+        ns(host, "ip", "link", "add", "vx100", "type", "vxlan", "id", "100", "local", local, "remote", remote,
+           "dstport", "4789")
+        ns(host, "ip", "link", "add", "br0", "type", "bridge")
+        ns(host, "ip", "link", "set", "vx100", "master", "br0")
+        run("ip", "link", "add", "sp", "netns", host, "type", "veth", "peer", "name", "s0", "netns", station)
+        ns(host, "ip", "link", "set", "sp", "master", "br0")
+        for link in ("vx100", "br0", "sp"):
+            ns(host, "ip", "link", "set", link, "up")
+
+    def iperf(self, seconds: int, udp: bool) -> dict:
+        s = self.spaces
+        server = subprocess.Popen(["ip", "netns", "exec", s["c"], "iperf3", "-s", "-1", "-B", C_IP],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            h.wait_until(lambda: "5201" in ns(s["c"], "ss", "-ltn", check=False).stdout
+                         or "5201" in ns(s["c"], "ss", "-lun", check=False).stdout, 10, "iperf3 server")
+            cmd = ["iperf3", "-c", C_IP, "-t", str(seconds), "--json"]
+            if udp:
+                cmd += ["-u", "-l", "18", "-b", "0"]
+            res = ns(s["g"], *cmd, check=False)
+            return json.loads(res.stdout)
+        finally:
+            server.wait(timeout=seconds + 20)
+
+    def teardown(self):
+        if self.ferry is not None:
+            self.ferry.stop()
+        for space in self.spaces.values():
+            run("ip", "netns", "del", space, check=False)
+
+
+def measure(row: str, seconds: int, workdir: str) -> tuple[float, float]:
+    setup = Setup(row, workdir)
+    try:
+        udp = setup.iperf(seconds, udp=True)["end"]["sum"]
+        received = udp["packets"] - udp["lost_packets"]
+        pps = received / udp["seconds"]
+        tcp = setup.iperf(seconds, udp=False)["end"]["sum_received"]["bits_per_second"] / 1e9
+        return pps, tcp
+    finally:
+        setup.teardown()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench-vxlan: needs root (namespaces, veths, raw sockets)")
+    results: dict[str, list[tuple[float, float]]] = {row: [] for row in ROWS}
+    with tempfile.TemporaryDirectory(prefix="ferry-bench-vxlan-") as workdir:
+        for r in range(args.rounds):
+            for row in (ROWS if r % 2 == 0 else list(reversed(ROWS))):
+                pps, gbps = measure(row, args.seconds, workdir)
+                results[row].append((pps, gbps))
+                print(f"round {r + 1} {row:7} 64B {pps / 1e3:8.1f} kpps   TCP {gbps:6.2f} Gbit/s", flush=True)
+    print(f"\nload: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"{'path':8} {'64B kpps':>10} {'TCP Gbit/s':>11}   (median of {args.rounds})")
+    medians = {row: (middle([p for p, _ in v]), middle([g for _, g in v])) for row, v in results.items()}
+    for row, (pps, gbps) in medians.items():
+        print(f"{row:8} {pps / 1e3:10.1f} {gbps:11.2f}")
+    k, f = medians["kernel"], medians["ferry"]
+    print(f"ferry/kernel  64B {f[0] / k[0]:.2f}x   TCP {f[1] / k[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
