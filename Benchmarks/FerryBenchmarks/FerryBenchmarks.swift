@@ -136,33 +136,40 @@ let benchmarks: @Sendable () -> Void = {
 
     // MARK: RX: push
 
+    // With the dirty log on (a live migration's dirty phase), every write also
+    // marks its page: the same bursts, log on and off, side by side.
     for length in [64, 1518] {
-        Benchmark("ring push 256x\(length) B, mergeable 2048 B", configuration: perBurst) { benchmark, f in
-            f.rx.refill()
-            benchmark.startMeasurement()
-            f.rxQueue.push(from: f.batch, counters: f.counters)
-            benchmark.stopMeasurement()
-            f.checkPushed()
-        } setup: {
-            try BurstFixture(tx: nil, rxFrameLength: length)
+        for logging in [false, true] {
+            Benchmark("ring push 256x\(length) B, mergeable 2048 B\(logging ? ", dirty log on" : "")",
+                      configuration: perBurst) { benchmark, f in
+                f.rx.refill()
+                benchmark.startMeasurement()
+                f.rxQueue.push(from: f.batch, counters: f.counters)
+                benchmark.stopMeasurement()
+                f.checkPushed()
+            } setup: {
+                try BurstFixture(tx: nil, rxFrameLength: length, logging: logging)
+            }
         }
     }
 
     // MARK: A whole guest-to-guest burst, as Worker.forward does it
 
-    Benchmark("burst guest-to-guest 256x64 B (pull, push, release)", configuration: perBurst) { benchmark, f in
-        f.tx.refill()
-        f.rx.refill()
-        f.batch.reset()
-        benchmark.startMeasurement()
-        let n = f.txQueue.pull(into: f.batch, counters: f.counters)
-        f.rxQueue.push(from: f.batch, counters: f.counters)
-        f.txQueue.release()
-        benchmark.stopMeasurement()
-        f.check(pulled: n)
-        f.checkPushed()
-    } setup: {
-        try BurstFixture(tx: .single, rxFrameLength: 0)
+    for logging in [false, true] {
+        Benchmark("burst guest-to-guest 256x64 B (pull, push, release)\(logging ? ", dirty log on" : "")", configuration: perBurst) { benchmark, f in
+            f.tx.refill()
+            f.rx.refill()
+            f.batch.reset()
+            benchmark.startMeasurement()
+            let n = f.txQueue.pull(into: f.batch, counters: f.counters)
+            f.rxQueue.push(from: f.batch, counters: f.counters)
+            f.txQueue.release()
+            benchmark.stopMeasurement()
+            f.check(pulled: n)
+            f.checkPushed()
+        } setup: {
+            try BurstFixture(tx: .single, rxFrameLength: 0, logging: logging)
+        }
     }
 }
 
@@ -401,8 +408,11 @@ final class BurstFixture {
     let counters = QueueCounters()
     let callFD: FileDescriptor
     var frames: UnsafeMutableRawPointer? = nil
+    /// The dirty log's file and the log, when the rings log (a live migration).
+    var logFile: SharedMemory? = nil
+    var log: DirtyPageLog? = nil
 
-    init(tx kind: TXChain?, rxFrameLength: Int?) throws {
+    init(tx kind: TXChain?, rxFrameLength: Int?, logging: Bool = false) throws {
         let base: UInt64 = 0x4000_0000
         ram = try BenchRAM(size: 8 << 20, regions: [
             GuestMemoryRegionInfo(guestPhysicalAddress: base, size: 8 << 20,
@@ -477,6 +487,16 @@ final class BurstFixture {
                 }
                 frames = f
             }
+        }
+        if logging {
+            // A log covering the guest (one bit per 4 KiB page from address 0), as QEMU sizes it.
+            let bytes = (base + (8 << 20)) / DirtyPageLog.pageSize / 8
+            let file = try SharedMemory(length: Int(bytes + 4095) / 4096 * 4096, name: "ferry-bench-log")
+            let dirty = try DirtyPageLog(fd: file.fd.rawValue, size: bytes, offset: 0)
+            if let tx { txQueue.setDirtyLog(dirty, usedRing: GuestAddress(tx.usedGPA)) }
+            if let rx { rxQueue.setDirtyLog(dirty, usedRing: GuestAddress(rx.usedGPA)) }
+            logFile = file
+            log = dirty
         }
     }
 
