@@ -194,6 +194,12 @@ public final class VhostDevice: @unchecked Sendable {
             let unknown = value & ~offeredFeatures
             guard unknown == 0 else { throw Refusal("features 0x\(String(unknown, radix: 16)) were not offered") }
             let f = VirtioNetFeatures(rawValue: value)
+            // Packed rings do not mark their writes in the dirty log yet: a migration would copy
+            // stale buffers and used descriptors to the destination, so it is refused, not corrupted.
+            if f.contains(.logAll) && f.contains(.ringPacked) {
+                throw Refusal("dirty logging (live migration) is not supported on packed rings yet; "
+                              + "a guest started with packed=off can migrate")
+            }
             let wasLogging = features.contains(.logAll)
             gate.whilePaused {
                 features = f

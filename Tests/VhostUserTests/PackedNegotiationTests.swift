@@ -38,6 +38,21 @@ final class PackedNegotiationTests: XCTestCase {
         XCTAssertFalse(device.packedQueues[1].isRunning)
     }
 
+    /// Until packed rings mark the dirty log, a migration of a packed-ring guest is refused
+    /// (QEMU waits for this reply when it turns logging on) instead of copying stale pages.
+    func testDirtyLoggingIsRefusedOnPackedRings() throws {
+        let log = CapturedLog()
+        let device = VhostDevice(name: "vm", logger: log.logger)
+        let frontEnd = try MockFrontEnd(device: device, packed: true)
+        frontEnd.setUp()
+        let logging = frontEnd.features | VirtioNetFeatures.ringPacked.rawValue | VirtioNetFeatures.logAll.rawValue
+        XCTAssertEqual(frontEnd.send(.setFeatures, .u64(logging), needReply: true),
+                       .reply(MessageEncoder.ack(to: VhostUserRequest.setFeatures.rawValue, status: 1)))
+        XCTAssertFalse(device.features.contains(.logAll))
+        XCTAssertEqual(log.lines.filter { $0.contains("not supported on packed rings") }.count, 1, "\(log.lines)")
+        XCTAssertTrue(device.packedQueues[0].isRunning && device.packedQueues[1].isRunning, "the guest goes on")
+    }
+
     func testPackedRingSizesNeedNoPowerOfTwoButSplitOnesDo() throws {
         let (packedDevice, packedFrontEnd) = try device(packed: true)
         packedFrontEnd.send(.setVringNum, .vringState(index: 0, num: 6))
