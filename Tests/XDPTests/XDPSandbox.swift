@@ -39,8 +39,9 @@ enum XDPSandbox {
         return child.processIdentifier
     }
 
-    /// Waits up to `seconds` for `condition` (veth delivers frames to XDP from NAPI, later than the send returns).
-    static func eventually(_ seconds: Double = 2, _ condition: () -> Bool) -> Bool {
+    /// Waits up to `seconds` for `condition` (veth delivers frames to XDP from NAPI, later than the send
+    /// returns, and much later on a loaded machine); returns as soon as it holds.
+    static func eventually(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if condition() { return true }
@@ -77,6 +78,12 @@ final class VethPair {
             try NetworkSandbox.ip("link", "set", inner, "up")
         }
         try NetworkSandbox.ip("link", "set", outer, "up")
+        // Until the kernel's link watcher has run, a device that just came up still has the noop
+        // qdisc, which drops whatever a test sends; under load that takes longer than a send does.
+        let ends = peerNamespace ? [outer] : [outer, inner]
+        guard XDPSandbox.eventually(10, { ends.allSatisfy { (try? NetworkSandbox.sysfs($0, "operstate")) == "up" } }) else {
+            throw NetworkSandbox.Unavailable("veth \(outer)/\(inner) did not come up within 10 s")
+        }
     }
 
     deinit {
