@@ -105,8 +105,8 @@ def test_a_ring_too_small_loses_exactly_what_it_drops(lab):
 
 
 def test_testpmd_sees_the_rate_ferry_was_asked_for(lab):
-    """Ferry's generator at 100 kpps into testpmd rxonly: testpmd receives every frame, and its
-    per-second readings are 100 kpps +- 1 %. (A modest rate and a 1024-entry ring: on a loaded
+    """Ferry's generator at 100 kpps into testpmd rxonly: testpmd receives every frame Ferry did not
+    count as dropped (at most 1 %), and its per-second readings are 100 kpps +- 1 %. (A modest rate and a 1024-entry ring: on a loaded
     machine testpmd is descheduled for milliseconds at a time, and a rated generator does not
     wait for room.)"""
     rate, seconds = 100_000, 6
@@ -122,8 +122,12 @@ def test_testpmd_sees_the_rate_ferry_was_asked_for(lab):
     vm, gen = ferry.port("vm"), ferry.port("g")
     ctx = f"testpmd {t} samples {measured}\nvm {vm}\ngen {gen}\n{lab.logs()}"
     assert gen["generator"]["sent"] == n, ctx
-    assert h.drop_total(vm, exclude=()) == 0, f"testpmd did not keep up with {rate} pps (a loaded machine?)\n{ctx}"
-    assert t["RX-packets"] == vm["tx_packets"] == n, ctx
+    # Counts agree: every frame Ferry handed to the ring reached testpmd, and every other frame is a
+    # drop Ferry counted. A rated generator does not wait for room, so testpmd being descheduled
+    # at its start costs a few bursts (576 of 600,000 in a quiet CI rehearsal); more is not "keeping up".
+    drops = h.drop_total(vm, exclude=())
+    assert t["RX-packets"] == vm["tx_packets"] and vm["tx_packets"] + drops == n, ctx
+    assert drops <= n // 100, f"testpmd did not keep up with {rate} pps (a loaded machine?)\n{ctx}"
     assert abs(measured["median"] - rate) <= rate / 100, f"testpmd saw {measured['median']} pps, not {rate} +- 1 %\n{ctx}"
 
 
