@@ -20,8 +20,8 @@ struct PackedReceiveChainSink<Writes: GuestWrites>: DestinationSegmentSink {
     init(queue: PackedVirtqueue, memory: GuestMemory, writes: Writes) {
         self.queue = queue
         self.memory = memory
-        buffers = SegmentBuffers(pieces: queue.segmentPieces, headerLength: queue.headerLength,
-                                 acceptedFlags: queue.acceptedHeaderFlags, writes: writes)
+        buffers = SegmentBuffers(pieces: queue.segmentPieces, headerLength: queue.configuration.headerLength,
+                                 acceptedFlags: queue.configuration.acceptedHeaderFlags, writes: writes)
     }
 
     @inlinable
@@ -33,7 +33,8 @@ struct PackedReceiveChainSink<Writes: GuestWrites>: DestinationSegmentSink {
         let need = buffers.need
         while got < need {
             // Without mergeable buffers a segment that outgrew its chain is too big for any.
-            var short: DropReason? = buffers.chains > 0 && !queue.mergeableBuffers ? .rxBufferTooSmall : nil
+            var short: DropReason? =
+                buffers.chains > 0 && !queue.configuration.mergeableBuffers ? .rxBufferTooSmall : nil
             var flags: UInt16 = 0
             if short == nil {
                 if let f = queue.headFlags() { flags = f } else { short = .noRxBuffer }

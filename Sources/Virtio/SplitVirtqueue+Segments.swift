@@ -37,8 +37,8 @@ struct ReceiveChainSink<Writes: GuestWrites>: DestinationSegmentSink {
         self.queue = queue
         self.memory = memory
         self.availLeft = availLeft
-        buffers = SegmentBuffers(pieces: queue.segmentPieces, headerLength: queue.headerLength,
-                                 acceptedFlags: queue.acceptedHeaderFlags, writes: writes)
+        buffers = SegmentBuffers(pieces: queue.segmentPieces, headerLength: queue.configuration.headerLength,
+                                 acceptedFlags: queue.configuration.acceptedHeaderFlags, writes: writes)
     }
 
     @inlinable
@@ -50,7 +50,7 @@ struct ReceiveChainSink<Writes: GuestWrites>: DestinationSegmentSink {
         var slot = queue.lastAvail
         while got < need {
             // Without mergeable buffers a segment that outgrew its chain is too big for any.
-            if buffers.chains > 0 && !queue.mergeableBuffers {
+            if buffers.chains > 0 && !queue.configuration.mergeableBuffers {
                 shortfall = .rxBufferTooSmall
                 return false
             }
