@@ -82,19 +82,6 @@ public enum Port {
         }
     }
 
-    /// Whether `push(queue:from:segmenter:)` cuts GSO frames into the port's
-    /// own buffers. Not yet a guest on a packed ring (its receive path has no
-    /// segment sink): the worker cuts its super-frames into its own slots
-    /// first. A TAP, a generator and a sink take every super-frame as it is.
-    @inlinable
-    public func cutsSegments(queue: Int) -> Bool {
-        switch self {
-        case .vhost(let p): p.device.receiveQueue(queue).cutsSegments
-        case .xdp, .packet, .vxlan: true
-        case .tap, .gen, .sink, .failed: false
-        }
-    }
-
     /// Returns the buffers of the last pull to their owner, once the frames were copied on.
     @inlinable
     public func release(queue: Int) {

@@ -44,6 +44,9 @@ final class TestGuest {
     func received() -> [ReceivedFrame] { frontEnd.receiveRing.receive() }
 
     var counters: CounterSnapshot { port.counters[0].snapshot }
+
+    /// Receive chains posted and not yet taken, on either ring layout.
+    var postedBuffers: Int { device.receiveQueue(0).postedBuffers(atMost: Int.max) }
 }
 
 /// One worker and its bridge, without threads: the test calls `pass()` and
