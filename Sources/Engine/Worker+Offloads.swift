@@ -111,6 +111,36 @@ extension Worker {
         if out.count > 0 { transmit(out, to: p, segmenting: true) }
     }
 
+    /// Frame `f`'s partial checksum, which port `p` does not take, finished in
+    /// the next slot of `sink`, the slot added to `out` in the frame's place
+    /// (both handed over first when full); one too long for a slot, or whose
+    /// checksum offsets lie, is dropped with its reason.
+    @inlinable
+    func finishChecksumInSlot(_ f: Int, of batch: PacketBatch, to p: Int, out: PacketBatch,
+                              sink: inout SlotSegmentSink, counters: QueueCounters) {
+        if sink.count == sink.slotCount || out.room == 0 { flush(out, to: p, sink: &sink) }
+        let frame = batch.frameSegments(f)
+        let length = frame.length
+        if PacketBatch.headerStride &+ length > Self.adaptedSlotSize {
+            counters.dropped(.tooLong)
+            return
+        }
+        let header = batch.header(f)
+        let s = sink.count
+        let slot = sink.segment(s)
+        _ = frame.copy(from: 0, count: length, to: slot)
+        guard ChecksumCompletion.complete(frame: slot, length: length, header: header) else {
+            counters.dropped(.badChecksumOffset)
+            return
+        }
+        var done = VirtioNetHeader(loading: header)
+        done.flags &= ~VirtioNetHeader.needsChecksum
+        adaptedLengths[s] = length
+        sink.endSegment(header: done)
+        appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
+        counters.offloaded(.checksumsCompleted)
+    }
+
     /// Adds slot `s` of `sink` (header, then frame) to `out` as a one-segment frame.
     @inlinable
     func appendSlot(_ s: Int, of sink: SlotSegmentSink, token: UInt32, endpoint: UInt16, to out: PacketBatch) {
