@@ -6,8 +6,20 @@ extension PackedVirtqueue {
     /// chains used together, as `SplitVirtqueue.push` does: with mergeable
     /// buffers a frame spans as many chains as it needs (num_buffers says how
     /// many), without it must fit one. Frames that find no room are dropped and counted.
+    ///
+    /// With the dirty log on, every byte written marks its page (the choice is
+    /// made once per burst), and the used descriptors theirs when published.
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters) {
+        if let log = configuration.dirtyLog, let mem = memory {
+            push(from: batch, counters: counters, writes: LoggedWrites(log: log, memory: mem))
+        } else {
+            push(from: batch, counters: counters, writes: UnloggedWrites())
+        }
+    }
+
+    @inlinable
+    func push<W: GuestWrites>(from batch: PacketBatch, counters: QueueCounters, writes: W) {
         let total = batch.count
         guard total > 0 else { return }
         guard isRunning, let mem = memory else {
@@ -22,7 +34,7 @@ extension PackedVirtqueue {
                 counters.dropped(.noRxBuffer, total &- frame)
                 break
             }
-            switch writeFrame(frame, of: batch, headFlags: flags, memory: mem) {
+            switch writeFrame(frame, of: batch, headFlags: flags, memory: mem, writes: writes) {
             case .delivered:
                 sent &+= 1
                 bytes &+= UInt64(batch.length(of: frame))
@@ -42,9 +54,8 @@ extension PackedVirtqueue {
     /// Writes one frame into as many chains as it needs, the first of which has
     /// `headFlags`; on a shortfall takes nothing (the chains stay available).
     @inlinable
-    func writeFrame(_ frame: Int, of batch: PacketBatch, headFlags firstFlags: UInt16, memory mem: GuestMemory)
-        -> PushedFrame
-    {
+    func writeFrame<W: GuestWrites>(_ frame: Int, of batch: PacketBatch, headFlags firstFlags: UInt16,
+                                    memory mem: GuestMemory, writes: W) -> PushedFrame {
         var copy = FrameCopy(frame: frame, of: batch, headerLength: configuration.headerLength,
                              acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         var chains = 0
@@ -68,8 +79,7 @@ extension PackedVirtqueue {
             }
             var walker = ReceiveChainWalker(chain(headFlags: flags))
             let written: Int
-            // The packed ring's dirty logging comes with its own used-descriptor marks (branch packed).
-            switch copy.fill(&walker, from: batch, memory: mem, writes: UnloggedWrites()) {
+            switch copy.fill(&walker, from: batch, memory: mem, writes: writes) {
             case .failure(let e):
                 fail(e)
                 return .broken
@@ -84,7 +94,7 @@ extension PackedVirtqueue {
             take(walker.descriptors, written: written)
             chains &+= 1
         }
-        copy.setNumBuffers(chains, writes: UnloggedWrites())
+        copy.setNumBuffers(chains, writes: writes)
         return .delivered
     }
 }
