@@ -7,19 +7,28 @@ extension PackedVirtqueue {
     /// buffers a frame spans as many chains as it needs (num_buffers says how
     /// many), without it must fit one. Frames that find no room are dropped and counted.
     ///
+    /// With a `segmenter`, every frame that `acceptance` (what the driver
+    /// negotiated) refuses is a GSO frame the worker left to this queue: it is
+    /// cut straight into the chains (`writeSegments`), its drops counted per
+    /// segment, so it is tried even when no chain is left.
+    ///
     /// With the dirty log on, every byte written marks its page (the choice is
     /// made once per burst), and the used descriptors theirs when published.
     @inlinable
-    public func push(from batch: PacketBatch, counters: QueueCounters) {
+    public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
+                     acceptance: OffloadAcceptance = .everything) {
         if let log = configuration.dirtyLog, let mem = memory {
-            push(from: batch, counters: counters, writes: LoggedWrites(log: log, memory: mem))
+            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
+                 writes: LoggedWrites(log: log, memory: mem))
         } else {
-            push(from: batch, counters: counters, writes: UnloggedWrites())
+            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
+                 writes: UnloggedWrites())
         }
     }
 
     @inlinable
-    func push<W: GuestWrites>(from batch: PacketBatch, counters: QueueCounters, writes: W) {
+    func push<W: GuestWrites>(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter?,
+                              acceptance: OffloadAcceptance, writes: W) {
         let total = batch.count
         guard total > 0 else { return }
         guard isRunning, let mem = memory else {
@@ -28,11 +37,26 @@ extension PackedVirtqueue {
         }
         var sent = 0
         var bytes: UInt64 = 0
+        let checksum: SoftwareSegmenter.Checksum = acceptance.contains(.partialChecksum) ? .partial : .complete
         var frame = 0
         while frame < total {
+            if let segmenter, !acceptance.accepts(header: batch.header(frame)) {
+                let running = writeSegments(frame, of: batch, memory: mem, segmenter: segmenter,
+                                            checksum: checksum, counters: counters, writes: writes,
+                                            sent: &sent, bytes: &bytes)
+                frame &+= 1
+                if !running {
+                    counters.dropped(.deviceBroken, total &- frame)
+                    break
+                }
+                continue
+            }
             guard let flags = headFlags() else {
-                counters.dropped(.noRxBuffer, total &- frame)
-                break
+                // Every frame after it finds no room either, but a GSO frame counts its segments.
+                let missed = segmenter == nil ? total &- frame : 1
+                counters.dropped(.noRxBuffer, missed)
+                frame &+= missed
+                continue
             }
             switch writeFrame(frame, of: batch, headFlags: flags, memory: mem, writes: writes) {
             case .delivered:

@@ -87,6 +87,9 @@ public final class PackedVirtqueue {
     /// The chain `nextChain` lent: where the ring goes on after it, and its size.
     @usableFromInline var lentEnd: (position: UInt16, wrap: Bool) = (0, true)
     @usableFromInline var lentDescriptors: UInt32 = 0
+    /// One segment's buffers, for segments written straight into the guest's
+    /// receive chains (PackedVirtqueue+Segments.swift).
+    @usableFromInline let segmentPieces: UnsafeMutablePointer<iovec>
     /// Where the queue started reading, for the control thread's health check.
     public private(set) var startIndex: UInt16 = 0
     /// The worker reads this before touching the ring.
@@ -94,9 +97,16 @@ public final class PackedVirtqueue {
     /// The first guest error seen; the queue stays stopped until reconfigured.
     public internal(set) var error: VirtqueueError? = nil
 
-    public init(index: Int) { self.index = index }
+    public init(index: Int) {
+        self.index = index
+        segmentPieces = .allocate(capacity: SegmentBuffers<UnloggedWrites>.maxPieces)
+        segmentPieces.initialize(repeating: iovec(), count: SegmentBuffers<UnloggedWrites>.maxPieces)
+    }
 
-    deinit { pending?.deallocate() }
+    deinit {
+        pending?.deallocate()
+        segmentPieces.deallocate()
+    }
 
     /// virtio 1.2 §2.8: up to 2^15 entries, no power of two required.
     public static let maxSize = PackedRingLayout.maxSize
