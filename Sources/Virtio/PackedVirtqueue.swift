@@ -39,9 +39,11 @@ enum PackedRingLayout {
 /// over the first descriptor of its chain, so the device never writes a slot
 /// the driver may still be filling. Those of a burst go out together: all but
 /// the first are written, then the first's flags with one release store, as
-/// the spec's multi-buffer rule asks of mergeable RX buffers. IN_ORDER is not
-/// offered: writing one used descriptor per chain costs a store or two per
-/// frame, against a batch that could only end on a wrap.
+/// the spec's multi-buffer rule asks of mergeable RX buffers. That is also all
+/// IN_ORDER asks of a device (chains used in the order they were made
+/// available), so it is offered; the shortcut it allows, one used descriptor
+/// for a whole batch, is not taken: it saves a store or two per frame, against
+/// a batch that could only end on a wrap.
 public final class PackedVirtqueue {
     public let index: Int
 
