@@ -121,7 +121,7 @@ struct Lab: ParsableCommand {
     }
 
     /// The ports, named `pN` unless named; the first generator made the lab's: paused, with a
-    /// rate (so that a full destination drops its frames instead of holding it back).
+    /// rate and full=drop (so that a full destination drops its frames instead of holding it back).
     func labPorts() throws -> (specs: [PortSpec], generator: String, analyser: String) {
         var specs: [PortSpec] = []
         var generator: String?
@@ -135,6 +135,7 @@ struct Lab: ParsableCommand {
             if case .gen(var g) = spec.kind, generator == nil {
                 g.count = 0
                 if g.rate == .unlimited { g.rate = .framesPerSecond(1) }
+                g.waitsWhenFull = false
                 spec.kind = .gen(g)
                 generator = spec.name
             }
