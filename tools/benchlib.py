@@ -120,7 +120,7 @@ def build_tool(name: str, dpdk: bool = False) -> str:
                                  + res.stderr.strip())
         flags = res.stdout.split()
     TOOLS_BUILD.mkdir(parents=True, exist_ok=True)
-    cmd = [cc, "-O2", "-Wall", "-o", str(out), str(src)] + flags
+    cmd = [cc, "-O2", "-Wall", "-pthread", "-o", str(out), str(src)] + flags
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise h.HarnessError(f"building {name} failed:\n$ {' '.join(cmd)}\n{res.stderr}")
@@ -392,6 +392,31 @@ def add_run_options(ap: argparse.ArgumentParser, sizes: str = "64,1518",
     ap.add_argument("--keep-logs", metavar="DIR", help="copy every process log to DIR")
 
 
+def add_other_option(ap: argparse.ArgumentParser):
+    """--other: a second Ferry binary (the build before a change) run as back-end `other`,
+    alternating with this one in every round, so that the two are compared under one load."""
+    ap.add_argument("--other", metavar="PATH",
+                    help="also run this Ferry binary as back-end 'other' (e.g. the build before a "
+                         "change), alternating with FERRY_BIN's in every round")
+
+
+def ferry_binary_of(impl: str, args) -> Optional[str]:
+    """The binary a Ferry back-end runs: --other's for `other`, else FERRY_BIN's (None)."""
+    return args.other if impl == "other" else None
+
+
+def print_other_table(summary: list[dict], label_of: Callable[[dict], str], width: int = 32):
+    """This Ferry against --other's, row by row: best and median and their ratios."""
+    print()
+    print(f"{'workload':{width}} {'size':>5}  {'this best':>9} {'other best':>10} {'this/other':>10}  "
+          f"{'this med':>8} {'other med':>9} {'this/other':>10}")
+    for row in summary:
+        print(f"{label_of(row):{width}} {row['size']:>5}  {fmt(row['ferry_best'])} "
+              f"{fmt(row['other_best'], 10)} {fmt(ratio(row['ferry_best'], row['other_best']), 10)}  "
+              f"{fmt(row['ferry_median'], 8)} {fmt(row['other_median'])} "
+              f"{fmt(ratio(row['ferry_median'], row['other_median']), 10)}{noisy_note(row)}")
+
+
 def parse_run_options(ap: argparse.ArgumentParser) -> argparse.Namespace:
     args = ap.parse_args()
     if args.quick:
@@ -462,6 +487,16 @@ def report(tag: str, m: dict, notes: list[str]):
           f"; {'; '.join(notes + [load])}", flush=True)
 
 
+def cpu_state() -> str:
+    """The machine's state as tools/cpu-state.c measures it (how long a cache line takes between
+    CPU 0 and CPU 1, each CPU's effective clock), or why it could not be measured."""
+    try:
+        res = subprocess.run([build_tool("cpu-state")], capture_output=True, text=True, timeout=60)
+        return res.stdout.strip() or f"cpu-state failed: {res.stderr.strip()}"
+    except (h.HarnessError, OSError, subprocess.TimeoutExpired) as exc:
+        return f"cpu-state not run: {exc}"
+
+
 def run_rounds(rounds: int, cells: list, impls_of: Callable, run: Callable) -> tuple[dict, bool]:
     """run(rnd, *cell, impl) for every cell (a tuple such as (workload, size)) and each of
     impls_of(cell), round after round, the back-ends' order reversed in odd rounds so that a
@@ -472,6 +507,8 @@ def run_rounds(rounds: int, cells: list, impls_of: Callable, run: Callable) -> t
     failed = False
     try:
         for rnd in range(rounds):
+            # The machine is bimodal (DPDK's own rate is one marker): say which state each round met.
+            print(f"# round {rnd + 1} machine: {cpu_state()}", flush=True)
             for cell in cells:
                 order = list(impls_of(cell))
                 if rnd % 2:
