@@ -83,6 +83,15 @@ public enum MetricsExposition {
                     counter("ferry_vtep_tx_bytes_total", "Inner frame bytes to a remote VTEP", labels, c.txBytes)
                 }
             }
+            if let evpn = p.port.tunnel?.kernelFDB?.counters {
+                let labels = [("port", p.name)]
+                counter("ferry_evpn_refused_total", "Messages from the kernel's bridge table an EVPN port refused",
+                        labels, evpn.refused)
+                counter("ferry_evpn_write_failures_total", "Local MACs the kernel's bridge table would not take or give up",
+                        labels, evpn.writeFailures)
+                counter("ferry_evpn_overruns_total", "Times an EVPN port lost kernel changes and read the table again",
+                        labels, evpn.overruns)
+            }
             if let captures {
                 for direction in CaptureDirection.allCases {
                     let labels = [("port", p.name), ("direction", direction.name)]
