@@ -45,8 +45,8 @@ extension PackedVirtqueue {
     func writeFrame(_ frame: Int, of batch: PacketBatch, headFlags firstFlags: UInt16, memory mem: GuestMemory)
         -> PushedFrame
     {
-        var copy = FrameCopy(frame: frame, of: batch, headerLength: headerLength,
-                             acceptedHeaderFlags: acceptedHeaderFlags)
+        var copy = FrameCopy(frame: frame, of: batch, headerLength: configuration.headerLength,
+                             acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         var chains = 0
         let start = (position: availPosition, wrap: availWrap, pending: pendingCount, inFlight: inFlight)
         var flags = firstFlags
@@ -54,7 +54,7 @@ extension PackedVirtqueue {
             if chains > 0 {
                 // Checked first: without mergeable buffers a frame that outgrew its
                 // chain is too big, however many chains are left behind it.
-                var shortfall: DropReason? = mergeableBuffers ? nil : .rxBufferTooSmall
+                var shortfall: DropReason? = configuration.mergeableBuffers ? nil : .rxBufferTooSmall
                 if shortfall == nil {
                     if let next = headFlags() { flags = next } else { shortfall = .noRxBuffer }
                 }

@@ -30,7 +30,7 @@ extension SplitVirtqueue {
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
                      acceptance: OffloadAcceptance = .everything) {
-        if let log = dirtyLog, let mem = memory {
+        if let log = configuration.dirtyLog, let mem = memory {
             push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
                  writes: LoggedWrites(log: log, memory: mem))
         } else {
@@ -105,15 +105,15 @@ extension SplitVirtqueue {
     @inlinable
     func writeFrame<W: GuestWrites>(_ frame: Int, of batch: PacketBatch, memory mem: GuestMemory, availLeft: Int,
                                     writes: W) -> PushedFrame {
-        var copy = FrameCopy(frame: frame, of: batch, headerLength: headerLength,
-                             acceptedHeaderFlags: acceptedHeaderFlags)
+        var copy = FrameCopy(frame: frame, of: batch, headerLength: configuration.headerLength,
+                             acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         var chains = 0
         let startAvail = lastAvail
         let startPending = pendingUsed
         while !copy.isDone {
             // Checked first: without mergeable buffers a frame that outgrew its
             // chain is too big, however many chains are left behind it.
-            if chains > 0 && !mergeableBuffers {
+            if chains > 0 && !configuration.mergeableBuffers {
                 lastAvail = startAvail
                 pendingUsed = startPending
                 return .dropped(.rxBufferTooSmall)

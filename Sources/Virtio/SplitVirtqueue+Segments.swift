@@ -60,7 +60,7 @@ struct ReceiveChainSink: DestinationSegmentSink {
 
     @inlinable
     mutating func beginSegment(length: Int) -> Bool {
-        let hdrLen = queue.headerLength
+        let hdrLen = queue.configuration.headerLength
         let need = hdrLen &+ length
         let pieces = queue.segmentPieces
         let chains = queue.segmentChains
@@ -70,7 +70,7 @@ struct ReceiveChainSink: DestinationSegmentSink {
         var slot = queue.lastAvail
         while got < need {
             // Without mergeable buffers a segment that outgrew its chain is too big for any.
-            if chainCount > 0 && !queue.mergeableBuffers {
+            if chainCount > 0 && !queue.configuration.mergeableBuffers {
                 shortfall = .rxBufferTooSmall
                 return false
             }
@@ -118,7 +118,7 @@ struct ReceiveChainSink: DestinationSegmentSink {
 
     @inlinable
     mutating func write(_ bytes: UnsafeRawPointer, count: Int, at offset: Int) {
-        copy(bytes, count: count, to: queue.headerLength &+ offset)
+        copy(bytes, count: count, to: queue.configuration.headerLength &+ offset)
     }
 
     /// Copies `count` bytes to byte `position` of the segment's buffers.
@@ -163,9 +163,9 @@ struct ReceiveChainSink: DestinationSegmentSink {
         withUnsafeMutableBytes(of: &raw) { h in
             let p = h.baseAddress.unsafelyUnwrapped
             header.store(to: p)
-            p.storeBytes(of: header.flags & queue.acceptedHeaderFlags, as: UInt8.self)
+            p.storeBytes(of: header.flags & queue.configuration.acceptedHeaderFlags, as: UInt8.self)
             p.storeBytes(of: UInt16(truncatingIfNeeded: chainCount).littleEndian, toByteOffset: 10, as: UInt16.self)
-            copy(p, count: queue.headerLength, to: 0)
+            copy(p, count: queue.configuration.headerLength, to: 0)
         }
         let chains = queue.segmentChains
         var i = 0

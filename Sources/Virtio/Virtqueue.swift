@@ -45,8 +45,8 @@ public enum Virtqueue {
     @inlinable
     public var headerLength: Int {
         switch self {
-        case .split(let q): q.headerLength
-        case .packed(let q): q.headerLength
+        case .split(let q): q.configuration.headerLength
+        case .packed(let q): q.configuration.headerLength
         }
     }
 

@@ -69,7 +69,8 @@ extension ControlServer {
             }
             vlan = UInt16(given)
         } else {
-            guard case .access(let v) = port.vlan else { throw .trunkNeedsVLAN(port: name, mode: port.vlan.description) }
+            // As the config's `fdb:` entries: the VLAN the port's untagged frames enter.
+            guard let v = port.vlan.untaggedVLAN else { throw .trunkNeedsVLAN(port: name, mode: port.vlan.description) }
             vlan = v
         }
         guard sw.database.addStatic(FDBKey(vlan: vlan, mac: mac), port: port.index) else {

@@ -60,8 +60,8 @@ final class DirtyPageLogTests: XCTestCase {
         let (logFile, log) = try makeLog(for: ram)
         _ = logFile
         let memory = try ram.makeGuestMemory()
-        rxq.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(rx.usedGPA))
-        txq.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(tx.usedGPA))
+        rxq.configuration.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(rx.usedGPA))
+        txq.configuration.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(tx.usedGPA))
         try rxq.start(memory: memory)
         try txq.start(memory: memory)
 
@@ -131,7 +131,7 @@ final class DirtyPageLogTests: XCTestCase {
         let (file, log) = try makeLog(for: ram)
         _ = file
         // log_guest_addr may lie outside guest memory (vhost-user.rst): page 5 here.
-        txq.setDirtyLog(log, usedRing: GuestAddress(5 * DirtyPageLog.pageSize))
+        txq.configuration.setDirtyLog(log, usedRing: GuestAddress(5 * DirtyPageLog.pageSize))
         try txq.start(memory: ram.makeGuestMemory())
         ring.offerTX(frame: ethernetFrame(length: 60))
         XCTAssertEqual(txq.pull(into: PacketBatch(capacity: 4), counters: QueueCounters()), 1)
