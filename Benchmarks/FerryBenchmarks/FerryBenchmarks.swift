@@ -540,7 +540,7 @@ final class FDBFixture: @unchecked Sendable {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             let mac = (state >> 16) & 0x00FE_FFFF_FFFF_FFFF  // unicast: group bit clear
             let key = FDBKey(vlan: 1, mac: mac)
-            _ = table.learn(key, port: UInt16(i % 8), now: 1)
+            _ = table.learn(key, port: .init(truncating: i % 8), now: 1)
             keys.append(key)
         }
         // Repeat the keys to a power of two so the loop can mask its index.
@@ -553,7 +553,7 @@ func fdbLookups(_ benchmark: Benchmark, _ f: FDBFixture) {
     var acc: UInt = 0
     benchmark.startMeasurement()
     for i in benchmark.scaledIterations {
-        acc &+= UInt(table.lookup(keys[i & FDBFixture.mask]) ?? 0)
+        acc &+= UInt(table.lookup(keys[i & FDBFixture.mask])?.rawValue ?? 0)
     }
     benchmark.stopMeasurement()
     blackHole(acc)
@@ -563,7 +563,7 @@ func fdbLearns(_ benchmark: Benchmark, _ f: FDBFixture) {
     let table = f.table, keys = f.keys
     benchmark.startMeasurement()
     for i in benchmark.scaledIterations {
-        _ = table.learn(keys[i & FDBFixture.mask], port: UInt16(i % 8), now: 2)
+        _ = table.learn(keys[i & FDBFixture.mask], port: .init(truncating: i % 8), now: 2)
     }
     benchmark.stopMeasurement()
 }

@@ -26,7 +26,7 @@ import Switching
 /// thread only: it writes the forwarding database as its one writer does.
 final class EvpnKernelFDB: ControlLoopClient {
     let name: String
-    let index: UInt16
+    let index: PortIndex
     let vlan: UInt16
     let port: VxlanPort
     let kernel: KernelBridgeFDB
@@ -41,7 +41,7 @@ final class EvpnKernelFDB: ControlLoopClient {
     /// Refusals logged one by one before only the counter tells.
     static let loggedRefusals: UInt64 = 20
 
-    init(name: String, index: UInt16, vlan: UInt16, port: VxlanPort, kernel: KernelBridgeFDB,
+    init(name: String, index: PortIndex, vlan: UInt16, port: VxlanPort, kernel: KernelBridgeFDB,
          database: ForwardingDatabase, logger: Logger) {
         self.name = name
         self.index = index
@@ -157,13 +157,13 @@ final class EvpnKernelFDB: ControlLoopClient {
         }
     }
 
-    private func isTunnel(_ port: UInt16) -> Bool {
+    private func isTunnel(_ port: PortIndex) -> Bool {
         // Another vxlan port's addresses live on other hosts too: not this host's to advertise.
         tunnels.contains(port)
     }
 
     /// Every tunnel port's number, given when the port set is built.
-    var tunnels: Set<UInt16> = []
+    var tunnels: Set<PortIndex> = []
 
     private func write(_ mac: UInt64, local: Bool) {
         do {

@@ -64,7 +64,8 @@ public enum Port {
     /// As `push`, for a batch that may hold GSO frames the port does not take
     /// (its `offloadAcceptance`): the port cuts them with `segmenter` straight
     /// into the buffers they leave Ferry from (a guest's receive chains, the
-    /// xdp port's UMEM frames, a packet socket's transmit slots), so each
+    /// xdp port's UMEM frames, a packet socket's transmit slots, a vxlan
+    /// port's send arena), so each
     /// segment is copied once, and counts them (`segmented_frames`,
     /// `segments_out`, drops per segment). The worker has already finished
     /// the partial checksums the port does not take.
@@ -74,23 +75,10 @@ public enum Port {
         case .vhost(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
         case .xdp(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
         case .packet(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
+        case .vxlan(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
         // They take every GSO frame as it is (a TAP's kernel segments for its
         // own side), so none is ever left to them to cut; a failed port drops all.
-        case .tap, .gen, .sink, .failed, .vxlan: push(queue: queue, from: batch)
-        }
-    }
-
-    /// Whether `push(queue:from:segmenter:)` cuts GSO frames into the port's
-    /// own buffers. Not yet a guest on a packed ring (its receive path has no
-    /// segment sink), nor the vxlan port (one datagram buffer per frame): the
-    /// worker cuts their super-frames into its own slots first. A TAP, a
-    /// generator and a sink take every super-frame as it is.
-    @inlinable
-    public func cutsSegments(queue: Int) -> Bool {
-        switch self {
-        case .vhost(let p): p.device.receiveQueue(queue).cutsSegments
-        case .xdp, .packet: true
-        case .tap, .gen, .sink, .failed, .vxlan: false
+        case .tap, .gen, .sink, .failed: push(queue: queue, from: batch)
         }
     }
 

@@ -88,11 +88,11 @@ public enum MetricsExposition {
                 let labels = [("port", p.name)]
                 // A walk of the table, once per scrape and only with an EVPN port.
                 if remoteMACs == nil {
-                    remoteMACs = Dictionary(grouping: sw.database.entries(now: 0).filter(\.isPinnedRemote), by: \.port)
+                    remoteMACs = Dictionary(grouping: sw.database.entries(now: 0).filter(\.isPinnedRemote), by: \.port.rawValue)
                         .mapValues(\.count)
                 }
                 gauge("ferry_evpn_remote_macs", "Remote MACs BGP EVPN placed behind the port's VTEPs", labels,
-                      Double(remoteMACs?[p.index] ?? 0))
+                      Double(remoteMACs?[p.index.rawValue] ?? 0))
                 counter("ferry_evpn_refused_total", "Messages from the kernel's bridge table an EVPN port refused",
                         labels, evpn.refused)
                 counter("ferry_evpn_write_failures_total", "Local MACs the kernel's bridge table would not take or give up",

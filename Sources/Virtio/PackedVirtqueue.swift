@@ -39,9 +39,11 @@ enum PackedRingLayout {
 /// over the first descriptor of its chain, so the device never writes a slot
 /// the driver may still be filling. Those of a burst go out together: all but
 /// the first are written, then the first's flags with one release store, as
-/// the spec's multi-buffer rule asks of mergeable RX buffers. IN_ORDER is not
-/// offered: writing one used descriptor per chain costs a store or two per
-/// frame, against a batch that could only end on a wrap.
+/// the spec's multi-buffer rule asks of mergeable RX buffers. That is also all
+/// IN_ORDER asks of a device (chains used in the order they were made
+/// available), so it is offered; the shortcut it allows, one used descriptor
+/// for a whole batch, is not taken: it saves a store or two per frame, against
+/// a batch that could only end on a wrap.
 public final class PackedVirtqueue {
     public let index: Int
 
@@ -87,6 +89,9 @@ public final class PackedVirtqueue {
     /// The chain `nextChain` lent: where the ring goes on after it, and its size.
     @usableFromInline var lentEnd: (position: UInt16, wrap: Bool) = (0, true)
     @usableFromInline var lentDescriptors: UInt32 = 0
+    /// One segment's buffers, for segments written straight into the guest's
+    /// receive chains (PackedVirtqueue+Segments.swift).
+    @usableFromInline let segmentPieces: UnsafeMutablePointer<iovec>
     /// Where the queue started reading, for the control thread's health check.
     public private(set) var startIndex: UInt16 = 0
     /// The worker reads this before touching the ring.
@@ -94,9 +99,16 @@ public final class PackedVirtqueue {
     /// The first guest error seen; the queue stays stopped until reconfigured.
     public internal(set) var error: VirtqueueError? = nil
 
-    public init(index: Int) { self.index = index }
+    public init(index: Int) {
+        self.index = index
+        segmentPieces = .allocate(capacity: SegmentBuffers<UnloggedWrites>.maxPieces)
+        segmentPieces.initialize(repeating: iovec(), count: SegmentBuffers<UnloggedWrites>.maxPieces)
+    }
 
-    deinit { pending?.deallocate() }
+    deinit {
+        pending?.deallocate()
+        segmentPieces.deallocate()
+    }
 
     /// virtio 1.2 §2.8: up to 2^15 entries, no power of two required.
     public static let maxSize = PackedRingLayout.maxSize

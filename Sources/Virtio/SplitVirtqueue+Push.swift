@@ -23,10 +23,9 @@ extension SplitVirtqueue {
     /// checksums left partial when the driver takes that. Drops of such a frame
     /// are counted per segment, so it is tried even when no chain is left.
     ///
-    /// With the dirty log on, every byte written marks its page (the choice
-    /// is made once per burst: with it off, no write pays for it). The worker
-    /// then cuts GSO frames itself (`Virtqueue.cutsSegments` is false), so
-    /// every frame goes through `writeFrame`, which marks.
+    /// With the dirty log on, every byte written marks its page, whole frames
+    /// and segments alike (the choice is made once per burst: with it off, no
+    /// write pays for it).
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
                      acceptance: OffloadAcceptance = .everything) {
@@ -57,13 +56,11 @@ extension SplitVirtqueue {
         var frame = 0
         while frame < total {
             if let segmenter, !acceptance.accepts(header: batch.header(frame)) {
-                let result = writeSegments(frame, of: batch, memory: mem, availLeft: availLeft, segmenter: segmenter,
-                                           checksum: checksum, counters: counters)
-                availLeft = result.availLeft
-                sent &+= result.sent
-                bytes &+= result.bytes
+                let running = writeSegments(frame, of: batch, memory: mem, availLeft: &availLeft,
+                                            segmenter: segmenter, checksum: checksum, counters: counters,
+                                            writes: writes, sent: &sent, bytes: &bytes)
                 frame &+= 1
-                if result.broken {
+                if !running {
                     counters.dropped(.deviceBroken, total &- frame)
                     break
                 }

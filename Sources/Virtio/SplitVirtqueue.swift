@@ -70,10 +70,11 @@ public final class SplitVirtqueue {
 
     public init(index: Int) {
         self.index = index
-        segmentPieces = .allocate(capacity: ReceiveChainSink.maxPieces)
-        segmentPieces.initialize(repeating: iovec(), count: ReceiveChainSink.maxPieces)
-        segmentChains = .allocate(capacity: ReceiveChainSink.maxPieces)
-        segmentChains.initialize(repeating: UsedChain(head: DescriptorIndex(checked: 0), length: 0), count: ReceiveChainSink.maxPieces)
+        let pieces = SegmentBuffers<UnloggedWrites>.maxPieces
+        segmentPieces = .allocate(capacity: pieces)
+        segmentPieces.initialize(repeating: iovec(), count: pieces)
+        segmentChains = .allocate(capacity: pieces)
+        segmentChains.initialize(repeating: UsedChain(head: DescriptorIndex(checked: 0), length: 0), count: pieces)
     }
 
     deinit {

@@ -105,7 +105,7 @@ extension ControlServer {
     /// `fdb-flush`: removes the learned entries (static ones too when asked) of a port and/or
     /// a VLAN, or all of them, as the Linux bridge's `fdb_flush` removes its dynamic entries.
     private func flush(_ filter: FDBFlushFilter) throws(ControlError) -> Int {
-        var index: UInt16?
+        var index: PortIndex?
         if let name = filter.port {
             guard let port = sw.port(named: name) else { throw .refused(SwitchError.unknownPort(name).description) }
             index = port.index

@@ -97,6 +97,35 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// A guest's TSO super-frames to a vxlan port: cut straight into the port's
+    /// send arena and sent as one segmented message each (UDP GSO) to its one
+    /// remote VTEP, its own address, so the segments come back in as datagrams.
+    func testTunneledSuperFramesAllocateNothing() throws {
+        try runUnderInterposer(test: "testTunneledSuperFramesAllocateNothing") {
+            let sender = try TestGuest("alloc-vx-gso", log: CapturedLog())
+            let loopback = InternetAddress("127.0.0.1")!
+            let vxlan = try VxlanPort(vni: 10, local: loopback, remotes: [loopback], udpPort: UDPPeer.testPort &+ 6,
+                                      batchCapacity: 64)
+            let sw = try SwitchHarness([(.vhost(sender.port), .access(1)), (.vxlan(vxlan), .access(1))], batchSize: 64)
+            let gso = GSOTestFrame(payloadLength: 8000, segmentSize: 1448)
+            var header = [UInt8](repeating: 0, count: 12)
+            header.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
+            var rounds = 0
+            return (prepare: {
+                // Uncounted: a snapshot, what came back, new buffers and frames.
+                precondition(rounds < 2 || vxlan.counters[0].snapshot.offloads[.segmentsOut, default: 0] > 0,
+                             "no super-frame was cut into the tunnel")
+                _ = sender.received()
+                sender.postBuffers(32 - sender.port.device.queues[0].postedBuffers)
+                sender.send(gso.bytes, header: header)
+                sender.send(gso.bytes, header: header)
+            }, burst: {
+                for _ in 0..<2 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
+            })
+        }
+    }
+
     /// Link-local frames the ingress port does not forward: each is checked and
     /// counted (`link_local`) without allocating.
     func testDroppedLinkLocalBurstsAllocateNothing() throws {
@@ -144,10 +173,10 @@ final class AllocationTests: XCTestCase {
         }
     }
 
-    /// Offloads adapted in the worker: a guest sends TSO super-frames to a
-    /// guest without GUEST_TSO (segmented into the worker's slots, then pushed)
-    /// and to a sink (passed whole), and partial checksums to a guest without
-    /// GUEST_CSUM (finished in a slot).
+    /// Offloads adapted on the way: a guest sends TSO super-frames to guests
+    /// without GUEST_TSO on a split and on a packed ring (segmented straight
+    /// into their chains) and to a sink (passed whole), and partial checksums
+    /// to a guest without GUEST_CSUM (finished in a slot).
     func testSegmentedAndCompletedBurstsAllocateNothing() throws {
         try runUnderInterposer(test: "testSegmentedAndCompletedBurstsAllocateNothing") {
             let log = CapturedLog()
@@ -156,18 +185,20 @@ final class AllocationTests: XCTestCase {
             let receiver = try TestGuest("alloc-gso-b", log: log, withoutFeatures: noTSO)
             let plain = try TestGuest("alloc-gso-c", log: log,
                                       withoutFeatures: noTSO | VirtioNetFeatures.guestCsum.rawValue)
+            let packed = try TestGuest("alloc-gso-d", log: log, withoutFeatures: noTSO, packed: true)
             let sink = SinkPort()
             let sw = try SwitchHarness([(.vhost(sender.port), .access(1)), (.vhost(receiver.port), .access(1)),
-                                        (.vhost(plain.port), .access(1)), (.sink(sink), .access(1))], batchSize: 64)
+                                        (.vhost(plain.port), .access(1)), (.sink(sink), .access(1)),
+                                        (.vhost(packed.port), .access(1))], batchSize: 64)
             let gso = GSOTestFrame(payloadLength: 8000, segmentSize: 1448)
             var header = [UInt8](repeating: 0, count: 12)
             header.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
             var rounds = 0
             return (prepare: {
                 // Uncounted: what the guests got, new buffers, new frames.
-                let got = receiver.received().count + plain.received().count
-                precondition(rounds == 0 || got == 2 * 2 * 6, "the bursts did not deliver: \(got)")
-                for guest in [receiver, plain] { guest.postBuffers(32 - guest.port.device.queues[0].postedBuffers) }
+                let got = receiver.received().count + plain.received().count + packed.received().count
+                precondition(rounds == 0 || got == 3 * 2 * 6, "the bursts did not deliver: \(got)")
+                for guest in [receiver, plain, packed] { guest.postBuffers(32 - guest.postedBuffers) }
                 sender.send(gso.bytes, header: header)
                 sender.send(gso.bytes, header: header)
             }, burst: {
