@@ -515,9 +515,11 @@ public final class VxlanPort {
             lastErrorCode.store(outcome.error, ordering: .relaxed)
             counters.dropped(.ioError, messageDatagrams[m])
             if messageDatagrams[m] > 1 && descriptor != senderDescriptor
-                && (outcome.error == EIO || outcome.error == EINVAL || outcome.error == ENOPROTOOPT) {
-                // The kernel does not segment here (no UDP GSO, or not on this
-                // route): one datagram per message from now on.
+                && (outcome.error == EIO || outcome.error == ENOPROTOOPT || outcome.error == EOPNOTSUPP) {
+                // The kernel does not segment here (no checksum offload on the
+                // route, an IPsec one): one datagram per message from now on.
+                // EINVAL is not that: a segment too long for the path's MTU,
+                // which a datagram alone would be too (EMSGSIZE).
                 segmentsRefused.store(true, ordering: .relaxed)
             }
             next = outcome.sent &+ 1
