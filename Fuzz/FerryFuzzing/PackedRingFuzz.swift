@@ -19,39 +19,17 @@ import Virtio
 public enum PackedRingFuzz {
     public static let target = FuzzTarget(name: "packed-ring", run: { run($0) }, seeds: { seeds() })
 
-    static let ramSize = 0x1_0000
+    static var ramSize: Int { RingFuzzBursts.ramSize }
 
-    nonisolated(unsafe) static let machines = SplitRingFuzz.machines
-    static let call = try! EventFD.create()
-
-    struct Session {
-        let ring: MockPackedRing
-        let queue = PackedVirtqueue(index: 0)
-        let memory: GuestMemory
-        let counters = QueueCounters()
-        var stoppedOnPurpose = false
-        var outcome = FuzzOutcome()
-
-        var ram: GuestRAM { ring.ram }
-    }
+    typealias Session = RingFuzzSession<MockPackedRing, PackedVirtqueue>
 
     public static func run(_ bytes: UnsafeRawBufferPointer) -> FuzzOutcome {
-        var input = FuzzInput(bytes)
-        let setup = input.byte()
-        let machine = machines[Int(setup & 1)]
-        memset(machine.ram.shared.base, 0, ramSize)
-        let ring = MockPackedRing(ram: machine.ram, size: UInt16(setup >> 3) + 1)
-        var session = Session(ring: ring, memory: machine.memory)
-        ring.configure(session.queue, eventIndex: setup & 4 != 0, mergeableBuffers: setup & 2 != 0)
-        session.queue.callFD = call.rawValue
-        do { try session.queue.start(memory: machine.memory) } catch { fuzzCheck(false, "the mock's ring does not start: \(error)") }
-        while !input.isExhausted {
-            step(&input, &session)
-            let queue = session.queue
-            fuzzCheck(queue.isRunning || session.stoppedOnPurpose || queue.error != nil, "the queue stopped without an error")
-        }
-        _ = EventFD.drain(call.rawValue)
-        return session.outcome
+        RingFuzzBursts.run(bytes, open: { setup, ram in
+            let ring = MockPackedRing(ram: ram, size: UInt16(setup >> 3) + 1)
+            let queue = PackedVirtqueue(index: 0)
+            ring.configure(queue, eventIndex: setup & 4 != 0, mergeableBuffers: setup & 2 != 0)
+            return (ring, queue)
+        }, step: step)
     }
 
     static func step(_ input: inout FuzzInput, _ session: inout Session) {

@@ -1,5 +1,6 @@
 import Glibc
 import Packets
+import Platform
 import TestSupport
 import Virtio
 
@@ -129,5 +130,58 @@ enum RingFuzzBursts {
         case .broken:
             outcome.refused += 1
         }
+    }
+}
+
+/// Guest RAM is made once (memfd, mappings) and zeroed per input.
+struct RingFuzzMachine {
+    let ram: GuestRAM
+    let memory: GuestMemory
+}
+
+/// One input's device and driver, for either layout.
+struct RingFuzzSession<Ring: MockDriverRing, Queue: VirtqueueControl> {
+    let ring: Ring
+    let queue: Queue
+    let memory: GuestMemory
+    let counters = QueueCounters()
+    /// Stopped by an operation, not by a guest's mistake.
+    var stoppedOnPurpose = false
+    var outcome = FuzzOutcome()
+
+    var ram: GuestRAM { ring.ram }
+}
+
+extension RingFuzzBursts {
+    static let ramSize = 0x1_0000
+
+    // Shared by every input, as `batch` is.
+    nonisolated(unsafe) static let machines: [RingFuzzMachine] =
+        [try! GuestRAM.oneRegion(size: ramSize), try! GuestRAM.twoRegions(size: ramSize)].map {
+            RingFuzzMachine(ram: $0, memory: try! $0.makeGuestMemory())
+        }
+    static let call = try! EventFD.create()
+
+    /// One input of a ring target: its setup byte picks the machine (bit 0) and, through `open`,
+    /// the driver's ring; the queue is started, then each operation runs through `step`, after
+    /// which the queue must be running, stopped on purpose, or stopped with an error saying why.
+    static func run<Ring, Queue>(_ bytes: UnsafeRawBufferPointer,
+                                 open: (_ setup: UInt8, GuestRAM) -> (Ring, Queue),
+                                 step: (inout FuzzInput, inout RingFuzzSession<Ring, Queue>) -> Void) -> FuzzOutcome {
+        var input = FuzzInput(bytes)
+        let setup = input.byte()
+        let machine = machines[Int(setup & 1)]
+        memset(machine.ram.shared.base, 0, ramSize)
+        let (ring, queue) = open(setup, machine.ram)
+        var session = RingFuzzSession(ring: ring, queue: queue, memory: machine.memory)
+        session.queue.callFD = call.rawValue
+        do { try session.queue.start(memory: machine.memory) } catch { fuzzCheck(false, "the mock's ring does not start: \(error)") }
+        while !input.isExhausted {
+            step(&input, &session)
+            let queue = session.queue
+            fuzzCheck(queue.isRunning || session.stoppedOnPurpose || queue.error != nil, "the queue stopped without an error")
+        }
+        _ = EventFD.drain(call.rawValue)
+        return session.outcome
     }
 }

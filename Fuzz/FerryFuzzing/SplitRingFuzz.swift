@@ -18,51 +18,18 @@ import Virtio
 public enum SplitRingFuzz {
     public static let target = FuzzTarget(name: "split-ring", run: { run($0) }, seeds: { seeds() })
 
-    static let ramSize = 0x1_0000
+    static var ramSize: Int { RingFuzzBursts.ramSize }
 
-    /// Guest RAM is made once (memfd, mappings) and zeroed per input.
-    struct Machine {
-        let ram: GuestRAM
-        let memory: GuestMemory
-    }
-
-    // Shared by every input: libFuzzer (and the corpus test) runs one input at a time, on one thread.
-    nonisolated(unsafe) static let machines: [Machine] = [try! GuestRAM.oneRegion(size: ramSize), try! GuestRAM.twoRegions(size: ramSize)].map {
-        Machine(ram: $0, memory: try! $0.makeGuestMemory())
-    }
-    static let call = try! EventFD.create()
-
-    /// One input's device and driver.
-    struct Session {
-        let ring: MockSplitRing
-        let queue = SplitVirtqueue(index: 0)
-        let memory: GuestMemory
-        let counters = QueueCounters()
-        /// Stopped by an operation, not by a guest's mistake.
-        var stoppedOnPurpose = false
-        var outcome = FuzzOutcome()
-
-        var ram: GuestRAM { ring.ram }
-    }
+    typealias Session = RingFuzzSession<MockSplitRing, SplitVirtqueue>
 
     public static func run(_ bytes: UnsafeRawBufferPointer) -> FuzzOutcome {
-        var input = FuzzInput(bytes)
-        let setup = input.byte()
-        let machine = machines[Int(setup & 1)]
-        memset(machine.ram.shared.base, 0, ramSize)
-        let ring = MockSplitRing(ram: machine.ram, size: UInt16(1) << ((setup >> 4) % 9))
-        var session = Session(ring: ring, memory: machine.memory)
-        ring.configure(session.queue, eventIndex: setup & 4 != 0, headerLength: setup & 8 != 0 ? 10 : 12,
-                       mergeableBuffers: setup & 2 != 0)
-        session.queue.callFD = call.rawValue
-        do { try session.queue.start(memory: machine.memory) } catch { fuzzCheck(false, "the mock's rings do not start: \(error)") }
-        while !input.isExhausted {
-            step(&input, &session)
-            let queue = session.queue
-            fuzzCheck(queue.isRunning || session.stoppedOnPurpose || queue.error != nil, "the queue stopped without an error")
-        }
-        _ = EventFD.drain(call.rawValue)
-        return session.outcome
+        RingFuzzBursts.run(bytes, open: { setup, ram in
+            let ring = MockSplitRing(ram: ram, size: UInt16(1) << ((setup >> 4) % 9))
+            let queue = SplitVirtqueue(index: 0)
+            ring.configure(queue, eventIndex: setup & 4 != 0, headerLength: setup & 8 != 0 ? 10 : 12,
+                           mergeableBuffers: setup & 2 != 0)
+            return (ring, queue)
+        }, step: step)
     }
 
     static func step(_ input: inout FuzzInput, _ session: inout Session) {

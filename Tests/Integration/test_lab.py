@@ -6,14 +6,16 @@ Run as root from the repository root, after `swift build -c release`:
 
     python3 -m pytest -v Tests/Integration/test_lab.py
 
-These tests fail (they do not skip) when testpmd, the Ferry binary or root is missing. About 90 s.
+These tests fail (they do not skip) when testpmd, the Ferry binary or root is missing. About 2 min.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -85,6 +87,36 @@ def test_the_generator_holds_1_mpps(lab):
     assert abs(measured - rate) <= rate / 100, f"the sink saw {measured} pps, not {rate} +- 1 %\n{ctx}"
     analysis = h.port_stats(ferry.stats(), "s")["analysis"]
     assert (analysis["lost"], analysis["duplicates"], analysis["reordered"]) == (0, 0, 0), f"{analysis}\n{ctx}"
+
+
+def test_a_running_lab_shows_its_counters_live(lab):
+    """`ferry lab --control --metrics`: while a trial runs, `ferry ctl stats --json` has the sink's
+    analysis and the generator's counts, and /metrics the analyser's and generator's series."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    control, out = lab.path("lab.sock"), lab.path("live.json")
+    cmd = [h.ferry_binary(), "lab", "throughput", "--port", f"gen:dst={LOOP_MAC},src={GEN_SRC},size=64,name=g",
+           "--port", "sink:name=s", "--rate", "100kpps", "--duration", "4", "--cpus", "0",
+           "--control", control, "--metrics", f"127.0.0.1:{port}", "--json", out]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def stamped():
+            try:
+                return h.port_stats(h.ferry_ctl(control, "stats"), "s")["analysis"]["stamped"]
+            except h.FerryError:
+                return 0
+        h.wait_until(lambda: stamped() > 0, 20, "the running lab's sink to count stamped frames")
+        stats = h.ferry_ctl(control, "stats")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            metrics = reply.read().decode()
+        gen, sink = h.port_stats(stats, "g"), h.port_stats(stats, "s")
+        assert gen["generator"]["sent"] > 0 and sink["analysis"]["latency"]["count"] > 0, stats
+        for series in ('ferry_analyser_frames_total{port="s",stamp="yes"}', "ferry_generator_lagged_total"):
+            assert series in metrics, f"{series} not in /metrics:\n{metrics[:3000]}"
+    finally:
+        stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 0, f"{stdout}\n{stderr}"
 
 
 def start_loop(lab: h.Lab, mode: str = "macswap", queue_size: int | None = None):
