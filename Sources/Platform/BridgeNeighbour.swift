@@ -179,9 +179,9 @@ extension BridgeNeighbour {
                         | UInt32(value[value.startIndex + 2]) << 16 | UInt32(value[value.startIndex + 3]) << 24
                     entry.destination = InternetAddress(ipv4NetworkOrder: raw)
                 case 16:
-                    var address = in6_addr()
-                    withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: value) }
-                    entry.destination = InternetAddress(ipv6: address)
+                    let bytes = Array(value)
+                    entry.destination = InternetAddress(ipv6High: bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) },
+                                                        low: bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) })
                 default:
                     return .failure(.badAttributeSize(type: type, length: value.count))
                 }
@@ -227,12 +227,13 @@ extension BridgeNeighbour {
     /// A dump of every bridge FDB entry of every device.
     public static func dumpRequest(sequence: UInt32) -> [UInt8] {
         var bytes: [UInt8] = []
-        let length = UInt32(RTNetlink.headerSize + RTNetlink.ndmsgSize)
-        bytes += withUnsafeBytes(of: length.littleEndian, Array.init)
-        bytes += withUnsafeBytes(of: RTNetlink.getNeighbour.littleEndian, Array.init)
-        bytes += withUnsafeBytes(of: (RTNetlink.request | RTNetlink.dump).littleEndian, Array.init)
-        bytes += withUnsafeBytes(of: sequence.littleEndian, Array.init)
-        bytes += [0, 0, 0, 0]
+        func put16(_ v: UInt16) { bytes += [UInt8(v & 0xFF), UInt8(v >> 8)] }
+        func put32(_ v: UInt32) { put16(UInt16(v & 0xFFFF)); put16(UInt16(v >> 16)) }
+        put32(UInt32(RTNetlink.headerSize + RTNetlink.ndmsgSize))
+        put16(RTNetlink.getNeighbour)
+        put16(RTNetlink.request | RTNetlink.dump)
+        put32(sequence)
+        put32(0)
         bytes += [RTNetlink.familyBridge] + [UInt8](repeating: 0, count: RTNetlink.ndmsgSize - 1)
         return bytes
     }

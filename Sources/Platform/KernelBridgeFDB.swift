@@ -50,6 +50,7 @@ public final class KernelBridgeFDB {
         var address = sockaddr_nl()
         address.nl_family = sa_family_t(AF_NETLINK)
         address.nl_groups = groups
+        // SAFETY: the kernel reads sizeof(sockaddr_nl) bytes of `address`, which lives through the call.
         _ = try syscall("bind(AF_NETLINK)") {
             withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -72,6 +73,8 @@ public final class KernelBridgeFDB {
         while true {
             let length: Int
             do throws(SystemError) {
+                // SAFETY: the kernel writes at most buffer.count bytes; with MSG_TRUNC it returns the
+                // datagram's whole length, checked against buffer.count before any byte is read.
                 switch try nonBlockingSyscall("recv(netlink changes)", { () -> Int in
                     buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_TRUNC)) }
                 }) {
@@ -161,6 +164,7 @@ public final class KernelBridgeFDB {
 
     private func send(_ bytes: [UInt8]) throws(SystemError) {
         let fd = requests.rawValue
+        // SAFETY: the kernel reads bytes.count bytes of the array, alive through the call.
         _ = try syscall("send(netlink request)") { bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) } }
     }
 
@@ -169,6 +173,7 @@ public final class KernelBridgeFDB {
     private func receiveAnswer(_ sequence: UInt32) throws -> [RTNetlink.Message] {
         let fd = requests.rawValue
         while true {
+            // SAFETY: as in receiveChanges: at most buffer.count bytes written, the length checked first.
             let length = try syscall("recv(netlink answer)") { () -> Int in
                 buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_TRUNC)) }
             }
