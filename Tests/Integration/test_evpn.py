@@ -7,7 +7,8 @@ Run as root from the repository root, after `swift build -c release`:
 
 Three "hosts" (namespaces) one routed hop apart through a router namespace (198.18.1.1,
 198.18.2.1, 198.18.3.1), each running FRR's zebra and bgpd as Debian ships them, with iBGP
-EVPN sessions in a full mesh (`advertise-all-vni`):
+EVPN sessions in a full mesh, configured as docs/MULTIHOST.md shows (the block marked
+`tested: evpn-frr-conf`, a neighbor line per peer):
 
 * hosts A and B run Ferry with a TAP port (its host in a namespace of its own) and
   `vxlan:100,local=...,evpn=vxk100,evpn_port=fe100`: the kernel bridge br100 holds the vxlan
@@ -36,6 +37,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -50,6 +52,8 @@ FRR = "/usr/lib/frr"
 HOSTS = {"a": "198.18.1.1", "b": "198.18.2.1", "l": "198.18.3.1"}
 OVERLAY = {"a": "198.18.100.1", "b": "198.18.100.2", "l": "198.18.100.3"}
 MACS = {"a": "02:00:00:18:64:01", "b": "02:00:00:18:64:02", "l": "02:00:00:18:64:03"}
+# The addresses docs/MULTIHOST.md's FRR configuration names: its host A, and A's peer L.
+DOC_ROUTER_ID, DOC_PEER = "198.18.1.1", "198.18.3.1"
 
 
 def tool_problems() -> list[str]:
@@ -65,6 +69,21 @@ def tool_problems() -> list[str]:
     return problems
 
 
+def documented_frr_config(router_id: str, peers: list[str]) -> str:
+    """docs/MULTIHOST.md's FRR configuration (host A's, whose peer is L), for the host `router_id`
+    with a neighbor line for each of `peers`."""
+    text = (h.REPO / "docs" / "MULTIHOST.md").read_text()
+    m = re.search(r"<!-- tested: evpn-frr-conf -->\s*```\n(.*?)```", text, re.S)
+    assert m, "docs/MULTIHOST.md has no block marked <!-- tested: evpn-frr-conf -->"
+    lines = []
+    for line in textwrap.dedent(m.group(1)).splitlines():
+        if DOC_PEER in line:
+            lines += [line.replace(DOC_PEER, peer) for peer in peers]
+        else:
+            lines.append(line.replace(DOC_ROUTER_ID, router_id))
+    return "\n".join(lines) + "\n"
+
+
 class FRRHost:
     """zebra and bgpd in one namespace, with their own config, sockets and logs in `state`."""
 
@@ -75,15 +94,8 @@ class FRRHost:
         os.chmod(os.path.dirname(state), 0o711)
         frr = pwd.getpwnam("frr")
         os.chown(state, frr.pw_uid, frr.pw_gid)
-        lines = ["frr defaults traditional", f"hostname evpn-{router_id}", "router bgp 65000",
-                 f" bgp router-id {router_id}", " no bgp default ipv4-unicast"]
-        for peer in peers:
-            lines += [f" neighbor {peer} remote-as 65000", f" neighbor {peer} timers connect 1",
-                      f" neighbor {peer} timers 3 9"]
-        lines += [" address-family l2vpn evpn"] + [f"  neighbor {peer} activate" for peer in peers]
-        lines += ["  advertise-all-vni", " exit-address-family", ""]
         with open(f"{state}/bgpd.conf", "w") as f:
-            f.write("\n".join(lines))
+            f.write(documented_frr_config(router_id, peers))
         open(f"{state}/zebra.conf", "w").close()
         self.procs: list[subprocess.Popen] = []
         for daemon in ("zebra", "bgpd"):
