@@ -7,7 +7,8 @@ seconds apart (2,000 at 1 ms by default), through:
   bridge   the kernel: each namespace's veth end on a Linux bridge in a third namespace;
   ferry    two `tap:` ports of one Ferry (a TAP moved into each namespace), once per idle
            policy in `--idle` (`ferry run --idle POLICY`; "default" runs without the option,
-           i.e. what a plain `ferry run` does).
+           i.e. what a plain `ferry run` does; POLICY/CLASS adds `--wake-priority CLASS`,
+           e.g. sleep/normal, default/normal).
 
 Each round runs every back-end once, in order, so a change of the machine's state shows in
 all of them. Per back-end: min / avg / p50 / p99 / max of the replies' round-trip times (µs,
@@ -19,6 +20,7 @@ comparable with the bridge's of the same round.
 
     sudo tools/bench-latency.py                         # 3 rounds, bridge vs Ferry's default
     sudo tools/bench-latency.py --idle poll,adaptive,sleep --rounds 5
+    sudo tools/bench-latency.py --idle default,default/normal   # real-time wake-ups or not
     sudo tools/bench-latency.py --count 500 --rounds 1   # a quick look
     sudo tools/bench-latency.py --other /tmp/ferry-old   # and the build before a change
 
@@ -139,8 +141,11 @@ def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
     pid = os.getpid() % 100000
     taps = {"a": f"flta{pid}", "b": f"fltb{pid}"}
     args = shlex.split(os.environ.get("FERRY_ARGS", ""))
-    if idle not in ("default", "other"):
-        args += ["--idle", idle]
+    policy, _, wake = idle.partition("/")
+    if policy not in ("default", "other"):
+        args += ["--idle", policy]
+    if wake:
+        args += ["--wake-priority", wake]
     try:
         ns.up()
         ferry = lab.ferry([f"tap:{taps['a']},name=a", f"tap:{taps['b']},name=b"], extra_args=args,
@@ -173,7 +178,8 @@ def main():
     ap.add_argument("--interval", type=float, default=0.001, help="seconds between requests")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--idle", default="default", metavar="P,...",
-                    help="Ferry idle policies to run: default, poll, adaptive, sleep")
+                    help="Ferry idle policies to run: default, poll, adaptive, sleep; "
+                         "POLICY/normal or POLICY/realtime also sets --wake-priority")
     ap.add_argument("--wrapper", default="", metavar="CMD",
                     help="a command that execs Ferry, e.g. 'chrt -f 1' (a real-time worker)")
     ap.add_argument("--other", metavar="PATH",
@@ -188,7 +194,7 @@ def main():
     policies = [p.strip() for p in args.idle.split(",") if p.strip()]
     print(f"# {args.count} pings at {args.interval * 1000:g} ms, a -> b, µs; {os.cpu_count()} CPUs; "
           f"Ferry {h.ferry_binary()}", flush=True)
-    header = f"{'round':>5} {'back-end':<16} {'min':>7} {'avg':>7} {'p50':>7} {'p99':>7} {'max':>8}" \
+    header = f"{'round':>5} {'back-end':<22} {'min':>7} {'avg':>7} {'p50':>7} {'p99':>7} {'max':>8}" \
              f" {'avg/br':>7} {'max/br':>7} {'cpu':>6} {'sl/ping':>7}  load"
     print(header, flush=True)
     results: dict[str, list[dict]] = {}
@@ -208,7 +214,7 @@ def main():
             results.setdefault(backend, []).append(s)
             cpu = "" if s["cpu"] is None else f"{s['cpu'] * 100:5.1f}%"
             slept = "" if s["sleeps"] is None else f"{s['sleeps']:7.2f}"
-            print(f"{r:>5} {backend:<16} {s['min']:7.0f} {s['avg']:7.1f} {s['p50']:7.0f} {s['p99']:7.0f}"
+            print(f"{r:>5} {backend:<22} {s['min']:7.0f} {s['avg']:7.1f} {s['p50']:7.0f} {s['p99']:7.0f}"
                   f" {s['max']:8.0f} {s['avg'] / bridge['avg']:7.2f} {s['max'] / bridge['max']:7.2f}"
                   f" {cpu:>6} {slept:>7}  {before} -> {load()}", flush=True)
     print("# medians over rounds", flush=True)
@@ -218,7 +224,7 @@ def main():
         maxr = [x["max"] / b["max"] for x, b in zip(rows, results["bridge"])]
         cpus = [x["cpu"] for x in rows if x["cpu"] is not None]
         cpu = f"{statistics.median(cpus) * 100:5.1f}%" if cpus else ""
-        print(f"{'med':>5} {backend:<16} {med['min']:7.0f} {med['avg']:7.1f} {med['p50']:7.0f} {med['p99']:7.0f}"
+        print(f"{'med':>5} {backend:<22} {med['min']:7.0f} {med['avg']:7.1f} {med['p50']:7.0f} {med['p99']:7.0f}"
               f" {med['max']:8.0f} {statistics.median(ratios):7.2f} {statistics.median(maxr):7.2f} {cpu:>6}",
               flush=True)
 

@@ -79,9 +79,14 @@ struct Run: ParsableCommand {
     var metrics: String?
 
     @Option(help: ArgumentHelp(
-        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after the last frame, so an answer finds it awake), sleep (at once: least CPU, a wake-up before each frame after a pause) (default adaptive).",
+        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after the last frame, so an answer finds it awake), sleep (at once: least CPU, a wake-up before each frame after a pause) (default sleep).",
         valueName: "policy"))
     var idle: IdlePolicy?
+
+    @Option(help: ArgumentHelp(
+        "The scheduling class a sleeping worker wakes in: realtime (SCHED_FIFO while it sleeps and for a short spell after a wake-up: it runs at once on a busy CPU; needs CAP_SYS_NICE) or normal (waits its turn) (default realtime).",
+        valueName: "class"))
+    var wakePriority: WakePriority?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error (default info).")
     var logLevel: String?
@@ -275,6 +280,7 @@ struct Run: ParsableCommand {
         if let fdbCapacity { config.switchSettings.fdbCapacity = fdbCapacity }
         if let agingTime { config.switchSettings.agingTime = agingTime }
         if let idle { config.switchSettings.idle = idle }
+        if let wakePriority { config.switchSettings.wakePriority = wakePriority }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { config.switchSettings.logLevel = level }
         config.control.path = control ?? config.control.path ?? Defaults.controlSocket
         // The file's owner/group/mode for the control socket, each overridden by its flag.
