@@ -79,7 +79,7 @@ let package = Package(
         ]),
         // What operators look through: captures to pcap, the metrics endpoint.
         .target(name: "Telemetry", dependencies: [
-            "Platform", "Packets", "Ports", "Engine",
+            "Model", "Platform", "Packets", "Ports", "Engine",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),

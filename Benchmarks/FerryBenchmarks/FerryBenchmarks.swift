@@ -333,10 +333,10 @@ final class DriverRing {
         ram.pointer(gpa).initializeMemory(as: UInt8.self, repeating: 0, count: Int(end - gpa))
         avail = ram.pointer(availGPA)
         heads = .allocate(capacity: Int(size))
-        queue.size = size
-        queue.descAddress = ram.frontEndAddress(descGPA)
-        queue.availAddress = ram.frontEndAddress(availGPA)
-        queue.usedAddress = ram.frontEndAddress(usedGPA)
+        queue.configuration.size = size
+        queue.configuration.descAddress = ram.frontEndAddress(descGPA)
+        queue.configuration.availAddress = ram.frontEndAddress(availGPA)
+        queue.configuration.usedAddress = ram.frontEndAddress(usedGPA)
     }
 
     deinit { heads.deallocate() }
@@ -455,8 +455,8 @@ final class BurstFixture {
                     ring.addHead(UInt16(i))
                 }
             }
-            txQueue.eventIndex = true
-            txQueue.headerLength = Self.header
+            txQueue.configuration.eventIndex = true
+            txQueue.configuration.headerLength = Self.header
             txQueue.callFD = callFD.rawValue
             try txQueue.start(memory: ram.memory)
             tx = ring
@@ -471,9 +471,9 @@ final class BurstFixture {
                                      length: UInt32(Self.rxBufferSize), flags: DescriptorFlag.write)
                 ring.addHead(UInt16(i))
             }
-            rxQueue.eventIndex = true
-            rxQueue.headerLength = Self.header
-            rxQueue.mergeableBuffers = true
+            rxQueue.configuration.eventIndex = true
+            rxQueue.configuration.headerLength = Self.header
+            rxQueue.configuration.mergeableBuffers = true
             rxQueue.callFD = callFD.rawValue
             try rxQueue.start(memory: ram.memory)
             rx = ring
@@ -493,8 +493,8 @@ final class BurstFixture {
             let bytes = (base + (8 << 20)) / DirtyPageLog.pageSize / 8
             let file = try SharedMemory(length: Int(bytes + 4095) / 4096 * 4096, name: "ferry-bench-log")
             let dirty = try DirtyPageLog(fd: file.fd.rawValue, size: bytes, offset: 0)
-            if let tx { txQueue.setDirtyLog(dirty, usedRing: GuestAddress(tx.usedGPA)) }
-            if let rx { rxQueue.setDirtyLog(dirty, usedRing: GuestAddress(rx.usedGPA)) }
+            if let tx { txQueue.configuration.setDirtyLog(dirty, usedRing: GuestAddress(tx.usedGPA)) }
+            if let rx { rxQueue.configuration.setDirtyLog(dirty, usedRing: GuestAddress(rx.usedGPA)) }
             logFile = file
             log = dirty
         }
@@ -540,7 +540,7 @@ final class FDBFixture: @unchecked Sendable {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             let mac = (state >> 16) & 0x00FE_FFFF_FFFF_FFFF  // unicast: group bit clear
             let key = FDBKey(vlan: 1, mac: mac)
-            _ = table.learn(key, port: UInt16(i % 8), now: 1)
+            _ = table.learn(key, port: .init(truncating: i % 8), now: 1)
             keys.append(key)
         }
         // Repeat the keys to a power of two so the loop can mask its index.
@@ -553,7 +553,7 @@ func fdbLookups(_ benchmark: Benchmark, _ f: FDBFixture) {
     var acc: UInt = 0
     benchmark.startMeasurement()
     for i in benchmark.scaledIterations {
-        acc &+= UInt(table.lookup(keys[i & FDBFixture.mask]) ?? 0)
+        acc &+= UInt(table.lookup(keys[i & FDBFixture.mask])?.rawValue ?? 0)
     }
     benchmark.stopMeasurement()
     blackHole(acc)
@@ -563,7 +563,7 @@ func fdbLearns(_ benchmark: Benchmark, _ f: FDBFixture) {
     let table = f.table, keys = f.keys
     benchmark.startMeasurement()
     for i in benchmark.scaledIterations {
-        _ = table.learn(keys[i & FDBFixture.mask], port: UInt16(i % 8), now: 2)
+        _ = table.learn(keys[i & FDBFixture.mask], port: .init(truncating: i % 8), now: 2)
     }
     benchmark.stopMeasurement()
 }

@@ -61,7 +61,7 @@ public enum ControlError: Error, Equatable, Sendable, CustomStringConvertible {
         case .groupAddress(let mac): "\(mac) is a group address; a static entry needs a unicast address"
         case .nullAddress(let mac): "\(mac) is the null address; a static entry needs a unicast address"
         case .vlanNotCarried(let port, let vlan, let mode): "port '\(port)' does not carry vlan \(vlan) (it is \(mode))"
-        case .trunkNeedsVLAN(let port, let mode): "port '\(port)' is a trunk (\(mode)): give a vlan"
+        case .trunkNeedsVLAN(let port, let mode): "port '\(port)' is a trunk (\(mode)) with no native VLAN: give a vlan"
         case .databaseFull(let capacity): "the forwarding database is full (capacity \(capacity))"
         case .noEntry(let mac, let vlan): "no entry for \(mac) in vlan \(vlan)"
         case .controlSocketAsPort(let spec, let path): "port '\(spec)': \(path) is Ferry's control socket"

@@ -23,7 +23,7 @@ public final class Bridge: @unchecked Sendable {
 
     /// Sets every VLAN's member ports from the ports' modes; `modes[i]` is port i's.
     public func setMembership(_ modes: [VLANMode]) {
-        apply(VLANMembership(modes.enumerated().map { (UInt16($0.offset), $0.element) }))
+        apply(VLANMembership(modes.enumerated().map { (PortIndex(truncating: $0.offset), $0.element) }))
     }
 
     /// Stores every VLAN's member set. Workers read the sets without a lock, so
@@ -39,7 +39,7 @@ public struct VLANMembership {
     private var sets: [PortSet]
 
     /// `ports`: each port's number in the switch and its VLAN mode.
-    public init(_ ports: [(index: UInt16, vlan: VLANMode)]) {
+    public init(_ ports: [(index: PortIndex, vlan: VLANMode)]) {
         sets = Array(repeating: .empty, count: Forwarder.vlanCount)
         for port in ports {
             for vlan in port.vlan.vlans { sets[Int(vlan)].insert(port.index) }
@@ -88,7 +88,7 @@ public struct WorkerPort {
 
 /// A receive queue a worker polls: port `index` (its number in the switch), queue `queue`.
 public struct WorkerSource {
-    public let index: UInt16
+    public let index: PortIndex
     public let port: Port
     public let queue: Int
     public let isGenerator: Bool
@@ -100,7 +100,7 @@ public struct WorkerSource {
     /// that guest's receive buffers (Worker+Direct.swift).
     public internal(set) var directPeer: Int? = nil
 
-    public init(index: UInt16, port: Port, queue: Int) {
+    public init(index: PortIndex, port: Port, queue: Int) {
         self.index = index
         self.port = port
         self.queue = queue

@@ -1,4 +1,5 @@
 import CFerry
+import Model
 import Packets
 import Switching
 import Synchronization
@@ -35,7 +36,7 @@ public final class CaptureSelection: @unchecked Sendable {
 
     /// Sets what is captured: the union of every running capture's ports (their
     /// numbers) and directions.
-    public func select(receiving: some Sequence<UInt16>, transmitting: some Sequence<UInt16>, snapLength: Int) {
+    public func select(receiving: some Sequence<PortIndex>, transmitting: some Sequence<PortIndex>, snapLength: Int) {
         let rx = PortSet(receiving)
         let tx = PortSet(transmitting)
         // Snap length first: a worker that sees a new port bit copies at least as much as asked.
@@ -48,12 +49,13 @@ public final class CaptureSelection: @unchecked Sendable {
     }
 
     /// The ports whose received frames are captured, in order (for the control thread).
-    public var receivingPorts: [UInt16] { ports(in: receiving) }
+    public var receivingPorts: [PortIndex] { ports(in: receiving) }
     /// The ports whose transmitted frames are captured, in order.
-    public var transmittingPorts: [UInt16] { ports(in: transmitting) }
+    public var transmittingPorts: [PortIndex] { ports(in: transmitting) }
 
-    private func ports(in words: UnsafeMutablePointer<UInt64>) -> [UInt16] {
-        (0..<UInt16(PortSet.maxPorts)).filter { ferry_load_relaxed_u64(words + Int($0 >> 6)) & (1 << UInt64($0 & 63)) != 0 }
+    private func ports(in words: UnsafeMutablePointer<UInt64>) -> [PortIndex] {
+        (0..<PortSet.maxPorts).filter { ferry_load_relaxed_u64(words + ($0 >> 6)) & (1 << UInt64($0 & 63)) != 0 }
+            .map(PortIndex.init(truncating:))
     }
 
     /// Copies the selection's words into a worker's `receive` and `transmit`.

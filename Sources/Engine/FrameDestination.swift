@@ -1,3 +1,5 @@
+import Model
+
 /// Where one frame of a burst goes, in the worker's per-frame scratch: one
 /// port, a VLAN's flood (every member but the ingress port, which is the same
 /// for the whole burst), or nowhere. Four bytes whatever the number of ports:
@@ -14,13 +16,13 @@ public struct FrameDestination: Equatable, Sendable {
     /// Dropped (and counted where it was decided).
     public static let nowhere = FrameDestination(rawValue: 0)
 
-    @inlinable static func port(_ p: UInt16) -> FrameDestination { FrameDestination(rawValue: portFlag | UInt32(p)) }
+    @inlinable static func port(_ p: PortIndex) -> FrameDestination { FrameDestination(rawValue: portFlag | UInt32(p.rawValue)) }
 
     @inlinable static func flood(vlan: UInt16) -> FrameDestination {
         FrameDestination(rawValue: floodFlag | UInt32(vlan))
     }
 
-    /// The one port, for a frame that goes to one port.
+    /// The one port's position in a table indexed by port number, for a frame that goes to one port.
     @inlinable var port: Int? { rawValue & Self.portFlag != 0 ? Int(rawValue & 0xFFFF) : nil }
 
     @inlinable var isFlood: Bool { rawValue & Self.floodFlag != 0 }

@@ -1,4 +1,5 @@
 import Logging
+import Model
 import Platform
 import Switching
 import VhostUser
@@ -12,12 +13,12 @@ import VhostUser
 /// Runs on the control thread, the database's only writer; it notices a stop
 /// within one pass of the control loop (at most `ControlLoop.maxWait`).
 final class GuestDepartureFlush: ControlLoopClient {
-    let guests: [(index: UInt16, name: String, device: VhostDevice)]
+    let guests: [(index: PortIndex, name: String, device: VhostDevice)]
     let database: ForwardingDatabase
     let logger: Logger
     private var wasRunning: [Bool]
 
-    init(guests: [(index: UInt16, name: String, device: VhostDevice)], database: ForwardingDatabase, logger: Logger) {
+    init(guests: [(index: PortIndex, name: String, device: VhostDevice)], database: ForwardingDatabase, logger: Logger) {
         self.guests = guests
         self.database = database
         self.logger = logger

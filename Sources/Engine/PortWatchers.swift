@@ -1,4 +1,5 @@
 import Logging
+import Model
 import Platform
 import Ports
 import Switching
@@ -31,7 +32,7 @@ final class PortWatchers {
 
         var uplinks: [UplinkSteering.Uplink] = []
         var taps: [(name: String, port: TapPort)] = []
-        var guests: [(index: UInt16, name: String, device: VhostDevice)] = []
+        var guests: [(index: PortIndex, name: String, device: VhostDevice)] = []
         for p in ports {
             if let program = p.port.steering {
                 uplinks.append(.init(index: p.index, name: p.name, vlan: p.vlan, program: program))

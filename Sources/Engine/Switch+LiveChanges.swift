@@ -26,7 +26,8 @@ extension Switch {
     @discardableResult
     public func addPort(_ spec: PortSpec) throws(SwitchError) -> NamedPort {
         let taken = PortSet(ports.map(\.index))
-        guard let index = (0..<UInt16(PortSet.maxPorts)).first(where: { !taken.contains($0) }) else { throw .full }
+        guard let index = (0..<PortSet.maxPorts).lazy.map(PortIndex.init(truncating:)).first(where: { !taken.contains($0) })
+        else { throw .full }
         let name = spec.name ?? "p\(index)"
         guard port(named: name) == nil else { throw .nameInUse(name) }
         if let claim = spec.kind.claim, let holder = ports.first(where: { $0.spec.kind.claim == claim }) {

@@ -9,7 +9,7 @@ import VhostUser
 /// A named port, its number in the switch and the spec it came from.
 public final class NamedPort {
     public let name: String
-    public let index: UInt16
+    public let index: PortIndex
     public let spec: PortSpec
     public let port: Port
     /// One lock per transmit queue, taken only where several workers share the
@@ -19,7 +19,7 @@ public final class NamedPort {
     /// What the control thread serves for this port alone, while the switch has it.
     let controlClients: [ControlLoopClient]
 
-    init(name: String, index: UInt16, spec: PortSpec, port: Port, logger: Logger) {
+    init(name: String, index: PortIndex, spec: PortSpec, port: Port, logger: Logger) {
         self.name = name
         self.index = index
         self.spec = spec
@@ -113,7 +113,7 @@ public final class Switch {
             if made.contains(where: { $0.name == name }) { throw SwitchError.duplicateName(name) }
             // The rest of the switch runs without an uplink that fails to open, as a
             // bridge keeps running when one of its ports fails to open.
-            made.append(try open(spec, name: name, index: UInt16(i), failedUplinkKept: true))
+            made.append(try open(spec, name: name, index: PortIndex(truncating: i), failedUplinkKept: true))
         }
         try checkQueues(made)
         for p in made { for client in p.controlClients { control.add(client) } }
@@ -124,7 +124,7 @@ public final class Switch {
     /// Opens the port `spec` describes as port number `index`. An uplink
     /// (xdp, packet) that fails to open becomes a `FailedPort` when
     /// `failedUplinkKept`; otherwise, like any other port, it is an error.
-    func open(_ spec: PortSpec, name: String, index: UInt16, failedUplinkKept: Bool) throws(SwitchError) -> NamedPort {
+    func open(_ spec: PortSpec, name: String, index: PortIndex, failedUplinkKept: Bool) throws(SwitchError) -> NamedPort {
         let context = PortContext(gate: gate, batchSize: options.batchSize, addressCapacity: options.fdbCapacity,
                                   logger: logger)
         do throws(PortOpenError) {
@@ -184,7 +184,7 @@ public final class Switch {
     public func port(named name: String) -> NamedPort? { ports.first { $0.name == name } }
 
     /// The port numbered `index` (its number in the forwarding database), if any.
-    public func port(index: UInt16) -> NamedPort? { ports.first { $0.index == index } }
+    public func port(index: PortIndex) -> NamedPort? { ports.first { $0.index == index } }
 
     /// Every worker's forwarding decisions, summed.
     public var decisions: (unicast: UInt64, flooded: UInt64, hairpin: UInt64) {

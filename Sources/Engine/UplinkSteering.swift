@@ -22,7 +22,7 @@ import XDP
 /// access uplink (untagged on the wire), the VLAN id itself on a trunk.
 final class UplinkSteering: ControlLoopClient {
     struct Uplink {
-        let index: UInt16
+        let index: PortIndex
         let name: String
         let vlan: VLANMode
         let program: SteeringProgram
@@ -58,7 +58,7 @@ final class UplinkSteering: ControlLoopClient {
 
     /// Steers to Ferry every address the database already places behind
     /// another port: an uplink added while Ferry runs starts with an empty map.
-    func steerKnownAddresses(to index: UInt16) {
+    func steerKnownAddresses(to index: PortIndex) {
         guard let uplink = uplinks.first(where: { $0.index == index }) else { return }
         for entry in database.entries(now: 0) where entry.port != index {
             apply(FDBChange(key: entry.key, port: entry.port), to: uplink)

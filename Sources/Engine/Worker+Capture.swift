@@ -1,3 +1,4 @@
+import Model
 import Packets
 import Platform
 import Synchronization
@@ -38,19 +39,19 @@ extension Worker {
     /// The direct TAP → guest path moves frames without a pull or a push, so
     /// while either end is captured its frames take the usual path.
     @inlinable
-    func isCaptured(port: UInt16, peer: Int) -> Bool {
+    func isCaptured(port: PortIndex, peer: Int) -> Bool {
         capturing && (capturesReceive(Int(port)) || capturesTransmit(Int(port)) || capturesReceive(peer)
             || capturesTransmit(peer))
     }
 
     /// Copies every frame of `batch` into the capture ring, with one timestamp for the burst.
     @inlinable
-    func capture(_ batch: PacketBatch, port: UInt16, direction: CaptureDirection) {
+    func capture(_ batch: PacketBatch, port: PortIndex, direction: CaptureDirection) {
         let microseconds = WallClock.microseconds()
         var f = 0
         let count = batch.count
         while f < count {
-            captureRing.append(frame: f, of: batch, port: port, direction: direction, microseconds: microseconds,
+            captureRing.append(frame: f, of: batch, port: port.rawValue, direction: direction, microseconds: microseconds,
                                snapLength: captureSnapLength)
             f &+= 1
         }

@@ -1,5 +1,6 @@
 import CFerry
 import Glibc
+import Model
 import Packets
 import Platform
 import Ports
@@ -142,7 +143,7 @@ extension Worker {
             let goesTo = classify(header: prefix + PacketBatch.headerSize, length: length, ingress: ingress, port: me,
                                   counters: counters, now: now, vlan: &vlan, to: &endpoint)
             // Dropped (and counted) by classify: the chain stays for the next frame.
-            if goesTo.port != peer && !(goesTo.isFlood && forwarder.contains(UInt16(peer), vlan: goesTo.vlan)) { continue }
+            if goesTo.port != peer && !(goesTo.isFlood && forwarder.contains(PortIndex(truncating: peer), vlan: goesTo.vlan)) { continue }
             rxq.commitChain(head: head, pieces: chainPieces, count: pieces, length: total, prefix: prefix,
                             prefixLength: prefixLength, writes: writes)
             sent &+= 1

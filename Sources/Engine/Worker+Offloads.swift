@@ -108,38 +108,16 @@ extension Worker {
                 f &+= 1
                 continue
             }
-            // NEEDS_CSUM for a port that does not take it: finished in a slot.
-            if sink.count == sink.slotCount || out.room == 0 { flush(out, to: p, sink: &sink) }
-            let frame = batch.frameSegments(f)
-            let length = frame.length
-            if PacketBatch.headerStride &+ length > Self.adaptedSlotSize {
-                counters.dropped(.tooLong)
-                f &+= 1
-                continue
-            }
-            let s = sink.count
-            let slot = sink.segment(s)
-            _ = frame.copy(from: 0, count: length, to: slot)
-            guard ChecksumCompletion.complete(frame: slot, length: length, header: header) else {
-                counters.dropped(.badChecksumOffset)
-                f &+= 1
-                continue
-            }
-            var done = VirtioNetHeader(loading: header)
-            done.flags &= ~VirtioNetHeader.needsChecksum
-            adaptedLengths[s] = length
-            sink.endSegment(header: done)
-            appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
-            counters.offloaded(.checksumsCompleted)
+            // NEEDS_CSUM for a port that does not take it.
+            finishChecksumInSlot(f, of: batch, to: p, out: out, sink: &sink, counters: counters)
             f &+= 1
         }
         if out.count > 0 { transmit(out, to: p, segmenting: true) }
     }
 
-    /// `adapt` for a port that cannot cut segments into its own buffers (a
-    /// guest on a packed ring: its receive path has no segment sink yet): the
-    /// super-frame is cut into this worker's slots, and the port copies each
-    /// segment once more, as a frame.
+    /// `adapt` for a port that cannot cut segments into its own buffers (the
+    /// vxlan port: one datagram buffer per frame): the super-frame is cut into
+    /// this worker's slots, and the port copies each segment once more, as a frame.
     @usableFromInline
     func adaptInSlots(_ batch: PacketBatch, from first: Int, to p: Int, acceptance: OffloadAcceptance,
                counters: QueueCounters) {
@@ -202,33 +180,43 @@ extension Worker {
                 counters.offloaded(.segmentedFrames)
                 counters.offloaded(.segmentsOut, sink.count &- before)
             } else {
-                // NEEDS_CSUM only: finished in a slot, as a packet port does in its own.
-                if sink.count == sink.slotCount || out.room == 0 { flush(out, to: p, sink: &sink) }
-                let length = frame.length
-                if PacketBatch.headerStride &+ length > Self.adaptedSlotSize {
-                    counters.dropped(.tooLong)
-                    f &+= 1
-                    continue
-                }
-                let s = sink.count
-                let slot = sink.segment(s)
-                _ = frame.copy(from: 0, count: length, to: slot)
-                guard ChecksumCompletion.complete(frame: slot, length: length, header: header) else {
-                    counters.dropped(.badChecksumOffset)
-                    f &+= 1
-                    continue
-                }
-                var done = fields
-                done.flags &= ~VirtioNetHeader.needsChecksum
-                adaptedLengths[s] = length
-                sink.endSegment(header: done)
-                appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
-                counters.offloaded(.checksumsCompleted)
+                // NEEDS_CSUM only.
+                finishChecksumInSlot(f, of: batch, to: p, out: out, sink: &sink, counters: counters)
             }
             f &+= 1
         }
         if passed > 0 { counters.offloaded(.gsoPassed, passed) }
         if out.count > 0 { transmit(out, to: p) }
+    }
+
+    /// Frame `f`'s partial checksum, which port `p` does not take, finished in
+    /// the next slot of `sink`, the slot added to `out` in the frame's place
+    /// (both handed over first when full); one too long for a slot, or whose
+    /// checksum offsets lie, is dropped with its reason.
+    @inlinable
+    func finishChecksumInSlot(_ f: Int, of batch: PacketBatch, to p: Int, out: PacketBatch,
+                              sink: inout SlotSegmentSink, counters: QueueCounters) {
+        if sink.count == sink.slotCount || out.room == 0 { flush(out, to: p, sink: &sink) }
+        let frame = batch.frameSegments(f)
+        let length = frame.length
+        if PacketBatch.headerStride &+ length > Self.adaptedSlotSize {
+            counters.dropped(.tooLong)
+            return
+        }
+        let header = batch.header(f)
+        let s = sink.count
+        let slot = sink.segment(s)
+        _ = frame.copy(from: 0, count: length, to: slot)
+        guard ChecksumCompletion.complete(frame: slot, length: length, header: header) else {
+            counters.dropped(.badChecksumOffset)
+            return
+        }
+        var done = VirtioNetHeader(loading: header)
+        done.flags &= ~VirtioNetHeader.needsChecksum
+        adaptedLengths[s] = length
+        sink.endSegment(header: done)
+        appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
+        counters.offloaded(.checksumsCompleted)
     }
 
     /// Adds slot `s` of `sink` (header, then frame) to `out` as a one-segment frame.

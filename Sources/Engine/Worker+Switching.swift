@@ -1,4 +1,5 @@
 import CFerry
+import Model
 import Packets
 import Platform
 import Ports
@@ -122,14 +123,14 @@ extension Worker {
             while rest != 0 {
                 let p = (w &- 1) &* 64 &+ rest.trailingZeroBitCount
                 rest &= rest &- 1
-                let sole = FrameDestination.port(UInt16(truncatingIfNeeded: p))
+                let sole = FrameDestination.port(PortIndex(truncating: p))
                 let destinationIsTrunk = ports[p].isTrunk
                 let destinationNative = ports[p].nativeVLAN
                 view.reset()
                 f = 0
                 while f < count {
                     let destination = destinations[f]
-                    if destination == sole || (destination.isFlood && forwarder.contains(UInt16(truncatingIfNeeded: p), vlan: destination.vlan)) {
+                    if destination == sole || (destination.isFlood && forwarder.contains(PortIndex(truncating: p), vlan: destination.vlan)) {
                         if view.room == 0 || view.freeSegments < batch.segmentCount(of: f) &+ PacketBatch.segmentsAddedByTagEdit {
                             transmitAdapting(view, to: p)
                             view.reset()
@@ -151,7 +152,7 @@ extension Worker {
     /// flood's VLAN members but the ingress port); returns how many of its words
     /// are meaningful.
     @inlinable
-    func gatherBurstPorts(count: Int, ingress: UInt16) -> Int {
+    func gatherBurstPorts(count: Int, ingress: PortIndex) -> Int {
         let words = forwarder.wordsInUse
         burstPorts.update(repeating: 0, count: words)
         var lastFlood = FrameDestination.nowhere
@@ -167,13 +168,13 @@ extension Worker {
             }
             f &+= 1
         }
-        burstPorts[Int(ingress &>> 6)] &= ~(1 &<< UInt64(ingress & 63))
+        burstPorts[Int(ingress.rawValue &>> 6)] &= ~(1 &<< UInt64(ingress.rawValue & 63))
         return words
     }
 
     /// Where frame `f` goes; `.nowhere` when it is dropped (and counted).
     @inlinable
-    func classify(_ batch: PacketBatch, _ f: Int, ingress: UInt16, port me: WorkerPort, counters: QueueCounters,
+    func classify(_ batch: PacketBatch, _ f: Int, ingress: PortIndex, port me: WorkerPort, counters: QueueCounters,
                   now: UInt64) -> FrameDestination {
         let length = batch.length(of: f)
         if length < Ethernet.headerSize {
@@ -200,7 +201,7 @@ extension Worker {
     /// `from`: the tunnel endpoint the frame came from (0: not from a tunnel);
     /// `to`: set to the tunnel endpoint a unicast destination was learned behind.
     @inlinable
-    func classify(header p: UnsafeRawPointer, length: Int, ingress: UInt16, port me: WorkerPort,
+    func classify(header p: UnsafeRawPointer, length: Int, ingress: PortIndex, port me: WorkerPort,
                   counters: QueueCounters, now: UInt64, vlan frameVLAN: inout UInt16,
                   from sourceEndpoint: UInt16 = 0, to destinationEndpoint: inout UInt16) -> FrameDestination {
         let header = EthernetHeader(at: p)
@@ -289,7 +290,7 @@ extension Worker {
     @inlinable
     func transmit(_ batch: PacketBatch, to p: Int, segmenting: Bool = false) {
         let destination = ports[p]
-        if capturesTransmit(p) { capture(batch, port: UInt16(p), direction: .transmit) }
+        if capturesTransmit(p) { capture(batch, port: PortIndex(truncating: p), direction: .transmit) }
         if let lock = destination.transmitLock {
             while ferry_exchange_acquire_u32(lock, 1) != 0 {
                 while ferry_load_relaxed_u32(lock) != 0 { ferry_cpu_relax() }

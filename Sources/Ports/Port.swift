@@ -81,15 +81,13 @@ public enum Port {
     }
 
     /// Whether `push(queue:from:segmenter:)` cuts GSO frames into the port's
-    /// own buffers. Not yet a guest on a packed ring (its receive path has no
-    /// segment sink), nor the vxlan port (one datagram buffer per frame): the
-    /// worker cuts their super-frames into its own slots first. A TAP, a
+    /// own buffers. Not the vxlan port (one datagram buffer per frame): the
+    /// worker cuts its super-frames into its own slots first. A TAP, a
     /// generator and a sink take every super-frame as it is.
     @inlinable
     public func cutsSegments(queue: Int) -> Bool {
         switch self {
-        case .vhost(let p): p.device.receiveQueue(queue).cutsSegments
-        case .xdp, .packet: true
+        case .vhost, .xdp, .packet: true
         case .tap, .gen, .sink, .failed, .vxlan: false
         }
     }

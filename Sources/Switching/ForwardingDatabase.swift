@@ -64,7 +64,7 @@ public enum LearnResult: Equatable, Sendable {
     /// The entry was there on the same port; its age was reset.
     case refreshed
     /// The address moved here from another port.
-    case moved(from: UInt16)
+    case moved(from: PortIndex)
     /// A static entry holds the key; learning never overrides it.
     case heldByStatic
     /// No room: the table holds `capacity` entries. The address stays unknown (and floods).
@@ -80,9 +80,9 @@ public enum LearnResult: Equatable, Sendable {
 /// steering map), which follow it on the writer's thread.
 public struct FDBChange: Hashable, Sendable {
     public var key: FDBKey
-    public var port: UInt16?
+    public var port: PortIndex?
 
-    public init(key: FDBKey, port: UInt16?) {
+    public init(key: FDBKey, port: PortIndex?) {
         self.key = key
         self.port = port
     }
@@ -91,14 +91,14 @@ public struct FDBChange: Hashable, Sendable {
 /// One entry as a snapshot sees it.
 public struct FDBEntry: Equatable, Sendable {
     public var key: FDBKey
-    public var port: UInt16
+    public var port: PortIndex
     public var isStatic: Bool
     /// Seconds since a frame from the address was last seen (0 for static entries).
     public var age: UInt64
     /// The remote tunnel endpoint behind `port` (a vxlan port's VTEP number), 0 for none.
     public var endpoint: UInt16
 
-    public init(key: FDBKey, port: UInt16, isStatic: Bool, age: UInt64, endpoint: UInt16 = 0) {
+    public init(key: FDBKey, port: PortIndex, isStatic: Bool, age: UInt64, endpoint: UInt16 = 0) {
         self.key = key
         self.port = port
         self.isStatic = isStatic
@@ -228,14 +228,14 @@ public final class ForwardingDatabase: @unchecked Sendable {
 
     /// Writer only: replaces a slot's contents under its seqlock.
     @inlinable
-    func write(_ i: Int, key: UInt64, port: UInt16, flags: UInt16, seen time: UInt64) {
+    func write(_ i: Int, key: UInt64, port: PortIndex, flags: UInt16, seen time: UInt64) {
         let p = slot(i)
         let version = ferry_load_acquire_u32(p)
         ferry_store_release_u32(p, version &+ 1)
         // Orders the odd version before the data stores below: a reader that sees
         // any of them (then fences acquiring) sees the version change.
         ferry_fence_release()
-        ferry_store_relaxed_u16(p + Self.portOffset, port)
+        ferry_store_relaxed_u16(p + Self.portOffset, port.rawValue)
         ferry_store_relaxed_u16(p + Self.flagsOffset, flags)
         ferry_store_relaxed_u64(p + Self.keyOffset, key)
         ferry_store_relaxed_u64(seen + i, time)
@@ -248,7 +248,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// when the writer kept the slot odd or changing through every spin (it was
     /// preempted mid-write). The one seqlock read every reader goes through.
     @inlinable
-    func read(_ i: Int, withSeen: Bool = false) -> (flags: UInt16, port: UInt16, key: UInt64, seen: UInt64)? {
+    func read(_ i: Int, withSeen: Bool = false) -> (flags: UInt16, port: PortIndex, key: UInt64, seen: UInt64)? {
         let p = slot(i)
         for _ in 0 ..< Self.slotSpins {
             let before = ferry_load_acquire_u32(p)
@@ -257,7 +257,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
                 continue
             }
             let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
-            let port = ferry_load_relaxed_u16(p + Self.portOffset)
+            let port = PortIndex(ferry_load_relaxed_u16(p + Self.portOffset))
             let key = ferry_load_relaxed_u64(p + Self.keyOffset)
             let last = withSeen ? ferry_load_relaxed_u64(seen + i) : 0
             // Keeps the data loads above before the version reload below.
@@ -273,14 +273,14 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// (flood). Also nil, rarely, when the writer kept changing what this lookup
     /// probed (see `Probe.contended`); flooding is then the safe answer.
     @inlinable
-    public func lookup(_ key: FDBKey) -> UInt16? {
+    public func lookup(_ key: FDBKey) -> PortIndex? {
         if case .found(let port, _, _, _) = probe(key.rawValue) { return port }
         return nil
     }
 
     /// As `lookup`, with the entry's tunnel endpoint (0 for none): the same one read.
     @inlinable
-    public func lookupWithEndpoint(_ key: FDBKey) -> (port: UInt16, endpoint: UInt16)? {
+    public func lookupWithEndpoint(_ key: FDBKey) -> (port: PortIndex, endpoint: UInt16)? {
         if case .found(let port, _, _, let endpoint) = probe(key.rawValue) { return (port, endpoint) }
         return nil
     }
@@ -296,7 +296,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// The age store may race with a deletion shifting the slot; the worst
     /// outcome is one entry aging a little early or late.
     @inlinable
-    public func refresh(_ key: FDBKey, port: UInt16, endpoint: UInt16 = 0, now: UInt64) -> Bool {
+    public func refresh(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0, now: UInt64) -> Bool {
         guard case .found(let known, let i, let isStatic, let knownEndpoint) = probe(key.rawValue) else { return false }
         if isStatic { return true }
         guard known == port && knownEndpoint == endpoint else { return false }
@@ -307,7 +307,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
 
     @usableFromInline
     enum Probe: Equatable {
-        case found(port: UInt16, slot: Int, isStatic: Bool, endpoint: UInt16)
+        case found(port: PortIndex, slot: Int, isStatic: Bool, endpoint: UInt16)
         /// Definitely not in the table at some instant during the call.
         case absent
         /// The writer was mid-write on a slot, or shifting entries, for longer than
@@ -340,7 +340,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     }
 
     @inlinable
-    public func lookup(vlan: UInt16, mac: UInt64) -> UInt16? { lookup(FDBKey(vlan: vlan, mac: mac)) }
+    public func lookup(vlan: UInt16, mac: UInt64) -> PortIndex? { lookup(FDBKey(vlan: vlan, mac: mac)) }
 
     // MARK: - Learning (the writer)
 
@@ -348,7 +348,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// endpoint `endpoint`, 0 for none) at `now`.
     @inlinable
     @discardableResult
-    public func learn(_ key: FDBKey, port: UInt16, endpoint: UInt16 = 0, now: UInt64) -> LearnResult {
+    public func learn(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0, now: UInt64) -> LearnResult {
         let k = key.rawValue
         precondition(Int(endpoint) < Self.endpointLimit, "tunnel endpoint numbers are 14 bits")
         let learnedFlags = Self.occupied | (endpoint &<< Self.endpointShift)
@@ -373,7 +373,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
             }
             if ferry_load_relaxed_u64(p + Self.keyOffset) == k {
                 if flags & Self.staticFlag != 0 { return .heldByStatic }
-                let old = ferry_load_relaxed_u16(p + Self.portOffset)
+                let old = PortIndex(ferry_load_relaxed_u16(p + Self.portOffset))
                 if old == port && flags == learnedFlags {
                     ferry_store_relaxed_u64(seen + i, now)
                     return .refreshed
@@ -389,7 +389,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
 
     @inlinable
     @discardableResult
-    public func learn(vlan: UInt16, mac: UInt64, port: UInt16, now: UInt64) -> LearnResult {
+    public func learn(vlan: UInt16, mac: UInt64, port: PortIndex, now: UInt64) -> LearnResult {
         learn(FDBKey(vlan: vlan, mac: mac), port: port, now: now)
     }
 
@@ -409,7 +409,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// never aged, never moved by learning. Replaces a learned entry for the
     /// key. False (and counted as an overflow) when the table is full.
     @discardableResult
-    public func addStatic(_ key: FDBKey, port: UInt16, endpoint: UInt16 = 0) -> Bool {
+    public func addStatic(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0) -> Bool {
         precondition(Int(endpoint) < Self.endpointLimit, "tunnel endpoint numbers are 14 bits")
         let k = key.rawValue
         let flags = Self.occupied | Self.staticFlag | (endpoint &<< Self.endpointShift)
@@ -443,13 +443,13 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// and/or in `vlan` (nil: any); static ones too when `includingStatic`. Walks the
     /// whole table: control-plane use only.
     @discardableResult
-    public func flush(port: UInt16? = nil, vlan: UInt16? = nil, includingStatic: Bool = false) -> Int {
+    public func flush(port: PortIndex? = nil, vlan: UInt16? = nil, includingStatic: Bool = false) -> Int {
         var removed = 0
         var i = 0
         while i < slotCount {
             let p = slot(i)
             let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
-            if flags != 0, port.map({ ferry_load_relaxed_u16(p + Self.portOffset) == $0 }) ?? true,
+            if flags != 0, port.map({ ferry_load_relaxed_u16(p + Self.portOffset) == $0.rawValue }) ?? true,
                vlan.map({ FDBKey(rawValue: ferry_load_relaxed_u64(p + Self.keyOffset)).vlan == $0 }) ?? true,
                includingStatic || flags & Self.staticFlag == 0 {
                 delete(at: i)
@@ -511,7 +511,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
             let stays = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
             if stays { continue }
             // Copy first, then the old slot becomes the new hole: the entry is always findable.
-            write(hole, key: key, port: ferry_load_relaxed_u16(p + Self.portOffset), flags: flags, seen: seen[j])
+            write(hole, key: key, port: PortIndex(ferry_load_relaxed_u16(p + Self.portOffset)), flags: flags, seen: seen[j])
             hole = j
         }
         write(hole, key: 0, port: 0, flags: 0, seen: 0)

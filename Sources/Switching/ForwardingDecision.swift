@@ -1,10 +1,11 @@
 import CFerry
+import Model
 import Packets
 
 /// Where one frame goes.
 public enum ForwardingDecision: Equatable, Sendable {
     /// To the one port its destination was learned on.
-    case unicast(UInt16)
+    case unicast(PortIndex)
     /// To every other member of its VLAN (`Forwarder.floodSet`): broadcast,
     /// multicast, or a destination not (or no longer) known. The set is the
     /// VLAN's and the ingress port's alone, so the decision carries no set: a
@@ -74,8 +75,9 @@ public final class Forwarder: @unchecked Sendable {
 
     /// Whether `port` is a member of `vlan`: one load.
     @inlinable
-    public func contains(_ port: UInt16, vlan: UInt16) -> Bool {
-        Int(port) < PortSet.maxPorts && memberWord(Int(port &>> 6), vlan: vlan).pointee & (1 &<< UInt64(port & 63)) != 0
+    public func contains(_ port: PortIndex, vlan: UInt16) -> Bool {
+        let p = port.rawValue
+        return Int(p) < PortSet.maxPorts && memberWord(Int(p &>> 6), vlan: vlan).pointee & (1 &<< UInt64(p & 63)) != 0
     }
 
     /// How many ports `vlan` has.
@@ -83,22 +85,22 @@ public final class Forwarder: @unchecked Sendable {
     public func memberCount(vlan: UInt16) -> Int { Int(memberCounts[Int(vlan & Ethernet.vlanIDMask)]) }
 
     /// The ports a frame from `ingress` in `vlan` is flooded to.
-    public func floodSet(ingress: UInt16, vlan: UInt16) -> PortSet { members(vlan: vlan).removing(ingress) }
+    public func floodSet(ingress: PortIndex, vlan: UInt16) -> PortSet { members(vlan: vlan).removing(ingress) }
 
     /// How many ports a flood from `ingress` in `vlan` reaches.
     @inlinable
-    public func floodCount(ingress: UInt16, vlan: UInt16) -> Int {
+    public func floodCount(ingress: PortIndex, vlan: UInt16) -> Int {
         memberCount(vlan: vlan) &- (contains(ingress, vlan: vlan) ? 1 : 0)
     }
 
     /// The lowest member of `vlan` other than `ingress`; nil when there is none.
     @inlinable
-    public func firstMember(vlan: UInt16, besides ingress: UInt16) -> UInt16? {
+    public func firstMember(vlan: UInt16, besides ingress: PortIndex) -> PortIndex? {
         var w = 0
         while w < wordsInUse {
             var bits = memberWord(w, vlan: vlan).pointee
-            if w == Int(ingress &>> 6) { bits &= ~(1 &<< UInt64(ingress & 63)) }
-            if bits != 0 { return UInt16(truncatingIfNeeded: w &* 64 &+ bits.trailingZeroBitCount) }
+            if w == Int(ingress.rawValue &>> 6) { bits &= ~(1 &<< UInt64(ingress.rawValue & 63)) }
+            if bits != 0 { return PortIndex(truncating: w &* 64 &+ bits.trailingZeroBitCount) }
             w &+= 1
         }
         return nil
@@ -118,7 +120,7 @@ public final class Forwarder: @unchecked Sendable {
     /// (the 48-bit big-endian MAC, as in `FDBKey`), counted in `counters` (the
     /// caller's own).
     @inlinable
-    public func decide(ingress: UInt16, vlan: UInt16, destination: UInt64, counters: DecisionCounters)
+    public func decide(ingress: PortIndex, vlan: UInt16, destination: UInt64, counters: DecisionCounters)
         -> ForwardingDecision
     {
         var endpoint: UInt16 = 0
@@ -129,7 +131,7 @@ public final class Forwarder: @unchecked Sendable {
     /// destination was learned behind in `endpoint` (0 for none, and for every
     /// other decision): a tunnel port sends the frame to that VTEP alone.
     @inlinable
-    public func decide(ingress: UInt16, vlan: UInt16, destination: UInt64, counters: DecisionCounters,
+    public func decide(ingress: PortIndex, vlan: UInt16, destination: UInt64, counters: DecisionCounters,
                        endpoint: inout UInt16) -> ForwardingDecision
     {
         endpoint = 0

@@ -1,3 +1,4 @@
+import Model
 import Synchronization
 
 /// A worker's learning requests on their way to the database's one writer.
@@ -19,7 +20,7 @@ public final class LearningQueue: @unchecked Sendable {
     @usableFromInline let capacity: Int
     @usableFromInline let mask: Int
     @usableFromInline let keys: UnsafeMutablePointer<UInt64>
-    @usableFromInline let ports: UnsafeMutablePointer<UInt16>
+    @usableFromInline let ports: UnsafeMutablePointer<PortIndex>
     /// The tunnel endpoint each source came from (0 for a port that is no tunnel).
     @usableFromInline let endpoints: UnsafeMutablePointer<UInt16>
     /// Next slot the producer fills; stored releasing after the slot.
@@ -29,7 +30,7 @@ public final class LearningQueue: @unchecked Sendable {
     /// Producer-only: the last request offered, so a burst from one new address
     /// queues it once, not once per frame.
     @usableFromInline var lastKey: UInt64 = .max
-    @usableFromInline var lastPort: UInt16 = .max
+    @usableFromInline var lastPort = PortIndex(.max)
     @usableFromInline var lastEndpoint: UInt16 = .max
     /// Requests lost to a full ring (producer writes, anyone reads).
     public let overflows = Atomic<UInt64>(0)
@@ -57,7 +58,7 @@ public final class LearningQueue: @unchecked Sendable {
     /// was queued (a repeat still waiting in the ring, or a full ring).
     @inlinable
     @discardableResult
-    public func offer(_ key: FDBKey, port: UInt16, endpoint: UInt16 = 0) -> Bool {
+    public func offer(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0) -> Bool {
         let t = tail.load(ordering: .relaxed)
         let h = head.load(ordering: .acquiring)
         if key.rawValue == lastKey && port == lastPort && endpoint == lastEndpoint && t != h { return false }

@@ -34,7 +34,7 @@ public struct PortIngress: Equatable, Sendable {
     /// frame on a trunk is read past the Ethernet header. `members` answers which ports
     /// each VLAN has.
     @inlinable
-    public func admit(_ header: EthernetHeader, at p: UnsafeRawPointer, length: Int, port: UInt16,
+    public func admit(_ header: EthernetHeader, at p: UnsafeRawPointer, length: Int, port: PortIndex,
                       members: Forwarder) -> IngressVerdict {
         let vlan: UInt16
         if header.isTagged {

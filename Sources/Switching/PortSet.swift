@@ -1,3 +1,5 @@
+import Model
+
 /// A set of switch ports as a bitmap: bit n of word n / 64 is port n. It is a
 /// value of fixed size (no storage on the heap), so building one allocates
 /// nothing; the data path never builds one per frame, though: a frame's
@@ -13,7 +15,7 @@ public struct PortSet: Hashable, Sendable, Sequence, CustomStringConvertible {
 
     @inlinable public init() { words = InlineArray(repeating: 0) }
 
-    public init(_ ports: some Sequence<UInt16>) {
+    public init(_ ports: some Sequence<PortIndex>) {
         self.init()
         for p in ports { insert(p) }
     }
@@ -24,24 +26,27 @@ public struct PortSet: Hashable, Sendable, Sequence, CustomStringConvertible {
     @inlinable public func word(_ w: Int) -> UInt64 { words[w] }
 
     @inlinable
-    public func contains(_ port: UInt16) -> Bool {
-        port < Self.maxPorts && words[Int(port &>> 6)] & (1 &<< UInt64(port & 63)) != 0
+    public func contains(_ port: PortIndex) -> Bool {
+        let p = port.rawValue
+        return p < Self.maxPorts && words[Int(p &>> 6)] & (1 &<< UInt64(p & 63)) != 0
     }
 
     /// Ports past `maxPorts` are a bug of ours: the switch refuses to create them.
     @inlinable
-    public mutating func insert(_ port: UInt16) {
-        precondition(port < Self.maxPorts, "port index beyond PortSet.maxPorts")
-        words[Int(port &>> 6)] |= 1 &<< UInt64(port & 63)
+    public mutating func insert(_ port: PortIndex) {
+        let p = port.rawValue
+        precondition(p < Self.maxPorts, "port index beyond PortSet.maxPorts")
+        words[Int(p &>> 6)] |= 1 &<< UInt64(p & 63)
     }
 
     @inlinable
-    public mutating func remove(_ port: UInt16) {
-        if port < Self.maxPorts { words[Int(port &>> 6)] &= ~(1 &<< UInt64(port & 63)) }
+    public mutating func remove(_ port: PortIndex) {
+        let p = port.rawValue
+        if p < Self.maxPorts { words[Int(p &>> 6)] &= ~(1 &<< UInt64(p & 63)) }
     }
 
     @inlinable
-    public func removing(_ port: UInt16) -> PortSet {
+    public func removing(_ port: PortIndex) -> PortSet {
         var s = self
         s.remove(port)
         return s
@@ -62,9 +67,9 @@ public struct PortSet: Hashable, Sendable, Sequence, CustomStringConvertible {
 
     /// The lowest port in the set, if any.
     @inlinable
-    public var first: UInt16? {
+    public var first: PortIndex? {
         for w in 0..<Self.wordCount where words[w] != 0 {
-            return UInt16(truncatingIfNeeded: w &* 64 &+ words[w].trailingZeroBitCount)
+            return PortIndex(truncating: w &* 64 &+ words[w].trailingZeroBitCount)
         }
         return nil
     }
@@ -99,13 +104,13 @@ public struct PortSet: Hashable, Sendable, Sequence, CustomStringConvertible {
         }
 
         @inlinable
-        public mutating func next() -> UInt16? {
+        public mutating func next() -> PortIndex? {
             while rest == 0 {
                 word &+= 1
                 guard word < PortSet.wordCount else { return nil }
                 rest = set.words[word]
             }
-            let port = UInt16(truncatingIfNeeded: word &* 64 &+ rest.trailingZeroBitCount)
+            let port = PortIndex(truncating: word &* 64 &+ rest.trailingZeroBitCount)
             rest &= rest &- 1
             return port
         }
@@ -113,5 +118,5 @@ public struct PortSet: Hashable, Sendable, Sequence, CustomStringConvertible {
 
     @inlinable public func makeIterator() -> Iterator { Iterator(self) }
 
-    public var description: String { "[" + map(String.init).joined(separator: ",") + "]" }
+    public var description: String { "[" + map(\.description).joined(separator: ",") + "]" }
 }

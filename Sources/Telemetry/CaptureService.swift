@@ -1,6 +1,7 @@
 import Engine
 import Glibc
 import Logging
+import Model
 import Packets
 import Platform
 
@@ -69,7 +70,7 @@ public final class CaptureService: ControlLoopClient {
             output = PcapFormat.fileHeader(snapLength: request.snapLength)
         }
 
-        func wants(port index: UInt16, _ direction: CaptureDirection) -> Bool {
+        func wants(port index: PortIndex, _ direction: CaptureDirection) -> Bool {
             guard index == port.index, ending == nil, remaining != 0 else { return false }
             return direction == .receive ? request.receive : request.transmit
         }
@@ -89,8 +90,8 @@ public final class CaptureService: ControlLoopClient {
     public var captureCount: Int { sessions.count }
 
     /// Frames of port `index` going `direction` that found a worker's ring full, since start.
-    public func ringDrops(port index: UInt16, direction: CaptureDirection) -> UInt64 {
-        sw.workers.reduce(0) { $0 + $1.captureRing.dropped(port: index, direction: direction) }
+    public func ringDrops(port index: PortIndex, direction: CaptureDirection) -> UInt64 {
+        sw.workers.reduce(0) { $0 + $1.captureRing.dropped(port: index.rawValue, direction: direction) }
     }
 
     /// Starts a capture on the connected stream socket in `connection`, which the
@@ -139,8 +140,8 @@ public final class CaptureService: ControlLoopClient {
 
     /// Points the workers at the union of what the captures want.
     private func select() {
-        var rx: [UInt16] = []
-        var tx: [UInt16] = []
+        var rx: [PortIndex] = []
+        var tx: [PortIndex] = []
         var snap = 1
         for s in sessions where s.ending == nil {
             if s.request.receive { rx.append(s.port.index) }
@@ -154,11 +155,12 @@ public final class CaptureService: ControlLoopClient {
     /// Drained even with no capture running: a worker may copy a last burst
     /// after its capture ended, and the ring must not keep it.
     private func drainRings() {
-        var frames: [(microseconds: UInt64, port: UInt16, direction: CaptureDirection, length: Int, bytes: [UInt8])] = []
+        var frames: [(microseconds: UInt64, port: PortIndex, direction: CaptureDirection, length: Int, bytes: [UInt8])] = []
         for w in sw.workers {
             w.captureRing.drain { frame in
-                guard sessions.contains(where: { $0.wants(port: frame.port, frame.direction) }) else { return }
-                frames.append((frame.microseconds, frame.port, frame.direction, frame.originalLength, Array(frame.bytes)))
+                let port = PortIndex(frame.port)
+                guard sessions.contains(where: { $0.wants(port: port, frame.direction) }) else { return }
+                frames.append((frame.microseconds, port, frame.direction, frame.originalLength, Array(frame.bytes)))
             }
         }
         if sw.workers.count > 1 { frames.sort { $0.microseconds < $1.microseconds } }

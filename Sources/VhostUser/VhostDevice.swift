@@ -209,13 +209,7 @@ public final class VhostDevice: @unchecked Sendable {
                     for q in allRings where q.isRunning { q.ringBase = q.stopRing() }
                     packedRings = packed
                 }
-                for q in allRings {
-                    q.headerLength = f.netHeaderLength
-                    q.mergeableBuffers = f.contains(.mergeableRxBuffers)
-                    // VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
-                    q.acceptedHeaderFlags = f.contains(.guestCsum) ? 0x03 : 0
-                    q.eventIndex = f.contains(.eventIndex)
-                }
+                for q in allRings { q.configuration.negotiate(f) }
                 applyDirtyLog()
             }
             if f.contains(.logAll) != wasLogging {
@@ -267,7 +261,7 @@ public final class VhostDevice: @unchecked Sendable {
             gate.whilePaused {
                 for q in rings {
                     q.ringBase = q.stopRing()
-                    q.size = UInt16(num)
+                    q.configuration.size = UInt16(num)
                 }
             }
             return nil
@@ -278,9 +272,9 @@ public final class VhostDevice: @unchecked Sendable {
             gate.whilePaused {
                 for q in rings {
                     q.ringBase = q.stopRing()
-                    q.descAddress = FrontEndAddress(a.descUserAddr)
-                    q.availAddress = FrontEndAddress(a.availUserAddr)
-                    q.usedAddress = FrontEndAddress(a.usedUserAddr)
+                    q.configuration.descAddress = FrontEndAddress(a.descUserAddr)
+                    q.configuration.availAddress = FrontEndAddress(a.availUserAddr)
+                    q.configuration.usedAddress = FrontEndAddress(a.usedUserAddr)
                 }
                 addressesSet[Int(a.index)] = true
                 usedRingLogAddresses[Int(a.index)] = usedLog
@@ -487,7 +481,7 @@ public final class VhostDevice: @unchecked Sendable {
 
     private func startIfReady(_ index: Int) throws(Refusal) {
         let q = control(index)
-        guard !isBroken, !q.isRunning, q.enabled, q.kickFD >= 0, addressesSet[index], q.size > 0,
+        guard !isBroken, !q.isRunning, q.enabled, q.kickFD >= 0, addressesSet[index], q.configuration.size > 0,
               let memory else { return }
         // virtio 1.2 §3.1.1: no buffer is used before DRIVER_OK. Only a front-end
         // that negotiated STATUS tells us when that is; for others, enabled means go.
@@ -504,7 +498,7 @@ public final class VhostDevice: @unchecked Sendable {
             markBroken("queue \(index): \(failure)\(hint)", fromDataPath: false)
             throw Refusal("queue \(index) cannot start: \(failure)")
         }
-        logger.info("vhost-user \(name): queue \(index) running (\(packedRings ? "packed" : "split"), size \(q.size), from \(q.startIndex))")
+        logger.info("vhost-user \(name): queue \(index) running (\(packedRings ? "packed" : "split"), size \(q.configuration.size), from \(q.startIndex))")
         // QEMU creates kick eventfds already signalled: only kicks from now on count.
         if q.kickFD >= 0 { _ = EventFD.drain(q.kickFD) }
         watch[index] = (q.availIndexInRing ?? 0, nil)
@@ -567,7 +561,7 @@ public final class VhostDevice: @unchecked Sendable {
     /// log), at nothing otherwise. The caller has the data path paused.
     func applyDirtyLog() {
         let log = features.contains(.logAll) ? dirtyLog : nil
-        for q in queues { q.setDirtyLog(log, usedRing: usedRingLogAddresses[q.index]) }
+        for q in queues { q.configuration.setDirtyLog(log, usedRing: usedRingLogAddresses[q.index]) }
     }
 
     func usedRingLogAddress(queue index: Int) -> GuestAddress? { usedRingLogAddresses[index] }

@@ -20,7 +20,7 @@ extension PackedVirtqueue {
         }
         while consumed < room, let flags = headFlags() {
             var walker = chain(headFlags: flags)
-            switch TransmitChain.gather(&walker, into: batch, headerLength: headerLength,
+            switch TransmitChain.gather(&walker, into: batch, headerLength: configuration.headerLength,
                                         maxFrameLength: maxFrameLength, memory: mem) {
             case .broken(let e):
                 fail(e)

@@ -6,8 +6,14 @@ extension PackedVirtqueue {
     /// chains used together, as `SplitVirtqueue.push` does: with mergeable
     /// buffers a frame spans as many chains as it needs (num_buffers says how
     /// many), without it must fit one. Frames that find no room are dropped and counted.
+    ///
+    /// With a `segmenter`, every frame that `acceptance` (what the driver
+    /// negotiated) refuses is a GSO frame the worker left to this queue: it is
+    /// cut straight into the chains (`writeSegments`), its drops counted per
+    /// segment, so it is tried even when no chain is left.
     @inlinable
-    public func push(from batch: PacketBatch, counters: QueueCounters) {
+    public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
+                     acceptance: OffloadAcceptance = .everything) {
         let total = batch.count
         guard total > 0 else { return }
         guard isRunning, let mem = memory else {
@@ -16,11 +22,27 @@ extension PackedVirtqueue {
         }
         var sent = 0
         var bytes: UInt64 = 0
+        let checksum: SoftwareSegmenter.Checksum = acceptance.contains(.partialChecksum) ? .partial : .complete
         var frame = 0
         while frame < total {
+            if let segmenter, !acceptance.accepts(header: batch.header(frame)) {
+                // The packed ring's dirty logging comes with its own marks (branch packed).
+                let running = writeSegments(frame, of: batch, memory: mem, segmenter: segmenter,
+                                            checksum: checksum, counters: counters, writes: UnloggedWrites(),
+                                            sent: &sent, bytes: &bytes)
+                frame &+= 1
+                if !running {
+                    counters.dropped(.deviceBroken, total &- frame)
+                    break
+                }
+                continue
+            }
             guard let flags = headFlags() else {
-                counters.dropped(.noRxBuffer, total &- frame)
-                break
+                // Every frame after it finds no room either, but a GSO frame counts its segments.
+                let missed = segmenter == nil ? total &- frame : 1
+                counters.dropped(.noRxBuffer, missed)
+                frame &+= missed
+                continue
             }
             switch writeFrame(frame, of: batch, headFlags: flags, memory: mem) {
             case .delivered:
@@ -45,8 +67,8 @@ extension PackedVirtqueue {
     func writeFrame(_ frame: Int, of batch: PacketBatch, headFlags firstFlags: UInt16, memory mem: GuestMemory)
         -> PushedFrame
     {
-        var copy = FrameCopy(frame: frame, of: batch, headerLength: headerLength,
-                             acceptedHeaderFlags: acceptedHeaderFlags)
+        var copy = FrameCopy(frame: frame, of: batch, headerLength: configuration.headerLength,
+                             acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         var chains = 0
         let start = (position: availPosition, wrap: availWrap, pending: pendingCount, inFlight: inFlight)
         var flags = firstFlags
@@ -54,7 +76,7 @@ extension PackedVirtqueue {
             if chains > 0 {
                 // Checked first: without mergeable buffers a frame that outgrew its
                 // chain is too big, however many chains are left behind it.
-                var shortfall: DropReason? = mergeableBuffers ? nil : .rxBufferTooSmall
+                var shortfall: DropReason? = configuration.mergeableBuffers ? nil : .rxBufferTooSmall
                 if shortfall == nil {
                     if let next = headFlags() { flags = next } else { shortfall = .noRxBuffer }
                 }

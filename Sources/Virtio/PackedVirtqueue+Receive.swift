@@ -41,8 +41,9 @@ extension PackedVirtqueue {
     public func commitChain(head: UInt16, pieces: UnsafePointer<iovec>, count: Int, length: Int,
                             prefix: UnsafeMutableRawPointer, prefixLength: Int) {
         precondition(lentDescriptors > 0, "commitChain without a chain lent by nextChain")
-        ReceivePrefix.write(prefix, length: prefixLength, into: pieces, count: count, headerLength: headerLength,
-                            acceptedHeaderFlags: acceptedHeaderFlags)
+        ReceivePrefix.write(prefix, length: prefixLength, into: pieces, count: count,
+                            headerLength: configuration.headerLength,
+                            acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         take(id: head, descriptors: lentDescriptors, end: lentEnd, written: length)
         lentDescriptors = 0
     }

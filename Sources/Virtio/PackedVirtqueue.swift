@@ -46,17 +46,7 @@ public final class PackedVirtqueue {
     public let index: Int
 
     // Configuration, written by the control plane while the data path is quiesced.
-    public var size: UInt16 = 0
-    /// SET_VRING_ADDR's three areas: the descriptor ring, the driver's event
-    /// suppression structure (the "avail" address), the device's (the "used" one).
-    public var descAddress = FrontEndAddress(0)
-    public var availAddress = FrontEndAddress(0)
-    public var usedAddress = FrontEndAddress(0)
-    public var eventIndex = false
-    public var headerLength = 12
-    public var mergeableBuffers = false
-    /// Virtio-net header flags this driver may be given; other flags are cleared on push.
-    public var acceptedHeaderFlags: UInt8 = 0
+    public var configuration = RingConfiguration()
     public var enabled = false
     public var kickFD: Int32 = -1
     public var callFD: Int32 = -1
@@ -97,6 +87,9 @@ public final class PackedVirtqueue {
     /// The chain `nextChain` lent: where the ring goes on after it, and its size.
     @usableFromInline var lentEnd: (position: UInt16, wrap: Bool) = (0, true)
     @usableFromInline var lentDescriptors: UInt32 = 0
+    /// One segment's buffers, for segments written straight into the guest's
+    /// receive chains (PackedVirtqueue+Segments.swift).
+    @usableFromInline let segmentPieces: UnsafeMutablePointer<iovec>
     /// Where the queue started reading, for the control thread's health check.
     public private(set) var startIndex: UInt16 = 0
     /// The worker reads this before touching the ring.
@@ -104,30 +97,38 @@ public final class PackedVirtqueue {
     /// The first guest error seen; the queue stays stopped until reconfigured.
     public internal(set) var error: VirtqueueError? = nil
 
-    public init(index: Int) { self.index = index }
+    public init(index: Int) {
+        self.index = index
+        segmentPieces = .allocate(capacity: SegmentBuffers<UnloggedWrites>.maxPieces)
+        segmentPieces.initialize(repeating: iovec(), count: SegmentBuffers<UnloggedWrites>.maxPieces)
+    }
 
-    deinit { pending?.deallocate() }
+    deinit {
+        pending?.deallocate()
+        segmentPieces.deallocate()
+    }
 
     /// virtio 1.2 §2.8: up to 2^15 entries, no power of two required.
     public static let maxSize = PackedRingLayout.maxSize
 
     /// Checks the configuration against guest memory and starts the queue at `baseIndex`.
     public func start(memory: GuestMemory) throws(VirtqueueError) {
-        let n = UInt32(size)
+        let c = configuration
+        let n = UInt32(c.size)
         guard n > 0, n <= PackedRingLayout.maxSize else { throw .packedSizeInvalid(n) }
         // §2.8 "Structure Size and Alignment": the ring on 16 bytes, each event structure on 4.
-        guard descAddress.rawValue % 16 == 0,
-              let r = memory.translate(descAddress, length: UInt64(PackedRingLayout.descriptorSize) * UInt64(n)) else {
-            throw .ringNotMapped(.descriptorRing, address: descAddress.rawValue)
+        guard c.descAddress.rawValue % 16 == 0,
+              let r = memory.translate(c.descAddress, length: UInt64(PackedRingLayout.descriptorSize) * UInt64(n)) else {
+            throw .ringNotMapped(.descriptorRing, address: c.descAddress.rawValue)
         }
-        guard availAddress.rawValue % 4 == 0, let driver = memory.translate(availAddress, length: 4) else {
-            throw .ringNotMapped(.driverEventArea, address: availAddress.rawValue)
+        guard c.availAddress.rawValue % 4 == 0, let driver = memory.translate(c.availAddress, length: 4) else {
+            throw .ringNotMapped(.driverEventArea, address: c.availAddress.rawValue)
         }
-        guard usedAddress.rawValue % 4 == 0, let device = memory.translate(usedAddress, length: 4) else {
-            throw .ringNotMapped(.deviceEventArea, address: usedAddress.rawValue)
+        guard c.usedAddress.rawValue % 4 == 0, let device = memory.translate(c.usedAddress, length: 4) else {
+            throw .ringNotMapped(.deviceEventArea, address: c.usedAddress.rawValue)
         }
         let position = UInt16(truncatingIfNeeded: baseIndex) & ~PackedRingLayout.wrapBit
-        guard UInt32(position) < n else { throw .basePositionOutOfRange(position, size: size) }
+        guard UInt32(position) < n else { throw .basePositionOutOfRange(position, size: c.size) }
         if pendingCapacity < Int(n) {
             pending?.deallocate()
             pending = .allocate(capacity: Int(n))
@@ -176,10 +177,7 @@ public final class PackedVirtqueue {
     /// Forgets everything: a reset device or a departed front-end.
     public func reset() {
         stop()
-        size = 0
-        descAddress = FrontEndAddress(0)
-        availAddress = FrontEndAddress(0)
-        usedAddress = FrontEndAddress(0)
+        configuration.forgetRing()
         baseIndex = PackedRingLayout.initialBase
         enabled = false
         kickFD = -1
@@ -310,7 +308,7 @@ public final class PackedVirtqueue {
         let shouldSignal: Bool
         if flags == PackedRingLayout.eventsDisabled {
             shouldSignal = false
-        } else if flags == PackedRingLayout.eventAtDescriptor && eventIndex {
+        } else if flags == PackedRingLayout.eventAtDescriptor && configuration.eventIndex {
             let offWrap = ferry_load_relaxed_u16(events)
             let laps = ringSize &* 2
             // An offset the guest wrote past the ring is taken modulo the laps: a wrong answer for that guest only.

@@ -10,28 +10,23 @@ extension SplitVirtqueue {
     public static let largestUsedRingBytes = SplitRingLayout.usedBytes(Int(SplitRingLayout.maxSize))
 
     /// The used ring's bytes at the current size, for checking that the log covers them.
-    public var usedRingBytes: UInt64 { SplitRingLayout.usedBytes(Int(size == 0 ? UInt16(SplitRingLayout.maxSize) : size)) }
-
-    /// Logs this queue's writes into `log` (nil: logging off); the used ring's
-    /// at `usedRing` if the front-end asked for them. The caller has the data path paused.
-    public func setDirtyLog(_ log: DirtyPageLog?, usedRing: GuestAddress?) {
-        dirtyLogOwner = log
-        dirtyLog = log
-        usedRingLogAddress = log == nil ? nil : usedRing?.rawValue
+    public var usedRingBytes: UInt64 {
+        let size = configuration.size
+        return SplitRingLayout.usedBytes(Int(size == 0 ? UInt16(SplitRingLayout.maxSize) : size))
     }
 
     /// Whether writes into this queue's buffers are logged now.
-    public var isLogging: Bool { dirtyLog != nil }
+    public var isLogging: Bool { configuration.dirtyLog != nil }
 
     /// The dirty log a burst that writes into this queue's buffers marks
     /// (nil: logging off): the direct TAP path picks its `GuestWrites` by it.
     @inlinable
-    public var dirtyPageLog: DirtyPageLog? { dirtyLog }
+    public var dirtyPageLog: DirtyPageLog? { configuration.dirtyLog }
 
     /// Marks `length` bytes of the used ring at `offset` from its start, if logged.
     @inlinable
     func markUsedRing(offset: Int, length: Int) {
-        guard let log = dirtyLog, let base = usedRingLogAddress else { return }
+        guard let log = configuration.dirtyLog, let base = configuration.usedRingLogAddress else { return }
         // No overflow: the address was checked to leave room for the largest used ring.
         log.mark(GuestAddress(base &+ UInt64(offset)), length: length)
     }
@@ -39,7 +34,7 @@ extension SplitVirtqueue {
     /// Marks `count` used entries from index `first` (wrapping round the ring) and the used index.
     @usableFromInline
     func markPublished(from first: UInt16, count: UInt16) {
-        guard let log = dirtyLog, let base = usedRingLogAddress else { return }
+        guard let log = configuration.dirtyLog, let base = configuration.usedRingLogAddress else { return }
         let ringSize = Int(mask) &+ 1
         var slot = Int(first & mask)
         var left = Int(count)

@@ -73,7 +73,8 @@ extension SplitVirtqueue {
     @inlinable
     func readChain(head: DescriptorIndex, into batch: PacketBatch, memory mem: GuestMemory) -> PulledChain {
         var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: head)
-        switch TransmitChain.gather(&walker, into: batch, headerLength: headerLength, maxFrameLength: maxFrameLength,
+        switch TransmitChain.gather(&walker, into: batch, headerLength: configuration.headerLength,
+                                    maxFrameLength: maxFrameLength,
                                     memory: mem) {
         case .frame: return .frame
         case .dropped(let reason): return .dropped(reason)

@@ -23,14 +23,13 @@ extension SplitVirtqueue {
     /// checksums left partial when the driver takes that. Drops of such a frame
     /// are counted per segment, so it is tried even when no chain is left.
     ///
-    /// With the dirty log on, every byte written marks its page (the choice
-    /// is made once per burst: with it off, no write pays for it). The worker
-    /// then cuts GSO frames itself (`Virtqueue.cutsSegments` is false), so
-    /// every frame goes through `writeFrame`, which marks.
+    /// With the dirty log on, every byte written marks its page, whole frames
+    /// and segments alike (the choice is made once per burst: with it off, no
+    /// write pays for it).
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
                      acceptance: OffloadAcceptance = .everything) {
-        if let log = dirtyLog, let mem = memory {
+        if let log = configuration.dirtyLog, let mem = memory {
             push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
                  writes: LoggedWrites(log: log, memory: mem))
         } else {
@@ -57,13 +56,11 @@ extension SplitVirtqueue {
         var frame = 0
         while frame < total {
             if let segmenter, !acceptance.accepts(header: batch.header(frame)) {
-                let result = writeSegments(frame, of: batch, memory: mem, availLeft: availLeft, segmenter: segmenter,
-                                           checksum: checksum, counters: counters)
-                availLeft = result.availLeft
-                sent &+= result.sent
-                bytes &+= result.bytes
+                let running = writeSegments(frame, of: batch, memory: mem, availLeft: &availLeft,
+                                            segmenter: segmenter, checksum: checksum, counters: counters,
+                                            writes: writes, sent: &sent, bytes: &bytes)
                 frame &+= 1
-                if result.broken {
+                if !running {
                     counters.dropped(.deviceBroken, total &- frame)
                     break
                 }
@@ -105,15 +102,15 @@ extension SplitVirtqueue {
     @inlinable
     func writeFrame<W: GuestWrites>(_ frame: Int, of batch: PacketBatch, memory mem: GuestMemory, availLeft: Int,
                                     writes: W) -> PushedFrame {
-        var copy = FrameCopy(frame: frame, of: batch, headerLength: headerLength,
-                             acceptedHeaderFlags: acceptedHeaderFlags)
+        var copy = FrameCopy(frame: frame, of: batch, headerLength: configuration.headerLength,
+                             acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         var chains = 0
         let startAvail = lastAvail
         let startPending = pendingUsed
         while !copy.isDone {
             // Checked first: without mergeable buffers a frame that outgrew its
             // chain is too big, however many chains are left behind it.
-            if chains > 0 && !mergeableBuffers {
+            if chains > 0 && !configuration.mergeableBuffers {
                 lastAvail = startAvail
                 pendingUsed = startPending
                 return .dropped(.rxBufferTooSmall)

@@ -76,8 +76,9 @@ extension SplitVirtqueue {
     @inlinable
     public func commitChain<W: GuestWrites>(head: UInt16, pieces: UnsafePointer<iovec>, count: Int, length: Int,
                                             prefix: UnsafeMutableRawPointer, prefixLength: Int, writes: W) {
-        ReceivePrefix.write(prefix, length: prefixLength, into: pieces, count: count, headerLength: headerLength,
-                            acceptedHeaderFlags: acceptedHeaderFlags)
+        ReceivePrefix.write(prefix, length: prefixLength, into: pieces, count: count,
+                            headerLength: configuration.headerLength,
+                            acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         ReceivePrefix.mark(length, of: pieces, count: count, writes: writes)
         // The caller hands back the head `nextChain` returned, which `head(at:)` checked.
         writeUsed(at: usedIndex &+ pendingUsed, id: DescriptorIndex(checked: head),

@@ -31,16 +31,7 @@ public final class SplitVirtqueue {
     public let index: Int
 
     // Configuration, written by the control plane while the data path is quiesced.
-    public var size: UInt16 = 0
-    public var descAddress = FrontEndAddress(0)
-    public var availAddress = FrontEndAddress(0)
-    public var usedAddress = FrontEndAddress(0)
-    public var eventIndex = false
-    public var headerLength = 12
-    public var mergeableBuffers = false
-    /// Virtio-net header flags this driver may be given (virtio 1.2 §5.1.6.4.1:
-    /// NEEDS_CSUM and DATA_VALID only with GUEST_CSUM); other flags are cleared on push.
-    public var acceptedHeaderFlags: UInt8 = 0
+    public var configuration = RingConfiguration()
     public var enabled = false
     public var kickFD: Int32 = -1
     public var callFD: Int32 = -1
@@ -72,14 +63,6 @@ public final class SplitVirtqueue {
     /// Largest frame accepted from a guest (64 KiB of GSO payload plus headers).
     public var maxFrameLength: UInt32 = 65_550
 
-    // Live migration (SplitVirtqueue+DirtyLog.swift), set while the data path is quiesced.
-    /// The front-end's dirty log while it asks for logging (VHOST_F_LOG_ALL), else nil.
-    @usableFromInline unowned(unsafe) var dirtyLog: DirtyPageLog? = nil
-    @usableFromInline var dirtyLogOwner: DirtyPageLog? = nil
-    /// Where the used ring's first byte is logged (SET_VRING_ADDR's log_guest_addr),
-    /// when the ring's VHOST_VRING_F_LOG asks for used-ring writes to be logged.
-    @usableFromInline var usedRingLogAddress: UInt64? = nil
-
     /// One segment's buffers and chains, for segments written straight into
     /// the guest's receive chains (SplitVirtqueue+Segments.swift).
     @usableFromInline let segmentPieces: UnsafeMutablePointer<iovec>
@@ -87,10 +70,11 @@ public final class SplitVirtqueue {
 
     public init(index: Int) {
         self.index = index
-        segmentPieces = .allocate(capacity: ReceiveChainSink.maxPieces)
-        segmentPieces.initialize(repeating: iovec(), count: ReceiveChainSink.maxPieces)
-        segmentChains = .allocate(capacity: ReceiveChainSink.maxPieces)
-        segmentChains.initialize(repeating: UsedChain(head: DescriptorIndex(checked: 0), length: 0), count: ReceiveChainSink.maxPieces)
+        let pieces = SegmentBuffers<UnloggedWrites>.maxPieces
+        segmentPieces = .allocate(capacity: pieces)
+        segmentPieces.initialize(repeating: iovec(), count: pieces)
+        segmentChains = .allocate(capacity: pieces)
+        segmentChains.initialize(repeating: UsedChain(head: DescriptorIndex(checked: 0), length: 0), count: pieces)
     }
 
     deinit {
@@ -105,16 +89,17 @@ public final class SplitVirtqueue {
     /// Resumes from the used index in the ring when it disagrees with the base
     /// (a back-end restart: the driver's view of what was consumed is the used index).
     public func start(memory: GuestMemory) throws(VirtqueueError) {
-        let n = UInt32(size)
+        let c = configuration
+        let n = UInt32(c.size)
         guard n > 0, n <= SplitRingLayout.maxSize, n & (n - 1) == 0 else { throw .sizeInvalid(n) }
-        guard let d = memory.translate(descAddress, length: SplitRingLayout.descriptorTableBytes(Int(n))) else {
-            throw .ringNotMapped(.descriptorTable, address: descAddress.rawValue)
+        guard let d = memory.translate(c.descAddress, length: SplitRingLayout.descriptorTableBytes(Int(n))) else {
+            throw .ringNotMapped(.descriptorTable, address: c.descAddress.rawValue)
         }
-        guard let a = memory.translate(availAddress, length: SplitRingLayout.availBytes(Int(n))) else {
-            throw .ringNotMapped(.availRing, address: availAddress.rawValue)
+        guard let a = memory.translate(c.availAddress, length: SplitRingLayout.availBytes(Int(n))) else {
+            throw .ringNotMapped(.availRing, address: c.availAddress.rawValue)
         }
-        guard let u = memory.translate(usedAddress, length: SplitRingLayout.usedBytes(Int(n))) else {
-            throw .ringNotMapped(.usedRing, address: usedAddress.rawValue)
+        guard let u = memory.translate(c.usedAddress, length: SplitRingLayout.usedBytes(Int(n))) else {
+            throw .ringNotMapped(.usedRing, address: c.usedAddress.rawValue)
         }
         desc = d
         avail = a
@@ -157,17 +142,13 @@ public final class SplitVirtqueue {
     /// Forgets everything: a reset device or a departed front-end.
     public func reset() {
         stop()
-        size = 0
-        descAddress = FrontEndAddress(0)
-        availAddress = FrontEndAddress(0)
-        usedAddress = FrontEndAddress(0)
+        configuration.forgetRing()
         baseIndex = RingIndex(0)
         enabled = false
         kickFD = -1
         callFD = -1
         errorFD = -1
         error = nil
-        setDirtyLog(nil, usedRing: nil)
     }
 
     @usableFromInline
@@ -191,7 +172,7 @@ public final class SplitVirtqueue {
     /// driver never sends.
     public func enableNotifications() -> Bool {
         guard isRunning, let u = used, let a = avail else { return false }
-        if eventIndex {
+        if configuration.eventIndex {
             // SAFETY: avail_event sits at 4 + 8 * size, inside the usedBytes(size) = 6 + 8 * size start() translated.
             ferry_store_relaxed_u16(u + 4 + 8 &* (Int(mask) &+ 1), lastAvail.rawValue)
             markUsedRing(offset: 4 &+ 8 &* (Int(mask) &+ 1), length: 2)
@@ -209,7 +190,7 @@ public final class SplitVirtqueue {
     /// written: avail_event stays behind, and the driver kicks only when its
     /// index passes it.
     public func disableNotifications() {
-        guard isRunning, let u = used, !eventIndex else { return }
+        guard isRunning, let u = used, !configuration.eventIndex else { return }
         ferry_store_relaxed_u16(u, SplitRingLayout.usedNoNotify)
         markUsedRing(offset: 0, length: 2)
     }
@@ -267,7 +248,7 @@ public final class SplitVirtqueue {
         // visible before the driver can see the new index.
         // SAFETY: only called while running, so used is the ring start() translated; idx is at offset 2.
         ferry_store_release_u16(used.unsafelyUnwrapped + 2, newIndex.rawValue)
-        if dirtyLog != nil { markPublished(from: usedIndex.rawValue, count: count) }
+        if configuration.dirtyLog != nil { markPublished(from: usedIndex.rawValue, count: count) }
         usedIndex = newIndex
         notifyIfNeeded()
     }
@@ -278,7 +259,7 @@ public final class SplitVirtqueue {
         // SAFETY: called from publishUsed, while running: avail is the ring start() translated.
         let a = avail.unsafelyUnwrapped
         let shouldSignal: Bool
-        if eventIndex {
+        if configuration.eventIndex {
             // §2.7.10: the used index store must be visible before reading
             // used_event, or both sides could miss each other's update.
             ferry_fence_seq_cst()

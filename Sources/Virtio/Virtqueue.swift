@@ -45,8 +45,8 @@ public enum Virtqueue {
     @inlinable
     public var headerLength: Int {
         switch self {
-        case .split(let q): q.headerLength
-        case .packed(let q): q.headerLength
+        case .split(let q): q.configuration.headerLength
+        case .packed(let q): q.configuration.headerLength
         }
     }
 
@@ -83,25 +83,14 @@ public enum Virtqueue {
     }
 
     /// As `push`, GSO frames the driver did not negotiate cut straight into
-    /// its chains (a split ring's `ReceiveChainSink`). A packed ring has no
-    /// segment sink yet: its port says so (`cutsSegments`) and the worker cuts
-    /// them first.
+    /// its chains (`ReceiveChainSink`, `PackedReceiveChainSink`).
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter,
                      acceptance: OffloadAcceptance) {
         switch self {
         case .split(let q): q.push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance)
-        case .packed(let q): q.push(from: batch, counters: counters)
+        case .packed(let q): q.push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance)
         }
-    }
-
-    /// Whether `push(from:counters:segmenter:acceptance:)` cuts segments into the guest's chains.
-    /// Not while a live migration logs the ring's writes: the worker then cuts them into its
-    /// own slots and push writes whole frames, each piece of which it marks.
-    @inlinable
-    public var cutsSegments: Bool {
-        if case .split(let q) = self { return q.dirtyPageLog == nil }
-        return false
     }
 
     /// Chains the driver has posted and the device not taken, counted up to `limit`.

@@ -6,14 +6,7 @@
 /// dynamically dispatched, which the data path never does (`Virtqueue`).
 public protocol VirtqueueControl: AnyObject {
     var index: Int { get }
-    var size: UInt16 { get set }
-    var descAddress: FrontEndAddress { get set }
-    var availAddress: FrontEndAddress { get set }
-    var usedAddress: FrontEndAddress { get set }
-    var eventIndex: Bool { get set }
-    var headerLength: Int { get set }
-    var mergeableBuffers: Bool { get set }
-    var acceptedHeaderFlags: UInt8 { get set }
+    var configuration: RingConfiguration { get set }
     var enabled: Bool { get set }
     var kickFD: Int32 { get set }
     var callFD: Int32 { get set }

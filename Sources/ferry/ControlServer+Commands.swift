@@ -69,7 +69,8 @@ extension ControlServer {
             }
             vlan = UInt16(given)
         } else {
-            guard case .access(let v) = port.vlan else { throw .trunkNeedsVLAN(port: name, mode: port.vlan.description) }
+            // As the config's `fdb:` entries: the VLAN the port's untagged frames enter.
+            guard let v = port.vlan.untaggedVLAN else { throw .trunkNeedsVLAN(port: name, mode: port.vlan.description) }
             vlan = v
         }
         guard sw.database.addStatic(FDBKey(vlan: vlan, mac: mac), port: port.index) else {
@@ -104,7 +105,7 @@ extension ControlServer {
     /// `fdb-flush`: removes the learned entries (static ones too when asked) of a port and/or
     /// a VLAN, or all of them, as the Linux bridge's `fdb_flush` removes its dynamic entries.
     private func flush(_ filter: FDBFlushFilter) throws(ControlError) -> Int {
-        var index: UInt16?
+        var index: PortIndex?
         if let name = filter.port {
             guard let port = sw.port(named: name) else { throw .refused(SwitchError.unknownPort(name).description) }
             index = port.index

@@ -19,7 +19,8 @@ extension Ctl.FDB {
                 Frames to MAC in the VLAN go to that port only; learning never moves the
                 entry and it never ages. Replaces any entry, learned or static, for the same
                 MAC and VLAN. The VLAN must be one the port carries; it defaults to the
-                port's access VLAN, and a trunk port needs --vlan.
+                VLAN the port's untagged frames enter (an access port's, a trunk's native
+                one), and a trunk without a native VLAN needs --vlan.
                 Example: ferry ctl fdb add 52:54:00:12:34:56 --port trunk0 --vlan 10
                 """)
 
@@ -31,7 +32,7 @@ extension Ctl.FDB {
         @Option(help: "The port's name (see `ferry ctl show ports`).")
         var port: String
 
-        @Option(help: "The VLAN (1-4094; default: the port's access VLAN).")
+        @Option(help: "The VLAN (1-4094; default: the port's access or native VLAN).")
         var vlan: Int?
 
         func run() throws {

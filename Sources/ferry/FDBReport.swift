@@ -9,7 +9,7 @@ enum FDBReport {
         let entries = sw.database.entries(now: now).map { e in
             // Entries only ever name ports of this switch; the number is a fallback, not a case.
             FDBEntryInfo(mac: e.key.macAddress.description, vlan: Int(e.key.vlan),
-                         port: sw.port(index: e.port)?.name ?? String(e.port), isStatic: e.isStatic, age: e.age,
+                         port: sw.port(index: e.port)?.name ?? e.port.description, isStatic: e.isStatic, age: e.age,
                          vtep: VTEPReport.address(sw, port: e.port, number: e.endpoint))
         }
         return FDBReply(fdb: entries, counters: StatsReport.fdbCounters(sw))

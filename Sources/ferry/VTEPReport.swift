@@ -1,5 +1,6 @@
 import ControlProtocol
 import Engine
+import Model
 import Ports
 
 /// The remote VTEPs of every vxlan port as `show vteps` reports them.
@@ -22,7 +23,7 @@ enum VTEPReport {
     }
 
     /// The address of VTEP `number` behind port `index`, for a forwarding entry; nil for none.
-    static func address(_ sw: Switch, port index: UInt16, number: UInt16) -> String? {
+    static func address(_ sw: Switch, port index: PortIndex, number: UInt16) -> String? {
         guard number != 0, let tunnel = sw.port(index: index)?.port.tunnel,
               Int(number) <= tunnel.endpoints.count else { return nil }
         return "\(tunnel.endpoints.address(Int(number)))"

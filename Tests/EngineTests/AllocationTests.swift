@@ -144,10 +144,10 @@ final class AllocationTests: XCTestCase {
         }
     }
 
-    /// Offloads adapted in the worker: a guest sends TSO super-frames to a
-    /// guest without GUEST_TSO (segmented into the worker's slots, then pushed)
-    /// and to a sink (passed whole), and partial checksums to a guest without
-    /// GUEST_CSUM (finished in a slot).
+    /// Offloads adapted on the way: a guest sends TSO super-frames to guests
+    /// without GUEST_TSO on a split and on a packed ring (segmented straight
+    /// into their chains) and to a sink (passed whole), and partial checksums
+    /// to a guest without GUEST_CSUM (finished in a slot).
     func testSegmentedAndCompletedBurstsAllocateNothing() throws {
         try runUnderInterposer(test: "testSegmentedAndCompletedBurstsAllocateNothing") {
             let log = CapturedLog()
@@ -156,18 +156,20 @@ final class AllocationTests: XCTestCase {
             let receiver = try TestGuest("alloc-gso-b", log: log, withoutFeatures: noTSO)
             let plain = try TestGuest("alloc-gso-c", log: log,
                                       withoutFeatures: noTSO | VirtioNetFeatures.guestCsum.rawValue)
+            let packed = try TestGuest("alloc-gso-d", log: log, withoutFeatures: noTSO, packed: true)
             let sink = SinkPort()
             let sw = try SwitchHarness([(.vhost(sender.port), .access(1)), (.vhost(receiver.port), .access(1)),
-                                        (.vhost(plain.port), .access(1)), (.sink(sink), .access(1))], batchSize: 64)
+                                        (.vhost(plain.port), .access(1)), (.sink(sink), .access(1)),
+                                        (.vhost(packed.port), .access(1))], batchSize: 64)
             let gso = GSOTestFrame(payloadLength: 8000, segmentSize: 1448)
             var header = [UInt8](repeating: 0, count: 12)
             header.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
             var rounds = 0
             return (prepare: {
                 // Uncounted: what the guests got, new buffers, new frames.
-                let got = receiver.received().count + plain.received().count
-                precondition(rounds == 0 || got == 2 * 2 * 6, "the bursts did not deliver: \(got)")
-                for guest in [receiver, plain] { guest.postBuffers(32 - guest.port.device.queues[0].postedBuffers) }
+                let got = receiver.received().count + plain.received().count + packed.received().count
+                precondition(rounds == 0 || got == 3 * 2 * 6, "the bursts did not deliver: \(got)")
+                for guest in [receiver, plain, packed] { guest.postBuffers(32 - guest.postedBuffers) }
                 sender.send(gso.bytes, header: header)
                 sender.send(gso.bytes, header: header)
             }, burst: {

@@ -62,14 +62,24 @@ final class OffloadPathTests: XCTestCase {
     /// big-buffer guest's chains of several descriptors. The bytes are the
     /// segmenter's own (`segmentWithFerry`, checked against the kernel).
     func testSegmentsGoStraightIntoMergeableAndBigBufferChains() throws {
+        try segmentsGoStraightIntoMergeableAndBigBufferChains(packed: false)
+    }
+
+    /// The same into guests on packed rings (`PackedReceiveChainSink`).
+    func testSegmentsGoStraightIntoPackedMergeableAndBigBufferChains() throws {
+        try segmentsGoStraightIntoMergeableAndBigBufferChains(packed: true)
+    }
+
+    private func segmentsGoStraightIntoMergeableAndBigBufferChains(packed: Bool) throws {
         let sender = try TestGuest("m-a", log: log)
-        let small = try TestGuest("m-b", log: log, withoutFeatures: noTSO)
+        let small = try TestGuest("m-b", log: log, withoutFeatures: noTSO, packed: packed)
         let big = try TestGuest("m-c", log: log,
-                                withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue)
+                                withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue, packed: packed)
+        XCTAssertEqual(small.device.packedRings, packed)
         let sw = try SwitchHarness([(.vhost(sender.port), .access(3)), (.vhost(small.port), .access(3)),
                                     (.vhost(big.port), .access(3))])
         small.postBuffers(40, size: 500)
-        for _ in 0..<8 { big.frontEnd.rx.offerRX(bufferSizes: [12, 100, 1000, 4096]) }
+        for _ in 0..<8 { big.frontEnd.receiveRing.offerRX(bufferSizes: [12, 100, 1000, 4096]) }
         let gso = GSOTestFrame(ipv6: true, payloadLength: 7000, segmentSize: 1440, tcpFlags: 0x19)
         sender.send(gso.bytes, header: header(gso.header), split: [12 + 14, 700, 5000, gso.bytes.count - 14 - 5700])
         sw.pass()
@@ -87,8 +97,8 @@ final class OffloadPathTests: XCTestCase {
             XCTAssertEqual(guest.counters.drops, [:])
         }
         // 12 + 74 + 1440 bytes in 500-byte buffers: four each, the last segment (1240 bytes of payload) three.
-        XCTAssertEqual(small.port.device.queues[0].postedBuffers, 40 - 4 * 4 - 3)
-        XCTAssertEqual(big.port.device.queues[0].postedBuffers, 8 - 5)
+        XCTAssertEqual(small.postedBuffers, 40 - 4 * 4 - 3)
+        XCTAssertEqual(big.postedBuffers, 8 - 5)
     }
 
     /// The guest's ring runs out in the middle of a frame: the segments that
@@ -96,10 +106,18 @@ final class OffloadPathTests: XCTestCase {
     /// every segment of the next frame; a chain too small for a segment
     /// (no MRG_RXBUF) takes none of them.
     func testARingThatRunsOutMidFrameCountsEveryMissingSegment() throws {
+        try aRingThatRunsOutMidFrameCountsEveryMissingSegment(packed: false)
+    }
+
+    func testAPackedRingThatRunsOutMidFrameCountsEveryMissingSegment() throws {
+        try aRingThatRunsOutMidFrameCountsEveryMissingSegment(packed: true)
+    }
+
+    private func aRingThatRunsOutMidFrameCountsEveryMissingSegment(packed: Bool) throws {
         let sender = try TestGuest("r-a", log: log)
-        let short = try TestGuest("r-b", log: log, withoutFeatures: noTSO)
+        let short = try TestGuest("r-b", log: log, withoutFeatures: noTSO, packed: packed)
         let tiny = try TestGuest("r-c", log: log,
-                                 withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue)
+                                 withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue, packed: packed)
         let sw = try SwitchHarness([(.vhost(sender.port), .access(3)), (.vhost(short.port), .access(3)),
                                     (.vhost(tiny.port), .access(3))])
         short.postBuffers(3, size: 2048)
@@ -119,7 +137,7 @@ final class OffloadPathTests: XCTestCase {
         XCTAssertEqual(tiny.received().count, 0)
         XCTAssertEqual(tiny.counters.offloads[.segmentsOut] ?? 0, 0)
         XCTAssertEqual(tiny.counters.drops, [.rxBufferTooSmall: 7 + 7])
-        XCTAssertEqual(tiny.port.device.queues[0].postedBuffers, 4, "the chains stay the guest's")
+        XCTAssertEqual(tiny.postedBuffers, 4, "the chains stay the guest's")
 
         // New buffers: the next frame goes whole.
         short.postBuffers(7, size: 2048)

@@ -44,6 +44,9 @@ final class TestGuest {
     func received() -> [ReceivedFrame] { frontEnd.receiveRing.receive() }
 
     var counters: CounterSnapshot { port.counters[0].snapshot }
+
+    /// Receive chains posted and not yet taken, on either ring layout.
+    var postedBuffers: Int { device.receiveQueue(0).postedBuffers(atMost: Int.max) }
 }
 
 /// One worker and its bridge, without threads: the test calls `pass()` and
@@ -62,7 +65,7 @@ final class SwitchHarness {
         bridge.setMembership(ports.map(\.1))
         var sources: [WorkerSource] = []
         for (i, (port, _)) in ports.enumerated() {
-            for q in 0..<port.queueCount { sources.append(WorkerSource(index: UInt16(i), port: port, queue: q)) }
+            for q in 0..<port.queueCount { sources.append(WorkerSource(index: PortIndex(truncating: i), port: port, queue: q)) }
         }
         let table = ports.enumerated().map { i, p in
             WorkerPort(port: p.0, vlan: p.1, transmitQueue: 0,

@@ -41,7 +41,7 @@ final class WidePortsTests: XCTestCase {
         g[2].send(frame(from: c, to: a))
         sw.pass()
         XCTAssertEqual(g[0].received().map(\.frame), [frame(from: b, to: a), frame(from: c, to: a)])
-        XCTAssertEqual(sw.bridge.database.lookup(FDBKey(vlan: 1, mac: MACAddress(c)!)), UInt16(last))
+        XCTAssertEqual(sw.bridge.database.lookup(FDBKey(vlan: 1, mac: MACAddress(c)!)), PortIndex(truncating: last))
 
         // One burst: to the last port, to port 150, a broadcast, to the last port again.
         for dst in [c, b, broadcast, c] { g[0].send(frame(from: a, to: dst)) }

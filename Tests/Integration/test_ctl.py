@@ -212,6 +212,16 @@ def test_static_entry_on_a_trunk_names_its_vlan(ferry):
     assert entry(ferry, PINNED, vlan=20) is None
 
 
+def test_static_entry_on_a_native_trunk_defaults_to_its_native_vlan(ferry):
+    # As a config file's `fdb:` entry: without --vlan, the VLAN the port's untagged frames enter.
+    h.ctl_ok(ferry, "port", "add", "sink:name=n,trunk=10,20,native=20")
+    h.ctl_ok(ferry, "fdb", "add", PINNED, "--port", "n")
+    assert entry(ferry, PINNED, vlan=20) == {"mac": PINNED, "vlan": 20, "port": "n", "static": True, "age": 0}
+    assert entry(ferry, PINNED, vlan=1) is None
+    h.ctl_ok(ferry, "fdb", "del", PINNED, "--vlan", "20")
+    h.ctl_ok(ferry, "port", "del", "n")
+
+
 def test_static_entry_replaces_a_learned_one(ferry):
     h.ctl_ok(ferry, "fdb", "add", GEN_SRC, "--port", "u")
     assert entry(ferry, GEN_SRC) == {"mac": GEN_SRC, "vlan": 1, "port": "u", "static": True, "age": 0}
@@ -240,7 +250,7 @@ ERRORS = [
     (["fdb", "add", PINNED, "--port", "s", "--vlan", "10"], "port 's' does not carry vlan 10 (it is access 1)"),
     (["fdb", "add", PINNED, "--port", "t", "--vlan", "30"],
      "port 't' does not carry vlan 30 (it is trunk 10,20)"),
-    (["fdb", "add", PINNED, "--port", "t"], "port 't' is a trunk (trunk 10,20): give a vlan"),
+    (["fdb", "add", PINNED, "--port", "t"], "port 't' is a trunk (trunk 10,20) with no native VLAN: give a vlan"),
     (["fdb", "del", PINNED], f"no entry for {PINNED} in vlan 1"),
     (["fdb", "del", GEN_SRC, "--vlan", "10"], f"no entry for {GEN_SRC} in vlan 10"),
     (["fdb", "del", "nonsense"], "'nonsense' is not a MAC address (want aa:bb:cc:dd:ee:ff)"),

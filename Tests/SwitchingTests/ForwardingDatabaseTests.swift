@@ -8,7 +8,7 @@ import XCTest
 private func mac(_ n: UInt64) -> UInt64 { 0x0200_0000_0000 | (n & 0xFF_FFFF_FFFF) }
 private func key(_ n: UInt64, vlan: UInt16 = 1) -> FDBKey { FDBKey(vlan: vlan, mac: mac(n)) }
 /// The concurrent test's ports: the high byte is always the key's number.
-private func port(_ k: FDBKey, _ round: Int) -> UInt16 { UInt16(k.mac & 0xFF) << 8 | UInt16(round & 0xFF) }
+private func port(_ k: FDBKey, _ round: Int) -> PortIndex { PortIndex(UInt16(k.mac & 0xFF) << 8 | UInt16(round & 0xFF)) }
 
 final class ForwardingDatabaseTests: XCTestCase {
     func testKeysPackVLANAndMAC() {
@@ -156,7 +156,7 @@ final class ForwardingDatabaseTests: XCTestCase {
 
     func testFlushRemovesAPortsLearnedEntries() {
         let fdb = ForwardingDatabase(capacity: 64)
-        for n in 0 ..< 40 { fdb.learn(key(UInt64(n)), port: UInt16(n % 2), now: 0) }
+        for n in 0 ..< 40 { fdb.learn(key(UInt64(n)), port: PortIndex(truncating: n % 2), now: 0) }
         fdb.addStatic(key(100), port: 0)
         XCTAssertEqual(fdb.flush(port: 0), 20)
         for n in 0 ..< 40 { XCTAssertEqual(fdb.lookup(key(UInt64(n))), n % 2 == 0 ? nil : 1) }
@@ -169,7 +169,7 @@ final class ForwardingDatabaseTests: XCTestCase {
     /// entries stay unless asked for, and every removal is a change the uplink mirrors follow.
     func testFlushByVLANPortOrAllLeavesStaticEntriesUnlessAsked() {
         let fdb = ForwardingDatabase(capacity: 128)
-        for n in 0 ..< 60 { fdb.learn(key(UInt64(n), vlan: n % 3 == 0 ? 10 : 20), port: UInt16(n % 2), now: 0) }
+        for n in 0 ..< 60 { fdb.learn(key(UInt64(n), vlan: n % 3 == 0 ? 10 : 20), port: PortIndex(truncating: n % 2), now: 0) }
         fdb.addStatic(key(100, vlan: 10), port: 0)
         fdb.addStatic(key(101, vlan: 20), port: 1)
         fdb.recordChanges()
@@ -177,7 +177,7 @@ final class ForwardingDatabaseTests: XCTestCase {
         XCTAssertEqual(fdb.takeChanges().count, 10)
         XCTAssertEqual(fdb.flush(vlan: 10), 10)
         for n in 0 ..< 60 where n % 3 == 0 { XCTAssertNil(fdb.lookup(key(UInt64(n), vlan: 10))) }
-        for n in 0 ..< 60 where n % 3 != 0 { XCTAssertEqual(fdb.lookup(key(UInt64(n), vlan: 20)), UInt16(n % 2)) }
+        for n in 0 ..< 60 where n % 3 != 0 { XCTAssertEqual(fdb.lookup(key(UInt64(n), vlan: 20)), PortIndex(truncating: n % 2)) }
         XCTAssertEqual(fdb.flush(vlan: 30), 0)
         XCTAssertEqual(fdb.flush(), 40)
         XCTAssertEqual(fdb.counters.entries, 2, "static entries stay")
@@ -197,13 +197,13 @@ final class ForwardingDatabaseTests: XCTestCase {
             if fdb.home(k.rawValue) == fdb.mask { wrapping.append(k) }
             n += 1
         }
-        for (i, k) in wrapping.enumerated() { fdb.learn(k, port: UInt16(i), now: 0) }
-        for (i, k) in wrapping.enumerated() { XCTAssertEqual(fdb.lookup(k), UInt16(i)) }
+        for (i, k) in wrapping.enumerated() { fdb.learn(k, port: PortIndex(truncating: i), now: 0) }
+        for (i, k) in wrapping.enumerated() { XCTAssertEqual(fdb.lookup(k), PortIndex(truncating: i)) }
         XCTAssertTrue(fdb.remove(wrapping[0]))
         XCTAssertTrue(fdb.remove(wrapping[2]))
         XCTAssertNil(fdb.lookup(wrapping[0]))
         XCTAssertNil(fdb.lookup(wrapping[2]))
-        for i in [1, 3, 4] { XCTAssertEqual(fdb.lookup(wrapping[i]), UInt16(i)) }
+        for i in [1, 3, 4] { XCTAssertEqual(fdb.lookup(wrapping[i]), PortIndex(truncating: i)) }
         // Backward shift closed the holes: the cluster is three slots again, from the last slot.
         XCTAssertEqual(fdb.entries(now: 0).count, 3)
         XCTAssertNotEqual(fdb.read(fdb.mask)?.flags, 0)
@@ -215,12 +215,12 @@ final class ForwardingDatabaseTests: XCTestCase {
     /// and probes of missing keys still end.
     func testChurnAtFullLoadMatchesADictionary() {
         let fdb = ForwardingDatabase(capacity: 32, agingTime: 1_000_000)
-        var model: [FDBKey: UInt16] = [:]
+        var model: [FDBKey: PortIndex] = [:]
         var rng = SystemRandomNumberGenerator()
         for step in 0 ..< 20_000 {
             let k = key(UInt64.random(in: 0 ..< 64, using: &rng), vlan: UInt16.random(in: 0 ..< 2, using: &rng))
             if Bool.random(using: &rng) {
-                let port = UInt16.random(in: 0 ..< 8, using: &rng)
+                let port = PortIndex(UInt16.random(in: 0 ..< 8, using: &rng))
                 let r = fdb.learn(k, port: port, now: UInt64(step))
                 if r == .overflow {
                     XCTAssertEqual(model.count, 32)
@@ -281,7 +281,7 @@ final class ForwardingDatabaseTests: XCTestCase {
                 for k in stable {
                     lookups += 1
                     switch fdb.probe(k.rawValue) {
-                    case .found(let p, _, _, _): if p >> 8 != UInt16(k.mac & 0xFF) { torn += 1 }
+                    case .found(let p, _, _, _): if p.rawValue >> 8 != UInt16(k.mac & 0xFF) { torn += 1 }
                     case .absent: stableMisses += 1
                     case .contended: contended += 1
                     }
@@ -289,7 +289,7 @@ final class ForwardingDatabaseTests: XCTestCase {
                 for k in churn {
                     lookups += 1
                     if let p = fdb.lookup(k) {
-                        if p >> 8 != UInt16(k.mac & 0xFF) { torn += 1 }
+                        if p.rawValue >> 8 != UInt16(k.mac & 0xFF) { torn += 1 }
                     } else {
                         misses += 1
                     }
@@ -367,7 +367,7 @@ final class ForwarderTests: XCTestCase {
     /// Port numbers past one word: every word of the set, its last port, and
     /// numbers no switch gives out.
     func testPortSetSpansEveryWord() {
-        let last = UInt16(PortSet.maxPorts - 1)
+        let last = PortIndex(truncating: PortSet.maxPorts - 1)
         let s = PortSet([last, 64, 0, 700, 63, 128])
         XCTAssertEqual(Array(s), [0, 63, 64, 128, 700, last])
         XCTAssertEqual(s.count, 6)
@@ -375,7 +375,7 @@ final class ForwarderTests: XCTestCase {
         XCTAssertEqual(s.removing(0).removing(63).first, 64)
         XCTAssertEqual(s.wordsInUse, PortSet.wordCount)
         XCTAssertFalse(s.contains(65))
-        XCTAssertFalse(s.contains(UInt16(PortSet.maxPorts)), "a number past the last port is in no set")
+        XCTAssertFalse(s.contains(PortIndex(truncating: PortSet.maxPorts)), "a number past the last port is in no set")
         XCTAssertNotEqual(s, s.removing(700))
         XCTAssertEqual(s, PortSet(Array(s).reversed()))
         XCTAssertTrue(PortSet([last]).removing(last).isEmpty)
@@ -389,7 +389,7 @@ final class ForwarderTests: XCTestCase {
         let fdb = ForwardingDatabase(capacity: 16)
         let f = Forwarder(database: fdb)
         let c = DecisionCounters()
-        let last = UInt16(PortSet.maxPorts - 1)
+        let last = PortIndex(truncating: PortSet.maxPorts - 1)
         f.setMembers(PortSet([3, 64]), vlan: 1)
         XCTAssertEqual(f.wordsInUse, 2)
         f.setMembers(PortSet([5, 300, last]), vlan: 2)

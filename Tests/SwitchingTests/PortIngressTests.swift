@@ -25,7 +25,7 @@ final class PortIngressTests: XCTestCase {
         return f
     }()
 
-    private func verdict(_ bytes: [UInt8], length: Int? = nil, port: UInt16 = 1, ingress: PortIngress) -> IngressVerdict {
+    private func verdict(_ bytes: [UInt8], length: Int? = nil, port: PortIndex = 1, ingress: PortIngress) -> IngressVerdict {
         bytes.withUnsafeBytes { raw in
             ingress.admit(EthernetHeader(at: raw.baseAddress!), at: raw.baseAddress!, length: length ?? bytes.count,
                           port: port, members: forwarder)

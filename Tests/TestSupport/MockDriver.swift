@@ -118,6 +118,7 @@ public struct ReceivedFrame: Equatable {
 /// bytes a device wrote into a used chain read back.
 public protocol MockDriverRing: AnyObject {
     var ram: GuestRAM { get }
+    var size: UInt16 { get }
     var buffers: Range<UInt64> { get }
     /// The next free byte of `buffers`.
     var nextBuffer: UInt64 { get set }
@@ -136,6 +137,22 @@ extension MockDriverRing {
         if let given { return given }
         let r = ram.regions.first { gpa >= $0.guestPhysicalAddress && gpa - $0.guestPhysicalAddress < $0.size }!
         return (ringsEnd + 0xfff) / 0x1000 * 0x1000 ..< r.guestPhysicalAddress + r.size
+    }
+
+    /// What SET_VRING_NUM, SET_VRING_ADDR and SET_FEATURES would tell a ring
+    /// whose three areas start at these guest addresses.
+    func configuration(areas: (UInt64, UInt64, UInt64), eventIndex: Bool, headerLength: Int,
+                       mergeableBuffers: Bool, guestChecksum: Bool) -> RingConfiguration {
+        var c = RingConfiguration()
+        c.size = size
+        c.descAddress = ram.frontEndAddress(areas.0)
+        c.availAddress = ram.frontEndAddress(areas.1)
+        c.usedAddress = ram.frontEndAddress(areas.2)
+        c.eventIndex = eventIndex
+        c.headerLength = headerLength
+        c.mergeableBuffers = mergeableBuffers
+        c.acceptedHeaderFlags = guestChecksum ? 0x03 : 0
+        return c
     }
 
     /// `length` bytes of buffer space, 16-aligned; wraps to the start of the area when it runs out.
@@ -232,14 +249,9 @@ public final class MockSplitRing: MockDriverRing {
     /// Points `queue` at these rings, as SET_VRING_NUM / SET_VRING_ADDR would.
     public func configure(_ queue: SplitVirtqueue, eventIndex: Bool = false, headerLength: Int = 12,
                           mergeableBuffers: Bool = false, guestChecksum: Bool = true) {
-        queue.size = size
-        queue.descAddress = ram.frontEndAddress(descGPA)
-        queue.availAddress = ram.frontEndAddress(availGPA)
-        queue.usedAddress = ram.frontEndAddress(usedGPA)
-        queue.eventIndex = eventIndex
-        queue.headerLength = headerLength
-        queue.mergeableBuffers = mergeableBuffers
-        queue.acceptedHeaderFlags = guestChecksum ? 0x03 : 0
+        queue.configuration = configuration(areas: (descGPA, availGPA, usedGPA), eventIndex: eventIndex,
+                                            headerLength: headerLength, mergeableBuffers: mergeableBuffers,
+                                            guestChecksum: guestChecksum)
     }
 
     // MARK: Allocation

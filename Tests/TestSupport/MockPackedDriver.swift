@@ -56,14 +56,9 @@ public final class MockPackedRing: MockDriverRing {
     /// Points `queue` at this ring, as SET_VRING_NUM / SET_VRING_ADDR would.
     public func configure(_ queue: PackedVirtqueue, eventIndex: Bool = false, headerLength: Int = 12,
                           mergeableBuffers: Bool = false, guestChecksum: Bool = true) {
-        queue.size = size
-        queue.descAddress = ram.frontEndAddress(ringGPA)
-        queue.availAddress = ram.frontEndAddress(driverEventGPA)
-        queue.usedAddress = ram.frontEndAddress(deviceEventGPA)
-        queue.eventIndex = eventIndex
-        queue.headerLength = headerLength
-        queue.mergeableBuffers = mergeableBuffers
-        queue.acceptedHeaderFlags = guestChecksum ? 0x03 : 0
+        queue.configuration = configuration(areas: (ringGPA, driverEventGPA, deviceEventGPA), eventIndex: eventIndex,
+                                            headerLength: headerLength, mergeableBuffers: mergeableBuffers,
+                                            guestChecksum: guestChecksum)
     }
 
     // MARK: Offering chains

@@ -57,7 +57,7 @@ final class PackedNegotiationTests: XCTestCase {
         let (packedDevice, packedFrontEnd) = try device(packed: true)
         packedFrontEnd.send(.setVringNum, .vringState(index: 0, num: 6))
         XCTAssertNil(packedDevice.brokenReason)
-        XCTAssertEqual(packedDevice.packedQueues[0].size, 6)
+        XCTAssertEqual(packedDevice.packedQueues[0].configuration.size, 6)
         packedFrontEnd.send(.setVringNum, .vringState(index: 0, num: 32769))
         XCTAssertNotNil(packedDevice.brokenReason)
 

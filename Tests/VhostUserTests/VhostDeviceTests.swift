@@ -19,8 +19,8 @@ final class VhostDeviceTests: XCTestCase {
         fe.setUp()
         XCTAssertTrue(device.queues[0].isRunning)
         XCTAssertTrue(device.queues[1].isRunning)
-        XCTAssertEqual(device.queues[0].headerLength, 12)
-        XCTAssertTrue(device.queues[0].mergeableBuffers)
+        XCTAssertEqual(device.queues[0].configuration.headerLength, 12)
+        XCTAssertTrue(device.queues[0].configuration.mergeableBuffers)
     }
 
     func testQueuesWaitForDriverOKWhenStatusIsNegotiated() throws {

@@ -6,7 +6,8 @@ import Virtio
 import XCTest
 
 /// Live migration: while the front-end logs, every byte Ferry writes into guest
-/// memory lies in a page marked in the log. A mock driver on memfd guest memory
+/// memory lies in a page marked in the log (whole frames, the segments of a
+/// super-frame cut straight into the chains, used entries, the direct path's). A mock driver on memfd guest memory
 /// (two regions, so a buffer crosses from one into the other) and a log in a
 /// memfd; the memory is filled with a pattern first and compared byte by byte
 /// afterwards: every byte that changed must be in a marked page.
@@ -60,8 +61,8 @@ final class DirtyPageLogTests: XCTestCase {
         let (logFile, log) = try makeLog(for: ram)
         _ = logFile
         let memory = try ram.makeGuestMemory()
-        rxq.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(rx.usedGPA))
-        txq.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(tx.usedGPA))
+        rxq.configuration.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(rx.usedGPA))
+        txq.configuration.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(tx.usedGPA))
         try rxq.start(memory: memory)
         try txq.start(memory: memory)
 
@@ -71,6 +72,16 @@ final class DirtyPageLogTests: XCTestCase {
         for length in [60, 1514, 9000, 700] { store.append(ethernetFrame(length: length, seed: 3), header: header, to: batch) }
         rxq.push(from: batch, counters: QueueCounters())
         XCTAssertEqual(rx.receive().count, 4)
+        // A TSO super-frame for a driver without GUEST_TSO: segmented straight into the chains.
+        let gso = GSOTestFrame(payloadLength: 4000, segmentSize: 1448)
+        var gsoHeader = [UInt8](repeating: 0, count: 12)
+        gsoHeader.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
+        let superFrame = PacketBatch(capacity: 1)
+        store.append(gso.bytes, header: gsoHeader, to: superFrame)
+        let segmented = QueueCounters()
+        rxq.push(from: superFrame, counters: segmented, segmenter: SoftwareSegmenter(), acceptance: .partialChecksum)
+        XCTAssertEqual(segmented.snapshot.offloads[.segmentsOut], 3)
+        XCTAssertEqual(rx.receive().count, 3)
         // TX: used entries written by pull, published by release.
         let pulled = PacketBatch(capacity: 32)
         XCTAssertEqual(txq.pull(into: pulled, counters: QueueCounters()), 5)
@@ -131,7 +142,7 @@ final class DirtyPageLogTests: XCTestCase {
         let (file, log) = try makeLog(for: ram)
         _ = file
         // log_guest_addr may lie outside guest memory (vhost-user.rst): page 5 here.
-        txq.setDirtyLog(log, usedRing: GuestAddress(5 * DirtyPageLog.pageSize))
+        txq.configuration.setDirtyLog(log, usedRing: GuestAddress(5 * DirtyPageLog.pageSize))
         try txq.start(memory: ram.makeGuestMemory())
         ring.offerTX(frame: ethernetFrame(length: 60))
         XCTAssertEqual(txq.pull(into: PacketBatch(capacity: 4), counters: QueueCounters()), 1)

@@ -332,37 +332,37 @@ final class HostileGuestTests: XCTestCase {
 
     func testRingSizeInvalidAtStart() throws {
         for size: UInt16 in [0, 3, 100, 40000, 0xFFFF] {
-            try assertStartFails(.sizeInvalid(UInt32(size))) { q, _ in q.size = size }
+            try assertStartFails(.sizeInvalid(UInt32(size))) { q, _ in q.configuration.size = size }
         }
     }
 
     func testRingAddressesNotMappedAtStart() throws {
         try assertStartFails(.ringNotMapped(.descriptorTable, address: 0x1000)) { q, _ in
-            q.descAddress = FrontEndAddress(0x1000)
+            q.configuration.descAddress = FrontEndAddress(0x1000)
         }
         try assertStartFails(.ringNotMapped(.availRing, address: 0x1000)) { q, _ in
-            q.availAddress = FrontEndAddress(0x1000)
+            q.configuration.availAddress = FrontEndAddress(0x1000)
         }
         try assertStartFails(.ringNotMapped(.usedRing, address: 0x1000)) { q, _ in
-            q.usedAddress = FrontEndAddress(0x1000)
+            q.configuration.usedAddress = FrontEndAddress(0x1000)
         }
         // A guest-physical address where a front-end address belongs.
         try assertStartFails(.ringNotMapped(.descriptorTable, address: 0x4000_0000)) { q, r in
-            q.descAddress = FrontEndAddress(r.descGPA)
+            q.configuration.descAddress = FrontEndAddress(r.descGPA)
         }
         // Starting inside memory but running past its end.
         let feEnd: UInt64 = 0x7f00_0000_0000 + (4 << 20)
         try assertStartFails(.ringNotMapped(.descriptorTable, address: feEnd - 16 * 255)) { q, _ in
-            q.descAddress = FrontEndAddress(feEnd - 16 * 255)
+            q.configuration.descAddress = FrontEndAddress(feEnd - 16 * 255)
         }
         try assertStartFails(.ringNotMapped(.availRing, address: feEnd - 6 - 2 * 255)) { q, _ in
-            q.availAddress = FrontEndAddress(feEnd - 6 - 2 * 255)
+            q.configuration.availAddress = FrontEndAddress(feEnd - 6 - 2 * 255)
         }
         try assertStartFails(.ringNotMapped(.usedRing, address: feEnd - 6 - 8 * 255)) { q, _ in
-            q.usedAddress = FrontEndAddress(feEnd - 6 - 8 * 255)
+            q.configuration.usedAddress = FrontEndAddress(feEnd - 6 - 8 * 255)
         }
         try assertStartFails(.ringNotMapped(.usedRing, address: UInt64.max - 8)) { q, _ in
-            q.usedAddress = FrontEndAddress(UInt64.max - 8)
+            q.configuration.usedAddress = FrontEndAddress(UInt64.max - 8)
         }
     }
 
@@ -563,7 +563,7 @@ extension HostileGuestTests {
                 for _ in 0..<fuzz.int(1...3) where tx.ring.availIndex &- tx.queue.lastAvail.rawValue < tx.ring.size {
                     let length = fuzz.int(1...3000)
                     tx.ring.offerTX(frame: Array(template[..<length]),
-                                    header: [UInt8](repeating: 0, count: tx.queue.headerLength),
+                                    header: [UInt8](repeating: 0, count: tx.queue.configuration.headerLength),
                                     split: nil, indirect: fuzz.chance(30))
                 }
             } else {

@@ -213,14 +213,14 @@ final class PackedHostileGuestTests: XCTestCase {
             return nil
         }
         XCTAssertNil(attempt { _ in })
-        XCTAssertNil(attempt { $0.size = 6 }, "§2.8 needs no power of two")
-        XCTAssertEqual(attempt { $0.size = 0 }, .packedSizeInvalid(0))
-        XCTAssertEqual(attempt { $0.size = 40000 }, .packedSizeInvalid(40000))
-        XCTAssertEqual(attempt { $0.descAddress = FrontEndAddress(0x1000) }, .ringNotMapped(.descriptorRing, address: 0x1000))
+        XCTAssertNil(attempt { $0.configuration.size = 6 }, "§2.8 needs no power of two")
+        XCTAssertEqual(attempt { $0.configuration.size = 0 }, .packedSizeInvalid(0))
+        XCTAssertEqual(attempt { $0.configuration.size = 40000 }, .packedSizeInvalid(40000))
+        XCTAssertEqual(attempt { $0.configuration.descAddress = FrontEndAddress(0x1000) }, .ringNotMapped(.descriptorRing, address: 0x1000))
         let odd = ram.frontEndAddress(ring.ringGPA + 8)
-        XCTAssertEqual(attempt { $0.descAddress = odd }, .ringNotMapped(.descriptorRing, address: odd.rawValue))
-        XCTAssertEqual(attempt { $0.availAddress = FrontEndAddress(2) }, .ringNotMapped(.driverEventArea, address: 2))
-        XCTAssertEqual(attempt { $0.usedAddress = FrontEndAddress(4) }, .ringNotMapped(.deviceEventArea, address: 4))
+        XCTAssertEqual(attempt { $0.configuration.descAddress = odd }, .ringNotMapped(.descriptorRing, address: odd.rawValue))
+        XCTAssertEqual(attempt { $0.configuration.availAddress = FrontEndAddress(2) }, .ringNotMapped(.driverEventArea, address: 2))
+        XCTAssertEqual(attempt { $0.configuration.usedAddress = FrontEndAddress(4) }, .ringNotMapped(.deviceEventArea, address: 4))
         XCTAssertEqual(attempt { $0.baseIndex = 0x8008 }, .basePositionOutOfRange(8, size: 8))
     }
 

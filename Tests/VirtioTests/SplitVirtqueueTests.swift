@@ -476,7 +476,7 @@ final class SplitVirtqueueTests: XCTestCase {
         XCTAssertEqual(ring.usedFlags, 1, "VRING_USED_F_NO_NOTIFY: the worker polls")
         queue.reset()
         XCTAssertFalse(queue.isRunning)
-        XCTAssertEqual(queue.size, 0)
+        XCTAssertEqual(queue.configuration.size, 0)
         XCTAssertEqual(queue.baseIndex, 0)
         XCTAssertEqual(queue.callFD, -1)
         XCTAssertThrowsError(try queue.start(memory: ring.ram.makeGuestMemory()))
