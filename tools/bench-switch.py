@@ -177,9 +177,11 @@ def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     h.wait_for_socket(a, proc=be)
     h.wait_for_socket(b, proc=be)
     prefix = f"ferry-{os.getpid()}-pair{next(_tap_counter)}"
+    # --in-order off: the guests refuse VIRTIO_F_IN_ORDER and run their standard paths.
+    devargs = ",in_order=0" if args.in_order == "off" else ""
     cmd = (["taskset", "-c", str(FRONTEND_CPU), tools["pair"]]
-           + dpdk_eal(prefix, FRONTEND_CPU, [f"net_virtio_user0,path={a}",
-                                             f"net_virtio_user1,path={b}"])
+           + dpdk_eal(prefix, FRONTEND_CPU, [f"net_virtio_user0,path={a}{devargs}",
+                                             f"net_virtio_user1,path={b}{devargs}"])
            + ["--", "--size", str(size), "--duration", str(args.warmup + args.duration)])
     fe = DpdkTool(cmd, lab._log("pair-frontend"), "pair-frontend", prefix)
     lab.procs.append(fe)
@@ -401,6 +403,9 @@ def main() -> int:
     ap.add_argument("--w3-ports", type=int, default=2, metavar="N",
                     help="W3: Ferry with N vhost ports, guest A on the first and B on the last, "
                          "the others idle (2...1024; DPDK keeps 2)")
+    ap.add_argument("--in-order", choices=["on", "off"], default="on",
+                    help="W3: off makes both guests refuse VIRTIO_F_IN_ORDER (virtio-user in_order=0); "
+                         "on lets them take it where the back-end offers it (their default)")
     args = parse_run_options(ap)
     if not 2 <= args.w3_ports <= 1024:
         ap.error("--w3-ports must be 2...1024")
@@ -430,7 +435,7 @@ def main() -> int:
         return 2
 
     begin_run(f"# testpmd memory: {h.memory_mode()}; back-end CPU {BACKEND_CPU}, front-end CPU "
-              f"{FRONTEND_CPU}; {args.rounds} round(s), warm-up {args.warmup:g} s, "
+              f"{FRONTEND_CPU}; W3 front-end in_order {args.in_order}; {args.rounds} round(s), warm-up {args.warmup:g} s, "
               f"{args.duration:g} s per measurement")
 
     def sizes_of(w):

@@ -15,6 +15,7 @@ Rx-pps for W2) and keeps their median. Ferry and DPDK alternate within each roun
     sudo tools/bench-vhost.py --only dpdk     # just the DPDK reference rows
     sudo tools/bench-vhost.py --quick         # 1 round of 3 s
     sudo tools/bench-vhost.py --packed        # the front-end asks for packed rings (packed_vq=1)
+    sudo tools/bench-vhost.py --in-order off  # the front-end refuses VIRTIO_F_IN_ORDER (in_order=0)
 
 FERRY_BIN overrides the Ferry binary; FERRY_TESTPMD_MEM=nohuge|huge|auto testpmd's memory.
 """
@@ -44,7 +45,7 @@ WORKLOADS = {
 
 
 def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
-            lab: h.Lab, packed: bool = False) -> dict:
+            lab: h.Lab, packed: bool = False, in_order: bool = True) -> dict:
     """One measurement; returns {"mpps": median, "samples": [...], ...}."""
     sock = lab.path("bench.sock")
     if impl == "dpdk":
@@ -65,6 +66,9 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
     if packed:
         # VIRTIO_F_RING_PACKED: both back-ends offer it, the front-end takes it.
         fe_kw["packed_vq"] = True
+    if not in_order:
+        # VIRTIO_F_IN_ORDER refused: the front-end's standard paths, whatever the back-end offers.
+        fe_kw["in_order"] = False
     if workload == "W1":
         fe = lab.virtio_user(sock, "txonly", cpu=FRONTEND_CPU, txpkts=size, **fe_kw).start()
         direction = "tx"
@@ -107,7 +111,8 @@ def _backend_counter(impl: str, backend, workload: str):
 def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
     return least_noisy(
         args, f"round {rnd + 1} {workload} {size:>5} B {impl:5}",
-        lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab, args.packed),
+        lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab, args.packed,
+                            args.in_order == "on"),
         lambda m: [f"back-end's count {m['backend_mpps']:.2f}"] if "backend_mpps" in m else [])
 
 
@@ -116,6 +121,9 @@ def main() -> int:
     ap.add_argument("--only", choices=["ferry", "dpdk"])
     ap.add_argument("--workloads", default="W1,W2")
     ap.add_argument("--packed", action="store_true", help="packed virtqueues (virtio-user packed_vq=1)")
+    ap.add_argument("--in-order", choices=["on", "off"], default="on",
+                    help="off: the front-end refuses VIRTIO_F_IN_ORDER (virtio-user in_order=0); "
+                         "on: it takes it where the back-end offers it (its default)")
     add_run_options(ap)
     args = parse_run_options(ap)
     sizes = args.size_list
@@ -133,7 +141,7 @@ def main() -> int:
         return 2
 
     begin_run(f"# testpmd memory: {h.memory_mode()}; back-end CPU {BACKEND_CPU}, front-end CPU "
-              f"{FRONTEND_CPU}; {'packed' if args.packed else 'split'} rings; {args.rounds} round(s), "
+              f"{FRONTEND_CPU}; {'packed' if args.packed else 'split'} rings, front-end in_order {args.in_order}; {args.rounds} round(s), "
               f"warm-up {args.warmup:g} s, "
               f"{args.duration:g} s per measurement")
     # (workload, size, impl) -> [measurement per round]

@@ -20,6 +20,7 @@ Measured from g to c with iperf3 (client in g, server in c):
 
     sudo tools/bench-vxlan.py                    # 2 rounds of 5 s per measurement
     sudo tools/bench-vxlan.py --rounds 3 --seconds 8
+    sudo tools/bench-vxlan.py --baseline /tmp/ferry-old   # adds a row: another Ferry binary, same run
 
 FERRY_BIN overrides the Ferry binary. On a shared 2-core machine the sender and the path share
 the CPUs: the figures are indicative, compare them within one run only, and report the load.
@@ -62,7 +63,7 @@ def middle(values: list[float]) -> float:
 
 
 class Setup:
-    def __init__(self, row: str, workdir: str):
+    def __init__(self, row: str, workdir: str, binary: str | None = None):
         self.row = row
         self.ferry = None
         self.spaces = {k: f"fbv-{k}-{PID}" for k in ("g", "a", "r", "b", "c")}
@@ -95,11 +96,11 @@ class Setup:
                 self.ferry = h.Ferry([f"tap:{tap},name=g", f"vxlan:100,local={A_UNDERLAY},remote={B_UNDERLAY},name=vx"],
                                      control=os.path.join(workdir, "ctl.sock"),
                                      log_path=os.path.join(workdir, "ferry.log"), cpu=0, taskset="0",
-                                     netns=s["a"]).start()
+                                     netns=s["a"], binary=binary).start()
                 h.wait_until(lambda: ns(s["a"], "ip", "link", "show", tap, check=False).returncode == 0, 10, "the TAP")
                 # Moved, not renamed: Ferry follows its TAP (MTU, offloads) by name.
                 ns(s["a"], "ip", "link", "set", tap, "netns", s["g"])
-            station = f"fbvt{PID}" if row == "ferry" else "s0"
+            station = f"fbvt{PID}" if row != "kernel" else "s0"
             for space, address, device in ((s["g"], G_IP, station), (s["c"], C_IP, "s0")):
                 ns(space, "ip", "addr", "add", f"{address}/24", "dev", device)
                 ns(space, "ip", "link", "set", device, "up")
@@ -141,8 +142,8 @@ class Setup:
             run("ip", "netns", "del", space, check=False)
 
 
-def measure(row: str, seconds: int, workdir: str) -> tuple[float, float]:
-    setup = Setup(row, workdir)
+def measure(row: str, seconds: int, workdir: str, binary: str | None) -> tuple[float, float]:
+    setup = Setup(row, workdir, binary)
     try:
         udp = setup.iperf(seconds, udp=True)["end"]["sum"]
         received = udp["packets"] - udp["lost_packets"]
@@ -157,23 +158,28 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--baseline", metavar="FERRY", help="another Ferry binary measured as row 'baseline'")
     args = parser.parse_args()
+    rows = ROWS + (["baseline"] if args.baseline else [])
+    binaries = {"baseline": args.baseline}
     if os.geteuid() != 0:
         sys.exit("bench-vxlan: needs root (namespaces, veths, raw sockets)")
-    results: dict[str, list[tuple[float, float]]] = {row: [] for row in ROWS}
+    results: dict[str, list[tuple[float, float]]] = {row: [] for row in rows}
     with tempfile.TemporaryDirectory(prefix="ferry-bench-vxlan-") as workdir:
         for r in range(args.rounds):
-            for row in (ROWS if r % 2 == 0 else list(reversed(ROWS))):
-                pps, gbps = measure(row, args.seconds, workdir)
+            for row in (rows if r % 2 == 0 else list(reversed(rows))):
+                pps, gbps = measure(row, args.seconds, workdir, binaries.get(row))
                 results[row].append((pps, gbps))
-                print(f"round {r + 1} {row:7} 64B {pps / 1e3:8.1f} kpps   TCP {gbps:6.2f} Gbit/s", flush=True)
+                print(f"round {r + 1} {row:8} 64B {pps / 1e3:8.1f} kpps   TCP {gbps:6.2f} Gbit/s", flush=True)
     print(f"\nload: {open('/proc/loadavg').read().split()[:3]}")
     print(f"{'path':8} {'64B kpps':>10} {'TCP Gbit/s':>11}   (median of {args.rounds})")
     medians = {row: (middle([p for p, _ in v]), middle([g for _, g in v])) for row, v in results.items()}
     for row, (pps, gbps) in medians.items():
         print(f"{row:8} {pps / 1e3:10.1f} {gbps:11.2f}")
-    k, f = medians["kernel"], medians["ferry"]
-    print(f"ferry/kernel  64B {f[0] / k[0]:.2f}x   TCP {f[1] / k[1]:.2f}x")
+    k = medians["kernel"]
+    for row in rows[1:]:
+        f = medians[row]
+        print(f"{row}/kernel  64B {f[0] / k[0]:.2f}x   TCP {f[1] / k[1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def build_tool(name: str, dpdk: bool = False) -> str:
                                  + res.stderr.strip())
         flags = res.stdout.split()
     TOOLS_BUILD.mkdir(parents=True, exist_ok=True)
-    cmd = [cc, "-O2", "-Wall", "-o", str(out), str(src)] + flags
+    cmd = [cc, "-O2", "-Wall", "-pthread", "-o", str(out), str(src)] + flags
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise h.HarnessError(f"building {name} failed:\n$ {' '.join(cmd)}\n{res.stderr}")
@@ -462,6 +462,16 @@ def report(tag: str, m: dict, notes: list[str]):
           f"; {'; '.join(notes + [load])}", flush=True)
 
 
+def cpu_state() -> str:
+    """The machine's state as tools/cpu-state.c measures it (how long a cache line takes between
+    CPU 0 and CPU 1, each CPU's effective clock), or why it could not be measured."""
+    try:
+        res = subprocess.run([build_tool("cpu-state")], capture_output=True, text=True, timeout=60)
+        return res.stdout.strip() or f"cpu-state failed: {res.stderr.strip()}"
+    except (h.HarnessError, OSError, subprocess.TimeoutExpired) as exc:
+        return f"cpu-state not run: {exc}"
+
+
 def run_rounds(rounds: int, cells: list, impls_of: Callable, run: Callable) -> tuple[dict, bool]:
     """run(rnd, *cell, impl) for every cell (a tuple such as (workload, size)) and each of
     impls_of(cell), round after round, the back-ends' order reversed in odd rounds so that a
@@ -472,6 +482,8 @@ def run_rounds(rounds: int, cells: list, impls_of: Callable, run: Callable) -> t
     failed = False
     try:
         for rnd in range(rounds):
+            # The machine is bimodal (DPDK's own rate is one marker): say which state each round met.
+            print(f"# round {rnd + 1} machine: {cpu_state()}", flush=True)
             for cell in cells:
                 order = list(impls_of(cell))
                 if rnd % 2:

@@ -13,8 +13,9 @@ import Virtio
 /// ring size, 1 to 32), then operations [op] [operands].
 ///
 /// Checked: the queue stops only with an error saying why; every pulled frame's segments add up to
-/// its length and lie in readable memory; push accounts for every frame (sent or dropped); and
-/// nothing traps or touches memory it should not.
+/// its length and lie in readable memory; push accounts for every frame (sent or dropped), and
+/// for every segment of a GSO frame cut straight into the chains; and nothing traps or touches
+/// memory it should not.
 public enum PackedRingFuzz {
     public static let target = FuzzTarget(name: "packed-ring", run: { run($0) }, seeds: { seeds() })
 
@@ -55,7 +56,7 @@ public enum PackedRingFuzz {
 
     static func step(_ input: inout FuzzInput, _ session: inout Session) {
         let ring = session.ring
-        switch input.byte() % 11 {
+        switch input.byte() % 12 {
         case 0:
             ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: SplitRingFuzz.address(&input, ring),
                                  length: SplitRingFuzz.length(&input), id: input.uint16(), flags: flags(&input))
@@ -96,6 +97,10 @@ public enum PackedRingFuzz {
         case 9:
             ring.driverEventOffWrap = input.uint16()
             ring.driverEventFlags = input.uint16()
+        case 10:
+            RingFuzzBursts.pushSegments(.packed(session.queue), payload: input.below(30_000) + 1,
+                                        segmentSize: 536 + input.below(1500), ipv6: input.bool(),
+                                        counters: session.counters, outcome: &session.outcome)
         default:
             let at = session.ram.base + UInt64(input.below(ramSize - 16))
             session.ram.write(Array(input.take(Int(input.byte() % 16) + 1)), at: at)
@@ -164,6 +169,9 @@ public enum PackedRingFuzz {
             loop.uint16(DescriptorFlag.next | PackedFlag.avail)
         }
         loop.byte(3)
-        return [("tx-chains", tx.bytes), ("rx-chains", rx.bytes), ("ring-loop", loop.bytes)]
+        // Ring of 16 (15 << 3), mergeable buffers.
+        let segments = RingFuzzBursts.segmentsSeed(setup: 0x7E, offerRX: 7, pushSegments: 10)
+        return [("tx-chains", tx.bytes), ("rx-chains", rx.bytes), ("ring-loop", loop.bytes),
+                ("rx-segments", segments)]
     }
 }

@@ -58,6 +58,53 @@ enum RingFuzzBursts {
         batch.reset()
     }
 
+    nonisolated(unsafe) static let segmenter = SoftwareSegmenter()
+
+    /// A TCP GSO frame of `payload` bytes for a driver that negotiated no GSO: its segments
+    /// go straight into whatever chains the ring offers, each one delivered or counted.
+    static func pushSegments(_ queue: Virtqueue, payload: Int, segmentSize: Int, ipv6: Bool, counters: QueueCounters,
+                             outcome: inout FuzzOutcome) {
+        batch.reset()
+        frames.reset()
+        let gso = GSOTestFrame(ipv6: ipv6, payloadLength: payload, segmentSize: segmentSize)
+        var header = [UInt8](repeating: 0, count: 12)
+        header.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
+        frames.append(gso.bytes, header: header, to: batch)
+        let before = counters.snapshot
+        queue.push(from: batch, counters: counters, segmenter: segmenter, acceptance: [])
+        let after = counters.snapshot
+        let sent = after.txPackets - before.txPackets
+        let dropped = after.totalDrops - before.totalDrops
+        let segments = (payload + segmentSize - 1) / segmentSize
+        fuzzCheck(sent + dropped == UInt64(segments), "\(segments) segments: \(sent) sent, \(dropped) dropped")
+        fuzzCheck(after.offloads[.segmentsOut, default: 0] - before.offloads[.segmentsOut, default: 0] == sent,
+                  "\(sent) segments sent, segments_out says otherwise")
+        outcome.accepted += Int(sent)
+        outcome.refused += Int(dropped)
+        batch.reset()
+    }
+
+    /// A seed for either layout's `pushSegments`: chains of one, two and three buffers offered
+    /// (op `offerRX`), then a TSO frame over IPv6 of 7 segments of 1448 and one over IPv4 of 20
+    /// that runs out of chains (op `pushSegments`), after a `setup` byte that asks for mergeable buffers.
+    static func segmentsSeed(setup: UInt8, offerRX: UInt8, pushSegments: UInt8) -> [UInt8] {
+        var seed = FuzzInputBuilder()
+        seed.byte(setup)
+        for chain in [[2048], [700, 900], [100, 1000, 2048], [1500], [512, 512]] {
+            seed.byte(offerRX)
+            seed.byte(UInt8(chain.count - 1))
+            for size in chain { seed.below(size - 1) }
+            seed.bool(chain.count > 2)
+        }
+        for (payload, ipv6) in [(10_000, true), (28_000, false)] {
+            seed.byte(pushSegments)
+            seed.below(payload - 1)
+            seed.below(1448 - 536)
+            seed.bool(ipv6)
+        }
+        return seed.bytes
+    }
+
     /// Lends the next RX chain as a TAP read would take it, fills it, and commits it or not.
     static func receiveDirect(_ queue: Virtqueue, want: Int, commit: Bool, outcome: inout FuzzOutcome) {
         guard let memory = queue.memoryTable else { return }

@@ -13,8 +13,8 @@ import Virtio
 ///
 /// Checked: the queue stops only with an error saying why; every pulled frame's segments add up to
 /// its length and lie in readable memory; a pull moves the device's used index by exactly the
-/// chains it consumed; push accounts for every frame (sent or dropped); and nothing traps or
-/// touches memory it should not.
+/// chains it consumed; push accounts for every frame (sent or dropped), and for every segment of
+/// a GSO frame cut straight into the chains; and nothing traps or touches memory it should not.
 public enum SplitRingFuzz {
     public static let target = FuzzTarget(name: "split-ring", run: { run($0) }, seeds: { seeds() })
 
@@ -67,7 +67,7 @@ public enum SplitRingFuzz {
 
     static func step(_ input: inout FuzzInput, _ session: inout Session) {
         let ring = session.ring
-        switch input.byte() % 12 {
+        switch input.byte() % 13 {
         case 0:
             ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: address(&input, ring), length: length(&input),
                                  flags: flags(&input), next: input.uint16())
@@ -101,6 +101,10 @@ public enum SplitRingFuzz {
         case 10:
             ring.usedEvent = input.uint16()
             ring.availFlags = input.uint16()
+        case 11:
+            RingFuzzBursts.pushSegments(.split(session.queue), payload: input.below(30_000) + 1,
+                                        segmentSize: 536 + input.below(1500), ipv6: input.bool(),
+                                        counters: session.counters, outcome: &session.outcome)
         default:
             let at = session.ram.base + UInt64(input.below(ramSize - 16))
             session.ram.write(Array(input.take(Int(input.byte() % 16) + 1)), at: at)
@@ -190,6 +194,9 @@ public enum SplitRingFuzz {
         loop.byte(1)
         loop.uint16(0)
         loop.byte(4)
-        return [("tx-chains", tx.bytes), ("rx-chains", rx.bytes), ("self-loop", loop.bytes)]
+        // Ring of 16, mergeable buffers.
+        let segments = RingFuzzBursts.segmentsSeed(setup: 0x46, offerRX: 8, pushSegments: 11)
+        return [("tx-chains", tx.bytes), ("rx-chains", rx.bytes), ("self-loop", loop.bytes),
+                ("rx-segments", segments)]
     }
 }

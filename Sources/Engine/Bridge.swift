@@ -91,7 +91,8 @@ public struct WorkerSource {
     public let index: PortIndex
     public let port: Port
     public let queue: Int
-    public let isGenerator: Bool
+    /// A generator's port: the worker asks it how many frames its destinations' room allows.
+    public let generator: GenPort?
     /// Looking costs a syscall (`Port.pullCostsASyscall`): after empty looks
     /// the worker skips this queue for a growing number of loops (see `Worker.forwardOnce`).
     public let costsASyscall: Bool
@@ -104,7 +105,7 @@ public struct WorkerSource {
         self.index = index
         self.port = port
         self.queue = queue
-        isGenerator = port.generatesFrames
+        generator = port.generator
         costsASyscall = port.pullCostsASyscall
     }
 }

@@ -12,9 +12,10 @@ import Ports
 //     SoftwareSegmenter (`Port.push(queue:from:segmenter:)`): the port cuts it
 //     straight into the buffers the segments leave Ferry from (a guest's
 //     receive chains, the xdp port's UMEM frames, a packet socket's transmit
-//     slots), so each segment is copied once, as any frame is;
+//     slots, a vxlan port's send arena), so each segment is copied once, as
+//     any frame is;
 //   - a partial checksum the port does not take (only a guest without
-//     GUEST_CSUM: the xdp and packet ports finish checksums while copying) is
+//     GUEST_CSUM: the xdp, packet and vxlan ports finish checksums while copying) is
 //     finished here in a slot of this worker's (`ChecksumCompletion`), and the
 //     port gets a reference to the slot among the other frames, in order.
 // Each adaptation is counted on the destination's queue (OffloadCounter); a
@@ -67,11 +68,6 @@ extension Worker {
     @usableFromInline
     func adapt(_ batch: PacketBatch, from first: Int, to p: Int, acceptance: OffloadAcceptance,
                counters: QueueCounters) {
-        let destination = ports[p]
-        if !destination.port.cutsSegments(queue: destination.transmitQueue) {
-            adaptInSlots(batch, from: first, to: p, acceptance: acceptance, counters: counters)
-            return
-        }
         var passed = 0
         var checksumsToFinish = false
         var f = 0
@@ -113,80 +109,6 @@ extension Worker {
             f &+= 1
         }
         if out.count > 0 { transmit(out, to: p, segmenting: true) }
-    }
-
-    /// `adapt` for a port that cannot cut segments into its own buffers (the
-    /// vxlan port: one datagram buffer per frame): the super-frame is cut into
-    /// this worker's slots, and the port copies each segment once more, as a frame.
-    @usableFromInline
-    func adaptInSlots(_ batch: PacketBatch, from first: Int, to p: Int, acceptance: OffloadAcceptance,
-               counters: QueueCounters) {
-        let out = adapted
-        out.reset()
-        var sink = SlotSegmentSink(base: adaptedSlots, slotSize: Self.adaptedSlotSize,
-                                   slotCount: Self.adaptedSlotCount, headerSize: PacketBatch.headerStride,
-                                   lengths: adaptedLengths)
-        let checksum: SoftwareSegmenter.Checksum = acceptance.contains(.partialChecksum) ? .partial : .complete
-        var passed = 0
-        var f = 0
-        while f < batch.count {
-            let header = batch.header(f)
-            if f < first || acceptance.accepts(header: header) {
-                if out.room == 0 || out.freeSegments < batch.segmentCount(of: f) {
-                    flush(out, to: p, sink: &sink)
-                }
-                if header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone { passed &+= 1 }
-                out.appendReference(to: f, of: batch, edit: .keep)
-                f &+= 1
-                continue
-            }
-            let fields = VirtioNetHeader(loading: header)
-            let frame = batch.frameSegments(f)
-            if fields.isSegmentationOffload {
-                let segments: Int
-                do throws(SegmentationError) {
-                    segments = try segmenter.layout(of: frame, header: fields).segmentCount
-                } catch {
-                    counters.dropped(error.dropReason)
-                    f &+= 1
-                    continue
-                }
-                if segments > Self.adaptedSlotCount {
-                    counters.dropped(.tooManySegments)
-                    f &+= 1
-                    continue
-                }
-                if sink.slotCount &- sink.count < segments { flush(out, to: p, sink: &sink) }
-                let before = sink.count
-                do throws(SegmentationError) {
-                    let outcome = try segmenter.segment(frame, header: fields, checksum: checksum, into: &sink)
-                    // A segment longer than a slot (a gso_size beyond any MTU) stops it short.
-                    if !outcome.isComplete { counters.dropped(.tooLong, outcome.segmentCount &- outcome.written) }
-                } catch {
-                    counters.dropped(error.dropReason)
-                    f &+= 1
-                    continue
-                }
-                var s = before
-                while s < sink.count {
-                    // Handed over before the rest is added; the slots stay until the next flush.
-                    if out.room == 0 {
-                        transmit(out, to: p)
-                        out.reset()
-                    }
-                    appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
-                    s &+= 1
-                }
-                counters.offloaded(.segmentedFrames)
-                counters.offloaded(.segmentsOut, sink.count &- before)
-            } else {
-                // NEEDS_CSUM only.
-                finishChecksumInSlot(f, of: batch, to: p, out: out, sink: &sink, counters: counters)
-            }
-            f &+= 1
-        }
-        if passed > 0 { counters.offloaded(.gsoPassed, passed) }
-        if out.count > 0 { transmit(out, to: p) }
     }
 
     /// Frame `f`'s partial checksum, which port `p` does not take, finished in

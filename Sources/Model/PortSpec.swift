@@ -2,7 +2,7 @@
 /// `vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off]`,
 /// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
-/// `gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=R][,burst=N][,flows=N][,tag=N][,stamp=on|off]`,
+/// `gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=R][,burst=N][,flows=N][,tag=N][,stamp=on|off][,full=drop|wait]`,
 /// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
 /// `trunk=N,M,A-B[,native=N]` (802.1Q trunk, `native` its untagged VLAN), and
 /// `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
@@ -86,7 +86,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         "tap": ["interface", "queues", "mtu", "offloads"],
         "packet": ["interface", "queues", "offloads"],
         "xdp": ["interface", "queues", "mode", "zerocopy"],
-        "gen": ["dst", "src", "size", "count", "delay", "rate", "burst", "flows", "tag", "stamp"],
+        "gen": ["dst", "src", "size", "count", "delay", "rate", "burst", "flows", "tag", "stamp", "full"],
         "sink": [],
         "vxlan": ["vni", "local", "remote", "port"],
     ]

@@ -7,7 +7,10 @@ import Glibc
 /// the kernel writes the sender's address into its slot; sending, each
 /// message names a buffer and a destination address the caller keeps alive
 /// until `send` returns. Several messages may name the same buffer (one
-/// frame to many tunnel endpoints: no copy per endpoint).
+/// frame to many tunnel endpoints: no copy per endpoint), and one message
+/// may gather several buffers that the kernel cuts into datagrams of one
+/// size (UDP GSO: a run of datagrams to one endpoint in one system call's
+/// single pass through the stack).
 public final class DatagramBatch {
     public let capacity: Int
     @usableFromInline let messages: UnsafeMutablePointer<ferry_mmsghdr>
@@ -15,6 +18,14 @@ public final class DatagramBatch {
     /// Room for a sockaddr_in6 per message: where the kernel writes a sender.
     @usableFromInline let names: UnsafeMutableRawPointer
     @usableFromInline static var nameSize: Int { MemoryLayout<sockaddr_in6>.size }
+    /// Per message, room for one control message: a UDP_SEGMENT size.
+    @usableFromInline let controls: UnsafeMutableRawPointer
+    /// struct cmsghdr: a size_t length, then level and type (ints); data is aligned to a size_t.
+    @usableFromInline static var controlHeaderSize: Int { MemoryLayout<Int>.size &+ 8 }
+    /// CMSG_SPACE(2): the header and a u16, rounded up to a size_t.
+    @usableFromInline static var controlSize: Int { controlHeaderSize &+ MemoryLayout<Int>.size }
+    /// UDP_SEGMENT (linux/udp.h).
+    @usableFromInline static var udpSegmentOption: Int32 { 103 }
 
     public init(capacity: Int) {
         precondition(capacity > 0 && capacity <= 1024, "UIO_MAXIOV messages at most")
@@ -25,12 +36,15 @@ public final class DatagramBatch {
         vectors.initialize(repeating: iovec(), count: capacity)
         names = .allocate(byteCount: capacity * Self.nameSize, alignment: 8)
         names.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.nameSize)
+        controls = .allocate(byteCount: capacity * Self.controlSize, alignment: 8)
+        controls.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.controlSize)
     }
 
     deinit {
         messages.deallocate()
         vectors.deallocate()
         names.deallocate()
+        controls.deallocate()
     }
 
     /// Points message `i` (below `capacity`) at `length` bytes at `base` to receive into.
@@ -72,20 +86,55 @@ public final class DatagramBatch {
     @inlinable
     public func sender(_ i: Int) -> UnsafeRawPointer { UnsafeRawPointer(names + i &* Self.nameSize) }
 
-    /// Makes message `i` send `length` bytes at `base` to the sockaddr of
-    /// `nameLength` bytes at `name`; both must stay valid until `send` returns.
+    /// Points buffer vector `v` (below `capacity`) at `length` bytes at `base`,
+    /// for messages to send; several messages may name the same vector.
     @inlinable
-    public func prepareSend(_ i: Int, from base: UnsafeMutableRawPointer, length: Int,
-                            to name: UnsafeMutableRawPointer, nameLength: Int) {
-        precondition(i >= 0 && i < capacity)
-        // SAFETY: i is below capacity; the caller keeps base and name alive until send returns.
-        vectors[i] = iovec(iov_base: base, iov_len: length)
-        messages[i].msg_hdr.msg_iov = vectors + i
-        messages[i].msg_hdr.msg_iovlen = 1
-        messages[i].msg_hdr.msg_name = name
+    public func setVector(_ v: Int, base: UnsafeMutableRawPointer, length: Int) {
+        precondition(v >= 0 && v < capacity)
+        // SAFETY: v is below capacity; the caller keeps base alive until send returns.
+        vectors[v] = iovec(iov_base: base, iov_len: length)
+    }
+
+    /// Makes message `i` send vectors `firstVector..<firstVector + vectorCount`
+    /// (set with `setVector`), one after the other, to the sockaddr of
+    /// `nameLength` bytes at `name`, valid until `send` returns; with a
+    /// `destinationPort`, to a copy of it with that port (a raw socket's
+    /// addresses carry none, a UDP socket's must). With a `segmentSize`, the message is a UDP GSO send (UDP_SEGMENT): the kernel
+    /// cuts the bytes into datagrams of that size (the last may be shorter),
+    /// each with its own UDP header, on a UDP socket only.
+    @inlinable
+    public func prepareSend(_ i: Int, vectors firstVector: Int, count vectorCount: Int,
+                            to name: UnsafeMutableRawPointer, nameLength: Int, destinationPort: UInt16 = 0,
+                            segmentSize: Int = 0) {
+        precondition(i >= 0 && i < capacity && firstVector >= 0 && vectorCount > 0
+                         && firstVector &+ vectorCount <= capacity && segmentSize >= 0 && segmentSize <= 0xFFFF
+                         && nameLength <= Self.nameSize)
+        messages[i].msg_hdr.msg_iov = vectors + firstVector
+        messages[i].msg_hdr.msg_iovlen = vectorCount
+        if destinationPort != 0 {
+            // SAFETY: nameLength fits the slot (checked); sin_port and sin6_port are both at offset 2.
+            let copy = names + i &* Self.nameSize
+            copy.copyMemory(from: name, byteCount: nameLength)
+            copy.storeBytes(of: destinationPort.bigEndian, toByteOffset: 2, as: UInt16.self)
+            messages[i].msg_hdr.msg_name = copy
+        } else {
+            messages[i].msg_hdr.msg_name = name
+        }
         messages[i].msg_hdr.msg_namelen = socklen_t(nameLength)
-        messages[i].msg_hdr.msg_control = nil
-        messages[i].msg_hdr.msg_controllen = 0
+        if segmentSize > 0 {
+            // struct cmsghdr (SOL_UDP, UDP_SEGMENT), then the segment size as a u16.
+            let control = controls + i &* Self.controlSize
+            control.storeBytes(of: Self.controlHeaderSize &+ 2, as: Int.self)
+            control.storeBytes(of: Int32(IPPROTO_UDP), toByteOffset: MemoryLayout<Int>.size, as: Int32.self)
+            control.storeBytes(of: Self.udpSegmentOption, toByteOffset: MemoryLayout<Int>.size &+ 4, as: Int32.self)
+            control.storeBytes(of: UInt16(truncatingIfNeeded: segmentSize), toByteOffset: Self.controlHeaderSize,
+                               as: UInt16.self)
+            messages[i].msg_hdr.msg_control = control
+            messages[i].msg_hdr.msg_controllen = Self.controlSize
+        } else {
+            messages[i].msg_hdr.msg_control = nil
+            messages[i].msg_hdr.msg_controllen = 0
+        }
         messages[i].msg_hdr.msg_flags = 0
     }
 

@@ -5,28 +5,27 @@ import Platform
 /// segment takes the next free slot behind its virtio-net header (with
 /// `offloads=csum` the kernel finishes its checksum; with `off` the header is
 /// zeroed and every checksum was computed), the same slots `PacketPort.push`
-/// copies a frame into, so a segment is copied once. The port flushes the
-/// burst with one `sendto`.
+/// copies a frame into, so a segment is copied once. The slots are the
+/// port's `PacketTransmitBurst`'s: one `sendto` for the burst, or more only
+/// when its segments outgrow the ring.
 @usableFromInline
 struct TransmitSlotSegmentSink: DestinationSegmentSink {
-    @usableFromInline let socket: PacketRingSocket
+    @usableFromInline var burst: PacketTransmitBurst
     @usableFromInline let passOffloads: Bool
     /// Bytes of a slot before the frame: the virtio-net header.
     @usableFromInline let headerSize: Int
     @usableFromInline let capacity: Int
-    @usableFromInline var queued = 0
-    @usableFromInline var bytes: UInt64 = 0
     @usableFromInline var shortfall: DropReason = .txFull
     /// The slot of the segment begun last, and its length.
     @usableFromInline var slot: UnsafeMutableRawPointer? = nil
     @usableFromInline var length = 0
 
     @inlinable
-    init(socket: PacketRingSocket, passOffloads: Bool) {
-        self.socket = socket
+    init(burst: PacketTransmitBurst, passOffloads: Bool) {
+        self.burst = burst
         self.passOffloads = passOffloads
-        headerSize = socket.headerSize
-        capacity = socket.transmitSlotCapacity
+        headerSize = burst.socket.headerSize
+        capacity = burst.socket.transmitSlotCapacity
     }
 
     @inlinable
@@ -35,8 +34,8 @@ struct TransmitSlotSegmentSink: DestinationSegmentSink {
             shortfall = .tooLong
             return false
         }
-        // Slots free only as the driver finishes frames, not within this burst.
-        guard let next = socket.nextTransmitSlot() else {
+        // Slots free only as the driver finishes frames.
+        guard let next = burst.nextSlot() else {
             shortfall = .txFull
             return false
         }
@@ -64,8 +63,6 @@ struct TransmitSlotSegmentSink: DestinationSegmentSink {
             s.storeBytes(of: 0, as: UInt64.self)
             s.storeBytes(of: 0, toByteOffset: 8, as: UInt16.self)
         }
-        socket.commitTransmitSlot(length: headerSize &+ length)
-        queued &+= 1
-        bytes &+= UInt64(length)
+        burst.commit(length: headerSize &+ length, frameBytes: length)
     }
 }

@@ -163,27 +163,22 @@ public final class PacketPort {
         let passOffloads = offloadLevel != .off
         let passesSegmentation = offloadLevel == .on
         let count = batch.count
-        var queued = 0
-        var bytes: UInt64 = 0
+        var burst = PacketTransmitBurst(socket: socket, counters: counters)
         var f = 0
         while f < count {
             if let segmenter, batch.header(f).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone,
                !passesSegmentation {
-                var sink = TransmitSlotSegmentSink(socket: socket, passOffloads: passOffloads)
+                var sink = TransmitSlotSegmentSink(burst: burst, passOffloads: passOffloads)
                 segmenter.transmit(batch.frameSegments(f), header: batch.header(f),
                                    checksum: passOffloads ? .partial : .complete, untaggedLimit: untaggedLimit,
                                    into: &sink, counters: counters)
-                // Each super-frame's segments go to the kernel at once: a burst of them
-                // (16 × 45 segments) would fill the ring faster than the driver frees it.
-                hand(queued &+ sink.queued, bytes: bytes &+ sink.bytes, of: socket, counters: counters)
-                queued = 0
-                bytes = 0
+                burst = sink.burst
                 f &+= 1
                 continue
             }
             let length = batch.length(of: f)
-            guard let slot = socket.nextTransmitSlot() else {
-                // Slots free only as the driver finishes frames, not within this burst.
+            guard let slot = burst.nextSlot() else {
+                // Slots free only as the driver finishes frames.
                 if segmenter == nil {
                     counters.dropped(.txFull, count &- f)
                     break
@@ -206,25 +201,10 @@ public final class PacketPort {
                 f &+= 1
                 continue
             }
-            socket.commitTransmitSlot(length: headers &+ length)
-            queued &+= 1
-            bytes &+= UInt64(length)
+            burst.commit(length: headers &+ length, frameBytes: length)
             f &+= 1
         }
-        hand(queued, bytes: bytes, of: socket, counters: counters)
-    }
-
-    /// Hands the `queued` slots committed since the last flush (`bytes` of
-    /// frames) to the kernel with one `sendto` and counts what it took.
-    @inlinable
-    func hand(_ queued: Int, bytes: UInt64, of socket: PacketRingSocket, counters: QueueCounters) {
-        if queued == 0 { return }
-        let flush = socket.flushTransmit()
-        let sent = queued &- flush.notTaken
-        if sent > 0 { counters.sent(packets: sent, bytes: bytes &- flush.notTakenBytes) }
-        if flush.notTaken > 0 {
-            counters.dropped(flush.wouldBlock || flush.error == 0 ? .txFull : .ioError, flush.notTaken)
-        }
-        if flush.error != 0 && !flush.wouldBlock { lastErrorCode.store(flush.error, ordering: .relaxed) }
+        burst.hand()
+        if burst.failure != 0 { lastErrorCode.store(burst.failure, ordering: .relaxed) }
     }
 }

@@ -64,7 +64,8 @@ public enum Port {
     /// As `push`, for a batch that may hold GSO frames the port does not take
     /// (its `offloadAcceptance`): the port cuts them with `segmenter` straight
     /// into the buffers they leave Ferry from (a guest's receive chains, the
-    /// xdp port's UMEM frames, a packet socket's transmit slots), so each
+    /// xdp port's UMEM frames, a packet socket's transmit slots, a vxlan
+    /// port's send arena), so each
     /// segment is copied once, and counts them (`segmented_frames`,
     /// `segments_out`, drops per segment). The worker has already finished
     /// the partial checksums the port does not take.
@@ -74,21 +75,10 @@ public enum Port {
         case .vhost(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
         case .xdp(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
         case .packet(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
+        case .vxlan(let p): p.push(queue: queue, from: batch, segmenter: segmenter)
         // They take every GSO frame as it is (a TAP's kernel segments for its
         // own side), so none is ever left to them to cut; a failed port drops all.
-        case .tap, .gen, .sink, .failed, .vxlan: push(queue: queue, from: batch)
-        }
-    }
-
-    /// Whether `push(queue:from:segmenter:)` cuts GSO frames into the port's
-    /// own buffers. Not the vxlan port (one datagram buffer per frame): the
-    /// worker cuts its super-frames into its own slots first. A TAP, a
-    /// generator and a sink take every super-frame as it is.
-    @inlinable
-    public func cutsSegments(queue: Int) -> Bool {
-        switch self {
-        case .vhost, .xdp, .packet: true
-        case .tap, .gen, .sink, .failed, .vxlan: false
+        case .tap, .gen, .sink, .failed: push(queue: queue, from: batch)
         }
     }
 
@@ -190,12 +180,13 @@ public enum Port {
         return nil
     }
 
-    /// The port makes its frames at will (a generator without a rate): a worker pulls no
-    /// more than its VLAN's fullest port can take, so `count=N` means N delivered. A
-    /// generator with a rate is not held back (`GenPort.waitsForRoom`).
-    public var generatesFrames: Bool {
-        if case .gen(let p) = self { return p.waitsForRoom }
-        return false
+    /// The port makes its frames at will: a worker asks the generator how many it may
+    /// emit given what its VLAN's fullest port can take (`GenPort.allowance`), so that
+    /// `count=N` means N delivered without a rate, and a rated one starts when its
+    /// destinations can receive.
+    public var generator: GenPort? {
+        if case .gen(let p) = self { return p }
+        return nil
     }
 
     /// The XDP program that steers frames to the port, for an uplink that has one.

@@ -127,10 +127,10 @@ public final class TunnelEndpoints: @unchecked Sendable {
         add(number, 1, UInt64(bytes))
     }
 
-    /// The transmitting worker: a datagram of `bytes` inner bytes to entry `number`.
+    /// The transmitting worker: `packets` datagrams of `bytes` inner bytes in all to entry `number`.
     @inlinable
-    public func sent(to number: Int, bytes: Int) {
-        add(number, 2, 1)
+    public func sent(to number: Int, packets: Int = 1, bytes: Int) {
+        add(number, 2, UInt64(packets))
         add(number, 3, UInt64(bytes))
     }
 

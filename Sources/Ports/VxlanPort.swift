@@ -11,15 +11,18 @@ import Synchronization
 /// Underlay: the kernel's sockets (`TunnelSockets`): a UDP socket bound to
 /// `local`:`udpPort` receives, a raw UDP socket sends, each a burst per
 /// system call (`recvmmsg`, `sendmmsg`). Ferry writes the outer UDP header
-/// (a source port hashed from the inner flow, checksum zero over IPv4) and
-/// the VXLAN header; the kernel adds the IP header and routes it.
+/// (the source port of the inner flow's hash bucket, checksum zero over
+/// IPv4) and the VXLAN header; the kernel adds the IP header and routes it.
 ///
 /// Sending: a frame whose destination the forwarding database learned behind
 /// one VTEP (the batch's tunnel endpoint) goes to that VTEP; any other
 /// (broadcast, multicast, unknown unicast) to every VTEP of `remote=`, one
 /// datagram each from the same buffer (head-end replication). A frame too
 /// long for the underlay's MTU (`maxInnerFrameLength`) is dropped as
-/// `too_long`: VTEPs never fragment (RFC 7348 §4.3).
+/// `too_long`: VTEPs never fragment (RFC 7348 §4.3). A run of datagrams to
+/// one VTEP of one flow, of one length but the last, goes as one UDP GSO
+/// message through the flow bucket's own UDP socket (`FlowSenders`, whose
+/// port is that source port): routed and queued once for up to 64 datagrams.
 ///
 /// Receiving: a datagram is dropped, each with its own reason, when its sender
 /// is not a VTEP of `remote=` (`vxlan_unknown_vtep`; without `remote=` every
@@ -46,28 +49,56 @@ public final class VxlanPort {
 
     let receiver: FileDescriptor
     let sender: FileDescriptor
+    /// The UDP sockets of segmented sends, one per flow bucket (their ports are the source ports).
+    let flowSenders: FlowSenders
     @usableFromInline let receiverDescriptor: Int32
     @usableFromInline let senderDescriptor: Int32
+    @usableFromInline let flowSenderDescriptors: UnsafeMutablePointer<Int32>
+    @usableFromInline let flowSourcePorts: UnsafeMutablePointer<UInt16>
     @usableFromInline let received: DatagramBatch
     @usableFromInline let receiveBuffers: UnsafeMutableRawPointer
     @usableFromInline let receiveSlots: Int
     @usableFromInline let outgoing: DatagramBatch
+    /// Where a push lays out its datagrams (UDP and VXLAN headers, then the frame), one after the other.
     @usableFromInline let sendBuffers: UnsafeMutableRawPointer
-    @usableFromInline let sendSlots: Int
-    /// Per outgoing message: the VTEP number it goes to, and its inner frame's length.
+    /// Per datagram of a push: its offset in the arena, its inner frame's
+    /// length, its first and last VTEP numbers (low and high 16 bits), its flow sender.
+    @usableFromInline let datagramOffsets: UnsafeMutablePointer<Int>
+    @usableFromInline let datagramLengths: UnsafeMutablePointer<Int>
+    @usableFromInline let datagramTargets: UnsafeMutablePointer<UInt32>
+    @usableFromInline let datagramFlows: UnsafeMutablePointer<UInt8>
+    /// Per outgoing message: its socket, the VTEP number it goes to, how many
+    /// datagrams it carries and their inner frames' bytes.
+    @usableFromInline let messageDescriptors: UnsafeMutablePointer<Int32>
     @usableFromInline let messageEndpoints: UnsafeMutablePointer<UInt16>
+    @usableFromInline let messageDatagrams: UnsafeMutablePointer<Int>
     @usableFromInline let messageLengths: UnsafeMutablePointer<Int>
     @usableFromInline let maxInnerFrameLengthValue: Atomic<Int>
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
+    /// The kernel refused a segmented send: every datagram goes alone from then on.
+    @usableFromInline let segmentsRefused = Atomic<Bool>(false)
 
     /// A received datagram's buffer: the longest inner frame a 9000-byte
     /// jumbo underlay carries, and more; a longer datagram is cut by the
     /// kernel and dropped as `rx_buffer_too_small`.
     public static let receiveSlotSize = 16 * 1024
-    /// An outgoing datagram's buffer: UDP and VXLAN headers, then the frame.
+    /// The longest outgoing datagram: UDP and VXLAN headers, then the frame.
     public static let sendSlotSize = 16 * 1024
-    /// Datagrams one `sendmmsg` may carry (a burst times the flood list, in rounds).
+    /// The send arena: a burst of frames, or a few 64 KiB super-frames cut into segments.
+    public static let sendArenaSize = 2 << 20
+    /// What a super-frame cut into segments may take of the arena at most: 64 KiB
+    /// of payload, and headers and encapsulation for every segment.
+    @usableFromInline static var superFrameRoom: Int { 64 * 1024 &+ SoftwareSegmenter.maxSegmentsPerFrame &* 256 }
+    /// Datagrams (and messages) one flush may carry (a burst times the flood list, in rounds).
     public static let messagesPerSend = 1024
+    /// Source ports a flow hash picks from: one UDP socket each.
+    public static let flowSenderCount = 16
+    /// Datagrams one segmented message carries at most (the kernel's UDP_MAX_SEGMENTS before 6.x: 64).
+    @usableFromInline static var segmentsPerSend: Int { 64 }
+    /// The UDP payload of one segmented message at most: an IP packet's 64 KiB, less the headers.
+    @usableFromInline static var segmentedPayloadLimit: Int {
+        0xFFFF &- VXLAN.udpHeaderSize &- VXLAN.ipv6HeaderSize
+    }
     @usableFromInline static var encapsulation: Int { VXLAN.udpHeaderSize &+ VXLAN.headerSize }
 
     /// Opens the underlay sockets for VNI `vni` on `local`:`udpPort`, with
@@ -89,24 +120,50 @@ public final class VxlanPort {
         maxInnerFrameLengthValue = Atomic(Self.innerFrameLimit(mtu: mtu, ipv6: local.isIPv6))
         receiver = try TunnelSockets.receiver(local: local, port: udpPort, receiveBuffer: 4 << 20)
         sender = try TunnelSockets.sender(local: local, sendBuffer: 4 << 20)
+        // Ports from one derived from the VNI, so that two ports (or two Ferrys) rarely try the same ones.
+        flowSenders = try FlowSenders(local: local, count: Self.flowSenderCount,
+                                      firstTried: UInt16(49_152 + Int(vni % 977) * 16), sendBuffer: 4 << 20)
+        flowSenderDescriptors = .allocate(capacity: Self.flowSenderCount)
+        flowSenderDescriptors.initialize(from: flowSenders.descriptors, count: Self.flowSenderCount)
+        flowSourcePorts = .allocate(capacity: Self.flowSenderCount)
+        flowSourcePorts.initialize(from: flowSenders.ports, count: Self.flowSenderCount)
         receiverDescriptor = receiver.rawValue
         senderDescriptor = sender.rawValue
         receiveSlots = batchCapacity
         received = DatagramBatch(capacity: batchCapacity)
         receiveBuffers = .allocate(byteCount: batchCapacity * Self.receiveSlotSize, alignment: 64)
-        sendSlots = batchCapacity
         outgoing = DatagramBatch(capacity: Self.messagesPerSend)
-        sendBuffers = .allocate(byteCount: batchCapacity * Self.sendSlotSize, alignment: 64)
-        messageEndpoints = .allocate(capacity: Self.messagesPerSend)
-        messageEndpoints.initialize(repeating: 0, count: Self.messagesPerSend)
-        messageLengths = .allocate(capacity: Self.messagesPerSend)
-        messageLengths.initialize(repeating: 0, count: Self.messagesPerSend)
+        sendBuffers = .allocate(byteCount: Self.sendArenaSize, alignment: 64)
+        let n = Self.messagesPerSend
+        datagramOffsets = Self.table(of: 0, count: n)
+        datagramLengths = Self.table(of: 0, count: n)
+        datagramTargets = Self.table(of: 0, count: n)
+        datagramFlows = Self.table(of: 0, count: n)
+        messageDescriptors = Self.table(of: -1, count: n)
+        messageEndpoints = Self.table(of: 0, count: n)
+        messageDatagrams = Self.table(of: 0, count: n)
+        messageLengths = Self.table(of: 0, count: n)
+    }
+
+    /// `count` values, all `value`, allocated once for the port's life.
+    private static func table<Value>(of value: Value, count: Int) -> UnsafeMutablePointer<Value> {
+        let table = UnsafeMutablePointer<Value>.allocate(capacity: count)
+        table.initialize(repeating: value, count: count)
+        return table
     }
 
     deinit {
         receiveBuffers.deallocate()
         sendBuffers.deallocate()
+        flowSenderDescriptors.deallocate()
+        flowSourcePorts.deallocate()
+        datagramOffsets.deallocate()
+        datagramLengths.deallocate()
+        datagramTargets.deallocate()
+        datagramFlows.deallocate()
+        messageDescriptors.deallocate()
         messageEndpoints.deallocate()
+        messageDatagrams.deallocate()
         messageLengths.deallocate()
     }
 
@@ -216,38 +273,22 @@ public final class VxlanPort {
     public func release(queue _: Int) {}
 
     /// Encapsulates every frame of `batch` and sends the datagrams: to the
-    /// frame's VTEP, or to every VTEP of the flood list.
+    /// frame's VTEP, or to every VTEP of the flood list. With a `segmenter`,
+    /// each GSO frame is cut straight into the send arena, one datagram per
+    /// segment, every checksum computed (VxlanPort+Segments.swift); its drops
+    /// are counted per segment.
     @inlinable
-    public func push(queue _: Int, from batch: PacketBatch) {
+    public func push(queue _: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter? = nil) {
         let counters = self.counters[0]
         let limit = maxInnerFrameLength
         let known = endpoints.count
         let floodCount = endpoints.floodCount
-        let portBytes = udpPort.bigEndian
-        var messages = 0
-        var slot = 0
+        var burst = SendBurst()
         let count = batch.count
         var f = 0
         while f < count {
             let frame = f
             f &+= 1
-            if slot == sendSlots || messages &+ max(floodCount, 1) > Self.messagesPerSend {
-                flush(messages, counters: counters)
-                messages = 0
-                slot = 0
-            }
-            let length = batch.length(of: frame)
-            if length > limit {
-                counters.dropped(.tooLong)
-                continue
-            }
-            let buffer = sendBuffers + slot &* Self.sendSlotSize
-            let inner = buffer + Self.encapsulation
-            if let refused = batch.gather(frame, into: inner, limit: Self.sendSlotSize &- Self.encapsulation,
-                                          untaggedLimit: limit) {
-                counters.dropped(refused)
-                continue
-            }
             let target = Int(batch.tunnelEndpoint(of: frame))
             let first: Int
             let last: Int
@@ -261,54 +302,211 @@ public final class VxlanPort {
                 counters.dropped(.noDestination)
                 continue
             }
-            slot &+= 1
-            let datagramLength = Self.encapsulation &+ length
-            // UDP: source port from the inner flow, destination, length, checksum
-            // (zero: none over IPv4; the kernel's over IPv6).
-            buffer.storeBytes(of: VXLAN.sourcePort(frame: inner, length: length).bigEndian, as: UInt16.self)
-            buffer.storeBytes(of: portBytes, toByteOffset: 2, as: UInt16.self)
-            buffer.storeBytes(of: UInt16(truncatingIfNeeded: datagramLength).bigEndian, toByteOffset: 4, as: UInt16.self)
-            buffer.storeBytes(of: 0, toByteOffset: 6, as: UInt16.self)
-            VXLAN.writeHeader(vni: vni, at: buffer + VXLAN.udpHeaderSize)
+            let copies = last &- first &+ 1
+            let targets = UInt32(truncatingIfNeeded: first) | UInt32(truncatingIfNeeded: last) << 16
+            if let segmenter, batch.header(frame).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone {
+                if !hasRoom(burst, bytes: Self.superFrameRoom,
+                            datagrams: SoftwareSegmenter.maxSegmentsPerFrame, copies: copies) {
+                    flush(&burst, counters: counters)
+                }
+                var sink = TunnelSegmentSink(port: self, burst: burst, targets: targets, copies: copies)
+                segmenter.transmit(batch.frameSegments(frame), header: batch.header(frame), checksum: .complete,
+                                   untaggedLimit: limit, into: &sink, counters: counters)
+                burst = sink.burst
+                continue
+            }
+            let length = batch.length(of: frame)
+            if length > limit {
+                counters.dropped(.tooLong)
+                continue
+            }
+            if !hasRoom(burst, bytes: Self.sendSlotSize, datagrams: 1, copies: copies) {
+                flush(&burst, counters: counters)
+            }
+            let buffer = sendBuffers + burst.arenaUsed
+            if let refused = batch.gather(frame, into: buffer + Self.encapsulation,
+                                          limit: Self.sendSlotSize &- Self.encapsulation, untaggedLimit: limit) {
+                counters.dropped(refused)
+                continue
+            }
+            record(&burst, at: buffer, innerLength: length, targets: targets, copies: copies,
+                   flow: flowSender(of: buffer + Self.encapsulation, length: length))
+        }
+        if burst.datagrams > 0 { flush(&burst, counters: counters) }
+    }
+
+    /// What one push has encapsulated and not yet sent: datagrams laid out
+    /// one after the other in the send arena, and how many messages they
+    /// make at most (one per VTEP each).
+    @usableFromInline
+    struct SendBurst {
+        @usableFromInline var datagrams = 0
+        @usableFromInline var arenaUsed = 0
+        @usableFromInline var messages = 0
+
+        @inlinable
+        init() {}
+    }
+
+    /// Whether `burst` takes `datagrams` more of up to `bytes` in all, each to `copies` VTEPs.
+    @inlinable
+    func hasRoom(_ burst: SendBurst, bytes: Int, datagrams: Int, copies: Int) -> Bool {
+        if burst.datagrams == 0 { return true }
+        return burst.arenaUsed &+ bytes <= Self.sendArenaSize && burst.datagrams &+ datagrams <= Self.messagesPerSend
+            && burst.messages &+ datagrams &* copies <= Self.messagesPerSend
+    }
+
+    /// The flow sender of the inner frame of `length` bytes at `inner`: its flow hash's bucket.
+    @inlinable
+    func flowSender(of inner: UnsafeRawPointer, length: Int) -> Int {
+        Int(VXLAN.sourcePort(frame: inner, length: length) & UInt16(truncatingIfNeeded: Self.flowSenderCount &- 1))
+    }
+
+    /// Writes the UDP and VXLAN headers before the inner frame of
+    /// `innerLength` bytes at `buffer` + `encapsulation` (the arena's next
+    /// bytes) and adds the datagram to `burst`.
+    @inlinable
+    func record(_ burst: inout SendBurst, at buffer: UnsafeMutableRawPointer, innerLength: Int, targets: UInt32,
+                copies: Int, flow: Int) {
+        let datagramLength = Self.encapsulation &+ innerLength
+        // UDP: the flow's source port, destination, length, checksum (zero: none
+        // over IPv4; the kernel's over IPv6). A segmented send has the kernel
+        // write its own from the flow sender's socket, the same port.
+        buffer.storeBytes(of: flowSourcePorts[flow].bigEndian, as: UInt16.self)
+        buffer.storeBytes(of: udpPort.bigEndian, toByteOffset: 2, as: UInt16.self)
+        buffer.storeBytes(of: UInt16(truncatingIfNeeded: datagramLength).bigEndian, toByteOffset: 4, as: UInt16.self)
+        buffer.storeBytes(of: 0, toByteOffset: 6, as: UInt16.self)
+        VXLAN.writeHeader(vni: vni, at: buffer + VXLAN.udpHeaderSize)
+        let d = burst.datagrams
+        datagramOffsets[d] = buffer - sendBuffers
+        datagramLengths[d] = innerLength
+        datagramTargets[d] = targets
+        datagramFlows[d] = UInt8(truncatingIfNeeded: flow)
+        burst.datagrams = d &+ 1
+        burst.arenaUsed &+= datagramLength
+        burst.messages &+= copies
+    }
+
+    /// Sends what `burst` holds and empties it. A run of datagrams to one VTEP
+    /// of one flow, all of one length but the last (which may be shorter: the
+    /// end of a segmented frame), goes as one segmented message through the
+    /// flow's UDP socket; any other datagram through the raw socket, once per
+    /// VTEP of its list. Counts what went (per port and per VTEP) and what did not.
+    @inlinable
+    func flush(_ burst: inout SendBurst, counters: QueueCounters) {
+        let segmenting = !segmentsRefused.load(ordering: .relaxed)
+        let count = burst.datagrams
+        burst = SendBurst()
+        var messages = 0
+        var d = 0
+        while d < count {
+            let targets = datagramTargets[d]
+            let first = Int(targets & 0xFFFF)
+            let last = Int(targets >> 16)
+            let length = datagramLengths[d]
+            if segmenting && first == last {
+                let flow = datagramFlows[d]
+                var run = 1
+                var innerBytes = length
+                var payload = VXLAN.headerSize &+ length
+                while d &+ run < count && run < Self.segmentsPerSend {
+                    let next = d &+ run
+                    let nextLength = datagramLengths[next]
+                    if datagramTargets[next] != targets || datagramFlows[next] != flow || nextLength > length
+                        || payload &+ VXLAN.headerSize &+ nextLength > Self.segmentedPayloadLimit { break }
+                    run &+= 1
+                    innerBytes &+= nextLength
+                    payload &+= VXLAN.headerSize &+ nextLength
+                    if nextLength < length { break }
+                }
+                if run > 1 {
+                    var v = d
+                    while v < d &+ run {
+                        outgoing.setVector(v, base: sendBuffers + (datagramOffsets[v] &+ VXLAN.udpHeaderSize),
+                                           length: VXLAN.headerSize &+ datagramLengths[v])
+                        v &+= 1
+                    }
+                    outgoing.prepareSend(messages, vectors: d, count: run, to: endpoints.socketAddress(first),
+                                         nameLength: endpoints.socketAddressLength, destinationPort: udpPort,
+                                         segmentSize: VXLAN.headerSize &+ length)
+                    note(messages, descriptor: flowSenderDescriptors[Int(flow)], endpoint: first, datagrams: run,
+                         bytes: innerBytes)
+                    messages &+= 1
+                    d &+= run
+                    continue
+                }
+            }
+            outgoing.setVector(d, base: sendBuffers + datagramOffsets[d], length: Self.encapsulation &+ length)
             var e = first
             while e <= last {
-                outgoing.prepareSend(messages, from: buffer, length: datagramLength, to: endpoints.socketAddress(e),
+                outgoing.prepareSend(messages, vectors: d, count: 1, to: endpoints.socketAddress(e),
                                      nameLength: endpoints.socketAddressLength)
-                messageEndpoints[messages] = UInt16(truncatingIfNeeded: e)
-                messageLengths[messages] = length
+                note(messages, descriptor: senderDescriptor, endpoint: e, datagrams: 1, bytes: length)
                 messages &+= 1
                 e &+= 1
             }
+            d &+= 1
         }
-        if messages > 0 { flush(messages, counters: counters) }
+        // One sendmmsg per run of messages through the same socket.
+        var sent = 0
+        var sentBytes: UInt64 = 0
+        var start = 0
+        while start < messages {
+            let descriptor = messageDescriptors[start]
+            var end = start &+ 1
+            while end < messages && messageDescriptors[end] == descriptor { end &+= 1 }
+            send(from: start, to: end, on: descriptor, counters: counters, sent: &sent, sentBytes: &sentBytes)
+            start = end
+        }
+        if sent > 0 { counters.sent(packets: sent, bytes: sentBytes) }
     }
 
-    /// Sends the prepared messages; counts what went (per port and per VTEP) and what did not.
+    /// Message `m` goes through `descriptor` to VTEP `endpoint`, `datagrams` datagrams of `bytes` inner bytes.
     @inlinable
-    func flush(_ messages: Int, counters: QueueCounters) {
-        var next = 0
-        var sentBytes: UInt64 = 0
-        var sent = 0
-        while next < messages {
-            let outcome = outgoing.send(on: senderDescriptor, from: next, count: messages)
+    func note(_ m: Int, descriptor: Int32, endpoint: Int, datagrams: Int, bytes: Int) {
+        messageDescriptors[m] = descriptor
+        messageEndpoints[m] = UInt16(truncatingIfNeeded: endpoint)
+        messageDatagrams[m] = datagrams
+        messageLengths[m] = bytes
+    }
+
+    /// Sends messages `from..<end`, all through `descriptor`, and counts them.
+    @inlinable
+    func send(from first: Int, to end: Int, on descriptor: Int32, counters: QueueCounters, sent: inout Int,
+              sentBytes: inout UInt64) {
+        var next = first
+        while next < end {
+            let outcome = outgoing.send(on: descriptor, from: next, count: end)
             var m = next
             while m < outcome.sent {
-                endpoints.sent(to: Int(messageEndpoints[m]), bytes: messageLengths[m])
+                endpoints.sent(to: Int(messageEndpoints[m]), packets: messageDatagrams[m], bytes: messageLengths[m])
+                sent &+= messageDatagrams[m]
                 sentBytes &+= UInt64(messageLengths[m])
                 m &+= 1
             }
-            sent &+= outcome.sent &- next
             if outcome.error == 0 { break }
             if outcome.error == EAGAIN || outcome.error == ENOBUFS {
-                // The send buffer is full: nothing more goes in this burst.
-                counters.dropped(.txFull, messages &- outcome.sent)
+                // The send buffer is full: nothing more goes through this socket in this burst.
+                var unsent = 0
+                while m < end {
+                    unsent &+= messageDatagrams[m]
+                    m &+= 1
+                }
+                counters.dropped(.txFull, unsent)
                 break
             }
-            // This datagram cannot go (no route, too long for the path...): the rest may.
+            // This message cannot go (no route, too long for the path...): the rest may.
             lastErrorCode.store(outcome.error, ordering: .relaxed)
-            counters.dropped(.ioError)
+            counters.dropped(.ioError, messageDatagrams[m])
+            if messageDatagrams[m] > 1 && descriptor != senderDescriptor
+                && (outcome.error == EIO || outcome.error == ENOPROTOOPT || outcome.error == EOPNOTSUPP) {
+                // The kernel does not segment here (no checksum offload on the
+                // route, an IPsec one): one datagram per message from now on.
+                // EINVAL is not that: a segment too long for the path's MTU,
+                // which a datagram alone would be too (EMSGSIZE).
+                segmentsRefused.store(true, ordering: .relaxed)
+            }
             next = outcome.sent &+ 1
         }
-        if sent > 0 { counters.sent(packets: sent, bytes: sentBytes) }
     }
 }

@@ -97,6 +97,35 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// A guest's TSO super-frames to a vxlan port: cut straight into the port's
+    /// send arena and sent as one segmented message each (UDP GSO) to its one
+    /// remote VTEP, its own address, so the segments come back in as datagrams.
+    func testTunneledSuperFramesAllocateNothing() throws {
+        try runUnderInterposer(test: "testTunneledSuperFramesAllocateNothing") {
+            let sender = try TestGuest("alloc-vx-gso", log: CapturedLog())
+            let loopback = InternetAddress("127.0.0.1")!
+            let vxlan = try VxlanPort(vni: 10, local: loopback, remotes: [loopback], udpPort: UDPPeer.testPort &+ 6,
+                                      batchCapacity: 64)
+            let sw = try SwitchHarness([(.vhost(sender.port), .access(1)), (.vxlan(vxlan), .access(1))], batchSize: 64)
+            let gso = GSOTestFrame(payloadLength: 8000, segmentSize: 1448)
+            var header = [UInt8](repeating: 0, count: 12)
+            header.withUnsafeMutableBytes { gso.header.store(to: $0.baseAddress!) }
+            var rounds = 0
+            return (prepare: {
+                // Uncounted: a snapshot, what came back, new buffers and frames.
+                precondition(rounds < 2 || vxlan.counters[0].snapshot.offloads[.segmentsOut, default: 0] > 0,
+                             "no super-frame was cut into the tunnel")
+                _ = sender.received()
+                sender.postBuffers(32 - sender.port.device.queues[0].postedBuffers)
+                sender.send(gso.bytes, header: header)
+                sender.send(gso.bytes, header: header)
+            }, burst: {
+                for _ in 0..<2 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
+            })
+        }
+    }
+
     /// Link-local frames the ingress port does not forward: each is checked and
     /// counted (`link_local`) without allocating.
     func testDroppedLinkLocalBurstsAllocateNothing() throws {

@@ -210,54 +210,49 @@ def uplink_and_tap(tmp_path, spaces: Namespaces, kind: str, subnet: str) -> tupl
     return ferry, veth
 
 
-def test_host_tcp_through_a_packet_uplink_reaches_a_tap_with_correct_checksums(tmp_path, payload):
-    spaces = Namespaces("pt")
+def transfer_through_uplink(tmp_path, payload, kind: str, subnet: str, toward_uplink: bool) -> dict:
+    """The payload from the namespace behind the `tap:` port to the one behind the `kind:` uplink
+    (`toward_uplink`), or the other way; neither port drops a frame it did not drop before, and
+    neither namespace's kernel counts a TCP checksum error. Returns Ferry's stats after it."""
+    spaces = Namespaces(kind[0])
     ferry = None
-    veth = f"ftpu{os.getpid() % 10000}"
+    veth = f"ft{kind[0]}u{os.getpid() % 10000}"
     try:
-        ferry, veth = uplink_and_tap(tmp_path, spaces, "packet", "198.18.10")
+        ferry, veth = uplink_and_tap(tmp_path, spaces, kind, subnet)
         before = ferry.stats()
         settled = [h.drop_total(h.port_stats(before, name)) for name in ("up", "t")]
-        transfer(spaces.names[0], spaces.names[1], "198.18.10.2", payload)
+        if toward_uplink:
+            transfer(spaces.names[1], spaces.names[0], f"{subnet}.1", payload)
+        else:
+            transfer(spaces.names[0], spaces.names[1], f"{subnet}.2", payload)
         stats = ferry.stats()
-        into_tap = h.port_stats(stats, "t").get("offloads", {})
-        assert into_tap.get("gso_passed", 0) > 100, f"the host's super-frames did not cross whole: {into_tap}"
         assert [h.drop_total(h.port_stats(stats, name)) for name in ("up", "t")] == settled, stats
         # Without the virtio-net header the host's partial checksums reached the TAP as wrong
         # ones, and the receiving kernel counted and dropped every segment.
         for space in spaces.names:
             assert tcp_checksum_errors(space) == 0, space
+        return stats
     finally:
         if ferry is not None:
             ferry.stop()
         run("ip", "link", "del", veth, check=False)
         spaces.remove()
+
+
+def test_host_tcp_through_a_packet_uplink_reaches_a_tap_with_correct_checksums(tmp_path, payload):
+    stats = transfer_through_uplink(tmp_path, payload, "packet", "198.18.10", toward_uplink=False)
+    into_tap = h.port_stats(stats, "t").get("offloads", {})
+    assert into_tap.get("gso_passed", 0) > 100, f"the host's super-frames did not cross whole: {into_tap}"
 
 
 def test_tcp_from_a_tap_through_an_xdp_uplink_is_segmented_into_umem_frames(tmp_path, payload):
-    spaces = Namespaces("x")
-    ferry = None
-    veth = f"ftxu{os.getpid() % 10000}"
-    try:
-        ferry, veth = uplink_and_tap(tmp_path, spaces, "xdp", "198.18.11")
-        before = ferry.stats()
-        settled = [h.drop_total(h.port_stats(before, name)) for name in ("up", "t")]
-        transfer(spaces.names[1], spaces.names[0], "198.18.11.1", payload)
-        stats = ferry.stats()
-        uplink = h.port_stats(stats, "up")
-        offloaded = uplink.get("offloads", {})
-        assert offloaded.get("segmented_frames", 0) > 100, f"nothing segmented for the xdp uplink: {offloaded}"
-        assert offloaded.get("segments_out", 0) > offloaded["segmented_frames"], offloaded
-        assert offloaded.get("gso_passed", 0) == 0, offloaded
-        assert uplink["tx_bytes"] > TRANSFER_BYTES
-        assert [h.drop_total(h.port_stats(stats, name)) for name in ("up", "t")] == settled, stats
-        for space in spaces.names:
-            assert tcp_checksum_errors(space) == 0, space
-    finally:
-        if ferry is not None:
-            ferry.stop()
-        run("ip", "link", "del", veth, check=False)
-        spaces.remove()
+    stats = transfer_through_uplink(tmp_path, payload, "xdp", "198.18.11", toward_uplink=True)
+    uplink = h.port_stats(stats, "up")
+    offloaded = uplink.get("offloads", {})
+    assert offloaded.get("segmented_frames", 0) > 100, f"nothing segmented for the xdp uplink: {offloaded}"
+    assert offloaded.get("segments_out", 0) > offloaded["segmented_frames"], offloaded
+    assert offloaded.get("gso_passed", 0) == 0, offloaded
+    assert uplink["tx_bytes"] > TRANSFER_BYTES
 
 
 def tcp_checksum_errors(space: str) -> int:

@@ -46,9 +46,12 @@ final class PacketPortTests: XCTestCase {
         XCTAssertEqual(port.lastError, 0)
     }
 
-    /// A ring of 32 slots takes 32 frames of a burst of 40; the other 8 find it
-    /// full. The next burst finds the slots free again.
-    func testAFullTransmitRingCountsTheRestOfTheBurstAsTxFull() throws {
+    /// A ring of 32 slots and a burst of 40: once the ring is full, the 32 go
+    /// to the kernel and the port looks again, taking the slots veth's driver
+    /// has freed meanwhile (in practice all of them: it frees each as it
+    /// forwards it); a frame that still finds the ring full is `tx_full`. The
+    /// next burst finds the slots free again, and the peer gets every frame sent.
+    func testAFullTransmitRingIsHandedOverAndCountsWhatStillFindsItFull() throws {
         let veth = try VethPair("f")
         let port = try PacketPort(interface: veth.name,
                                   transmitRing: PacketRingSocket.TransmitRing(slotSize: 2048, slotCount: 32))
@@ -58,13 +61,17 @@ final class PacketPortTests: XCTestCase {
         for i in 0..<40 { arena.append(udpFrame(sourcePort: UInt16(i), size: 200), cuts: [], to: batch) }
 
         port.push(queue: 0, from: batch)
-        XCTAssertEqual(port.counters[0].snapshot.txPackets, 32)
-        XCTAssertEqual(port.counters[0].snapshot.drops, [.txFull: 8])
+        let first = port.counters[0].snapshot
+        XCTAssertGreaterThan(first.txPackets, 32, "the full ring was not handed over before the burst ended")
+        XCTAssertEqual(first.txPackets + (first.drops[.txFull] ?? 0), 40)
+        XCTAssertEqual(Set(first.drops.keys).subtracting([.txFull]), [])
         port.push(queue: 0, from: batch)
-        XCTAssertEqual(port.counters[0].snapshot.txPackets, 64)
+        let second = port.counters[0].snapshot
+        XCTAssertGreaterThanOrEqual(second.txPackets, first.txPackets + 32)
+        XCTAssertEqual(second.txPackets + (second.drops[.txFull] ?? 0), 80)
         var received = 0
         while try peer.receive(timeout: 0.5) != nil { received += 1 }
-        XCTAssertEqual(received, 64)
+        XCTAssertEqual(received, Int(second.txPackets))
     }
 
     /// Guests leave checksums to the device (NEEDS_CSUM); with `offloads=off`
@@ -140,10 +147,10 @@ final class PacketPortTests: XCTestCase {
         }
     }
 
-    /// A ring of 32 slots and six 7-segment frames: each frame's segments go to
-    /// the kernel before the next is cut, so the ring takes at least 32 of the
-    /// 42 (more as the peer frees slots meanwhile), and every other segment is
-    /// counted `tx_full`, to the segment.
+    /// A ring of 32 slots and six 7-segment frames: once the ring is full, what
+    /// it holds goes to the kernel and the port looks again, so the ring takes
+    /// at least 32 of the 42 (more as the driver frees slots meanwhile), and
+    /// every other segment is counted `tx_full`, to the segment.
     func testAFullTransmitRingCountsEverySegmentLeftOver() throws {
         let veth = try VethPair("sf")
         let port = try PacketPort(interface: veth.name,

@@ -125,6 +125,60 @@ final class VxlanPortTests: XCTestCase {
         XCTAssertGreaterThan(Set(ports).count, 1, "three flows on one port: \(ports)")
     }
 
+    /// Frames of one flow to one VTEP, of one length but the last, go as one
+    /// segmented send (UDP GSO) through the flow's own socket: the VTEP gets
+    /// each as its own datagram, in order, all from one source port.
+    func testARunOfOneFlowLeavesAsOneSegmentedSendAndArrivesAsDatagrams() throws {
+        let port = try port(remotes: ["127.0.0.2"])
+        let peer = try UDPPeer("127.0.0.2")
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 32)
+        var frames = (0..<5).map { i -> [UInt8] in
+            var frame = udpFrame(sourcePort: 9, size: 64)
+            frame[frame.count - 1] = UInt8(i)
+            return frame
+        }
+        frames.append(udpFrame(sourcePort: 9, size: 60))
+        for frame in frames { arena.append(frame, cuts: [7], to: batch) }
+        port.push(queue: 0, from: batch)
+        var received: [(payload: [UInt8], sourcePort: UInt16)] = []
+        while let d = peer.receive() { received.append(d) }
+        XCTAssertEqual(received.map(\.payload), frames.map { vxlanHeader(vni: vni) + $0 })
+        XCTAssertEqual(Set(received.map(\.sourcePort)).count, 1, "one flow, one source port")
+        XCTAssertTrue(received.allSatisfy { $0.sourcePort >= 49_152 })
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 6, "counted per datagram")
+        XCTAssertEqual(port.endpoints.counters(1).txPackets, 6)
+        XCTAssertEqual(port.endpoints.counters(1).txBytes, UInt64(frames.map(\.count).reduce(0, +)))
+    }
+
+    /// A TCP super-frame is cut straight into the send arena, every checksum
+    /// computed: the VTEP gets the segmenter's own segments, one datagram
+    /// each, between the frames around it.
+    func testASuperFrameIsCutStraightIntoDatagrams() throws {
+        let port = try port(remotes: ["127.0.0.2"])
+        let peer = try UDPPeer("127.0.0.2")
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 8)
+        let plain = udpFrame(sourcePort: 3, size: 300)
+        let gso = GSOTestFrame(payloadLength: 9000, segmentSize: 1400, tcpFlags: 0x19)
+        arena.append(plain, cuts: [], to: batch)
+        arena.append(gso.bytes, cuts: [20, 4001], to: batch)
+        gso.header.store(to: batch.header(1))
+        arena.append(plain, cuts: [], to: batch)
+
+        port.push(queue: 0, from: batch, segmenter: SoftwareSegmenter())
+
+        let segments = try segmentWithFerry(gso, checksum: .complete).1.map(\.1)
+        XCTAssertEqual(segments.count, 7)
+        let expected = [plain] + segments + [plain]
+        XCTAssertEqual(peer.receiveAll(), expected.map { vxlanHeader(vni: vni) + $0 })
+        let snapshot = port.counters[0].snapshot
+        XCTAssertEqual(snapshot.txPackets, UInt64(expected.count))
+        XCTAssertEqual(snapshot.offloads[.segmentedFrames], 1)
+        XCTAssertEqual(snapshot.offloads[.segmentsOut], UInt64(segments.count))
+        XCTAssertEqual(snapshot.drops, [:])
+    }
+
     func testAFrameLongerThanTheUnderlayCarriesIsDroppedAsTooLong() throws {
         let port = try port(remotes: ["127.0.0.2"])
         let arena = FrameArena()
