@@ -189,6 +189,12 @@ public enum Port {
         return nil
     }
 
+    /// What a sink read back from the frames it was handed, for a sink.
+    public var analyser: TrafficAnalyser? {
+        if case .sink(let p) = self { return p.analyser }
+        return nil
+    }
+
     /// The XDP program that steers frames to the port, for an uplink that has one.
     public var steering: SteeringProgram? {
         if case .xdp(let p) = self { return p.steering }

@@ -52,8 +52,8 @@ public enum MetricsExposition {
                 gauge("ferry_xdp_steered_addresses", "Guest addresses in the XDP program's map", labels,
                       Double(steering.guests().count))
             }
-            if case .sink(let sink) = p.port {
-                let a = sink.analyser.snapshot
+            if let analyser = p.port.analyser {
+                let a = analyser.snapshot
                 let labels = [("port", p.name)]
                 let framesHelp = "Frames the sink was handed, with a generator's stamp or without"
                 counter("ferry_analyser_frames_total", framesHelp, labels + [("stamp", "yes")], a.stamped)
@@ -69,7 +69,7 @@ public enum MetricsExposition {
                           labels + [("quantile", quantile)], Double(a.latency.percentile(fraction)) / 1e9)
                 }
             }
-            if case .gen(let gen) = p.port {
+            if let gen = p.port.generator {
                 counter("ferry_generator_lagged_total", "Frames a generator's schedule gave up: its worker was over 50 ms late",
                         [("port", p.name)], gen.laggedFrames)
             }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Configuration
 import XCTest
 @testable import ferry
 
@@ -13,14 +12,12 @@ final class RuntimeOptionsTests: XCTestCase {
         let run = try Run.parse(["--port", "sink"] + given)
         let lab = try Lab.parse(["throughput", "--port", "gen:size=64", "--port", "sink"] + given)
         for runtime in [run.runtime, lab.runtime] {
-            var settings = SwitchSettings()
-            runtime.apply(to: &settings)
-            XCTAssertEqual(settings.workers, 2)
-            XCTAssertEqual(settings.cpus, [0, 1])
-            XCTAssertEqual(settings.batch, 64)
-            XCTAssertEqual(settings.idle, .poll)
-            XCTAssertEqual(settings.wakePriority, .normal)
-            XCTAssertEqual(settings.logLevel, .debug)
+            XCTAssertEqual(runtime.workers, 2)
+            XCTAssertEqual(try RuntimeOptions.cpuList(try XCTUnwrap(runtime.cpus)), [0, 1])
+            XCTAssertEqual(runtime.batch, 64)
+            XCTAssertEqual(runtime.idle, .poll)
+            XCTAssertEqual(runtime.wakePriority, .normal)
+            XCTAssertEqual(runtime.logLevel, "debug")
             XCTAssertEqual(runtime.control, "/tmp/x.sock")
             XCTAssertEqual(runtime.metrics, "127.0.0.1:9469")
         }
