@@ -88,8 +88,9 @@ extension Ctl.Show {
             commandName: "vteps",
             abstract: "Show every vxlan port's remote VTEPs and their counters.",
             discussion: """
-                flood is "yes" for a VTEP of the port's remote= list (it gets every broadcast,
-                multicast and unknown-unicast frame), "no" for one learned from its datagrams.
+                flood is "yes" for a VTEP of the port's remote= list, or on an EVPN port one
+                with a type-3 route (it gets every broadcast, multicast and unknown-unicast
+                frame), "no" for one learned from its datagrams or known from type-2 routes only.
                 Packets and bytes count datagrams and their inner frames' bytes.
                 Example: ferry ctl show vteps --json
                 """)
