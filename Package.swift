@@ -112,7 +112,7 @@ let package = Package(
                                                    .product(name: "Logging", package: "swift-log")]),
         // The `ferry` command line itself: every command line the docs show parses.
         .testTarget(name: "FerryTests", dependencies: [
-            "ferry", "Configuration", "ControlProtocol", "Engine", "Model", "Packets", "Ports", "Switching", "Telemetry",
+            "ferry", "ControlProtocol", "Engine", "Model", "Packets", "Ports", "Switching", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -19,8 +19,6 @@ import Virtio
 public enum PackedRingFuzz {
     public static let target = FuzzTarget(name: "packed-ring", run: { run($0) }, seeds: { seeds() })
 
-    static var ramSize: Int { RingFuzzBursts.ramSize }
-
     typealias Session = RingFuzzSession<MockPackedRing, PackedVirtqueue>
 
     public static func run(_ bytes: UnsafeRawBufferPointer) -> FuzzOutcome {
@@ -36,17 +34,17 @@ public enum PackedRingFuzz {
         let ring = session.ring
         switch input.byte() % 12 {
         case 0:
-            ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: SplitRingFuzz.address(&input, ring),
-                                 length: SplitRingFuzz.length(&input), id: input.uint16(), flags: flags(&input))
+            ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: RingFuzzBursts.address(&input, ring),
+                                 length: RingFuzzBursts.length(&input), id: input.uint16(), flags: RingFuzzBursts.flags(&input))
         case 1:
             // A head's flags last, marked for this lap or the other one.
-            ring.setFlags(UInt16(input.below(Int(ring.size))), flags(&input) | PackedFlag.available(wrap: input.bool()))
+            ring.setFlags(UInt16(input.below(Int(ring.size))), RingFuzzBursts.flags(&input) | PackedFlag.available(wrap: input.bool()))
         case 2:
             // A descriptor anywhere in the buffer area: an indirect table's entry.
             let area = ring.buffers
             let at = area.lowerBound + UInt64(input.below(Int(area.count) - 16)) & ~15
-            ring.writeDescriptor(atGPA: at, address: SplitRingFuzz.address(&input, ring), length: SplitRingFuzz.length(&input),
-                                 id: input.uint16(), flags: flags(&input))
+            ring.writeDescriptor(atGPA: at, address: RingFuzzBursts.address(&input, ring), length: RingFuzzBursts.length(&input),
+                                 id: input.uint16(), flags: RingFuzzBursts.flags(&input))
         case 3: RingFuzzBursts.pull(.packed(session.queue), counters: session.counters, outcome: &session.outcome)
         case 4:
             RingFuzzBursts.push(.packed(session.queue), count: Int(input.byte() % 4) + 1, length: 14 + input.below(9000),
@@ -79,21 +77,13 @@ public enum PackedRingFuzz {
             RingFuzzBursts.pushSegments(.packed(session.queue), payload: input.below(30_000) + 1,
                                         segmentSize: 536 + input.below(1500), ipv6: input.bool(),
                                         counters: session.counters, outcome: &session.outcome)
-        default:
-            let at = session.ram.base + UInt64(input.below(ramSize - 16))
-            session.ram.write(Array(input.take(Int(input.byte() % 16) + 1)), at: at)
+        default: RingFuzzBursts.scribble(&input, session.ram)
         }
     }
 
     /// The mock driver waits for used descriptors before it reuses slots; this one does not.
     static func makeRoom(_ ring: MockPackedRing, _ descriptors: Int) {
         if ring.outstanding + descriptors > Int(ring.size) { ring.forgetOutstanding() }
-    }
-
-    /// Mostly NEXT, WRITE and INDIRECT; sometimes any bits at all, wrap bits included.
-    static func flags(_ input: inout FuzzInput) -> UInt16 {
-        let value = input.byte()
-        return value & 0x80 == 0 ? UInt16(value & 7) : input.uint16()
     }
 
     // MARK: - Seeds

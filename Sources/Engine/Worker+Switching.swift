@@ -224,7 +224,7 @@ extension Worker {
             return recent.goesTo
         }
         let key = FDBKey(vlan: vlan, mac: sourceMAC)
-        if !database.refresh(key, port: ingress, endpoint: sourceEndpoint, now: now),
+        if me.learnsSources, !database.refresh(key, port: ingress, endpoint: sourceEndpoint, now: now),
            learning.offer(key, port: ingress, endpoint: sourceEndpoint) {
             learningPending = true
         }
