@@ -27,6 +27,7 @@ namespace. IPv6 is switched off on it so the kernel adds no frames of its own.
     sudo tools/bench-switch.py                       # 3 rounds, W3 and W4, all back-ends
     sudo tools/bench-switch.py --only W3 --rounds 5
     sudo tools/bench-switch.py --only W4 --impls dpdk,raw --sizes 64
+    sudo tools/bench-switch.py --other /tmp/ferry-old   # and the build before a change, alternating
 
 FERRY_BIN overrides the Ferry binary, FERRY_ARGS adds `ferry run` options; FERRY_TESTPMD_MEM=nohuge|huge|auto testpmd's memory.
 """
@@ -43,9 +44,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, OtherLoad, Tool, Unsupported, add_run_options,  # noqa: E402
-                      begin_run, build_tool, counter_rates, dpdk_vhost_port, fmt, h, least_noisy,
-                      noisy_note, parse_run_options, ratio, run_rounds, summarize)
+from benchlib import (NOISY, OtherLoad, Tool, Unsupported, add_other_option,  # noqa: E402
+                      add_run_options, begin_run, build_tool, counter_rates, dpdk_vhost_port,
+                      ferry_binary_of, fmt, h, least_noisy, noisy_note, parse_run_options,
+                      print_other_table, ratio, run_rounds, summarize)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -56,8 +58,10 @@ WORKLOADS = {
     "W4tx": "guest -> TAP",
     "W4rx": "TAP -> guest",
 }
-IMPLS = {"W3": ("ferry", "dpdk"), "W3io": ("ferry", "dpdk"),
-         "W4tx": ("ferry", "dpdk", "raw"), "W4rx": ("ferry", "dpdk", "raw")}
+IMPLS = {"W3": ("ferry", "other", "dpdk"), "W3io": ("ferry", "other", "dpdk"),
+         "W4tx": ("ferry", "other", "dpdk", "raw"), "W4rx": ("ferry", "other", "dpdk", "raw")}
+# The back-ends that are a Ferry: this build, and --other's.
+FERRIES = ("ferry", "other")
 # The issue's bars, Ferry/DPDK at 64 B, and the goal against the raw TAP limit.
 BARS = {"W4tx": 1.0, "W4rx": 2.0}
 RAW_GOAL = 0.9
@@ -133,16 +137,16 @@ def ferry_counter(be, port: str, key: str):
 
 
 def start_backend(impl: str, lab: h.Lab, ports: dict, tap: str | None = None,
-                  raw_cmd: list[str] | None = None):
+                  raw_cmd: list[str] | None = None, binary: str | None = None):
     """ports: name -> vhost socket. Ferry gets `vhost:PATH,name=NAME` per socket and
     `tap:TAP,name=t`; DPDK net_vhostN per socket and net_tap0; raw runs raw_cmd."""
-    if impl == "ferry":
+    if impl in FERRIES:
         specs = [f"vhost:{path},name={name}" for name, path in ports.items()]
         if tap:
             specs.append(f"tap:{tap},name=t")
         try:
             return lab.ferry(specs, cpu=BACKEND_CPU, taskset=str(BACKEND_CPU),
-                             extra_args=os.environ.get("FERRY_ARGS", "").split())
+                             extra_args=os.environ.get("FERRY_ARGS", "").split(), binary=binary)
         except h.FerryError as exc:
             if "unknown port type 'tap'" in str(exc):
                 raise Unsupported("this Ferry has no tap: port (`ferry run --port tap:NAME` "
@@ -168,7 +172,12 @@ def start_backend(impl: str, lab: h.Lab, ports: dict, tap: str | None = None,
 
 def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     a, b = lab.path("a.sock"), lab.path("b.sock")
-    be = start_backend(impl, lab, {"a": a, "b": b})
+    ports = {"a": a}
+    if impl in FERRIES:
+        # --w3-ports: a is the first port, b the last, idle vhost ports without a front-end between.
+        ports.update({f"p{i}": lab.path(f"p{i}.sock") for i in range(1, args.w3_ports - 1)})
+    ports["b"] = b
+    be = start_backend(impl, lab, ports, binary=ferry_binary_of(impl, args))
     h.wait_for_socket(a, proc=be)
     h.wait_for_socket(b, proc=be)
     prefix = f"ferry-{os.getpid()}-pair{next(_tap_counter)}"
@@ -184,9 +193,9 @@ def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     learn = fe.wait_for("LEARN", 30)
     load = OtherLoad([be.pid, fe.pid]).start()
     time.sleep(args.warmup)
-    c0, t0 = ferry_counter(be, "b", "tx_packets") if impl == "ferry" else None, time.monotonic()
+    c0, t0 = ferry_counter(be, "b", "tx_packets") if impl in FERRIES else None, time.monotonic()
     total = fe.wait_for("TOTAL", args.duration + 30)
-    c1, t1 = ferry_counter(be, "b", "tx_packets") if impl == "ferry" else None, time.monotonic()
+    c1, t1 = ferry_counter(be, "b", "tx_packets") if impl in FERRIES else None, time.monotonic()
     other = load.stop()
     samples = [s["rx"] for s in fe.samples if s["t"] > args.warmup + 0.5]
     if not samples:
@@ -208,7 +217,7 @@ def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
 
 def measure_w3io(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     a, b = lab.path("a.sock"), lab.path("b.sock")
-    be = start_backend(impl, lab, {"a": a, "b": b})
+    be = start_backend(impl, lab, {"a": a, "b": b}, binary=ferry_binary_of(impl, args))
     h.wait_for_socket(a, proc=be)
     h.wait_for_socket(b, proc=be)
     fe = lab.virtio_user(a, "io", cpu=FRONTEND_CPU, txpkts=size,
@@ -231,7 +240,7 @@ def measure_w4tx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     sock, tap = lab.path("g.sock"), tap_name()
     lab.after_close.append(lambda: remove_tap(tap))
     raw_cmd = [tools["tap-raw"], "write", tap, str(args.warmup + args.duration + 30), str(size)]
-    be = start_backend(impl, lab, {"g": sock}, tap=tap, raw_cmd=raw_cmd)
+    be = start_backend(impl, lab, {"g": sock}, tap=tap, raw_cmd=raw_cmd, binary=ferry_binary_of(impl, args))
     prepare_tap(tap, be)
     pids = [be.pid]
     fe = None
@@ -250,7 +259,7 @@ def measure_w4tx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
            "tap_rx_dropped": dropped}
     if fe is not None:
         out["frontend_tx_mpps"] = h.median(fe.pps_samples("tx", since=t0)) / 1e6
-    if impl == "ferry":
+    if impl in FERRIES:
         out["backend_ports"] = {p: be.port(p) for p in ("g", "t")}
     if out["mpps"] <= 0:
         raise h.HarnessError(f"nothing arrived at TAP {tap}\n{lab.logs(15)}")
@@ -262,7 +271,7 @@ def measure_w4rx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     lab.after_close.append(lambda: remove_tap(tap))
     long = str(args.warmup + args.duration + 30)
     raw_cmd = [tools["tap-raw"], "read", tap, long]
-    be = start_backend(impl, lab, {"g": sock}, tap=tap, raw_cmd=raw_cmd)
+    be = start_backend(impl, lab, {"g": sock}, tap=tap, raw_cmd=raw_cmd, binary=ferry_binary_of(impl, args))
     prepare_tap(tap, be)
     pids = [be.pid]
     fe = None
@@ -308,7 +317,7 @@ def measure_w4rx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
            "tap_tx_mpps": (k1["tx_packets"] - k0["tx_packets"]) / (t1 - t0) / 1e6,
            "tap_tx_dropped_mpps": (k1["tx_dropped"] - k0["tx_dropped"]) / (t1 - t0) / 1e6,
            "sender_mpps": h.median(sent) / 1e6 if sent else None}
-    if impl == "ferry":
+    if impl in FERRIES:
         out["backend_ports"] = {p: be.port(p) for p in ("g", "t")}
     elif impl == "dpdk":
         port = dpdk_vhost_port(be)
@@ -377,7 +386,7 @@ def expand_workloads(text: str) -> list[str]:
 
 def requirements(impls: set, workloads: list[str]) -> list[str]:
     problems = h.environment_problems(need_ferry="ferry" in impls,
-                                      need_testpmd=bool(impls & {"ferry", "dpdk"}))
+                                      need_testpmd=bool(impls & {"ferry", "other", "dpdk"}))
     if (os.cpu_count() or 1) < 2:
         problems.append("needs 2 CPUs (back-end on CPU 0, front-end on CPU 1)")
     if any(w.startswith("W4") for w in workloads) and not os.path.exists("/dev/net/tun"):
@@ -392,18 +401,26 @@ def main() -> int:
     ap.add_argument("--impls", default="ferry,dpdk,raw",
                     help="back-ends to run: ferry, dpdk, raw (raw: W4 only)")
     add_run_options(ap, sizes_help=f"frame sizes without FCS; W4 caps them at {TAP_MAX_FRAME}")
+    add_other_option(ap)
     ap.add_argument("--rx-ring", type=int, default=4096, metavar="N",
                     help="W4rx: the guest's receive ring size (virtio-user queue_size and --rxd); "
                          "0 keeps testpmd's default (256)")
+    ap.add_argument("--w3-ports", type=int, default=2, metavar="N",
+                    help="W3: Ferry (and --other) with N vhost ports, guest A on the first and B on the "
+                         "last, the others idle (2...1024; DPDK keeps 2)")
     ap.add_argument("--in-order", choices=["on", "off"], default="on",
                     help="W3: off makes both guests refuse VIRTIO_F_IN_ORDER (virtio-user in_order=0); "
                          "on lets them take it where the back-end offers it (their default)")
     args = parse_run_options(ap)
+    if not 2 <= args.w3_ports <= 1024:
+        ap.error("--w3-ports must be 2...1024")
     sizes = args.size_list
     workloads = expand_workloads(args.only)
     impls = [i.strip() for i in args.impls.split(",") if i.strip()]
+    if args.other and "ferry" in impls:
+        impls.append("other")
     for i in impls:
-        if i not in ("ferry", "dpdk", "raw"):
+        if i not in ("ferry", "dpdk", "raw", "other"):
             ap.error(f"unknown back-end {i!r} (ferry, dpdk, raw)")
     wanted = {i for w in workloads for i in IMPLS[w] if i in impls}
 
@@ -449,7 +466,7 @@ def main() -> int:
         for size in sizes_of(workload):
             row = summarize({"workload": workload, "size": size},
                             {impl: results.get((workload, size, impl), [])
-                             for impl in ("ferry", "dpdk", "raw")})
+                             for impl in ("ferry", "dpdk", "raw", "other")})
             row["ratio"] = ratio(row["ferry_best"], row["dpdk_best"])
             row["ferry_raw"] = ratio(row["ferry_best"], row["raw_best"])
             row["dpdk_raw"] = ratio(row["dpdk_best"], row["raw_best"])
@@ -470,6 +487,9 @@ def main() -> int:
             print(f"# {row['workload']} 64 B bars: Ferry/DPDK {fmt(r, 4).strip()} "
                   f"(bar >= {bar:.1f}), Ferry/raw {fmt(row['ferry_raw'], 4).strip()} "
                   f"(goal >= {RAW_GOAL})")
+    if args.other:
+        print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS[row['workload']]}", 30)
+        print(f"(this: {h.ferry_binary()}; other: {args.other})")
     for (impl, workload), why in sorted(unsupported.items()):
         if workload in workloads:
             print(f"# NOT RUN: {impl} {workload}: {why}", file=sys.stderr)

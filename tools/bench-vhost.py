@@ -16,6 +16,7 @@ Rx-pps for W2) and keeps their median. Ferry and DPDK alternate within each roun
     sudo tools/bench-vhost.py --quick         # 1 round of 3 s
     sudo tools/bench-vhost.py --packed        # the front-end asks for packed rings (packed_vq=1)
     sudo tools/bench-vhost.py --in-order off  # the front-end refuses VIRTIO_F_IN_ORDER (in_order=0)
+    sudo tools/bench-vhost.py --other /tmp/ferry-old   # and the build before a change, alternating
 
 FERRY_BIN overrides the Ferry binary; FERRY_TESTPMD_MEM=nohuge|huge|auto testpmd's memory.
 """
@@ -30,7 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, add_run_options, begin_run, fmt, h,  # noqa: E402
+from benchlib import (NOISY, add_other_option, add_run_options, begin_run, ferry_binary_of,  # noqa: E402
+                      fmt, h, print_other_table,
                       least_noisy, noisy_note, parse_run_options, ratio, run_rounds,
                       summarize, busy_jiffies as _busy_jiffies, proc_jiffies as _proc_jiffies)
 
@@ -45,7 +47,8 @@ WORKLOADS = {
 
 
 def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
-            lab: h.Lab, packed: bool = False, in_order: bool = True) -> dict:
+            lab: h.Lab, packed: bool = False, in_order: bool = True,
+            binary: str | None = None) -> dict:
     """One measurement; returns {"mpps": median, "samples": [...], ...}."""
     sock = lab.path("bench.sock")
     if impl == "dpdk":
@@ -59,7 +62,7 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
         else:
             ports = [f"gen:dst={GEN_DST},src={GEN_SRC},size={size},name=gen",
                      f"vhost:{sock},name=vm"]
-        backend = lab.ferry(ports, cpu=BACKEND_CPU, taskset=str(BACKEND_CPU))
+        backend = lab.ferry(ports, cpu=BACKEND_CPU, taskset=str(BACKEND_CPU), binary=binary)
     h.wait_for_socket(sock, proc=backend)
 
     fe_kw = {"mrg_rxbuf": True} if size > 1518 else {}
@@ -91,7 +94,7 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
     out = {"mpps": result["median"] / 1e6, "samples": result["samples"],
            # CPU time used by anything else while we measured, in CPUs (0.0 = quiet machine)
            "other_cpus": max(0.0, ((busy1 - busy0) - (ours1 - ours0)) / hz / (t_after - t_before))}
-    if before is not None and after is not None and ("ferry" == impl or after > 0):
+    if before is not None and after is not None and (impl != "dpdk" or after > 0):
         out["backend_mpps"] = (after - before) / (t_after - t_before) / 1e6
     return out
 
@@ -99,7 +102,7 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
 def _backend_counter(impl: str, backend, workload: str):
     """The back-end's own frame counter (cross-check; includes warm-up time)."""
     try:
-        if impl == "ferry":
+        if impl != "dpdk":
             vm = backend.port("vm")
             return vm["rx_packets"] if workload == "W1" else vm["tx_packets"]
         key = "RX-packets" if workload == "W1" else "TX-packets"
@@ -112,7 +115,7 @@ def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
     return least_noisy(
         args, f"round {rnd + 1} {workload} {size:>5} B {impl:5}",
         lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab, args.packed,
-                            args.in_order == "on"),
+                            args.in_order == "on", ferry_binary_of(impl, args)),
         lambda m: [f"back-end's count {m['backend_mpps']:.2f}"] if "backend_mpps" in m else [])
 
 
@@ -125,10 +128,13 @@ def main() -> int:
                     help="off: the front-end refuses VIRTIO_F_IN_ORDER (virtio-user in_order=0); "
                          "on: it takes it where the back-end offers it (its default)")
     add_run_options(ap)
+    add_other_option(ap)
     args = parse_run_options(ap)
     sizes = args.size_list
     workloads = [w.strip().upper() for w in args.workloads.split(",")]
     impls = [args.only] if args.only else ["ferry", "dpdk"]
+    if args.other and "ferry" in impls:
+        impls.insert(1, "other")
 
     problems = h.environment_problems(need_ferry="ferry" in impls)
     if problems:
@@ -158,7 +164,7 @@ def main() -> int:
         for size in sizes:
             row = summarize({"workload": workload, "size": size},
                             {impl: results.get((workload, size, impl), [])
-                             for impl in ("ferry", "dpdk")})
+                             for impl in ("ferry", "dpdk", "other")})
             row["ratio"] = ratio(row["ferry_best"], row["dpdk_best"])
             summary.append(row)
             label = f"{workload} {WORKLOADS.get(workload, '')}"
@@ -168,6 +174,9 @@ def main() -> int:
     print("(Mpps: best and median over rounds of each measurement's median per-second reading "
           "of the front-end; 'noisy' = other processes used > "
           f"{NOISY:.2f} CPU during a measurement)")
+    if args.other:
+        print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS.get(row['workload'], '')}")
+        print(f"(this: {h.ferry_binary()}; other: {args.other})")
 
     if args.json:
         with open(args.json, "w") as f:

@@ -392,6 +392,31 @@ def add_run_options(ap: argparse.ArgumentParser, sizes: str = "64,1518",
     ap.add_argument("--keep-logs", metavar="DIR", help="copy every process log to DIR")
 
 
+def add_other_option(ap: argparse.ArgumentParser):
+    """--other: a second Ferry binary (the build before a change) run as back-end `other`,
+    alternating with this one in every round, so that the two are compared under one load."""
+    ap.add_argument("--other", metavar="PATH",
+                    help="also run this Ferry binary as back-end 'other' (e.g. the build before a "
+                         "change), alternating with FERRY_BIN's in every round")
+
+
+def ferry_binary_of(impl: str, args) -> Optional[str]:
+    """The binary a Ferry back-end runs: --other's for `other`, else FERRY_BIN's (None)."""
+    return args.other if impl == "other" else None
+
+
+def print_other_table(summary: list[dict], label_of: Callable[[dict], str], width: int = 32):
+    """This Ferry against --other's, row by row: best and median and their ratios."""
+    print()
+    print(f"{'workload':{width}} {'size':>5}  {'this best':>9} {'other best':>10} {'this/other':>10}  "
+          f"{'this med':>8} {'other med':>9} {'this/other':>10}")
+    for row in summary:
+        print(f"{label_of(row):{width}} {row['size']:>5}  {fmt(row['ferry_best'])} "
+              f"{fmt(row['other_best'], 10)} {fmt(ratio(row['ferry_best'], row['other_best']), 10)}  "
+              f"{fmt(row['ferry_median'], 8)} {fmt(row['other_median'])} "
+              f"{fmt(ratio(row['ferry_median'], row['other_median']), 10)}{noisy_note(row)}")
+
+
 def parse_run_options(ap: argparse.ArgumentParser) -> argparse.Namespace:
     args = ap.parse_args()
     if args.quick:

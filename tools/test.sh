@@ -8,7 +8,8 @@
 #    busybox, tcpdump, pytest; it names each package before installing it),
 #    then, before anything is built, checks the module graph
 #    (tools/check-module-graph: Package.swift's edges, what each target
-#    imports and docs/ARCHITECTURE.md agree), and builds the test guest, Ferry
+#    imports and docs/ARCHITECTURE.md agree) and where Unsafe may appear
+#    (tools/check-unsafe: docs/ARCHITECTURE.md's raw-memory list), and builds the test guest, Ferry
 #    (release, the Swift runtime linked statically) and the Debian package (tools/package.sh);
 # 2. unit tests (swift test): codec, rings, hostile guests, allocation probe;
 # 3. the fuzz targets (tools/fuzz.sh), each for a short bounded time;
@@ -26,6 +27,8 @@ tools/install-deps.sh test
 ferry_use_swift test.sh
 echo "== module graph (python3 and the toolchain are there now)"
 tools/check-module-graph
+echo "== unsafe only in the files that own raw memory"
+tools/check-unsafe
 tools/build-test-guest.sh
 
 # The release build is the one the Debian package ships (Swift runtime linked in), so the

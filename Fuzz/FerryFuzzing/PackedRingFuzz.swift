@@ -19,56 +19,32 @@ import Virtio
 public enum PackedRingFuzz {
     public static let target = FuzzTarget(name: "packed-ring", run: { run($0) }, seeds: { seeds() })
 
-    static let ramSize = 0x1_0000
-
-    nonisolated(unsafe) static let machines = SplitRingFuzz.machines
-    static let call = try! EventFD.create()
-
-    struct Session {
-        let ring: MockPackedRing
-        let queue = PackedVirtqueue(index: 0)
-        let memory: GuestMemory
-        let counters = QueueCounters()
-        var stoppedOnPurpose = false
-        var outcome = FuzzOutcome()
-
-        var ram: GuestRAM { ring.ram }
-    }
+    typealias Session = RingFuzzSession<MockPackedRing, PackedVirtqueue>
 
     public static func run(_ bytes: UnsafeRawBufferPointer) -> FuzzOutcome {
-        var input = FuzzInput(bytes)
-        let setup = input.byte()
-        let machine = machines[Int(setup & 1)]
-        memset(machine.ram.shared.base, 0, ramSize)
-        let ring = MockPackedRing(ram: machine.ram, size: UInt16(setup >> 3) + 1)
-        var session = Session(ring: ring, memory: machine.memory)
-        ring.configure(session.queue, eventIndex: setup & 4 != 0, mergeableBuffers: setup & 2 != 0)
-        session.queue.callFD = call.rawValue
-        do { try session.queue.start(memory: machine.memory) } catch { fuzzCheck(false, "the mock's ring does not start: \(error)") }
-        while !input.isExhausted {
-            step(&input, &session)
-            let queue = session.queue
-            fuzzCheck(queue.isRunning || session.stoppedOnPurpose || queue.error != nil, "the queue stopped without an error")
-        }
-        _ = EventFD.drain(call.rawValue)
-        return session.outcome
+        RingFuzzBursts.run(bytes, open: { setup, ram in
+            let ring = MockPackedRing(ram: ram, size: UInt16(setup >> 3) + 1)
+            let queue = PackedVirtqueue(index: 0)
+            ring.configure(queue, eventIndex: setup & 4 != 0, mergeableBuffers: setup & 2 != 0)
+            return (ring, queue)
+        }, step: step)
     }
 
     static func step(_ input: inout FuzzInput, _ session: inout Session) {
         let ring = session.ring
         switch input.byte() % 12 {
         case 0:
-            ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: SplitRingFuzz.address(&input, ring),
-                                 length: SplitRingFuzz.length(&input), id: input.uint16(), flags: flags(&input))
+            ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: RingFuzzBursts.address(&input, ring),
+                                 length: RingFuzzBursts.length(&input), id: input.uint16(), flags: RingFuzzBursts.flags(&input))
         case 1:
             // A head's flags last, marked for this lap or the other one.
-            ring.setFlags(UInt16(input.below(Int(ring.size))), flags(&input) | PackedFlag.available(wrap: input.bool()))
+            ring.setFlags(UInt16(input.below(Int(ring.size))), RingFuzzBursts.flags(&input) | PackedFlag.available(wrap: input.bool()))
         case 2:
             // A descriptor anywhere in the buffer area: an indirect table's entry.
             let area = ring.buffers
             let at = area.lowerBound + UInt64(input.below(Int(area.count) - 16)) & ~15
-            ring.writeDescriptor(atGPA: at, address: SplitRingFuzz.address(&input, ring), length: SplitRingFuzz.length(&input),
-                                 id: input.uint16(), flags: flags(&input))
+            ring.writeDescriptor(atGPA: at, address: RingFuzzBursts.address(&input, ring), length: RingFuzzBursts.length(&input),
+                                 id: input.uint16(), flags: RingFuzzBursts.flags(&input))
         case 3: RingFuzzBursts.pull(.packed(session.queue), counters: session.counters, outcome: &session.outcome)
         case 4:
             RingFuzzBursts.push(.packed(session.queue), count: Int(input.byte() % 4) + 1, length: 14 + input.below(9000),
@@ -101,21 +77,13 @@ public enum PackedRingFuzz {
             RingFuzzBursts.pushSegments(.packed(session.queue), payload: input.below(30_000) + 1,
                                         segmentSize: 536 + input.below(1500), ipv6: input.bool(),
                                         counters: session.counters, outcome: &session.outcome)
-        default:
-            let at = session.ram.base + UInt64(input.below(ramSize - 16))
-            session.ram.write(Array(input.take(Int(input.byte() % 16) + 1)), at: at)
+        default: RingFuzzBursts.scribble(&input, session.ram)
         }
     }
 
     /// The mock driver waits for used descriptors before it reuses slots; this one does not.
     static func makeRoom(_ ring: MockPackedRing, _ descriptors: Int) {
         if ring.outstanding + descriptors > Int(ring.size) { ring.forgetOutstanding() }
-    }
-
-    /// Mostly NEXT, WRITE and INDIRECT; sometimes any bits at all, wrap bits included.
-    static func flags(_ input: inout FuzzInput) -> UInt16 {
-        let value = input.byte()
-        return value & 0x80 == 0 ? UInt16(value & 7) : input.uint16()
     }
 
     // MARK: - Seeds

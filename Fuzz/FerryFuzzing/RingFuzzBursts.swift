@@ -1,5 +1,6 @@
 import Glibc
 import Packets
+import Platform
 import TestSupport
 import Virtio
 
@@ -75,7 +76,12 @@ enum RingFuzzBursts {
         let after = counters.snapshot
         let sent = after.txPackets - before.txPackets
         let dropped = after.totalDrops - before.totalDrops
-        let segments = (payload + segmentSize - 1) / segmentSize
+        // A queue that was stopped, or that the ring's indexes broke before the frame was
+        // reached, refuses it whole: one drop, as for any frame. A frame that was cut counts
+        // each of its segments.
+        let cut = after.offloads[.segmentedFrames, default: 0] - before.offloads[.segmentedFrames, default: 0]
+        let segments = cut == 1 ? (payload + segmentSize - 1) / segmentSize : 1
+        fuzzCheck(cut == 1 || !queue.isRunning, "a running queue did not cut the frame")
         fuzzCheck(sent + dropped == UInt64(segments), "\(segments) segments: \(sent) sent, \(dropped) dropped")
         fuzzCheck(after.offloads[.segmentsOut, default: 0] - before.offloads[.segmentsOut, default: 0] == sent,
                   "\(sent) segments sent, segments_out says otherwise")
@@ -129,5 +135,90 @@ enum RingFuzzBursts {
         case .broken:
             outcome.refused += 1
         }
+    }
+}
+
+/// Guest RAM is made once (memfd, mappings) and zeroed per input.
+struct RingFuzzMachine {
+    let ram: GuestRAM
+    let memory: GuestMemory
+}
+
+/// One input's device and driver, for either layout.
+struct RingFuzzSession<Ring: MockDriverRing, Queue: VirtqueueControl> {
+    let ring: Ring
+    let queue: Queue
+    let memory: GuestMemory
+    let counters = QueueCounters()
+    /// Stopped by an operation, not by a guest's mistake.
+    var stoppedOnPurpose = false
+    var outcome = FuzzOutcome()
+
+    var ram: GuestRAM { ring.ram }
+}
+
+extension RingFuzzBursts {
+    static let ramSize = 0x1_0000
+
+    // Shared by every input, as `batch` is.
+    nonisolated(unsafe) static let machines: [RingFuzzMachine] =
+        [try! GuestRAM.oneRegion(size: ramSize), try! GuestRAM.twoRegions(size: ramSize)].map {
+            RingFuzzMachine(ram: $0, memory: try! $0.makeGuestMemory())
+        }
+    static let call = try! EventFD.create()
+
+    /// A guest address the walker must check: in the buffer area, near a region's end, or anywhere.
+    static func address(_ input: inout FuzzInput, _ ring: some MockDriverRing) -> UInt64 {
+        let ram = ring.ram
+        switch input.byte() % 3 {
+        case 0: return ring.buffers.lowerBound + UInt64(input.below(Int(ring.buffers.count)))
+        case 1:
+            let region = ram.regions[input.below(ram.regions.count)]
+            return region.guestPhysicalAddress + region.size - UInt64(input.byte())
+        default: return input.address(near: ram.base)
+        }
+    }
+
+    static func length(_ input: inout FuzzInput) -> UInt32 {
+        switch input.byte() % 3 {
+        case 0: return UInt32(input.byte())
+        case 1: return UInt32(input.uint16())
+        default: return input.uint32()
+        }
+    }
+
+    /// Mostly NEXT, WRITE and INDIRECT (the same bits in both layouts); sometimes any bits at all.
+    static func flags(_ input: inout FuzzInput) -> UInt16 {
+        let value = input.byte()
+        return value & 0x80 == 0 ? UInt16(value & 7) : input.uint16()
+    }
+
+    /// A few bytes of anything anywhere in guest RAM: rings, tables and buffers alike.
+    static func scribble(_ input: inout FuzzInput, _ ram: GuestRAM) {
+        let at = ram.base + UInt64(input.below(ramSize - 16))
+        ram.write(Array(input.take(Int(input.byte() % 16) + 1)), at: at)
+    }
+
+    /// One input of a ring target: its setup byte picks the machine (bit 0) and, through `open`,
+    /// the driver's ring; the queue is started, then each operation runs through `step`, after
+    /// which the queue must be running, stopped on purpose, or stopped with an error saying why.
+    static func run<Ring, Queue>(_ bytes: UnsafeRawBufferPointer,
+                                 open: (_ setup: UInt8, GuestRAM) -> (Ring, Queue),
+                                 step: (inout FuzzInput, inout RingFuzzSession<Ring, Queue>) -> Void) -> FuzzOutcome {
+        var input = FuzzInput(bytes)
+        let setup = input.byte()
+        let machine = machines[Int(setup & 1)]
+        memset(machine.ram.shared.base, 0, ramSize)
+        let (ring, queue) = open(setup, machine.ram)
+        var session = RingFuzzSession(ring: ring, queue: queue, memory: machine.memory)
+        session.queue.callFD = call.rawValue
+        do { try session.queue.start(memory: machine.memory) } catch { fuzzCheck(false, "the mock's ring does not start: \(error)") }
+        while !input.isExhausted {
+            step(&input, &session)
+            let queue = session.queue
+            fuzzCheck(queue.isRunning || session.stoppedOnPurpose || queue.error != nil, "the queue stopped without an error")
+        }
+        _ = EventFD.drain(call.rawValue)
+        return session.outcome
     }
 }

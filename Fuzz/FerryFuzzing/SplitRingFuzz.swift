@@ -18,66 +18,31 @@ import Virtio
 public enum SplitRingFuzz {
     public static let target = FuzzTarget(name: "split-ring", run: { run($0) }, seeds: { seeds() })
 
-    static let ramSize = 0x1_0000
-
-    /// Guest RAM is made once (memfd, mappings) and zeroed per input.
-    struct Machine {
-        let ram: GuestRAM
-        let memory: GuestMemory
-    }
-
-    // Shared by every input: libFuzzer (and the corpus test) runs one input at a time, on one thread.
-    nonisolated(unsafe) static let machines: [Machine] = [try! GuestRAM.oneRegion(size: ramSize), try! GuestRAM.twoRegions(size: ramSize)].map {
-        Machine(ram: $0, memory: try! $0.makeGuestMemory())
-    }
-    static let call = try! EventFD.create()
-
-    /// One input's device and driver.
-    struct Session {
-        let ring: MockSplitRing
-        let queue = SplitVirtqueue(index: 0)
-        let memory: GuestMemory
-        let counters = QueueCounters()
-        /// Stopped by an operation, not by a guest's mistake.
-        var stoppedOnPurpose = false
-        var outcome = FuzzOutcome()
-
-        var ram: GuestRAM { ring.ram }
-    }
+    typealias Session = RingFuzzSession<MockSplitRing, SplitVirtqueue>
 
     public static func run(_ bytes: UnsafeRawBufferPointer) -> FuzzOutcome {
-        var input = FuzzInput(bytes)
-        let setup = input.byte()
-        let machine = machines[Int(setup & 1)]
-        memset(machine.ram.shared.base, 0, ramSize)
-        let ring = MockSplitRing(ram: machine.ram, size: UInt16(1) << ((setup >> 4) % 9))
-        var session = Session(ring: ring, memory: machine.memory)
-        ring.configure(session.queue, eventIndex: setup & 4 != 0, headerLength: setup & 8 != 0 ? 10 : 12,
-                       mergeableBuffers: setup & 2 != 0)
-        session.queue.callFD = call.rawValue
-        do { try session.queue.start(memory: machine.memory) } catch { fuzzCheck(false, "the mock's rings do not start: \(error)") }
-        while !input.isExhausted {
-            step(&input, &session)
-            let queue = session.queue
-            fuzzCheck(queue.isRunning || session.stoppedOnPurpose || queue.error != nil, "the queue stopped without an error")
-        }
-        _ = EventFD.drain(call.rawValue)
-        return session.outcome
+        RingFuzzBursts.run(bytes, open: { setup, ram in
+            let ring = MockSplitRing(ram: ram, size: UInt16(1) << ((setup >> 4) % 9))
+            let queue = SplitVirtqueue(index: 0)
+            ring.configure(queue, eventIndex: setup & 4 != 0, headerLength: setup & 8 != 0 ? 10 : 12,
+                           mergeableBuffers: setup & 2 != 0)
+            return (ring, queue)
+        }, step: step)
     }
 
     static func step(_ input: inout FuzzInput, _ session: inout Session) {
         let ring = session.ring
         switch input.byte() % 13 {
         case 0:
-            ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: address(&input, ring), length: length(&input),
-                                 flags: flags(&input), next: input.uint16())
+            ring.writeDescriptor(UInt16(input.below(Int(ring.size))), address: RingFuzzBursts.address(&input, ring), length: RingFuzzBursts.length(&input),
+                                 flags: RingFuzzBursts.flags(&input), next: input.uint16())
         case 1: ring.makeAvailable(input.uint16())
         case 2: ring.availIndex &+= UInt16(input.byte())
         case 3:
             // A descriptor anywhere in the buffer area: an indirect table's entry.
             let area = ring.buffers
             let at = area.lowerBound + UInt64(input.below(Int(area.count) - 16)) & ~15
-            ring.writeDescriptor(atGPA: at, address: address(&input, ring), length: length(&input), flags: flags(&input),
+            ring.writeDescriptor(atGPA: at, address: RingFuzzBursts.address(&input, ring), length: RingFuzzBursts.length(&input), flags: RingFuzzBursts.flags(&input),
                                  next: input.uint16())
         case 4: pull(&session)
         case 5:
@@ -105,36 +70,8 @@ public enum SplitRingFuzz {
             RingFuzzBursts.pushSegments(.split(session.queue), payload: input.below(30_000) + 1,
                                         segmentSize: 536 + input.below(1500), ipv6: input.bool(),
                                         counters: session.counters, outcome: &session.outcome)
-        default:
-            let at = session.ram.base + UInt64(input.below(ramSize - 16))
-            session.ram.write(Array(input.take(Int(input.byte() % 16) + 1)), at: at)
+        default: RingFuzzBursts.scribble(&input, session.ram)
         }
-    }
-
-    /// A guest address the walker must check: in the buffer area, near a region's end, or anywhere.
-    static func address(_ input: inout FuzzInput, _ ring: some MockDriverRing) -> UInt64 {
-        let ram = ring.ram
-        switch input.byte() % 3 {
-        case 0: return ring.buffers.lowerBound + UInt64(input.below(Int(ring.buffers.count)))
-        case 1:
-            let region = ram.regions[input.below(ram.regions.count)]
-            return region.guestPhysicalAddress + region.size - UInt64(input.byte())
-        default: return input.address(near: ram.base)
-        }
-    }
-
-    static func length(_ input: inout FuzzInput) -> UInt32 {
-        switch input.byte() % 3 {
-        case 0: return UInt32(input.byte())
-        case 1: return UInt32(input.uint16())
-        default: return input.uint32()
-        }
-    }
-
-    /// Mostly the three defined flags; sometimes any bits at all.
-    static func flags(_ input: inout FuzzInput) -> UInt16 {
-        let value = input.byte()
-        return value & 0x80 == 0 ? UInt16(value & 7) : input.uint16()
     }
 
     static func pull(_ session: inout Session) {

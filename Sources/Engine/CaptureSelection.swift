@@ -41,6 +41,7 @@ public final class CaptureSelection: @unchecked Sendable {
         let tx = PortSet(transmitting)
         // Snap length first: a worker that sees a new port bit copies at least as much as asked.
         self.snapLength.store(snapLength, ordering: .relaxed)
+        // SAFETY: both bitmaps hold `PortSet.wordCount` words (init), and w stays below it.
         for w in 0..<PortSet.wordCount {
             ferry_store_relaxed_u64(self.receiving + w, rx.word(w))
             ferry_store_relaxed_u64(self.transmitting + w, tx.word(w))
@@ -54,13 +55,15 @@ public final class CaptureSelection: @unchecked Sendable {
     public var transmittingPorts: [PortIndex] { ports(in: transmitting) }
 
     private func ports(in words: UnsafeMutablePointer<UInt64>) -> [PortIndex] {
-        (0..<PortSet.maxPorts).filter { ferry_load_relaxed_u64(words + ($0 >> 6)) & (1 << UInt64($0 & 63)) != 0 }
+        // SAFETY: p < PortSet.maxPorts, so p >> 6 < PortSet.wordCount, the bitmap's length.
+        return (0..<PortSet.maxPorts).filter { ferry_load_relaxed_u64(words + ($0 >> 6)) & (1 << UInt64($0 & 63)) != 0 }
             .map(PortIndex.init(truncating:))
     }
 
     /// Copies the selection's words into a worker's `receive` and `transmit`.
     @inlinable
     func load(receive: UnsafeMutablePointer<UInt64>, transmit: UnsafeMutablePointer<UInt64>) {
+        // SAFETY: the worker's bitmaps and these hold `PortSet.wordCount` words each.
         for w in 0..<PortSet.wordCount {
             receive[w] = ferry_load_relaxed_u64(receiving + w)
             transmit[w] = ferry_load_relaxed_u64(transmitting + w)

@@ -50,10 +50,10 @@ extension Worker {
                 if reads >= batch.limit { continue }
                 batch.limit = batch.limit &- reads
             }
-            if source.isGenerator {
-                let room = generatorRoom(source)
-                if room == 0 { continue }
-                if room < batch.limit { batch.limit = room }
+            if let generator = source.generator, generator.asksForRoom {
+                let allowed = generator.allowance(destinationRoom: generatorRoom(source))
+                if allowed == 0 { continue }
+                if allowed < batch.limit { batch.limit = allowed }
             }
             let consumed = source.port.pull(queue: source.queue, into: batch)
             if source.costsASyscall { looked(at: slot, found: consumed &+ directReads > 0) }
@@ -224,7 +224,7 @@ extension Worker {
             return recent.goesTo
         }
         let key = FDBKey(vlan: vlan, mac: sourceMAC)
-        if !database.refresh(key, port: ingress, endpoint: sourceEndpoint, now: now),
+        if me.learnsSources, !database.refresh(key, port: ingress, endpoint: sourceEndpoint, now: now),
            learning.offer(key, port: ingress, endpoint: sourceEndpoint) {
             learningPending = true
         }
@@ -311,8 +311,9 @@ extension Worker {
         }
     }
 
-    /// How many frames a generator may emit now: what the fullest port of its
-    /// VLAN can take, so `count=N` means N frames delivered, not N frames dropped.
+    /// What the fullest port of a generator's VLAN can take now (up to a burst): a
+    /// generator without a rate emits no more, so `count=N` means N frames delivered,
+    /// not N frames dropped; one with a rate starts once every destination has room.
     @inlinable
     func generatorRoom(_ source: WorkerSource) -> Int {
         let me = ports[Int(source.index)]

@@ -51,10 +51,14 @@ public struct GeneratorSpec: Equatable, Sendable {
     public var tag: UInt16?
     /// Each frame's UDP payload carries a `LabStamp`: flow, sequence number, send time.
     public var stamped: Bool
+    /// What a generator with a rate does when a destination is full (`full=`): drop what it
+    /// cannot take, as a generator on a wire does (false, the default), or wait for room and
+    /// catch up, as one that honours flow control does (true). Without a rate it always waits.
+    public var waitsWhenFull: Bool
 
     public init(destination: MACAddress = MACAddress(2, 0, 0, 0, 0, 2), source: MACAddress = MACAddress(2, 0, 0, 0, 0, 1),
                 sizes: Sizes = .fixed(64), count: UInt64? = nil, delayMilliseconds: Int = 0, rate: Rate = .unlimited,
-                burst: Int = 32, flows: Int = 1, tag: UInt16? = nil, stamped: Bool = true) {
+                burst: Int = 32, flows: Int = 1, tag: UInt16? = nil, stamped: Bool = true, waitsWhenFull: Bool = false) {
         self.destination = destination
         self.source = source
         self.sizes = sizes
@@ -65,6 +69,7 @@ public struct GeneratorSpec: Equatable, Sendable {
         self.flows = flows
         self.tag = tag
         self.stamped = stamped
+        self.waitsWhenFull = waitsWhenFull
     }
 
     /// Mean frame size over the repeating pattern, in bytes.

@@ -21,66 +21,32 @@ public struct InternetAddress: Hashable, Sendable, CustomStringConvertible {
         self.init(ipv6: v6)
     }
 
+    @inlinable
     public init(ipv4NetworkOrder address: in_addr_t) {
         isIPv6 = false
         high = 0
         low = UInt64(UInt32(bigEndian: address))
     }
 
-    public init(ipv6 address: in6_addr) {
-        isIPv6 = true
-        (high, low) = withUnsafeBytes(of: address) {
-            (UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)),
-             UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
-        }
-    }
-
-    /// The source address of a received packet, from the sockaddr the kernel
-    /// wrote at `p`; nil for another family.
+    /// An IPv6 address from its two big-endian halves, as `high` and `low` hold them.
     @inlinable
-    public init?(socketAddress p: UnsafeRawPointer) {
-        switch Int32(p.load(as: sa_family_t.self)) {
-        case AF_INET:
-            isIPv6 = false
-            high = 0
-            low = UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
-        case AF_INET6:
-            isIPv6 = true
-            high = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-            low = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        default:
-            return nil
-        }
+    public init(ipv6High high: UInt64, low: UInt64) {
+        isIPv6 = true
+        self.high = high
+        self.low = low
     }
 
-    /// Bytes of the sockaddr for the family: sockaddr_in or sockaddr_in6.
-    public var socketAddressLength: Int {
-        isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
-    }
-
-    /// Writes the sockaddr for this address and `port` at `p` (room for a sockaddr_in6).
-    public func writeSocketAddress(port: UInt16, to p: UnsafeMutableRawPointer) {
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<sockaddr_in6>.size)
-        if isIPv6 {
-            p.storeBytes(of: sa_family_t(AF_INET6), as: sa_family_t.self)
-            p.storeBytes(of: port.bigEndian, toByteOffset: 2, as: UInt16.self)
-            p.storeBytes(of: high.bigEndian, toByteOffset: 8, as: UInt64.self)
-            p.storeBytes(of: low.bigEndian, toByteOffset: 16, as: UInt64.self)
-        } else {
-            p.storeBytes(of: sa_family_t(AF_INET), as: sa_family_t.self)
-            p.storeBytes(of: port.bigEndian, toByteOffset: 2, as: UInt16.self)
-            p.storeBytes(of: UInt32(truncatingIfNeeded: low).bigEndian, toByteOffset: 4, as: UInt32.self)
-        }
+    public init(ipv6 address: in6_addr) {
+        let words = address.__in6_u.__u6_addr32
+        self.init(ipv6High: UInt64(UInt32(bigEndian: words.0)) << 32 | UInt64(UInt32(bigEndian: words.1)),
+                  low: UInt64(UInt32(bigEndian: words.2)) << 32 | UInt64(UInt32(bigEndian: words.3)))
     }
 
     public var description: String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         if isIPv6 {
-            var address = in6_addr()
-            withUnsafeMutableBytes(of: &address) {
-                $0.storeBytes(of: high.bigEndian, as: UInt64.self)
-                $0.storeBytes(of: low.bigEndian, toByteOffset: 8, as: UInt64.self)
-            }
+            func word(_ half: UInt64, _ shift: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: half >> shift).bigEndian }
+            var address = in6_addr(__in6_u: .init(__u6_addr32: (word(high, 32), word(high, 0), word(low, 32), word(low, 0))))
             inet_ntop(AF_INET6, &address, &text, socklen_t(text.count))
         } else {
             var address = in_addr(s_addr: UInt32(truncatingIfNeeded: low).bigEndian)

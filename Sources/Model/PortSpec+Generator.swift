@@ -44,6 +44,13 @@ extension PortSpec {
             default: throw fail("stamp", "stamp must be on or off")
             }
         }
+        if let f = take("full") {
+            switch f {
+            case "drop": spec.waitsWhenFull = false
+            case "wait": spec.waitsWhenFull = true
+            default: throw fail("full", "full must be drop or wait")
+            }
+        }
         if let s = take("size") {
             let range = GeneratorSpec.sizes
             let sizeProblem = "size must be \(range.lowerBound)...\(range.upperBound), a list of them (64/570/1518) or imix"

@@ -18,4 +18,16 @@ public enum StreamSocket {
             Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
         }
     }
+
+    /// `receive` into the first `buffer.count` bytes of an array the caller keeps.
+    public static func receive(_ fd: Int32, into buffer: inout [UInt8]) throws(SystemError) -> IOResult<Int> {
+        let result = buffer.withUnsafeMutableBytes { raw in Result { () throws(SystemError) in try receive(fd, into: raw) } }
+        return try result.get()
+    }
+
+    /// `send` of an array's bytes.
+    public static func send(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) -> IOResult<Int> {
+        let result = bytes.withUnsafeBytes { raw in Result { () throws(SystemError) in try send(fd, raw) } }
+        return try result.get()
+    }
 }

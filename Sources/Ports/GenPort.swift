@@ -93,8 +93,27 @@ public final class GenPort {
     /// Frames the schedule skipped: the worker was more than 50 ms late.
     public var laggedFrames: UInt64 { lagged.load(ordering: .relaxed) }
     /// A rate-limited generator is not held back by a full destination, as a traffic
-    /// generator on a wire is not: what the destination cannot take it drops and counts.
-    public var waitsForRoom: Bool { spec.rate == .unlimited }
+    /// generator on a wire is not: what the destination cannot take it drops and counts;
+    /// unless asked to wait (`full=wait`), as a sender that honours flow control does.
+    public var waitsForRoom: Bool { spec.rate == .unlimited || spec.waitsWhenFull }
+    /// Whether every destination once had room. A rated generator holds its first frame until
+    /// then: a guest that has not started its rings, or has not posted buffers yet, would lose
+    /// what a generator added beside it (or started with it) sends at once. Room for a frame,
+    /// not for a burst: a guest's ring may be smaller than the burst. The pulling worker's alone.
+    @usableFromInline var destinationsReady = false
+    /// The worker asks the destinations' room before it pulls: always for a generator
+    /// without a rate, until they are ready for one with a rate.
+    @inlinable public var asksForRoom: Bool { waitsForRoom || !destinationsReady }
+
+    /// How many frames the generator may emit now, given the fewest any destination can take
+    /// (`room`, counted up to the worker's burst): 0 to skip this pass.
+    @inlinable
+    public func allowance(destinationRoom room: Int) -> Int {
+        if waitsForRoom { return room }
+        guard room > 0 else { return 0 }
+        destinationsReady = true
+        return .max
+    }
 
     /// Asks for a trial: `count` frames (nil: until the next trial) at `framesPerSecond`
     /// (nil: as fast as they go; 0: none). The worker takes it up at its next pull; the
@@ -159,10 +178,13 @@ public final class GenPort {
                 trialSent &+= owed &- backlogLimit
                 owed = backlogLimit
             }
-            // Frames leave in whole bursts, but for the trial's last few.
+            // Frames leave in whole bursts, but for the trial's last few. A worker that comes
+            // late (descheduled, or a pass slower than a burst's time) sends every whole burst
+            // due at once, up to the batch: one burst per pass would never catch up at a rate
+            // whose burst time is shorter than a pass.
             if owed < UInt64(burst) && owed < left { return 0 }
             if owed < UInt64(n) { n = Int(owed) }
-            if n > burst { n = burst }
+            if n > burst && UInt64(n) < left { n -= n % burst }
             trialSent &+= UInt64(n)
         } else if trialFirstSend.load(ordering: .relaxed) == 0 {
             trialFirstSend.store(now, ordering: .relaxed)

@@ -180,12 +180,19 @@ public enum Port {
         return nil
     }
 
-    /// The port makes its frames at will (a generator without a rate): a worker pulls no
-    /// more than its VLAN's fullest port can take, so `count=N` means N delivered. A
-    /// generator with a rate is not held back (`GenPort.waitsForRoom`).
-    public var generatesFrames: Bool {
-        if case .gen(let p) = self { return p.waitsForRoom }
-        return false
+    /// The port makes its frames at will: a worker asks the generator how many it may
+    /// emit given what its VLAN's fullest port can take (`GenPort.allowance`), so that
+    /// `count=N` means N delivered without a rate, and a rated one starts when its
+    /// destinations can receive.
+    public var generator: GenPort? {
+        if case .gen(let p) = self { return p }
+        return nil
+    }
+
+    /// What a sink read back from the frames it was handed, for a sink.
+    public var analyser: TrafficAnalyser? {
+        if case .sink(let p) = self { return p.analyser }
+        return nil
     }
 
     /// The XDP program that steers frames to the port, for an uplink that has one.

@@ -75,9 +75,7 @@ public struct WakeSources {
     /// here: a read would take a frame) and hands reported errors to their ports.
     /// False when the timeout passed with nothing to report.
     public mutating func wait(timeoutMilliseconds: Int32) -> Bool {
-        let ready = descriptors.withUnsafeMutableBufferPointer {
-            poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds)
-        }
+        let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMilliseconds)
         if ready == 0 { return false }
         let frameDescriptors = owners.count
         for d in descriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }

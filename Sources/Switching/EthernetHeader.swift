@@ -22,6 +22,8 @@ public struct EthernetHeader: Equatable, Sendable {
     /// The header whose `Ethernet.headerSize` bytes start at `p`.
     @inlinable
     public init(at p: UnsafeRawPointer) {
+        // SAFETY: the caller holds `Ethernet.headerSize` readable bytes at `p`: a frame it
+        // checked is no runt, or the worker's gathered copy of one (Worker.classify).
         destination = UInt64(UInt32(bigEndian: p.loadUnaligned(as: UInt32.self))) << 16
             | UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
         source = UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self))) << 32
@@ -41,6 +43,7 @@ public struct EthernetHeader: Equatable, Sendable {
     /// bytes start at `p` (the caller checked `isTagged` and the length).
     @inlinable
     public static func taggedVLAN(at p: UnsafeRawPointer) -> UInt16 {
-        UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Ethernet.headerSize, as: UInt16.self)) & Ethernet.vlanIDMask
+        // SAFETY: the caller checked the length against `Ethernet.taggedHeaderSize` (PortIngress.admit).
+        return UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Ethernet.headerSize, as: UInt16.self)) & Ethernet.vlanIDMask
     }
 }

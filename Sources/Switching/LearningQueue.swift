@@ -66,6 +66,7 @@ public final class LearningQueue: @unchecked Sendable {
             overflows.add(1, ordering: .relaxed)
             return false
         }
+        // SAFETY: capacity is a power of two and mask = capacity - 1: every index is in the ring.
         keys[t & mask] = key.rawValue
         ports[t & mask] = port
         endpoints[t & mask] = endpoint
@@ -83,6 +84,7 @@ public final class LearningQueue: @unchecked Sendable {
         var h = head.load(ordering: .relaxed)
         let n = t &- h
         while h != t {
+            // SAFETY: masked as in `offer`; h != t, so the producer published this entry (acquire above).
             database.learn(FDBKey(rawValue: keys[h & mask]), port: ports[h & mask], endpoint: endpoints[h & mask],
                            now: now)
             h &+= 1

@@ -171,10 +171,8 @@ public final class CaptureService: ControlLoopClient {
                     slowReaderDrops[s.port.name, default: [:]][frame.direction, default: 0] += 1
                     continue
                 }
-                frame.bytes.withUnsafeBytes {
-                    PcapFormat.appendRecord(microseconds: frame.microseconds, originalLength: frame.length, frame: $0,
-                                            snapLength: s.request.snapLength, to: &s.output)
-                }
+                PcapFormat.appendRecord(microseconds: frame.microseconds, originalLength: frame.length,
+                                        frame: frame.bytes, snapLength: s.request.snapLength, to: &s.output)
                 s.written += 1
                 if let r = s.remaining {
                     s.remaining = r - 1
@@ -188,7 +186,7 @@ public final class CaptureService: ControlLoopClient {
     private func clientClosed(_ fd: Int32) -> Bool {
         var scratch = [UInt8](repeating: 0, count: 512)
         while true {
-            guard let received = scratch.withUnsafeMutableBytes({ try? StreamSocket.receive(fd, into: $0) }) else {
+            guard let received = try? StreamSocket.receive(fd, into: &scratch) else {
                 return true
             }
             guard case .done(let n) = received else { return false }
@@ -198,7 +196,7 @@ public final class CaptureService: ControlLoopClient {
 
     private func flush(_ s: Session) {
         while !s.output.isEmpty {
-            guard let sent = s.output.withUnsafeBytes({ try? StreamSocket.send(s.fd, $0) }) else {
+            guard let sent = try? StreamSocket.send(s.fd, s.output) else {
                 if s.ending == nil { s.ending = "the client went away" }
                 s.output = []
                 return

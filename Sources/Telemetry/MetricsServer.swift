@@ -68,7 +68,7 @@ public final class MetricsServer: ControlLoopClient {
             guard var connection = connections[fd] else { continue }
             var closed = false
             while !connection.answered {
-                let received = buffer.withUnsafeMutableBytes { try? StreamSocket.receive(fd, into: $0) }
+                let received = try? StreamSocket.receive(fd, into: &buffer)
                 guard let received else {
                     closed = true
                     break
@@ -107,7 +107,7 @@ public final class MetricsServer: ControlLoopClient {
     /// Sends what the socket takes now; false when the peer is gone.
     private func flush(_ fd: Int32, _ output: inout [UInt8]) -> Bool {
         while !output.isEmpty {
-            guard let sent = output.withUnsafeBytes({ try? StreamSocket.send(fd, $0) }) else { return false }
+            guard let sent = try? StreamSocket.send(fd, output) else { return false }
             guard case .done(let n) = sent else { return true }
             output.removeFirst(n)
         }

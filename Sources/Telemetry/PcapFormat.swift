@@ -28,17 +28,17 @@ public enum PcapFormat {
     }
 
     /// Appends one packet record: its header and the first `snapLength` bytes of `frame`.
-    public static func appendRecord(microseconds: UInt64, originalLength: Int, frame: UnsafeRawBufferPointer,
+    public static func appendRecord(microseconds: UInt64, originalLength: Int, frame: [UInt8],
                                     snapLength: Int, to bytes: inout [UInt8]) {
         let captured = min(frame.count, snapLength, originalLength)
         append(UInt32(truncatingIfNeeded: microseconds / 1_000_000), to: &bytes)
         append(UInt32(microseconds % 1_000_000), to: &bytes)
         append(UInt32(captured), to: &bytes)
         append(UInt32(truncatingIfNeeded: originalLength), to: &bytes)
-        bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: frame[0..<captured]))
+        bytes.append(contentsOf: frame[0..<captured])
     }
 
     static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        for shift in stride(from: 0, to: T.bitWidth, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) }
     }
 }

@@ -194,12 +194,6 @@ public final class VhostDevice: @unchecked Sendable {
             let unknown = value & ~offeredFeatures
             guard unknown == 0 else { throw Refusal("features 0x\(String(unknown, radix: 16)) were not offered") }
             let f = VirtioNetFeatures(rawValue: value)
-            // Packed rings do not mark their writes in the dirty log yet: a migration would copy
-            // stale buffers and used descriptors to the destination, so it is refused, not corrupted.
-            if f.contains(.logAll) && f.contains(.ringPacked) {
-                throw Refusal("dirty logging (live migration) is not supported on packed rings yet; "
-                              + "a guest started with packed=off can migrate")
-            }
             let wasLogging = features.contains(.logAll)
             gate.whilePaused {
                 features = f
@@ -268,7 +262,8 @@ public final class VhostDevice: @unchecked Sendable {
         case (.setVringAddr, .vringAddress(let a)):
             // For a packed ring: the descriptor ring, the driver's and the device's event suppression areas.
             let rings = try queue(a.index)
-            let usedLog = try usedRingLogAddress(of: a, queue: queues[Int(a.index)])
+            // A packed ring has no used ring: it marks its writes where they lie (PackedVirtqueue+DirtyLog).
+            let usedLog = packedRings ? nil : try usedRingLogAddress(of: a, queue: queues[Int(a.index)])
             gate.whilePaused {
                 for q in rings {
                     q.ringBase = q.stopRing()
@@ -561,7 +556,7 @@ public final class VhostDevice: @unchecked Sendable {
     /// log), at nothing otherwise. The caller has the data path paused.
     func applyDirtyLog() {
         let log = features.contains(.logAll) ? dirtyLog : nil
-        for q in queues { q.configuration.setDirtyLog(log, usedRing: usedRingLogAddresses[q.index]) }
+        for q in allRings { q.configuration.setDirtyLog(log, usedRing: usedRingLogAddresses[q.index]) }
     }
 
     func usedRingLogAddress(queue index: Int) -> GuestAddress? { usedRingLogAddresses[index] }

@@ -11,9 +11,24 @@ extension PackedVirtqueue {
     /// negotiated) refuses is a GSO frame the worker left to this queue: it is
     /// cut straight into the chains (`writeSegments`), its drops counted per
     /// segment, so it is tried even when no chain is left.
+    ///
+    /// With the dirty log on, every byte written marks its page (the choice is
+    /// made once per burst), and the used descriptors theirs when published.
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
                      acceptance: OffloadAcceptance = .everything) {
+        if let log = configuration.dirtyLog, let mem = memory {
+            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
+                 writes: LoggedWrites(log: log, memory: mem))
+        } else {
+            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
+                 writes: UnloggedWrites())
+        }
+    }
+
+    @inlinable
+    func push<W: GuestWrites>(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter?,
+                              acceptance: OffloadAcceptance, writes: W) {
         let total = batch.count
         guard total > 0 else { return }
         guard isRunning, let mem = memory else {
@@ -26,9 +41,8 @@ extension PackedVirtqueue {
         var frame = 0
         while frame < total {
             if let segmenter, !acceptance.accepts(header: batch.header(frame)) {
-                // The packed ring's dirty logging comes with its own marks (branch packed).
                 let running = writeSegments(frame, of: batch, memory: mem, segmenter: segmenter,
-                                            checksum: checksum, counters: counters, writes: UnloggedWrites(),
+                                            checksum: checksum, counters: counters, writes: writes,
                                             sent: &sent, bytes: &bytes)
                 frame &+= 1
                 if !running {
@@ -44,7 +58,7 @@ extension PackedVirtqueue {
                 frame &+= missed
                 continue
             }
-            switch writeFrame(frame, of: batch, headFlags: flags, memory: mem) {
+            switch writeFrame(frame, of: batch, headFlags: flags, memory: mem, writes: writes) {
             case .delivered:
                 sent &+= 1
                 bytes &+= UInt64(batch.length(of: frame))
@@ -64,9 +78,8 @@ extension PackedVirtqueue {
     /// Writes one frame into as many chains as it needs, the first of which has
     /// `headFlags`; on a shortfall takes nothing (the chains stay available).
     @inlinable
-    func writeFrame(_ frame: Int, of batch: PacketBatch, headFlags firstFlags: UInt16, memory mem: GuestMemory)
-        -> PushedFrame
-    {
+    func writeFrame<W: GuestWrites>(_ frame: Int, of batch: PacketBatch, headFlags firstFlags: UInt16,
+                                    memory mem: GuestMemory, writes: W) -> PushedFrame {
         var copy = FrameCopy(frame: frame, of: batch, headerLength: configuration.headerLength,
                              acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         var chains = 0
@@ -90,8 +103,7 @@ extension PackedVirtqueue {
             }
             var walker = ReceiveChainWalker(chain(headFlags: flags))
             let written: Int
-            // The packed ring's dirty logging comes with its own used-descriptor marks (branch packed).
-            switch copy.fill(&walker, from: batch, memory: mem, writes: UnloggedWrites()) {
+            switch copy.fill(&walker, from: batch, memory: mem, writes: writes) {
             case .failure(let e):
                 fail(e)
                 return .broken
@@ -106,7 +118,7 @@ extension PackedVirtqueue {
             take(walker.descriptors, written: written)
             chains &+= 1
         }
-        copy.setNumBuffers(chains, writes: UnloggedWrites())
+        copy.setNumBuffers(chains, writes: writes)
         return .delivered
     }
 }

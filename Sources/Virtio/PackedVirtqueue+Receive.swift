@@ -40,10 +40,21 @@ extension PackedVirtqueue {
     @inlinable
     public func commitChain(head: UInt16, pieces: UnsafePointer<iovec>, count: Int, length: Int,
                             prefix: UnsafeMutableRawPointer, prefixLength: Int) {
+        commitChain(head: head, pieces: pieces, count: count, length: length, prefix: prefix,
+                    prefixLength: prefixLength, writes: UnloggedWrites())
+    }
+
+    /// As `commitChain(head:pieces:count:length:prefix:prefixLength:)`, marking
+    /// the chain's `length` bytes (the caller's read and the prefix) through
+    /// `writes`: a caller that writes while the dirty log is on passes `LoggedWrites`.
+    @inlinable
+    public func commitChain<W: GuestWrites>(head: UInt16, pieces: UnsafePointer<iovec>, count: Int, length: Int,
+                                            prefix: UnsafeMutableRawPointer, prefixLength: Int, writes: W) {
         precondition(lentDescriptors > 0, "commitChain without a chain lent by nextChain")
         ReceivePrefix.write(prefix, length: prefixLength, into: pieces, count: count,
                             headerLength: configuration.headerLength,
                             acceptedHeaderFlags: configuration.acceptedHeaderFlags)
+        ReceivePrefix.mark(length, of: pieces, count: count, writes: writes)
         take(id: head, descriptors: lentDescriptors, end: lentEnd, written: length)
         lentDescriptors = 0
     }

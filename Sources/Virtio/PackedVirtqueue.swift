@@ -154,6 +154,7 @@ public final class PackedVirtqueue {
         error = nil
         // We poll: ask the driver not to kick.
         ferry_store_relaxed_u16(device + 2, PackedRingLayout.eventsDisabled)
+        markDeviceEvents()
         isRunning = true
     }
 
@@ -288,6 +289,8 @@ public final class PackedVirtqueue {
         // Release: every entry's id and length, the later entries' flags and (for
         // RX) the frame bytes must be visible before the driver sees the first one used.
         ferry_store_release_u16(first + 14, firstFlags)
+        // Every chain taken holds its descriptors in flight: the slots written lie among those.
+        if configuration.dirtyLog != nil { markUsedDescriptors(from: UInt32(usedPosition), count: inFlight) }
         usedPosition = UInt16(truncatingIfNeeded: position)
         usedWrap = wrap
         pendingCount = 0
@@ -333,6 +336,7 @@ public final class PackedVirtqueue {
     public func enableNotifications() -> Bool {
         guard isRunning, let device = deviceEvents else { return false }
         ferry_store_relaxed_u16(device + 2, PackedRingLayout.eventsEnabled)
+        if configuration.dirtyLog != nil { markDeviceEvents() }
         // The request must be visible before we look at the ring again; the
         // driver orders its descriptor store before reading ours the same way.
         ferry_fence_seq_cst()
@@ -343,6 +347,7 @@ public final class PackedVirtqueue {
     public func disableNotifications() {
         guard isRunning, let device = deviceEvents else { return }
         ferry_store_relaxed_u16(device + 2, PackedRingLayout.eventsDisabled)
+        if configuration.dirtyLog != nil { markDeviceEvents() }
     }
 
     /// Chains the driver has made available and we have not taken; 0 when the

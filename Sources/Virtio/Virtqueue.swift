@@ -112,13 +112,12 @@ public enum Virtqueue {
         }
     }
 
-    /// The dirty log a burst writing into this ring marks while a live
-    /// migration runs, nil otherwise (the packed layout's comes with its used-descriptor marks).
+    /// The dirty log a burst writing into this ring marks while a live migration runs, nil otherwise.
     @inlinable
     public var dirtyPageLog: DirtyPageLog? {
         switch self {
         case .split(let q): q.dirtyPageLog
-        case .packed: nil
+        case .packed(let q): q.dirtyPageLog
         }
     }
 
@@ -133,7 +132,7 @@ public enum Virtqueue {
                           prefixLength: prefixLength, writes: writes)
         case .packed(let q):
             q.commitChain(head: head, pieces: pieces, count: count, length: length, prefix: prefix,
-                          prefixLength: prefixLength)
+                          prefixLength: prefixLength, writes: writes)
         }
     }
 

@@ -11,8 +11,10 @@ struct GuestKey {
     static let maxVLAN: UInt16 = Ethernet.vlanIDMask
 
     init(mac: MACAddress, vlan: UInt16) {
-        let vid = withUnsafeBytes(of: vlan) { ($0[0], $0[1]) }
-        bytes = (mac.bytes.0, mac.bytes.1, mac.bytes.2, mac.bytes.3, mac.bytes.4, mac.bytes.5, vid.0, vid.1)
+        // Host byte order: the first byte in memory is the low one on a little-endian host.
+        let memoryOrder = UInt16(littleEndian: vlan)
+        bytes = (mac.bytes.0, mac.bytes.1, mac.bytes.2, mac.bytes.3, mac.bytes.4, mac.bytes.5,
+                 UInt8(truncatingIfNeeded: memoryOrder), UInt8(truncatingIfNeeded: memoryOrder >> 8))
     }
 
     init() { bytes = (0, 0, 0, 0, 0, 0, 0, 0) }
@@ -20,11 +22,6 @@ struct GuestKey {
     var mac: MACAddress { MACAddress(bytes.0, bytes.1, bytes.2, bytes.3, bytes.4, bytes.5) }
 
     var vlan: UInt16 {
-        var vlan: UInt16 = 0
-        withUnsafeMutableBytes(of: &vlan) {
-            $0[0] = bytes.6
-            $0[1] = bytes.7
-        }
-        return vlan
+        UInt16(littleEndian: UInt16(bytes.6) | UInt16(bytes.7) << 8)
     }
 }

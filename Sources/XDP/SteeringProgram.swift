@@ -276,7 +276,7 @@ private extension String {
         guard let raw = try? syscall("open(\(path))", { open(path, O_RDONLY | O_CLOEXEC) }) else { return nil }
         let file = FileDescriptor(owning: raw)
         var bytes = [UInt8](repeating: 0, count: 1024)
-        let n = bytes.withUnsafeMutableBytes { read(file.rawValue, $0.baseAddress, $0.count) }
+        let n = DescriptorIO.read(file.rawValue, into: &bytes)
         guard n > 0 else { return nil }
         self = String(decoding: bytes[..<n], as: UTF8.self)
     }

@@ -66,7 +66,7 @@ final class ControlConnection {
         unread += first
         var buffer = [UInt8](repeating: 0, count: 65536)
         while !unread.contains(UInt8(ascii: "\n")) {
-            let n = buffer.withUnsafeMutableBytes { read(socket.rawValue, $0.baseAddress, $0.count) }
+            let n = DescriptorIO.read(socket.rawValue, into: &buffer)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 if unread.isEmpty { throw CtlError("Ferry at \(path) closed the connection without a reply") }

@@ -103,7 +103,7 @@ final class ControlServer: ControlLoopClient {
             guard clients.count < Self.maxClients else {
                 // Best effort, on a fresh socket whose buffer is empty: the refusal fits.
                 let line = ControlCodec.encodeError(.tooManyConnections(limit: Self.maxClients), id: nil)
-                _ = line.withUnsafeBytes { try? StreamSocket.send(fd, $0) }
+                _ = try? StreamSocket.send(fd, line)
                 logger.warning("control: refused a connection: \(Self.maxClients) already open")
                 continue
             }
@@ -118,7 +118,7 @@ final class ControlServer: ControlLoopClient {
         var budget = Self.readBudget
         answerLines(fd)
         while budget > 0, let client = clients[fd], !client.finished, client.output.count < Self.maxPendingOutput {
-            let received = buffer.withUnsafeMutableBytes { try? StreamSocket.receive(fd, into: $0) }
+            let received = try? StreamSocket.receive(fd, into: &buffer)
             guard let received else {
                 drop(fd)
                 return
@@ -183,7 +183,7 @@ final class ControlServer: ControlLoopClient {
     /// Sends what the socket takes now; the rest waits for POLLOUT.
     private func flush(_ fd: Int32) {
         guard var client = clients[fd], !client.output.isEmpty else { return }
-        let sent = client.output.withUnsafeBytes { try? StreamSocket.send(fd, $0) }
+        let sent = try? StreamSocket.send(fd, client.output)
         guard let sent else {
             drop(fd)
             return

@@ -67,7 +67,7 @@ extension Ctl {
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
             var first = true
             while true {
-                let n = buffer.withUnsafeMutableBytes { read(socket, $0.baseAddress, $0.count) }
+                let n = DescriptorIO.read(socket, into: &buffer)
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
                 // A refusal is one JSON line; a pcap stream starts with its magic number, never '{'.
@@ -77,24 +77,13 @@ extension Ctl {
                 }
                 first = false
                 stream.consume(buffer[0..<n])
-                if !writeAll(output, buffer[0..<n]) {
+                if !DescriptorIO.writeAll(output, buffer[0..<n]) {
                     if errno == EPIPE { return }
                     throw CtlError("cannot write \(file): \(String(cString: strerror(errno)))")
                 }
             }
             if first { throw CtlError("Ferry at \(connection.control) closed the connection without a reply") }
             FileHandle.standardError.write("\(stream.records) frames captured\n".data(using: .utf8)!)
-        }
-
-        private func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
-            var rest = bytes
-            while !rest.isEmpty {
-                let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return false }
-                rest = rest.dropFirst(n)
-            }
-            return true
         }
     }
 }

@@ -70,25 +70,9 @@ struct Lab: ParsableCommand {
     @Option(help: ArgumentHelp("Draw loss against rate and the latency histograms into this SVG file.", valueName: "file"))
     var plot: String?
 
-    @Option(help: ArgumentHelp("Serve the control socket here while the lab runs (`ferry ctl --control PATH stats --json`).",
-                               valueName: "path"))
-    var control: String?
-
-    @Option(help: ArgumentHelp("Serve Prometheus metrics at GET /metrics on this address while the lab runs.",
-                               valueName: "addr:port"))
-    var metrics: String?
-
-    @Option(help: "Worker threads (default 1).")
-    var workers: Int?
-
-    @Option(help: "CPUs to pin workers to, e.g. 0,1 or 2-5.")
-    var cpus: String?
-
-    @Option(help: "Frames per burst (32-256, default 256).")
-    var batch: Int?
-
-    @Option(help: "Log level (default warning: the lab's own output is the table).")
-    var logLevel: String = "warning"
+    /// As `ferry run` takes them; the control socket and the metrics only when asked for,
+    /// the log level warning unless asked for (the lab's own output is the table).
+    @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be more than 0 and at most 3600 s") }
@@ -96,11 +80,6 @@ struct Lab: ParsableCommand {
         guard precision > 0 && precision < 50 else { throw ValidationError("--precision must be more than 0 and below 50 %") }
         if let rate, PortSpec.rate(rate) == nil { throw ValidationError("--rate: '\(rate)' is not a rate (1.5Mpps, 10Gbps, unlimited)") }
         if let ndr, PortSpec.rate(ndr) == nil { throw ValidationError("--ndr: '\(ndr)' is not a rate (1.5Mpps, 10Gbps)") }
-        if let batch, !SwitchSettings.batchSizes.contains(batch) { throw ValidationError("--batch must be 32...256") }
-        if let workers, !SwitchSettings.workerCounts.contains(workers) { throw ValidationError("--workers must be 1...64") }
-        if let cpus, case .failure(let invalid) = CPUList.parse(cpus) { throw ValidationError("--cpus: \(invalid.description)") }
-        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level \(logLevel)") }
-        if let metrics, ListenAddress(metrics) == nil { throw ValidationError(MetricsSettings.listenProblem(metrics)) }
         _ = try labConfig()
     }
 
@@ -121,7 +100,7 @@ struct Lab: ParsableCommand {
     }
 
     /// The ports, named `pN` unless named; the first generator made the lab's: paused, with a
-    /// rate (so that a full destination drops its frames instead of holding it back).
+    /// rate and full=drop (so that a full destination drops its frames instead of holding it back).
     func labPorts() throws -> (specs: [PortSpec], generator: String, analyser: String) {
         var specs: [PortSpec] = []
         var generator: String?
@@ -135,6 +114,7 @@ struct Lab: ParsableCommand {
             if case .gen(var g) = spec.kind, generator == nil {
                 g.count = 0
                 if g.rate == .unlimited { g.rate = .framesPerSecond(1) }
+                g.waitsWhenFull = false
                 spec.kind = .gen(g)
                 generator = spec.name
             }
@@ -148,7 +128,10 @@ struct Lab: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .warning
+        var settings = SwitchSettings()
+        settings.logLevel = .warning
+        runtime.apply(to: &settings)
+        let level = settings.logLevel
         LoggingSystem.bootstrap { StandardErrorLogHandler(label: $0, format: .text, level: level) }
         let logger = Logger(label: "ferry")
         let (config, generatorName, analyserName) = try labConfig()
@@ -160,10 +143,6 @@ struct Lab: ParsableCommand {
             throw ExitStatus.systemError
         }
         signals.onSignal = { _ in flags.interrupted.store(true, ordering: .relaxed) }
-        var settings = SwitchSettings()
-        if let workers { settings.workers = workers }
-        if let cpus, case .success(let list) = CPUList.parse(cpus) { settings.cpus = list }
-        if let batch { settings.batch = batch }
         let sw: Switch
         do { sw = try Switch(specs: specs, options: settings.switchOptions, logger: logger) } catch {
             logger.critical("\(error)")
@@ -175,7 +154,7 @@ struct Lab: ParsableCommand {
             throw ExitStatus.unavailable
         }
         StaticEntries.install(config.resolvedStaticEntries, in: sw, logger: logger)
-        let services = try LabServices(switch: sw, control: control, metrics: metrics, logger: logger)
+        let services = try LabServices(switch: sw, control: runtime.control, metrics: runtime.metrics, logger: logger)
         sw.control.add(signals)
         let stopper = LabStopper(loop: sw.control, switch: sw)
         sw.control.add(stopper)

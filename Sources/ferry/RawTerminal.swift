@@ -27,7 +27,7 @@ final class RawTerminal {
             if left <= 0 { return false }
             var fd = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
             guard poll(&fd, 1, Int32(left * 1000) + 1) > 0 else { continue }
-            let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+            let n = DescriptorIO.read(STDIN_FILENO, into: &buffer)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 // The terminal went away: nothing more to read, just wait out the second.

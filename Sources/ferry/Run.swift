@@ -32,7 +32,7 @@ struct Run: ParsableCommand {
     var config: String?
 
     @Option(name: .customLong("port"), help: ArgumentHelp(
-        "A port: vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off] | tap:IFNAME[,queues=N][,mtu=N][,offloads=on|csum|off] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N][,offloads=on|csum|off] | gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=1Mpps|10Gbps][,burst=N][,flows=N][,tag=N][,stamp=on|off] | sink | vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B[,native=N]][,group_fwd_mask=0xNNNN].",
+        "A port: vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off] | tap:IFNAME[,queues=N][,mtu=N][,offloads=on|csum|off] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N][,offloads=on|csum|off] | gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=1Mpps|10Gbps][,burst=N][,flows=N][,tag=N][,stamp=on|off][,full=drop|wait] | sink | vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789][,evpn=VXLANDEV,evpn_port=BRIDGEPORT]; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B[,native=N]][,group_fwd_mask=0xNNNN].",
         valueName: "spec"))
     var ports: [String] = []
 
@@ -41,8 +41,7 @@ struct Run: ParsableCommand {
         valueName: "entry"))
     var staticEntries: [String] = []
 
-    @Option(help: "Control socket path (default: the config's control.path, else $FERRY_CONTROL, else \(Defaults.runDirectory)/ferry.sock).")
-    var control: String?
+    @OptionGroup var runtime: RuntimeOptions
 
     @Option(help: ArgumentHelp("Owner of the control socket (a user name or uid; needs CAP_CHOWN unless it is Ferry's own user).",
                                valueName: "user"))
@@ -56,35 +55,11 @@ struct Run: ParsableCommand {
                                valueName: "mode"))
     var controlMode: String?
 
-    @Option(help: "Pin the worker thread to this CPU (one worker; see --cpus).")
-    var cpu: Int?
-
-    @Option(help: "Worker threads; receive queues are spread over them (default 1).")
-    var workers: Int?
-
-    @Option(help: "CPUs to pin workers to, e.g. 0,1 or 2-5 (worker i on the i-th).")
-    var cpus: String?
-
     @Option(help: "Most entries the forwarding database holds (default 65536).")
     var fdbCapacity: Int?
 
     @Option(help: "Seconds before an address no frame came from is forgotten (default 300).")
     var agingTime: Int?
-
-    @Option(help: "Frames per burst (32-256, default 256).")
-    var batch: Int?
-
-    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at GET /metrics on this address, e.g. 127.0.0.1:9469 or [::1]:9469.",
-                               valueName: "addr:port"))
-    var metrics: String?
-
-    @Option(help: ArgumentHelp(
-        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after the last frame, so an answer finds it awake), sleep (at once: least CPU, a wake-up before each frame after a pause) (default adaptive).",
-        valueName: "policy"))
-    var idle: IdlePolicy?
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error (default info).")
-    var logLevel: String?
 
     @Option(help: ArgumentHelp(
         "Log lines on stderr: text, journal (a <N> syslog-priority prefix journald reads), json (one object per line), or auto: journal when stderr is the systemd journal (JOURNAL_STREAM), else text.",
@@ -92,19 +67,13 @@ struct Run: ParsableCommand {
     var logFormat: LogFormat = .auto
 
     func validate() throws {
-        if let batch, !SwitchSettings.batchSizes.contains(batch) { throw ValidationError("--batch must be 32...256") }
-        if let workers, !SwitchSettings.workerCounts.contains(workers) { throw ValidationError("--workers must be 1...64") }
         if let fdbCapacity, !SwitchSettings.fdbCapacities.contains(fdbCapacity) {
             throw ValidationError("--fdb-capacity must be 1...16777216")
         }
         if let agingTime, !SwitchSettings.agingTimes.contains(agingTime) {
             throw ValidationError("--aging-time must be 1...1000000 s")
         }
-        if cpu != nil && cpus != nil { throw ValidationError("give --cpu or --cpus, not both") }
         _ = try controlPermissions()
-        if let cpus { _ = try Self.cpuList(cpus) }
-        if let logLevel, Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level \(logLevel)") }
-        if let metrics, ListenAddress(metrics) == nil { throw ValidationError(MetricsSettings.listenProblem(metrics)) }
         _ = try commandLinePorts(afterFilePorts: 0)
         _ = try commandLineStaticEntries()
     }
@@ -268,22 +237,17 @@ struct Run: ParsableCommand {
         config.ports.append(contentsOf: commandLinePorts)
         // validate() refused any --fdb that does not parse.
         config.staticEntries.append(contentsOf: (try? commandLineStaticEntries()) ?? [])
-        if let workers { config.switchSettings.workers = workers }
-        if let cpus, let list = try? Self.cpuList(cpus) { config.switchSettings.cpus = list }
-        if let cpu { config.switchSettings.cpus = [cpu] }
-        if let batch { config.switchSettings.batch = batch }
+        runtime.apply(to: &config.switchSettings)
         if let fdbCapacity { config.switchSettings.fdbCapacity = fdbCapacity }
         if let agingTime { config.switchSettings.agingTime = agingTime }
-        if let idle { config.switchSettings.idle = idle }
-        if let logLevel, let level = Logger.Level(rawValue: logLevel) { config.switchSettings.logLevel = level }
-        config.control.path = control ?? config.control.path ?? Defaults.controlSocket
+        config.control.path = runtime.control ?? config.control.path ?? Defaults.controlSocket
         // The file's owner/group/mode for the control socket, each overridden by its flag.
         if let flags = try? controlPermissions() {
             if let owner = flags.owner { config.control.access.owner = owner }
             if let group = flags.group { config.control.access.group = group }
             if let mode = flags.mode { config.control.access.mode = mode }
         }
-        if let metrics { config.metrics.listen = metrics }
+        if let metrics = runtime.metrics { config.metrics.listen = metrics }
         return config
     }
 
@@ -294,14 +258,6 @@ struct Run: ParsableCommand {
             return try SocketPermissions(owner: controlOwner, group: controlGroup, modeText: controlMode)
         } catch {
             throw ValidationError("--control-\(error.key): \(error.problem)")
-        }
-    }
-
-    /// "0,2-3" → [0, 2, 3].
-    static func cpuList(_ text: String) throws -> [Int] {
-        switch CPUList.parse(text) {
-        case .success(let cpus): return cpus
-        case .failure(let invalid): throw ValidationError("--cpus: \(invalid.description)")
         }
     }
 

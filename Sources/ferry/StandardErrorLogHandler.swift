@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import Platform
 
 /// Ferry's log lines on stderr, in one of the `LogFormat`s. Each line is one write(2), so
 /// lines from several threads never interleave (stderr is a pipe or the journal's
@@ -31,7 +32,7 @@ struct StandardErrorLogHandler: LogHandler {
                              metadata: all, time: Date())
         var bytes = Array(line.utf8)
         bytes.append(10)
-        bytes.withUnsafeBytes { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        _ = DescriptorIO.write(STDERR_FILENO, bytes[...])
     }
 
     /// The syslog priority of a level (RFC 5424 §6.2.1), which journald files the line under.

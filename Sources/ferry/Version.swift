@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import Platform
 import XDP
 
 /// Ferry's version: the one place it is written. Bump it with a release.
@@ -32,12 +33,8 @@ struct Version: ParsableCommand {
     }
 
     static func facts() -> [String: String] {
-        var name = utsname()
-        uname(&name)
-        func text<T>(_ field: T) -> String {
-            withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        }
-        return ["version": FerryVersion.number, "kernel": "\(text(name.sysname)) \(text(name.release))",
-                "machine": text(name.machine), "libbpf": LibbpfVersion.string]
+        let name = SystemName.current()
+        return ["version": FerryVersion.number, "kernel": "\(name.system) \(name.release)",
+                "machine": name.machine, "libbpf": LibbpfVersion.string]
     }
 }

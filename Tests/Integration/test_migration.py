@@ -4,7 +4,7 @@ Run as root from the repository root, after `swift build -c release`:
 
     python3 -m pytest -v -s Tests/Integration/test_migration.py
 
-What runs (about 40 s under TCG on 2 cores):
+What runs (about 40 s under TCG on 2 cores, twice: split rings, then packed ones):
 
 * Ferry with two vhost-user ports, `src` and `dst`, and a TAP port `t` moved into a namespace
   that holds 198.18.90.1/24;
@@ -64,7 +64,11 @@ def ports_of(ferry: h.Ferry, mac: str) -> list[str]:
     return [e.get("port") for e in ctl_json(ferry, "show", "fdb")["fdb"] if e.get("mac", "").lower() == mac]
 
 
-def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespaces):
+@pytest.mark.parametrize("packed", [False, True], ids=["split", "packed"])
+def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespaces, packed):
+    """packed: both QEMUs have packed=on (VIRTIO_F_RING_PACKED), so Ferry logs the writes of
+    packed rings: the used descriptors it writes back into the descriptor ring among them."""
+    device_options = "packed=on" if packed else ""
     tap = f"fmig{os.getpid() % 100000}"
     src_sock, dst_sock = lab.path("src.sock"), lab.path("dst.sock")
     ferry = lab.ferry([f"vhost:{src_sock},name=src", f"vhost:{dst_sock},name=dst", f"tap:{tap},name=t"])
@@ -93,7 +97,8 @@ def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespac
         return "\n".join(parts)
 
     try:
-        src = q.Guest("mig-src", MAC, src_sock, f"{IP_GUEST}/24", lab.dir.path, mem=MEM_MIB, qmp=True)
+        src = q.Guest("mig-src", MAC, src_sock, f"{IP_GUEST}/24", lab.dir.path, mem=MEM_MIB, qmp=True,
+                      device_options=device_options)
         guests.append(src)
         src.start().wait_commands(watch=problem)
         q.assert_all_answered(src.ping(IP_NS, 3, watch=problem), 3, "before: guest -> namespace", context)
@@ -101,7 +106,7 @@ def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespac
 
         migration = lab.path("migration.sock")
         dst = q.Guest("mig-dst", MAC, dst_sock, f"{IP_GUEST}/24", lab.dir.path, mem=MEM_MIB,
-                      qmp=True, incoming=f"unix:{migration}")
+                      qmp=True, incoming=f"unix:{migration}", device_options=device_options)
         guests.append(dst)
         dst.start()
         dst_qmp = qmp_client.QMP(dst.qmp_socket)
@@ -147,7 +152,8 @@ def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespac
         answered = set(int(n) for n in re.findall(r"bytes from \S+ seq=(\d+)", text[:m.start()]))
         lost = transmitted - received
         ram = info.get("ram", {})
-        report = (f"migration: {lost} of {transmitted} pings lost (every {PING_INTERVAL * 1000:.0f} ms), "
+        report = (f"migration ({'packed' if packed else 'split'} rings): {lost} of {transmitted} pings lost "
+                  f"(every {PING_INTERVAL * 1000:.0f} ms), "
                   f"QEMU downtime {info.get('downtime')} ms, total {info.get('total-time')} ms, "
                   f"setup {info.get('setup-time')} ms, {ram.get('transferred', 0) >> 20} MiB sent, "
                   f"{ram.get('dirty-sync-count')} dirty syncs; MAC on dst {learned_after * 1000:.0f} ms "
@@ -164,6 +170,10 @@ def test_guest_migrates_between_ports_while_pinging(guest_machine, lab, namespac
 
         log = ferry.log_text()
         assert "vhost-user src: dirty logging on" in log, f"the source never logged:\n{context()}"
+        layouts = {port: set(re.findall(rf"vhost-user {port}: features .*, (packed|split) rings\)", log))
+                   for port in ("src", "dst")}
+        want = "packed" if packed else "split"
+        assert layouts == {"src": {want}, "dst": {want}}, f"rings negotiated: {layouts}\n{context()}"
         assert f"vhost-user dst: announcing {MAC}" in log, f"no SEND_RARP on dst:\n{context()}"
         os.killpg(capture.pid, signal.SIGINT)
         capture.wait(10)

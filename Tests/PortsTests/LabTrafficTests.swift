@@ -7,7 +7,7 @@ import XCTest
 /// The generator's options, frames and stamps, and the analyser's accounting of them.
 final class GeneratorSpecTests: XCTestCase {
     func testNewOptionsParse() throws {
-        let spec = try PortSpec(parsing: "gen:dst=02:00:00:00:00:09,size=64/570/1518,rate=1.5Mpps,burst=16,flows=8,tag=10,trunk=10,stamp=on")
+        let spec = try PortSpec(parsing: "gen:dst=02:00:00:00:00:09,size=64/570/1518,rate=1.5Mpps,burst=16,flows=8,tag=10,trunk=10,stamp=on,full=wait")
         guard case .gen(let g) = spec.kind else { return XCTFail() }
         XCTAssertEqual(g.sizes, .list([64, 570, 1518]))
         XCTAssertEqual(g.rate, .framesPerSecond(1_500_000))
@@ -15,6 +15,7 @@ final class GeneratorSpecTests: XCTestCase {
         XCTAssertEqual(g.flows, 8)
         XCTAssertEqual(g.tag, 10)
         XCTAssertTrue(g.stamped)
+        XCTAssertTrue(g.waitsWhenFull)
         XCTAssertEqual(PortSpec.rate("10Gbps"), .bitsPerSecond(10e9))
         XCTAssertEqual(PortSpec.rate("250kbit/s"), .bitsPerSecond(250e3))
         XCTAssertEqual(PortSpec.rate("1000pps"), .framesPerSecond(1000))
@@ -38,6 +39,7 @@ final class GeneratorSpecTests: XCTestCase {
             ("gen:flows=5000", "flows must be 1...4096"),
             ("gen:tag=4095", "tag must be a VLAN id"),
             ("gen:stamp=maybe", "stamp must be on or off"),
+            ("gen:full=block", "full must be drop or wait"),
             ("gen:size=64/x", "size must be 60...9000, a list of them"),
             ("gen:size=60,tag=5", "size 60 is too small for a tagged, stamped frame (at least 62)"),
             ("gen:size=imix,flows=4096,size=64", "given twice"),
@@ -110,9 +112,10 @@ final class GeneratorFrameTests: XCTestCase {
     }
 
     func testARatedGeneratorSendsWholeBurstsAndDoesNotWaitForRoom() {
-        let gen = GenPort(GeneratorSpec(count: 8, rate: .framesPerSecond(1e9), burst: 4))
-        XCTAssertFalse(Port.gen(gen).generatesFrames, "not held back by a full destination")
-        XCTAssertTrue(Port.gen(GenPort(GeneratorSpec())).generatesFrames)
+        let gen = GenPort(GeneratorSpec(count: 10, rate: .framesPerSecond(1e9), burst: 4))
+        XCTAssertTrue(gen.asksForRoom, "until its destinations are ready")
+        XCTAssertEqual(gen.allowance(destinationRoom: 64), .max, "not held back by a full destination")
+        XCTAssertFalse(gen.asksForRoom)
         let batch = PacketBatch(capacity: 64)
         var pulls: [Int] = []
         while !gen.isFinished {
@@ -120,7 +123,36 @@ final class GeneratorFrameTests: XCTestCase {
             let n = gen.pull(queue: 0, into: batch)
             if n > 0 { pulls.append(n) }
         }
-        XCTAssertEqual(pulls, [4, 4])
+        XCTAssertEqual(pulls.reduce(0, +), 10)
+        XCTAssertTrue(pulls.dropLast().allSatisfy { $0 % 4 == 0 }, "whole bursts but for the last: \(pulls)")
+    }
+
+    func testARatedGeneratorStartsOnceEveryDestinationHasRoom() {
+        let gen = GenPort(GeneratorSpec(rate: .framesPerSecond(1e6), burst: 32))
+        XCTAssertEqual(gen.allowance(destinationRoom: 0), 0, "a guest not running yet")
+        XCTAssertTrue(gen.asksForRoom)
+        XCTAssertEqual(gen.allowance(destinationRoom: 1), .max, "a ring smaller than the burst is ready too")
+        XCTAssertFalse(gen.asksForRoom, "from then on a full destination drops what it cannot take")
+        let waiting = GenPort(GeneratorSpec(rate: .framesPerSecond(1e6), waitsWhenFull: true))
+        XCTAssertEqual(waiting.allowance(destinationRoom: 7), 7, "full=wait: what there is room for")
+        XCTAssertTrue(waiting.asksForRoom)
+        let unrated = GenPort(GeneratorSpec())
+        XCTAssertEqual(unrated.allowance(destinationRoom: 7), 7, "without a rate: what there is room for")
+        XCTAssertTrue(unrated.asksForRoom)
+    }
+
+    func testALateWorkerCatchesUpInWholeBurstsUpToTheBatch() {
+        // 1 Mpps in bursts of 32: a worker that comes back after 2 ms owes 2000 frames; it
+        // sends as many whole bursts as the batch holds, not one burst per pass.
+        let gen = GenPort(GeneratorSpec(rate: .framesPerSecond(1e6), burst: 32), batchCapacity: 256)
+        let batch = PacketBatch(capacity: 256)
+        XCTAssertEqual(gen.pull(queue: 0, into: batch), 0, "the schedule starts at the first pull")
+        usleep(2000)
+        batch.reset()
+        XCTAssertEqual(gen.pull(queue: 0, into: batch), 256)
+        batch.reset()
+        XCTAssertEqual(gen.pull(queue: 0, into: batch), 256)
+        XCTAssertEqual(gen.laggedFrames, 0, "2 ms is well inside the 50 ms it catches up")
     }
 }
 

@@ -17,10 +17,8 @@ final class PcapFormatTests: XCTestCase {
     func testRecordIsByteExactAndCutToTheSnapLength() {
         let frame: [UInt8] = Array(0..<20)
         var out: [UInt8] = []
-        frame.withUnsafeBytes {
-            PcapFormat.appendRecord(microseconds: 1_700_000_000_123_456, originalLength: 20, frame: $0, snapLength: 8,
-                                    to: &out)
-        }
+        PcapFormat.appendRecord(microseconds: 1_700_000_000_123_456, originalLength: 20, frame: frame, snapLength: 8,
+                                to: &out)
         XCTAssertEqual(out, [
             0x00, 0xF1, 0x53, 0x65,  // 1_700_000_000 s
             0x40, 0xE2, 0x01, 0x00,  // 123_456 µs
@@ -32,9 +30,8 @@ final class PcapFormatTests: XCTestCase {
     /// A frame the worker already cut keeps its original length.
     func testRecordOfAnAlreadyCutFrameKeepsTheOriginalLength() {
         var out: [UInt8] = []
-        [UInt8](repeating: 7, count: 4).withUnsafeBytes {
-            PcapFormat.appendRecord(microseconds: 0, originalLength: 1514, frame: $0, snapLength: 65535, to: &out)
-        }
+        PcapFormat.appendRecord(microseconds: 0, originalLength: 1514, frame: [UInt8](repeating: 7, count: 4),
+                                snapLength: 65535, to: &out)
         XCTAssertEqual(Array(out[8..<16]), [4, 0, 0, 0, 0xEA, 0x05, 0, 0])
         XCTAssertEqual(out.count, 16 + 4)
     }

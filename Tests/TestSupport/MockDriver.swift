@@ -119,6 +119,9 @@ public struct ReceivedFrame: Equatable {
 public protocol MockDriverRing: AnyObject {
     var ram: GuestRAM { get }
     var size: UInt16 { get }
+    /// Where SET_VRING_ADDR's three areas lie (a packed ring's: the descriptor
+    /// ring, the driver's and the device's event suppression structures).
+    var areaGPAs: (desc: UInt64, avail: UInt64, used: UInt64) { get }
     var buffers: Range<UInt64> { get }
     /// The next free byte of `buffers`.
     var nextBuffer: UInt64 { get set }
@@ -139,20 +142,19 @@ extension MockDriverRing {
         return (ringsEnd + 0xfff) / 0x1000 * 0x1000 ..< r.guestPhysicalAddress + r.size
     }
 
-    /// What SET_VRING_NUM, SET_VRING_ADDR and SET_FEATURES would tell a ring
-    /// whose three areas start at these guest addresses.
-    func configuration(areas: (UInt64, UInt64, UInt64), eventIndex: Bool, headerLength: Int,
-                       mergeableBuffers: Bool, guestChecksum: Bool) -> RingConfiguration {
+    /// Points `queue` at this ring, as SET_VRING_NUM, SET_VRING_ADDR and SET_FEATURES would.
+    public func configure(_ queue: any VirtqueueControl, eventIndex: Bool = false, headerLength: Int = 12,
+                          mergeableBuffers: Bool = false, guestChecksum: Bool = true) {
         var c = RingConfiguration()
         c.size = size
-        c.descAddress = ram.frontEndAddress(areas.0)
-        c.availAddress = ram.frontEndAddress(areas.1)
-        c.usedAddress = ram.frontEndAddress(areas.2)
+        c.descAddress = ram.frontEndAddress(areaGPAs.desc)
+        c.availAddress = ram.frontEndAddress(areaGPAs.avail)
+        c.usedAddress = ram.frontEndAddress(areaGPAs.used)
         c.eventIndex = eventIndex
         c.headerLength = headerLength
         c.mergeableBuffers = mergeableBuffers
         c.acceptedHeaderFlags = guestChecksum ? 0x03 : 0
-        return c
+        queue.configuration = c
     }
 
     /// `length` bytes of buffer space, 16-aligned; wraps to the start of the area when it runs out.
@@ -246,13 +248,7 @@ public final class MockSplitRing: MockDriverRing {
         ram.write([UInt8](repeating: 0, count: Int(ringsEnd - desc)), at: desc)
     }
 
-    /// Points `queue` at these rings, as SET_VRING_NUM / SET_VRING_ADDR would.
-    public func configure(_ queue: SplitVirtqueue, eventIndex: Bool = false, headerLength: Int = 12,
-                          mergeableBuffers: Bool = false, guestChecksum: Bool = true) {
-        queue.configuration = configuration(areas: (descGPA, availGPA, usedGPA), eventIndex: eventIndex,
-                                            headerLength: headerLength, mergeableBuffers: mergeableBuffers,
-                                            guestChecksum: guestChecksum)
-    }
+    public var areaGPAs: (desc: UInt64, avail: UInt64, used: UInt64) { (descGPA, availGPA, usedGPA) }
 
     // MARK: Allocation
 

@@ -53,13 +53,7 @@ public final class MockPackedRing: MockDriverRing {
         ram.write([UInt8](repeating: 0, count: Int(end - ring)), at: ring)
     }
 
-    /// Points `queue` at this ring, as SET_VRING_NUM / SET_VRING_ADDR would.
-    public func configure(_ queue: PackedVirtqueue, eventIndex: Bool = false, headerLength: Int = 12,
-                          mergeableBuffers: Bool = false, guestChecksum: Bool = true) {
-        queue.configuration = configuration(areas: (ringGPA, driverEventGPA, deviceEventGPA), eventIndex: eventIndex,
-                                            headerLength: headerLength, mergeableBuffers: mergeableBuffers,
-                                            guestChecksum: guestChecksum)
-    }
+    public var areaGPAs: (desc: UInt64, avail: UInt64, used: UInt64) { (ringGPA, driverEventGPA, deviceEventGPA) }
 
     // MARK: Offering chains
 

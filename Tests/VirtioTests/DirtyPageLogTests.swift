@@ -39,32 +39,55 @@ final class DirtyPageLogTests: XCTestCase {
         return changed
     }
 
+    private enum Layout { case split, packed }
+
+    private func makeRing(_ layout: Layout, ram: GuestRAM, at gpa: UInt64, buffers: Range<UInt64>, index: Int)
+        -> (any MockDriverRing, Virtqueue, any VirtqueueControl)
+    {
+        switch layout {
+        case .split:
+            let q = SplitVirtqueue(index: index)
+            return (MockSplitRing(ram: ram, size: 64, at: gpa, buffers: buffers), .split(q), q)
+        case .packed:
+            // 256 descriptors fill a page: the device's event structure lies on the next.
+            let q = PackedVirtqueue(index: index)
+            return (MockPackedRing(ram: ram, size: 256, at: gpa, buffers: buffers), .packed(q), q)
+        }
+    }
+
     /// Both rings of a queue pair in two-region RAM, RX buffers laid across the
-    /// regions' boundary; RX buffers and TX frames offered by the driver.
-    private func driveEveryWrite(logging: Bool) throws -> (changed: [UInt64], log: DirtyPageLog, usedGPAs: [UInt64]) {
+    /// regions' boundary; RX buffers and TX frames offered by the driver. Returns
+    /// what changed, the log, and where the ring structures the device writes lie
+    /// (the used rings; for packed rings the descriptor rings and device event areas).
+    private func driveEveryWrite(_ layout: Layout, logging: Bool) throws
+        -> (changed: [UInt64], log: DirtyPageLog, ringGPAs: [UInt64])
+    {
         let ram = try GuestRAM.twoRegions(size: 4 << 20)
         let half = UInt64(2 << 20)
         memset(ram.shared.base, 0xEE, ram.shared.length)
-        let rx = MockSplitRing(ram: ram, size: 64, at: ram.base,
-                               buffers: ram.base + half - 0x2F00 ..< ram.base + half + 0x40000)
-        let tx = MockSplitRing(ram: ram, size: 64, at: ram.base + 0x4000,
-                               buffers: ram.base + 0x10000 ..< ram.base + 0x80000)
-        let rxq = SplitVirtqueue(index: 0)
-        let txq = SplitVirtqueue(index: 1)
-        rx.configure(rxq, eventIndex: true, mergeableBuffers: true)
-        tx.configure(txq, eventIndex: true, mergeableBuffers: true)
+        let rxBuffers = ram.base + half - 0x2F00 ..< ram.base + half + 0x40000
+        let txBuffers = ram.base + 0x10000 ..< ram.base + 0x80000
+        let (logFile, log) = try makeLog(for: ram)
+        _ = logFile
+        let (rx, rxq, rxControl) = makeRing(layout, ram: ram, at: ram.base, buffers: rxBuffers, index: 0)
+        let (tx, txq, txControl) = makeRing(layout, ram: ram, at: ram.base + 0x4000, buffers: txBuffers, index: 1)
+        var ringGPAs: [UInt64] = []
+        for (ring, control) in [(rx, rxControl), (tx, txControl)] {
+            ring.configure(control, eventIndex: true, mergeableBuffers: true)
+            let areas = ring.areaGPAs
+            // A split ring's used ring is logged where the front-end asks; a packed ring has none.
+            control.configuration.setDirtyLog(logging ? log : nil,
+                                              usedRing: layout == .split ? GuestAddress(areas.used) : nil)
+            ringGPAs += layout == .split ? [areas.used] : [areas.desc, areas.used]
+        }
+        let controls = [rxControl, txControl]
         for _ in 0..<24 { rx.offerRX(bufferSizes: [1536]) }
         rx.offerRX(bufferSizes: [1000, 1000])   // for the direct path: a chain of two buffers
         for i in 0..<5 { tx.offerTX(frame: ethernetFrame(length: 60 + 300 * i)) }
         let before = snapshot(ram)
 
-        let (logFile, log) = try makeLog(for: ram)
-        _ = logFile
         let memory = try ram.makeGuestMemory()
-        rxq.configuration.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(rx.usedGPA))
-        txq.configuration.setDirtyLog(logging ? log : nil, usedRing: GuestAddress(tx.usedGPA))
-        try rxq.start(memory: memory)
-        try txq.start(memory: memory)
+        for q in controls { try q.start(memory: memory) }
 
         // RX: frames of one buffer and a jumbo frame over mergeable buffers (num_buffers written last).
         let store = FrameStore()
@@ -87,14 +110,14 @@ final class DirtyPageLogTests: XCTestCase {
         XCTAssertEqual(txq.pull(into: pulled, counters: QueueCounters()), 5)
         txq.release()
         // The direct TAP path: the kernel's read, then the prefix, into a lent chain.
-        for _ in 0..<rxq.postedBuffers - 1 {
+        for _ in 0..<rxq.postedBuffers(atMost: .max) - 1 {
             let b = PacketBatch(capacity: 1)
             store.append(ethernetFrame(length: 100, seed: 9), to: b)
             rxq.push(from: b, counters: QueueCounters())
         }
         let pieces = UnsafeMutablePointer<iovec>.allocate(capacity: 8)
         defer { pieces.deallocate() }
-        guard case .chain(let head, let n, _) = rxq.nextChain(into: pieces, capacity: 8, want: 1800) else {
+        guard case .chain(let head, let n, _) = rxq.nextChain(into: pieces, capacity: 8, want: 1800, memory: memory) else {
             XCTFail("no chain for the direct path")
             return ([], log, [])
         }
@@ -111,27 +134,63 @@ final class DirtyPageLogTests: XCTestCase {
             rxq.commitChain(head: head, pieces: pieces, count: n, length: length, prefix: prefix, prefixLength: 26)
         }
         rxq.publishCommitted()
-        // Asking to be kicked writes avail_event into the used ring.
+        // Asking to be kicked writes into the ring: avail_event, or the device's event structure.
         _ = rxq.enableNotifications()
         _ = txq.enableNotifications()
-        return (changedAddresses(ram, since: before), log, [rx.usedGPA, tx.usedGPA])
+        return (changedAddresses(ram, since: before), log, ringGPAs)
     }
 
-    func testEveryByteFerryWritesLiesInAMarkedPage() throws {
-        let (changed, log, usedRings) = try driveEveryWrite(logging: true)
+    private func assertEveryWriteIsMarked(_ layout: Layout) throws {
+        let (changed, log, rings) = try driveEveryWrite(layout, logging: true)
         XCTAssertGreaterThan(changed.count, 12_000, "frames, headers, used entries and indexes were written")
         let unmarked = changed.filter { !log.isMarked(page: $0 / DirtyPageLog.pageSize) }
         XCTAssertEqual(unmarked.count, 0, "written but not marked: \(unmarked.prefix(8).map { String($0, radix: 16) })")
-        for used in usedRings { XCTAssertTrue(log.isMarked(page: used / DirtyPageLog.pageSize)) }
+        for ring in rings { XCTAssertTrue(log.isMarked(page: ring / DirtyPageLog.pageSize)) }
         let half = UInt64(0x4000_0000 + (2 << 20))
         XCTAssertTrue(changed.contains { $0 >= half } && changed.contains { $0 < half }, "both regions written")
     }
 
+    func testEveryByteFerryWritesLiesInAMarkedPage() throws {
+        try assertEveryWriteIsMarked(.split)
+    }
+
+    /// The same on packed rings, where the device also writes the used
+    /// descriptors back over the descriptor ring and its own event structure.
+    func testEveryByteFerryWritesIntoPackedRingsLiesInAMarkedPage() throws {
+        try assertEveryWriteIsMarked(.packed)
+    }
+
     func testNothingIsMarkedWhileLoggingIsOff() throws {
-        let (changed, log, _) = try driveEveryWrite(logging: false)
-        XCTAssertGreaterThan(changed.count, 12_000)
-        let marked = (0..<log.byteCount * 8).filter { log.isMarked(page: $0) }
-        XCTAssertEqual(marked, [])
+        for layout in [Layout.split, .packed] {
+            let (changed, log, _) = try driveEveryWrite(layout, logging: false)
+            XCTAssertGreaterThan(changed.count, 12_000)
+            let marked = (0..<log.byteCount * 8).filter { log.isMarked(page: $0) }
+            XCTAssertEqual(marked, [], "\(layout)")
+        }
+    }
+
+    /// A burst of used descriptors that wraps round a packed ring of two pages
+    /// marks the slots at its start too: the front-end cleared the log after the
+    /// first burst, and the second ends in the ring's first page.
+    func testUsedDescriptorsThatWrapRoundAPackedRingMarkBothEnds() throws {
+        let ram = try GuestRAM.oneRegion()
+        let ring = MockPackedRing(ram: ram, size: 512)
+        let txq = PackedVirtqueue(index: 1)
+        ring.configure(txq)
+        let (file, log) = try makeLog(for: ram)
+        txq.configuration.setDirtyLog(log, usedRing: nil)
+        try txq.start(memory: ram.makeGuestMemory())
+        let firstPage = ring.ringGPA / DirtyPageLog.pageSize
+        for burst in 0..<2 {
+            for _ in 0..<300 { ring.offerTX(frame: ethernetFrame(length: 60)) }
+            XCTAssertEqual(txq.pull(into: PacketBatch(capacity: 300), counters: QueueCounters()), 300)
+            txq.release()
+            XCTAssertEqual(ring.usedEntries().count, 300)
+            // The front-end read and cleared the log.
+            if burst == 0 { memset(file.base, 0, file.length) }
+        }
+        XCTAssertTrue(log.isMarked(page: firstPage), "slots 0-87, after the wrap")
+        XCTAssertTrue(log.isMarked(page: firstPage + 1), "slots 300-511")
     }
 
     func testTheUsedRingIsMarkedWhereTheFrontEndAsksNotWhereItLies() throws {

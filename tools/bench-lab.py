@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""NDR, PDR and latency of Ferry's workloads, measured with `ferry lab latency` (docs/LAB.md).
+
+The lab's Ferry runs on CPU 0 (generator, switch, analyser in one process); the device that
+loops the frames back runs on CPU 1:
+
+  W1+W2  gen -> vhost -> testpmd virtio-user macswap -> vhost -> sink: into a guest's rings (W2)
+         and out of them (W1), one guest;
+  W3     gen (VLAN 10) -> vhost A -> testpmd io, virtio-user A -> B -> vhost B (VLAN 20) -> sink:
+         out of one guest's rings into another's, the guests joined by DPDK testpmd io;
+  W4     gen -> tap -> a network namespace's kernel, forwarding -> tap -> sink.
+
+Each run is one `ferry lab latency`: the NDR search (RFC 2544 binary search, --precision),
+the PDR (loss <= 0.5 %), then latency at 10, 50 and 90 % of the NDR. Two runs of each
+workload, alternating, so that the second shows how far one run is from another here.
+
+    sudo tools/bench-lab.py                    # every workload, 2 runs each
+    sudo tools/bench-lab.py --only W3 --runs 1
+
+FERRY_BIN overrides the Ferry binary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import h  # noqa: E402
+import qemu_guest as q  # noqa: E402
+
+GEN_SRC = "02:00:00:00:00:01"
+LOOP_MAC = "02:00:00:00:00:02"
+WORKLOADS = ["W1+W2", "W3", "W4"]
+
+
+def lab_command(args, ports: list[str], fdb: list[str], out: str) -> list[str]:
+    return [h.ferry_binary(), "lab", "latency", *sum((["--port", p] for p in ports), []), *fdb,
+            "--duration", str(args.duration), "--precision", str(args.precision), "--rate", args.upper,
+            "--cpus", "0", "--json", out]
+
+
+def run_lab(cmd: list[str], netns: str | None = None) -> dict:
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    with open(cmd[cmd.index("--json") + 1]) as f:
+        result = json.load(f)
+    result["table"] = p.stdout
+    return result
+
+
+def guest_loop(args, lab: h.Lab) -> dict:
+    sock = lab.path("loop.sock")
+    tp = lab.virtio_user(sock, "macswap", server=True, cpu=1, queue_size=1024).start(wait=False)
+    h.wait_for_socket(sock, proc=tp)
+    gen = f"gen:dst={LOOP_MAC},src={GEN_SRC},size=64,name=g"
+    return run_lab(lab_command(args, [gen, f"vhost:{sock},client,name=vm", "sink:name=s"],
+                               ["--fdb", f"{LOOP_MAC},port=vm", "--fdb", f"{GEN_SRC},port=s"],
+                               lab.path("w12.json")))
+
+
+def guest_to_guest(args, lab: h.Lab) -> dict:
+    a, b = lab.path("a.sock"), lab.path("b.sock")
+    # One testpmd, two virtio-user ports listening (server=1); io forwards 0 -> 1 and 1 -> 0.
+    tp = lab.virtio_user(a, "io", server=True, cpu=1, queue_size=1024,
+                         extra_eal=["--vdev", f"net_virtio_user1,path={b},server=1,queue_size=1024"])
+    tp.owned_sockets.append(b)
+    tp.start(wait=False)
+    # testpmd probes its ports in turn: B's socket appears once Ferry has connected to A
+    # (Ferry's client ports keep trying).
+    h.wait_for_socket(a, proc=tp)
+    gen = f"gen:dst={LOOP_MAC},src={GEN_SRC},size=64,name=g,vlan=10"
+    return run_lab(lab_command(args, [gen, f"vhost:{a},client,name=a,vlan=10", f"vhost:{b},client,name=b,vlan=20",
+                                      "sink:name=s,vlan=20"], [], lab.path("w3.json")))
+
+
+def kernel_loop(args, lab: h.Lab) -> dict:
+    ns = q.Netns("benchlab")
+    try:
+        tap = "blab0"
+        ns.ip("tuntap", "add", "dev", tap, "mode", "tap")
+        ns.ip("link", "set", tap, "address", LOOP_MAC, "up")
+        ns.ip("addr", "add", "198.18.255.254/15", "dev", tap)
+        ns.ip("neigh", "replace", "198.19.0.1", "lladdr", GEN_SRC, "nud", "permanent", "dev", tap)
+        for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                    f"net.ipv4.conf.{tap}.send_redirects=0", "net.ipv4.conf.all.rp_filter=0",
+                    f"net.ipv4.conf.{tap}.rp_filter=0"):
+            ns.sysctl(*key.split("="))
+        gen = f"gen:dst={LOOP_MAC},src={GEN_SRC},size=64,name=g"
+        return run_lab(lab_command(args, [gen, f"tap:{tap},name=k", "sink:name=s"],
+                                   ["--fdb", f"{LOOP_MAC},port=k", "--fdb", f"{GEN_SRC},port=s"],
+                                   lab.path("w4.json")), netns=ns.name)
+    finally:
+        ns.delete()
+
+
+MEASURE = {"W1+W2": guest_loop, "W3": guest_to_guest, "W4": kernel_loop}
+
+
+def summary(result: dict) -> dict:
+    trials = {t["purpose"]: t for t in result["trials"]}
+    row = {"ndr_mpps": result["ndr_pps"] / 1e6, "pdr_mpps": result["pdr_pps"] / 1e6}
+    for pct in (10, 50, 90):
+        lat = trials.get(f"latency {pct}%", {}).get("latency", {})
+        row[f"lat{pct}"] = tuple(lat.get(k, 0) / 1000 for k in ("p50_ns", "p99_ns", "p99_9_ns"))
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default=",".join(WORKLOADS), help="workloads, comma-separated")
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--duration", type=float, default=1.0, help="seconds per trial")
+    ap.add_argument("--precision", type=float, default=2.0, help="the search's precision, percent")
+    ap.add_argument("--upper", default="4Mpps", help="the NDR search's upper bound")
+    ap.add_argument("--json", metavar="PATH")
+    args = ap.parse_args()
+    problems = h.environment_problems()
+    if problems:
+        print("bench-lab: cannot run:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    only = args.only.split(",")
+    print(f"# ferry lab latency, 64 B, lab Ferry CPU 0, loop CPU 1, {args.duration:g} s trials, precision "
+          f"{args.precision:g} %, upper bound {args.upper}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    results: dict[str, list] = {w: [] for w in only}
+    failed = False
+    for run in range(args.runs):
+        for w in (only if run % 2 == 0 else list(reversed(only))):
+            lab = h.Lab("benchlab")
+            try:
+                load = os.getloadavg()[0]
+                r = MEASURE[w](args, lab)
+                r["load"] = load
+                results[w].append(r)
+                s = summary(r)
+                print(f"run {run + 1} {w}: NDR {s['ndr_mpps']:.3f} Mpps, PDR {s['pdr_mpps']:.3f}; load {load:.2f}\n"
+                      f"{r['table']}", flush=True)
+            except Exception as exc:
+                failed = True
+                print(f"run {run + 1} {w}: FAILED {type(exc).__name__}: {exc}\n{lab.logs(20)}", file=sys.stderr, flush=True)
+            finally:
+                lab.close()
+    print(f"\n{'workload':8} {'run':>3} {'NDR Mpps':>9} {'PDR Mpps':>9}   latency p50/p99/p99.9 us at 10 %, 50 %, 90 % of NDR   load")
+    for w in only:
+        for i, r in enumerate(results[w]):
+            s = summary(r)
+            lats = "  ".join("/".join(f"{v:.1f}" for v in s[f"lat{p}"]) for p in (10, 50, 90))
+            print(f"{w:8} {i + 1:>3} {s['ndr_mpps']:9.3f} {s['pdr_mpps']:9.3f}   {lats}   {r['load']:.2f}")
+        ndrs = [r["ndr_pps"] for r in results[w]]
+        if len(ndrs) >= 2 and max(ndrs) > 0:
+            print(f"{'':8} two runs differ by {(max(ndrs) - min(ndrs)) / max(ndrs):.1%}")
+    print(f"(load average {os.getloadavg()[0]:.2f} after)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
