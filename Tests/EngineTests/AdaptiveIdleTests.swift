@@ -72,6 +72,31 @@ final class AdaptiveIdleTests: XCTestCase {
         XCTAssertEqual(workers[.sleep]!.sleeps.load(ordering: .relaxed), 1, "nothing woke it, so it slept once")
     }
 
+    /// A `realtime` worker sleeps as a SCHED_FIFO task, so the frame that wakes it
+    /// runs it at once; a `normal` one stays in the fair class; a paused one
+    /// leaves real-time, so that it never spins ahead of the thread that unpauses it.
+    func testARealtimeWorkerSleepsInTheRealtimeClassAndLeavesItWhenPaused() throws {
+        var workers: [WakePriority: Worker] = [:]
+        for priority in WakePriority.allCases {
+            let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: Bridge(database: ForwardingDatabase(capacity: 64)),
+                                idle: .sleep, wakePriority: priority, sleepTimeoutMilliseconds: 60_000)
+            workers[priority] = worker
+            worker.start()
+        }
+        defer { for w in workers.values { w.stop() } }
+        for worker in workers.values {
+            XCTAssertTrue(waitUntil { worker.sleeps.load(ordering: .relaxed) > 0 }, "never slept")
+        }
+        func policy(_ priority: WakePriority) -> Int32 { sched_getscheduler(workers[priority]!.threadID.load(ordering: .relaxed)) }
+        XCTAssertEqual(policy(.realtime), SCHED_FIFO,
+                       "a realtime worker sleeps as SCHED_FIFO (refused without CAP_SYS_NICE: run the tests as root)")
+        XCTAssertEqual(policy(.normal), SCHED_OTHER)
+        var classWhilePaused: Int32 = -1
+        workers[.realtime]!.whilePaused { classWhilePaused = policy(.realtime) }
+        XCTAssertEqual(classWhilePaused, SCHED_OTHER, "a parked worker spins in the fair class")
+        XCTAssertTrue(waitUntil { policy(.realtime) == SCHED_FIFO }, "back to sleep, real-time again")
+    }
+
     /// Polls `condition` for up to 5 s; a functional bound, not a measurement.
     private func waitUntil(_ condition: () -> Bool) -> Bool {
         for _ in 0..<500 {
