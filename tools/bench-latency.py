@@ -7,18 +7,21 @@ seconds apart (2,000 at 1 ms by default), through:
   bridge   the kernel: each namespace's veth end on a Linux bridge in a third namespace;
   ferry    two `tap:` ports of one Ferry (a TAP moved into each namespace), once per idle
            policy in `--idle` (`ferry run --idle POLICY`; "default" runs without the option,
-           i.e. what a plain `ferry run` does).
+           i.e. what a plain `ferry run` does; POLICY/CLASS adds `--wake-priority CLASS`,
+           e.g. sleep/normal, default/normal).
 
 Each round runs every back-end once, in order, so a change of the machine's state shows in
 all of them. Per back-end: min / avg / p50 / p99 / max of the replies' round-trip times (µs,
 ping's own figures per reply), the ratio of its average and maximum to the bridge's of the same
 round, Ferry's CPU (of one core, over the ping run, from /proc/PID/stat) and how often its
-worker fell asleep per ping (`ferry ctl stats`: each sleep puts a wake-up in front of a frame). The machine's load
+worker fell asleep per ping (`ferry ctl stats`: each sleep puts a wake-up in front of a frame), and
+the pings that got no reply (`lost`: a path that stalls for hundreds of milliseconds loses some). The machine's load
 (`/proc/loadavg`) is printed before and after each back-end: on a shared machine a figure is only
 comparable with the bridge's of the same round.
 
     sudo tools/bench-latency.py                         # 3 rounds, bridge vs Ferry's default
     sudo tools/bench-latency.py --idle poll,adaptive,sleep --rounds 5
+    sudo tools/bench-latency.py --idle default,default/normal   # real-time wake-ups or not
     sudo tools/bench-latency.py --count 500 --rounds 1   # a quick look
     sudo tools/bench-latency.py --other /tmp/ferry-old   # and the build before a change
 
@@ -109,7 +112,9 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
     res = in_ns(ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c", str(count), "-i", f"{interval:g}", "-W", "2", IP_B,
                 check=False)
     times = [float(m) * 1000 for m in re.findall(r"time=([\d.]+) ms", res.stdout)]
-    if len(times) < count * 0.99:
+    # A stall of the forwarding path (a worker starved for hundreds of milliseconds) loses
+    # pings: that is a result, shown as `lost`; only a path that barely works is an error.
+    if len(times) < count * 0.5:
         raise RuntimeError(f"{len(times)} of {count} replies\n{res.stdout[-500:]}{res.stderr[-500:]}")
     return times
 
@@ -127,7 +132,8 @@ def through_bridge(count: int, interval: float) -> dict:
                   "netns", ns.ns[end])
             in_ns(hub, "ip", "link", "set", f"h{end}", "master", "br0", "up")
             ns.address(end, "eth0", mac, addr)
-        return {"rtt": ping(ns, count, interval), "cpu": None, "sleeps": None}
+        rtt = ping(ns, count, interval)
+        return {"rtt": rtt, "cpu": None, "sleeps": None, "lost": count - len(rtt)}
     finally:
         ns.close()
 
@@ -139,8 +145,11 @@ def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
     pid = os.getpid() % 100000
     taps = {"a": f"flta{pid}", "b": f"fltb{pid}"}
     args = shlex.split(os.environ.get("FERRY_ARGS", ""))
-    if idle not in ("default", "other"):
-        args += ["--idle", idle]
+    policy, _, wake = idle.partition("/")
+    if policy not in ("default", "other"):
+        args += ["--idle", policy]
+    if wake:
+        args += ["--wake-priority", wake]
     try:
         ns.up()
         ferry = lab.ferry([f"tap:{taps['a']},name=a", f"tap:{taps['b']},name=b"], extra_args=args,
@@ -155,7 +164,7 @@ def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
         t0 = time.monotonic()
         rtt = ping(ns, count, interval)
         cpu = (proc_jiffies([ferry.pid]) - before) / HZ / (time.monotonic() - t0)
-        return {"rtt": rtt, "cpu": cpu, "sleeps": (sleeps() - slept) / count}
+        return {"rtt": rtt, "cpu": cpu, "sleeps": (sleeps() - slept) / count, "lost": count - len(rtt)}
     finally:
         lab.close()
         ns.close()
@@ -173,7 +182,8 @@ def main():
     ap.add_argument("--interval", type=float, default=0.001, help="seconds between requests")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--idle", default="default", metavar="P,...",
-                    help="Ferry idle policies to run: default, poll, adaptive, sleep")
+                    help="Ferry idle policies to run: default, poll, adaptive, sleep; "
+                         "POLICY/normal or POLICY/realtime also sets --wake-priority")
     ap.add_argument("--wrapper", default="", metavar="CMD",
                     help="a command that execs Ferry, e.g. 'chrt -f 1' (a real-time worker)")
     ap.add_argument("--other", metavar="PATH",
@@ -188,8 +198,8 @@ def main():
     policies = [p.strip() for p in args.idle.split(",") if p.strip()]
     print(f"# {args.count} pings at {args.interval * 1000:g} ms, a -> b, µs; {os.cpu_count()} CPUs; "
           f"Ferry {h.ferry_binary()}", flush=True)
-    header = f"{'round':>5} {'back-end':<16} {'min':>7} {'avg':>7} {'p50':>7} {'p99':>7} {'max':>8}" \
-             f" {'avg/br':>7} {'max/br':>7} {'cpu':>6} {'sl/ping':>7}  load"
+    header = f"{'round':>5} {'back-end':<22} {'min':>7} {'avg':>7} {'p50':>7} {'p99':>7} {'max':>8}" \
+             f" {'avg/br':>7} {'max/br':>7} {'cpu':>6} {'sl/ping':>7} {'lost':>5}  load"
     print(header, flush=True)
     results: dict[str, list[dict]] = {}
     for r in range(1, args.rounds + 1):
@@ -203,14 +213,15 @@ def main():
             s = summary(m["rtt"])
             s["cpu"] = m["cpu"]
             s["sleeps"] = m["sleeps"]
+            s["lost"] = m["lost"]
             if backend == "bridge":
                 bridge = s
             results.setdefault(backend, []).append(s)
             cpu = "" if s["cpu"] is None else f"{s['cpu'] * 100:5.1f}%"
             slept = "" if s["sleeps"] is None else f"{s['sleeps']:7.2f}"
-            print(f"{r:>5} {backend:<16} {s['min']:7.0f} {s['avg']:7.1f} {s['p50']:7.0f} {s['p99']:7.0f}"
+            print(f"{r:>5} {backend:<22} {s['min']:7.0f} {s['avg']:7.1f} {s['p50']:7.0f} {s['p99']:7.0f}"
                   f" {s['max']:8.0f} {s['avg'] / bridge['avg']:7.2f} {s['max'] / bridge['max']:7.2f}"
-                  f" {cpu:>6} {slept:>7}  {before} -> {load()}", flush=True)
+                  f" {cpu:>6} {slept:>7} {s['lost']:5d}  {before} -> {load()}", flush=True)
     print("# medians over rounds", flush=True)
     for backend, rows in results.items():
         med = {k: statistics.median(x[k] for x in rows) for k in ("min", "avg", "p50", "p99", "max")}
@@ -218,7 +229,7 @@ def main():
         maxr = [x["max"] / b["max"] for x, b in zip(rows, results["bridge"])]
         cpus = [x["cpu"] for x in rows if x["cpu"] is not None]
         cpu = f"{statistics.median(cpus) * 100:5.1f}%" if cpus else ""
-        print(f"{'med':>5} {backend:<16} {med['min']:7.0f} {med['avg']:7.1f} {med['p50']:7.0f} {med['p99']:7.0f}"
+        print(f"{'med':>5} {backend:<22} {med['min']:7.0f} {med['avg']:7.1f} {med['p50']:7.0f} {med['p99']:7.0f}"
               f" {med['max']:8.0f} {statistics.median(ratios):7.2f} {statistics.median(maxr):7.2f} {cpu:>6}",
               flush=True)
 

@@ -172,7 +172,12 @@ def start_backend(impl: str, lab: h.Lab, ports: dict, tap: str | None = None,
 
 def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     a, b = lab.path("a.sock"), lab.path("b.sock")
-    be = start_backend(impl, lab, {"a": a, "b": b}, binary=ferry_binary_of(impl, args))
+    ports = {"a": a}
+    if impl in FERRIES:
+        # --w3-ports: a is the first port, b the last, idle vhost ports without a front-end between.
+        ports.update({f"p{i}": lab.path(f"p{i}.sock") for i in range(1, args.w3_ports - 1)})
+    ports["b"] = b
+    be = start_backend(impl, lab, ports, binary=ferry_binary_of(impl, args))
     h.wait_for_socket(a, proc=be)
     h.wait_for_socket(b, proc=be)
     prefix = f"ferry-{os.getpid()}-pair{next(_tap_counter)}"
@@ -400,10 +405,15 @@ def main() -> int:
     ap.add_argument("--rx-ring", type=int, default=4096, metavar="N",
                     help="W4rx: the guest's receive ring size (virtio-user queue_size and --rxd); "
                          "0 keeps testpmd's default (256)")
+    ap.add_argument("--w3-ports", type=int, default=2, metavar="N",
+                    help="W3: Ferry (and --other) with N vhost ports, guest A on the first and B on the "
+                         "last, the others idle (2...1024; DPDK keeps 2)")
     ap.add_argument("--in-order", choices=["on", "off"], default="on",
                     help="W3: off makes both guests refuse VIRTIO_F_IN_ORDER (virtio-user in_order=0); "
                          "on lets them take it where the back-end offers it (their default)")
     args = parse_run_options(ap)
+    if not 2 <= args.w3_ports <= 1024:
+        ap.error("--w3-ports must be 2...1024")
     sizes = args.size_list
     workloads = expand_workloads(args.only)
     impls = [i.strip() for i in args.impls.split(",") if i.strip()]

@@ -94,6 +94,14 @@ def jiffies(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def move_into(tap: str, space: str):
+    """Moves a TAP into a namespace. The previous row's TAP of the same name may still be on its
+    way out of it (a closed TAP goes asynchronously; on a loaded machine that took a while), and
+    until it is gone the move fails: try again for a few seconds."""
+    h.wait_until(lambda: run("ip", "link", "set", tap, "netns", space, check=False).returncode == 0, 10,
+                 f"{tap} moved into {space}")
+
+
 class Setup:
     """One row's wiring: namespaces with addresses, and Ferry if the row has one."""
 
@@ -138,14 +146,14 @@ class Setup:
             ns(SPACES[1], "ethtool", "-K", "wire", "tx", "off")
             self.start_ferry([f"tap:{tap},name=a", f"xdp:{self.veths[0]},name=b"], workdir)
             h.wait_until(lambda: "offloads 0x" in self.ferry.log_text(), 10, "TAP offloads applied")
-            run("ip", "link", "set", tap, "netns", SPACES[0])
+            move_into(tap, SPACES[0])
             devices = [tap, "wire"]
         else:
             taps = [f"fbt{PID}a", f"fbt{PID}b"]
             self.start_ferry([f"tap:{t},name={n}" for t, n in zip(taps, "ab")], workdir)
             h.wait_until(lambda: self.ferry.log_text().count("offloads 0x") >= 2, 10, "TAP offloads applied")
             for tap, space in zip(taps, SPACES):
-                run("ip", "link", "set", tap, "netns", space)
+                move_into(tap, space)
                 if row == "ferry-nooff":
                     ns(space, "ethtool", "-K", tap, "tx", "off", "tso", "off", "gso", "off")
             devices = taps
@@ -197,7 +205,7 @@ class GuestSetup:
             self.guest.start()
             # Ferry made its TAP already; QEMU makes its own while it starts.
             h.wait_until(lambda: os.path.exists(f"/sys/class/net/{tap}"), 30, f"TAP {tap}")
-            run("ip", "link", "set", tap, "netns", SPACES[0])
+            move_into(tap, SPACES[0])
             ns(SPACES[0], "ip", "addr", "add", f"{ADDRESSES[0]}/24", "dev", tap)
             ns(SPACES[0], "ip", "link", "set", tap, "up")
             self.guest.wait_commands()

@@ -77,6 +77,7 @@ test_packages=(
     "binutils|readelf and strip: tools/package.sh checks the binary needs no Swift library and strips it"
     "systemd|systemd-analyze verify checks the packaged unit (test_package.py)"
     "man-db|man -l renders the packaged man page (test_package.py)"
+    "frr|zebra and bgpd as Debian ships them: the BGP EVPN control plane of test_evpn.py"
 )
 packages=("${run_packages[@]}")
 [[ "$purpose" == test ]] && packages+=("${test_packages[@]}")

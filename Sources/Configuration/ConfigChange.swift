@@ -67,6 +67,7 @@ public struct ConfigChange: Equatable, Sendable {
             ("switch.aging_time", s.agingTime != t.agingTime),
             ("switch.log_level", s.logLevel != t.logLevel),
             ("switch.idle", s.idle != t.idle),
+            ("switch.wake_priority", s.wakePriority != t.wakePriority),
             ("control.path", a.control.path != b.control.path),
             ("control.owner", a.control.access.owner != b.control.access.owner),
             ("control.group", a.control.access.group != b.control.access.group),

@@ -97,7 +97,8 @@ struct ConfigReader {
         if !sawPorts { fail(root, "missing key 'ports' (a switch needs at least one port)") }
     }
 
-    private static let switchKeys = ["workers", "cpus", "batch", "fdb_capacity", "aging_time", "log_level", "idle"]
+    private static let switchKeys = ["workers", "cpus", "batch", "fdb_capacity", "aging_time", "log_level", "idle",
+                                             "wake_priority"]
 
     mutating func readSwitch(_ node: Node, into settings: inout SwitchSettings) {
         guard let entries = mapping(node, "switch", keys: Self.switchKeys,
@@ -110,25 +111,24 @@ struct ConfigReader {
                 settings.fdbCapacity = integer(value, "switch", key, SwitchSettings.fdbCapacities) ?? settings.fdbCapacity
             case "aging_time": settings.agingTime = integer(value, "switch", key, SwitchSettings.agingTimes) ?? settings.agingTime
             case "cpus": settings.cpus = cpus(value)
-            case "log_level":
-                let levels = Logger.Level.allCases.map(\.rawValue)
-                guard let text = scalar(value, "switch", key) else { continue }
-                guard let level = Logger.Level(rawValue: text) else {
-                    fail(value, "switch: log_level must be one of \(levels.joined(separator: ", ")), not '\(text)'")
-                    continue
-                }
-                settings.logLevel = level
-            case "idle":
-                let policies = IdlePolicy.allCases.map(\.rawValue)
-                guard let text = scalar(value, "switch", key) else { continue }
-                guard let policy = IdlePolicy(rawValue: text) else {
-                    fail(value, "switch: idle must be one of \(policies.joined(separator: ", ")), not '\(text)'")
-                    continue
-                }
-                settings.idle = policy
+            case "log_level": settings.logLevel = choice(value, key, Logger.Level.self) ?? settings.logLevel
+            case "idle": settings.idle = choice(value, key, IdlePolicy.self) ?? settings.idle
+            case "wake_priority": settings.wakePriority = choice(value, key, WakePriority.self) ?? settings.wakePriority
             default: break
             }
         }
+    }
+
+    /// A `switch:` value that must name one of `T`'s cases; nil (and a failure) otherwise.
+    private mutating func choice<T: RawRepresentable & CaseIterable>(_ value: Node, _ key: String, _: T.Type) -> T?
+        where T.RawValue == String {
+        guard let text = scalar(value, "switch", key) else { return nil }
+        guard let chosen = T(rawValue: text) else {
+            let names = T.allCases.map(\.rawValue).joined(separator: ", ")
+            fail(value, "switch: \(key) must be one of \(names), not '\(text)'")
+            return nil
+        }
+        return chosen
     }
 
     /// `cpus: [0, 1]` or `cpus: "0,2-3"`.

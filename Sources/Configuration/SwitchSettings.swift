@@ -15,6 +15,8 @@ public struct SwitchSettings: Equatable, Sendable {
     public var logLevel = Logger.Level.info
     /// When an idle worker sleeps: poll, adaptive or sleep.
     public var idle = IdlePolicy.default
+    /// The scheduling class a sleeping worker wakes in: normal or realtime.
+    public var wakePriority = WakePriority.default
 
     public static let workerCounts = 1...64
     /// A burst fills at most one packet batch; below 32 the per-burst costs dominate.
@@ -33,6 +35,7 @@ public struct SwitchSettings: Equatable, Sendable {
         options.fdbCapacity = fdbCapacity
         options.agingTime = UInt64(agingTime)
         options.idle = idle
+        options.wakePriority = wakePriority
         return options
     }
 }

@@ -20,18 +20,22 @@ public struct FDBEntryInfo: Codable, Equatable, Sendable {
     public var age: UInt64
     /// On a vxlan port: the remote VTEP the MAC lives behind (absent on other ports).
     public var vtep: String?
+    /// True for a remote MAC from BGP EVPN (a static entry behind its VTEP); absent otherwise.
+    public var evpn: Bool?
 
-    public init(mac: String, vlan: Int, port: String, isStatic: Bool, age: UInt64, vtep: String? = nil) {
+    public init(mac: String, vlan: Int, port: String, isStatic: Bool, age: UInt64, vtep: String? = nil,
+                evpn: Bool? = nil) {
         self.mac = mac
         self.vlan = vlan
         self.port = port
         self.isStatic = isStatic
         self.age = age
         self.vtep = vtep
+        self.evpn = evpn
     }
 
     enum CodingKeys: String, CodingKey {
-        case mac, vlan, port, isStatic = "static", age, vtep
+        case mac, vlan, port, isStatic = "static", age, vtep, evpn
     }
 }
 

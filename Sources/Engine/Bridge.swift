@@ -63,6 +63,9 @@ public struct WorkerPort {
     public let transmitLock: UnsafeMutablePointer<UInt32>?
     /// A tunnel port (vxlan): its frames' sources are learned behind the VTEP they came from.
     public let isTunnel: Bool
+    /// Whether frames' source addresses are learned here (not on an EVPN vxlan port, whose
+    /// remote addresses come from the control plane).
+    public let learnsSources: Bool
 
     public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil,
                 groupForwardMask: GroupForwardMask = .none) {
@@ -72,6 +75,7 @@ public struct WorkerPort {
         self.transmitQueue = transmitQueue
         self.transmitLock = transmitLock
         isTunnel = port.tunnel != nil
+        learnsSources = port.tunnel?.learnsSources ?? true
     }
 
     @inlinable public var isTrunk: Bool { ingress.isTrunk }

@@ -17,12 +17,19 @@ final class PortWatchers {
     private var steering: UplinkSteering?
     private var departures: GuestDepartureFlush?
     private var offloads: TapOffloadPolicy?
+    private var evpn: [EvpnKernelFDB] = []
 
     /// Replaces the clients in `control` with ones for `ports`. Control thread only.
     func rebuild(for ports: [NamedPort], in control: ControlLoop, database: ForwardingDatabase, logger: Logger) {
         let now = MonotonicClock.now()
         departures?.service(now: now)
         steering?.service(now: now)
+        for link in evpn {
+            link.service(now: now)
+            link.close()
+            control.remove(link)
+        }
+        evpn = []
         // By program, not by port number: a number may now name another uplink.
         let steeredBefore = Set(steering?.uplinks.map { ObjectIdentifier($0.program) } ?? [])
         for client in [steering, departures, offloads] as [ControlLoopClient?] {
@@ -51,6 +58,16 @@ final class PortWatchers {
             self.steering = steering
         }
         if !guests.isEmpty { departures = GuestDepartureFlush(guests: guests, database: database, logger: logger) }
+        let tunnels = Set(ports.filter { $0.port.tunnel != nil }.map(\.index))
+        for p in ports {
+            guard let tunnel = p.port.tunnel, let kernel = tunnel.kernelFDB else { continue }
+            // Each starts by reading the kernel's table whole: nothing is lost across a rebuild.
+            let link = EvpnKernelFDB(name: p.name, index: p.index, vlan: p.vlan.untaggedVLAN ?? VLANMode.defaultVLAN, port: tunnel,
+                                     kernel: kernel, database: database, logger: logger)
+            link.tunnels = tunnels
+            evpn.append(link)
+            control.add(link)
+        }
         if !taps.isEmpty { offloads = TapOffloadPolicy(taps: taps, guests: guests.map(\.device), logger: logger) }
         // After learning, which the switch added first: an address learned in a pass is steered in that pass.
         for client in [steering, departures, offloads] as [ControlLoopClient?] {

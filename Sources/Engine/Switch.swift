@@ -101,7 +101,7 @@ public final class Switch {
         self.bridge = bridge
         let workers = (0..<options.workers).map { i in
             Worker(id: i, cpu: options.cpus.map { $0[i % $0.count] }, batchSize: options.batchSize, bridge: bridge,
-                   idle: options.idle)
+                   idle: options.idle, wakePriority: options.wakePriority)
         }
         self.workers = workers
         gate = WorkerGroup(workers)
@@ -194,6 +194,15 @@ public final class Switch {
     }
 
     public func start() {
+        // Asked here, on the control thread, so that a refusal is logged once and not per worker.
+        if options.wakePriority == .realtime {
+            if let refusal = ThreadScheduling.set(realtime: true) {
+                logger.warning("workers wake in the normal scheduling class: real-time refused (\(refusal)); Ferry needs CAP_SYS_NICE for wake_priority realtime")
+                for w in workers { w.realtimeAllowed = false }
+            } else {
+                _ = ThreadScheduling.set(realtime: false)
+            }
+        }
         for w in workers { w.start() }
     }
 

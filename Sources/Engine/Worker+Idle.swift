@@ -1,4 +1,5 @@
 import CFerry
+import Model
 import Platform
 import Ports
 
@@ -21,6 +22,8 @@ extension Worker {
         }
         var woken = true
         if wakeSources.arm(wakeDescriptor: wakeFD) && !pauseRequested.load(ordering: .sequentiallyConsistent) {
+            if realtimeAllowed && !isRealtime { enterRealtime() }
+            passesSinceWake = 0
             sleeps.add(1, ordering: .relaxed)
             let fellAsleep = MonotonicClock.nanoseconds()
             woken = wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)
@@ -30,5 +33,29 @@ extension Worker {
         }
         wakeSources.disarm()
         return woken
+    }
+
+    /// Wakes as a real-time task from now on (`WakePriority.realtime`); a
+    /// refusal is final (the switch logged it when it started).
+    func enterRealtime() {
+        if ThreadScheduling.set(realtime: true) == nil {
+            isRealtime = true
+        } else {
+            realtimeAllowed = false
+        }
+    }
+
+    /// One more pass as a real-time task: the worker returns to the fair
+    /// class when it starts to spin or has been awake for
+    /// `WakePriority.realtimePasses` passes, and becomes real-time again when it next sleeps.
+    @inline(__always)
+    func countRealtimePass(spinning: Bool) {
+        passesSinceWake &+= 1
+        if spinning || passesSinceWake >= WakePriority.realtimePasses { leaveRealtime() }
+    }
+
+    func leaveRealtime() {
+        _ = ThreadScheduling.set(realtime: false)
+        isRealtime = false
     }
 }

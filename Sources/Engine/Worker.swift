@@ -71,7 +71,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     private let running = Atomic<Bool>(false)
     private let gateLock = Mutex<Void>(())
     private var thread: pthread_t?
-    private let threadID = Atomic<Int32>(0)
+    /// The kernel's id of the worker's thread once it runs (what sched_getscheduler(2) takes).
+    let threadID = Atomic<Int32>(0)
 
     /// Loops that moved frames, and loops that found none: the busy/idle ratio.
     public let busyLoops = Atomic<UInt64>(0)
@@ -100,9 +101,16 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     let sleepTimeoutMilliseconds: Int32
     /// When the worker sleeps (Worker+Idle.swift).
     public let idle: IdlePolicy
+    /// The scheduling class it sleeps and wakes in (Worker+Idle.swift); false
+    /// once the system refused real-time scheduling, so it is asked only once.
+    var realtimeAllowed: Bool
+    /// Whether the worker is a real-time task now, and the passes it made since
+    /// it last woke: a woken worker stays real-time for at most `WakePriority.realtimePasses`.
+    var isRealtime = false
+    var passesSinceWake = 0
 
     public init(id: Int, cpu: Int?, batchSize: Int, bridge: Bridge, idle: IdlePolicy = .default,
-                sleepTimeoutMilliseconds: Int32 = 100) {
+                wakePriority: WakePriority = .default, sleepTimeoutMilliseconds: Int32 = 100) {
         precondition((1...1024).contains(batchSize))
         self.bridge = bridge
         self.database = bridge.database
@@ -139,6 +147,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         adaptedLengths.initialize(repeating: 0, count: Self.adaptedSlotCount)
         self.sleepTimeoutMilliseconds = sleepTimeoutMilliseconds
         self.idle = idle
+        realtimeAllowed = wakePriority == .realtime
         self.id = id
         self.cpu = cpu
         self.batchSize = batchSize
@@ -250,14 +259,19 @@ public final class Worker: DataPathGate, @unchecked Sendable {
             if forwardOnce(batch) > 0 {
                 busyLoops.add(1, ordering: .relaxed)
                 idleStreak = 0
+                if isRealtime { countRealtimePass(spinning: false) }
                 continue
             }
             idleLoops.add(1, ordering: .relaxed)
+            // A spin is done in the fair class: a real-time spin would keep
+            // whoever the last frame woke on this CPU (its receiver) waiting.
+            if isRealtime { countRealtimePass(spinning: spin != 0) }
             // The clock is read when a spell of empty passes starts and every
-            // `idleClockMask + 1` passes of it, never while frames flow.
-            if idleStreak == 0 { idleSince = MonotonicClock.nanoseconds() }
+            // `idleClockMask + 1` passes of it, never while frames flow; a
+            // policy that does not spin sleeps at the first empty pass.
+            if idleStreak == 0 && spin != 0 { idleSince = MonotonicClock.nanoseconds() }
             idleStreak &+= 1
-            if let spin, idleStreak & Self.idleClockMask == 0, MonotonicClock.nanoseconds() &- idleSince >= spin {
+            if let spin, spin == 0 || (idleStreak & Self.idleClockMask == 0 && MonotonicClock.nanoseconds() &- idleSince >= spin) {
                 // After a wake-up that brought nothing (the timeout), sleep again at the next check.
                 if sleepUntilKicked() {
                     idleStreak = 0
@@ -280,6 +294,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     }
 
     private func park() {
+        // A real-time worker spinning here would starve the control thread that unparks it, if on this CPU.
+        if isRealtime { leaveRealtime() }
         // Release: our last burst's writes are visible to the control thread once it sees `parked`.
         parked.store(true, ordering: .releasing)
         while pauseRequested.load(ordering: .acquiring) { ferry_cpu_relax() }

@@ -10,13 +10,17 @@ public enum IdlePolicy: String, Sendable, CaseIterable {
     /// Busy-polls for `adaptiveSpin` after the last frame, then sleeps until a
     /// queue has one: the answer to a frame just forwarded (a ping's reply, a
     /// TCP acknowledgement from a local peer) finds the worker awake, and a
-    /// quiet switch sleeps.
+    /// quiet switch sleeps. The spin is done in the fair class
+    /// (`WakePriority`), where the receiver of the last frame may have to wait for it.
     case adaptive
-    /// Sleeps as soon as a few passes find nothing: the least CPU, and a
-    /// wake-up in front of every frame that follows a pause, answers included.
+    /// Sleeps as soon as a pass finds nothing: the least CPU, and a wake-up in
+    /// front of every frame that follows a pause, answers included — which a
+    /// `realtime` wake makes a few microseconds on a busy CPU.
     case sleep
 
-    public static let `default` = IdlePolicy.adaptive
+    /// With real-time wake-ups, `sleep` had the lowest latency and CPU of the
+    /// three on a loaded machine (docs/PERFORMANCE.md).
+    public static let `default` = IdlePolicy.sleep
 
     /// Long enough for an answer that takes a moment (a guest's) to find the
     /// worker awake; a namespace answers a frame written into its TAP inside

@@ -1,5 +1,5 @@
 extension PortSpec {
-    /// The options of `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]`:
+    /// The options of `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]` (EVPN's below):
     /// one port per VNI; `remote` is the flood list (IPv4 or IPv6, the local
     /// address's family), without it every sender is taken as a VTEP.
     static func vxlanKind(vni vniText: String?, local localText: String?, remote: String?, port: String?,
@@ -42,5 +42,30 @@ extension PortSpec {
             udpPort = v
         }
         return .vxlan(vni: vni, local: local, remotes: remotes, udpPort: udpPort)
+    }
+}
+
+extension PortSpec {
+    /// `evpn=VXLANDEV,evpn_port=BRIDGEPORT`: both or neither. The flood list comes from
+    /// EVPN, so not from `remote=`; and the kernel bridge meeting zebra carries one VLAN.
+    static func evpnDevices(vxlanDevice: String?, bridgePort: String?, remote: String?, vlan: VLANMode,
+                            _ text: String) throws(ParseError) -> EvpnDevices? {
+        guard vxlanDevice != nil || bridgePort != nil else { return nil }
+        guard let vxlanDevice, EvpnDevices.isInterfaceName(vxlanDevice) else {
+            throw ParseError(text, "evpn= names the kernel vxlan device zebra installs EVPN routes on "
+                             + "(an interface name, 1-15 characters)", key: "evpn")
+        }
+        guard let bridgePort, EvpnDevices.isInterfaceName(bridgePort), bridgePort != vxlanDevice else {
+            throw ParseError(text, "evpn_port= names the bridge port Ferry writes its local MACs to "
+                             + "(an interface name other than evpn='s)", key: "evpn_port")
+        }
+        if remote != nil {
+            throw ParseError(text, "with evpn= the flood list comes from EVPN (type-3 routes): drop remote=",
+                             key: "remote")
+        }
+        if vlan.isTrunk {
+            throw ParseError(text, "an EVPN vxlan port carries one VLAN (vlan=N), not a trunk", key: "trunk")
+        }
+        return EvpnDevices(vxlanDevice: vxlanDevice, bridgePort: bridgePort)
     }
 }

@@ -3,7 +3,7 @@
 /// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=R][,burst=N][,flows=N][,tag=N][,stamp=on|off][,full=drop|wait]`,
-/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
+/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789][,evpn=VXLANDEV,evpn_port=BRIDGEPORT]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
 /// `trunk=N,M,A-B[,native=N]` (802.1Q trunk, `native` its untagged VLAN), and
 /// `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
 /// A config file gives the same options by key (`init(type:options:text:)`), the text
@@ -37,6 +37,8 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public var offloads: Offloads = .on
     /// The link-local group addresses forwarded when a frame to one comes in on this port.
     public var groupForwardMask: GroupForwardMask = .none
+    /// A vxlan port whose VTEPs and remote MACs come from BGP EVPN through the kernel devices named.
+    public var evpn: EvpnDevices? = nil
     public let text: String
 
     public var description: String { text }
@@ -58,7 +60,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     /// file, and between two spellings of one trunk.
     public func describesSamePort(as other: PortSpec) -> Bool {
         name == other.name && kind == other.kind && vlan == other.vlan && offloads == other.offloads
-            && groupForwardMask == other.groupForwardMask
+            && groupForwardMask == other.groupForwardMask && evpn == other.evpn
     }
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
@@ -88,7 +90,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         "xdp": ["interface", "queues", "mode", "zerocopy"],
         "gen": ["dst", "src", "size", "count", "delay", "rate", "burst", "flows", "tag", "stamp", "full"],
         "sink": [],
-        "vxlan": ["vni", "local", "remote", "port"],
+        "vxlan": ["vni", "local", "remote", "port", "evpn", "evpn_port"],
     ]
     /// Options whose value is true or false; the text form writes them as a bare word.
     public static let booleanKeys: Set<String> = ["client"]
@@ -190,8 +192,11 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case "sink":
             kind = .sink
         case "vxlan":
-            kind = try Self.vxlanKind(vni: take("vni"), local: take("local"), remote: take("remote"), port: take("port"),
+            let remote = take("remote")
+            kind = try Self.vxlanKind(vni: take("vni"), local: take("local"), remote: remote, port: take("port"),
                                       text)
+            evpn = try Self.evpnDevices(vxlanDevice: take("evpn"), bridgePort: take("evpn_port"), remote: remote,
+                                        vlan: vlan, text)
         default:
             throw fail("type", "unknown port type '\(type)' (\(Self.types.joined(separator: ", ")))")
         }

@@ -13,6 +13,8 @@ public struct SwitchOptions: Sendable {
     public var agingTime = SwitchOptions.defaultAgingTime
     /// When an idle worker sleeps.
     public var idle = IdlePolicy.default
+    /// The scheduling class a worker sleeps and wakes in.
+    public var wakePriority = WakePriority.default
 
     public init() {}
 }

@@ -95,7 +95,7 @@ extension Port {
             return .sink(SinkPort())
         case .vxlan(let vni, let local, let remotes, let udpPort):
             do {
-                let vxlan = try VxlanPort(vni: vni, local: local, remotes: remotes, udpPort: udpPort,
+                let vxlan = try VxlanPort(vni: vni, local: local, remotes: remotes, udpPort: udpPort, evpn: spec.evpn,
                                           batchCapacity: context.batchSize)
                 logger.info("\(vxlan.summary)")
                 return .vxlan(vxlan)
@@ -136,8 +136,10 @@ extension Port {
         // pointing at sockets that are gone.
         case .xdp(let p): p.close()
         // A packet port's sockets close, and its promiscuous mode goes, when the switch lets go of it.
-        // A vxlan port's sockets close with it.
-        case .packet, .failed, .gen, .sink, .vxlan: break
+        // A vxlan port's sockets close with it; an EVPN port's local MACs leave the kernel bridge,
+        // so that zebra withdraws them.
+        case .vxlan(let p): p.kernelFDB?.removeAllLocal()
+        case .packet, .failed, .gen, .sink: break
         }
     }
 }

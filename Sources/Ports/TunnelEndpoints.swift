@@ -8,6 +8,11 @@ import Platform
 /// as the underlay socket takes them, whether each is in the flood list, and
 /// their counters.
 ///
+/// The flood list is `remote=` for a static port; for an EVPN port it is what
+/// type-3 routes say (`setFlooding`, control thread: a VTEP leaves the list
+/// without leaving the table, since entries are never removed). A worker reads
+/// each entry's flag relaxed: a flood that races a change reaches the VTEP or not.
+///
 /// Fixed capacity, allocated once. Entries are only ever appended, never
 /// changed or removed, so a number stays valid for as long as the port
 /// lives and an entry's address is read without a lock: the one writer (the
@@ -22,8 +27,11 @@ public final class TunnelEndpoints: @unchecked Sendable {
     public static let defaultCapacity = PortLimits.vxlanRemotes + 1
 
     public let capacity: Int
-    /// How many came from `remote=`: numbers 1...floodCount are the flood list.
-    public let floodCount: Int
+    /// Entries in the flood list now (`remote=`'s, or EVPN's type-3 VTEPs).
+    public var floodCount: Int { Int(ferry_load_relaxed_u32(floodMembers)) }
+    /// Per entry: 1 while it is in the flood list.
+    @usableFromInline let flooding: UnsafeMutablePointer<UInt32>
+    @usableFromInline let floodMembers: UnsafeMutablePointer<UInt32>
     @usableFromInline let published: UnsafeMutablePointer<UInt32>
     @usableFromInline let highs: UnsafeMutablePointer<UInt64>
     @usableFromInline let lows: UnsafeMutablePointer<UInt64>
@@ -42,9 +50,12 @@ public final class TunnelEndpoints: @unchecked Sendable {
         precondition(remotes.count <= capacity && capacity < 1 << 14)
         self.capacity = capacity
         isIPv6 = ipv6
-        floodCount = remotes.count
         published = .allocate(capacity: 1)
         published.initialize(to: 0)
+        flooding = .allocate(capacity: capacity + 1)
+        flooding.initialize(repeating: 0, count: capacity + 1)
+        floodMembers = .allocate(capacity: 1)
+        floodMembers.initialize(to: 0)
         // Index 0 is never used, so an entry's number is its index.
         highs = .allocate(capacity: capacity + 1)
         highs.initialize(repeating: 0, count: capacity + 1)
@@ -55,11 +66,13 @@ public final class TunnelEndpoints: @unchecked Sendable {
         socketAddressLength = ipv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
         counterSlots = .allocate(capacity: (capacity + 1) * Self.countersPerEntry)
         counterSlots.initialize(repeating: 0, count: (capacity + 1) * Self.countersPerEntry)
-        for remote in remotes { _ = append(remote) }
+        for remote in remotes { setFlooding(Int(append(remote)), true) }
     }
 
     deinit {
         published.deallocate()
+        flooding.deallocate()
+        floodMembers.deallocate()
         highs.deallocate()
         lows.deallocate()
         socketAddresses.deallocate()
@@ -95,6 +108,18 @@ public final class TunnelEndpoints: @unchecked Sendable {
         address.writeSocketAddress(port: 0, to: socketAddresses + i &* Self.nameStride)
         ferry_store_release_u32(published, UInt32(i))
         return UInt16(truncatingIfNeeded: i)
+    }
+
+    /// Whether entry `number` (1...count) gets broadcast, multicast and unknown-unicast frames.
+    @inlinable
+    public func floods(_ number: Int) -> Bool { ferry_load_relaxed_u32(flooding + number) != 0 }
+
+    /// The writer only: puts entry `number` (1...count) in the flood list or takes it out.
+    public func setFlooding(_ number: Int, _ on: Bool) {
+        precondition(number >= 1 && number <= count)
+        guard floods(number) != on else { return }
+        ferry_store_relaxed_u32(flooding + number, on ? 1 : 0)
+        ferry_store_relaxed_u32(floodMembers, UInt32(floodCount + (on ? 1 : -1)))
     }
 
     /// The address of entry `number` (1...count).

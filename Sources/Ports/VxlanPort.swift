@@ -40,8 +40,15 @@ public final class VxlanPort {
     public let local: InternetAddress
     public let udpPort: UInt16
     public let endpoints: TunnelEndpoints
-    /// No `remote=`: any sender is a VTEP (and is numbered when first heard).
+    /// No `remote=` and no EVPN: any sender is a VTEP (and is numbered when first heard).
     public let acceptsAnySender: Bool
+    /// EVPN through the kernel's bridge FDB: the VTEPs, the flood list and the remote MACs
+    /// come from FRR (Engine/EvpnKernelFDB.swift), and the port's sources are not learned.
+    public let evpn: EvpnDevices?
+    /// Whether a frame's source is learned behind the VTEP it came from (not with EVPN).
+    public var learnsSources: Bool { evpn == nil }
+    /// With EVPN: the kernel bridge table shared with zebra.
+    public let kernelFDB: KernelBridgeFDB?
     /// The interface holding `local`, whose MTU bounds what is sent; nil if none was found.
     public let underlayInterface: String?
     public let counters = [QueueCounters()]
@@ -102,10 +109,10 @@ public final class VxlanPort {
     @usableFromInline static var encapsulation: Int { VXLAN.udpHeaderSize &+ VXLAN.headerSize }
 
     /// Opens the underlay sockets for VNI `vni` on `local`:`udpPort`, with
-    /// `remotes` as the flood list (none: every sender accepted), taking
-    /// bursts of up to `batchCapacity` frames.
+    /// `remotes` as the flood list (none: every sender accepted, unless `evpn`
+    /// names the kernel devices FRR fills), taking bursts of up to `batchCapacity` frames.
     public init(vni: UInt32, local: InternetAddress, remotes: [InternetAddress], udpPort: UInt16,
-                batchCapacity: Int) throws {
+                evpn: EvpnDevices? = nil, batchCapacity: Int) throws {
         guard PortLimits.vxlanVNIs.contains(vni) else { throw InvalidArgument("vxlan: VNI \(vni) is not 24 bits") }
         guard remotes.allSatisfy({ $0.isIPv6 == local.isIPv6 }) else {
             throw InvalidArgument("vxlan: remote VTEPs must be of the local address's family (\(local))")
@@ -114,7 +121,9 @@ public final class VxlanPort {
         self.local = local
         self.udpPort = udpPort
         endpoints = TunnelEndpoints(remotes: remotes, ipv6: local.isIPv6)
-        acceptsAnySender = remotes.isEmpty
+        acceptsAnySender = remotes.isEmpty && evpn == nil
+        self.evpn = evpn
+        kernelFDB = try evpn.map { try KernelBridgeFDB(devices: $0) }
         underlayInterface = NetworkInterface.name(holding: local)
         let mtu = try underlayInterface.map { try NetworkInterface.mtu(of: $0) } ?? 1500
         maxInnerFrameLengthValue = Atomic(Self.innerFrameLimit(mtu: mtu, ipv6: local.isIPv6))
@@ -169,8 +178,9 @@ public final class VxlanPort {
 
     /// One line for the log at creation.
     public var summary: String {
-        let remotes = acceptsAnySender ? "any sender" : (1...endpoints.floodCount).map { "\(endpoints.address($0))" }
-            .joined(separator: "+")
+        let remotes = acceptsAnySender ? "any sender"
+            : evpn != nil ? "from EVPN (\(evpn!.vxlanDevice), local MACs on \(evpn!.bridgePort))"
+            : (1...endpoints.count).map { "\(endpoints.address($0))" }.joined(separator: "+")
         return "vxlan VNI \(vni): \(local) UDP \(udpPort), remote VTEPs \(remotes), inner frames up to "
             + "\(maxInnerFrameLength) bytes (underlay \(underlayInterface ?? "interface not found"))"
     }
@@ -296,8 +306,10 @@ public final class VxlanPort {
                 first = target
                 last = target
             } else if floodCount > 0 {
-                first = 1
-                last = floodCount
+                // First 0: the flood list's members among VTEPs 1...last (an EVPN port's list
+                // changes with type-3 routes); `copies` bounds the messages from above.
+                first = 0
+                last = known
             } else {
                 counters.dropped(.noDestination)
                 continue
@@ -437,8 +449,12 @@ public final class VxlanPort {
                 }
             }
             outgoing.setVector(d, base: sendBuffers + datagramOffsets[d], length: Self.encapsulation &+ length)
-            var e = first
+            var e = max(first, 1)
             while e <= last {
+                if first == 0 && !endpoints.floods(e) {
+                    e &+= 1
+                    continue
+                }
                 outgoing.prepareSend(messages, vectors: d, count: 1, to: endpoints.socketAddress(e),
                                      nameLength: endpoints.socketAddressLength)
                 note(messages, descriptor: senderDescriptor, endpoint: e, datagrams: 1, bytes: length)

@@ -88,6 +88,22 @@ public struct FDBChange: Hashable, Sendable {
     }
 }
 
+/// The changes the writer made since the last `take()`, for one reader
+/// (`ForwardingDatabase.subscribeToChanges`). Writer's thread only.
+public final class FDBChangeLog {
+    @usableFromInline var pending: [FDBChange] = []
+
+    init() {}
+
+    public var isEmpty: Bool { pending.isEmpty }
+
+    /// The changes, oldest first, and an empty list from here.
+    public func take() -> [FDBChange] {
+        defer { pending = [] }
+        return pending
+    }
+}
+
 /// One entry as a snapshot sees it.
 public struct FDBEntry: Equatable, Sendable {
     public var key: FDBKey
@@ -97,6 +113,8 @@ public struct FDBEntry: Equatable, Sendable {
     public var age: UInt64
     /// The remote tunnel endpoint behind `port` (a vxlan port's VTEP number), 0 for none.
     public var endpoint: UInt16
+    /// A static entry behind a remote VTEP: a control plane's (EVPN), which yields to learning elsewhere.
+    public var isPinnedRemote: Bool { isStatic && endpoint != 0 }
 
     public init(key: FDBKey, port: PortIndex, isStatic: Bool, age: UInt64, endpoint: UInt16 = 0) {
         self.key = key
@@ -174,6 +192,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// What the writer changed since the last `takeChanges()`, in order; nil
     /// (nothing kept) unless a mirror of the table asked (`recordChanges`).
     @usableFromInline var changes: [FDBChange]?
+    /// Further readers of the changes (an EVPN port's mirror), each with its own list.
+    @usableFromInline var changeLogs: [FDBChangeLog] = []
 
     public init(capacity: Int = ForwardingDatabase.defaultCapacity,
                 agingTime: UInt64 = ForwardingDatabase.defaultAgingTime) {
@@ -298,7 +318,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
     @inlinable
     public func refresh(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0, now: UInt64) -> Bool {
         guard case .found(let known, let i, let isStatic, let knownEndpoint) = probe(key.rawValue) else { return false }
-        if isStatic { return true }
+        // A static entry behind a VTEP (EVPN's) yields to the address showing up on another port.
+        if isStatic { return knownEndpoint == 0 || known == port }
         guard known == port && knownEndpoint == endpoint else { return false }
         // Skipping the store when the second has not changed keeps the line clean.
         if ferry_load_relaxed_u64(seen + i) != now { ferry_store_relaxed_u64(seen + i, now) }
@@ -368,19 +389,24 @@ public final class ForwardingDatabase: @unchecked Sendable {
                 count &+= 1
                 bump(Self.cEntries)
                 bump(Self.cLearned)
-                changes?.append(FDBChange(key: key, port: port))
+                noteChange(FDBChange(key: key, port: port))
                 return .learned
             }
             if ferry_load_relaxed_u64(p + Self.keyOffset) == k {
-                if flags & Self.staticFlag != 0 { return .heldByStatic }
                 let old = PortIndex(ferry_load_relaxed_u16(p + Self.portOffset))
+                // A static entry holds, except one behind a remote VTEP (a control plane's, EVPN)
+                // when the address shows up on another port: the station moved here (RFC 7432 §15),
+                // and the control plane hears of it from this learned entry.
+                if flags & Self.staticFlag != 0 && (flags &>> Self.endpointShift == 0 || old == port) {
+                    return .heldByStatic
+                }
                 if old == port && flags == learnedFlags {
                     ferry_store_relaxed_u64(seen + i, now)
                     return .refreshed
                 }
                 write(i, key: k, port: port, flags: learnedFlags, seen: now)
                 bump(Self.cMoves)
-                changes?.append(FDBChange(key: key, port: port))
+                noteChange(FDBChange(key: key, port: port))
                 return .moved(from: old)
             }
             i = (i &+ 1) & mask
@@ -406,7 +432,9 @@ public final class ForwardingDatabase: @unchecked Sendable {
     }
 
     /// Pins `key` to `port` (behind tunnel endpoint `endpoint`, 0 for none):
-    /// never aged, never moved by learning. Replaces a learned entry for the
+    /// never aged, never moved by learning, except that one behind an endpoint
+    /// (EVPN's remote address) yields when the address is learned on another
+    /// port, where the station has moved. Replaces a learned entry for the
     /// key. False (and counted as an overflow) when the table is full.
     @discardableResult
     public func addStatic(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0) -> Bool {
@@ -415,7 +443,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
         let flags = Self.occupied | Self.staticFlag | (endpoint &<< Self.endpointShift)
         if let i = find(k) {
             write(i, key: k, port: port, flags: flags, seen: 0)
-            changes?.append(FDBChange(key: key, port: port))
+            noteChange(FDBChange(key: key, port: port))
             return true
         }
         guard count < capacity else {
@@ -427,7 +455,21 @@ public final class ForwardingDatabase: @unchecked Sendable {
         write(i, key: k, port: port, flags: flags, seen: 0)
         count &+= 1
         bump(Self.cEntries)
-        changes?.append(FDBChange(key: key, port: port))
+        noteChange(FDBChange(key: key, port: port))
+        return true
+    }
+
+    /// Removes `key` if it is a static entry on `port` behind a VTEP (a
+    /// control plane's remote address), and nothing else: the address may have
+    /// been learned here since. False when no such entry was there.
+    @discardableResult
+    public func removePinnedRemote(_ key: FDBKey, port: PortIndex) -> Bool {
+        guard let i = find(key.rawValue) else { return false }
+        let p = slot(i)
+        let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
+        guard flags & Self.staticFlag != 0, flags &>> Self.endpointShift != 0,
+              ferry_load_relaxed_u16(p + Self.portOffset) == port.rawValue else { return false }
+        delete(at: i)
         return true
     }
 
@@ -494,7 +536,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// (hole, its slot], so no probe chain crosses an empty slot.
     @usableFromInline
     func delete(at start: Int) {
-        changes?.append(FDBChange(key: FDBKey(rawValue: ferry_load_relaxed_u64(slot(start) + Self.keyOffset)), port: nil))
+        noteChange(FDBChange(key: FDBKey(rawValue: ferry_load_relaxed_u64(slot(start) + Self.keyOffset)), port: nil))
         let epoch = ferry_load_acquire_u32(shiftEpoch)
         // Release: the odd epoch is ordered before the first slot write's version
         // store, so a reader that observes any moved slot sees the epoch change.
@@ -518,6 +560,24 @@ public final class ForwardingDatabase: @unchecked Sendable {
         count &-= 1
         drop(Self.cEntries)
         ferry_store_release_u32(shiftEpoch, epoch &+ 2)
+    }
+
+    @inlinable
+    func noteChange(_ change: FDBChange) {
+        changes?.append(change)
+        for log in changeLogs { log.pending.append(change) }
+    }
+
+    /// A list of every change from now on, for one more reader; writer's thread only.
+    public func subscribeToChanges() -> FDBChangeLog {
+        let log = FDBChangeLog()
+        changeLogs.append(log)
+        return log
+    }
+
+    /// `log` is no longer kept. Writer's thread only.
+    public func unsubscribe(_ log: FDBChangeLog) {
+        changeLogs.removeAll { $0 === log }
     }
 
     /// From now on keep a list of changes for `takeChanges()`. Writer's thread only.

@@ -23,6 +23,7 @@ public enum MetricsExposition {
                 .set(to: value)
         }
 
+        var remoteMACs: [UInt16: Int]?
         for p in sw.ports {
             gauge("ferry_port_info", "A port: its kind and VLAN mode (always 1)",
                   [("port", p.name), ("kind", p.port.kind), ("vlan", p.vlan.description)], 1)
@@ -82,6 +83,22 @@ public enum MetricsExposition {
                     counter("ferry_vtep_tx_packets_total", "Datagrams a vxlan port sent to a remote VTEP", labels, c.txPackets)
                     counter("ferry_vtep_tx_bytes_total", "Inner frame bytes to a remote VTEP", labels, c.txBytes)
                 }
+            }
+            if let evpn = p.port.tunnel?.kernelFDB?.counters {
+                let labels = [("port", p.name)]
+                // A walk of the table, once per scrape and only with an EVPN port.
+                if remoteMACs == nil {
+                    remoteMACs = Dictionary(grouping: sw.database.entries(now: 0).filter(\.isPinnedRemote), by: \.port.rawValue)
+                        .mapValues(\.count)
+                }
+                gauge("ferry_evpn_remote_macs", "Remote MACs BGP EVPN placed behind the port's VTEPs", labels,
+                      Double(remoteMACs?[p.index.rawValue] ?? 0))
+                counter("ferry_evpn_refused_total", "Messages from the kernel's bridge table an EVPN port refused",
+                        labels, evpn.refused)
+                counter("ferry_evpn_write_failures_total", "Local MACs the kernel's bridge table would not take or give up",
+                        labels, evpn.writeFailures)
+                counter("ferry_evpn_overruns_total", "Times an EVPN port lost kernel changes and read the table again",
+                        labels, evpn.overruns)
             }
             if let captures {
                 for direction in CaptureDirection.allCases {

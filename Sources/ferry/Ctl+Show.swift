@@ -49,8 +49,10 @@ extension Ctl.Show {
             discussion: """
                 type is "learned" (from a frame's source address; age is the seconds since
                 the last one, and the entry goes after the aging time) or "static" (added
-                with `ferry ctl fdb add`; never ages, never moves). On a vxlan port the
-                vtep column names the remote VTEP the MAC lives behind.
+                with `ferry ctl fdb add`; never ages, never moves) or "evpn" (a remote MAC
+                from BGP EVPN on a vxlan port with evpn=: never ages, moves only when the MAC
+                shows up on a local port). On a vxlan port the vtep column names the remote
+                VTEP the MAC lives behind.
                 Example: ferry ctl show fdb --vlan 10 --port vm0
                 """)
 
@@ -74,7 +76,7 @@ extension Ctl.Show {
             var table = TextTable([.init("port"), .init("vlan", .right), .init("mac"), .init("type"),
                                    .init("age", .right)] + (tunnels ? [.init("vtep")] : []))
             for e in reply.fdb {
-                table.append([e.port, String(e.vlan), e.mac, e.isStatic ? "static" : "learned",
+                table.append([e.port, String(e.vlan), e.mac, e.evpn == true ? "evpn" : e.isStatic ? "static" : "learned",
                               e.isStatic ? "-" : String(e.age)] + (tunnels ? [e.vtep ?? "-"] : []))
             }
             table.print()
@@ -86,8 +88,9 @@ extension Ctl.Show {
             commandName: "vteps",
             abstract: "Show every vxlan port's remote VTEPs and their counters.",
             discussion: """
-                flood is "yes" for a VTEP of the port's remote= list (it gets every broadcast,
-                multicast and unknown-unicast frame), "no" for one learned from its datagrams.
+                flood is "yes" for a VTEP of the port's remote= list, or on an EVPN port one
+                with a type-3 route (it gets every broadcast, multicast and unknown-unicast
+                frame), "no" for one learned from its datagrams or known from type-2 routes only.
                 Packets and bytes count datagrams and their inner frames' bytes.
                 Example: ferry ctl show vteps --json
                 """)

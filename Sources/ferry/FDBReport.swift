@@ -10,7 +10,8 @@ enum FDBReport {
             // Entries only ever name ports of this switch; the number is a fallback, not a case.
             FDBEntryInfo(mac: e.key.macAddress.description, vlan: Int(e.key.vlan),
                          port: sw.port(index: e.port)?.name ?? e.port.description, isStatic: e.isStatic, age: e.age,
-                         vtep: VTEPReport.address(sw, port: e.port, number: e.endpoint))
+                         vtep: VTEPReport.address(sw, port: e.port, number: e.endpoint),
+                         evpn: VTEPReport.isEVPN(sw, entry: e) ? true : nil)
         }
         return FDBReply(fdb: entries, counters: StatsReport.fdbCounters(sw))
     }

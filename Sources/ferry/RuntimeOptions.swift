@@ -22,9 +22,14 @@ struct RuntimeOptions: ParsableArguments {
     var batch: Int?
 
     @Option(help: ArgumentHelp(
-        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after the last frame, so an answer finds it awake), sleep (at once: least CPU, a wake-up before each frame after a pause) (default adaptive).",
+        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after the last frame, so an answer finds it awake), sleep (at once: least CPU, a wake-up before each frame after a pause) (default sleep).",
         valueName: "policy"))
     var idle: IdlePolicy?
+
+    @Option(help: ArgumentHelp(
+        "The scheduling class a sleeping worker wakes in: realtime (SCHED_FIFO while it sleeps and for a short spell after a wake-up: it runs at once on a busy CPU; needs CAP_SYS_NICE) or normal (waits its turn) (default realtime).",
+        valueName: "class"))
+    var wakePriority: WakePriority?
 
     @Option(help: ArgumentHelp(
         "Control socket path (`ferry ctl --control PATH`). run: default the config's control.path, else $FERRY_CONTROL, else \(Defaults.runDirectory)/ferry.sock; lab: none unless given.",
@@ -54,6 +59,7 @@ struct RuntimeOptions: ParsableArguments {
         if let cpu { settings.cpus = [cpu] }
         if let batch { settings.batch = batch }
         if let idle { settings.idle = idle }
+        if let wakePriority { settings.wakePriority = wakePriority }
         if let logLevel, let level = Logger.Level(rawValue: logLevel) { settings.logLevel = level }
     }
 

@@ -2,6 +2,7 @@ import ControlProtocol
 import Engine
 import Model
 import Ports
+import Switching
 
 /// The remote VTEPs of every vxlan port as `show vteps` reports them.
 enum VTEPReport {
@@ -15,11 +16,16 @@ enum VTEPReport {
             for number in 1...count {
                 let c = endpoints.counters(number)
                 list.append(VTEPInfo(port: p.name, vni: Int(tunnel.vni), address: "\(endpoints.address(number))",
-                                     flood: number <= endpoints.floodCount, rxPackets: c.rxPackets,
+                                     flood: endpoints.floods(number), rxPackets: c.rxPackets,
                                      rxBytes: c.rxBytes, txPackets: c.txPackets, txBytes: c.txBytes))
             }
         }
         return list
+    }
+
+    /// Whether an entry is a remote MAC BGP EVPN placed (an EVPN vxlan port's pinned entry).
+    static func isEVPN(_ sw: Switch, entry: FDBEntry) -> Bool {
+        entry.isPinnedRemote && sw.port(index: entry.port)?.port.tunnel?.evpn != nil
     }
 
     /// The address of VTEP `number` behind port `index`, for a forwarding entry; nil for none.

@@ -254,6 +254,13 @@ final class BrokenConfigTests: XCTestCase {
             """, "f.yaml:1:16: switch: idle must be one of poll, adaptive, sleep, not 'fast'")
     }
 
+    func testUnknownWakePriority() {
+        assertRefused("""
+            switch: {wake_priority: high}
+            ports: [{name: a, type: sink}]
+            """, "f.yaml:1:25: switch: wake_priority must be one of normal, realtime, not 'high'")
+    }
+
     func testControlAndMetrics() {
         assertRefused("""
             control:

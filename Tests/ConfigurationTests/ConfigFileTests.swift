@@ -14,7 +14,8 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(Set(config.ports.map(\.kindName)), Set(PortSpec.types))
         XCTAssertEqual(config.switchSettings.workers, 2)
         XCTAssertEqual(config.switchSettings.cpus, [0, 1])
-        XCTAssertEqual(config.switchSettings.idle.rawValue, "adaptive")
+        XCTAssertEqual(config.switchSettings.idle.rawValue, "sleep")
+        XCTAssertEqual(config.switchSettings.wakePriority.rawValue, "realtime")
         XCTAssertEqual(config.control.path, "/run/ferry/ferry.sock")
         XCTAssertEqual(config.control.access, SocketPermissions(mode: 0o660))
         XCTAssertEqual(config.metrics.listen, "127.0.0.1:9469")
@@ -59,6 +60,15 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(config.summary, "2 ports (vm0 vhost, up packet), 2 static addresses")
     }
 
+    func testIdlePolicyAndWakePriorityAreRead() throws {
+        let config = try FerryConfig(yaml: """
+            switch: {idle: adaptive, wake_priority: normal}
+            ports: [{name: a, type: sink}]
+            """, file: "f.yaml")
+        XCTAssertEqual(config.switchSettings.switchOptions.idle, .adaptive)
+        XCTAssertEqual(config.switchSettings.switchOptions.wakePriority, .normal)
+    }
+
     func testATrunksNativeVLAN() throws {
         let config = try FerryConfig(yaml: """
             ports:
@@ -93,7 +103,8 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(config.switchSettings.cpus, [0, 2, 3])
         XCTAssertEqual(config.switchSettings.workers, 1)
         XCTAssertEqual(config.switchSettings.batch, 256)
-        XCTAssertEqual(config.switchSettings.idle.rawValue, "adaptive")
+        XCTAssertEqual(config.switchSettings.idle.rawValue, "sleep")
+        XCTAssertEqual(config.switchSettings.wakePriority.rawValue, "realtime")
         XCTAssertNil(config.control.path)
         XCTAssertNil(config.metrics.listen)
         // Unquoted, YAML 1.1 would read the MAC as a base-60 number: the raw text is used.

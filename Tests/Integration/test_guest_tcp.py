@@ -22,6 +22,8 @@ destination Ferry has for a TCP super-frame. Both guests' drivers send 64 KiB su
   cut what reaches the guest (hops 1 and 3) into MTU-sized segments itself: the guest's port
   counts `segmented_frames` and `segments_out`, no `gso_passed`, and the same bytes arrive.
   Hops 2 and 4 still pass whole.
+* packed_no_guest_tso: no_guest_tso with `packed=on` too: the segments are cut straight into
+  the chains of a packed ring (PackedVirtqueue+Segments.swift).
 
 Each hop drops nothing on any port, and no device breaks, with one exception: frames for the
 receiving guest that find its RX ring full (`no_rx_buffer`). Its emulated CPU refills the 256
@@ -165,14 +167,18 @@ def offload_delta(before: dict, after: dict, port: str) -> dict[str, int]:
             for k in keys}
 
 
-@pytest.mark.parametrize("guest_options", ["", "guest_tso4=off,guest_tso6=off"],
-                         ids=["guest_tso", "no_guest_tso"])
+@pytest.mark.parametrize("guest_options", ["", "guest_tso4=off,guest_tso6=off",
+                                           "packed=on,guest_tso4=off,guest_tso6=off"],
+                         ids=["guest_tso", "no_guest_tso", "packed_no_guest_tso"])
 def test_64mib_ring_host_guest_peer_guest_host(guest_machine, lab, guests, namespaces, payload,
                                               guest_options):
     path, digest = payload
     ring = Ring(lab, guests, namespaces, guest_options)
     guest, peer = ring.guest, ring.peer
-    segmenting = bool(guest_options)
+    segmenting = "guest_tso4=off" in guest_options
+    if "packed=on" in guest_options:
+        assert re.search(r"vhost-user g: features .* packed rings", ring.ferry.log_text()), \
+            f"the guest did not negotiate packed rings\n{ring.context()}"
     hops = [
         ("host -> guest", lambda: ring.host_to(guest, path), "g", segmenting),
         ("guest -> peer", lambda: ring.guest_to(guest, peer), "p", False),

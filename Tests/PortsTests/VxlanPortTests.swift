@@ -110,6 +110,51 @@ final class VxlanPortTests: XCTestCase {
         XCTAssertEqual(port.endpoints.counters(2).txBytes, UInt64(flooded.count + unicast.count))
     }
 
+    /// The flood list can change under a running port (EVPN's type-3 routes): a VTEP taken
+    /// out of it gets no flood, but still what the table places behind it; one put back gets
+    /// floods again, and one appended later (as EVPN adds VTEPs) is flooded once in the list.
+    func testAFloodGoesOnlyToTheVTEPsInTheFloodListNow() throws {
+        let port = try port()
+        let second = try UDPPeer("127.0.0.2")
+        let third = try UDPPeer("127.0.0.3")
+        let fourth = try UDPPeer("127.0.0.4")
+        let arena = FrameArena()
+        let flooded = udpFrame(sourcePort: 1, size: 80)
+        let unicast = udpFrame(sourcePort: 2, size: 90)
+        func push(_ frames: [([UInt8], UInt16)]) {
+            let batch = PacketBatch(capacity: 32)
+            for (i, (frame, endpoint)) in frames.enumerated() {
+                arena.append(frame, cuts: [], to: batch)
+                batch.setTunnelEndpoint(i, endpoint)
+            }
+            port.push(queue: 0, from: batch)
+        }
+        port.endpoints.setFlooding(1, false)
+        XCTAssertEqual(port.endpoints.floodCount, 1)
+        push([(flooded, 0), (unicast, 1)])
+        XCTAssertEqual(second.receiveAll(), [vxlanHeader(vni: vni) + unicast])
+        XCTAssertEqual(third.receiveAll(), [vxlanHeader(vni: vni) + flooded])
+
+        let added = Int(port.endpoints.append(InternetAddress("127.0.0.4")!))
+        XCTAssertEqual(added, 3)
+        push([(flooded, 0)])
+        XCTAssertEqual(fourth.receiveAll(), [], "known, but not in the flood list")
+        XCTAssertEqual(third.receiveAll(), [vxlanHeader(vni: vni) + flooded])
+        port.endpoints.setFlooding(added, true)
+        port.endpoints.setFlooding(1, true)
+        port.endpoints.setFlooding(1, true)
+        XCTAssertEqual(port.endpoints.floodCount, 3)
+        push([(flooded, 0)])
+        XCTAssertEqual(second.receiveAll(), [vxlanHeader(vni: vni) + flooded])
+        XCTAssertEqual(third.receiveAll(), [vxlanHeader(vni: vni) + flooded])
+        XCTAssertEqual(fourth.receiveAll(), [vxlanHeader(vni: vni) + flooded])
+        port.endpoints.setFlooding(1, false)
+        port.endpoints.setFlooding(2, false)
+        port.endpoints.setFlooding(added, false)
+        push([(flooded, 0)])
+        XCTAssertEqual(port.counters[0].snapshot.drops[.noDestination], 1, "an empty flood list")
+    }
+
     func testTheSourcePortFollowsTheInnerFlowAndStaysInTheDynamicRange() throws {
         let port = try port(remotes: ["127.0.0.2"])
         let peer = try UDPPeer("127.0.0.2")

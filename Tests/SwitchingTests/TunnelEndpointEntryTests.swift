@@ -29,7 +29,7 @@ final class TunnelEndpointEntryTests: XCTestCase {
         fdb.learn(key(1), port: 1, endpoint: 3, now: 0)
         XCTAssertTrue(fdb.addStatic(key(2), port: 1, endpoint: 4))
         XCTAssertEqual(fdb.learn(key(2), port: 1, endpoint: 9, now: 0), .heldByStatic)
-        XCTAssertTrue(fdb.refresh(key(2), port: 7, now: 0), "a static entry is never offered for learning")
+        XCTAssertTrue(fdb.refresh(key(2), port: 1, endpoint: 9, now: 0), "its own port's frames never move it")
         XCTAssertEqual(fdb.age(now: 300, budget: fdb.slotCount), 1)
         XCTAssertNil(fdb.lookup(key(1)))
         XCTAssertEqual(fdb.age(now: 1_000_000, budget: fdb.slotCount), 0)
@@ -76,5 +76,56 @@ final class TunnelEndpointEntryTests: XCTestCase {
         XCTAssertEqual(forwarder.decide(ingress: 0, vlan: 1, destination: key(2).mac, counters: counters,
                                         endpoint: &endpoint), .flood)
         XCTAssertEqual(endpoint, 0)
+    }
+
+    // A static entry behind a VTEP is a control plane's remote address (EVPN): it never ages and
+    // its own port's frames never move it, but the address showing up on a local port is a move
+    // (RFC 7432 §15), which the control plane then advertises.
+    func testAPinnedRemoteEntryYieldsOnlyToAnotherPort() {
+        let fdb = ForwardingDatabase(capacity: 16, agingTime: 300)
+        fdb.recordChanges()
+        XCTAssertTrue(fdb.addStatic(key(1), port: 4, endpoint: 2))
+        XCTAssertEqual(fdb.entries(now: 0).first?.isPinnedRemote, true)
+        XCTAssertTrue(fdb.refresh(key(1), port: 4, endpoint: 3, now: 1))
+        XCTAssertEqual(fdb.learn(key(1), port: 4, endpoint: 3, now: 1), .heldByStatic)
+        XCTAssertFalse(fdb.refresh(key(1), port: 1, now: 1), "a local port's frame must reach the writer")
+        XCTAssertEqual(fdb.learn(key(1), port: 1, now: 1), .moved(from: 4))
+        XCTAssertEqual(fdb.entries(now: 1).first?.isStatic, false)
+        XCTAssertEqual(fdb.lookupWithEndpoint(key(1))?.endpoint, 0)
+        // A plain static entry (no VTEP) still holds against every port.
+        XCTAssertTrue(fdb.addStatic(key(2), port: 4))
+        XCTAssertTrue(fdb.refresh(key(2), port: 1, now: 1))
+        XCTAssertEqual(fdb.learn(key(2), port: 1, now: 1), .heldByStatic)
+        XCTAssertEqual(fdb.entries(now: 1).first { $0.key == key(2) }?.isPinnedRemote, false)
+        XCTAssertEqual(fdb.takeChanges(), [FDBChange(key: key(1), port: 4), FDBChange(key: key(1), port: 1),
+                                           FDBChange(key: key(2), port: 4)])
+    }
+
+    func testRemovingAPinnedRemoteLeavesAnythingElse() {
+        let fdb = ForwardingDatabase(capacity: 16)
+        XCTAssertTrue(fdb.addStatic(key(1), port: 4, endpoint: 2))
+        XCTAssertFalse(fdb.removePinnedRemote(key(1), port: 5), "another port's")
+        XCTAssertTrue(fdb.removePinnedRemote(key(1), port: 4))
+        XCTAssertNil(fdb.lookup(key(1)))
+        fdb.learn(key(2), port: 4, endpoint: 2, now: 0)
+        XCTAssertFalse(fdb.removePinnedRemote(key(2), port: 4), "a learned entry (the address moved since)")
+        XCTAssertTrue(fdb.addStatic(key(3), port: 4))
+        XCTAssertFalse(fdb.removePinnedRemote(key(3), port: 4), "a static entry without a VTEP")
+        XCTAssertEqual(fdb.counters.entries, 2)
+    }
+
+    func testEveryChangeLogSeesEveryChange() {
+        let fdb = ForwardingDatabase(capacity: 16)
+        fdb.recordChanges()
+        let log = fdb.subscribeToChanges()
+        fdb.learn(key(1), port: 1, now: 0)
+        fdb.remove(key(1))
+        let expected = [FDBChange(key: key(1), port: 1), FDBChange(key: key(1), port: nil)]
+        XCTAssertEqual(log.take(), expected)
+        XCTAssertTrue(log.isEmpty)
+        XCTAssertEqual(fdb.takeChanges(), expected, "the steering's list is its own")
+        fdb.unsubscribe(log)
+        fdb.learn(key(2), port: 1, now: 0)
+        XCTAssertTrue(log.isEmpty)
     }
 }

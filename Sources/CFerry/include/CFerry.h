@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <linux/virtio_ring.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
 #include <net/if.h>
 #include <sched.h>
 #include <pthread.h>
@@ -54,6 +55,9 @@ static inline uint32_t ferry_exchange_acquire_u32(void *p, uint32_t v) {
 }
 static inline uint32_t ferry_load_relaxed_u32(const void *p) {
     return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+}
+static inline void ferry_store_relaxed_u32(void *p, uint32_t v) {
+    __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED);
 }
 // Marking a page in a front-end's dirty log (vhost-user.rst, "Migration": "use
 // atomic operations, as the log may be concurrently manipulated"). Release: the

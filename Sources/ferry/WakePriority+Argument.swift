@@ -1,0 +1,5 @@
+import ArgumentParser
+import Model
+
+/// `ferry run --wake-priority normal|realtime`.
+extension WakePriority: ExpressibleByArgument {}
