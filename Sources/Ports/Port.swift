@@ -164,6 +164,13 @@ public enum Port {
         }
     }
 
+    /// Whether `queue` can have frames now: false only for a guest's ring that no
+    /// front-end has started, which a worker then skips like an empty TAP.
+    public func receiveQueueRuns(_ queue: Int) -> Bool {
+        if case .vhost(let p) = self { return p.device.transmitQueue(queue).isRunning }
+        return true
+    }
+
     /// Looking at a receive queue costs a syscall (a TAP's read; not a packet
     /// or xdp port's, a look at a mapped ring): a worker skips an empty one for
     /// a few loops before it looks again.

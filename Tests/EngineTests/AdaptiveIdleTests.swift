@@ -16,19 +16,10 @@ final class AdaptiveIdleTests: XCTestCase {
     func testAKickWakesASleepingWorkerAndTheFrameIsForwarded() throws {
         let path = "/tmp/ferry-idle-\(getpid()).sock"
         defer { unlink(path) }
-        let log = CapturedLog()
         // A sleep timeout far beyond the waits below: only a kick can explain a wake-up.
         let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
         let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, sleepTimeoutMilliseconds: 60_000)
-        let device = VhostDevice(name: "idle", gate: worker, logger: log.logger)
-        let endpoint = try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger)
-        let vhost = VhostPort(endpoint: endpoint)
-        let sink = SinkPort()
-        bridge.setMembership([.access(1), .access(1)])
-        worker.configure(ports: [WorkerPort(port: .vhost(vhost), vlan: .access(1), transmitQueue: 0),
-                                 WorkerPort(port: .sink(sink), vlan: .access(1), transmitQueue: 0)],
-                         sources: [WorkerSource(index: 0, port: .vhost(vhost), queue: 0),
-                                   WorkerSource(index: 1, port: .sink(sink), queue: 0)])
+        let (device, vhost, sink) = try guestAndSink(worker, bridge, path: path)
         let fe = try MockFrontEnd(device: device)
         fe.setUp(eventIndex: true)
         worker.start()
@@ -42,6 +33,27 @@ final class AdaptiveIdleTests: XCTestCase {
         XCTAssertTrue(waitUntil { worker.sleeps.load(ordering: .relaxed) > sleptBefore }, "it did not sleep again")
         XCTAssertEqual(vhost.counters[0].snapshot.rxPackets, 3)
         XCTAssertEqual(vhost.counters[0].snapshot.totalDrops, 0)
+    }
+
+    /// A guest's ring that no front-end has started is skipped like an empty TAP
+    /// (it would cost every pass a look); a busy worker still finds it once it runs.
+    func testABusyWorkerFindsAGuestWhoseRingStartedWhileItWasSkipped() throws {
+        let path = "/tmp/ferry-idle-late-\(getpid()).sock"
+        defer { unlink(path) }
+        let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
+        let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, idle: .poll)
+        let (device, vhost, sink) = try guestAndSink(worker, bridge, path: path)
+        worker.start()
+        defer { worker.stop() }
+        XCTAssertFalse(Port.vhost(vhost).receiveQueueRuns(0))
+        // Long enough for the skip of the unstarted ring to reach its longest.
+        XCTAssertTrue(waitUntil { worker.idleLoops.load(ordering: .relaxed) > 10_000 })
+        let fe = try MockFrontEnd(device: device)
+        fe.setUp(eventIndex: true)
+        XCTAssertTrue(Port.vhost(vhost).receiveQueueRuns(0))
+        for _ in 0..<3 { fe.tx.offerTX(frame: ethernetFrame(length: 60)) }
+        XCTAssertTrue(waitUntil { sink.counters.snapshot.txPackets == 3 }, "the started ring was never looked at")
+        XCTAssertEqual(worker.sleeps.load(ordering: .relaxed), 0, "poll never sleeps, so no wake-up reset the skip")
     }
 
     func testAPauseWakesASleepingWorker() throws {
@@ -95,6 +107,21 @@ final class AdaptiveIdleTests: XCTestCase {
         workers[.realtime]!.whilePaused { classWhilePaused = policy(.realtime) }
         XCTAssertEqual(classWhilePaused, SCHED_OTHER, "a parked worker spins in the fair class")
         XCTAssertTrue(waitUntil { policy(.realtime) == SCHED_FIFO }, "back to sleep, real-time again")
+    }
+
+    /// A guest port (port 0) and a sink (port 1) in VLAN 1, the worker's two sources.
+    private func guestAndSink(_ worker: Worker, _ bridge: Bridge, path: String) throws
+        -> (VhostDevice, VhostPort, SinkPort) {
+        let log = CapturedLog()
+        let device = VhostDevice(name: "guest", gate: worker, logger: log.logger)
+        let vhost = VhostPort(endpoint: try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger))
+        let sink = SinkPort()
+        bridge.setMembership([.access(1), .access(1)])
+        worker.configure(ports: [WorkerPort(port: .vhost(vhost), vlan: .access(1), transmitQueue: 0),
+                                 WorkerPort(port: .sink(sink), vlan: .access(1), transmitQueue: 0)],
+                         sources: [WorkerSource(index: 0, port: .vhost(vhost), queue: 0),
+                                   WorkerSource(index: 1, port: .sink(sink), queue: 0)])
+        return (device, vhost, sink)
     }
 
     /// Polls `condition` for up to 5 s; a functional bound, not a measurement.

@@ -247,21 +247,61 @@ final class AllocationTests: XCTestCase {
             tx.callFD = call.rawValue
             try tx.start(memory: memory)
             try rx.start(memory: memory)
-            let counters = QueueCounters()
-            let batch = PacketBatch(capacity: 64)
-            let frame = ethernetFrame(length: 64)
-            return (prepare: {
-                for _ in 0..<64 {
-                    txRing.offerTX(frame: frame)
-                    rxRing.offerRX(bufferSizes: [2048])
-                }
-            }, burst: {
-                batch.reset()
-                _ = tx.pull(into: batch, counters: counters)
-                rx.push(from: batch, counters: counters)
-                tx.release()
-                precondition(batch.count == 64 && rx.isRunning && tx.isRunning && !call.isEmpty, "the burst did not forward")
-            })
+            return guestToGuest(from: .split(tx), txRing, to: .split(rx), rxRing) {
+                precondition(!call.isEmpty, "the burst did not notify")
+            }
+        }
+    }
+
+    /// 64 frames a burst from one guest's TX ring into another's RX ring: pull,
+    /// push, release; `prepare` and `check` run before and after each burst.
+    private func guestToGuest(from tx: Virtqueue, _ txRing: any MockDriverRing, to rx: Virtqueue,
+                              _ rxRing: any MockDriverRing, prepare: @escaping () -> Void = {},
+                              check: @escaping () -> Void) -> (prepare: () -> Void, burst: () -> Void) {
+        let counters = QueueCounters()
+        let batch = PacketBatch(capacity: 64)
+        let frame = ethernetFrame(length: 64)
+        return (prepare: {
+            prepare()
+            _ = txRing.usedEntries()
+            for _ in 0..<64 {
+                txRing.offerTX(frame: frame)
+                rxRing.offerRX(bufferSizes: [2048])
+            }
+        }, burst: {
+            batch.reset()
+            _ = tx.pull(into: batch, counters: counters)
+            rx.push(from: batch, counters: counters)
+            tx.release()
+            precondition(batch.count == 64 && rx.isRunning && tx.isRunning, "the burst did not forward")
+            check()
+        })
+    }
+
+    /// Guest to guest while a live migration logs, on packed rings into split
+    /// ones: every write marks its page (buffers, used descriptors, the used
+    /// ring) through `LoggedWrites`, and marking allocates nothing either.
+    func testLoggedGuestToGuestBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testLoggedGuestToGuestBurstsAllocateNothing") {
+            let ram = try GuestRAM.oneRegion(size: 8 << 20)
+            let memory = try ram.makeGuestMemory()
+            let txRing = MockPackedRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + 0x200000)
+            let rxRing = MockSplitRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: ram.base + 0x200000 ..< ram.base + 0x800000)
+            let tx = PackedVirtqueue(index: 1)
+            let rx = SplitVirtqueue(index: 0)
+            txRing.configure(tx, eventIndex: true)
+            rxRing.configure(rx, eventIndex: true, mergeableBuffers: true)
+            let logFile = try SharedMemory(length: 0x10000, name: "ferry-alloc-log")
+            let log = try DirtyPageLog(fd: logFile.fd.rawValue, size: 0x10000, offset: 0)
+            tx.configuration.setDirtyLog(log, usedRing: nil)
+            rx.configuration.setDirtyLog(log, usedRing: GuestAddress(rxRing.usedGPA))
+            try tx.start(memory: memory)
+            try rx.start(memory: memory)
+            // The front-end clears the log between bursts; each burst marks the used descriptors' page again.
+            return guestToGuest(from: .packed(tx), txRing, to: .split(rx), rxRing,
+                                prepare: { memset(logFile.base, 0, logFile.length) }) {
+                precondition(log.isMarked(page: txRing.ringGPA / DirtyPageLog.pageSize), "nothing was marked")
+            }
         }
     }
 
