@@ -197,7 +197,7 @@ public final class Switch {
         // Asked here, on the control thread, so that a refusal is logged once and not per worker.
         if options.wakePriority == .realtime {
             if let refusal = ThreadScheduling.set(realtime: true) {
-                logger.warning("workers wake in the normal scheduling class: real-time refused (\(refusal)); Ferry needs CAP_SYS_NICE for wake_priority realtime")
+                logger.warning("workers wake in the normal scheduling class: real-time refused (\(refusal)); wake_priority realtime needs CAP_SYS_NICE or an RLIMIT_RTPRIO of 1 (systemd: LimitRTPRIO=1)")
                 for w in workers { w.realtimeAllowed = false }
             } else {
                 _ = ThreadScheduling.set(realtime: false)

@@ -11,7 +11,7 @@ public enum WakePriority: String, Sendable, CaseIterable {
     /// stays awake longer than `realtimePasses` passes (frames keep coming, or
     /// its idle policy spins) drops back to the fair class until it next
     /// sleeps, so a busy worker never starves the rest of its CPU. Needs
-    /// CAP_SYS_NICE (or an RLIMIT_RTPRIO); without it the worker stays `normal`.
+    /// CAP_SYS_NICE or an RLIMIT_RTPRIO of 1; without either the worker stays `normal`.
     case realtime
 
     public static let `default` = WakePriority.realtime

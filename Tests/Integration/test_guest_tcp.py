@@ -210,12 +210,12 @@ def test_64mib_ring_host_guest_peer_guest_host(guest_machine, lab, guests, names
                 f"{what}: Ferry did not segment for port {port}: {delta}, {carried} frames" \
                 f"\n{ring.context()}"
         else:
-            # Super-frames whole: fewer frames out of the port than MSS-sized segments would
-            # take, which only frames of several MSS make possible. How many of its frames the
-            # guest's TCP coalesces depends on its pace (a quarter held in the slow state, not in
-            # the fast one), so no tighter ratio is asked of Ferry.
-            assert delta["gso_passed"] > 100 and delta["segmented_frames"] == 0 \
-                and carried < TRANSFER_BYTES // MSS, \
+            # Super-frames whole: the port passed GSO frames on as they came and cut none. How
+            # many of its frames the sending guest's TCP coalesces depends on its pace: in the
+            # slow state fewer frames than MSS-sized segments would take, in a hop slowed by a
+            # loaded host more (50,000-55,000 frames for 46,345 MSS, 2026-12-05 18:15 UTC: its
+            # TCP sized its bursts down), so the frame count is printed, not asked of Ferry.
+            assert delta["gso_passed"] > 100 and delta["segmented_frames"] == 0, \
                 f"{what}: no super-frames crossed to port {port} whole: {delta}, {carried} " \
                 f"frames\n{ring.context()}"
         # A full RX ring of the receiving guest (see the module docstring) is TCP's to repair;
