@@ -18,9 +18,11 @@ public enum IdlePolicy: String, Sendable, CaseIterable {
     /// `realtime` wake makes a few microseconds on a busy CPU.
     case sleep
 
-    /// With real-time wake-ups, `sleep` had the lowest latency and CPU of the
-    /// three on a loaded machine (docs/PERFORMANCE.md).
-    public static let `default` = IdlePolicy.sleep
+    /// `sleep` had the lowest ping latency with real-time wake-ups, but it
+    /// re-arms notifications at every empty pass, so a guest kicks for nearly
+    /// every burst it sends: a TCG guest's TCP send took 3-4x as long
+    /// (docs/PERFORMANCE.md). A switch for VMs keeps their throughput by default.
+    public static let `default` = IdlePolicy.adaptive
 
     /// Long enough for an answer that takes a moment (a guest's) to find the
     /// worker awake; a namespace answers a frame written into its TAP inside
