@@ -20,6 +20,8 @@ import Platform
 extension VxlanPort {
     /// Encapsulates every frame of `batch` for the uplink and hands the frames
     /// to `send`, in bursts of up to the underlay batch's capacity.
+    // SAFETY: d runs over the datagrams the segmenter recorded in the arena (< messagesPerSend,
+    // SAFETY: the size of the datagram tables); each datagram's offset and length lie in the arena (`record`).
     @inlinable
     public func pushThroughUnderlay(from batch: PacketBatch, segmenter: SoftwareSegmenter?,
                                     send: (PacketBatch) -> Void) {
@@ -168,6 +170,8 @@ extension VxlanPort {
 
     /// The outer UDP source port of frame `frame` (RFC 7348 §5: a hash of the
     /// inner flow), its first bytes gathered into `scratch` when its headers are split.
+    // SAFETY: at most headerScratchSize bytes are copied into `scratch`, which holds that many;
+    // SAFETY: each piece no longer than its segment.
     @inlinable
     func flowSourcePort(_ batch: PacketBatch, _ frame: Int, length: Int, scratch: UnsafeMutableRawPointer) -> UInt16 {
         let segments = batch.segments(of: frame)

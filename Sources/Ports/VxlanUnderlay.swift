@@ -75,6 +75,8 @@ public final class VxlanUnderlay: ControlLoopClient {
     /// How often an unresolved one is tried, wanted or not.
     public static let retryInterval = 1.0
 
+    // SAFETY: every table is allocated here with endpoints.capacity + 1 entries (VTEP numbers are
+    // SAFETY: 1...capacity) and filled before use; blocks hold batchCapacity blocks, one per frame of `out`.
     init(portName: String, local: InternetAddress, endpoints: TunnelEndpoints, batchCapacity: Int, logger: Logger) {
         self.portName = portName
         ipv6 = local.isIPv6
@@ -102,6 +104,7 @@ public final class VxlanUnderlay: ControlLoopClient {
         lastRefusal = Array(repeating: "", count: entries)
     }
 
+    // SAFETY: each allocation of init, freed once.
     deinit {
         templates.deallocate()
         selected.deallocate()
@@ -115,6 +118,7 @@ public final class VxlanUnderlay: ControlLoopClient {
 
     /// The uplink the switch wired (`via=` named an `xdp:` port on `interface`):
     /// every VTEP is resolved again for it. Control thread, while no worker sends.
+    // SAFETY: e runs over 0...capacity, inside `selected` (capacity + 1 entries).
     public func connect(interface: String) throws {
         let index = Int32(try NetworkInterface.index(of: interface))
         if interfaceName == interface && interfaceIndex == index { return }
@@ -135,6 +139,7 @@ public final class VxlanUnderlay: ControlLoopClient {
     }
 
     /// The uplink is gone from the switch (control thread).
+    // SAFETY: e runs over 0...capacity, inside `selected` (capacity + 1 entries).
     public func disconnect() {
         interfaceName = nil
         interfaceIndex = 0
@@ -144,6 +149,7 @@ public final class VxlanUnderlay: ControlLoopClient {
     public var connectedInterface: String? { interfaceName }
 
     /// VTEPs whose outer headers are ready, for `show ports` and tests.
+    // SAFETY: the index runs over 0...capacity, inside `selected`.
     public var resolvedCount: Int {
         (0...endpoints.capacity).reduce(0) { $0 + (ferry_load_acquire_u32(selected + $1) != 0 ? 1 : 0) }
     }
@@ -152,6 +158,8 @@ public final class VxlanUnderlay: ControlLoopClient {
 
     /// The template in use for VTEP `number` (1 or 2), or 0 when it has none:
     /// then the VTEP is marked wanted for the control thread.
+    // SAFETY: number is a VTEP number the push took from `endpoints` (1...count ≤ capacity), inside
+    // SAFETY: `selected` and `wanted`; wantedAny is one word.
     @inlinable
     func template(for number: Int) -> Int {
         let which = Int(ferry_load_acquire_u32(selected + number))
@@ -167,6 +175,9 @@ public final class VxlanUnderlay: ControlLoopClient {
     /// `block`; returns their length. The UDP checksum is zero over IPv4
     /// (RFC 7348 §5); over IPv6 the field holds the pseudo-header sum and the
     /// caller asks for the rest to be finished (NEEDS_CSUM), as the uplink does while copying.
+    // SAFETY: `block` is one of `blocks` (blockStride = 128 bytes ≥ 70, the longest outer headers);
+    // SAFETY: slot = number·2 + which − 1 with number ≤ capacity and which 1 or 2, inside `templates`
+    // SAFETY: (templateStride = 64 ≥ 54 bytes copied) and `partialSums`.
     @inlinable
     func writeHeaders(_ number: Int, template which: Int, into block: UnsafeMutableRawPointer, innerLength: Int,
                       sourcePort: UInt16, destinationPort: UInt16, vni: UInt32) -> Int {
@@ -206,12 +217,14 @@ public final class VxlanUnderlay: ControlLoopClient {
 
     public var pollDescriptors: [Int32] { [] }
 
+    // SAFETY: wantedAny is one allocated word.
     public func timeout(now: Double) -> Double? {
         guard interfaceName != nil else { return nil }
         if ferry_load_relaxed_u32(wantedAny) != 0 { return 0 }
         return Self.retryInterval
     }
 
+    // SAFETY: e runs over 1...endpoints.count ≤ capacity, inside `selected` and `wanted`; wantedAny is one word.
     public func service(now: Double) {
         guard interfaceName != nil else { return }
         let anyWanted = ferry_load_relaxed_u32(wantedAny) != 0
@@ -257,6 +270,7 @@ public final class VxlanUnderlay: ControlLoopClient {
         }
     }
 
+    // SAFETY: number ≤ endpoints.count ≤ capacity, inside `selected`.
     private func refuse(_ number: Int, _ why: String) {
         ferry_store_release_u32(selected + number, 0)
         if lastRefusal[number] != why {
@@ -284,6 +298,8 @@ public final class VxlanUnderlay: ControlLoopClient {
     }
 
     /// Writes the template not in use for VTEP `number` and makes it the one in use.
+    // SAFETY: number ≤ endpoints.count ≤ capacity; slot = number·2 + which − 1 inside
+    // SAFETY: `templates` (2 × templateStride bytes per VTEP) and `partialSums` (2 per VTEP).
     func publish(_ number: Int, nextHopMAC: UInt64) {
         let current = Int(ferry_load_acquire_u32(selected + number))
         if current != 0 && nextMAC[number] == nextHopMAC { return }
@@ -300,6 +316,7 @@ public final class VxlanUnderlay: ControlLoopClient {
     /// Ethernet, then IPv4 (DF set, ID 0: RFC 6864 for datagrams never fragmented;
     /// TTL 64, UDP; length and checksum left to the data path) or IPv6 (hop limit 64,
     /// UDP; payload length left to the data path).
+    // SAFETY: p is a template of templateStride (64) bytes, more than the 54 written.
     static func writeTemplate(at p: UnsafeMutableRawPointer, destinationMAC: UInt64, sourceMAC: UInt64,
                               local: InternetAddress, remote: InternetAddress) {
         p.initializeMemory(as: UInt8.self, repeating: 0, count: templateStride)
@@ -330,6 +347,7 @@ public final class VxlanUnderlay: ControlLoopClient {
 
     /// IPv4: the header's words with length and checksum zero. IPv6: the
     /// pseudo-header's addresses and next header (RFC 8200 §8.1), the UDP length left out.
+    // SAFETY: p is a template of templateStride (64) bytes; the words read end at byte 54.
     static func partialSum(template p: UnsafeRawPointer, ipv6: Bool) -> UInt32 {
         let ip = p + Ethernet.headerSize
         var sum: UInt32 = 0
