@@ -87,6 +87,7 @@ extension PackedVirtqueue {
         -> UnsafeMutableRawPointer?
     {
         guard batch.segmentCount(of: frame) == 1 else { return nil }
+        // SAFETY: d is one of the four descriptors pushBatch checked lie inside the translated ring.
         let address = d.loadUnaligned(as: UInt64.self)
         let length = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         // No overflow: a frame is at most 64 KiB and some.
