@@ -25,6 +25,7 @@ public final class NamedPort {
         self.spec = spec
         self.port = port
         controlClients = port.controlClients(name: name, logger: logger)
+        // SAFETY: the fill covers exactly the queueCount words just allocated.
         transmitLocks = .allocate(capacity: port.queueCount)
         transmitLocks.initialize(repeating: 0, count: port.queueCount)
     }
