@@ -330,6 +330,13 @@ extension Worker {
 
     @inlinable
     func push(_ batch: PacketBatch, to destination: WorkerPort, segmenting: Bool) {
+        if destination.underlay >= 0, let tunnel = destination.port.tunnel {
+            // A vxlan port with `via=`: it encapsulates, its uplink sends (Worker's
+            // transmit, with the uplink's own queue and lock).
+            let uplink = destination.underlay
+            tunnel.pushThroughUnderlay(from: batch, segmenter: segmenting ? segmenter : nil) { transmit($0, to: uplink) }
+            return
+        }
         if segmenting {
             destination.port.push(queue: destination.transmitQueue, from: batch, segmenter: segmenter)
         } else {
