@@ -115,6 +115,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         self.bridge = bridge
         self.database = bridge.database
         self.forwarder = bridge.forwarder
+        // SAFETY: each fill covers exactly the count allocated just before it.
         destinations = .allocate(capacity: batchSize)
         destinations.initialize(repeating: .nowhere, count: batchSize)
         burstPorts = .allocate(capacity: PortSet.wordCount)
@@ -201,6 +202,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         sources = newSources
         // Nothing decided for the old port set survives into the new one.
         recent = RecentDecision()
+        // SAFETY: both arrays hold maxSources entries (init).
         skipLoops.update(repeating: 0, count: Self.maxSources)
         skipLength.update(repeating: 0, count: Self.maxSources)
         // The sleep scratch still names the old ports' queues: let go of them,
@@ -289,6 +291,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     func resetSkips() {
         // Only the sources polled now: a wake-up in a switch of many ports
         // should not write 32 KiB of scratch.
+        // SAFETY: sources.count <= maxSources (prepare's precondition), the arrays' length.
         skipLoops.update(repeating: 0, count: sources.count)
         skipLength.update(repeating: 0, count: sources.count)
     }

@@ -16,7 +16,8 @@ extension Port {
         switch self {
         case .vhost(let p): [p.endpoint]
         case .virtioUser(let p): [p]
-        case .tap, .packet, .xdp, .vxlan: [PortWatch(name: name, port: self, logger: logger)]
+        case .tap, .packet, .xdp: [PortWatch(name: name, port: self, logger: logger)]
+        case .vxlan(let p): [PortWatch(name: name, port: self, logger: logger)] + (p.underlay.map { [$0] } ?? [])
         case .gen, .sink, .failed: []
         }
     }

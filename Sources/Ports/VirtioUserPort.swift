@@ -125,6 +125,7 @@ public final class VirtioUserPort: @unchecked Sendable {
 
     /// Empty rings, every receive buffer posted, every transmit buffer free: how a back-end
     /// must find them when it connects.
+    // SAFETY: ids run below queueSize, the capacity of `freeTransmit`.
     private func prepareRings() {
         receiveRing.reset()
         transmitRing.reset()
@@ -148,8 +149,10 @@ public final class VirtioUserPort: @unchecked Sendable {
         loggedBroken = false
     }
 
+    // SAFETY: callers pass descriptor ids, below queueSize: the area holds queueSize buffers.
     func receiveBuffer(_ id: UInt16) -> UnsafeMutableRawPointer { receiveBuffers + Int(id) &* Self.bufferLength }
 
+    // SAFETY: callers pass descriptor ids, below queueSize: the area holds queueSize buffers.
     func transmitBuffer(_ id: UInt16) -> UnsafeMutableRawPointer { transmitBuffers + Int(id) &* Self.bufferLength }
 
     func address(of buffer: UnsafeMutableRawPointer) -> UInt64 { UInt64(UInt(bitPattern: buffer)) }
@@ -165,6 +168,9 @@ public final class VirtioUserPort: @unchecked Sendable {
 
     // MARK: The data path
 
+    // SAFETY: at most queueSize - repostCount entries are taken (`room`), so `reposts` (queueSize
+    // entries) never overflows; the ring hands over only ids below queueSize that it held; the
+    // batch header written is the next frame's, below the batch's room.
     public func pull(queue: Int, into batch: PacketBatch) -> Int {
         guard isRunning, !isBroken else { return 0 }
         let room = min(batch.room, batch.freeSegments, Int(queueSize) &- repostCount)
@@ -190,6 +196,7 @@ public final class VirtioUserPort: @unchecked Sendable {
     }
 
     /// Posts again the receive buffers of the frames pulled, now copied on.
+    // SAFETY: i < repostCount <= queueSize, the capacity of `reposts`.
     public func release(queue: Int) {
         guard repostCount > 0 else { return }
         var i = 0
@@ -205,6 +212,8 @@ public final class VirtioUserPort: @unchecked Sendable {
         if receiveRing.deviceWantsKick { EventFD.signal(receiveKick.rawValue) }
     }
 
+    // SAFETY: `freeTransmit` is read below freeTransmitCount > 0 (checked), ids in it are below
+    // queueSize; the header is zeroed in the buffer of that id, 2 KiB long.
     public func push(queue: Int, from batch: PacketBatch) {
         let n = batch.count
         guard n > 0 else { return }
@@ -249,6 +258,8 @@ public final class VirtioUserPort: @unchecked Sendable {
     }
 
     /// Takes back the transmit descriptors the back-end has used.
+    // SAFETY: the ring hands back only ids it held, at most queueSize in all, so freeTransmitCount
+    // stays below the capacity of `freeTransmit` (queueSize) while one is added.
     func reclaimTransmitted() {
         // A transmit buffer's used length means nothing (the device wrote nothing into it).
         _ = transmitRing.takeUsed(atMost: Int(queueSize), bufferLength: .max) { id, _ in

@@ -68,6 +68,8 @@ public final class DriverSplitRing {
 
     /// A ring over `layout.byteCount` bytes at `base` (16-aligned, §2.7), which the
     /// caller owns and keeps mapped for the ring's life; zeroed here.
+    // SAFETY: the three parts lie inside [base, base + layout.byteCount), which the caller keeps
+    // mapped; `held` is allocated here with one entry per descriptor.
     public init(at base: UnsafeMutableRawPointer, layout: Layout) {
         precondition(Int(bitPattern: base) % 16 == 0, "§2.7 aligns the descriptor table to 16")
         self.layout = layout
@@ -100,6 +102,7 @@ public final class DriverSplitRing {
     /// it becomes visible with `publish`. The caller offers only descriptors it holds.
     @inlinable
     public func offer(_ id: UInt16, address: UInt64, length: UInt32, deviceWritable: Bool) {
+        // SAFETY: the precondition's first half bounds the `held` read of its second half.
         precondition(id < layout.size && !held[Int(id)], "offered a descriptor the device holds")
         // SAFETY: id < size, so the 16-byte descriptor lies inside the table (init's layout).
         let d = desc + Int(id) &* SplitRingLayout.descriptorSize

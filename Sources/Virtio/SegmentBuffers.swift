@@ -62,6 +62,7 @@ struct SegmentBuffers<Writes: GuestWrites> {
     @inlinable
     mutating func append(_ base: UnsafeMutableRawPointer, length: Int) -> Bool {
         if count == Self.maxPieces { return false }
+        // SAFETY: count < maxPieces (the test above), the length of `pieces`.
         pieces[count] = iovec(iov_base: base, iov_len: length)
         count &+= 1
         return true
@@ -77,6 +78,9 @@ struct SegmentBuffers<Writes: GuestWrites> {
     @inlinable
     mutating func copy(_ bytes: UnsafeRawPointer, count length: Int, to position: Int) {
         // The headers come last, at the start: go back to the first piece.
+        // SAFETY: cursor < count <= maxPieces: it starts at 0 and moves on only while cursor + 1 <
+        // count, or after the last byte of a piece when bytes are left, which the pieces cover (see
+        // below).
         if position < cursorStart {
             cursor = 0
             cursorStart = 0
@@ -113,6 +117,7 @@ struct SegmentBuffers<Writes: GuestWrites> {
     /// (1 without MRG_RXBUF), built privately, then copied in.
     @inlinable
     mutating func finish(_ header: VirtioNetHeader) {
+        // SAFETY: `raw` is 12 bytes: the header's 10 and num_buffers' 2 at offset 10 fit it.
         var raw: (UInt64, UInt32) = (0, 0)
         withUnsafeMutableBytes(of: &raw) { h in
             let p = h.baseAddress.unsafelyUnwrapped

@@ -4,7 +4,7 @@ import Logging
 import MallocInterposerSwift
 import Model
 import Packets
-import Ports
+@testable import Ports
 import TestSupport
 import Platform
 import Switching
@@ -94,6 +94,37 @@ final class AllocationTests: XCTestCase {
             }, burst: {
                 for _ in 0..<100 { _ = sw.worker.forwardOnce(sw.batch) }
                 precondition(vxlan.endpoints.counters(1).rxPackets > 0, "nothing came out of the tunnel")
+            })
+        }
+    }
+
+    /// A generator's broadcasts into a vxlan port that sends through an xdp
+    /// uplink (`via=`): encapsulated by reference, copied into UMEM frames by the
+    /// uplink, flooded to two VTEPs (one resolved, one counted unresolved).
+    /// Needs root for the veth (the child makes it).
+    func testTunneledBurstsThroughAnXdpUplinkAllocateNothing() throws {
+        try NetworkSandbox.requireTapSupport()
+        let removeVeth: (Int32) -> Void = { pid in _ = try? NetworkSandbox.ip("netns", "del", "ferry-pk-\(pid)-alv") }
+        try runUnderInterposer(test: "testTunneledBurstsThroughAnXdpUplinkAllocateNothing", afterChild: removeVeth) {
+            let wire = try VethPair("alv")
+            let xdp = try XdpPort(interface: wire.name, queues: 1, attach: .auto, zeroCopy: .auto, guestCapacity: 64,
+                                  batchCapacity: 256, logger: Logger(label: "alloc"))
+            let gen = GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
+                              frameSize: 64, count: nil)
+            let vxlan = try VxlanPort(vni: 11, local: InternetAddress("127.0.0.1")!,
+                                      remotes: [InternetAddress("127.0.0.2")!, InternetAddress("127.0.0.3")!],
+                                      udpPort: UDPPeer.testPort &+ 7, via: "up", batchCapacity: 256)
+            vxlan.underlay!.publish(1, nextHopMAC: 0x0200_0000_00fe)
+            let sw = try SwitchHarness([(.gen(gen), .access(1)), (.vxlan(vxlan), .access(1)), (.xdp(xdp), .access(4094))],
+                                       batchSize: 256, underlays: [1: 2])
+            _ = sw.pass()
+            return (prepare: {
+                withExtendedLifetime(wire) {}
+                precondition(xdp.counters[0].snapshot.txPackets > 0, "nothing left through the uplink")
+                precondition(vxlan.counters[0].snapshot.drops[.vxlanUnresolvedVTEP, default: 0] > 0,
+                             "the unresolved VTEP was not counted")
+            }, burst: {
+                for _ in 0..<20 { _ = sw.worker.forwardOnce(sw.batch) }
             })
         }
     }
