@@ -8,6 +8,7 @@ import Packets
 import TestSupport
 import Platform
 import Switching
+import VhostUser
 import Virtio
 import XCTest
 
@@ -277,6 +278,50 @@ final class AllocationTests: XCTestCase {
             return guestToGuest(from: .split(tx), txRing, to: .split(rx), rings.rxRing) {
                 precondition(!call.isEmpty, "the burst did not notify")
             }
+        }
+    }
+
+    /// Ferry as the driver (`virtio-user`) against its own vhost back-end: a burst pushed
+    /// into the port's transmit ring (descriptors taken back from the last burst first), the
+    /// back-end's burst pulled from its receive ring and its buffers posted again.
+    func testVirtioUserBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testVirtioUserBurstsAllocateNothing") {
+            let path = "/tmp/ferry-alloc-vu-\(getpid()).sock"
+            let log = CapturedLog()
+            let device = VhostDevice(name: "dut", logger: log.logger)
+            let endpoint = try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger)
+            let port = try VirtioUserPort(path: path, server: false, queueSize: 256, name: "vu",
+                                          gate: UngatedDataPath(), logger: log.logger)
+            for _ in 0..<500 where !(port.state == "running" && device.transmitQueue(0).isRunning) {
+                port.service(now: MonotonicClock.now())
+                endpoint.service(now: MonotonicClock.now())
+                usleep(1000)
+            }
+            precondition(port.state == "running", "the port never ran: \(log.lines)")
+            let counters = QueueCounters()
+            let store = FrameStore()
+            let outgoing = PacketBatch(capacity: 64)
+            for i in 0..<64 { store.append(ethernetFrame(length: 64 + i), to: outgoing) }
+            let incoming = PacketBatch(capacity: 64)
+            let backEnd = PacketBatch(capacity: 64)
+            var bursts = 0
+            return (prepare: {
+                // The back-end's side, uncounted: it takes what the port sent and sends it back.
+                backEnd.reset()
+                _ = device.transmitQueue(0).pull(into: backEnd, counters: counters)
+                device.receiveQueue(0).push(from: backEnd, counters: counters)
+                device.transmitQueue(0).release()
+                precondition(bursts < 2 || incoming.count == 64, "the port pulled \(incoming.count) of 64")
+                precondition(backEnd.count == (bursts == 0 ? 0 : 64), "the back-end got \(backEnd.count) of 64")
+                // The frames live in the store; the back-end behind the endpoint.
+                precondition(withExtendedLifetime(store) { endpoint.isConnected })
+            }, burst: {
+                port.push(queue: 0, from: outgoing)
+                incoming.reset()
+                _ = port.pull(queue: 0, into: incoming)
+                port.release(queue: 0)
+                bursts += 1
+            })
         }
     }
 
