@@ -400,6 +400,37 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// Guest to guest into a packed RX ring, 64-byte frames into single
+    /// buffers: the push's fast path (four frames per line of descriptors),
+    /// with the dirty log off and then on (buffers and used descriptors marked).
+    func testBurstsIntoPackedRingLinesAllocateNothing() throws {
+        try runUnderInterposer(test: "testBurstsIntoPackedRingLinesAllocateNothing") {
+            let ram = try GuestRAM.oneRegion(size: 8 << 20)
+            let memory = try ram.makeGuestMemory()
+            let txRing = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + 0x200000)
+            let rxRing = MockPackedRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: ram.base + 0x200000 ..< ram.base + 0x800000)
+            let tx = SplitVirtqueue(index: 1)
+            let rx = PackedVirtqueue(index: 0)
+            txRing.configure(tx, eventIndex: true)
+            rxRing.configure(rx, eventIndex: true, mergeableBuffers: true)
+            let logFile = try SharedMemory(length: 0x10000, name: "ferry-alloc-lines-log")
+            let log = try DirtyPageLog(fd: logFile.fd.rawValue, size: 0x10000, offset: 0)
+            try tx.start(memory: memory)
+            try rx.start(memory: memory)
+            var bursts = 0
+            return guestToGuest(from: .split(tx), txRing, to: .packed(rx), rxRing, prepare: {
+                // Half the bursts logged: the log is switched while the queue is quiesced, as the control plane does.
+                rx.configuration.setDirtyLog(bursts % 2 == 1 ? log : nil, usedRing: nil)
+                memset(logFile.base, 0, logFile.length)
+                precondition(bursts == 0 || rxRing.usedEntries().count == 64, "the burst did not reach the ring")
+            }) {
+                precondition(bursts % 2 == 0 || log.isMarked(page: rxRing.ringGPA / DirtyPageLog.pageSize),
+                             "the logged burst marked nothing")
+                bursts += 1
+            }
+        }
+    }
+
     /// Through the switch between a guest on packed rings and one on split
     /// rings, both ways: the ports reach each layout through `Virtqueue`, one
     /// switch per burst, and neither allocates.
