@@ -108,6 +108,9 @@ public struct WorkerSource {
     /// Looking costs a syscall (`Port.pullCostsASyscall`): after empty looks
     /// the worker skips this queue for a growing number of loops (see `Worker.forwardOnce`).
     public let costsASyscall: Bool
+    /// A guest's ring: frames from it make an `adaptive` worker spin before
+    /// it sleeps, so the guest need not kick for its next burst (`IdlePolicy`).
+    public let isGuestRing: Bool
     /// Set by `Worker.configure` when every frame of this TAP queue can only go
     /// to this one (vhost) port: the worker then reads frames straight into
     /// that guest's receive buffers (Worker+Direct.swift).
@@ -119,6 +122,7 @@ public struct WorkerSource {
         self.queue = queue
         generator = port.generator
         costsASyscall = port.pullCostsASyscall
+        if case .vhost = port { isGuestRing = true } else { isGuestRing = false }
     }
 }
 

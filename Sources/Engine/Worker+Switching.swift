@@ -80,6 +80,7 @@ extension Worker {
             }
             source.port.release(queue: source.queue)
             moved &+= consumed
+            if source.isGuestRing { heardFromGuest = true }
         }
         if learningPending {
             learningPending = false

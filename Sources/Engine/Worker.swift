@@ -111,6 +111,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// it last woke: a woken worker stays real-time for at most `WakePriority.realtimePasses`.
     var isRealtime = false
     var passesSinceWake = 0
+    /// Frames came from a guest's ring since the worker last slept: what
+    /// decides whether `adaptive` spins before the next sleep.
+    @usableFromInline var heardFromGuest = false
 
     public init(id: Int, cpu: Int?, batchSize: Int, bridge: Bridge, idle: IdlePolicy = .default,
                 wakePriority: WakePriority = .default, sleepTimeoutMilliseconds: Int32 = 100) {
@@ -257,7 +260,6 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         _ = ferry_set_thread_name("ferry-w\(id)")
         if let cpu { _ = ferry_set_affinity(Int32(cpu)) }
         let batch = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame)
-        let spin = idle.spinNanoseconds
         var idleStreak = 0
         var idleSince: UInt64 = 0
         while !stopRequested.load(ordering: .relaxed) {
@@ -269,6 +271,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
                 continue
             }
             idleLoops.add(1, ordering: .relaxed)
+            let spin = idle.spinNanoseconds(afterGuestFrames: heardFromGuest)
             // A spin is done in the fair class: a real-time spin would keep
             // whoever the last frame woke on this CPU (its receiver) waiting.
             if isRealtime { countRealtimePass(spinning: spin != 0) }

@@ -131,3 +131,43 @@ struct SegmentBuffers<Writes: GuestWrites> {
     }
 }
 
+
+extension SegmentBuffers {
+    /// The buffers of a ring configured by `configuration`, its segment pieces at `pieces`.
+    @inlinable
+    init(pieces: UnsafeMutablePointer<iovec>, configuration: RingConfiguration, writes: Writes) {
+        self.init(pieces: pieces, headerLength: configuration.headerLength,
+                  acceptedFlags: configuration.acceptedHeaderFlags, writes: writes)
+    }
+}
+
+/// A segment sink that writes into a guest's receive chains through its
+/// `SegmentBuffers`: the split ring's `ReceiveChainSink` and the packed
+/// ring's `PackedReceiveChainSink`, which differ only in how they find and
+/// give back chains.
+@usableFromInline
+protocol ReceiveChainSegmentSink: DestinationSegmentSink {
+    associatedtype Writes: GuestWrites
+    /// Read once per frame, never written through the protocol: a `modify` through it
+    /// from a generic caller allocates its coroutine frame in an unoptimized build (the
+    /// allocation probe saw one per write), so each sink forwards `write` itself.
+    var buffers: SegmentBuffers<Writes> { get }
+    /// A chain broke a rule: the queue is stopped (its `error` set).
+    var isBroken: Bool { get }
+}
+
+extension ReceiveChainSegmentSink {
+    /// Segments frame `frame` of `batch` (a GSO frame the driver did not
+    /// negotiate) into the sink's chains, counting drops on `counters` and what
+    /// went on `sent` and `bytes`. False when the queue broke.
+    @inlinable
+    mutating func segment(_ frame: Int, of batch: PacketBatch, with segmenter: SoftwareSegmenter,
+                          checksum: SoftwareSegmenter.Checksum, counters: QueueCounters,
+                          sent: inout Int, bytes: inout UInt64) -> Bool {
+        segmenter.transmit(batch.frameSegments(frame), header: batch.header(frame), checksum: checksum,
+                           untaggedLimit: Int.max &- Ethernet.tagSize, into: &self, counters: counters)
+        sent &+= buffers.delivered
+        bytes &+= buffers.bytes
+        return !isBroken
+    }
+}
