@@ -122,7 +122,7 @@ public struct WorkerSource {
         self.queue = queue
         generator = port.generator
         costsASyscall = port.pullCostsASyscall
-        if case .vhost = port { isGuestRing = true } else { isGuestRing = false }
+        isGuestRing = port.receivesFromGuestRing
     }
 }
 

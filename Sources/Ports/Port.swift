@@ -184,6 +184,13 @@ public enum Port {
         return true
     }
 
+    /// Frames arrive from a guest's ring: a guest can be told not to kick while
+    /// a worker polls it (the idle policy's notion of a busy guest).
+    public var receivesFromGuestRing: Bool {
+        if case .vhost = self { return true }
+        return false
+    }
+
     /// Looking at a receive queue costs a syscall (a TAP's read; not a packet
     /// or xdp port's, a look at a mapped ring): a worker skips an empty one for
     /// a few loops before it looks again.

@@ -37,20 +37,11 @@ final class AllocationTests: XCTestCase {
         try runUnderInterposer(test: "testSwitchedTaggedBurstsAllocateNothing") {
             let gen = Port.gen(GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
                                        frameSize: 64, count: nil))
-            let access = SinkPort()
-            let trunk = SinkPort()
-            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
-                                       batchSize: 256)
-            _ = sw.pass()
-            var bursts = 0
-            return (prepare: {
-                // Checked outside the counted region: a snapshot allocates.
-                precondition(bursts == 0 || (trunk.counters.snapshot.txPackets > 0 && access.counters.snapshot.txPackets > 0),
+            // Checked outside the counted region: a snapshot allocates.
+            return try floodingToAccessAndTrunk(from: gen) { access, trunk in
+                precondition(trunk.counters.snapshot.txPackets > 0 && access.counters.snapshot.txPackets > 0,
                              "the burst did not reach both ports")
-            }, burst: {
-                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
-                bursts += 1
-            })
+            }
         }
     }
 
@@ -61,20 +52,30 @@ final class AllocationTests: XCTestCase {
         try runUnderInterposer(test: "testStampedTrafficAndItsAnalysisAllocateNothing") {
             let gen = Port.gen(GenPort(GeneratorSpec(destination: MACAddress.broadcast, sizes: .imix, flows: 16),
                                        batchCapacity: 256))
-            let access = SinkPort()
-            let trunk = SinkPort()
-            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
-                                       batchSize: 256)
-            _ = sw.pass()
-            var bursts = 0
-            return (prepare: {
-                precondition(bursts == 0 || (trunk.analyser.snapshot.stamped > 0 && access.analyser.snapshot.lost == 0),
+            return try floodingToAccessAndTrunk(from: gen) { access, trunk in
+                precondition(trunk.analyser.snapshot.stamped > 0 && access.analyser.snapshot.lost == 0,
                              "the analysers did not read the stamps")
-            }, burst: {
-                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
-                bursts += 1
-            })
+            }
         }
+    }
+
+    /// `gen` on an access port of VLAN 5 flooding to an access sink and a trunk sink of it,
+    /// 1000 passes a burst; `check` looks at both sinks before every burst but the first.
+    private func floodingToAccessAndTrunk(from gen: Ports.Port, check: @escaping (SinkPort, SinkPort) -> Void) throws
+        -> (prepare: () -> Void, burst: () -> Void)
+    {
+        let access = SinkPort()
+        let trunk = SinkPort()
+        let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
+                                   batchSize: 256)
+        _ = sw.pass()
+        var bursts = 0
+        return (prepare: {
+            if bursts > 0 { check(access, trunk) }
+        }, burst: {
+            for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
+            bursts += 1
+        })
     }
 
     /// A vxlan port both ways: a generator floods to it, it sends each frame as a datagram
