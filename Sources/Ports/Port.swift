@@ -207,6 +207,14 @@ public enum Port {
         return nil
     }
 
+    /// The VXLAN datagrams an uplink's last pull of `queue` set apart for the
+    /// tunnels that send through it (`XdpPort.tunnelFrames`), nil when none.
+    @inlinable
+    public func underlayFrames(queue: Int) -> PacketBatch? {
+        if case .xdp(let p) = self { return p.tunnelFrames(queue: queue) }
+        return nil
+    }
+
     /// The port makes its frames at will: a worker asks the generator how many it may
     /// emit given what its VLAN's fullest port can take (`GenPort.allowance`), so that
     /// `count=N` means N delivered without a rate, and a rated one starts when its
