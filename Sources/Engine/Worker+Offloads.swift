@@ -32,7 +32,7 @@ extension Worker {
     @inlinable
     func isRefusedGSO(_ batch: PacketBatch, _ f: Int, counters: QueueCounters) -> Bool {
         let header = batch.header(f)
-        if header.load(fromByteOffset: 1, as: UInt8.self) == VirtioNetHeader.gsoNone { return false }
+        if VirtioNetHeader.gsoType(at: header) == VirtioNetHeader.gsoNone { return false }
         do throws(SegmentationError) {
             _ = try segmenter.layout(of: batch.frameSegments(f), header: VirtioNetHeader(loading: header))
             return false
@@ -57,7 +57,7 @@ extension Worker {
                 adapt(batch, from: f, to: p, acceptance: acceptance, counters: counters)
                 return
             }
-            if header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone { passed &+= 1 }
+            if VirtioNetHeader.gsoType(at: header) != VirtioNetHeader.gsoNone { passed &+= 1 }
             f &+= 1
         }
         if passed > 0 { counters.offloaded(.gsoPassed, passed) }
@@ -73,7 +73,7 @@ extension Worker {
         var f = 0
         while f < batch.count {
             let header = batch.header(f)
-            let isGSO = header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone
+            let isGSO = VirtioNetHeader.gsoType(at: header) != VirtioNetHeader.gsoNone
             if f < first || acceptance.accepts(header: header) {
                 if isGSO { passed &+= 1 }
             } else if !isGSO {
@@ -96,7 +96,7 @@ extension Worker {
         while f < batch.count {
             let header = batch.header(f)
             if f < first || acceptance.accepts(header: header)
-                || header.load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone {
+                || VirtioNetHeader.gsoType(at: header) != VirtioNetHeader.gsoNone {
                 if out.room == 0 || out.freeSegments < batch.segmentCount(of: f) {
                     flush(out, to: p, sink: &sink)
                 }
@@ -135,6 +135,8 @@ extension Worker {
         }
         var done = VirtioNetHeader(loading: header)
         done.flags &= ~VirtioNetHeader.needsChecksum
+        // SAFETY: s = sink.count < slotCount (flushed above when full) = adaptedSlotCount, the length
+        // of adaptedLengths.
         adaptedLengths[s] = length
         sink.endSegment(header: done)
         appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
@@ -144,10 +146,12 @@ extension Worker {
     /// Adds slot `s` of `sink` (header, then frame) to `out` as a one-segment frame.
     @inlinable
     func appendSlot(_ s: Int, of sink: SlotSegmentSink, token: UInt32, endpoint: UInt16, to out: PacketBatch) {
+        // SAFETY: s is a slot the caller just filled (< adaptedSlotCount, adaptedLengths' length), and
+        // out has room (the callers flush it when full).
         let i = out.count
         out.setTunnelEndpoint(i, endpoint)
         out.append(base: sink.segment(s), length: UInt32(truncatingIfNeeded: adaptedLengths[s]), token: token)
-        out.header(i).copyMemory(from: sink.segment(s) - PacketBatch.headerStride, byteCount: PacketBatch.headerSize)
+        out.setHeader(i, copying: sink.header(s))
     }
 
     /// Hands what `out` holds over and makes it and the slots empty again.

@@ -62,6 +62,7 @@ public final class CaptureRing: @unchecked Sendable {
         self.capacity = capacity
         storage = .allocate(byteCount: capacity, alignment: 64)
         portLimit = ports
+        // SAFETY: the fill covers exactly the ports * 2 counters just allocated.
         drops = .allocate(capacity: ports * 2)
         drops.initialize(repeating: 0, count: ports * 2)
     }
@@ -74,6 +75,8 @@ public final class CaptureRing: @unchecked Sendable {
     /// Frames of `port` going `direction` dropped because the ring was full.
     public func dropped(port: UInt16, direction: CaptureDirection) -> UInt64 {
         guard Int(port) < portLimit else { return 0 }
+        // SAFETY: port < portLimit (the guard above) and direction is 0 or 1: inside the portLimit * 2
+        // counters.
         return ferry_load_relaxed_u64(drops + Int(port) * 2 + Int(direction.rawValue))
     }
 
@@ -98,6 +101,8 @@ public final class CaptureRing: @unchecked Sendable {
         let needed = untilEnd < size ? untilEnd &+ size : size
         guard UInt64(needed) <= free else {
             if Int(port) < portLimit {
+                // SAFETY: port < portLimit (tested on the line above) and direction is 0 or 1: inside
+                // the portLimit * 2 counters.
                 let counter = drops + (Int(port) &* 2 &+ Int(direction.rawValue))
                 ferry_store_relaxed_u64(counter, ferry_load_relaxed_u64(counter) &+ 1)
             }
@@ -110,6 +115,10 @@ public final class CaptureRing: @unchecked Sendable {
             (storage + offset).storeBytes(of: Self.paddingKind, toByteOffset: 6, as: UInt8.self)
             position &+= UInt64(untilEnd)
         }
+        // SAFETY: the record starts inside the ring (position masked to capacity, a power of two) and
+        // its `size` bytes fit before the end: either untilEnd >= size, or the padding above moved it
+        // to offset 0; and `needed` <= `free` was checked, so it overwrites nothing the consumer has
+        // not read. The header's fields (24 bytes) are inside `size`.
         let record = storage + Int(position & UInt64(capacity &- 1))
         record.storeBytes(of: UInt32(size), as: UInt32.self)
         record.storeBytes(of: port, toByteOffset: 4, as: UInt16.self)
@@ -144,6 +153,10 @@ public final class CaptureRing: @unchecked Sendable {
         var position = head.load(ordering: .relaxed)
         var records = 0
         while position != end {
+            // SAFETY: position < tail, so it starts a record the producer wrote (released by `tail`,
+            // acquired above): inside the ring, masked as in append; a padding record is read for its
+            // first 8 bytes only, a frame record has its 24-byte header and `captured` bytes within its
+            // size.
             let record = UnsafeRawPointer(storage + Int(position & UInt64(capacity &- 1)))
             let size = Int(record.load(as: UInt32.self))
             let kind = record.load(fromByteOffset: 6, as: UInt8.self)

@@ -24,6 +24,9 @@ public enum ChecksumCompletion {
     /// the header names a place outside the frame (nothing was written then).
     @inlinable
     public static func complete(frame: UnsafeMutableRawPointer, length: Int, header: UnsafeRawPointer) -> Bool {
+        // SAFETY: the header is a batch's or slot's (PacketBatch.headerSize bytes: offsets 0, 6 and 8 +
+        // 2 lie inside it); the frame is the caller's private copy of `length` bytes, and the guard
+        // below keeps the sum ([start, length)) and the 2-byte field inside it.
         if header.load(as: UInt8.self) & needsChecksum == 0 { return true }
         let start = Int(UInt16(littleEndian: header.loadUnaligned(fromByteOffset: checksumStartOffset, as: UInt16.self)))
         let field = start &+ Int(UInt16(littleEndian: header.loadUnaligned(fromByteOffset: checksumFieldOffset,
@@ -45,6 +48,8 @@ public enum ChecksumCompletion {
     /// once on a little-endian machine.
     @inlinable
     public static func onesComplementSum(_ bytes: UnsafeRawPointer, count: Int) -> UInt16 {
+        // SAFETY: every load is tested first against `count`, the readable bytes the caller gave at
+        // `bytes` (i + 4, i + 2, i < count).
         var accumulator: UInt64 = 0
         var i = 0
         // 2^32 additions of 32-bit values fit in 64 bits: no carry is lost.

@@ -20,6 +20,9 @@ public struct FrameSegments {
     /// returns how many there were (fewer when the ranges end first).
     @inlinable
     public func copy(from start: Int, count wanted: Int, to destination: UnsafeMutableRawPointer) -> Int {
+        // SAFETY: s < count, the ranges this value was made with; `from` < len (the segment reaches
+        // past start) and piece <= len - from, so each read stays inside its range; the destination
+        // takes `wanted` bytes (the caller's buffer), and copied never passes wantedEnd <= wanted.
         var skipped = 0
         var copied = 0
         var s = 0
@@ -45,6 +48,7 @@ extension PacketBatch {
     /// Frame `frame` of the batch as its scattered ranges.
     @inlinable
     public func frameSegments(_ frame: Int) -> FrameSegments {
+        // SAFETY: frame < count, and its segments lie below segmentCount (the batch invariant).
         let first = Int(firstSegments[frame])
         return FrameSegments(bases: segmentBases + first, lengths: segmentLengths + first,
                              count: Int(segmentCounts[frame]), length: Int(lengths[frame]))

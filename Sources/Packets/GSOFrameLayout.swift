@@ -76,6 +76,11 @@ public struct GSOFrameLayout: Equatable, Sendable {
                 throw .checksumOffsetPastFrame
             }
         }
+        // SAFETY: every read below is tested first against `limit`, the bytes the caller copied to
+        // `prefix` that belong to the frame: the EtherType against offset + 2, the IPv4/IPv6 fields
+        // against network + 20/40 (and the IP header length), the TCP data offset against
+        // transportStart + 20; the IP length at network + 2 or + 4 lies inside the network header
+        // checked above.
         let limit = min(available, frameLength)
 
         // Ethernet: up to two tags between the MAC addresses and the EtherType.

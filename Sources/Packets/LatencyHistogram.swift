@@ -22,6 +22,7 @@ public final class LatencyHistogram: @unchecked Sendable {
     static let slotCount = bucketCount + 3
 
     public init() {
+        // SAFETY: the fill covers exactly the slotCount counters just allocated.
         slots = .allocate(capacity: Self.slotCount)
         slots.initialize(repeating: 0, count: Self.slotCount)
     }
@@ -62,6 +63,7 @@ public final class LatencyHistogram: @unchecked Sendable {
         add(Self.bucket(nanoseconds), 1)
         add(Self.countSlot, 1)
         add(Self.sumSlot, nanoseconds)
+        // SAFETY: maxSlot = bucketCount + 2 < slotCount, the counters init allocated.
         let maxSlot = slots + Self.maxSlot
         if nanoseconds > ferry_load_relaxed_u64(maxSlot) { ferry_store_relaxed_u64(maxSlot, nanoseconds) }
     }
@@ -71,6 +73,8 @@ public final class LatencyHistogram: @unchecked Sendable {
     public var snapshot: LatencySummary {
         var buckets = [UInt64](repeating: 0, count: Self.bucketCount)
         var count: UInt64 = 0
+        // SAFETY: i < bucketCount and the sum and max slots are bucketCount + 1 and + 2, all below
+        // slotCount.
         for i in 0..<Self.bucketCount {
             let v = ferry_load_relaxed_u64(slots + i)
             buckets[i] = v

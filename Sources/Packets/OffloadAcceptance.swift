@@ -20,6 +20,8 @@ public struct OffloadAcceptance: OptionSet, Sendable, Hashable {
     /// Whether the frame whose virtio-net header is at `header` may go as it is.
     @inlinable
     public func accepts(header: UnsafeRawPointer) -> Bool {
+        // SAFETY: `header` is a batch's header slot (PacketBatch.headerSize bytes): bytes 0 and 1 lie
+        // inside it.
         let flags = header.load(as: UInt8.self)
         if flags & VirtioNetHeader.needsChecksum != 0 && !contains(.partialChecksum) { return false }
         let type = header.load(fromByteOffset: 1, as: UInt8.self)

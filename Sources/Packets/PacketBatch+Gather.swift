@@ -16,6 +16,8 @@ extension PacketBatch {
         if length > limit || length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
         // Segments shorter than the length the batch gives: not a whole frame.
         if copyWhole(frame, length: length, to: destination) != length { return .runt }
+        // SAFETY: copyWhole wrote `length` >= Ethernet.headerSize bytes to destination (both tested
+        // above), so the EtherType's two bytes are there.
         if length > untaggedLimit
             && destination.load(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self) != Ethernet.tpidCustomerVLAN.bigEndian {
             return .tooLong
@@ -46,6 +48,8 @@ extension PacketBatch {
         let superFrame = fields.gsoType != VirtioNetHeader.gsoNone
         if length > limit &- Self.transmittedHeaderSize { return .tooLong }
         if !superFrame && length > untaggedLimit &+ Ethernet.tagSize { return .tooLong }
+        // SAFETY: length <= limit - transmittedHeaderSize (tested above): the header and the frame both
+        // fit the caller's `limit` bytes; the EtherType read follows a copy of length >= 14 bytes.
         let data = destination + Self.transmittedHeaderSize
         if copyWhole(frame, length: length, to: data) != length { return .runt }
         if !superFrame && length > untaggedLimit
@@ -64,6 +68,9 @@ extension PacketBatch {
     /// Copies up to `length` bytes of frame `frame`'s segments to `destination`; returns how many it had.
     @inlinable
     func copyWhole(_ frame: Int, length: Int, to destination: UnsafeMutableRawPointer) -> Int {
+        // SAFETY: frame < count, its segments from the batch invariant; each piece is at most the
+        // segment's length and at most `length - copied`, and every caller checked `length` against the
+        // destination's room.
         var copied = 0
         var s = Int(firstSegments[frame])
         let end = s &+ Int(segmentCounts[frame])

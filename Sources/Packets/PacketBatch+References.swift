@@ -21,6 +21,13 @@ extension PacketBatch {
     /// and, for `.remove`, that the frame is tagged (at least 18 bytes).
     @inlinable
     public func appendReference(to frame: Int, of source: PacketBatch, edit: TagEdit) {
+        // SAFETY: the caller checked room > 0 (i < capacity) and freeSegments >= the frame's segments +
+        // 2, and `out` adds at most 2 to them (an insert splits one segment and adds the tag; a remove
+        // splits one), so every write stays below segmentCapacity; `frame` and its segments are the
+        // source's (its batch invariant); `base + cut` and `base + from` stay inside their segment (cut
+        // <= len and from < len, by the tests just before); the tag is VLANTagTable's read-only 4
+        // bytes, made mutable only for the segment array's type: destinations read segments, never
+        // write them.
         let i = count
         let first = segmentCount
         var out = first
@@ -114,6 +121,8 @@ extension PacketBatch {
     /// GSO) from the start of the frame (virtio 1.2 §5.1.6.2); a tag moves both.
     @inlinable
     static func shiftHeaderOffsets(_ h: UnsafeMutableRawPointer, by delta: Int) {
+        // SAFETY: h is a frame's header slot in the batch (headerStride bytes); offsets 0..7 lie inside
+        // it.
         let flags = h.load(as: UInt8.self)
         let gsoType = h.load(fromByteOffset: 1, as: UInt8.self)
         // VIRTIO_NET_HDR_F_NEEDS_CSUM

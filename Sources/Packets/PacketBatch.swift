@@ -8,6 +8,15 @@
 ///
 /// Storage is allocated once; filling and draining a batch allocates nothing.
 /// Struct-of-arrays so the per-frame loops touch only what they read.
+///
+/// The batch invariant, which the `SAFETY:` comments of the accessors lean on:
+/// `count <= capacity` and `segmentCount <= segmentCapacity` (a source checks
+/// `room`/`isFull` and `freeSegments` before it appends); frame `f < count` has its
+/// segments in `firstSegments[f] ..< firstSegments[f] + segmentCounts[f]`, inside
+/// `0 ..< segmentCount`; and each segment's base points at `segmentLengths[s]`
+/// readable bytes the source lends until the burst is over. Callers pass frame
+/// indexes below `count` (they walk `0 ..< count`) and segment indexes from
+/// `segments(of:)`.
 public final class PacketBatch {
     public static let headerSize = 12
     public static let headerStride = 16
@@ -53,6 +62,8 @@ public final class PacketBatch {
         segmentCounts = .allocate(capacity: capacity)
         tokens = .allocate(capacity: capacity)
         tunnelEndpoints = .allocate(capacity: capacity)
+        // SAFETY: the fills cover exactly what was allocated: capacity endpoints, capacity *
+        // headerStride header bytes.
         tunnelEndpoints.initialize(repeating: 0, count: capacity)
         headers = .allocate(byteCount: capacity * Self.headerStride, alignment: 16)
         headers.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.headerStride)
@@ -88,14 +99,26 @@ public final class PacketBatch {
     @inlinable
     public var freeSegments: Int { segmentCapacity &- segmentCount }
 
+    // SAFETY: frame < capacity (a frame of the batch, or the next one a source appends after checking
+    // room), so the headerStride bytes lie in the capacity * headerStride allocated.
     @inlinable
     public func header(_ frame: Int) -> UnsafeMutableRawPointer {
         headers + frame &* Self.headerStride
     }
 
+    /// Sets frame `frame`'s virtio-net header to the `headerSize` bytes at `header`.
+    @inlinable
+    public func setHeader(_ frame: Int, copying header: UnsafeRawPointer) {
+        // SAFETY: frame < capacity (the caller appended it), so the destination is its
+        // headerStride-byte slot; the source is a header of at least headerSize bytes (the caller's).
+        self.header(frame).copyMemory(from: header, byteCount: Self.headerSize)
+    }
+
     /// Appends a one-segment frame; the caller checked `isFull` and `freeSegments`.
     @inlinable
     public func append(base: UnsafeMutableRawPointer, length len: UInt32, token tok: UInt32) {
+        // SAFETY: the caller checked `isFull` (count < limit <= capacity) and `freeSegments`
+        // (segmentCount < segmentCapacity): both indexes lie in their arrays.
         let i = count
         let s = segmentCount
         segmentBases[s] = base
@@ -111,6 +134,7 @@ public final class PacketBatch {
     /// Total bytes of all frames, for byte counters.
     @inlinable
     public var totalBytes: UInt64 {
+        // SAFETY: i < count <= capacity, the batch invariant.
         var sum: UInt64 = 0
         var i = 0
         while i < count { sum &+= UInt64(lengths[i]); i &+= 1 }
@@ -120,35 +144,44 @@ public final class PacketBatch {
     // MARK: - Frames and segments
 
     /// Frame `frame`'s length in bytes, without the virtio-net header.
+    // SAFETY: frame < count <= capacity (the batch invariant, in the type's comment).
     @inlinable
     public func length(of frame: Int) -> Int { Int(lengths[frame]) }
 
     /// The indexes of frame `frame`'s segments (for `segmentBase` and `segmentLength`).
     @inlinable
     public func segments(of frame: Int) -> Range<Int> {
+        // SAFETY: frame < count <= capacity (the batch invariant).
         let first = Int(firstSegments[frame])
         return Range(uncheckedBounds: (first, first &+ Int(segmentCounts[frame])))
     }
 
     /// How many segments frame `frame` has.
+    // SAFETY: frame < count <= capacity (the batch invariant).
     @inlinable
     public func segmentCount(of frame: Int) -> Int { Int(segmentCounts[frame]) }
 
     /// The source's handle for frame `frame`.
+    // SAFETY: frame < count <= capacity (the batch invariant).
     @inlinable
     public func token(of frame: Int) -> UInt32 { tokens[frame] }
 
     /// Frame `frame`'s tunnel endpoint (see `tunnelEndpoints`).
+    // SAFETY: frame < count <= capacity (the batch invariant).
     @inlinable
     public func tunnelEndpoint(of frame: Int) -> UInt16 { tunnelEndpoints[frame] }
 
     /// Sets frame `frame`'s tunnel endpoint; `frame` may be the next one a source appends.
+    // SAFETY: frame <= count, and a source names count only after checking room: below capacity.
     @inlinable
     public func setTunnelEndpoint(_ frame: Int, _ endpoint: UInt16) { tunnelEndpoints[frame] = endpoint }
 
+    // SAFETY: segment comes from `segments(of:)`: below segmentCount <= segmentCapacity (the batch
+    // invariant).
     @inlinable
     public func segmentBase(_ segment: Int) -> UnsafeMutableRawPointer { segmentBases[segment] }
 
+    // SAFETY: as segmentBase: segment < segmentCount <= segmentCapacity.
     @inlinable
     public func segmentLength(_ segment: Int) -> Int { Int(segmentLengths[segment]) }
 
@@ -156,6 +189,8 @@ public final class PacketBatch {
     /// (the caller checked it is below `segmentCapacity`); `appendFrame` makes it part of the batch.
     @inlinable
     public func setSegment(_ segment: Int, base: UnsafeMutableRawPointer, length: UInt32) {
+        // SAFETY: the caller checked segment < segmentCapacity (freeSegments before it began the
+        // frame).
         segmentBases[segment] = base
         segmentLengths[segment] = length
     }
@@ -165,6 +200,8 @@ public final class PacketBatch {
     /// left as it was: a source that releases frames by token gives one (`appendFrame(segments:length:token:)`).
     @inlinable
     public func appendFrame(segments: Range<Int>, length: UInt32) {
+        // SAFETY: the caller checked isFull: count < limit <= capacity; segments lie below
+        // segmentCapacity (setSegment's check).
         let i = count
         firstSegments[i] = UInt32(truncatingIfNeeded: segments.lowerBound)
         segmentCounts[i] = UInt16(truncatingIfNeeded: segments.count)
@@ -175,6 +212,7 @@ public final class PacketBatch {
 
     @inlinable
     public func appendFrame(segments: Range<Int>, length: UInt32, token: UInt32) {
+        // SAFETY: the caller checked isFull: count < capacity.
         tokens[count] = token
         appendFrame(segments: segments, length: length)
     }

@@ -18,6 +18,8 @@ public final class QueueCounters: @unchecked Sendable {
     public init() {
         // Whole cache lines of their own: two workers' counters never share a line.
         let bytes = (Self.slotCount * 8 + 63) & ~63
+        // SAFETY: bytes is a multiple of 64, fresh and 64-byte aligned: exactly bytes / 8 UInt64s,
+        // bound and filled as such.
         slots = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
             .bindMemory(to: UInt64.self, capacity: bytes / 8)
         slots.initialize(repeating: 0, count: bytes / 8)
@@ -27,10 +29,13 @@ public final class QueueCounters: @unchecked Sendable {
 
     @inlinable
     func add(_ slot: Int, _ n: UInt64) {
+        // SAFETY: slot is one of the constants above or firstDrop/firstOffload plus a case's raw value,
+        // all below slotCount, which the allocation covers.
         let p = slots + slot
         ferry_store_relaxed_u64(p, ferry_load_relaxed_u64(p) &+ n)
     }
 
+    // SAFETY: as in `add`: slot < slotCount.
     @inlinable
     func read(_ slot: Int) -> UInt64 { ferry_load_relaxed_u64(slots + slot) }
 

@@ -37,12 +37,24 @@ public struct SlotSegmentSink: SegmentSink {
         self.lengths = lengths
     }
 
+    /// Where slot `i`'s virtio-net header starts.
+    @inlinable
+    public func header(_ i: Int) -> UnsafeMutableRawPointer {
+        // SAFETY: the caller asks for a slot it filled (i < count <= slotCount); base holds
+        // slotCount * slotSize bytes (the owner allocated them).
+        base + i &* slotSize
+    }
+
     /// Where slot `i`'s segment (after its header) starts.
+    // SAFETY: i <= count < slotCount while a segment is begun (beginSegment's guard), and headerSize <=
+    // slotSize, so the segment's start lies in the slotCount * slotSize bytes at base.
     @inlinable
     public func segment(_ i: Int) -> UnsafeMutableRawPointer { base + (i &* slotSize &+ headerSize) }
 
     @inlinable
     public mutating func beginSegment(length: Int) -> Bool {
+        // SAFETY: lengths has slotCount entries (the owner's), and the guard keeps count below
+        // slotCount.
         guard count < slotCount && headerSize &+ length <= slotSize else { return false }
         lengths[count] = length
         return true
@@ -57,6 +69,8 @@ public struct SlotSegmentSink: SegmentSink {
 
     @inlinable
     public mutating func endSegment(header: VirtioNetHeader) {
+        // SAFETY: count < slotCount (beginSegment's guard for this segment), so the slot lies at base;
+        // its header room is headerSize >= 10 bytes (init's precondition), 12 for num_buffers at 10.
         if headerSize > 0 {
             let slot = base + count &* slotSize
             header.store(to: slot)

@@ -99,15 +99,21 @@ public final class SoftwareSegmenter {
         let checksumField = transport &+ (isTCP ? Self.tcpChecksum : Self.udpChecksum)
 
         // The pseudo header's addresses and protocol (RFC 9293 §3.1, RFC 8200 §8.1): the same for every segment.
+        // SAFETY: GSOFrameLayout checked that the IP header (20/40 bytes from `network`) and, for TCP,
+        // the 20-byte TCP header lie inside the headers copied into frameHeaders (maxHeaderLength
+        // bytes): the addresses, the identification, the sequence number and the flags read here are
+        // inside them.
         var addressSum = layout.isIPv6
             ? UInt64(ChecksumCompletion.onesComplementSum(frameHeaders + (network &+ Self.ipv6Addresses), count: 32))
             : UInt64(ChecksumCompletion.onesComplementSum(frameHeaders + (network &+ Self.ipv4Addresses), count: 8))
         addressSum &+= UInt64(isTCP ? GSOFrameLayout.protocolTCP : GSOFrameLayout.protocolUDP)
         let firstID = UInt16(bigEndian: frameHeaders.loadUnaligned(fromByteOffset: network &+ Self.ipv4Identification,
                                                                    as: UInt16.self))
-        let firstSequence = UInt32(bigEndian: frameHeaders.loadUnaligned(fromByteOffset: transport &+ Self.tcpSequence,
-                                                                         as: UInt32.self))
-        let flags = frameHeaders.load(fromByteOffset: transport &+ Self.tcpFlags, as: UInt8.self)
+        // A UDP header is 8 bytes: its frame's copied headers may end before a TCP field's place.
+        let firstSequence = isTCP
+            ? UInt32(bigEndian: frameHeaders.loadUnaligned(fromByteOffset: transport &+ Self.tcpSequence, as: UInt32.self))
+            : 0
+        let flags = isTCP ? frameHeaders.load(fromByteOffset: transport &+ Self.tcpFlags, as: UInt8.self) : 0
 
         var cursor = PayloadCursor(frame, at: headerLength)
         var remaining = layout.payloadLength
@@ -176,6 +182,8 @@ public final class SoftwareSegmenter {
 
 @inlinable
 func storeBigEndian<T: FixedWidthInteger>(_ value: T, _ base: UnsafeMutableRawPointer, _ offset: Int) {
+    // SAFETY: every caller writes a field of a segment's headers in segmentHeaders (maxHeaderLength
+    // bytes), at an offset GSOFrameLayout placed inside the frame's header length.
     base.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
 }
 

@@ -8,6 +8,7 @@ public final class VLANTagTable: @unchecked Sendable {
     public init() {
         bytes = .allocate(byteCount: 4096 * Ethernet.tagSize, alignment: 64)
         for vlan in 0..<4096 {
+            // SAFETY: vlan < 4096: each 4-byte tag lies in the 4096 * tagSize bytes just allocated.
             let p = bytes + vlan * Ethernet.tagSize
             p.storeBytes(of: Ethernet.tpidCustomerVLAN.bigEndian, as: UInt16.self)
             p.storeBytes(of: UInt8(vlan >> 8), toByteOffset: 2, as: UInt8.self)
@@ -19,6 +20,8 @@ public final class VLANTagTable: @unchecked Sendable {
 
     @inlinable
     public func tag(_ vlan: UInt16) -> UnsafeRawPointer {
+        // SAFETY: the VLAN id is masked to 12 bits: the tag lies in the 4096 * tagSize bytes init
+        // wrote.
         UnsafeRawPointer(bytes + Int(vlan & Ethernet.vlanIDMask) &* Ethernet.tagSize)
     }
 }

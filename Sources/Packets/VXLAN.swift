@@ -31,6 +31,9 @@ public enum VXLAN {
     /// Writes the header for `vni` at `p`: I flag, reserved bits zero.
     @inlinable
     public static func writeHeader(vni: UInt32, at p: UnsafeMutableRawPointer) {
+        // SAFETY: the caller's buffer has room for the 8-byte header at p: VxlanPort writes it into a
+        // send slot after the UDP header, inside the encapsulation it reserved in front of the inner
+        // frame.
         p.storeBytes(of: (UInt32(validVNIFlag) << 24).bigEndian, toByteOffset: 0, as: UInt32.self)
         p.storeBytes(of: (vni << 8).bigEndian, toByteOffset: 4, as: UInt32.self)
     }
@@ -51,6 +54,7 @@ public enum VXLAN {
     public static func innerFrame(of p: UnsafeRawPointer, length: Int, vni: UInt32)
         -> Result<(offset: Int, length: Int), Refusal>
     {
+        // SAFETY: the length test first: the 8 header bytes read lie inside the `length` received at p.
         if length < headerSize &+ Ethernet.headerSize { return .failure(.truncated) }
         if p.load(as: UInt8.self) & validVNIFlag == 0 { return .failure(.validFlagClear) }
         let found = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) >> 8
@@ -69,6 +73,10 @@ public enum VXLAN {
     /// flows and keeps each flow on one path. Always in the dynamic range.
     @inlinable
     public static func sourcePort(frame p: UnsafeRawPointer, length: Int) -> UInt16 {
+        // SAFETY: the frame holds `length` >= Ethernet.headerSize bytes (VxlanPort hashes frames
+        // `gather` wrote, which refuses runts, or segments the segmenter cut, headers included), so the
+        // first 14 bytes are there; every read past them is tested against `length` first (the tag, the
+        // IPv4/IPv6 header, the four bytes of ports).
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         mix(&hash, p.loadUnaligned(as: UInt64.self))
         mix(&hash, UInt64(p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))

@@ -39,6 +39,8 @@ public struct VirtioNetHeader: Equatable, Sendable {
 
     @inlinable
     public init(loading header: UnsafeRawPointer) {
+        // SAFETY: `header` is a batch's header slot or a private copy of one, at least 10 bytes
+        // (PacketBatch.headerSize is 12): offsets 0 through 9 lie inside it.
         flags = header.load(as: UInt8.self)
         gsoType = header.load(fromByteOffset: 1, as: UInt8.self)
         headerLength = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
@@ -47,9 +49,30 @@ public struct VirtioNetHeader: Equatable, Sendable {
         checksumOffset = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
     }
 
+    /// The gso_type byte alone, for the per-frame "is it a super-frame" test.
+    @inlinable
+    public static func gsoType(at header: UnsafeRawPointer) -> UInt8 {
+        // SAFETY: `header` is a batch's or a slot's header, `PacketBatch.headerSize` bytes;
+        // byte 1 is inside it.
+        header.load(fromByteOffset: 1, as: UInt8.self)
+    }
+
+    /// Writes a header that asks nothing (no checksum, no GSO) over the ten bytes before `num_buffers`.
+    @inlinable
+    public static func storeNone(to header: UnsafeMutableRawPointer) {
+        // SAFETY: the caller's buffer has room for ten bytes: its callers (PacketPort and its
+        // segment sink) write the front of a transmit slot, sized at open for the virtio-net header
+        // plus an MTU frame (TransmitRing).
+        header.storeBytes(of: 0, as: UInt64.self)
+        header.storeBytes(of: 0, toByteOffset: 8, as: UInt16.self)
+    }
+
     /// Writes the ten bytes before `num_buffers`.
     @inlinable
     public func store(to header: UnsafeMutableRawPointer) {
+        // SAFETY: every caller's header room holds at least 10 bytes: a batch's header slot (12), a
+        // slot sink's header (0 or >= 10 by its init's precondition, stored only when not 0), or the
+        // front of a transmit slot whose length `gatherWithVirtioNetHeader` checked.
         header.storeBytes(of: flags, as: UInt8.self)
         header.storeBytes(of: gsoType, toByteOffset: 1, as: UInt8.self)
         header.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)

@@ -86,6 +86,7 @@ public enum BusErrorRecovery {
                 (faults + i).initialize(to: Atomic(0))
             }
             let previous = UnsafeMutablePointer<sigaction>.allocate(capacity: 1)
+            // SAFETY: one sigaction, initialized in the one slot just allocated.
             previous.initialize(to: sigaction())
             return Table(starts: starts, ends: ends, faults: faults, previous: previous)
         }

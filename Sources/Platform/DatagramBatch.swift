@@ -30,6 +30,7 @@ public final class DatagramBatch {
     public init(capacity: Int) {
         precondition(capacity > 0 && capacity <= 1024, "UIO_MAXIOV messages at most")
         self.capacity = capacity
+        // SAFETY: each fill covers exactly what was allocated just before it.
         messages = .allocate(capacity: capacity)
         messages.initialize(repeating: ferry_mmsghdr(), count: capacity)
         vectors = .allocate(capacity: capacity)
@@ -75,14 +76,18 @@ public final class DatagramBatch {
     }
 
     /// The length of datagram `i` of the last receive.
+    // SAFETY: i is below what the last receive returned, at most count <= capacity (receive's
+    // precondition).
     @inlinable
     public func receivedLength(_ i: Int) -> Int { Int(messages[i].msg_len) }
 
     /// Whether datagram `i` was longer than its buffer (MSG_TRUNC): cut short.
+    // SAFETY: as receivedLength: i < the last receive's count <= capacity.
     @inlinable
     public func wasTruncated(_ i: Int) -> Bool { messages[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 }
 
     /// The sender of datagram `i` of the last receive, as the kernel wrote its sockaddr.
+    // SAFETY: as receivedLength: i < capacity, so the nameSize-byte slot lies in names.
     @inlinable
     public func sender(_ i: Int) -> UnsafeRawPointer { UnsafeRawPointer(names + i &* Self.nameSize) }
 
@@ -109,6 +114,9 @@ public final class DatagramBatch {
         precondition(i >= 0 && i < capacity && firstVector >= 0 && vectorCount > 0
                          && firstVector &+ vectorCount <= capacity && segmentSize >= 0 && segmentSize <= 0xFFFF
                          && nameLength <= Self.nameSize)
+        // SAFETY: the precondition above: i < capacity and firstVector + vectorCount <= capacity, the
+        // length of messages and vectors; the control slot of message i (controlSize bytes, room for
+        // the cmsghdr and the u16 written) lies in controls.
         messages[i].msg_hdr.msg_iov = vectors + firstVector
         messages[i].msg_hdr.msg_iovlen = vectorCount
         if destinationPort != 0 {
@@ -159,6 +167,8 @@ public final class DatagramBatch {
         precondition(count <= capacity)
         var done = first
         while done < count {
+            // SAFETY: first <= done < count <= capacity (the precondition): the kernel reads messages
+            // done..<count.
             let n = ferry_sendmmsg(fd, messages + done, UInt32(count &- done), Int32(MSG_DONTWAIT))
             if n > 0 {
                 done &+= Int(n)

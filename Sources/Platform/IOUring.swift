@@ -54,6 +54,10 @@ public final class IOUring: @unchecked Sendable {
                                       offset: Int(FERRY_IORING_OFF_SQ_RING))
         let entries = try MemoryMapping(fd: fd.rawValue, length: Int(params.sq_entries) * 64,
                                         offset: Int(FERRY_IORING_OFF_SQES))
+        // SAFETY: the rings mapping holds max(sqLength, cqLength) bytes, computed from the offsets and
+        // entry counts io_uring_setup returned: the tail, head and mask words, the indirection array
+        // (sq_entries u32s) and the completion entries all lie inside it; the entries mapping holds
+        // sq_entries 64-byte SQEs.
         let base = rings.base
         capacity = Int(params.sq_entries)
         sqTail = base + Int(params.sq_off.tail)
@@ -98,6 +102,8 @@ public final class IOUring: @unchecked Sendable {
     /// A throw leaves the ring in an unknown state: its owner stops using it.
     @inlinable
     public func submitAndWait() throws(SystemError) {
+        // SAFETY: sqTail, cqTail and cqHead are the kernel's index words in the rings mapping (init),
+        // alive while this ring (which owns the mapping) is.
         let count = prepared
         guard count > 0 else { return }
         prepared = 0
@@ -122,6 +128,8 @@ public final class IOUring: @unchecked Sendable {
     /// negated errno), then hands the completion slots back to the kernel.
     @inlinable
     public func reap(_ body: (UInt64, Int32) -> Void) {
+        // SAFETY: cqHead and cqTail are index words in the rings mapping (init), alive while this ring
+        // is.
         var head = ferry_load_relaxed_u32(cqHead)
         // Acquire: pairs with the kernel's release of the completion tail.
         let end = ferry_load_acquire_u32(cqTail)

@@ -68,6 +68,10 @@ extension PacketRingSocket {
         guard let base = receiveBase else { return nil }
         while framesLeftInBlock == 0 {
             if consumedBlocks == blockCount { return nil }
+            // SAFETY: currentBlock < blockCount (it wraps to 0 at blockCount), and the mapping holds
+            // blockCount * blockSize bytes at base; the block descriptor's status, count and
+            // first-frame offset are the kernel's fields at its start (tpacket_block_desc), and `first`
+            // is the kernel's offset of a frame inside the block.
             let block = base + currentBlock &* blockSize
             // Acquire: the kernel writes the frames, then the status (prb_close_block: smp_wmb).
             let status = ferry_load_acquire_u32(block + Int(FERRY_TPACKET_BLOCK_STATUS))
@@ -134,6 +138,8 @@ extension PacketRingSocket {
     /// Wrapping adds: the result is checked against the frame like any header's.
     @inlinable
     static func shiftOffsets(ofVirtioNetHeader header: UnsafeMutableRawPointer, by bytes: Int) {
+        // SAFETY: `header` is the 10-byte virtio-net header the kernel put right before a frame in our
+        // block (nextReceivedFrame moved it there): offsets 0..7 lie inside it.
         let shift = UInt16(truncatingIfNeeded: bytes)
         if header.load(as: UInt8.self) & needsChecksumFlag != 0 {
             let start = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
@@ -150,6 +156,8 @@ extension PacketRingSocket {
     /// partly handed out stays ours until a later call finishes it.
     @inlinable
     public func returnConsumedBlocks() {
+        // SAFETY: firstHeldBlock < blockCount (it wraps at blockCount), so the status word lies in the
+        // mapped ring.
         guard let base = receiveBase else { return }
         while consumedBlocks > 0 {
             // Release: our reads of the block are done before the kernel may refill it.
@@ -174,6 +182,8 @@ extension PacketRingSocket {
     public var receiveRingBlocksHeld: Int {
         guard let base = receiveBase else { return 0 }
         var held = 0
+        // SAFETY: b < blockCount: each status word lies in the blockCount * blockSize bytes mapped at
+        // base.
         for b in 0..<blockCount where ferry_load_acquire_u32(base + b * blockSize + Int(FERRY_TPACKET_BLOCK_STATUS))
             & FERRY_TP_STATUS_USER != 0 {
             held += 1

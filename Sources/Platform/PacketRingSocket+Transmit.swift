@@ -40,6 +40,9 @@ extension PacketRingSocket {
     /// the slot is still the kernel's: the ring is full.
     @inlinable
     public func nextTransmitSlot() -> UnsafeMutableRawPointer? {
+        // SAFETY: transmitHead < slotCount (it wraps at slotCount), so the slot's tpacket3_hdr (status
+        // at its start) and the frame room after transmitFrameOffset lie in the slotCount * slotSize
+        // bytes mapped at base.
         guard let base = transmitBase else { return nil }
         let slot = base + transmitHead &* slotSize
         // Acquire: the kernel is done reading the slot before it marks it available.
@@ -52,6 +55,9 @@ extension PacketRingSocket {
     /// virtio-net header first, counted in `length`), and moves to the next.
     @inlinable
     public func commitTransmitSlot(length: Int) {
+        // SAFETY: called only for the slot nextTransmitSlot returned (so transmitBase is set, and
+        // transmitHead < slotCount); the header's length, next-offset and status words lie at the
+        // slot's start.
         let slot = transmitBase.unsafelyUnwrapped + transmitHead &* slotSize
         slot.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: Int(FERRY_TPACKET3_LEN), as: UInt32.self)
         // V3 transmit slots are fixed-size; the kernel refuses a chained one.
@@ -88,6 +94,8 @@ extension PacketRingSocket {
         // where the next burst begins.
         var notTaken = 0
         var bytes: UInt64 = 0
+        // SAFETY: pending > 0 means commitTransmitSlot ran, which only follows a slot from a set
+        // transmitBase; previous < slotCount, so each slot's header lies in the mapped ring.
         let base = transmitBase.unsafelyUnwrapped
         while notTaken < pending {
             let previous = transmitHead == 0 ? slotCount &- 1 : transmitHead &- 1

@@ -252,6 +252,8 @@ public final class PacketRingSocket: @unchecked Sendable {
         do throws(SystemError) {
             _ = try syscall("\(name): bind") {
                 withUnsafePointer(to: &address) {
+                    // SAFETY: sockaddr_ll starts with its family like every sockaddr; the kernel reads
+                    // the sizeof(sockaddr_ll) bytes of `address` given as the length.
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                         bind(raw, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
                     }

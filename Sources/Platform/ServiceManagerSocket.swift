@@ -43,6 +43,9 @@ public struct ServiceManagerSocket: Sendable {
         let length = self.length
         _ = try syscall("sendto(\(path))") {
             withUnsafePointer(to: &addr) { pointer in
+                // SAFETY: `addr` is a sockaddr_un, which starts with its family like every sockaddr;
+                // the kernel reads `length` bytes of it, at most its size: init refused a path not
+                // shorter than sun_path.
                 pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
                     message.withUnsafeBytes { sendto(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, length) }
                 }

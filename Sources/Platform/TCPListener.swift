@@ -80,6 +80,9 @@ public enum TCPListener {
     private static func bind<Address>(_ fd: Int32, _ sa: inout Address, _ address: ListenAddress) throws(SystemError) {
         _ = try syscall("bind(\(address))") {
             withUnsafePointer(to: &sa) {
+                // SAFETY: `sa` is the sockaddr_in or sockaddr_in6 the caller built, which starts with
+                // its family like every sockaddr; the kernel reads MemoryLayout<Address>.size bytes of
+                // it.
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     Glibc.bind(fd, $0, socklen_t(MemoryLayout<Address>.size))
                 }
@@ -92,6 +95,8 @@ public enum TCPListener {
         var storage = sockaddr_in6()
         var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         let rc = withUnsafeMutablePointer(to: &storage) {
+            // SAFETY: `storage` is a sockaddr_in6, room for either family; the kernel writes at most
+            // `length` (its size) bytes.
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         guard rc == 0 else { return nil }

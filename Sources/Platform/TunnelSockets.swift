@@ -74,6 +74,9 @@ public enum TunnelSockets {
         withUnsafeMutableBytes(of: &storage) { local.writeSocketAddress(port: port, to: $0.baseAddress!) }
         _ = try syscall("bind(\(local) port \(port))") {
             withUnsafePointer(to: &storage) {
+                // SAFETY: `storage` is a sockaddr_in6, room for either family, starting with its family
+                // like every sockaddr; the kernel reads `length` <= its size bytes
+                // (writeSocketAddress's length for the family).
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(length)) }
             }
         }

@@ -44,6 +44,9 @@ public enum UnixSocket {
         if permissions != nil { _ = try syscall("fchmod(socket, 0600)") { fchmod(raw, 0o600) } }
         _ = try syscall("bind(\(path))") {
             withUnsafePointer(to: &addr) {
+                // SAFETY: sockaddr_un starts with sa_family like every sockaddr (the sockets API's
+                // shared prefix); the kernel reads the sizeof(sockaddr_un) bytes of `addr` given as the
+                // length.
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
                 }
@@ -83,6 +86,9 @@ public enum UnixSocket {
         let raw = fd.rawValue
         _ = try syscall("connect(\(path))") {
             withUnsafePointer(to: &addr) {
+                // SAFETY: sockaddr_un starts with sa_family like every sockaddr (the sockets API's
+                // shared prefix); the kernel reads the sizeof(sockaddr_un) bytes of `addr` given as the
+                // length.
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     Glibc.connect(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
                 }
@@ -124,6 +130,11 @@ public enum UnixSocket {
         var control = [UInt8](repeating: 0, count: max(controlSize, 1))
         let sent: Result<Int, SystemError> = bytes.withUnsafeBytes { raw in
             control.withUnsafeMutableBytes { ctl in
+                // SAFETY: offset <= bytes.count (send loops while sent < count), so base + offset and
+                // the raw.count - offset bytes after it lie in `bytes`; the kernel only reads them
+                // (sendmsg), never through the mutable pointer iovec's type asks for. The descriptors
+                // go into the CMSG_DATA of a control buffer sized CMSG_SPACE(fds.count * 4), so
+                // fds.count Int32s fit.
                 var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress.map { $0 + offset }),
                                 iov_len: raw.count - offset)
                 return withUnsafeMutablePointer(to: &iov) { iovp in
@@ -188,6 +199,9 @@ public enum UnixSocket {
                 while let c = cmsg {
                     if c.pointee.cmsg_level == SOL_SOCKET, c.pointee.cmsg_type == Int32(SCM_RIGHTS) {
                         let count = (Int(c.pointee.cmsg_len) - ferry_cmsg_len(0)) / 4
+                        // SAFETY: the kernel wrote this control message inside msg_control
+                        // (CMSG_FIRSTHDR/NXTHDR walk only within msg_controllen): its cmsg_len covers
+                        // CMSG_LEN(0) + count * 4 bytes.
                         let data = UnsafeRawPointer(ferry_cmsg_data(c)!)
                         for i in 0..<count {
                             fds.append(FileDescriptor(owning: data.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))

@@ -93,6 +93,8 @@ public final class XDPSocket: @unchecked Sendable {
                                    sxdp_queue_id: queue, sxdp_shared_umem_fd: UInt32(bitPattern: shared?.descriptor.rawValue ?? 0))
         _ = try syscall("bind(AF_XDP, ifindex \(interfaceIndex), queue \(queue), \(copyMode.rawValue))") {
             withUnsafePointer(to: &address) {
+                // SAFETY: sockaddr_xdp starts with its family like every sockaddr; the kernel reads the
+                // sizeof(sockaddr_xdp) bytes of `address` given as the length.
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(raw, $0, socklen_t(MemoryLayout<sockaddr_xdp>.size))
                 }

@@ -166,7 +166,7 @@ public final class PacketPort {
         var burst = PacketTransmitBurst(socket: socket, counters: counters)
         var f = 0
         while f < count {
-            if let segmenter, batch.header(f).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone,
+            if let segmenter, VirtioNetHeader.gsoType(at: batch.header(f)) != VirtioNetHeader.gsoNone,
                !passesSegmentation {
                 var sink = TransmitSlotSegmentSink(burst: burst, passOffloads: passOffloads)
                 segmenter.transmit(batch.frameSegments(f), header: batch.header(f),
@@ -192,8 +192,7 @@ public final class PacketPort {
                 refused = batch.gatherWithVirtioNetHeader(f, into: slot, limit: slotCapacity, untaggedLimit: untaggedLimit)
             } else {
                 // A zeroed header: nothing asked of the kernel; the checksum finished here.
-                slot.storeBytes(of: 0, as: UInt64.self)
-                slot.storeBytes(of: 0, toByteOffset: 8, as: UInt16.self)
+                VirtioNetHeader.storeNone(to: slot)
                 refused = batch.gather(f, into: slot + headers, limit: slotCapacity &- headers, untaggedLimit: untaggedLimit)
             }
             if let reason = refused {

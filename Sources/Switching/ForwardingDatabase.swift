@@ -205,6 +205,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
         slotCount = size
         mask = size - 1
         hashShift = UInt64(64 - size.trailingZeroBitCount)
+        // SAFETY: each fill covers exactly what the allocation before it made (size * slotStride
+        // bytes, size seen times, counterCount counters, one epoch).
         slots = .allocate(byteCount: size * Self.slotStride, alignment: 64)
         slots.initializeMemory(as: UInt8.self, repeating: 0, count: size * Self.slotStride)
         seen = .allocate(capacity: size)
@@ -232,23 +234,31 @@ public final class ForwardingDatabase: @unchecked Sendable {
 
     @inlinable
     func slot(_ i: Int) -> UnsafeMutableRawPointer {
-        // SAFETY: every caller masks i with `mask`, so the slot lies inside the table.
+        // SAFETY: i < slotCount, the table's length in slots: every index comes from `home`
+        // (its top log2(slotCount) hash bits), is stepped with `& mask`, or walks below
+        // slotCount (flush, entries), so the 16 bytes at the result lie inside `slots`.
         slots + i &* Self.slotStride
     }
 
     @inlinable
     func bump(_ counter: Int, _ n: UInt64 = 1) {
+        // SAFETY: counter is one of the cEntries...cAged constants, all below counterCount, the length of
+        // `stats`.
         ferry_store_relaxed_u64(stats + counter, ferry_load_relaxed_u64(stats + counter) &+ n)
     }
 
     @inlinable
     func drop(_ counter: Int) {
+        // SAFETY: as in bump: counter < counterCount.
         ferry_store_relaxed_u64(stats + counter, ferry_load_relaxed_u64(stats + counter) &- 1)
     }
 
     /// Writer only: replaces a slot's contents under its seqlock.
     @inlinable
     func write(_ i: Int, key: UInt64, port: PortIndex, flags: UInt16, seen time: UInt64) {
+        // SAFETY: i < slotCount (see `slot`): p is a whole 16-byte slot, so port (+4, 2 bytes), flags (+6, 2)
+        // and key (+8, 8) lie inside it, and `seen` holds slotCount times; the atomics' offsets are aligned
+        // to their sizes because slots are 64-byte aligned and 16 bytes apart.
         let p = slot(i)
         let version = ferry_load_acquire_u32(p)
         ferry_store_release_u32(p, version &+ 1)
@@ -269,6 +279,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// preempted mid-write). The one seqlock read every reader goes through.
     @inlinable
     func read(_ i: Int, withSeen: Bool = false) -> (flags: UInt16, port: PortIndex, key: UInt64, seen: UInt64)? {
+        // SAFETY: as in `write`: i < slotCount, so every offset lies in slot i and `seen + i` in `seen`.
         let p = slot(i)
         for _ in 0 ..< Self.slotSpins {
             let before = ferry_load_acquire_u32(p)
@@ -317,6 +328,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// outcome is one entry aging a little early or late.
     @inlinable
     public func refresh(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0, now: UInt64) -> Bool {
+        // SAFETY: i is the slot `probe` found the key in, so i < slotCount and `seen + i` lies in `seen`.
         guard case .found(let known, let i, let isStatic, let knownEndpoint) = probe(key.rawValue) else { return false }
         // A static entry behind a VTEP (EVPN's) yields to the address showing up on another port.
         if isStatic { return knownEndpoint == 0 || known == port }
@@ -338,6 +350,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
 
     @inlinable
     func probe(_ k: UInt64) -> Probe {
+        // SAFETY: shiftEpoch is the one UInt32 init allocated; slot indexes stay below slotCount (`home`, `&
+        // mask`).
         var epoch = ferry_load_acquire_u32(shiftEpoch)
         for _ in 0 ..< Self.readerRetries {
             var i = home(k)
@@ -370,6 +384,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
     @inlinable
     @discardableResult
     public func learn(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0, now: UInt64) -> LearnResult {
+        // SAFETY: i starts at `home(k)` and steps with `& mask`, so it stays below slotCount: p is a whole
+        // slot (offsets as in `write`) and `seen + i` lies in `seen`.
         let k = key.rawValue
         precondition(Int(endpoint) < Self.endpointLimit, "tunnel endpoint numbers are 14 bits")
         let learnedFlags = Self.occupied | (endpoint &<< Self.endpointShift)
@@ -422,6 +438,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// Writer only: the slot holding `k`, or nil.
     @usableFromInline
     func find(_ k: UInt64) -> Int? {
+        // SAFETY: i starts at `home(k)` and steps with `& mask`: below slotCount, so the offsets lie in slot
+        // i.
         var i = home(k)
         while true {
             let p = slot(i)
@@ -438,6 +456,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// key. False (and counted as an overflow) when the table is full.
     @discardableResult
     public func addStatic(_ key: FDBKey, port: PortIndex, endpoint: UInt16 = 0) -> Bool {
+        // SAFETY: the probe starts at `home(k)` and steps with `& mask`: slot indexes below slotCount.
         precondition(Int(endpoint) < Self.endpointLimit, "tunnel endpoint numbers are 14 bits")
         let k = key.rawValue
         let flags = Self.occupied | Self.staticFlag | (endpoint &<< Self.endpointShift)
@@ -464,6 +483,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// been learned here since. False when no such entry was there.
     @discardableResult
     public func removePinnedRemote(_ key: FDBKey, port: PortIndex) -> Bool {
+        // SAFETY: i is a slot `find` returned, below slotCount: the offsets lie in slot i.
         guard let i = find(key.rawValue) else { return false }
         let p = slot(i)
         let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)
@@ -486,6 +506,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// whole table: control-plane use only.
     @discardableResult
     public func flush(port: PortIndex? = nil, vlan: UInt16? = nil, includingStatic: Bool = false) -> Int {
+        // SAFETY: the walk stays below slotCount (the loop's test), so the offsets lie in slot i.
         var removed = 0
         var i = 0
         while i < slotCount {
@@ -509,6 +530,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// how many entries it removed.
     @discardableResult
     public func age(now: UInt64, budget: Int = 256) -> Int {
+        // SAFETY: ageCursor and i step with `& mask` (ageCursor starts at 0): below slotCount, the length of
+        // the table and of `seen`.
         var removed = 0
         var examined = 0
         var i = ageCursor
@@ -536,6 +559,9 @@ public final class ForwardingDatabase: @unchecked Sendable {
     /// (hole, its slot], so no probe chain crosses an empty slot.
     @usableFromInline
     func delete(at start: Int) {
+        // SAFETY: start is a slot `find` or a walk below slotCount gave; j steps with `& mask`; shiftEpoch is
+        // the one UInt32 init allocated: every slot, `seen` and epoch access stays inside what init
+        // allocated.
         noteChange(FDBChange(key: FDBKey(rawValue: ferry_load_relaxed_u64(slot(start) + Self.keyOffset)), port: nil))
         let epoch = ferry_load_acquire_u32(shiftEpoch)
         // Release: the odd epoch is ordered before the first slot write's version
@@ -601,6 +627,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
     // MARK: - Control plane (any thread)
 
     public var counters: FDBCounters {
+        // SAFETY: the c... constants are all below counterCount, the length of `stats`.
         FDBCounters(entries: ferry_load_relaxed_u64(stats + Self.cEntries),
                     learned: ferry_load_relaxed_u64(stats + Self.cLearned),
                     moves: ferry_load_relaxed_u64(stats + Self.cMoves),

@@ -42,6 +42,7 @@ public final class Forwarder: @unchecked Sendable {
 
     public init(database: ForwardingDatabase) {
         self.database = database
+        // SAFETY: each fill covers exactly the count allocated just before it.
         members = .allocate(capacity: Self.vlanCount * PortSet.wordCount)
         members.initialize(repeating: 0, count: Self.vlanCount * PortSet.wordCount)
         memberCounts = .allocate(capacity: Self.vlanCount)
@@ -56,13 +57,16 @@ public final class Forwarder: @unchecked Sendable {
     /// Word `w` of `vlan`'s member set (`w` < `wordsInUse` for any member).
     @inlinable
     public func memberWord(_ w: Int, vlan: UInt16) -> UnsafeMutablePointer<UInt64> {
-        // SAFETY: w < PortSet.wordCount and the VLAN id is masked to 12 bits.
+        // SAFETY: the VLAN id is masked to 12 bits and every caller keeps w < PortSet.wordCount
+        // (a loop to wordCount or wordsInUse, or a port below maxPorts shifted by 6), so the
+        // word lies in the vlanCount * wordCount words init allocated.
         members + (w &* Self.vlanCount &+ Int(vlan & Ethernet.vlanIDMask))
     }
 
     public func setMembers(_ ports: PortSet, vlan: UInt16) {
         precondition(vlan < 4096, "VLAN id is 12 bits")
         for w in 0..<PortSet.wordCount { memberWord(w, vlan: vlan).pointee = ports.word(w) }
+        // SAFETY: vlan < 4096 (the precondition above), the length of memberCounts.
         memberCounts[Int(vlan)] = UInt16(ports.count)
         wordsInUse = max(wordsInUse, ports.wordsInUse)
     }
@@ -81,6 +85,7 @@ public final class Forwarder: @unchecked Sendable {
     }
 
     /// How many ports `vlan` has.
+    // SAFETY: the VLAN id is masked to 12 bits, below vlanCount, the length of memberCounts.
     @inlinable
     public func memberCount(vlan: UInt16) -> Int { Int(memberCounts[Int(vlan & Ethernet.vlanIDMask)]) }
 
@@ -109,6 +114,8 @@ public final class Forwarder: @unchecked Sendable {
     /// ORs `vlan`'s members into the first `wordsInUse` words at `set`.
     @inlinable
     public func addMembers(vlan: UInt16, into set: UnsafeMutablePointer<UInt64>) {
+        // SAFETY: w < wordsInUse <= PortSet.wordCount, the length of the caller's set (a worker's burst
+        // bitmap) and of each VLAN's row in `members`.
         var w = 0
         while w < wordsInUse {
             set[w] |= memberWord(w, vlan: vlan).pointee
@@ -167,6 +174,7 @@ public final class DecisionCounters: @unchecked Sendable {
 
     public init() {
         // A cache line of its own, so two workers' counters never share one.
+        // SAFETY: 64 fresh bytes, aligned, are exactly 8 UInt64s: bound and then filled as such.
         slots = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64).bindMemory(to: UInt64.self, capacity: 8)
         slots.initialize(repeating: 0, count: 8)
     }
@@ -175,6 +183,7 @@ public final class DecisionCounters: @unchecked Sendable {
 
     @inlinable
     func bump(_ slot: Int) {
+        // SAFETY: slot is one of unicast/flooded/hairpin (0...2), inside the 8 counters init allocated.
         ferry_store_relaxed_u64(slots + slot, ferry_load_relaxed_u64(slots + slot) &+ 1)
     }
 
@@ -186,6 +195,7 @@ public final class DecisionCounters: @unchecked Sendable {
     }
 
     /// Frames sent to one known port.
+    // SAFETY: the three indexes (0...2) lie inside the 8 counters init allocated.
     public var unicastFrames: UInt64 { ferry_load_relaxed_u64(slots + Self.unicast) }
     /// Frames flooded (broadcast, multicast, unknown unicast).
     public var floodedFrames: UInt64 { ferry_load_relaxed_u64(slots + Self.flooded) }

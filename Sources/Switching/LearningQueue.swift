@@ -39,6 +39,7 @@ public final class LearningQueue: @unchecked Sendable {
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "capacity is a power of two")
         self.capacity = capacity
         mask = capacity - 1
+        // SAFETY: each fill covers exactly the count allocated just before it.
         keys = .allocate(capacity: capacity)
         keys.initialize(repeating: 0, count: capacity)
         ports = .allocate(capacity: capacity)
