@@ -125,6 +125,9 @@ public final class VxlanPort {
         self.local = local
         self.udpPort = udpPort
         endpoints = TunnelEndpoints(remotes: remotes, ipv6: local.isIPv6)
+        // A flood's datagram alone in a burst takes one message per VTEP, which `hasRoom` lets
+        // through unchecked: the message tables hold one per entry the table can ever have.
+        precondition(endpoints.capacity <= Self.messagesPerSend, "more VTEPs than messages in one send")
         acceptsAnySender = remotes.isEmpty && evpn == nil
         self.evpn = evpn
         kernelFDB = try evpn.map { try KernelBridgeFDB(devices: $0) }
@@ -136,6 +139,8 @@ public final class VxlanPort {
         // Ports from one derived from the VNI, so that two ports (or two Ferrys) rarely try the same ones.
         flowSenders = try FlowSenders(local: local, count: Self.flowSenderCount,
                                       firstTried: UInt16(49_152 + Int(vni % 977) * 16), sendBuffer: 4 << 20)
+        // SAFETY: FlowSenders(count:) opened flowSenderCount sockets, so both of its arrays hold the
+        // flowSenderCount values copied into what was just allocated.
         flowSenderDescriptors = .allocate(capacity: Self.flowSenderCount)
         flowSenderDescriptors.initialize(from: flowSenders.descriptors, count: Self.flowSenderCount)
         flowSourcePorts = .allocate(capacity: Self.flowSenderCount)
@@ -173,6 +178,7 @@ public final class VxlanPort {
     /// `count` values, all `value`, allocated once for the port's life.
     private static func table<Value>(of value: Value, count: Int) -> UnsafeMutablePointer<Value> {
         let table = UnsafeMutablePointer<Value>.allocate(capacity: count)
+        // SAFETY: the fill covers exactly the count just allocated.
         table.initialize(repeating: value, count: count)
         return table
     }
@@ -236,6 +242,8 @@ public final class VxlanPort {
         if budget == 0 { return 0 }
         var i = 0
         while i < budget {
+            // SAFETY: i < budget <= receiveSlots: each slot lies in the receiveSlots * receiveSlotSize
+            // bytes of receiveBuffers.
             received.prepareReceive(i, into: receiveBuffers + i &* Self.receiveSlotSize, length: Self.receiveSlotSize)
             i &+= 1
         }
@@ -271,6 +279,9 @@ public final class VxlanPort {
             }
             lastAddress = senderAddress
             lastNumber = number
+            // SAFETY: d < arrived <= budget <= receiveSlots, so the datagram's slot lies in
+            // receiveBuffers; the inner frame (offset, length) is what innerFrame found inside the
+            // received length, at most the slot's.
             let datagram = receiveBuffers + d &* Self.receiveSlotSize
             switch VXLAN.innerFrame(of: datagram, length: received.receivedLength(d), vni: vni) {
             case .failure(.truncated):
@@ -280,9 +291,7 @@ public final class VxlanPort {
             case .failure(.unknownVNI):
                 counters.dropped(.vxlanUnknownVNI)
             case .success(let inner):
-                let header = batch.header(batch.count)
-                header.storeBytes(of: 0, as: UInt64.self)
-                header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+                batch.clearHeader(batch.count)
                 batch.setTunnelEndpoint(batch.count, number)
                 batch.append(base: datagram + inner.offset, length: UInt32(truncatingIfNeeded: inner.length),
                              token: UInt32(truncatingIfNeeded: d))
@@ -323,7 +332,7 @@ public final class VxlanPort {
             }
             let copies = last &- first &+ 1
             let targets = UInt32(truncatingIfNeeded: first) | UInt32(truncatingIfNeeded: last) << 16
-            if let segmenter, batch.header(frame).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone {
+            if let segmenter, VirtioNetHeader.gsoType(at: batch.header(frame)) != VirtioNetHeader.gsoNone {
                 if !hasRoom(burst, bytes: Self.superFrameRoom,
                             datagrams: SoftwareSegmenter.maxSegmentsPerFrame, copies: copies) {
                     flush(&burst, counters: counters)
@@ -342,6 +351,9 @@ public final class VxlanPort {
             if !hasRoom(burst, bytes: Self.sendSlotSize, datagrams: 1, copies: copies) {
                 flush(&burst, counters: counters)
             }
+            // SAFETY: hasRoom left sendSlotSize bytes after arenaUsed in the arena (flushed to 0
+            // otherwise; sendSlotSize <= sendArenaSize), and gather writes at most sendSlotSize -
+            // encapsulation bytes after the headers' room.
             let buffer = sendBuffers + burst.arenaUsed
             if let refused = batch.gather(frame, into: buffer + Self.encapsulation,
                                           limit: Self.sendSlotSize &- Self.encapsulation, untaggedLimit: limit) {
@@ -395,6 +407,9 @@ public final class VxlanPort {
     /// Writes the UDP and VXLAN headers before the inner frame of
     /// `innerLength` bytes at `buffer` + `encapsulation` (the arena's next
     /// bytes) and adds the datagram to `burst`.
+    // SAFETY: the caller made room: `buffer` starts encapsulation + innerLength bytes inside the arena
+    // (hasRoom, or beginSegment for a segment); d = burst.datagrams < messagesPerSend, the tables'
+    // length (hasRoom's datagram test, or d = 0); flow < flowSenderCount (flowSender masks it).
     @inlinable
     func record(_ burst: inout SendBurst, at buffer: UnsafeMutableRawPointer, innerLength: Int, targets: UInt32,
                 copies: Int, flow: Int) {
@@ -424,6 +439,10 @@ public final class VxlanPort {
     /// VTEP of its list. Counts what went (per port and per VTEP) and what did not.
     @inlinable
     func flush(_ burst: inout SendBurst, counters: QueueCounters) {
+        // SAFETY: d < count = burst.datagrams <= messagesPerSend, the datagram tables' length, and each
+        // datagram's offset and length lie in the arena (record); messages stays below messagesPerSend:
+        // hasRoom bounds burst.messages, and a burst's first datagram takes at most endpoints.capacity
+        // <= messagesPerSend (init's precondition); flow < flowSenderCount.
         let segmenting = !segmentsRefused.load(ordering: .relaxed)
         let count = burst.datagrams
         burst = SendBurst()
@@ -498,6 +517,7 @@ public final class VxlanPort {
     /// Message `m` goes through `descriptor` to VTEP `endpoint`, `datagrams` datagrams of `bytes` inner bytes.
     @inlinable
     func note(_ m: Int, descriptor: Int32, endpoint: Int, datagrams: Int, bytes: Int) {
+        // SAFETY: m < messagesPerSend, the message tables' length (flush's bound).
         messageDescriptors[m] = descriptor
         messageEndpoints[m] = UInt16(truncatingIfNeeded: endpoint)
         messageDatagrams[m] = datagrams
@@ -505,6 +525,7 @@ public final class VxlanPort {
     }
 
     /// Sends messages `from..<end`, all through `descriptor`, and counts them.
+    // SAFETY: m < end <= messages <= messagesPerSend, the message tables' length (flush).
     @inlinable
     func send(from first: Int, to end: Int, on descriptor: Int32, counters: QueueCounters, sent: inout Int,
               sentBytes: inout UInt64) {

@@ -167,6 +167,7 @@ public final class XdpPort {
                 state.transmitFree[i] = transmitBase + UInt64(i) * UInt64(Self.frameSize)
             }
             state.transmitFreeCount = Int(Self.ringSize)
+            // SAFETY: q < count, the number of queue states just allocated; each is initialized once.
             (self.queues + q).initialize(to: state)
         }
     }
@@ -175,6 +176,7 @@ public final class XdpPort {
     public func close() { steering.detach() }
 
     deinit {
+        // SAFETY: q < queueCount: init initialized every one of the queueCount states.
         for q in 0..<queueCount { queues[q].deallocate() }
         queues.deinitialize(count: queueCount)
         queues.deallocate()
@@ -200,6 +202,10 @@ public final class XdpPort {
     /// stay in the UMEM until `release`. Returns the frames taken, runts included.
     @inlinable
     public func pull(queue q: Int, into batch: PacketBatch) -> Int {
+        // SAFETY: q < queueCount (the port's queues; the engine polls no other); i < n <=
+        // batchCapacity, the length of `taken`; the RX descriptor is the kernel's (16 bytes, masked by
+        // the ring), and its address is an offset the kernel gave inside one frame of the UMEM it
+        // registered (length <= frameSize).
         let counters = self.counters[q]
         let state = queues + q
         let rx = state.pointee.rx
@@ -231,9 +237,7 @@ public final class XdpPort {
             let slot = batch.count
             batch.append(base: umemBase + Int(truncatingIfNeeded: address), length: length, token: token)
             // The wire carries no virtio-net header: no offload flags, no GSO.
-            let header = batch.header(slot)
-            header.storeBytes(of: 0, as: UInt64.self)
-            header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+            batch.clearHeader(slot)
             frames &+= 1
             bytes &+= UInt64(length)
         }
@@ -247,6 +251,8 @@ public final class XdpPort {
     /// Gives the last pull's frames back to the kernel through the fill ring.
     @inlinable
     public func release(queue q: Int) {
+        // SAFETY: q < queueCount; i < takenCount <= batchCapacity, the length of `taken`; the fill ring
+        // has room for every frame it lent (see below), masked to its size by `address(at:)`.
         if q == 0 { copies.release() }
         let state = queues + q
         let count = state.pointee.takenCount
@@ -277,6 +283,10 @@ public final class XdpPort {
     /// counted per segment, so it is tried even when the ring is full.
     @inlinable
     public func push(queue q: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter? = nil) {
+        // SAFETY: q < queueCount; freeCount - 1 indexes `transmitFree` (ringSize entries): room <=
+        // freeCount at the start and freeCount falls by one exactly when queued rises, so while queued
+        // < room it is >= 1; `address` is a free UMEM frame's offset, and gather writes at most
+        // frameSize bytes there.
         let counters = self.counters[q]
         let state = queues + q
         reclaimCompletions(state)
@@ -291,7 +301,7 @@ public final class XdpPort {
         var bytes: UInt64 = 0
         var frame = 0
         while frame < count {
-            if let segmenter, batch.header(frame).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone {
+            if let segmenter, VirtioNetHeader.gsoType(at: batch.header(frame)) != VirtioNetHeader.gsoNone {
                 var sink = UMEMSegmentSink(umemBase: umemBase, free: free, freeCount: freeCount, tx: tx,
                                            position: position, queued: queued, room: room,
                                            frameSize: Int(Self.frameSize))
@@ -338,6 +348,8 @@ public final class XdpPort {
     /// `address` holds a frame of `length` bytes, no options.
     @inlinable
     static func describe(_ tx: XDPRing, at slot: UInt32, address: UInt64, length: Int) {
+        // SAFETY: `descriptor(at:)` masks the slot into the TX ring's 16-byte descriptors; offsets
+        // 0..15 are inside one.
         let descriptor = tx.descriptor(at: slot)
         descriptor.storeBytes(of: address, as: UInt64.self)
         descriptor.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 8, as: UInt32.self)
@@ -347,6 +359,9 @@ public final class XdpPort {
     /// Frames the kernel has sent go back on the free list.
     @inlinable
     func reclaimCompletions(_ state: UnsafeMutablePointer<XdpQueue>) {
+        // SAFETY: `state` is one of queueCount states (callers index it by a valid queue); each
+        // completed address is a frame taken from the free list, so freeCount + n never passes
+        // ringSize, the list's length.
         let completion = state.pointee.completion
         let n = completion.readable()
         if n == 0 { return }
@@ -369,6 +384,7 @@ public final class XdpPort {
     /// call that moves nothing: the frames left go with the next burst's kick.
     @inlinable
     func kickTransmit(queue q: Int, _ state: UnsafeMutablePointer<XdpQueue>) {
+        // SAFETY: `state` is the queue's own state (push passes queues + q with q < queueCount).
         let tx = state.pointee.tx
         var pending = tx.pending()
         if pending == 0 { return }

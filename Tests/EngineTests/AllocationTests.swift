@@ -8,6 +8,7 @@ import Packets
 import TestSupport
 import Platform
 import Switching
+import VhostUser
 import Virtio
 import XCTest
 
@@ -280,6 +281,50 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// Ferry as the driver (`virtio-user`) against its own vhost back-end: a burst pushed
+    /// into the port's transmit ring (descriptors taken back from the last burst first), the
+    /// back-end's burst pulled from its receive ring and its buffers posted again.
+    func testVirtioUserBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testVirtioUserBurstsAllocateNothing") {
+            let path = "/tmp/ferry-alloc-vu-\(getpid()).sock"
+            let log = CapturedLog()
+            let device = VhostDevice(name: "dut", logger: log.logger)
+            let endpoint = try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger)
+            let port = try VirtioUserPort(path: path, server: false, queueSize: 256, name: "vu",
+                                          gate: UngatedDataPath(), logger: log.logger)
+            for _ in 0..<500 where !(port.state == "running" && device.transmitQueue(0).isRunning) {
+                port.service(now: MonotonicClock.now())
+                endpoint.service(now: MonotonicClock.now())
+                usleep(1000)
+            }
+            precondition(port.state == "running", "the port never ran: \(log.lines)")
+            let counters = QueueCounters()
+            let store = FrameStore()
+            let outgoing = PacketBatch(capacity: 64)
+            for i in 0..<64 { store.append(ethernetFrame(length: 64 + i), to: outgoing) }
+            let incoming = PacketBatch(capacity: 64)
+            let backEnd = PacketBatch(capacity: 64)
+            var bursts = 0
+            return (prepare: {
+                // The back-end's side, uncounted: it takes what the port sent and sends it back.
+                backEnd.reset()
+                _ = device.transmitQueue(0).pull(into: backEnd, counters: counters)
+                device.receiveQueue(0).push(from: backEnd, counters: counters)
+                device.transmitQueue(0).release()
+                precondition(bursts < 2 || incoming.count == 64, "the port pulled \(incoming.count) of 64")
+                precondition(backEnd.count == (bursts == 0 ? 0 : 64), "the back-end got \(backEnd.count) of 64")
+                // The frames live in the store; the back-end behind the endpoint.
+                precondition(withExtendedLifetime(store) { endpoint.isConnected })
+            }, burst: {
+                port.push(queue: 0, from: outgoing)
+                incoming.reset()
+                _ = port.pull(queue: 0, into: incoming)
+                port.release(queue: 0)
+                bursts += 1
+            })
+        }
+    }
+
     /// The guest-to-guest tests' memory: 8 MiB of guest RAM with a split RX ring
     /// (mergeable buffers, event index) in it, and the place for the TX ring
     /// (either layout) and its buffers, which the test adds.
@@ -351,6 +396,37 @@ final class AllocationTests: XCTestCase {
             return guestToGuest(from: .packed(tx), txRing, to: .split(rx), rings.rxRing,
                                 prepare: { memset(logFile.base, 0, logFile.length) }) {
                 precondition(log.isMarked(page: txRing.ringGPA / DirtyPageLog.pageSize), "nothing was marked")
+            }
+        }
+    }
+
+    /// Guest to guest into a packed RX ring, 64-byte frames into single
+    /// buffers: the push's fast path (four frames per line of descriptors),
+    /// with the dirty log off and then on (buffers and used descriptors marked).
+    func testBurstsIntoPackedRingLinesAllocateNothing() throws {
+        try runUnderInterposer(test: "testBurstsIntoPackedRingLinesAllocateNothing") {
+            let ram = try GuestRAM.oneRegion(size: 8 << 20)
+            let memory = try ram.makeGuestMemory()
+            let txRing = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + 0x200000)
+            let rxRing = MockPackedRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: ram.base + 0x200000 ..< ram.base + 0x800000)
+            let tx = SplitVirtqueue(index: 1)
+            let rx = PackedVirtqueue(index: 0)
+            txRing.configure(tx, eventIndex: true)
+            rxRing.configure(rx, eventIndex: true, mergeableBuffers: true)
+            let logFile = try SharedMemory(length: 0x10000, name: "ferry-alloc-lines-log")
+            let log = try DirtyPageLog(fd: logFile.fd.rawValue, size: 0x10000, offset: 0)
+            try tx.start(memory: memory)
+            try rx.start(memory: memory)
+            var bursts = 0
+            return guestToGuest(from: .split(tx), txRing, to: .packed(rx), rxRing, prepare: {
+                // Half the bursts logged: the log is switched while the queue is quiesced, as the control plane does.
+                rx.configuration.setDirtyLog(bursts % 2 == 1 ? log : nil, usedRing: nil)
+                memset(logFile.base, 0, logFile.length)
+                precondition(bursts == 0 || rxRing.usedEntries().count == 64, "the burst did not reach the ring")
+            }) {
+                precondition(bursts % 2 == 0 || log.isMarked(page: rxRing.ringGPA / DirtyPageLog.pageSize),
+                             "the logged burst marked nothing")
+                bursts += 1
             }
         }
     }
