@@ -165,7 +165,8 @@ public final class Switch {
                 table[Int(p.index)] = WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q,
                                                  transmitLock: shared ? p.transmitLocks + q : nil,
                                                  groupForwardMask: p.spec.groupForwardMask,
-                                                 underlay: underlays[p.index].map { Int($0) } ?? -1)
+                                                 underlay: underlays[p.index].map { Int($0) } ?? -1,
+                                                 tunnelPorts: underlays.filter { $0.value == p.index }.map { Int($0.key) }.sorted())
             }
             tables.append((table, w.prepare(ports: table, sources: sources[w.id], members: membership.members)))
         }
@@ -192,6 +193,9 @@ public final class Switch {
             }
             do {
                 try vxlan.connectUnderlay(interface: xdp.interface)
+                // A port numbering any sender keeps receiving through the kernel: only the
+                // socket path may add to its VTEP table (one writer).
+                if !vxlan.acceptsAnySender { try xdp.steerTunnel(local: vxlan.local, udpPort: vxlan.udpPort) }
                 wired[p.index] = uplink.index
             } catch {
                 vxlan.underlay?.disconnect()

@@ -76,6 +76,9 @@ extension Worker {
                 if now == 0 { now = MonotonicClock.seconds() }
                 switchBurst(batch, from: source, now: now)
             }
+            if let tunnelFrames = source.port.underlayFrames(queue: source.queue) {
+                receiveTunnelFrames(tunnelFrames, uplink: source, now: &now)
+            }
             source.port.release(queue: source.queue)
             moved &+= consumed
             if source.isGuestRing { heardFromGuest = true }

@@ -65,6 +65,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// the destination port cuts GSO frames with, and the slots frames whose
     /// checksum the worker finished are written into.
     @usableFromInline let adapted: PacketBatch
+    /// The inner frames of VXLAN datagrams an xdp uplink's pull set apart, one
+    /// vxlan port's at a time (Worker+Tunnels.swift).
+    @usableFromInline let tunnelInner: PacketBatch
     @usableFromInline let segmenter = SoftwareSegmenter()
     @usableFromInline let adaptedSlots: UnsafeMutableRawPointer
     @usableFromInline let adaptedLengths: UnsafeMutablePointer<Int>
@@ -146,6 +149,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         chainPieces.initialize(repeating: iovec(), count: Self.directPieces)
         directVectors = .allocate(capacity: Self.directPieces &+ 1)
         directVectors.initialize(repeating: iovec(), count: Self.directPieces &+ 1)
+        tunnelInner = PacketBatch(capacity: batchSize, segmentsPerFrame: 1)
         adapted = PacketBatch(capacity: batchSize,
                               segmentsPerFrame: Self.segmentsPerFrame + PacketBatch.segmentsAddedByTagEdit)
         // Touched only when frames are adapted: a switch whose ports all take

@@ -52,7 +52,8 @@ public final class VxlanPort {
     public let kernelFDB: KernelBridgeFDB?
     /// The interface holding `local`, whose MTU bounds what is sent; nil if none was found.
     public let underlayInterface: String?
-    public let counters = [QueueCounters()]
+    /// Queue 0: the kernel's sockets; 1: datagrams an xdp uplink took (`via=`, VxlanPort+UnderlayReceive.swift).
+    public let counters = [QueueCounters(), QueueCounters()]
     public var queueCount: Int { 1 }
     /// With `via=`: the AF_XDP fast path, whose uplink the switch wires (VxlanPort+Underlay.swift).
     public let underlay: VxlanUnderlay?
@@ -257,8 +258,7 @@ public final class VxlanPort {
         }
         var frames = 0
         var bytes: UInt64 = 0
-        var lastAddress = InternetAddress(ipv4NetworkOrder: 0)
-        var lastNumber: UInt16 = 0
+        var burst = ReceiveBurst()
         i = 0
         while i < arrived {
             let d = i
@@ -271,37 +271,69 @@ public final class VxlanPort {
                 counters.dropped(.vxlanUnknownVTEP)
                 continue
             }
-            var number = lastNumber != 0 && senderAddress == lastAddress ? lastNumber : endpoints.number(of: senderAddress)
-            if number == 0 && acceptsAnySender { number = endpoints.append(senderAddress) }
-            if number == 0 {
-                counters.dropped(.vxlanUnknownVTEP)
-                continue
-            }
-            lastAddress = senderAddress
-            lastNumber = number
             // SAFETY: d < arrived <= budget <= receiveSlots, so the datagram's slot lies in
-            // receiveBuffers; the inner frame (offset, length) is what innerFrame found inside the
-            // received length, at most the slot's.
-            let datagram = receiveBuffers + d &* Self.receiveSlotSize
-            switch VXLAN.innerFrame(of: datagram, length: received.receivedLength(d), vni: vni) {
-            case .failure(.truncated):
-                counters.dropped(.vxlanTruncated)
-            case .failure(.validFlagClear):
-                counters.dropped(.vxlanFlagClear)
-            case .failure(.unknownVNI):
-                counters.dropped(.vxlanUnknownVNI)
-            case .success(let inner):
-                batch.clearHeader(batch.count)
-                batch.setTunnelEndpoint(batch.count, number)
-                batch.append(base: datagram + inner.offset, length: UInt32(truncatingIfNeeded: inner.length),
-                             token: UInt32(truncatingIfNeeded: d))
-                endpoints.received(from: Int(number), bytes: inner.length)
-                frames &+= 1
-                bytes &+= UInt64(inner.length)
-            }
+            // receiveBuffers, and its received length is at most the slot's.
+            admit(receiveBuffers + d &* Self.receiveSlotSize, length: received.receivedLength(d),
+                  from: senderAddress, numbering: acceptsAnySender, burst: &burst,
+                  token: UInt32(truncatingIfNeeded: d), into: batch, counters: counters)
         }
-        if frames > 0 { counters.received(packets: frames, bytes: bytes) }
+        burst.count(on: counters)
         return arrived
+    }
+
+    /// What a receive burst took (frames and inner bytes), and the last sender it
+    /// met with its VTEP number: a burst mostly comes from one.
+    @usableFromInline
+    struct ReceiveBurst {
+        @usableFromInline var address = InternetAddress(ipv4NetworkOrder: 0)
+        @usableFromInline var number: UInt16 = 0
+        @usableFromInline var frames = 0
+        @usableFromInline var bytes: UInt64 = 0
+
+        @inlinable
+        init() {}
+
+        @inlinable
+        func count(on counters: QueueCounters) {
+            if frames > 0 { counters.received(packets: frames, bytes: bytes) }
+        }
+    }
+
+    /// The one VXLAN decoder of both receive paths (the kernel's socket, an xdp
+    /// uplink's frames): the UDP payload of `length` bytes at `datagram` from
+    /// `sender` becomes a frame in `batch`, by reference, marked with the sender's
+    /// VTEP number; or is dropped under its reason (`vxlan_unknown_vtep`,
+    /// `vxlan_truncated`, `vxlan_flag_clear`, `vxlan_unknown_vni`). With
+    /// `numbering`, an unknown sender is added to the table (its one writer only).
+    /// A frame taken is added to `burst`, which the caller counts at the end (`ReceiveBurst.count`).
+    // SAFETY: `datagram` holds `length` readable bytes (the caller's check); the inner frame
+    // (offset, length) is what innerFrame found inside them.
+    @inlinable
+    func admit(_ datagram: UnsafeMutableRawPointer, length: Int, from sender: InternetAddress, numbering: Bool,
+               burst: inout ReceiveBurst, token: UInt32, into batch: PacketBatch, counters: QueueCounters) {
+        var number = burst.number != 0 && sender == burst.address ? burst.number : endpoints.number(of: sender)
+        if number == 0 && numbering { number = endpoints.append(sender) }
+        if number == 0 {
+            counters.dropped(.vxlanUnknownVTEP)
+            return
+        }
+        burst.address = sender
+        burst.number = number
+        switch VXLAN.innerFrame(of: datagram, length: length, vni: vni) {
+        case .failure(.truncated):
+            counters.dropped(.vxlanTruncated)
+        case .failure(.validFlagClear):
+            counters.dropped(.vxlanFlagClear)
+        case .failure(.unknownVNI):
+            counters.dropped(.vxlanUnknownVNI)
+        case .success(let inner):
+            batch.clearHeader(batch.count)
+            batch.setTunnelEndpoint(batch.count, number)
+            batch.append(base: datagram + inner.offset, length: UInt32(truncatingIfNeeded: inner.length), token: token)
+            endpoints.received(from: Int(number), bytes: inner.length)
+            burst.frames &+= 1
+            burst.bytes &+= UInt64(inner.length)
+        }
     }
 
     /// The frames were copied on; their buffers are reused by the next pull.

@@ -65,6 +65,14 @@ public final class XdpPort {
     @usableFromInline let queues: UnsafeMutablePointer<XdpQueue>
     @usableFromInline let batchCapacity: Int
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
+    /// Per queue: the last pull's VXLAN datagrams for a tunnel this uplink carries
+    /// (`steerTunnel`), whole Ethernet frames by reference into the UMEM, kept out
+    /// of the switched batch; released with it. Empty while no tunnel is steered.
+    @usableFromInline let tunnelBatches: [PacketBatch]
+    /// The interface's MAC in memory order (first byte lowest), once a tunnel is
+    /// steered: the program sends Ferry no other frames addressed to it.
+    @usableFromInline let tunnelMAC = Atomic<UInt64>(0)
+    @usableFromInline let steersTunnels = Atomic<Bool>(false)
 
     /// Attaches the steering program to `interface` (`attach`: native, or
     /// generic when native fails or is asked for) and binds `queues` sockets
@@ -148,6 +156,7 @@ public final class XdpPort {
         zeroCopyFallback = fallback
         self.batchCapacity = batchCapacity
         counters = (0..<count).map { _ in QueueCounters() }
+        tunnelBatches = (0..<count).map { _ in PacketBatch(capacity: batchCapacity) }
         let mtu = (try? NetworkInterface.mtu(of: interface)) ?? 1500
         maxFrameLength = min(mtu &+ Ethernet.headerSize, Int(Self.frameSize))
 
@@ -193,6 +202,25 @@ public final class XdpPort {
         return own != 0 ? own : copies.lastError
     }
 
+    /// Has the steering program redirect UDP datagrams to `local`:`udpPort` (a
+    /// vxlan port sending through this uplink) to Ferry; they come out of `pull`
+    /// apart, in `tunnelFrames`. Control thread.
+    public func steerTunnel(local: InternetAddress, udpPort: UInt16) throws {
+        let b = try NetworkInterface.hardwareAddress(of: interface).bytes
+        let memoryOrder = UInt64(b.0) | UInt64(b.1) << 8 | UInt64(b.2) << 16 | UInt64(b.3) << 24
+            | UInt64(b.4) << 32 | UInt64(b.5) << 40
+        tunnelMAC.store(memoryOrder, ordering: .relaxed)
+        steersTunnels.store(true, ordering: .releasing)
+        try steering.addTunnel(local, port: udpPort)
+    }
+
+    /// The VXLAN datagrams of the last pull of `queue` (whole Ethernet frames), nil if none.
+    @inlinable
+    public func tunnelFrames(queue q: Int) -> PacketBatch? {
+        let frames = tunnelBatches[q]
+        return frames.count > 0 ? frames : nil
+    }
+
     /// The kernel's own drop counters for `queue` (XDP_STATISTICS).
     public func kernelStatistics(queue: Int) -> xdp_statistics? { try? sockets[queue].statistics() }
 
@@ -209,6 +237,10 @@ public final class XdpPort {
         let counters = self.counters[q]
         let state = queues + q
         let rx = state.pointee.rx
+        let tunnelFrames = tunnelBatches[q]
+        tunnelFrames.reset()
+        let tunnels = steersTunnels.load(ordering: .acquiring)
+        let tunnelMAC = tunnels ? self.tunnelMAC.load(ordering: .relaxed) : 0
         var n = Int(rx.readable())
         if n == 0 {
             if state.pointee.fill.needsWakeup { try? sockets[q].kickReceive() }
@@ -234,10 +266,16 @@ public final class XdpPort {
                 counters.dropped(.runt)
                 continue
             }
-            let slot = batch.count
-            batch.append(base: umemBase + Int(truncatingIfNeeded: address), length: length, token: token)
+            let frameStart = umemBase + Int(truncatingIfNeeded: address)
+            // The program sends Ferry frames to the interface's own MAC only for a steered tunnel
+            // (the frame holds an Ethernet header: checked above).
+            let destination = UInt64(frameStart.loadUnaligned(as: UInt32.self))
+                | UInt64(frameStart.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) << 32
+            let into = tunnels && destination == tunnelMAC ? tunnelFrames : batch
+            let slot = into.count
+            into.append(base: frameStart, length: length, token: token)
             // The wire carries no virtio-net header: no offload flags, no GSO.
-            batch.clearHeader(slot)
+            into.clearHeader(slot)
             frames &+= 1
             bytes &+= UInt64(length)
         }
