@@ -185,21 +185,22 @@ public final class Switch {
     func wireUnderlays(_ candidate: [NamedPort]) -> [PortIndex: PortIndex] {
         var wired: [PortIndex: PortIndex] = [:]
         for p in candidate {
-            guard case .vxlan(let vxlan) = p.port, let via = p.spec.underlay else { continue }
-            guard let uplink = candidate.first(where: { $0.name == via }), case .xdp(let xdp) = uplink.port else {
-                vxlan.underlay?.disconnect()
-                logger.warning("vxlan port \(p.name): via=\(via) names no running xdp: port; its datagrams go through the kernel's UDP socket")
+            guard let via = p.spec.underlay else { continue }
+            let fallback = "its datagrams go through the kernel's UDP socket"
+            guard let uplink = candidate.first(where: { $0.name == via }) else {
+                p.port.disconnectUnderlay()
+                logger.warning("vxlan port \(p.name): via=\(via) names no port; \(fallback)")
                 continue
             }
             do {
-                try vxlan.connectUnderlay(interface: xdp.interface)
-                // A port numbering any sender keeps receiving through the kernel: only the
-                // socket path may add to its VTEP table (one writer).
-                if !vxlan.acceptsAnySender { try xdp.steerTunnel(local: vxlan.local, udpPort: vxlan.udpPort) }
-                wired[p.index] = uplink.index
+                if try p.port.connectUnderlay(to: uplink.port) {
+                    wired[p.index] = uplink.index
+                } else {
+                    logger.warning("vxlan port \(p.name): via=\(via) is not a running xdp: port; \(fallback)")
+                }
             } catch {
-                vxlan.underlay?.disconnect()
-                logger.warning("vxlan port \(p.name): cannot send through \(via) (\(error)); its datagrams go through the kernel's UDP socket")
+                p.port.disconnectUnderlay()
+                logger.warning("vxlan port \(p.name): cannot send through \(via) (\(error)); \(fallback)")
             }
         }
         return wired
