@@ -333,15 +333,10 @@ extension Worker {
     func transmit(_ batch: PacketBatch, to p: Int, segmenting: Bool = false) {
         let destination = ports[p]
         if capturesTransmit(p) { capture(batch, port: PortIndex(truncating: p), direction: .transmit) }
-        // SAFETY: lock is the destination's transmit lock word for this worker's queue, allocated by
-        // its Switch port entry (queueCount words) and alive while the port is in the worker's table
-        // (removal parks workers).
         if let lock = destination.transmitLock {
-            while ferry_exchange_acquire_u32(lock, 1) != 0 {
-                while ferry_load_relaxed_u32(lock) != 0 { ferry_cpu_relax() }
-            }
+            lock.acquire()
             push(batch, to: destination, segmenting: segmenting)
-            ferry_store_release_u32(lock, 0)
+            lock.release()
         } else {
             push(batch, to: destination, segmenting: segmenting)
         }

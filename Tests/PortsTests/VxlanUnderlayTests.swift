@@ -172,5 +172,25 @@ final class VxlanUnderlayTests: XCTestCase {
         XCTAssertEqual(port.counters[0].snapshot.rxPackets, 0, "queue 0 is the kernel socket's")
         XCTAssertEqual(port.endpoints.count, 1, "a stranger is never numbered here")
     }
+
+    func testIPv6DatagramsFromTheUplinkAreDecapsulated() throws {
+        let udpPort = UDPPeer.testPort &+ 14
+        let port = try port(remotes: ["::2"], local: "::1", offset: 14)
+        let inner = udpFrame(sourcePort: 7, size: 70)
+        let payload = vxlanHeader(vni: vni) + inner
+        let udp: [UInt8] = [0xC3, 0x50, UInt8(udpPort >> 8), UInt8(udpPort & 0xff), 0, UInt8(8 + payload.count), 0, 0]
+        let loopback2: [UInt8] = [UInt8](repeating: 0, count: 15) + [2]
+        let loopback1: [UInt8] = [UInt8](repeating: 0, count: 15) + [1]
+        let ip: [UInt8] = [0x60, 0, 0, 0, 0, UInt8(8 + payload.count), 17, 64] + loopback2 + loopback1
+        let frame = [2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0xbb, 0x86, 0xDD] + ip + udp + payload
+        let arena = FrameArena()
+        let underlay = PacketBatch(capacity: 4)
+        arena.append(frame, cuts: [], to: underlay)
+        let batch = PacketBatch(capacity: 4)
+        XCTAssertEqual(port.decapsulate(underlay: underlay, into: batch), 1)
+        XCTAssertEqual(batch.count, 1)
+        XCTAssertEqual(bytes(of: batch, frame: 0), inner)
+        XCTAssertEqual(batch.tunnelEndpoint(of: 0), 1)
+    }
 }
 
