@@ -184,6 +184,13 @@ public enum Port {
         return true
     }
 
+    /// Frames arrive from a guest's ring: a guest can be told not to kick while
+    /// a worker polls it (the idle policy's notion of a busy guest).
+    public var receivesFromGuestRing: Bool {
+        if case .vhost = self { return true }
+        return false
+    }
+
     /// Looking at a receive queue costs a syscall (a TAP's read; not a packet
     /// or xdp port's, a look at a mapped ring): a worker skips an empty one for
     /// a few loops before it looks again.
@@ -197,6 +204,14 @@ public enum Port {
     /// The tunnel port (vxlan) behind which addresses are learned per remote endpoint.
     public var tunnel: VxlanPort? {
         if case .vxlan(let p) = self { return p }
+        return nil
+    }
+
+    /// The VXLAN datagrams an uplink's last pull of `queue` set apart for the
+    /// tunnels that send through it (`XdpPort.tunnelFrames`), nil when none.
+    @inlinable
+    public func underlayFrames(queue: Int) -> PacketBatch? {
+        if case .xdp(let p) = self { return p.tunnelFrames(queue: queue) }
         return nil
     }
 

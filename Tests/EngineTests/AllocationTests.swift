@@ -37,20 +37,11 @@ final class AllocationTests: XCTestCase {
         try runUnderInterposer(test: "testSwitchedTaggedBurstsAllocateNothing") {
             let gen = Port.gen(GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
                                        frameSize: 64, count: nil))
-            let access = SinkPort()
-            let trunk = SinkPort()
-            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
-                                       batchSize: 256)
-            _ = sw.pass()
-            var bursts = 0
-            return (prepare: {
-                // Checked outside the counted region: a snapshot allocates.
-                precondition(bursts == 0 || (trunk.counters.snapshot.txPackets > 0 && access.counters.snapshot.txPackets > 0),
+            // Checked outside the counted region: a snapshot allocates.
+            return try floodingToAccessAndTrunk(from: gen) { access, trunk in
+                precondition(trunk.counters.snapshot.txPackets > 0 && access.counters.snapshot.txPackets > 0,
                              "the burst did not reach both ports")
-            }, burst: {
-                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
-                bursts += 1
-            })
+            }
         }
     }
 
@@ -61,20 +52,30 @@ final class AllocationTests: XCTestCase {
         try runUnderInterposer(test: "testStampedTrafficAndItsAnalysisAllocateNothing") {
             let gen = Port.gen(GenPort(GeneratorSpec(destination: MACAddress.broadcast, sizes: .imix, flows: 16),
                                        batchCapacity: 256))
-            let access = SinkPort()
-            let trunk = SinkPort()
-            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
-                                       batchSize: 256)
-            _ = sw.pass()
-            var bursts = 0
-            return (prepare: {
-                precondition(bursts == 0 || (trunk.analyser.snapshot.stamped > 0 && access.analyser.snapshot.lost == 0),
+            return try floodingToAccessAndTrunk(from: gen) { access, trunk in
+                precondition(trunk.analyser.snapshot.stamped > 0 && access.analyser.snapshot.lost == 0,
                              "the analysers did not read the stamps")
-            }, burst: {
-                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
-                bursts += 1
-            })
+            }
         }
+    }
+
+    /// `gen` on an access port of VLAN 5 flooding to an access sink and a trunk sink of it,
+    /// 1000 passes a burst; `check` looks at both sinks before every burst but the first.
+    private func floodingToAccessAndTrunk(from gen: Ports.Port, check: @escaping (SinkPort, SinkPort) -> Void) throws
+        -> (prepare: () -> Void, burst: () -> Void)
+    {
+        let access = SinkPort()
+        let trunk = SinkPort()
+        let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
+                                   batchSize: 256)
+        _ = sw.pass()
+        var bursts = 0
+        return (prepare: {
+            if bursts > 0 { check(access, trunk) }
+        }, burst: {
+            for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
+            bursts += 1
+        })
     }
 
     /// A vxlan port both ways: a generator floods to it, it sends each frame as a datagram
@@ -100,8 +101,9 @@ final class AllocationTests: XCTestCase {
 
     /// A generator's broadcasts into a vxlan port that sends through an xdp
     /// uplink (`via=`): encapsulated by reference, copied into UMEM frames by the
-    /// uplink, flooded to two VTEPs (one resolved, one counted unresolved).
-    /// Needs root for the veth (the child makes it).
+    /// uplink, flooded to two VTEPs (one resolved, one counted unresolved); and
+    /// VXLAN datagrams from the wire steered to the uplink, set apart, decapsulated
+    /// and switched as the vxlan port's. Needs root for the veth (the child makes it).
     func testTunneledBurstsThroughAnXdpUplinkAllocateNothing() throws {
         try NetworkSandbox.requireTapSupport()
         let removeVeth: (Int32) -> Void = { pid in _ = try? NetworkSandbox.ip("netns", "del", "ferry-pk-\(pid)-alv") }
@@ -115,16 +117,32 @@ final class AllocationTests: XCTestCase {
                                       remotes: [InternetAddress("127.0.0.2")!, InternetAddress("127.0.0.3")!],
                                       udpPort: UDPPeer.testPort &+ 7, via: "up", batchCapacity: 256)
             vxlan.underlay!.publish(1, nextHopMAC: 0x0200_0000_00fe)
+            try xdp.steerTunnel(local: InternetAddress("127.0.0.1")!, udpPort: UDPPeer.testPort &+ 7)
             let sw = try SwitchHarness([(.gen(gen), .access(1)), (.vxlan(vxlan), .access(1)), (.xdp(xdp), .access(4094))],
                                        batchSize: 256, underlays: [1: 2])
+            let peer = try wire.peerSocket()
+            let mac = try NetworkInterface.hardwareAddress(of: wire.name).array
+            let inner = frame(from: "02:00:00:00:00:0c", to: "02:00:00:00:00:0d", length: 64)
+            let payload = vxlanHeader(vni: 11) + inner
+            let udpPort = UDPPeer.testPort &+ 7
+            let udpLength = 8 + payload.count
+            let datagram = mac + [2, 0, 0, 0, 0, 0x63, 0x08, 0x00]
+                + [0x45, 0, 0, UInt8(20 + udpLength), 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 2, 127, 0, 0, 1]
+                + [0xC3, 0x50, UInt8(udpPort >> 8), UInt8(udpPort & 0xff), 0, UInt8(udpLength), 0, 0] + payload
             _ = sw.pass()
+            var rounds = 0
             return (prepare: {
                 withExtendedLifetime(wire) {}
                 precondition(xdp.counters[0].snapshot.txPackets > 0, "nothing left through the uplink")
                 precondition(vxlan.counters[0].snapshot.drops[.vxlanUnresolvedVTEP, default: 0] > 0,
                              "the unresolved VTEP was not counted")
+                precondition(rounds < 2 || vxlan.counters[1].snapshot.rxPackets > 0, "nothing came in through the uplink")
+                // Uncounted: what the wire got, and datagrams for the uplink to take in the burst.
+                while (try? peer.receive(timeout: 0)) ?? nil != nil {}
+                for _ in 0..<8 { try! peer.send(datagram) }
             }, burst: {
                 for _ in 0..<20 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
             })
         }
     }
