@@ -60,7 +60,7 @@ public struct WorkerPort {
     /// an access port, whose frames all leave untagged).
     public let nativeVLAN: UInt16
     public let transmitQueue: Int
-    public let transmitLock: UnsafeMutablePointer<UInt32>?
+    public let transmitLock: TransmitLock?
     /// A tunnel port (vxlan): its frames' sources are learned behind the VTEP they came from.
     public let isTunnel: Bool
     /// Whether frames' source addresses are learned here (not on an EVPN vxlan port, whose
@@ -73,7 +73,7 @@ public struct WorkerPort {
     /// the ports the datagrams its pulls set apart go to (Worker+Tunnels.swift).
     public let tunnelPorts: [Int]
 
-    public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil,
+    public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: TransmitLock? = nil,
                 groupForwardMask: GroupForwardMask = .none, underlay: Int = -1, tunnelPorts: [Int] = []) {
         self.port = port
         ingress = PortIngress(vlan: vlan, groupForwardMask: groupForwardMask)

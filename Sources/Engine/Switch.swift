@@ -162,8 +162,9 @@ public final class Switch {
                 let queues = p.port.queueCount
                 let q = w.id % queues
                 let shared = workers.count > queues
-                table[Int(p.index)] = WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q,
-                                                 transmitLock: shared ? p.transmitLocks + q : nil,
+                // SAFETY: q = w.id % queues < queueCount, the port's number of lock words.
+                let lock = shared ? TransmitLock(word: p.transmitLocks + q) : nil
+                table[Int(p.index)] = WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q, transmitLock: lock,
                                                  groupForwardMask: p.spec.groupForwardMask,
                                                  underlay: underlays[p.index].map { Int($0) } ?? -1,
                                                  tunnelPorts: underlays.filter { $0.value == p.index }.map { Int($0.key) }.sorted())

@@ -48,6 +48,10 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Most loops an empty TAP queue is skipped: at most a few tens of
     /// microseconds of added latency for its first frame after a quiet spell.
     @usableFromInline static let maxSkip: UInt16 = 64
+    /// Frames moved that use up one more loop of a skip (`loopsSkipped(afterMoving:)`).
+    @usableFromInline static let framesPerSkippedLoop = 4
+    /// Frames the last loop moved, which shortens the skips of the next.
+    @usableFromInline var movedLastLoop = 0
     /// An Ethernet header split across segments, gathered.
     @usableFromInline let gathered: UnsafeMutableRawPointer
     /// The direct TAP → guest path (Worker+Direct.swift): the private copy of
