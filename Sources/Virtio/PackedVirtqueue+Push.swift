@@ -17,13 +17,7 @@ extension PackedVirtqueue {
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
                      acceptance: OffloadAcceptance = .everything) {
-        if let log = configuration.dirtyLog, let mem = memory {
-            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
-                 writes: LoggedWrites(log: log, memory: mem))
-        } else {
-            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
-                 writes: UnloggedWrites())
-        }
+        pushChoosingWrites(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance)
     }
 
     @inlinable
@@ -122,3 +116,5 @@ extension PackedVirtqueue {
         return .delivered
     }
 }
+
+extension PackedVirtqueue: GuestReceiveQueue {}

@@ -29,13 +29,7 @@ extension SplitVirtqueue {
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
                      acceptance: OffloadAcceptance = .everything) {
-        if let log = configuration.dirtyLog, let mem = memory {
-            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
-                 writes: LoggedWrites(log: log, memory: mem))
-        } else {
-            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
-                 writes: UnloggedWrites())
-        }
+        pushChoosingWrites(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance)
     }
 
     @inlinable
@@ -139,3 +133,5 @@ extension SplitVirtqueue {
         return .delivered
     }
 }
+
+extension SplitVirtqueue: GuestReceiveQueue {}
