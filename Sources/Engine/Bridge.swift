@@ -66,9 +66,12 @@ public struct WorkerPort {
     /// Whether frames' source addresses are learned here (not on an EVPN vxlan port, whose
     /// remote addresses come from the control plane).
     public let learnsSources: Bool
+    /// A vxlan port sending through an `xdp:` uplink (`via=`): the uplink's port
+    /// number, to which the worker hands what the port encapsulates; -1 for none.
+    public let underlay: Int
 
     public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil,
-                groupForwardMask: GroupForwardMask = .none) {
+                groupForwardMask: GroupForwardMask = .none, underlay: Int = -1) {
         self.port = port
         ingress = PortIngress(vlan: vlan, groupForwardMask: groupForwardMask)
         nativeVLAN = vlan.isTrunk ? ingress.untaggedVLAN : 0
@@ -76,6 +79,7 @@ public struct WorkerPort {
         self.transmitLock = transmitLock
         isTunnel = port.tunnel != nil
         learnsSources = port.tunnel?.learnsSources ?? true
+        self.underlay = underlay
     }
 
     @inlinable public var isTrunk: Bool { ingress.isTrunk }
@@ -100,6 +104,9 @@ public struct WorkerSource {
     /// Looking costs a syscall (`Port.pullCostsASyscall`): after empty looks
     /// the worker skips this queue for a growing number of loops (see `Worker.forwardOnce`).
     public let costsASyscall: Bool
+    /// A guest's ring: frames from it make an `adaptive` worker spin before
+    /// it sleeps, so the guest need not kick for its next burst (`IdlePolicy`).
+    public let isGuestRing: Bool
     /// Set by `Worker.configure` when every frame of this TAP queue can only go
     /// to this one (vhost) port: the worker then reads frames straight into
     /// that guest's receive buffers (Worker+Direct.swift).
@@ -111,6 +118,7 @@ public struct WorkerSource {
         self.queue = queue
         generator = port.generator
         costsASyscall = port.pullCostsASyscall
+        if case .vhost = port { isGuestRing = true } else { isGuestRing = false }
     }
 }
 

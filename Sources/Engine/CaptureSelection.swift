@@ -23,6 +23,7 @@ public final class CaptureSelection: @unchecked Sendable {
     public let snapLength = Atomic<Int>(CaptureRing.maxSnapLength)
 
     public init() {
+        // SAFETY: each fill covers exactly the wordCount words allocated just before it.
         receiving = .allocate(capacity: PortSet.wordCount)
         receiving.initialize(repeating: 0, count: PortSet.wordCount)
         transmitting = .allocate(capacity: PortSet.wordCount)

@@ -25,6 +25,7 @@ public final class NamedPort {
         self.spec = spec
         self.port = port
         controlClients = port.controlClients(name: name, logger: logger)
+        // SAFETY: the fill covers exactly the queueCount words just allocated.
         transmitLocks = .allocate(capacity: port.queueCount)
         transmitLocks.initialize(repeating: 0, count: port.queueCount)
     }
@@ -152,6 +153,7 @@ public final class Switch {
                 k += 1
             }
         }
+        let underlays = wireUnderlays(newPorts)
         let width = newPorts.map { Int($0.index) + 1 }.max() ?? 0
         var tables: [(ports: [WorkerPort], sources: [WorkerSource])] = []
         for w in workers {
@@ -162,7 +164,8 @@ public final class Switch {
                 let shared = workers.count > queues
                 table[Int(p.index)] = WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q,
                                                  transmitLock: shared ? p.transmitLocks + q : nil,
-                                                 groupForwardMask: p.spec.groupForwardMask)
+                                                 groupForwardMask: p.spec.groupForwardMask,
+                                                 underlay: underlays[p.index].map { Int($0) } ?? -1)
             }
             tables.append((table, w.prepare(ports: table, sources: sources[w.id], members: membership.members)))
         }
@@ -172,6 +175,30 @@ public final class Switch {
         }
         ports = newPorts
         watchers.rebuild(for: newPorts, in: control, database: database, logger: logger)
+    }
+
+    /// Connects every vxlan port with `via=` to the `xdp:` port it names (its
+    /// interface, for the outer headers); returns the uplink of each. A port
+    /// whose `via=` names no running xdp port sends through the kernel's UDP
+    /// socket as one without, and says so.
+    func wireUnderlays(_ candidate: [NamedPort]) -> [PortIndex: PortIndex] {
+        var wired: [PortIndex: PortIndex] = [:]
+        for p in candidate {
+            guard case .vxlan(let vxlan) = p.port, let via = p.spec.underlay else { continue }
+            guard let uplink = candidate.first(where: { $0.name == via }), case .xdp(let xdp) = uplink.port else {
+                vxlan.underlay?.disconnect()
+                logger.warning("vxlan port \(p.name): via=\(via) names no running xdp: port; its datagrams go through the kernel's UDP socket")
+                continue
+            }
+            do {
+                try vxlan.connectUnderlay(interface: xdp.interface)
+                wired[p.index] = uplink.index
+            } catch {
+                vxlan.underlay?.disconnect()
+                logger.warning("vxlan port \(p.name): cannot send through \(via) (\(error)); its datagrams go through the kernel's UDP socket")
+            }
+        }
+        return wired
     }
 
     /// Refuses a port set whose receive queues, dealt round-robin, would give a

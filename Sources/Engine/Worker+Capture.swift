@@ -27,12 +27,16 @@ extension Worker {
     /// Whether this pass copies the frames port `port` receives.
     @inlinable
     func capturesReceive(_ port: Int) -> Bool {
+        // SAFETY: port is a port index, below PortSet.maxPorts (Switch refuses more ports,
+        // Worker.prepare checks the table), so port >> 6 < PortSet.wordCount, the bitmap's length
+        // (Worker.init).
         capturing && capturedReceive[port &>> 6] & (1 &<< UInt64(port & 63)) != 0
     }
 
     /// Whether this pass copies the frames handed to port `port`.
     @inlinable
     func capturesTransmit(_ port: Int) -> Bool {
+        // SAFETY: as capturesReceive: port < PortSet.maxPorts, so port >> 6 is inside the bitmap.
         capturing && capturedTransmit[port &>> 6] & (1 &<< UInt64(port & 63)) != 0
     }
 

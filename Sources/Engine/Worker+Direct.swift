@@ -106,6 +106,9 @@ extension Worker {
                 done = false
                 break reading
             }
+            // SAFETY: pieces <= directPieces (nextChain's capacity), so k < directPieces indexes
+            // chainPieces, and vectors <= 1 + pieces stays inside directVectors (directPieces + 1
+            // entries).
             directVectors[0] = iovec(iov_base: prefix, iov_len: prefixLength)
             var vectors = 1
             var skip = prefixLength
@@ -139,6 +142,9 @@ extension Worker {
             if now == 0 { now = MonotonicClock.seconds() }
             var vlan: UInt16 = 0
             var endpoint: UInt16 = 0
+            // SAFETY: the prefix buffer holds 32 bytes and readv filled directPrefixLength = 12 + 14 of
+            // them (length >= Ethernet.headerSize was tested above): the Ethernet header after the
+            // virtio-net header is there.
             let goesTo = classify(header: prefix + PacketBatch.headerSize, length: length, ingress: ingress, port: me,
                                   counters: counters, now: now, vlan: &vlan, to: &endpoint)
             // Dropped (and counted) by classify: the chain stays for the next frame.

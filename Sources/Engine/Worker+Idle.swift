@@ -24,6 +24,7 @@ extension Worker {
         if wakeSources.arm(wakeDescriptor: wakeFD) && !pauseRequested.load(ordering: .sequentiallyConsistent) {
             if realtimeAllowed && !isRealtime { enterRealtime() }
             passesSinceWake = 0
+            heardFromGuest = false
             sleeps.add(1, ordering: .relaxed)
             let fellAsleep = MonotonicClock.nanoseconds()
             woken = wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)

@@ -135,6 +135,8 @@ extension Worker {
         }
         var done = VirtioNetHeader(loading: header)
         done.flags &= ~VirtioNetHeader.needsChecksum
+        // SAFETY: s = sink.count < slotCount (flushed above when full) = adaptedSlotCount, the length
+        // of adaptedLengths.
         adaptedLengths[s] = length
         sink.endSegment(header: done)
         appendSlot(s, of: sink, token: batch.token(of: f), endpoint: batch.tunnelEndpoint(of: f), to: out)
@@ -144,6 +146,8 @@ extension Worker {
     /// Adds slot `s` of `sink` (header, then frame) to `out` as a one-segment frame.
     @inlinable
     func appendSlot(_ s: Int, of sink: SlotSegmentSink, token: UInt32, endpoint: UInt16, to out: PacketBatch) {
+        // SAFETY: s is a slot the caller just filled (< adaptedSlotCount, adaptedLengths' length), and
+        // out has room (the callers flush it when full).
         let i = out.count
         out.setTunnelEndpoint(i, endpoint)
         out.append(base: sink.segment(s), length: UInt32(truncatingIfNeeded: adaptedLengths[s]), token: token)

@@ -32,6 +32,8 @@ extension Worker {
             i &+= 1
             // Before the source is loaded: a skipped one then costs one load, not
             // the reference counting of a copy (256 idle guests cost 27 % of W3).
+            // SAFETY: slot < sources.count <= maxSources (prepare's precondition), the length of
+            // skipLoops and skipLength.
             if skipLoops[slot] > 0 {
                 skipLoops[slot] &-= 1
                 continue
@@ -75,6 +77,7 @@ extension Worker {
             }
             source.port.release(queue: source.queue)
             moved &+= consumed
+            if source.isGuestRing { heardFromGuest = true }
         }
         if learningPending {
             learningPending = false
@@ -88,6 +91,8 @@ extension Worker {
     /// `maxSkip` loops; a frame makes it read every loop.
     @inline(__always)
     func looked(at slot: Int, found: Bool) {
+        // SAFETY: slot < sources.count <= maxSources, the length of skipLength and skipLoops
+        // (forwardOnce's loop).
         if found {
             skipLength[slot] = 0
             return
@@ -100,6 +105,9 @@ extension Worker {
     /// Sends every frame of `batch` where the switch says, then the caller releases it.
     @inlinable
     func switchBurst(_ batch: PacketBatch, from source: WorkerSource, now: UInt64) {
+        // SAFETY: f < count <= batchSize (the worker's batch has that capacity, run() made it), the
+        // length of destinations and vlans; w < words = forwarder.wordsInUse <= PortSet.wordCount,
+        // burstPorts' length.
         let ingress = source.index
         let me = ports[Int(ingress)]
         let counters = source.port.counters(queue: source.queue)
@@ -162,6 +170,9 @@ extension Worker {
     /// are meaningful.
     @inlinable
     func gatherBurstPorts(count: Int, ingress: PortIndex) -> Int {
+        // SAFETY: words = wordsInUse <= PortSet.wordCount, burstPorts' length; f < count <= batchSize
+        // (destinations); a destination port and the ingress are port indexes below PortSet.maxPorts,
+        // so p >> 6 < wordCount.
         let words = forwarder.wordsInUse
         burstPorts.update(repeating: 0, count: words)
         var lastFlood = FrameDestination.nowhere
@@ -197,6 +208,7 @@ extension Worker {
         // decision replaces it with the VTEP it goes to, for a tunnel port's push.
         let from = me.isTunnel ? batch.tunnelEndpoint(of: f) : 0
         var to: UInt16 = 0
+        // SAFETY: f < batch.count <= batchSize, the length of vlans.
         let goesTo = classify(header: p, length: length, ingress: ingress, port: me, counters: counters, now: now,
                               vlan: &vlans[f], from: from, to: &to)
         batch.setTunnelEndpoint(f, to)
@@ -280,6 +292,9 @@ extension Worker {
     /// split its buffers anywhere), copied together.
     @usableFromInline
     func gatherHeader(_ batch: PacketBatch, _ f: Int) -> UnsafeRawPointer {
+        // SAFETY: gathered holds 32 bytes (init) and filled + take never passes taggedHeaderSize (18);
+        // take is at most the segment's length, so each copy reads inside the segment (the batch
+        // invariant).
         let segments = batch.segments(of: f)
         var s = segments.lowerBound
         let end = segments.upperBound
@@ -300,6 +315,9 @@ extension Worker {
     func transmit(_ batch: PacketBatch, to p: Int, segmenting: Bool = false) {
         let destination = ports[p]
         if capturesTransmit(p) { capture(batch, port: PortIndex(truncating: p), direction: .transmit) }
+        // SAFETY: lock is the destination's transmit lock word for this worker's queue, allocated by
+        // its Switch port entry (queueCount words) and alive while the port is in the worker's table
+        // (removal parks workers).
         if let lock = destination.transmitLock {
             while ferry_exchange_acquire_u32(lock, 1) != 0 {
                 while ferry_load_relaxed_u32(lock) != 0 { ferry_cpu_relax() }
@@ -313,6 +331,13 @@ extension Worker {
 
     @inlinable
     func push(_ batch: PacketBatch, to destination: WorkerPort, segmenting: Bool) {
+        if destination.underlay >= 0, let tunnel = destination.port.tunnel {
+            // A vxlan port with `via=`: it encapsulates, its uplink sends (Worker's
+            // transmit, with the uplink's own queue and lock).
+            let uplink = destination.underlay
+            tunnel.pushThroughUnderlay(from: batch, segmenter: segmenting ? segmenter : nil) { transmit($0, to: uplink) }
+            return
+        }
         if segmenting {
             destination.port.push(queue: destination.transmitQueue, from: batch, segmenter: segmenter)
         } else {

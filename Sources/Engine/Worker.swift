@@ -108,6 +108,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// it last woke: a woken worker stays real-time for at most `WakePriority.realtimePasses`.
     var isRealtime = false
     var passesSinceWake = 0
+    /// Frames came from a guest's ring since the worker last slept: what
+    /// decides whether `adaptive` spins before the next sleep.
+    @usableFromInline var heardFromGuest = false
 
     public init(id: Int, cpu: Int?, batchSize: Int, bridge: Bridge, idle: IdlePolicy = .default,
                 wakePriority: WakePriority = .default, sleepTimeoutMilliseconds: Int32 = 100) {
@@ -115,6 +118,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         self.bridge = bridge
         self.database = bridge.database
         self.forwarder = bridge.forwarder
+        // SAFETY: each fill covers exactly the count allocated just before it.
         destinations = .allocate(capacity: batchSize)
         destinations.initialize(repeating: .nowhere, count: batchSize)
         burstPorts = .allocate(capacity: PortSet.wordCount)
@@ -201,6 +205,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         sources = newSources
         // Nothing decided for the old port set survives into the new one.
         recent = RecentDecision()
+        // SAFETY: both arrays hold maxSources entries (init).
         skipLoops.update(repeating: 0, count: Self.maxSources)
         skipLength.update(repeating: 0, count: Self.maxSources)
         // The sleep scratch still names the old ports' queues: let go of them,
@@ -251,7 +256,6 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         _ = ferry_set_thread_name("ferry-w\(id)")
         if let cpu { _ = ferry_set_affinity(Int32(cpu)) }
         let batch = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame)
-        let spin = idle.spinNanoseconds
         var idleStreak = 0
         var idleSince: UInt64 = 0
         while !stopRequested.load(ordering: .relaxed) {
@@ -263,6 +267,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
                 continue
             }
             idleLoops.add(1, ordering: .relaxed)
+            let spin = idle.spinNanoseconds(afterGuestFrames: heardFromGuest)
             // A spin is done in the fair class: a real-time spin would keep
             // whoever the last frame woke on this CPU (its receiver) waiting.
             if isRealtime { countRealtimePass(spinning: spin != 0) }
@@ -289,6 +294,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     func resetSkips() {
         // Only the sources polled now: a wake-up in a switch of many ports
         // should not write 32 KiB of scratch.
+        // SAFETY: sources.count <= maxSources (prepare's precondition), the arrays' length.
         skipLoops.update(repeating: 0, count: sources.count)
         skipLength.update(repeating: 0, count: sources.count)
     }

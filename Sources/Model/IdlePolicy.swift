@@ -7,21 +7,26 @@ public enum IdlePolicy: String, Sendable, CaseIterable {
     /// CPU it shares, the scheduler preempts a spinning worker for whole time
     /// slices, which a sleeping one is spared (docs/PERFORMANCE.md).
     case poll
-    /// Busy-polls for `adaptiveSpin` after the last frame, then sleeps until a
-    /// queue has one: the answer to a frame just forwarded (a ping's reply, a
-    /// TCP acknowledgement from a local peer) finds the worker awake, and a
-    /// quiet switch sleeps. The spin is done in the fair class
-    /// (`WakePriority`), where the receiver of the last frame may have to wait for it.
+    /// After frames from a guest's ring, busy-polls for `adaptiveSpin` before
+    /// it sleeps, with the guests' notifications still suppressed: a guest
+    /// that keeps sending finds the worker awake and need not kick (a VM exit
+    /// per burst; a TCG guest's TCP send took 3-4x as long without the spin).
+    /// After frames only from
+    /// descriptor-backed ports (TAP, AF_PACKET, AF_XDP, vxlan) it sleeps at
+    /// once, as `sleep` does: their kernel wakes the worker through the
+    /// descriptor at no cost to the sender, and a spin would only keep the
+    /// answer's receiver waiting behind the worker on a shared CPU. The spin
+    /// is done in the fair class (`WakePriority`).
     case adaptive
     /// Sleeps as soon as a pass finds nothing: the least CPU, and a wake-up in
     /// front of every frame that follows a pause, answers included — which a
-    /// `realtime` wake makes a few microseconds on a busy CPU.
+    /// `realtime` wake makes a few microseconds on a busy CPU — and a guest
+    /// kicks for nearly every burst it sends (notifications are re-armed at
+    /// every empty pass).
     case sleep
 
-    /// `sleep` had the lowest ping latency with real-time wake-ups, but it
-    /// re-arms notifications at every empty pass, so a guest kicks for nearly
-    /// every burst it sends: a TCG guest's TCP send took 3-4x as long
-    /// (docs/PERFORMANCE.md). A switch for VMs keeps their throughput by default.
+    /// A switch for VMs keeps their throughput (the spin after guest frames)
+    /// and its TAPs their latency (none after theirs): docs/PERFORMANCE.md.
     public static let `default` = IdlePolicy.adaptive
 
     /// Long enough for an answer that takes a moment (a guest's) to find the
@@ -29,11 +34,14 @@ public enum IdlePolicy: String, Sendable, CaseIterable {
     /// that write, and needs no spin (docs/PERFORMANCE.md).
     public static let adaptiveSpin: UInt64 = 100_000
 
-    /// How long an empty worker spins before it sleeps, in nanoseconds; nil: never sleeps.
-    public var spinNanoseconds: UInt64? {
+    /// How long an empty worker spins before it sleeps, in nanoseconds; nil:
+    /// never sleeps. `guestFrames`: frames came from a guest's ring since the
+    /// worker last woke.
+    @inline(__always)
+    public func spinNanoseconds(afterGuestFrames guestFrames: Bool) -> UInt64? {
         switch self {
         case .poll: nil
-        case .adaptive: Self.adaptiveSpin
+        case .adaptive: guestFrames ? Self.adaptiveSpin : 0
         case .sleep: 0
         }
     }

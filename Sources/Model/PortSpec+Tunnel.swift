@@ -69,3 +69,16 @@ extension PortSpec {
         return EvpnDevices(vxlanDevice: vxlanDevice, bridgePort: bridgePort)
     }
 }
+
+extension PortSpec {
+    /// `via=PORTNAME`: the `xdp:` port the datagrams leave through (the switch
+    /// checks the kind when it wires the ports; here only that it can be a name).
+    static func underlayPort(_ name: String?, _ text: String) throws(ParseError) -> String? {
+        guard let name else { return nil }
+        guard !name.isEmpty, !name.contains(where: { $0 == "," || $0 == "=" || $0.isWhitespace }) else {
+            throw ParseError(text, "via= names the xdp: port (its name=) the tunnel's datagrams leave through",
+                             key: "via")
+        }
+        return name
+    }
+}

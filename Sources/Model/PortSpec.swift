@@ -3,7 +3,7 @@
 /// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=R][,burst=N][,flows=N][,tag=N][,stamp=on|off][,full=drop|wait]`,
-/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789][,evpn=VXLANDEV,evpn_port=BRIDGEPORT]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
+/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789][,evpn=VXLANDEV,evpn_port=BRIDGEPORT][,via=PORTNAME]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
 /// `trunk=N,M,A-B[,native=N]` (802.1Q trunk, `native` its untagged VLAN), and
 /// `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
 /// A config file gives the same options by key (`init(type:options:text:)`), the text
@@ -39,6 +39,9 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public var groupForwardMask: GroupForwardMask = .none
     /// A vxlan port whose VTEPs and remote MACs come from BGP EVPN through the kernel devices named.
     public var evpn: EvpnDevices? = nil
+    /// A vxlan port whose datagrams leave through this `xdp:` port (its name): the
+    /// AF_XDP fast path (`via=`), outer Ethernet and IP headers built by Ferry.
+    public var underlay: String? = nil
     public let text: String
 
     public var description: String { text }
@@ -61,6 +64,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     public func describesSamePort(as other: PortSpec) -> Bool {
         name == other.name && kind == other.kind && vlan == other.vlan && offloads == other.offloads
             && groupForwardMask == other.groupForwardMask && evpn == other.evpn
+            && underlay == other.underlay
     }
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
@@ -90,7 +94,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         "xdp": ["interface", "queues", "mode", "zerocopy"],
         "gen": ["dst", "src", "size", "count", "delay", "rate", "burst", "flows", "tag", "stamp", "full"],
         "sink": [],
-        "vxlan": ["vni", "local", "remote", "port", "evpn", "evpn_port"],
+        "vxlan": ["vni", "local", "remote", "port", "evpn", "evpn_port", "via"],
     ]
     /// Options whose value is true or false; the text form writes them as a bare word.
     public static let booleanKeys: Set<String> = ["client"]
@@ -197,6 +201,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
                                       text)
             evpn = try Self.evpnDevices(vxlanDevice: take("evpn"), bridgePort: take("evpn_port"), remote: remote,
                                         vlan: vlan, text)
+            underlay = try Self.underlayPort(take("via"), text)
         default:
             throw fail("type", "unknown port type '\(type)' (\(Self.types.joined(separator: ", ")))")
         }

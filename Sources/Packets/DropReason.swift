@@ -60,6 +60,10 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case vxlanFlagClear
     /// A VXLAN datagram for a VNI the port does not carry.
     case vxlanUnknownVNI
+    /// A frame for a VTEP whose next hop's MAC the kernel's neighbour table does not
+    /// hold yet, on a vxlan port sending through an `xdp:` uplink (`via=`); its
+    /// resolution is started.
+    case vxlanUnresolvedVTEP
 
     /// The name used in stats output and metrics labels.
     public var name: String {
@@ -89,6 +93,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .vxlanTruncated: "vxlan_truncated"
         case .vxlanFlagClear: "vxlan_flag_clear"
         case .vxlanUnknownVNI: "vxlan_unknown_vni"
+        case .vxlanUnresolvedVTEP: "vxlan_unresolved_vtep"
         }
     }
 }

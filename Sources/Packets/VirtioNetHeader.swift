@@ -60,8 +60,9 @@ public struct VirtioNetHeader: Equatable, Sendable {
     /// Writes a header that asks nothing (no checksum, no GSO) over the ten bytes before `num_buffers`.
     @inlinable
     public static func storeNone(to header: UnsafeMutableRawPointer) {
-        // SAFETY: the caller's buffer has room for ten bytes: its one caller, PacketPort, writes a
-        // transmit slot, sized at open for the virtio-net header plus an MTU frame (TransmitRing).
+        // SAFETY: the caller's buffer has room for ten bytes: its callers (PacketPort and its
+        // segment sink) write the front of a transmit slot, sized at open for the virtio-net header
+        // plus an MTU frame (TransmitRing).
         header.storeBytes(of: 0, as: UInt64.self)
         header.storeBytes(of: 0, toByteOffset: 8, as: UInt16.self)
     }

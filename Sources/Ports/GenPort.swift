@@ -60,6 +60,7 @@ public final class GenPort {
         self.spec = spec
         started = spec.delayMilliseconds == 0
         pool = GeneratorFramePool(spec, minimumSlots: max(batchCapacity, 256))
+        // SAFETY: the fill covers exactly the spec.flows counters just allocated.
         sequences = .allocate(capacity: spec.flows)
         sequences.initialize(repeating: 0, count: spec.flows)
         stampOffset = LabStamp.offset(tagged: spec.tag != nil)
@@ -208,6 +209,8 @@ public final class GenPort {
             let length = pool.lengths[k]
             if stamped {
                 let flow = Int(truncatingIfNeeded: pool.flows[k])
+                // SAFETY: the pool gives frame k the flow k % spec.flows (GeneratorFramePool.init),
+                // below spec.flows, the length of sequences.
                 let sequence = sequences[flow]
                 sequences[flow] = sequence &+ 1
                 // SAFETY: every slot holds at least stampOffset + LabStamp.size bytes (init's precondition).

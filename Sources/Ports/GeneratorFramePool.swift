@@ -32,6 +32,7 @@ final class GeneratorFramePool {
             total += (pattern[(k / spec.flows) % pattern.count] + 63) & ~63
         }
         memoryBytes = max(total, 64)
+        // SAFETY: the fill covers exactly the memoryBytes just allocated.
         memory = .allocate(byteCount: memoryBytes, alignment: 64)
         memory.initializeMemory(as: UInt8.self, repeating: 0, count: memoryBytes)
         var bytes = 0

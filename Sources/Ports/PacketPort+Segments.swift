@@ -60,8 +60,7 @@ struct TransmitSlotSegmentSink: DestinationSegmentSink {
             header.store(to: s)
         } else {
             // A zeroed header: nothing asked of the kernel.
-            s.storeBytes(of: 0, as: UInt64.self)
-            s.storeBytes(of: 0, toByteOffset: 8, as: UInt16.self)
+            VirtioNetHeader.storeNone(to: s)
         }
         burst.commit(length: headerSize &+ length, frameBytes: length)
     }

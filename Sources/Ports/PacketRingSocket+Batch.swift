@@ -30,6 +30,8 @@ extension PacketRingSocket {
                 counters.dropped(.runt)
                 continue
             }
+            // SAFETY: the batch has room (the pull's loop stops at room), so header(count) is a whole
+            // 16-byte header slot: the 12 bytes zeroed below lie inside it.
             let header = batch.header(batch.count)
             if let given = frame.virtioNetHeader {
                 if !Self.copyChecked(given, to: header, frameLength: frame.length) {
@@ -54,6 +56,9 @@ extension PacketRingSocket {
     /// for a checksum that does not lie inside the frame's `frameLength` bytes.
     @inlinable
     static func copyChecked(_ given: UnsafeRawPointer, to header: UnsafeMutableRawPointer, frameLength: Int) -> Bool {
+        // SAFETY: `given` is the 10-byte virtio-net header the kernel put before the frame
+        // (PACKET_VNET_HDR, read bytes 0..9), `header` a batch header slot of 16 bytes (bytes 0..11
+        // written).
         header.storeBytes(of: given.loadUnaligned(as: UInt64.self), as: UInt64.self)
         header.storeBytes(of: given.loadUnaligned(fromByteOffset: 8, as: UInt16.self), toByteOffset: 8, as: UInt16.self)
         header.storeBytes(of: 0, toByteOffset: 10, as: UInt16.self)

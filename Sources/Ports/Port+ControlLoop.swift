@@ -15,7 +15,8 @@ extension Port {
     public func controlClients(name: String, logger: Logger) -> [ControlLoopClient] {
         switch self {
         case .vhost(let p): [p.endpoint]
-        case .tap, .packet, .xdp, .vxlan: [PortWatch(name: name, port: self, logger: logger)]
+        case .tap, .packet, .xdp: [PortWatch(name: name, port: self, logger: logger)]
+        case .vxlan(let p): [PortWatch(name: name, port: self, logger: logger)] + (p.underlay.map { [$0] } ?? [])
         case .gen, .sink, .failed: []
         }
     }

@@ -96,7 +96,7 @@ extension Port {
         case .vxlan(let vni, let local, let remotes, let udpPort):
             do {
                 let vxlan = try VxlanPort(vni: vni, local: local, remotes: remotes, udpPort: udpPort, evpn: spec.evpn,
-                                          batchCapacity: context.batchSize)
+                                          via: spec.underlay, batchCapacity: context.batchSize, logger: logger)
                 logger.info("\(vxlan.summary)")
                 return .vxlan(vxlan)
             } catch {
@@ -111,7 +111,11 @@ extension Port {
         case .vhost(let p): p.state
         case .tap, .packet: running()
         case .vxlan(let p):
-            running("VNI \(p.vni), \(p.endpoints.count) VTEP\(p.endpoints.count == 1 ? "" : "s")")
+            running("VNI \(p.vni), \(p.endpoints.count) VTEP\(p.endpoints.count == 1 ? "" : "s")"
+                    + (p.underlay.map { u in
+                        u.connectedInterface == nil ? ", via \(u.portName): not connected, through the kernel"
+                            : ", via \(u.portName): \(u.resolvedCount) resolved"
+                    } ?? ""))
         case .xdp(let p): running("xdp \(p.steering.attachedMode), \(p.copyMode.rawValue)")
         case .failed(let p): "failed: \(p.reason)"
         case .gen(let p): p.isFinished ? "finished" : "running"

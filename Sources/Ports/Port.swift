@@ -121,8 +121,9 @@ public enum Port {
         case .packet(let p): p.offloadAcceptance
         // It copies each frame into one UMEM frame and finishes its checksum there; AF_XDP takes no GSO.
         case .xdp: .partialChecksum
-        // It copies each frame into its datagram buffer and finishes the checksum there.
-        case .vxlan: .partialChecksum
+        // It copies each frame into its datagram buffer and finishes the checksum there; through
+        // an IPv6 underlay (`via=`) the uplink finishes the outer UDP checksum, so inner ones come finished.
+        case .vxlan(let p): p.underlay?.ipv6 == true ? [] : .partialChecksum
         }
     }
 

@@ -37,6 +37,7 @@ public final class TrafficAnalyser: @unchecked Sendable {
 
     public init() {
         let count = Self.totalSlots + Self.flowCapacity * Self.perFlow
+        // SAFETY: each fill covers exactly the count allocated just before it.
         slots = .allocate(capacity: count)
         slots.initialize(repeating: 0, count: count)
         expected = .allocate(capacity: Self.flowCapacity)
@@ -55,12 +56,16 @@ public final class TrafficAnalyser: @unchecked Sendable {
 
     @inlinable
     func add(_ slot: Int, _ n: UInt64) {
+        // SAFETY: slot is one of the totalSlots constants or totalSlots + flow * perFlow + 0...7 with
+        // flow < flowCapacity (count's guard), below totalSlots + flowCapacity * perFlow, the length of
+        // slots.
         let p = slots + slot
         ferry_store_relaxed_u64(p, ferry_load_relaxed_u64(p) &+ n)
     }
 
     @inlinable
     func subtract(_ slot: Int, _ n: UInt64) {
+        // SAFETY: as in `add`: slot < totalSlots + flowCapacity * perFlow.
         let p = slots + slot
         ferry_store_relaxed_u64(p, ferry_load_relaxed_u64(p) &- n)
     }
@@ -87,6 +92,8 @@ public final class TrafficAnalyser: @unchecked Sendable {
             length = gather(frame: frame, of: batch)
             bytes = scratch
         }
+        // SAFETY: `length` bytes are readable at `bytes`: at most the first segment's length (the batch
+        // invariant), or what `gather` copied into scratch.
         guard let stamp = Self.stamp(in: UnsafeRawBufferPointer(start: bytes, count: length)) else {
             add(Self.unstampedSlot, 1)
             return
@@ -111,6 +118,8 @@ public final class TrafficAnalyser: @unchecked Sendable {
     /// The stamp of a generator frame (Ethernet, up to two tags, IPv4, UDP, `LabStamp`), or nil.
     @inlinable
     static func stamp(in frame: UnsafeRawBufferPointer) -> (flow: UInt16, sequence: UInt32, time: UInt64)? {
+        // SAFETY: every load is tested against frame.count first: the EtherType and each tag (offset +
+        // 2), the IPv4 header, and the stamp's LabStamp.size bytes at `at`.
         func u16(_ offset: Int) -> UInt16 { UInt16(bigEndian: frame.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
         var offset = Ethernet.etherTypeOffset
         guard frame.count >= offset + 2 else { return nil }
@@ -144,6 +153,8 @@ public final class TrafficAnalyser: @unchecked Sendable {
         let base = Self.totalSlots &+ flow &* Self.perFlow
         add(base, 1)
         add(base &+ 7, bytes)
+        // SAFETY: flow < flowCapacity (the guard above), the length of expected and windows; base +
+        // 0...7 lies in slots (see `add`).
         let next = expected[flow]
         let ahead = Int32(bitPattern: sequence &- next)
         if ahead >= 0 {
@@ -182,6 +193,8 @@ public final class TrafficAnalyser: @unchecked Sendable {
 
     /// The counts now (allocates: for the control thread).
     public var snapshot: TrafficAnalysis {
+        // SAFETY: every slot read is a constant below totalSlots or base + 0...7 of a flow below
+        // flowCapacity.
         func read(_ slot: Int) -> UInt64 { ferry_load_relaxed_u64(slots + slot) }
         var flows: [TrafficAnalysis.Flow] = []
         for flow in 0..<Self.flowCapacity {

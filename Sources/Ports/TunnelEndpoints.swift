@@ -28,6 +28,7 @@ public final class TunnelEndpoints: @unchecked Sendable {
 
     public let capacity: Int
     /// Entries in the flood list now (`remote=`'s, or EVPN's type-3 VTEPs).
+    // SAFETY: floodMembers is the one UInt32 init allocated.
     public var floodCount: Int { Int(ferry_load_relaxed_u32(floodMembers)) }
     /// Per entry: 1 while it is in the flood list.
     @usableFromInline let flooding: UnsafeMutablePointer<UInt32>
@@ -50,6 +51,7 @@ public final class TunnelEndpoints: @unchecked Sendable {
         precondition(remotes.count <= capacity && capacity < 1 << 14)
         self.capacity = capacity
         isIPv6 = ipv6
+        // SAFETY: each fill covers exactly what was allocated just before it.
         published = .allocate(capacity: 1)
         published.initialize(to: 0)
         flooding = .allocate(capacity: capacity + 1)
@@ -80,6 +82,7 @@ public final class TunnelEndpoints: @unchecked Sendable {
     }
 
     /// Entries so far (numbers 1...count).
+    // SAFETY: published is the one UInt32 init allocated.
     @inlinable
     public var count: Int { Int(ferry_load_acquire_u32(published)) }
 
@@ -87,6 +90,8 @@ public final class TunnelEndpoints: @unchecked Sendable {
     /// port has a handful of VTEPs, and the last one found is checked first by the caller.
     @inlinable
     public func number(of address: InternetAddress) -> UInt16 {
+        // SAFETY: i runs 1...count and count <= capacity (append's guard), inside arrays of capacity +
+        // 1 entries.
         let n = count
         var i = 1
         while i <= n {
@@ -99,6 +104,8 @@ public final class TunnelEndpoints: @unchecked Sendable {
     /// The writer only: adds `address` and returns its number, or 0 when the table is full.
     @inlinable
     public func append(_ address: InternetAddress) -> UInt16 {
+        // SAFETY: published is the one UInt32 init allocated; the sockaddr slot of entry i <= capacity
+        // has nameStride (sockaddr_in6) bytes, room for either family.
         let n = Int(ferry_load_relaxed_u32(published))
         guard n < capacity, address.isIPv6 == isIPv6 else { return 0 }
         let i = n &+ 1
@@ -111,11 +118,15 @@ public final class TunnelEndpoints: @unchecked Sendable {
     }
 
     /// Whether entry `number` (1...count) gets broadcast, multicast and unknown-unicast frames.
+    // SAFETY: number is in 1...count <= capacity (VxlanPort sends to `max(first, 1)...last`, last <=
+    // count, and setFlooding checks), inside the capacity + 1 flags.
     @inlinable
     public func floods(_ number: Int) -> Bool { ferry_load_relaxed_u32(flooding + number) != 0 }
 
     /// The writer only: puts entry `number` (1...count) in the flood list or takes it out.
     public func setFlooding(_ number: Int, _ on: Bool) {
+        // SAFETY: number in 1...count (the precondition), count <= capacity: inside the capacity + 1
+        // flags.
         precondition(number >= 1 && number <= count)
         guard floods(number) != on else { return }
         ferry_store_relaxed_u32(flooding + number, on ? 1 : 0)
@@ -124,6 +135,8 @@ public final class TunnelEndpoints: @unchecked Sendable {
 
     /// The address of entry `number` (1...count).
     public func address(_ number: Int) -> InternetAddress {
+        // SAFETY: number in 1...count <= capacity (the precondition): entry number's nameStride bytes
+        // lie in socketAddresses.
         precondition(number >= 1 && number <= count)
         var storage = sockaddr_in6()
         withUnsafeMutableBytes(of: &storage) {
@@ -136,11 +149,16 @@ public final class TunnelEndpoints: @unchecked Sendable {
     /// Where a datagram for entry `number` goes (a sockaddr of `socketAddressLength` bytes).
     @inlinable
     public func socketAddress(_ number: Int) -> UnsafeMutableRawPointer {
+        // SAFETY: number is in 1...count <= capacity: VxlanPort sends only to a frame's endpoint it
+        // tested against count, or to 1...count for a flood.
         socketAddresses + number &* Self.nameStride
     }
 
     @inlinable
     func add(_ number: Int, _ slot: Int, _ value: UInt64) {
+        // SAFETY: number in 1...count <= capacity (the sender tests it against count; the receiver
+        // counts the number append or number(of:) gave) and slot in 0...3: inside the (capacity + 1) *
+        // 4 counters.
         let p = counterSlots + (number &* Self.countersPerEntry &+ slot)
         ferry_store_relaxed_u64(p, ferry_load_relaxed_u64(p) &+ value)
     }
@@ -168,6 +186,8 @@ public final class TunnelEndpoints: @unchecked Sendable {
     }
 
     public func counters(_ number: Int) -> Counters {
+        // SAFETY: number in 1...count <= capacity (the precondition), so its 4 counters lie in
+        // counterSlots.
         precondition(number >= 1 && number <= count)
         let p = counterSlots + number * Self.countersPerEntry
         return Counters(rxPackets: ferry_load_relaxed_u64(p), rxBytes: ferry_load_relaxed_u64(p + 1),

@@ -18,6 +18,7 @@ public final class VhostPort {
         self.endpoint = endpoint
         self.device = endpoint.device
         self.counters = (0..<endpoint.device.queuePairs).map { _ in QueueCounters() }
+        // SAFETY: the fill covers exactly the frameLength bytes just allocated.
         announcementFrame = .allocate(byteCount: ReverseARPAnnouncement.frameLength, alignment: 8)
         announcementFrame.initializeMemory(as: UInt8.self, repeating: 0, count: ReverseARPAnnouncement.frameLength)
     }
@@ -60,6 +61,8 @@ public final class VhostPort {
     func announce(into batch: PacketBatch) -> Int {
         guard batch.room > 0, batch.freeSegments > 0, let mac = device.takeAnnouncement() else { return 0 }
         ReverseARPAnnouncement.write(announcing: mac, into: announcementFrame)
+        // SAFETY: batch.room > 0 (the guard above), so header(count) is a whole slot of headerStride >=
+        // headerSize bytes.
         batch.header(batch.count).initializeMemory(as: UInt8.self, repeating: 0, count: PacketBatch.headerSize)
         batch.append(base: announcementFrame, length: UInt32(ReverseARPAnnouncement.frameLength), token: 0)
         counters[0].received(packets: 1, bytes: UInt64(ReverseARPAnnouncement.frameLength))

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import Model
 import Packets
 import Platform
@@ -53,6 +54,8 @@ public final class VxlanPort {
     public let underlayInterface: String?
     public let counters = [QueueCounters()]
     public var queueCount: Int { 1 }
+    /// With `via=`: the AF_XDP fast path, whose uplink the switch wires (VxlanPort+Underlay.swift).
+    public let underlay: VxlanUnderlay?
 
     let receiver: FileDescriptor
     let sender: FileDescriptor
@@ -112,7 +115,8 @@ public final class VxlanPort {
     /// `remotes` as the flood list (none: every sender accepted, unless `evpn`
     /// names the kernel devices FRR fills), taking bursts of up to `batchCapacity` frames.
     public init(vni: UInt32, local: InternetAddress, remotes: [InternetAddress], udpPort: UInt16,
-                evpn: EvpnDevices? = nil, batchCapacity: Int) throws {
+                evpn: EvpnDevices? = nil, via: String? = nil, batchCapacity: Int,
+                logger: Logger = Logger(label: "ferry")) throws {
         guard PortLimits.vxlanVNIs.contains(vni) else { throw InvalidArgument("vxlan: VNI \(vni) is not 24 bits") }
         guard remotes.allSatisfy({ $0.isIPv6 == local.isIPv6 }) else {
             throw InvalidArgument("vxlan: remote VTEPs must be of the local address's family (\(local))")
@@ -152,6 +156,18 @@ public final class VxlanPort {
         messageEndpoints = Self.table(of: 0, count: n)
         messageDatagrams = Self.table(of: 0, count: n)
         messageLengths = Self.table(of: 0, count: n)
+        let table = endpoints
+        underlay = via.map { VxlanUnderlay(portName: $0, local: local, endpoints: table, batchCapacity: batchCapacity,
+                                           logger: logger) }
+    }
+
+    /// Sends through `interface` (the `xdp:` port `via=` names), and sizes inner
+    /// frames by its MTU. Control thread, while no worker sends to the port.
+    public func connectUnderlay(interface: String) throws {
+        guard let underlay else { return }
+        try underlay.connect(interface: interface)
+        let mtu = try NetworkInterface.mtu(of: interface)
+        maxInnerFrameLengthValue.store(Self.innerFrameLimit(mtu: mtu, ipv6: local.isIPv6), ordering: .relaxed)
     }
 
     /// `count` values, all `value`, allocated once for the port's life.
@@ -183,6 +199,7 @@ public final class VxlanPort {
             : (1...endpoints.count).map { "\(endpoints.address($0))" }.joined(separator: "+")
         return "vxlan VNI \(vni): \(local) UDP \(udpPort), remote VTEPs \(remotes), inner frames up to "
             + "\(maxInnerFrameLength) bytes (underlay \(underlayInterface ?? "interface not found"))"
+            + (underlay.map { ", sent through xdp port \($0.portName)" } ?? "")
     }
 
     /// The errno of the last failure other than "not now" (0 if none).
@@ -198,7 +215,7 @@ public final class VxlanPort {
 
     /// Reads the underlay interface's MTU again (control thread).
     public func refreshMTU() {
-        guard let name = underlayInterface, let mtu = try? NetworkInterface.mtu(of: name) else { return }
+        guard let name = underlay?.connectedInterface ?? underlayInterface, let mtu = try? NetworkInterface.mtu(of: name) else { return }
         maxInnerFrameLengthValue.store(Self.innerFrameLimit(mtu: mtu, ipv6: local.isIPv6), ordering: .relaxed)
     }
 
@@ -299,18 +316,8 @@ public final class VxlanPort {
         while f < count {
             let frame = f
             f &+= 1
-            let target = Int(batch.tunnelEndpoint(of: frame))
-            let first: Int
-            let last: Int
-            if target != 0 && target <= known {
-                first = target
-                last = target
-            } else if floodCount > 0 {
-                // First 0: the flood list's members among VTEPs 1...last (an EVPN port's list
-                // changes with type-3 routes); `copies` bounds the messages from above.
-                first = 0
-                last = known
-            } else {
+            guard let (first, last) = Self.endpoints(of: batch.tunnelEndpoint(of: frame), known: known,
+                                                     floodCount: floodCount) else {
                 counters.dropped(.noDestination)
                 continue
             }
@@ -345,6 +352,17 @@ public final class VxlanPort {
                    flow: flowSender(of: buffer + Self.encapsulation, length: length))
         }
         if burst.datagrams > 0 { flush(&burst, counters: counters) }
+    }
+
+    /// The VTEPs a frame marked with tunnel endpoint `target` goes to, `first...last`:
+    /// the one it was learned behind, or for 0 (a flood) first 0, meaning the flood list's
+    /// members among VTEPs 1...last (an EVPN port's list changes with type-3 routes; the
+    /// count bounds the messages from above); nil when there is no VTEP to send to.
+    @inlinable
+    static func endpoints(of target: UInt16, known: Int, floodCount: Int) -> (first: Int, last: Int)? {
+        let number = Int(target)
+        if number != 0 && number <= known { return (number, number) }
+        return floodCount > 0 ? (0, known) : nil
     }
 
     /// What one push has encapsulated and not yet sent: datagrams laid out

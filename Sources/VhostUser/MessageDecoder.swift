@@ -124,7 +124,8 @@ public struct MessageDecoder: ~Copyable, Sendable {
     // MARK: - Framing
 
     private func headerField(_ offset: Int) -> UInt32 {
-        // Callers checked that a whole header is buffered at readIndex.
+        // SAFETY: the one caller, next(), checked that a whole header (VhostUserHeader.size = 12
+        // bytes) is buffered at readIndex, and offset is 0, 4 or 8: the 4 bytes lie in `buffer`.
         buffer.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: readIndex + offset, as: UInt32.self)) }
     }
 

@@ -16,6 +16,9 @@ public enum ReverseARPAnnouncement {
     /// Writes the announcement of `source` into the `frameLength` bytes at
     /// `frame`, byte by byte: it runs on the data path, which allocates nothing.
     public static func write(announcing source: MACAddress, into frame: UnsafeMutableRawPointer) {
+        // SAFETY: the caller gives frameLength (60) bytes at `frame` (VhostPort allocated them so), and
+        // every offset written below is a constant under 60 (the Ethernet header, then the 28-byte RARP
+        // body).
         frame.initializeMemory(as: UInt8.self, repeating: 0, count: frameLength)
         func put(_ value: UInt8, at offset: Int) { frame.storeBytes(of: value, toByteOffset: offset, as: UInt8.self) }
         func put16(_ value: UInt16, at offset: Int) {

@@ -166,6 +166,8 @@ public final class VhostUserEndpoint: @unchecked Sendable {
             if header.count < VhostUserHeader.size {
                 header.append(contentsOf: chunk)
                 if header.count == VhostUserHeader.size {
+                    // SAFETY: header.count == VhostUserHeader.size (12, tested just above): bytes 8..11
+                    // are there.
                     let size = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
                     // An oversized size is the decoder's to refuse; read no payload for it.
                     payloadLeft = size <= UInt32(VhostUserHeader.maxPayloadSize) ? Int(size) : 0

@@ -199,6 +199,7 @@ struct PayloadReader {
         let width = MemoryLayout<T>.size
         guard bytes.count - offset >= width else { return nil }
         // The wire is little-endian (vhost-user.rst says "machine native"; every host we run on is LE).
+        // SAFETY: the guard above: width bytes remain after offset in the payload.
         let value = T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
         offset += width
         return value

@@ -51,6 +51,10 @@ struct DescriptorWalker: DescriptorSource {
             }
             hops &+= 1
             if hops > tableSize { return .failure(.chainTooLong(hops: Int(hops))) }
+            // SAFETY: index < tableSize (tested at the top of the loop), and `table` is tableSize
+            // 16-byte descriptors translated inside guest memory: the ring's table by start() (size
+            // entries), or an indirect table translated just below for len bytes (tableSize = len /
+            // 16).
             let d = table + Int(index) &* SplitRingLayout.descriptorSize
             let addr = d.loadUnaligned(as: UInt64.self)
             let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)

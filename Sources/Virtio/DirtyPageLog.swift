@@ -121,6 +121,7 @@ public final class DirtyPageLog: @unchecked Sendable {
     public func isMarked(page: UInt64) -> Bool {
         let byte = page >> 3
         guard byte < byteCount else { return false }
+        // SAFETY: byte < byteCount (the guard above), the log's mapped length.
         return bits.load(fromByteOffset: Int(byte), as: UInt8.self) & (1 << UInt8(page & 7)) != 0
     }
 }

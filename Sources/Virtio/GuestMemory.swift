@@ -247,6 +247,7 @@ public final class GuestMemory: @unchecked Sendable {
         if overflow { return nil }
         var i = 0
         while i < count {
+            // SAFETY: i < count, the number of regions init wrote into `table`.
             let r = table[i]
             if start >= r.guestStart && end <= r.guestEnd {
                 // SAFETY: start - guestStart < region size, checked just above.
@@ -268,6 +269,7 @@ public final class GuestMemory: @unchecked Sendable {
         if overflow { return nil }
         var i = 0
         while i < count {
+            // SAFETY: i < count, the number of regions init wrote into `table`.
             let r = table[i]
             if start >= r.guestStart && start < r.guestEnd {
                 let room = r.guestEnd &- start
@@ -288,6 +290,7 @@ public final class GuestMemory: @unchecked Sendable {
         if overflow { return nil }
         var i = 0
         while i < count {
+            // SAFETY: i < count, the number of regions init wrote into `table`.
             let r = table[i]
             if start >= r.frontEndStart && end <= r.frontEndEnd {
                 // SAFETY: start - frontEndStart < region size, checked just above.
@@ -305,8 +308,11 @@ public final class GuestMemory: @unchecked Sendable {
     public func guestAddress(ofHost pointer: UnsafeMutableRawPointer) -> GuestAddress? {
         var i = 0
         while i < count {
+            // SAFETY: i < count, the number of regions init wrote into `table`.
             let r = table[i]
             if pointer >= r.host {
+                // SAFETY: pointer >= r.host (tested above): the distance is non-negative; it is used
+                // only after it is checked against the region's size.
                 let offset = UInt64(pointer - r.host)
                 // No overflow: guestEnd - guestStart is the region's size, checked when it was mapped.
                 if offset < r.guestEnd &- r.guestStart { return GuestAddress(r.guestStart &+ offset) }
@@ -318,6 +324,7 @@ public final class GuestMemory: @unchecked Sendable {
 
     /// The guest-physical address that a front-end address maps to, for tests and diagnostics.
     public func guestAddress(of address: FrontEndAddress) -> GuestAddress? {
+        // SAFETY: i < count, the number of regions init wrote into `table`.
         for i in 0..<count where address.rawValue >= table[i].frontEndStart && address.rawValue < table[i].frontEndEnd {
             return GuestAddress(table[i].guestStart + (address.rawValue - table[i].frontEndStart))
         }

@@ -8,7 +8,7 @@ import Packets
 /// `SegmentBuffers`, and its chains are owed used descriptors, published with
 /// the rest of the burst. A segment that finds too little room takes nothing.
 @usableFromInline
-struct PackedReceiveChainSink<Writes: GuestWrites>: DestinationSegmentSink {
+struct PackedReceiveChainSink<Writes: GuestWrites>: ReceiveChainSegmentSink {
     @usableFromInline let queue: PackedVirtqueue
     @usableFromInline let memory: GuestMemory
     @usableFromInline var shortfall: DropReason = .noRxBuffer
@@ -20,8 +20,7 @@ struct PackedReceiveChainSink<Writes: GuestWrites>: DestinationSegmentSink {
     init(queue: PackedVirtqueue, memory: GuestMemory, writes: Writes) {
         self.queue = queue
         self.memory = memory
-        buffers = SegmentBuffers(pieces: queue.segmentPieces, headerLength: queue.configuration.headerLength,
-                                 acceptedFlags: queue.configuration.acceptedHeaderFlags, writes: writes)
+        buffers = SegmentBuffers(pieces: queue.segmentPieces, configuration: queue.configuration, writes: writes)
     }
 
     @inlinable
@@ -107,10 +106,7 @@ extension PackedVirtqueue {
         -> Bool
     {
         var sink = PackedReceiveChainSink(queue: self, memory: mem, writes: writes)
-        segmenter.transmit(batch.frameSegments(frame), header: batch.header(frame), checksum: checksum,
-                           untaggedLimit: Int.max &- Ethernet.tagSize, into: &sink, counters: counters)
-        sent &+= sink.buffers.delivered
-        bytes &+= sink.buffers.bytes
-        return !sink.isBroken
+        return sink.segment(frame, of: batch, with: segmenter, checksum: checksum, counters: counters,
+                            sent: &sent, bytes: &bytes)
     }
 }

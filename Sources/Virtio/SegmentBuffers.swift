@@ -62,6 +62,7 @@ struct SegmentBuffers<Writes: GuestWrites> {
     @inlinable
     mutating func append(_ base: UnsafeMutableRawPointer, length: Int) -> Bool {
         if count == Self.maxPieces { return false }
+        // SAFETY: count < maxPieces (the test above), the length of `pieces`.
         pieces[count] = iovec(iov_base: base, iov_len: length)
         count &+= 1
         return true
@@ -77,6 +78,9 @@ struct SegmentBuffers<Writes: GuestWrites> {
     @inlinable
     mutating func copy(_ bytes: UnsafeRawPointer, count length: Int, to position: Int) {
         // The headers come last, at the start: go back to the first piece.
+        // SAFETY: cursor < count <= maxPieces: it starts at 0 and moves on only while cursor + 1 <
+        // count, or after the last byte of a piece when bytes are left, which the pieces cover (see
+        // below).
         if position < cursorStart {
             cursor = 0
             cursorStart = 0
@@ -113,6 +117,7 @@ struct SegmentBuffers<Writes: GuestWrites> {
     /// (1 without MRG_RXBUF), built privately, then copied in.
     @inlinable
     mutating func finish(_ header: VirtioNetHeader) {
+        // SAFETY: `raw` is 12 bytes: the header's 10 and num_buffers' 2 at offset 10 fit it.
         var raw: (UInt64, UInt32) = (0, 0)
         withUnsafeMutableBytes(of: &raw) { h in
             let p = h.baseAddress.unsafelyUnwrapped
@@ -126,3 +131,43 @@ struct SegmentBuffers<Writes: GuestWrites> {
     }
 }
 
+
+extension SegmentBuffers {
+    /// The buffers of a ring configured by `configuration`, its segment pieces at `pieces`.
+    @inlinable
+    init(pieces: UnsafeMutablePointer<iovec>, configuration: RingConfiguration, writes: Writes) {
+        self.init(pieces: pieces, headerLength: configuration.headerLength,
+                  acceptedFlags: configuration.acceptedHeaderFlags, writes: writes)
+    }
+}
+
+/// A segment sink that writes into a guest's receive chains through its
+/// `SegmentBuffers`: the split ring's `ReceiveChainSink` and the packed
+/// ring's `PackedReceiveChainSink`, which differ only in how they find and
+/// give back chains.
+@usableFromInline
+protocol ReceiveChainSegmentSink: DestinationSegmentSink {
+    associatedtype Writes: GuestWrites
+    /// Read once per frame, never written through the protocol: a `modify` through it
+    /// from a generic caller allocates its coroutine frame in an unoptimized build (the
+    /// allocation probe saw one per write), so each sink forwards `write` itself.
+    var buffers: SegmentBuffers<Writes> { get }
+    /// A chain broke a rule: the queue is stopped (its `error` set).
+    var isBroken: Bool { get }
+}
+
+extension ReceiveChainSegmentSink {
+    /// Segments frame `frame` of `batch` (a GSO frame the driver did not
+    /// negotiate) into the sink's chains, counting drops on `counters` and what
+    /// went on `sent` and `bytes`. False when the queue broke.
+    @inlinable
+    mutating func segment(_ frame: Int, of batch: PacketBatch, with segmenter: SoftwareSegmenter,
+                          checksum: SoftwareSegmenter.Checksum, counters: QueueCounters,
+                          sent: inout Int, bytes: inout UInt64) -> Bool {
+        segmenter.transmit(batch.frameSegments(frame), header: batch.header(frame), checksum: checksum,
+                           untaggedLimit: Int.max &- Ethernet.tagSize, into: &self, counters: counters)
+        sent &+= buffers.delivered
+        bytes &+= buffers.bytes
+        return !isBroken
+    }
+}

@@ -22,7 +22,7 @@ struct UsedChain {
 /// (`SegmentBuffers`, every write marked while a migration logs), and gets
 /// its used entries. Nothing is read back from the guest's buffers.
 @usableFromInline
-struct ReceiveChainSink<Writes: GuestWrites>: DestinationSegmentSink {
+struct ReceiveChainSink<Writes: GuestWrites>: ReceiveChainSegmentSink {
     @usableFromInline let queue: SplitVirtqueue
     @usableFromInline let memory: GuestMemory
     /// Chains the driver has made available and this burst has not used.
@@ -37,8 +37,7 @@ struct ReceiveChainSink<Writes: GuestWrites>: DestinationSegmentSink {
         self.queue = queue
         self.memory = memory
         self.availLeft = availLeft
-        buffers = SegmentBuffers(pieces: queue.segmentPieces, headerLength: queue.configuration.headerLength,
-                                 acceptedFlags: queue.configuration.acceptedHeaderFlags, writes: writes)
+        buffers = SegmentBuffers(pieces: queue.segmentPieces, configuration: queue.configuration, writes: writes)
     }
 
     @inlinable
@@ -122,11 +121,9 @@ extension SplitVirtqueue {
                                        checksum: SoftwareSegmenter.Checksum, counters: QueueCounters, writes: W,
                                        sent: inout Int, bytes: inout UInt64) -> Bool {
         var sink = ReceiveChainSink(queue: self, memory: mem, availLeft: availLeft, writes: writes)
-        segmenter.transmit(batch.frameSegments(frame), header: batch.header(frame), checksum: checksum,
-                           untaggedLimit: Int.max &- Ethernet.tagSize, into: &sink, counters: counters)
+        let healthy = sink.segment(frame, of: batch, with: segmenter, checksum: checksum, counters: counters,
+                                   sent: &sent, bytes: &bytes)
         availLeft = sink.availLeft
-        sent &+= sink.buffers.delivered
-        bytes &+= sink.buffers.bytes
-        return !sink.isBroken
+        return healthy
     }
 }

@@ -28,6 +28,11 @@ enum TransmitChain {
         memory mem: GuestMemory
     ) -> GatheredChain {
         let frame = batch.count
+        // SAFETY: frame = batch.count and the callers pull at most `room` chains, so header(frame) is a
+        // whole 16-byte slot; headerLength is the negotiated 10 or 12 (netHeaderLength), and each copy
+        // into the slot takes at most headerLeft bytes, so it stays in its first headerLength bytes
+        // (num_buffers at 10 too); the source of each copy is the translated piece, `body` bytes at ptr
+        // (body >= 12, take <= body), and ptr moves only past bytes it copied.
         let header = batch.header(frame)
         var headerLeft = headerLength
         var total: UInt64 = 0

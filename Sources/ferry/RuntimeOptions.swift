@@ -22,7 +22,7 @@ struct RuntimeOptions: ParsableArguments {
     var batch: Int?
 
     @Option(help: ArgumentHelp(
-        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after the last frame, so an answer finds it awake), sleep (at once: least CPU, a wake-up before each frame after a pause; lowest ping latency, but a guest kicks for nearly every burst) (default adaptive).",
+        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after frames from a guest, whose next burst then needs no kick; at once after frames only from TAP, AF_PACKET, AF_XDP or vxlan ports, whose kernel wakes it for free), sleep (always at once: least CPU, but a guest kicks for nearly every burst) (default adaptive).",
         valueName: "policy"))
     var idle: IdlePolicy?
 

@@ -84,6 +84,63 @@ final class AdaptiveIdleTests: XCTestCase {
         XCTAssertEqual(workers[.sleep]!.sleeps.load(ordering: .relaxed), 1, "nothing woke it, so it slept once")
     }
 
+    /// `adaptive` spins before it sleeps only after frames from a guest's ring
+    /// (which need not kick while it spins); after frames from a TAP, whose
+    /// kernel wakes the worker at no cost to the sender, it sleeps at the first
+    /// empty pass, as `sleep` does. Needs root and /dev/net/tun.
+    func testAdaptiveSpinsAfterAGuestsFramesAndNotAfterATaps() throws {
+        try NetworkSandbox.requireTapSupport()
+        let path = "/tmp/ferry-idle-spin-\(getpid()).sock"
+        defer { unlink(path) }
+        let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
+        let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, idle: .adaptive,
+                            sleepTimeoutMilliseconds: 60_000)
+        let name = NetworkSandbox.interfaceName("ferryid", "0")
+        NetworkSandbox.removeInterface(name)
+        defer { NetworkSandbox.removeInterface(name) }
+        let tap = try TapPort(name: name, queues: 1, mtu: 1500, batchCapacity: 64)
+        defer { tap.device.close() }
+        try NetworkSandbox.disableIPv6(name)
+        let log = CapturedLog()
+        let device = VhostDevice(name: "guest", gate: worker, logger: log.logger)
+        let vhost = VhostPort(endpoint: try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger))
+        let sink = SinkPort()
+        bridge.setMembership([.access(1), .access(1), .access(1)])
+        worker.configure(ports: [WorkerPort(port: .vhost(vhost), vlan: .access(1), transmitQueue: 0),
+                                 WorkerPort(port: .tap(tap), vlan: .access(1), transmitQueue: 0),
+                                 WorkerPort(port: .sink(sink), vlan: .access(1), transmitQueue: 0)],
+                         sources: [WorkerSource(index: 0, port: .vhost(vhost), queue: 0),
+                                   WorkerSource(index: 1, port: .tap(tap), queue: 0)])
+        let fe = try MockFrontEnd(device: device)
+        fe.setUp(eventIndex: true)
+        let kernel = try PacketSocket(interface: tap.device.index, ignoreOutgoing: true)
+        worker.start()
+        defer { worker.stop() }
+        XCTAssertTrue(waitUntil { worker.sleeps.load(ordering: .relaxed) > 0 }, "the idle worker never slept")
+
+        /// Empty passes per sleep while `send` delivers `frames` frames to the sink.
+        func emptyPassesPerSleep(frames: UInt64, _ send: () throws -> Void) rethrows -> Double {
+            let delivered = sink.counters.snapshot.txPackets
+            let sleeps = worker.sleeps.load(ordering: .relaxed), empty = worker.idleLoops.load(ordering: .relaxed)
+            try send()
+            XCTAssertTrue(waitUntil { sink.counters.snapshot.txPackets >= delivered + frames }, "frames lost")
+            XCTAssertTrue(waitUntil { worker.sleeps.load(ordering: .relaxed) > sleeps }, "it did not sleep again")
+            // The sleep counter moves before the sleep; its empty passes are all counted by now.
+            let slept = worker.sleeps.load(ordering: .relaxed) - sleeps
+            return Double(worker.idleLoops.load(ordering: .relaxed) - empty) / Double(slept)
+        }
+        let afterTap = try emptyPassesPerSleep(frames: 3) {
+            for _ in 0..<3 { try kernel.send(ethernetFrame(length: 60)) }
+        }
+        XCTAssertEqual(afterTap, 1, "after a TAP's frames it sleeps at the first empty pass")
+        let afterGuest = emptyPassesPerSleep(frames: 3) {
+            for _ in 0..<3 { fe.tx.offerTX(frame: ethernetFrame(length: 60, seed: 1)) }
+            EventFD.signal(fe.kicks[1])
+        }
+        // The clock is read every 16 empty passes: a spin makes at least 16.
+        XCTAssertGreaterThanOrEqual(afterGuest, 16, "after a guest's frames it spins before sleeping")
+    }
+
     /// A `realtime` worker sleeps as a SCHED_FIFO task, so the frame that wakes it
     /// runs it at once; a `normal` one stays in the fair class; a paused one
     /// leaves real-time, so that it never spins ahead of the thread that unpauses it.

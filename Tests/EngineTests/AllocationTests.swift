@@ -4,7 +4,7 @@ import Logging
 import MallocInterposerSwift
 import Model
 import Packets
-import Ports
+@testable import Ports
 import TestSupport
 import Platform
 import Switching
@@ -93,6 +93,37 @@ final class AllocationTests: XCTestCase {
             }, burst: {
                 for _ in 0..<100 { _ = sw.worker.forwardOnce(sw.batch) }
                 precondition(vxlan.endpoints.counters(1).rxPackets > 0, "nothing came out of the tunnel")
+            })
+        }
+    }
+
+    /// A generator's broadcasts into a vxlan port that sends through an xdp
+    /// uplink (`via=`): encapsulated by reference, copied into UMEM frames by the
+    /// uplink, flooded to two VTEPs (one resolved, one counted unresolved).
+    /// Needs root for the veth (the child makes it).
+    func testTunneledBurstsThroughAnXdpUplinkAllocateNothing() throws {
+        try NetworkSandbox.requireTapSupport()
+        let removeVeth: (Int32) -> Void = { pid in _ = try? NetworkSandbox.ip("netns", "del", "ferry-pk-\(pid)-alv") }
+        try runUnderInterposer(test: "testTunneledBurstsThroughAnXdpUplinkAllocateNothing", afterChild: removeVeth) {
+            let wire = try VethPair("alv")
+            let xdp = try XdpPort(interface: wire.name, queues: 1, attach: .auto, zeroCopy: .auto, guestCapacity: 64,
+                                  batchCapacity: 256, logger: Logger(label: "alloc"))
+            let gen = GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
+                              frameSize: 64, count: nil)
+            let vxlan = try VxlanPort(vni: 11, local: InternetAddress("127.0.0.1")!,
+                                      remotes: [InternetAddress("127.0.0.2")!, InternetAddress("127.0.0.3")!],
+                                      udpPort: UDPPeer.testPort &+ 7, via: "up", batchCapacity: 256)
+            vxlan.underlay!.publish(1, nextHopMAC: 0x0200_0000_00fe)
+            let sw = try SwitchHarness([(.gen(gen), .access(1)), (.vxlan(vxlan), .access(1)), (.xdp(xdp), .access(4094))],
+                                       batchSize: 256, underlays: [1: 2])
+            _ = sw.pass()
+            return (prepare: {
+                withExtendedLifetime(wire) {}
+                precondition(xdp.counters[0].snapshot.txPackets > 0, "nothing left through the uplink")
+                precondition(vxlan.counters[0].snapshot.drops[.vxlanUnresolvedVTEP, default: 0] > 0,
+                             "the unresolved VTEP was not counted")
+            }, burst: {
+                for _ in 0..<20 { _ = sw.worker.forwardOnce(sw.batch) }
             })
         }
     }
@@ -233,23 +264,46 @@ final class AllocationTests: XCTestCase {
     /// another guest's RX ring, release the TX buffers, publish, notify.
     func testGuestToGuestBurstsAllocateNothing() throws {
         try runUnderInterposer(test: "testGuestToGuestBurstsAllocateNothing") {
-            let ram = try GuestRAM.oneRegion(size: 8 << 20)
-            let memory = try ram.makeGuestMemory()
-            let txRing = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + 0x200000)
-            let rxRing = MockSplitRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: ram.base + 0x200000 ..< ram.base + 0x800000)
+            let rings = try GuestToGuestRings()
+            let txRing = MockSplitRing(ram: rings.ram, size: 256, at: rings.txRingGPA, buffers: rings.txBuffers)
             let tx = SplitVirtqueue(index: 1)
-            let rx = SplitVirtqueue(index: 0)
+            let rx = rings.rx
             txRing.configure(tx, eventIndex: true)
-            rxRing.configure(rx, eventIndex: true, mergeableBuffers: true)
             // Held by the burst: the rings signal it until the last burst.
             let call = DescriptorSlot(try EventFD.create())
             rx.callFD = call.rawValue
             tx.callFD = call.rawValue
-            try tx.start(memory: memory)
-            try rx.start(memory: memory)
-            return guestToGuest(from: .split(tx), txRing, to: .split(rx), rxRing) {
+            try rings.start(tx)
+            return guestToGuest(from: .split(tx), txRing, to: .split(rx), rings.rxRing) {
                 precondition(!call.isEmpty, "the burst did not notify")
             }
+        }
+    }
+
+    /// The guest-to-guest tests' memory: 8 MiB of guest RAM with a split RX ring
+    /// (mergeable buffers, event index) in it, and the place for the TX ring
+    /// (either layout) and its buffers, which the test adds.
+    private struct GuestToGuestRings {
+        let ram: GuestRAM
+        let memory: GuestMemory
+        let rxRing: MockSplitRing
+        let rx = SplitVirtqueue(index: 0)
+
+        init() throws {
+            ram = try GuestRAM.oneRegion(size: 8 << 20)
+            memory = try ram.makeGuestMemory()
+            rxRing = MockSplitRing(ram: ram, size: 256, at: ram.base + 0x8000,
+                                   buffers: ram.base + 0x200000 ..< ram.base + 0x800000)
+            rxRing.configure(rx, eventIndex: true, mergeableBuffers: true)
+        }
+
+        var txRingGPA: UInt64 { ram.base }
+        var txBuffers: Range<UInt64> { ram.base + 0x10000 ..< ram.base + 0x200000 }
+
+        /// Starts `tx`, then the RX queue, on this memory.
+        func start(_ tx: some VirtqueueControl) throws {
+            try tx.start(memory: memory)
+            try rx.start(memory: memory)
         }
     }
 
@@ -283,22 +337,18 @@ final class AllocationTests: XCTestCase {
     /// ring) through `LoggedWrites`, and marking allocates nothing either.
     func testLoggedGuestToGuestBurstsAllocateNothing() throws {
         try runUnderInterposer(test: "testLoggedGuestToGuestBurstsAllocateNothing") {
-            let ram = try GuestRAM.oneRegion(size: 8 << 20)
-            let memory = try ram.makeGuestMemory()
-            let txRing = MockPackedRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + 0x200000)
-            let rxRing = MockSplitRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: ram.base + 0x200000 ..< ram.base + 0x800000)
+            let rings = try GuestToGuestRings()
+            let txRing = MockPackedRing(ram: rings.ram, size: 256, at: rings.txRingGPA, buffers: rings.txBuffers)
             let tx = PackedVirtqueue(index: 1)
-            let rx = SplitVirtqueue(index: 0)
+            let rx = rings.rx
             txRing.configure(tx, eventIndex: true)
-            rxRing.configure(rx, eventIndex: true, mergeableBuffers: true)
             let logFile = try SharedMemory(length: 0x10000, name: "ferry-alloc-log")
             let log = try DirtyPageLog(fd: logFile.fd.rawValue, size: 0x10000, offset: 0)
             tx.configuration.setDirtyLog(log, usedRing: nil)
-            rx.configuration.setDirtyLog(log, usedRing: GuestAddress(rxRing.usedGPA))
-            try tx.start(memory: memory)
-            try rx.start(memory: memory)
+            rx.configuration.setDirtyLog(log, usedRing: GuestAddress(rings.rxRing.usedGPA))
+            try rings.start(tx)
             // The front-end clears the log between bursts; each burst marks the used descriptors' page again.
-            return guestToGuest(from: .packed(tx), txRing, to: .split(rx), rxRing,
+            return guestToGuest(from: .packed(tx), txRing, to: .split(rx), rings.rxRing,
                                 prepare: { memset(logFile.base, 0, logFile.length) }) {
                 precondition(log.isMarked(page: txRing.ringGPA / DirtyPageLog.pageSize), "nothing was marked")
             }

@@ -57,9 +57,10 @@ final class SwitchHarness {
     let learning: LearningService
     let batch: PacketBatch
 
-    /// `groupForwardMasks[i]`: port i's (`.none` for the ports past the list's end).
+    /// `groupForwardMasks[i]`: port i's (`.none` for the ports past the list's end);
+    /// `underlays[i]`: the uplink vxlan port i sends through (`via=`).
     init(_ ports: [(Port, VLANMode)], batchSize: Int = 64, fdbCapacity: Int = 1024,
-         groupForwardMasks: [GroupForwardMask] = []) throws {
+         groupForwardMasks: [GroupForwardMask] = [], underlays: [Int: Int] = [:]) throws {
         bridge = Bridge(database: ForwardingDatabase(capacity: fdbCapacity))
         worker = Worker(id: 0, cpu: nil, batchSize: batchSize, bridge: bridge)
         bridge.setMembership(ports.map(\.1))
@@ -69,7 +70,8 @@ final class SwitchHarness {
         }
         let table = ports.enumerated().map { i, p in
             WorkerPort(port: p.0, vlan: p.1, transmitQueue: 0,
-                       groupForwardMask: i < groupForwardMasks.count ? groupForwardMasks[i] : .none)
+                       groupForwardMask: i < groupForwardMasks.count ? groupForwardMasks[i] : .none,
+                       underlay: underlays[i] ?? -1)
         }
         worker.configure(ports: table, sources: sources)
         learning = LearningService(bridge: bridge, queues: [worker.learning])

@@ -17,6 +17,11 @@ subnet of its own (198.18.1.0/24, 198.18.2.0/24), MTU 1600 so that a 1500-byte g
   `gen:` port to a MAC nobody has reach C (head-end replication, then the Linux bridge's
   flood); Ferry's forwarding database has C's MAC behind VTEP 198.18.2.1, and `show vteps`
   counts both ways.
+* Through the AF_XDP uplink (`test_ferry_sends_through_its_xdp_uplink_to_a_linux_bridge`): host A's
+  Ferry has its underlay veth as an `xdp:` port (VLAN 4094, which no other port carries) and
+  `vxlan:...,via=up`: the same interop with a TAP station, Ferry's datagrams leaving as whole
+  frames it built (outer MACs from A's neighbour table: A's veth to the router's), as tcpdump on
+  the router's A side shows, counted on the uplink; B's answers come through A's kernel socket.
 * Ferry ↔ Ferry (`test_two_ferry_hosts_carry_ping_and_tcp`): hosts A and B each run Ferry
   with a TAP port (moved into a guest namespace) and a vxlan port; the two guests ping each
   other and a TCP transfer arrives byte for byte (sha256); the TAPs hand Ferry 64 KiB
@@ -183,14 +188,7 @@ def check_interop(lab, ferry, guest, router, c):
     assert any(e["mac"] == GUEST_MAC and e["port"] == "vm" and "vtep" not in e for e in entries), entries
 
     # Unknown unicast: a generator's frames to a MAC nobody has reach C by head-end replication.
-    seen = capture(c, "c0", ["ether", "src", GEN_SOURCE], lab.path("c.pcap"))
-    try:
-        h.ferry_ctl(ferry.control, "port", "add", f"gen:dst={UNKNOWN_MAC},src={GEN_SOURCE},size=64,count=5,name=g",
-                    binary=ferry.binary)
-        h.wait_until(lambda: read_capture(lab.path("c.pcap")).count(GEN_SOURCE) >= 5, 10,
-                     "5 unknown-unicast frames at C")
-    finally:
-        stop(seen)
+    assert_unknown_unicast_reaches(lab, ferry, c, "g")
 
     vteps = ferry.ctl("show", "vteps")["vteps"]
     assert [(v["port"], v["vni"], v["address"], v["flood"]) for v in vteps] == [("vx", VNI, B_UNDERLAY, True)]
@@ -200,10 +198,62 @@ def check_interop(lab, ferry, guest, router, c):
     assert B_UNDERLAY in table and "yes" in table, table
 
 
+def assert_unknown_unicast_reaches(lab, ferry, c, port_name: str):
+    """A `gen:` port added as `port_name` sends 5 frames to a MAC nobody has: C sees them all."""
+    seen = capture(c, "c0", ["ether", "src", GEN_SOURCE], lab.path("c.pcap"))
+    try:
+        h.ferry_ctl(ferry.control, "port", "add",
+                    f"gen:dst={UNKNOWN_MAC},src={GEN_SOURCE},size=64,count=5,name={port_name}", binary=ferry.binary)
+        h.wait_until(lambda: read_capture(lab.path("c.pcap")).count(GEN_SOURCE) >= 5, 10,
+                     "5 unknown-unicast frames at C")
+    finally:
+        stop(seen)
+
+
 def assert_no_drops_but_full_buffers(port: dict):
     """Nothing dropped on a vxlan port but for a full socket buffer on a loaded machine."""
     drops = {reason: n for reason, n in port["drops"].items() if reason != "tx_full"}
     assert not drops, f"the vxlan port dropped frames: {drops}"
+
+
+def test_ferry_sends_through_its_xdp_uplink_to_a_linux_bridge(lab, underlay, namespaces, ferry_binary):
+    a, router, b = underlay
+    c, g = namespaces("vxc"), namespaces("vxg")
+    linux_vtep_host(b, c)
+    uplink = f"vxra{os.getpid() % 10000}"
+    tap = f"vxtx{os.getpid() % 10000}"
+    ferry = lab.ferry([f"tap:{tap},name=g", f"xdp:{uplink},name=up,vlan=4094",
+                       f"vxlan:{VNI},local={A_UNDERLAY},remote={B_UNDERLAY},via=up,name=vx"], netns=a.name)
+    g.adopt(tap, source=a)
+    g.ip("addr", "add", f"{GUEST_IP}/24", "dev", tap)
+    # Ferry has A's kernel resolve the router's MAC (one datagram through it), then reads it.
+    h.wait_until(lambda: "via up: 1 resolved" in ferry.port("vx")["state"], 10,
+                 "the Linux VTEP's next hop resolved")
+    a_mac, router_mac = a.mac(uplink), router.mac(router_side(router, "ra"))
+    sent_before = ferry.port("up")["tx_packets"]
+    wire = capture(router, router_side(router, "ra"), ["udp", "port", "4789"], lab.path("underlay.pcap"))
+    try:
+        qg.assert_all_answered(g.ping(C_IP, count=5), 5, "station -> C over VXLAN via the xdp uplink", lab.logs)
+        qg.assert_all_answered(c.ping(GUEST_IP, count=5), 5, "C -> station over VXLAN", lab.logs)
+    finally:
+        stop(wire)
+    decoded = read_capture(lab.path("underlay.pcap"))
+    ferry_sent = re.findall(rf"{re.escape(a_mac)} > {re.escape(router_mac)}, ethertype IPv4 .*\n\s+"
+                            rf"{re.escape(A_UNDERLAY)}\.(\d+) > {re.escape(B_UNDERLAY)}\.4789: "
+                            rf"VXLAN, flags \[I\] \(0x08\), vni {VNI}", decoded)
+    assert len(ferry_sent) >= 5 and all(int(port) >= 49152 for port in ferry_sent), decoded[-3000:]
+    checksums = udp_checksums(lab.path("underlay.pcap"), source=A_UNDERLAY, port=4789)
+    assert checksums and set(checksums) == {0}, checksums
+    assert "bad cksum" not in decoded, decoded[-3000:]
+    assert ferry.port("up")["tx_packets"] - sent_before >= 10, ferry.port("up")
+
+    c_mac = c.mac("c0")
+    entries = ferry.ctl("show", "fdb")["fdb"]
+    behind = [e for e in entries if e["mac"] == c_mac]
+    assert behind and behind[0]["port"] == "vx" and behind[0]["vtep"] == B_UNDERLAY, entries
+
+    assert_unknown_unicast_reaches(lab, ferry, c, "gen")
+    assert_no_drops_but_full_buffers(ferry.port("vx"))
 
 
 def ferry_host(lab, host, guest_ns, local: str, remote: str, tag: str):

@@ -1,7 +1,7 @@
 import Model
 import XCTest
 
-/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=N]` as the command line and a config file give it.
+/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=N][,via=PORTNAME]` as the command line and a config file give it.
 final class VxlanPortSpecTests: XCTestCase {
     func testTheTextFormAndTheKeyedFormMeanTheSamePort() throws {
         let text = try PortSpec(parsing: "vxlan:100,local=198.18.1.1,remote=198.18.2.1+198.18.3.1,name=vx,trunk=10,20")
@@ -28,6 +28,16 @@ final class VxlanPortSpecTests: XCTestCase {
         XCTAssertEqual(InternetAddress("198.18.0.9")?.description, "198.18.0.9")
     }
 
+    func testViaNamesTheUplinkPort() throws {
+        let spec = try PortSpec(parsing: "vxlan:100,local=198.18.1.1,remote=198.18.2.1,via=up")
+        XCTAssertEqual(spec.underlay, "up")
+        XCTAssertNil(try PortSpec(parsing: "vxlan:100,local=198.18.1.1").underlay)
+        let keyed = try PortSpec(type: "vxlan", options: ["vni": "100", "local": "198.18.1.1", "remote": "198.18.2.1",
+                                                          "via": "up"], text: "from a file")
+        XCTAssertTrue(keyed.describesSamePort(as: spec))
+        XCTAssertFalse(keyed.describesSamePort(as: try PortSpec(parsing: "vxlan:100,local=198.18.1.1,remote=198.18.2.1")))
+    }
+
     func testBadVxlanSpecsSayWhatIsWrong() {
         let cases: [(String, String)] = [
             ("vxlan:", "vxlan needs a VNI"),
@@ -42,7 +52,7 @@ final class VxlanPortSpecTests: XCTestCase {
             ("vxlan:5,local=198.18.1.1,remote=198.18.2.1+", "remote '' is not"),
             ("vxlan:5,local=198.18.1.1,port=0", "port must be 1...65535"),
             ("vxlan:5,local=198.18.1.1,port=70000", "port must be 1...65535"),
-            ("vxlan:5,local=198.18.1.1,via=eth0", "unknown option 'via'"),
+            ("vxlan:5,local=198.18.1.1,via=", "via= names the xdp: port"),
         ]
         for (text, message) in cases {
             XCTAssertThrowsError(try PortSpec(parsing: text), text) { error in
