@@ -90,11 +90,16 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
     private var receiveBuffer = [UInt8](repeating: 0, count: 4096)
 
     public static let maxBackoff = 2.0
+    /// How long a back-end may take to answer the set-up before the connection is given up.
+    public let replyTimeout: Double
+    private var negotiationDeadline: Double = 0
     /// The protocol features a front-end takes when offered: acknowledgements only.
     public static let wantedProtocolFeatures: VhostUserProtocolFeatures = [.replyAck]
 
     public init(path: String, mode: Mode, name: String, setup: FrontEndSetup, logger: Logger,
-                started: @escaping (VirtioNetFeatures) -> Void, stopped: @escaping () -> Void) throws {
+                replyTimeout: Double = 5, started: @escaping (VirtioNetFeatures) -> Void,
+                stopped: @escaping () -> Void) throws {
+        self.replyTimeout = replyTimeout
         self.path = path
         self.mode = mode
         self.name = name
@@ -125,6 +130,7 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
     }
 
     public func timeout(now: Double) -> Double? {
+        if phase == .negotiating { return max(0, negotiationDeadline - now) }
         guard mode == .client, connection.isEmpty else { return nil }
         return max(0, nextAttempt - now)
     }
@@ -143,6 +149,9 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
             }
         }
         if !connection.isEmpty { readReplies() }
+        if phase == .negotiating && now >= negotiationDeadline {
+            fail("no reply to \(awaiting.first?.specName ?? "the set-up") within \(replyTimeout) s")
+        }
     }
 
     /// Drops the back-end; the rings stop. `why` goes to the log.
@@ -193,6 +202,7 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
         acknowledged = false
         negotiated = []
         phase = .negotiating
+        negotiationDeadline = MonotonicClock.now() + replyTimeout
         send(.setOwner)
         send(.getFeatures, awaitingReply: true)
     }

@@ -76,6 +76,24 @@ final class VirtioUserPortTests: XCTestCase {
         XCTAssertEqual(counters.snapshot.totalDrops, 0, "the back-end always found a posted buffer")
     }
 
+    func testAServerPortTakesTheBackEndThatConnects() throws {
+        let log = CapturedLog()
+        let port = try VirtioUserPort(path: path, server: true, queueSize: 64, name: "vu", gate: UngatedDataPath(),
+                                      logger: log.logger)
+        XCTAssertEqual(port.state, "listening")
+        let device = VhostDevice(name: "dut", logger: log.logger)
+        let endpoint = try VhostUserEndpoint(path: path, mode: .client, device: device, logger: log.logger)
+        serve(port, endpoint) { port.isRunning && device.transmitQueue(0).isRunning }
+        XCTAssertEqual(port.state, "running", "\(log.lines)")
+        let store = FrameStore()
+        let batch = PacketBatch(capacity: 4)
+        store.append(ethernetFrame(length: 80), to: batch)
+        port.push(queue: 0, from: batch)
+        batch.reset()
+        XCTAssertEqual(device.transmitQueue(0).pull(into: batch, counters: QueueCounters()), 1)
+        XCTAssertEqual(batch.frameBytes(0), ethernetFrame(length: 80))
+    }
+
     func testAFullTransmitRingDropsTheRestAndAFrameTooLongIsCounted() throws {
         let log = CapturedLog()
         let (device, _, port) = try connected(log, queueSize: 16)
@@ -253,6 +271,19 @@ final class VirtioUserPortTests: XCTestCase {
     struct TestFailure: Error, CustomStringConvertible {
         let description: String
         init(_ description: String) { self.description = description }
+    }
+
+    func testABackEndThatNeverAnswersIsGivenUp() throws {
+        let log = CapturedLog()
+        let socket = try UnixSocket.listen(path: path)
+        try socket.setNonBlocking()
+        let listener = DescriptorSlot(socket)
+        let port = try VirtioUserPort(path: path, server: false, queueSize: 64, name: "vu", gate: UngatedDataPath(),
+                                      logger: log.logger, replyTimeout: 0.05)
+        let backEnd = try ScriptedBackEnd(listener: listener, port: port)
+        try backEnd.await(.getFeatures)
+        serve(port) { !port.frontEnd.isConnected }
+        XCTAssertTrue(port.state.contains("no reply to VHOST_USER_GET_FEATURES within 0.05 s"), port.state)
     }
 
     func serve(_ port: VirtioUserPort, until done: () -> Bool) {
