@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "SwitchingTests", dependencies: ["Switching", "Model", "Packets"]),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "Model", "CFerry", "TestSupport"]),
-        .testTarget(name: "PortsTests", dependencies: ["Ports", "Model", "Packets", "Platform", "XDP", "TestSupport",
+        .testTarget(name: "PortsTests", dependencies: ["Ports", "Model", "Packets", "Platform", "XDP", "TestSupport", "VhostUser", "Virtio",
                                                .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "XDPTests", dependencies: ["XDP", "Model", "CBPF", "Platform", "Packets", "TestSupport",
                                              .product(name: "Logging", package: "swift-log")]),

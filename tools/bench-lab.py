@@ -10,6 +10,12 @@ loops the frames back runs on CPU 1:
          out of one guest's rings into another's, the guests joined by DPDK testpmd io;
   W4     gen -> tap -> a network namespace's kernel, forwarding -> tap -> sink.
 
+W3 with the switch as the device under test (`--only W3-Ferry,W3-DPDK`, alternating): the lab
+drives two virtio-user ports (Ferry as the guests' driver) into a switch on CPU 1 that sits
+between them as between two guests: gen (VLAN 10) -> virtio-user A -> DUT -> virtio-user B
+(VLAN 20) -> sink. The DUT is another Ferry (`ferry run`, vhost A and B, --idle poll, as DPDK
+polls) or dpdk-testpmd io with two net_vhost ports; the table ends with Ferry/DPDK.
+
 Each run is one `ferry lab latency`: the NDR search (RFC 2544 binary search, --precision),
 the PDR (loss <= 0.5 %), then latency at 10, 50 and 90 % of the NDR. Two runs of each
 workload, alternating, so that the second shows how far one run is from another here.
@@ -102,7 +108,30 @@ def kernel_loop(args, lab: h.Lab) -> dict:
         ns.delete()
 
 
-MEASURE = {"W1+W2": guest_loop, "W3": guest_to_guest, "W4": kernel_loop}
+def switch_under_test(args, lab: h.Lab, a: str, b: str, name: str) -> dict:
+    """The lab's two virtio-user ports into the DUT's sockets `a` and `b`."""
+    gen = f"gen:dst={LOOP_MAC},src={GEN_SRC},size=64,name=g,vlan=10"
+    return run_lab(lab_command(args, [gen, f"virtio-user:{a},queue_size=1024,name=a,vlan=10",
+                                      f"virtio-user:{b},queue_size=1024,name=b,vlan=20", "sink:name=s,vlan=20"],
+                               [], lab.path(f"{name}.json")))
+
+
+def ferry_under_test(args, lab: h.Lab) -> dict:
+    a, b = lab.path("a.sock"), lab.path("b.sock")
+    lab.ferry([f"vhost:{a},name=a", f"vhost:{b},name=b"], cpu=1, extra_args=["--idle", "poll"])
+    return switch_under_test(args, lab, a, b, "w3-ferry")
+
+
+def dpdk_under_test(args, lab: h.Lab) -> dict:
+    a, b = lab.path("a.sock"), lab.path("b.sock")
+    tp = lab.vhost_backend(a, "io", cpu=1, extra_eal=["--vdev", f"net_vhost1,iface={b}"])
+    tp.owned_sockets.append(b)
+    tp.start()
+    return switch_under_test(args, lab, a, b, "w3-dpdk")
+
+
+MEASURE = {"W1+W2": guest_loop, "W3": guest_to_guest, "W4": kernel_loop,
+           "W3-Ferry": ferry_under_test, "W3-DPDK": dpdk_under_test}
 
 
 def summary(result: dict) -> dict:
@@ -157,6 +186,11 @@ def main() -> int:
         ndrs = [r["ndr_pps"] for r in results[w]]
         if len(ndrs) >= 2 and max(ndrs) > 0:
             print(f"{'':8} two runs differ by {(max(ndrs) - min(ndrs)) / max(ndrs):.1%}")
+    if results.get("W3-Ferry") and results.get("W3-DPDK"):
+        pairs = list(zip(results["W3-Ferry"], results["W3-DPDK"]))
+        ratios = [f["ndr_pps"] / d["ndr_pps"] for f, d in pairs if d["ndr_pps"] > 0]
+        print("W3 as the device under test, Ferry/DPDK NDR per run: "
+              + ", ".join(f"{r:.2f}" for r in ratios))
     print(f"(load average {os.getloadavg()[0]:.2f} after)")
     if args.json:
         with open(args.json, "w") as f:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A station reaching a remote host over VXLAN: Ferry's vxlan port (kernel UDP socket path)
-against a Linux bridge with a kernel `vxlan` device, in the same run, alternating rounds.
+"""A station reaching a remote host over VXLAN: Ferry's vxlan port (kernel UDP socket path, and
+the AF_XDP path through an `xdp:` uplink) against a Linux bridge with a kernel `vxlan` device,
+in the same run, alternating rounds.
 
 Topology (namespaces; addresses in 198.18.0.0/15, MTU 1600 on the underlay):
 
@@ -12,6 +13,10 @@ Host A is the row:
   kernel   a Linux bridge with a `vxlan` device and a veth to g
   ferry    Ferry with a `tap:` port (its TAP moved into g) and `vxlan:100,local=...,remote=...`,
            pinned to CPU 0 (`--cpu 0`, `taskset -c 0`)
+  ferry-xdp  the same, and host A's underlay veth u0 as `xdp:u0,name=up,vlan=4094` with the
+           vxlan port's `via=up`: Ferry builds the outer headers and sends on the AF_XDP socket
+           (native XDP on the veth, copy mode: veth has no zero-copy); datagrams from B still
+           arrive through the kernel's UDP socket
 
 Measured from g to c with iperf3 (client in g, server in c):
   64 B   UDP, 18-byte payload (64-byte frames on the wire), unlimited rate, 1 stream: the
@@ -41,7 +46,7 @@ sys.path.insert(0, str(REPO / "Tests" / "Integration"))
 import harness as h  # noqa: E402
 
 PID = os.getpid() % 10000
-ROWS = ["kernel", "ferry"]
+ROWS = ["kernel", "ferry", "ferry-xdp"]
 A_UNDERLAY, B_UNDERLAY = "198.18.1.1", "198.18.2.1"
 G_IP, C_IP = "198.18.100.1", "198.18.100.2"
 MTU = "1600"
@@ -93,11 +98,16 @@ class Setup:
                 self.linux_vtep(s["a"], A_UNDERLAY, B_UNDERLAY, s["g"])
             else:
                 tap = f"fbvt{PID}"
-                self.ferry = h.Ferry([f"tap:{tap},name=g", f"vxlan:100,local={A_UNDERLAY},remote={B_UNDERLAY},name=vx"],
+                ports = [f"tap:{tap},name=g", f"vxlan:100,local={A_UNDERLAY},remote={B_UNDERLAY},name=vx"]
+                if row == "ferry-xdp":
+                    ports = [ports[0], "xdp:u0,name=up,vlan=4094", ports[1] + ",via=up"]
+                self.ferry = h.Ferry(ports,
                                      control=os.path.join(workdir, "ctl.sock"),
                                      log_path=os.path.join(workdir, "ferry.log"), cpu=0, taskset="0",
                                      netns=s["a"], binary=binary).start()
                 h.wait_until(lambda: ns(s["a"], "ip", "link", "show", tap, check=False).returncode == 0, 10, "the TAP")
+                if row == "ferry-xdp":
+                    h.wait_until(self.resolved, 15, "the next hop to host B resolved")
                 # Moved, not renamed: Ferry follows its TAP (MTU, offloads) by name.
                 ns(s["a"], "ip", "link", "set", tap, "netns", s["g"])
             station = f"fbvt{PID}" if row != "kernel" else "s0"
@@ -108,6 +118,13 @@ class Setup:
         except BaseException:
             self.teardown()
             raise
+
+    def resolved(self) -> bool:
+        """Whether the vxlan port has the outer headers for host B (`via=`)."""
+        try:
+            return "1 resolved" in self.ferry.port("vx")["state"]
+        except h.HarnessError:
+            return False
 
     @staticmethod
     def linux_vtep(host: str, local: str, remote: str, station: str):
@@ -145,9 +162,16 @@ class Setup:
 def measure(row: str, seconds: int, workdir: str, binary: str | None) -> tuple[float, float]:
     setup = Setup(row, workdir, binary)
     try:
+        tunneled = setup.ferry.port("vx")["tx_packets"] if setup.ferry else 0
         udp = setup.iperf(seconds, udp=True)["end"]["sum"]
         received = udp["packets"] - udp["lost_packets"]
         pps = received / udp["seconds"]
+        # Where the 64 B packets were lost: what the station sent, and what Ferry put into the tunnel.
+        into_tunnel = ""
+        if setup.ferry:
+            tunneled = setup.ferry.port("vx")["tx_packets"] - tunneled
+            into_tunnel = f", Ferry into the tunnel {tunneled / udp['seconds'] / 1e3:.1f}"
+        print(f"         {row}: station sent {udp['packets'] / udp['seconds'] / 1e3:.1f} kpps{into_tunnel}", flush=True)
         tcp = setup.iperf(seconds, udp=False)["end"]["sum_received"]["bits_per_second"] / 1e9
         return pps, tcp
     finally:

@@ -153,6 +153,22 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The same into a packed ring's single buffers (four frames per line of descriptors).
+    for length in [64, 1518] {
+        for logging in [false, true] {
+            Benchmark("packed ring push 256x\(length) B, 2048 B buffers\(logging ? ", dirty log on" : "")",
+                      configuration: perBurst) { benchmark, f in
+                f.refill()
+                benchmark.startMeasurement()
+                f.queue.push(from: f.batch, counters: f.counters)
+                benchmark.stopMeasurement()
+                f.checkPushed()
+            } setup: {
+                try PackedPushFixture(frameLength: length, logging: logging)
+            }
+        }
+    }
+
     // MARK: A whole guest-to-guest burst, as Worker.forward does it
 
     for logging in [false, true] {

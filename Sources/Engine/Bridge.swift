@@ -60,7 +60,7 @@ public struct WorkerPort {
     /// an access port, whose frames all leave untagged).
     public let nativeVLAN: UInt16
     public let transmitQueue: Int
-    public let transmitLock: UnsafeMutablePointer<UInt32>?
+    public let transmitLock: TransmitLock?
     /// A tunnel port (vxlan): its frames' sources are learned behind the VTEP they came from.
     public let isTunnel: Bool
     /// Whether frames' source addresses are learned here (not on an EVPN vxlan port, whose
@@ -69,9 +69,12 @@ public struct WorkerPort {
     /// A vxlan port sending through an `xdp:` uplink (`via=`): the uplink's port
     /// number, to which the worker hands what the port encapsulates; -1 for none.
     public let underlay: Int
+    /// An xdp uplink's vxlan ports that send through it (`via=`): the numbers of
+    /// the ports the datagrams its pulls set apart go to (Worker+Tunnels.swift).
+    public let tunnelPorts: [Int]
 
-    public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: UnsafeMutablePointer<UInt32>? = nil,
-                groupForwardMask: GroupForwardMask = .none, underlay: Int = -1) {
+    public init(port: Port, vlan: VLANMode, transmitQueue: Int, transmitLock: TransmitLock? = nil,
+                groupForwardMask: GroupForwardMask = .none, underlay: Int = -1, tunnelPorts: [Int] = []) {
         self.port = port
         ingress = PortIngress(vlan: vlan, groupForwardMask: groupForwardMask)
         nativeVLAN = vlan.isTrunk ? ingress.untaggedVLAN : 0
@@ -80,6 +83,7 @@ public struct WorkerPort {
         isTunnel = port.tunnel != nil
         learnsSources = port.tunnel?.learnsSources ?? true
         self.underlay = underlay
+        self.tunnelPorts = tunnelPorts
     }
 
     @inlinable public var isTrunk: Bool { ingress.isTrunk }
@@ -118,7 +122,7 @@ public struct WorkerSource {
         self.queue = queue
         generator = port.generator
         costsASyscall = port.pullCostsASyscall
-        if case .vhost = port { isGuestRing = true } else { isGuestRing = false }
+        isGuestRing = port.receivesFromGuestRing
     }
 }
 

@@ -162,10 +162,12 @@ public final class Switch {
                 let queues = p.port.queueCount
                 let q = w.id % queues
                 let shared = workers.count > queues
-                table[Int(p.index)] = WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q,
-                                                 transmitLock: shared ? p.transmitLocks + q : nil,
+                // SAFETY: q = w.id % queues < queueCount, the port's number of lock words.
+                let lock = shared ? TransmitLock(word: p.transmitLocks + q) : nil
+                table[Int(p.index)] = WorkerPort(port: p.port, vlan: p.vlan, transmitQueue: q, transmitLock: lock,
                                                  groupForwardMask: p.spec.groupForwardMask,
-                                                 underlay: underlays[p.index].map { Int($0) } ?? -1)
+                                                 underlay: underlays[p.index].map { Int($0) } ?? -1,
+                                                 tunnelPorts: underlays.filter { $0.value == p.index }.map { Int($0.key) }.sorted())
             }
             tables.append((table, w.prepare(ports: table, sources: sources[w.id], members: membership.members)))
         }
@@ -184,18 +186,22 @@ public final class Switch {
     func wireUnderlays(_ candidate: [NamedPort]) -> [PortIndex: PortIndex] {
         var wired: [PortIndex: PortIndex] = [:]
         for p in candidate {
-            guard case .vxlan(let vxlan) = p.port, let via = p.spec.underlay else { continue }
-            guard let uplink = candidate.first(where: { $0.name == via }), case .xdp(let xdp) = uplink.port else {
-                vxlan.underlay?.disconnect()
-                logger.warning("vxlan port \(p.name): via=\(via) names no running xdp: port; its datagrams go through the kernel's UDP socket")
+            guard let via = p.spec.underlay else { continue }
+            let fallback = "its datagrams go through the kernel's UDP socket"
+            guard let uplink = candidate.first(where: { $0.name == via }) else {
+                p.port.disconnectUnderlay()
+                logger.warning("vxlan port \(p.name): via=\(via) names no port; \(fallback)")
                 continue
             }
             do {
-                try vxlan.connectUnderlay(interface: xdp.interface)
-                wired[p.index] = uplink.index
+                if try p.port.connectUnderlay(to: uplink.port) {
+                    wired[p.index] = uplink.index
+                } else {
+                    logger.warning("vxlan port \(p.name): via=\(via) is not a running xdp: port; \(fallback)")
+                }
             } catch {
-                vxlan.underlay?.disconnect()
-                logger.warning("vxlan port \(p.name): cannot send through \(via) (\(error)); its datagrams go through the kernel's UDP socket")
+                p.port.disconnectUnderlay()
+                logger.warning("vxlan port \(p.name): cannot send through \(via) (\(error)); \(fallback)")
             }
         }
         return wired

@@ -48,6 +48,10 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Most loops an empty TAP queue is skipped: at most a few tens of
     /// microseconds of added latency for its first frame after a quiet spell.
     @usableFromInline static let maxSkip: UInt16 = 64
+    /// Frames moved that use up one more loop of a skip (`loopsSkipped(afterMoving:)`).
+    @usableFromInline static let framesPerSkippedLoop = 4
+    /// Frames the last loop moved, which shortens the skips of the next.
+    @usableFromInline var movedLastLoop = 0
     /// An Ethernet header split across segments, gathered.
     @usableFromInline let gathered: UnsafeMutableRawPointer
     /// The direct TAP → guest path (Worker+Direct.swift): the private copy of
@@ -61,6 +65,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// the destination port cuts GSO frames with, and the slots frames whose
     /// checksum the worker finished are written into.
     @usableFromInline let adapted: PacketBatch
+    /// The inner frames of VXLAN datagrams an xdp uplink's pull set apart, one
+    /// vxlan port's at a time (Worker+Tunnels.swift).
+    @usableFromInline let tunnelInner: PacketBatch
     @usableFromInline let segmenter = SoftwareSegmenter()
     @usableFromInline let adaptedSlots: UnsafeMutableRawPointer
     @usableFromInline let adaptedLengths: UnsafeMutablePointer<Int>
@@ -142,6 +149,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         chainPieces.initialize(repeating: iovec(), count: Self.directPieces)
         directVectors = .allocate(capacity: Self.directPieces &+ 1)
         directVectors.initialize(repeating: iovec(), count: Self.directPieces &+ 1)
+        tunnelInner = PacketBatch(capacity: batchSize, segmentsPerFrame: 1)
         adapted = PacketBatch(capacity: batchSize,
                               segmentsPerFrame: Self.segmentsPerFrame + PacketBatch.segmentsAddedByTagEdit)
         // Touched only when frames are adapted: a switch whose ports all take

@@ -23,4 +23,8 @@ public enum PortLimits {
     /// Remote VTEPs one vxlan port's `remote=` may list (its table numbers them in 14 bits, and
     /// keeps room for senders it learns).
     public static let vxlanRemotes = 1023
+    /// A virtio-user port's ring sizes (powers of two): its memory is two rings and 2 KiB per entry each way.
+    public static let virtioUserQueueSizes = 16...4096
+    /// DPDK's virtio-user default.
+    public static let virtioUserDefaultQueueSize = 256
 }

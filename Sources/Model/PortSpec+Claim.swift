@@ -7,6 +7,8 @@ extension PortSpec.Kind {
         case .tap(let name, _, _): "interface \(name)"
         case .xdp(let interface, _, _, _), .packet(let interface, _): "interface \(interface)"
         case .gen, .sink: nil
+        // A client's socket is the back-end's.
+        case .virtioUser(let path, let server, _): server ? "socket \(path)" : nil
         case .vxlan(_, let local, _, let port): "UDP port \(port) on \(local)"
         }
     }

@@ -1,6 +1,6 @@
 extension PortSpec {
     /// A port as `--port` gives it: `TYPE[:ITEM[,ITEM]...]`, where the first item of
-    /// vhost (the socket path) and tap, packet, xdp (the interface) needs no key, a boolean
+    /// vhost and virtio-user (the socket path) and tap, packet, xdp (the interface) needs no key, a boolean
     /// option is a bare word (`client`; `server` is `client=false`) and `trunk=` runs on
     /// over the items that are VLAN ids or ranges. A comma inside a value is written twice
     /// (`vhost:/run/a,,b.sock`), as QEMU's `-chardev` options do. Everything else is the keyed
@@ -9,7 +9,7 @@ extension PortSpec {
         let (type, rest) = text.firstIndex(of: ":").map { (String(text[..<$0]), String(text[text.index(after: $0)...])) }
             ?? (text, "")
         let items = Self.items(rest)
-        let positionalKey = ["vhost", "tap", "packet", "xdp", "vxlan"].contains(type) ? Self.kindKeys[type]?.first : nil
+        let positionalKey = ["vhost", "tap", "packet", "xdp", "vxlan", "virtio-user"].contains(type) ? Self.kindKeys[type]?.first : nil
         var options: [String: String] = [:]
         var trunk: [String] = []
         var lastKey = ""
@@ -33,7 +33,8 @@ extension PortSpec {
             } else if position == 0, let positionalKey {
                 try set(positionalKey, item)
             } else if item == "server" || Self.booleanKeys.contains(item) {
-                let (key, value) = item == "server" ? ("client", "false") : (item, "true")
+                // vhost's `server` is `client=false`; virtio-user's is a flag of its own.
+                let (key, value) = item == "server" && type != "virtio-user" ? ("client", "false") : (item, "true")
                 if key == "client", let earlier = options[key], earlier != value {
                     throw ParseError(text, "both client and server", key: key)
                 }

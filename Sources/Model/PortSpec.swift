@@ -3,7 +3,8 @@
 /// `tap:NAME[,queues=N][,mtu=N][,offloads=on|csum|off]`, `packet:IFNAME[,queues=N][,offloads=on|csum|off]`,
 /// `xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off]`,
 /// `gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=R][,burst=N][,flows=N][,tag=N][,stamp=on|off][,full=drop|wait]`,
-/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789][,evpn=VXLANDEV,evpn_port=BRIDGEPORT][,via=PORTNAME]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
+/// `vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789][,evpn=VXLANDEV,evpn_port=BRIDGEPORT][,via=PORTNAME]`,
+/// `virtio-user:PATH[,server][,queue_size=N]`, `sink`; every kind also takes `name=NAME`, one of `vlan=N` (access) or
 /// `trunk=N,M,A-B[,native=N]` (802.1Q trunk, `native` its untagged VLAN), and
 /// `group_fwd_mask=0xNNNN` (`GroupForwardMask`).
 /// A config file gives the same options by key (`init(type:options:text:)`), the text
@@ -22,6 +23,9 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case sink
         /// One VXLAN network over the underlay from `local`; `remotes` its flood list (empty: any sender).
         case vxlan(vni: UInt32, local: InternetAddress, remotes: [InternetAddress], udpPort: UInt16)
+        /// Ferry as the guest's driver on another back-end's vhost-user socket, which it
+        /// connects to (`server`: listens on), one queue pair of `queueSize` entries.
+        case virtioUser(path: String, server: Bool, queueSize: Int)
     }
 
     /// What a vhost, TAP or packet port negotiates or is given: checksum and segmentation
@@ -56,6 +60,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         case .gen: "gen"
         case .sink: "sink"
         case .vxlan: "vxlan"
+        case .virtioUser: "virtio-user"
         }
     }
 
@@ -82,7 +87,7 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Every kind of port, in the order help texts list them.
-    public static let types = ["vhost", "tap", "packet", "xdp", "gen", "sink", "vxlan"]
+    public static let types = ["vhost", "tap", "packet", "xdp", "gen", "sink", "vxlan", "virtio-user"]
     /// The options every kind takes.
     public static let commonKeys = ["name", "vlan", "trunk", "native", "group_fwd_mask"]
     /// The options of each kind besides the common ones; the first of vhost, tap,
@@ -95,9 +100,10 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
         "gen": ["dst", "src", "size", "count", "delay", "rate", "burst", "flows", "tag", "stamp", "full"],
         "sink": [],
         "vxlan": ["vni", "local", "remote", "port", "evpn", "evpn_port", "via"],
+        "virtio-user": ["path", "server", "queue_size"],
     ]
     /// Options whose value is true or false; the text form writes them as a bare word.
-    public static let booleanKeys: Set<String> = ["client"]
+    public static let booleanKeys: Set<String> = ["client", "server"]
 
     /// Every option a kind takes, its own first: nil for an unknown kind.
     public static func keys(of type: String) -> [String]? {
@@ -195,6 +201,22 @@ public struct PortSpec: Equatable, Sendable, CustomStringConvertible {
             kind = .gen(try Self.generator(take, text))
         case "sink":
             kind = .sink
+        case "virtio-user":
+            guard let path = take("path"), !path.isEmpty else { throw fail("path", "virtio-user needs a socket path") }
+            var server = false
+            if let s = take("server") {
+                guard let v = Bool(s) else { throw fail("server", "server must be true or false") }
+                server = v
+            }
+            var size = PortLimits.virtioUserDefaultQueueSize
+            if let q = take("queue_size") {
+                let sizes = PortLimits.virtioUserQueueSizes
+                guard let v = Int(q), sizes.contains(v), v & (v - 1) == 0 else {
+                    throw fail("queue_size", "queue_size must be a power of two in \(sizes.lowerBound)...\(sizes.upperBound)")
+                }
+                size = v
+            }
+            kind = .virtioUser(path: path, server: server, queueSize: size)
         case "vxlan":
             let remote = take("remote")
             kind = try Self.vxlanKind(vni: take("vni"), local: take("local"), remote: remote, port: take("port"),

@@ -106,6 +106,17 @@ public final class PacketBatch {
         headers + frame &* Self.headerStride
     }
 
+    /// Zeroes frame `frame`'s virtio-net header: nothing asked, nothing known (a frame from
+    /// a wire without offloads); `frame` may be the next one a source appends.
+    @inlinable
+    public func clearHeader(_ frame: Int) {
+        // SAFETY: frame <= count, and a source names count only after checking room: below
+        // capacity, so the headerStride-byte slot holds the 12 bytes zeroed.
+        let h = header(frame)
+        h.storeBytes(of: 0, as: UInt64.self)
+        h.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+    }
+
     /// Sets frame `frame`'s virtio-net header to the `headerSize` bytes at `header`.
     @inlinable
     public func setHeader(_ frame: Int, copying header: UnsafeRawPointer) {

@@ -1,5 +1,6 @@
 import CFerry
 import Glibc
+import Model
 
 /// Facts about an existing network interface that a port needs before it
 /// opens anything on it: its index, MTU and receive queues.
@@ -32,6 +33,19 @@ public enum NetworkInterface {
         let fd = control.rawValue
         _ = try syscall("SIOCGIFMTU(\(name))") { ferry_ioctl_pointer(fd, UInt(SIOCGIFMTU), &request) }
         return Int(request.ifr_ifru.ifru_mtu)
+    }
+
+    /// The interface's MAC address (/sys/class/net/NAME/address).
+    public static func hardwareAddress(of name: String) throws -> MACAddress {
+        try checkName(name)
+        let path = "/sys/class/net/\(name)/address"
+        guard let file = fopen(path, "r") else { throw SystemError("open(\(path))", errno: errno) }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 64)
+        guard fgets(&line, Int32(line.count), file) != nil else { throw SystemError("read(\(path))", errno: EIO) }
+        let text = String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let mac = MACAddress(text) else { throw SystemError("\(path): '\(text)' is not a MAC address", errno: EINVAL) }
+        return mac
     }
 
     /// How many receive queues the kernel shows for the interface

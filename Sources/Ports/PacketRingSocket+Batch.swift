@@ -30,17 +30,14 @@ extension PacketRingSocket {
                 counters.dropped(.runt)
                 continue
             }
-            // SAFETY: the batch has room (the pull's loop stops at room), so header(count) is a whole
-            // 16-byte header slot: the 12 bytes zeroed below lie inside it.
-            let header = batch.header(batch.count)
             if let given = frame.virtioNetHeader {
-                if !Self.copyChecked(given, to: header, frameLength: frame.length) {
+                // The batch has room (the loop stops at `budget`): header(count) is a whole slot.
+                if !Self.copyChecked(given, to: batch.header(batch.count), frameLength: frame.length) {
                     counters.dropped(.badChecksumOffset)
                     continue
                 }
             } else {
-                header.storeBytes(of: 0, as: UInt64.self)
-                header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+                batch.clearHeader(batch.count)
             }
             batch.append(base: frame.data, length: UInt32(truncatingIfNeeded: frame.length),
                          token: UInt32(truncatingIfNeeded: frame.block))

@@ -15,6 +15,7 @@ extension Port {
     public func controlClients(name: String, logger: Logger) -> [ControlLoopClient] {
         switch self {
         case .vhost(let p): [p.endpoint]
+        case .virtioUser(let p): [p]
         case .tap, .packet, .xdp: [PortWatch(name: name, port: self, logger: logger)]
         case .vxlan(let p): [PortWatch(name: name, port: self, logger: logger)] + (p.underlay.map { [$0] } ?? [])
         case .gen, .sink, .failed: []
@@ -29,7 +30,7 @@ extension Port {
         case .xdp(let p): p.lastError
         case .packet(let p): p.lastError
         case .vxlan(let p): p.lastError
-        case .vhost, .gen, .sink, .failed: 0
+        case .vhost, .gen, .sink, .failed, .virtioUser: 0
         }
     }
 
@@ -39,7 +40,7 @@ extension Port {
         case .tap(let p): p.refreshMaxFrameLength()
         case .packet(let p): p.refreshMTU()
         case .vxlan(let p): p.refreshMTU()
-        case .vhost, .xdp, .gen, .sink, .failed: break
+        case .vhost, .xdp, .gen, .sink, .failed, .virtioUser: break
         }
     }
 
@@ -50,7 +51,7 @@ extension Port {
         case .xdp(let p): "xdp \(p.interface)"
         case .packet(let p): "packet \(p.interface)"
         case .vxlan(let p): "vxlan VNI \(p.vni) from \(p.local)"
-        case .vhost, .gen, .sink, .failed: kind
+        case .vhost, .gen, .sink, .failed, .virtioUser: kind
         }
     }
 

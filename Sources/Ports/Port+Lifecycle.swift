@@ -93,6 +93,13 @@ extension Port {
             return .gen(GenPort(generator, batchCapacity: context.batchSize))
         case .sink:
             return .sink(SinkPort())
+        case .virtioUser(let path, let server, let queueSize):
+            do {
+                return .virtioUser(try VirtioUserPort(path: path, server: server, queueSize: UInt16(queueSize),
+                                                      name: name, gate: context.gate, logger: logger))
+            } catch {
+                throw PortOpenError(description: "\(error)")
+            }
         case .vxlan(let vni, let local, let remotes, let udpPort):
             do {
                 let vxlan = try VxlanPort(vni: vni, local: local, remotes: remotes, udpPort: udpPort, evpn: spec.evpn,
@@ -120,6 +127,7 @@ extension Port {
         case .failed(let p): "failed: \(p.reason)"
         case .gen(let p): p.isFinished ? "finished" : "running"
         case .sink: "running"
+        case .virtioUser(let p): p.state
         }
     }
 
@@ -134,6 +142,7 @@ extension Port {
     public func shutDown(why: String) {
         switch self {
         case .vhost(let p): p.endpoint.shutDown(why)
+        case .virtioUser(let p): p.frontEnd.shutDown(why)
         // A TAP Ferry created disappears with its last descriptor; one that existed stays.
         case .tap(let p): p.device.close()
         // Detached while its sockets are still open: the hook is never left

@@ -17,6 +17,7 @@ public enum Port {
     case failed(FailedPort)
     case packet(PacketPort)
     case vxlan(VxlanPort)
+    case virtioUser(VirtioUserPort)
 
     public var queueCount: Int {
         switch self {
@@ -28,6 +29,7 @@ public enum Port {
         case .failed(let p): p.queueCount
         case .packet(let p): p.queueCount
         case .vxlan(let p): p.queueCount
+        case .virtioUser(let p): p.queueCount
         }
     }
 
@@ -43,6 +45,7 @@ public enum Port {
         case .failed(let p): p.pull(queue: queue, into: batch)
         case .packet(let p): p.pull(queue: queue, into: batch)
         case .vxlan(let p): p.pull(queue: queue, into: batch)
+        case .virtioUser(let p): p.pull(queue: queue, into: batch)
         }
     }
 
@@ -58,6 +61,7 @@ public enum Port {
         case .failed(let p): p.push(queue: queue, from: batch)
         case .packet(let p): p.push(queue: queue, from: batch)
         case .vxlan(let p): p.push(queue: queue, from: batch)
+        case .virtioUser(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -79,6 +83,8 @@ public enum Port {
         // They take every GSO frame as it is (a TAP's kernel segments for its
         // own side), so none is ever left to them to cut; a failed port drops all.
         case .tap, .gen, .sink, .failed: push(queue: queue, from: batch)
+        // It negotiates no segmentation: a super-frame is longer than its buffers (too_long).
+        case .virtioUser(let p): p.push(queue: queue, from: batch)
         }
     }
 
@@ -94,6 +100,7 @@ public enum Port {
         case .failed(let p): p.release(queue: queue)
         case .packet(let p): p.release(queue: queue)
         case .vxlan(let p): p.release(queue: queue)
+        case .virtioUser(let p): p.release(queue: queue)
         }
     }
 
@@ -105,6 +112,7 @@ public enum Port {
     public func room(queue: Int, atMost limit: Int) -> Int {
         switch self {
         case .vhost(let p): p.room(queue: queue, atMost: limit)
+        case .virtioUser(let p): p.room(atMost: limit)
         case .gen, .sink, .tap, .xdp, .failed, .packet, .vxlan: Int.max
         }
     }
@@ -124,6 +132,8 @@ public enum Port {
         // It copies each frame into its datagram buffer and finishes the checksum there; through
         // an IPv6 underlay (`via=`) the uplink finishes the outer UDP checksum, so inner ones come finished.
         case .vxlan(let p): p.underlay?.ipv6 == true ? [] : .partialChecksum
+        // No offloads negotiated: it finishes a partial checksum while copying into its buffer.
+        case .virtioUser: .partialChecksum
         }
     }
 
@@ -137,6 +147,7 @@ public enum Port {
         case .failed(let p): p.counters
         case .packet(let p): p.counters[queue]
         case .vxlan(let p): p.counters[queue]
+        case .virtioUser(let p): p.counters[queue]
         case .gen(let p): p.counters
         case .sink(let p): p.counters
         }
@@ -154,6 +165,7 @@ public enum Port {
         case .failed(let p): [p.counters]
         case .packet(let p): p.counters
         case .vxlan(let p): p.counters
+        case .virtioUser(let p): p.counters
         }
     }
 
@@ -172,6 +184,13 @@ public enum Port {
         return true
     }
 
+    /// Frames arrive from a guest's ring: a guest can be told not to kick while
+    /// a worker polls it (the idle policy's notion of a busy guest).
+    public var receivesFromGuestRing: Bool {
+        if case .vhost = self { return true }
+        return false
+    }
+
     /// Looking at a receive queue costs a syscall (a TAP's read; not a packet
     /// or xdp port's, a look at a mapped ring): a worker skips an empty one for
     /// a few loops before it looks again.
@@ -185,6 +204,14 @@ public enum Port {
     /// The tunnel port (vxlan) behind which addresses are learned per remote endpoint.
     public var tunnel: VxlanPort? {
         if case .vxlan(let p) = self { return p }
+        return nil
+    }
+
+    /// The VXLAN datagrams an uplink's last pull of `queue` set apart for the
+    /// tunnels that send through it (`XdpPort.tunnelFrames`), nil when none.
+    @inlinable
+    public func underlayFrames(queue: Int) -> PacketBatch? {
+        if case .xdp(let p) = self { return p.tunnelFrames(queue: queue) }
         return nil
     }
 
@@ -219,6 +246,7 @@ public enum Port {
         case .failed: "failed"
         case .packet: "packet"
         case .vxlan: "vxlan"
+        case .virtioUser: "virtio-user"
         }
     }
 }

@@ -111,6 +111,7 @@ public final class TapPort {
         // that carries little costs little memory.
         receiveAreaSize = Self.receiveAreaSize(batchCapacity: batchCapacity)
         receiveBuffers = .allocate(byteCount: queueCount * receiveAreaSize, alignment: 4096)
+        // SAFETY: each fill covers exactly the count allocated just before it.
         readVectors = .allocate(capacity: 2 * queueCount)
         readVectors.initialize(repeating: iovec(), count: 2 * queueCount)
         writeVectors = .allocate(capacity: (1 + Self.maxSegments) * queueCount)
@@ -155,6 +156,10 @@ public final class TapPort {
         if budget > batchCapacity { budget = batchCapacity }
         // Indexing `counters` checks `q` before anything is written through the pointers.
         let counters = self.counters[q]
+        // SAFETY: q < queueCount (indexing `counters` above traps otherwise): the queue's 2 read iovecs
+        // lie in readVectors (2 * queueCount) and its area in receiveBuffers (queueCount *
+        // receiveAreaSize); the loop keeps used + readSize <= receiveAreaSize, and header(count) is a
+        // whole slot while reads < budget <= room.
         let iov = readVectors + 2 &* q
         let area = receiveBuffers + q &* receiveAreaSize
         let readSize = readBufferSize
@@ -216,6 +221,9 @@ public final class TapPort {
     public func push(queue q: Int, from batch: PacketBatch) {
         // Indexing `counters` checks `q` before anything is written through the pointer.
         let counters = self.counters[q]
+        // SAFETY: q < queueCount (indexing `counters` above traps otherwise), the length of ringFailed;
+        // the queue's 1 + maxSegments write iovecs lie in writeVectors ((1 + maxSegments) *
+        // queueCount).
         if !writeRings.isEmpty && !ringFailed[q] {
             pushSubmitting(queue: q, from: batch, ring: writeRings[q], counters: counters)
             return
@@ -263,6 +271,9 @@ public final class TapPort {
     @inlinable
     func pushSubmitting(queue q: Int, from batch: PacketBatch, ring: IOUring, counters: QueueCounters) {
         let stride = 1 &+ Self.maxSegments
+        // SAFETY: q < queueCount (push indexed `counters` first), so the queue's batchCapacity * stride
+        // iovecs lie in burstVectors (queueCount * batchCapacity * stride, allocated when there are
+        // rings, the only case that comes here); ringFailed has queueCount flags.
         let vectors = burstVectors + q &* batchCapacity &* stride
         let chunk = min(batchCapacity, ring.capacity)
         let fd = device.queueDescriptors[q]
@@ -327,6 +338,8 @@ public final class TapPort {
     /// (`segments` of them, at most `maxSegments`, checked by the caller).
     @inlinable
     static func describe(_ frame: Int, of batch: PacketBatch, segments: Int, into iov: UnsafeMutablePointer<iovec>) {
+        // SAFETY: the caller gives 1 + maxSegments iovecs at `iov` and checked segments <= maxSegments;
+        // the frame's segments come from the batch (its invariant).
         iov[0] = iovec(iov_base: batch.header(frame), iov_len: PacketBatch.headerSize)
         let first = batch.segments(of: frame).lowerBound
         var s = 0

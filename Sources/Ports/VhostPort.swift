@@ -61,9 +61,7 @@ public final class VhostPort {
     func announce(into batch: PacketBatch) -> Int {
         guard batch.room > 0, batch.freeSegments > 0, let mac = device.takeAnnouncement() else { return 0 }
         ReverseARPAnnouncement.write(announcing: mac, into: announcementFrame)
-        // SAFETY: batch.room > 0 (the guard above), so header(count) is a whole slot of headerStride >=
-        // headerSize bytes.
-        batch.header(batch.count).initializeMemory(as: UInt8.self, repeating: 0, count: PacketBatch.headerSize)
+        batch.clearHeader(batch.count)
         batch.append(base: announcementFrame, length: UInt32(ReverseARPAnnouncement.frameLength), token: 0)
         counters[0].received(packets: 1, bytes: UInt64(ReverseARPAnnouncement.frameLength))
         return 1

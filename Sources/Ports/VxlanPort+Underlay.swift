@@ -134,9 +134,8 @@ extension VxlanPort {
         let first = out.segmentCount
         out.setSegment(first, base: block, length: UInt32(truncatingIfNeeded: headers))
         var next = first &+ 1
+        out.clearHeader(k)
         let header = out.header(k)
-        header.storeBytes(of: 0, as: UInt64.self)
-        header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
         if let batch {
             for s in batch.segments(of: frame) {
                 out.setSegment(next, base: batch.segmentBase(s), length: UInt32(truncatingIfNeeded: batch.segmentLength(s)))

@@ -52,7 +52,8 @@ public final class VxlanPort {
     public let kernelFDB: KernelBridgeFDB?
     /// The interface holding `local`, whose MTU bounds what is sent; nil if none was found.
     public let underlayInterface: String?
-    public let counters = [QueueCounters()]
+    /// Queue 0: the kernel's sockets; 1: datagrams an xdp uplink took (`via=`, VxlanPort+UnderlayReceive.swift).
+    public let counters = [QueueCounters(), QueueCounters()]
     public var queueCount: Int { 1 }
     /// With `via=`: the AF_XDP fast path, whose uplink the switch wires (VxlanPort+Underlay.swift).
     public let underlay: VxlanUnderlay?
@@ -125,6 +126,9 @@ public final class VxlanPort {
         self.local = local
         self.udpPort = udpPort
         endpoints = TunnelEndpoints(remotes: remotes, ipv6: local.isIPv6)
+        // A flood's datagram alone in a burst takes one message per VTEP, which `hasRoom` lets
+        // through unchecked: the message tables hold one per entry the table can ever have.
+        precondition(endpoints.capacity <= Self.messagesPerSend, "more VTEPs than messages in one send")
         acceptsAnySender = remotes.isEmpty && evpn == nil
         self.evpn = evpn
         kernelFDB = try evpn.map { try KernelBridgeFDB(devices: $0) }
@@ -136,6 +140,8 @@ public final class VxlanPort {
         // Ports from one derived from the VNI, so that two ports (or two Ferrys) rarely try the same ones.
         flowSenders = try FlowSenders(local: local, count: Self.flowSenderCount,
                                       firstTried: UInt16(49_152 + Int(vni % 977) * 16), sendBuffer: 4 << 20)
+        // SAFETY: FlowSenders(count:) opened flowSenderCount sockets, so both of its arrays hold the
+        // flowSenderCount values copied into what was just allocated.
         flowSenderDescriptors = .allocate(capacity: Self.flowSenderCount)
         flowSenderDescriptors.initialize(from: flowSenders.descriptors, count: Self.flowSenderCount)
         flowSourcePorts = .allocate(capacity: Self.flowSenderCount)
@@ -173,6 +179,7 @@ public final class VxlanPort {
     /// `count` values, all `value`, allocated once for the port's life.
     private static func table<Value>(of value: Value, count: Int) -> UnsafeMutablePointer<Value> {
         let table = UnsafeMutablePointer<Value>.allocate(capacity: count)
+        // SAFETY: the fill covers exactly the count just allocated.
         table.initialize(repeating: value, count: count)
         return table
     }
@@ -236,6 +243,8 @@ public final class VxlanPort {
         if budget == 0 { return 0 }
         var i = 0
         while i < budget {
+            // SAFETY: i < budget <= receiveSlots: each slot lies in the receiveSlots * receiveSlotSize
+            // bytes of receiveBuffers.
             received.prepareReceive(i, into: receiveBuffers + i &* Self.receiveSlotSize, length: Self.receiveSlotSize)
             i &+= 1
         }
@@ -249,8 +258,7 @@ public final class VxlanPort {
         }
         var frames = 0
         var bytes: UInt64 = 0
-        var lastAddress = InternetAddress(ipv4NetworkOrder: 0)
-        var lastNumber: UInt16 = 0
+        var burst = ReceiveBurst()
         i = 0
         while i < arrived {
             let d = i
@@ -263,36 +271,69 @@ public final class VxlanPort {
                 counters.dropped(.vxlanUnknownVTEP)
                 continue
             }
-            var number = lastNumber != 0 && senderAddress == lastAddress ? lastNumber : endpoints.number(of: senderAddress)
-            if number == 0 && acceptsAnySender { number = endpoints.append(senderAddress) }
-            if number == 0 {
-                counters.dropped(.vxlanUnknownVTEP)
-                continue
-            }
-            lastAddress = senderAddress
-            lastNumber = number
-            let datagram = receiveBuffers + d &* Self.receiveSlotSize
-            switch VXLAN.innerFrame(of: datagram, length: received.receivedLength(d), vni: vni) {
-            case .failure(.truncated):
-                counters.dropped(.vxlanTruncated)
-            case .failure(.validFlagClear):
-                counters.dropped(.vxlanFlagClear)
-            case .failure(.unknownVNI):
-                counters.dropped(.vxlanUnknownVNI)
-            case .success(let inner):
-                let header = batch.header(batch.count)
-                header.storeBytes(of: 0, as: UInt64.self)
-                header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
-                batch.setTunnelEndpoint(batch.count, number)
-                batch.append(base: datagram + inner.offset, length: UInt32(truncatingIfNeeded: inner.length),
-                             token: UInt32(truncatingIfNeeded: d))
-                endpoints.received(from: Int(number), bytes: inner.length)
-                frames &+= 1
-                bytes &+= UInt64(inner.length)
-            }
+            // SAFETY: d < arrived <= budget <= receiveSlots, so the datagram's slot lies in
+            // receiveBuffers, and its received length is at most the slot's.
+            admit(receiveBuffers + d &* Self.receiveSlotSize, length: received.receivedLength(d),
+                  from: senderAddress, numbering: acceptsAnySender, burst: &burst,
+                  token: UInt32(truncatingIfNeeded: d), into: batch, counters: counters)
         }
-        if frames > 0 { counters.received(packets: frames, bytes: bytes) }
+        burst.count(on: counters)
         return arrived
+    }
+
+    /// What a receive burst took (frames and inner bytes), and the last sender it
+    /// met with its VTEP number: a burst mostly comes from one.
+    @usableFromInline
+    struct ReceiveBurst {
+        @usableFromInline var address = InternetAddress(ipv4NetworkOrder: 0)
+        @usableFromInline var number: UInt16 = 0
+        @usableFromInline var frames = 0
+        @usableFromInline var bytes: UInt64 = 0
+
+        @inlinable
+        init() {}
+
+        @inlinable
+        func count(on counters: QueueCounters) {
+            if frames > 0 { counters.received(packets: frames, bytes: bytes) }
+        }
+    }
+
+    /// The one VXLAN decoder of both receive paths (the kernel's socket, an xdp
+    /// uplink's frames): the UDP payload of `length` bytes at `datagram` from
+    /// `sender` becomes a frame in `batch`, by reference, marked with the sender's
+    /// VTEP number; or is dropped under its reason (`vxlan_unknown_vtep`,
+    /// `vxlan_truncated`, `vxlan_flag_clear`, `vxlan_unknown_vni`). With
+    /// `numbering`, an unknown sender is added to the table (its one writer only).
+    /// A frame taken is added to `burst`, which the caller counts at the end (`ReceiveBurst.count`).
+    // SAFETY: `datagram` holds `length` readable bytes (the caller's check); the inner frame
+    // (offset, length) is what innerFrame found inside them.
+    @inlinable
+    func admit(_ datagram: UnsafeMutableRawPointer, length: Int, from sender: InternetAddress, numbering: Bool,
+               burst: inout ReceiveBurst, token: UInt32, into batch: PacketBatch, counters: QueueCounters) {
+        var number = burst.number != 0 && sender == burst.address ? burst.number : endpoints.number(of: sender)
+        if number == 0 && numbering { number = endpoints.append(sender) }
+        if number == 0 {
+            counters.dropped(.vxlanUnknownVTEP)
+            return
+        }
+        burst.address = sender
+        burst.number = number
+        switch VXLAN.innerFrame(of: datagram, length: length, vni: vni) {
+        case .failure(.truncated):
+            counters.dropped(.vxlanTruncated)
+        case .failure(.validFlagClear):
+            counters.dropped(.vxlanFlagClear)
+        case .failure(.unknownVNI):
+            counters.dropped(.vxlanUnknownVNI)
+        case .success(let inner):
+            batch.clearHeader(batch.count)
+            batch.setTunnelEndpoint(batch.count, number)
+            batch.append(base: datagram + inner.offset, length: UInt32(truncatingIfNeeded: inner.length), token: token)
+            endpoints.received(from: Int(number), bytes: inner.length)
+            burst.frames &+= 1
+            burst.bytes &+= UInt64(inner.length)
+        }
     }
 
     /// The frames were copied on; their buffers are reused by the next pull.
@@ -323,7 +364,7 @@ public final class VxlanPort {
             }
             let copies = last &- first &+ 1
             let targets = UInt32(truncatingIfNeeded: first) | UInt32(truncatingIfNeeded: last) << 16
-            if let segmenter, batch.header(frame).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone {
+            if let segmenter, VirtioNetHeader.gsoType(at: batch.header(frame)) != VirtioNetHeader.gsoNone {
                 if !hasRoom(burst, bytes: Self.superFrameRoom,
                             datagrams: SoftwareSegmenter.maxSegmentsPerFrame, copies: copies) {
                     flush(&burst, counters: counters)
@@ -342,6 +383,9 @@ public final class VxlanPort {
             if !hasRoom(burst, bytes: Self.sendSlotSize, datagrams: 1, copies: copies) {
                 flush(&burst, counters: counters)
             }
+            // SAFETY: hasRoom left sendSlotSize bytes after arenaUsed in the arena (flushed to 0
+            // otherwise; sendSlotSize <= sendArenaSize), and gather writes at most sendSlotSize -
+            // encapsulation bytes after the headers' room.
             let buffer = sendBuffers + burst.arenaUsed
             if let refused = batch.gather(frame, into: buffer + Self.encapsulation,
                                           limit: Self.sendSlotSize &- Self.encapsulation, untaggedLimit: limit) {
@@ -395,6 +439,9 @@ public final class VxlanPort {
     /// Writes the UDP and VXLAN headers before the inner frame of
     /// `innerLength` bytes at `buffer` + `encapsulation` (the arena's next
     /// bytes) and adds the datagram to `burst`.
+    // SAFETY: the caller made room: `buffer` starts encapsulation + innerLength bytes inside the arena
+    // (hasRoom, or beginSegment for a segment); d = burst.datagrams < messagesPerSend, the tables'
+    // length (hasRoom's datagram test, or d = 0); flow < flowSenderCount (flowSender masks it).
     @inlinable
     func record(_ burst: inout SendBurst, at buffer: UnsafeMutableRawPointer, innerLength: Int, targets: UInt32,
                 copies: Int, flow: Int) {
@@ -424,6 +471,10 @@ public final class VxlanPort {
     /// VTEP of its list. Counts what went (per port and per VTEP) and what did not.
     @inlinable
     func flush(_ burst: inout SendBurst, counters: QueueCounters) {
+        // SAFETY: d < count = burst.datagrams <= messagesPerSend, the datagram tables' length, and each
+        // datagram's offset and length lie in the arena (record); messages stays below messagesPerSend:
+        // hasRoom bounds burst.messages, and a burst's first datagram takes at most endpoints.capacity
+        // <= messagesPerSend (init's precondition); flow < flowSenderCount.
         let segmenting = !segmentsRefused.load(ordering: .relaxed)
         let count = burst.datagrams
         burst = SendBurst()
@@ -498,6 +549,7 @@ public final class VxlanPort {
     /// Message `m` goes through `descriptor` to VTEP `endpoint`, `datagrams` datagrams of `bytes` inner bytes.
     @inlinable
     func note(_ m: Int, descriptor: Int32, endpoint: Int, datagrams: Int, bytes: Int) {
+        // SAFETY: m < messagesPerSend, the message tables' length (flush's bound).
         messageDescriptors[m] = descriptor
         messageEndpoints[m] = UInt16(truncatingIfNeeded: endpoint)
         messageDatagrams[m] = datagrams
@@ -505,6 +557,7 @@ public final class VxlanPort {
     }
 
     /// Sends messages `from..<end`, all through `descriptor`, and counts them.
+    // SAFETY: m < end <= messages <= messagesPerSend, the message tables' length (flush).
     @inlinable
     func send(from first: Int, to end: Int, on descriptor: Int32, counters: QueueCounters, sent: inout Int,
               sentBytes: inout UInt64) {

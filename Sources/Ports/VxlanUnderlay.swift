@@ -124,7 +124,7 @@ public final class VxlanUnderlay: ControlLoopClient {
         if interfaceName == interface && interfaceIndex == index { return }
         interfaceName = interface
         interfaceIndex = index
-        interfaceMAC = try Self.hardwareAddress(of: interface)
+        interfaceMAC = try NetworkInterface.hardwareAddress(of: interface).array.reduce(0) { $0 << 8 | UInt64($1) }
         if lookup == nil { lookup = try NeighbourLookup() }
         if trigger < 0 {
             let family = ipv6 ? AF_INET6 : AF_INET
@@ -366,24 +366,4 @@ public final class VxlanUnderlay: ControlLoopClient {
         }
         return UInt32(fold(sum))
     }
-
-    /// The interface's MAC (/sys/class/net/NAME/address), first byte most significant.
-    static func hardwareAddress(of interface: String) throws -> UInt64 {
-        let path = "/sys/class/net/\(interface)/address"
-        guard let file = fopen(path, "r") else {
-            throw SystemError("open(\(path))", errno: errno)
-        }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 64)
-        guard fgets(&line, Int32(line.count), file) != nil else { throw SystemError("read(\(path))", errno: EIO) }
-        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard let mac = MACAddress(text.trimmingCharacters(in: "\n")) else {
-            throw SystemError("\(path): '\(text)' is not a MAC address", errno: EINVAL)
-        }
-        return mac.array.reduce(0) { $0 << 8 | UInt64($1) }
-    }
-}
-
-private extension String {
-    func trimmingCharacters(in set: Character) -> String { String(filter { $0 != set }) }
 }

@@ -125,6 +125,9 @@ extension Port {
             sources.add(descriptor: p.descriptor)
         case .gen(let p):
             return p.isFinished
+        case .virtioUser:
+            // Polled: it asks its back-end never to interrupt.
+            return false
         case .sink, .failed:
             break
         }

@@ -47,6 +47,8 @@ struct UMEMSegmentSink: DestinationSegmentSink {
             shortfall = .txFull
             return false
         }
+        // SAFETY: freeCount >= 1: the push's room was at most the free count, and queued < room (the
+        // test above) while each queued frame took one, so a free frame is left.
         address = free[freeCount &- 1]
         self.length = length
         return true

@@ -65,6 +65,14 @@ public final class XdpPort {
     @usableFromInline let queues: UnsafeMutablePointer<XdpQueue>
     @usableFromInline let batchCapacity: Int
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
+    /// Per queue: the last pull's VXLAN datagrams for a tunnel this uplink carries
+    /// (`steerTunnel`), whole Ethernet frames by reference into the UMEM, kept out
+    /// of the switched batch; released with it. Empty while no tunnel is steered.
+    @usableFromInline let tunnelBatches: [PacketBatch]
+    /// The interface's MAC in memory order (first byte lowest), once a tunnel is
+    /// steered: the program sends Ferry no other frames addressed to it.
+    @usableFromInline let tunnelMAC = Atomic<UInt64>(0)
+    @usableFromInline let steersTunnels = Atomic<Bool>(false)
 
     /// Attaches the steering program to `interface` (`attach`: native, or
     /// generic when native fails or is asked for) and binds `queues` sockets
@@ -148,6 +156,7 @@ public final class XdpPort {
         zeroCopyFallback = fallback
         self.batchCapacity = batchCapacity
         counters = (0..<count).map { _ in QueueCounters() }
+        tunnelBatches = (0..<count).map { _ in PacketBatch(capacity: batchCapacity) }
         let mtu = (try? NetworkInterface.mtu(of: interface)) ?? 1500
         maxFrameLength = min(mtu &+ Ethernet.headerSize, Int(Self.frameSize))
 
@@ -167,6 +176,7 @@ public final class XdpPort {
                 state.transmitFree[i] = transmitBase + UInt64(i) * UInt64(Self.frameSize)
             }
             state.transmitFreeCount = Int(Self.ringSize)
+            // SAFETY: q < count, the number of queue states just allocated; each is initialized once.
             (self.queues + q).initialize(to: state)
         }
     }
@@ -175,6 +185,7 @@ public final class XdpPort {
     public func close() { steering.detach() }
 
     deinit {
+        // SAFETY: q < queueCount: init initialized every one of the queueCount states.
         for q in 0..<queueCount { queues[q].deallocate() }
         queues.deinitialize(count: queueCount)
         queues.deallocate()
@@ -191,6 +202,25 @@ public final class XdpPort {
         return own != 0 ? own : copies.lastError
     }
 
+    /// Has the steering program redirect UDP datagrams to `local`:`udpPort` (a
+    /// vxlan port sending through this uplink) to Ferry; they come out of `pull`
+    /// apart, in `tunnelFrames`. Control thread.
+    public func steerTunnel(local: InternetAddress, udpPort: UInt16) throws {
+        let b = try NetworkInterface.hardwareAddress(of: interface).bytes
+        let memoryOrder = UInt64(b.0) | UInt64(b.1) << 8 | UInt64(b.2) << 16 | UInt64(b.3) << 24
+            | UInt64(b.4) << 32 | UInt64(b.5) << 40
+        tunnelMAC.store(memoryOrder, ordering: .relaxed)
+        steersTunnels.store(true, ordering: .releasing)
+        try steering.addTunnel(local, port: udpPort)
+    }
+
+    /// The VXLAN datagrams of the last pull of `queue` (whole Ethernet frames), nil if none.
+    @inlinable
+    public func tunnelFrames(queue q: Int) -> PacketBatch? {
+        let frames = tunnelBatches[q]
+        return frames.count > 0 ? frames : nil
+    }
+
     /// The kernel's own drop counters for `queue` (XDP_STATISTICS).
     public func kernelStatistics(queue: Int) -> xdp_statistics? { try? sockets[queue].statistics() }
 
@@ -200,9 +230,17 @@ public final class XdpPort {
     /// stay in the UMEM until `release`. Returns the frames taken, runts included.
     @inlinable
     public func pull(queue q: Int, into batch: PacketBatch) -> Int {
+        // SAFETY: q < queueCount (the port's queues; the engine polls no other); i < n <=
+        // batchCapacity, the length of `taken`; the RX descriptor is the kernel's (16 bytes, masked by
+        // the ring), and its address is an offset the kernel gave inside one frame of the UMEM it
+        // registered (length <= frameSize).
         let counters = self.counters[q]
         let state = queues + q
         let rx = state.pointee.rx
+        let tunnelFrames = tunnelBatches[q]
+        tunnelFrames.reset()
+        let tunnels = steersTunnels.load(ordering: .acquiring)
+        let tunnelMAC = tunnels ? self.tunnelMAC.load(ordering: .relaxed) : 0
         var n = Int(rx.readable())
         if n == 0 {
             if state.pointee.fill.needsWakeup { try? sockets[q].kickReceive() }
@@ -228,12 +266,16 @@ public final class XdpPort {
                 counters.dropped(.runt)
                 continue
             }
-            let slot = batch.count
-            batch.append(base: umemBase + Int(truncatingIfNeeded: address), length: length, token: token)
+            let frameStart = umemBase + Int(truncatingIfNeeded: address)
+            // The program sends Ferry frames to the interface's own MAC only for a steered tunnel
+            // (the frame holds an Ethernet header: checked above).
+            let destination = UInt64(frameStart.loadUnaligned(as: UInt32.self))
+                | UInt64(frameStart.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) << 32
+            let into = tunnels && destination == tunnelMAC ? tunnelFrames : batch
+            let slot = into.count
+            into.append(base: frameStart, length: length, token: token)
             // The wire carries no virtio-net header: no offload flags, no GSO.
-            let header = batch.header(slot)
-            header.storeBytes(of: 0, as: UInt64.self)
-            header.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+            into.clearHeader(slot)
             frames &+= 1
             bytes &+= UInt64(length)
         }
@@ -247,6 +289,8 @@ public final class XdpPort {
     /// Gives the last pull's frames back to the kernel through the fill ring.
     @inlinable
     public func release(queue q: Int) {
+        // SAFETY: q < queueCount; i < takenCount <= batchCapacity, the length of `taken`; the fill ring
+        // has room for every frame it lent (see below), masked to its size by `address(at:)`.
         if q == 0 { copies.release() }
         let state = queues + q
         let count = state.pointee.takenCount
@@ -277,6 +321,10 @@ public final class XdpPort {
     /// counted per segment, so it is tried even when the ring is full.
     @inlinable
     public func push(queue q: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter? = nil) {
+        // SAFETY: q < queueCount; freeCount - 1 indexes `transmitFree` (ringSize entries): room <=
+        // freeCount at the start and freeCount falls by one exactly when queued rises, so while queued
+        // < room it is >= 1; `address` is a free UMEM frame's offset, and gather writes at most
+        // frameSize bytes there.
         let counters = self.counters[q]
         let state = queues + q
         reclaimCompletions(state)
@@ -291,7 +339,7 @@ public final class XdpPort {
         var bytes: UInt64 = 0
         var frame = 0
         while frame < count {
-            if let segmenter, batch.header(frame).load(fromByteOffset: 1, as: UInt8.self) != VirtioNetHeader.gsoNone {
+            if let segmenter, VirtioNetHeader.gsoType(at: batch.header(frame)) != VirtioNetHeader.gsoNone {
                 var sink = UMEMSegmentSink(umemBase: umemBase, free: free, freeCount: freeCount, tx: tx,
                                            position: position, queued: queued, room: room,
                                            frameSize: Int(Self.frameSize))
@@ -338,6 +386,8 @@ public final class XdpPort {
     /// `address` holds a frame of `length` bytes, no options.
     @inlinable
     static func describe(_ tx: XDPRing, at slot: UInt32, address: UInt64, length: Int) {
+        // SAFETY: `descriptor(at:)` masks the slot into the TX ring's 16-byte descriptors; offsets
+        // 0..15 are inside one.
         let descriptor = tx.descriptor(at: slot)
         descriptor.storeBytes(of: address, as: UInt64.self)
         descriptor.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 8, as: UInt32.self)
@@ -347,6 +397,9 @@ public final class XdpPort {
     /// Frames the kernel has sent go back on the free list.
     @inlinable
     func reclaimCompletions(_ state: UnsafeMutablePointer<XdpQueue>) {
+        // SAFETY: `state` is one of queueCount states (callers index it by a valid queue); each
+        // completed address is a frame taken from the free list, so freeCount + n never passes
+        // ringSize, the list's length.
         let completion = state.pointee.completion
         let n = completion.readable()
         if n == 0 { return }
@@ -369,6 +422,7 @@ public final class XdpPort {
     /// call that moves nothing: the frames left go with the next burst's kick.
     @inlinable
     func kickTransmit(queue q: Int, _ state: UnsafeMutablePointer<XdpQueue>) {
+        // SAFETY: `state` is the queue's own state (push passes queues + q with q < queueCount).
         let tx = state.pointee.tx
         var pending = tx.pending()
         if pending == 0 { return }

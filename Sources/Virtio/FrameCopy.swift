@@ -40,6 +40,13 @@ struct FrameCopy {
     /// the frame's segments, in as many pieces as the buffers need; each piece
     /// written is told to `writes` (the dirty log during a live migration).
     /// Returns the bytes written into this chain, or why the chain is bad.
+    // SAFETY: each piece is `length` writable bytes the walker translated inside guest memory in this
+    // burst, and every write takes at most `room`, what is left of it, so dst stays inside the piece
+    // (the two moves only when room >= 12); `header` is the frame's header slot, read below
+    // headerLength <= 12; `source` is a segment with sourceLeft bytes left (the batch invariant), and
+    // the next segment is taken only while bytes of the frame remain (remaining counts header plus
+    // frame length, which the segments cover); numBuffersLow/High point at bytes 10 and 11 of the
+    // header just written in a piece.
     @inlinable
     mutating func fill<Source, W: GuestWrites>(_ chain: inout ReceiveChainWalker<Source>, from batch: PacketBatch,
                                                memory mem: GuestMemory, writes: W) -> Result<Int, VirtqueueError> {
@@ -108,6 +115,9 @@ struct FrameCopy {
     /// Written last, so marked again after (its page was marked with the piece it lies in).
     @inlinable
     func setNumBuffers<W: GuestWrites>(_ chains: Int, writes: W) {
+        // SAFETY: numBuffersLow and numBuffersHigh point into the header `fill` wrote in this burst's
+        // chain, whose pieces stay translated (and the chain the driver's to fill) until the burst
+        // publishes it.
         guard headerLength >= 12 else { return }
         let n = UInt16(truncatingIfNeeded: chains)
         if let low = numBuffersLow {

@@ -102,6 +102,7 @@ public final class PackedVirtqueue {
     public init(index: Int) {
         self.index = index
         segmentPieces = .allocate(capacity: SegmentBuffers<UnloggedWrites>.maxPieces)
+        // SAFETY: the fill covers exactly the maxPieces iovecs just allocated.
         segmentPieces.initialize(repeating: iovec(), count: SegmentBuffers<UnloggedWrites>.maxPieces)
     }
 
@@ -153,6 +154,8 @@ public final class PackedVirtqueue {
         startIndex = position
         error = nil
         // We poll: ask the driver not to kick.
+        // SAFETY: `device` is the 4-byte device event area start() translated (the used address,
+        // 4-aligned, checked above); flags sit at offset 2.
         ferry_store_relaxed_u16(device + 2, PackedRingLayout.eventsDisabled)
         markDeviceEvents()
         isRunning = true
@@ -335,6 +338,8 @@ public final class PackedVirtqueue {
     /// Returns true when a chain arrived meanwhile: the caller must poll again.
     public func enableNotifications() -> Bool {
         guard isRunning, let device = deviceEvents else { return false }
+        // SAFETY: running, so deviceEvents is the 4-byte area start() translated; flags sit at offset
+        // 2.
         ferry_store_relaxed_u16(device + 2, PackedRingLayout.eventsEnabled)
         if configuration.dirtyLog != nil { markDeviceEvents() }
         // The request must be visible before we look at the ring again; the
@@ -346,6 +351,8 @@ public final class PackedVirtqueue {
     /// Tells the driver not to kick while we poll.
     public func disableNotifications() {
         guard isRunning, let device = deviceEvents else { return }
+        // SAFETY: running, so deviceEvents is the 4-byte area start() translated; flags sit at offset
+        // 2.
         ferry_store_relaxed_u16(device + 2, PackedRingLayout.eventsDisabled)
         if configuration.dirtyLog != nil { markDeviceEvents() }
     }

@@ -99,6 +99,9 @@ enum ReceivePrefix {
     @inlinable
     static func write(_ prefix: UnsafeMutableRawPointer, length prefixLength: Int, into pieces: UnsafePointer<iovec>,
                       count: Int, headerLength: Int, acceptedHeaderFlags: UInt8) {
+        // SAFETY: `prefix` is the worker's private copy of prefixLength bytes (Worker.directPrefix, 32
+        // bytes); the header's flags byte and num_buffers at 10 are written only when prefixLength >=
+        // 12.
         if headerLength >= 12 && prefixLength >= 12 {
             prefix.storeBytes(of: prefix.load(as: UInt8.self) & acceptedHeaderFlags, as: UInt8.self)
             prefix.storeBytes(of: UInt16(1).littleEndian, toByteOffset: 10, as: UInt16.self)

@@ -71,6 +71,7 @@ public final class SplitVirtqueue {
     public init(index: Int) {
         self.index = index
         let pieces = SegmentBuffers<UnloggedWrites>.maxPieces
+        // SAFETY: each fill covers exactly the `pieces` entries allocated just before it.
         segmentPieces = .allocate(capacity: pieces)
         segmentPieces.initialize(repeating: iovec(), count: pieces)
         segmentChains = .allocate(capacity: pieces)
@@ -109,6 +110,8 @@ public final class SplitVirtqueue {
         self.memory = memory
         lastAvail = baseIndex
         usedIndex = baseIndex
+        // SAFETY: u is the used ring translated just above for usedBytes(size) >= 6 bytes: flags at 0
+        // and idx at 2 lie inside it.
         let ringUsed = RingIndex(ferry_load_acquire_u16(u + 2))
         if ringUsed != baseIndex {
             lastAvail = ringUsed
@@ -161,6 +164,8 @@ public final class SplitVirtqueue {
     /// from the control thread; nil while stopped.
     public var availIndexInRing: UInt16? {
         guard isRunning, let a = avail else { return nil }
+        // SAFETY: running, so `a` is the avail ring start() translated (availBytes(size) >= 6 bytes);
+        // idx is at 2.
         return ferry_load_acquire_u16(a + 2)
     }
 
@@ -171,6 +176,8 @@ public final class SplitVirtqueue {
     /// poll again instead of sleeping, or that work would wait for a kick the
     /// driver never sends.
     public func enableNotifications() -> Bool {
+        // SAFETY: running, so `u` and `a` are the used and avail rings start() translated: the flags
+        // word at u + 0 and the avail idx at a + 2 lie in their first 6 bytes.
         guard isRunning, let u = used, let a = avail else { return false }
         if configuration.eventIndex {
             // SAFETY: avail_event sits at 4 + 8 * size, inside the usedBytes(size) = 6 + 8 * size start() translated.
@@ -190,6 +197,7 @@ public final class SplitVirtqueue {
     /// written: avail_event stays behind, and the driver kicks only when its
     /// index passes it.
     public func disableNotifications() {
+        // SAFETY: running, so `u` is the used ring start() translated; its flags word is at offset 0.
         guard isRunning, let u = used, !configuration.eventIndex else { return }
         ferry_store_relaxed_u16(u, SplitRingLayout.usedNoNotify)
         markUsedRing(offset: 0, length: 2)

@@ -6,6 +6,7 @@ import Glibc
 /// those of bpf/ferry_steer.bpf.c.
 struct SteeringMaps {
     static let guestsName = "ferry_guests"
+    static let tunnelsName = "ferry_tunnels"
     static let socketsName = "ferry_xsks"
     static let statisticsName = "ferry_stats"
     static let ownerName = "ferry_owner"
@@ -15,10 +16,13 @@ struct SteeringMaps {
         case steered = 0
         case passed = 1
         case malformed = 2
+        case tunnel = 3
     }
 
     /// HASH: GuestKey → u32 (flags, unused).
     let guests: Int32
+    /// HASH: TunnelKey → u32 (flags, unused).
+    let tunnels: Int32
     /// XSKMAP: receive queue → AF_XDP socket.
     let sockets: Int32
     /// PERCPU_ARRAY of u64, indexed by `Counter`.
@@ -28,6 +32,7 @@ struct SteeringMaps {
 
     init(_ object: BPFObject) throws(XDPObjectError) {
         guests = try object.mapDescriptor(Self.guestsName)
+        tunnels = try object.mapDescriptor(Self.tunnelsName)
         sockets = try object.mapDescriptor(Self.socketsName)
         statistics = try object.mapDescriptor(Self.statisticsName)
         owner = try object.mapDescriptor(Self.ownerName)

@@ -47,6 +47,29 @@ extension SteeringProgram {
         }
     }
 
+    /// Steers UDP datagrams to `address`:`port` (a vxlan port's local end, `via=`)
+    /// to Ferry: IPv4 without options or IPv6 without extension headers, never a fragment.
+    public func addTunnel(_ address: InternetAddress, port: UInt16) throws(XDPError) {
+        var key = TunnelKey(address: address, port: port).bytes
+        var flags: UInt32 = 0
+        let result = bpf_map_update_elem(maps.tunnels, &key, &flags, UInt64(BPF_ANY))
+        guard result == 0 else {
+            throw .mapUpdateFailed(map: SteeringMaps.tunnelsName, reason: "add \(address) port \(port): \(libbpfErrorText(result))")
+        }
+    }
+
+    /// Datagrams to `address`:`port` go to the kernel again; one never added is not an error.
+    public func removeTunnel(_ address: InternetAddress, port: UInt16) throws(XDPError) {
+        var key = TunnelKey(address: address, port: port).bytes
+        let result = bpf_map_delete_elem(maps.tunnels, &key)
+        guard result == 0 || -result == ENOENT else {
+            throw .mapUpdateFailed(map: SteeringMaps.tunnelsName, reason: "remove \(address) port \(port): \(libbpfErrorText(result))")
+        }
+    }
+
+    /// VXLAN datagrams the program redirected to Ferry, summed over every CPU.
+    public func tunnelDatagrams() -> UInt64 { total(.tunnel) }
+
     /// Every (MAC, VLAN) steered now, in the map's order (for tests and `ferry ctl`).
     public func guests() -> [(MACAddress, UInt16)] {
         var found: [(MACAddress, UInt16)] = []
@@ -65,15 +88,16 @@ extension SteeringProgram {
 
     /// The program's counters, summed over every CPU.
     public func statistics() -> (steered: UInt64, passed: UInt64, malformed: UInt64) {
+        (total(.steered), total(.passed), total(.malformed))
+    }
+
+    private func total(_ counter: SteeringMaps.Counter) -> UInt64 {
         var perCPU = [UInt64](repeating: 0, count: SteeringMaps.possibleCPUs)
-        func total(_ counter: SteeringMaps.Counter) -> UInt64 {
-            var key = counter.rawValue
-            let result = bpf_map_lookup_elem(maps.statistics, &key, &perCPU)
-            // Index < max_entries on a map we created: failing is our bug.
-            precondition(result == 0, "bpf_map_lookup_elem(\(SteeringMaps.statisticsName), \(key)): \(libbpfErrorText(result))")
-            return perCPU.reduce(0, &+)
-        }
-        return (total(.steered), total(.passed), total(.malformed))
+        var key = counter.rawValue
+        let result = bpf_map_lookup_elem(maps.statistics, &key, &perCPU)
+        // Index < max_entries on a map we created: failing is our bug.
+        precondition(result == 0, "bpf_map_lookup_elem(\(SteeringMaps.statisticsName), \(key)): \(libbpfErrorText(result))")
+        return perCPU.reduce(0, &+)
     }
 
     private static func key(_ mac: MACAddress, _ vlan: UInt16) throws(XDPError) -> GuestKey {

@@ -29,7 +29,7 @@ extension Ctl.PortCommand {
         @OptionGroup var connection: ControlOptions
 
         @Argument(help: ArgumentHelp(
-            "The port: vhost:PATH[,client][,queues=N][,offloads=...] | tap:IFNAME[,queues=N][,mtu=N][,offloads=...] | xdp:IFNAME[,...] | packet:IFNAME[,queues=N][,offloads=...] | gen:... | sink | vxlan:VNI,local=IP[,remote=IP...]; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B[,native=N]] (see `ferry run --help`).",
+            "The port: vhost:PATH[,client][,queues=N][,offloads=...] | tap:IFNAME[,queues=N][,mtu=N][,offloads=...] | xdp:IFNAME[,...] | packet:IFNAME[,queues=N][,offloads=...] | gen:... | sink | vxlan:VNI,local=IP[,remote=IP...] | virtio-user:PATH[,server][,queue_size=N]; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B[,native=N]] (see `ferry run --help`).",
             valueName: "spec"))
         var spec: String
 

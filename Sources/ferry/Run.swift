@@ -32,7 +32,7 @@ struct Run: ParsableCommand {
     var config: String?
 
     @Option(name: .customLong("port"), help: ArgumentHelp(
-        "A port: vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off] | tap:IFNAME[,queues=N][,mtu=N][,offloads=on|csum|off] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N][,offloads=on|csum|off] | gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=1Mpps|10Gbps][,burst=N][,flows=N][,tag=N][,stamp=on|off][,full=drop|wait] | sink | vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789][,evpn=VXLANDEV,evpn_port=BRIDGEPORT][,via=XDPPORT]; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B[,native=N]][,group_fwd_mask=0xNNNN].",
+        "A port: vhost:PATH[,client][,queues=N][,owner=USER][,group=GROUP][,mode=0660][,offloads=on|csum|off] | tap:IFNAME[,queues=N][,mtu=N][,offloads=on|csum|off] | xdp:IFNAME[,queues=N][,mode=auto|native|generic][,zerocopy=auto|on|off] | packet:IFNAME[,queues=N][,offloads=on|csum|off] | gen:dst=MAC,src=MAC,size=N|N/M/...|imix[,count=N][,delay=MS][,rate=1Mpps|10Gbps][,burst=N][,flows=N][,tag=N][,stamp=on|off][,full=drop|wait] | sink | vxlan:VNI,local=IP[,remote=IP[+IP...]][,port=4789][,evpn=VXLANDEV,evpn_port=BRIDGEPORT][,via=XDPPORT] | virtio-user:PATH[,server][,queue_size=N]; each takes [,name=NAME][,vlan=N | ,trunk=N,M,A-B[,native=N]][,group_fwd_mask=0xNNNN].",
         valueName: "spec"))
     var ports: [String] = []
 
@@ -276,7 +276,7 @@ struct Run: ParsableCommand {
                     the host is on the switch through TAP \(interface): give it an address in the guests' subnet, e.g.
                       ip addr add 198.18.0.1/24 dev \(interface)
                     """)
-            case .xdp, .packet, .gen, .sink, .vxlan:
+            case .xdp, .packet, .gen, .sink, .vxlan, .virtioUser:
                 break
             }
         }

@@ -77,7 +77,7 @@ final class BrokenConfigTests: XCTestCase {
         assertRefused("""
             ports:
               - name: a
-            """, "f.yaml:2:5: port 'a': missing key 'type' (one of: vhost, tap, packet, xdp, gen, sink, vxlan)")
+            """, "f.yaml:2:5: port 'a': missing key 'type' (one of: vhost, tap, packet, xdp, gen, sink, vxlan, virtio-user)")
     }
 
     func testMissingInterface() {
@@ -189,7 +189,7 @@ final class BrokenConfigTests: XCTestCase {
             ports:
               - name: a
                 type: bridge
-            """, "f.yaml:3:11: port 'a': unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink, vxlan)")
+            """, "f.yaml:3:11: port 'a': unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink, vxlan, virtio-user)")
     }
 
     func testBadXdpModeAndZeroCopy() {

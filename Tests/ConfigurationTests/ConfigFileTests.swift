@@ -20,7 +20,8 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(config.control.access, SocketPermissions(mode: 0o660))
         XCTAssertEqual(config.metrics.listen, "127.0.0.1:9469")
         XCTAssertEqual(config.summary,
-                       "8 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, probe gen, drop sink, dc2 vxlan), "
+                       "9 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, probe gen, drop sink, dc2 vxlan, "
+                       + "dut-a virtio-user), "
                        + "2 static addresses")
         XCTAssertEqual(config.refusals(file: Self.examplePath).filter { $0.message.hasPrefix("fdb") }, [])
     }

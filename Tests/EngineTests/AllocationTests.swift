@@ -8,6 +8,7 @@ import Packets
 import TestSupport
 import Platform
 import Switching
+import VhostUser
 import Virtio
 import XCTest
 
@@ -36,20 +37,11 @@ final class AllocationTests: XCTestCase {
         try runUnderInterposer(test: "testSwitchedTaggedBurstsAllocateNothing") {
             let gen = Port.gen(GenPort(destination: MACAddress.broadcast, source: MACAddress(2, 0, 0, 0, 0, 1),
                                        frameSize: 64, count: nil))
-            let access = SinkPort()
-            let trunk = SinkPort()
-            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
-                                       batchSize: 256)
-            _ = sw.pass()
-            var bursts = 0
-            return (prepare: {
-                // Checked outside the counted region: a snapshot allocates.
-                precondition(bursts == 0 || (trunk.counters.snapshot.txPackets > 0 && access.counters.snapshot.txPackets > 0),
+            // Checked outside the counted region: a snapshot allocates.
+            return try floodingToAccessAndTrunk(from: gen) { access, trunk in
+                precondition(trunk.counters.snapshot.txPackets > 0 && access.counters.snapshot.txPackets > 0,
                              "the burst did not reach both ports")
-            }, burst: {
-                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
-                bursts += 1
-            })
+            }
         }
     }
 
@@ -60,20 +52,30 @@ final class AllocationTests: XCTestCase {
         try runUnderInterposer(test: "testStampedTrafficAndItsAnalysisAllocateNothing") {
             let gen = Port.gen(GenPort(GeneratorSpec(destination: MACAddress.broadcast, sizes: .imix, flows: 16),
                                        batchCapacity: 256))
-            let access = SinkPort()
-            let trunk = SinkPort()
-            let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
-                                       batchSize: 256)
-            _ = sw.pass()
-            var bursts = 0
-            return (prepare: {
-                precondition(bursts == 0 || (trunk.analyser.snapshot.stamped > 0 && access.analyser.snapshot.lost == 0),
+            return try floodingToAccessAndTrunk(from: gen) { access, trunk in
+                precondition(trunk.analyser.snapshot.stamped > 0 && access.analyser.snapshot.lost == 0,
                              "the analysers did not read the stamps")
-            }, burst: {
-                for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
-                bursts += 1
-            })
+            }
         }
+    }
+
+    /// `gen` on an access port of VLAN 5 flooding to an access sink and a trunk sink of it,
+    /// 1000 passes a burst; `check` looks at both sinks before every burst but the first.
+    private func floodingToAccessAndTrunk(from gen: Ports.Port, check: @escaping (SinkPort, SinkPort) -> Void) throws
+        -> (prepare: () -> Void, burst: () -> Void)
+    {
+        let access = SinkPort()
+        let trunk = SinkPort()
+        let sw = try SwitchHarness([(gen, .access(5)), (.sink(access), .access(5)), (.sink(trunk), .trunk([5]))],
+                                   batchSize: 256)
+        _ = sw.pass()
+        var bursts = 0
+        return (prepare: {
+            if bursts > 0 { check(access, trunk) }
+        }, burst: {
+            for _ in 0..<1000 { _ = sw.worker.forwardOnce(sw.batch) }
+            bursts += 1
+        })
     }
 
     /// A vxlan port both ways: a generator floods to it, it sends each frame as a datagram
@@ -99,8 +101,9 @@ final class AllocationTests: XCTestCase {
 
     /// A generator's broadcasts into a vxlan port that sends through an xdp
     /// uplink (`via=`): encapsulated by reference, copied into UMEM frames by the
-    /// uplink, flooded to two VTEPs (one resolved, one counted unresolved).
-    /// Needs root for the veth (the child makes it).
+    /// uplink, flooded to two VTEPs (one resolved, one counted unresolved); and
+    /// VXLAN datagrams from the wire steered to the uplink, set apart, decapsulated
+    /// and switched as the vxlan port's. Needs root for the veth (the child makes it).
     func testTunneledBurstsThroughAnXdpUplinkAllocateNothing() throws {
         try NetworkSandbox.requireTapSupport()
         let removeVeth: (Int32) -> Void = { pid in _ = try? NetworkSandbox.ip("netns", "del", "ferry-pk-\(pid)-alv") }
@@ -114,16 +117,32 @@ final class AllocationTests: XCTestCase {
                                       remotes: [InternetAddress("127.0.0.2")!, InternetAddress("127.0.0.3")!],
                                       udpPort: UDPPeer.testPort &+ 7, via: "up", batchCapacity: 256)
             vxlan.underlay!.publish(1, nextHopMAC: 0x0200_0000_00fe)
+            try xdp.steerTunnel(local: InternetAddress("127.0.0.1")!, udpPort: UDPPeer.testPort &+ 7)
             let sw = try SwitchHarness([(.gen(gen), .access(1)), (.vxlan(vxlan), .access(1)), (.xdp(xdp), .access(4094))],
                                        batchSize: 256, underlays: [1: 2])
+            let peer = try wire.peerSocket()
+            let mac = try NetworkInterface.hardwareAddress(of: wire.name).array
+            let inner = frame(from: "02:00:00:00:00:0c", to: "02:00:00:00:00:0d", length: 64)
+            let payload = vxlanHeader(vni: 11) + inner
+            let udpPort = UDPPeer.testPort &+ 7
+            let udpLength = 8 + payload.count
+            let datagram = mac + [2, 0, 0, 0, 0, 0x63, 0x08, 0x00]
+                + [0x45, 0, 0, UInt8(20 + udpLength), 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 2, 127, 0, 0, 1]
+                + [0xC3, 0x50, UInt8(udpPort >> 8), UInt8(udpPort & 0xff), 0, UInt8(udpLength), 0, 0] + payload
             _ = sw.pass()
+            var rounds = 0
             return (prepare: {
                 withExtendedLifetime(wire) {}
                 precondition(xdp.counters[0].snapshot.txPackets > 0, "nothing left through the uplink")
                 precondition(vxlan.counters[0].snapshot.drops[.vxlanUnresolvedVTEP, default: 0] > 0,
                              "the unresolved VTEP was not counted")
+                precondition(rounds < 2 || vxlan.counters[1].snapshot.rxPackets > 0, "nothing came in through the uplink")
+                // Uncounted: what the wire got, and datagrams for the uplink to take in the burst.
+                while (try? peer.receive(timeout: 0)) ?? nil != nil {}
+                for _ in 0..<8 { try! peer.send(datagram) }
             }, burst: {
                 for _ in 0..<20 { _ = sw.worker.forwardOnce(sw.batch) }
+                rounds += 1
             })
         }
     }
@@ -280,6 +299,50 @@ final class AllocationTests: XCTestCase {
         }
     }
 
+    /// Ferry as the driver (`virtio-user`) against its own vhost back-end: a burst pushed
+    /// into the port's transmit ring (descriptors taken back from the last burst first), the
+    /// back-end's burst pulled from its receive ring and its buffers posted again.
+    func testVirtioUserBurstsAllocateNothing() throws {
+        try runUnderInterposer(test: "testVirtioUserBurstsAllocateNothing") {
+            let path = "/tmp/ferry-alloc-vu-\(getpid()).sock"
+            let log = CapturedLog()
+            let device = VhostDevice(name: "dut", logger: log.logger)
+            let endpoint = try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger)
+            let port = try VirtioUserPort(path: path, server: false, queueSize: 256, name: "vu",
+                                          gate: UngatedDataPath(), logger: log.logger)
+            for _ in 0..<500 where !(port.state == "running" && device.transmitQueue(0).isRunning) {
+                port.service(now: MonotonicClock.now())
+                endpoint.service(now: MonotonicClock.now())
+                usleep(1000)
+            }
+            precondition(port.state == "running", "the port never ran: \(log.lines)")
+            let counters = QueueCounters()
+            let store = FrameStore()
+            let outgoing = PacketBatch(capacity: 64)
+            for i in 0..<64 { store.append(ethernetFrame(length: 64 + i), to: outgoing) }
+            let incoming = PacketBatch(capacity: 64)
+            let backEnd = PacketBatch(capacity: 64)
+            var bursts = 0
+            return (prepare: {
+                // The back-end's side, uncounted: it takes what the port sent and sends it back.
+                backEnd.reset()
+                _ = device.transmitQueue(0).pull(into: backEnd, counters: counters)
+                device.receiveQueue(0).push(from: backEnd, counters: counters)
+                device.transmitQueue(0).release()
+                precondition(bursts < 2 || incoming.count == 64, "the port pulled \(incoming.count) of 64")
+                precondition(backEnd.count == (bursts == 0 ? 0 : 64), "the back-end got \(backEnd.count) of 64")
+                // The frames live in the store; the back-end behind the endpoint.
+                precondition(withExtendedLifetime(store) { endpoint.isConnected })
+            }, burst: {
+                port.push(queue: 0, from: outgoing)
+                incoming.reset()
+                _ = port.pull(queue: 0, into: incoming)
+                port.release(queue: 0)
+                bursts += 1
+            })
+        }
+    }
+
     /// The guest-to-guest tests' memory: 8 MiB of guest RAM with a split RX ring
     /// (mergeable buffers, event index) in it, and the place for the TX ring
     /// (either layout) and its buffers, which the test adds.
@@ -351,6 +414,37 @@ final class AllocationTests: XCTestCase {
             return guestToGuest(from: .packed(tx), txRing, to: .split(rx), rings.rxRing,
                                 prepare: { memset(logFile.base, 0, logFile.length) }) {
                 precondition(log.isMarked(page: txRing.ringGPA / DirtyPageLog.pageSize), "nothing was marked")
+            }
+        }
+    }
+
+    /// Guest to guest into a packed RX ring, 64-byte frames into single
+    /// buffers: the push's fast path (four frames per line of descriptors),
+    /// with the dirty log off and then on (buffers and used descriptors marked).
+    func testBurstsIntoPackedRingLinesAllocateNothing() throws {
+        try runUnderInterposer(test: "testBurstsIntoPackedRingLinesAllocateNothing") {
+            let ram = try GuestRAM.oneRegion(size: 8 << 20)
+            let memory = try ram.makeGuestMemory()
+            let txRing = MockSplitRing(ram: ram, size: 256, at: ram.base, buffers: ram.base + 0x10000 ..< ram.base + 0x200000)
+            let rxRing = MockPackedRing(ram: ram, size: 256, at: ram.base + 0x8000, buffers: ram.base + 0x200000 ..< ram.base + 0x800000)
+            let tx = SplitVirtqueue(index: 1)
+            let rx = PackedVirtqueue(index: 0)
+            txRing.configure(tx, eventIndex: true)
+            rxRing.configure(rx, eventIndex: true, mergeableBuffers: true)
+            let logFile = try SharedMemory(length: 0x10000, name: "ferry-alloc-lines-log")
+            let log = try DirtyPageLog(fd: logFile.fd.rawValue, size: 0x10000, offset: 0)
+            try tx.start(memory: memory)
+            try rx.start(memory: memory)
+            var bursts = 0
+            return guestToGuest(from: .split(tx), txRing, to: .packed(rx), rxRing, prepare: {
+                // Half the bursts logged: the log is switched while the queue is quiesced, as the control plane does.
+                rx.configuration.setDirtyLog(bursts % 2 == 1 ? log : nil, usedRing: nil)
+                memset(logFile.base, 0, logFile.length)
+                precondition(bursts == 0 || rxRing.usedEntries().count == 64, "the burst did not reach the ring")
+            }) {
+                precondition(bursts % 2 == 0 || log.isMarked(page: rxRing.ringGPA / DirtyPageLog.pageSize),
+                             "the logged burst marked nothing")
+                bursts += 1
             }
         }
     }

@@ -110,7 +110,7 @@ final class DirectTapTests: XCTestCase {
         defer { lock.deallocate() }
         lock.initialize(to: 0)
         worker.configure(ports: [WorkerPort(port: .tap(tap), vlan: .access(1), transmitQueue: 0),
-                                 WorkerPort(port: .vhost(g[0].port), vlan: .access(1), transmitQueue: 0, transmitLock: lock)],
+                                 WorkerPort(port: .vhost(g[0].port), vlan: .access(1), transmitQueue: 0, transmitLock: TransmitLock(word: lock))],
                          sources: [WorkerSource(index: 0, port: .tap(tap), queue: 0)])
         XCTAssertNil(worker.sources[0].directPeer)
     }

@@ -71,7 +71,8 @@ final class SwitchHarness {
         let table = ports.enumerated().map { i, p in
             WorkerPort(port: p.0, vlan: p.1, transmitQueue: 0,
                        groupForwardMask: i < groupForwardMasks.count ? groupForwardMasks[i] : .none,
-                       underlay: underlays[i] ?? -1)
+                       underlay: underlays[i] ?? -1,
+                       tunnelPorts: underlays.filter { $0.value == i }.map(\.key).sorted())
         }
         worker.configure(ports: table, sources: sources)
         learning = LearningService(bridge: bridge, queues: [worker.learning])

@@ -53,8 +53,8 @@ def write(path, text: str) -> str:
 def test_check_accepts_the_documented_example():
     res = check(EXAMPLE)
     assert (res.returncode, res.stderr) == (0, "")
-    assert res.stdout == ("ok: 8 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, "
-                          "probe gen, drop sink, dc2 vxlan), 2 static addresses\n")
+    assert res.stdout == ("ok: 9 ports (vm0 vhost, vm1 vhost, host tap, uplink xdp, mirror packet, "
+                          "probe gen, drop sink, dc2 vxlan, dut-a virtio-user), 2 static addresses\n")
 
 
 def test_check_json_lists_the_ports():
@@ -62,7 +62,8 @@ def test_check_json_lists_the_ports():
     assert (res.returncode, res.stderr) == (0, "")
     reply = json.loads(res.stdout)
     assert reply["ok"] is True
-    assert [p["type"] for p in reply["ports"]] == ["vhost", "vhost", "tap", "xdp", "packet", "gen", "sink", "vxlan"]
+    assert [p["type"] for p in reply["ports"]] == ["vhost", "vhost", "tap", "xdp", "packet", "gen", "sink", "vxlan",
+                                                     "virtio-user"]
     assert reply["ports"][0]["spec"] == \
         "vhost:/run/ferry/vm0.sock,queues=2,group=kvm,mode=0660,vlan=10,name=vm0"
 
@@ -95,8 +96,8 @@ def test_check_json_reports_errors(tmp_path):
     res = check("--json", f)
     assert (res.returncode, res.stderr) == (1, "")
     assert json.loads(res.stdout) == {"ok": False, "file": f, "errors": [{
-        "line": 2, "column": 21, "message": "port 'a': unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink, vxlan)",
-        "text": f"{f}:2:21: port 'a': unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink, vxlan)"}]}
+        "line": 2, "column": 21, "message": "port 'a': unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink, vxlan, virtio-user)",
+        "text": f"{f}:2:21: port 'a': unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink, vxlan, virtio-user)"}]}
 
 
 def test_check_of_a_missing_file(tmp_path):

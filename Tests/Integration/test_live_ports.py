@@ -144,7 +144,7 @@ def test_ports_come_and_go_while_testpmd_receives(lab):
 def test_refused_changes_leave_the_switch_alone(lab):
     ferry = lab.ferry(["sink:name=a"])
     assert h.ctl_error(ferry, "port", "add", "bogus:x") == \
-        "port 'bogus:x': unknown port type 'bogus' (vhost, tap, packet, xdp, gen, sink, vxlan)"
+        "port 'bogus:x': unknown port type 'bogus' (vhost, tap, packet, xdp, gen, sink, vxlan, virtio-user)"
     assert h.ctl_error(ferry, "port", "add", f"vhost:{ferry.control}") == \
         f"port 'vhost:{ferry.control}': {ferry.control} is Ferry's control socket"
     assert h.ctl_error(ferry, "port", "add", "packet:ferry-none0").startswith("port 'packet:ferry-none0': ")

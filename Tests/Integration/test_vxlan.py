@@ -21,7 +21,8 @@ subnet of its own (198.18.1.0/24, 198.18.2.0/24), MTU 1600 so that a 1500-byte g
   Ferry has its underlay veth as an `xdp:` port (VLAN 4094, which no other port carries) and
   `vxlan:...,via=up`: the same interop with a TAP station, Ferry's datagrams leaving as whole
   frames it built (outer MACs from A's neighbour table: A's veth to the router's), as tcpdump on
-  the router's A side shows, counted on the uplink; B's answers come through A's kernel socket.
+  the router's A side shows, counted on the uplink; B's datagrams come in through the uplink's
+  AF_XDP socket (the steering program redirects them), none through the kernel's UDP socket.
 * Ferry ↔ Ferry (`test_two_ferry_hosts_carry_ping_and_tcp`): hosts A and B each run Ferry
   with a TAP port (moved into a guest namespace) and a vxlan port; the two guests ping each
   other and a TCP transfer arrives byte for byte (sha256); the TAPs hand Ferry 64 KiB
@@ -246,6 +247,10 @@ def test_ferry_sends_through_its_xdp_uplink_to_a_linux_bridge(lab, underlay, nam
     assert checksums and set(checksums) == {0}, checksums
     assert "bad cksum" not in decoded, decoded[-3000:]
     assert ferry.port("up")["tx_packets"] - sent_before >= 10, ferry.port("up")
+    # B's datagrams came in through the uplink's AF_XDP socket (the vxlan port's queue 1), none
+    # through the kernel's UDP socket (queue 0): the steering program redirected them.
+    queues = {q["queue"]: q for q in ferry.port("vx")["queues"]}
+    assert queues[1]["rx_packets"] >= 5 and queues[0]["rx_packets"] == 0, queues
 
     c_mac = c.mac("c0")
     entries = ferry.ctl("show", "fdb")["fdb"]

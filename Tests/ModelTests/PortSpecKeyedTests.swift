@@ -79,7 +79,7 @@ final class PortSpecKeyedTests: XCTestCase {
              "group_fwd_mask must leave bit 1 (0x0002) clear: MAC control frames (PAUSE, 01:80:C2:00:00:01) are never forwarded"),
             ("sink", ["group_fwd_mask": "0x10000"], "group_fwd_mask",
              "group_fwd_mask must be 0x0000...0xffff or 0...65535, not '0x10000'"),
-            ("bridge", [:], "type", "unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink, vxlan)"),
+            ("bridge", [:], "type", "unknown port type 'bridge' (vhost, tap, packet, xdp, gen, sink, vxlan, virtio-user)"),
         ]
         for (type, options, key, problem) in cases {
             XCTAssertThrowsError(try PortSpec(type: type, options: options, text: "t")) { error in

@@ -182,7 +182,7 @@ final class PortSpecTests: XCTestCase {
 
     func testBadSpecsSayWhatIsWrong() {
         let cases: [(String, String)] = [
-            ("bogus:x", "unknown port type 'bogus' (vhost, tap, packet, xdp, gen, sink, vxlan)"),
+            ("bogus:x", "unknown port type 'bogus' (vhost, tap, packet, xdp, gen, sink, vxlan, virtio-user)"),
             ("vhost:", "vhost needs a socket path"),
             ("vhost:/a,queues=0", "queues must be 1...128"),
             ("vhost:/a,bogus", "unknown option 'bogus'"),

@@ -128,4 +128,69 @@ final class VxlanUnderlayTests: XCTestCase {
         XCTAssertNotEqual(Array(frame[60..<62]), [0, 0], "IPv6 UDP carries a checksum")
         XCTAssertEqual(onesComplementSum(pseudo[...] + udp), 0xFFFF, "and it is right")
     }
+
+    /// An outer IPv4/UDP frame from `source` to 127.0.0.1:`port` carrying `payload`; `udpLength` overrides the field.
+    private func outerFrame(from source: [UInt8], port: UInt16, payload: [UInt8], udpLength: Int? = nil,
+                            ihl: UInt8 = 5) -> [UInt8] {
+        let udpBytes = udpLength ?? 8 + payload.count
+        var ip: [UInt8] = [0x40 | ihl, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0] + source + [127, 0, 0, 1]
+        ip += [UInt8](repeating: 0, count: Int(ihl - 5) * 4)
+        let udp: [UInt8] = [0xC3, 0x50, UInt8(port >> 8), UInt8(port & 0xff), UInt8(udpBytes >> 8), UInt8(udpBytes & 0xff), 0, 0]
+        return [2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0xbb, 0x08, 0x00] + ip + udp + payload
+    }
+
+    func testDatagramsFromTheUplinkGoThroughTheSameDecoderAndItsRefusals() throws {
+        let udpPort = UDPPeer.testPort &+ 13
+        let port = try port(remotes: ["127.0.0.2"], offset: 13)
+        let inner = udpFrame(sourcePort: 7, size: 80)
+        let good = vxlanHeader(vni: vni) + inner
+        var flagClear = good
+        flagClear[0] = 0
+        let frames: [[UInt8]] = [
+            outerFrame(from: [127, 0, 0, 2], port: udpPort, payload: good),
+            outerFrame(from: [127, 0, 0, 2], port: udpPort, payload: flagClear),
+            outerFrame(from: [127, 0, 0, 2], port: udpPort, payload: vxlanHeader(vni: vni + 1) + inner),
+            outerFrame(from: [127, 0, 0, 9], port: udpPort, payload: good),
+            outerFrame(from: [127, 0, 0, 2], port: udpPort, payload: good, udpLength: 8 + good.count + 1),
+            outerFrame(from: [127, 0, 0, 2], port: udpPort, payload: Array(good[0..<12])),
+            // Not the port's: another UDP port, IPv4 options (the program leaves both to the kernel).
+            outerFrame(from: [127, 0, 0, 2], port: udpPort &+ 1, payload: good),
+            outerFrame(from: [127, 0, 0, 2], port: udpPort, payload: good, ihl: 6),
+        ]
+        let arena = FrameArena()
+        let underlay = PacketBatch(capacity: 16)
+        for frame in frames { arena.append(frame, cuts: [], to: underlay) }
+        let batch = PacketBatch(capacity: 16)
+        XCTAssertEqual(port.decapsulate(underlay: underlay, into: batch), 6, "six frames are the port's")
+        XCTAssertEqual(batch.count, 1)
+        XCTAssertEqual(bytes(of: batch, frame: 0), inner)
+        XCTAssertEqual(batch.tunnelEndpoint(of: 0), 1, "marked with its VTEP, for learning")
+        let snapshot = port.counters[1].snapshot
+        XCTAssertEqual(snapshot.rxPackets, 1)
+        XCTAssertEqual(snapshot.drops, [.vxlanFlagClear: 1, .vxlanUnknownVNI: 1, .vxlanUnknownVTEP: 1,
+                                        .vxlanTruncated: 2])
+        XCTAssertEqual(port.counters[0].snapshot.rxPackets, 0, "queue 0 is the kernel socket's")
+        XCTAssertEqual(port.endpoints.count, 1, "a stranger is never numbered here")
+    }
+
+    func testIPv6DatagramsFromTheUplinkAreDecapsulated() throws {
+        let udpPort = UDPPeer.testPort &+ 14
+        let port = try port(remotes: ["::2"], local: "::1", offset: 14)
+        let inner = udpFrame(sourcePort: 7, size: 70)
+        let payload = vxlanHeader(vni: vni) + inner
+        let udp: [UInt8] = [0xC3, 0x50, UInt8(udpPort >> 8), UInt8(udpPort & 0xff), 0, UInt8(8 + payload.count), 0, 0]
+        let loopback2: [UInt8] = [UInt8](repeating: 0, count: 15) + [2]
+        let loopback1: [UInt8] = [UInt8](repeating: 0, count: 15) + [1]
+        let ip: [UInt8] = [0x60, 0, 0, 0, 0, UInt8(8 + payload.count), 17, 64] + loopback2 + loopback1
+        let frame = [2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0xbb, 0x86, 0xDD] + ip + udp + payload
+        let arena = FrameArena()
+        let underlay = PacketBatch(capacity: 4)
+        arena.append(frame, cuts: [], to: underlay)
+        let batch = PacketBatch(capacity: 4)
+        XCTAssertEqual(port.decapsulate(underlay: underlay, into: batch), 1)
+        XCTAssertEqual(batch.count, 1)
+        XCTAssertEqual(bytes(of: batch, frame: 0), inner)
+        XCTAssertEqual(batch.tunnelEndpoint(of: 0), 1)
+    }
 }
+

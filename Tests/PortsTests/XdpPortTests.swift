@@ -238,4 +238,70 @@ final class XdpPortTests: XCTestCase {
         port.close()
         XCTAssertFalse(try NetworkSandbox.ip("link", "show", portName).contains("xdp"))
     }
+
+    /// Pulls until the tunnel frames of a pull arrive (2 s at most); nothing is switched as the uplink's own.
+    private func tunnelFrames(of port: XdpPort) -> [[UInt8]] {
+        let batch = PacketBatch(capacity: 64)
+        var frames: [[UInt8]] = []
+        let deadline = MonotonicClock.seconds() + 2
+        while frames.isEmpty && MonotonicClock.seconds() < deadline {
+            batch.reset()
+            _ = port.pull(queue: 0, into: batch)
+            XCTAssertEqual(batch.count, 0, "nothing to switch as the uplink's own")
+            if let tunnel = port.tunnelFrames(queue: 0) {
+                frames += (0..<tunnel.count).map { bytes(of: tunnel, frame: $0) }
+            }
+            port.release(queue: 0)
+        }
+        return frames
+    }
+
+    /// A tunnel steered to the port (`via=`): UDP to its address and port arrives in
+    /// `tunnelFrames`, apart from the switched batch; other UDP to the interface stays with the kernel.
+    func testTunnelDatagramsAreSteeredAndSetApart() throws {
+        let veth = try VethPair("xv")
+        let port = try makePort(veth.name, queues: 1)
+        let local = InternetAddress("198.18.61.1")!
+        try port.steerTunnel(local: local, udpPort: 4789)
+        let mac = try NetworkInterface.hardwareAddress(of: veth.name).array
+        let socket = try veth.peerSocket()
+        func datagram(port: UInt16) -> [UInt8] {
+            let udp: [UInt8] = [0xC3, 0x50, UInt8(port >> 8), UInt8(port & 0xff), 0, 24, 0, 0] + [UInt8](repeating: 7, count: 16)
+            let ip: [UInt8] = [0x45, 0, 0, 44, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 61, 2, 198, 18, 61, 1]
+            return mac + [2, 0, 0, 0, 0, 0x62, 0x08, 0x00] + ip + udp
+        }
+        try socket.send(datagram(port: 53))
+        try socket.send(datagram(port: 4789))
+        XCTAssertEqual(tunnelFrames(of: port), [datagram(port: 4789)])
+        XCTAssertEqual(port.steering.tunnelDatagrams(), 1)
+        let batch = PacketBatch(capacity: 64)
+        _ = port.pull(queue: 0, into: batch)
+        XCTAssertNil(port.tunnelFrames(queue: 0), "the next pull starts empty")
+        port.release(queue: 0)
+    }
+
+    /// The same over IPv6 (no extension headers); a datagram behind a hop-by-hop
+    /// header, and a fragment, stay with the kernel.
+    func testIPv6TunnelDatagramsAreSteeredButNotBehindExtensionHeaders() throws {
+        let veth = try VethPair("xw")
+        let port = try makePort(veth.name, queues: 1)
+        try port.steerTunnel(local: InternetAddress("2001:db8:61::1")!, udpPort: 4789)
+        let mac = try NetworkInterface.hardwareAddress(of: veth.name).array
+        let socket = try veth.peerSocket()
+        let source: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0x61] + [UInt8](repeating: 0, count: 9) + [2]
+        let destination: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0x61] + [UInt8](repeating: 0, count: 9) + [1]
+        let udp: [UInt8] = [0xC3, 0x50, 0x12, 0xB5, 0, 24, 0, 0] + [UInt8](repeating: 7, count: 16)
+        func packet(nextHeader: UInt8, extensionHeader: [UInt8] = []) -> [UInt8] {
+            let payload = extensionHeader + udp
+            let ip: [UInt8] = [0x60, 0, 0, 0, 0, UInt8(payload.count), nextHeader, 64] + source + destination
+            return mac + [2, 0, 0, 0, 0, 0x62, 0x86, 0xDD] + ip + payload
+        }
+        let plain = packet(nextHeader: 17)
+        try socket.send(packet(nextHeader: 0, extensionHeader: [17, 0, 1, 4, 0, 0, 0, 0]))
+        try socket.send(packet(nextHeader: 44, extensionHeader: [17, 0, 0, 1, 0, 0, 0, 9]))
+        try socket.send(plain)
+        XCTAssertEqual(tunnelFrames(of: port), [plain])
+        XCTAssertEqual(port.steering.tunnelDatagrams(), 1)
+    }
 }
+

@@ -234,15 +234,16 @@ public final class MockSplitRing: MockDriverRing {
     /// Lays the rings out from `gpa` (the first region's start by default) and zeroes them; buffers come from
     /// `buffers`, by default the rest of the region after the rings.
     public init(ram: GuestRAM, size: UInt16, at gpa: UInt64? = nil, buffers: Range<UInt64>? = nil) {
-        let n = UInt64(size)
         self.ram = ram
         self.size = size
         let desc = gpa ?? ram.base
         precondition(desc % 16 == 0, "test bug: §2.7 aligns the descriptor table to 16")
+        // The layout Ferry's own driver side uses (a virtio-user port's rings).
+        let layout = DriverSplitRing.Layout(size: size)
         descGPA = desc
-        availGPA = desc + 16 * n
-        usedGPA = (availGPA + 6 + 2 * n + 3) / 4 * 4
-        let ringsEnd = usedGPA + 6 + 8 * n
+        availGPA = desc + UInt64(layout.availOffset)
+        usedGPA = desc + UInt64(layout.usedOffset)
+        let ringsEnd = desc + UInt64(layout.byteCount)
         self.buffers = Self.bufferArea(ram: ram, ring: desc, ringsEnd: ringsEnd, given: buffers)
         nextBuffer = self.buffers.lowerBound
         ram.write([UInt8](repeating: 0, count: Int(ringsEnd - desc)), at: desc)

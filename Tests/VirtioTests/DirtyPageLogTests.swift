@@ -105,6 +105,11 @@ final class DirtyPageLogTests: XCTestCase {
         rxq.push(from: superFrame, counters: segmented, segmenter: SoftwareSegmenter(), acceptance: .partialChecksum)
         XCTAssertEqual(segmented.snapshot.offloads[.segmentsOut], 3)
         XCTAssertEqual(rx.receive().count, 3)
+        // Eight frames of one buffer each from a line's start: a packed ring takes them four at a time.
+        let lines = PacketBatch(capacity: 8)
+        for i in 0..<8 { store.append(ethernetFrame(length: 60 + 180 * i, seed: 5), header: header, to: lines) }
+        rxq.push(from: lines, counters: QueueCounters())
+        XCTAssertEqual(rx.receive().count, 8)
         // TX: used entries written by pull, published by release.
         let pulled = PacketBatch(capacity: 32)
         XCTAssertEqual(txq.pull(into: pulled, counters: QueueCounters()), 5)

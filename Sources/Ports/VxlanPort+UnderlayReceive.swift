@@ -1,0 +1,91 @@
+import Model
+import Packets
+
+/// A vxlan port's datagrams that arrived on its `xdp:` uplink (`via=`): the
+/// steering program redirects UDP to the port's local address and UDP port to
+/// the uplink's AF_XDP sockets, the uplink sets those frames apart
+/// (`XdpPort.tunnelFrames`), and the worker that pulled them hands them here
+/// (Engine's Worker+Tunnels.swift). The outer Ethernet, IP and UDP headers are
+/// read and checked here; the rest is the socket path's decoder (`admit`),
+/// with its refusals, and the inner frame goes into the batch by reference
+/// into the uplink's UMEM frame, released with the uplink's pull. Counted on
+/// the port's queue 1 (`counters[1]`). A sender is never numbered here (the
+/// socket path is the table's writer): a port without `remote=` and without
+/// EVPN is not steered (Switch.wireUnderlays), its datagrams keep coming
+/// through the kernel.
+extension VxlanPort {
+    /// Takes the frames of `frames` addressed to this port's local address and
+    /// UDP port into `batch` (their inner frames), each checked; returns how many were its own.
+    // SAFETY: each frame's one segment is `length` bytes of a UMEM frame (the uplink's pull
+    // checked it against the descriptor); outerHeaders reads within it, the payload lies in it.
+    @inlinable
+    public func decapsulate(underlay frames: PacketBatch, into batch: PacketBatch) -> Int {
+        let counters = self.counters[1]
+        var burst = ReceiveBurst()
+        var claimed = 0
+        for f in 0..<frames.count {
+            if batch.room == 0 || batch.freeSegments == 0 { break }
+            // The uplink appends each frame as one segment of its UMEM frame.
+            let base = frames.segmentBase(frames.segments(of: f).lowerBound)
+            let length = frames.length(of: f)
+            guard let (sender, payload) = outerHeaders(of: base, length: length) else { continue }
+            claimed &+= 1
+            guard payload.length >= 0 else {
+                counters.dropped(.vxlanTruncated)
+                continue
+            }
+            admit(base + payload.offset, length: payload.length, from: sender, numbering: false, burst: &burst,
+                  token: frames.token(of: f), into: batch, counters: counters)
+        }
+        burst.count(on: counters)
+        return claimed
+    }
+
+    /// The sender and the UDP payload (offset, length; length -1 when the UDP
+    /// length overruns the frame) of a frame that is a UDP datagram to this
+    /// port's local address and UDP port, IPv4 without options or IPv6 without
+    /// extension headers, after at most one 802.1Q tag; nil for any other frame.
+    // SAFETY: every load is at an offset the guard before it checked against `length` (the
+    // Ethernet header, ≥ 14 bytes, checked by the uplink; a tag; IP + UDP headers).
+    @inlinable
+    func outerHeaders(of p: UnsafeMutableRawPointer, length: Int)
+        -> (sender: InternetAddress, payload: (offset: Int, length: Int))?
+    {
+        var l3 = Ethernet.headerSize
+        var etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Ethernet.etherTypeOffset, as: UInt16.self))
+        if etherType == Ethernet.tpidCustomerVLAN {
+            guard length >= Ethernet.taggedHeaderSize else { return nil }
+            etherType = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Ethernet.etherTypeOffset &+ Ethernet.tagSize,
+                                                         as: UInt16.self))
+            l3 = Ethernet.taggedHeaderSize
+        }
+        let sender: InternetAddress
+        let udp: Int
+        if etherType == 0x0800 && !local.isIPv6 {
+            guard length >= l3 &+ VXLAN.ipv4HeaderSize &+ VXLAN.udpHeaderSize,
+                  p.load(fromByteOffset: l3, as: UInt8.self) == 0x45,
+                  p.load(fromByteOffset: l3 &+ 9, as: UInt8.self) == 17,
+                  UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt32.self))) == local.low
+            else { return nil }
+            sender = InternetAddress(ipv4NetworkOrder: p.loadUnaligned(fromByteOffset: l3 &+ 12, as: UInt32.self))
+            udp = l3 &+ VXLAN.ipv4HeaderSize
+        } else if etherType == 0x86DD && local.isIPv6 {
+            guard length >= l3 &+ VXLAN.ipv6HeaderSize &+ VXLAN.udpHeaderSize,
+                  p.load(fromByteOffset: l3 &+ 6, as: UInt8.self) == 17,
+                  UInt64(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 24, as: UInt64.self)) == local.high,
+                  UInt64(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 32, as: UInt64.self)) == local.low
+            else { return nil }
+            sender = InternetAddress(ipv6High: UInt64(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 8, as: UInt64.self)),
+                                     low: UInt64(bigEndian: p.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt64.self)))
+            udp = l3 &+ VXLAN.ipv6HeaderSize
+        } else {
+            return nil
+        }
+        guard UInt16(bigEndian: p.loadUnaligned(fromByteOffset: udp &+ 2, as: UInt16.self)) == udpPort else { return nil }
+        let udpLength = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: udp &+ 4, as: UInt16.self)))
+        let offset = udp &+ VXLAN.udpHeaderSize
+        // A UDP length shorter than its header, or longer than what arrived: not a whole datagram.
+        if udpLength < VXLAN.udpHeaderSize || udp &+ udpLength > length { return (sender, (offset, -1)) }
+        return (sender, (offset, udpLength &- VXLAN.udpHeaderSize))
+    }
+}
