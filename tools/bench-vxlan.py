@@ -162,9 +162,16 @@ class Setup:
 def measure(row: str, seconds: int, workdir: str, binary: str | None) -> tuple[float, float]:
     setup = Setup(row, workdir, binary)
     try:
+        tunneled = setup.ferry.port("vx")["tx_packets"] if setup.ferry else 0
         udp = setup.iperf(seconds, udp=True)["end"]["sum"]
         received = udp["packets"] - udp["lost_packets"]
         pps = received / udp["seconds"]
+        # Where the 64 B packets were lost: what the station sent, and what Ferry put into the tunnel.
+        into_tunnel = ""
+        if setup.ferry:
+            tunneled = setup.ferry.port("vx")["tx_packets"] - tunneled
+            into_tunnel = f", Ferry into the tunnel {tunneled / udp['seconds'] / 1e3:.1f}"
+        print(f"         {row}: station sent {udp['packets'] / udp['seconds'] / 1e3:.1f} kpps{into_tunnel}", flush=True)
         tcp = setup.iperf(seconds, udp=False)["end"]["sum_received"]["bits_per_second"] / 1e9
         return pps, tcp
     finally:

@@ -3,8 +3,9 @@ import CFerry
 /// The spin lock of a port's transmit queue that several workers share: one
 /// word of the switch's entry for the port (`SwitchPort.transmitLocks`, a word
 /// per queue), which lives as long as the port is in any worker's table (a
-/// port goes only while the workers are parked).
-public struct TransmitLock {
+/// port goes only while the workers are parked). Sendable by design: every
+/// worker of the queue holds a copy, and every access to the word is atomic.
+public struct TransmitLock: @unchecked Sendable {
     @usableFromInline let word: UnsafeMutablePointer<UInt32>
 
     /// The lock in `word`, a lock word its owner allocated and zeroed.

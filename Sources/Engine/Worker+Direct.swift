@@ -68,12 +68,11 @@ extension Worker {
         // checksum, a super-frame) must be adapted on the usual path.
         guard reader.deliveredOffloads.isSubset(of: guest.offloadAcceptance) else { return (0, false) }
         // Migrating: the kernel's writes into the chains mark their pages (chosen once per burst).
-        if let log = rxq.dirtyPageLog {
-            return receiveDirect(source, peer: peer, reader: reader, guest: guest, memory: memory, now: &now,
-                                 writes: LoggedWrites(log: log, memory: memory))
-        }
-        return receiveDirect(source, peer: peer, reader: reader, guest: guest, memory: memory, now: &now,
-                             writes: UnloggedWrites())
+        var burst = DirectReceive(worker: self, source: source, peer: peer, reader: reader, guest: guest,
+                                  memory: memory, now: now)
+        let outcome = burst.run(log: rxq.dirtyPageLog, memory: memory)
+        now = burst.now
+        return outcome
     }
 
     @inlinable
@@ -158,5 +157,36 @@ extension Worker {
         guest.finish(sent: sent, bytes: sentBytes)
         if frames > 0 { counters.received(packets: frames, bytes: frameBytes) }
         return (reads, done)
+    }
+}
+
+/// One direct read burst into a guest, run with the writes its dirty log calls for.
+@usableFromInline
+struct DirectReceive: GuestWritingBurst {
+    @usableFromInline let worker: Worker
+    @usableFromInline let source: WorkerSource
+    @usableFromInline let peer: Int
+    @usableFromInline let reader: DirectReader
+    @usableFromInline let guest: GuestReceiveRing
+    @usableFromInline let memory: GuestMemory
+    /// The burst's clock, read at its first frame; handed back to the caller.
+    @usableFromInline var now: UInt64
+
+    @inlinable
+    init(worker: Worker, source: WorkerSource, peer: Int, reader: DirectReader, guest: GuestReceiveRing,
+         memory: GuestMemory, now: UInt64) {
+        self.worker = worker
+        self.source = source
+        self.peer = peer
+        self.reader = reader
+        self.guest = guest
+        self.memory = memory
+        self.now = now
+    }
+
+    @inlinable
+    mutating func write<W: GuestWrites>(with writes: W) -> (reads: Int, done: Bool) {
+        worker.receiveDirect(source, peer: peer, reader: reader, guest: guest, memory: memory, now: &now,
+                             writes: writes)
     }
 }

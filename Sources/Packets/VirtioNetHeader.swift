@@ -70,9 +70,10 @@ public struct VirtioNetHeader: Equatable, Sendable {
     /// Writes the ten bytes before `num_buffers`.
     @inlinable
     public func store(to header: UnsafeMutableRawPointer) {
-        // SAFETY: every caller's header room holds at least 10 bytes: a batch's header slot (12), a
-        // slot sink's header (0 or >= 10 by its init's precondition, stored only when not 0), or the
-        // front of a transmit slot whose length `gatherWithVirtioNetHeader` checked.
+        // SAFETY: every caller's header room holds at least 10 bytes: a slot sink's header (0 or
+        // >= 10 by its init's precondition, stored only when not 0), SegmentBuffers' 12-byte copy,
+        // or the front of an AF_PACKET transmit slot (sized at open for the header and an MTU frame;
+        // `gatherWithVirtioNetHeader` also checks its limit).
         header.storeBytes(of: flags, as: UInt8.self)
         header.storeBytes(of: gsoType, toByteOffset: 1, as: UInt8.self)
         header.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)

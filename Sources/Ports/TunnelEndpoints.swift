@@ -118,8 +118,9 @@ public final class TunnelEndpoints: @unchecked Sendable {
     }
 
     /// Whether entry `number` (1...count) gets broadcast, multicast and unknown-unicast frames.
-    // SAFETY: number is in 1...count <= capacity (VxlanPort sends to `max(first, 1)...last`, last <=
-    // count, and setFlooding checks), inside the capacity + 1 flags.
+    // SAFETY: number is in 1...count <= capacity, inside the capacity + 1 flags: the vxlan port's
+    // sends (socket or underlay) walk `max(first, 1)...last` with last <= count, tested per frame;
+    // setFlooding and the reports check or walk 1...count.
     @inlinable
     public func floods(_ number: Int) -> Bool { ferry_load_relaxed_u32(flooding + number) != 0 }
 
@@ -149,8 +150,8 @@ public final class TunnelEndpoints: @unchecked Sendable {
     /// Where a datagram for entry `number` goes (a sockaddr of `socketAddressLength` bytes).
     @inlinable
     public func socketAddress(_ number: Int) -> UnsafeMutableRawPointer {
-        // SAFETY: number is in 1...count <= capacity: VxlanPort sends only to a frame's endpoint it
-        // tested against count, or to 1...count for a flood.
+        // SAFETY: number is in 1...count <= capacity: the vxlan port sends only to a frame's endpoint
+        // it tested against count, or to 1...count for a flood.
         socketAddresses + number &* Self.nameStride
     }
 

@@ -67,7 +67,7 @@ public final class VirtioUserPort: @unchecked Sendable {
 
     /// A port on the back-end socket at `path`, which it connects to (`server`: listens on).
     public init(path: String, server: Bool, queueSize: UInt16, name: String, gate: DataPathGate,
-                logger: Logger) throws {
+                logger: Logger, replyTimeout: Double = 5) throws {
         self.queueSize = queueSize
         self.gate = gate
         self.name = name
@@ -112,6 +112,7 @@ public final class VirtioUserPort: @unchecked Sendable {
             features: [.version1])
         frontEnd = try VhostUserFrontEnd(
             path: path, mode: server ? .server : .client, name: name, setup: setup, logger: logger,
+            replyTimeout: replyTimeout,
             started: { [unowned self] _ in self.gate.whilePaused { self.isRunning = true } },
             stopped: { [unowned self] in self.stop() })
     }

@@ -1,6 +1,7 @@
 /// How a burst that writes into guest memory says what it wrote: a ring
 /// layout's writing code is generic over it and picks the type once per
-/// burst, so with logging off the marks compile away (`UnloggedWrites`).
+/// burst (`GuestWritingBurst.run`), so with logging off the marks compile
+/// away (`UnloggedWrites`).
 public protocol GuestWrites {
     /// `count` bytes at `host`, a pointer into one region of guest memory, were just written.
     func written(_ host: UnsafeMutableRawPointer, count: Int)
@@ -28,5 +29,24 @@ public struct LoggedWrites: GuestWrites {
     public func written(_ host: UnsafeMutableRawPointer, count: Int) {
         guard let address = memory.guestAddress(ofHost: host) else { return }
         log.mark(address, length: count)
+    }
+}
+
+/// A burst that writes into guest memory, its body written once, generic over
+/// `GuestWrites`. `run(log:memory:)` is the one place where the writes are
+/// chosen: every path that writes into a guest (split and packed push, the
+/// direct TAP read) goes through it, so none can forget the dirty log.
+public protocol GuestWritingBurst {
+    associatedtype Outcome
+    mutating func write<W: GuestWrites>(with writes: W) -> Outcome
+}
+
+extension GuestWritingBurst {
+    /// Runs the burst with `LoggedWrites` while `log` (the ring's dirty log,
+    /// nil with logging off) is on and the ring has memory, else with `UnloggedWrites`.
+    @inlinable
+    public mutating func run(log: DirtyPageLog?, memory: GuestMemory?) -> Outcome {
+        if let log, let memory { return write(with: LoggedWrites(log: log, memory: memory)) }
+        return write(with: UnloggedWrites())
     }
 }

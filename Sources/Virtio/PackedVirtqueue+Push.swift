@@ -21,13 +21,7 @@ extension PackedVirtqueue {
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
                      acceptance: OffloadAcceptance = .everything) {
-        if let log = configuration.dirtyLog, let mem = memory {
-            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
-                 writes: LoggedWrites(log: log, memory: mem))
-        } else {
-            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
-                 writes: UnloggedWrites())
-        }
+        pushChoosingWrites(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance)
     }
 
     @inlinable
@@ -135,3 +129,5 @@ extension PackedVirtqueue {
         return .delivered
     }
 }
+
+extension PackedVirtqueue: GuestReceiveQueue {}

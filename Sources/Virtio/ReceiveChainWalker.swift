@@ -1,3 +1,4 @@
+import CFerry
 import Glibc
 
 /// One piece of a device-writable chain: host memory the device may write, or why the chain is bad.

@@ -1,3 +1,4 @@
+import CFerry
 import Glibc
 import Packets
 

@@ -29,13 +29,7 @@ extension SplitVirtqueue {
     @inlinable
     public func push(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter? = nil,
                      acceptance: OffloadAcceptance = .everything) {
-        if let log = configuration.dirtyLog, let mem = memory {
-            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
-                 writes: LoggedWrites(log: log, memory: mem))
-        } else {
-            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance,
-                 writes: UnloggedWrites())
-        }
+        pushChoosingWrites(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance)
     }
 
     @inlinable
@@ -53,8 +47,25 @@ extension SplitVirtqueue {
         var sent = 0
         var bytes: UInt64 = 0
         let checksum: SoftwareSegmenter.Checksum = acceptance.contains(.partialChecksum) ? .partial : .complete
+        // Frames that fit one chain's first buffer go in runs (SplitVirtqueue+WholeFrames.swift);
+        // the loop below takes the frame that ends a run, then tries a run again.
+        let wholeFrames = configuration.headerLength == PacketBatch.headerSize
+        let refusing: OffloadAcceptance? = segmenter == nil ? nil : acceptance
         var frame = 0
         while frame < total {
+            if wholeFrames && availLeft > 0 {
+                let run = pushWholeFrames(from: frame, of: batch, memory: mem, availLeft: availLeft,
+                                          refusing: refusing, writes: writes)
+                frame &+= run.frames
+                availLeft &-= run.frames
+                sent &+= run.frames
+                bytes &+= run.bytes
+                if run.broken {
+                    counters.dropped(.deviceBroken, total &- frame)
+                    break
+                }
+                if frame == total { break }
+            }
             if let segmenter, !acceptance.accepts(header: batch.header(frame)) {
                 let running = writeSegments(frame, of: batch, memory: mem, availLeft: &availLeft,
                                             segmenter: segmenter, checksum: checksum, counters: counters,
@@ -139,3 +150,5 @@ extension SplitVirtqueue {
         return .delivered
     }
 }
+
+extension SplitVirtqueue: GuestReceiveQueue {}

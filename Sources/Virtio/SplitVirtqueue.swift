@@ -67,6 +67,8 @@ public final class SplitVirtqueue {
     /// the guest's receive chains (SplitVirtqueue+Segments.swift).
     @usableFromInline let segmentPieces: UnsafeMutablePointer<iovec>
     @usableFromInline let segmentChains: UnsafeMutablePointer<UsedChain>
+    /// The chains a run of whole frames reserved before copying (SplitVirtqueue+WholeFrames.swift).
+    @usableFromInline let reservedChains: UnsafeMutablePointer<ReservedChain>
 
     public init(index: Int) {
         self.index = index
@@ -76,11 +78,13 @@ public final class SplitVirtqueue {
         segmentPieces.initialize(repeating: iovec(), count: pieces)
         segmentChains = .allocate(capacity: pieces)
         segmentChains.initialize(repeating: UsedChain(head: DescriptorIndex(checked: 0), length: 0), count: pieces)
+        reservedChains = .allocate(capacity: Self.reservedChainCapacity)
     }
 
     deinit {
         segmentPieces.deallocate()
         segmentChains.deallocate()
+        reservedChains.deallocate()
     }
 
     /// virtio 1.2 §2.7: Queue Size is a power of 2 no larger than 32768.

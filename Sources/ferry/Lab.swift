@@ -181,7 +181,10 @@ struct Lab: ParsableCommand {
                                analyser: analyserName, duration: duration, lossLimit: loss / 100,
                                meanFrameSize: generator.meanFrameSize)
         result.loadBefore = Self.loadAverage()
-        let bench = LabBench(generator: generator, analyser: sink.analyser, flags: flags)
+        let workers = sw.gate.workers
+        let bench = LabBench(generator: generator, analyser: sink.analyser, flags: flags) {
+            workers.reduce(0) { $0 &+ $1.busyLoops.load(ordering: .relaxed) &+ $1.idleLoops.load(ordering: .relaxed) }
+        }
         let progress = LabProgress(enabled: isatty(STDERR_FILENO) == 1)
         bench.onProgress = progress.show
         LabProcedure(bench: bench, progress: progress, duration: duration, precision: precision / 100,

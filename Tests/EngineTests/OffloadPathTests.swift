@@ -70,14 +70,24 @@ final class OffloadPathTests: XCTestCase {
         try segmentsGoStraightIntoMergeableAndBigBufferChains(packed: true)
     }
 
+    /// A TSO sender and two receivers without TSO in VLAN 3, on `packed` rings: the first
+    /// with MRG_RXBUF, the second without (a big-buffer guest). Guest names start with `tag`.
+    private func senderAndTwoReceivers(_ tag: String, packed: Bool) throws
+        -> (sender: TestGuest, mergeable: TestGuest, bigBuffers: TestGuest, sw: SwitchHarness)
+    {
+        let sender = try TestGuest("\(tag)-a", log: log)
+        let mergeable = try TestGuest("\(tag)-b", log: log, withoutFeatures: noTSO, packed: packed)
+        let bigBuffers = try TestGuest("\(tag)-c", log: log,
+                                       withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue,
+                                       packed: packed)
+        let sw = try SwitchHarness([(.vhost(sender.port), .access(3)), (.vhost(mergeable.port), .access(3)),
+                                    (.vhost(bigBuffers.port), .access(3))])
+        return (sender, mergeable, bigBuffers, sw)
+    }
+
     private func segmentsGoStraightIntoMergeableAndBigBufferChains(packed: Bool) throws {
-        let sender = try TestGuest("m-a", log: log)
-        let small = try TestGuest("m-b", log: log, withoutFeatures: noTSO, packed: packed)
-        let big = try TestGuest("m-c", log: log,
-                                withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue, packed: packed)
+        let (sender, small, big, sw) = try senderAndTwoReceivers("m", packed: packed)
         XCTAssertEqual(small.device.packedRings, packed)
-        let sw = try SwitchHarness([(.vhost(sender.port), .access(3)), (.vhost(small.port), .access(3)),
-                                    (.vhost(big.port), .access(3))])
         small.postBuffers(40, size: 500)
         for _ in 0..<8 { big.frontEnd.receiveRing.offerRX(bufferSizes: [12, 100, 1000, 4096]) }
         let gso = GSOTestFrame(ipv6: true, payloadLength: 7000, segmentSize: 1440, tcpFlags: 0x19)
@@ -114,12 +124,7 @@ final class OffloadPathTests: XCTestCase {
     }
 
     private func aRingThatRunsOutMidFrameCountsEveryMissingSegment(packed: Bool) throws {
-        let sender = try TestGuest("r-a", log: log)
-        let short = try TestGuest("r-b", log: log, withoutFeatures: noTSO, packed: packed)
-        let tiny = try TestGuest("r-c", log: log,
-                                 withoutFeatures: noTSO | VirtioNetFeatures.mergeableRxBuffers.rawValue, packed: packed)
-        let sw = try SwitchHarness([(.vhost(sender.port), .access(3)), (.vhost(short.port), .access(3)),
-                                    (.vhost(tiny.port), .access(3))])
+        let (sender, short, tiny, sw) = try senderAndTwoReceivers("r", packed: packed)
         short.postBuffers(3, size: 2048)
         tiny.postBuffers(4, size: 1000)
         let gso = GSOTestFrame(payloadLength: 10_000, segmentSize: 1448)

@@ -132,6 +132,31 @@ def start_loop(lab: h.Lab, mode: str = "macswap", queue_size: int | None = None,
     return sock, tp
 
 
+@contextlib.contextmanager
+def realtime_forwarding(tp: h.Testpmd):
+    """While in the block, testpmd's forwarding lcore (a thread from its start, busy-polling once
+    it forwards) has its CPU whenever it wants it (SCHED_FIFO 1), as a lab gives the device under
+    test a core of its own. In the fair class on a busy CPU a busy-polling testpmd waits its turn
+    for milliseconds at a time (p50 through it 12 ms and 18 % lost at 20 kpps, load 8): that
+    measures the scheduler, not a loop through a guest's rings. Its main lcore (statistics, stop)
+    stays in the fair class, and the block is kept short: a real-time busy poller leaves the
+    rest of its CPU's work 5 % of it."""
+    workers = []
+    for tid in os.listdir(f"/proc/{tp.pid}/task"):
+        with open(f"/proc/{tp.pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        if int(tid) != tp.pid and ("worker" in name or "lcore" in name):
+            workers.append((int(tid), name))
+    assert len(workers) == 1, f"cannot tell testpmd's forwarding lcore among its threads: {workers}"
+    tid = workers[0][0]
+    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # testpmd gone: the block's own error says why
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+
+
 def wait_forwarding(ferry: h.Ferry, tp: h.Testpmd):
     """Until testpmd has printed its forwarding set-up and Ferry runs the device, and a second
     more (testpmd polls only once its forwarding lcore has started)."""
@@ -169,25 +194,51 @@ def test_a_ring_too_small_loses_exactly_what_it_drops(lab):
 def test_testpmd_sees_the_rate_ferry_was_asked_for(lab):
     """Ferry's generator at 100 kpps (full=wait), started with the guest's port before testpmd
     runs its rings, into testpmd rxonly: testpmd receives every frame, none is dropped, and its
-    per-second readings are 100 kpps +- 1 %. (full=wait because testpmd is descheduled for longer
-    than its ring lasts on a loaded machine, at any time, not only at its start: a generator on
-    a wire would lose those frames, one that honours flow control catches up.)"""
-    rate, seconds = 100_000, 6
+    per-second readings are 100 kpps +- 1 % (their median, over the seconds in which the generator
+    gave nothing up: a worker descheduled for over 50 ms on a loaded machine skips frames, which
+    a pacer cannot help). full=wait because testpmd is descheduled for longer than its ring lasts
+    on a loaded machine, at any time, not only at its start: a generator on a wire would lose
+    those frames, one that honours flow control catches up. testpmd's forwarding lcore is
+    real-time while it is measured, with 4096 buffers (41 ms), for the same reason as in the
+    latency test: else on a busy CPU 1 it took a quarter less, in every second."""
+    rate, seconds = 100_000, 8
     n = rate * seconds
-    sock, tp = start_loop(lab, mode="rxonly", queue_size=1024)
+    sock, tp = start_loop(lab, mode="rxonly", queue_size=4096, buffers=4096)
     ferry = lab.ferry([f"vhost:{sock},client,name=vm",
                        f"gen:dst={LOOP_MAC},src={GEN_SRC},size=64,rate={rate}pps,full=wait,count={n},name=g"], cpu=0)
     tp.wait_started(timeout=30)
-    measured = tp.measure("rx", warmup=2.0, duration=3.0)
+    given_up: list[tuple[float, int]] = []  # (time, frames the generator had given up by then)
+    with realtime_forwarding(tp):
+        time.sleep(1.0)
+        start = time.monotonic()
+        while time.monotonic() < start + 5.2:
+            given_up.append((time.monotonic(), ferry.port("g")["generator"]["lagged"]))
+            time.sleep(0.1)
+
+    def frames_given_up(at: float, after: bool) -> int | None:
+        """What the generator had given up by the first reading after `at` (or the last before)."""
+        readings = [g for t, g in given_up if t >= at] if after else [g for t, g in given_up if t <= at]
+        return (readings[0] if after else readings[-1]) if readings else None
+
+    seen, clean = [], []
+    for end, pps in tp.timed_pps_samples("rx", since=start + 1.1, until=given_up[-1][0]):
+        before, after = frames_given_up(end - 1.1, after=False), frames_given_up(end, after=True)
+        seen.append((round(end - start, 2), pps, None if before is None or after is None else after - before))
+        if before is not None and after == before:
+            clean.append(pps)
     h.wait_until(lambda: ferry.port("g")["state"] == "finished", 60, "the generator to finish")
     h.wait_stable(lambda: tp.nic_value("RX-packets"), quiet=1.5, timeout=20, desc="testpmd's RX counter")
     t = tp.stop()
     vm, gen = ferry.port("vm"), ferry.port("g")
-    ctx = f"testpmd {t} samples {measured}\nvm {vm}\ngen {gen}\n{lab.logs()}"
+    ctx = (f"testpmd {t}\n(seconds, pps at testpmd, frames given up) per reading: {seen}\n"
+           f"vm {vm}\ngen {gen}\n{lab.logs()}")
+    print(f"(seconds, pps at testpmd, frames given up) per reading: {seen}")
     assert gen["generator"]["sent"] == n, ctx
     assert t["RX-packets"] == vm["tx_packets"] == n and h.drop_total(vm, exclude=()) == 0, ctx
-    assert abs(measured["median"] - rate) <= rate / 100, \
-        f"testpmd saw {measured['median']} pps, not {rate} +- 1 % (did it keep up? a loaded machine?)\n{ctx}"
+    assert len(clean) >= 2, f"the generator gave frames up in almost every second (a loaded machine?)\n{ctx}"
+    measured = h.median(clean)
+    assert abs(measured - rate) <= rate / 100, \
+        f"testpmd saw {measured} pps, not {rate} +- 1 % (did it keep up? a loaded machine?)\n{ctx}"
 
 
 def test_testpmd_txonly_into_the_analyser_agrees(lab):
@@ -268,31 +319,6 @@ def test_ndr_search_converges_and_repeats(lab, namespaces):
             f"the NDR is not the shaper's {SHAPED_PPS} pps\n{table}"
         found.append(result["ndr_pps"])
     assert abs(found[0] - found[1]) <= 0.1 * max(found), f"two NDR searches disagree: {found}"
-
-
-@contextlib.contextmanager
-def realtime_forwarding(tp: h.Testpmd):
-    """While in the block, testpmd's forwarding lcore (a thread from its start, busy-polling once
-    it forwards) has its CPU whenever it wants it (SCHED_FIFO 1), as a lab gives the device under
-    test a core of its own. In the fair class on a busy CPU a busy-polling testpmd waits its turn
-    for milliseconds at a time (p50 through it 12 ms and 18 % lost at 20 kpps, load 8): that
-    measures the scheduler, not a loop through a guest's rings. Its main lcore (statistics, stop)
-    stays in the fair class, and the block is kept short: a real-time busy poller leaves the
-    rest of its CPU's work 5 % of it."""
-    workers = []
-    for tid in os.listdir(f"/proc/{tp.pid}/task"):
-        with open(f"/proc/{tp.pid}/task/{tid}/comm") as f:
-            name = f.read().strip()
-        if int(tid) != tp.pid and ("worker" in name or "lcore" in name):
-            workers.append((int(tid), name))
-    assert len(workers) == 1, f"cannot tell testpmd's forwarding lcore among its threads: {workers}"
-    tid = workers[0][0]
-    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # testpmd gone: the block's own error says why
-            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
 
 
 def test_a_kernel_loop_is_slower_than_a_guest_rings_loop(lab, namespaces):

@@ -409,6 +409,13 @@ class Testpmd(TrackedProcess):
         with self._lock:
             return [s[key] for s in self.samples.get(port, []) if since < s["t"] <= until]
 
+    def timed_pps_samples(self, direction: str, since: float = 0.0, until: float = float("inf"),
+                          port: int = 0) -> list[tuple[float, int]]:
+        """(time.monotonic() when read, pps) of each period's reading: the period ends then."""
+        key = f"{direction.lower()}_pps"
+        with self._lock:
+            return [(s["t"], s[key]) for s in self.samples.get(port, []) if since < s["t"] <= until]
+
     def wait_samples(self, count: int, since: float, timeout: float, port: int = 0):
         def enough():
             if self.exited():

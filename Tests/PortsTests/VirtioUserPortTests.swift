@@ -273,6 +273,19 @@ final class VirtioUserPortTests: XCTestCase {
         init(_ description: String) { self.description = description }
     }
 
+    func testABackEndThatNeverAnswersIsGivenUp() throws {
+        let log = CapturedLog()
+        let socket = try UnixSocket.listen(path: path)
+        try socket.setNonBlocking()
+        let listener = DescriptorSlot(socket)
+        let port = try VirtioUserPort(path: path, server: false, queueSize: 64, name: "vu", gate: UngatedDataPath(),
+                                      logger: log.logger, replyTimeout: 0.05)
+        let backEnd = try ScriptedBackEnd(listener: listener, port: port)
+        try backEnd.await(.getFeatures)
+        serve(port) { !port.frontEnd.isConnected }
+        XCTAssertTrue(port.state.contains("no reply to VHOST_USER_GET_FEATURES within 0.05 s"), port.state)
+    }
+
     func serve(_ port: VirtioUserPort, until done: () -> Bool) {
         for _ in 0..<50 where !done() {
             port.service(now: MonotonicClock.now())

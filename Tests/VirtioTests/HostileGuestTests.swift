@@ -274,6 +274,22 @@ final class HostileGuestTests: XCTestCase {
         assertPushBreaks(later, .readableInDeviceChain)
     }
 
+    /// A bad chain behind good ones in one run of whole frames: the frames before it are
+    /// written but never published, the queue stops, the rest are counted broken.
+    func testABadChainInTheMiddleOfARunPublishesNothing() throws {
+        let g = try Guest()
+        for i in 0..<3 { g.offer(head: UInt16(i), [(UInt16(i), g.buffer(2048), 2048, write, 0)]) }
+        g.offer(head: 3, [(3, g.buffer(2048), 2048, 0, 0)])
+        g.offer(head: 4, [(4, g.buffer(2048), 2048, write, 0)])
+        let store = FrameStore()
+        for i in 0..<5 { store.append(ethernetFrame(length: 64, seed: UInt8(i)), to: g.batch) }
+        g.queue.push(from: g.batch, counters: g.counters)
+        XCTAssertFalse(g.queue.isRunning)
+        XCTAssertEqual(g.queue.error, .readableInDeviceChain)
+        XCTAssertEqual(g.counters.snapshot.drops, [.deviceBroken: 2])
+        XCTAssertEqual(g.ring.usedIndex, 0, "nothing published")
+    }
+
     // MARK: Avail ring
 
     func testAvailIndexJumpingByMoreThanTheRingSize() throws {

@@ -313,6 +313,39 @@ final class SplitVirtqueueTests: XCTestCase {
         XCTAssertEqual(counters.snapshot.drops, [:])
     }
 
+    /// More frames than one run reserves (SplitVirtqueue+WholeFrames.swift), of every
+    /// length the in-line copy treats apart (1-3, 4-7, 8-15, 16-256 bytes a segment, and
+    /// longer), some in several segments, with a buffer too small for its frame in the middle
+    /// of a run: every frame arrives whole, in the order of the chains, each in one chain but
+    /// the one that spans the small buffer and the next.
+    func testPushWholeFramesInRunsLongerThanOneReservation() throws {
+        let (ring, queue) = try started(mergeable: true)
+        let lengths = (0..<150).map { [14, 15, 17, 20, 23, 30, 47, 60, 64, 100, 255, 256, 257, 300, 1514][$0 % 15] }
+        var heads: [UInt16] = []
+        for i in 0..<151 { heads.append(ring.offerRX(bufferSizes: [i == 70 ? 40 : 2048])) }
+        let batch = PacketBatch(capacity: 256)
+        let store = FrameStore()
+        var frames: [[UInt8]] = []
+        for (i, length) in lengths.enumerated() {
+            let frame = ethernetFrame(length: length, seed: UInt8(truncatingIfNeeded: i))
+            frames.append(frame)
+            let cuts = i % 3 == 0 ? [1, 2, 4, length - 7] : i % 3 == 1 ? [length - 9, 9] : [length]
+            store.append(frame, header: offloadHeader, to: batch, segments: cuts)
+        }
+        let counters = QueueCounters()
+        queue.push(from: batch, counters: counters)
+        let got = ring.receive()
+        XCTAssertEqual(got.map(\.frame), frames)
+        XCTAssertEqual(got.map(\.numBuffers), (0..<150).map { $0 == 70 ? 2 : 1 }, "frame 70 spans the 40-byte buffer")
+        XCTAssertEqual(got.flatMap { $0.entries.map(\.id) }, heads.map(UInt32.init))
+        XCTAssertEqual(got[69].entries.map(\.length), [UInt32(12 + lengths[69])])
+        XCTAssertEqual(got[70].entries.map(\.length), [40, UInt32(12 + lengths[70] - 40)])
+        XCTAssertTrue(got.allSatisfy { Array($0.header[..<10]) == Array(offloadHeader[..<10]) })
+        XCTAssertEqual(counters.snapshot, CounterSnapshot(txPackets: 150, txBytes: UInt64(lengths.reduce(0, +))))
+        XCTAssertEqual(queue.lastAvail, 151)
+        XCTAssertEqual(ring.usedIndex, 151, "one publish for the burst")
+    }
+
     func testPushWithALegacyTenByteHeader() throws {
         let (ring, queue) = try started(headerLength: 10)
         ring.offerRX(bufferSizes: [2048])
