@@ -16,8 +16,8 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     let logger: Logger
 
     /// The server socket (server mode), and the front-end's connection while one is attached.
-    private let listener = DescriptorSlot()
-    private let connection = DescriptorSlot()
+    private let socket: VhostUserSocket
+    private var connection: DescriptorSlot { socket.connection }
     private var decoder = MessageDecoder()
     /// Where we are in the current message: its header bytes so far, and the
     /// payload bytes still to read. Reads never cross a message boundary: a
@@ -25,12 +25,9 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     /// riding on the second would then seem to belong to the first.
     private var header: [UInt8] = []
     private var payloadLeft = 0
-    private var nextAttempt: Double = 0
-    private var backoff: Double = 0.1
-    private var loggedWaiting = false
     private let receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 8)
 
-    public static let maxBackoff = 2.0
+    public static let maxBackoff = VhostUserSocket.maxBackoff
 
     /// `permissions`: the server socket's owner, group and mode (a client connects
     /// to the front-end's socket, which is the front-end's to set). A server
@@ -42,19 +39,11 @@ public final class VhostUserEndpoint: @unchecked Sendable {
         self.mode = mode
         self.device = device
         self.logger = logger
-        if mode == .server {
-            let fd = try UnixSocket.listen(path: path, permissions: permissions)
-            try fd.setNonBlocking()
-            listener.replace(with: fd)
-        }
+        socket = try VhostUserSocket(path: path, listening: mode == .server, permissions: permissions,
+                                     owner: "vhost-user \(device.name)", peer: "front-end", logger: logger)
     }
 
-    deinit {
-        receiveBuffer.deallocate()
-        connection.close()
-        listener.close()
-        if mode == .server { unlink(path) }
-    }
+    deinit { receiveBuffer.deallocate() }
 
     public var isConnected: Bool { !connection.isEmpty }
 
@@ -62,87 +51,33 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     /// socket file of a server. The data path must no longer use the device.
     public func shutDown(_ why: String) {
         disconnect(why)
-        if !listener.isEmpty {
-            listener.close()
-            unlink(path)
-        }
+        socket.stopListening()
     }
 
     /// Descriptors the control loop should wait on for this endpoint.
-    public var pollDescriptors: [Int32] {
-        var fds: [Int32] = []
-        if !connection.isEmpty { fds.append(connection.rawValue) }
-        // The listener stays watched while a front-end is attached, so a second one is turned away at once.
-        if !listener.isEmpty { fds.append(listener.rawValue) }
-        return fds
-    }
+    public var pollDescriptors: [Int32] { socket.pollDescriptors }
 
     /// Seconds until this endpoint wants `service` called even without input.
-    public func timeout(now: Double) -> Double? {
-        guard mode == .client, connection.isEmpty else { return nil }
-        return max(0, nextAttempt - now)
-    }
+    public func timeout(now: Double) -> Double? { socket.timeout(now: now) }
 
     /// Does whatever is due: accept, connect, read and answer messages.
     public func service(now: Double) {
-        if connection.isEmpty {
-            switch mode {
-            case .server: acceptPending()
-            case .client: if now >= nextAttempt { tryConnect(now: now) }
-            }
-        }
+        if socket.connectIfDue(now: now) { adopted() }
         if !connection.isEmpty {
-            rejectExtraConnections()
             readMessages()
             device.checkHealth(now: now)
         }
     }
 
-    private func acceptPending() {
-        guard !listener.isEmpty else { return }
-        do {
-            guard let fd = try UnixSocket.accept(listener.rawValue) else { return }
-            try fd.setNonBlocking()
-            logger.info("vhost-user \(device.name): front-end connected on \(path)")
-            adopt(fd)
-        } catch {
-            logger.error("vhost-user \(device.name): accept on \(path) failed: \(error)")
-        }
-    }
-
-    private func tryConnect(now: Double) {
-        do {
-            let fd = try UnixSocket.connect(path: path)
-            try fd.setNonBlocking()
-            logger.info("vhost-user \(device.name): connected to front-end at \(path)")
-            backoff = 0.1
-            loggedWaiting = false
-            adopt(fd)
-        } catch {
-            if !loggedWaiting {
-                logger.info("vhost-user \(device.name): waiting for a front-end at \(path) (\(error)); retrying")
-                loggedWaiting = true
-            }
-            nextAttempt = now + backoff
-            backoff = min(backoff * 2, Self.maxBackoff)
-        }
-    }
-
-    private func adopt(_ fd: consuming FileDescriptor) {
-        connection.replace(with: fd)
+    /// A new front-end: its messages start afresh.
+    private func adopted() {
         decoder = MessageDecoder()
         header = []
         payloadLeft = 0
     }
 
     /// A second front-end on a busy server socket is turned away, not queued forever.
-    public func rejectExtraConnections() {
-        guard !connection.isEmpty, !listener.isEmpty else { return }
-        while let extra = try? UnixSocket.accept(listener.rawValue) {
-            logger.warning("vhost-user \(device.name): refused a second front-end on \(path): one is already attached")
-            _ = extra
-        }
-    }
+    public func rejectExtraConnections() { socket.turnAwayExtraPeers() }
 
     private func readMessages() {
         let fd = connection.rawValue
@@ -202,10 +137,8 @@ public final class VhostUserEndpoint: @unchecked Sendable {
     /// front-end, a client starts reconnecting.
     public func disconnect(_ why: String) {
         guard !connection.isEmpty else { return }
-        connection.close()
+        socket.disconnect(backingOff: false, now: 0)
         logger.info("vhost-user \(device.name): front-end gone (\(why))")
         device.reset(reason: "front-end disconnected")
-        nextAttempt = 0
-        backoff = 0.1
     }
 }

@@ -78,18 +78,14 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
     public private(set) var negotiated: VirtioNetFeatures = []
     /// Why the last connection ended, for `ferry ctl show ports`.
     public private(set) var lastFailure: String?
-    private let listener = DescriptorSlot()
-    private let connection = DescriptorSlot()
+    private let socket: VhostUserSocket
+    private var connection: DescriptorSlot { socket.connection }
     private var decoder = MessageDecoder(role: .frontEnd)
     /// Requests sent that a reply must answer, in order.
     private var awaiting: [VhostUserRequest] = []
     private var acknowledged = false
-    private var nextAttempt: Double = 0
-    private var backoff: Double = 0.1
-    private var loggedWaiting = false
     private var receiveBuffer = [UInt8](repeating: 0, count: 4096)
 
-    public static let maxBackoff = 2.0
     /// How long a back-end may take to answer the set-up before the connection is given up.
     public let replyTimeout: Double
     private var negotiationDeadline: Double = 0
@@ -107,47 +103,21 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
         self.logger = logger
         self.started = started
         self.stopped = stopped
-        if mode == .server {
-            let fd = try UnixSocket.listen(path: path)
-            try fd.setNonBlocking()
-            listener.replace(with: fd)
-        }
+        socket = try VhostUserSocket(path: path, listening: mode == .server, owner: "virtio-user \(name)",
+                                     peer: "back-end", logger: logger)
     }
 
-    deinit {
-        connection.close()
-        listener.close()
-        if mode == .server { unlink(path) }
-    }
+    public var isConnected: Bool { socket.isConnected }
 
-    public var isConnected: Bool { !connection.isEmpty }
-
-    public var pollDescriptors: [Int32] {
-        var fds: [Int32] = []
-        if !connection.isEmpty { fds.append(connection.rawValue) }
-        if !listener.isEmpty { fds.append(listener.rawValue) }
-        return fds
-    }
+    public var pollDescriptors: [Int32] { socket.pollDescriptors }
 
     public func timeout(now: Double) -> Double? {
         if phase == .negotiating { return max(0, negotiationDeadline - now) }
-        guard mode == .client, connection.isEmpty else { return nil }
-        return max(0, nextAttempt - now)
+        return socket.timeout(now: now)
     }
 
     public func service(now: Double) {
-        if connection.isEmpty {
-            switch mode {
-            case .server: acceptPending()
-            case .client: if now >= nextAttempt { tryConnect(now: now) }
-            }
-        } else if !listener.isEmpty {
-            // One back-end at a time: a second one is turned away, not queued.
-            while let extra = try? UnixSocket.accept(listener.rawValue) {
-                logger.warning("virtio-user \(name): refused a second back-end on \(path)")
-                _ = extra
-            }
-        }
+        if socket.connectIfDue(now: now) { begin() }
         if !connection.isEmpty { readReplies() }
         if phase == .negotiating && now >= negotiationDeadline {
             fail("no reply to \(awaiting.first?.specName ?? "the set-up") within \(replyTimeout) s")
@@ -157,46 +127,11 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
     /// Drops the back-end; the rings stop. `why` goes to the log.
     public func shutDown(_ why: String) {
         disconnect(why)
-        if !listener.isEmpty {
-            listener.close()
-            unlink(path)
-        }
-    }
-
-    // MARK: Connecting
-
-    private func acceptPending() {
-        guard !listener.isEmpty else { return }
-        do {
-            guard let fd = try UnixSocket.accept(listener.rawValue) else { return }
-            try fd.setNonBlocking()
-            logger.info("virtio-user \(name): back-end connected on \(path)")
-            begin(fd)
-        } catch {
-            logger.error("virtio-user \(name): accept on \(path) failed: \(error)")
-        }
-    }
-
-    private func tryConnect(now: Double) {
-        do {
-            let fd = try UnixSocket.connect(path: path)
-            try fd.setNonBlocking()
-            logger.info("virtio-user \(name): connected to back-end at \(path)")
-            loggedWaiting = false
-            begin(fd)
-        } catch {
-            if !loggedWaiting {
-                logger.info("virtio-user \(name): waiting for a back-end at \(path) (\(error)); retrying")
-                loggedWaiting = true
-            }
-            nextAttempt = now + backoff
-            backoff = min(backoff * 2, Self.maxBackoff)
-        }
+        socket.stopListening()
     }
 
     /// A new connection: the set-up starts with SET_OWNER and GET_FEATURES.
-    private func begin(_ fd: consuming FileDescriptor) {
-        connection.replace(with: fd)
+    private func begin() {
         decoder = MessageDecoder(role: .frontEnd)
         awaiting = []
         acknowledged = false
@@ -318,7 +253,7 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
     private func run() {
         phase = .running
         lastFailure = nil
-        backoff = 0.1
+        socket.connectionWorked()
         let acks = acknowledged ? ", every set-up message acknowledged" : ""
         logger.info("virtio-user \(name): running, features 0x\(String(negotiated.rawValue, radix: 16))\(acks)")
         started(negotiated)
@@ -332,12 +267,10 @@ public final class VhostUserFrontEnd: @unchecked Sendable {
 
     private func disconnect(_ why: String) {
         guard !connection.isEmpty else { return }
-        connection.close()
+        socket.disconnect(backingOff: true, now: MonotonicClock.now())
         awaiting = []
         phase = .disconnected
         stopped()
         logger.info("virtio-user \(name): back-end gone (\(why))")
-        nextAttempt = MonotonicClock.now() + backoff
-        backoff = min(backoff * 2, Self.maxBackoff)
     }
 }
