@@ -39,9 +39,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import h  # noqa: E402
 import qemu_guest as q  # noqa: E402
+import lab_loops  # noqa: E402
+from lab_loops import GEN_SRC, LOOP_MAC  # noqa: E402
 
-GEN_SRC = "02:00:00:00:00:01"
-LOOP_MAC = "02:00:00:00:00:02"
 WORKLOADS = ["W1+W2", "W3", "W4"]
 
 
@@ -92,14 +92,7 @@ def kernel_loop(args, lab: h.Lab) -> dict:
     ns = q.Netns("benchlab")
     try:
         tap = "blab0"
-        ns.ip("tuntap", "add", "dev", tap, "mode", "tap")
-        ns.ip("link", "set", tap, "address", LOOP_MAC, "up")
-        ns.ip("addr", "add", "198.18.255.254/15", "dev", tap)
-        ns.ip("neigh", "replace", "198.19.0.1", "lladdr", GEN_SRC, "nud", "permanent", "dev", tap)
-        for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
-                    f"net.ipv4.conf.{tap}.send_redirects=0", "net.ipv4.conf.all.rp_filter=0",
-                    f"net.ipv4.conf.{tap}.rp_filter=0"):
-            ns.sysctl(*key.split("="))
+        lab_loops.kernel_loop(ns, tap)
         gen = f"gen:dst={LOOP_MAC},src={GEN_SRC},size=64,name=g"
         return run_lab(lab_command(args, [gen, f"tap:{tap},name=k", "sink:name=s"],
                                    ["--fdb", f"{LOOP_MAC},port=k", "--fdb", f"{GEN_SRC},port=s"],

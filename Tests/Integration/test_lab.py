@@ -22,9 +22,8 @@ import urllib.request
 import pytest
 
 import harness as h
+from lab_loops import GEN_SRC, LOOP_MAC, kernel_loop
 
-GEN_SRC = "02:00:00:00:00:01"   # static at the sink: frames coming back go there
-LOOP_MAC = "02:00:00:00:00:02"  # the loop's address: static at the loop's port
 pytestmark = pytest.mark.usefixtures("testpmd_machine")
 
 
@@ -253,22 +252,6 @@ def test_testpmd_txonly_into_the_analyser_agrees(lab):
     ctx = f"testpmd {t}\nvm {vm}\nsink {sink}"
     assert t["TX-packets"] > 0 and t["TX-packets"] == vm["rx_packets"] + h.drop_total(vm, exclude=()), ctx
     assert sink["analysis"]["unstamped"] == sink["tx_packets"] == vm["rx_packets"], ctx
-
-
-def kernel_loop(ns, tap: str, shaper: str | None = None):
-    """A TAP in namespace `ns` whose kernel forwards the generator's frames back to the sink's
-    address, through `shaper` (a tbf qdisc's parameters) on the way out when given. A TAP that
-    exists before Ferry opens it stays in the namespace it was made in."""
-    ns.ip("tuntap", "add", "dev", tap, "mode", "tap")
-    ns.ip("link", "set", tap, "address", LOOP_MAC, "up")
-    ns.ip("addr", "add", "198.18.255.254/15", "dev", tap)
-    ns.ip("neigh", "replace", "198.19.0.1", "lladdr", GEN_SRC, "nud", "permanent", "dev", tap)
-    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
-                f"net.ipv4.conf.{tap}.send_redirects=0", "net.ipv4.conf.all.rp_filter=0",
-                f"net.ipv4.conf.{tap}.rp_filter=0"):
-        ns.sysctl(*key.split("="))
-    if shaper:
-        ns.exec(["tc", "qdisc", "add", "dev", tap, "root", "tbf", *shaper.split()])
 
 
 def run_lab_in(lab: h.Lab, ns, args: list[str], timeout: float = 180) -> tuple[dict, str]:
