@@ -51,6 +51,9 @@ public final class GenPort {
     @usableFromInline let requestedTrial = Atomic<UInt64>(0)
     @usableFromInline let requestedRate = Atomic<UInt64>(0)
     @usableFromInline let requestedCount = Atomic<UInt64>(0)
+    /// The trial the worker last took up (`adoptedTrial`), for the control side: stored after
+    /// the trial's `stopAt`, so whoever sees it sees that stop.
+    @usableFromInline let takenTrial = Atomic<UInt64>(0)
 
     public static var sizes: ClosedRange<Int> { PortLimits.genFrameSizes }
 
@@ -86,7 +89,11 @@ public final class GenPort {
     deinit { sequences.deallocate() }
 
     public var queueCount: Int { 1 }
-    public var isFinished: Bool { emitted.load(ordering: .relaxed) >= stopAt.load(ordering: .relaxed) }
+    /// Finished: no trial waits to be taken up and the current one has sent its count.
+    public var isFinished: Bool {
+        guard takenTrial.load(ordering: .acquiring) == requestedTrial.load(ordering: .acquiring) else { return false }
+        return emitted.load(ordering: .relaxed) >= stopAt.load(ordering: .relaxed)
+    }
     /// Frames sent so far.
     public var sent: UInt64 { emitted.load(ordering: .relaxed) }
     /// The mean size of the frames it sends, bytes: bit rates are frame rates times this.
@@ -122,8 +129,9 @@ public final class GenPort {
     public func startTrial(framesPerSecond: Double?, count: UInt64?) {
         requestedRate.store((framesPerSecond ?? -1).bitPattern, ordering: .relaxed)
         requestedCount.store(count ?? .max, ordering: .relaxed)
-        // No longer finished as soon as asked, so a worker about to sleep stays awake.
-        stopAt.store(.max, ordering: .relaxed)
+        // `stopAt` is the worker's alone: a pull that read the trial number just before this
+        // request and the stop just after would send under the old trial's schedule (up to a
+        // batch more than the new count). Until taken up, the trial is not finished (`isFinished`).
         requestedTrial.add(1, ordering: .releasing)
     }
 
@@ -139,6 +147,7 @@ public final class GenPort {
         let count = requestedCount.load(ordering: .relaxed)
         let now = emitted.load(ordering: .relaxed)
         stopAt.store(rate == 0 ? now : (count == .max ? .max : now &+ count), ordering: .relaxed)
+        takenTrial.store(trial, ordering: .releasing)
         // A stop (rate 0) keeps the times of the trial it ends, for whoever asked to stop it.
         guard rate != 0 else { return }
         if rate > 0 { adopt(framesPerSecond: rate) } else { framesPerNanosecond = 0 }

@@ -106,6 +106,8 @@ final class GeneratorFrameTests: XCTestCase {
         XCTAssertEqual(gen.pull(queue: 0, into: batch), 0, "rate 0 sends nothing")
         gen.startTrial(framesPerSecond: nil, count: 10)
         XCTAssertFalse(gen.isFinished, "a trial asked for is running before the worker takes it up")
+        XCTAssertEqual(gen.stopAt.load(ordering: .relaxed), 100,
+                       "the request leaves the stop to the worker: a pull racing it cannot send past the old one")
         batch.reset()
         XCTAssertEqual(gen.pull(queue: 0, into: batch), 10)
         XCTAssertEqual(gen.sent, 110)
