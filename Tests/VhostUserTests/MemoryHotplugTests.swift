@@ -249,17 +249,21 @@ final class RecordingGate: DataPathGate, @unchecked Sendable {
     }
 }
 
-/// This process's open descriptors and its mappings of memfds (guest RAM: the test's own
-/// and the device's), counted from /proc/self. Only memfd mappings: the allocator maps and
-/// unmaps anonymous memory as it likes.
+/// This process's descriptors and mappings of the test guests' memfds (the test's own
+/// RAM and the device's view of it), counted from /proc/self. Only those: the allocator maps and
+/// unmaps anonymous memory as it likes, and ports other tests left running map their own memfds
+/// (a virtio-user port reconnecting maps `ferry-virtio-user` while this test counts).
 struct ProcessResources {
     var descriptors: Int
     var mappings: Int
 
     static func now() -> ProcessResources {
-        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.filter {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)"))?
+                .contains("memfd:ferry-test-guest") ?? false
+        }.count ?? -1
         let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8))?
-            .split(separator: "\n").filter { $0.contains("/memfd:") }.count ?? -1
+            .split(separator: "\n").filter { $0.contains("/memfd:ferry-test-guest") }.count ?? -1
         return ProcessResources(descriptors: fds, mappings: maps)
     }
 }
