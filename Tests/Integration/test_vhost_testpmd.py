@@ -40,17 +40,25 @@ def start_pair(lab: h.Lab, mode: str, other_port: str, fe_mode: str, **fe_kw):
     """Ferry with a vhost port named 'vm' and `other_port` (which names itself), plus a
     virtio-user testpmd on the same socket, in the socket roles `mode` asks for:
     ferry-server = Ferry listens, testpmd connects; ferry-client = testpmd listens (server=1)
-    and Ferry connects. Returns (ferry, testpmd) with testpmd forwarding."""
+    and Ferry connects. Returns (ferry, testpmd) with testpmd forwarding.
+
+    A generator joins only once testpmd forwards: virtio's dev_start discards whatever its RX
+    rings hold when it starts (DPDK's virtqueue_rxvq_flush, after the back-end's queues run),
+    so frames Ferry delivered in that window would be counted by Ferry and never by testpmd."""
     sock = lab.path("vhost.sock")
+    late = [other_port] if other_port.startswith("gen:") else []
+    early = [] if late else [other_port]
     if mode == "ferry-server":
-        ferry = lab.ferry([f"vhost:{sock},name=vm", other_port], cpu=0)
+        ferry = lab.ferry([f"vhost:{sock},name=vm", *early], cpu=0)
         h.wait_for_socket(sock, proc=ferry)
         tp = lab.virtio_user(sock, fe_mode, cpu=1, **fe_kw).start()
     else:
         tp = lab.virtio_user(sock, fe_mode, server=True, cpu=1, **fe_kw).start(wait=False)
         h.wait_for_socket(sock, proc=tp)
-        ferry = lab.ferry([f"vhost:{sock},client,name=vm", other_port], cpu=0)
+        ferry = lab.ferry([f"vhost:{sock},client,name=vm", *early], cpu=0)
         tp.wait_started(timeout=30)
+    for spec in late:
+        ferry.ctl("port", "add", spec)
     return ferry, tp
 
 
