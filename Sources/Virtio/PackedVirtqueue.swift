@@ -41,9 +41,9 @@ enum PackedRingLayout {
 /// the first are written, then the first's flags with one release store, as
 /// the spec's multi-buffer rule asks of mergeable RX buffers. That is also all
 /// IN_ORDER asks of a device (chains used in the order they were made
-/// available), so it is offered; the shortcut it allows, one used descriptor
-/// for a whole batch, is not taken: it saves a store or two per frame, against
-/// a batch that could only end on a wrap.
+/// available), so it is offered. The shortcut it allows, one used descriptor
+/// for a whole batch, is taken where every chain's used length is the same
+/// zero: a TX burst (`releaseInOrder`); an RX chain's length is its own.
 public final class PackedVirtqueue {
     public let index: Int
 
