@@ -83,7 +83,7 @@ extension SplitVirtqueue {
     /// chain cost a retain and a release per frame.
     @inlinable
     func readChain(head: DescriptorIndex, into batch: PacketBatch, memory mem: GuestMemory) -> PulledChain {
-        var walker = DescriptorWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: head)
+        var walker = DescriptorWalker(table: descriptorTable, size: UInt32(mask) &+ 1, head: head)
         switch TransmitChain.gather(&walker, into: batch, headerLength: configuration.headerLength,
                                     maxFrameLength: maxFrameLength,
                                     memory: mem) {

@@ -211,6 +211,14 @@ public final class SplitVirtqueue {
         markUsedRing(offset: 0, length: 2)
     }
 
+    /// The descriptor table, for walking a chain whose head the avail ring named.
+    @inlinable
+    var descriptorTable: UnsafeMutableRawPointer {
+        // SAFETY: a head comes only from the avail ring of a running queue (`head(at:)`, after the
+        // callers' isRunning check), so desc is the table start() translated for size * 16 bytes.
+        desc.unsafelyUnwrapped
+    }
+
     /// Chains the driver has made available and we have not consumed; 0 when
     /// the queue is stopped. A bad index is left for the next pull or push to report.
     @inlinable
