@@ -67,7 +67,9 @@ extension SplitVirtqueue {
     /// single buffer, into `singleBufferChains`. Consumes nothing.
     @inlinable
     func findSingleBuffers(_ count: Int, memory mem: GuestMemory) -> Int {
-        let table = desc.unsafelyUnwrapped
+        let table = descriptorTable
+        // SAFETY: pull checked isRunning, so avail is the ring start() translated; its entries
+        // start at offset 4.
         let ring = avail.unsafelyUnwrapped + 4
         let shortest = UInt32(PacketBatch.headerSize &+ Ethernet.headerSize)
         let longest = maxFrameLength
