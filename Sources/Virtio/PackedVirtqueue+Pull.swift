@@ -18,7 +18,16 @@ extension PackedVirtqueue {
             let frames = batch.count &- startCount
             if frames > 0 { counters.received(packets: frames, bytes: bytes) }
         }
-        while consumed < room, let flags = headFlags() {
+        // The usual chain, one buffer with the 12-byte header in front of the frame, in runs.
+        let singleBuffersFirst = configuration.headerLength == PacketBatch.headerSize
+        while consumed < room {
+            if singleBuffersFirst {
+                let run = pullSingleBuffers(room &- consumed, into: batch, memory: mem)
+                consumed &+= run.taken
+                bytes &+= run.bytes
+                if consumed == room { break }
+            }
+            guard let flags = headFlags() else { break }
             var walker = chain(headFlags: flags)
             switch TransmitChain.gather(&walker, into: batch, headerLength: configuration.headerLength,
                                         maxFrameLength: maxFrameLength, memory: mem) {

@@ -92,6 +92,8 @@ public final class PackedVirtqueue {
     /// One segment's buffers, for segments written straight into the guest's
     /// receive chains (PackedVirtqueue+Segments.swift).
     @usableFromInline let segmentPieces: UnsafeMutablePointer<iovec>
+    /// The TX chains of one buffer a pull's run found (PackedVirtqueue+SingleBuffers.swift).
+    @usableFromInline let singleBuffers: UnsafeMutablePointer<PackedSingleBuffer>
     /// Where the queue started reading, for the control thread's health check.
     public private(set) var startIndex: UInt16 = 0
     /// The worker reads this before touching the ring.
@@ -104,11 +106,13 @@ public final class PackedVirtqueue {
         segmentPieces = .allocate(capacity: SegmentBuffers<UnloggedWrites>.maxPieces)
         // SAFETY: the fill covers exactly the maxPieces iovecs just allocated.
         segmentPieces.initialize(repeating: iovec(), count: SegmentBuffers<UnloggedWrites>.maxPieces)
+        singleBuffers = .allocate(capacity: Self.singleBufferRun)
     }
 
     deinit {
         pending?.deallocate()
         segmentPieces.deallocate()
+        singleBuffers.deallocate()
     }
 
     /// virtio 1.2 §2.8: up to 2^15 entries, no power of two required.

@@ -109,20 +109,12 @@ extension SplitVirtqueue {
         var segment = batch.segmentCount
         var i = 0
         while i < count {
-            // SAFETY: i < count, the chains findSingleBuffers filled; each buffer was translated for
-            // `length` >= headerSize + Ethernet.headerSize bytes, so the 12-byte header is inside it
-            // and the frame behind it is length - headerSize bytes. header(batch.count) is the next
-            // frame's 16-byte slot: pullSingleBuffers takes at most `room` chains (its caller's
-            // count) and at most freeSegments, so `segment` stays below segmentCapacity.
+            // SAFETY: i < count, the chains findSingleBuffers filled (each buffer translated for its
+            // length); pullSingleBuffers takes at most `room` chains (its caller's count) and at most
+            // freeSegments, so `segment` stays below segmentCapacity.
             let chain = singleBufferChains[i]
-            let header = batch.header(batch.count)
-            header.storeBytes(of: chain.buffer.loadUnaligned(as: UInt64.self), as: UInt64.self)
-            header.storeBytes(of: chain.buffer.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8,
-                              as: UInt32.self)
-            let frameLength = chain.length &- UInt32(PacketBatch.headerSize)
-            batch.setSegment(segment, base: chain.buffer + PacketBatch.headerSize, length: frameLength)
-            batch.appendFrame(segments: segment ..< segment &+ 1, length: frameLength)
-            bytes &+= UInt64(frameLength)
+            bytes &+= UInt64(TransmitChain.appendSingleBuffer(chain.buffer, length: chain.length, segment: segment,
+                                                              to: batch))
             segment &+= 1
             i &+= 1
         }

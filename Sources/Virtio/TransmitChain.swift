@@ -19,6 +19,26 @@ enum GatheredChain {
 /// how a chain's descriptors are found differs (the `DescriptorSource`).
 @usableFromInline
 enum TransmitChain {
+    /// Appends the frame of a chain of one buffer, found and checked by a pull's
+    /// run (either layout's `+SingleBuffers`): the 12-byte header at `buffer`
+    /// copied into the batch's next header slot, the `length - 12` bytes behind
+    /// it made segment `segment`. Returns the frame's length.
+    @inlinable
+    static func appendSingleBuffer(_ buffer: UnsafeMutableRawPointer, length: UInt32, segment: Int,
+                                   to batch: PacketBatch) -> UInt32 {
+        // SAFETY: the run translated `length` >= headerSize + Ethernet.headerSize bytes at buffer, so
+        // the 12-byte header is inside it and the frame behind it is length - headerSize bytes;
+        // header(batch.count) is the next frame's 16-byte slot and `segment` below segmentCapacity
+        // (the run takes at most the batch's room and its free segments).
+        let header = batch.header(batch.count)
+        header.storeBytes(of: buffer.loadUnaligned(as: UInt64.self), as: UInt64.self)
+        header.storeBytes(of: buffer.loadUnaligned(fromByteOffset: 8, as: UInt32.self), toByteOffset: 8, as: UInt32.self)
+        let frameLength = length &- UInt32(PacketBatch.headerSize)
+        batch.setSegment(segment, base: buffer + PacketBatch.headerSize, length: frameLength)
+        batch.appendFrame(segments: segment ..< segment &+ 1, length: frameLength)
+        return frameLength
+    }
+
     /// Walks the chain `walker` yields to its end, every descriptor checked
     /// (readable, inside guest memory, the frame no longer than `maxFrameLength`),
     /// and appends it to `batch` as one frame.

@@ -113,6 +113,43 @@ final class PackedHostileGuestTests: XCTestCase {
         XCTAssertEqual(g.ring.usedEntries().count, 1, "the chain goes back to the driver")
     }
 
+    /// Bad single buffers behind good ones in one run (PackedVirtqueue+SingleBuffers.swift):
+    /// the good ones are pulled (their used descriptors never published), the bad one is
+    /// judged by the chain walk — a writable buffer stops the queue with its own error, a
+    /// zero-length one too, a runt is dropped where it stands and the run goes on.
+    func testBadBuffersInARunOfSingleBuffersAreJudgedByTheChainWalk() throws {
+        for (bad, error) in [(write, VirtqueueError.writableInDriverChain), (UInt16(0), .zeroLengthDescriptor)] {
+            let g = try Guest()
+            for i in 0..<3 { g.ring.offerRaw([(g.buffer(76), 76, UInt16(i), 0)]) }
+            g.ring.offerRaw([(g.buffer(76), bad == write ? 76 : 0, 3, bad)])
+            g.ring.offerRaw([(g.buffer(76), 76, 4, 0)])
+            XCTAssertEqual(g.queue.pull(into: g.batch, counters: g.counters), 3)
+            XCTAssertEqual(g.batch.count, 3)
+            XCTAssertFalse(g.queue.isRunning)
+            XCTAssertEqual(g.queue.error, error)
+            g.queue.release()
+            XCTAssertEqual(g.ring.flags(0) & PackedFlag.used, 0, "nothing published")
+        }
+        let g = try Guest()
+        g.ring.offerTX(frame: ethernetFrame(length: 60, seed: 1))
+        g.ring.offerTX(frame: [1, 2, 3])
+        g.ring.offerTX(frame: ethernetFrame(length: 60, seed: 2))
+        XCTAssertEqual(g.queue.pull(into: g.batch, counters: g.counters), 3)
+        XCTAssertEqual(g.batch.count, 2)
+        XCTAssertEqual(g.counters.snapshot.drops, [.runt: 1])
+        XCTAssertTrue(g.queue.isRunning)
+    }
+
+    /// A run stops at a descriptor marked for the wrong lap, as the chain walk does: what
+    /// came before it is taken, nothing after it.
+    func testARunOfSingleBuffersStopsAtADescriptorOfTheWrongLap() throws {
+        let g = try Guest()
+        for i in 0..<5 { g.ring.offerTX(frame: ethernetFrame(length: 60, seed: UInt8(i))) }
+        g.ring.setFlags(2, PackedFlag.available(wrap: false))
+        XCTAssertEqual(g.queue.pull(into: g.batch, counters: g.counters), 2)
+        XCTAssertTrue(g.queue.isRunning)
+    }
+
     // MARK: Chains, wrap counters and ids that lie
 
     func testAChainLongerThanTheRingRunsOntoItsOwnHead() throws {

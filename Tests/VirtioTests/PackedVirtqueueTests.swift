@@ -45,6 +45,67 @@ final class PackedVirtqueueTests: XCTestCase {
         XCTAssertEqual(queue.pull(into: batch, counters: counters), 0)
     }
 
+    /// Single buffers go in runs (PackedVirtqueue+SingleBuffers.swift); a chain of two
+    /// descriptors or an indirect one ends a run and is walked on its own. Order, bytes and
+    /// headers are the same either way, round the ring's end and over several bursts.
+    func testPullMixesSingleBuffersAndChainsInOrderRoundTheRing() throws {
+        let (ring, queue) = try started(size: 64)
+        let batch = PacketBatch(capacity: 256)
+        let counters = QueueCounters()
+        var all: [[UInt8]] = []
+        for burst in 0..<5 {
+            var frames: [[UInt8]] = []
+            var ids: [UInt16] = []
+            for i in 0..<50 {
+                let frame = ethernetFrame(length: 60 + i, seed: UInt8(truncatingIfNeeded: burst * 50 + i))
+                let header = i % 5 == 0 ? offloadHeader : [UInt8](repeating: 0, count: 12)
+                frames.append(frame)
+                switch i {
+                case 3, 40: ids.append(ring.offerTX(frame: frame, header: header, split: [12, frame.count]))
+                case 41: ids.append(ring.offerTX(frame: frame, header: header, indirect: true))
+                default: ids.append(ring.offerTX(frame: frame, header: header))
+                }
+            }
+            batch.reset()
+            XCTAssertEqual(queue.pull(into: batch, counters: counters), 50)
+            for (i, f) in frames.enumerated() {
+                XCTAssertEqual(batch.frameBytes(i), f, "burst \(burst) frame \(i)")
+                XCTAssertEqual(batch.headerBytes(i), i % 5 == 0 ? offloadHeader : [UInt8](repeating: 0, count: 12))
+            }
+            XCTAssertEqual(ring.usedEntries(), [], "nothing used before release")
+            queue.release()
+            XCTAssertEqual(ring.usedEntries(), ids.map { UsedEntry(id: UInt32($0), length: 0) })
+            all += frames
+        }
+        XCTAssertEqual(counters.snapshot, CounterSnapshot(rxPackets: 250, rxBytes: UInt64(all.map(\.count).reduce(0, +))))
+    }
+
+    /// A run of single buffers takes no more frames than the batch has segments left, nor
+    /// more than it has room for; the rest wait for the next burst.
+    func testSingleBuffersStopWhereTheBatchRunsOut() throws {
+        let (ring, queue) = try started()
+        let batch = PacketBatch(capacity: 8, segmentsPerFrame: 1)
+        let counters = QueueCounters()
+        let three = ethernetFrame(length: 60, seed: 9)
+        ring.offerTX(frame: three, split: [12, 20, 20, 20])
+        XCTAssertEqual(queue.pull(into: batch, counters: counters), 1)
+        XCTAssertEqual(batch.segmentCount, 3)
+        let singles = (0..<12).map { ethernetFrame(length: 64, seed: UInt8($0)) }
+        for f in singles { ring.offerTX(frame: f) }
+
+        XCTAssertEqual(queue.pull(into: batch, counters: counters), 5, "as many as the segments left")
+        XCTAssertEqual(batch.segmentCount, 8)
+        for i in 0..<5 { XCTAssertEqual(batch.frameBytes(i + 1), singles[i], "frame \(i)") }
+        queue.release()
+        XCTAssertEqual(ring.usedEntries().count, 6)
+        batch.reset()
+        XCTAssertEqual(queue.pull(into: batch, counters: counters), 7)
+        for i in 0..<7 { XCTAssertEqual(batch.frameBytes(i), singles[i + 5], "frame \(i + 5)") }
+        queue.release()
+        XCTAssertEqual(ring.usedEntries().count, 7)
+        XCTAssertEqual(counters.snapshot.drops, [:])
+    }
+
     func testPullChainsAndIndirectTablesInOrder() throws {
         let (ring, queue) = try started()
         let frames = (0..<4).map { ethernetFrame(length: 200 + 300 * $0, seed: UInt8($0)) }

@@ -1,0 +1,124 @@
+import CFerry
+import Packets
+
+/// A TX chain of one ring descriptor, found in a run's first pass: the buffer
+/// id the driver gave it, and its buffer (virtio-net header and frame)
+/// translated, `length` bytes.
+@usableFromInline
+struct PackedSingleBuffer {
+    @usableFromInline var id: UInt16
+    @usableFromInline var buffer: UnsafeMutableRawPointer
+    @usableFromInline var length: UInt32
+
+    @inlinable
+    init(id: UInt16, buffer: UnsafeMutableRawPointer, length: UInt32) {
+        self.id = id
+        self.buffer = buffer
+        self.length = length
+    }
+}
+
+// SplitVirtqueue+SingleBuffers for a packed ring: TX chains of one descriptor,
+// pulled in runs of up to 64. The first pass reads the descriptors from the
+// read position (each available in its lap, the wrap counter followed round
+// the ring's end, never more than the ring's worth in flight), checks each as
+// the chain walk would refuse nothing it takes, translates its buffer and
+// prefetches the lines of its header and Ethernet header: loads only, so the
+// misses on lines the driver's CPU just wrote overlap (the W1 profile put 60 %
+// of Ferry's time on the first touch of those two lines, docs/PERFORMANCE.md).
+// The second takes them into the batch; `release` writes the used
+// descriptor(s). A descriptor that is anything else ends the run untouched,
+// for `TransmitChain.gather` to judge.
+extension PackedVirtqueue {
+    /// The most chains one run finds before it takes them.
+    @usableFromInline static let singleBufferRun = 64
+
+    /// Takes up to `count` chains, in runs, while each is a single buffer (see
+    /// above) and the batch has room; the caller checked `count` against
+    /// `batch.room` and that the header is 12 bytes. Returns the chains taken
+    /// and their frames' bytes (headers not counted).
+    @inlinable
+    func pullSingleBuffers(_ count: Int, into batch: PacketBatch, memory mem: GuestMemory)
+        -> (taken: Int, bytes: UInt64)
+    {
+        var taken = 0
+        var bytes: UInt64 = 0
+        while taken < count {
+            let want = min(count &- taken, batch.freeSegments, Self.singleBufferRun)
+            guard want > 0 else { break }
+            let found = findSingleBuffers(want, memory: mem)
+            bytes &+= takeSingleBuffers(found, into: batch)
+            taken &+= found
+            if found < want { break }
+        }
+        return (taken, bytes)
+    }
+
+    /// Pass 1: the next descriptors from the read position, up to `count`, while
+    /// each is a single buffer, into `singleBuffers`. Consumes nothing.
+    @inlinable
+    func findSingleBuffers(_ count: Int, memory mem: GuestMemory) -> Int {
+        // SAFETY: pull checked isRunning, so ring is the 16 * ringSize bytes start() translated;
+        // position stays below ringSize (it wraps below).
+        let r = ring.unsafelyUnwrapped
+        var position = UInt32(availPosition)
+        var wrap = availWrap
+        // A descriptor past the ring's worth in flight is one the device has not given back.
+        let readable = Int(ringSize &- inFlight)
+        let limit = count < readable ? count : readable
+        let shortest = UInt32(PacketBatch.headerSize &+ Ethernet.headerSize)
+        let longest = maxFrameLength
+        let refused = PackedRingLayout.flagNext | PackedRingLayout.flagIndirect | PackedRingLayout.flagWrite
+        var n = 0
+        while n < limit {
+            let d = r + Int(position) &* PackedRingLayout.descriptorSize
+            // Acquire: the descriptor's fields are read after its flags said it is available.
+            let flags = ferry_load_acquire_u16(d + 14)
+            if !PackedRingLayout.isAvailable(flags, wrap: wrap) || flags & refused != 0 { break }
+            // Each field is loaded once; the checks and the translation use the loaded values only.
+            let address = d.loadUnaligned(as: UInt64.self)
+            let length = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+            if length < shortest || length > longest { break }
+            guard let buffer = mem.translate(GuestAddress(address), length: length) else { break }
+            // The header and the Ethernet header behind it (the switch reads it next) span
+            // two lines when the driver put the frame at a line's start, its header in front.
+            // SAFETY: shortest <= length, so both bytes are inside the buffer just translated.
+            ferry_prefetch_read(buffer)
+            ferry_prefetch_read(buffer + Int(shortest &- 1))
+            // SAFETY: n < limit <= count <= singleBufferRun, the array's capacity (pullSingleBuffers' `want`).
+            singleBuffers[n] = PackedSingleBuffer(id: d.loadUnaligned(fromByteOffset: 12, as: UInt16.self),
+                                                  buffer: buffer, length: length)
+            n &+= 1
+            position &+= 1
+            if position == ringSize {
+                position = 0
+                wrap.toggle()
+            }
+        }
+        return n
+    }
+
+    /// Pass 2: the first `count` chains found, appended to `batch` as frames of
+    /// one segment each and taken, in ring order. Returns their frames' bytes.
+    @inlinable
+    func takeSingleBuffers(_ count: Int, into batch: PacketBatch) -> UInt64 {
+        var bytes: UInt64 = 0
+        var segment = batch.segmentCount
+        var i = 0
+        while i < count {
+            // SAFETY: i < count, the chains findSingleBuffers filled (each buffer translated for its
+            // length); pullSingleBuffers takes at most `room` chains (its caller's count) and at most
+            // freeSegments, so `segment` stays below segmentCapacity.
+            let chain = singleBuffers[i]
+            bytes &+= UInt64(TransmitChain.appendSingleBuffer(chain.buffer, length: chain.length, segment: segment,
+                                                              to: batch))
+            segment &+= 1
+            // One ring descriptor: the chain ends at the next position.
+            let next = UInt32(availPosition) &+ 1
+            take(id: chain.id, descriptors: 1,
+                 end: next == ringSize ? (0, !availWrap) : (UInt16(truncatingIfNeeded: next), availWrap), written: 0)
+            i &+= 1
+        }
+        return bytes
+    }
+}
