@@ -41,6 +41,7 @@ Measured from g to c with iperf3 (client in g, server in c):
     sudo tools/bench-vxlan.py                    # 2 rounds of 5 s per measurement
     sudo tools/bench-vxlan.py --rounds 3 --seconds 8
     sudo tools/bench-vxlan.py --baseline /tmp/ferry-old   # adds a row: another Ferry binary, same run
+    sudo tools/bench-vxlan.py --idle poll   # Ferry's worker never sleeps (it has CPU 0 to itself)
 
 FERRY_BIN overrides the Ferry binary. On a shared 2-core machine the sender and the path share
 the CPUs: the figures are indicative, compare them within one run only, and report the load.
@@ -83,7 +84,7 @@ def middle(values: list[float]) -> float:
 
 
 class Setup:
-    def __init__(self, row: str, workdir: str, binary: str | None = None):
+    def __init__(self, row: str, workdir: str, binary: str | None = None, idle: str | None = None):
         self.row = row
         self.ferry = None
         self.spaces = {k: f"fbv-{k}-{PID}" for k in ("g", "a", "r", "b", "c")}
@@ -123,7 +124,8 @@ class Setup:
                 self.ferry = h.Ferry(ports,
                                      control=os.path.join(workdir, "ctl.sock"),
                                      log_path=os.path.join(workdir, "ferry.log"), cpu=0, taskset="0",
-                                     netns=s["a"], binary=binary).start()
+                                     netns=s["a"], binary=binary,
+                                     extra_args=["--idle", idle] if idle else []).start()
                 h.wait_until(lambda: ns(s["a"], "ip", "link", "show", tap, check=False).returncode == 0, 10, "the TAP")
                 if row == "ferry-xdp":
                     h.wait_until(self.resolved, 15, "the next hop to host B resolved")
@@ -202,9 +204,10 @@ def cpu0_times() -> tuple[int, int]:
     raise RuntimeError("no cpu0 line in /proc/stat")
 
 
-def measure(row: str, seconds: int, workdir: str, binary: str | None) -> tuple[float, float, float]:
+def measure(row: str, seconds: int, workdir: str, binary: str | None,
+            idle: str | None) -> tuple[float, float, float]:
     """(packets per second C received, what the VTEP put into the tunnel per second, TCP Gbit/s)."""
-    setup = Setup(row, workdir, binary)
+    setup = Setup(row, workdir, binary, idle)
     try:
         tunneled = setup.tunnel_packets()
         busy, total = cpu0_times()
@@ -230,6 +233,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--baseline", metavar="FERRY", help="another Ferry binary measured as row 'baseline'")
+    parser.add_argument("--idle", metavar="POLICY", help="`ferry run --idle POLICY` for every Ferry row")
     args = parser.parse_args()
     rows = ROWS + (["baseline"] if args.baseline else [])
     binaries = {"baseline": args.baseline}
@@ -240,7 +244,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ferry-bench-vxlan-") as workdir:
         for r in range(args.rounds):
             for row in (rows if r % 2 == 0 else list(reversed(rows))):
-                pps, forwarded, gbps = measure(row, args.seconds, workdir, binaries.get(row))
+                pps, forwarded, gbps = measure(row, args.seconds, workdir, binaries.get(row), args.idle)
                 results[row].append((pps, forwarded, gbps))
                 print(f"round {r + 1} {row:8} 64B {pps / 1e3:8.1f} kpps   TCP {gbps:6.2f} Gbit/s", flush=True)
     print(f"\nload: {open('/proc/loadavg').read().split()[:3]}")

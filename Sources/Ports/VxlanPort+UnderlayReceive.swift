@@ -17,7 +17,8 @@ import Packets
 /// RFC 8200 §8.1 and RFC 7348 §5), or the datagram is dropped as
 /// `vxlan_bad_checksum`. A zero one is taken over IPv4 (no checksum) and over
 /// IPv6 too, as the socket path takes it (UDP_NO_CHECK6_RX, RFC 6935/6936:
-/// tunnels may leave it zero). A sender is never numbered here (the
+/// tunnels may leave it zero), and so is an unfinished one from a sender on
+/// this host (`udpChecksumHolds`). A sender is never numbered here (the
 /// socket path is the table's writer): a port without `remote=` and without
 /// EVPN is not steered (Switch.wireUnderlays), its datagrams keep coming
 /// through the kernel.
@@ -55,21 +56,28 @@ extension VxlanPort {
     }
 
     /// Whether the UDP checksum of the `datagramLength`-byte datagram at `udp`
-    /// in the frame at `p` is zero (none) or right: the sum over the
-    /// pseudo-header (the addresses, protocol 17, the UDP length) and the
-    /// datagram is all ones.
+    /// in the frame at `p` is zero (none), right (the sum over the
+    /// pseudo-header — the addresses, protocol 17, the UDP length — and the
+    /// datagram is all ones), or unfinished: the pseudo-header's sum alone,
+    /// which a sender on this host leaves for its device to finish (a veth
+    /// peer with checksum offload hands it on so; the kernel takes such a
+    /// packet as CHECKSUM_PARTIAL, and so must Ferry). A corrupted datagram
+    /// passes that test as rarely as the checksum itself (one field value in 65,536).
     // SAFETY: outerHeaders checked the IP and UDP headers and udp + datagramLength against the
     // frame's length; the addresses lie in the IP header before `udp`.
     @inlinable
     func udpChecksumHolds(_ p: UnsafeMutableRawPointer, udp: Int, datagramLength: Int) -> Bool {
-        if p.loadUnaligned(fromByteOffset: udp &+ 6, as: UInt16.self) == 0 { return true }
+        let field = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: udp &+ 6, as: UInt16.self))
+        if field == 0 { return true }
         // Source then destination: 8 bytes ending the IPv4 header, 32 ending the IPv6 one.
         let addressBytes = local.isIPv6 ? 32 : 8
-        var sum = UInt32(ChecksumCompletion.onesComplementSum(p + (udp &- addressBytes), count: addressBytes))
-        sum &+= 17 &+ UInt32(datagramLength)
-        sum &+= UInt32(ChecksumCompletion.onesComplementSum(p + udp, count: datagramLength))
+        var pseudo = UInt32(ChecksumCompletion.onesComplementSum(p + (udp &- addressBytes), count: addressBytes))
+        pseudo &+= 17 &+ UInt32(datagramLength)
+        var sum = pseudo &+ UInt32(ChecksumCompletion.onesComplementSum(p + udp, count: datagramLength))
         while sum >> 16 != 0 { sum = (sum & 0xFFFF) &+ (sum >> 16) }
-        return sum == 0xFFFF
+        if sum == 0xFFFF { return true }
+        while pseudo >> 16 != 0 { pseudo = (pseudo & 0xFFFF) &+ (pseudo >> 16) }
+        return UInt32(field) == pseudo
     }
 
     /// The sender, the UDP header's offset and the UDP payload (offset, length;

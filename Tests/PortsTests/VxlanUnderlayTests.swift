@@ -174,9 +174,10 @@ final class VxlanUnderlayTests: XCTestCase {
     }
 
     /// An outer IPv6/UDP frame from ::2 to ::1:`port` carrying `payload`, its UDP checksum
-    /// right, zero (`checksummed` false), or right plus `corruption`.
+    /// right, zero (`checksummed` false), right plus `corruption`, or `partial`: the
+    /// pseudo-header's sum alone, as a local sender leaves it for its device.
     private func outerIPv6Frame(port: UInt16, payload: [UInt8], checksummed: Bool = true,
-                                corruption: UInt16 = 0) -> [UInt8] {
+                                corruption: UInt16 = 0, partial: Bool = false) -> [UInt8] {
         let length = 8 + payload.count
         var udp: [UInt8] = [0xC3, 0x50, UInt8(port >> 8), UInt8(port & 0xff), UInt8(length >> 8), UInt8(length & 0xff),
                             0, 0] + payload
@@ -186,6 +187,7 @@ final class VxlanUnderlayTests: XCTestCase {
             let pseudo = loopback2 + loopback1 + [0, 0, UInt8(length >> 8), UInt8(length & 0xff), 0, 0, 0, 17]
             var checksum = ~onesComplementSum((pseudo + udp)[...]) &+ corruption
             if checksum == 0 { checksum = 0xFFFF }
+            if partial { checksum = onesComplementSum(pseudo[...]) }
             udp[6] = UInt8(checksum >> 8)
             udp[7] = UInt8(checksum & 0xff)
         }
@@ -207,16 +209,17 @@ final class VxlanUnderlayTests: XCTestCase {
         arena.append(outerIPv6Frame(port: udpPort, payload: payload, corruption: 1), cuts: [], to: underlay)
         arena.append(outerIPv6Frame(port: udpPort, payload: odd), cuts: [], to: underlay)
         arena.append(outerIPv6Frame(port: udpPort, payload: odd, corruption: 0x100), cuts: [], to: underlay)
+        arena.append(outerIPv6Frame(port: udpPort, payload: payload, partial: true), cuts: [], to: underlay)
         let batch = PacketBatch(capacity: 8)
-        XCTAssertEqual(port.decapsulate(underlay: underlay, queue: 2, into: batch), 5)
-        XCTAssertEqual(batch.count, 3, "a right checksum, none (zero), and a right one over an odd length")
+        XCTAssertEqual(port.decapsulate(underlay: underlay, queue: 2, into: batch), 6)
+        XCTAssertEqual(batch.count, 4, "a right checksum, none (zero), a right one over an odd length, an unfinished one")
         XCTAssertEqual(bytes(of: batch, frame: 0), inner)
         XCTAssertEqual(batch.tunnelEndpoint(of: 0), 1)
         let snapshot = port.counters(queue: 3).snapshot
-        XCTAssertEqual(snapshot.rxPackets, 3, "counted on queue 1 + the uplink's queue")
+        XCTAssertEqual(snapshot.rxPackets, 4, "counted on queue 1 + the uplink's queue")
         XCTAssertEqual(snapshot.drops, [.vxlanBadChecksum: 2])
         XCTAssertEqual(port.counters(queue: 1).snapshot.rxPackets, 0, "the uplink's queue 0 took none")
-        XCTAssertEqual(port.endpoints.counters(1).rxPackets, 3)
+        XCTAssertEqual(port.endpoints.counters(1).rxPackets, 4)
     }
 
     func testIPv4DatagramsWithAChecksumHaveItVerified() throws {
