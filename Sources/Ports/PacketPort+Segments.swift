@@ -53,6 +53,7 @@ struct TransmitSlotSegmentSink: DestinationSegmentSink {
 
     @inlinable
     mutating func endSegment(header: VirtioNetHeader) {
+        // SAFETY: the segmenter ends only a segment beginSegment began, which set slot to a ring slot.
         let s = slot.unsafelyUnwrapped
         if headerSize == 0 {
             // No PACKET_VNET_HDR: the slot holds the frame alone.

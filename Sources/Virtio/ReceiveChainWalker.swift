@@ -126,6 +126,7 @@ enum ReceivePrefix {
         var i = 0
         while marked < length && i < count {
             let take = min(length &- marked, pieces[i].iov_len)
+            // SAFETY: every piece of a lent chain is a translation of guest memory (a non-nil base) of iov_len >= take bytes.
             writes.written(pieces[i].iov_base.unsafelyUnwrapped, count: take)
             marked &+= take
             i &+= 1

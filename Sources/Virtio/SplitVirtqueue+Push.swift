@@ -132,7 +132,7 @@ extension SplitVirtqueue {
                 return .dropped(.noRxBuffer)
             }
             guard let h = head(at: lastAvail) else { return .broken }
-            var chain = ReceiveChainWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
+            var chain = ReceiveChainWalker(table: descriptorTable, size: UInt32(mask) &+ 1, head: h)
             let written: Int
             switch copy.fill(&chain, from: batch, memory: mem, writes: writes) {
             case .failure(let e):

@@ -47,7 +47,7 @@ extension SplitVirtqueue {
         guard let available = availableCount() else { return .broken }
         guard available > 0 else { return .none }
         guard let h = head(at: lastAvail) else { return .broken }
-        var chain = ReceiveChainWalker(table: desc.unsafelyUnwrapped, size: UInt32(mask) &+ 1, head: h)
+        var chain = ReceiveChainWalker(table: descriptorTable, size: UInt32(mask) &+ 1, head: h)
         switch chain.list(into: pieces, capacity: capacity, want: want, memory: mem) {
         case .failure(let e):
             fail(e)

@@ -62,7 +62,7 @@ struct ReceiveChainSink<Writes: GuestWrites>: ReceiveChainSegmentSink {
                 shortfall = .deviceBroken
                 return false
             }
-            var walker = ReceiveChainWalker(table: queue.desc.unsafelyUnwrapped, size: UInt32(queue.mask) &+ 1, head: h)
+            var walker = ReceiveChainWalker(table: queue.descriptorTable, size: UInt32(queue.mask) &+ 1, head: h)
             var inChain = 0
             while got < need, let step = walker.next(memory: memory) {
                 switch step {

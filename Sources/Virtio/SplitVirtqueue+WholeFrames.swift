@@ -69,7 +69,7 @@ extension SplitVirtqueue {
     func reserveChains(_ count: Int, from first: Int, of batch: PacketBatch, memory mem: GuestMemory,
                        refusing acceptance: OffloadAcceptance?) -> (reserved: Int, broken: Bool) {
         let headerLength = configuration.headerLength
-        let table = desc.unsafelyUnwrapped
+        let table = descriptorTable
         let size = UInt32(mask) &+ 1
         var n = 0
         while n < count {

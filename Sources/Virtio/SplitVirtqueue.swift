@@ -69,6 +69,8 @@ public final class SplitVirtqueue {
     @usableFromInline let segmentChains: UnsafeMutablePointer<UsedChain>
     /// The chains a run of whole frames reserved before copying (SplitVirtqueue+WholeFrames.swift).
     @usableFromInline let reservedChains: UnsafeMutablePointer<ReservedChain>
+    /// The chains a run of single-buffer frames found before taking them (SplitVirtqueue+SingleBuffers.swift).
+    @usableFromInline let singleBufferChains: UnsafeMutablePointer<SingleBufferChain>
 
     public init(index: Int) {
         self.index = index
@@ -79,12 +81,14 @@ public final class SplitVirtqueue {
         segmentChains = .allocate(capacity: pieces)
         segmentChains.initialize(repeating: UsedChain(head: DescriptorIndex(checked: 0), length: 0), count: pieces)
         reservedChains = .allocate(capacity: Self.reservedChainCapacity)
+        singleBufferChains = .allocate(capacity: Self.singleBufferRun)
     }
 
     deinit {
         segmentPieces.deallocate()
         segmentChains.deallocate()
         reservedChains.deallocate()
+        singleBufferChains.deallocate()
     }
 
     /// virtio 1.2 §2.7: Queue Size is a power of 2 no larger than 32768.
@@ -205,6 +209,14 @@ public final class SplitVirtqueue {
         guard isRunning, let u = used, !configuration.eventIndex else { return }
         ferry_store_relaxed_u16(u, SplitRingLayout.usedNoNotify)
         markUsedRing(offset: 0, length: 2)
+    }
+
+    /// The descriptor table, for walking a chain whose head the avail ring named.
+    @inlinable
+    var descriptorTable: UnsafeMutableRawPointer {
+        // SAFETY: a head comes only from the avail ring of a running queue (`head(at:)`, after the
+        // callers' isRunning check), so desc is the table start() translated for size * 16 bytes.
+        desc.unsafelyUnwrapped
     }
 
     /// Chains the driver has made available and we have not consumed; 0 when

@@ -70,6 +70,20 @@ def test_pointer_arithmetic_and_a_subscript_are_steps(tmp_path: Path) -> None:
     assert ":7: an access through a pointer without" in result.stderr
 
 
+def test_an_unchecked_unwrap_is_a_step(tmp_path: Path) -> None:
+    owner = OWNER_HEAD + """
+    var spare: UnsafeMutableRawPointer? = nil
+    func first() -> UInt8 {
+        let p = spare.unsafelyUnwrapped
+        return p.load(as: UInt8.self)  // SAFETY: one byte of a non-nil spare (checked above).
+    }
+}
+"""
+    result = run(tmp_path, {"Sources/Demo/Owner.swift": owner})
+    assert result.returncode == 1, result
+    assert ":7: an unchecked unwrap without a SAFETY: comment" in result.stderr
+
+
 def test_comments_on_the_line_the_function_and_the_block_pass(tmp_path: Path) -> None:
     owner = OWNER_HEAD + """
     func byte(_ i: Int) -> UInt8 {
