@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (NOISY, OtherLoad, Tool, Unsupported, add_other_option,  # noqa: E402
                       add_run_options, begin_run, build_tool, counter_rates, dpdk_vhost_port,
                       ferry_binary_of, fmt, h, least_noisy, noisy_note, parse_run_options,
-                      print_other_table, ratio, run_rounds, summarize)
+                      print_other_table, print_round_table, ratio, run_rounds, summarize)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -65,6 +65,9 @@ FERRIES = ("ferry", "other")
 # The issue's bars, Ferry/DPDK at 64 B, and the goal against the raw TAP limit.
 BARS = {"W4tx": 1.0, "W4rx": 2.0}
 RAW_GOAL = 0.9
+# DPDK's own rate (Mpps) under which a quiet machine is in its slow state (issue 14: DPDK's
+# W3 64 B 7.8-7.9 slow, 9.9-11.6 fast): the round-by-round table labels each round by it.
+SLOW_STATE_BELOW = {("W3", 64): 9.5}
 
 _tap_counter = itertools.count()
 
@@ -487,6 +490,9 @@ def main() -> int:
             print(f"# {row['workload']} 64 B bars: Ferry/DPDK {fmt(r, 4).strip()} "
                   f"(bar >= {bar:.1f}), Ferry/raw {fmt(row['ferry_raw'], 4).strip()} "
                   f"(goal >= {RAW_GOAL})")
+    if "dpdk" in impls:
+        print_round_table(results, [(w, s) for w in workloads for s in sizes_of(w)],
+                          lambda cell: f"{cell[0]} {WORKLOADS[cell[0]]}", SLOW_STATE_BELOW, 30)
     if args.other:
         print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS[row['workload']]}", 30)
         print(f"(this: {h.ferry_binary()}; other: {args.other})")

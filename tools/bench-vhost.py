@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (NOISY, add_other_option, add_run_options, begin_run, ferry_binary_of,  # noqa: E402
-                      fmt, h, print_other_table,
+                      fmt, h, print_other_table, print_round_table,
                       least_noisy, noisy_note, parse_run_options, ratio, run_rounds,
                       summarize, busy_jiffies as _busy_jiffies, proc_jiffies as _proc_jiffies)
 
@@ -174,6 +174,9 @@ def main() -> int:
     print("(Mpps: best and median over rounds of each measurement's median per-second reading "
           "of the front-end; 'noisy' = other processes used > "
           f"{NOISY:.2f} CPU during a measurement)")
+    if "dpdk" in impls:
+        print_round_table(results, [(w, s) for w in workloads for s in sizes],
+                          lambda cell: f"{cell[0]} {WORKLOADS.get(cell[0], '')}")
     if args.other:
         print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS.get(row['workload'], '')}")
         print(f"(this: {h.ferry_binary()}; other: {args.other})")

@@ -508,7 +508,8 @@ def run_rounds(rounds: int, cells: list, impls_of: Callable, run: Callable) -> t
     try:
         for rnd in range(rounds):
             # The machine is bimodal (DPDK's own rate is one marker): say which state each round met.
-            print(f"# round {rnd + 1} machine: {cpu_state()}", flush=True)
+            machine = cpu_state()
+            print(f"# round {rnd + 1} machine: {machine}", flush=True)
             for cell in cells:
                 order = list(impls_of(cell))
                 if rnd % 2:
@@ -516,6 +517,7 @@ def run_rounds(rounds: int, cells: list, impls_of: Callable, run: Callable) -> t
                 for impl in order:
                     m = run(rnd, *cell, impl)
                     failed |= "error" in m
+                    m.setdefault("machine", machine)
                     results.setdefault(tuple(cell) + (impl,), []).append(m)
     except KeyboardInterrupt:
         print("# interrupted", file=sys.stderr)
@@ -523,6 +525,36 @@ def run_rounds(rounds: int, cells: list, impls_of: Callable, run: Callable) -> t
     finally:
         h.cleanup_all()
     return results, failed
+
+
+def print_round_table(results: dict, cells: list, label_of: Callable[[tuple], str],
+                      slow_below: Optional[dict] = None, width: int = 32):
+    """Round by round, Ferry (and --other's) against DPDK measured in the same round, so that
+    each ratio compares the back-ends in one state of the machine; DPDK's own rate is the
+    marker of that state, and where slow_below[cell] gives the DPDK rate (Mpps) under which
+    the quiet machine is in its slow state, the round is labelled slow or fast (noisy when a
+    measurement of the round had other work)."""
+    print()
+    print(f"{'round by round':{width}} {'size':>5} {'round':>5}  {'Ferry':>6} {'other':>6} {'DPDK':>6}  "
+          f"{'Ferry/DPDK':>10} {'other/DPDK':>10}  state (DPDK's rate; machine)")
+    for cell in cells:
+        rows = {impl: results.get(tuple(cell) + (impl,), []) for impl in ("ferry", "other", "dpdk")}
+        for rnd in range(max((len(ms) for ms in rows.values()), default=0)):
+            got = {impl: ms[rnd] for impl, ms in rows.items() if rnd < len(ms)}
+            rate = {impl: m.get("mpps") for impl, m in got.items()}
+            dpdk = rate.get("dpdk")
+            noisy = any(m.get("other_cpus", 0) > NOISY for m in got.values())
+            bound = (slow_below or {}).get(tuple(cell))
+            if noisy:
+                state = "noisy"
+            elif dpdk is None or bound is None:
+                state = "-"
+            else:
+                state = "slow" if dpdk < bound else "fast"
+            machine = next((m["machine"] for m in got.values() if "machine" in m), "")
+            print(f"{label_of(cell):{width}} {cell[1]:>5} {rnd + 1:>5}  {fmt(rate.get('ferry'), 6)} "
+                  f"{fmt(rate.get('other'), 6)} {fmt(dpdk, 6)}  {fmt(ratio(rate.get('ferry'), dpdk), 10)} "
+                  f"{fmt(ratio(rate.get('other'), dpdk), 10)}  {state}; {machine}")
 
 
 def summarize(row: dict, runs: dict) -> dict:

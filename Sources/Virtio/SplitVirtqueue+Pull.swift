@@ -32,7 +32,18 @@ extension SplitVirtqueue {
             let frames = batch.count &- startCount
             if frames > 0 { counters.received(packets: frames, bytes: bytes) }
         }
+        // A front-end that sends frames in single buffers keeps doing so: once a
+        // run takes none, the rest of the burst goes chain by chain.
+        var singleBuffers = configuration.headerLength == PacketBatch.headerSize
         while consumed < n {
+            if singleBuffers {
+                let (taken, takenBytes) = pullSingleBuffers(n &- consumed, into: batch, memory: mem)
+                consumed &+= taken
+                bytes &+= takenBytes
+                if consumed == n { break }
+                singleBuffers = taken > 0
+            }
+            // The next chain is not a single buffer (or breaks a rule): walked the general way.
             guard let h = head(at: lastAvail) else { break }
             let result = readChain(head: h, into: batch, memory: mem)
             switch result {

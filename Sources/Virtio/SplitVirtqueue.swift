@@ -69,6 +69,8 @@ public final class SplitVirtqueue {
     @usableFromInline let segmentChains: UnsafeMutablePointer<UsedChain>
     /// The chains a run of whole frames reserved before copying (SplitVirtqueue+WholeFrames.swift).
     @usableFromInline let reservedChains: UnsafeMutablePointer<ReservedChain>
+    /// The chains a run of single-buffer frames found before taking them (SplitVirtqueue+SingleBuffers.swift).
+    @usableFromInline let singleBufferChains: UnsafeMutablePointer<SingleBufferChain>
 
     public init(index: Int) {
         self.index = index
@@ -79,12 +81,14 @@ public final class SplitVirtqueue {
         segmentChains = .allocate(capacity: pieces)
         segmentChains.initialize(repeating: UsedChain(head: DescriptorIndex(checked: 0), length: 0), count: pieces)
         reservedChains = .allocate(capacity: Self.reservedChainCapacity)
+        singleBufferChains = .allocate(capacity: Self.singleBufferRun)
     }
 
     deinit {
         segmentPieces.deallocate()
         segmentChains.deallocate()
         reservedChains.deallocate()
+        singleBufferChains.deallocate()
     }
 
     /// virtio 1.2 §2.7: Queue Size is a power of 2 no larger than 32768.

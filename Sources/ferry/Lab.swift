@@ -182,7 +182,8 @@ struct Lab: ParsableCommand {
                                meanFrameSize: generator.meanFrameSize)
         result.loadBefore = Self.loadAverage()
         let workers = sw.gate.workers
-        let bench = LabBench(generator: generator, analyser: sink.analyser, flags: flags) {
+        let bench = LabBench(generator: generator, analyser: sink.analyser, flags: flags,
+                             portDrops: { Self.drops(of: sw) }) {
             workers.reduce(0) { $0 &+ $1.busyLoops.load(ordering: .relaxed) &+ $1.idleLoops.load(ordering: .relaxed) }
         }
         let progress = LabProgress(enabled: isatty(STDERR_FILENO) == 1)
@@ -225,6 +226,18 @@ struct Lab: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return ((try? encoder.encode(result)) ?? Data()) + Data("\n".utf8)
+    }
+
+    /// Every port's drops so far, by reason: each trial keeps what moved during it.
+    static func drops(of sw: Switch) -> [String: [String: UInt64]] {
+        var drops: [String: [String: UInt64]] = [:]
+        for p in sw.ports {
+            let counts = p.port.counters.reduce(into: [DropReason: UInt64]()) { total, queue in
+                total.merge(queue.snapshot.drops, uniquingKeysWith: +)
+            }
+            drops[p.name] = Dictionary(uniqueKeysWithValues: counts.map { ($0.key.name, $0.value) })
+        }
+        return drops
     }
 
     /// The 1-minute load average, for the record: figures on a loaded machine are indicative.

@@ -22,13 +22,16 @@ final class LabBench {
     /// The loops the switch's workers have made so far: a spell in which the sink's count did
     /// not move says the frames stopped coming only if the workers ran during it.
     let workerLoops: () -> UInt64
+    /// Every port's drops so far, by port name and reason.
+    let portDrops: () -> [String: [String: UInt64]]
 
     init(generator: GenPort, analyser: TrafficAnalyser, flags: LabFlags, drain: Double = 0.2,
-         workerLoops: @escaping () -> UInt64) {
+         portDrops: @escaping () -> [String: [String: UInt64]] = { [:] }, workerLoops: @escaping () -> UInt64) {
         self.generator = generator
         self.analyser = analyser
         self.flags = flags
         self.drain = drain
+        self.portDrops = portDrops
         self.workerLoops = workerLoops
     }
 
@@ -37,6 +40,7 @@ final class LabBench {
         let sentBefore = generator.sent
         let laggedBefore = generator.laggedFrames
         let before = analyser.snapshot
+        let dropsBefore = portDrops()
         let count = rate.map { UInt64(max(1, ($0 * duration).rounded())) }
         generator.startTrial(framesPerSecond: rate, count: count)
         let start = MonotonicClock.now()
@@ -70,6 +74,7 @@ final class LabBench {
             loops = loopsNow
         }
         let after = analyser.snapshot
+        let drops = Self.increase(from: dropsBefore, to: portDrops())
         let sent = generator.sent &- sentBefore
         let received = after.stamped &- before.stamped
         let span = generator.trialSpan
@@ -85,7 +90,20 @@ final class LabBench {
             reordered: after.reordered &- before.reordered, duplicates: after.duplicates &- before.duplicates,
             lagged: generator.laggedFrames &- laggedBefore, seconds: (seconds * 1000).rounded() / 1000,
             latency: AnalysisReport.latency(latency),
-            histogram: latency.nonEmptyBuckets.map { [$0.upTo, $0.count] })
+            histogram: latency.nonEmptyBuckets.map { [$0.upTo, $0.count] }, drops: drops)
+    }
+
+    /// The drops counted between two readings, leaving out ports and reasons that did not move.
+    static func increase(from before: [String: [String: UInt64]], to after: [String: [String: UInt64]])
+        -> [String: [String: UInt64]] {
+        var moved: [String: [String: UInt64]] = [:]
+        for (port, reasons) in after {
+            for (reason, count) in reasons {
+                let was = before[port]?[reason] ?? 0
+                if count > was { moved[port, default: [:]][reason] = count &- was }
+            }
+        }
+        return moved
     }
 }
 

@@ -25,11 +25,14 @@ struct LabResult: Codable {
         var latency: LatencyStatistics
         /// Non-empty latency buckets: [highest value in the bucket (ns), frames].
         var histogram: [[UInt64]]
+        /// Frames the lab's own ports dropped during the trial, by port and reason (only those
+        /// that dropped): whether the lab's side lost what the trial counts lost.
+        var drops: [String: [String: UInt64]] = [:]
 
         enum CodingKeys: String, CodingKey {
             case purpose, requestedPPS = "requested_pps", offeredPPS = "offered_pps", receivedPPS = "received_pps"
             case offeredBPS = "offered_bps", sent, received, lost, loss, reordered, duplicates, lagged, seconds
-            case latency, histogram
+            case latency, histogram, drops
         }
     }
 

@@ -65,4 +65,12 @@ final class RateSearchTests: XCTestCase {
         XCTAssertTrue(svg.contains("latency 50%: p50 1.2us"), svg)
         XCTAssertFalse(svg.contains("nan") || svg.contains("inf"), svg)
     }
+
+    func testATrialKeepsOnlyTheDropsThatMovedDuringIt() {
+        let before: [String: [String: UInt64]] = ["a": ["tx_full": 10], "b": ["no_rx_buffer": 3], "s": [:]]
+        let after: [String: [String: UInt64]] = ["a": ["tx_full": 25, "not_ready": 0], "b": ["no_rx_buffer": 3],
+                                                 "s": ["runt": 2], "new": ["tx_full": 1]]
+        XCTAssertEqual(LabBench.increase(from: before, to: after),
+                       ["a": ["tx_full": 15], "s": ["runt": 2], "new": ["tx_full": 1]])
+    }
 }

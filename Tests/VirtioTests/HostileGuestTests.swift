@@ -290,6 +290,21 @@ final class HostileGuestTests: XCTestCase {
         XCTAssertEqual(g.ring.usedIndex, 0, "nothing published")
     }
 
+    /// A bad single buffer behind good ones in one run: the good ones are pulled (their used
+    /// entries never published), the bad one stops the queue with its own error.
+    func testABadBufferInARunOfSingleBuffersStopsTheQueueThere() throws {
+        let g = try Guest()
+        for i in 0..<3 { g.offer(head: UInt16(i), [(UInt16(i), g.buffer(76), 76, 0, 0)]) }
+        g.offer(head: 3, [(3, g.buffer(76), 76, write, 0)])
+        g.offer(head: 4, [(4, g.buffer(76), 76, 0, 0)])
+        XCTAssertEqual(g.queue.pull(into: g.batch, counters: g.counters), 3)
+        XCTAssertEqual(g.batch.count, 3)
+        XCTAssertFalse(g.queue.isRunning)
+        XCTAssertEqual(g.queue.error, .writableInDriverChain)
+        g.queue.release()
+        XCTAssertEqual(g.ring.usedIndex, 0, "nothing published")
+    }
+
     // MARK: Avail ring
 
     func testAvailIndexJumpingByMoreThanTheRingSize() throws {

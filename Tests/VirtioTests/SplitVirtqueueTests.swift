@@ -67,6 +67,65 @@ final class SplitVirtqueueTests: XCTestCase {
         XCTAssertEqual(ring.usedEntries().map(\.id), heads.map(UInt32.init))
     }
 
+    /// Single buffers go in runs (SplitVirtqueue+SingleBuffers.swift); a chain of two buffers
+    /// or an indirect one ends a run and is walked on its own. Order, bytes and headers are
+    /// the same either way.
+    func testPullMixesSingleBuffersAndChainsInOrder() throws {
+        let (ring, queue) = try started()
+        var frames: [[UInt8]] = []
+        var heads: [UInt16] = []
+        for i in 0..<150 {
+            let frame = ethernetFrame(length: 60 + i, seed: UInt8(truncatingIfNeeded: i))
+            let header = i % 5 == 0 ? offloadHeader : [UInt8](repeating: 0, count: 12)
+            frames.append(frame)
+            switch i {
+            case 3, 70: heads.append(ring.offerTX(frame: frame, header: header, split: [12, frame.count]))
+            case 71: heads.append(ring.offerTX(frame: frame, header: header, indirect: true))
+            default: heads.append(ring.offerTX(frame: frame, header: header))
+            }
+        }
+        let batch = PacketBatch(capacity: 256)
+        let counters = QueueCounters()
+
+        XCTAssertEqual(queue.pull(into: batch, counters: counters), 150)
+        XCTAssertEqual(batch.count, 150)
+        for (i, f) in frames.enumerated() {
+            XCTAssertEqual(batch.frameBytes(i), f, "frame \(i)")
+            XCTAssertEqual(batch.headerBytes(i), i % 5 == 0 ? offloadHeader : [UInt8](repeating: 0, count: 12), "header \(i)")
+        }
+        XCTAssertEqual(counters.snapshot, CounterSnapshot(rxPackets: 150, rxBytes: UInt64(frames.map(\.count).reduce(0, +))))
+        XCTAssertEqual(ring.usedIndex, 0)
+        queue.release()
+        XCTAssertEqual(ring.usedEntries(), heads.map { UsedEntry(id: UInt32($0), length: 0) })
+    }
+
+    /// A run of single buffers takes no more frames than the batch has segments left; the
+    /// rest wait for the next burst.
+    func testSingleBuffersStopWhereTheBatchRunsOutOfSegments() throws {
+        let (ring, queue) = try started()
+        let batch = PacketBatch(capacity: 8, segmentsPerFrame: 1)
+        let counters = QueueCounters()
+        let three = ethernetFrame(length: 60, seed: 9)
+        ring.offerTX(frame: three, split: [12, 20, 20, 20])
+        XCTAssertEqual(queue.pull(into: batch, counters: counters), 1)
+        XCTAssertEqual(batch.segmentCount, 3)
+        let singles = (0..<7).map { ethernetFrame(length: 64, seed: UInt8($0)) }
+        for f in singles { ring.offerTX(frame: f) }
+
+        XCTAssertEqual(queue.pull(into: batch, counters: counters), 5, "as many as the segments left")
+        XCTAssertEqual(batch.segmentCount, 8)
+        XCTAssertEqual(batch.frameBytes(0), three)
+        for i in 0..<5 { XCTAssertEqual(batch.frameBytes(i + 1), singles[i], "frame \(i)") }
+        queue.release()
+        XCTAssertEqual(ring.usedIndex, 6)
+        batch.reset()
+        XCTAssertEqual(queue.pull(into: batch, counters: counters), 2)
+        XCTAssertEqual(batch.frameBytes(1), singles[6])
+        queue.release()
+        XCTAssertEqual(ring.usedIndex, 8)
+        XCTAssertEqual(counters.snapshot.drops, [:])
+    }
+
     func testPullStopsAtTheBatchCapacityAndResumes() throws {
         let (ring, queue) = try started()
         let frames = (0..<40).map { ethernetFrame(length: 100, seed: UInt8($0)) }
