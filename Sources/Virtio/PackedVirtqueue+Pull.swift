@@ -47,6 +47,10 @@ extension PackedVirtqueue {
     @inlinable
     public func release() {
         guard pendingCount > 0, isRunning else { return }
-        publishUsed()
+        if configuration.inOrder {
+            releaseInOrder()
+        } else {
+            publishUsed()
+        }
     }
 }

@@ -13,6 +13,9 @@ public struct RingConfiguration {
     public var availAddress = FrontEndAddress(0)
     public var usedAddress = FrontEndAddress(0)
     public var eventIndex = false
+    /// VIRTIO_F_IN_ORDER: the driver finds used chains by their order, so a
+    /// packed TX ring may mark a burst used with one descriptor (`releaseInOrder`).
+    public var inOrder = false
     public var headerLength = 12
     public var mergeableBuffers = false
     /// Virtio-net header flags this driver may be given (virtio 1.2 §5.1.6.4.1:
@@ -36,6 +39,7 @@ public struct RingConfiguration {
         // VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
         acceptedHeaderFlags = features.contains(.guestCsum) ? 0x03 : 0
         eventIndex = features.contains(.eventIndex)
+        inOrder = features.contains(.inOrder)
     }
 
     /// Forgets the size, the areas and the log (a reset device); what the

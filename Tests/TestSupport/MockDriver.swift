@@ -144,7 +144,7 @@ extension MockDriverRing {
 
     /// Points `queue` at this ring, as SET_VRING_NUM, SET_VRING_ADDR and SET_FEATURES would.
     public func configure(_ queue: any VirtqueueControl, eventIndex: Bool = false, headerLength: Int = 12,
-                          mergeableBuffers: Bool = false, guestChecksum: Bool = true) {
+                          mergeableBuffers: Bool = false, guestChecksum: Bool = true, inOrder: Bool = false) {
         var c = RingConfiguration()
         c.size = size
         c.descAddress = ram.frontEndAddress(areaGPAs.desc)
@@ -154,6 +154,7 @@ extension MockDriverRing {
         c.headerLength = headerLength
         c.mergeableBuffers = mergeableBuffers
         c.acceptedHeaderFlags = guestChecksum ? 0x03 : 0
+        c.inOrder = inOrder
         queue.configuration = c
     }
 

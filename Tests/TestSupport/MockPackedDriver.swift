@@ -38,6 +38,12 @@ public final class MockPackedRing: MockDriverRing {
     private var nextID: UInt16 = 0
     /// Per buffer id: the ring descriptors its chain took and its buffers, to read RX data back.
     private var chains: [UInt16: (descriptors: Int, buffers: [(address: UInt64, length: Int)])] = [:]
+    /// Ids of the chains in flight, in the order they were offered.
+    private var offeredOrder: [UInt16] = []
+    /// Reads used descriptors as a driver that negotiated VIRTIO_F_IN_ORDER
+    /// does: one may stand for every chain offered up to its id, the ring
+    /// skipping all their descriptors (virtio 1.2 §2.8, "In-order use of descriptors").
+    public var readsBatchesInOrder = false
 
     public init(ram: GuestRAM, size: UInt16, at gpa: UInt64? = nil, buffers: Range<UInt64>? = nil) {
         self.ram = ram
@@ -85,6 +91,7 @@ public final class MockPackedRing: MockDriverRing {
         }
         precondition(outstanding + ring.count <= Int(size), "test bug: more descriptors outstanding than the ring holds")
         chains[id] = (ring.count, buffers.map { ($0.address, Int($0.length)) })
+        offeredOrder.append(id)
         offerRaw(ring.map { ($0.address, $0.length, id, $0.flags) })
         return id
     }
@@ -130,6 +137,7 @@ public final class MockPackedRing: MockDriverRing {
     public func forgetOutstanding() {
         outstanding = 0
         chains = [:]
+        offeredOrder = []
         finished = [:]
     }
 
@@ -187,12 +195,20 @@ public final class MockPackedRing: MockDriverRing {
             guard avail == used, used == usedWrap else { break }
             let p = ram.pointer(ringGPA + 16 * UInt64(usedPosition), count: 16)
             let id = p.load(fromByteOffset: 12, as: UInt16.self)
-            guard let chain = chains[id] else { preconditionFailure("used id \(id) names no chain in flight") }
-            out.append(UsedEntry(id: UInt32(id), length: p.load(fromByteOffset: 8, as: UInt32.self)))
-            advance(&usedPosition, &usedWrap, by: chain.descriptors)
-            outstanding -= chain.descriptors
-            finished[id] = chain.buffers
-            chains[id] = nil
+            guard chains[id] != nil else { preconditionFailure("used id \(id) names no chain in flight") }
+            let length = p.load(fromByteOffset: 8, as: UInt32.self)
+            // In order, the chains offered before this one are used with it (length 0: the device wrote nothing).
+            let batch = readsBatchesInOrder ? Array(offeredOrder.prefix(through: offeredOrder.firstIndex(of: id)!))
+                : [id]
+            for done in batch {
+                let chain = chains[done]!
+                out.append(UsedEntry(id: UInt32(done), length: done == id ? length : 0))
+                advance(&usedPosition, &usedWrap, by: chain.descriptors)
+                outstanding -= chain.descriptors
+                finished[done] = chain.buffers
+                chains[done] = nil
+                offeredOrder.remove(at: offeredOrder.firstIndex(of: done)!)
+            }
         }
         return out
     }

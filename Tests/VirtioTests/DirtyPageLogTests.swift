@@ -59,7 +59,7 @@ final class DirtyPageLogTests: XCTestCase {
     /// regions' boundary; RX buffers and TX frames offered by the driver. Returns
     /// what changed, the log, and where the ring structures the device writes lie
     /// (the used rings; for packed rings the descriptor rings and device event areas).
-    private func driveEveryWrite(_ layout: Layout, logging: Bool) throws
+    private func driveEveryWrite(_ layout: Layout, logging: Bool, inOrder: Bool = false) throws
         -> (changed: [UInt64], log: DirtyPageLog, ringGPAs: [UInt64])
     {
         let ram = try GuestRAM.twoRegions(size: 4 << 20)
@@ -73,7 +73,8 @@ final class DirtyPageLogTests: XCTestCase {
         let (tx, txq, txControl) = makeRing(layout, ram: ram, at: ram.base + 0x4000, buffers: txBuffers, index: 1)
         var ringGPAs: [UInt64] = []
         for (ring, control) in [(rx, rxControl), (tx, txControl)] {
-            ring.configure(control, eventIndex: true, mergeableBuffers: true)
+            ring.configure(control, eventIndex: true, mergeableBuffers: true, inOrder: inOrder)
+            (ring as? MockPackedRing)?.readsBatchesInOrder = inOrder
             let areas = ring.areaGPAs
             // A split ring's used ring is logged where the front-end asks; a packed ring has none.
             control.configuration.setDirtyLog(logging ? log : nil,
@@ -145,8 +146,8 @@ final class DirtyPageLogTests: XCTestCase {
         return (changedAddresses(ram, since: before), log, ringGPAs)
     }
 
-    private func assertEveryWriteIsMarked(_ layout: Layout) throws {
-        let (changed, log, rings) = try driveEveryWrite(layout, logging: true)
+    private func assertEveryWriteIsMarked(_ layout: Layout, inOrder: Bool = false) throws {
+        let (changed, log, rings) = try driveEveryWrite(layout, logging: true, inOrder: inOrder)
         XCTAssertGreaterThan(changed.count, 12_000, "frames, headers, used entries and indexes were written")
         let unmarked = changed.filter { !log.isMarked(page: $0 / DirtyPageLog.pageSize) }
         XCTAssertEqual(unmarked.count, 0, "written but not marked: \(unmarked.prefix(8).map { String($0, radix: 16) })")
@@ -163,6 +164,11 @@ final class DirtyPageLogTests: XCTestCase {
     /// descriptors back over the descriptor ring and its own event structure.
     func testEveryByteFerryWritesIntoPackedRingsLiesInAMarkedPage() throws {
         try assertEveryWriteIsMarked(.packed)
+    }
+
+    /// With IN_ORDER a packed TX burst is marked used by one descriptor: that one is marked.
+    func testEveryByteFerryWritesIntoInOrderPackedRingsLiesInAMarkedPage() throws {
+        try assertEveryWriteIsMarked(.packed, inOrder: true)
     }
 
     func testNothingIsMarkedWhileLoggingIsOff() throws {

@@ -51,6 +51,47 @@ final class InOrderUseTests: XCTestCase {
         assertTransmitChainsUsedInOrder(ring, pull: queue.pull(into:counters:), release: queue.release)
     }
 
+    /// With IN_ORDER negotiated, a packed TX burst is marked used by one
+    /// descriptor, where the burst's first would go, with its last chain's id:
+    /// the other slots of the burst keep the driver's flags. Chains of two
+    /// descriptors, drops and bursts that wrap round the ring change nothing.
+    func testPackedTransmitBurstIsUsedWithOneDescriptorInOrder() throws {
+        let ram = try GuestRAM.oneRegion()
+        let ring = MockPackedRing(ram: ram, size: 16)
+        ring.readsBatchesInOrder = true
+        let queue = PackedVirtqueue(index: 0)
+        ring.configure(queue, inOrder: true)
+        try queue.start(memory: ram.makeGuestMemory())
+        let counters = QueueCounters()
+        let batch = PacketBatch(capacity: 5)
+        var offered: [UInt32] = []
+        var used: [UsedEntry] = []
+        for round in 0..<6 {
+            for i in 0..<5 {
+                let frame = i == 3 ? [UInt8](repeating: 0, count: 8) : ethernetFrame(length: 60 + i, seed: UInt8(round))
+                // Every other round, the second chain's frame comes in two descriptors.
+                let split = round % 2 == 1 && i == 1 ? [6, 12 + frame.count - 6] : nil
+                offered.append(UInt32(ring.offerTX(frame: frame, split: split)))
+            }
+            let first = ring.usedPosition
+            batch.reset()
+            XCTAssertEqual(queue.pull(into: batch, counters: counters), 5)
+            queue.release()
+            let slots = round % 2 == 1 ? 6 : 5
+            for k in 1..<slots {
+                // Still the driver's: AVAIL and USED differ (a used descriptor has them equal).
+                let flags = ring.flags((first + UInt16(k)) % ring.size)
+                XCTAssertNotEqual(flags & PackedFlag.avail != 0, flags & PackedFlag.used != 0,
+                                  "round \(round): slot \(k) of the burst written used")
+            }
+            used += ring.usedEntries()
+        }
+        XCTAssertEqual(used.map(\.id), offered)
+        XCTAssertEqual(used.map(\.length), [UInt32](repeating: 0, count: offered.count))
+        XCTAssertEqual(counters.snapshot.drops, [.runt: 6])
+        XCTAssertEqual(ring.outstanding, 0)
+    }
+
     /// Offers 20 chains, every fifth a runt (consumed and dropped where it stands), pulls them
     /// in bursts of 7 and checks the used entries name the chains in the order they were offered.
     private func assertTransmitChainsUsedInOrder(_ ring: some MockDriverRing,
