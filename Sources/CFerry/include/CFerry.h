@@ -65,6 +65,11 @@ static inline void ferry_store_relaxed_u32(void *p, uint32_t v) {
 static inline void ferry_fetch_or_release_u8(void *p, uint8_t v) {
     (void)__atomic_fetch_or((uint8_t *)p, v, __ATOMIC_RELEASE);
 }
+// A counter more than one worker adds to (a vxlan port's per-VTEP receive
+// counts: its socket's worker and every worker pulling its uplink's queues).
+static inline void ferry_fetch_add_relaxed_u64(void *p, uint64_t v) {
+    (void)__atomic_fetch_add((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
 // A full fence: needed between publishing used.idx and reading the driver's
 // event index (virtio 1.2 §2.7.10: the store must be visible before the load).
 static inline void ferry_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
