@@ -42,6 +42,13 @@ Measured from g to c with iperf3 (client in g, server in c):
     sudo tools/bench-vxlan.py --rounds 3 --seconds 8
     sudo tools/bench-vxlan.py --baseline /tmp/ferry-old   # adds a row: another Ferry binary, same run
     sudo tools/bench-vxlan.py --idle poll   # Ferry's worker never sleeps (it has CPU 0 to itself)
+    sudo tools/bench-vxlan.py --capacity    # the VTEP's own forwarding rate (below)
+
+--capacity measures what each VTEP forwards when neither the station nor the far side holds it
+back: the station is tools/afpacket-send (64-byte frames to C's MAC as fast as CPU 1 sends, no
+socket stack), and the router stops forwarding (host A's datagrams end in its routing lookup,
+on CPU 1), so CPU 1 does little else and host A's VTEP on CPU 0 is the bottleneck. Each
+round prints what the station sent and what the VTEP put into the tunnel; nothing reaches C.
 
 FERRY_BIN overrides the Ferry binary. On a shared 2-core machine the sender and the path share
 the CPUs: the figures are indicative, compare them within one run only, and report the load.
@@ -52,6 +59,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -59,7 +67,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "Integration"))
+sys.path.insert(0, str(REPO / "tools"))
 import harness as h  # noqa: E402
+from benchlib import build_tool  # noqa: E402
 
 PID = os.getpid() % 10000
 ROWS = ["kernel", "ferry", "ferry-xdp"]
@@ -228,17 +238,65 @@ def measure(row: str, seconds: int, workdir: str, binary: str | None,
         setup.teardown()
 
 
+def measure_capacity(row: str, seconds: int, workdir: str, binary: str | None, idle: str | None,
+                     sender: str) -> float:
+    """What host A's VTEP put into the tunnel per second with a raw-socket station and a far side
+    that drops at the router's door."""
+    setup = Setup(row, workdir, binary, idle)
+    try:
+        s = setup.spaces
+        # The router stops forwarding: what host A sends ends in its routing lookup, on CPU 1.
+        ns(s["r"], "sysctl", "-qw", "net.ipv4.ip_forward=0")
+        station = f"fbvt{PID}" if row != "kernel" else "s0"
+        c_mac = json.loads(ns(s["c"], "ip", "-j", "link", "show", "s0").stdout)[0]["address"]
+        tunneled = setup.tunnel_packets()
+        busy, total = cpu0_times()
+        out = ns(s["g"], "taskset", "-c", "1", sender, station, str(seconds), "64", c_mac).stdout
+        busy_after, total_after = cpu0_times()
+        forwarded = (setup.tunnel_packets() - tunneled) / seconds
+        sent = int(re.search(r"TOTAL tx=(\d+)", out).group(1)) / seconds
+        print(f"         {row}: station sent {sent / 1e3:.1f} kpps, VTEP into the tunnel {forwarded / 1e3:.1f}; "
+              f"CPU 0 busy {100 * (busy_after - busy) / max(1, total_after - total):.0f} %", flush=True)
+        return forwarded
+    finally:
+        setup.teardown()
+
+
+def capacity(args, rows: list[str], binaries: dict):
+    sender = build_tool("afpacket-send")
+    results: dict[str, list[float]] = {row: [] for row in rows}
+    print(f"load: {open('/proc/loadavg').read().split()[:3]}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ferry-bench-vxlan-") as workdir:
+        for r in range(args.rounds):
+            for row in (rows if r % 2 == 0 else list(reversed(rows))):
+                forwarded = measure_capacity(row, args.seconds, workdir, binaries.get(row), args.idle, sender)
+                results[row].append(forwarded)
+                print(f"round {r + 1} {row:9} VTEP {forwarded / 1e3:8.1f} kpps", flush=True)
+    print(f"\nload: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"{'path':9} {'VTEP kpps, 64 B':>16}   (median of {args.rounds})")
+    medians = {row: middle(v) for row, v in results.items()}
+    for row, forwarded in medians.items():
+        print(f"{row:9} {forwarded / 1e3:16.1f}")
+    for row in rows[1:]:
+        print(f"{row}/kernel  VTEP {medians[row] / medians['kernel']:.2f}x")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--baseline", metavar="FERRY", help="another Ferry binary measured as row 'baseline'")
     parser.add_argument("--idle", metavar="POLICY", help="`ferry run --idle POLICY` for every Ferry row")
+    parser.add_argument("--capacity", action="store_true",
+                        help="the VTEP's own 64 B forwarding rate: a raw-socket station, a far side that drops")
     args = parser.parse_args()
     rows = ROWS + (["baseline"] if args.baseline else [])
     binaries = {"baseline": args.baseline}
     if os.geteuid() != 0:
         sys.exit("bench-vxlan: needs root (namespaces, veths, raw sockets)")
+    if args.capacity:
+        capacity(args, rows, binaries)
+        return
     results: dict[str, list[tuple[float, float, float]]] = {row: [] for row in rows}
     print(f"load: {open('/proc/loadavg').read().split()[:3]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="ferry-bench-vxlan-") as workdir:

@@ -76,8 +76,6 @@ static inline void ferry_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SE
 static inline void ferry_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void ferry_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void ferry_cpu_relax(void) { __builtin_ia32_pause(); }
-// A hint to start loading the line at p for reading; never faults, whatever p is.
-static inline void ferry_prefetch_read(const void *p) { __builtin_prefetch(p, 0, 3); }
 
 // ---- SCM_RIGHTS: the CMSG_* macros as functions.
 static inline size_t ferry_cmsg_space(size_t len) { return CMSG_SPACE(len); }
