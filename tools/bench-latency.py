@@ -15,7 +15,9 @@ all of them. Per back-end: min / avg / p50 / p99 / max of the replies' round-tri
 ping's own figures per reply), the ratio of its average and maximum to the bridge's of the same
 round, Ferry's CPU (of one core, over the ping run, from /proc/PID/stat) and how often its
 worker fell asleep per ping (`ferry ctl stats`: each sleep puts a wake-up in front of a frame), and
-the pings that got no reply (`lost`: a path that stalls for hundreds of milliseconds loses some). The machine's load
+the pings that got no reply (`lost`: a path that stalls for hundreds of milliseconds loses some), and
+the replies slower than 200 µs and 1 ms (`>200`, `>1ms`: the maximum is one reply of 2,000, these
+say how often the tail happens). The machine's load
 (`/proc/loadavg`) is printed before and after each back-end: on a shared machine a figure is only
 comparable with the bridge's of the same round.
 
@@ -23,7 +25,7 @@ comparable with the bridge's of the same round.
     sudo tools/bench-latency.py --idle poll,adaptive,sleep --rounds 5
     sudo tools/bench-latency.py --idle default,default/normal   # real-time wake-ups or not
     sudo tools/bench-latency.py --count 500 --rounds 1   # a quick look
-    sudo tools/bench-latency.py --other /tmp/ferry-old   # and the build before a change
+    sudo tools/bench-latency.py --other /tmp/ferry-old   # and the build before a change (PATH,PATH: several)
 
 FERRY_BIN overrides the Ferry binary; FERRY_ARGS adds `ferry run` options. Hosts are in
 198.18.0.0/15; every namespace, bridge and Ferry is removed at the end, also on failure.
@@ -38,6 +40,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,13 +112,18 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
     # A few first, so neither ARP nor a learning switch's first flood is in the figures.
     # busybox ping: Debian's iputils-ping is not among Ferry's dependencies (qemu_guest.py).
     in_ns(ns.ns["a"], "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", IP_B)
-    res = in_ns(ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c", str(count), "-i", f"{interval:g}", "-W", "2", IP_B,
-                check=False)
-    times = [float(m) * 1000 for m in re.findall(r"time=([\d.]+) ms", res.stdout)]
+    # Into a file, not a pipe: a pipe's reader (this script) would be woken by every reply's
+    # line and compete with ping for its CPU while the round trips are measured.
+    with tempfile.TemporaryFile(mode="w+") as out:
+        res = subprocess.run(["ip", "netns", "exec", ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c", str(count),
+                              "-i", f"{interval:g}", "-W", "2", IP_B], stdout=out, stderr=subprocess.STDOUT)
+        out.seek(0)
+        output = out.read()
+    times = [float(m) * 1000 for m in re.findall(r"time=([\d.]+) ms", output)]
     # A stall of the forwarding path (a worker starved for hundreds of milliseconds) loses
     # pings: that is a result, shown as `lost`; only a path that barely works is an error.
     if len(times) < count * 0.5:
-        raise RuntimeError(f"{len(times)} of {count} replies\n{res.stdout[-500:]}{res.stderr[-500:]}")
+        raise RuntimeError(f"{len(times)} of {count} replies (ping exited {res.returncode})\n{output[-1000:]}")
     return times
 
 
@@ -146,7 +154,7 @@ def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
     taps = {"a": f"flta{pid}", "b": f"fltb{pid}"}
     args = shlex.split(os.environ.get("FERRY_ARGS", ""))
     policy, _, wake = idle.partition("/")
-    if policy not in ("default", "other"):
+    if policy != "default" and not policy.startswith("other"):
         args += ["--idle", policy]
     if wake:
         args += ["--wake-priority", wake]
@@ -173,7 +181,8 @@ def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
 def summary(rtt: list[float]) -> dict:
     s = sorted(rtt)
     return {"min": s[0], "avg": statistics.fmean(s), "p50": s[len(s) // 2],
-            "p99": s[min(len(s) - 1, int(len(s) * 0.99))], "max": s[-1]}
+            "p99": s[min(len(s) - 1, int(len(s) * 0.99))], "max": s[-1],
+            "over200": sum(1 for x in s if x > 200), "over1ms": sum(1 for x in s if x > 1000)}
 
 
 def main():
@@ -186,9 +195,9 @@ def main():
                          "POLICY/normal or POLICY/realtime also sets --wake-priority")
     ap.add_argument("--wrapper", default="", metavar="CMD",
                     help="a command that execs Ferry, e.g. 'chrt -f 1' (a real-time worker)")
-    ap.add_argument("--other", metavar="PATH",
-                    help="also run this Ferry binary (its default policy) as back-end ferry-other, "
-                         "e.g. the build before a change")
+    ap.add_argument("--other", metavar="PATH[,PATH...]",
+                    help="also run these Ferry binaries (their default policy) as back-ends ferry-other, "
+                         "ferry-other2, ...: e.g. the build before a change")
     ap.add_argument("--ping-cpu", type=int, metavar="N", help="pin ping to CPU N (both back-ends)")
     args = ap.parse_args()
     if args.ping_cpu is not None:
@@ -199,17 +208,18 @@ def main():
     print(f"# {args.count} pings at {args.interval * 1000:g} ms, a -> b, µs; {os.cpu_count()} CPUs; "
           f"Ferry {h.ferry_binary()}", flush=True)
     header = f"{'round':>5} {'back-end':<22} {'min':>7} {'avg':>7} {'p50':>7} {'p99':>7} {'max':>8}" \
-             f" {'avg/br':>7} {'max/br':>7} {'cpu':>6} {'sl/ping':>7} {'lost':>5}  load"
+             f" {'avg/br':>7} {'max/br':>7} {'cpu':>6} {'sl/ping':>7} {'lost':>5} {'>200':>5} {'>1ms':>5}  load"
     print(header, flush=True)
     results: dict[str, list[dict]] = {}
+    binaries = {f"ferry-other{i + 1 if i else ''}": path for i, path in enumerate(args.other.split(","))} \
+        if args.other else {}
     for r in range(1, args.rounds + 1):
         bridge = None
-        others = ["ferry-other"] if args.other else []
-        for backend in ["bridge"] + others + [f"ferry-{p}" for p in policies]:
+        for backend in ["bridge"] + list(binaries) + [f"ferry-{p}" for p in policies]:
             before = load()
             m = through_bridge(args.count, args.interval) if backend == "bridge" \
                 else through_ferry(args.count, args.interval, backend.split("-", 1)[1], shlex.split(args.wrapper),
-                                   args.other if backend == "ferry-other" else None)
+                                   binaries.get(backend))
             s = summary(m["rtt"])
             s["cpu"] = m["cpu"]
             s["sleeps"] = m["sleeps"]
@@ -221,8 +231,9 @@ def main():
             slept = "" if s["sleeps"] is None else f"{s['sleeps']:7.2f}"
             print(f"{r:>5} {backend:<22} {s['min']:7.0f} {s['avg']:7.1f} {s['p50']:7.0f} {s['p99']:7.0f}"
                   f" {s['max']:8.0f} {s['avg'] / bridge['avg']:7.2f} {s['max'] / bridge['max']:7.2f}"
-                  f" {cpu:>6} {slept:>7} {s['lost']:5d}  {before} -> {load()}", flush=True)
-    print("# medians over rounds", flush=True)
+                  f" {cpu:>6} {slept:>7} {s['lost']:5d} {s['over200']:5d} {s['over1ms']:5d}  {before} -> {load()}",
+                  flush=True)
+    print("# medians over rounds; the last two columns: replies over 200 µs and over 1 ms in all rounds", flush=True)
     for backend, rows in results.items():
         med = {k: statistics.median(x[k] for x in rows) for k in ("min", "avg", "p50", "p99", "max")}
         ratios = [x["avg"] / b["avg"] for x, b in zip(rows, results["bridge"])]
@@ -230,7 +241,8 @@ def main():
         cpus = [x["cpu"] for x in rows if x["cpu"] is not None]
         cpu = f"{statistics.median(cpus) * 100:5.1f}%" if cpus else ""
         print(f"{'med':>5} {backend:<22} {med['min']:7.0f} {med['avg']:7.1f} {med['p50']:7.0f} {med['p99']:7.0f}"
-              f" {med['max']:8.0f} {statistics.median(ratios):7.2f} {statistics.median(maxr):7.2f} {cpu:>6}",
+              f" {med['max']:8.0f} {statistics.median(ratios):7.2f} {statistics.median(maxr):7.2f} {cpu:>6}"
+              f" {'':>7} {'':>5} {sum(x['over200'] for x in rows):5d} {sum(x['over1ms'] for x in rows):5d}",
               flush=True)
 
 

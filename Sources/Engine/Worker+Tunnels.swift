@@ -9,7 +9,7 @@ import Ports
 // switches as its own (`XdpPort.tunnelFrames`); here each vxlan port wired to
 // the uplink takes its own (`VxlanPort.decapsulate`, the socket path's
 // decoder) by reference into `tunnelInner`, and the burst is switched as that
-// port's, on its queue 1, before the uplink's pull is released. So the uplink
+// port's, on its queue 1 + the uplink queue's number, before the uplink's pull is released. So the uplink
 // never knows the vxlan port, and the worker that pulls an uplink queue
 // serves its tunnels' datagrams without handing them to another thread.
 extension Worker {
@@ -26,14 +26,14 @@ extension Worker {
             guard let tunnel = destination.tunnel else { continue }
             let inner = tunnelInner
             inner.reset()
-            claimed &+= tunnel.decapsulate(underlay: frames, into: inner)
+            claimed &+= tunnel.decapsulate(underlay: frames, queue: source.queue, into: inner)
             if inner.count == 0 { continue }
             let index = PortIndex(truncating: v)
             if capturesReceive(v) { capture(inner, port: index, direction: .receive) }
             if now == 0 { now = MonotonicClock.seconds() }
             // The burst before came in elsewhere: its remembered decision is not this one's.
             recent.valid = false
-            switchBurst(inner, from: WorkerSource(index: index, port: destination, queue: 1), now: now)
+            switchBurst(inner, from: WorkerSource(index: index, port: destination, queue: 1 &+ source.queue), now: now)
         }
         // Redirected for a tunnel no port here takes any more (removed while the program had it).
         if claimed < frames.count { source.port.counters(queue: source.queue).dropped(.noDestination, frames.count &- claimed) }

@@ -64,6 +64,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// hold yet, on a vxlan port sending through an `xdp:` uplink (`via=`); its
     /// resolution is started.
     case vxlanUnresolvedVTEP
+    /// A VXLAN datagram taken from an `xdp:` uplink whose outer UDP checksum is
+    /// non-zero and wrong (the kernel's socket drops such a datagram itself).
+    case vxlanBadChecksum
 
     /// The name used in stats output and metrics labels.
     public var name: String {
@@ -94,6 +97,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .vxlanFlagClear: "vxlan_flag_clear"
         case .vxlanUnknownVNI: "vxlan_unknown_vni"
         case .vxlanUnresolvedVTEP: "vxlan_unresolved_vtep"
+        case .vxlanBadChecksum: "vxlan_bad_checksum"
         }
     }
 }

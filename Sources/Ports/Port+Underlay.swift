@@ -13,7 +13,7 @@ extension Port {
             vxlan.underlay?.disconnect()
             return false
         }
-        try vxlan.connectUnderlay(interface: xdp.interface)
+        try vxlan.connectUnderlay(interface: xdp.interface, queues: xdp.queueCount)
         if !vxlan.acceptsAnySender { try xdp.steerTunnel(local: vxlan.local, udpPort: vxlan.udpPort) }
         return true
     }

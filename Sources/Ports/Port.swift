@@ -146,7 +146,7 @@ public enum Port {
         case .xdp(let p): p.counters[queue]
         case .failed(let p): p.counters
         case .packet(let p): p.counters[queue]
-        case .vxlan(let p): p.counters[queue]
+        case .vxlan(let p): p.counters(queue: queue)
         case .virtioUser(let p): p.counters[queue]
         case .gen(let p): p.counters
         case .sink(let p): p.counters

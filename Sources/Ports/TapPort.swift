@@ -13,7 +13,8 @@ import Synchronization
 /// tun moves one frame per read or write, so a burst costs one `readv` per
 /// frame, and one `writev` per frame unless the queue has an io_uring: then a
 /// burst's writes go to the kernel together with one `io_uring_enter`
-/// (`WritePath`). Pulled frames land in the port's own receive buffers,
+/// (`WritePath`); a burst of one frame is written with `writev` either way.
+/// Pulled frames land in the port's own receive buffers,
 /// one per batch slot and queue, valid until the next pull on that queue.
 /// As with every port, one thread at a time pulls a queue and one pushes it.
 /// A worker whose TAP frames can only go to one guest reads them straight
@@ -24,6 +25,9 @@ public final class TapPort {
         /// One io_uring WRITEV entry per frame, one `io_uring_enter` per burst:
         /// the per-call entry, exit and file checks are paid once per burst
         /// (≈ +40 % frames per CPU second at 64 bytes, measured with a C loop).
+        /// A burst of one frame shares the enter with nothing, and its
+        /// `writev` costs less: it goes that way (docs/PERFORMANCE.md, a ping
+        /// through two TAPs).
         case ioUring = "io_uring"
         /// One `writev` per frame: where io_uring is missing or disabled.
         case writev
@@ -214,7 +218,8 @@ public final class TapPort {
     @inlinable public func release(queue _: Int) {}
 
     /// Writes every frame of `batch`, header first: through the queue's
-    /// io_uring when it has one (`pushSubmitting`), else one `writev` each. EAGAIN
+    /// io_uring when it has one and the burst has two frames or more
+    /// (`pushSubmitting`), else one `writev` each. EAGAIN
     /// (the TAP's send buffer is full) drops the rest of the burst; any other
     /// error drops only the frame it was returned for.
     @inlinable
@@ -224,7 +229,7 @@ public final class TapPort {
         // SAFETY: q < queueCount (indexing `counters` above traps otherwise), the length of ringFailed;
         // the queue's 1 + maxSegments write iovecs lie in writeVectors ((1 + maxSegments) *
         // queueCount).
-        if !writeRings.isEmpty && !ringFailed[q] {
+        if batch.count > 1 && !writeRings.isEmpty && !ringFailed[q] {
             pushSubmitting(queue: q, from: batch, ring: writeRings[q], counters: counters)
             return
         }

@@ -19,9 +19,12 @@ import Platform
 /// worker that receives for the port, when a new sender is learned; the
 /// opener, for `remote=`) fills an entry and then publishes the count with a
 /// release store; readers load the count acquiring and read only below it.
-/// Counters: the receiving worker writes the rx pair, the worker holding the
-/// port's transmit queue the tx pair (one at a time: the port has one queue,
-/// and a shared queue is pushed under its lock), all relaxed.
+/// Counters: the rx pair has several writers (the worker receiving from the
+/// port's socket and every worker pulling a queue of its `via=` uplink), so
+/// each adds atomically, once per run of datagrams from one VTEP
+/// (`VxlanPort.ReceiveBurst`); the tx pair one writer at a time (the worker
+/// holding the port's transmit queue: the port has one, and a shared queue is
+/// pushed under its lock), relaxed.
 public final class TunnelEndpoints: @unchecked Sendable {
     /// Learned senders beyond this are refused (`vxlan_unknown_vtep`).
     public static let defaultCapacity = PortLimits.vxlanRemotes + 1
@@ -157,18 +160,20 @@ public final class TunnelEndpoints: @unchecked Sendable {
 
     @inlinable
     func add(_ number: Int, _ slot: Int, _ value: UInt64) {
-        // SAFETY: number in 1...count <= capacity (the sender tests it against count; the receiver
-        // counts the number append or number(of:) gave) and slot in 0...3: inside the (capacity + 1) *
-        // 4 counters.
+        // SAFETY: number in 1...count <= capacity (the sender tests it against count) and slot in
+        // 2...3: inside the (capacity + 1) * 4 counters.
         let p = counterSlots + (number &* Self.countersPerEntry &+ slot)
         ferry_store_relaxed_u64(p, ferry_load_relaxed_u64(p) &+ value)
     }
 
-    /// The receiving worker: a datagram of `bytes` inner bytes from entry `number`.
+    /// Any receiving worker: `packets` datagrams of `bytes` inner bytes in all from entry `number`.
     @inlinable
-    public func received(from number: Int, bytes: Int) {
-        add(number, 0, 1)
-        add(number, 1, UInt64(bytes))
+    public func received(from number: Int, packets: Int = 1, bytes: UInt64) {
+        // SAFETY: as in `add`: number in 1...count <= capacity (the number append or number(of:)
+        // gave the receiver), slots 0 and 1: inside the (capacity + 1) * 4 counters.
+        let p = counterSlots + number &* Self.countersPerEntry
+        ferry_fetch_add_relaxed_u64(p, UInt64(packets))
+        ferry_fetch_add_relaxed_u64(p + 1, bytes)
     }
 
     /// The transmitting worker: `packets` datagrams of `bytes` inner bytes in all to entry `number`.

@@ -26,7 +26,7 @@ extension VxlanPort {
     public func pushThroughUnderlay(from batch: PacketBatch, segmenter: SoftwareSegmenter?,
                                     send: (PacketBatch) -> Void) {
         guard let underlay else { return }
-        let counters = self.counters[0]
+        let counters = socketCounters
         let limit = maxInnerFrameLength
         let known = endpoints.count
         let floodCount = endpoints.floodCount

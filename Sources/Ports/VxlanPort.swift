@@ -52,8 +52,17 @@ public final class VxlanPort {
     public let kernelFDB: KernelBridgeFDB?
     /// The interface holding `local`, whose MTU bounds what is sent; nil if none was found.
     public let underlayInterface: String?
-    /// Queue 0: the kernel's sockets; 1: datagrams an xdp uplink took (`via=`, VxlanPort+UnderlayReceive.swift).
-    public let counters = [QueueCounters(), QueueCounters()]
+    /// Queue 0: the kernel's sockets; 1 + q: datagrams queue q of the xdp uplink took (`via=`,
+    /// VxlanPort+UnderlayReceive.swift), each written by the worker pulling that queue only.
+    public var counters: [QueueCounters] {
+        [socketCounters] + underlayCounters.prefix(max(1, underlayQueuesInUse.load(ordering: .relaxed)))
+    }
+    @usableFromInline let socketCounters = QueueCounters()
+    /// One per queue an uplink may have (`PortLimits.xdpQueues`) with `via=`, else one (never
+    /// written): allocated once, so a worker never reads a table the control thread replaces.
+    @usableFromInline let underlayCounters: [QueueCounters]
+    /// The queues of the uplink connected last (reports show that many).
+    let underlayQueuesInUse = Atomic<Int>(0)
     public var queueCount: Int { 1 }
     /// With `via=`: the AF_XDP fast path, whose uplink the switch wires (VxlanPort+Underlay.swift).
     public let underlay: VxlanUnderlay?
@@ -162,6 +171,7 @@ public final class VxlanPort {
         messageEndpoints = Self.table(of: 0, count: n)
         messageDatagrams = Self.table(of: 0, count: n)
         messageLengths = Self.table(of: 0, count: n)
+        underlayCounters = (0..<(via == nil ? 1 : PortLimits.xdpQueues)).map { _ in QueueCounters() }
         let table = endpoints
         underlay = via.map { VxlanUnderlay(portName: $0, local: local, endpoints: table, batchCapacity: batchCapacity,
                                            logger: logger) }
@@ -169,9 +179,11 @@ public final class VxlanPort {
 
     /// Sends through `interface` (the `xdp:` port `via=` names), and sizes inner
     /// frames by its MTU. Control thread, while no worker sends to the port.
-    public func connectUnderlay(interface: String) throws {
+    public func connectUnderlay(interface: String, queues: Int) throws {
         guard let underlay else { return }
+        precondition(queues <= underlayCounters.count, "more uplink queues than the port counts")
         try underlay.connect(interface: interface)
+        underlayQueuesInUse.store(max(queues, underlayQueuesInUse.load(ordering: .relaxed)), ordering: .relaxed)
         let mtu = try NetworkInterface.mtu(of: interface)
         maxInnerFrameLengthValue.store(Self.innerFrameLimit(mtu: mtu, ipv6: local.isIPv6), ordering: .relaxed)
     }
@@ -209,6 +221,12 @@ public final class VxlanPort {
             + (underlay.map { ", sent through xdp port \($0.portName)" } ?? "")
     }
 
+    /// Queue `queue`'s counters without building the list: 0 the socket's, 1 + q uplink queue q's.
+    @inlinable
+    public func counters(queue: Int) -> QueueCounters {
+        queue == 0 ? socketCounters : underlayCounters[queue &- 1]
+    }
+
     /// The errno of the last failure other than "not now" (0 if none).
     public var lastError: Int32 { lastErrorCode.load(ordering: .relaxed) }
 
@@ -237,7 +255,7 @@ public final class VxlanPort {
     /// returns how many datagrams were taken, dropped ones included.
     @inlinable
     public func pull(queue _: Int, into batch: PacketBatch) -> Int {
-        let counters = self.counters[0]
+        let counters = socketCounters
         var budget = min(batch.room, receiveSlots)
         if budget > batch.freeSegments { budget = batch.freeSegments }
         if budget == 0 { return 0 }
@@ -277,24 +295,40 @@ public final class VxlanPort {
                   from: senderAddress, numbering: acceptsAnySender, burst: &burst,
                   token: UInt32(truncatingIfNeeded: d), into: batch, counters: counters)
         }
-        burst.count(on: counters)
+        burst.count(on: counters, endpoints: endpoints)
         return arrived
     }
 
     /// What a receive burst took (frames and inner bytes), and the last sender it
-    /// met with its VTEP number: a burst mostly comes from one.
+    /// met with its VTEP number: a burst mostly comes from one, so that VTEP's
+    /// counters (which several workers add to) are added to once per run of its
+    /// datagrams, not per datagram.
     @usableFromInline
     struct ReceiveBurst {
         @usableFromInline var address = InternetAddress(ipv4NetworkOrder: 0)
         @usableFromInline var number: UInt16 = 0
         @usableFromInline var frames = 0
         @usableFromInline var bytes: UInt64 = 0
+        /// Taken from `number` since it became the burst's sender, not yet on its VTEP's counters.
+        @usableFromInline var runFrames = 0
+        @usableFromInline var runBytes: UInt64 = 0
 
         @inlinable
         init() {}
 
+        /// Moves the run's counts to its VTEP's counters.
         @inlinable
-        func count(on counters: QueueCounters) {
+        mutating func endRun(on endpoints: TunnelEndpoints) {
+            if runFrames == 0 { return }
+            endpoints.received(from: Int(number), packets: runFrames, bytes: runBytes)
+            runFrames = 0
+            runBytes = 0
+        }
+
+        /// Counts what the burst took on the queue's counters and the VTEPs'.
+        @inlinable
+        mutating func count(on counters: QueueCounters, endpoints: TunnelEndpoints) {
+            endRun(on: endpoints)
             if frames > 0 { counters.received(packets: frames, bytes: bytes) }
         }
     }
@@ -317,6 +351,7 @@ public final class VxlanPort {
             counters.dropped(.vxlanUnknownVTEP)
             return
         }
+        if number != burst.number { burst.endRun(on: endpoints) }
         burst.address = sender
         burst.number = number
         switch VXLAN.innerFrame(of: datagram, length: length, vni: vni) {
@@ -330,9 +365,10 @@ public final class VxlanPort {
             batch.clearHeader(batch.count)
             batch.setTunnelEndpoint(batch.count, number)
             batch.append(base: datagram + inner.offset, length: UInt32(truncatingIfNeeded: inner.length), token: token)
-            endpoints.received(from: Int(number), bytes: inner.length)
             burst.frames &+= 1
             burst.bytes &+= UInt64(inner.length)
+            burst.runFrames &+= 1
+            burst.runBytes &+= UInt64(inner.length)
         }
     }
 
@@ -347,7 +383,7 @@ public final class VxlanPort {
     /// are counted per segment.
     @inlinable
     public func push(queue _: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter? = nil) {
-        let counters = self.counters[0]
+        let counters = socketCounters
         let limit = maxInnerFrameLength
         let known = endpoints.count
         let floodCount = endpoints.floodCount

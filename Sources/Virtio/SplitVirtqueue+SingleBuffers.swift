@@ -25,18 +25,19 @@ struct SingleBufferChain {
 // 1. find: the avail entries, and each chain's one descriptor, checked (head
 //    in range, no NEXT, no INDIRECT, not device-writable, long enough for a
 //    header and an Ethernet header, no longer than `maxFrameLength`, inside one
-//    region of guest memory), the buffer translated and the lines of its
-//    header and Ethernet header prefetched. Only loads, so the misses on the
-//    lines the driver's CPU just wrote overlap instead of waiting one frame at
-//    a time.
+//    region of guest memory), the buffer translated. Only loads, so the misses
+//    on the lines the driver's CPU just wrote overlap instead of waiting one
+//    frame at a time.
 // 2. take: each header copied into the batch, the frame behind it made a
-//    segment; its lines are on their way since pass 1.
+//    segment.
 // 3. use: the run's used entries one after another; `release` publishes them.
 // The first chain that is anything else ends the run, untouched: `pull` walks
 // it with `TransmitChain.gather`, which takes every case and reports every
 // broken rule, so this pass never stops a queue itself.
 // Measured against the chain-by-chain walk in docs/PERFORMANCE.md ("Split pull
-// in three passes").
+// in three passes"): a quarter less time per burst on one CPU; W1 and W3 between
+// two CPUs did not move (the front-end sets their rate), and prefetching the
+// buffers' header lines in pass 1 was no better there, so it is not done.
 extension SplitVirtqueue {
     /// The most chains one run finds before it takes them.
     @usableFromInline static let singleBufferRun = 64
@@ -89,11 +90,6 @@ extension SplitVirtqueue {
             let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
             if flags & refused != 0 || length < shortest || length > longest { break }
             guard let buffer = mem.translate(GuestAddress(address), length: length) else { break }
-            // The header and the Ethernet header behind it (the switch reads it next) span
-            // two lines when the driver put the frame at a line's start, its header in front.
-            // SAFETY: shortest <= length, so both bytes are inside the buffer just translated.
-            ferry_prefetch_read(buffer)
-            ferry_prefetch_read(buffer + Int(shortest &- 1))
             // SAFETY: n < count <= singleBufferRun, the array's capacity (pullSingleBuffers' `want`).
             singleBufferChains[n] = SingleBufferChain(head: DescriptorIndex(checked: h), buffer: buffer, length: length)
             n &+= 1

@@ -23,6 +23,13 @@ subnet of its own (198.18.1.0/24, 198.18.2.0/24), MTU 1600 so that a 1500-byte g
   frames it built (outer MACs from A's neighbour table: A's veth to the router's), as tcpdump on
   the router's A side shows, counted on the uplink; B's datagrams come in through the uplink's
   AF_XDP socket (the steering program redirects them), none through the kernel's UDP socket.
+* An IPv6 underlay (`test_an_ipv6_underlay_reaches_a_linux_bridge`, through the kernel's
+  sockets and through the xdp uplink): the same hosts with IPv6 only on the underlay veths
+  (fd00:18:1::/64, fd00:18:2::/64), the Linux VTEP a kernel vxlan device over IPv6, which
+  sends every datagram with a UDP checksum (left unfinished by its veth's offload) and drops
+  one without (udp6zerocsumrx off): the station and C ping each other, tcpdump shows the
+  framing and the checksums Ferry wrote itself (through the uplink) right, and the xdp path takes B's datagrams itself, each
+  checksum checked (none dropped as `vxlan_bad_checksum`).
 * Ferry ↔ Ferry (`test_two_ferry_hosts_carry_ping_and_tcp`): hosts A and B each run Ferry
   with a TAP port (moved into a guest namespace) and a vxlan port; the two guests ping each
   other and a TCP transfer arrives byte for byte (sha256); the TAPs hand Ferry 64 KiB
@@ -67,21 +74,39 @@ def tool_problems() -> list[str]:
 @pytest.fixture
 def underlay(namespaces):
     """Hosts A and B, each one routed hop from the other through a router namespace."""
+    return routed_underlay(namespaces, A_UNDERLAY, B_UNDERLAY)
+
+
+def routed_underlay(namespaces, a_address: str, b_address: str):
+    """Namespaces A, router and B; A and B each with a veth to the router in a subnet of its own
+    (IPv4 /24 or IPv6 /64, the router at .254 or ::fe), the router forwarding. Over IPv6 only
+    the underlay veths have IPv6 (a link made later takes the default: off)."""
     problems = tool_problems()
     if problems:
         pytest.fail("cannot run the VXLAN tests:\n  " + "\n  ".join(problems), pytrace=False)
     a, router, b = namespaces("vxa"), namespaces("vxr"), namespaces("vxb")
-    router.sysctl("net.ipv4.ip_forward", "1")
-    for host, address, side in ((a, A_UNDERLAY, "ra"), (b, B_UNDERLAY, "rb")):
+    ipv6 = ":" in a_address
+    if ipv6:
+        for ns in (a, router, b):
+            ns.sysctl("net.ipv6.conf.all.disable_ipv6", "0")
+            ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        router.sysctl("net.ipv6.conf.all.forwarding", "1")
+    else:
+        router.sysctl("net.ipv4.ip_forward", "1")
+    for host, address, side in ((a, a_address, "ra"), (b, b_address, "rb")):
         host_end = f"vx{side}{os.getpid() % 10000}"
         router_end = f"vx{side}r{os.getpid() % 10000}"
         qg.run(["ip", "link", "add", host_end, "netns", host.name, "mtu", str(UNDERLAY_MTU), "type", "veth",
                 "peer", "name", router_end, "netns", router.name, "mtu", str(UNDERLAY_MTU)])
-        gateway = address.rsplit(".", 1)[0] + ".254"
-        host.ip("addr", "add", f"{address}/24", "dev", host_end)
+        gateway, prefix, extra = (address.rsplit(":", 1)[0] + ":fe", "64", ["nodad"]) if ipv6 \
+            else (address.rsplit(".", 1)[0] + ".254", "24", [])
+        if ipv6:
+            host.sysctl(f"net.ipv6.conf.{host_end}.disable_ipv6", "0")
+            router.sysctl(f"net.ipv6.conf.{router_end}.disable_ipv6", "0")
+        host.ip("addr", "add", f"{address}/{prefix}", "dev", host_end, *extra)
         host.ip("link", "set", host_end, "up")
         host.ip("route", "add", "default", "via", gateway)
-        router.ip("addr", "add", f"{gateway}/24", "dev", router_end)
+        router.ip("addr", "add", f"{gateway}/{prefix}", "dev", router_end, *extra)
         router.ip("link", "set", router_end, "up")
     return a, router, b
 
@@ -90,9 +115,9 @@ def router_side(router, side: str) -> str:
     return f"vx{side}r{os.getpid() % 10000}"
 
 
-def linux_vtep_host(b, c):
+def linux_vtep_host(b, c, local: str = B_UNDERLAY, remote: str = A_UNDERLAY):
     """Host B as Linux does it: bridge br0 with vxlan device vx100 and a veth to namespace C."""
-    b.ip("link", "add", "vx100", "type", "vxlan", "id", str(VNI), "local", B_UNDERLAY, "remote", A_UNDERLAY,
+    b.ip("link", "add", "vx100", "type", "vxlan", "id", str(VNI), "local", local, "remote", remote,
          "dstport", "4789")
     b.ip("link", "add", "br0", "type", "bridge")
     b.ip("link", "set", "vx100", "master", "br0")
@@ -106,7 +131,9 @@ def linux_vtep_host(b, c):
 
 def capture(ns, interface: str, expression: list[str], path: str) -> subprocess.Popen:
     """tcpdump in `ns` writing to `path` until stopped; returns once it listens."""
-    proc = subprocess.Popen(["ip", "netns", "exec", ns.name, "tcpdump", "-i", interface, "-n", "-U", "-w", path]
+    # --immediate-mode: packets reach tcpdump as they come, not in blocks a stop could still hold.
+    proc = subprocess.Popen(["ip", "netns", "exec", ns.name, "tcpdump", "-i", interface, "-n", "-U", "--immediate-mode",
+                             "-w", path]
                             + expression, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # tcpdump says "listening on ..." on stderr once its socket is open.
     line = proc.stderr.readline()
@@ -258,6 +285,68 @@ def test_ferry_sends_through_its_xdp_uplink_to_a_linux_bridge(lab, underlay, nam
     assert behind and behind[0]["port"] == "vx" and behind[0]["vtep"] == B_UNDERLAY, entries
 
     assert_unknown_unicast_reaches(lab, ferry, c, "gen")
+    assert_no_drops_but_full_buffers(ferry.port("vx"))
+
+
+A6_UNDERLAY, B6_UNDERLAY = "fd00:18:1::1", "fd00:18:2::1"
+
+
+@pytest.fixture
+def underlay6(namespaces):
+    """Hosts A and B, one routed IPv6 hop apart through a router namespace."""
+    return routed_underlay(namespaces, A6_UNDERLAY, B6_UNDERLAY)
+
+
+@pytest.mark.parametrize("path", ["socket", "xdp"])
+def test_an_ipv6_underlay_reaches_a_linux_bridge(lab, underlay6, namespaces, ferry_binary, path):
+    a, router, b = underlay6
+    c, g = namespaces("vxc"), namespaces("vxg")
+    linux_vtep_host(b, c, local=B6_UNDERLAY, remote=A6_UNDERLAY)
+    uplink = f"vxra{os.getpid() % 10000}"
+    tap = f"vxt6{os.getpid() % 10000}"
+    vxlan = f"vxlan:{VNI},local={A6_UNDERLAY},remote={B6_UNDERLAY},name=vx"
+    ports = [f"tap:{tap},name=g", vxlan]
+    if path == "xdp":
+        ports = [f"tap:{tap},name=g", f"xdp:{uplink},name=up,vlan=4094", vxlan + ",via=up"]
+    ferry = lab.ferry(ports, netns=a.name)
+    g.adopt(tap, source=a)
+    g.ip("addr", "add", f"{GUEST_IP}/24", "dev", tap)
+    if path == "xdp":
+        h.wait_until(lambda: "via up: 1 resolved" in ferry.port("vx")["state"], 10,
+                     "the Linux VTEP's IPv6 next hop resolved")
+    wire = capture(router, router_side(router, "rb"), ["udp", "port", "4789"], lab.path("underlay.pcap"))
+    try:
+        qg.assert_all_answered(g.ping(C_IP, count=5), 5, f"station -> C over VXLAN/IPv6 ({path})", lab.logs)
+        qg.assert_all_answered(c.ping(GUEST_IP, count=5), 5, f"C -> station over VXLAN/IPv6 ({path})", lab.logs)
+    finally:
+        stop(wire)
+    decoded = read_capture(lab.path("underlay.pcap"))
+    # tcpdump checks IPv6 UDP checksums. A kernel's are left unfinished (the pseudo-header's
+    # sum: the veth's checksum offload), which tcpdump calls bad and the kernel and Ferry take as
+    # a local sender's partial checksum: B's, and Ferry's through its sockets. Through the
+    # uplink Ferry writes whole frames, their checksums finished by itself.
+    framing = r"\.(\d+) > {}\.4789: {}VXLAN, flags \[I\] \(0x08\), vni {}"
+    any_checksum = r"(?:\[[^]]*\] )?"
+    ferry_checksum = r"\[udp sum ok\] " if path == "xdp" else any_checksum
+    ferry_sent = re.findall(re.escape(A6_UNDERLAY) + framing.format(re.escape(B6_UNDERLAY), ferry_checksum, VNI),
+                            decoded)
+    assert len(ferry_sent) >= 5 and all(int(port) >= 49152 for port in ferry_sent), \
+        "\n".join(line for line in decoded.splitlines() if f"{A6_UNDERLAY}." in line)[-3000:]
+    assert re.search(re.escape(B6_UNDERLAY) + framing.format(re.escape(A6_UNDERLAY), any_checksum, VNI),
+                     decoded), decoded[-3000:]
+
+    entries = ferry.ctl("show", "fdb")["fdb"]
+    behind = [e for e in entries if e["mac"] == c.mac("c0")]
+    assert behind and behind[0]["port"] == "vx" and behind[0]["vtep"] == B6_UNDERLAY, entries
+    vteps = ferry.ctl("show", "vteps")["vteps"]
+    assert [(v["address"], v["flood"]) for v in vteps] == [(B6_UNDERLAY, True)], vteps
+    assert vteps[0]["rx_packets"] >= 5 and vteps[0]["tx_packets"] >= 5, vteps
+    queues = {q["queue"]: q for q in ferry.port("vx")["queues"]}
+    if path == "xdp":
+        # B's datagrams came through the uplink's AF_XDP socket, their checksums verified there.
+        assert queues[1]["rx_packets"] >= 5 and queues[0]["rx_packets"] == 0, queues
+    else:
+        assert queues[0]["rx_packets"] >= 5, queues
     assert_no_drops_but_full_buffers(ferry.port("vx"))
 
 

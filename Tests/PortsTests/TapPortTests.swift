@@ -192,6 +192,32 @@ final class TapPortTests: XCTestCase {
         XCTAssertEqual(port.writePath, .ioUring, "a frame's error is not the ring's")
     }
 
+    /// A burst of one frame skips the ring (a `writev` costs less than an
+    /// `io_uring_enter` for one entry): delivered byte-exact, its error counted
+    /// as the ring's would be, and the port still writes bursts through the ring.
+    func testALoneFrameOnAnIOUringPortIsWrittenAndCountedLikeABurst() throws {
+        let port = try makePort("1", batchCapacity: 16)
+        XCTAssertEqual(port.writePath, .ioUring, "io_uring is enabled on the test machines")
+        let socket = try PacketSocket(interface: port.device.index, ignoreOutgoing: true)
+        let arena = FrameArena()
+        let batch = PacketBatch(capacity: 4)
+        let frame = udpFrame(sourcePort: 4000, size: 98)
+        arena.append(frame, cuts: [14], to: batch)
+
+        port.push(queue: 0, from: batch)
+
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 1)
+        XCTAssertEqual(port.counters[0].snapshot.txBytes, UInt64(frame.count))
+        XCTAssertEqual(try socket.receive(timeout: 2), frame)
+
+        try NetworkSandbox.ip("link", "set", port.device.name, "down")
+        port.push(queue: 0, from: batch)
+        XCTAssertEqual(port.counters[0].snapshot.txPackets, 1)
+        XCTAssertEqual(port.counters[0].snapshot.drops, [.ioError: 1])
+        XCTAssertEqual(port.lastError, EIO)
+        XCTAssertEqual(port.writePath, .ioUring)
+    }
+
     func testTheWritevPathWhenAskedForDeliversByteExact() throws {
         let name = NetworkSandbox.interfaceName("ferrytp", "w")
         NetworkSandbox.removeInterface(name)

@@ -161,7 +161,7 @@ final class VxlanUnderlayTests: XCTestCase {
         let underlay = PacketBatch(capacity: 16)
         for frame in frames { arena.append(frame, cuts: [], to: underlay) }
         let batch = PacketBatch(capacity: 16)
-        XCTAssertEqual(port.decapsulate(underlay: underlay, into: batch), 6, "six frames are the port's")
+        XCTAssertEqual(port.decapsulate(underlay: underlay, queue: 0, into: batch), 6, "six frames are the port's")
         XCTAssertEqual(batch.count, 1)
         XCTAssertEqual(bytes(of: batch, frame: 0), inner)
         XCTAssertEqual(batch.tunnelEndpoint(of: 0), 1, "marked with its VTEP, for learning")
@@ -173,24 +173,73 @@ final class VxlanUnderlayTests: XCTestCase {
         XCTAssertEqual(port.endpoints.count, 1, "a stranger is never numbered here")
     }
 
-    func testIPv6DatagramsFromTheUplinkAreDecapsulated() throws {
+    /// An outer IPv6/UDP frame from ::2 to ::1:`port` carrying `payload`, its UDP checksum
+    /// right, zero (`checksummed` false), right plus `corruption`, or `partial`: the
+    /// pseudo-header's sum alone, as a local sender leaves it for its device.
+    private func outerIPv6Frame(port: UInt16, payload: [UInt8], checksummed: Bool = true,
+                                corruption: UInt16 = 0, partial: Bool = false) -> [UInt8] {
+        let length = 8 + payload.count
+        var udp: [UInt8] = [0xC3, 0x50, UInt8(port >> 8), UInt8(port & 0xff), UInt8(length >> 8), UInt8(length & 0xff),
+                            0, 0] + payload
+        let loopback2: [UInt8] = [UInt8](repeating: 0, count: 15) + [2]
+        let loopback1: [UInt8] = [UInt8](repeating: 0, count: 15) + [1]
+        if checksummed {
+            let pseudo = loopback2 + loopback1 + [0, 0, UInt8(length >> 8), UInt8(length & 0xff), 0, 0, 0, 17]
+            var checksum = ~onesComplementSum((pseudo + udp)[...]) &+ corruption
+            if checksum == 0 { checksum = 0xFFFF }
+            if partial { checksum = onesComplementSum(pseudo[...]) }
+            udp[6] = UInt8(checksum >> 8)
+            udp[7] = UInt8(checksum & 0xff)
+        }
+        let ip: [UInt8] = [0x60, 0, 0, 0, UInt8(length >> 8), UInt8(length & 0xff), 17, 64] + loopback2 + loopback1
+        return [2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0xbb, 0x86, 0xDD] + ip + udp
+    }
+
+    func testIPv6DatagramsFromTheUplinkAreDecapsulatedTheirChecksumsVerified() throws {
         let udpPort = UDPPeer.testPort &+ 14
         let port = try port(remotes: ["::2"], local: "::1", offset: 14)
         let inner = udpFrame(sourcePort: 7, size: 70)
         let payload = vxlanHeader(vni: vni) + inner
-        let udp: [UInt8] = [0xC3, 0x50, UInt8(udpPort >> 8), UInt8(udpPort & 0xff), 0, UInt8(8 + payload.count), 0, 0]
-        let loopback2: [UInt8] = [UInt8](repeating: 0, count: 15) + [2]
-        let loopback1: [UInt8] = [UInt8](repeating: 0, count: 15) + [1]
-        let ip: [UInt8] = [0x60, 0, 0, 0, 0, UInt8(8 + payload.count), 17, 64] + loopback2 + loopback1
-        let frame = [2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0xbb, 0x86, 0xDD] + ip + udp + payload
+        var odd = payload + [0x5A]
+        odd[odd.count - 2] = 0x33
         let arena = FrameArena()
-        let underlay = PacketBatch(capacity: 4)
-        arena.append(frame, cuts: [], to: underlay)
-        let batch = PacketBatch(capacity: 4)
-        XCTAssertEqual(port.decapsulate(underlay: underlay, into: batch), 1)
-        XCTAssertEqual(batch.count, 1)
+        let underlay = PacketBatch(capacity: 8)
+        arena.append(outerIPv6Frame(port: udpPort, payload: payload), cuts: [], to: underlay)
+        arena.append(outerIPv6Frame(port: udpPort, payload: payload, checksummed: false), cuts: [], to: underlay)
+        arena.append(outerIPv6Frame(port: udpPort, payload: payload, corruption: 1), cuts: [], to: underlay)
+        arena.append(outerIPv6Frame(port: udpPort, payload: odd), cuts: [], to: underlay)
+        arena.append(outerIPv6Frame(port: udpPort, payload: odd, corruption: 0x100), cuts: [], to: underlay)
+        arena.append(outerIPv6Frame(port: udpPort, payload: payload, partial: true), cuts: [], to: underlay)
+        let batch = PacketBatch(capacity: 8)
+        XCTAssertEqual(port.decapsulate(underlay: underlay, queue: 2, into: batch), 6)
+        XCTAssertEqual(batch.count, 4, "a right checksum, none (zero), a right one over an odd length, an unfinished one")
         XCTAssertEqual(bytes(of: batch, frame: 0), inner)
         XCTAssertEqual(batch.tunnelEndpoint(of: 0), 1)
+        let snapshot = port.counters(queue: 3).snapshot
+        XCTAssertEqual(snapshot.rxPackets, 4, "counted on queue 1 + the uplink's queue")
+        XCTAssertEqual(snapshot.drops, [.vxlanBadChecksum: 2])
+        XCTAssertEqual(port.counters(queue: 1).snapshot.rxPackets, 0, "the uplink's queue 0 took none")
+        XCTAssertEqual(port.endpoints.counters(1).rxPackets, 4)
+    }
+
+    func testIPv4DatagramsWithAChecksumHaveItVerified() throws {
+        let udpPort = UDPPeer.testPort &+ 15
+        let port = try port(remotes: ["127.0.0.2"], offset: 15)
+        let payload = vxlanHeader(vni: vni) + udpFrame(sourcePort: 7, size: 64)
+        var good = outerFrame(from: [127, 0, 0, 2], port: udpPort, payload: payload)
+        let pseudo: [UInt8] = [127, 0, 0, 2, 127, 0, 0, 1, 0, 17, 0, UInt8(8 + payload.count)]
+        let checksum = ~onesComplementSum((pseudo + good[34...])[...])
+        good[40] = UInt8(checksum >> 8)
+        good[41] = UInt8(checksum & 0xff)
+        var bad = good
+        bad[41] ^= 0x01
+        let arena = FrameArena()
+        let underlay = PacketBatch(capacity: 4)
+        for frame in [good, bad] { arena.append(frame, cuts: [], to: underlay) }
+        let batch = PacketBatch(capacity: 4)
+        XCTAssertEqual(port.decapsulate(underlay: underlay, queue: 0, into: batch), 2)
+        XCTAssertEqual(batch.count, 1)
+        XCTAssertEqual(port.counters(queue: 1).snapshot.drops, [.vxlanBadChecksum: 1])
     }
 }
 

@@ -65,14 +65,17 @@ static inline void ferry_store_relaxed_u32(void *p, uint32_t v) {
 static inline void ferry_fetch_or_release_u8(void *p, uint8_t v) {
     (void)__atomic_fetch_or((uint8_t *)p, v, __ATOMIC_RELEASE);
 }
+// A counter more than one worker adds to (a vxlan port's per-VTEP receive
+// counts: its socket's worker and every worker pulling its uplink's queues).
+static inline void ferry_fetch_add_relaxed_u64(void *p, uint64_t v) {
+    (void)__atomic_fetch_add((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
 // A full fence: needed between publishing used.idx and reading the driver's
 // event index (virtio 1.2 §2.7.10: the store must be visible before the load).
 static inline void ferry_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline void ferry_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void ferry_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void ferry_cpu_relax(void) { __builtin_ia32_pause(); }
-// A hint to start loading the line at p for reading; never faults, whatever p is.
-static inline void ferry_prefetch_read(const void *p) { __builtin_prefetch(p, 0, 3); }
 
 // ---- SCM_RIGHTS: the CMSG_* macros as functions.
 static inline size_t ferry_cmsg_space(size_t len) { return CMSG_SPACE(len); }
