@@ -22,10 +22,10 @@ struct PackedSingleBuffer {
 // pulled in runs of up to 64. The first pass reads the descriptors from the
 // read position (each available in its lap, the wrap counter followed round
 // the ring's end, never more than the ring's worth in flight), checks each as
-// the chain walk would refuse nothing it takes, translates its buffer and
-// prefetches the lines of its header and Ethernet header: loads only, so the
-// misses on lines the driver's CPU just wrote overlap (the W1 profile put 60 %
-// of Ferry's time on the first touch of those two lines, docs/PERFORMANCE.md).
+// the chain walk would refuse nothing it takes, and translates its buffer:
+// loads only, so the misses on the descriptor lines the driver's CPU just wrote
+// overlap instead of waiting one chain at a time (the W1 profile put 60 % of
+// Ferry's time on the first touch of lines the driver wrote, docs/PERFORMANCE.md).
 // The second takes them into the batch; `release` writes the used
 // descriptor(s). A descriptor that is anything else ends the run untouched,
 // for `TransmitChain.gather` to judge.
@@ -80,11 +80,6 @@ extension PackedVirtqueue {
             let length = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
             if length < shortest || length > longest { break }
             guard let buffer = mem.translate(GuestAddress(address), length: length) else { break }
-            // The header and the Ethernet header behind it (the switch reads it next) span
-            // two lines when the driver put the frame at a line's start, its header in front.
-            // SAFETY: shortest <= length, so both bytes are inside the buffer just translated.
-            ferry_prefetch_read(buffer)
-            ferry_prefetch_read(buffer + Int(shortest &- 1))
             // SAFETY: n < limit <= count <= singleBufferRun, the array's capacity (pullSingleBuffers' `want`).
             singleBuffers[n] = PackedSingleBuffer(id: d.loadUnaligned(fromByteOffset: 12, as: UInt16.self),
                                                   buffer: buffer, length: length)
