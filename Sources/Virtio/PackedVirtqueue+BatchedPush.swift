@@ -27,7 +27,7 @@ extension PackedVirtqueue {
     @inlinable
     func pushBatch<W: GuestWrites>(_ frame: Int, of batch: PacketBatch, memory mem: GuestMemory,
                                    segmenting: Bool, acceptance: OffloadAcceptance, writes: W) -> Bool {
-        let position = UInt32(availPosition)
+        let position = UInt32(avail.position)
         // Aligned to the batch and short of the ring's end: no wrap inside it,
         // and one line when the ring itself sits on a line (rings are page-aligned in practice).
         guard position & 3 == 0, position &+ 4 <= ringSize, inFlight &+ 4 <= ringSize,
@@ -46,7 +46,7 @@ extension PackedVirtqueue {
         // AVAIL == wrap and USED != wrap (`PackedRingLayout.isAvailable`) as one compare.
         let checked = PackedRingLayout.flagAvail | PackedRingLayout.flagUsed | PackedRingLayout.flagNext
             | PackedRingLayout.flagIndirect | PackedRingLayout.flagWrite
-        let wanted = (availWrap ? PackedRingLayout.flagAvail : PackedRingLayout.flagUsed) | PackedRingLayout.flagWrite
+        let wanted = (avail.wrap ? PackedRingLayout.flagAvail : PackedRingLayout.flagUsed) | PackedRingLayout.flagWrite
         // Acquire, each: every descriptor's fields are read after its flags said it is available.
         guard ferry_load_acquire_u16(d + 14) & checked == wanted,
               ferry_load_acquire_u16(d + 30) & checked == wanted,
@@ -69,13 +69,7 @@ extension PackedVirtqueue {
                                id: d.loadUnaligned(fromByteOffset: 60, as: UInt16.self), writes: writes)
         pendingCount &+= 4
         inFlight &+= 4
-        let next = position &+ 4
-        if next == ringSize {
-            availPosition = 0
-            availWrap.toggle()
-        } else {
-            availPosition = UInt16(truncatingIfNeeded: next)
-        }
+        avail.advance(by: 4, ringSize: ringSize)
         return true
     }
 
