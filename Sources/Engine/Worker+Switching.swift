@@ -25,6 +25,7 @@ extension Worker {
         var moved = 0
         var now: UInt64 = 0
         var i = 0
+        polledARunningGenerator = false
         loadCaptureSelection()
         let count = sources.count
         let skipped = Self.loopsSkipped(afterMoving: movedLastLoop)
@@ -55,10 +56,13 @@ extension Worker {
                 if reads >= batch.limit { continue }
                 batch.limit = batch.limit &- reads
             }
-            if let generator = source.generator, generator.asksForRoom {
-                let allowed = generator.allowance(destinationRoom: generatorRoom(source))
-                if allowed == 0 { continue }
-                if allowed < batch.limit { batch.limit = allowed }
+            if let generator = source.generator {
+                if !generator.isFinished { polledARunningGenerator = true }
+                if generator.asksForRoom {
+                    let allowed = generator.allowance(destinationRoom: generatorRoom(source))
+                    if allowed == 0 { continue }
+                    if allowed < batch.limit { batch.limit = allowed }
+                }
             }
             let consumed = source.port.pull(queue: source.queue, into: batch)
             if source.costsASyscall { looked(at: slot, found: consumed &+ directReads > 0) }

@@ -103,6 +103,13 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     var wakeFD: Int32 { wakeEvent.rawValue }
     /// What to wait on when going to sleep, kept so that sleeping allocates nothing.
     var wakeSources = WakeSources(capacity: 64)
+    /// A source can never be slept on (`Port.isAlwaysPolled`): set by `install`.
+    var pollsAlways = false
+    /// This pass polled a generator that has frames left to send: the worker
+    /// cannot sleep on it, so it does not try (an empty pass of a generator's
+    /// worker is one whose destinations are full, and building the wake
+    /// sources each time cost it 10.8 % of its samples; docs/PERFORMANCE.md).
+    @usableFromInline var polledARunningGenerator = false
 
     /// How long a sleeping worker waits before looking around anyway.
     let sleepTimeoutMilliseconds: Int32
@@ -221,6 +228,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         // it must hold every new source without allocating in the data path.
         wakeSources.removeAll()
         wakeSources.reserve(newSources.count)
+        pollsAlways = newSources.contains { $0.port.isAlwaysPolled }
+        polledARunningGenerator = false
     }
 
     public func whilePaused(_ change: () -> Void) {
