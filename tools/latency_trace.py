@@ -116,11 +116,25 @@ def fields(rest: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", rest))
 
 
-def who(comm: str, pid: int, worker_prefix: str = "ferry-w") -> str:
+def worker_threads(ferry_pid: int | None) -> set[int]:
+    """The worker threads (`ferry-wN`) of the Ferry under test: teammates' Ferrys name theirs alike."""
+    tids = set()
+    for task in Path(f"/proc/{ferry_pid}/task").glob("*") if ferry_pid else []:
+        try:
+            if (task / "comm").read_text().startswith("ferry-w"):
+                tids.add(int(task.name))
+        except OSError:
+            pass
+    return tids
+
+
+def who(comm: str, pid: int, workers: set[int]) -> str:
     if pid == 0:
         return "idle"
-    if comm.startswith(worker_prefix):
+    if pid in workers:
         return "ferry-worker"
+    if comm.startswith("ferry-w"):
+        return "another Ferry's worker"
     if comm.startswith("ksoftirqd"):
         return "ksoftirqd"
     return re.sub(r"/\d+$", "", comm)
@@ -133,7 +147,7 @@ def cgroup_of(pid: int) -> str:
         return "?"
 
 
-def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict:
+def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: float = 200.0) -> dict:
     """Per reply slower than `threshold` µs (ping's own figure, by sequence): where its time went."""
     evs = sorted(events(trace.data))
     sends = collections.Counter(tid for _, _, comm, tid, ev, _ in evs
@@ -170,14 +184,14 @@ def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict
         while t < b:
             comm, pid = (lst[i][1], lst[i][2]) if i >= 0 else ("?", -1)
             end = min(lst[i + 1][0], b) if i + 1 < len(lst) else b
-            name = who(comm, pid)
+            name = who(comm, pid, worker_tids)
             into[f"{prefix}{name}"] += end - t
             if pid > 0 and name != "ferry-worker":
                 others.setdefault(name, pid)
             t, i = end, i + 1
 
     others: dict[str, int] = {}
-    worker_tids = {tid for _, _, comm, tid, _, _ in evs if comm.startswith("ferry-w")}
+    worker_tids = workers
     ev_times = [e[0] for e in evs]
     charged = any(e[4] == "sched:sched_stat_runtime" for e in evs)
     slow = []
