@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -136,8 +137,10 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
         for seq, ms in re.findall(r"seq=(\d+) ttl=\d+ time=([\d.]+) ms", output):
             if int(seq) < count:
                 by_seq[int(seq)] = float(ms) * 1000
+        base = TRACE["dir"] / TRACE["name"]
+        base.with_suffix(".json").write_text(json.dumps({"rtts": by_seq, "workers": sorted(workers)}))
         TRACE["summary"] = latency_trace.report(latency_trace.attribute(trace, by_seq, workers),
-                                                TRACE["dir"] / f"{TRACE['name']}.txt")
+                                                base.with_suffix(".txt"))
     # A stall of the forwarding path (a worker starved for hundreds of milliseconds) loses
     # pings: that is a result, shown as `lost`; only a path that barely works is an error.
     if len(times) < count * 0.5:

@@ -155,19 +155,20 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
     if not sends:
         return {"error": "no ping in the trace"}
     ping = sends.most_common(1)[0][0]
-    # Round trips: sendto entry -> the recvfrom exit with data.
+    # Round trips: sendto entry -> the recvfrom exit with data, first in first out (a reply
+    # later than the interval comes after the next request's sendto).
     windows = []
-    start = None
+    sent: collections.deque = collections.deque()
     for t, cpu, comm, tid, ev, rest in evs:
         if tid != ping:
             continue
         if ev == "syscalls:sys_enter_sendto":
-            start = (t, cpu)
-        elif ev == "syscalls:sys_exit_recvfrom" and start is not None:
+            sent.append((t, cpu))
+        elif ev == "syscalls:sys_exit_recvfrom" and sent:
             ret = re.search(r"0x([0-9a-f]+)", rest)
             if ret and 0 < int(ret.group(1), 16) < 1 << 63:
-                windows.append((start[0], t, start[1]))
-                start = None
+                start, cpu0 = sent.popleft()
+                windows.append((start, t, cpu0))
     # Per CPU: who runs from when (for "what ran instead").
     current: dict[int, list[tuple[int, str, int]]] = collections.defaultdict(list)
     for t, cpu, comm, tid, ev, rest in evs:
@@ -196,6 +197,7 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
     charged = any(e[4] == "sched:sched_stat_runtime" for e in evs)
     slow = []
     same_cpu = 0
+    placed: dict[str, list[float]] = {"on ping's CPU": [], "on the other CPU": []}
     for seq, rtt in enumerate(rtts):
         if seq >= len(windows):
             break
@@ -298,6 +300,9 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
                 share[f"steal ({who_}'s vCPU)"] += stolen
         if worker_ran_on == {cpu0}:
             same_cpu += 1
+            placed["on ping's CPU"].append(rtt)
+        elif worker_ran_on:
+            placed["on the other CPU"].append(rtt)
         if rtt <= threshold:
             continue
         # Merge the worker's and ping's waits by cause.
@@ -322,7 +327,9 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
                      "worker_cpus": sorted(worker_ran_on), "steal_ticks_near": trace.steal_near(cpu0, t0, t1),
                      "share": {k: round(v / 1000, 1) for k, v in share.most_common() if v > 0}})
     classes = collections.Counter(s["class"] for s in slow)
-    return {"ping_tid": ping, "windows": len(windows), "same_cpu": same_cpu, "slow": slow, "classes": classes,
+    return {"ping_tid": ping, "windows": len(windows), "same_cpu": same_cpu,
+            "placed": {k: (len(v), sum(v) / len(v) if v else 0.0, sum(1 for x in v if x > threshold))
+                       for k, v in placed.items()}, "slow": slow, "classes": classes,
             "steal_ticks": trace.steal_ticks(), "with_steal_near": sum(1 for s in slow if s["steal_ticks_near"]),
             "cgroups": {name: cgroup_of(pid) for name, pid in others.items()}}
 
@@ -341,6 +348,17 @@ def report(result: dict, out: Path) -> str:
     lines.append("cgroups of the other tasks seen: " + ", ".join(f"{k} {v}" for k, v in result["cgroups"].items()))
     out.write_text("\n".join(lines) + "\n")
     summary = "; ".join(f"{n} {c}" for c, n in result["classes"].most_common())
-    return (f"worker on ping's CPU {result['same_cpu']}/{result['windows']}; "
+    placed = ", ".join(f"{k} {n} (avg {avg:.1f} µs, {over} slow)" for k, (n, avg, over) in result["placed"].items() if n)
+    return (f"worker {placed or 'not seen'}; "
             f"{len(result['slow'])} slow: {summary or 'none'}; with steal near: {result['with_steal_near']}; "
             f"steal over the run {result['steal_ticks']} ticks")
+
+
+if __name__ == "__main__":
+    # Again, from a --trace run's files: tools/latency_trace.py DIR/round1-ferry-default
+    import json
+    import sys
+    base = Path(sys.argv[1])
+    saved = json.loads(base.with_suffix(".json").read_text())
+    print(report(attribute(Trace(base.with_suffix(".data")), saved["rtts"], set(saved["workers"])),
+                 base.with_suffix(".txt")))
