@@ -123,7 +123,7 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
     # Into a file, not a pipe: a pipe's reader (this script) would be woken by every reply's
     # line and compete with ping for its CPU while the round trips are measured.
     trace = latency_trace.Trace(TRACE["dir"] / f"{TRACE['name']}.data") if TRACE else None
-    workers = latency_trace.worker_threads(TRACE.pop("ferry", None)) if TRACE else set()
+    workers, ferry = latency_trace.ferry_threads(TRACE.pop("ferry", None)) if TRACE else (set(), set())
     with tempfile.TemporaryFile(mode="w+") as out:
         with trace or contextlib.nullcontext():
             res = subprocess.run(["ip", "netns", "exec", ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c",
@@ -138,8 +138,9 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
             if int(seq) < count:
                 by_seq[int(seq)] = float(ms) * 1000
         base = TRACE["dir"] / TRACE["name"]
-        base.with_suffix(".json").write_text(json.dumps({"rtts": by_seq, "workers": sorted(workers)}))
-        TRACE["summary"] = latency_trace.report(latency_trace.attribute(trace, by_seq, workers),
+        base.with_suffix(".json").write_text(json.dumps({"rtts": by_seq, "workers": sorted(workers),
+                                                          "ferry": sorted(ferry)}))
+        TRACE["summary"] = latency_trace.report(latency_trace.attribute(trace, by_seq, workers, ferry),
                                                 base.with_suffix(".txt"))
     # A stall of the forwarding path (a worker starved for hundreds of milliseconds) loses
     # pings: that is a result, shown as `lost`; only a path that barely works is an error.

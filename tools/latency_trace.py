@@ -19,7 +19,7 @@ splits its time by ping's state and by what ran instead:
                           out what the hypervisor stole (PARAVIRT_TIME_ACCOUNTING)
 
 A slow reply is classed by its largest cause: Ferry's worker running (on ping's CPU or while
-ping waits), an idle vCPU waking, steal, another task (which), softirq, ping's own run. The
+ping waits), Ferry's other threads, an idle vCPU waking, steal, another task (which), softirq, ping's own run. The
 /proc/stat samples back the steal estimate up only coarsely (10 ms units). `perf` itself and
 the script's sampler thread are tasks like any other: they show up by name. Timer slack is
 not in a round trip (busybox times from just before `sendto` to just after `recvfrom`).
@@ -62,7 +62,8 @@ class Trace:
         self.stop = threading.Event()
 
     def __enter__(self):
-        self.perf = subprocess.Popen(["perf", "record", "-q", "-a", "-k", "mono", "-e", EVENTS,
+        # -m: 4 MiB a CPU; with perf's default a busy machine's switches overran it and lost windows.
+        self.perf = subprocess.Popen(["perf", "record", "-q", "-a", "-k", "mono", "-m", "1024", "-e", EVENTS,
                                       "-o", str(self.data)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # perf's start-up (it maps buffers on every CPU) out of the pings' way
@@ -116,23 +117,25 @@ def fields(rest: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", rest))
 
 
-def worker_threads(ferry_pid: int | None) -> set[int]:
-    """The worker threads (`ferry-wN`) of the Ferry under test: teammates' Ferrys name theirs alike."""
-    tids = set()
+def ferry_threads(ferry_pid: int | None) -> tuple[set[int], set[int]]:
+    """The worker threads (`ferry-wN`) of the Ferry under test (teammates' Ferrys name theirs
+    alike), and its other threads (control, learning)."""
+    workers, others = set(), set()
     for task in Path(f"/proc/{ferry_pid}/task").glob("*") if ferry_pid else []:
         try:
-            if (task / "comm").read_text().startswith("ferry-w"):
-                tids.add(int(task.name))
+            (workers if (task / "comm").read_text().startswith("ferry-w") else others).add(int(task.name))
         except OSError:
             pass
-    return tids
+    return workers, others
 
 
-def who(comm: str, pid: int, workers: set[int]) -> str:
+def who(comm: str, pid: int, workers: set[int], ferry: set[int] = frozenset()) -> str:
     if pid == 0:
         return "idle"
     if pid in workers:
         return "ferry-worker"
+    if pid in ferry:
+        return "Ferry's other threads"
     if comm.startswith("ferry-w"):
         return "another Ferry's worker"
     if comm.startswith("ksoftirqd"):
@@ -147,7 +150,8 @@ def cgroup_of(pid: int) -> str:
         return "?"
 
 
-def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: float = 200.0) -> dict:
+def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int] = frozenset(),
+              threshold: float = 200.0) -> dict:
     """Per reply slower than `threshold` µs (ping's own figure, by sequence): where its time went."""
     evs = sorted(events(trace.data))
     sends = collections.Counter(tid for _, _, comm, tid, ev, _ in evs
@@ -169,6 +173,26 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
             if ret and 0 < int(ret.group(1), 16) < 1 << 63:
                 start, cpu0 = sent.popleft()
                 windows.append((start, t, cpu0))
+    # Busybox reads its clock just before `sendto` and just after `recvfrom` returns: a
+    # preemption in between those and the syscalls is in its time, not in the window. So a
+    # window starts where ping was preempted last before its `sendto` (if it was) and ends
+    # where it ran again after a preemption on its way out of `recvfrom`.
+    outs = [(t, rest) for t, _, _, tid, ev, rest in evs
+            if ev == "sched:sched_switch" and f"prev_pid={ping} " in rest]
+    ins = [t for t, _, _, tid, ev, rest in evs if ev == "sched:sched_switch" and f" next_pid={ping} " in rest]
+    out_times = [t for t, _ in outs]
+    for i, (t0, t1, cpu0) in enumerate(windows):
+        j = bisect.bisect_left(ins, t0) - 1  # ping's last switch-in before sendto
+        if j >= 0:
+            k = bisect.bisect_left(out_times, ins[j]) - 1
+            if k >= 0 and re.search(r"prev_state=R", outs[k][1]):
+                t0 = outs[k][0]
+        k = bisect.bisect_right(out_times, t1)
+        if k < len(outs) and outs[k][0] - t1 < 100_000 and re.search(r"prev_state=R", outs[k][1]):
+            j = bisect.bisect_right(ins, outs[k][0])
+            if j < len(ins):
+                t1 = ins[j]
+        windows[i] = (t0, t1, cpu0)
     # Per CPU: who runs from when (for "what ran instead").
     current: dict[int, list[tuple[int, str, int]]] = collections.defaultdict(list)
     for t, cpu, comm, tid, ev, rest in evs:
@@ -185,7 +209,7 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
         while t < b:
             comm, pid = (lst[i][1], lst[i][2]) if i >= 0 else ("?", -1)
             end = min(lst[i + 1][0], b) if i + 1 < len(lst) else b
-            name = who(comm, pid, worker_tids)
+            name = who(comm, pid, worker_tids, ferry)
             into[f"{prefix}{name}"] += end - t
             if pid > 0 and name != "ferry-worker":
                 others.setdefault(name, pid)
@@ -198,10 +222,12 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
     slow = []
     same_cpu = 0
     placed: dict[str, list[float]] = {"on ping's CPU": [], "on the other CPU": []}
-    for seq, rtt in enumerate(rtts):
-        if seq >= len(windows):
-            break
-        t0, t1, cpu0 = windows[seq]
+    # Ping's own times pick the slow replies when every reply has its window; a trace that
+    # lost events (perf's buffer overran) cannot be lined up with them, so the windows' own
+    # lengths pick them then.
+    aligned = len(windows) == sum(1 for x in rtts if x > 0)
+    for seq, (t0, t1, cpu0) in enumerate(windows):
+        rtt = rtts[seq] if aligned else (t1 - t0) / 1000
         share: collections.Counter = collections.Counter()
         state, cpu, since = "running", cpu0, t0
         worker, worker_cpu = "asleep", None
@@ -310,6 +336,8 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
         for key, ns in share.items():
             if key.endswith(": ferry-worker") or key == "worker running":
                 causes["Ferry's worker running"] += ns
+            elif key.endswith(": Ferry's other threads"):
+                causes["Ferry's other threads"] += ns
             elif key.endswith(": idle") or key.startswith("worker waking"):
                 causes["an idle vCPU waking (IPI)"] += ns
             elif key.startswith("steal"):
@@ -327,7 +355,7 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], threshold: flo
                      "worker_cpus": sorted(worker_ran_on), "steal_ticks_near": trace.steal_near(cpu0, t0, t1),
                      "share": {k: round(v / 1000, 1) for k, v in share.most_common() if v > 0}})
     classes = collections.Counter(s["class"] for s in slow)
-    return {"ping_tid": ping, "windows": len(windows), "same_cpu": same_cpu,
+    return {"ping_tid": ping, "windows": len(windows), "same_cpu": same_cpu, "aligned": aligned,
             "placed": {k: (len(v), sum(v) / len(v) if v else 0.0, sum(1 for x in v if x > threshold))
                        for k, v in placed.items()}, "slow": slow, "classes": classes,
             "steal_ticks": trace.steal_ticks(), "with_steal_near": sum(1 for s in slow if s["steal_ticks_near"]),
@@ -338,7 +366,9 @@ def report(result: dict, out: Path) -> str:
     """Writes the per-reply detail to `out`; returns the one-line summary."""
     if "error" in result:
         return result["error"]
-    lines = [f"ping tid {result['ping_tid']}, {result['windows']} round trips traced, Ferry's worker ran only on "
+    lines = [f"ping tid {result['ping_tid']}, {result['windows']} round trips traced"
+             f"{'' if result['aligned'] else ' (events lost: slow replies picked by their traced time)'}, "
+             f"Ferry's worker ran only on "
              f"ping's CPU in {result['same_cpu']}; steal per CPU over the "
              f"trace (ticks of {1000 // USER_HZ} ms): {result['steal_ticks']}"]
     for s in result["slow"]:
@@ -349,7 +379,7 @@ def report(result: dict, out: Path) -> str:
     out.write_text("\n".join(lines) + "\n")
     summary = "; ".join(f"{n} {c}" for c, n in result["classes"].most_common())
     placed = ", ".join(f"{k} {n} (avg {avg:.1f} µs, {over} slow)" for k, (n, avg, over) in result["placed"].items() if n)
-    return (f"worker {placed or 'not seen'}; "
+    return (f"{'' if result['aligned'] else 'EVENTS LOST, by traced time; '}worker {placed or 'not seen'}; "
             f"{len(result['slow'])} slow: {summary or 'none'}; with steal near: {result['with_steal_near']}; "
             f"steal over the run {result['steal_ticks']} ticks")
 
@@ -360,5 +390,6 @@ if __name__ == "__main__":
     import sys
     base = Path(sys.argv[1])
     saved = json.loads(base.with_suffix(".json").read_text())
-    print(report(attribute(Trace(base.with_suffix(".data")), saved["rtts"], set(saved["workers"])),
+    print(report(attribute(Trace(base.with_suffix(".data")), saved["rtts"], set(saved["workers"]),
+                           set(saved.get("ferry", []))),
                  base.with_suffix(".txt")))
