@@ -14,6 +14,8 @@ splits its time by ping's state and by what ran instead:
                           halted vCPU and its return, which the hypervisor schedules), a task by name
   worker running          ping asleep in `recvfrom`, Ferry's worker forwarding the frames
   worker waking           ping asleep, the worker's wake-up sent to its vCPU but not yet taken there
+  ping waking             the same for ping's wake-up by the worker (an IPI to a halted vCPU is
+                          the hypervisor's to deliver: it has to run that vCPU first)
   worker runnable: COMM   ping asleep, the worker woken but its CPU held by COMM (or `idle`)
   steal (X's vCPU)        X on a CPU for longer than the scheduler charged it: its clock leaves
                           out what the hypervisor stole (PARAVIRT_TIME_ACCOUNTING)
@@ -60,6 +62,7 @@ class Trace:
         self.data = data
         self.samples: list[tuple[int, list[int]]] = []
         self.stop = threading.Event()
+        self.own: set[int] = set()
 
     def __enter__(self):
         # -m: 4 MiB a CPU; with perf's default a busy machine's switches overran it and lost windows.
@@ -69,6 +72,7 @@ class Trace:
         time.sleep(0.5)  # perf's start-up (it maps buffers on every CPU) out of the pings' way
         self.sampler = threading.Thread(target=self.sample, daemon=True)
         self.sampler.start()
+        self.own = {int(t) for t in os.listdir("/proc/self/task")}  # the benchmark's own threads
         return self
 
     def sample(self):
@@ -129,13 +133,15 @@ def ferry_threads(ferry_pid: int | None) -> tuple[set[int], set[int]]:
     return workers, others
 
 
-def who(comm: str, pid: int, workers: set[int], ferry: set[int] = frozenset()) -> str:
+def who(comm: str, pid: int, workers: set[int], ferry: set[int] = frozenset(), own: set[int] = frozenset()) -> str:
     if pid == 0:
         return "idle"
     if pid in workers:
         return "ferry-worker"
     if pid in ferry:
         return "Ferry's other threads"
+    if pid in own:
+        return "the benchmark script"
     if comm.startswith("ferry-w"):
         return "another Ferry's worker"
     if comm.startswith("ksoftirqd"):
@@ -209,7 +215,7 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
         while t < b:
             comm, pid = (lst[i][1], lst[i][2]) if i >= 0 else ("?", -1)
             end = min(lst[i + 1][0], b) if i + 1 < len(lst) else b
-            name = who(comm, pid, worker_tids, ferry)
+            name = who(comm, pid, worker_tids, ferry, trace.own)
             into[f"{prefix}{name}"] += end - t
             if pid > 0 and name != "ferry-worker":
                 others.setdefault(name, pid)
@@ -219,6 +225,20 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
     worker_tids = workers
     ev_times = [e[0] for e in evs]
     charged = any(e[4] == "sched:sched_stat_runtime" for e in evs)
+    def worker_state_at(index: int) -> tuple[str, int | None]:
+        """The worker's state before event `index`: a window can open while it is busy with
+        the one before (a late reply)."""
+        for t, ecpu, comm, tid, ev, rest in reversed(evs[max(0, index - 2000):index]):
+            if ev == "sched:sched_switch":
+                if any(f"prev_pid={w} " in rest for w in worker_tids):
+                    return ("runnable" if "prev_state=R" in rest else "asleep"), ecpu
+                if any(f" next_pid={w} " in rest for w in worker_tids):
+                    return "running", ecpu
+            elif ev in ("sched:sched_waking", "sched:sched_wakeup") and \
+                    int(fields(rest).get("pid", -1)) in worker_tids:
+                return ("waking" if ev == "sched:sched_waking" else "runnable"), int(fields(rest).get("target_cpu", ecpu))
+        return "asleep", None
+
     slow = []
     same_cpu = 0
     placed: dict[str, list[float]] = {"on ping's CPU": [], "on the other CPU": []}
@@ -230,11 +250,11 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
         rtt = rtts[seq] if aligned else (t1 - t0) / 1000
         share: collections.Counter = collections.Counter()
         state, cpu, since = "running", cpu0, t0
-        worker, worker_cpu = "asleep", None
+        lo, hi = bisect.bisect_left(ev_times, t0), bisect.bisect_right(ev_times, t1)
+        worker, worker_cpu = worker_state_at(lo)
         runtime = collections.Counter()  # ns each ran by the scheduler's clock, which leaves steal out
         worker_ran_on: set[int] = set()
         softirq_at = None
-        lo, hi = bisect.bisect_left(ev_times, t0), bisect.bisect_right(ev_times, t1)
 
         def close(t):
             """Charges [since, t) to ping's state, or while ping sleeps to the worker's."""
@@ -242,6 +262,8 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
                 return
             if state == "running":
                 share["ping running"] += t - since
+            elif state == "waking":
+                share["ping waking (IPI to its vCPU)"] += t - since
             elif state != "asleep":
                 split(cpu, since, t, share, "ping runnable: ")
             elif worker == "running":
@@ -279,9 +301,12 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
             elif ev == "sched:sched_waking" and int(f.get("pid", -1)) in worker_tids and worker == "asleep":
                 close(t)
                 since, worker = t, "waking"
+            elif ev == "sched:sched_waking" and int(f.get("pid", -1)) == ping and state == "asleep":
+                close(t)
+                state, since = "waking", t
             elif ev == "sched:sched_wakeup":
                 pid = int(f.get("pid", -1))
-                if pid == ping and state == "asleep":
+                if pid == ping and state in ("asleep", "waking"):
                     close(t)
                     state, cpu, since = "woken", int(f.get("target_cpu", ecpu)), t
                 if pid in worker_tids and worker in ("asleep", "waking"):
@@ -338,7 +363,7 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
                 causes["Ferry's worker running"] += ns
             elif key.endswith(": Ferry's other threads"):
                 causes["Ferry's other threads"] += ns
-            elif key.endswith(": idle") or key.startswith("worker waking"):
+            elif key.endswith(": idle") or " waking (IPI" in key:
                 causes["an idle vCPU waking (IPI)"] += ns
             elif key.startswith("steal"):
                 causes["steal"] += ns
