@@ -26,6 +26,7 @@ comparable with the bridge's of the same round.
     sudo tools/bench-latency.py --idle default,default/normal   # real-time wake-ups or not
     sudo tools/bench-latency.py --count 500 --rounds 1   # a quick look
     sudo tools/bench-latency.py --other /tmp/ferry-old   # and the build before a change (PATH,PATH: several)
+    sudo tools/bench-latency.py --trace /tmp/lat   # where each reply over 200 µs lost its time (perf)
 
 FERRY_BIN overrides the Ferry binary; FERRY_ARGS adds `ferry run` options. Hosts are in
 198.18.0.0/15; every namespace, bridge and Ferry is removed at the end, also on failure.
@@ -34,6 +35,8 @@ FERRY_BIN overrides the Ferry binary; FERRY_ARGS adds `ferry run` options. Hosts
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
 import shlex
@@ -46,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import h, proc_jiffies  # noqa: E402
+import latency_trace  # noqa: E402
 
 PREFIX = "lat"
 IP_A, IP_B = "198.18.60.1", "198.18.60.2"
@@ -107,19 +111,37 @@ class Namespaces:
 PING_PREFIX: list[str] = []  # `taskset -c N` with --ping-cpu
 
 
+TRACE: dict = {}  # --trace: "dir" (Path); "name" and "ferry" (its pid, if any) of the run ping() traces next
+
+
 def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
-    """Round-trip times in µs of `count` echo requests from a to b."""
+    """Round-trip times in µs of `count` echo requests from a to b (with --trace, also where each
+    slow reply's time went: TRACE["summary"], the detail in TRACE["dir"]/NAME.txt)."""
     # A few first, so neither ARP nor a learning switch's first flood is in the figures.
     # busybox ping: Debian's iputils-ping is not among Ferry's dependencies (qemu_guest.py).
     in_ns(ns.ns["a"], "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", IP_B)
     # Into a file, not a pipe: a pipe's reader (this script) would be woken by every reply's
     # line and compete with ping for its CPU while the round trips are measured.
+    trace = latency_trace.Trace(TRACE["dir"] / f"{TRACE['name']}.data") if TRACE else None
+    workers, ferry = latency_trace.ferry_threads(TRACE.pop("ferry", None)) if TRACE else (set(), set())
     with tempfile.TemporaryFile(mode="w+") as out:
-        res = subprocess.run(["ip", "netns", "exec", ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c", str(count),
-                              "-i", f"{interval:g}", "-W", "2", IP_B], stdout=out, stderr=subprocess.STDOUT)
+        with trace or contextlib.nullcontext():
+            res = subprocess.run(["ip", "netns", "exec", ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c",
+                                  str(count), "-i", f"{interval:g}", "-W", "2", IP_B],
+                                 stdout=out, stderr=subprocess.STDOUT)
         out.seek(0)
         output = out.read()
     times = [float(m) * 1000 for m in re.findall(r"time=([\d.]+) ms", output)]
+    if trace:
+        by_seq = [0.0] * count
+        for seq, ms in re.findall(r"seq=(\d+) ttl=\d+ time=([\d.]+) ms", output):
+            if int(seq) < count:
+                by_seq[int(seq)] = float(ms) * 1000
+        base = TRACE["dir"] / TRACE["name"]
+        base.with_suffix(".json").write_text(json.dumps({"rtts": by_seq, "workers": sorted(workers),
+                                                          "ferry": sorted(ferry)}))
+        TRACE["summary"] = latency_trace.report(latency_trace.attribute(trace, by_seq, workers, ferry),
+                                                base.with_suffix(".txt"))
     # A stall of the forwarding path (a worker starved for hundreds of milliseconds) loses
     # pings: that is a result, shown as `lost`; only a path that barely works is an error.
     if len(times) < count * 0.5:
@@ -168,6 +190,8 @@ def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
         def sleeps() -> int:
             return sum(w["sleeps"] for w in ferry.stats()["workers"])
         slept = sleeps()
+        if TRACE:
+            TRACE["ferry"] = ferry.pid
         before = proc_jiffies([ferry.pid])
         t0 = time.monotonic()
         rtt = ping(ns, count, interval)
@@ -199,7 +223,14 @@ def main():
                     help="also run these Ferry binaries (their default policy) as back-ends ferry-other, "
                          "ferry-other2, ...: e.g. the build before a change")
     ap.add_argument("--ping-cpu", type=int, metavar="N", help="pin ping to CPU N (both back-ends)")
+    ap.add_argument("--trace", type=Path, metavar="DIR",
+                    help="record the scheduler around each ping run (perf record -a, steal from /proc/stat) "
+                         "and say where every reply over 200 µs lost its time: one line per back-end, "
+                         "the detail per reply in DIR (tools/latency_trace.py)")
     args = ap.parse_args()
+    if args.trace:
+        args.trace.mkdir(parents=True, exist_ok=True)
+        TRACE["dir"] = args.trace
     if args.ping_cpu is not None:
         PING_PREFIX[:] = ["taskset", "-c", str(args.ping_cpu)]
     if os.geteuid() != 0:
@@ -217,6 +248,8 @@ def main():
         bridge = None
         for backend in ["bridge"] + list(binaries) + [f"ferry-{p}" for p in policies]:
             before = load()
+            if args.trace:
+                TRACE["name"] = f"round{r}-{backend}"
             m = through_bridge(args.count, args.interval) if backend == "bridge" \
                 else through_ferry(args.count, args.interval, backend.split("-", 1)[1], shlex.split(args.wrapper),
                                    binaries.get(backend))
@@ -233,6 +266,8 @@ def main():
                   f" {s['max']:8.0f} {s['avg'] / bridge['avg']:7.2f} {s['max'] / bridge['max']:7.2f}"
                   f" {cpu:>6} {slept:>7} {s['lost']:5d} {s['over200']:5d} {s['over1ms']:5d}  {before} -> {load()}",
                   flush=True)
+            if args.trace:
+                print(f"      {backend}: {TRACE.pop('summary', 'no trace')}", flush=True)
     print("# medians over rounds; the last two columns: replies over 200 µs and over 1 ms in all rounds", flush=True)
     for backend, rows in results.items():
         med = {k: statistics.median(x[k] for x in rows) for k in ("min", "avg", "p50", "p99", "max")}

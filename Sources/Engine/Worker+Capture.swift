@@ -16,11 +16,11 @@ extension Worker {
     /// none is, the whole cost of capture then.
     @inlinable
     func loadCaptureSelection() {
-        let selection = bridge.capture
-        capturing = selection.isActive.load(ordering: .relaxed)
+        // Through the `let` chain, not a local: a local copy of the reference was retained every pass.
+        capturing = bridge.capture.isActive.load(ordering: .relaxed)
         if capturing {
-            selection.load(receive: capturedReceive, transmit: capturedTransmit)
-            captureSnapLength = selection.snapLength.load(ordering: .relaxed)
+            bridge.capture.load(receive: capturedReceive, transmit: capturedTransmit)
+            captureSnapLength = bridge.capture.snapLength.load(ordering: .relaxed)
         }
     }
 

@@ -16,6 +16,8 @@ extension Worker {
     /// Sleeps until a source may have a frame; false when the sleep ended on
     /// its timeout with nothing to report, so the caller may go straight back to sleep.
     func sleepUntilKicked() -> Bool {
+        // A source that cannot be waited for: nothing to gather, the worker polls on.
+        if pollsAlways || polledARunningGenerator { return true }
         wakeSources.removeAll()
         for source in sources {
             guard source.port.addWakeSources(queue: source.queue, to: &wakeSources) else { return true }

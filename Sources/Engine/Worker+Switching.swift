@@ -21,74 +21,100 @@ import Switching
 extension Worker {
     /// One pass over every receive queue this worker polls.
     @inline(__always)
-    func forwardOnce(_ batch: PacketBatch) -> Int {
-        var moved = 0
-        var now: UInt64 = 0
-        var i = 0
+    func forwardOnce(_ batch: PacketBatch) -> Int { forwardOnce(batch, sources: sources, ports: ports) }
+
+    /// One pass, with the worker's tables as `run` holds them between parks.
+    @inline(__always)
+    func forwardOnce(_ batch: PacketBatch, sources: ContiguousArray<WorkerSource>,
+                     ports: ContiguousArray<WorkerPort>) -> Int {
+        polledARunningGenerator = false
         loadCaptureSelection()
-        let count = sources.count
-        let skipped = Self.loopsSkipped(afterMoving: movedLastLoop)
-        while i < count {
-            let slot = i
-            i &+= 1
-            // Before the source is loaded: a skipped one then costs one load, not
-            // the reference counting of a copy (256 idle guests cost 27 % of W3).
-            // SAFETY: slot < sources.count <= maxSources (prepare's precondition), the length of
-            // skipLoops and skipLength.
-            if skipLoops[slot] > 0 {
-                skipLoops[slot] = skipLoops[slot] > skipped ? skipLoops[slot] &- skipped : 0
-                continue
-            }
-            let source = sources[slot]
-            batch.reset()
-            recent.valid = false
-            var directReads = 0
-            if let peer = source.directPeer, !isCaptured(port: source.index, peer: peer) {
-                let (reads, done) = receiveDirect(source, peer: peer, now: &now)
-                moved &+= reads
-                directReads = reads
-                if done {
-                    looked(at: slot, found: reads > 0)
-                    continue
-                }
-                // The rest of the burst the usual way: the guest posted no buffer, or one too small.
-                if reads >= batch.limit { continue }
-                batch.limit = batch.limit &- reads
-            }
-            if let generator = source.generator, generator.asksForRoom {
-                let allowed = generator.allowance(destinationRoom: generatorRoom(source))
-                if allowed == 0 { continue }
-                if allowed < batch.limit { batch.limit = allowed }
-            }
-            let consumed = source.port.pull(queue: source.queue, into: batch)
-            if source.costsASyscall { looked(at: slot, found: consumed &+ directReads > 0) }
-            if consumed == 0 {
-                // A guest whose ring has not started (no front-end yet) cannot have a frame
-                // until the control plane starts it, which wakes the worker (and so resets
-                // every skip) if it sleeps; busy, the worker looks again within `maxSkip` passes.
-                if !source.costsASyscall && !source.port.receiveQueueRuns(source.queue) { looked(at: slot, found: false) }
-                continue
-            }
-            if capturesReceive(Int(source.index)) && batch.count > 0 {
-                capture(batch, port: source.index, direction: .receive)
-            }
-            if batch.count > 0 {
-                if now == 0 { now = MonotonicClock.seconds() }
-                switchBurst(batch, from: source, now: now)
-            }
-            if let tunnelFrames = source.port.underlayFrames(queue: source.queue) {
-                receiveTunnelFrames(tunnelFrames, uplink: source, now: &now)
-            }
-            source.port.release(queue: source.queue)
-            moved &+= consumed
-            if source.isGuestRing { heardFromGuest = true }
-        }
+        let moved = forward(batch, sources: sources, ports: ports)
         if learningPending {
             learningPending = false
             bridge.doorbell.ring()
         }
         movedLastLoop = moved
         return moved
+    }
+
+    /// The pass itself. The worker's tables come in as arguments, which the
+    /// callee borrows: a source or port read from them and handed on as an
+    /// argument is not reference-counted, where one copied out of the
+    /// worker's properties was retained and released field by field on every
+    /// pass (18-35 % of a worker's samples; docs/PERFORMANCE.md, "The
+    /// worker's reference counting").
+    @inline(never)
+    func forward(_ batch: PacketBatch, sources: ContiguousArray<WorkerSource>, ports: ContiguousArray<WorkerPort>) -> Int {
+        var moved = 0
+        var now: UInt64 = 0
+        let count = sources.count
+        let skipped = Self.loopsSkipped(afterMoving: movedLastLoop)
+        var slot = 0
+        while slot < count {
+            // Before the source is loaded: a skipped one then costs one load.
+            // SAFETY: slot < sources.count <= maxSources (prepare's precondition), the length of
+            // skipLoops and skipLength.
+            if skipLoops[slot] > 0 {
+                skipLoops[slot] = skipLoops[slot] > skipped ? skipLoops[slot] &- skipped : 0
+            } else {
+                moved &+= poll(sources[slot], slot: slot, batch, ports: ports, now: &now)
+            }
+            slot &+= 1
+        }
+        return moved
+    }
+
+    /// Pulls a burst from `source` (`slot` in the worker's table) and switches
+    /// it; returns the buffers consumed. `source` and `ports` are borrowed
+    /// (see `forward`): nothing here binds one of their references to a local.
+    @inline(__always)
+    func poll(_ source: WorkerSource, slot: Int, _ batch: PacketBatch, ports: ContiguousArray<WorkerPort>,
+              now: inout UInt64) -> Int {
+        batch.reset()
+        recent.valid = false
+        var directReads = 0
+        if let peer = source.directPeer, !isCaptured(port: source.index, peer: peer) {
+            let (reads, done) = receiveDirect(source, peer: peer, now: &now)
+            directReads = reads
+            if done {
+                looked(at: slot, found: reads > 0)
+                return reads
+            }
+            // The rest of the burst the usual way: the guest posted no buffer, or one too small.
+            if reads >= batch.limit { return reads }
+            batch.limit = batch.limit &- reads
+        }
+        if source.generator != nil {
+            if source.generator?.isFinished == false { polledARunningGenerator = true }
+            if source.generator?.asksForRoom == true {
+                let allowed = source.generator?.allowance(destinationRoom: generatorRoom(source, ports: ports)) ?? 0
+                if allowed == 0 { return directReads }
+                if allowed < batch.limit { batch.limit = allowed }
+            }
+        }
+        let consumed = source.port.pull(queue: source.queue, into: batch)
+        if source.costsASyscall { looked(at: slot, found: consumed &+ directReads > 0) }
+        if consumed == 0 {
+            // A guest whose ring has not started (no front-end yet) cannot have a frame
+            // until the control plane starts it, which wakes the worker (and so resets
+            // every skip) if it sleeps; busy, the worker looks again within `maxSkip` passes.
+            if !source.costsASyscall && !source.port.receiveQueueRuns(source.queue) { looked(at: slot, found: false) }
+            return directReads
+        }
+        if capturesReceive(Int(source.index)) && batch.count > 0 {
+            capture(batch, port: source.index, direction: .receive)
+        }
+        if batch.count > 0 {
+            if now == 0 { now = MonotonicClock.seconds() }
+            switchBurst(batch, from: source, now: now)
+        }
+        if let tunnelFrames = source.port.underlayFrames(queue: source.queue) {
+            receiveTunnelFrames(tunnelFrames, uplink: source, now: &now)
+        }
+        source.port.release(queue: source.queue)
+        if source.isGuestRing { heardFromGuest = true }
+        return directReads &+ consumed
     }
 
     /// How much of a skip one loop uses up: one, and one more for every
@@ -362,9 +388,8 @@ extension Worker {
     /// generator without a rate emits no more, so `count=N` means N frames delivered,
     /// not N frames dropped; one with a rate starts once every destination has room.
     @inlinable
-    func generatorRoom(_ source: WorkerSource) -> Int {
-        let me = ports[Int(source.index)]
-        let vlan = me.accessVLAN
+    func generatorRoom(_ source: WorkerSource, ports: ContiguousArray<WorkerPort>) -> Int {
+        let vlan = ports[Int(source.index)].accessVLAN
         var room = Int.max
         var w = 0
         let words = forwarder.wordsInUse
@@ -375,11 +400,16 @@ extension Worker {
                 let p = (w &- 1) &* 64 &+ rest.trailingZeroBitCount
                 rest &= rest &- 1
                 if p == Int(source.index) || p >= ports.count { continue }
-                let destination = ports[p]
-                // Counted no further than the burst: a packed ring's posted buffers are a walk.
-                room = min(room, destination.port.room(queue: destination.transmitQueue, atMost: batchSize))
+                room = min(room, self.room(of: ports[p]))
             }
         }
         return room
+    }
+
+    /// What `destination` can take now, counted no further than the burst (a packed ring's
+    /// posted buffers are a walk); borrowed, as an argument (see `forward`).
+    @inlinable
+    func room(of destination: WorkerPort) -> Int {
+        destination.port.room(queue: destination.transmitQueue, atMost: batchSize)
     }
 }

@@ -22,9 +22,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     @usableFromInline let database: ForwardingDatabase
     @usableFromInline let forwarder: Forwarder
     /// The receive queues this worker polls.
-    @usableFromInline var sources: [WorkerSource] = []
+    @usableFromInline var sources: ContiguousArray<WorkerSource> = []
     /// Every switch port by number, as this worker transmits to it.
-    @usableFromInline var ports: [WorkerPort] = []
+    @usableFromInline var ports: ContiguousArray<WorkerPort> = []
     /// Source addresses this worker saw and the database does not know (yet).
     public let learning = LearningQueue()
     /// This worker's unicast/flood/hairpin decisions.
@@ -103,6 +103,13 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     var wakeFD: Int32 { wakeEvent.rawValue }
     /// What to wait on when going to sleep, kept so that sleeping allocates nothing.
     var wakeSources = WakeSources(capacity: 64)
+    /// A source can never be slept on (`Port.isAlwaysPolled`): set by `install`.
+    var pollsAlways = false
+    /// This pass polled a generator that has frames left to send: the worker
+    /// cannot sleep on it, so it does not try (an empty pass of a generator's
+    /// worker is one whose destinations are full, and building the wake
+    /// sources each time cost it 10.8 % of its samples; docs/PERFORMANCE.md).
+    @usableFromInline var polledARunningGenerator = false
 
     /// How long a sleeping worker waits before looking around anyway.
     let sleepTimeoutMilliseconds: Int32
@@ -209,8 +216,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Swaps in tables built by `prepare`. The caller has this worker parked
     /// (or it is not running): nothing is half-built when the next burst reads them.
     func install(ports newPorts: [WorkerPort], sources newSources: [WorkerSource]) {
-        ports = newPorts
-        sources = newSources
+        ports = ContiguousArray(newPorts)
+        sources = ContiguousArray(newSources)
         // Nothing decided for the old port set survives into the new one.
         recent = RecentDecision()
         // SAFETY: both arrays hold maxSources entries (init).
@@ -221,6 +228,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         // it must hold every new source without allocating in the data path.
         wakeSources.removeAll()
         wakeSources.reserve(newSources.count)
+        pollsAlways = newSources.contains { $0.port.isAlwaysPolled }
+        polledARunningGenerator = false
     }
 
     public func whilePaused(_ change: () -> Void) {
@@ -266,9 +275,18 @@ public final class Worker: DataPathGate, @unchecked Sendable {
         let batch = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame)
         var idleStreak = 0
         var idleSince: UInt64 = 0
+        // The tables change only while the worker is parked (`install`): held
+        // here from one park to the next, they reach each pass as arguments,
+        // with no reference counting per pass.
+        var sources = self.sources
+        var ports = self.ports
         while !stopRequested.load(ordering: .relaxed) {
-            if pauseRequested.load(ordering: .relaxed) { park() }
-            if forwardOnce(batch) > 0 {
+            if pauseRequested.load(ordering: .relaxed) {
+                park()
+                sources = self.sources
+                ports = self.ports
+            }
+            if forwardOnce(batch, sources: sources, ports: ports) > 0 {
                 busyLoops.add(1, ordering: .relaxed)
                 idleStreak = 0
                 if isRealtime { countRealtimePass(spinning: false) }

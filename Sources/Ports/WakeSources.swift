@@ -100,6 +100,15 @@ public struct WakeSources {
 }
 
 extension Port {
+    /// A queue of this port can never be waited for, whatever its state
+    /// (`addWakeSources` would say false every time): a worker polling it
+    /// does not gather wake sources at all. A generator is not one of
+    /// these: it can be slept on once it has sent its count.
+    public var isAlwaysPolled: Bool {
+        if case .virtioUser = self { return true }
+        return false
+    }
+
     /// Adds to `sources` what tells a sleeping worker that `queue` has frames.
     /// False when the queue cannot be waited for: a generator always has the
     /// next frame, and a ring without a kick descriptor must be polled.
