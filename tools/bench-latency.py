@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -110,7 +111,7 @@ class Namespaces:
 PING_PREFIX: list[str] = []  # `taskset -c N` with --ping-cpu
 
 
-TRACE: dict = {}  # --trace: "dir" (Path), and "name" of the run that ping() traces next
+TRACE: dict = {}  # --trace: "dir" (Path); "name" and "ferry" (its pid, if any) of the run ping() traces next
 
 
 def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
@@ -122,6 +123,7 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
     # Into a file, not a pipe: a pipe's reader (this script) would be woken by every reply's
     # line and compete with ping for its CPU while the round trips are measured.
     trace = latency_trace.Trace(TRACE["dir"] / f"{TRACE['name']}.data") if TRACE else None
+    workers, ferry = latency_trace.ferry_threads(TRACE.pop("ferry", None)) if TRACE else (set(), set())
     with tempfile.TemporaryFile(mode="w+") as out:
         with trace or contextlib.nullcontext():
             res = subprocess.run(["ip", "netns", "exec", ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c",
@@ -135,8 +137,11 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
         for seq, ms in re.findall(r"seq=(\d+) ttl=\d+ time=([\d.]+) ms", output):
             if int(seq) < count:
                 by_seq[int(seq)] = float(ms) * 1000
-        TRACE["summary"] = latency_trace.report(latency_trace.attribute(trace, by_seq),
-                                                TRACE["dir"] / f"{TRACE['name']}.txt")
+        base = TRACE["dir"] / TRACE["name"]
+        base.with_suffix(".json").write_text(json.dumps({"rtts": by_seq, "workers": sorted(workers),
+                                                          "ferry": sorted(ferry)}))
+        TRACE["summary"] = latency_trace.report(latency_trace.attribute(trace, by_seq, workers, ferry),
+                                                base.with_suffix(".txt"))
     # A stall of the forwarding path (a worker starved for hundreds of milliseconds) loses
     # pings: that is a result, shown as `lost`; only a path that barely works is an error.
     if len(times) < count * 0.5:
@@ -185,6 +190,8 @@ def through_ferry(count: int, interval: float, idle: str, wrapper: list[str],
         def sleeps() -> int:
             return sum(w["sleeps"] for w in ferry.stats()["workers"])
         slept = sleeps()
+        if TRACE:
+            TRACE["ferry"] = ferry.pid
         before = proc_jiffies([ferry.pid])
         t0 = time.monotonic()
         rtt = ping(ns, count, interval)

@@ -14,12 +14,14 @@ splits its time by ping's state and by what ran instead:
                           halted vCPU and its return, which the hypervisor schedules), a task by name
   worker running          ping asleep in `recvfrom`, Ferry's worker forwarding the frames
   worker waking           ping asleep, the worker's wake-up sent to its vCPU but not yet taken there
+  ping waking             the same for ping's wake-up by the worker (an IPI to a halted vCPU is
+                          the hypervisor's to deliver: it has to run that vCPU first)
   worker runnable: COMM   ping asleep, the worker woken but its CPU held by COMM (or `idle`)
   steal (X's vCPU)        X on a CPU for longer than the scheduler charged it: its clock leaves
                           out what the hypervisor stole (PARAVIRT_TIME_ACCOUNTING)
 
 A slow reply is classed by its largest cause: Ferry's worker running (on ping's CPU or while
-ping waits), an idle vCPU waking, steal, another task (which), softirq, ping's own run. The
+ping waits), Ferry's other threads, an idle vCPU waking, steal, another task (which), softirq, ping's own run. The
 /proc/stat samples back the steal estimate up only coarsely (10 ms units). `perf` itself and
 the script's sampler thread are tasks like any other: they show up by name. Timer slack is
 not in a round trip (busybox times from just before `sendto` to just after `recvfrom`).
@@ -60,14 +62,17 @@ class Trace:
         self.data = data
         self.samples: list[tuple[int, list[int]]] = []
         self.stop = threading.Event()
+        self.own: set[int] = set()
 
     def __enter__(self):
-        self.perf = subprocess.Popen(["perf", "record", "-q", "-a", "-k", "mono", "-e", EVENTS,
+        # -m: 4 MiB a CPU; with perf's default a busy machine's switches overran it and lost windows.
+        self.perf = subprocess.Popen(["perf", "record", "-q", "-a", "-k", "mono", "-m", "1024", "-e", EVENTS,
                                       "-o", str(self.data)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # perf's start-up (it maps buffers on every CPU) out of the pings' way
         self.sampler = threading.Thread(target=self.sample, daemon=True)
         self.sampler.start()
+        self.own = {int(t) for t in os.listdir("/proc/self/task")}  # the benchmark's own threads
         return self
 
     def sample(self):
@@ -116,11 +121,29 @@ def fields(rest: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", rest))
 
 
-def who(comm: str, pid: int, worker_prefix: str = "ferry-w") -> str:
+def ferry_threads(ferry_pid: int | None) -> tuple[set[int], set[int]]:
+    """The worker threads (`ferry-wN`) of the Ferry under test (teammates' Ferrys name theirs
+    alike), and its other threads (control, learning)."""
+    workers, others = set(), set()
+    for task in Path(f"/proc/{ferry_pid}/task").glob("*") if ferry_pid else []:
+        try:
+            (workers if (task / "comm").read_text().startswith("ferry-w") else others).add(int(task.name))
+        except OSError:
+            pass
+    return workers, others
+
+
+def who(comm: str, pid: int, workers: set[int], ferry: set[int] = frozenset(), own: set[int] = frozenset()) -> str:
     if pid == 0:
         return "idle"
-    if comm.startswith(worker_prefix):
+    if pid in workers:
         return "ferry-worker"
+    if pid in ferry:
+        return "Ferry's other threads"
+    if pid in own:
+        return "the benchmark script"
+    if comm.startswith("ferry-w"):
+        return "another Ferry's worker"
     if comm.startswith("ksoftirqd"):
         return "ksoftirqd"
     return re.sub(r"/\d+$", "", comm)
@@ -133,7 +156,8 @@ def cgroup_of(pid: int) -> str:
         return "?"
 
 
-def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict:
+def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int] = frozenset(),
+              threshold: float = 200.0) -> dict:
     """Per reply slower than `threshold` µs (ping's own figure, by sequence): where its time went."""
     evs = sorted(events(trace.data))
     sends = collections.Counter(tid for _, _, comm, tid, ev, _ in evs
@@ -141,19 +165,40 @@ def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict
     if not sends:
         return {"error": "no ping in the trace"}
     ping = sends.most_common(1)[0][0]
-    # Round trips: sendto entry -> the recvfrom exit with data.
+    # Round trips: sendto entry -> the recvfrom exit with data, first in first out (a reply
+    # later than the interval comes after the next request's sendto).
     windows = []
-    start = None
+    sent: collections.deque = collections.deque()
     for t, cpu, comm, tid, ev, rest in evs:
         if tid != ping:
             continue
         if ev == "syscalls:sys_enter_sendto":
-            start = (t, cpu)
-        elif ev == "syscalls:sys_exit_recvfrom" and start is not None:
+            sent.append((t, cpu))
+        elif ev == "syscalls:sys_exit_recvfrom" and sent:
             ret = re.search(r"0x([0-9a-f]+)", rest)
             if ret and 0 < int(ret.group(1), 16) < 1 << 63:
-                windows.append((start[0], t, start[1]))
-                start = None
+                start, cpu0 = sent.popleft()
+                windows.append((start, t, cpu0))
+    # Busybox reads its clock just before `sendto` and just after `recvfrom` returns: a
+    # preemption in between those and the syscalls is in its time, not in the window. So a
+    # window starts where ping was preempted last before its `sendto` (if it was) and ends
+    # where it ran again after a preemption on its way out of `recvfrom`.
+    outs = [(t, rest) for t, _, _, tid, ev, rest in evs
+            if ev == "sched:sched_switch" and f"prev_pid={ping} " in rest]
+    ins = [t for t, _, _, tid, ev, rest in evs if ev == "sched:sched_switch" and f" next_pid={ping} " in rest]
+    out_times = [t for t, _ in outs]
+    for i, (t0, t1, cpu0) in enumerate(windows):
+        j = bisect.bisect_left(ins, t0) - 1  # ping's last switch-in before sendto
+        if j >= 0:
+            k = bisect.bisect_left(out_times, ins[j]) - 1
+            if k >= 0 and re.search(r"prev_state=R", outs[k][1]):
+                t0 = outs[k][0]
+        k = bisect.bisect_right(out_times, t1)
+        if k < len(outs) and outs[k][0] - t1 < 100_000 and re.search(r"prev_state=R", outs[k][1]):
+            j = bisect.bisect_right(ins, outs[k][0])
+            if j < len(ins):
+                t1 = ins[j]
+        windows[i] = (t0, t1, cpu0)
     # Per CPU: who runs from when (for "what ran instead").
     current: dict[int, list[tuple[int, str, int]]] = collections.defaultdict(list)
     for t, cpu, comm, tid, ev, rest in evs:
@@ -170,29 +215,46 @@ def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict
         while t < b:
             comm, pid = (lst[i][1], lst[i][2]) if i >= 0 else ("?", -1)
             end = min(lst[i + 1][0], b) if i + 1 < len(lst) else b
-            name = who(comm, pid)
+            name = who(comm, pid, worker_tids, ferry, trace.own)
             into[f"{prefix}{name}"] += end - t
             if pid > 0 and name != "ferry-worker":
                 others.setdefault(name, pid)
             t, i = end, i + 1
 
     others: dict[str, int] = {}
-    worker_tids = {tid for _, _, comm, tid, _, _ in evs if comm.startswith("ferry-w")}
+    worker_tids = workers
     ev_times = [e[0] for e in evs]
     charged = any(e[4] == "sched:sched_stat_runtime" for e in evs)
+    def worker_state_at(index: int) -> tuple[str, int | None]:
+        """The worker's state before event `index`: a window can open while it is busy with
+        the one before (a late reply)."""
+        for t, ecpu, comm, tid, ev, rest in reversed(evs[max(0, index - 2000):index]):
+            if ev == "sched:sched_switch":
+                if any(f"prev_pid={w} " in rest for w in worker_tids):
+                    return ("runnable" if "prev_state=R" in rest else "asleep"), ecpu
+                if any(f" next_pid={w} " in rest for w in worker_tids):
+                    return "running", ecpu
+            elif ev in ("sched:sched_waking", "sched:sched_wakeup") and \
+                    int(fields(rest).get("pid", -1)) in worker_tids:
+                return ("waking" if ev == "sched:sched_waking" else "runnable"), int(fields(rest).get("target_cpu", ecpu))
+        return "asleep", None
+
     slow = []
     same_cpu = 0
-    for seq, rtt in enumerate(rtts):
-        if seq >= len(windows):
-            break
-        t0, t1, cpu0 = windows[seq]
+    placed: dict[str, list[float]] = {"on ping's CPU": [], "on the other CPU": []}
+    # Ping's own times pick the slow replies when every reply has its window; a trace that
+    # lost events (perf's buffer overran) cannot be lined up with them, so the windows' own
+    # lengths pick them then.
+    aligned = len(windows) == sum(1 for x in rtts if x > 0)
+    for seq, (t0, t1, cpu0) in enumerate(windows):
+        rtt = rtts[seq] if aligned else (t1 - t0) / 1000
         share: collections.Counter = collections.Counter()
         state, cpu, since = "running", cpu0, t0
-        worker, worker_cpu = "asleep", None
+        lo, hi = bisect.bisect_left(ev_times, t0), bisect.bisect_right(ev_times, t1)
+        worker, worker_cpu = worker_state_at(lo)
         runtime = collections.Counter()  # ns each ran by the scheduler's clock, which leaves steal out
         worker_ran_on: set[int] = set()
         softirq_at = None
-        lo, hi = bisect.bisect_left(ev_times, t0), bisect.bisect_right(ev_times, t1)
 
         def close(t):
             """Charges [since, t) to ping's state, or while ping sleeps to the worker's."""
@@ -200,6 +262,8 @@ def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict
                 return
             if state == "running":
                 share["ping running"] += t - since
+            elif state == "waking":
+                share["ping waking (IPI to its vCPU)"] += t - since
             elif state != "asleep":
                 split(cpu, since, t, share, "ping runnable: ")
             elif worker == "running":
@@ -237,9 +301,12 @@ def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict
             elif ev == "sched:sched_waking" and int(f.get("pid", -1)) in worker_tids and worker == "asleep":
                 close(t)
                 since, worker = t, "waking"
+            elif ev == "sched:sched_waking" and int(f.get("pid", -1)) == ping and state == "asleep":
+                close(t)
+                state, since = "waking", t
             elif ev == "sched:sched_wakeup":
                 pid = int(f.get("pid", -1))
-                if pid == ping and state == "asleep":
+                if pid == ping and state in ("asleep", "waking"):
                     close(t)
                     state, cpu, since = "woken", int(f.get("target_cpu", ecpu)), t
                 if pid in worker_tids and worker in ("asleep", "waking"):
@@ -284,6 +351,9 @@ def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict
                 share[f"steal ({who_}'s vCPU)"] += stolen
         if worker_ran_on == {cpu0}:
             same_cpu += 1
+            placed["on ping's CPU"].append(rtt)
+        elif worker_ran_on:
+            placed["on the other CPU"].append(rtt)
         if rtt <= threshold:
             continue
         # Merge the worker's and ping's waits by cause.
@@ -291,7 +361,9 @@ def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict
         for key, ns in share.items():
             if key.endswith(": ferry-worker") or key == "worker running":
                 causes["Ferry's worker running"] += ns
-            elif key.endswith(": idle") or key.startswith("worker waking"):
+            elif key.endswith(": Ferry's other threads"):
+                causes["Ferry's other threads"] += ns
+            elif key.endswith(": idle") or " waking (IPI" in key:
                 causes["an idle vCPU waking (IPI)"] += ns
             elif key.startswith("steal"):
                 causes["steal"] += ns
@@ -308,7 +380,9 @@ def attribute(trace: Trace, rtts: list[float], threshold: float = 200.0) -> dict
                      "worker_cpus": sorted(worker_ran_on), "steal_ticks_near": trace.steal_near(cpu0, t0, t1),
                      "share": {k: round(v / 1000, 1) for k, v in share.most_common() if v > 0}})
     classes = collections.Counter(s["class"] for s in slow)
-    return {"ping_tid": ping, "windows": len(windows), "same_cpu": same_cpu, "slow": slow, "classes": classes,
+    return {"ping_tid": ping, "windows": len(windows), "same_cpu": same_cpu, "aligned": aligned,
+            "placed": {k: (len(v), sum(v) / len(v) if v else 0.0, sum(1 for x in v if x > threshold))
+                       for k, v in placed.items()}, "slow": slow, "classes": classes,
             "steal_ticks": trace.steal_ticks(), "with_steal_near": sum(1 for s in slow if s["steal_ticks_near"]),
             "cgroups": {name: cgroup_of(pid) for name, pid in others.items()}}
 
@@ -317,7 +391,9 @@ def report(result: dict, out: Path) -> str:
     """Writes the per-reply detail to `out`; returns the one-line summary."""
     if "error" in result:
         return result["error"]
-    lines = [f"ping tid {result['ping_tid']}, {result['windows']} round trips traced, Ferry's worker ran only on "
+    lines = [f"ping tid {result['ping_tid']}, {result['windows']} round trips traced"
+             f"{'' if result['aligned'] else ' (events lost: slow replies picked by their traced time)'}, "
+             f"Ferry's worker ran only on "
              f"ping's CPU in {result['same_cpu']}; steal per CPU over the "
              f"trace (ticks of {1000 // USER_HZ} ms): {result['steal_ticks']}"]
     for s in result["slow"]:
@@ -327,6 +403,18 @@ def report(result: dict, out: Path) -> str:
     lines.append("cgroups of the other tasks seen: " + ", ".join(f"{k} {v}" for k, v in result["cgroups"].items()))
     out.write_text("\n".join(lines) + "\n")
     summary = "; ".join(f"{n} {c}" for c, n in result["classes"].most_common())
-    return (f"worker on ping's CPU {result['same_cpu']}/{result['windows']}; "
+    placed = ", ".join(f"{k} {n} (avg {avg:.1f} µs, {over} slow)" for k, (n, avg, over) in result["placed"].items() if n)
+    return (f"{'' if result['aligned'] else 'EVENTS LOST, by traced time; '}worker {placed or 'not seen'}; "
             f"{len(result['slow'])} slow: {summary or 'none'}; with steal near: {result['with_steal_near']}; "
             f"steal over the run {result['steal_ticks']} ticks")
+
+
+if __name__ == "__main__":
+    # Again, from a --trace run's files: tools/latency_trace.py DIR/round1-ferry-default
+    import json
+    import sys
+    base = Path(sys.argv[1])
+    saved = json.loads(base.with_suffix(".json").read_text())
+    print(report(attribute(Trace(base.with_suffix(".data")), saved["rtts"], set(saved["workers"]),
+                           set(saved.get("ferry", []))),
+                 base.with_suffix(".txt")))

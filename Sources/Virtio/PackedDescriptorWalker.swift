@@ -21,8 +21,7 @@ struct PackedDescriptorWalker: DescriptorSource {
     /// Ring descriptors this chain may take.
     @usableFromInline let budget: UInt32
     /// The next ring position to read, and the driver's wrap counter for its lap.
-    @usableFromInline var position: UInt32
-    @usableFromInline var wrap: Bool
+    @usableFromInline var place: PackedRingCursor
     /// The head's flags, loaded (acquiring) by the caller that found it available.
     @usableFromInline let headFlags: UInt16
     /// Ring descriptors read so far: how far the chain reaches in the ring.
@@ -35,19 +34,18 @@ struct PackedDescriptorWalker: DescriptorSource {
     @usableFromInline var tableIndex: UInt32 = 0
 
     @inlinable
-    init(ring: UnsafeMutableRawPointer, size: UInt32, position: UInt16, wrap: Bool, headFlags: UInt16,
+    init(ring: UnsafeMutableRawPointer, size: UInt32, from head: PackedRingCursor, headFlags: UInt16,
          budget: UInt32) {
         self.ring = ring
         ringSize = size
-        self.position = UInt32(position)
-        self.wrap = wrap
+        place = head
         self.headFlags = headFlags
         self.budget = budget
     }
 
     /// The position after the chain and the wrap counter there, once the ring part is done.
     @inlinable
-    var end: (position: UInt16, wrap: Bool) { (UInt16(truncatingIfNeeded: position), wrap) }
+    var end: PackedRingCursor { place }
 
     @inlinable
     mutating func next(memory: GuestMemory) -> Result<Descriptor, VirtqueueError>? {
@@ -106,26 +104,22 @@ struct PackedDescriptorWalker: DescriptorSource {
     mutating func readRingDescriptor() -> Result<(address: UInt64, length: UInt32, flags: UInt16), VirtqueueError> {
         if ringDescriptors == budget { return .failure(.chainTooLong(hops: Int(ringDescriptors) &+ 1)) }
         // SAFETY: position < ringSize, and the ring's ringSize * 16 bytes were translated at start.
-        let d = ring + Int(position) &* PackedRingLayout.descriptorSize
+        let d = ring + Int(place.position) &* PackedRingLayout.descriptorSize
         let flags: UInt16
         if ringDescriptors == 0 {
             flags = headFlags
         } else {
             // Relaxed: ordered behind the head's acquire load, which the driver stored last.
             flags = ferry_load_relaxed_u16(d + 14)
-            if !PackedRingLayout.isAvailable(flags, wrap: wrap) {
-                return .failure(.chainRunsIntoUnavailable(position: UInt16(truncatingIfNeeded: position)))
+            if !PackedRingLayout.isAvailable(flags, wrap: place.wrap) {
+                return .failure(.chainRunsIntoUnavailable(position: place.position))
             }
         }
         let addr = d.loadUnaligned(as: UInt64.self)
         let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         bufferID = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
         ringDescriptors &+= 1
-        position &+= 1
-        if position == ringSize {
-            position = 0
-            wrap.toggle()
-        }
+        place.advance(ringSize: ringSize)
         let indirect = flags & PackedRingLayout.flagIndirect != 0
         if indirect && flags & PackedRingLayout.flagNext != 0 { return .failure(.indirectWithNext) }
         if indirect || flags & PackedRingLayout.flagNext == 0 { ringDone = true }

@@ -90,7 +90,7 @@ extension PackedVirtqueue {
         var copy = FrameCopy(frame: frame, of: batch, headerLength: configuration.headerLength,
                              acceptedHeaderFlags: configuration.acceptedHeaderFlags)
         var chains = 0
-        let start = (position: availPosition, wrap: availWrap, pending: pendingCount, inFlight: inFlight)
+        let start = (place: avail, pending: pendingCount, inFlight: inFlight)
         var flags = firstFlags
         while !copy.isDone {
             if chains > 0 {
@@ -101,8 +101,7 @@ extension PackedVirtqueue {
                     if let next = headFlags() { flags = next } else { shortfall = .noRxBuffer }
                 }
                 if let shortfall {
-                    availPosition = start.position
-                    availWrap = start.wrap
+                    avail = start.place
                     pendingCount = start.pending
                     inFlight = start.inFlight
                     return .dropped(shortfall)

@@ -25,7 +25,7 @@ struct PackedReceiveChainSink<Writes: GuestWrites>: ReceiveChainSegmentSink {
 
     @inlinable
     mutating func beginSegment(length: Int) -> Bool {
-        let start = (position: queue.availPosition, wrap: queue.availWrap, pending: queue.pendingCount,
+        let start = (place: queue.avail, pending: queue.pendingCount,
                      inFlight: queue.inFlight)
         var got = 0
         buffers.begin(length: length)
@@ -64,8 +64,7 @@ struct PackedReceiveChainSink<Writes: GuestWrites>: ReceiveChainSegmentSink {
             }
             if let short {
                 // The chains stay the driver's, for the next segment or frame.
-                queue.availPosition = start.position
-                queue.availWrap = start.wrap
+                queue.avail = start.place
                 queue.pendingCount = start.pending
                 queue.inFlight = start.inFlight
                 shortfall = short

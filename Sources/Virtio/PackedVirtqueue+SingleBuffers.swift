@@ -59,10 +59,9 @@ extension PackedVirtqueue {
     @inlinable
     func findSingleBuffers(_ count: Int, memory mem: GuestMemory) -> Int {
         // SAFETY: pull checked isRunning, so ring is the 16 * ringSize bytes start() translated;
-        // position stays below ringSize (it wraps below).
+        // a cursor's position stays below ringSize.
         let r = ring.unsafelyUnwrapped
-        var position = UInt32(availPosition)
-        var wrap = availWrap
+        var place = avail
         // A descriptor past the ring's worth in flight is one the device has not given back.
         let readable = Int(ringSize &- inFlight)
         let limit = count < readable ? count : readable
@@ -71,10 +70,10 @@ extension PackedVirtqueue {
         let refused = PackedRingLayout.flagNext | PackedRingLayout.flagIndirect | PackedRingLayout.flagWrite
         var n = 0
         while n < limit {
-            let d = r + Int(position) &* PackedRingLayout.descriptorSize
+            let d = r + Int(place.position) &* PackedRingLayout.descriptorSize
             // Acquire: the descriptor's fields are read after its flags said it is available.
             let flags = ferry_load_acquire_u16(d + 14)
-            if !PackedRingLayout.isAvailable(flags, wrap: wrap) || flags & refused != 0 { break }
+            if !PackedRingLayout.isAvailable(flags, wrap: place.wrap) || flags & refused != 0 { break }
             // Each field is loaded once; the checks and the translation use the loaded values only.
             let address = d.loadUnaligned(as: UInt64.self)
             let length = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
@@ -84,11 +83,7 @@ extension PackedVirtqueue {
             singleBuffers[n] = PackedSingleBuffer(id: d.loadUnaligned(fromByteOffset: 12, as: UInt16.self),
                                                   buffer: buffer, length: length)
             n &+= 1
-            position &+= 1
-            if position == ringSize {
-                position = 0
-                wrap.toggle()
-            }
+            place.advance(ringSize: ringSize)
         }
         return n
     }
@@ -109,9 +104,9 @@ extension PackedVirtqueue {
                                                               to: batch))
             segment &+= 1
             // One ring descriptor: the chain ends at the next position.
-            let next = UInt32(availPosition) &+ 1
-            take(id: chain.id, descriptors: 1,
-                 end: next == ringSize ? (0, !availWrap) : (UInt16(truncatingIfNeeded: next), availWrap), written: 0)
+            var end = avail
+            end.advance(ringSize: ringSize)
+            take(id: chain.id, descriptors: 1, end: end, written: 0)
             i &+= 1
         }
         return bytes

@@ -70,11 +70,9 @@ public final class PackedVirtqueue {
     @usableFromInline unowned(unsafe) var memory: GuestMemory? = nil
     @usableFromInline var memoryOwner: GuestMemory? = nil
     /// The next position to read, and the driver's wrap counter for it.
-    @usableFromInline var availPosition: UInt16 = 0
-    @usableFromInline var availWrap = true
+    @usableFromInline var avail = PackedRingCursor(position: 0, wrap: true)
     /// Where the next used descriptor goes, and the device's wrap counter there.
-    @usableFromInline var usedPosition: UInt16 = 0
-    @usableFromInline var usedWrap = true
+    @usableFromInline var used = PackedRingCursor(position: 0, wrap: true)
     /// Chains taken but not yet marked used, each as id | descriptors << 16 |
     /// length << 32; room for a whole ring (every chain holds a descriptor).
     @usableFromInline var pending: UnsafeMutablePointer<UInt64>? = nil
@@ -87,7 +85,7 @@ public final class PackedVirtqueue {
     /// place in the two laps a wrap counter tells apart (`lapIndex`).
     @usableFromInline var signalled: UInt32 = 0
     /// The chain `nextChain` lent: where the ring goes on after it, and its size.
-    @usableFromInline var lentEnd: (position: UInt16, wrap: Bool) = (0, true)
+    @usableFromInline var lentEnd = PackedRingCursor(position: 0, wrap: true)
     @usableFromInline var lentDescriptors: UInt32 = 0
     /// One segment's buffers, for segments written straight into the guest's
     /// receive chains (PackedVirtqueue+Segments.swift).
@@ -147,11 +145,10 @@ public final class PackedVirtqueue {
         ringSize = n
         memoryOwner = memory
         self.memory = memory
-        availPosition = position
-        availWrap = UInt16(truncatingIfNeeded: baseIndex) & PackedRingLayout.wrapBit != 0
-        usedPosition = availPosition
-        usedWrap = availWrap
-        signalled = lapIndex(usedPosition, wrap: usedWrap)
+        avail = PackedRingCursor(position: position,
+                                 wrap: UInt16(truncatingIfNeeded: baseIndex) & PackedRingLayout.wrapBit != 0)
+        used = avail
+        signalled = lapIndex(used)
         pendingCount = 0
         inFlight = 0
         lentDescriptors = 0
@@ -171,7 +168,7 @@ public final class PackedVirtqueue {
     public func stop() -> UInt32 {
         var next = baseIndex
         if isRunning {
-            let half = UInt32(availPosition) | (availWrap ? UInt32(PackedRingLayout.wrapBit) : 0)
+            let half = UInt32(avail.position) | (avail.wrap ? UInt32(PackedRingLayout.wrapBit) : 0)
             next = half | half << 16
         }
         isRunning = false
@@ -209,7 +206,7 @@ public final class PackedVirtqueue {
     /// for the control thread's health check; nil while stopped.
     public var availIndexInRing: UInt16? {
         guard isRunning else { return nil }
-        return headFlags() == nil ? availPosition : availPosition &+ 1
+        return headFlags() == nil ? avail.position : avail.position &+ 1
     }
 
     // MARK: Positions
@@ -221,6 +218,9 @@ public final class PackedVirtqueue {
         wrap ? UInt32(position) : UInt32(position) &+ ringSize
     }
 
+    @inlinable
+    func lapIndex(_ place: PackedRingCursor) -> UInt32 { lapIndex(place.position, wrap: place.wrap) }
+
     /// The flags of the descriptor at the read position if the driver has made
     /// it available, nil otherwise — or when a ring's worth is already in flight,
     /// since the slot there is one the device has not given back.
@@ -229,17 +229,17 @@ public final class PackedVirtqueue {
         if inFlight >= ringSize { return nil }
         // Acquire: the chain's descriptors, written before the head's flags, must be
         // visible to the loads that follow.
-        // SAFETY: callers checked isRunning, so ring is the 16 * size bytes start() translated; availPosition < size.
-        let flags = ferry_load_acquire_u16(ring.unsafelyUnwrapped + Int(availPosition) &* 16 + 14)
-        return PackedRingLayout.isAvailable(flags, wrap: availWrap) ? flags : nil
+        // SAFETY: callers checked isRunning, so ring is the 16 * size bytes start() translated; avail.position < size.
+        let flags = ferry_load_acquire_u16(ring.unsafelyUnwrapped + Int(avail.position) &* 16 + 14)
+        return PackedRingLayout.isAvailable(flags, wrap: avail.wrap) ? flags : nil
     }
 
     /// A walker for the chain at the read position, whose head has `flags`.
     @inlinable
     func chain(headFlags flags: UInt16) -> PackedDescriptorWalker {
         // SAFETY: only called after headFlags() found a head, so the queue is running and ring translated.
-        PackedDescriptorWalker(ring: ring.unsafelyUnwrapped, size: ringSize, position: availPosition, wrap: availWrap,
-                               headFlags: flags, budget: ringSize &- inFlight)
+        PackedDescriptorWalker(ring: ring.unsafelyUnwrapped, size: ringSize, from: avail, headFlags: flags,
+                               budget: ringSize &- inFlight)
     }
 
     /// Takes the chain `walker` walked: its used descriptor is owed, the read position moves past it.
@@ -249,15 +249,14 @@ public final class PackedVirtqueue {
     }
 
     @inlinable
-    func take(id: UInt16, descriptors: UInt32, end: (position: UInt16, wrap: Bool), written: Int) {
+    func take(id: UInt16, descriptors: UInt32, end: PackedRingCursor, written: Int) {
         // SAFETY: pending holds ringSize entries (start() allocated them), and each entry holds at least one
         // of the at most ringSize descriptors in flight (headFlags() refuses a head past that).
         pending.unsafelyUnwrapped[pendingCount] =
             UInt64(id) | UInt64(descriptors) << 16 | UInt64(UInt32(truncatingIfNeeded: written)) << 32
         pendingCount &+= 1
         inFlight &+= descriptors
-        availPosition = end.position
-        availWrap = end.wrap
+        avail = end
     }
 
     // MARK: Used descriptors and notifications
@@ -271,35 +270,29 @@ public final class PackedVirtqueue {
         // SAFETY: entries were taken, so the queue ran; callers check isRunning before publishing.
         let r = ring.unsafelyUnwrapped
         let entries = pending.unsafelyUnwrapped
-        var position = UInt32(usedPosition)
-        var wrap = usedWrap
-        let first = r + Int(position) &* 16
-        let firstFlags: UInt16 = wrap ? PackedRingLayout.flagAvail | PackedRingLayout.flagUsed : 0
+        var place = used
+        let first = r + Int(place.position) &* 16
+        let firstFlags: UInt16 = place.wrap ? PackedRingLayout.flagAvail | PackedRingLayout.flagUsed : 0
         var i = 0
         while i < n {
             let e = entries[i]
-            // SAFETY: position < ringSize (it wraps below), so the slot is inside the translated ring.
-            let d = r + Int(position) &* 16
+            // SAFETY: place.position < ringSize (a cursor's is), so the slot is inside the translated ring.
+            let d = r + Int(place.position) &* 16
             d.storeBytes(of: UInt32(truncatingIfNeeded: e >> 32), toByteOffset: 8, as: UInt32.self)
             d.storeBytes(of: UInt16(truncatingIfNeeded: e), toByteOffset: 12, as: UInt16.self)
             if i > 0 {
-                ferry_store_relaxed_u16(d + 14, wrap ? PackedRingLayout.flagAvail | PackedRingLayout.flagUsed : 0)
+                ferry_store_relaxed_u16(d + 14, place.wrap ? PackedRingLayout.flagAvail | PackedRingLayout.flagUsed : 0)
             }
-            // No overflow: position < ringSize and a chain holds at most ringSize descriptors.
-            position &+= UInt32(UInt16(truncatingIfNeeded: e >> 16))
-            if position >= ringSize {
-                position &-= ringSize
-                wrap.toggle()
-            }
+            // A chain holds at most ringSize descriptors.
+            place.advance(by: UInt32(UInt16(truncatingIfNeeded: e >> 16)), ringSize: ringSize)
             i &+= 1
         }
         // Release: every entry's id and length, the later entries' flags and (for
         // RX) the frame bytes must be visible before the driver sees the first one used.
         ferry_store_release_u16(first + 14, firstFlags)
         // Every chain taken holds its descriptors in flight: the slots written lie among those.
-        if configuration.dirtyLog != nil { markUsedDescriptors(from: UInt32(usedPosition), count: inFlight) }
-        usedPosition = UInt16(truncatingIfNeeded: position)
-        usedWrap = wrap
+        if configuration.dirtyLog != nil { markUsedDescriptors(from: UInt32(used.position), count: inFlight) }
+        used = place
         pendingCount = 0
         inFlight = 0
         notifyIfNeeded()
@@ -317,21 +310,16 @@ public final class PackedVirtqueue {
     @inlinable
     func releaseInOrder() {
         // SAFETY: release checked isRunning, so ring is the 16 * ringSize bytes start() translated, and
-        // usedPosition < ringSize; pending holds pendingCount > 0 entries (release checked).
-        let d = ring.unsafelyUnwrapped + Int(usedPosition) &* PackedRingLayout.descriptorSize
+        // used.position < ringSize; pending holds pendingCount > 0 entries (release checked).
+        let d = ring.unsafelyUnwrapped + Int(used.position) &* PackedRingLayout.descriptorSize
         let last = pending.unsafelyUnwrapped[pendingCount &- 1]
         d.storeBytes(of: 0 as UInt32, toByteOffset: 8, as: UInt32.self)
         d.storeBytes(of: UInt16(truncatingIfNeeded: last), toByteOffset: 12, as: UInt16.self)
         // Release: the id and length before the flags that make them the driver's.
-        ferry_store_release_u16(d + 14, usedWrap ? PackedRingLayout.flagAvail | PackedRingLayout.flagUsed : 0)
-        if configuration.dirtyLog != nil { markUsedDescriptors(from: UInt32(usedPosition), count: 1) }
-        // No overflow: usedPosition < ringSize and inFlight <= ringSize.
-        var position = UInt32(usedPosition) &+ inFlight
-        if position >= ringSize {
-            position &-= ringSize
-            usedWrap.toggle()
-        }
-        usedPosition = UInt16(truncatingIfNeeded: position)
+        ferry_store_release_u16(d + 14, used.wrap ? PackedRingLayout.flagAvail | PackedRingLayout.flagUsed : 0)
+        if configuration.dirtyLog != nil { markUsedDescriptors(from: UInt32(used.position), count: 1) }
+        // inFlight <= ringSize: headFlags() refuses a head past a ring's worth.
+        used.advance(by: inFlight, ringSize: ringSize)
         pendingCount = 0
         inFlight = 0
         notifyIfNeeded()
@@ -348,7 +336,7 @@ public final class PackedVirtqueue {
         // both sides could miss each other's update.
         ferry_fence_seq_cst()
         let flags = ferry_load_relaxed_u16(events + 2) & 3
-        let now = lapIndex(usedPosition, wrap: usedWrap)
+        let now = lapIndex(used)
         let shouldSignal: Bool
         if flags == PackedRingLayout.eventsDisabled {
             shouldSignal = false
@@ -402,22 +390,17 @@ public final class PackedVirtqueue {
     @inlinable
     public func postedBuffers(atMost limit: Int) -> Int {
         guard isRunning else { return 0 }
-        // SAFETY: running, so ring is translated; position stays below ringSize (it wraps).
+        // SAFETY: running, so ring is translated; a cursor's position stays below ringSize.
         let r = ring.unsafelyUnwrapped
-        var position = UInt32(availPosition)
-        var wrap = availWrap
+        var place = avail
         var seen = inFlight
         var chains = 0
         while seen < ringSize && chains < limit {
-            let flags = ferry_load_acquire_u16(r + Int(position) &* 16 + 14)
-            if !PackedRingLayout.isAvailable(flags, wrap: wrap) { break }
+            let flags = ferry_load_acquire_u16(r + Int(place.position) &* 16 + 14)
+            if !PackedRingLayout.isAvailable(flags, wrap: place.wrap) { break }
             if flags & PackedRingLayout.flagNext == 0 { chains &+= 1 }
             seen &+= 1
-            position &+= 1
-            if position == ringSize {
-                position = 0
-                wrap.toggle()
-            }
+            place.advance(ringSize: ringSize)
         }
         return chains
     }
