@@ -62,9 +62,9 @@ public final class TapPort {
     /// before it goes to the kernel: tun takes one buffer with less work than the
     /// same bytes as iovecs (no iovec array to copy in and walk, one copy of the
     /// header and the frame instead of one per piece); 64-byte frames went ~15 %
-    /// further per CPU second (docs/PERFORMANCE.md, "W4tx in session 7"). Longer
-    /// frames (jumbo, GSO) are written from their iovecs: copying them costs more
-    /// than the iovecs do. A multiple of `frameAlignment`.
+    /// further per CPU second, MTU-sized ones level (docs/PERFORMANCE.md, "W4tx in
+    /// session 7"). Longer frames (jumbo, GSO) are written from their iovecs:
+    /// copying them costs more than the iovecs do. A multiple of `frameAlignment`.
     public static let stagedFrameLimit = 2048
     /// The MTUs the receive buffers are sized for.
     public static let mtus = PortLimits.tapMTUs
