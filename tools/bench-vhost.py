@@ -9,7 +9,9 @@ whose main lcore only sleeps).
   W2  back-end generates -> front-end rxonly (Ferry: gen + vhost:SOCK;  DPDK: net_vhost txonly)
 
 A measurement warms up, then takes the front-end's per-second pps readings (Tx-pps for W1,
-Rx-pps for W2) and keeps their median. Ferry and DPDK alternate within each round.
+Rx-pps for W2) and keeps their median. Ferry and DPDK alternate within each round. A W1 line
+also says which share of the front-end's frames found the ring full (txonly's TX-dropped): near
+0 the front-end sets the rate, not the back-end.
 
     sudo tools/bench-vhost.py                 # 3 rounds, both back-ends
     sudo tools/bench-vhost.py --only dpdk     # just the DPDK reference rows
@@ -89,11 +91,16 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
     busy1, ours1 = _busy_jiffies(), _proc_jiffies(pids)
     after = _backend_counter(impl, backend, workload)
     t_after = time.monotonic()
-    fe.stop()
+    totals = fe.stop()
     backend.stop()
     out = {"mpps": result["median"] / 1e6, "samples": result["samples"],
            # CPU time used by anything else while we measured, in CPUs (0.0 = quiet machine)
            "other_cpus": max(0.0, ((busy1 - busy0) - (ours1 - ours0)) / hz / (t_after - t_before))}
+    if workload == "W1" and totals.get("TX-total"):
+        # txonly frees the frames the ring had no room for (TX-dropped): the share of the
+        # front-end's work spent while the back-end still held the ring. Near 0, the front-end
+        # sets the rate; high, the back-end (or whatever took its CPU) does. Whole run, warm-up too.
+        out["ring_full"] = totals.get("TX-dropped", 0) / totals["TX-total"]
     if before is not None and after is not None and (impl != "dpdk" or after > 0):
         out["backend_mpps"] = (after - before) / (t_after - t_before) / 1e6
     return out
@@ -116,7 +123,8 @@ def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
         args, f"round {rnd + 1} {workload} {size:>5} B {impl:5}",
         lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab, args.packed,
                             args.in_order == "on", ferry_binary_of(impl, args)),
-        lambda m: [f"back-end's count {m['backend_mpps']:.2f}"] if "backend_mpps" in m else [])
+        lambda m: ([f"back-end's count {m['backend_mpps']:.2f}"] if "backend_mpps" in m else [])
+        + ([f"front-end's frames refused, ring full {100 * m['ring_full']:.1f} %"] if "ring_full" in m else []))
 
 
 def main() -> int:

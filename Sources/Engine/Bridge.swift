@@ -105,6 +105,8 @@ public struct WorkerSource {
     public let queue: Int
     /// A generator's port: the worker asks it how many frames its destinations' room allows.
     public let generator: GenPort?
+    /// The queue's counters, looked up once here rather than once per burst.
+    public let counters: QueueCounters
     /// Looking costs a syscall (`Port.pullCostsASyscall`): after empty looks
     /// the worker skips this queue for a growing number of loops (see `Worker.forwardOnce`).
     public let costsASyscall: Bool
@@ -121,6 +123,7 @@ public struct WorkerSource {
         self.port = port
         self.queue = queue
         generator = port.generator
+        counters = port.counters(queue: queue)
         costsASyscall = port.pullCostsASyscall
         isGuestRing = port.receivesFromGuestRing
     }

@@ -44,24 +44,28 @@ extension Worker {
 
     /// Hands `batch` to port `p`, adapting the frames it cannot take as they are.
     @inlinable
-    func transmitAdapting(_ batch: PacketBatch, to p: Int) {
-        let destination = ports[p]
+    func transmitAdapting(_ batch: PacketBatch, to p: Int) { transmitAdapting(batch, to: p, port: ports[p]) }
+
+    /// As above, with port `p`'s entry borrowed as an argument (see `forward`);
+    /// its counters are looked up only when a frame is counted on them.
+    @inlinable
+    func transmitAdapting(_ batch: PacketBatch, to p: Int, port destination: WorkerPort) {
         let acceptance = destination.port.offloadAcceptance
-        let counters = destination.port.counters(queue: destination.transmitQueue)
         let count = batch.count
         var passed = 0
         var f = 0
         while f < count {
             let header = batch.header(f)
             if !acceptance.accepts(header: header) {
-                adapt(batch, from: f, to: p, acceptance: acceptance, counters: counters)
+                adapt(batch, from: f, to: p, acceptance: acceptance,
+                      counters: destination.port.counters(queue: destination.transmitQueue))
                 return
             }
             if VirtioNetHeader.gsoType(at: header) != VirtioNetHeader.gsoNone { passed &+= 1 }
             f &+= 1
         }
-        if passed > 0 { counters.offloaded(.gsoPassed, passed) }
-        transmit(batch, to: p)
+        if passed > 0 { destination.port.counters(queue: destination.transmitQueue).offloaded(.gsoPassed, passed) }
+        transmit(batch, to: p, port: destination, segmenting: false)
     }
 
     /// The slow path of `transmitAdapting`, from the first frame `first` that needs adapting.

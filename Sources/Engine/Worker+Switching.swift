@@ -107,7 +107,7 @@ extension Worker {
         }
         if batch.count > 0 {
             if now == 0 { now = MonotonicClock.seconds() }
-            switchBurst(batch, from: source, now: now)
+            switchBurst(batch, from: source, port: ports[Int(source.index)], ports: ports, now: now)
         }
         if let tunnelFrames = source.port.underlayFrames(queue: source.queue) {
             receiveTunnelFrames(tunnelFrames, uplink: source, now: &now)
@@ -149,12 +149,18 @@ extension Worker {
     /// Sends every frame of `batch` where the switch says, then the caller releases it.
     @inlinable
     func switchBurst(_ batch: PacketBatch, from source: WorkerSource, now: UInt64) {
+        switchBurst(batch, from: source, port: ports[Int(source.index)], ports: ports, now: now)
+    }
+
+    /// As above, with the ingress port `me` and the worker's table borrowed as arguments (see `forward`).
+    @inlinable
+    func switchBurst(_ batch: PacketBatch, from source: WorkerSource, port me: WorkerPort,
+                     ports: ContiguousArray<WorkerPort>, now: UInt64) {
         // SAFETY: f < count <= batchSize (the worker's batch has that capacity, run() made it), the
         // length of destinations and vlans; w < words = forwarder.wordsInUse <= PortSet.wordCount,
         // burstPorts' length.
         let ingress = source.index
-        let me = ports[Int(ingress)]
-        let counters = source.port.counters(queue: source.queue)
+        let counters = source.counters
         let count = batch.count
         var reached: UInt32 = 0
         var first = FrameDestination.nowhere
@@ -172,7 +178,7 @@ extension Worker {
         if uniform, let p = first.port {
             // Without a native VLAN on either side, every frame is tagged on both or on neither.
             if ports[p].isTrunk == me.isTrunk && ports[p].nativeVLAN | me.nativeVLAN == 0 {
-                transmitAdapting(batch, to: p)
+                transmitAdapting(batch, to: p, port: ports[p])
                 return
             }
         }
@@ -193,7 +199,7 @@ extension Worker {
                     let destination = destinations[f]
                     if destination == sole || (destination.isFlood && forwarder.contains(PortIndex(truncating: p), vlan: destination.vlan)) {
                         if view.room == 0 || view.freeSegments < batch.segmentCount(of: f) &+ PacketBatch.segmentsAddedByTagEdit {
-                            transmitAdapting(view, to: p)
+                            transmitAdapting(view, to: p, port: ports[p])
                             view.reset()
                         }
                         let vlan = vlans[f] & Self.vlanBits
@@ -204,7 +210,7 @@ extension Worker {
                     }
                     f &+= 1
                 }
-                if view.count > 0 { transmitAdapting(view, to: p) }
+                if view.count > 0 { transmitAdapting(view, to: p, port: ports[p]) }
             }
         }
     }
@@ -357,12 +363,18 @@ extension Worker {
     /// buffers with this worker's segmenter (Worker+Offloads.swift).
     @inlinable
     func transmit(_ batch: PacketBatch, to p: Int, segmenting: Bool = false) {
-        let destination = ports[p]
+        transmit(batch, to: p, port: ports[p], segmenting: segmenting)
+    }
+
+    /// As above, with port `p`'s entry borrowed as an argument: its lock is
+    /// reached by optional chaining, never bound (a bound reference is retained).
+    @inlinable
+    func transmit(_ batch: PacketBatch, to p: Int, port destination: WorkerPort, segmenting: Bool) {
         if capturesTransmit(p) { capture(batch, port: PortIndex(truncating: p), direction: .transmit) }
-        if let lock = destination.transmitLock {
-            lock.acquire()
+        if destination.transmitLock != nil {
+            destination.transmitLock?.acquire()
             push(batch, to: destination, segmenting: segmenting)
-            lock.release()
+            destination.transmitLock?.release()
         } else {
             push(batch, to: destination, segmenting: segmenting)
         }

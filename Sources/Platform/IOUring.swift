@@ -2,7 +2,7 @@ import CFerry
 import Glibc
 
 /// An io_uring (io_uring(7)) used to hand the kernel a burst of writes with one
-/// `io_uring_enter`: the caller prepares up to `capacity` WRITEV entries, then
+/// `io_uring_enter`: the caller prepares up to `capacity` WRITE or WRITEV entries, then
 /// `submitAndWait` submits them and waits for all their completions, and
 /// `reap` reads the results in completion order. One thread at a time uses a
 /// ring; nothing outlives a burst, so the completion queue (twice the
@@ -82,17 +82,33 @@ public final class IOUring: @unchecked Sendable {
     /// `submitAndWait` returns. At most `capacity` between two submissions.
     @inlinable
     public func prepareWritev(fd: Int32, _ iovecs: UnsafePointer<iovec>, count: Int, userData: UInt64) {
+        prepare(FERRY_IORING_OP_WRITEV, fd: fd, address: UnsafeRawPointer(iovecs), length: count, userData: userData)
+    }
+
+    /// Queues a non-blocking write (RWF_NOWAIT) of the `length` bytes at `bytes` to `fd` at the
+    /// file's position, tagged `userData`: one buffer, which the kernel takes without an iovec
+    /// array to copy in and walk. The bytes must stay valid until `submitAndWait` returns. At
+    /// most `capacity` between two submissions.
+    @inlinable
+    public func prepareWrite(fd: Int32, _ bytes: UnsafeRawPointer, length: Int, userData: UInt64) {
+        prepare(FERRY_IORING_OP_WRITE, fd: fd, address: bytes, length: length, userData: userData)
+    }
+
+    /// Fills the next submission entry: `opcode` on `fd` at the file's position, `address` and
+    /// `length` as the opcode reads them (iovecs and their count, or bytes and their length).
+    @inlinable
+    func prepare(_ opcode: UInt8, fd: Int32, address: UnsafeRawPointer, length: Int, userData: UInt64) {
         precondition(Int(prepared) < capacity, "more io_uring entries than the ring holds")
         // SAFETY: the slot index is masked to the mapped entry array; a slot
         // is reused only after the kernel consumed it (every submitAndWait
         // waits for all completions, and completion follows consumption).
         let sqe = sqes + Int((tail &+ prepared) & sqMask) &* 64
         sqe.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
-        sqe.storeBytes(of: FERRY_IORING_OP_WRITEV, toByteOffset: 0, as: UInt8.self)
+        sqe.storeBytes(of: opcode, toByteOffset: 0, as: UInt8.self)
         sqe.storeBytes(of: fd, toByteOffset: 4, as: Int32.self)
         sqe.storeBytes(of: UInt64.max, toByteOffset: 8, as: UInt64.self)
-        sqe.storeBytes(of: UInt64(UInt(bitPattern: iovecs)), toByteOffset: 16, as: UInt64.self)
-        sqe.storeBytes(of: UInt32(truncatingIfNeeded: count), toByteOffset: 24, as: UInt32.self)
+        sqe.storeBytes(of: UInt64(UInt(bitPattern: address)), toByteOffset: 16, as: UInt64.self)
+        sqe.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: 24, as: UInt32.self)
         sqe.storeBytes(of: FERRY_RWF_NOWAIT, toByteOffset: 28, as: UInt32.self)
         sqe.storeBytes(of: userData, toByteOffset: 32, as: UInt64.self)
         prepared &+= 1

@@ -143,6 +143,14 @@ public final class TapDevice: @unchecked Sendable {
         return try nonBlockingSyscall("writev(tap)", touchesGuestMemory: true) { Glibc.writev(fd, iovecs, Int32(count)) }
     }
 
+    /// Writes one frame, its header and bytes laid end to end at `bytes`, to `queue`:
+    /// one buffer, which tun takes with less work than the same frame as iovecs.
+    @inlinable
+    public func write(queue: Int, _ bytes: UnsafeRawPointer, length: Int) throws(SystemError) -> IOResult<Int> {
+        let fd = queueDescriptors[queue]
+        return try nonBlockingSyscall("write(tap)") { Glibc.write(fd, bytes, length) }
+    }
+
     // MARK: Offloads and buffering
 
     /// Changes the offloads at run time (TUNSETOFFLOAD). They belong to the

@@ -11,9 +11,12 @@ import Synchronization
 /// the guests unchanged.
 ///
 /// tun moves one frame per read or write, so a burst costs one `readv` per
-/// frame, and one `writev` per frame unless the queue has an io_uring: then a
+/// frame, and one write per frame unless the queue has an io_uring: then a
 /// burst's writes go to the kernel together with one `io_uring_enter`
-/// (`WritePath`); a burst of one frame is written with `writev` either way.
+/// (`WritePath`); a burst of one frame is written with `write` either way.
+/// A frame of up to `stagedFrameLimit` bytes is first copied, header and
+/// bytes end to end, into the queue's staging area and written as one buffer
+/// (`stage`); a longer one is written from its iovecs.
 /// Pulled frames land in the port's own receive buffers,
 /// one per batch slot and queue, valid until the next pull on that queue.
 /// As with every port, one thread at a time pulls a queue and one pushes it.
@@ -22,14 +25,16 @@ import Synchronization
 public final class TapPort {
     /// How pushed frames reach the kernel, for the control plane to report.
     public enum WritePath: String, Sendable {
-        /// One io_uring WRITEV entry per frame, one `io_uring_enter` per burst:
-        /// the per-call entry, exit and file checks are paid once per burst
-        /// (≈ +40 % frames per CPU second at 64 bytes, measured with a C loop).
-        /// A burst of one frame shares the enter with nothing, and its
-        /// `writev` costs less: it goes that way (docs/PERFORMANCE.md, a ping
-        /// through two TAPs).
+        /// One io_uring entry per frame (WRITE for a staged frame, WRITEV for
+        /// a longer one), one `io_uring_enter` per burst: the per-call entry,
+        /// exit and file checks are paid once per burst. That was +40 % frames
+        /// per CPU second at 64 bytes against `writev` when syscalls cost more;
+        /// on session 7's kernel the two were level and staging is what gained
+        /// (docs/PERFORMANCE.md, "W4tx in session 7"). A burst of one frame
+        /// shares the enter with nothing, and its `write` costs less: it goes
+        /// that way (docs/PERFORMANCE.md, a ping through two TAPs).
         case ioUring = "io_uring"
-        /// One `writev` per frame: where io_uring is missing or disabled.
+        /// One `write` (a staged frame) or `writev` per frame: where io_uring is missing or disabled.
         case writev
     }
 
@@ -53,6 +58,14 @@ public final class TapPort {
     public static let fullOffloads: TapOffloads = [.checksum, .tso4, .tso6, .tsoECN, .uso4, .uso6]
     /// Segments a pushed frame may have; `writev` takes one more, for the header.
     public static let maxSegments = 64
+    /// The longest write (virtio-net header and frame) copied into the staging area
+    /// before it goes to the kernel: tun takes one buffer with less work than the
+    /// same bytes as iovecs (no iovec array to copy in and walk, one copy of the
+    /// header and the frame instead of one per piece); 64-byte frames went ~15 %
+    /// further per CPU second, MTU-sized ones level (docs/PERFORMANCE.md, "W4tx in
+    /// session 7"). Longer frames (jumbo, GSO) are written from their iovecs:
+    /// copying them costs more than the iovecs do. A multiple of `frameAlignment`.
+    public static let stagedFrameLimit = 2048
     /// The MTUs the receive buffers are sized for.
     public static let mtus = PortLimits.tapMTUs
     /// A frame shorter than its Ethernet header is not a frame. The kernel's
@@ -85,6 +98,11 @@ public final class TapPort {
     /// Per queue, `batchCapacity` frames' iovecs (header, then up to
     /// `maxSegments` segments), which must stay valid until the burst completes.
     @usableFromInline let burstVectors: UnsafeMutablePointer<iovec>
+    /// Per queue, `stagingAreaSize` bytes where frames are laid out whole (`stage`):
+    /// a burst's staged frames back to back until it completes (io_uring), or one
+    /// frame at a time at its start (`write`).
+    @usableFromInline let staging: UnsafeMutableRawPointer
+    @usableFromInline let stagingAreaSize: Int
     @usableFromInline let lastErrorCode = Atomic<Int32>(0)
     /// The longest frame the kernel may hand this port now: the MTU plus the
     /// Ethernet header (TapPort+Direct.swift). Written by the control thread.
@@ -134,6 +152,11 @@ public final class TapPort {
         let vectors = rings.isEmpty ? 0 : queueCount * batchCapacity * (1 + Self.maxSegments)
         burstVectors = .allocate(capacity: vectors)
         burstVectors.initialize(repeating: iovec(), count: vectors)
+        // Each staged frame takes at most stagedFrameLimit bytes (a multiple of the alignment),
+        // and a burst through the ring stages at most batchCapacity of them. Untouched pages cost
+        // nothing: a burst of 64-byte frames uses 128 bytes a frame.
+        stagingAreaSize = (rings.isEmpty ? 1 : batchCapacity) * Self.stagedFrameLimit
+        staging = .allocate(byteCount: queueCount * stagingAreaSize, alignment: 4096)
     }
 
     deinit {
@@ -142,6 +165,7 @@ public final class TapPort {
         writeVectors.deallocate()
         ringFailed.deallocate()
         burstVectors.deallocate()
+        staging.deallocate()
     }
 
     /// The errno of the last read or write that failed for a reason other than
@@ -219,7 +243,7 @@ public final class TapPort {
 
     /// Writes every frame of `batch`, header first: through the queue's
     /// io_uring when it has one and the burst has two frames or more
-    /// (`pushSubmitting`), else one `writev` each. EAGAIN
+    /// (`pushSubmitting`), else one `write` (staged) or `writev` each. EAGAIN
     /// (the TAP's send buffer is full) drops the rest of the burst; any other
     /// error drops only the frame it was returned for.
     @inlinable
@@ -228,12 +252,13 @@ public final class TapPort {
         let counters = self.counters[q]
         // SAFETY: q < queueCount (indexing `counters` above traps otherwise), the length of ringFailed;
         // the queue's 1 + maxSegments write iovecs lie in writeVectors ((1 + maxSegments) *
-        // queueCount).
+        // queueCount), its staging area (stagingAreaSize >= stagedFrameLimit) in staging.
         if batch.count > 1 && !writeRings.isEmpty && !ringFailed[q] {
             pushSubmitting(queue: q, from: batch, ring: writeRings[q], counters: counters)
             return
         }
         let iov = writeVectors + q &* (1 &+ Self.maxSegments)
+        let area = staging + q &* stagingAreaSize
         let count = batch.count
         var sent = 0
         var bytes: UInt64 = 0
@@ -245,9 +270,15 @@ public final class TapPort {
                 frame &+= 1
                 continue
             }
-            Self.describe(frame, of: batch, segments: segments, into: iov)
             do throws(SystemError) {
-                switch try device.writev(queue: q, iov, count: 1 &+ segments) {
+                let result: IOResult<Int>
+                if let length = Self.stage(frame, of: batch, segments: segments, into: area) {
+                    result = try device.write(queue: q, area, length: length)
+                } else {
+                    Self.describe(frame, of: batch, segments: segments, into: iov)
+                    result = try device.writev(queue: q, iov, count: 1 &+ segments)
+                }
+                switch result {
                 case .done:
                     sent &+= 1
                     bytes &+= UInt64(batch.length(of: frame))
@@ -267,7 +298,9 @@ public final class TapPort {
     }
 
     /// `push` through io_uring: up to `batchCapacity` frames (the ring's
-    /// capacity at least) per `io_uring_enter`, each frame's result counted on
+    /// capacity at least) per `io_uring_enter`, staged frames as WRITE entries
+    /// from the queue's staging area, the others as WRITEV, in the burst's
+    /// order (the kernel issues a submission's entries in turn), each frame's result counted on
     /// its own: sent, EAGAIN as `.txFull`, any other errno as `.ioError`. Every
     /// frame is submitted, so one after an EAGAIN may still go if the kernel
     /// freed room meanwhile. A failed `io_uring_enter` (not a frame's error)
@@ -280,6 +313,7 @@ public final class TapPort {
         // iovecs lie in burstVectors (queueCount * batchCapacity * stride, allocated when there are
         // rings, the only case that comes here); ringFailed has queueCount flags.
         let vectors = burstVectors + q &* batchCapacity &* stride
+        let area = staging + q &* stagingAreaSize
         let chunk = min(batchCapacity, ring.capacity)
         let fd = device.queueDescriptors[q]
         let count = batch.count
@@ -291,6 +325,7 @@ public final class TapPort {
         var frame = 0
         while frame < count {
             var prepared = 0
+            var staged = 0
             while frame < count && prepared < chunk {
                 let segments = batch.segmentCount(of: frame)
                 if segments > Self.maxSegments {
@@ -299,10 +334,17 @@ public final class TapPort {
                     continue
                 }
                 // SAFETY: prepared < chunk <= batchCapacity, so the frame's
-                // iovecs lie inside this queue's share of `burstVectors`.
-                let iov = vectors + prepared &* stride
-                Self.describe(frame, of: batch, segments: segments, into: iov)
-                ring.prepareWritev(fd: fd, iov, count: 1 &+ segments, userData: UInt64(frame))
+                // iovecs lie inside this queue's share of `burstVectors`, and the frames staged
+                // before it took at most prepared * stagedFrameLimit bytes: a whole
+                // stagedFrameLimit is left in the queue's area (batchCapacity * stagedFrameLimit).
+                if let length = Self.stage(frame, of: batch, segments: segments, into: area + staged) {
+                    ring.prepareWrite(fd: fd, area + staged, length: length, userData: UInt64(frame))
+                    staged &+= (length &+ Self.frameAlignment &- 1) & ~(Self.frameAlignment &- 1)
+                } else {
+                    let iov = vectors + prepared &* stride
+                    Self.describe(frame, of: batch, segments: segments, into: iov)
+                    ring.prepareWritev(fd: fd, iov, count: 1 &+ segments, userData: UInt64(frame))
+                }
                 prepared &+= 1
                 frame &+= 1
             }
@@ -352,6 +394,29 @@ public final class TapPort {
             iov[1 &+ s] = iovec(iov_base: batch.segmentBase(first &+ s), iov_len: batch.segmentLength(first &+ s))
             s &+= 1
         }
+    }
+
+    /// Copies one frame's virtio-net header and segments end to end to `slot`
+    /// (room for `stagedFrameLimit` bytes) and returns the write's length, or nil,
+    /// having copied nothing or part, when they take more than that: the caller
+    /// writes the frame from its iovecs.
+    @inlinable
+    static func stage(_ frame: Int, of batch: PacketBatch, segments: Int, into slot: UnsafeMutableRawPointer) -> Int? {
+        if batch.length(of: frame) &+ PacketBatch.headerSize > stagedFrameLimit { return nil }
+        // SAFETY: each copy is bounded by the check before it against stagedFrameLimit, the room at
+        // `slot`; the sources are the batch's header slot and the frame's segments (its invariant).
+        slot.copyMemory(from: batch.header(frame), byteCount: PacketBatch.headerSize)
+        var offset = PacketBatch.headerSize
+        let first = batch.segments(of: frame).lowerBound
+        var s = 0
+        while s < segments {
+            let length = batch.segmentLength(first &+ s)
+            if length > stagedFrameLimit &- offset { return nil }
+            (slot + offset).copyMemory(from: batch.segmentBase(first &+ s), byteCount: length)
+            offset &+= length
+            s &+= 1
+        }
+        return offset
     }
 
     /// Sets what the kernel may hand this port (TUNSETOFFLOAD), from the control

@@ -489,10 +489,7 @@ final class AllocationTests: XCTestCase {
     func testDirectTapToGuestBurstsAllocateNothing() throws {
         try NetworkSandbox.requireTapSupport()
         try runUnderInterposer(test: "testDirectTapToGuestBurstsAllocateNothing") {
-            let name = NetworkSandbox.interfaceName("ferryal", "d")
-            NetworkSandbox.removeInterface(name)
-            let tap = try TapPort(name: name, queues: 1, mtu: 1500, batchCapacity: 64)
-            try NetworkSandbox.disableIPv6(name)
+            let tap = try freshTap("d", mtu: 1500)
             // What the kernel sent while the link came up (IPv6 chatter) goes, uncounted.
             var scratch = [UInt8](repeating: 0, count: 65_536)
             while case .done = try scratch.withUnsafeMutableBytes({ raw in
@@ -520,6 +517,37 @@ final class AllocationTests: XCTestCase {
                 for _ in 0..<4 { _ = sw.worker.forwardOnce(sw.batch) }
                 bursts += 1
                 precondition(tap.bufferedFrames.load(ordering: .relaxed) == 0, "a frame went the usual way")
+            })
+        }
+    }
+
+    /// Into a TAP: a generator's bursts through the TAP's io_uring, every frame
+    /// staged (copied whole, written as one buffer), then a lone frame with
+    /// `write`, and one too long to stage with `writev`. Needs root for the TAP
+    /// (the child creates it; it goes when the child exits).
+    func testBurstsIntoATapAllocateNothing() throws {
+        try NetworkSandbox.requireTapSupport()
+        try runUnderInterposer(test: "testBurstsIntoATapAllocateNothing") {
+            let tap = try freshTap("w", mtu: 9000)
+            precondition(tap.writePath == .ioUring, "io_uring is enabled on the test machines")
+            let gen = GenPort(destination: MACAddress(2, 0, 0, 0, 0, 2), source: MACAddress(2, 0, 0, 0, 0, 1),
+                              frameSize: 64, count: nil)
+            let sw = try SwitchHarness([(.gen(gen), .access(1)), (.tap(tap), .access(1))], batchSize: 64)
+            let arena = FrameArena()
+            let lone = PacketBatch(capacity: 1)
+            arena.append(ethernetFrame(length: 128), cuts: [14], to: lone)
+            let long = PacketBatch(capacity: 1)
+            arena.append(ethernetFrame(length: TapPort.stagedFrameLimit + 100), cuts: [14], to: long)
+            var sent: UInt64 = 0
+            return (prepare: {
+                // Uncounted: a snapshot allocates.
+                let now = tap.counters[0].snapshot.txPackets
+                precondition(sent == 0 || now > sent, "nothing reached the TAP")
+                sent = now
+            }, burst: {
+                for _ in 0..<16 { _ = sw.worker.forwardOnce(sw.batch) }
+                tap.push(queue: 0, from: lone)
+                tap.push(queue: 0, from: long)
             })
         }
     }
@@ -591,6 +619,16 @@ final class AllocationTests: XCTestCase {
                 rounds += 1
             })
         }
+    }
+
+    /// A TAP of one queue and a 64-frame batch, made anew (one a crashed run left goes first),
+    /// IPv6 off so the kernel sends nothing of its own.
+    func freshTap(_ suffix: String, mtu: Int) throws -> TapPort {
+        let name = NetworkSandbox.interfaceName("ferryal", suffix)
+        NetworkSandbox.removeInterface(name)
+        let tap = try TapPort(name: name, queues: 1, mtu: mtu, batchCapacity: 64)
+        try NetworkSandbox.disableIPv6(name)
+        return tap
     }
 
     /// In the parent: re-runs `test` with the interposer preloaded and asserts on

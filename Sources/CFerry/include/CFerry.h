@@ -241,6 +241,7 @@ static const uint32_t FERRY_IORING_FEAT_SINGLE_MMAP = IORING_FEAT_SINGLE_MMAP;
 static const uint32_t FERRY_IORING_ENTER_GETEVENTS = IORING_ENTER_GETEVENTS;
 static const uint32_t FERRY_IORING_REGISTER_FILES = IORING_REGISTER_FILES;
 static const uint8_t FERRY_IORING_OP_WRITEV = IORING_OP_WRITEV;
+static const uint8_t FERRY_IORING_OP_WRITE = IORING_OP_WRITE;
 // RWF_NOWAIT in sqe.rw_flags: without it io_uring answers a full tun send
 // buffer by polling for POLLOUT and waiting, O_NONBLOCK or not.
 static const uint32_t FERRY_RWF_NOWAIT = RWF_NOWAIT;
