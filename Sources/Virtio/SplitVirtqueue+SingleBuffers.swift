@@ -117,33 +117,13 @@ extension SplitVirtqueue {
         return bytes
     }
 
-    /// Pass 3: the used entries of the first `count` chains found, in order, and
-    /// the chains consumed; `release` publishes them.
-    ///
-    /// The ring, its mask and the next position are locals and each entry is one
-    /// 8-byte store: written through the class's properties, every store into
-    /// the ring could alias them, so each entry reloaded the position, the mask
-    /// and the ring and stored the count back — a chain through memory per frame
-    /// that was 13.6 % of the worker's samples in W1 (docs/PERFORMANCE.md, "W1:
-    /// what the front-end pays").
+    /// Pass 3: the used entries of the first `count` chains found, in order
+    /// (length 0: nothing was written into a TX buffer), and the chains consumed;
+    /// `release` publishes them.
     @inlinable
     func useSingleBuffers(_ count: Int) {
-        // SAFETY: pull checked isRunning, so used is the ring start() translated for usedBytes(size);
-        // its entries start at offset 4.
-        let entries = used.unsafelyUnwrapped + 4
-        let mask = self.mask
-        var position = usedIndex &+ pendingUsed
-        var i = 0
-        while i < count {
-            // SAFETY: i < count, the chains findSingleBuffers filled; slot <= mask < size, so the 8-byte
-            // entry is inside the usedBytes(size) start() translated. Little-endian, like every ring
-            // field here: the id in the low half, the length (0: nothing written into a TX buffer) in the high.
-            (entries + 8 &* position.slot(mask)).storeBytes(of: UInt64(singleBufferChains[i].head.rawValue),
-                                                            as: UInt64.self)
-            position &+= 1
-            i &+= 1
-        }
-        pendingUsed &+= UInt16(truncatingIfNeeded: count)
+        // SAFETY: each i < count, the chains findSingleBuffers filled.
+        writeUsedRun(count) { UInt64(singleBufferChains[$0].head.rawValue) }
         lastAvail &+= UInt16(truncatingIfNeeded: count)
     }
 }

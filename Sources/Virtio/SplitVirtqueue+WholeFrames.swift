@@ -135,13 +135,10 @@ extension SplitVirtqueue {
     /// order, and the chains consumed; `push` publishes them with the burst.
     @inlinable
     func useReservedChains(_ count: Int) {
-        var i = 0
-        while i < count {
-            // SAFETY: i < count, the chains reserveChains filled (at most reservedChainCapacity).
-            let reserved = reservedChains[i]
-            writeUsed(at: usedIndex &+ pendingUsed, id: reserved.head, length: UInt32(truncatingIfNeeded: reserved.length))
-            pendingUsed &+= 1
-            i &+= 1
+        writeUsedRun(count) {
+            // SAFETY: each i < count, the chains reserveChains filled (at most reservedChainCapacity).
+            let reserved = reservedChains[$0]
+            return UInt64(reserved.head.rawValue) | UInt64(UInt32(truncatingIfNeeded: reserved.length)) << 32
         }
         lastAvail &+= UInt16(truncatingIfNeeded: count)
     }
