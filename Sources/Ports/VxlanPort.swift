@@ -274,8 +274,6 @@ public final class VxlanPort {
             lastErrorCode.store(error.errno, ordering: .relaxed)
             return 0
         }
-        var frames = 0
-        var bytes: UInt64 = 0
         var burst = ReceiveBurst()
         i = 0
         while i < arrived {
