@@ -194,7 +194,7 @@ def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     lab.procs.append(fe)
     fe.start(timeout=60)
     learn = fe.wait_for("LEARN", 30)
-    load = OtherLoad([be.pid, fe.pid]).start()
+    load = OtherLoad([be.pid, fe.pid], backend=be.pid).start()
     time.sleep(args.warmup)
     c0, t0 = ferry_counter(be, "b", "tx_packets") if impl in FERRIES else None, time.monotonic()
     total = fe.wait_for("TOTAL", args.duration + 30)
@@ -204,6 +204,7 @@ def measure_w3(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     if not samples:
         raise h.HarnessError(f"the front-end printed no rate after the warm-up\n{fe.log_tail()}")
     out = {"mpps": h.median(samples) / 1e6, "samples": samples, "other_cpus": other,
+           "backend_cpus": load.backend_cpus,
            "learn_sent": learn.get("sent"), "frontend_total": total}
     if c0 is not None and c1 is not None and c1 > c0:
         out["backend_mpps"] = (c1 - c0) / (t1 - t0) / 1e6
@@ -226,7 +227,7 @@ def measure_w3io(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     fe = lab.virtio_user(a, "io", cpu=FRONTEND_CPU, txpkts=size,
                          extra_eal=["--vdev", f"net_virtio_user1,path={b}"],
                          extra_app=["--tx-first"]).start()
-    load = OtherLoad([be.pid, fe.pid]).start()
+    load = OtherLoad([be.pid, fe.pid], backend=be.pid).start()
     time.sleep(args.warmup)
     t0 = time.monotonic()
     n = max(1, int(round(args.duration)))
@@ -236,6 +237,7 @@ def measure_w3io(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     other = load.stop()
     samples = [(x + y) / 2 for x, y in zip(*per_port)]
     return {"mpps": h.median(samples) / 1e6, "samples": samples, "other_cpus": other,
+            "backend_cpus": load.backend_cpus,
             "port_mpps": [h.median(s) / 1e6 for s in per_port]}
 
 
@@ -251,7 +253,7 @@ def measure_w4tx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
         h.wait_for_socket(sock, proc=be)
         fe = lab.virtio_user(sock, "txonly", cpu=FRONTEND_CPU, txpkts=size).start()
         pids.append(fe.pid)
-    load = OtherLoad(pids).start()
+    load = OtherLoad(pids, backend=be.pid).start()
     time.sleep(args.warmup)
     d0 = tap_stat(tap, "rx_dropped")
     t0 = time.monotonic()
@@ -259,6 +261,7 @@ def measure_w4tx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     dropped = tap_stat(tap, "rx_dropped") - d0
     other = load.stop()
     out = {"mpps": h.median(samples) / 1e6, "samples": samples, "other_cpus": other,
+           "backend_cpus": load.backend_cpus,
            "tap_rx_dropped": dropped}
     if fe is not None:
         out["frontend_tx_mpps"] = h.median(fe.pps_samples("tx", since=t0)) / 1e6
@@ -299,7 +302,7 @@ def measure_w4rx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     lab.procs.append(sender)
     sender.start()
     pids.append(sender.pid)
-    load = OtherLoad(pids).start()
+    load = OtherLoad(pids, backend=be.pid).start()
     time.sleep(args.warmup)
     t0 = time.monotonic()
     k0 = {k: tap_stat(tap, k) for k in ("tx_packets", "tx_dropped")}
@@ -315,6 +318,7 @@ def measure_w4rx(impl: str, size: int, args, lab: h.Lab, tools: dict) -> dict:
     if not samples:
         raise h.HarnessError(f"no rate readings at the receiver\n{lab.logs(15)}")
     out = {"mpps": h.median(samples) / 1e6, "samples": samples, "other_cpus": other,
+           "backend_cpus": load.backend_cpus,
            # what the kernel queued for the back-end, and what it dropped because the
            # back-end's queue was full (the sender outran the back-end when > 0)
            "tap_tx_mpps": (k1["tx_packets"] - k0["tx_packets"]) / (t1 - t0) / 1e6,

@@ -145,7 +145,7 @@ def measure_tx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
     h.wait_for_socket(sock, proc=be)
     fe = lab.virtio_user(sock, "txonly", cpu=FRONTEND_CPU, txpkts=size, mac=GUEST_MAC,
                          extra_app=[f"--eth-peer=0,{args.tx_dst}"]).start()
-    load = OtherLoad([be.pid, fe.pid]).start()
+    load = OtherLoad([be.pid, fe.pid], backend=be.pid).start()
     time.sleep(args.warmup)
     keys = ("rx_packets", "rx_dropped")
     k0, t0 = link.stats("b", keys), time.monotonic()
@@ -155,6 +155,7 @@ def measure_tx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
     k1, t1 = link.stats("b", keys), time.monotonic()
     other = load.stop()
     out = {"mpps": h.median(samples) / 1e6, "samples": samples, "other_cpus": other,
+           "backend_cpus": load.backend_cpus,
            "lan_rx_dropped": k1["rx_dropped"] - k0["rx_dropped"],
            "frontend_tx_mpps": h.median(fe.pps_samples("tx", since=t0, until=t1) or [0]) / 1e6}
     if impl == "ferry":
@@ -189,7 +190,7 @@ def measure_rx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
                   lab._log("afpacket-send"), "afpacket-send")
     lab.procs.append(sender)
     sender.start()
-    load = OtherLoad([be.pid, fe.pid, sender.pid]).start()
+    load = OtherLoad([be.pid, fe.pid, sender.pid], backend=be.pid).start()
     time.sleep(args.warmup)
     t0 = time.monotonic()
     hv0, lan0 = link.stats("a", ("rx_packets", "rx_dropped")), link.stats("b", ("tx_dropped",))
@@ -203,6 +204,7 @@ def measure_rx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
     if not samples:
         raise h.HarnessError(f"no rate readings at the guest\n{lab.logs(15)}")
     out = {"mpps": h.median(samples) / 1e6, "samples": samples, "other_cpus": other,
+           "backend_cpus": load.backend_cpus,
            "sender_mpps": h.median(sent) / 1e6 if sent else None,
            # what the kernel took in on ub-hv (XDP or stack), and what it dropped on the way
            "hv_rx_mpps": per_second(hv0["rx_packets"], hv1["rx_packets"], t0, t1),

@@ -33,10 +33,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, add_other_option, add_run_options, begin_run, ferry_binary_of,  # noqa: E402
-                      fmt, h, print_other_table, print_round_table,
-                      least_noisy, noisy_note, parse_run_options, ratio, run_rounds,
-                      summarize, busy_jiffies as _busy_jiffies, proc_jiffies as _proc_jiffies)
+from benchlib import (NOISY, OtherLoad, add_other_option, add_run_options, begin_run,  # noqa: E402
+                      ferry_binary_of, fmt, h, print_other_table, print_round_table,
+                      least_noisy, noisy_note, parse_run_options, ratio, run_rounds, summarize)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -82,20 +81,18 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
         direction = "rx"
 
     time.sleep(warmup)
-    hz = os.sysconf("SC_CLK_TCK")
-    pids = [backend.pid, fe.pid]
     before = _backend_counter(impl, backend, workload)
     t_before = time.monotonic()
-    busy0, ours0 = _busy_jiffies(), _proc_jiffies(pids)
+    load = OtherLoad([backend.pid, fe.pid], backend=backend.pid).start()
     result = fe.measure(direction, warmup=0, duration=duration)
-    busy1, ours1 = _busy_jiffies(), _proc_jiffies(pids)
+    other = load.stop()
     after = _backend_counter(impl, backend, workload)
     t_after = time.monotonic()
     totals = fe.stop()
     backend.stop()
     out = {"mpps": result["median"] / 1e6, "samples": result["samples"],
            # CPU time used by anything else while we measured, in CPUs (0.0 = quiet machine)
-           "other_cpus": max(0.0, ((busy1 - busy0) - (ours1 - ours0)) / hz / (t_after - t_before))}
+           "other_cpus": other, "backend_cpus": load.backend_cpus}
     if workload == "W1" and totals.get("TX-total"):
         # txonly frees the frames the ring had no room for (TX-dropped): the share of the
         # front-end's work spent while the back-end still held the ring. Near 0, the front-end

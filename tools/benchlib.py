@@ -83,19 +83,28 @@ def wait_idle(limit: float, max_busy: float = 0.10) -> float:
 
 
 class OtherLoad:
-    """CPU time used by anything but `pids` between start() and stop(), in CPUs."""
+    """CPU time used by anything but `pids` between start() and stop(), in CPUs; and, when
+    `backend` (one of `pids`) is given, the CPU time the back-end itself got (`backend_cpus`):
+    on a loaded machine a back-end's Mpps falls with the CPU it is given, so its rate per CPU
+    it had still compares two back-ends when the plain rate no longer can."""
 
-    def __init__(self, pids):
+    def __init__(self, pids, backend: Optional[int] = None):
         self.pids = [p for p in pids if p is not None]
+        self.backend = backend
+        self.backend_cpus: Optional[float] = None
 
     def start(self) -> "OtherLoad":
         self.t0, self.b0, self.o0 = time.monotonic(), busy_jiffies(), proc_jiffies(self.pids)
+        self.be0 = proc_jiffies([self.backend])
         return self
 
     def stop(self) -> float:
         hz = os.sysconf("SC_CLK_TCK")
+        seconds = max(time.monotonic() - self.t0, 1e-3)
         busy, ours = busy_jiffies() - self.b0, proc_jiffies(self.pids) - self.o0
-        return max(0.0, (busy - ours) / hz / max(time.monotonic() - self.t0, 1e-3))
+        if self.backend is not None:
+            self.backend_cpus = (proc_jiffies([self.backend]) - self.be0) / hz / seconds
+        return max(0.0, (busy - ours) / hz / seconds)
 
 
 # --------------------------------------------------------------------------- our C peers
@@ -483,6 +492,9 @@ def report(tag: str, m: dict, notes: list[str]):
     """One measurement's progress line: its rate, per-second readings, cross-checks, load."""
     load = f"other load {m['other_cpus']:.2f} CPU" + (" (NOISY)" if m["other_cpus"] > NOISY
                                                        else "")
+    if m.get("backend_cpus"):
+        notes = notes + [f"back-end had {m['backend_cpus']:.2f} CPU "
+                         f"({m['mpps'] / m['backend_cpus']:.2f} Mpps per back-end CPU)"]
     print(f"{tag}: {m['mpps']:.3f} Mpps  per-second {[round(s / 1e6, 3) for s in m['samples']]}"
           f"; {'; '.join(notes + [load])}", flush=True)
 
@@ -536,7 +548,7 @@ def print_round_table(results: dict, cells: list, label_of: Callable[[tuple], st
     measurement of the round had other work)."""
     print()
     print(f"{'round by round':{width}} {'size':>5} {'round':>5}  {'Ferry':>6} {'other':>6} {'DPDK':>6}  "
-          f"{'Ferry/DPDK':>10} {'other/DPDK':>10}  state (DPDK's rate; machine)")
+          f"{'Ferry/DPDK':>10} {'other/DPDK':>10} {'per CPU':>7}  state (DPDK's rate; machine)")
     for cell in cells:
         rows = {impl: results.get(tuple(cell) + (impl,), []) for impl in ("ferry", "other", "dpdk")}
         for rnd in range(max((len(ms) for ms in rows.values()), default=0)):
@@ -554,7 +566,18 @@ def print_round_table(results: dict, cells: list, label_of: Callable[[tuple], st
             machine = next((m["machine"] for m in got.values() if "machine" in m), "")
             print(f"{label_of(cell):{width}} {cell[1]:>5} {rnd + 1:>5}  {fmt(rate.get('ferry'), 6)} "
                   f"{fmt(rate.get('other'), 6)} {fmt(dpdk, 6)}  {fmt(ratio(rate.get('ferry'), dpdk), 10)} "
-                  f"{fmt(ratio(rate.get('other'), dpdk), 10)}  {state}; {machine}")
+                  f"{fmt(ratio(rate.get('other'), dpdk), 10)} "
+                  f"{fmt(ratio(per_backend_cpu(got.get('ferry')), per_backend_cpu(got.get('dpdk'))), 7)}"
+                  f"  {state}; {machine}")
+    print("(per CPU: Ferry/DPDK of Mpps per CPU second each back-end process had; where the plain "
+          "ratio is noisy, this one still compares the two)")
+
+
+def per_backend_cpu(m: Optional[dict]) -> Optional[float]:
+    """A measurement's rate per CPU its back-end had, when OtherLoad measured the back-end."""
+    if not m or not m.get("mpps") or not m.get("backend_cpus"):
+        return None
+    return m["mpps"] / m["backend_cpus"]
 
 
 def summarize(row: dict, runs: dict) -> dict:

@@ -18,5 +18,7 @@ public enum LabStamp {
     }
 
     /// The most bytes of a frame the analyser reads to find a stamp: two tags and IPv4 options.
-    public static let furthestEnd = Ethernet.headerSize + 2 * Ethernet.tagSize + 60 + udpHeaderSize + size
+    /// Computed and inlinable: a `static let` with an expression is a lazily initialised global,
+    /// reached through a call on every frame the analyser reads.
+    @inlinable public static var furthestEnd: Int { Ethernet.headerSize + 2 * Ethernet.tagSize + 60 + udpHeaderSize + size }
 }

@@ -70,35 +70,54 @@ public final class TrafficAnalyser: @unchecked Sendable {
         ferry_store_relaxed_u64(p, ferry_load_relaxed_u64(p) &- n)
     }
 
-    /// Reads the stamps of every frame of `batch`, which the sink was handed.
+    /// Reads the stamps of every frame of `batch`, which the sink was handed. Most frames a
+    /// sink swallows carry no stamp (a front-end's or a guest's traffic): such a frame costs
+    /// its parse, inlined here, and a local count added once per burst; the clock is read only
+    /// when a burst holds a stamped frame (a call and a count per frame and a clock read per
+    /// burst were ~10 % of the worker at W1's rate; docs/PERFORMANCE.md, "The worker's side, and
+    /// the use pass").
     @inlinable
     public func inspect(_ batch: PacketBatch) {
-        guard batch.count > 0 else { return }
-        let now = RawMonotonicClock.nanoseconds()
+        let count = batch.count
+        var unstamped: UInt64 = 0
+        var now: UInt64 = 0
         var frame = 0
-        while frame < batch.count {
-            inspect(frame: frame, of: batch, at: now)
+        while frame < count {
+            let segments = batch.segments(of: frame)
+            let frameLength = batch.length(of: frame)
+            let length = min(batch.segmentLength(segments.lowerBound), frameLength)
+            let found: (flow: UInt16, sequence: UInt32, time: UInt64)?
+            if length < min(frameLength, LabStamp.furthestEnd) && segments.count > 1 {
+                found = gatheredStamp(frame: frame, of: batch)
+            } else {
+                // SAFETY: `length` is at most the first segment's length, readable at its base (the
+                // batch invariant).
+                found = Self.stamp(in: UnsafeRawBufferPointer(start: batch.segmentBase(segments.lowerBound),
+                                                              count: length))
+            }
+            if let stamp = found {
+                if now == 0 { now = Self.now() }
+                self.count(flow: Int(stamp.flow), sequence: stamp.sequence, sentAt: stamp.time,
+                           bytes: UInt64(frameLength), now: now)
+            } else {
+                unstamped &+= 1
+            }
             frame &+= 1
         }
+        if unstamped > 0 { add(Self.unstampedSlot, unstamped) }
     }
 
-    @inlinable
-    func inspect(frame: Int, of batch: PacketBatch, at now: UInt64) {
-        let segments = batch.segments(of: frame)
-        let frameLength = batch.length(of: frame)
-        var bytes = batch.segmentBase(segments.lowerBound)
-        var length = min(batch.segmentLength(segments.lowerBound), frameLength)
-        if length < min(frameLength, LabStamp.furthestEnd) && segments.count > 1 {
-            length = gather(frame: frame, of: batch)
-            bytes = scratch
-        }
-        // SAFETY: `length` bytes are readable at `bytes`: at most the first segment's length (the batch
-        // invariant), or what `gather` copied into scratch.
-        guard let stamp = Self.stamp(in: UnsafeRawBufferPointer(start: bytes, count: length)) else {
-            add(Self.unstampedSlot, 1)
-            return
-        }
-        count(flow: Int(stamp.flow), sequence: stamp.sequence, sentAt: stamp.time, bytes: UInt64(frameLength), now: now)
+    /// The clock a stamp's send time was read on, out of the per-frame loop.
+    @usableFromInline @inline(never)
+    static func now() -> UInt64 { RawMonotonicClock.nanoseconds() }
+
+    /// The stamp of a frame whose first segment is too short to hold it, read from its first
+    /// bytes gathered into `scratch`.
+    @usableFromInline @inline(never)
+    func gatheredStamp(frame: Int, of batch: PacketBatch) -> (flow: UInt16, sequence: UInt32, time: UInt64)? {
+        let length = gather(frame: frame, of: batch)
+        // SAFETY: gather copied `length` bytes into scratch.
+        return Self.stamp(in: UnsafeRawBufferPointer(start: scratch, count: length))
     }
 
     /// Copies the first `LabStamp.furthestEnd` bytes of a frame of several segments into `scratch`.
@@ -116,7 +135,7 @@ public final class TrafficAnalyser: @unchecked Sendable {
     }
 
     /// The stamp of a generator frame (Ethernet, up to two tags, IPv4, UDP, `LabStamp`), or nil.
-    @inlinable
+    @inlinable @inline(__always)
     static func stamp(in frame: UnsafeRawBufferPointer) -> (flow: UInt16, sequence: UInt32, time: UInt64)? {
         // SAFETY: every load is tested against frame.count first: the EtherType and each tag (offset +
         // 2), the IPv4 header, and the stamp's LabStamp.size bytes at `at`.
@@ -143,7 +162,7 @@ public final class TrafficAnalyser: @unchecked Sendable {
     }
 
     /// Counts one stamped frame of `flow` against the flow's expected sequence number.
-    @inlinable
+    @inlinable @inline(never)
     public func count(flow: Int, sequence: UInt32, sentAt: UInt64, bytes: UInt64, now: UInt64) {
         add(Self.stampedSlot, 1)
         guard flow < Self.flowCapacity else {

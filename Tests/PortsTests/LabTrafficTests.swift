@@ -232,6 +232,29 @@ final class TrafficAnalyserTests: XCTestCase {
         }
     }
 
+    /// The analyser counts a burst's unstamped frames together and reads the clock only once it
+    /// meets a stamped one: a burst that mixes them, starting with an unstamped frame, counts both.
+    func testABurstOfStampedAndUnstampedFramesCountsBoth() {
+        // The generators own their frames' memory: both are kept until the sink has read them.
+        let stamping = GenPort(GeneratorSpec(count: 3)), notStamping = GenPort(GeneratorSpec(count: 4, stamped: false))
+        let stamped = PacketBatch(capacity: 8), plain = PacketBatch(capacity: 8)
+        XCTAssertEqual(stamping.pull(queue: 0, into: stamped), 3)
+        XCTAssertEqual(notStamping.pull(queue: 0, into: plain), 4)
+        let handed = PacketBatch(capacity: 8)
+        for i in 0..<4 {
+            for (batch, n) in [(plain, 4), (stamped, 3)] where i < n {
+                let segment = batch.segments(of: i).lowerBound
+                handed.append(base: batch.segmentBase(segment), length: UInt32(batch.length(of: i)), token: 0)
+            }
+        }
+        let sink = SinkPort()
+        sink.push(queue: 0, from: handed)
+        let a = sink.analyser.snapshot
+        XCTAssertEqual([a.stamped, a.unstamped, a.lost, a.reordered], [3, 4, 0, 0])
+        XCTAssertEqual(a.latency.count, 3)
+        withExtendedLifetime((stamping, notStamping)) {}
+    }
+
     func testForeignFramesAreUnstamped() {
         let sink = SinkPort()
         let gen = GenPort(GeneratorSpec(count: 10, stamped: false))
