@@ -19,6 +19,16 @@ int ferry_set_affinity(int cpu) {
     return sched_setaffinity(0, sizeof(set), &set);
 }
 
+int ferry_get_affinity_mask(unsigned long long *words, int count) {
+    return sched_getaffinity(0, (size_t)count * sizeof(*words), (cpu_set_t *)words);
+}
+
+int ferry_set_affinity_mask(const unsigned long long *words, int count) {
+    return sched_setaffinity(0, (size_t)count * sizeof(*words), (const cpu_set_t *)words);
+}
+
+int ferry_current_cpu(void) { return sched_getcpu(); }
+
 int ferry_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
 int ferry_accept_cloexec(int listener) { return accept4(listener, NULL, NULL, SOCK_CLOEXEC); }

@@ -5,6 +5,7 @@ import Platform
 import Ports
 import Switching
 import VhostUser
+import XDP
 
 /// A named port, its number in the switch and the spec it came from.
 public final class NamedPort {
@@ -88,6 +89,10 @@ public final class Switch {
     public let options: SwitchOptions
     let logger: Logger
     let watchers = PortWatchers()
+    /// Every TAP's filter, which tells the workers who sends into it: loaded
+    /// with the first TAP of a switch whose workers are not pinned (`cpus`).
+    private(set) var senderCPU: SenderCPUProgram?
+    private var senderCPULoadTried = false
 
     public var database: ForwardingDatabase { bridge.database }
     public var forwarder: Forwarder { bridge.forwarder }
@@ -126,13 +131,29 @@ public final class Switch {
     /// (xdp, packet) that fails to open becomes a `FailedPort` when
     /// `failedUplinkKept`; otherwise, like any other port, it is an error.
     func open(_ spec: PortSpec, name: String, index: PortIndex, failedUplinkKept: Bool) throws(SwitchError) -> NamedPort {
+        if case .tap = spec.kind { loadSenderCPUProgram() }
         let context = PortContext(gate: gate, batchSize: options.batchSize, addressCapacity: options.fdbCapacity,
-                                  logger: logger)
+                                  logger: logger, senderCPU: senderCPU)
         do throws(PortOpenError) {
             let port = try Port.open(spec, name: name, context: context, keepingFailedUplink: failedUplinkKept)
             return NamedPort(name: name, index: index, spec: spec, port: port, logger: logger)
         } catch {
             throw .port(spec.text, error.description)
+        }
+    }
+
+    /// Loads the TAP sender program once, and tells the workers to follow
+    /// it (SenderFollowing.swift). A failure costs only the following: logged once.
+    private func loadSenderCPUProgram() {
+        guard options.cpus == nil, !senderCPULoadTried else { return }
+        senderCPULoadTried = true
+        do {
+            let program = try SenderCPUProgram.load(logger: logger)
+            senderCPU = program
+            for worker in workers { worker.followSenders(of: program) }
+            logger.info("TAP sender program loaded: a worker woken by a TAP moves to the sender's CPU")
+        } catch {
+            logger.notice("\(error); workers wake where they last ran (pin them with cpus for the best latency)")
         }
     }
 

@@ -30,7 +30,9 @@ extension Worker {
             sleeps.add(1, ordering: .relaxed)
             let fellAsleep = MonotonicClock.nanoseconds()
             woken = wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)
-            asleepNanoseconds.add(MonotonicClock.nanoseconds() &- fellAsleep, ordering: .relaxed)
+            let slept = MonotonicClock.nanoseconds() &- fellAsleep
+            asleepNanoseconds.add(slept, ordering: .relaxed)
+            if wakeSources.wokenByTap { followSender(afterSleeping: slept) }
             // Whatever woke us, look everywhere at once rather than after a skip.
             resetSkips()
         }

@@ -8,6 +8,7 @@ import Platform
 import Switching
 import VhostUser
 import Virtio
+import XDP
 
 /// A data-path thread: polls its receive queues in bursts, switches each burst
 /// (Worker+Switching.swift) and never blocks, allocates or locks while doing
@@ -125,6 +126,14 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Frames came from a guest's ring since the worker last slept: what
     /// decides whether `adaptive` spins before the next sleep.
     @usableFromInline var heardFromGuest = false
+    /// Who sent the frames into the TAPs (Worker+SenderFollowing.swift); nil:
+    /// the worker stays where the scheduler wakes it. Set while parked.
+    var senderCPU: SenderCPUProgram?
+    /// The CPUs the worker's thread may run on, read when it starts (unpinned workers only).
+    var allowedCPUs: CPUSet?
+    /// Times the worker moved to a TAP sender's CPU, and moves refused (after which it stops following).
+    public let senderMoves = Atomic<UInt64>(0)
+    public let senderMoveFailures = Atomic<UInt64>(0)
 
     public init(id: Int, cpu: Int?, batchSize: Int, bridge: Bridge, idle: IdlePolicy = .default,
                 wakePriority: WakePriority = .default, sleepTimeoutMilliseconds: Int32 = 100) {
@@ -271,7 +280,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     private func run() {
         threadID.store(ferry_gettid(), ordering: .relaxed)
         _ = ferry_set_thread_name("ferry-w\(id)")
-        if let cpu { _ = ferry_set_affinity(Int32(cpu)) }
+        if let cpu { _ = ferry_set_affinity(Int32(cpu)) } else { allowedCPUs = ThreadAffinity.allowed() }
         let batch = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame)
         var idleStreak = 0
         var idleSince: UInt64 = 0

@@ -181,6 +181,17 @@ public final class TapDevice: @unchecked Sendable {
         _ = try syscall("TUNSETSNDBUF(\(name), \(bytes))") { ferry_ioctl_pointer(fd, FERRY_TUNSETSNDBUF, &value) }
     }
 
+    /// Runs BPF socket filter `program` on every frame the kernel sends on
+    /// the interface (TUNSETFILTEREBPF; its return value is the length tun keeps).
+    /// It belongs to the interface, like the offloads: one call on any queue covers all.
+    public func setFilterProgram(_ program: Int32) throws {
+        guard let fd = queueDescriptors.first else {
+            throw InvalidArgument("TUNSETFILTEREBPF(\(name)): the TAP is closed")
+        }
+        var descriptor = program
+        _ = try syscall("TUNSETFILTEREBPF(\(name))") { ferry_ioctl_pointer(fd, FERRY_TUNSETFILTEREBPF, &descriptor) }
+    }
+
     // MARK: Link state
 
     /// Whether the interface is administratively up (IFF_UP).

@@ -4,6 +4,7 @@ import Model
 import Platform
 import VhostUser
 import Virtio
+import XDP
 
 /// What opening a port takes from the switch that will run it.
 public struct PortContext {
@@ -14,12 +15,17 @@ public struct PortContext {
     /// Addresses the forwarding database holds: an xdp uplink's steering map is as large.
     public let addressCapacity: Int
     public let logger: Logger
+    /// Set as every TAP's filter, so the workers can follow who sends into it
+    /// (nil: workers pinned with `cpus`, or the program could not be loaded).
+    public let senderCPU: SenderCPUProgram?
 
-    public init(gate: DataPathGate, batchSize: Int, addressCapacity: Int, logger: Logger) {
+    public init(gate: DataPathGate, batchSize: Int, addressCapacity: Int, logger: Logger,
+                senderCPU: SenderCPUProgram? = nil) {
         self.gate = gate
         self.batchSize = batchSize
         self.addressCapacity = addressCapacity
         self.logger = logger
+        self.senderCPU = senderCPU
     }
 }
 
@@ -64,6 +70,14 @@ extension Port {
                 let tap = try TapPort(name: interface, queues: queues, mtu: mtu, batchCapacity: context.batchSize,
                                       offloads: spec.offloads)
                 logger.info("TAP \(interface): \(tap.queueCount) queue(s), frames written with \(tap.writePath.rawValue)")
+                if let senderCPU = context.senderCPU {
+                    // Without it the TAP forwards as well; only its sender's latency depends on where the worker wakes.
+                    do {
+                        try tap.device.setFilterProgram(senderCPU.programDescriptor)
+                    } catch {
+                        logger.notice("TAP \(interface): the worker will not follow its sender's CPU: \(error)")
+                    }
+                }
                 return .tap(tap)
             } catch {
                 throw PortOpenError(description: "\(error)")

@@ -27,11 +27,16 @@ public struct WakeSources {
     private var descriptors: [pollfd] = []
     /// Per frame descriptor, in order.
     private var owners: [ErrorOwner] = []
+    /// Per frame descriptor, in order: a TAP's (the kernel ran the sender program for its frames).
+    private var isTap: [Bool] = []
     private var rings: [Virtqueue] = []
+    /// The last `wait` ended with a frame on a TAP: `SenderCPUProgram` knows who sent it.
+    public private(set) var wokenByTap = false
 
     public init(capacity: Int) {
         descriptors.reserveCapacity(2 &* capacity &+ 1)
         owners.reserveCapacity(capacity)
+        isTap.reserveCapacity(capacity)
         rings.reserveCapacity(capacity)
     }
 
@@ -40,6 +45,7 @@ public struct WakeSources {
     public mutating func reserve(_ queues: Int) {
         descriptors.reserveCapacity(4 &* queues &+ 1)
         owners.reserveCapacity(2 &* queues)
+        isTap.reserveCapacity(2 &* queues)
         rings.reserveCapacity(queues)
     }
 
@@ -47,13 +53,15 @@ public struct WakeSources {
     public mutating func removeAll() {
         descriptors.removeAll(keepingCapacity: true)
         owners.removeAll(keepingCapacity: true)
+        isTap.removeAll(keepingCapacity: true)
         rings.removeAll(keepingCapacity: true)
     }
 
-    mutating func add(descriptor: Int32, errors owner: ErrorOwner = .none) {
+    mutating func add(descriptor: Int32, errors owner: ErrorOwner = .none, tap: Bool = false) {
         // Frame descriptors lead the poll list, before anything `arm` appends.
         descriptors.append(pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0))
         owners.append(owner)
+        isTap.append(tap)
     }
 
     mutating func add(ring: Virtqueue) { rings.append(ring) }
@@ -75,12 +83,14 @@ public struct WakeSources {
     /// here: a read would take a frame) and hands reported errors to their ports.
     /// False when the timeout passed with nothing to report.
     public mutating func wait(timeoutMilliseconds: Int32) -> Bool {
+        wokenByTap = false
         let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMilliseconds)
         if ready == 0 { return false }
         let frameDescriptors = owners.count
         for d in descriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }
         var i = 0
         while i < frameDescriptors {
+            if isTap[i] && descriptors[i].revents & Int16(POLLIN) != 0 { wokenByTap = true }
             if descriptors[i].revents & Int16(POLLERR) != 0 {
                 switch owners[i] {
                 case .none: break
@@ -121,7 +131,7 @@ extension Port {
             sources.add(ring: ring)
         case .tap(let p):
             // Readable while the kernel holds a frame.
-            sources.add(descriptor: p.descriptor(queue: queue))
+            sources.add(descriptor: p.descriptor(queue: queue), tap: true)
         case .xdp(let p):
             // Readable while the socket's RX ring holds a frame.
             sources.add(descriptor: p.descriptor(queue: queue))

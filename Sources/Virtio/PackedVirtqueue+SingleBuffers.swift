@@ -27,35 +27,12 @@ struct PackedSingleBuffer {
 // overlap instead of waiting one chain at a time (the W1 profile put 60 % of
 // Ferry's time on the first touch of lines the driver wrote, docs/PERFORMANCE.md).
 // The second takes them into the batch; `release` writes the used
-// descriptor(s). A descriptor that is anything else ends the run untouched,
-// for `TransmitChain.gather` to judge.
-extension PackedVirtqueue {
-    /// The most chains one run finds before it takes them.
-    @usableFromInline static let singleBufferRun = 64
-
-    /// Takes up to `count` chains, in runs, while each is a single buffer (see
-    /// above) and the batch has room; the caller checked `count` against
-    /// `batch.room` and that the header is 12 bytes. Returns the chains taken
-    /// and their frames' bytes (headers not counted).
-    @inlinable
-    func pullSingleBuffers(_ count: Int, into batch: PacketBatch, memory mem: GuestMemory)
-        -> (taken: Int, bytes: UInt64)
-    {
-        var taken = 0
-        var bytes: UInt64 = 0
-        while taken < count {
-            let want = min(count &- taken, batch.freeSegments, Self.singleBufferRun)
-            guard want > 0 else { break }
-            let found = findSingleBuffers(want, memory: mem)
-            bytes &+= takeSingleBuffers(found, into: batch)
-            taken &+= found
-            if found < want { break }
-        }
-        return (taken, bytes)
-    }
-
-    /// Pass 1: the next descriptors from the read position, up to `count`, while
-    /// each is a single buffer, into `singleBuffers`. Consumes nothing.
+// descriptor(s), so there is no third pass. A descriptor that is anything else
+// ends the run untouched, for `TransmitChain.gather` to judge. The loop over
+// runs is the split ring's (SingleBufferRuns.swift).
+extension PackedVirtqueue: SingleBufferRuns {
+    /// Pass 1 (`SingleBufferRuns`): the next descriptors from the read position,
+    /// up to `count`, while each is a single buffer, into `singleBuffers`.
     @inlinable
     func findSingleBuffers(_ count: Int, memory mem: GuestMemory) -> Int {
         // SAFETY: pull checked isRunning, so ring is the 16 * ringSize bytes start() translated;
@@ -89,7 +66,8 @@ extension PackedVirtqueue {
     }
 
     /// Pass 2: the first `count` chains found, appended to `batch` as frames of
-    /// one segment each and taken, in ring order. Returns their frames' bytes.
+    /// one segment each and taken, in ring order: `take` records each one's used
+    /// descriptor, for `release` to write. Returns their frames' bytes.
     @inlinable
     func takeSingleBuffers(_ count: Int, into batch: PacketBatch) -> UInt64 {
         var bytes: UInt64 = 0
@@ -111,4 +89,9 @@ extension PackedVirtqueue {
         }
         return bytes
     }
+
+    /// Pass 3: nothing left to do; `takeSingleBuffers` recorded the used
+    /// descriptors as it took the chains.
+    @inlinable
+    func useSingleBuffers(_ count: Int) {}
 }

@@ -21,7 +21,7 @@ struct SingleBufferChain {
 // the frame in one descriptor, neither chained nor indirect (DPDK's virtio-user
 // and Linux's virtio-net push the header into the packet's headroom). Such
 // chains are pulled in runs of up to 64, in three passes instead of one walk
-// each:
+// each (the loop over runs, shared with the packed ring: SingleBufferRuns.swift):
 // 1. find: the avail entries, and each chain's one descriptor, checked (head
 //    in range, no NEXT, no INDIRECT, not device-writable, long enough for a
 //    header and an Ethernet header, no longer than `maxFrameLength`, inside one
@@ -41,34 +41,9 @@ struct SingleBufferChain {
 // then on one noisy pair, was measured again once the use pass had lost its
 // reloads ("W1: a cheaper worker per frame"): the worker's frames per CPU second
 // at W1 with the ring backed up.
-extension SplitVirtqueue {
-    /// The most chains one run finds before it takes them.
-    @usableFromInline static let singleBufferRun = 64
-
-    /// Takes up to `count` chains, in runs, while each is a single buffer (see
-    /// above) and the batch has room; the caller checked `count` against
-    /// `batch.room` and the avail index, and that the header is 12 bytes.
-    /// Returns the chains taken and their frames' bytes (headers not counted).
-    @inlinable
-    func pullSingleBuffers(_ count: Int, into batch: PacketBatch, memory mem: GuestMemory)
-        -> (taken: Int, bytes: UInt64)
-    {
-        var taken = 0
-        var bytes: UInt64 = 0
-        while taken < count {
-            let want = min(count &- taken, batch.freeSegments, Self.singleBufferRun)
-            guard want > 0 else { break }
-            let found = findSingleBuffers(want, memory: mem)
-            bytes &+= takeSingleBuffers(found, into: batch)
-            useSingleBuffers(found)
-            taken &+= found
-            if found < want { break }
-        }
-        return (taken, bytes)
-    }
-
-    /// Pass 1: the next chains from `lastAvail`, up to `count`, while each is a
-    /// single buffer, into `singleBufferChains`. Consumes nothing.
+extension SplitVirtqueue: SingleBufferRuns {
+    /// Pass 1 (`SingleBufferRuns`): the next chains from `lastAvail`, up to
+    /// `count`, while each is a single buffer, into `singleBufferChains`.
     @inlinable
     func findSingleBuffers(_ count: Int, memory mem: GuestMemory) -> Int {
         let table = descriptorTable

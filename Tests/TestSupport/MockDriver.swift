@@ -117,6 +117,9 @@ public struct ReceivedFrame: Equatable {
 /// allocator in an area after the rings, chains offered over them, and the
 /// bytes a device wrote into a used chain read back.
 public protocol MockDriverRing: AnyObject {
+    /// Lays the ring out from `gpa` (the first region's start when nil); buffers from `buffers`,
+    /// by default the rest of the region after the ring.
+    init(ram: GuestRAM, size: UInt16, at gpa: UInt64?, buffers: Range<UInt64>?)
     var ram: GuestRAM { get }
     var size: UInt16 { get }
     /// Where SET_VRING_ADDR's three areas lie (a packed ring's: the descriptor

@@ -10,23 +10,10 @@ final class PackedVirtqueueTests: XCTestCase {
     /// Every header field set (see SplitVirtqueueTests), num_buffers the device's to overwrite.
     let offloadHeader: [UInt8] = [0x01, 0x01, 54, 0, 0xA8, 0x05, 34, 0, 16, 0, 0xEF, 0xBE]
 
-    private func started(_ ram: GuestRAM? = nil, size: UInt16 = 256, eventIndex: Bool = false, headerLength: Int = 12,
-                         mergeable: Bool = false, buffers: Range<UInt64>? = nil, guestChecksum: Bool = true)
-        throws -> (MockPackedRing, PackedVirtqueue)
-    {
-        let ram = try ram ?? GuestRAM.oneRegion()
-        let ring = MockPackedRing(ram: ram, size: size, buffers: buffers)
-        let queue = PackedVirtqueue(index: 0)
-        ring.configure(queue, eventIndex: eventIndex, headerLength: headerLength, mergeableBuffers: mergeable,
-                       guestChecksum: guestChecksum)
-        try queue.start(memory: ram.makeGuestMemory())
-        return (ring, queue)
-    }
-
     // MARK: TX: pull
 
     func testPullOneFrameAndMarkItUsedOnlyOnRelease() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try PackedVirtqueue.started()
         let frame = ethernetFrame(length: 60)
         let id = ring.offerTX(frame: frame, header: offloadHeader)
         let batch = PacketBatch(capacity: 32)
@@ -49,7 +36,7 @@ final class PackedVirtqueueTests: XCTestCase {
     /// descriptors or an indirect one ends a run and is walked on its own. Order, bytes and
     /// headers are the same either way, round the ring's end and over several bursts.
     func testPullMixesSingleBuffersAndChainsInOrderRoundTheRing() throws {
-        let (ring, queue) = try started(size: 64)
+        let (ring, queue) = try PackedVirtqueue.started(size: 64)
         let batch = PacketBatch(capacity: 256)
         let counters = QueueCounters()
         var all: [[UInt8]] = []
@@ -83,7 +70,7 @@ final class PackedVirtqueueTests: XCTestCase {
     /// A run of single buffers takes no more frames than the batch has segments left, nor
     /// more than it has room for; the rest wait for the next burst.
     func testSingleBuffersStopWhereTheBatchRunsOut() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try PackedVirtqueue.started()
         let batch = PacketBatch(capacity: 8, segmentsPerFrame: 1)
         let counters = QueueCounters()
         let three = ethernetFrame(length: 60, seed: 9)
@@ -107,7 +94,7 @@ final class PackedVirtqueueTests: XCTestCase {
     }
 
     func testPullChainsAndIndirectTablesInOrder() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try PackedVirtqueue.started()
         let frames = (0..<4).map { ethernetFrame(length: 200 + 300 * $0, seed: UInt8($0)) }
         let ids = [
             ring.offerTX(frame: frames[0], header: offloadHeader, split: [5, 17, 190]),
@@ -126,7 +113,7 @@ final class PackedVirtqueueTests: XCTestCase {
     }
 
     func testPullStopsAtTheBatchCapacityAndResumes() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try PackedVirtqueue.started()
         let frames = (0..<40).map { ethernetFrame(length: 100, seed: UInt8($0)) }
         for f in frames { ring.offerTX(frame: f) }
         let batch = PacketBatch(capacity: 32)
@@ -143,7 +130,7 @@ final class PackedVirtqueueTests: XCTestCase {
     /// A ring of 7 (no power of two: §2.8 needs none) wrapped many times over, with chains of
     /// one to three descriptors and indirect tables crossing the end of the ring.
     func testPullWrapsAroundManyTimes() throws {
-        let (ring, queue) = try started(size: 7)
+        let (ring, queue) = try PackedVirtqueue.started(size: 7)
         let batch = PacketBatch(capacity: 8, segmentsPerFrame: 4)
         let counters = QueueCounters()
         var expected: [[UInt8]] = []
@@ -171,7 +158,7 @@ final class PackedVirtqueueTests: XCTestCase {
     // MARK: RX: push
 
     func testPushOneFrameSetsNumBuffersAndPassesTheHeader() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try PackedVirtqueue.started()
         ring.offerRX(bufferSizes: [2048])
         let batch = PacketBatch(capacity: 8)
         let store = FrameStore()
@@ -189,7 +176,7 @@ final class PackedVirtqueueTests: XCTestCase {
     }
 
     func testPushIntoChainsAndIndirectTables() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try PackedVirtqueue.started()
         ring.offerRX(bufferSizes: [12, 100, 2000])
         ring.offerRX(bufferSizes: [500, 1600], indirect: true)
         let batch = PacketBatch(capacity: 8)
@@ -202,7 +189,7 @@ final class PackedVirtqueueTests: XCTestCase {
     }
 
     func testPushAJumboFrameAcrossMergeableBuffersMarksTheFirstUsedLast() throws {
-        let (ring, queue) = try started(mergeable: true)
+        let (ring, queue) = try PackedVirtqueue.started(mergeable: true)
         for _ in 0..<6 { ring.offerRX(bufferSizes: [2048]) }
         let batch = PacketBatch(capacity: 8)
         let store = FrameStore()
@@ -217,7 +204,7 @@ final class PackedVirtqueueTests: XCTestCase {
     }
 
     func testShortfallsTakeNothing() throws {
-        let (ring, queue) = try started(mergeable: false)
+        let (ring, queue) = try PackedVirtqueue.started(mergeable: false)
         let batch = PacketBatch(capacity: 8)
         let store = FrameStore()
         store.append(ethernetFrame(length: 1514), to: batch)
@@ -230,7 +217,7 @@ final class PackedVirtqueueTests: XCTestCase {
         XCTAssertEqual(counters.snapshot.drops, [.noRxBuffer: 1, .rxBufferTooSmall: 1])
         XCTAssertEqual(ring.usedEntries(), [], "a frame that did not fit took no chain")
 
-        let (mring, mqueue) = try started(mergeable: true)
+        let (mring, mqueue) = try PackedVirtqueue.started(mergeable: true)
         mring.offerRX(bufferSizes: [1000])
         let big = PacketBatch(capacity: 8)
         store.append(ethernetFrame(length: 3000), to: big)
@@ -243,7 +230,7 @@ final class PackedVirtqueueTests: XCTestCase {
 
     /// RX with mergeable buffers on a ring of 5 that wraps a few hundred times, frames of 1 to 4 buffers.
     func testPushWrapsAroundManyTimesWithMergeableBuffers() throws {
-        let (ring, queue) = try started(size: 5, mergeable: true)
+        let (ring, queue) = try PackedVirtqueue.started(size: 5, mergeable: true)
         let store = FrameStore()
         let batch = PacketBatch(capacity: 4)
         var delivered = 0
@@ -265,7 +252,7 @@ final class PackedVirtqueueTests: XCTestCase {
     // MARK: Receiving straight into a chain
 
     func testALentChainIsCommittedWithThePrefixAndMarkedUsedOnce() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try PackedVirtqueue.started()
         let first = ring.offerRX(bufferSizes: [20, 2000])
         let memory = try XCTUnwrap(queue.memoryTable)
         let pieces = UnsafeMutablePointer<iovec>.allocate(capacity: 8)
@@ -301,7 +288,7 @@ final class PackedVirtqueueTests: XCTestCase {
     // MARK: Notifications and the ring base
 
     func testCallsFollowTheDriversEventSuppression() throws {
-        let (ring, queue) = try started(eventIndex: true)
+        let (ring, queue) = try PackedVirtqueue.started(eventIndex: true)
         let call = try EventFD.create()
         queue.callFD = call.rawValue
         let batch = PacketBatch(capacity: 32)
@@ -331,7 +318,7 @@ final class PackedVirtqueueTests: XCTestCase {
     }
 
     func testNotificationRequestsGoToTheDeviceEventArea() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try PackedVirtqueue.started()
         XCTAssertEqual(ring.deviceEventFlags, PackedFlag.eventsDisabled, "we poll: no kicks while running")
         XCTAssertFalse(queue.enableNotifications())
         XCTAssertEqual(ring.deviceEventFlags, PackedFlag.eventsEnabled)
@@ -344,7 +331,7 @@ final class PackedVirtqueueTests: XCTestCase {
 
     func testStopReturnsPositionAndWrapCounterAndAStartResumesThere() throws {
         let ram = try GuestRAM.oneRegion()
-        let (ring, queue) = try started(ram, size: 8)
+        let (ring, queue) = try PackedVirtqueue.started(ram, size: 8)
         let batch = PacketBatch(capacity: 32)
         for round in 0..<3 {
             for _ in 0..<3 { ring.offerTX(frame: ethernetFrame(length: 64, seed: UInt8(round))) }

@@ -12,23 +12,10 @@ final class SplitVirtqueueTests: XCTestCase {
     /// csum_offset 16 (§5.1.6), num_buffers 0xBEEF (the device's to overwrite).
     let offloadHeader: [UInt8] = [0x01, 0x01, 54, 0, 0xA8, 0x05, 34, 0, 16, 0, 0xEF, 0xBE]
 
-    private func started(_ ram: GuestRAM? = nil, size: UInt16 = 256, eventIndex: Bool = false, headerLength: Int = 12,
-                         mergeable: Bool = false, buffers: Range<UInt64>? = nil, guestChecksum: Bool = true)
-        throws -> (MockSplitRing, SplitVirtqueue)
-    {
-        let ram = try ram ?? GuestRAM.oneRegion()
-        let ring = MockSplitRing(ram: ram, size: size, buffers: buffers)
-        let queue = SplitVirtqueue(index: 0)
-        ring.configure(queue, eventIndex: eventIndex, headerLength: headerLength, mergeableBuffers: mergeable,
-                       guestChecksum: guestChecksum)
-        try queue.start(memory: ram.makeGuestMemory())
-        return (ring, queue)
-    }
-
     // MARK: TX: pull
 
     func testPullOneFrameFromOneDescriptor() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let frame = ethernetFrame(length: 60)
         let head = ring.offerTX(frame: frame, header: offloadHeader)
         let batch = PacketBatch(capacity: 32)
@@ -52,7 +39,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPullManyFramesInOrder() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let frames = (0..<100).map { ethernetFrame(length: 60 + $0 * 13, seed: UInt8($0)) }
         let heads = frames.map { ring.offerTX(frame: $0) }
         let batch = PacketBatch(capacity: 256)
@@ -71,7 +58,7 @@ final class SplitVirtqueueTests: XCTestCase {
     /// or an indirect one ends a run and is walked on its own. Order, bytes and headers are
     /// the same either way.
     func testPullMixesSingleBuffersAndChainsInOrder() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         var frames: [[UInt8]] = []
         var heads: [UInt16] = []
         for i in 0..<150 {
@@ -102,7 +89,7 @@ final class SplitVirtqueueTests: XCTestCase {
     /// A run of single buffers takes no more frames than the batch has segments left; the
     /// rest wait for the next burst.
     func testSingleBuffersStopWhereTheBatchRunsOutOfSegments() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let batch = PacketBatch(capacity: 8, segmentsPerFrame: 1)
         let counters = QueueCounters()
         let three = ethernetFrame(length: 60, seed: 9)
@@ -127,7 +114,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPullStopsAtTheBatchCapacityAndResumes() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let frames = (0..<40).map { ethernetFrame(length: 100, seed: UInt8($0)) }
         for f in frames { ring.offerTX(frame: f) }
         let batch = PacketBatch(capacity: 32)
@@ -145,7 +132,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPullTwiceThenReleasePublishesBoth() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let batch = PacketBatch(capacity: 32)
         let counters = QueueCounters()
         let a = ring.offerTX(frame: ethernetFrame(length: 64))
@@ -158,7 +145,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPullHeaderInItsOwnDescriptor() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let frame = ethernetFrame(length: 1514)
         ring.offerTX(frame: frame, header: offloadHeader, split: [12, 1514])
         let batch = PacketBatch(capacity: 32)
@@ -170,7 +157,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPullFrameSplitOverSeveralDescriptors() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let frame = ethernetFrame(length: 1000)
         // The header itself cut in two, then the frame in uneven pieces.
         ring.offerTX(frame: frame, header: offloadHeader, split: [5, 17, 6, 100, 884])
@@ -183,7 +170,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPullThroughAnIndirectTable() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let frames = [ethernetFrame(length: 60), ethernetFrame(length: 1514, seed: 7)]
         ring.offerTX(frame: frames[0], header: offloadHeader, indirect: true)
         let head = ring.offerTX(frame: frames[1], split: [12, 14, 1000, 500], indirect: true)
@@ -200,7 +187,7 @@ final class SplitVirtqueueTests: XCTestCase {
     func testPullABufferThatCrossesFromOneRegionIntoTheNext() throws {
         let ram = try GuestRAM.twoRegions()
         let boundary = ram.regions[1].guestPhysicalAddress
-        let (ring, queue) = try started(ram, buffers: boundary - 700 ..< boundary + 0x10000)
+        let (ring, queue) = try SplitVirtqueue.started(ram, buffers: boundary - 700 ..< boundary + 0x10000)
         let frame = ethernetFrame(length: 1514)
         ring.offerTX(frame: frame)
         let batch = PacketBatch(capacity: 32)
@@ -210,7 +197,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testAChainWithMoreSegmentsThanABatchHolds() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let batch = PacketBatch(capacity: 4, segmentsPerFrame: 1)
         let counters = QueueCounters()
         // Alone and still too big for an empty batch: dropped, or it would block the queue forever.
@@ -238,7 +225,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testAChainThatDoesNotFitBehindFramesOfAnEarlierPullWaits() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let batch = PacketBatch(capacity: 4, segmentsPerFrame: 1)
         let counters = QueueCounters()
         ring.offerTX(frame: ethernetFrame(length: 64))
@@ -255,7 +242,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPullWithALegacyTenByteHeader() throws {
-        let (ring, queue) = try started(headerLength: 10)
+        let (ring, queue) = try SplitVirtqueue.started(headerLength: 10)
         let frame = ethernetFrame(length: 60)
         ring.offerTX(frame: frame, header: Array(offloadHeader[..<10]))
         let batch = PacketBatch(capacity: 32)
@@ -268,7 +255,7 @@ final class SplitVirtqueueTests: XCTestCase {
     // MARK: RX: push
 
     func testPushOneFrame() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let head = ring.offerRX(bufferSizes: [2048])
         let frame = ethernetFrame(length: 1514)
         let batch = PacketBatch(capacity: 32)
@@ -287,7 +274,7 @@ final class SplitVirtqueueTests: XCTestCase {
 
     func testPushPassesTheHeaderThroughAndSetsNumBuffers() throws {
         for mergeable in [false, true] {
-            let (ring, queue) = try started(mergeable: mergeable)
+            let (ring, queue) = try SplitVirtqueue.started(mergeable: mergeable)
             ring.offerRX(bufferSizes: [2048])
             let batch = PacketBatch(capacity: 32)
             let store = FrameStore()
@@ -303,7 +290,7 @@ final class SplitVirtqueueTests: XCTestCase {
     /// whether the header lands in one buffer or is split across several.
     func testPushClearsChecksumFlagsForADriverWithoutGuestChecksum() throws {
         for split in [[2048], [5, 7, 2048]] {
-            let (ring, queue) = try started(guestChecksum: false)
+            let (ring, queue) = try SplitVirtqueue.started(guestChecksum: false)
             ring.offerRX(bufferSizes: split)
             let batch = PacketBatch(capacity: 32)
             let store = FrameStore()
@@ -318,7 +305,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPushIntoMultiDescriptorAndIndirectChains() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         // Linux's "big packets" layout without MRG_RXBUF: header alone, then pages.
         ring.offerRX(bufferSizes: [12, 1000, 1000])
         ring.offerRX(bufferSizes: [12, 700, 900], indirect: true)
@@ -335,7 +322,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPushAJumboFrameAcrossMergeableBuffers() throws {
-        let (ring, queue) = try started(mergeable: true)
+        let (ring, queue) = try SplitVirtqueue.started(mergeable: true)
         let heads = (0..<8).map { _ in ring.offerRX(bufferSizes: [1536]) }
         let frame = ethernetFrame(length: 9000)
         let batch = PacketBatch(capacity: 32)
@@ -357,7 +344,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPushManyFramesIntoMergeableBuffers() throws {
-        let (ring, queue) = try started(mergeable: true)
+        let (ring, queue) = try SplitVirtqueue.started(mergeable: true)
         for _ in 0..<200 { ring.offerRX(bufferSizes: [1536]) }
         let frames = (0..<40).map { ethernetFrame(length: [60, 1514, 3000, 9000][$0 % 4], seed: UInt8($0)) }
         let batch = PacketBatch(capacity: 64)
@@ -378,7 +365,7 @@ final class SplitVirtqueueTests: XCTestCase {
     /// of a run: every frame arrives whole, in the order of the chains, each in one chain but
     /// the one that spans the small buffer and the next.
     func testPushWholeFramesInRunsLongerThanOneReservation() throws {
-        let (ring, queue) = try started(mergeable: true)
+        let (ring, queue) = try SplitVirtqueue.started(mergeable: true)
         let lengths = (0..<150).map { [14, 15, 17, 20, 23, 30, 47, 60, 64, 100, 255, 256, 257, 300, 1514][$0 % 15] }
         var heads: [UInt16] = []
         for i in 0..<151 { heads.append(ring.offerRX(bufferSizes: [i == 70 ? 40 : 2048])) }
@@ -406,7 +393,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPushWithALegacyTenByteHeader() throws {
-        let (ring, queue) = try started(headerLength: 10)
+        let (ring, queue) = try SplitVirtqueue.started(headerLength: 10)
         ring.offerRX(bufferSizes: [2048])
         let frame = ethernetFrame(length: 500)
         let batch = PacketBatch(capacity: 32)
@@ -420,7 +407,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testPushWithoutRxBuffersDropsAndConsumesNothing() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let batch = PacketBatch(capacity: 32)
         let store = FrameStore()
         for i in 0..<3 { store.append(ethernetFrame(length: 100, seed: UInt8(i)), to: batch) }
@@ -440,7 +427,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testAFrameNeedingMoreMergeableBuffersThanPostedTakesNone() throws {
-        let (ring, queue) = try started(mergeable: true)
+        let (ring, queue) = try SplitVirtqueue.started(mergeable: true)
         for _ in 0..<3 { ring.offerRX(bufferSizes: [1536]) }
         let batch = PacketBatch(capacity: 32)
         let store = FrameStore()
@@ -458,7 +445,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testAFrameLargerThanTheBufferWithoutMergeableBuffers() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         ring.offerRX(bufferSizes: [1000])
         let batch = PacketBatch(capacity: 32)
         let store = FrameStore()
@@ -486,7 +473,7 @@ final class SplitVirtqueueTests: XCTestCase {
     // MARK: Stopping and restarting
 
     func testStopReturnsTheNextAvailIndex() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         for i in 0..<5 { ring.offerTX(frame: ethernetFrame(length: 64, seed: UInt8(i))) }
         let batch = PacketBatch(capacity: 3)
         XCTAssertEqual(queue.pull(into: batch, counters: QueueCounters()), 3)
@@ -509,7 +496,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testStopOnAnRxQueue() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         for _ in 0..<4 { ring.offerRX(bufferSizes: [2048]) }
         let batch = PacketBatch(capacity: 32)
         let store = FrameStore()
@@ -525,7 +512,7 @@ final class SplitVirtqueueTests: XCTestCase {
 
     func testARestartedBackEndResumesFromTheUsedIndex() throws {
         let ram = try GuestRAM.oneRegion()
-        let (ring, queue) = try started(ram)
+        let (ring, queue) = try SplitVirtqueue.started(ram)
         let frames = (0..<7).map { ethernetFrame(length: 80, seed: UInt8($0)) }
         for f in frames { ring.offerTX(frame: f) }
         let batch = PacketBatch(capacity: 5)
@@ -548,7 +535,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testFramesPulledButNotReleasedAreOfferedAgainAfterARestart() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let frames = (0..<3).map { ethernetFrame(length: 80, seed: UInt8($0)) }
         for f in frames { ring.offerTX(frame: f) }
         let batch = PacketBatch(capacity: 32)
@@ -564,7 +551,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testStartAsksTheDriverNotToKickAndResetForgetsTheRing() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         XCTAssertEqual(ring.usedFlags, 1, "VRING_USED_F_NO_NOTIFY: the worker polls")
         queue.reset()
         XCTAssertFalse(queue.isRunning)
@@ -582,7 +569,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testEventIndexSignalsExactlyWhenTheDriverAsked() throws {
-        let (ring, queue) = try started(eventIndex: true)
+        let (ring, queue) = try SplitVirtqueue.started(eventIndex: true)
         let call = try EventFD.create()
         queue.callFD = call.rawValue
         let batch = PacketBatch(capacity: 8)
@@ -619,7 +606,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testEventIndexOnAnRxQueue() throws {
-        let (ring, queue) = try started(eventIndex: true, mergeable: true)
+        let (ring, queue) = try SplitVirtqueue.started(eventIndex: true, mergeable: true)
         let call = try EventFD.create()
         queue.callFD = call.rawValue
         for _ in 0..<64 { ring.offerRX(bufferSizes: [1536]) }
@@ -638,7 +625,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testNoInterruptFlagIsHonouredWithoutEventIndex() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         let call = try EventFD.create()
         queue.callFD = call.rawValue
         let batch = PacketBatch(capacity: 8)
@@ -667,7 +654,7 @@ final class SplitVirtqueueTests: XCTestCase {
     // MARK: Asking for kicks again (before a worker sleeps)
 
     func testEnablingNotificationsWithoutEventIndexClearsNoNotify() throws {
-        let (ring, queue) = try started()
+        let (ring, queue) = try SplitVirtqueue.started()
         XCTAssertFalse(queue.enableNotifications(), "nothing pending: safe to sleep")
         XCTAssertEqual(ring.usedFlags, 0)
         queue.disableNotifications()
@@ -675,7 +662,7 @@ final class SplitVirtqueueTests: XCTestCase {
     }
 
     func testEnablingNotificationsWithEventIndexPublishesTheNextSlot() throws {
-        let (ring, queue) = try started(eventIndex: true)
+        let (ring, queue) = try SplitVirtqueue.started(eventIndex: true)
         ring.offerTX(frame: ethernetFrame(length: 60))
         XCTAssertTrue(queue.enableNotifications(), "a chain is pending: poll again, do not sleep")
         let batch = PacketBatch(capacity: 8)

@@ -93,6 +93,11 @@ static inline unsigned char *ferry_cmsg_data(struct cmsghdr *c) { return CMSG_DA
 // module, so these forwarders live in shim.c, compiled with it.
 int ferry_memfd_create(const char *name, unsigned int flags);
 int ferry_set_affinity(int cpu);
+// The calling thread's allowed CPUs as the kernel's mask (`words` 64-bit words,
+// CPU n is bit n % 64 of word n / 64), read and set; and the CPU it runs on.
+int ferry_get_affinity_mask(unsigned long long *words, int count);
+int ferry_set_affinity_mask(const unsigned long long *words, int count);
+int ferry_current_cpu(void);
 int ferry_set_thread_name(const char *name);
 int ferry_accept_cloexec(int listener);
 int ferry_gettid(void);
@@ -125,6 +130,7 @@ static const unsigned long FERRY_TUNSETIFF = TUNSETIFF;
 static const unsigned long FERRY_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
 static const unsigned long FERRY_TUNSETOFFLOAD = TUNSETOFFLOAD;
 static const unsigned long FERRY_TUNSETSNDBUF = TUNSETSNDBUF;
+static const unsigned long FERRY_TUNSETFILTEREBPF = TUNSETFILTEREBPF;
 // ioctl is variadic, which Swift cannot call. Two forwarders, one per argument
 // convention: TUNSETIFF, TUNSETVNETHDRSZ, TUNSETSNDBUF and the SIOC*IF* requests take a
 // pointer; TUNSETOFFLOAD takes its flags as the argument itself, an unsigned

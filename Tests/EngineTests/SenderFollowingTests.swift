@@ -1,0 +1,55 @@
+import Platform
+import XCTest
+
+@testable import Engine
+
+/// When a worker woken by a TAP moves to the sender's CPU, and when it stays.
+final class SenderFollowingTests: XCTestCase {
+    let both = CPUSet([0, 1])
+    let long = SenderFollowing.minimumSleepNanoseconds
+
+    func testAnUnpinnedWorkerMovesToTheSendersCPU() {
+        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, runningOn: 0, slept: long), 1)
+        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: both, sender: 0, runningOn: 1, slept: 5 * long), 0)
+    }
+
+    func testAWorkerAlreadyOnTheSendersCPUStays() {
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, runningOn: 1, slept: long))
+    }
+
+    func testAPinnedWorkerNeverFollows() {
+        XCTAssertNil(SenderFollowing.destination(pinned: true, allowed: both, sender: 1, runningOn: 0, slept: long))
+    }
+
+    func testWithoutTheProgramOrBeforeTheFirstFrameTheWorkerStays() {
+        // No program (not loaded) and a map not yet written both read as no sender.
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: nil, runningOn: 0, slept: long))
+    }
+
+    func testAnUnknownPlacementKeepsTheWorkerWhereItIs() {
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: nil, sender: 1, runningOn: 0, slept: long))
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, runningOn: nil, slept: long))
+    }
+
+    func testASenderOutsideTheWorkersCPUsIsNotFollowed() {
+        // Ferry started under `taskset -c 0`: a sender on CPU 1 does not take the worker there.
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: CPUSet([0]), sender: 1, runningOn: 0, slept: long))
+        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: CPUSet([0, 70]), sender: 70, runningOn: 0,
+                                                   slept: long), 70)
+    }
+
+    func testAShortSleepDoesNotMoveTheWorker() {
+        // A stream's sender writes again within microseconds: moving then would put both on one CPU.
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, runningOn: 0, slept: long - 1))
+    }
+
+    func testTheCallingThreadMayRunWhereItRuns() throws {
+        let allowed = try XCTUnwrap(ThreadAffinity.allowed(), "sched_getaffinity failed")
+        let here = try XCTUnwrap(ThreadAffinity.currentCPU(), "sched_getcpu failed")
+        XCTAssertTrue(allowed.contains(here), "CPU \(here) not in the thread's own affinity mask")
+        XCTAssertFalse(CPUSet([3]).contains(2))
+        XCTAssertFalse(CPUSet([3]).contains(-1))
+        XCTAssertFalse(CPUSet([3]).contains(1024))
+        XCTAssertTrue(CPUSet([]).isEmpty)
+    }
+}
