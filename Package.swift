@@ -126,7 +126,7 @@ let package = Package(
         .executableTarget(
             name: "FerryBenchmarks",
             dependencies: [
-                "CFerry", "Platform", "Virtio", "Packets", "Switching",
+                "CFerry", "Platform", "Virtio", "Packets", "Switching", "Model", "Ports",
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/FerryBenchmarks",

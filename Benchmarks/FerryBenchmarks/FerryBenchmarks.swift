@@ -19,8 +19,10 @@
 
 import Benchmark
 import CFerry
+import Model
 import Packets
 import Platform
+import Ports
 import Switching
 import Virtio
 
@@ -169,6 +171,18 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // MARK: A sink's burst: the traffic analyser's read of each frame (W1's sink)
+
+    for stamped in [false, true] {
+        Benchmark("sink push 256x64 B UDP, \(stamped ? "stamped" : "unstamped")", configuration: perBurst) { benchmark, f in
+            benchmark.startMeasurement()
+            f.sink.push(queue: 0, from: f.batch)
+            benchmark.stopMeasurement()
+        } setup: {
+            SinkFixture(stamped: stamped)
+        }
+    }
+
     // MARK: A whole guest-to-guest burst, as Worker.forward does it
 
     for logging in [false, true] {
@@ -186,6 +200,20 @@ let benchmarks: @Sendable () -> Void = {
         } setup: {
             try BurstFixture(tx: .single, rxFrameLength: 0, logging: logging)
         }
+    }
+}
+
+/// A burst of a generator's 64-byte IPv4/UDP frames, with or without the lab's stamp, handed to
+/// a sink as W1's worker hands the front-end's frames to it (the analyser reads every one).
+final class SinkFixture {
+    let generator: GenPort
+    let batch = PacketBatch(capacity: burst)
+    let sink = SinkPort()
+
+    init(stamped: Bool) {
+        // The generator owns the frames' memory: kept for the fixture's life.
+        generator = GenPort(GeneratorSpec(burst: burst, stamped: stamped), batchCapacity: burst)
+        guard generator.pull(queue: 0, into: batch) == burst else { fatalError("benchmark bug: short generator burst") }
     }
 }
 
