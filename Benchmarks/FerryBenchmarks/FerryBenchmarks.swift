@@ -134,10 +134,10 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // The same from a packed ring's single buffers, IN_ORDER off (one used descriptor per
-    // chain) and on (one for the burst).
-    for inOrder in [false, true] {
-        Benchmark("packed ring pull+release 256x64 B, 1 desc\(inOrder ? ", in order" : "")",
+    // The same from a packed ring: single buffers with IN_ORDER off (one used descriptor per
+    // chain) and on (one for the burst), and chains of a header and a frame descriptor.
+    for (inOrder, chained) in [(false, false), (true, false), (false, true)] {
+        Benchmark("packed ring pull+release 256x64 B, \(chained ? "2-desc hdr+data" : "1 desc")\(inOrder ? ", in order" : "")",
                   configuration: perBurst) { benchmark, f in
             f.refill()
             f.batch.reset()
@@ -147,7 +147,7 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.stopMeasurement()
             f.check(pulled: n)
         } setup: {
-            try PackedPullFixture(inOrder: inOrder)
+            try PackedPullFixture(inOrder: inOrder, chained: chained)
         }
     }
 

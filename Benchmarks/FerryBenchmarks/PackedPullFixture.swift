@@ -4,8 +4,9 @@ import Platform
 import Virtio
 
 /// One guest's packed TX ring (virtio 1.2 §2.8) of `queueSize` descriptors,
-/// re-offered `burst` single buffers (12-byte header, 64-byte frame) at a time,
-/// as DPDK's virtio-user sends them; after Tests/TestSupport/MockPackedDriver.swift.
+/// re-offered `burst` frames (12-byte header, 64-byte frame) at a time: single
+/// buffers, as DPDK's virtio-user sends them, or (`chained`) chains of two
+/// descriptors, the header and the frame; after Tests/TestSupport/MockPackedDriver.swift.
 /// `inOrder`: VIRTIO_F_IN_ORDER taken, so a release writes one used descriptor
 /// for the burst (`releaseInOrder`) instead of one per chain (`publishUsed`).
 final class PackedPullFixture {
@@ -20,11 +21,13 @@ final class PackedPullFixture {
     let counters = QueueCounters()
     let ring: UnsafeMutableRawPointer
     let bufferArea: UInt64
+    let chained: Bool
     /// The driver's next position to fill and its wrap counter there.
     var position: UInt16 = 0
     var wrap = true
 
-    init(inOrder: Bool) throws {
+    init(inOrder: Bool, chained: Bool = false) throws {
+        self.chained = chained
         let base: UInt64 = 0x4000_0000
         ram = try BenchRAM(size: 8 << 20, regions: [
             GuestMemoryRegionInfo(guestPhysicalAddress: base, size: 8 << 20,
@@ -58,16 +61,36 @@ final class PackedPullFixture {
     @inline(__always)
     func refill() {
         for i in 0..<burst {
-            let d = ring + Int(position) * 16
-            d.storeBytes(of: bufferArea + UInt64(128 * i), as: UInt64.self)
-            d.storeBytes(of: UInt32(Self.header + Self.frameLength), toByteOffset: 8, as: UInt32.self)
-            d.storeBytes(of: UInt16(i), toByteOffset: 12, as: UInt16.self)
-            ferry_store_release_u16(d + 14, wrap ? Self.avail : Self.used)   // available in this lap
-            position += 1
-            if position == queueSize {
-                position = 0
-                wrap.toggle()
+            let buffer = bufferArea + UInt64(128 * i)
+            let head = ring + Int(position) * 16
+            let headFlags = wrap ? Self.avail : Self.used   // available in this lap
+            advance()
+            if chained {
+                // The frame's descriptor (the chain's id is on its last), then the header's, flags last.
+                let d = ring + Int(position) * 16
+                d.storeBytes(of: buffer + UInt64(Self.header), as: UInt64.self)
+                d.storeBytes(of: UInt32(Self.frameLength), toByteOffset: 8, as: UInt32.self)
+                d.storeBytes(of: UInt16(i), toByteOffset: 12, as: UInt16.self)
+                ferry_store_release_u16(d + 14, wrap ? Self.avail : Self.used)
+                advance()
+                head.storeBytes(of: buffer, as: UInt64.self)
+                head.storeBytes(of: UInt32(Self.header), toByteOffset: 8, as: UInt32.self)
+                ferry_store_release_u16(head + 14, headFlags | 1)   // NEXT
+            } else {
+                head.storeBytes(of: buffer, as: UInt64.self)
+                head.storeBytes(of: UInt32(Self.header + Self.frameLength), toByteOffset: 8, as: UInt32.self)
+                head.storeBytes(of: UInt16(i), toByteOffset: 12, as: UInt16.self)
+                ferry_store_release_u16(head + 14, headFlags)
             }
+        }
+    }
+
+    @inline(__always)
+    private func advance() {
+        position += 1
+        if position == queueSize {
+            position = 0
+            wrap.toggle()
         }
     }
 
