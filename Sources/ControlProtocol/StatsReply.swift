@@ -172,9 +172,11 @@ public struct WorkerStatistics: Codable, Equatable, Sendable {
     public var asleepNanoseconds: UInt64
     /// Learning requests the worker's queue to the control thread had no room for.
     public var learningOverflows: UInt64
+    /// Times a TAP's frame woke the worker on another CPU than its sender's and the worker moved there.
+    public var senderMoves: UInt64
 
     public init(id: Int, cpu: Int?, busyLoops: UInt64, idleLoops: UInt64, sleeps: UInt64, asleepNanoseconds: UInt64,
-                learningOverflows: UInt64) {
+                learningOverflows: UInt64, senderMoves: UInt64) {
         self.id = id
         self.cpu = cpu
         self.busyLoops = busyLoops
@@ -182,11 +184,12 @@ public struct WorkerStatistics: Codable, Equatable, Sendable {
         self.sleeps = sleeps
         self.asleepNanoseconds = asleepNanoseconds
         self.learningOverflows = learningOverflows
+        self.senderMoves = senderMoves
     }
 
     enum CodingKeys: String, CodingKey {
         case id, cpu, busyLoops = "busy_loops", idleLoops = "idle_loops", sleeps, asleepNanoseconds = "asleep_ns"
-        case learningOverflows = "learning_overflows"
+        case learningOverflows = "learning_overflows", senderMoves = "sender_moves"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -199,6 +202,7 @@ public struct WorkerStatistics: Codable, Equatable, Sendable {
         try c.encode(sleeps, forKey: .sleeps)
         try c.encode(asleepNanoseconds, forKey: .asleepNanoseconds)
         try c.encode(learningOverflows, forKey: .learningOverflows)
+        try c.encode(senderMoves, forKey: .senderMoves)
     }
 }
 

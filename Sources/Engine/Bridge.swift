@@ -60,6 +60,11 @@ public struct WorkerPort {
     /// an access port, whose frames all leave untagged).
     public let nativeVLAN: UInt16
     public let transmitQueue: Int
+    /// The counters of `transmitQueue`, looked up once here rather than per adapted burst.
+    public let counters: QueueCounters
+    /// A vhost port's pair `transmitQueue`, which the worker pushes through
+    /// without reference counting per burst (`VhostQueuePair`); nil for other kinds.
+    public let vhost: VhostQueuePair?
     public let transmitLock: TransmitLock?
     /// A tunnel port (vxlan): its frames' sources are learned behind the VTEP they came from.
     public let isTunnel: Bool
@@ -79,6 +84,8 @@ public struct WorkerPort {
         ingress = PortIngress(vlan: vlan, groupForwardMask: groupForwardMask)
         nativeVLAN = vlan.isTrunk ? ingress.untaggedVLAN : 0
         self.transmitQueue = transmitQueue
+        counters = port.counters(queue: transmitQueue)
+        vhost = port.vhostQueuePair(transmitQueue)
         self.transmitLock = transmitLock
         isTunnel = port.tunnel != nil
         learnsSources = port.tunnel?.learnsSources ?? true
@@ -107,6 +114,9 @@ public struct WorkerSource {
     public let generator: GenPort?
     /// The queue's counters, looked up once here rather than once per burst.
     public let counters: QueueCounters
+    /// A vhost port's pair `queue`, which the worker pulls through without
+    /// reference counting per burst (`VhostQueuePair`); nil for other kinds.
+    public let vhost: VhostQueuePair?
     /// Looking costs a syscall (`Port.pullCostsASyscall`): after empty looks
     /// the worker skips this queue for a growing number of loops (see `Worker.forwardOnce`).
     public let costsASyscall: Bool
@@ -124,6 +134,7 @@ public struct WorkerSource {
         self.queue = queue
         generator = port.generator
         counters = port.counters(queue: queue)
+        vhost = port.vhostQueuePair(queue)
         costsASyscall = port.pullCostsASyscall
         isGuestRing = port.receivesFromGuestRing
     }

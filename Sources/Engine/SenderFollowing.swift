@@ -14,8 +14,8 @@ import Platform
 /// right after it, so the scheduler may still take a busy worker elsewhere.
 /// An operator's `cpus` is a pin and wins: a pinned worker never follows.
 public enum SenderFollowing {
-    /// A move costs ~50 µs (median, sched_setaffinity to an idle vCPU on
-    /// this VM; docs/PERFORMANCE.md), a round trip apart ~60-90 µs more than
+    /// A move costs 34-52 µs (median, sched_setaffinity to an idle vCPU on
+    /// this VM, tools/affinity-move.c), a round trip apart ~60-90 µs more than
     /// together. Only a worker that slept this long follows: a sender that
     /// writes again within microseconds (a stream) finds the worker awake or
     /// about to be, and moving it onto the sender's CPU at every short sleep

@@ -46,8 +46,7 @@ extension Worker {
     @inlinable
     func transmitAdapting(_ batch: PacketBatch, to p: Int) { transmitAdapting(batch, to: p, port: ports[p]) }
 
-    /// As above, with port `p`'s entry borrowed as an argument (see `forward`);
-    /// its counters are looked up only when a frame is counted on them.
+    /// As above, with port `p`'s entry borrowed as an argument (see `forward`).
     @inlinable
     func transmitAdapting(_ batch: PacketBatch, to p: Int, port destination: WorkerPort) {
         let acceptance = destination.port.offloadAcceptance
@@ -58,13 +57,13 @@ extension Worker {
             let header = batch.header(f)
             if !acceptance.accepts(header: header) {
                 adapt(batch, from: f, to: p, acceptance: acceptance,
-                      counters: destination.port.counters(queue: destination.transmitQueue))
+                      counters: destination.counters)
                 return
             }
             if VirtioNetHeader.gsoType(at: header) != VirtioNetHeader.gsoNone { passed &+= 1 }
             f &+= 1
         }
-        if passed > 0 { destination.port.counters(queue: destination.transmitQueue).offloaded(.gsoPassed, passed) }
+        if passed > 0 { destination.counters.offloaded(.gsoPassed, passed) }
         transmit(batch, to: p, port: destination, segmenting: false)
     }
 

@@ -93,13 +93,17 @@ extension Worker {
                 if allowed < batch.limit { batch.limit = allowed }
             }
         }
-        let consumed = source.port.pull(queue: source.queue, into: batch)
+        // A vhost pair through the object the source holds (never bound: `VhostQueuePair`).
+        let consumed = source.vhost != nil ? source.vhost?.pull(into: batch) ?? 0
+            : source.port.pull(queue: source.queue, into: batch)
         if source.costsASyscall { looked(at: slot, found: consumed &+ directReads > 0) }
         if consumed == 0 {
             // A guest whose ring has not started (no front-end yet) cannot have a frame
             // until the control plane starts it, which wakes the worker (and so resets
             // every skip) if it sleeps; busy, the worker looks again within `maxSkip` passes.
-            if !source.costsASyscall && !source.port.receiveQueueRuns(source.queue) { looked(at: slot, found: false) }
+            let runs = source.vhost != nil ? source.vhost?.transmitRingRuns() == true
+                : source.port.receiveQueueRuns(source.queue)
+            if !source.costsASyscall && !runs { looked(at: slot, found: false) }
             return directReads
         }
         if capturesReceive(Int(source.index)) && batch.count > 0 {
@@ -112,7 +116,7 @@ extension Worker {
         if let tunnelFrames = source.port.underlayFrames(queue: source.queue) {
             receiveTunnelFrames(tunnelFrames, uplink: source, now: &now)
         }
-        source.port.release(queue: source.queue)
+        if source.vhost != nil { source.vhost?.release() } else { source.port.release(queue: source.queue) }
         if source.isGuestRing { heardFromGuest = true }
         return directReads &+ consumed
     }
@@ -389,7 +393,9 @@ extension Worker {
             tunnel.pushThroughUnderlay(from: batch, segmenter: segmenting ? segmenter : nil) { transmit($0, to: uplink) }
             return
         }
-        if segmenting {
+        if destination.vhost != nil {
+            destination.vhost?.push(from: batch, segmenter: segmenting ? segmenter : nil)
+        } else if segmenting {
             destination.port.push(queue: destination.transmitQueue, from: batch, segmenter: segmenter)
         } else {
             destination.port.push(queue: destination.transmitQueue, from: batch)
@@ -422,6 +428,7 @@ extension Worker {
     /// posted buffers are a walk); borrowed, as an argument (see `forward`).
     @inlinable
     func room(of destination: WorkerPort) -> Int {
-        destination.port.room(queue: destination.transmitQueue, atMost: batchSize)
+        if destination.vhost != nil { return destination.vhost?.room(atMost: batchSize) ?? 0 }
+        return destination.port.room(queue: destination.transmitQueue, atMost: batchSize)
     }
 }

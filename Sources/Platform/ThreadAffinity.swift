@@ -35,13 +35,13 @@ public enum ThreadAffinity {
     /// Lets the calling thread run on `set` only. Nil when done, else the error
     /// (EINVAL: none of `set` is a CPU this thread's cpuset has).
     public static func allow(_ set: CPUSet) -> SystemError? {
-        var words = set.words
-        return ferry_set_affinity_mask(&words, Int32(words.count)) == 0 ? nil : SystemError("sched_setaffinity", errno: errno)
+        // Read only: the array's own storage is passed, nothing copied (a worker moves without allocating).
+        ferry_set_affinity_mask(set.words, Int32(set.words.count)) == 0 ? nil : SystemError("sched_setaffinity", errno: errno)
     }
 
     /// Moves the calling thread to `cpu` and keeps it there. Nil when done, else the error.
     public static func pin(to cpu: Int) -> SystemError? {
-        guard let number = Int32(exactly: cpu) else { return SystemError("sched_setaffinity", errno: EINVAL) }
+        guard cpu >= 0, let number = Int32(exactly: cpu) else { return SystemError("sched_setaffinity(\(cpu))", errno: EINVAL) }
         return ferry_set_affinity(number) == 0 ? nil : SystemError("sched_setaffinity(\(cpu))", errno: errno)
     }
 

@@ -201,6 +201,13 @@ public enum Port {
         }
     }
 
+    /// Queue pair `pair` of a vhost port, as a worker holds it between
+    /// configurations (a new object each time); nil for every other kind.
+    public func vhostQueuePair(_ pair: Int) -> VhostQueuePair? {
+        if case .vhost(let p) = self { return VhostQueuePair(port: p, pair: pair) }
+        return nil
+    }
+
     /// The tunnel port (vxlan) behind which addresses are learned per remote endpoint.
     public var tunnel: VxlanPort? {
         if case .vxlan(let p) = self { return p }

@@ -83,15 +83,20 @@ public final class VhostPort {
     /// frames the guest did not negotiate are cut straight into its chains.
     @inlinable
     public func push(queue q: Int, from batch: PacketBatch, segmenter: SoftwareSegmenter? = nil) {
-        let rxq = device.receiveQueue(q)
+        push(into: device.receiveQueue(q), counters: counters[q], from: batch, segmenter: segmenter)
+    }
+
+    /// As above, the ring and its counters borrowed as arguments (see `pull(from:counters:into:)`).
+    @inlinable
+    func push(into rxq: Virtqueue, counters: QueueCounters, from batch: PacketBatch, segmenter: SoftwareSegmenter?) {
         guard rxq.isRunning else {
-            counters[q].dropped(device.isBroken ? .deviceBroken : .notReady, batch.count)
+            counters.dropped(device.isBroken ? .deviceBroken : .notReady, batch.count)
             return
         }
         if let segmenter {
-            rxq.push(from: batch, counters: counters[q], segmenter: segmenter, acceptance: offloadAcceptance)
+            rxq.push(from: batch, counters: counters, segmenter: segmenter, acceptance: offloadAcceptance)
         } else {
-            rxq.push(from: batch, counters: counters[q])
+            rxq.push(from: batch, counters: counters)
         }
         if let e = rxq.error { device.markBroken("queue \(rxq.index): \(e)", fromDataPath: true) }
     }

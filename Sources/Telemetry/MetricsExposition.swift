@@ -142,6 +142,8 @@ public enum MetricsExposition {
                 .increment(by: Double(w.asleepNanoseconds.load(ordering: .relaxed)) / 1e9)
             counter("ferry_worker_learning_overflows_total", "New addresses the worker's learning queue had no room for",
                     labels, w.learning.overflows.load(ordering: .relaxed))
+            counter("ferry_worker_sender_moves_total", "Times the worker moved to the CPU of a TAP's sender", labels,
+                    w.senderMoves.load(ordering: .relaxed))
         }
 
         var text: [UInt8] = []

@@ -16,6 +16,14 @@ extension GuestReceiveQueue {
     @inlinable
     func pushChoosingWrites(from batch: PacketBatch, counters: QueueCounters, segmenter: SoftwareSegmenter?,
                                acceptance: OffloadAcceptance) {
+        // No log, the usual case: plain writes, and the references go on as the
+        // arguments they came in as. Put into a `ReceiveQueuePush` (and the log
+        // and memory table read out of the ring for `run`), each was retained
+        // and released on every push (docs/PERFORMANCE.md, "The worker's reference counting").
+        if configuration.dirtyLogOwner == nil {
+            push(from: batch, counters: counters, segmenter: segmenter, acceptance: acceptance, writes: UnloggedWrites())
+            return
+        }
         var burst = ReceiveQueuePush(queue: self, batch: batch, counters: counters, segmenter: segmenter,
                                      acceptance: acceptance)
         burst.run(log: configuration.dirtyLog, memory: memoryTable)

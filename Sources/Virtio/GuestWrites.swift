@@ -35,7 +35,9 @@ public struct LoggedWrites: GuestWrites {
 /// A burst that writes into guest memory, its body written once, generic over
 /// `GuestWrites`. `run(log:memory:)` is the one place where the writes are
 /// chosen: every path that writes into a guest (split and packed push, the
-/// direct TAP read) goes through it, so none can forget the dirty log.
+/// direct TAP read) goes through it while its ring has a log, so none can
+/// forget the dirty log (a push into a ring without one skips straight to
+/// `UnloggedWrites`: `GuestReceiveQueue.pushChoosingWrites`).
 public protocol GuestWritingBurst {
     associatedtype Outcome
     mutating func write<W: GuestWrites>(with writes: W) -> Outcome

@@ -25,9 +25,10 @@ struct SingleBufferChain {
 // 1. find: the avail entries, and each chain's one descriptor, checked (head
 //    in range, no NEXT, no INDIRECT, not device-writable, long enough for a
 //    header and an Ethernet header, no longer than `maxFrameLength`, inside one
-//    region of guest memory), the buffer translated. Only loads, so the misses
-//    on the lines the driver's CPU just wrote overlap instead of waiting one
-//    frame at a time.
+//    region of guest memory), the buffer translated, and its first lines (the
+//    header, the Ethernet header) prefetched. Only loads, so the misses on the
+//    lines the driver's CPU just wrote overlap instead of waiting one frame at
+//    a time.
 // 2. take: each header copied into the batch, the frame behind it made a
 //    segment.
 // 3. use: the run's used entries one after another; `release` publishes them.
@@ -36,8 +37,10 @@ struct SingleBufferChain {
 // broken rule, so this pass never stops a queue itself.
 // Measured against the chain-by-chain walk in docs/PERFORMANCE.md ("Split pull
 // in three passes"): a quarter less time per burst on one CPU; W1 and W3 between
-// two CPUs did not move (the front-end sets their rate), and prefetching the
-// buffers' header lines in pass 1 was no better there, so it is not done.
+// two CPUs did not move (the front-end sets their rate). The prefetch, dropped
+// then on one noisy pair, was measured again once the use pass had lost its
+// reloads ("W1: a cheaper worker per frame"): the worker's frames per CPU second
+// at W1 with the ring backed up.
 extension SplitVirtqueue: SingleBufferRuns {
     /// Pass 1 (`SingleBufferRuns`): the next chains from `lastAvail`, up to
     /// `count`, while each is a single buffer, into `singleBufferChains`.
@@ -65,6 +68,13 @@ extension SplitVirtqueue: SingleBufferRuns {
             let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self)
             if flags & refused != 0 || length < shortest || length > longest { break }
             guard let buffer = mem.translate(GuestAddress(address), length: length) else { break }
+            // The lines take and classify read first (the virtio-net header, the Ethernet header
+            // behind it: one line or two), asked for now so that a run's transfers from the
+            // driver's CPU overlap instead of waiting one frame at a time in take and classify.
+            // SAFETY: translate mapped `length` >= headerSize + Ethernet.headerSize bytes at buffer, so
+            // both addresses lie inside the buffer.
+            ferry_prefetch_read(buffer)
+            ferry_prefetch_read(buffer + PacketBatch.headerSize)
             // SAFETY: n < count <= singleBufferRun, the array's capacity (pullSingleBuffers' `want`).
             singleBufferChains[n] = SingleBufferChain(head: DescriptorIndex(checked: h), buffer: buffer, length: length)
             n &+= 1

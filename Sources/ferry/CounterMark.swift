@@ -80,7 +80,8 @@ extension WorkerStatistics {
         WorkerStatistics(id: id, cpu: cpu, busyLoops: counted(busyLoops, mark.busyLoops),
                          idleLoops: counted(idleLoops, mark.idleLoops), sleeps: counted(sleeps, mark.sleeps),
                          asleepNanoseconds: counted(asleepNanoseconds, mark.asleepNanoseconds),
-                         learningOverflows: counted(learningOverflows, mark.learningOverflows))
+                         learningOverflows: counted(learningOverflows, mark.learningOverflows),
+                         senderMoves: counted(senderMoves, mark.senderMoves))
     }
 }
 

@@ -17,7 +17,8 @@ enum StatsReport {
             WorkerStatistics(id: w.id, cpu: w.cpu, busyLoops: w.busyLoops.load(ordering: .relaxed),
                              idleLoops: w.idleLoops.load(ordering: .relaxed), sleeps: w.sleeps.load(ordering: .relaxed),
                              asleepNanoseconds: w.asleepNanoseconds.load(ordering: .relaxed),
-                             learningOverflows: w.learning.overflows.load(ordering: .relaxed))
+                             learningOverflows: w.learning.overflows.load(ordering: .relaxed),
+                             senderMoves: w.senderMoves.load(ordering: .relaxed))
         }
         let f = sw.decisions
         return StatsReply(ports: ports, workers: workers,

@@ -60,7 +60,7 @@ final class ControlDocumentationTests: XCTestCase {
                                                                    latencyMax: 900)]),
                                           generator: GeneratorStatistics(sent: 1, lagged: 0, rate: 1000))],
                    workers: [WorkerStatistics(id: 0, cpu: 2, busyLoops: 1, idleLoops: 1, sleeps: 1,
-                                              asleepNanoseconds: 1, learningOverflows: 0)],
+                                              asleepNanoseconds: 1, learningOverflows: 0, senderMoves: 0)],
                    switch: SwitchStatistics(unicast: 0, flooded: 1, hairpin: 0, fdb: fdbCounters),
                    elapsed: 42.5, cleared: false),
         ErrorReply(error: "no port is named 'nope'"),

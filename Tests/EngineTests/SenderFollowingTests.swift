@@ -47,6 +47,12 @@ final class SenderFollowingTests: XCTestCase {
         let allowed = try XCTUnwrap(ThreadAffinity.allowed(), "sched_getaffinity failed")
         let here = try XCTUnwrap(ThreadAffinity.currentCPU(), "sched_getcpu failed")
         XCTAssertTrue(allowed.contains(here), "CPU \(here) not in the thread's own affinity mask")
+        // A move and the allowed set given back, as a worker does it (here onto the CPU it is on).
+        XCTAssertNil(ThreadAffinity.pin(to: here))
+        XCTAssertEqual(ThreadAffinity.allowed(), CPUSet([here]))
+        XCTAssertNil(ThreadAffinity.allow(allowed))
+        XCTAssertEqual(ThreadAffinity.allowed(), allowed)
+        XCTAssertNotNil(ThreadAffinity.pin(to: -1), "a CPU that cannot exist is refused")
         XCTAssertFalse(CPUSet([3]).contains(2))
         XCTAssertFalse(CPUSet([3]).contains(-1))
         XCTAssertFalse(CPUSet([3]).contains(1024))

@@ -59,6 +59,32 @@ final class SwitchingPathTests: XCTestCase {
         XCTAssertEqual(sw.bridge.database.counters.moves, 1)
     }
 
+    /// A worker holds each vhost queue pair's rings from one configuration to
+    /// the next (`VhostQueuePair`); a driver that comes back with the other ring
+    /// layout (and a new memory table) changes no configuration, so each burst
+    /// must go through the layout negotiated now.
+    func testADriverBackWithTheOtherRingLayoutIsPulledAndPushedThroughIt() throws {
+        let g = try guests(2)
+        let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })
+        g[1].postBuffers(4)
+        g[0].send(frame(from: a, to: b))
+        sw.pass()
+        XCTAssertEqual(g[1].received().count, 1, "split rings first")
+
+        let packed = try g.map { try MockFrontEnd(device: $0.device, packed: true) }
+        for driver in packed { driver.setUp() }
+        XCTAssertTrue(g[0].device.packedRings && g[1].device.packedRings)
+        for _ in 0..<4 { packed[1].receiveRing.offerRX(bufferSizes: [2048]) }
+        let header = [UInt8](repeating: 0, count: 12)
+        packed[0].transmitRing.offerTX(frame: frame(from: a, to: b, seed: 1), header: header, split: nil)
+        packed[1].transmitRing.offerTX(frame: frame(from: b, to: a, seed: 2), header: header, split: nil)
+        sw.pass()
+        XCTAssertEqual(packed[1].receiveRing.receive().map(\.frame), [frame(from: a, to: b, seed: 1)],
+                       "pulled from guest a's packed ring, pushed into guest b's")
+        XCTAssertEqual(packed[0].receiveRing.receive().count, 0, "guest a posted no buffer: dropped, counted")
+        XCTAssertEqual(g[0].counters.drops[.noRxBuffer], 1)
+    }
+
     func testASteadyFlowGoesAsOneBurstAndLearnsOnce() throws {
         let g = try guests(2)
         let sw = try SwitchHarness(g.map { (.vhost($0.port), .access(1)) })

@@ -68,3 +68,6 @@ def test_the_worker_moves_to_the_pinned_pings_cpu(ferry_binary, lab, namespaces)
             ping_from(cpu, 100)
             where = worker_cpu(ferry.pid)
         assert where == cpu, f"ping ran on CPU {cpu}, the worker last on {where}\n{lab.logs()}"
+    moves = ferry.stats()["workers"][0]["sender_moves"]
+    # At least the moves to the second CPU and back; one more if the worker first woke elsewhere.
+    assert moves >= 2, f"ferry ctl stats counts {moves} moves of the worker to a sender's CPU"
