@@ -82,14 +82,7 @@ final class TapSenderCPUTests: XCTestCase {
         let port = try TapPort(name: name, queues: 1, mtu: nil, batchCapacity: 8)
         addTeardownBlock { port.device.close() }
         try NetworkSandbox.disableIPv6(name)
-        var scratch = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let result = try scratch.withUnsafeMutableBytes { raw in
-                var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
-                return try port.device.readv(queue: 0, &iov, count: 1)
-            }
-            if case .wouldBlock = result { break }
-        }
+        try NetworkSandbox.drain(port.device)
         return port
     }
 
