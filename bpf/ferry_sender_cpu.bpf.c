@@ -10,7 +10,7 @@
 // The worker that polls the TAP reads that CPU with a plain load of the
 // mmapped map when the TAP woke it from a sleep, and moves to it: the next
 // wake-up (and the answer's wake-up of the sender) stays on one CPU instead
-// of waking a halted vCPU (docs/PERFORMANCE.md, "The worker follows the sender").
+// of waking a halted vCPU (docs/PERFORMANCE.md, "Session 8: the worker follows the sender").
 //
 // One entry shared by every TAP of the Ferry: the last frame into any of them
 // is the one whose sender woke the worker. Built and embedded like

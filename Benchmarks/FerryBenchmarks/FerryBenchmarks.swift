@@ -136,6 +136,23 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The same from a packed ring: single buffers with IN_ORDER off (one used descriptor per
+    // chain) and on (one for the burst), and chains of a header and a frame descriptor.
+    for (inOrder, chained) in [(false, false), (true, false), (false, true)] {
+        Benchmark("packed ring pull+release 256x64 B, \(chained ? "2-desc hdr+data" : "1 desc")\(inOrder ? ", in order" : "")",
+                  configuration: perBurst) { benchmark, f in
+            f.refill()
+            f.batch.reset()
+            benchmark.startMeasurement()
+            let n = f.queue.pull(into: f.batch, counters: f.counters)
+            f.queue.release()
+            benchmark.stopMeasurement()
+            f.check(pulled: n)
+        } setup: {
+            try PackedPullFixture(inOrder: inOrder, chained: chained)
+        }
+    }
+
     // MARK: RX: push
 
     // With the dirty log on (a live migration's dirty phase), every write also

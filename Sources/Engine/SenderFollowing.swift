@@ -7,7 +7,7 @@ import Platform
 /// ran on, while an idle sender (a ping) stays on its own; apart, every hop of
 /// a round trip is a wake-up of the other, halted vCPU, which on a VM waits
 /// for the hypervisor (92-126 µs a round against ~31 µs together;
-/// docs/PERFORMANCE.md, "The worker follows the sender"). On the sender's CPU
+/// docs/PERFORMANCE.md, "Session 8: the worker follows the sender"). On the sender's CPU
 /// the sender's write wakes the worker there and the answer wakes the sender there.
 ///
 /// The move is a hint, not a pin: the worker's allowed CPUs are given back

@@ -18,6 +18,7 @@ extension Worker {
     func sleepUntilKicked() -> Bool {
         // A source that cannot be waited for: nothing to gather, the worker polls on.
         if pollsAlways || polledARunningGenerator { return true }
+        moveToSenderBeforeSleeping()
         wakeSources.removeAll()
         for source in sources {
             guard source.port.addWakeSources(queue: source.queue, to: &wakeSources) else { return true }

@@ -3,7 +3,7 @@ import XDP
 
 /// The worker follows the CPU of whoever sends into its TAPs
 /// (`SenderFollowing`): on a wake-up by a TAP, one load of the sender
-/// program's map and one getcpu, and a move only when the two differ.
+/// program's map and one getcpu; when the two differ, a move before the next sleep.
 extension Worker {
     /// From now on, wake-ups by a TAP read who sent the frame from `program`
     /// (the switch set it as every TAP's filter). A pinned worker ignores it.
@@ -12,13 +12,24 @@ extension Worker {
         whilePaused { senderCPU = program }
     }
 
-    /// After a sleep of `slept` nanoseconds that a TAP ended.
+    /// After a sleep of `slept` nanoseconds that a TAP ended: decides where to
+    /// go, and goes only when the worker next falls idle (`moveToSenderBeforeSleeping`).
+    /// A move takes ~40-80 µs (the migration thread, a wake-up on the other
+    /// CPU, cold caches there); made at once, it stood between the frame that
+    /// woke the worker and its answer (the first ping of a run, 254 µs traced).
+    /// Made before the next sleep, it costs the CPU time the worker would have slept.
     func followSender(afterSleeping slept: UInt64) {
         guard let senderCPU else { return }
-        guard let target = SenderFollowing.destination(pinned: cpu != nil, allowed: allowedCPUs,
-                                                       sender: senderCPU.lastSenderCPU,
-                                                       runningOn: ThreadAffinity.currentCPU(), slept: slept),
-              let allowedCPUs else { return }
+        senderCPUToFollow = SenderFollowing.destination(pinned: cpu != nil, allowed: allowedCPUs,
+                                                        sender: senderCPU.lastSenderCPU,
+                                                        runningOn: ThreadAffinity.currentCPU(), slept: slept)
+    }
+
+    /// The move `followSender` decided, made now that the worker is about to sleep.
+    func moveToSenderBeforeSleeping() {
+        guard let target = senderCPUToFollow else { return }
+        senderCPUToFollow = nil
+        guard let allowedCPUs, ThreadAffinity.currentCPU() != target else { return }
         // Onto the sender's CPU, then free again: the next wake-up happens where
         // the worker last ran, and the scheduler may still move a busy worker.
         if ThreadAffinity.pin(to: target) != nil || ThreadAffinity.allow(allowedCPUs) != nil {

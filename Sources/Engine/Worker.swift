@@ -131,6 +131,8 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Who sent the frames into the TAPs (Worker+SenderFollowing.swift); nil:
     /// the worker stays where the scheduler wakes it. Set while parked.
     var senderCPU: SenderCPUProgram?
+    /// The sender's CPU a TAP wake-up decided on, moved to before the next sleep.
+    var senderCPUToFollow: Int?
     /// The CPUs the worker's thread may run on, read when it starts (unpinned workers only).
     var allowedCPUs: CPUSet?
     /// Times the worker moved to a TAP sender's CPU, and moves refused (after which it stops following).

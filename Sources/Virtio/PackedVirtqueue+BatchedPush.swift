@@ -75,16 +75,22 @@ extension PackedVirtqueue {
         ferry_prefetch_write(b3)
         ferry_prefetch_write(b3 + (11 &+ batch.length(of: frame &+ 3)))
         let entries = pending.unsafelyUnwrapped + pendingCount
+        // Little-endian: the flags byte is the lowest of the header's first word. Loaded once: after
+        // each copy (an opaque memcpy) the configuration would be loaded again.
+        let flagsMask = 0xFFFF_FFFF_FFFF_FF00 as UInt64 | UInt64(configuration.acceptedHeaderFlags)
         // SAFETY: inFlight + 4 <= ringSize (checked above) and every pending entry holds at least one
         // descriptor in flight, so pendingCount + 4 <= ringSize, the entries start() allocated.
         entries[0] = copyFrame(frame, of: batch, into: b0, id: d.loadUnaligned(fromByteOffset: 12, as: UInt16.self),
-                               writes: writes)
+                               flagsMask: flagsMask, writes: writes)
         entries[1] = copyFrame(frame &+ 1, of: batch, into: b1,
-                               id: d.loadUnaligned(fromByteOffset: 28, as: UInt16.self), writes: writes)
+                               id: d.loadUnaligned(fromByteOffset: 28, as: UInt16.self), flagsMask: flagsMask,
+                               writes: writes)
         entries[2] = copyFrame(frame &+ 2, of: batch, into: b2,
-                               id: d.loadUnaligned(fromByteOffset: 44, as: UInt16.self), writes: writes)
+                               id: d.loadUnaligned(fromByteOffset: 44, as: UInt16.self), flagsMask: flagsMask,
+                               writes: writes)
         entries[3] = copyFrame(frame &+ 3, of: batch, into: b3,
-                               id: d.loadUnaligned(fromByteOffset: 60, as: UInt16.self), writes: writes)
+                               id: d.loadUnaligned(fromByteOffset: 60, as: UInt16.self), flagsMask: flagsMask,
+                               writes: writes)
         pendingCount &+= 4
         inFlight &+= 4
         avail.advance(by: 4, ringSize: ringSize)
@@ -109,15 +115,15 @@ extension PackedVirtqueue {
         return mem.translate(GuestAddress(address), length: UInt32(truncatingIfNeeded: needed))
     }
 
-    /// Writes the header (flags the driver accepts, num_buffers 1: one chain)
-    /// and frame `frame` into `buffer`, tells `writes`, and returns the chain's pending entry.
+    /// Writes the header (flags masked by `flagsMask`: those the driver accepts;
+    /// num_buffers 1: one chain) and frame `frame` into `buffer`, tells
+    /// `writes`, and returns the chain's pending entry.
     @inlinable
     func copyFrame<W: GuestWrites>(_ frame: Int, of batch: PacketBatch, into buffer: UnsafeMutableRawPointer,
-                                   id: UInt16, writes: W) -> UInt64 {
+                                   id: UInt16, flagsMask: UInt64, writes: W) -> UInt64 {
         let header = batch.header(frame)
         let length = batch.length(of: frame)
-        // Little-endian: the flags byte is the lowest of the first word, num_buffers the upper half of the last.
-        let flagsMask = 0xFFFF_FFFF_FFFF_FF00 as UInt64 | UInt64(configuration.acceptedHeaderFlags)
+        // Little-endian: num_buffers is the upper half of the header's last word.
         // SAFETY: batchBuffer translated 12 + length bytes at buffer inside one region of guest memory.
         buffer.storeBytes(of: header.loadUnaligned(as: UInt64.self) & flagsMask, as: UInt64.self)
         buffer.storeBytes(of: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self) & 0xFFFF | 1 << 16,
@@ -125,6 +131,6 @@ extension PackedVirtqueue {
         // SAFETY: the frame has one segment (batchBuffer checked) of `length` bytes, room for them checked there.
         memcpy(buffer + 12, batch.segmentBase(batch.segments(of: frame).lowerBound), length)
         writes.written(buffer, count: 12 &+ length)
-        return UInt64(id) | 1 << 16 | UInt64(UInt32(truncatingIfNeeded: 12 &+ length)) << 32
+        return Self.pendingEntry(id: id, descriptors: 1, written: 12 &+ length)
     }
 }

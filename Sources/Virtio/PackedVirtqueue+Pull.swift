@@ -19,13 +19,16 @@ extension PackedVirtqueue {
             if frames > 0 { counters.received(packets: frames, bytes: bytes) }
         }
         // The usual chain, one buffer with the 12-byte header in front of the frame, in runs.
-        let singleBuffersFirst = configuration.headerLength == PacketBatch.headerSize
+        // A front-end that sends other chains keeps doing so: once a run takes none, the rest
+        // of the burst goes chain by chain (as SplitVirtqueue.pull; docs/PERFORMANCE.md).
+        var singleBuffers = configuration.headerLength == PacketBatch.headerSize
         while consumed < room {
-            if singleBuffersFirst {
+            if singleBuffers {
                 let run = pullSingleBuffers(room &- consumed, into: batch, memory: mem)
                 consumed &+= run.taken
                 bytes &+= run.bytes
                 if consumed == room { break }
+                singleBuffers = run.taken > 0
             }
             guard let flags = headFlags() else { break }
             var walker = chain(headFlags: flags)

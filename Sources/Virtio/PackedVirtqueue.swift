@@ -252,11 +252,17 @@ public final class PackedVirtqueue {
     func take(id: UInt16, descriptors: UInt32, end: PackedRingCursor, written: Int) {
         // SAFETY: pending holds ringSize entries (start() allocated them), and each entry holds at least one
         // of the at most ringSize descriptors in flight (headFlags() refuses a head past that).
-        pending.unsafelyUnwrapped[pendingCount] =
-            UInt64(id) | UInt64(descriptors) << 16 | UInt64(UInt32(truncatingIfNeeded: written)) << 32
+        pending.unsafelyUnwrapped[pendingCount] = Self.pendingEntry(id: id, descriptors: descriptors, written: written)
         pendingCount &+= 1
         inFlight &+= descriptors
         avail = end
+    }
+
+    /// A taken chain's entry in `pending`: its buffer id, its ring descriptors
+    /// and the bytes written into it (its used length).
+    @inlinable
+    static func pendingEntry(id: UInt16, descriptors: UInt32, written: Int) -> UInt64 {
+        UInt64(id) | UInt64(descriptors) << 16 | UInt64(UInt32(truncatingIfNeeded: written)) << 32
     }
 
     // MARK: Used descriptors and notifications
@@ -270,6 +276,8 @@ public final class PackedVirtqueue {
         // SAFETY: entries were taken, so the queue ran; callers check isRunning before publishing.
         let r = ring.unsafelyUnwrapped
         let entries = pending.unsafelyUnwrapped
+        // A local: the stores into the ring below may alias the queue's properties.
+        let size = ringSize
         var place = used
         let first = r + Int(place.position) &* 16
         let firstFlags: UInt16 = place.wrap ? PackedRingLayout.flagAvail | PackedRingLayout.flagUsed : 0
@@ -284,7 +292,7 @@ public final class PackedVirtqueue {
                 ferry_store_relaxed_u16(d + 14, place.wrap ? PackedRingLayout.flagAvail | PackedRingLayout.flagUsed : 0)
             }
             // A chain holds at most ringSize descriptors.
-            place.advance(by: UInt32(UInt16(truncatingIfNeeded: e >> 16)), ringSize: ringSize)
+            place.advance(by: UInt32(UInt16(truncatingIfNeeded: e >> 16)), ringSize: size)
             i &+= 1
         }
         // Release: every entry's id and length, the later entries' flags and (for

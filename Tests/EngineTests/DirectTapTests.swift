@@ -66,15 +66,7 @@ final class DirectTapTests: XCTestCase {
         let port = try TapPort(name: name, queues: 1, mtu: 1500, batchCapacity: 64)
         addTeardownBlock { port.device.close() }
         try NetworkSandbox.disableIPv6(name)
-        // Anything the kernel sent while the link came up goes, uncounted.
-        var scratch = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let result = try scratch.withUnsafeMutableBytes { raw in
-                var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
-                return try port.device.readv(queue: 0, &iov, count: 1)
-            }
-            if case .wouldBlock = result { break }
-        }
+        try NetworkSandbox.drain(port.device)
         return port
     }
 

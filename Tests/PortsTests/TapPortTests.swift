@@ -439,17 +439,7 @@ final class TapPortTests: XCTestCase {
         addTeardownBlock { port.device.close() }
         XCTAssertEqual(port.device.name, name)
         try NetworkSandbox.disableIPv6(name)
-        // Anything the kernel sent while the link came up goes, uncounted.
-        var scratch = [UInt8](repeating: 0, count: 65_536)
-        for q in 0..<port.queueCount {
-            while true {
-                let result = try scratch.withUnsafeMutableBytes { raw in
-                    var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
-                    return try port.device.readv(queue: q, &iov, count: 1)
-                }
-                if case .wouldBlock = result { break }
-            }
-        }
+        try NetworkSandbox.drain(port.device)
         return port
     }
 

@@ -1,6 +1,7 @@
 import CFerry
 import Foundation
 import Glibc
+import Platform
 
 /// What tests on real interfaces share: the check that they can run at all
 /// (they fail with the reason when they cannot), names unique to the run,
@@ -73,6 +74,21 @@ public enum NetworkSandbox {
     public static func sysfs(_ name: String, _ attribute: String) throws -> String {
         try String(contentsOfFile: "/sys/class/net/\(name)/\(attribute)", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Reads and drops whatever `device` holds on every queue: what the
+    /// kernel sent while the link came up, which a test does not count.
+    public static func drain(_ device: TapDevice) throws {
+        var scratch = [UInt8](repeating: 0, count: 65_536)
+        for q in 0..<device.queueCount {
+            while true {
+                let result = try scratch.withUnsafeMutableBytes { raw in
+                    var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+                    return try device.readv(queue: q, &iov, count: 1)
+                }
+                if case .wouldBlock = result { break }
+            }
+        }
     }
 
     /// Turns IPv6 off on `name`, so the kernel stops sending router
