@@ -27,6 +27,7 @@ comparable with the bridge's of the same round.
     sudo tools/bench-latency.py --count 500 --rounds 1   # a quick look
     sudo tools/bench-latency.py --other /tmp/ferry-old   # and the build before a change (PATH,PATH: several)
     sudo tools/bench-latency.py --trace /tmp/lat   # where each reply over 200 µs lost its time (perf)
+    sudo tools/bench-latency.py --explain /tmp/lat --explain-every 2   # the same, cheap; rounds 2, 4 unrecorded
 
 FERRY_BIN overrides the Ferry binary; FERRY_ARGS adds `ferry run` options. Hosts are in
 198.18.0.0/15; every namespace, bridge and Ferry is removed at the end, also on failure.
@@ -35,6 +36,7 @@ FERRY_BIN overrides the Ferry binary; FERRY_ARGS adds `ferry run` options. Hosts
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -111,7 +113,7 @@ class Namespaces:
 PING_PREFIX: list[str] = []  # `taskset -c N` with --ping-cpu
 
 
-TRACE: dict = {}  # --trace: "dir" (Path); "name" and "ferry" (its pid, if any) of the run ping() traces next
+TRACE: dict = {}  # --trace/--explain: "dir" (Path), "kind", "name" and "ferry" (its pid) of the run ping() records next
 
 
 def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
@@ -122,8 +124,10 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
     in_ns(ns.ns["a"], "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", IP_B)
     # Into a file, not a pipe: a pipe's reader (this script) would be woken by every reply's
     # line and compete with ping for its CPU while the round trips are measured.
-    trace = latency_trace.Trace(TRACE["dir"] / f"{TRACE['name']}.data") if TRACE else None
     workers, ferry = latency_trace.ferry_threads(TRACE.pop("ferry", None)) if TRACE else (set(), set())
+    data = TRACE["dir"] / f"{TRACE['name']}.data" if TRACE else None
+    trace = None if not TRACE else latency_trace.KernelTrace(data, workers) if TRACE["kind"] == "explain" \
+        else latency_trace.Trace(data)
     with tempfile.TemporaryFile(mode="w+") as out:
         with trace or contextlib.nullcontext():
             res = subprocess.run(["ip", "netns", "exec", ns.ns["a"], *PING_PREFIX, "busybox", "ping", "-c",
@@ -139,9 +143,10 @@ def ping(ns: Namespaces, count: int, interval: float) -> list[float]:
                 by_seq[int(seq)] = float(ms) * 1000
         base = TRACE["dir"] / TRACE["name"]
         base.with_suffix(".json").write_text(json.dumps({"rtts": by_seq, "workers": sorted(workers),
-                                                          "ferry": sorted(ferry)}))
-        TRACE["summary"] = latency_trace.report(latency_trace.attribute(trace, by_seq, workers, ferry),
-                                                base.with_suffix(".txt"))
+                                                          "ferry": sorted(ferry), "kind": TRACE["kind"]}))
+        result = latency_trace.attribute(trace, by_seq, workers, ferry)
+        TRACE["classes"] = result.get("classes", {})
+        TRACE["summary"] = latency_trace.report(result, base.with_suffix(".txt"))
     # A stall of the forwarding path (a worker starved for hundreds of milliseconds) loses
     # pings: that is a result, shown as `lost`; only a path that barely works is an error.
     if len(times) < count * 0.5:
@@ -227,10 +232,20 @@ def main():
                     help="record the scheduler around each ping run (perf record -a, steal from /proc/stat) "
                          "and say where every reply over 200 µs lost its time: one line per back-end, "
                          "the detail per reply in DIR (tools/latency_trace.py)")
+    ap.add_argument("--explain", type=Path, metavar="DIR",
+                    help="the same, recorded cheaply (a tracing instance of its own, read after the run: "
+                         "switches, wake-ups, interrupts, ping's and the worker's system calls), with host "
+                         "stalls (a CPU silent while ping or the worker ran) as a cause; a table of causes "
+                         "per back-end at the end")
+    ap.add_argument("--explain-every", type=int, default=1, metavar="N",
+                    help="with --explain, record rounds 1, 1+N, 1+2N, ... only: the rounds between, "
+                         "unrecorded, show what the recording costs")
     args = ap.parse_args()
-    if args.trace:
-        args.trace.mkdir(parents=True, exist_ok=True)
-        TRACE["dir"] = args.trace
+    if args.trace and args.explain:
+        sys.exit("bench-latency: --trace or --explain, not both")
+    traced = args.trace or args.explain
+    if traced:
+        traced.mkdir(parents=True, exist_ok=True)
     if args.ping_cpu is not None:
         PING_PREFIX[:] = ["taskset", "-c", str(args.ping_cpu)]
     if os.geteuid() != 0:
@@ -244,12 +259,15 @@ def main():
     results: dict[str, list[dict]] = {}
     binaries = {f"ferry-other{i + 1 if i else ''}": path for i, path in enumerate(args.other.split(","))} \
         if args.other else {}
+    causes: dict[str, collections.Counter] = {}
     for r in range(1, args.rounds + 1):
         bridge = None
+        recorded = traced and (args.trace or (r - 1) % max(1, args.explain_every) == 0)
         for backend in ["bridge"] + list(binaries) + [f"ferry-{p}" for p in policies]:
             before = load()
-            if args.trace:
-                TRACE["name"] = f"round{r}-{backend}"
+            TRACE.clear()
+            if recorded:
+                TRACE.update(dir=traced, name=f"round{r}-{backend}", kind="explain" if args.explain else "perf")
             m = through_bridge(args.count, args.interval) if backend == "bridge" \
                 else through_ferry(args.count, args.interval, backend.split("-", 1)[1], shlex.split(args.wrapper),
                                    binaries.get(backend))
@@ -262,12 +280,14 @@ def main():
             results.setdefault(backend, []).append(s)
             cpu = "" if s["cpu"] is None else f"{s['cpu'] * 100:5.1f}%"
             slept = "" if s["sleeps"] is None else f"{s['sleeps']:7.2f}"
-            print(f"{r:>5} {backend:<22} {s['min']:7.0f} {s['avg']:7.1f} {s['p50']:7.0f} {s['p99']:7.0f}"
+            tag = "" if not traced else " traced" if recorded else " untraced"
+            print(f"{r:>5} {backend + tag:<22} {s['min']:7.0f} {s['avg']:7.1f} {s['p50']:7.0f} {s['p99']:7.0f}"
                   f" {s['max']:8.0f} {s['avg'] / bridge['avg']:7.2f} {s['max'] / bridge['max']:7.2f}"
                   f" {cpu:>6} {slept:>7} {s['lost']:5d} {s['over200']:5d} {s['over1ms']:5d}  {before} -> {load()}",
                   flush=True)
-            if args.trace:
+            if recorded:
                 print(f"      {backend}: {TRACE.pop('summary', 'no trace')}", flush=True)
+                causes.setdefault(backend, collections.Counter()).update(TRACE.pop("classes", {}))
     print("# medians over rounds; the last two columns: replies over 200 µs and over 1 ms in all rounds", flush=True)
     for backend, rows in results.items():
         med = {k: statistics.median(x[k] for x in rows) for k in ("min", "avg", "p50", "p99", "max")}
@@ -279,6 +299,17 @@ def main():
               f" {med['max']:8.0f} {statistics.median(ratios):7.2f} {statistics.median(maxr):7.2f} {cpu:>6}"
               f" {'':>7} {'':>5} {sum(x['over200'] for x in rows):5d} {sum(x['over1ms'] for x in rows):5d}",
               flush=True)
+    if causes:
+        print("# replies over 200 µs in the recorded rounds, by their largest share (detail per reply in "
+              f"{traced}/roundN-BACKEND.txt)", flush=True)
+        for backend, counted in causes.items():
+            kinds = collections.Counter()
+            for cause, n in counted.items():
+                kinds[cause.split(": ")[0]] += n
+            print(f"{'why':>5} {backend:<22} " + ("; ".join(f"{n} {c}" for c, n in kinds.most_common()) or "none"),
+                  flush=True)
+            if kinds != counted:
+                print(f"{'':>5} {'':<22} (" + "; ".join(f"{n} {c}" for c, n in counted.most_common()) + ")", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,18 @@ splits its time by ping's state and by what ran instead:
   steal (X's vCPU)        X on a CPU for longer than the scheduler charged it: its clock leaves
                           out what the hypervisor stole (PARAVIRT_TIME_ACCOUNTING)
 
+`KernelTrace` (`--explain`) records the same scheduler events and ping's and the worker's every
+system call into a tracing instance of its own, read only after the run (no reader competes
+for a CPU), and adds two causes: `host stall` — a CPU silent (no event at all) for 50 µs or more
+while ping or the worker ran there: they make a system call every few microseconds and take
+the timer interrupt, so silence is time the vCPU did not run — and `picked over ping after the
+worker ran`: the worker (real-time) preempted ping, and when it slept the fair class picked
+another runnable task rather than ping (EEVDF: ping, having run since that task became
+runnable, is not eligible), which then held ping's CPU for its slice.
+
 A slow reply is classed by its largest cause: Ferry's worker running (on ping's CPU or while
-ping waits), Ferry's other threads, an idle vCPU waking, steal, another task (which), softirq, ping's own run. The
+ping waits), Ferry's other threads, an idle vCPU waking, steal, a host stall, another task
+(which, and on whose CPU), softirq, ping's own run. The
 /proc/stat samples back the steal estimate up only coarsely (10 ms units). `perf` itself and
 the script's sampler thread are tasks like any other: they show up by name. Timer slack is
 not in a round trip (busybox times from just before `sendto` to just after `recvfrom`).
@@ -42,6 +52,7 @@ from pathlib import Path
 EVENTS = ("sched:sched_switch,sched:sched_waking,sched:sched_stat_runtime,sched:sched_wakeup,sched:sched_migrate_task,"
           "syscalls:sys_enter_sendto,syscalls:sys_exit_recvfrom,irq:softirq_entry,irq:softirq_exit")
 STEAL_PERIOD = 1.0
+STALL_NS = 50_000  # no event on a CPU running ping or the worker for this long: a stall (KernelTrace)
 USER_HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -88,6 +99,9 @@ class Trace:
         self.perf.send_signal(signal.SIGINT)
         self.perf.wait(timeout=60)
 
+    def events(self):
+        return events(self.data)
+
     def steal_ticks(self) -> list[int]:
         """Steal per CPU over the whole trace, in USER_HZ ticks."""
         if len(self.samples) < 2:
@@ -101,6 +115,106 @@ class Trace:
             if tb >= t0 and ta <= t1 and cpu < len(sa):
                 total += sb[cpu] - sa[cpu]
         return total
+
+
+# x86-64 numbers of the system calls ping and Ferry's worker make (others print as their number).
+SYSCALLS = {0: "read", 1: "write", 7: "poll", 13: "rt_sigaction", 14: "rt_sigprocmask", 15: "rt_sigreturn",
+            16: "ioctl", 19: "readv", 20: "writev", 24: "sched_yield", 35: "nanosleep", 36: "getitimer",
+            38: "setitimer", 39: "getpid", 44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg",
+            144: "sched_setscheduler", 186: "gettid", 202: "futex", 203: "sched_setaffinity",
+            204: "sched_getaffinity", 228: "clock_gettime", 230: "clock_nanosleep", 271: "ppoll",
+            309: "getcpu", 314: "sched_setattr", 426: "io_uring_enter"}
+
+
+class KernelTrace(Trace):
+    """The cheap recorder (`--explain`): a tracing instance of its own (tracefs
+    instances/NAME, its own per-CPU buffers), filled by the kernel while ping runs and read
+    only after it: no reader process wakes during the run (perf record's does, and showed
+    up among the slow replies' causes). Recorded: the scheduler's switches, wake-ups and
+    migrations and the interrupts on every CPU, and every system call of ping (`busybox`)
+    and of the Ferry under test's workers. The syscall tracepoint puts every task's system
+    calls through the traced entry (~0.1 µs each); the rest is ~0.1 µs per event.
+
+    A vCPU the host stops shows nowhere in the guest (steal reads 0 on this VM), except as
+    silence: ping and the worker make a system call every few microseconds and take
+    interrupts, so a stretch of 50 µs or more without a single event on a CPU while one
+    of them runs there is time the CPU did not run (`attribute`: "host stall")."""
+
+    EVENTS = ("sched/sched_switch", "sched/sched_waking", "sched/sched_wakeup", "sched/sched_migrate_task",
+              "irq/irq_handler_entry", "irq/softirq_entry", "irq/softirq_exit",
+              "irq_vectors/local_timer_entry", "irq_vectors/reschedule_entry",
+              "irq_vectors/call_function_single_entry", "irq_vectors/call_function_entry",
+              "raw_syscalls/sys_enter", "raw_syscalls/sys_exit")
+    ROOT = Path("/sys/kernel/tracing/instances")
+
+    def __init__(self, data: Path, workers: set[int]):
+        super().__init__(data)
+        self.workers = workers
+        self.dir = self.ROOT / f"ferry-lat-{os.getpid()}"
+        self.lost = 0
+
+    def write(self, name: str, value: str):
+        (self.dir / name).write_text(value + "\n")
+
+    def __enter__(self):
+        if self.dir.exists():
+            self.dir.rmdir()
+        self.dir.mkdir()
+        self.write("tracing_on", "0")
+        self.write("buffer_size_kb", "8192")  # a CPU's 2.5 s of a busy machine's switches fit
+        self.write("trace_clock", "mono")
+        self.write("options/overwrite", "0")  # full: the newest are dropped, and counted
+        who = " || ".join(['comm == "busybox"'] + [f"common_pid == {w}" for w in sorted(self.workers)])
+        for event in ("raw_syscalls/sys_enter", "raw_syscalls/sys_exit"):
+            self.write(f"events/{event}/filter", who)
+        for event in self.EVENTS:
+            self.write(f"events/{event}/enable", "1")
+        self.write("tracing_on", "1")
+        self.sampler = threading.Thread(target=self.sample, daemon=True)
+        self.sampler.start()
+        self.own = {int(t) for t in os.listdir("/proc/self/task")}
+        return self
+
+    def __exit__(self, *exc):
+        self.write("tracing_on", "0")
+        self.stop.set()
+        self.sampler.join()
+        try:
+            for cpu in sorted(self.dir.glob("per_cpu/cpu*/stats")):
+                m = re.search(r"^dropped events: (\d+)", cpu.read_text(), re.M)
+                self.lost += int(m.group(1)) if m else 0
+            with open(self.dir / "trace") as src, open(self.data, "w") as out:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+        finally:
+            for event in self.EVENTS:
+                self.write(f"events/{event}/enable", "0")
+            self.dir.rmdir()
+
+    def events(self):
+        for line in self.data.read_text().splitlines():
+            m = KERNEL_LINE.match(line)
+            if not m:
+                continue
+            comm, tid, cpu, sec, usec, event, rest = m.groups()
+            t, tid, cpu = int(sec) * 1_000_000_000 + int(usec.ljust(9, "0")), int(tid), int(cpu)
+            if event in ("sys_enter", "sys_exit"):
+                nr = re.match(r"NR (-?\d+)", rest)
+                name = SYSCALLS.get(int(nr.group(1)), f"nr{nr.group(1)}") if nr else "?"
+                if tid not in self.workers:
+                    comm = "busybox"  # the filter lets only ping's and the workers' through
+                if event == "sys_exit":
+                    ret = int(rest.rsplit("=", 1)[1])
+                    rest = f"0x{ret:x}" if ret >= 0 else f"{ret}"
+                yield t, cpu, comm, tid, f"syscalls:{event}_{name}", rest
+                continue
+            group = "irq_vectors" if event.endswith(("_entry", "_exit")) and not event.startswith(("softirq", "irq_")) \
+                else "irq" if event.startswith(("softirq", "irq_")) else "sched"
+            yield t, cpu, comm, tid, f"{group}:{event}", rest
+
+
+# ftrace's text: `comm-pid [cpu] flags seconds.micros: event: fields` (mono clock, µs).
+KERNEL_LINE = re.compile(r"^\s*(.+)-(\d+)\s+\[(\d+)\]\s+\S+\s+(\d+)\.(\d+):\s+(\w+):\s*(.*)$")
 
 
 LINE = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(\S+):\s*(.*)$")
@@ -159,7 +273,7 @@ def cgroup_of(pid: int) -> str:
 def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int] = frozenset(),
               threshold: float = 200.0) -> dict:
     """Per reply slower than `threshold` µs (ping's own figure, by sequence): where its time went."""
-    evs = sorted(events(trace.data))
+    evs = sorted(trace.events(), key=lambda e: e[0])  # stable: events of one µs keep their order
     sends = collections.Counter(tid for _, _, comm, tid, ev, _ in evs
                                 if ev == "syscalls:sys_enter_sendto" and comm in ("busybox", "ping"))
     if not sends:
@@ -187,14 +301,22 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
             if ev == "sched:sched_switch" and f"prev_pid={ping} " in rest]
     ins = [t for t, _, _, tid, ev, rest in evs if ev == "sched:sched_switch" and f" next_pid={ping} " in rest]
     out_times = [t for t, _ in outs]
+    # With all of ping's system calls traced (KernelTrace): a preemption that has one of them
+    # between it and the round trip is past busybox's clock read, and not in its time.
+    ping_calls_at = [t for t, _, _, tid, ev, _ in evs if tid == ping and ev.startswith("syscalls:sys_enter_")
+                     and ev not in ("syscalls:sys_enter_sendto", "syscalls:sys_enter_recvfrom")]
+
+    def syscall_between(a: int, b: int) -> bool:
+        return bisect.bisect_right(ping_calls_at, a) < bisect.bisect_left(ping_calls_at, b)
     for i, (t0, t1, cpu0) in enumerate(windows):
         j = bisect.bisect_left(ins, t0) - 1  # ping's last switch-in before sendto
         if j >= 0:
             k = bisect.bisect_left(out_times, ins[j]) - 1
-            if k >= 0 and re.search(r"prev_state=R", outs[k][1]):
+            if k >= 0 and re.search(r"prev_state=R", outs[k][1]) and not syscall_between(ins[j], t0):
                 t0 = outs[k][0]
         k = bisect.bisect_right(out_times, t1)
-        if k < len(outs) and outs[k][0] - t1 < 100_000 and re.search(r"prev_state=R", outs[k][1]):
+        if k < len(outs) and outs[k][0] - t1 < 100_000 and re.search(r"prev_state=R", outs[k][1]) \
+                and not syscall_between(t1, outs[k][0]):
             j = bisect.bisect_right(ins, outs[k][0])
             if j < len(ins):
                 t1 = ins[j]
@@ -239,6 +361,47 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
                 return ("waking" if ev == "sched:sched_waking" else "runnable"), int(fields(rest).get("target_cpu", ecpu))
         return "asleep", None
 
+    # Per CPU, every event's time: silence on a CPU that runs ping or the worker is a stall
+    # (KernelTrace's docstring). Only a trace of their system calls is dense enough to tell.
+    dense = any(e[4].startswith("syscalls:sys_enter_") and e[4] != "syscalls:sys_enter_sendto" for e in evs)
+    on_cpu: dict[int, list[int]] = collections.defaultdict(list)
+    for e in evs:
+        on_cpu[e[1]].append(e[0])
+
+    def silences(a: int, b: int) -> list[tuple[int, int, int, str]]:
+        """Stretches of at least STALL_NS in [a, b) with no event on a CPU that ran ping or a
+        worker: (start, ns inside [a, b), cpu, whose)."""
+        found = []
+        for c, ts in on_cpu.items():
+            i = max(0, bisect.bisect_left(ts, a) - 1)
+            while i + 1 < len(ts) and ts[i] < b:
+                x, y = ts[i], ts[i + 1]
+                i += 1
+                if y - x < STALL_NS or y <= a:
+                    continue
+                lst = current.get(c, [])
+                k = bisect.bisect_right(times.get(c, []), x) - 1
+                pid = lst[k][2] if k >= 0 else -1
+                whose = "ping" if pid == ping else "worker" if pid in worker_tids else None
+                if whose:
+                    found.append((x, min(y, b) - max(x, a), c, whose))
+        return found
+
+    def calls(tid_set: set[int], a: int, b: int) -> list[tuple[str, int]]:
+        """The system calls of `tid_set` that ended in [a, b]: (name, ns), in order."""
+        open_: dict[int, tuple[str, int]] = {}
+        done = []
+        for t, _, _, tid, ev, _ in evs[max(0, bisect.bisect_left(ev_times, a) - 200):bisect.bisect_right(ev_times, b)]:
+            if tid not in tid_set:
+                continue
+            if ev.startswith("syscalls:sys_enter_"):
+                open_[tid] = (ev[len("syscalls:sys_enter_"):], t)
+            elif ev.startswith("syscalls:sys_exit_") and tid in open_:
+                name, since = open_.pop(tid)
+                if t >= a:
+                    done.append((name, t - since))
+        return done
+
     slow = []
     same_cpu = 0
     placed: dict[str, list[float]] = {"on ping's CPU": [], "on the other CPU": []}
@@ -255,6 +418,7 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
         runtime = collections.Counter()  # ns each ran by the scheduler's clock, which leaves steal out
         worker_ran_on: set[int] = set()
         softirq_at = None
+        picked_over_ping = False
 
         def close(t):
             """Charges [since, t) to ping's state, or while ping sleeps to the worker's."""
@@ -290,6 +454,10 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
                 if prev in worker_tids:
                     close(t)
                     since, worker = t, ("runnable" if runnable else "asleep")
+                    if state == "preempted" and ecpu == cpu and nxt not in (ping, 0, -1):
+                        # The fair class' pick when the worker leaves: a task that ran
+                        # less than ping since both became runnable wins it (EEVDF).
+                        picked_over_ping = True
                 if nxt in worker_tids:
                     close(t)
                     since, worker, worker_cpu = t, "running", ecpu
@@ -327,6 +495,13 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
                 softirq_at = None
         close(t1)
         share["ping running"] = max(0, share["ping running"] - share["softirq"])
+        stalls = silences(t0, t1) if dense else []
+        for _, ns, _, whose in stalls:
+            for key in (("ping running",) if whose == "ping" else ("worker running", "ping runnable: ferry-worker")):
+                taken = min(ns, share[key])
+                share[key] -= taken
+                ns -= taken
+                share[f"host stall ({whose}'s vCPU silent)"] += taken
         # The scheduler's clock stops while the hypervisor runs something else (steal): a task's
         # wall time on a CPU beyond the runtime it was charged is steal (or an interrupt). The
         # first charge may include time before the window, so this undercounts, never over.
@@ -367,20 +542,46 @@ def attribute(trace: Trace, rtts: list[float], workers: set[int], ferry: set[int
                 causes["an idle vCPU waking (IPI)"] += ns
             elif key.startswith("steal"):
                 causes["steal"] += ns
+            elif key.startswith("host stall"):
+                causes["host stall"] += ns
             elif key.endswith(": ksoftirqd") or key == "softirq":
                 causes["softirq"] += ns
+            elif key.startswith("worker runnable: "):
+                causes["other task on the worker's CPU: " + key.split(": ", 1)[1]] += ns
             elif ": " in key:
-                causes["other task: " + key.split(": ", 1)[1]] += ns
+                where = "picked over ping after the worker ran" if picked_over_ping else "other task on ping's CPU"
+                causes[f"{where}: " + key.split(": ", 1)[1]] += ns
             elif key.startswith("ping asleep"):
                 causes["worker asleep"] += ns
             else:
                 causes[key] += ns
         cls = causes.most_common(1)[0][0] if causes else "?"
+        detail = {}
+        if dense:
+            ping_calls = calls({ping}, t0, t1)
+            worker_calls = calls(worker_tids, t0, t1)
+            ping_calls = [c for c in ping_calls if c[0] != "recvfrom"]  # its wait for the reply
+            if ping_calls:
+                name, ns = max(ping_calls, key=lambda x: x[1])
+                detail["ping's longest call"] = f"{name} {ns / 1000:.0f}"
+            if worker_calls:
+                counted = collections.Counter(name for name, _ in worker_calls)
+                name, ns = max(worker_calls, key=lambda x: x[1])
+                detail["worker's calls"] = " ".join(f"{n}x{c}" for n, c in counted.most_common())
+                detail["worker's longest call"] = f"{name} {ns / 1000:.0f}"
+            if stalls:
+                detail["silent"] = [f"cpu{c} {whose} {ns / 1000:.0f}" for _, ns, c, whose in stalls]
         slow.append({"seq": seq, "rtt": rtt, "traced": (t1 - t0) / 1000, "cpu": cpu0, "class": cls,
-                     "worker_cpus": sorted(worker_ran_on), "steal_ticks_near": trace.steal_near(cpu0, t0, t1),
+                     "at": t0 / 1e9, "worker_cpus": sorted(worker_ran_on),
+                     "steal_ticks_near": trace.steal_near(cpu0, t0, t1), "detail": detail,
                      "share": {k: round(v / 1000, 1) for k, v in share.most_common() if v > 0}})
     classes = collections.Counter(s["class"] for s in slow)
+    # The stall probe, free: every silence on a CPU while ping or a worker ran there, whole run.
+    run_stalls = silences(windows[0][0], windows[-1][1]) if dense and windows else []
     return {"ping_tid": ping, "windows": len(windows), "same_cpu": same_cpu, "aligned": aligned,
+            "stalls": (len(run_stalls), sum(1 for x in run_stalls if x[1] >= 100_000),
+                       max((x[1] for x in run_stalls), default=0) / 1000) if dense else None,
+            "lost": getattr(trace, "lost", 0),
             "placed": {k: (len(v), sum(v) / len(v) if v else 0.0, sum(1 for x in v if x > threshold))
                        for k, v in placed.items()}, "slow": slow, "classes": classes,
             "steal_ticks": trace.steal_ticks(), "with_steal_near": sum(1 for s in slow if s["steal_ticks_near"]),
@@ -399,22 +600,28 @@ def report(result: dict, out: Path) -> str:
     for s in result["slow"]:
         lines.append(f"seq {s['seq']:5d} rtt {s['rtt']:8.0f} µs (traced {s['traced']:8.0f}) cpu {s['cpu']} "
                      f"worker on {s['worker_cpus']} "
-                     f"steal-near {s['steal_ticks_near']} -> {s['class']}: {s['share']}")
+                     f"steal-near {s['steal_ticks_near']} at {s['at']:.6f} -> {s['class']}: {s['share']}"
+                     f"{' ' + str(s['detail']) if s['detail'] else ''}")
     lines.append("cgroups of the other tasks seen: " + ", ".join(f"{k} {v}" for k, v in result["cgroups"].items()))
     out.write_text("\n".join(lines) + "\n")
     summary = "; ".join(f"{n} {c}" for c, n in result["classes"].most_common())
     placed = ", ".join(f"{k} {n} (avg {avg:.1f} µs, {over} slow)" for k, (n, avg, over) in result["placed"].items() if n)
+    stalls = "" if result["stalls"] is None else \
+        f"; silent stretches while ping/worker ran: {result['stalls'][0]} (>= 100 µs {result['stalls'][1]}, " \
+        f"longest {result['stalls'][2]:.0f} µs)"
+    lost = f"; {result['lost']} EVENTS DROPPED" if result["lost"] else ""
     return (f"{'' if result['aligned'] else 'EVENTS LOST, by traced time; '}worker {placed or 'not seen'}; "
             f"{len(result['slow'])} slow: {summary or 'none'}; with steal near: {result['with_steal_near']}; "
-            f"steal over the run {result['steal_ticks']} ticks")
+            f"steal over the run {result['steal_ticks']} ticks{stalls}{lost}")
 
 
 if __name__ == "__main__":
-    # Again, from a --trace run's files: tools/latency_trace.py DIR/round1-ferry-default
+    # Again, from a --trace or --explain run's files: tools/latency_trace.py DIR/round1-ferry-default
     import json
     import sys
     base = Path(sys.argv[1])
     saved = json.loads(base.with_suffix(".json").read_text())
-    print(report(attribute(Trace(base.with_suffix(".data")), saved["rtts"], set(saved["workers"]),
-                           set(saved.get("ferry", []))),
+    data = base.with_suffix(".data")
+    trace = KernelTrace(data, set(saved["workers"])) if saved.get("kind") == "explain" else Trace(data)
+    print(report(attribute(trace, saved["rtts"], set(saved["workers"]), set(saved.get("ferry", []))),
                  base.with_suffix(".txt")))
