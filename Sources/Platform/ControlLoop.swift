@@ -41,8 +41,14 @@ public final class ControlLoop {
             for fd in c.pollDescriptors { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             for fd in c.pollOutputDescriptors { fds.append(pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)) }
         }
+        // Whole milliseconds, rounded up: truncated, the last millisecond before a
+        // client's deadline was a poll with no wait, again and again — the control
+        // thread spun for up to 1 ms at every deadline (the aging sweep, the rates'
+        // sample), on whatever CPU it ran (docs/PERFORMANCE.md, "Session 9: every slow
+        // reply accounted for"). A client due now still gets no wait at all.
+        let milliseconds = Int32((wait * 1000).rounded(.up))
         // A failed poll (ENOMEM) only ends this wait early: every client is served as after a timeout.
-        _ = try? syscall("poll") { poll(&fds, nfds_t(fds.count), Int32(wait * 1000)) }
+        _ = try? syscall("poll") { poll(&fds, nfds_t(fds.count), milliseconds) }
         let after = MonotonicClock.now()
         // A client may remove another (a port removed from the control socket):
         // one removed during this pass is not served again, not even once.
