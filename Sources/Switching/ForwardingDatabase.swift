@@ -187,6 +187,15 @@ public final class ForwardingDatabase: @unchecked Sendable {
     @usableFromInline let shiftEpoch: UnsafeMutablePointer<UInt32>
     /// Writer-only: where the next `age(now:)` call resumes.
     @usableFromInline var ageCursor = 0
+    /// Slots per block of `blockOccupancy` (a power of two).
+    @usableFromInline static let blockSlots = 64
+    @usableFromInline static let blockShift = 6
+    /// Writer-only: how many occupied slots each block of `blockSlots` holds, kept by
+    /// `write`. `age` passes a block with none at one look: a sweep of the default
+    /// table read its 2 MiB of slots, 0.4-1 ms cold from memory once a second with
+    /// a handful of entries (docs/PERFORMANCE.md, "Session 9: every slow reply
+    /// accounted for"); a sparse table's sweep now reads 4 KiB of counts.
+    @usableFromInline let blockOccupancy: UnsafeMutablePointer<UInt16>
     /// Writer-only mirror of the entry count.
     @usableFromInline var count = 0
     /// What the writer changed since the last `takeChanges()`, in order; nil
@@ -215,6 +224,10 @@ public final class ForwardingDatabase: @unchecked Sendable {
         stats.initialize(repeating: 0, count: Self.counterCount)
         shiftEpoch = .allocate(capacity: 1)
         shiftEpoch.initialize(to: 0)
+        // SAFETY: fills exactly the blocks it allocates: one per blockSlots slots, at least one.
+        let blocks = max(1, size >> Self.blockShift)
+        blockOccupancy = .allocate(capacity: blocks)
+        blockOccupancy.initialize(repeating: 0, count: blocks)
     }
 
     deinit {
@@ -222,6 +235,7 @@ public final class ForwardingDatabase: @unchecked Sendable {
         seen.deallocate()
         stats.deallocate()
         shiftEpoch.deallocate()
+        blockOccupancy.deallocate()
     }
 
     // MARK: - Slots
@@ -260,6 +274,11 @@ public final class ForwardingDatabase: @unchecked Sendable {
         // and key (+8, 8) lie inside it, and `seen` holds slotCount times; the atomics' offsets are aligned
         // to their sizes because slots are 64-byte aligned and 16 bytes apart.
         let p = slot(i)
+        // SAFETY: i >> blockShift < max(1, slotCount >> blockShift), the blocks init allocated, as i < slotCount.
+        if (ferry_load_relaxed_u16(p + Self.flagsOffset) ^ flags) & Self.occupied != 0 {
+            let block = blockOccupancy + (i &>> Self.blockShift)
+            block.pointee = flags & Self.occupied != 0 ? block.pointee &+ 1 : block.pointee &- 1
+        }
         let version = ferry_load_acquire_u32(p)
         ferry_store_release_u32(p, version &+ 1)
         // Orders the odd version before the data stores below: a reader that sees
@@ -526,7 +545,8 @@ public final class ForwardingDatabase: @unchecked Sendable {
 
     /// Removes up to `budget` slots' worth of expired learned entries, resuming
     /// where the previous call stopped, so a caller can spread a sweep over time
-    /// with bounded cost. A whole sweep takes `slotCount / budget` calls. Returns
+    /// with bounded cost. A whole sweep takes `slotCount / budget` calls; a block
+    /// of `blockSlots` slots with no entry counts whole and costs one look. Returns
     /// how many entries it removed.
     @discardableResult
     public func age(now: UInt64, budget: Int = 256) -> Int {
@@ -536,6 +556,12 @@ public final class ForwardingDatabase: @unchecked Sendable {
         var examined = 0
         var i = ageCursor
         while examined < budget {
+            // SAFETY: i < slotCount, so its block is one init allocated (see `write`).
+            if i & (Self.blockSlots &- 1) == 0 && blockOccupancy[i &>> Self.blockShift] == 0 {
+                examined += Self.blockSlots
+                i = (i &+ Self.blockSlots) & mask
+                continue
+            }
             examined += 1
             let p = slot(i)
             let flags = ferry_load_relaxed_u16(p + Self.flagsOffset)

@@ -91,6 +91,23 @@ final class ForwardingDatabaseTests: XCTestCase {
         XCTAssertEqual(fdb.counters, FDBCounters(entries: 1, learned: 2, aged: 2))
     }
 
+    /// `age` passes a block with no entry at one look, trusting the counts `write`
+    /// keeps: they must follow every entry through deletions' backward shifts (some
+    /// across a block boundary), or a sweep would miss one.
+    func testASweepFindsEveryEntryAfterShiftsAcrossBlocks() {
+        let fdb = ForwardingDatabase(capacity: 1024, agingTime: 5)
+        for n in 0 ..< 1000 { fdb.learn(key(UInt64(n)), port: PortIndex(UInt16(n % 7)), now: 0) }
+        XCTAssertGreaterThan(fdb.flush(port: 3), 0)
+        let left = Int(fdb.counters.entries)
+        // One sweep: every slot once, plus one look again after each removal.
+        XCTAssertEqual(fdb.age(now: 10, budget: fdb.slotCount + left), left)
+        XCTAssertEqual(fdb.counters.entries, 0)
+        // Emptied, every block counts none: a sweep of the whole table is a look per block.
+        XCTAssertEqual(fdb.age(now: 20, budget: fdb.slotCount), 0)
+        for n in 0 ..< 3 { fdb.learn(key(UInt64(n)), port: 1, now: 20) }
+        XCTAssertEqual(fdb.age(now: 30, budget: fdb.slotCount), 3)
+    }
+
     func testAgingIsBoundedPerCallAndResumes() {
         let fdb = ForwardingDatabase(capacity: 64, agingTime: 5)
         for n in 0 ..< 64 { fdb.learn(key(UInt64(n)), port: 1, now: 0) }
