@@ -45,7 +45,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (NOISY, OtherLoad, add_other_option, add_run_options, begin_run,  # noqa: E402
                       ferry_binary_of, fmt, h, print_other_table, print_round_table,
-                      least_noisy, noisy_note, parse_run_options, ratio, run_rounds, summarize)
+                      least_noisy, noisy_note, parse_run_options, ratio, run_rounds, summarize,
+                      with_other)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -222,9 +223,7 @@ def main() -> int:
         os.makedirs(args.profile_frontend, exist_ok=True)
     sizes = args.size_list
     workloads = [w.strip().upper() for w in args.workloads.split(",")]
-    impls = [args.only] if args.only else ["ferry", "dpdk"]
-    if args.other and "ferry" in impls:
-        impls.insert(1, "other")
+    impls = with_other([args.only] if args.only else ["ferry", "dpdk"], args)
 
     problems = h.environment_problems(need_ferry="ferry" in impls)
     if problems:
@@ -268,8 +267,8 @@ def main() -> int:
         print_round_table(results, [(w, s) for w in workloads for s in sizes],
                           lambda cell: f"{cell[0]} {WORKLOADS.get(cell[0], '')}")
     if args.other:
-        print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS.get(row['workload'], '')}")
-        print(f"(this: {h.ferry_binary()}; other: {args.other})")
+        print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS.get(row['workload'], '')}",
+                          args.other)
     if args.profile_frontend:
         print_frontend_table(results, impls)
 
