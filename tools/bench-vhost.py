@@ -22,8 +22,8 @@ also says which share of the front-end's frames found the ring full (txonly's TX
     sudo tools/bench-vhost.py --workloads W1 --profile-frontend /tmp/fe   # where the front-end's time goes
 
 --profile-frontend DIR samples the front-end's CPU (`perf record -e cpu-clock -C 1`) over each
-measurement and prints its nanoseconds per frame sent, in all and at the addresses that took most
-(testpmd and its PMDs are stripped: `objdump -d` the library at the address to see what it is).
+measurement and prints the front-end's own CPU time per frame sent, in all and at the addresses
+that took most (testpmd and its PMDs are stripped: `objdump -d` the library at the address).
 When the front-end sets the rate it polls without pause, so its time per frame is the rate's
 inverse: what one back-end makes it pay per frame that another does not is where a W1 round goes.
 
@@ -99,6 +99,7 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
     t_before = time.monotonic()
     load = OtherLoad([backend.pid, fe.pid], backend=backend.pid).start()
     recorder = start_frontend_profile(profile, duration) if profile else None
+    threads = {int(t) for t in os.listdir(f"/proc/{fe.pid}/task")} if profile else set()
     result = fe.measure(direction, warmup=0, duration=duration)
     if recorder:
         recorder.wait()
@@ -118,7 +119,8 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
     if before is not None and after is not None and (impl != "dpdk" or after > 0):
         out["backend_mpps"] = (after - before) / (t_after - t_before) / 1e6
     if profile:
-        out["frontend_ns"] = frontend_ns_per_frame(profile, sum(result["samples"]), len(result["samples"]))
+        out["frontend_ns"] = frontend_ns_per_frame(profile, sum(result["samples"]), len(result["samples"]),
+                                                   threads)
     return out
 
 
@@ -129,23 +131,28 @@ def start_frontend_profile(path: str, duration: float) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def frontend_ns_per_frame(path: str, frames: float, seconds: int) -> dict:
-    """The front-end CPU's time per frame sent, in all ("total") and per "dso address" (or
-    symbol): each one's share of the CPU's samples times the seconds per frame, so the timer's
-    own rate in a VM does not matter. {} when perf has nothing to say."""
-    report = subprocess.run(["perf", "report", "-i", path, "--stdio", "-n", "-q", "--sort", "dso,sym"],
+def frontend_ns_per_frame(path: str, frames: float, seconds: int, threads: set) -> dict:
+    """The front-end's CPU time per frame sent, in all ("total") and per "dso address" (or
+    symbol): the share of its CPU's samples that fell in the front-end's `threads` there, times
+    the seconds per frame, so the timer's own rate in a VM does not matter and another process
+    on that CPU only shows as the share the front-end did not get. {} when perf has nothing to say."""
+    report = subprocess.run(["perf", "report", "-i", path, "--stdio", "-n", "-q", "--sort", "pid,dso,sym"],
                             capture_output=True, text=True).stdout
     counts: dict[str, int] = {}
+    total = 0
     for line in report.splitlines():
-        m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(\S+)\s+\[.\]\s+(\S+)", line)
-        if m:
-            key = f"{m.group(2)} {m.group(3)}"
-            counts[key] = counts.get(key, 0) + int(m.group(1))
-    total = sum(counts.values())
-    if not total or not frames:
+        m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(\d+):.*?\s{2,}(\S+)\s+\[.\]\s+(\S+)", line)
+        if not m:
+            continue
+        n = int(m.group(1))
+        total += n
+        if int(m.group(2)) in threads:
+            key = f"{m.group(3)} {m.group(4)}"
+            counts[key] = counts.get(key, 0) + n
+    if not total or not frames or not counts:
         return {}
     ns_per_frame = seconds * 1e9 / frames
-    out = {"total": ns_per_frame}
+    out = {"total": sum(counts.values()) / total * ns_per_frame}
     for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:PROFILE_KEPT]:
         out[key] = n / total * ns_per_frame
     return out
