@@ -44,10 +44,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, OtherLoad, Tool, Unsupported, add_other_option,  # noqa: E402
+from benchlib import (FERRIES, NOISY, OtherLoad, Tool, Unsupported, add_other_option,  # noqa: E402
                       add_run_options, begin_run, build_tool, counter_rates, dpdk_vhost_port,
                       ferry_binary_of, fmt, h, least_noisy, noisy_note, parse_run_options,
-                      print_other_table, print_round_table, ratio, run_rounds, summarize)
+                      print_other_table, print_round_table, ratio, run_rounds, summarize,
+                      with_other)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -60,8 +61,6 @@ WORKLOADS = {
 }
 IMPLS = {"W3": ("ferry", "other", "dpdk"), "W3io": ("ferry", "other", "dpdk"),
          "W4tx": ("ferry", "other", "dpdk", "raw"), "W4rx": ("ferry", "other", "dpdk", "raw")}
-# The back-ends that are a Ferry: this build, and --other's.
-FERRIES = ("ferry", "other")
 # The bars, Ferry/DPDK at 64 B, and the goal against the raw TAP limit.
 BARS = {"W4tx": 1.0, "W4rx": 2.0}
 RAW_GOAL = 0.9
@@ -423,9 +422,7 @@ def main() -> int:
         ap.error("--w3-ports must be 2...1024")
     sizes = args.size_list
     workloads = expand_workloads(args.only)
-    impls = [i.strip() for i in args.impls.split(",") if i.strip()]
-    if args.other and "ferry" in impls:
-        impls.append("other")
+    impls = with_other([i.strip() for i in args.impls.split(",") if i.strip()], args)
     for i in impls:
         if i not in ("ferry", "dpdk", "raw", "other"):
             ap.error(f"unknown back-end {i!r} (ferry, dpdk, raw)")
@@ -498,8 +495,8 @@ def main() -> int:
         print_round_table(results, [(w, s) for w in workloads for s in sizes_of(w)],
                           lambda cell: f"{cell[0]} {WORKLOADS[cell[0]]}", SLOW_STATE_BELOW, 30)
     if args.other:
-        print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS[row['workload']]}", 30)
-        print(f"(this: {h.ferry_binary()}; other: {args.other})")
+        print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS[row['workload']]}",
+                          args.other, 30)
     for (impl, workload), why in sorted(unsupported.items()):
         if workload in workloads:
             print(f"# NOT RUN: {impl} {workload}: {why}", file=sys.stderr)

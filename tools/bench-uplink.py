@@ -27,6 +27,7 @@ alternate within each round.
     sudo tools/bench-uplink.py                                  # 3 rounds, W5 and W6, tx and rx
     sudo tools/bench-uplink.py --only W5 --directions tx --sizes 64,1518 --rounds 5
     sudo tools/bench-uplink.py --impls dpdk                     # the anchors alone
+    sudo tools/bench-uplink.py --other /tmp/ferry-old           # and the build before a change, alternating
 
 FERRY_BIN overrides the Ferry binary, FERRY_ARGS adds `ferry run` options, FERRY_UPLINK_OPTS
 adds options to the uplink's port spec (e.g. `mode=native`); FERRY_TESTPMD_MEM=nohuge|huge|auto
@@ -45,10 +46,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (NOISY, OtherLoad, Tool, Unsupported, VethLink,  # noqa: E402
-                      add_run_options, begin_run, build_tool, cleanup_stale_netns,
-                      counter_rates, dpdk_vhost_port, fmt, h, in_netns, least_noisy, netns_cmd,
-                      noisy_note, parse_run_options, ratio, run_rounds, summarize)
+from benchlib import (FERRIES, NOISY, OtherLoad, Tool, Unsupported, VethLink,  # noqa: E402
+                      add_other_option, add_run_options, begin_run, build_tool,
+                      cleanup_stale_netns, counter_rates, dpdk_vhost_port, ferry_binary_of, fmt, h,
+                      in_netns, least_noisy, netns_cmd, noisy_note, parse_run_options,
+                      print_other_table, ratio, run_rounds, summarize, with_other)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -78,8 +80,8 @@ def ferry_ports(workload: str, sock: str) -> list[str]:
     return [f"vhost:{sock},name={FERRY_GUEST_PORT}", uplink]
 
 
-def ferry_steer_cmd(control: str) -> list[str]:
-    return [h.ferry_binary(), "ctl", "fdb", "add", GUEST_MAC, "--port", FERRY_GUEST_PORT,
+def ferry_steer_cmd(control: str, binary: str | None = None) -> list[str]:
+    return [binary or h.ferry_binary(), "ctl", "fdb", "add", GUEST_MAC, "--port", FERRY_GUEST_PORT,
             "--control", control]
 
 
@@ -94,12 +96,13 @@ DPDK_UPLINK_VDEV = {"W5": "net_af_xdp0,iface={ifname},start_queue=0,queue_count=
 # --------------------------------------------------------------------------- back-ends
 
 
-def start_backend(impl: str, workload: str, lab: h.Lab, link: VethLink, sock: str):
+def start_backend(impl: str, workload: str, lab: h.Lab, link: VethLink, sock: str,
+                  binary: str | None = None):
     ns = link.ns["a"]
-    if impl == "ferry":
+    if impl in FERRIES:
         ferry = lab.ferry(ferry_ports(workload, sock), start=False, cpu=BACKEND_CPU,
                           taskset=str(BACKEND_CPU),
-                          extra_args=os.environ.get("FERRY_ARGS", "").split())
+                          extra_args=os.environ.get("FERRY_ARGS", "").split(), binary=binary)
         try:
             return in_netns(ferry, ns).start()
         except h.FerryError as exc:
@@ -113,10 +116,10 @@ def start_backend(impl: str, workload: str, lab: h.Lab, link: VethLink, sock: st
     return in_netns(be, ns).start(timeout=60)
 
 
-def steer_guest(be, lab: h.Lab):
+def steer_guest(be, lab: h.Lab, binary: str | None = None):
     """Ferry only: pin GUEST_MAC to the guest port, as an operator would for a guest that
-    has not sent anything yet."""
-    cmd = ferry_steer_cmd(be.control)
+    has not sent anything yet (with the back-end's own binary's `ctl`)."""
+    cmd = ferry_steer_cmd(be.control, binary)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
     with open(lab._log("ferry-ctl"), "a") as f:
         f.write(f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}")
@@ -141,7 +144,7 @@ def per_second(c0, c1, t0, t1):
 def measure_tx(impl: str, workload: str, size: int, args, lab: h.Lab, link: VethLink,
                tools: dict) -> dict:
     sock = lab.path("g.sock")
-    be = start_backend(impl, workload, lab, link, sock)
+    be = start_backend(impl, workload, lab, link, sock, ferry_binary_of(impl, args))
     h.wait_for_socket(sock, proc=be)
     fe = lab.virtio_user(sock, "txonly", cpu=FRONTEND_CPU, txpkts=size, mac=GUEST_MAC,
                          extra_app=[f"--eth-peer=0,{args.tx_dst}"]).start()
@@ -149,16 +152,16 @@ def measure_tx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
     time.sleep(args.warmup)
     keys = ("rx_packets", "rx_dropped")
     k0, t0 = link.stats("b", keys), time.monotonic()
-    c0 = ferry_count(be, FERRY_UPLINK_PORT, "tx_packets") if impl == "ferry" else None
+    c0 = ferry_count(be, FERRY_UPLINK_PORT, "tx_packets") if impl in FERRIES else None
     samples = counter_rates(lambda: link.stat("b", "rx_packets"), args.duration)
-    c1 = ferry_count(be, FERRY_UPLINK_PORT, "tx_packets") if impl == "ferry" else None
+    c1 = ferry_count(be, FERRY_UPLINK_PORT, "tx_packets") if impl in FERRIES else None
     k1, t1 = link.stats("b", keys), time.monotonic()
     other = load.stop()
     out = {"mpps": h.median(samples) / 1e6, "samples": samples, "other_cpus": other,
            "backend_cpus": load.backend_cpus,
            "lan_rx_dropped": k1["rx_dropped"] - k0["rx_dropped"],
            "frontend_tx_mpps": h.median(fe.pps_samples("tx", since=t0, until=t1) or [0]) / 1e6}
-    if impl == "ferry":
+    if impl in FERRIES:
         out["backend_mpps"] = per_second(c0, c1, t0, t1)
         out["backend_ports"] = {p: ferry_count(be, p, "drops")
                                 for p in (FERRY_GUEST_PORT, FERRY_UPLINK_PORT)}
@@ -174,10 +177,10 @@ def measure_tx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
 def measure_rx(impl: str, workload: str, size: int, args, lab: h.Lab, link: VethLink,
                tools: dict) -> dict:
     sock = lab.path("g.sock")
-    be = start_backend(impl, workload, lab, link, sock)
+    be = start_backend(impl, workload, lab, link, sock, ferry_binary_of(impl, args))
     h.wait_for_socket(sock, proc=be)
-    if impl == "ferry":
-        steer_guest(be, lab)
+    if impl in FERRIES:
+        steer_guest(be, lab, ferry_binary_of(impl, args))
     # The guest's receive ring: while it shares CPU 1 with the sender it is descheduled for
     # milliseconds at a time, and a 256-entry ring fills in half of one (as in bench-switch W4rx).
     ring = args.rx_ring
@@ -194,9 +197,9 @@ def measure_rx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
     time.sleep(args.warmup)
     t0 = time.monotonic()
     hv0, lan0 = link.stats("a", ("rx_packets", "rx_dropped")), link.stats("b", ("tx_dropped",))
-    c0 = ferry_count(be, FERRY_GUEST_PORT, "tx_packets") if impl == "ferry" else None
+    c0 = ferry_count(be, FERRY_GUEST_PORT, "tx_packets") if impl in FERRIES else None
     samples = fe.measure("rx", warmup=0, duration=args.duration)["samples"]
-    c1 = ferry_count(be, FERRY_GUEST_PORT, "tx_packets") if impl == "ferry" else None
+    c1 = ferry_count(be, FERRY_GUEST_PORT, "tx_packets") if impl in FERRIES else None
     hv1, lan1 = link.stats("a", ("rx_packets", "rx_dropped")), link.stats("b", ("tx_dropped",))
     t1 = time.monotonic()
     sent = sender.values("tx", since=t0)
@@ -210,7 +213,7 @@ def measure_rx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
            "hv_rx_mpps": per_second(hv0["rx_packets"], hv1["rx_packets"], t0, t1),
            "hv_rx_dropped_mpps": per_second(hv0["rx_dropped"], hv1["rx_dropped"], t0, t1),
            "lan_tx_dropped_mpps": per_second(lan0["tx_dropped"], lan1["tx_dropped"], t0, t1)}
-    if impl == "ferry":
+    if impl in FERRIES:
         out["backend_mpps"] = per_second(c0, c1, t0, t1)
         out["backend_ports"] = {p: ferry_count(be, p, "drops")
                                 for p in (FERRY_GUEST_PORT, FERRY_UPLINK_PORT)}
@@ -292,6 +295,7 @@ def main() -> int:
     ap.add_argument("--directions", default="tx,rx",
                     help="tx (guest -> wire), rx (wire -> guest)")
     ap.add_argument("--impls", default="ferry,dpdk", help="back-ends to run: ferry, dpdk")
+    add_other_option(ap)
     add_run_options(ap, sizes="64", sizes_help="frame sizes without FCS, e.g. 64,1518 (the "
                     "veth's MTU is raised to carry the largest untagged)")
     ap.add_argument("--sender-cpu", type=int, default=FRONTEND_CPU, metavar="CPU",
@@ -311,7 +315,7 @@ def main() -> int:
     args.mtu = max(1500, max(sizes) - 14)
     workloads = split_list(args.only, WORKLOADS, "workload", ap)
     directions = split_list(args.directions, DIRECTIONS, "direction", ap)
-    impls = split_list(args.impls, IMPLS, "back-end", ap)
+    impls = with_other(split_list(args.impls, IMPLS, "back-end", ap), args)
     cells = [(w, d) for w in workloads for d in directions]
 
     unsupported: dict = {}  # (impl, workload) -> why it cannot run
@@ -346,7 +350,7 @@ def main() -> int:
         for size in sizes:
             row = summarize({"workload": f"{workload}{direction}", "size": size},
                             {impl: results.get((workload, direction, size, impl), [])
-                             for impl in IMPLS})
+                             for impl in IMPLS + ("other",)})
             row["ratio"] = ratio(row["ferry_best"], row["dpdk_best"])
             row["ratio_median"] = ratio(row["ferry_median"], row["dpdk_median"])
             summary.append(row)
@@ -362,6 +366,10 @@ def main() -> int:
         if row["size"] == 64:
             print(f"# {row['workload']} 64 B: Ferry/DPDK {fmt(row['ratio'], 4).strip()} "
                   f"(bar >= {BAR}, goal >= {GOAL})")
+    if args.other:
+        print_other_table(summary, lambda row: f"{row['workload']} "
+                          f"{DIRECTIONS[row['workload'][2:]]} {WORKLOADS[row['workload'][:2]]}",
+                          args.other, 28)
     for (impl, workload), why in sorted(unsupported.items()):
         print(f"# NOT RUN: {impl} {workload}: {why}", file=sys.stderr)
 

@@ -409,13 +409,28 @@ def add_other_option(ap: argparse.ArgumentParser):
                          "change), alternating with FERRY_BIN's in every round")
 
 
+# The back-ends that are a Ferry: this build (FERRY_BIN), and --other's.
+FERRIES = ("ferry", "other")
+
+
+def with_other(impls: list[str], args) -> list[str]:
+    """impls with back-end `other` (--other's binary) right after `ferry`, so that in every
+    round the two Ferries run next to each other; impls unchanged without --other or ferry."""
+    if not args.other or "ferry" not in impls or "other" in impls:
+        return list(impls)
+    at = impls.index("ferry") + 1
+    return impls[:at] + ["other"] + impls[at:]
+
+
 def ferry_binary_of(impl: str, args) -> Optional[str]:
     """The binary a Ferry back-end runs: --other's for `other`, else FERRY_BIN's (None)."""
     return args.other if impl == "other" else None
 
 
-def print_other_table(summary: list[dict], label_of: Callable[[dict], str], width: int = 32):
-    """This Ferry against --other's, row by row: best and median and their ratios."""
+def print_other_table(summary: list[dict], label_of: Callable[[dict], str], other: str,
+                      width: int = 32):
+    """This Ferry against --other's (the binary `other`), row by row: best and median and
+    their ratios, and which two binaries they were."""
     print()
     print(f"{'workload':{width}} {'size':>5}  {'this best':>9} {'other best':>10} {'this/other':>10}  "
           f"{'this med':>8} {'other med':>9} {'this/other':>10}")
@@ -424,6 +439,7 @@ def print_other_table(summary: list[dict], label_of: Callable[[dict], str], widt
               f"{fmt(row['other_best'], 10)} {fmt(ratio(row['ferry_best'], row['other_best']), 10)}  "
               f"{fmt(row['ferry_median'], 8)} {fmt(row['other_median'])} "
               f"{fmt(ratio(row['ferry_median'], row['other_median']), 10)}{noisy_note(row)}")
+    print(f"(this: {h.ferry_binary()}; other: {other})")
 
 
 def parse_run_options(ap: argparse.ArgumentParser) -> argparse.Namespace:

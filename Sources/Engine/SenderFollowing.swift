@@ -22,20 +22,26 @@ public enum SenderFollowing {
     /// would put the two on one CPU, one waiting for the other.
     public static let minimumSleepNanoseconds: UInt64 = 250_000
 
-    /// The CPU to move to, or nil to stay.
+    /// The CPU to move to, decided at the wake-up, or nil to stay. Where the
+    /// worker runs is not asked here: it is read once, at the move (`moves(to:from:)`).
     ///
     /// - Parameters:
     ///   - pinned: the operator placed the worker (`cpus`).
     ///   - allowed: the CPUs the worker may run on (nil: unknown).
     ///   - sender: the CPU the last frame into a TAP came from (nil: no program, or no frame yet).
-    ///   - runningOn: the CPU the worker runs on now (nil: unknown).
     ///   - slept: how long the sleep that just ended lasted, in nanoseconds.
-    public static func destination(pinned: Bool, allowed: CPUSet?, sender: Int?, runningOn: Int?,
-                                   slept: UInt64) -> Int? {
-        guard !pinned, let allowed, let sender, let runningOn else { return nil }
-        guard slept >= minimumSleepNanoseconds, sender != runningOn else { return nil }
+    public static func destination(pinned: Bool, allowed: CPUSet?, sender: Int?, slept: UInt64) -> Int? {
+        guard !pinned, let allowed, let sender, slept >= minimumSleepNanoseconds else { return nil }
         // A sender outside the worker's CPUs (Ferry started under taskset or a
         // cpuset): the operator's placement is kept.
         return allowed.contains(sender) ? sender : nil
+    }
+
+    /// Whether a worker running on `runningOn` (nil: unknown) moves to the
+    /// `destination` it decided on: not when it is there already, nor when it
+    /// cannot tell where it is.
+    public static func moves(to destination: Int, from runningOn: Int?) -> Bool {
+        guard let runningOn else { return false }
+        return runningOn != destination
     }
 }

@@ -257,7 +257,18 @@ public final class Switch {
                 _ = ThreadScheduling.set(realtime: false)
             }
         }
+        warnOfCPUsOutsideTheAllowedSet()
         for w in workers { w.start() }
+    }
+
+    /// A worker pins itself on its own thread, which cannot log; the mask it
+    /// inherits from this thread is the one the kernel checks its pin against,
+    /// so a CPU outside it is named here, once, before the pin fails.
+    private func warnOfCPUsOutsideTheAllowedSet() {
+        guard let cpus = options.cpus, let allowed = ThreadAffinity.allowed() else { return }
+        for cpu in Set(cpus).sorted() where !allowed.contains(cpu) {
+            logger.warning("cpus: CPU \(cpu) is not one Ferry may run on (offline, or outside its taskset or cpuset); the workers given it run where the scheduler puts them")
+        }
     }
 
     public func stop() {

@@ -3,7 +3,8 @@ import XDP
 
 /// The worker follows the CPU of whoever sends into its TAPs
 /// (`SenderFollowing`): on a wake-up by a TAP, one load of the sender
-/// program's map and one getcpu; when the two differ, a move before the next sleep.
+/// program's map; before the next sleep, one getcpu, and a move when the
+/// worker is not on the sender's CPU.
 extension Worker {
     /// From now on, wake-ups by a TAP read who sent the frame from `program`
     /// (the switch set it as every TAP's filter). A pinned worker ignores it.
@@ -21,15 +22,15 @@ extension Worker {
     func followSender(afterSleeping slept: UInt64) {
         guard let senderCPU else { return }
         senderCPUToFollow = SenderFollowing.destination(pinned: cpu != nil, allowed: allowedCPUs,
-                                                        sender: senderCPU.lastSenderCPU,
-                                                        runningOn: ThreadAffinity.currentCPU(), slept: slept)
+                                                        sender: senderCPU.lastSenderCPU, slept: slept)
     }
 
     /// The move `followSender` decided, made now that the worker is about to sleep.
     func moveToSenderBeforeSleeping() {
         guard let target = senderCPUToFollow else { return }
         senderCPUToFollow = nil
-        guard let allowedCPUs, ThreadAffinity.currentCPU() != target else { return }
+        // The CPU is read here only, once per move: the worker may have moved since the wake-up.
+        guard let allowedCPUs, SenderFollowing.moves(to: target, from: ThreadAffinity.currentCPU()) else { return }
         // Onto the sender's CPU, then free again: the next wake-up happens where
         // the worker last ran, and the scheduler may still move a busy worker.
         if ThreadAffinity.pin(to: target) != nil || ThreadAffinity.allow(allowedCPUs) != nil {

@@ -284,7 +284,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     private func run() {
         threadID.store(ferry_gettid(), ordering: .relaxed)
         _ = ferry_set_thread_name("ferry-w\(id)")
-        if let cpu { _ = ferry_set_affinity(Int32(cpu)) } else { allowedCPUs = ThreadAffinity.allowed() }
+        // A pin the kernel refuses leaves the worker where it may run anyway:
+        // Switch.start checked the mask this thread inherits and logged the CPU.
+        if let cpu { _ = ThreadAffinity.pin(to: cpu) } else { allowedCPUs = ThreadAffinity.allowed() }
         let batch = PacketBatch(capacity: batchSize, segmentsPerFrame: Self.segmentsPerFrame)
         var idleStreak = 0
         var idleSince: UInt64 = 0

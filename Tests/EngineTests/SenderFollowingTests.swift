@@ -9,38 +9,41 @@ final class SenderFollowingTests: XCTestCase {
     let long = SenderFollowing.minimumSleepNanoseconds
 
     func testAnUnpinnedWorkerMovesToTheSendersCPU() {
-        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, runningOn: 0, slept: long), 1)
-        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: both, sender: 0, runningOn: 1, slept: 5 * long), 0)
+        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, slept: long), 1)
+        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: both, sender: 0, slept: 5 * long), 0)
+        XCTAssertTrue(SenderFollowing.moves(to: 1, from: 0))
+        XCTAssertTrue(SenderFollowing.moves(to: 0, from: 1))
     }
 
     func testAWorkerAlreadyOnTheSendersCPUStays() {
-        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, runningOn: 1, slept: long))
+        // Decided at the wake-up without asking where the worker is; the move finds it there already.
+        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, slept: long), 1)
+        XCTAssertFalse(SenderFollowing.moves(to: 1, from: 1))
     }
 
     func testAPinnedWorkerNeverFollows() {
-        XCTAssertNil(SenderFollowing.destination(pinned: true, allowed: both, sender: 1, runningOn: 0, slept: long))
+        XCTAssertNil(SenderFollowing.destination(pinned: true, allowed: both, sender: 1, slept: long))
     }
 
     func testWithoutTheProgramOrBeforeTheFirstFrameTheWorkerStays() {
         // No program (not loaded) and a map not yet written both read as no sender.
-        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: nil, runningOn: 0, slept: long))
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: nil, slept: long))
     }
 
     func testAnUnknownPlacementKeepsTheWorkerWhereItIs() {
-        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: nil, sender: 1, runningOn: 0, slept: long))
-        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, runningOn: nil, slept: long))
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: nil, sender: 1, slept: long))
+        XCTAssertFalse(SenderFollowing.moves(to: 1, from: nil))
     }
 
     func testASenderOutsideTheWorkersCPUsIsNotFollowed() {
         // Ferry started under `taskset -c 0`: a sender on CPU 1 does not take the worker there.
-        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: CPUSet([0]), sender: 1, runningOn: 0, slept: long))
-        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: CPUSet([0, 70]), sender: 70, runningOn: 0,
-                                                   slept: long), 70)
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: CPUSet([0]), sender: 1, slept: long))
+        XCTAssertEqual(SenderFollowing.destination(pinned: false, allowed: CPUSet([0, 70]), sender: 70, slept: long), 70)
     }
 
     func testAShortSleepDoesNotMoveTheWorker() {
         // A stream's sender writes again within microseconds: moving then would put both on one CPU.
-        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, runningOn: 0, slept: long - 1))
+        XCTAssertNil(SenderFollowing.destination(pinned: false, allowed: both, sender: 1, slept: long - 1))
     }
 
     func testTheCallingThreadMayRunWhereItRuns() throws {
