@@ -33,6 +33,7 @@ extension Worker {
             let fellAsleep = MonotonicClock.nanoseconds()
             woken = wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)
             let slept = MonotonicClock.nanoseconds() &- fellAsleep
+            lastSleepEndedAtOnce = slept < IdlePolicy.unblockedSleep
             asleepNanoseconds.addAsOnlyWriter(slept)
             if wakeSources.wokenByTap { followSender(afterSleeping: slept) }
             // Whatever woke us, look everywhere at once rather than after a skip.

@@ -129,6 +129,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Frames came from a guest's ring since the worker last slept: what
     /// decides whether `adaptive` spins before the next sleep.
     @usableFromInline var heardFromGuest = false
+    /// The last sleep ended at once, a frame already waiting: frames stream
+    /// in, and `adaptive` spins a little before the next sleep (`IdlePolicy.streamSpin`).
+    var lastSleepEndedAtOnce = false
     /// Who sent the frames into the TAPs (Worker+SenderFollowing.swift); nil:
     /// the worker stays where the scheduler wakes it. Set while parked.
     var senderCPU: SenderCPUProgram?
@@ -309,7 +312,7 @@ public final class Worker: DataPathGate, @unchecked Sendable {
                 continue
             }
             idleLoops.addAsOnlyWriter(1)
-            let spin = idle.spinNanoseconds(afterGuestFrames: heardFromGuest)
+            let spin = idle.spinNanoseconds(afterGuestFrames: heardFromGuest, streaming: lastSleepEndedAtOnce)
             // A spin is done in the fair class: a real-time spin would keep
             // whoever the last frame woke on this CPU (its receiver) waiting.
             if isRealtime { countRealtimePass(spinning: spin != 0) }
