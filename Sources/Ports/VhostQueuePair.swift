@@ -20,9 +20,10 @@ import Virtio
 /// port its counters (`VhostPort.counters`, `let`), so a SET_VRING_*, a reset,
 /// a memory table change or a migration changes what is inside a ring (under
 /// the device's gate, with the workers parked), never which ring it is. The
-/// layout the driver negotiated is read at each burst, as `VhostDevice.ring`
-/// does. The references are strong: a port the switch drops lives on until
-/// every worker's tables let go of it.
+/// layout the driver negotiated is read at each burst, and decided by the
+/// device (`VhostDevice.withNegotiatedRing`, beside `VhostDevice.ring(_:)`).
+/// The references are strong: a port the switch drops lives on until every
+/// worker's tables let go of it.
 public final class VhostQueuePair {
     public let port: VhostPort
     public let pair: Int
@@ -45,6 +46,17 @@ public final class VhostQueuePair {
         packedReceive = device.packedQueues[2 &* pair]
     }
 
+    /// `body` of the pair's transmit or receive ring in the layout the driver negotiated.
+    @inline(__always)
+    func withTransmit<Result>(_ body: (Virtqueue) -> Result) -> Result {
+        device.withNegotiatedRing(split: splitTransmit, packed: packedTransmit, body)
+    }
+
+    @inline(__always)
+    func withReceive<Result>(_ body: (Virtqueue) -> Result) -> Result {
+        device.withNegotiatedRing(split: splitReceive, packed: packedReceive, body)
+    }
+
     /// `VhostPort.pull(queue:into:)` for this pair. Not inlined: inside it the
     /// rings are `let` properties of a borrowed `self`, which is what keeps
     /// them from being retained.
@@ -52,36 +64,30 @@ public final class VhostQueuePair {
     public func pull(into batch: PacketBatch) -> Int {
         // A live migration's announcement goes first, whether or not the rings run yet.
         let announced = pair == 0 && device.hasPendingAnnouncement ? port.announce(into: batch) : 0
-        let pulled = device.packedRings ? port.pull(from: .packed(packedTransmit), counters: counters, into: batch)
-            : port.pull(from: .split(splitTransmit), counters: counters, into: batch)
-        return pulled &+ announced
+        return withTransmit { port.pull(from: $0, counters: counters, into: batch) } &+ announced
     }
 
     /// `VhostPort.release(queue:)` for this pair.
     @inline(never)
     public func release() {
-        if device.packedRings { packedTransmit.release() } else { splitTransmit.release() }
+        withTransmit { $0.release() }
     }
 
     /// Whether the transmit ring runs (`Port.receiveQueueRuns`).
     @inline(never)
     public func transmitRingRuns() -> Bool {
-        device.packedRings ? packedTransmit.isRunning : splitTransmit.isRunning
+        withTransmit { $0.isRunning }
     }
 
     /// `VhostPort.push(queue:from:segmenter:)` for this pair.
     @inline(never)
     public func push(from batch: PacketBatch, segmenter: SoftwareSegmenter?) {
-        if device.packedRings {
-            port.push(into: .packed(packedReceive), counters: counters, from: batch, segmenter: segmenter)
-        } else {
-            port.push(into: .split(splitReceive), counters: counters, from: batch, segmenter: segmenter)
-        }
+        withReceive { port.push(into: $0, counters: counters, from: batch, segmenter: segmenter) }
     }
 
     /// `VhostPort.room(queue:atMost:)` for this pair.
     @inline(never)
     public func room(atMost limit: Int) -> Int {
-        device.packedRings ? packedReceive.postedBuffers(atMost: limit) : min(splitReceive.postedBuffers, limit)
+        withReceive { $0.postedBuffers(atMost: limit) }
     }
 }

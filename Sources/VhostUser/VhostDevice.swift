@@ -85,6 +85,23 @@ public final class VhostDevice: @unchecked Sendable {
         packedRings ? .packed(packedQueues[index]) : .split(queues[index])
     }
 
+    /// `ring(_:)` for a holder of both of a queue's rings (Ports'
+    /// `VhostQueuePair`, which keeps them to borrow them per burst without
+    /// the arrays' retains): `body` of the one in the layout negotiated. The
+    /// device decides the layout here and in `ring(_:)`, side by side, not in
+    /// one function: each branch hands `body` its ring as built, borrowed,
+    /// where a ring returned from the two branches was retained and released
+    /// around every use; and `ring(_:)` built on this closure made the
+    /// optimizer stop inlining its callers into the worker's burst functions
+    /// (objdump, docs/PERFORMANCE.md "One layout dispatch for the vhost rings").
+    /// The rings are autoclosures so that only the negotiated one is read.
+    @inlinable @inline(__always)
+    public func withNegotiatedRing<Result>(split: @autoclosure () -> SplitVirtqueue,
+                                           packed: @autoclosure () -> PackedVirtqueue,
+                                           _ body: (Virtqueue) -> Result) -> Result {
+        packedRings ? body(.packed(packed())) : body(.split(split()))
+    }
+
     /// Queue `index`'s ring in the layout negotiated, for the control plane.
     public func control(_ index: Int) -> any VirtqueueControl {
         packedRings ? packedQueues[index] : queues[index]

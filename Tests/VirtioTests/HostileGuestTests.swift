@@ -11,15 +11,13 @@ final class HostileGuestTests: XCTestCase {
     private final class Guest {
         let ram: GuestRAM
         let ring: MockSplitRing
-        let queue = SplitVirtqueue(index: 0)
+        let queue: SplitVirtqueue
         let batch = PacketBatch(capacity: 32)
         let counters = QueueCounters()
 
         init(ram: GuestRAM? = nil, size: UInt16 = 256, mergeable: Bool = false) throws {
             self.ram = try ram ?? GuestRAM.oneRegion()
-            ring = MockSplitRing(ram: self.ram, size: size)
-            ring.configure(queue, mergeableBuffers: mergeable)
-            try queue.start(memory: self.ram.makeGuestMemory())
+            (ring, queue) = try SplitVirtqueue.started(self.ram, size: size, mergeable: mergeable)
         }
 
         var end: UInt64 { ram.base + ram.regions[0].size }

@@ -13,15 +13,13 @@ final class PackedHostileGuestTests: XCTestCase {
     private final class Guest {
         let ram: GuestRAM
         let ring: MockPackedRing
-        let queue = PackedVirtqueue(index: 0)
+        let queue: PackedVirtqueue
         let batch = PacketBatch(capacity: 32)
         let counters = QueueCounters()
 
         init(size: UInt16 = 256, mergeable: Bool = false) throws {
             ram = try GuestRAM.oneRegion()
-            ring = MockPackedRing(ram: ram, size: size)
-            ring.configure(queue, mergeableBuffers: mergeable)
-            try queue.start(memory: ram.makeGuestMemory())
+            (ring, queue) = try PackedVirtqueue.started(ram, size: size, mergeable: mergeable)
         }
 
         var end: UInt64 { ram.base + ram.regions[0].size }

@@ -9,12 +9,7 @@ import XCTest
 /// private prefix lands in its first bytes however the buffers are cut.
 final class ReceiveChainTests: XCTestCase {
     private func started(_ ram: GuestRAM? = nil, guestChecksum: Bool = true) throws -> (MockSplitRing, SplitVirtqueue) {
-        let ram = try ram ?? GuestRAM.oneRegion()
-        let ring = MockSplitRing(ram: ram, size: 16)
-        let queue = SplitVirtqueue(index: 0)
-        ring.configure(queue, mergeableBuffers: true, guestChecksum: guestChecksum)
-        try queue.start(memory: ram.makeGuestMemory())
-        return (ring, queue)
+        try SplitVirtqueue.started(ram, size: 16, mergeable: true, guestChecksum: guestChecksum)
     }
 
     private let pieces = UnsafeMutablePointer<iovec>.allocate(capacity: 8)
