@@ -19,6 +19,13 @@ also says which share of the front-end's frames found the ring full (txonly's TX
     sudo tools/bench-vhost.py --packed        # the front-end asks for packed rings (packed_vq=1)
     sudo tools/bench-vhost.py --in-order off  # the front-end refuses VIRTIO_F_IN_ORDER (in_order=0)
     sudo tools/bench-vhost.py --other /tmp/ferry-old   # and the build before a change, alternating
+    sudo tools/bench-vhost.py --workloads W1 --profile-frontend /tmp/fe   # where the front-end's time goes
+
+--profile-frontend DIR samples the front-end's CPU (`perf record -e cpu-clock -C 1`) over each
+measurement and prints the front-end's own CPU time per frame sent, in all and at the addresses
+that took most (testpmd and its PMDs are stripped: `objdump -d` the library at the address).
+When the front-end sets the rate it polls without pause, so its time per frame is the rate's
+inverse: what one back-end makes it pay per frame that another does not is where a W1 round goes.
 
 FERRY_BIN overrides the Ferry binary; FERRY_TESTPMD_MEM=nohuge|huge|auto testpmd's memory.
 """
@@ -28,6 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +52,9 @@ BACKEND_CPU = 0
 FRONTEND_CPU = 1
 GEN_DST = "02:00:00:00:00:02"
 GEN_SRC = "02:00:00:00:00:01"
+PROFILE_RATE = 4000        # cpu-clock samples per second on the front-end's CPU
+PROFILE_TOP = 8            # addresses listed per measurement
+PROFILE_KEPT = 40          # addresses kept per measurement, for the table across back-ends
 WORKLOADS = {
     "W1": "virtio txonly -> back-end",
     "W2": "back-end gen -> virtio rxonly",
@@ -50,7 +63,7 @@ WORKLOADS = {
 
 def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
             lab: h.Lab, packed: bool = False, in_order: bool = True,
-            binary: str | None = None) -> dict:
+            binary: str | None = None, profile: str | None = None) -> dict:
     """One measurement; returns {"mpps": median, "samples": [...], ...}."""
     sock = lab.path("bench.sock")
     if impl == "dpdk":
@@ -85,7 +98,11 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
     before = _backend_counter(impl, backend, workload)
     t_before = time.monotonic()
     load = OtherLoad([backend.pid, fe.pid], backend=backend.pid).start()
+    recorder = start_frontend_profile(profile, duration) if profile else None
+    threads = {int(t) for t in os.listdir(f"/proc/{fe.pid}/task")} if profile else set()
     result = fe.measure(direction, warmup=0, duration=duration)
+    if recorder:
+        recorder.wait()
     other = load.stop()
     after = _backend_counter(impl, backend, workload)
     t_after = time.monotonic()
@@ -101,7 +118,53 @@ def measure(impl: str, workload: str, size: int, warmup: float, duration: float,
         out["ring_full"] = totals.get("TX-dropped", 0) / totals["TX-total"]
     if before is not None and after is not None and (impl != "dpdk" or after > 0):
         out["backend_mpps"] = (after - before) / (t_after - t_before) / 1e6
+    if profile:
+        out["frontend_ns"] = frontend_ns_per_frame(profile, sum(result["samples"]), len(result["samples"]),
+                                                   threads)
     return out
+
+
+def start_frontend_profile(path: str, duration: float) -> subprocess.Popen:
+    """perf record of the front-end's CPU for `duration` seconds into `path`."""
+    return subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", str(PROFILE_RATE),
+                             "-C", str(FRONTEND_CPU), "-o", path, "--", "sleep", f"{duration:g}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def frontend_ns_per_frame(path: str, frames: float, seconds: int, threads: set) -> dict:
+    """The front-end's CPU time per frame sent, in all ("total") and per "dso address" (or
+    symbol): the share of its CPU's samples that fell in the front-end's `threads` there, times
+    the seconds per frame, so the timer's own rate in a VM does not matter and another process
+    on that CPU only shows as the share the front-end did not get. {} when perf has nothing to say."""
+    report = subprocess.run(["perf", "report", "-i", path, "--stdio", "-n", "-q", "--sort", "pid,dso,sym"],
+                            capture_output=True, text=True).stdout
+    counts: dict[str, int] = {}
+    total = 0
+    for line in report.splitlines():
+        m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(\d+):.*?\s{2,}(\S+)\s+\[.\]\s+(\S+)", line)
+        if not m:
+            continue
+        n = int(m.group(1))
+        total += n
+        if int(m.group(2)) in threads:
+            key = f"{m.group(3)} {m.group(4)}"
+            counts[key] = counts.get(key, 0) + n
+    if not total or not frames or not counts:
+        return {}
+    ns_per_frame = seconds * 1e9 / frames
+    out = {"total": sum(counts.values()) / total * ns_per_frame}
+    for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:PROFILE_KEPT]:
+        out[key] = n / total * ns_per_frame
+    return out
+
+
+def frontend_note(m: dict) -> list:
+    ns = m.get("frontend_ns")
+    if not ns:
+        return []
+    top = ", ".join(f"{k.replace('0x0000000000', '0x')} {v:.1f}"
+                    for k, v in list(ns.items())[1:PROFILE_TOP + 1])
+    return [f"front-end {ns['total']:.1f} ns/frame ({top})"]
 
 
 def _backend_counter(impl: str, backend, workload: str):
@@ -117,12 +180,33 @@ def _backend_counter(impl: str, backend, workload: str):
 
 
 def run_one(args, rnd: int, workload: str, size: int, impl: str) -> dict:
+    profile = (os.path.join(args.profile_frontend, f"{workload}-{size}-{impl}-round{rnd + 1}.data")
+               if args.profile_frontend else None)
     return least_noisy(
         args, f"round {rnd + 1} {workload} {size:>5} B {impl:5}",
         lambda lab: measure(impl, workload, size, args.warmup, args.duration, lab, args.packed,
-                            args.in_order == "on", ferry_binary_of(impl, args)),
+                            args.in_order == "on", ferry_binary_of(impl, args), profile),
         lambda m: ([f"back-end's count {m['backend_mpps']:.2f}"] if "backend_mpps" in m else [])
-        + ([f"front-end's frames refused, ring full {100 * m['ring_full']:.1f} %"] if "ring_full" in m else []))
+        + ([f"front-end's frames refused, ring full {100 * m['ring_full']:.1f} %"] if "ring_full" in m else [])
+        + frontend_note(m))
+
+
+def print_frontend_table(results: dict, impls: list):
+    """Per workload and size: the front-end's ns per frame with each back-end (median over
+    rounds), in all and at every address that was among a measurement's busiest."""
+    for (workload, size) in sorted({(w, s) for (w, s, _) in results}):
+        per_impl = {impl: [m["frontend_ns"] for m in results.get((workload, size, impl), [])
+                           if m.get("frontend_ns")] for impl in impls}
+        keys = ["total"] + sorted({k for runs in per_impl.values() for ns in runs
+                                   for k in list(ns)[1:PROFILE_TOP + 1]})
+        print(f"\nfront-end ns per frame sent, {workload} {size} B (median over rounds)")
+        print(f"{'':44}" + "".join(f"{impl:>9}" for impl in impls))
+        for key in keys:
+            cells = []
+            for impl in impls:
+                values = sorted(ns.get(key, 0.0) for ns in per_impl[impl])
+                cells.append(f"{values[len(values) // 2]:9.2f}" if values else f"{'-':>9}")
+            print(f"{key.replace('0x0000000000', '0x')[:44]:44}" + "".join(cells))
 
 
 def main() -> int:
@@ -133,9 +217,17 @@ def main() -> int:
     ap.add_argument("--in-order", choices=["on", "off"], default="on",
                     help="off: the front-end refuses VIRTIO_F_IN_ORDER (virtio-user in_order=0); "
                          "on: it takes it where the back-end offers it (its default)")
+    ap.add_argument("--profile-frontend", metavar="DIR",
+                    help="perf record the front-end's CPU in every measurement (files in DIR) and print "
+                         "its ns per frame, in all and at its busiest addresses")
     add_run_options(ap)
     add_other_option(ap)
     args = parse_run_options(ap)
+    if args.profile_frontend:
+        if not shutil.which("perf"):
+            print("bench-vhost: --profile-frontend needs perf", file=sys.stderr)
+            return 2
+        os.makedirs(args.profile_frontend, exist_ok=True)
     sizes = args.size_list
     workloads = [w.strip().upper() for w in args.workloads.split(",")]
     impls = with_other([args.only] if args.only else ["ferry", "dpdk"], args)
@@ -184,6 +276,8 @@ def main() -> int:
     if args.other:
         print_other_table(summary, lambda row: f"{row['workload']} {WORKLOADS.get(row['workload'], '')}",
                           args.other)
+    if args.profile_frontend:
+        print_frontend_table(results, impls)
 
     if args.json:
         with open(args.json, "w") as f:
