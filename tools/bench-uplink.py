@@ -50,7 +50,8 @@ from benchlib import (FERRIES, NOISY, OtherLoad, Tool, Unsupported, VethLink,  #
                       add_other_option, add_run_options, begin_run, build_tool,
                       cleanup_stale_netns, counter_rates, dpdk_vhost_port, ferry_binary_of, fmt, h,
                       in_netns, least_noisy, netns_cmd, noisy_note, parse_run_options,
-                      print_other_table, ratio, run_rounds, summarize, with_other)
+                      print_other_table, print_round_table, ratio, run_rounds, summarize,
+                      with_other)
 
 BACKEND_CPU = 0
 FRONTEND_CPU = 1
@@ -134,6 +135,15 @@ def ferry_count(be, port: str, key: str):
         return None
 
 
+def ferry_sleeps(be):
+    """Times Ferry's workers went to sleep so far (a poll() each; one that blocks is a wake-up
+    the kernel pays for on the CPU that hands the frame over: in rx, the sender's)."""
+    try:
+        return sum(w["sleeps"] for w in be.stats()["workers"])
+    except Exception:
+        return None
+
+
 def per_second(c0, c1, t0, t1):
     return (c1 - c0) / (t1 - t0) / 1e6 if c0 is not None and c1 is not None else None
 
@@ -198,8 +208,10 @@ def measure_rx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
     t0 = time.monotonic()
     hv0, lan0 = link.stats("a", ("rx_packets", "rx_dropped")), link.stats("b", ("tx_dropped",))
     c0 = ferry_count(be, FERRY_GUEST_PORT, "tx_packets") if impl in FERRIES else None
+    s0 = ferry_sleeps(be) if impl in FERRIES else None
     samples = fe.measure("rx", warmup=0, duration=args.duration)["samples"]
     c1 = ferry_count(be, FERRY_GUEST_PORT, "tx_packets") if impl in FERRIES else None
+    s1 = ferry_sleeps(be) if impl in FERRIES else None
     hv1, lan1 = link.stats("a", ("rx_packets", "rx_dropped")), link.stats("b", ("tx_dropped",))
     t1 = time.monotonic()
     sent = sender.values("tx", since=t0)
@@ -215,6 +227,7 @@ def measure_rx(impl: str, workload: str, size: int, args, lab: h.Lab, link: Veth
            "lan_tx_dropped_mpps": per_second(lan0["tx_dropped"], lan1["tx_dropped"], t0, t1)}
     if impl in FERRIES:
         out["backend_mpps"] = per_second(c0, c1, t0, t1)
+        out["worker_sleeps_k"] = None if s0 is None or s1 is None else per_second(s0, s1, t0, t1) * 1e3
         out["backend_ports"] = {p: ferry_count(be, p, "drops")
                                 for p in (FERRY_GUEST_PORT, FERRY_UPLINK_PORT)}
     else:
@@ -236,6 +249,8 @@ def notes(m: dict) -> list[str]:
     out = []
     if m.get("backend_mpps") is not None:
         out.append(f"back-end's count {m['backend_mpps']:.3f}")
+    if m.get("worker_sleeps_k") is not None:
+        out.append(f"worker slept {m['worker_sleeps_k']:.1f} k/s")
     if "frontend_tx_mpps" in m:
         out.append(f"guest tx {m['frontend_tx_mpps']:.3f}")
     if m.get("lan_rx_dropped"):
@@ -366,6 +381,12 @@ def main() -> int:
         if row["size"] == 64:
             print(f"# {row['workload']} 64 B: Ferry/DPDK {fmt(row['ratio'], 4).strip()} "
                   f"(bar >= {BAR}, goal >= {GOAL})")
+    if "dpdk" in impls:
+        # Round by round: a noisy round still compares the back-ends measured in it.
+        print_round_table({(f"{w}{d}", s, i): ms for (w, d, s, i), ms in results.items()},
+                          [(f"{w}{d}", s) for w, d in cells for s in sizes],
+                          lambda cell: f"{cell[0]} {DIRECTIONS[cell[0][2:]]} {WORKLOADS[cell[0][:2]]}",
+                          width=28)
     if args.other:
         print_other_table(summary, lambda row: f"{row['workload']} "
                           f"{DIRECTIONS[row['workload'][2:]]} {WORKLOADS[row['workload'][:2]]}",

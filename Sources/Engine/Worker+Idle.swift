@@ -1,5 +1,6 @@
 import CFerry
 import Model
+import Packets
 import Platform
 import Ports
 
@@ -28,11 +29,12 @@ extension Worker {
             if realtimeAllowed && !isRealtime { enterRealtime() }
             passesSinceWake = 0
             heardFromGuest = false
-            sleeps.add(1, ordering: .relaxed)
+            sleeps.addAsOnlyWriter(1)
             let fellAsleep = MonotonicClock.nanoseconds()
             woken = wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)
             let slept = MonotonicClock.nanoseconds() &- fellAsleep
-            asleepNanoseconds.add(slept, ordering: .relaxed)
+            lastSleepEndedAtOnce = slept < IdlePolicy.unblockedSleep
+            asleepNanoseconds.addAsOnlyWriter(slept)
             if wakeSources.wokenByTap { followSender(afterSleeping: slept) }
             // Whatever woke us, look everywhere at once rather than after a skip.
             resetSkips()

@@ -83,8 +83,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     let threadID = Atomic<Int32>(0)
 
     /// Loops that moved frames, and loops that found none: the busy/idle ratio.
-    /// Written by the worker alone, so counted with a relaxed load and store
-    /// (`count(_:)`), never a locked read-modify-write.
+    /// Like every counter of the worker's own, written by the worker alone, so
+    /// counted with a relaxed load and store (`addAsOnlyWriter`), never a locked
+    /// read-modify-write once per pass.
     public let busyLoops = Atomic<UInt64>(0)
     public let idleLoops = Atomic<UInt64>(0)
     /// Times the worker went to sleep waiting for a kick.
@@ -128,6 +129,9 @@ public final class Worker: DataPathGate, @unchecked Sendable {
     /// Frames came from a guest's ring since the worker last slept: what
     /// decides whether `adaptive` spins before the next sleep.
     @usableFromInline var heardFromGuest = false
+    /// The last sleep ended at once, a frame already waiting: frames stream
+    /// in, and `adaptive` spins a little before the next sleep (`IdlePolicy.streamSpin`).
+    var lastSleepEndedAtOnce = false
     /// Who sent the frames into the TAPs (Worker+SenderFollowing.swift); nil:
     /// the worker stays where the scheduler wakes it. Set while parked.
     var senderCPU: SenderCPUProgram?
@@ -302,13 +306,13 @@ public final class Worker: DataPathGate, @unchecked Sendable {
                 ports = self.ports
             }
             if forwardOnce(batch, sources: sources, ports: ports) > 0 {
-                count(busyLoops)
+                busyLoops.addAsOnlyWriter(1)
                 idleStreak = 0
                 if isRealtime { countRealtimePass(spinning: false) }
                 continue
             }
-            count(idleLoops)
-            let spin = idle.spinNanoseconds(afterGuestFrames: heardFromGuest)
+            idleLoops.addAsOnlyWriter(1)
+            let spin = idle.spinNanoseconds(afterGuestFrames: heardFromGuest, streaming: lastSleepEndedAtOnce)
             // A spin is done in the fair class: a real-time spin would keep
             // whoever the last frame woke on this CPU (its receiver) waiting.
             if isRealtime { countRealtimePass(spinning: spin != 0) }
@@ -329,16 +333,6 @@ public final class Worker: DataPathGate, @unchecked Sendable {
             }
         }
         running.store(false, ordering: .releasing)
-    }
-
-    /// One more on a counter only this thread writes. `add` compiles to a
-    /// locked compare-and-swap loop, a full barrier once per pass behind the
-    /// pass's stores into the front-end's lines: ~4 % of W1's worker samples sat
-    /// on it (docs/PERFORMANCE.md, "W1: a cheaper worker per frame"). Readers on
-    /// other threads still load it atomically.
-    @inline(__always)
-    private func count(_ counter: borrowing Atomic<UInt64>) {
-        counter.store(counter.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
     }
 
     /// Looks at every source on the next loop (after a wake-up, a new configuration).

@@ -13,9 +13,13 @@ public enum IdlePolicy: String, Sendable, CaseIterable {
     /// per burst; a TCG guest's TCP send took 3-4x as long without the spin).
     /// After frames only from
     /// descriptor-backed ports (TAP, AF_PACKET, AF_XDP, vxlan) it sleeps at
-    /// once, as `sleep` does: their kernel wakes the worker through the
-    /// descriptor at no cost to the sender, and a spin would only keep the
-    /// answer's receiver waiting behind the worker on a shared CPU. The spin
+    /// once, as `sleep` does: a spin would only keep the answer's receiver
+    /// waiting behind the worker on a shared CPU — unless the last sleep ended
+    /// at once, a frame already waiting: then frames stream in, and it spins
+    /// `streamSpin` first. Each sleep that blocks is a wake-up the sender's
+    /// CPU pays for (the kernel wakes the worker in the sender's context), and
+    /// between a stream's bursts that was thousands a second (W5rx,
+    /// docs/PERFORMANCE.md, "W5rx: the wake-ups the sender pays"). The spin
     /// is done in the fair class (`WakePriority`).
     case adaptive
     /// Sleeps as soon as a pass finds nothing: the least CPU, and a wake-up in
@@ -34,14 +38,25 @@ public enum IdlePolicy: String, Sendable, CaseIterable {
     /// that write, and needs no spin (docs/PERFORMANCE.md).
     public static let adaptiveSpin: UInt64 = 100_000
 
+    /// Long enough to bridge the gaps inside a stream from a socket (a
+    /// sender's next batch), far shorter than a ping's round trip: a ping's
+    /// sleeps block, and never start it.
+    public static let streamSpin: UInt64 = 20_000
+
+    /// A sleep shorter than this ended without blocking: a frame was already
+    /// waiting when it began. A wake-up from a blocked sleep takes longer
+    /// (the waker's IPI, a context switch).
+    public static let unblockedSleep: UInt64 = 3_000
+
     /// How long an empty worker spins before it sleeps, in nanoseconds; nil:
     /// never sleeps. `guestFrames`: frames came from a guest's ring since the
-    /// worker last woke.
+    /// worker last woke; `streaming`: its last sleep ended at once (shorter
+    /// than `unblockedSleep`).
     @inline(__always)
-    public func spinNanoseconds(afterGuestFrames guestFrames: Bool) -> UInt64? {
+    public func spinNanoseconds(afterGuestFrames guestFrames: Bool, streaming: Bool = false) -> UInt64? {
         switch self {
         case .poll: nil
-        case .adaptive: guestFrames ? Self.adaptiveSpin : 0
+        case .adaptive: guestFrames ? Self.adaptiveSpin : streaming ? Self.streamSpin : 0
         case .sleep: 0
         }
     }

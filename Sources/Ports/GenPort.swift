@@ -184,7 +184,7 @@ public final class GenPort {
             let due = UInt64(Double(now &- trialStart) * framesPerNanosecond)
             var owed = due > trialSent ? due &- trialSent : 0
             if owed > backlogLimit {
-                lagged.add(owed &- backlogLimit, ordering: .relaxed)
+                lagged.addAsOnlyWriter(owed &- backlogLimit)
                 trialSent &+= owed &- backlogLimit
                 owed = backlogLimit
             }

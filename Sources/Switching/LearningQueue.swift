@@ -1,4 +1,5 @@
 import Model
+import Packets
 import Synchronization
 
 /// A worker's learning requests on their way to the database's one writer.
@@ -32,7 +33,7 @@ public final class LearningQueue: @unchecked Sendable {
     @usableFromInline var lastKey: UInt64 = .max
     @usableFromInline var lastPort = PortIndex(.max)
     @usableFromInline var lastEndpoint: UInt16 = .max
-    /// Requests lost to a full ring (producer writes, anyone reads).
+    /// Requests lost to a full ring (the producer alone writes, `addAsOnlyWriter`; anyone reads).
     public let overflows = Atomic<UInt64>(0)
 
     public init(capacity: Int = LearningQueue.defaultCapacity) {
@@ -64,7 +65,7 @@ public final class LearningQueue: @unchecked Sendable {
         let h = head.load(ordering: .acquiring)
         if key.rawValue == lastKey && port == lastPort && endpoint == lastEndpoint && t != h { return false }
         if t &- h >= capacity {
-            overflows.add(1, ordering: .relaxed)
+            overflows.addAsOnlyWriter(1)
             return false
         }
         // SAFETY: capacity is a power of two and mask = capacity - 1: every index is in the ring.

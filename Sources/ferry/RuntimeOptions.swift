@@ -22,7 +22,7 @@ struct RuntimeOptions: ParsableArguments {
     var batch: Int?
 
     @Option(help: ArgumentHelp(
-        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after frames from a guest, whose next burst then needs no kick; at once after frames only from TAP, AF_PACKET, AF_XDP or vxlan ports, whose kernel wakes it for free), sleep (always at once: least CPU, but a guest kicks for nearly every burst) (default adaptive).",
+        "When an idle worker sleeps: poll (never: a whole core; on a shared CPU the scheduler preempts it), adaptive (100 us after frames from a guest, whose next burst then needs no kick; at once after frames only from TAP, AF_PACKET, AF_XDP or vxlan ports, 20 us if its last sleep found a frame already waiting: a stream, whose every wake-up the sender's CPU pays for), sleep (always at once: least CPU, but a guest kicks for nearly every burst) (default adaptive).",
         valueName: "policy"))
     var idle: IdlePolicy?
 

@@ -95,9 +95,9 @@ final class AdaptiveIdleTests: XCTestCase {
         XCTAssertEqual(workers[.sleep]!.sleeps.load(ordering: .relaxed), 1, "nothing woke it, so it slept once")
     }
 
-    /// `adaptive` spins before it sleeps only after frames from a guest's ring
-    /// (which need not kick while it spins); after frames from a TAP, whose
-    /// kernel wakes the worker at no cost to the sender, it sleeps at the first
+    /// `adaptive` spins before it sleeps after frames from a guest's ring
+    /// (which need not kick while it spins); after a TAP's frame that woke it
+    /// from a sleep that blocked (a ping's, not a stream's) it sleeps at the first
     /// empty pass, as `sleep` does. Needs root and /dev/net/tun.
     func testAdaptiveSpinsAfterAGuestsFramesAndNotAfterATaps() throws {
         try NetworkSandbox.requireTapSupport()
@@ -106,12 +106,8 @@ final class AdaptiveIdleTests: XCTestCase {
         let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
         let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, idle: .adaptive,
                             sleepTimeoutMilliseconds: 60_000)
-        let name = NetworkSandbox.interfaceName("ferryid", "0")
-        NetworkSandbox.removeInterface(name)
-        defer { NetworkSandbox.removeInterface(name) }
-        let tap = try TapPort(name: name, queues: 1, mtu: 1500, batchCapacity: 64)
-        defer { tap.device.close() }
-        try NetworkSandbox.disableIPv6(name)
+        let (tap, removeTap) = try makeTap("ferryid")
+        defer { removeTap() }
         let log = CapturedLog()
         let device = VhostDevice(name: "guest", gate: worker, logger: log.logger)
         let vhost = VhostPort(endpoint: try VhostUserEndpoint(path: path, mode: .server, device: device, logger: log.logger))
@@ -140,8 +136,10 @@ final class AdaptiveIdleTests: XCTestCase {
             let slept = worker.sleeps.load(ordering: .relaxed) - sleeps
             return Double(worker.idleLoops.load(ordering: .relaxed) - empty) / Double(slept)
         }
-        let afterTap = try emptyPassesPerSleep(frames: 3) {
-            for _ in 0..<3 { try kernel.send(ethernetFrame(length: 60)) }
+        // One frame: a second one arriving just as the worker goes back to sleep
+        // would end that sleep at once, a stream (`testASleepThatEndsAtOnceMarksAStream`).
+        let afterTap = try emptyPassesPerSleep(frames: 1) {
+            try kernel.send(ethernetFrame(length: 60))
         }
         XCTAssertEqual(afterTap, 1, "after a TAP's frames it sleeps at the first empty pass")
         let afterGuest = emptyPassesPerSleep(frames: 3) {
@@ -150,6 +148,44 @@ final class AdaptiveIdleTests: XCTestCase {
         }
         // The clock is read every 16 empty passes: a spin makes at least 16.
         XCTAssertGreaterThanOrEqual(afterGuest, 16, "after a guest's frames it spins before sleeping")
+    }
+
+    /// A sleep that ends at once, a frame already waiting on a descriptor, marks
+    /// a stream: `adaptive` then spins `streamSpin` before the next sleep, so the
+    /// sender's next batch finds the worker awake instead of paying a wake-up.
+    /// A sleep that blocked (here until its timeout) does not. The worker is not
+    /// started: the test thread sleeps as its thread would. Needs root and /dev/net/tun.
+    func testASleepThatEndsAtOnceMarksAStream() throws {
+        try NetworkSandbox.requireTapSupport()
+        let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
+        let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, idle: .adaptive,
+                            wakePriority: .normal, sleepTimeoutMilliseconds: 20)
+        let (tap, removeTap) = try makeTap("ferryst")
+        defer { removeTap() }
+        bridge.setMembership([.access(1)])
+        worker.configure(ports: [WorkerPort(port: .tap(tap), vlan: .access(1), transmitQueue: 0)],
+                         sources: [WorkerSource(index: 0, port: .tap(tap), queue: 0)])
+        func spinBeforeNextSleep() -> UInt64? {
+            worker.idle.spinNanoseconds(afterGuestFrames: false, streaming: worker.lastSleepEndedAtOnce)
+        }
+
+        XCTAssertFalse(worker.sleepUntilKicked(), "nothing waits: the sleep blocks until its timeout")
+        XCTAssertFalse(worker.lastSleepEndedAtOnce)
+        XCTAssertEqual(spinBeforeNextSleep(), 0, "after a sleep that blocked, none")
+
+        let kernel = try PacketSocket(interface: tap.device.index, ignoreOutgoing: true)
+        try kernel.send(ethernetFrame(length: 60))
+        // The frame stays in the TAP (nothing reads it), so every sleep ends at once; one
+        // of three is enough (the test thread may lose its CPU inside the first).
+        var endedAtOnce = false
+        for _ in 0..<3 where !endedAtOnce {
+            XCTAssertTrue(worker.sleepUntilKicked(), "the waiting frame ends the sleep")
+            endedAtOnce = worker.lastSleepEndedAtOnce
+        }
+        XCTAssertTrue(endedAtOnce, "a sleep with a frame already waiting did not end at once")
+        XCTAssertEqual(spinBeforeNextSleep(), IdlePolicy.streamSpin, "after it, a stream's spin")
+        XCTAssertEqual(IdlePolicy.sleep.spinNanoseconds(afterGuestFrames: false, streaming: true), 0,
+                       "`sleep` never spins")
     }
 
     /// A `realtime` worker sleeps as a SCHED_FIFO task, so the frame that wakes it
@@ -175,6 +211,23 @@ final class AdaptiveIdleTests: XCTestCase {
         workers[.realtime]!.whilePaused { classWhilePaused = policy(.realtime) }
         XCTAssertEqual(classWhilePaused, SCHED_OTHER, "a parked worker spins in the fair class")
         XCTAssertTrue(waitUntil { policy(.realtime) == SCHED_FIFO }, "back to sleep, real-time again")
+    }
+
+    /// A one-queue TAP named from `prefix`, IPv6 off (nothing of the kernel's own
+    /// arrives on it), and what closes and removes it.
+    private func makeTap(_ prefix: String) throws -> (TapPort, () -> Void) {
+        let name = NetworkSandbox.interfaceName(prefix, "0")
+        NetworkSandbox.removeInterface(name)
+        let tap = try TapPort(name: name, queues: 1, mtu: 1500, batchCapacity: 64)
+        let remove = {
+            tap.device.close()
+            NetworkSandbox.removeInterface(name)
+        }
+        do { try NetworkSandbox.disableIPv6(name) } catch {
+            remove()
+            throw error
+        }
+        return (tap, remove)
     }
 
     /// A guest port (port 0) and a sink (port 1) in VLAN 1, the worker's two sources.
