@@ -57,6 +57,11 @@ public final class TapDevice: @unchecked Sendable {
     public private(set) var queueDescriptors: [Int32]
     /// The queues' descriptors, owned: closed by `close()` or with the device.
     private var queueFiles: [DescriptorSlot]
+    /// The socket the SIOC*IF* requests go through, kept: the MTU is asked once a
+    /// second (`PortWatch`), and a socket made and closed for each ask was most of
+    /// that turn of the control thread (docs/PERFORMANCE.md, "Session 9: every slow
+    /// reply accounted for"). Made in Ferry's network namespace, like each one before.
+    private let control: FileDescriptor
 
     public var queueCount: Int { queueDescriptors.count }
 
@@ -105,6 +110,7 @@ public final class TapDevice: @unchecked Sendable {
         let control = try Self.controlSocket()
         try Self.bringUp(kernelName, socket: control.rawValue)
         if let mtu { try Self.setMTU(kernelName, mtu, socket: control.rawValue) }
+        self.control = control
         self.name = kernelName
         self.index = if_nametoindex(kernelName)
         self.created = !existed
@@ -196,7 +202,6 @@ public final class TapDevice: @unchecked Sendable {
 
     /// Whether the interface is administratively up (IFF_UP).
     public func isUp() throws(SystemError) -> Bool {
-        let control = try Self.controlSocket()
         var request = Self.request(name)
         _ = try syscall("SIOCGIFFLAGS(\(name))") { ferry_ioctl_pointer(control.rawValue, UInt(SIOCGIFFLAGS), &request) }
         return Int32(request.ifr_ifru.ifru_flags) & Int32(IFF_UP) != 0
@@ -204,7 +209,6 @@ public final class TapDevice: @unchecked Sendable {
 
     /// The interface's MTU (SIOCGIFMTU).
     public func mtu() throws(SystemError) -> Int {
-        let control = try Self.controlSocket()
         var request = Self.request(name)
         _ = try syscall("SIOCGIFMTU(\(name))") { ferry_ioctl_pointer(control.rawValue, UInt(SIOCGIFMTU), &request) }
         return Int(request.ifr_ifru.ifru_mtu)
@@ -212,7 +216,6 @@ public final class TapDevice: @unchecked Sendable {
 
     /// Sets the interface's MTU (SIOCSIFMTU); the TAP driver accepts 68...65521.
     public func setMTU(_ mtu: Int) throws {
-        let control = try Self.controlSocket()
         try Self.setMTU(name, mtu, socket: control.rawValue)
     }
 

@@ -96,6 +96,10 @@ final class ControlServer: ControlLoopClient {
     }
 
     private func acceptPending() {
+        // accept4 makes a socket before it finds the queue empty: at every turn of the
+        // loop that was a fifth of an idle control thread's time; a look costs less
+        // (docs/PERFORMANCE.md, "Session 9: every slow reply accounted for").
+        guard !listener.isEmpty, Self.readable(listener.rawValue) else { return }
         // A connection turned away below is closed as it goes out of scope.
         while !listener.isEmpty, let connection = try? UnixSocket.accept(listener.rawValue) {
             let fd = connection.rawValue
@@ -191,6 +195,14 @@ final class ControlServer: ControlLoopClient {
         guard case .done(let n) = sent else { return }
         client.output.removeFirst(n)
         clients[fd] = client
+    }
+
+    /// Whether `fd` has input (for a listener: a connection to accept), without waiting.
+    private static func readable(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        // A failed look (ENOMEM) says yes: accept decides, as before.
+        guard let ready = try? syscall("poll", { poll(&p, 1, 0) }) else { return true }
+        return ready > 0
     }
 
     /// Drops connections whose client has gone (hung up, not yet noticed because
