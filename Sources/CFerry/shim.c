@@ -2,6 +2,8 @@
 #define _GNU_SOURCE 1
 #include <sched.h>
 #include <pthread.h>
+#include <poll.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -28,6 +30,11 @@ int ferry_set_affinity_mask(const unsigned long long *words, int count) {
 }
 
 int ferry_current_cpu(void) { return sched_getcpu(); }
+
+int ferry_ppoll_nanoseconds(struct pollfd *fds, unsigned long count, long nanoseconds) {
+    struct timespec limit = {nanoseconds / 1000000000L, nanoseconds % 1000000000L};
+    return ppoll(fds, (nfds_t)count, &limit, NULL);
+}
 
 int ferry_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 

@@ -22,6 +22,14 @@ public enum SenderFollowing {
     /// would put the two on one CPU, one waiting for the other.
     public static let minimumSleepNanoseconds: UInt64 = 250_000
 
+    /// How long a worker that decided to move sleeps first. The answer it just
+    /// wrote has woken the sender on the CPU it moves to, and a real-time arrival
+    /// there preempted the sender before it had read it: 30-40 µs of a first ping,
+    /// traced (busybox takes its time after parsing the reply; docs/PERFORMANCE.md,
+    /// "Session 9: every slow reply accounted for"). A ping's reader is asleep
+    /// again within ~60 µs; its next request comes a millisecond later.
+    public static let settleNanoseconds = 200_000
+
     /// The CPU to move to, decided at the wake-up, or nil to stay. Where the
     /// worker runs is not asked here: it is read once, at the move (`moves(to:from:)`).
     ///

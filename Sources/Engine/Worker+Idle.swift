@@ -19,7 +19,11 @@ extension Worker {
     func sleepUntilKicked() -> Bool {
         // A source that cannot be waited for: nothing to gather, the worker polls on.
         if pollsAlways || polledARunningGenerator { return true }
-        moveToSenderBeforeSleeping()
+        // A move to a TAP sender's CPU waits a short sleep: the answer just written
+        // has woken the sender there (`SenderFollowing.settleNanoseconds`). Already
+        // there (nearly every time), nothing is pending.
+        let moving = senderCPUToFollow.map { SenderFollowing.moves(to: $0, from: ThreadAffinity.currentCPU()) } ?? false
+        if !moving { senderCPUToFollow = nil }
         wakeSources.removeAll()
         for source in sources {
             guard source.port.addWakeSources(queue: source.queue, to: &wakeSources) else { return true }
@@ -31,7 +35,8 @@ extension Worker {
             heardFromGuest = false
             sleeps.addAsOnlyWriter(1)
             let fellAsleep = MonotonicClock.nanoseconds()
-            woken = wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)
+            woken = moving ? wakeSources.wait(timeoutNanoseconds: SenderFollowing.settleNanoseconds)
+                : wakeSources.wait(timeoutMilliseconds: sleepTimeoutMilliseconds)
             let slept = MonotonicClock.nanoseconds() &- fellAsleep
             lastSleepEndedAtOnce = slept < IdlePolicy.unblockedSleep
             asleepNanoseconds.addAsOnlyWriter(slept)
@@ -40,6 +45,9 @@ extension Worker {
             resetSkips()
         }
         wakeSources.disarm()
+        // Nothing came while the sender took its answer: now the move, then (the
+        // caller's next empty pass) the sleep. A frame meanwhile decided again.
+        if moving && !woken { moveToSenderBeforeSleeping() }
         return woken
     }
 

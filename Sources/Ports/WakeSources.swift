@@ -1,3 +1,4 @@
+import CFerry
 import Glibc
 import Platform
 import Virtio
@@ -84,7 +85,16 @@ public struct WakeSources {
     /// False when the timeout passed with nothing to report.
     public mutating func wait(timeoutMilliseconds: Int32) -> Bool {
         wokenByTap = false
-        let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMilliseconds)
+        return handle(ready: poll(&descriptors, nfds_t(descriptors.count), timeoutMilliseconds))
+    }
+
+    /// `wait(timeoutMilliseconds:)` for a timeout below a millisecond (`ppoll`).
+    public mutating func wait(timeoutNanoseconds nanoseconds: Int) -> Bool {
+        wokenByTap = false
+        return handle(ready: ferry_ppoll_nanoseconds(&descriptors, UInt(descriptors.count), nanoseconds))
+    }
+
+    private mutating func handle(ready: Int32) -> Bool {
         if ready == 0 { return false }
         let frameDescriptors = owners.count
         for d in descriptors[frameDescriptors...] where d.revents != 0 { _ = EventFD.drain(d.fd) }

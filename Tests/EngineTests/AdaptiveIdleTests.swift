@@ -157,14 +157,8 @@ final class AdaptiveIdleTests: XCTestCase {
     /// started: the test thread sleeps as its thread would. Needs root and /dev/net/tun.
     func testASleepThatEndsAtOnceMarksAStream() throws {
         try NetworkSandbox.requireTapSupport()
-        let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
-        let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, idle: .adaptive,
-                            wakePriority: .normal, sleepTimeoutMilliseconds: 20)
-        let (tap, removeTap) = try makeTap("ferryst")
+        let (worker, tap, removeTap) = try tapWorker("ferryst")
         defer { removeTap() }
-        bridge.setMembership([.access(1)])
-        worker.configure(ports: [WorkerPort(port: .tap(tap), vlan: .access(1), transmitQueue: 0)],
-                         sources: [WorkerSource(index: 0, port: .tap(tap), queue: 0)])
         func spinBeforeNextSleep() -> UInt64? {
             worker.idle.spinNanoseconds(afterGuestFrames: false, streaming: worker.lastSleepEndedAtOnce)
         }
@@ -186,6 +180,46 @@ final class AdaptiveIdleTests: XCTestCase {
         XCTAssertEqual(spinBeforeNextSleep(), IdlePolicy.streamSpin, "after it, a stream's spin")
         XCTAssertEqual(IdlePolicy.sleep.spinNanoseconds(afterGuestFrames: false, streaming: true), 0,
                        "`sleep` never spins")
+    }
+
+    /// A worker that decided to follow a TAP's sender to another CPU sleeps
+    /// `SenderFollowing.settleNanoseconds` first and moves only if nothing came
+    /// (the sender, woken on that CPU by the answer, is left to read it); a frame
+    /// meanwhile ends that sleep with no move. The test thread plays the worker.
+    /// Needs root, /dev/net/tun and two CPUs.
+    func testAMoveToTheSendersCPUWaitsASettlingSleep() throws {
+        try NetworkSandbox.requireTapSupport()
+        guard let allowed = ThreadAffinity.allowed(), let here = ThreadAffinity.currentCPU(),
+              let there = (0..<1024).first(where: { $0 != here && allowed.contains($0) }) else {
+            return XCTFail("needs two CPUs this thread may run on")
+        }
+        defer { _ = ThreadAffinity.allow(allowed) }
+        let (worker, tap, removeTap) = try tapWorker("ferrymv")
+        defer { removeTap() }
+        worker.allowedCPUs = allowed
+
+        // Held on one CPU, so that the scheduler cannot make the decision moot meanwhile.
+        XCTAssertNil(ThreadAffinity.pin(to: here))
+        // A frame waiting: the settling sleep ends at once, and the worker stays.
+        let kernel = try PacketSocket(interface: tap.device.index, ignoreOutgoing: true)
+        try kernel.send(ethernetFrame(length: 60))
+        worker.senderCPUToFollow = there
+        XCTAssertTrue(worker.sleepUntilKicked(), "the waiting frame ends the settling sleep")
+        XCTAssertEqual(worker.senderMoves.load(ordering: .relaxed), 0, "a frame came: no move yet")
+        try NetworkSandbox.drain(tap.device)
+
+        // Nothing waiting: the settling sleep times out, then the move (which frees the thread again).
+        worker.senderCPUToFollow = there
+        XCTAssertFalse(worker.sleepUntilKicked(), "nothing came while the sender settled")
+        XCTAssertEqual(worker.senderMoves.load(ordering: .relaxed), 1, "then the worker moved")
+        XCTAssertNil(worker.senderCPUToFollow)
+
+        // Already on the sender's CPU: nothing pending, a plain sleep.
+        XCTAssertNil(ThreadAffinity.pin(to: there))
+        worker.senderCPUToFollow = there
+        XCTAssertFalse(worker.sleepUntilKicked())
+        XCTAssertNil(worker.senderCPUToFollow)
+        XCTAssertEqual(worker.senderMoves.load(ordering: .relaxed), 1, "no second move")
     }
 
     /// A `realtime` worker sleeps as a SCHED_FIFO task, so the frame that wakes it
@@ -215,6 +249,18 @@ final class AdaptiveIdleTests: XCTestCase {
 
     /// A one-queue TAP named from `prefix`, IPv6 off (nothing of the kernel's own
     /// arrives on it), and what closes and removes it.
+    /// An `adaptive` worker (fair class, 20-ms sleeps) polling one fresh TAP; not started.
+    private func tapWorker(_ prefix: String) throws -> (Worker, TapPort, () -> Void) {
+        let bridge = Bridge(database: ForwardingDatabase(capacity: 64))
+        let worker = Worker(id: 0, cpu: nil, batchSize: 32, bridge: bridge, idle: .adaptive,
+                            wakePriority: .normal, sleepTimeoutMilliseconds: 20)
+        let (tap, removeTap) = try makeTap(prefix)
+        bridge.setMembership([.access(1)])
+        worker.configure(ports: [WorkerPort(port: .tap(tap), vlan: .access(1), transmitQueue: 0)],
+                         sources: [WorkerSource(index: 0, port: .tap(tap), queue: 0)])
+        return (worker, tap, removeTap)
+    }
+
     private func makeTap(_ prefix: String) throws -> (TapPort, () -> Void) {
         let name = NetworkSandbox.interfaceName(prefix, "0")
         NetworkSandbox.removeInterface(name)

@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/uio.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <linux/virtio_ring.h>
 #include <linux/if_tun.h>
@@ -98,6 +99,8 @@ int ferry_set_affinity(int cpu);
 int ferry_get_affinity_mask(unsigned long long *words, int count);
 int ferry_set_affinity_mask(const unsigned long long *words, int count);
 int ferry_current_cpu(void);
+// ppoll(2) with a relative timeout in nanoseconds (a sleep shorter than poll's millisecond).
+int ferry_ppoll_nanoseconds(struct pollfd *fds, unsigned long count, long nanoseconds);
 int ferry_set_thread_name(const char *name);
 int ferry_accept_cloexec(int listener);
 int ferry_gettid(void);
