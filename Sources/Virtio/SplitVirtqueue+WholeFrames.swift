@@ -112,10 +112,20 @@ extension SplitVirtqueue {
             let header = batch.header(frame)
             let buffer = reserved.buffer
             // SAFETY: reserveChains translated the buffer with room for headerLength (12, checked by
-            // the caller) plus the frame's length; every store below stays inside those bytes.
-            buffer.storeBytes(of: header.loadUnaligned(as: UInt64.self) & flagsMask, as: UInt64.self)
-            buffer.storeBytes(of: (header.loadUnaligned(fromByteOffset: 8, as: UInt32.self) & 0xFFFF) | oneBuffer,
-                              toByteOffset: 8, as: UInt32.self)
+            // the caller) plus the frame's length; every load and store below stays inside those bytes.
+            // The header is stored only where the buffer holds another: a driver recycles its
+            // buffers, so most already hold this header, and a line left unwritten stays shared
+            // with the driver's CPU, which then reads the header without taking the line from
+            // this one (DPDK's vhost does the same). What the guest writes there meanwhile is
+            // its own: the value read is only compared.
+            let flagsAndGSO = header.loadUnaligned(as: UInt64.self) & flagsMask
+            let checksumAndCount = (header.loadUnaligned(fromByteOffset: 8, as: UInt32.self) & 0xFFFF) | oneBuffer
+            if buffer.loadUnaligned(as: UInt64.self) != flagsAndGSO {
+                buffer.storeBytes(of: flagsAndGSO, as: UInt64.self)
+            }
+            if buffer.loadUnaligned(fromByteOffset: 8, as: UInt32.self) != checksumAndCount {
+                buffer.storeBytes(of: checksumAndCount, toByteOffset: 8, as: UInt32.self)
+            }
             var at = buffer + headerLength
             var left = batch.length(of: frame)
             for segment in batch.segments(of: frame) where left > 0 {
