@@ -392,6 +392,30 @@ final class SplitVirtqueueTests: XCTestCase {
         XCTAssertEqual(ring.usedIndex, 151, "one publish for the burst")
     }
 
+    /// A recycled buffer holds a header already, and the push stores the frame's only where it
+    /// differs (SplitVirtqueue+WholeFrames.swift): a buffer holding bytes that differ in both
+    /// words, one holding another num_buffers, and one holding the very header each end with
+    /// the frame's header (num_buffers 1) and the frame after it.
+    func testPushWholeFramesIntoBuffersThatHoldAHeaderAlready() throws {
+        let (ring, queue) = try SplitVirtqueue.started(mergeable: true)
+        let oneBufferHeader: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+        let held: [[UInt8]] = [Array(repeating: 0xEE, count: 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0], oneBufferHeader]
+        for bytes in held {
+            let head = ring.offerRX(bufferSizes: [2048])
+            // A split descriptor starts with its buffer's address (virtio 1.2 §2.7.5).
+            let address = ring.ram.read(ring.descGPA + UInt64(head) * 16, count: 8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            ring.ram.write(bytes, at: address)
+        }
+        let batch = PacketBatch(capacity: 32)
+        let store = FrameStore()
+        let frames = (0..<3).map { ethernetFrame(length: 60, seed: UInt8($0)) }
+        for frame in frames { store.append(frame, to: batch) }
+        queue.push(from: batch, counters: QueueCounters())
+        let got = ring.receive()
+        XCTAssertEqual(got.map(\.frame), frames)
+        XCTAssertEqual(got.map(\.header), Array(repeating: oneBufferHeader, count: 3))
+    }
+
     func testPushWithALegacyTenByteHeader() throws {
         let (ring, queue) = try SplitVirtqueue.started(headerLength: 10)
         ring.offerRX(bufferSizes: [2048])
